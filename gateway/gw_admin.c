@@ -1,0 +1,307 @@
+/*
+ * gw_admin.c - health endpoints, the admin API and Prometheus metrics.
+ *
+ * Endpoints (docs/admin-api.md is the reference):
+ *   GET /health/live     200 while the process runs (both ports)
+ *   GET /health/ready    200 when the site can take writes, else 503 with
+ *                        the reason (both ports)
+ *   GET /metrics         Prometheus text, unauthenticated (admin port)
+ *   GET /admin/v1/status JSON: site, version, uptime, listeners, erasure
+ *                        coding, drives, peers (admin port; bearer token)
+ *
+ * The admin API authenticates with "Authorization: Bearer <token>" compared
+ * in constant time against [admin] token. Health and metrics stay open
+ * because load balancers and Prometheus scrape them without credentials;
+ * they reveal no object data. Until the S3 API lands, every other request on
+ * the S3 port is answered with an S3-style 501 NotImplemented document, so
+ * clients get a precise error rather than a hang or a bare 404.
+ */
+#include "gw_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int
+is_get_or_head(gw_req *r)
+{
+    return strcmp(gw_req_method(r), "GET") == 0 || strcmp(gw_req_method(r), "HEAD") == 0;
+}
+
+/* Answers health checks; returns 1 if it did. */
+static int
+route_health(gw_req *r, gw_daemon *d)
+{
+    const char *path = gw_req_path(r);
+
+    if (strcmp(path, "/health/live") == 0 && is_get_or_head(r)) {
+        gw_resp_simple(r, 200, "text/plain", "live\n", 5);
+        return 1;
+    }
+    if (strcmp(path, "/health/ready") == 0 && is_get_or_head(r)) {
+        char msg[160];
+        int n;
+        if (gw__ready(d)) {
+            gw_resp_simple(r, 200, "text/plain", "ready\n", 6);
+        } else {
+            n = snprintf(msg, sizeof(msg), "not ready: %s (%d of %d drives online, need %d)\n",
+                         d->shutting_down ? "shutting down" : "too few drives",
+                         gw__drives_online(d), d->n_drives, d->conf->ec_k + (d->conf->ec_m > 0));
+            gw_resp_simple(r, 503, "text/plain", msg, (size_t)n);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static void
+json_response(gw_req *r, int status, mrd_buf *b)
+{
+    gw_resp_simple(r, status, "application/json", b->data ? b->data : "{}", b->data ? b->len : 2);
+}
+
+static void
+json_error(gw_req *r, int status, const char *code, const char *message)
+{
+    mrd_buf b = {0};
+    mrd_json_w w;
+
+    mrd_json_w_init(&w, &b);
+    mrd_json_w_obj_begin(&w);
+    mrd_json_w_key(&w, "error");
+    mrd_json_w_str(&w, code);
+    mrd_json_w_key(&w, "message");
+    mrd_json_w_str(&w, message);
+    mrd_json_w_obj_end(&w);
+    if (status == 401)
+        gw_resp_header(r, "WWW-Authenticate", "Bearer realm=\"meridian-admin\"");
+    json_response(r, status, &b);
+    mrd_buf_free(&b);
+}
+
+static void
+w_addr(mrd_json_w *w, const char *key, const mrd_addr *a)
+{
+    char s[300];
+
+    mrd_json_w_key(w, key);
+    mrd_json_w_str(w, mrd_addr_format(a, s, sizeof(s)));
+}
+
+static void
+admin_status(gw_req *r, gw_daemon *d)
+{
+    const mrd_config *c = d->conf;
+    mrd_buf b = {0};
+    mrd_json_w w;
+    gw_http_stats st;
+
+    mrd_json_w_init(&w, &b);
+    mrd_json_w_obj_begin(&w);
+    mrd_json_w_key(&w, "site");
+    mrd_json_w_obj_begin(&w);
+    mrd_json_w_key(&w, "id");
+    mrd_json_w_uint(&w, c->site_id);
+    mrd_json_w_key(&w, "name");
+    mrd_json_w_str(&w, c->site_name);
+    mrd_json_w_key(&w, "region");
+    mrd_json_w_str(&w, c->region);
+    mrd_json_w_obj_end(&w);
+    mrd_json_w_key(&w, "version");
+    mrd_json_w_str(&w, MRD_VERSION);
+    mrd_json_w_key(&w, "started_at_ms");
+    mrd_json_w_uint(&w, d->started_ms);
+    mrd_json_w_key(&w, "uptime_s");
+    mrd_json_w_double(&w, (double)(mrd_clock_mono_ns() - d->started_mono_ns) / 1e9);
+    mrd_json_w_key(&w, "ready");
+    mrd_json_w_bool(&w, gw__ready(d));
+    mrd_json_w_key(&w, "listen");
+    mrd_json_w_obj_begin(&w);
+    w_addr(&w, "s3", &c->listen_s3);
+    w_addr(&w, "replication", &c->listen_replication);
+    w_addr(&w, "admin", &c->listen_admin);
+    mrd_json_w_obj_end(&w);
+    mrd_json_w_key(&w, "erasure");
+    mrd_json_w_obj_begin(&w);
+    mrd_json_w_key(&w, "k");
+    mrd_json_w_int(&w, c->ec_k);
+    mrd_json_w_key(&w, "m");
+    mrd_json_w_int(&w, c->ec_m);
+    mrd_json_w_key(&w, "block_size");
+    mrd_json_w_uint(&w, c->block_size);
+    mrd_json_w_obj_end(&w);
+
+    mrd_json_w_key(&w, "drives");
+    mrd_json_w_arr_begin(&w);
+    for (int i = 0; i < d->n_drives; i++) {
+        const gw_drive *dr = &d->drives[i];
+        mrd_json_w_obj_begin(&w);
+        mrd_json_w_key(&w, "path");
+        mrd_json_w_str(&w, dr->path);
+        mrd_json_w_key(&w, "state");
+        mrd_json_w_str(&w, dr->state == GW_DRIVE_ONLINE ? "online" : "offline");
+        mrd_json_w_key(&w, "total_bytes");
+        mrd_json_w_uint(&w, dr->total_bytes);
+        mrd_json_w_key(&w, "free_bytes");
+        mrd_json_w_uint(&w, dr->free_bytes);
+        mrd_json_w_key(&w, "error");
+        mrd_json_w_str(&w, dr->err ? mrd_strerror(dr->err) : "");
+        mrd_json_w_obj_end(&w);
+    }
+    mrd_json_w_arr_end(&w);
+
+    mrd_json_w_key(&w, "peers");
+    mrd_json_w_arr_begin(&w);
+    for (int i = 0; i < c->n_peers; i++) {
+        const mrd_peer_conf *p = &c->peers[i];
+        mrd_json_w_obj_begin(&w);
+        mrd_json_w_key(&w, "name");
+        mrd_json_w_str(&w, p->name);
+        mrd_json_w_key(&w, "id");
+        mrd_json_w_uint(&w, p->id);
+        w_addr(&w, "replication", &p->replication);
+        if (p->has_s3)
+            w_addr(&w, "s3", &p->s3);
+        /* The replicator reports live link state once it runs; until then a
+         * peer is only known from configuration. */
+        mrd_json_w_key(&w, "state");
+        mrd_json_w_str(&w, "configured");
+        mrd_json_w_obj_end(&w);
+    }
+    mrd_json_w_arr_end(&w);
+
+    gw_http_server_stats_get(d->s3, &st);
+    mrd_json_w_key(&w, "s3_http");
+    mrd_json_w_obj_begin(&w);
+    mrd_json_w_key(&w, "connections_open");
+    mrd_json_w_uint(&w, st.conns_open);
+    mrd_json_w_key(&w, "requests");
+    mrd_json_w_uint(&w, st.requests);
+    mrd_json_w_key(&w, "bad_requests");
+    mrd_json_w_uint(&w, st.bad_requests + st.too_large);
+    mrd_json_w_obj_end(&w);
+    mrd_json_w_obj_end(&w);
+
+    if (mrd_json_w_error(&w) != 0)
+        json_error(r, 500, "InternalError", "could not render status");
+    else
+        json_response(r, 200, &b);
+    mrd_buf_free(&b);
+}
+
+static void
+metric(mrd_buf *b, const char *name, const char *type, const char *help, const char *labels,
+       double v)
+{
+    mrd_buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n", name, help, name, type, name,
+                    labels, v);
+}
+
+static void
+http_metrics(mrd_buf *b, const char *listener, const gw_http_server *s)
+{
+    gw_http_stats st;
+    char lab[64];
+
+    gw_http_server_stats_get(s, &st);
+    snprintf(lab, sizeof(lab), "{listener=\"%s\"}", listener);
+    mrd_buf_appendf(b,
+                    "meridian_http_connections_open%s %llu\n"
+                    "meridian_http_requests_total%s %llu\n"
+                    "meridian_http_bad_requests_total%s %llu\n"
+                    "meridian_http_too_large_total%s %llu\n"
+                    "meridian_http_timeouts_total%s %llu\n"
+                    "meridian_http_aborted_total%s %llu\n"
+                    "meridian_http_bytes_in_total%s %llu\n"
+                    "meridian_http_bytes_out_total%s %llu\n",
+                    lab, (unsigned long long)st.conns_open, lab, (unsigned long long)st.requests,
+                    lab, (unsigned long long)st.bad_requests, lab, (unsigned long long)st.too_large,
+                    lab, (unsigned long long)st.timeouts, lab, (unsigned long long)st.aborted, lab,
+                    (unsigned long long)st.bytes_in, lab, (unsigned long long)st.bytes_out);
+}
+
+static void
+admin_metrics(gw_req *r, gw_daemon *d)
+{
+    mrd_buf b = {0};
+    char lab[128];
+
+    snprintf(lab, sizeof(lab), "{site=\"%s\",version=\"%s\"}", d->conf->site_name, MRD_VERSION);
+    metric(&b, "meridian_build_info", "gauge", "Build and site labels.", lab, 1);
+    metric(&b, "meridian_uptime_seconds", "gauge", "Seconds since start.", "",
+           (double)(mrd_clock_mono_ns() - d->started_mono_ns) / 1e9);
+    metric(&b, "meridian_ready", "gauge", "1 when the site accepts writes.", "", gw__ready(d));
+    mrd_buf_appendf(&b, "# HELP meridian_drive_online 1 when the drive passed its last probe.\n"
+                        "# TYPE meridian_drive_online gauge\n");
+    for (int i = 0; i < d->n_drives; i++)
+        mrd_buf_appendf(&b, "meridian_drive_online{drive=\"%d\"} %d\n", i,
+                        d->drives[i].state == GW_DRIVE_ONLINE);
+    mrd_buf_appendf(&b, "# HELP meridian_drive_free_bytes Free bytes on the drive.\n"
+                        "# TYPE meridian_drive_free_bytes gauge\n");
+    for (int i = 0; i < d->n_drives; i++)
+        mrd_buf_appendf(&b, "meridian_drive_free_bytes{drive=\"%d\"} %llu\n", i,
+                        (unsigned long long)d->drives[i].free_bytes);
+    mrd_buf_appendf(&b, "# TYPE meridian_http_requests_total counter\n");
+    http_metrics(&b, "s3", d->s3);
+    http_metrics(&b, "admin", d->admin);
+    gw_resp_simple(r, 200, "text/plain; version=0.0.4", b.data, b.len);
+    mrd_buf_free(&b);
+}
+
+static int
+admin_authorized(gw_req *r, gw_daemon *d)
+{
+    const char *h = gw_req_header(r, "authorization");
+    const char *tok = d->conf->admin_token;
+
+    if (!h || strncmp(h, "Bearer ", 7) != 0)
+        return 0;
+    h += 7;
+    return mrd_consttime_equal(h, strlen(h), tok, strlen(tok));
+}
+
+void
+gw__route_admin(gw_req *r, void *ud)
+{
+    gw_daemon *d = ud;
+    const char *path = gw_req_path(r);
+
+    if (route_health(r, d))
+        return;
+    if (strcmp(path, "/metrics") == 0 && is_get_or_head(r)) {
+        admin_metrics(r, d);
+        return;
+    }
+    if (strncmp(path, "/admin/", 7) != 0) {
+        json_error(r, 404, "NotFound", "no such admin endpoint; see docs/admin-api.md");
+        return;
+    }
+    if (!admin_authorized(r, d)) {
+        MRD_WARN("admin.auth_failed", "peer=%s path=%s", gw_req_peer(r), path);
+        json_error(r, 401, "Unauthorized",
+                   "missing or wrong bearer token; pass --token or set MERIDIAN_TOKEN");
+        return;
+    }
+    if (strcmp(path, "/admin/v1/status") == 0) {
+        if (!is_get_or_head(r)) {
+            json_error(r, 405, "MethodNotAllowed", "use GET");
+            return;
+        }
+        admin_status(r, d);
+        return;
+    }
+    json_error(r, 404, "NotFound", "no such admin endpoint; see docs/admin-api.md");
+}
+
+void
+gw__route_s3(gw_req *r, void *ud)
+{
+    gw_daemon *d = ud;
+    static const char body[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NotImplemented</Code>"
+        "<Message>The S3 API is not available in this build of meridiand yet; only "
+        "/health/live and /health/ready are served on this port.</Message></Error>\n";
+
+    if (route_health(r, d))
+        return;
+    gw_resp_simple(r, 501, "application/xml", body, sizeof(body) - 1);
+}
