@@ -24,10 +24,13 @@
  * Token bucket. Each link direction has one bucket shared by all its
  * connections: tokens grow at `rate` bytes/s up to `burst` (default 10 ms
  * worth, at least 16 KiB). A pipe moves min(eligible, tokens, room in the
- * destination's output buffer) bytes at a time. When it is short of tokens
- * it joins the bucket's FIFO of waiters and the bucket arms one timer for
- * when enough tokens will exist; the timer pumps the waiters in turn, so
- * connections of a link share the rate roughly round-robin. Changing the
+ * destination's output buffer) bytes at a time. When it is short of tokens,
+ * or other pipes are already waiting, it joins the bucket's FIFO of waiters
+ * and the bucket arms one timer for when a quantum (about 1 ms of rate)
+ * will exist. The timer gives turns in FIFO order while tokens last; only
+ * the pipe whose turn it is may take tokens, and a pipe that wants more
+ * rejoins at the tail, so the connections of a link share the rate
+ * round-robin instead of the busiest socket taking it all. Changing the
  * rate takes effect at once; changing delay or jitter affects bytes read
  * from then on (bytes already queued keep their release time).
  *
@@ -128,6 +131,7 @@ typedef struct wanem_shaper {
     double tokens;
     uint64_t last_ns;
     struct event *timer;
+    wanem_pipe *turn; /* the waiter being pumped by the timer, if any */
     TAILQ_HEAD(, wanem_pipe) waiters;
 } wanem_shaper;
 
@@ -297,24 +301,30 @@ shaper_refill(wanem_shaper *s, uint64_t now)
 }
 
 static void
-shaper_wait(wanem_shaper *s, wanem_pipe *p, double need)
+shaper_arm(wanem_shaper *s)
 {
     const wanem_dir_conf *c = &s->link->conf[s->dir];
     struct timeval tv;
     double sec;
 
-    if (!p->waiting) {
-        TAILQ_INSERT_TAIL(&s->waiters, p, wait_entry);
-        p->waiting = 1;
-    }
-    if (evtimer_pending(s->timer, NULL))
+    if (evtimer_pending(s->timer, NULL) || TAILQ_EMPTY(&s->waiters) || c->rate == 0)
         return;
-    sec = (need - s->tokens) / (double)c->rate;
+    sec = (dir_quantum(c) - s->tokens) / (double)c->rate;
     if (sec < 0.0001)
         sec = 0.0001;
     tv.tv_sec = (time_t)sec;
     tv.tv_usec = (suseconds_t)((sec - (double)tv.tv_sec) * 1e6);
     evtimer_add(s->timer, &tv);
+}
+
+static void
+shaper_wait(wanem_shaper *s, wanem_pipe *p)
+{
+    if (!p->waiting) {
+        TAILQ_INSERT_TAIL(&s->waiters, p, wait_entry);
+        p->waiting = 1;
+    }
+    shaper_arm(s);
 }
 
 static void
@@ -328,23 +338,29 @@ shaper_unwait(wanem_pipe *p)
     }
 }
 
+/* Grants turns in FIFO order, one quantum or more each, while tokens last.
+ * A pipe that still wants more rejoins at the tail, so turns rotate. */
 static void
 shaper_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     wanem_shaper *s = arg;
+    const wanem_dir_conf *c = &s->link->conf[s->dir];
+    double q = dir_quantum(c);
     wanem_pipe *p;
     size_t n = 0;
 
     shaper_refill(s, mrd_clock_mono_ns());
-    /* Pump the current waiters once each; a pipe still short of tokens
-     * rejoins at the tail, so the count bounds the loop. */
     TAILQ_FOREACH(p, &s->waiters, wait_entry)
     n++;
-    while (n-- > 0 && (p = TAILQ_FIRST(&s->waiters)) != NULL) {
+    n *= 2; /* bound: each waiter at most twice per firing */
+    while (n-- > 0 && s->tokens >= q && (p = TAILQ_FIRST(&s->waiters)) != NULL) {
         TAILQ_REMOVE(&s->waiters, p, wait_entry);
         p->waiting = 0;
+        s->turn = p;
         pipe_pump(p);
+        s->turn = NULL;
     }
+    shaper_arm(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -483,9 +499,11 @@ pipe_pump(wanem_pipe *p)
                 double q = dir_quantum(conf);
                 double need = (double)n < q ? (double)n : q;
 
+                /* While others wait for tokens, only the pipe whose turn it
+                 * is may take them: the rest queue up behind. */
                 shaper_refill(s, now);
-                if (s->tokens < need) {
-                    shaper_wait(s, p, need);
+                if (s->tokens < need || (!TAILQ_EMPTY(&s->waiters) && s->turn != p)) {
+                    shaper_wait(s, p);
                     break;
                 }
                 if ((double)n > s->tokens)
