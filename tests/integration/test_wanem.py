@@ -534,16 +534,17 @@ def test_bad_commands_get_clear_errors_and_wanem_keeps_running(wanem, echo):
 # ---------------------------------------------------------------------------
 
 def test_command_line_links_and_clean_sigterm(tmp_path, echo):
-    spec = "cli,127.0.0.1:0,%s:%d,delay=30,dir=ab,rate=50mbit" % echo.addr
+    spec = "cli,127.0.0.1:0,%s:%d,jitter=1,dir=ab,delay=30,rate=50mbit,dir=ba,delay=5" % echo.addr
     w = Wanem(links=[spec], log=str(tmp_path / "wanem.log"))
     try:
         addr = w.links["cli"]
         st = w.stats("cli")
-        assert st["ab.delay_ms"] == 30 and st["ba.delay_ms"] == 0
+        assert st["ab.delay_ms"] == 30 and st["ba.delay_ms"] == 5
+        assert st["ab.jitter_ms"] == 1 and st["ba.jitter_ms"] == 1
         assert st["ab.rate"] == 6250000 and st["ba.rate"] == 0
         with connect(addr) as s:
             rtts = ping_rtts(s, 3)
-            assert 0.030 <= min(rtts) and max(rtts) < 0.060
+            assert 0.035 <= min(rtts) and max(rtts) < 0.065
             s.sendall(b"held")  # a connection open at shutdown
             assert w.close() == 0
             s.settimeout(5)

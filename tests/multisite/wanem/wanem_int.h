@@ -124,9 +124,9 @@ int wanem__ctl_start(struct event_base *base, const char *tcp_spec, const char *
                      char *bound, size_t boundsz, char *err, size_t errsz);
 void wanem__ctl_stop(void);
 
-/* Runs one control command line and writes the one-line reply (without the
- * newline) into out. Returns 1 if the client asked to quit, else 0. Also used
- * by tests of the protocol through the socket only; exposed for clarity. */
+/* Runs one control command line (modified in place by tokenising) and writes
+ * the one-line reply, without the newline, into out. Returns 1 if the client
+ * asked to quit, else 0. */
 int wanem__ctl_exec(char *line, mrd_buf *out);
 
 #endif /* MERIDIAN_WANEM_INT_H */

@@ -850,7 +850,7 @@ wanem__link_add(const char *name, const char *listen_spec, const char *target_sp
         goto fail;
     }
     if (wanem__addr_resolve(target_spec, &l->target, &l->target_len) != 0 ||
-        strcmp(target_spec + strlen(target_spec) - 2, ":0") == 0) {
+        ((struct sockaddr_in *)&l->target)->sin_port == 0) { /* same offset in sockaddr_in6 */
         snprintf(err, errsz, "bad target address '%s': expected host:port with a non-zero port",
                  target_spec);
         goto fail;

@@ -42,7 +42,8 @@ usage(FILE *f)
             "  -l, --link NAME,LISTEN,TARGET[,SETTING...]\n"
             "                              add a link at start-up (repeatable); settings as in\n"
             "                              the 'set' command: delay=MS jitter=MS rate=BYTES/S\n"
-            "                              burst=BYTES qmax=BYTES dir=ab|ba|both\n"
+            "                              burst=BYTES qmax=BYTES dir=ab|ba|both; each dir=\n"
+            "                              applies to the settings after it\n"
             "  -s, --seed N                seed for the jitter generator (default: time)\n"
             "      --log-level LEVEL       debug, info (default), warn, error, off\n"
             "  -h, --help                  this text\n"
@@ -52,14 +53,16 @@ usage(FILE *f)
             "control channel: send 'help'. SIGTERM or SIGINT stops it.\n");
 }
 
-/* NAME,LISTEN,TARGET[,k=v...]: the link is added, then settings applied in
- * order (a dir= applies to the settings after it). */
+/* NAME,LISTEN,TARGET[,k=v...]: the link is added, then the settings are
+ * applied; each dir= applies to the settings after it, so
+ * "x,L,T,dir=ab,delay=50,dir=ba,delay=10" gives each direction its own. */
 static int
 cli_link(const char *spec, char *err, size_t errsz)
 {
-    char *copy = strdup(spec), *save = NULL, *f[3] = {NULL, NULL, NULL}, *kv;
+    char *copy = strdup(spec), *save = NULL, *f[3] = {NULL, NULL, NULL}, *kv[32];
+    int n_kv = 0, rc = MRD_EINVAL;
     wanem_set set;
-    int rc = MRD_EINVAL;
+    char why[256];
 
     if (!copy) {
         snprintf(err, errsz, "out of memory");
@@ -72,19 +75,34 @@ cli_link(const char *spec, char *err, size_t errsz)
             goto out;
         }
     }
+    /* Validate every setting before the link exists. */
     memset(&set, 0, sizeof(set));
-    set.dirs = WANEM_DIR_BOTH;
-    while ((kv = strtok_r(NULL, ",", &save)) != NULL) {
-        char why[256];
-
-        if (wanem__set_parse_kv(&set, kv, why, sizeof(why)) != 0) {
+    while ((kv[n_kv] = strtok_r(NULL, ",", &save)) != NULL) {
+        if (wanem__set_parse_kv(&set, kv[n_kv], why, sizeof(why)) != 0) {
             snprintf(err, errsz, "--link '%s': %s", spec, why);
+            goto out;
+        }
+        if (++n_kv == (int)(sizeof(kv) / sizeof(kv[0]))) {
+            snprintf(err, errsz, "--link '%s': too many settings", spec);
             goto out;
         }
     }
     rc = wanem__link_add(f[0], f[1], f[2], err, errsz);
-    if (rc == 0)
-        rc = wanem__link_set(f[0], &set);
+    if (rc != 0)
+        goto out;
+    memset(&set, 0, sizeof(set));
+    set.dirs = WANEM_DIR_BOTH;
+    for (int i = 0; i < n_kv; i++) {
+        if (strncmp(kv[i], "dir=", 4) == 0 &&
+            (set.has_delay || set.has_jitter || set.has_rate || set.has_burst || set.has_qmax)) {
+            wanem__link_set(f[0], &set);
+            memset(&set, 0, sizeof(set));
+        }
+        wanem__set_parse_kv(&set, kv[i], why, sizeof(why));
+    }
+    if (set.dirs == 0)
+        set.dirs = WANEM_DIR_BOTH;
+    rc = wanem__link_set(f[0], &set);
 out:
     free(copy);
     return rc;
