@@ -7,7 +7,6 @@ time (every socket has a timeout). Run with:
     MERIDIAN_BUILD_DIR=<build dir> /usr/bin/python3 -m pytest -q tests/integration/test_wanem.py
 """
 
-import errno
 import hashlib
 import os
 import random
@@ -351,8 +350,8 @@ def test_partition_stalls_and_heal_resumes_without_loss(wanem, sink):
         time.sleep(1.5)
         st = wanem.stats("part")
         after = sink.conns[0]["bytes"]
-        print("partition: %d bytes arrived in 1.5 s (before %d); held in wanem: %d; waiting conns: %d"
-              % (after - before, before, st["ab.queued"], st["waiting"]))
+        print("partition: %d bytes arrived in 1.5 s (before %d); held in wanem: %d; "
+              "waiting conns: %d" % (after - before, before, st["ab.queued"], st["waiting"]))
         assert after == before, "bytes arrived during the partition"
         assert st["ab.bytes_out"] == out_before
         assert st["ab.partitioned"] == 1 and st["ba.partitioned"] == 1
