@@ -311,10 +311,13 @@ typedef struct conflict_decision {
  *   - incoming concurrent with the current: the larger under the tiebreak is
  *     CURRENT, the other CONFLICT (new_conflict = 1).
  * The result equals conflict_classify(held + incoming), which is what makes
- * every site converge. held may also be just the versions whose role is
- * CURRENT or CONFLICT (the frontier): roles of those and of incoming are the
- * same, but a duplicate of a non-current version is then not recognised, so
- * the caller must also dedupe by version id in its index.
+ * every site converge. For keys with long histories held may omit stored
+ * versions that are NONCURRENT and not null versions: such a version's class
+ * can never change again (once dominated, always dominated; only null versions
+ * are ever dropped), and every decision about the others depends only on the
+ * frontier and the null versions. Omitting anything else breaks convergence.
+ * A duplicate of an omitted version is then not recognised (it is classified
+ * NONCURRENT again), so the caller must also dedupe by version id.
  *
  * Errors: MRD_EINVAL (invalid descriptor, duplicate ids within held);
  * MRD_EEXIST if incoming shares its id with a held version that differs in

@@ -712,6 +712,7 @@ typedef struct p_site {
     uint64_t clock_ms; /* skewed view of the global time */
     int64_t skew;
     mrd_hlc *hlc;
+    int subset; /* passes decide only current, conflict and null versions */
     uint8_t seen[P_MAX_RECS];
     p_key keys[P_MAX_KEYS];
 } p_site;
@@ -762,7 +763,32 @@ p_apply(p_world *w, p_site *s, int r, char *err, size_t errsz)
     mrd_hlc_observe(s->hlc, rec->v.hlc);
     s->seen[r] = 1;
     w->deliveries++;
-    rc = w->decide(k->vers, (size_t)k->n, &rec->v, k->cls, &d);
+    if (!s->subset) {
+        rc = w->decide(k->vers, (size_t)k->n, &rec->v, k->cls, &d);
+    } else {
+        /* The long-history mode of the header: dedupe by id first (as the
+         * index would), then decide on current, conflict and null versions
+         * only; the omitted ones keep their class. */
+        static conflict_version sub[P_MAX_RECS];
+        static conflict_class subcls[P_MAX_RECS + 1];
+        int map[P_MAX_RECS], ns = 0;
+        for (int i = 0; i < k->n; i++)
+            if (k->rec[i] == r)
+                return 0;
+        for (int i = 0; i < k->n; i++) {
+            if (k->cls[i].role == CONFLICT_ROLE_NONCURRENT &&
+                !(k->vers[i].flags & CONFLICT_F_NULL_VERSION))
+                continue;
+            map[ns] = i;
+            sub[ns++] = k->vers[i];
+        }
+        rc = w->decide(sub, (size_t)ns, &rec->v, subcls, &d);
+        if (rc == 0) {
+            for (int j = 0; j < ns; j++)
+                k->cls[map[j]] = subcls[j];
+            k->cls[k->n] = subcls[ns];
+        }
+    }
     if (rc != 0) {
         snprintf(err, errsz, "decide failed: %s", mrd_strerror(rc));
         return -1;
@@ -894,6 +920,7 @@ p_run_history(p_world *w, uint64_t seed, char *err, size_t errsz)
         s->skew =
             rng_below(&rs, 4) == 0 ? 0 : (int64_t)rng_below(&rs, 2 * P_SKEW_MS + 1) - P_SKEW_MS;
         s->clock_ms = (uint64_t)((int64_t)now + s->skew);
+        s->subset = (int)rng_below(&rs, 2);
         memset(s->seen, 0, sizeof(s->seen));
         for (int k = 0; k < P_MAX_KEYS; k++)
             s->keys[k].n = 0;
