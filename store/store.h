@@ -1,0 +1,392 @@
+/*
+ * store.h - the public API of Meridian's local erasure-coded object store
+ * (prefix store_). The only header of store/ that other modules include.
+ *
+ * What it gives:
+ *   - object data: a streaming writer that cuts the body into stripes, encodes
+ *     each stripe with ISA-L Reed-Solomon (k data + m parity shards, one shard
+ *     file per drive), hashes MD5 (the S3 ETag) and CRC32C per shard block as
+ *     the bytes arrive, and returns an opaque layout blob; a ranged reader that
+ *     checks every block's CRC32C and reconstructs up to m lost or corrupt
+ *     shards; heal; delete;
+ *   - the object index (LMDB): buckets, all versions of every key, the
+ *     current-version pointer, lexical cursor walks, and a batch apply that
+ *     records the WAL LSN in the same transaction;
+ *   - a small durable key/value keyspace for other modules' state;
+ *   - drive status and counters for the admin API, and fault-injection hooks.
+ *
+ * Threading model (decided once, for every call here): the API is synchronous
+ * and may block on disk I/O and fsync. Call it from a worker thread, never
+ * from an event-loop thread. A store handle may be used by many threads at
+ * once; a store_writer or store_reader belongs to one thread at a time.
+ *
+ * Errors: every int-returning function returns 0 on success or a negative
+ * MRD_E* code / negated errno (see mrd_strerror). Output parameters come last
+ * and are written only on success. No type of ISA-L, LMDB or OpenSSL appears
+ * here. The on-disk formats are described in store/FORMAT.md.
+ */
+#ifndef MERIDIAN_STORE_H
+#define MERIDIAN_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+typedef struct store store;
+typedef struct store_writer store_writer;
+typedef struct store_reader store_reader;
+
+/* ------------------------------------------------------------------------ */
+/* Opening                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define STORE_DEFAULT_BLOCK_SIZE (1u << 20)
+#define STORE_DEFAULT_INLINE_MAX (128u << 10)
+#define STORE_MAX_SHARDS         32
+
+/* store_opts.flags */
+#define STORE_OPT_NO_INLINE 0x1u /* stripe every object, even empty ones (tests) */
+
+typedef struct store_opts {
+    const char *const *data_dirs; /* D drive directories; their ORDER is part of the format */
+    int n_data_dirs;              /* D, 1..MRD_MAX_DRIVES */
+    int k;                        /* data shards per stripe (default 4) */
+    int m;                        /* parity shards per stripe (default 2); k+m <= D */
+    uint32_t block_size;          /* bytes per shard block; multiple of 64, >= 4096 */
+    uint32_t inline_max;          /* objects <= this many bytes live in the layout blob */
+    const char *meta_dir;         /* directory of the LMDB index environment */
+    uint64_t index_map_size;      /* LMDB map size in bytes (default 16 GiB, sparse) */
+    unsigned flags;               /* STORE_OPT_* */
+} store_opts;
+
+/* Fills o with the defaults: 4+2, 1 MiB blocks, 128 KiB inline, 16 GiB map.
+ * The caller still sets data_dirs, n_data_dirs and meta_dir. */
+void store_opts_default(store_opts *o);
+
+/*
+ * Opens the store: creates the directory skeleton on every drive, stamps or
+ * checks each drive's identity file (a drive found at another index is kept
+ * offline), removes leftovers of interrupted writes and heals (tmp/), probes
+ * each drive with a small synced write (failures mark it offline, they do not
+ * fail the open), and opens the LMDB environment.
+ * Errors: MRD_EINVAL / MRD_ECONFIG for bad options; MRD_EDEGRADED when fewer
+ * than k drives are online; -errno or MRD_ECORRUPT if the index cannot be
+ * opened. On success *out is owned by the caller (store_close).
+ * Thread-safety: call once, before sharing the handle.
+ */
+int store_open(const store_opts *o, store **out);
+
+/* Stops background heal, closes the index. Accepts NULL. All writers and
+ * readers must be closed first. */
+void store_close(store *s);
+
+/* ------------------------------------------------------------------------ */
+/* Writing object data                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* store_writer_open flags */
+#define STORE_WRITE_SHA256 0x1u /* also compute SHA-256 of the body (signed payloads) */
+
+typedef struct store_put_result {
+    uint64_t size;            /* bytes written */
+    unsigned char md5[16];    /* MD5 of the body */
+    char etag[33];            /* lower-case hex of md5, NUL-terminated */
+    unsigned char sha256[32]; /* only with STORE_WRITE_SHA256, else zero */
+    void *layout;             /* opaque layout blob, malloc'ed: store_put_result_clear */
+    size_t layout_len;        /* its length */
+    int degraded;             /* 1 if some shard could not be written (queued for heal) */
+} store_put_result;
+
+/*
+ * Starts writing one object version. bucket, key and version_id only choose
+ * the drives (shard i goes to drive (hash(bucket,key,version_id) + i) mod D);
+ * nothing is recorded in the index. Nothing touches disk until the first full
+ * stripe (or finish).
+ * Errors: MRD_EINVAL; MRD_EDEGRADED if fewer than k of the chosen drives are
+ * online; -ENOMEM. On success *out must be ended by exactly one of
+ * store_writer_finish or store_writer_abort.
+ * Memory: one stripe, (k+m) * block_size bytes, per writer.
+ */
+int store_writer_open(store *s, const char *bucket, const char *key, const char *version_id,
+                      unsigned flags, store_writer **out);
+
+/*
+ * Feeds the next len bytes of the body (any size, including 0). Full stripes
+ * are encoded, checksummed and written before this returns. A shard that fails
+ * to write marks its drive offline and is dropped; the write goes on while at
+ * least k shards are good. Errors: MRD_EDEGRADED (fewer than k shards left),
+ * -errno. After an error the writer only accepts store_writer_abort.
+ */
+int store_writer_write(store_writer *w, const void *data, size_t len);
+
+/*
+ * Completes the object: writes the last partial stripe, fdatasyncs every
+ * shard file, renames them into place and fsyncs the directories. Objects of
+ * at most inline_max bytes never touch the drives: their bytes travel inside
+ * the layout blob. The writer is freed whatever the outcome; on failure every
+ * shard is removed, as by abort.
+ * Errors: MRD_EDEGRADED (fewer than k shards durable), MRD_EDURABLE (an
+ * fdatasync failed on too many shards), -errno.
+ * Ownership: out->layout belongs to the caller.
+ */
+int store_writer_finish(store_writer *w, store_put_result *out);
+
+/* Abandons the write, removes every file it created and frees w. Accepts
+ * NULL. This is also what a crash mid-write amounts to: shards live under
+ * tmp/ until finish and tmp/ is emptied by store_open. */
+void store_writer_abort(store_writer *w);
+
+/* Frees r->layout and zeroes r. Accepts NULL. */
+void store_put_result_clear(store_put_result *r);
+
+/* ------------------------------------------------------------------------ */
+/* Reading object data                                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Opens an object by its layout blob (copied; the caller may free it).
+ * Errors: MRD_ECORRUPT if the blob is malformed or for another erasure set.
+ * On success *out is owned by the caller (store_reader_close).
+ */
+int store_reader_open(store *s, const void *layout, size_t layout_len, store_reader **out);
+
+/* The object's size in bytes. */
+uint64_t store_reader_size(const store_reader *r);
+
+/*
+ * Reads up to len bytes at offset off into buf, like pread: only the stripes
+ * covering [off, off+len) are touched and every block read is CRC-checked. A
+ * missing or corrupt shard is logged (event store.shard_bad), counted, queued
+ * for heal and reconstructed from the others. *nread < len only at the end of
+ * the object (0 at or past it).
+ * Errors: MRD_EDEGRADED when more than m shards of a needed stripe are lost
+ * (route the read to a peer); -errno.
+ * Memory: a reader allocates at most (k+m) blocks of scratch, lazily.
+ */
+int store_reader_read(store_reader *r, uint64_t off, void *buf, size_t len, size_t *nread);
+
+/* Closes the shard files and frees r. Accepts NULL. */
+void store_reader_close(store_reader *r);
+
+/* Describes a layout blob without opening it. Errors: MRD_ECORRUPT. */
+typedef struct store_layout_info {
+    uint64_t size;
+    int is_inline;
+    int k, m;
+    uint32_t block_size;
+    char object_id[33]; /* hex; "" when inline */
+} store_layout_info;
+int store_layout_describe(const void *layout, size_t layout_len, store_layout_info *out);
+
+/* ------------------------------------------------------------------------ */
+/* Heal and garbage collection                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Checks every block of every shard of one object and rewrites missing or
+ * corrupt shards (to a temp file, fdatasync, rename, fsync dir). Shards on
+ * offline drives are left alone and reported as failed.
+ * Errors: MRD_EDEGRADED if more than m shards are lost (cannot rebuild),
+ * MRD_ECORRUPT for a bad blob, -errno. *rebuilt (may be NULL) gets the number
+ * of shards rewritten.
+ */
+int store_heal_object(store *s, const void *layout, size_t layout_len, int *rebuilt);
+
+/*
+ * Starts a background thread that drains the heal queue (objects found
+ * damaged by reads or written degraded) and then, if all is non-zero, checks
+ * every version in the index. Progress is in store_status. Returns MRD_EBUSY
+ * if a heal is already running. store_heal_wait blocks until it ends.
+ */
+int store_heal_start(store *s, int all);
+void store_heal_wait(store *s);
+
+/*
+ * Frees the data of one object version: unlinks its shard files (missing ones
+ * are ignored) and drops it from the heal queue. Inline layouts have nothing
+ * to free. Call it when the index no longer references the layout (version
+ * deleted, or overwritten in an unversioned bucket).
+ */
+int store_object_delete_data(store *s, const void *layout, size_t layout_len);
+
+/* ------------------------------------------------------------------------ */
+/* Status                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+    STORE_DRIVE_ONLINE = 0,
+    STORE_DRIVE_OFFLINE = 1,
+} store_drive_state;
+
+typedef struct store_drive_status {
+    char path[1024];
+    store_drive_state state;
+    uint64_t total_bytes, free_bytes;
+    uint64_t read_errors, write_errors, checksum_errors;
+} store_drive_status;
+
+typedef struct store_status {
+    int n_drives, k, m;
+    uint32_t block_size;
+    int online_drives;
+    store_drive_status drives[MRD_MAX_DRIVES];
+    uint64_t objects_written, bytes_written;
+    uint64_t degraded_writes;     /* writes that succeeded with < k+m shards */
+    uint64_t reconstructed_reads; /* stripes that had to be decoded */
+    uint64_t checksum_errors;     /* blocks whose CRC32C did not match */
+    uint64_t heal_queue;          /* objects waiting for heal */
+    int heal_running;
+    uint64_t heal_objects_checked, heal_objects_total, heal_shards_rebuilt, heal_errors;
+} store_status;
+
+/* Snapshot of drive states and counters (statvfs per drive). Thread-safe. */
+int store_get_status(store *s, store_status *out);
+
+/* Re-probes offline drives and brings back those that pass the write probe.
+ * Returns the number of drives online. Thread-safe. */
+int store_drives_rescan(store *s);
+
+/* Marks a drive offline by index (admin action, tests). */
+int store_drive_set_offline(store *s, int drive);
+
+/* ------------------------------------------------------------------------ */
+/* Index (LMDB)                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* store_version.flags */
+#define STORE_VF_DELETE_MARKER 0x1u
+#define STORE_VF_CONFLICT      0x2u /* lost a concurrent-write decision */
+#define STORE_VF_NONCURRENT    0x4u
+
+/*
+ * One object version. As input (STORE_OP_VERSION_PUT) the pointers are the
+ * caller's; as output (store_index_get, list callbacks) they point into the
+ * returned record or into the walk and follow that lifetime. Strings are
+ * NUL-terminated; blobs are opaque bytes.
+ */
+typedef struct store_version {
+    const char *version_id;
+    uint64_t size;
+    const char *etag;
+    const char *content_type;
+    uint64_t hlc;          /* HLC stamp of the write */
+    uint32_t flags;        /* STORE_VF_* */
+    const void *user_meta; /* encoded user metadata, opaque to store */
+    size_t user_meta_len;
+    const void *vv; /* version vector, opaque to store */
+    size_t vv_len;
+    const void *layout; /* from store_writer_finish; NULL/0 for delete markers */
+    size_t layout_len;
+} store_version;
+
+typedef enum {
+    STORE_OP_BUCKET_PUT = 1, /* create or replace bucket with config blob */
+    STORE_OP_BUCKET_DEL,     /* remove the bucket record (emptiness is the engine's check) */
+    STORE_OP_VERSION_PUT, /* insert/replace bucket/key/version; STORE_OPF_CURRENT makes it current
+                           */
+    STORE_OP_VERSION_DEL, /* remove a version; clears the current pointer if it was current */
+    STORE_OP_CURRENT_SET, /* make an existing version current (MRD_ENOTFOUND if absent) */
+    STORE_OP_CURRENT_DEL, /* key has no current version */
+} store_index_op_type;
+
+#define STORE_OPF_CURRENT 0x1u
+
+typedef struct store_index_op {
+    store_index_op_type type;
+    unsigned op_flags; /* STORE_OPF_* */
+    const char *bucket;
+    const char *key;              /* VERSION_*, CURRENT_* */
+    const char *version_id;       /* VERSION_DEL, CURRENT_SET */
+    const store_version *version; /* VERSION_PUT */
+    const void *blob;             /* BUCKET_PUT config */
+    size_t blob_len;
+} store_index_op;
+
+/*
+ * Applies n operations and records lsn as last_applied_lsn, all in ONE LMDB
+ * write transaction committed durably: either all of it survives a crash or
+ * none of it does. An lsn <= the stored last_applied_lsn is a replay of work
+ * already done: nothing is applied and 0 is returned.
+ * Errors: MRD_EINVAL (lsn 0, bad op), MRD_ETOOBIG (bucket+key+version longer
+ * than the index key limit, about 500 bytes), MRD_ENOTFOUND (CURRENT_SET of a
+ * missing version), MRD_EDURABLE (commit failed); on error nothing is applied.
+ * Deleting something absent is not an error (replays stay idempotent).
+ * Thread-safety: any thread; LMDB serialises writers.
+ */
+int store_index_apply(store *s, const store_index_op *ops, size_t n, uint64_t lsn);
+
+/* The last LSN applied (0 on a fresh index). */
+int store_index_last_lsn(store *s, uint64_t *out);
+
+/* One heap block holding a version and all its strings/blobs. */
+typedef struct store_version_rec store_version_rec;
+/* The version inside rec; valid until store_version_rec_free(rec). */
+const store_version *store_version_rec_get(const store_version_rec *rec);
+void store_version_rec_free(store_version_rec *rec);
+
+/* Looks up one version, or the current one when version_id is NULL.
+ * Errors: MRD_ENOTFOUND. *out is owned by the caller. */
+int store_index_get(store *s, const char *bucket, const char *key, const char *version_id,
+                    store_version_rec **out);
+
+/*
+ * Walk callback: key and v are valid only during the call. Return 0 to go
+ * on, anything else to stop. The callback must not call into the store.
+ */
+typedef int (*store_list_cb)(void *user, const char *key, const store_version *v);
+
+/* store_index_list flags */
+#define STORE_LIST_VERSIONS 0x1u /* every version, not only the current ones */
+
+/*
+ * Walks the keys of bucket starting with prefix (NULL or "" for all) in
+ * lexical byte order, starting strictly after start_after (NULL: from the
+ * start). Without STORE_LIST_VERSIONS it yields each key's current version
+ * (delete markers included; the gateway hides them). With it, every version
+ * of every key, versions of one key in version_id byte order, starting after
+ * (start_after, start_after_version) when both are given. It is a cursor walk
+ * in one read transaction: the cost is proportional to what is yielded.
+ */
+int store_index_list(store *s, const char *bucket, const char *prefix, const char *start_after,
+                     const char *start_after_version, unsigned flags, store_list_cb cb, void *user);
+
+/* Bucket config blob: *blob malloc'ed, owned by the caller. MRD_ENOTFOUND. */
+int store_bucket_get(store *s, const char *bucket, void **blob, size_t *len);
+
+typedef int (*store_bucket_cb)(void *user, const char *bucket, const void *blob, size_t len);
+/* Walks all buckets in name order. Same callback rules as store_list_cb. */
+int store_bucket_list(store *s, store_bucket_cb cb, void *user);
+
+/* ------------------------------------------------------------------------ */
+/* Generic durable metadata (e.g. the WAL's per-peer acked-LSN cursors)     */
+/* ------------------------------------------------------------------------ */
+
+/* Stores key -> val (len bytes) in its own LMDB transaction, committed
+ * durably before returning. key is a NUL-terminated string < 400 bytes.
+ * Errors: MRD_EINVAL, MRD_EDURABLE. */
+int store_meta_put(store *s, const char *key, const void *val, size_t len);
+/* *val malloc'ed (caller frees), *len its size. MRD_ENOTFOUND if absent. */
+int store_meta_get(store *s, const char *key, void **val, size_t *len);
+/* Removes key; absent is not an error. */
+int store_meta_del(store *s, const char *key);
+
+/* ------------------------------------------------------------------------ */
+/* Fault injection (tests)                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+    STORE_FAULT_WRITE = 0,     /* every pwrite of shard data */
+    STORE_FAULT_FDATASYNC = 1, /* every fdatasync/fsync of shard files and dirs */
+    STORE_FAULT_COMMIT = 2,    /* every mdb_txn_commit of a write transaction */
+} store_fault_point;
+
+/* Called before each I/O of the given kind; detail is a path or a label.
+ * Return 0 to let it run, or a negative error that the I/O then "returns". */
+typedef int (*store_fault_fn)(void *user, store_fault_point point, const char *detail);
+
+/* Installs (or with NULL removes) the hook. Not thread-safe with concurrent
+ * I/O on the same store: install it while the store is idle. */
+void store_set_fault_hook(store *s, store_fault_fn fn, void *user);
+
+#endif /* MERIDIAN_STORE_H */

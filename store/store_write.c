@@ -1,0 +1,601 @@
+/*
+ * store_write.c - the streaming writer and the layout blob.
+ *
+ * A writer owns one stripe buffer of (k+m) * block_size bytes, 64-byte
+ * aligned: k data blocks laid end to end, then m parity blocks. Body bytes
+ * arrive in chunks of any size. Each chunk is consumed in pieces of at most
+ * 64 KiB: the piece goes through MD5 (and SHA-256 if asked) and is then copied
+ * into the stripe buffer while it is still in L1/L2, so the body is read from
+ * memory once. When the data part is full the stripe is encoded with ISA-L,
+ * each of the k+m blocks gets a CRC32C, and each shard's block plus its CRC
+ * goes out with one pwritev to that shard's file. The buffer is then reused,
+ * so memory stays at one stripe per writer whatever the object size.
+ *
+ * The last stripe is usually partial: with r bytes left, each shard block is
+ * L = ceil(r/k) bytes, data shard i holding body bytes [i*L, (i+1)*L) of the
+ * stripe, zero padded. Full stripes have L = block_size, so block j of every
+ * shard sits at a fixed offset, 64 + j*(block_size+4), and a ranged read can
+ * seek straight to it (store/FORMAT.md has the byte layout).
+ *
+ * Nothing touches disk before the first full stripe. If finish comes first
+ * and the body is at most inline_max bytes, the object never reaches the
+ * drives: its bytes go into the layout blob, which the engine stores in the
+ * WAL record and the LMDB index. One WAL fdatasync then makes it durable,
+ * instead of k+m file creates, k+m fdatasyncs and k+m directory fsyncs
+ * (docs/benchmarks.md has the measured difference).
+ *
+ * Durability and visibility. Shards are written under <drive>/tmp/. finish
+ * fdatasyncs every shard, renames it to obj/<xx>/<id>.<shard> and fsyncs
+ * those directories; only then is the layout returned. The layout is the only
+ * way to find the shards, and it becomes visible only when the engine records
+ * it, so a partial object is never visible. A crash before the renames leaves
+ * files in tmp/, removed at the next store_open; a crash between the renames
+ * and the engine's WAL commit leaves unreferenced shards in obj/ (see the
+ * weak points in FORMAT.md).
+ *
+ * Failures. A write, sync or rename error on a shard drops that shard (its
+ * file is removed and its drive marked offline); the object goes on while at
+ * least k shards remain, and is then reported degraded and put in the heal
+ * queue. Below k shards the writer fails with MRD_EDEGRADED (or MRD_EDURABLE
+ * when fdatasync was what failed) and removes everything. Errors are sticky.
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+/* ---- little-endian helpers --------------------------------------------- */
+
+static void
+put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void
+put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t
+get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t
+get64(const unsigned char *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* ---- layout blob ---------------------------------------------------------- */
+
+#define LAYOUT_FIXED 36
+
+static int
+layout_encode(const store_layout *l, const void *inline_data, void **out, size_t *outlen)
+{
+    int nsh = l->kind == STORE_LAYOUT_EC ? l->k + l->m : 0;
+    size_t dlen = l->kind == STORE_LAYOUT_INLINE ? (size_t)l->size : 0;
+    size_t len = LAYOUT_FIXED + (size_t)nsh + dlen + 4;
+    unsigned char *b = malloc(len);
+
+    if (!b)
+        return -ENOMEM;
+    put32(b, STORE_LAYOUT_MAGIC);
+    b[4] = 1;
+    b[5] = (unsigned char)l->kind;
+    b[6] = (unsigned char)(l->kind == STORE_LAYOUT_EC ? l->k : 0);
+    b[7] = (unsigned char)(l->kind == STORE_LAYOUT_EC ? l->m : 0);
+    put32(b + 8, l->kind == STORE_LAYOUT_EC ? l->block_size : 0);
+    put64(b + 12, l->size);
+    memcpy(b + 20, l->objid, STORE_OBJID_LEN);
+    memcpy(b + LAYOUT_FIXED, l->drive, (size_t)nsh);
+    if (dlen)
+        memcpy(b + LAYOUT_FIXED + nsh, inline_data, dlen);
+    put32(b + len - 4, mrd_crc32c(0, b, len - 4));
+    *out = b;
+    *outlen = len;
+    return 0;
+}
+
+int
+store__layout_parse(const void *blob, size_t len, store_layout *out)
+{
+    const unsigned char *b = blob;
+    store_layout l;
+    size_t nsh;
+
+    if (!b || len < LAYOUT_FIXED + 4 || get32(b) != STORE_LAYOUT_MAGIC || b[4] != 1)
+        return MRD_ECORRUPT;
+    if (get32(b + len - 4) != mrd_crc32c(0, b, len - 4))
+        return MRD_ECORRUPT;
+    memset(&l, 0, sizeof(l));
+    l.kind = b[5];
+    l.k = b[6];
+    l.m = b[7];
+    l.block_size = get32(b + 8);
+    l.size = get64(b + 12);
+    memcpy(l.objid, b + 20, STORE_OBJID_LEN);
+    if (l.kind == STORE_LAYOUT_INLINE) {
+        if (len != LAYOUT_FIXED + l.size + 4)
+            return MRD_ECORRUPT;
+        l.inline_data = b + LAYOUT_FIXED;
+    } else if (l.kind == STORE_LAYOUT_EC) {
+        nsh = (size_t)l.k + (size_t)l.m;
+        if (l.k < 1 || nsh > STORE_MAX_SHARDS || l.block_size < 64 || l.block_size > (256u << 20) ||
+            len != LAYOUT_FIXED + nsh + 4)
+            return MRD_ECORRUPT;
+        memcpy(l.drive, b + LAYOUT_FIXED, nsh);
+    } else {
+        return MRD_ECORRUPT;
+    }
+    *out = l;
+    return 0;
+}
+
+int
+store_layout_describe(const void *layout, size_t layout_len, store_layout_info *out)
+{
+    store_layout l;
+    int rc = store__layout_parse(layout, layout_len, &l);
+
+    if (rc != 0)
+        return rc;
+    memset(out, 0, sizeof(*out));
+    out->size = l.size;
+    out->is_inline = l.kind == STORE_LAYOUT_INLINE;
+    out->k = l.k;
+    out->m = l.m;
+    out->block_size = l.block_size;
+    if (!out->is_inline)
+        store__objid_hex(l.objid, out->object_id);
+    return 0;
+}
+
+uint64_t
+store__n_stripes(const store_layout *l)
+{
+    uint64_t sd = (uint64_t)l->k * l->block_size;
+
+    return (l->size + sd - 1) / sd;
+}
+
+uint32_t
+store__block_len(const store_layout *l, uint64_t stripe)
+{
+    uint64_t sd = (uint64_t)l->k * l->block_size;
+    uint64_t base = stripe * sd;
+    uint64_t rem = l->size > base ? l->size - base : 0;
+
+    if (rem >= sd)
+        return l->block_size;
+    return (uint32_t)((rem + (uint64_t)l->k - 1) / (uint64_t)l->k);
+}
+
+void
+store__shard_hdr_encode(const store_layout *l, int shard, unsigned char out[64])
+{
+    memset(out, 0, 64);
+    put32(out, STORE_SHARD_MAGIC);
+    out[4] = 1; /* format version */
+    out[6] = (unsigned char)l->k;
+    out[7] = (unsigned char)l->m;
+    out[8] = (unsigned char)shard;
+    put32(out + 12, l->block_size);
+    memcpy(out + 16, l->objid, STORE_OBJID_LEN);
+    put32(out + 60, mrd_crc32c(0, out, 60));
+}
+
+int
+store__shard_hdr_check(const store_layout *l, int shard, const unsigned char *hdr)
+{
+    unsigned char want[64];
+
+    store__shard_hdr_encode(l, shard, want);
+    return memcmp(want, hdr, 64) == 0 ? 0 : MRD_ECORRUPT;
+}
+
+/* ---- the writer ------------------------------------------------------------ */
+
+#define HASH_PIECE (64u << 10)
+
+struct store_writer {
+    store *s;
+    store_layout l;
+    unsigned flags;
+    EVP_MD_CTX *md5, *sha;
+    unsigned char *buf; /* (k+m) * block_size */
+    size_t fill;        /* data bytes in the current stripe */
+    uint64_t stripes;   /* stripes written */
+    uint64_t size;
+    int nsh;
+    int fd[STORE_MAX_SHARDS];
+    int bad[STORE_MAX_SHARDS]; /* shard dropped */
+    int fsync_failed;          /* some shard was dropped by a failed fdatasync */
+    int files_open;
+    int err; /* sticky */
+};
+
+static int
+good_shards(const store_writer *w)
+{
+    int n = 0;
+
+    for (int i = 0; i < w->nsh; i++)
+        n += !w->bad[i];
+    return n;
+}
+
+static void
+drop_shard(store_writer *w, int i, int err, const char *what)
+{
+    char path[1200];
+
+    if (w->bad[i])
+        return;
+    w->bad[i] = 1;
+    if (w->fd[i] >= 0) {
+        close(w->fd[i]);
+        w->fd[i] = -1;
+    }
+    store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 1, path, sizeof(path));
+    unlink(path);
+    store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 0, path, sizeof(path));
+    unlink(path);
+    store__drive_failed(w->s, w->l.drive[i], err, what);
+}
+
+/* After drops: fail the writer when fewer than k shards remain. */
+static int
+check_quorum(store_writer *w, int cause)
+{
+    if (good_shards(w) >= w->l.k)
+        return 0;
+    if (!w->err)
+        w->err = w->fsync_failed ? MRD_EDURABLE : MRD_EDEGRADED;
+    (void)cause;
+    return w->err;
+}
+
+int
+store_writer_open(store *s, const char *bucket, const char *key, const char *version_id,
+                  unsigned flags, store_writer **out)
+{
+    store_writer *w;
+    uint64_t h;
+    int rc = -ENOMEM;
+    size_t bufsz;
+
+    if (!s || !bucket || !key || !out)
+        return MRD_EINVAL;
+    w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->s = s;
+    w->flags = flags;
+    w->l.kind = STORE_LAYOUT_EC;
+    w->l.k = s->k;
+    w->l.m = s->m;
+    w->l.block_size = s->block_size;
+    w->nsh = s->k + s->m;
+    if (getrandom(w->l.objid, STORE_OBJID_LEN, 0) != STORE_OBJID_LEN) {
+        rc = -errno;
+        goto fail;
+    }
+    h = store__hash(bucket, key, version_id);
+    for (int i = 0; i < w->nsh; i++) {
+        w->l.drive[i] = (unsigned char)((h + (uint64_t)i) % (uint64_t)s->n_drives);
+        w->fd[i] = -1;
+        w->bad[i] = !store__drive_online(s, w->l.drive[i]);
+    }
+    if (good_shards(w) < s->k) {
+        rc = MRD_EDEGRADED;
+        goto fail;
+    }
+    bufsz = (size_t)w->nsh * s->block_size;
+    w->buf = aligned_alloc(64, bufsz);
+    w->md5 = EVP_MD_CTX_new();
+    if (!w->buf || !w->md5 || EVP_DigestInit_ex(w->md5, EVP_md5(), NULL) != 1)
+        goto fail;
+    if (flags & STORE_WRITE_SHA256) {
+        w->sha = EVP_MD_CTX_new();
+        if (!w->sha || EVP_DigestInit_ex(w->sha, EVP_sha256(), NULL) != 1)
+            goto fail;
+    }
+    *out = w;
+    return 0;
+fail:
+    free(w->buf);
+    EVP_MD_CTX_free(w->md5);
+    EVP_MD_CTX_free(w->sha);
+    free(w);
+    return rc;
+}
+
+static void
+open_files(store_writer *w)
+{
+    char path[1200];
+
+    for (int i = 0; i < w->nsh; i++) {
+        if (w->bad[i])
+            continue;
+        if (!store__drive_online(w->s, w->l.drive[i])) {
+            drop_shard(w, i, -EIO, "open");
+            continue;
+        }
+        store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 1, path, sizeof(path));
+        w->fd[i] = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (w->fd[i] < 0)
+            drop_shard(w, i, -errno, "create");
+    }
+    w->files_open = 1;
+}
+
+/* Encodes and writes the stripe in w->buf holding dlen data bytes. */
+static int
+flush_stripe(store_writer *w, size_t dlen)
+{
+    store *s = w->s;
+    int k = w->l.k, m = w->l.m;
+    uint32_t bs = w->l.block_size;
+    uint32_t L = dlen == (size_t)k * bs ? bs : (uint32_t)((dlen + (size_t)k - 1) / (size_t)k);
+    unsigned char *data[STORE_MAX_SHARDS], *par[STORE_MAX_SHARDS];
+    unsigned char crc[STORE_MAX_SHARDS][4], hdr[64];
+    uint64_t off = store__block_off(&w->l, w->stripes);
+    char path[1200];
+
+    if (!w->files_open)
+        open_files(w);
+    if (check_quorum(w, 0) != 0)
+        return w->err;
+    if ((size_t)k * L > dlen)
+        memset(w->buf + dlen, 0, (size_t)k * L - dlen);
+    /* Partial stripes pack the data blocks at stride L; parity stays at the
+     * end of the buffer. */
+    for (int i = 0; i < k; i++)
+        data[i] = w->buf + (size_t)i * L;
+    for (int p = 0; p < m; p++)
+        par[p] = w->buf + (size_t)k * bs + (size_t)p * bs;
+    store__ec_encode(s, L, data, par);
+    for (int i = 0; i < k + m; i++) {
+        if (w->bad[i])
+            continue;
+        unsigned char *blk = i < k ? data[i] : par[i - k];
+        uint32_t c = mrd_crc32c(0, blk, L);
+        crc[i][0] = (unsigned char)c;
+        crc[i][1] = (unsigned char)(c >> 8);
+        crc[i][2] = (unsigned char)(c >> 16);
+        crc[i][3] = (unsigned char)(c >> 24);
+    }
+    for (int i = 0; i < k + m; i++) {
+        struct iovec iov[3];
+        int n = 0, rc;
+        uint64_t woff = off;
+
+        if (w->bad[i])
+            continue;
+        if (w->stripes == 0) {
+            store__shard_hdr_encode(&w->l, i, hdr);
+            iov[n++] = (struct iovec){hdr, 64};
+            woff = 0;
+        }
+        if (L > 0) {
+            iov[n++] = (struct iovec){i < k ? data[i] : par[i - k], L};
+            iov[n++] = (struct iovec){crc[i], 4};
+        }
+        store__shard_path(s, w->l.drive[i], w->l.objid, i, 1, path, sizeof(path));
+        rc = store__pwritev_full(s, w->fd[i], iov, n, woff, path);
+        if (rc != 0)
+            drop_shard(w, i, rc, "write");
+    }
+    if (L > 0)
+        w->stripes++;
+    w->fill = 0;
+    return check_quorum(w, 0);
+}
+
+int
+store_writer_write(store_writer *w, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    size_t sd;
+
+    if (!w || (!data && len))
+        return MRD_EINVAL;
+    if (w->err)
+        return w->err;
+    sd = (size_t)w->l.k * w->l.block_size;
+    while (len > 0) {
+        size_t n = sd - w->fill;
+        if (n > len)
+            n = len;
+        if (n > HASH_PIECE)
+            n = HASH_PIECE;
+        EVP_DigestUpdate(w->md5, p, n);
+        if (w->sha)
+            EVP_DigestUpdate(w->sha, p, n);
+        memcpy(w->buf + w->fill, p, n);
+        w->fill += n;
+        w->size += n;
+        p += n;
+        len -= n;
+        if (w->fill == sd) {
+            int rc = flush_stripe(w, sd);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static void
+writer_free(store_writer *w)
+{
+    for (int i = 0; i < w->nsh; i++)
+        if (w->fd[i] >= 0)
+            close(w->fd[i]);
+    free(w->buf);
+    EVP_MD_CTX_free(w->md5);
+    EVP_MD_CTX_free(w->sha);
+    free(w);
+}
+
+void
+store_writer_abort(store_writer *w)
+{
+    char path[1200];
+
+    if (!w)
+        return;
+    for (int i = 0; i < w->nsh && w->files_open; i++) {
+        if (w->fd[i] >= 0) {
+            close(w->fd[i]);
+            w->fd[i] = -1;
+        }
+        store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 1, path, sizeof(path));
+        unlink(path);
+        store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 0, path, sizeof(path));
+        unlink(path);
+    }
+    writer_free(w);
+}
+
+void
+store_put_result_clear(store_put_result *r)
+{
+    if (!r)
+        return;
+    free(r->layout);
+    memset(r, 0, sizeof(*r));
+}
+
+static void
+hexify(const unsigned char *in, size_t n, char *out)
+{
+    static const char hx[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hx[in[i] >> 4];
+        out[2 * i + 1] = hx[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* Makes the stripes durable and visible under obj/. */
+static int
+commit_shards(store_writer *w)
+{
+    store *s = w->s;
+    char from[1200], to[1200], dir[1200];
+    int rc;
+
+    if (!w->files_open)
+        open_files(w);
+    if (w->fill > 0 || w->stripes == 0) {
+        if ((rc = flush_stripe(w, w->fill)) != 0)
+            return rc;
+    }
+    for (int i = 0; i < w->nsh; i++) {
+        if (w->bad[i])
+            continue;
+        store__shard_path(s, w->l.drive[i], w->l.objid, i, 1, from, sizeof(from));
+        rc = store__fdatasync(s, w->fd[i], from);
+        if (rc != 0) {
+            w->fsync_failed = 1;
+            drop_shard(w, i, rc, "fdatasync");
+        }
+    }
+    if (check_quorum(w, 0) != 0)
+        return w->err;
+    for (int i = 0; i < w->nsh; i++) {
+        if (w->bad[i])
+            continue;
+        store__shard_path(s, w->l.drive[i], w->l.objid, i, 1, from, sizeof(from));
+        store__shard_path(s, w->l.drive[i], w->l.objid, i, 0, to, sizeof(to));
+        if (rename(from, to) != 0)
+            drop_shard(w, i, -errno, "rename");
+    }
+    for (int i = 0; i < w->nsh; i++) {
+        if (w->bad[i])
+            continue;
+        store__shard_dir(s, w->l.drive[i], w->l.objid, 0, dir, sizeof(dir));
+        rc = store__fsync_dir(s, dir);
+        if (rc != 0) {
+            w->fsync_failed = 1;
+            drop_shard(w, i, rc, "fsync_dir");
+        }
+    }
+    return check_quorum(w, 0);
+}
+
+int
+store_writer_finish(store_writer *w, store_put_result *out)
+{
+    store *s;
+    store_put_result r;
+    unsigned int mdlen = 0;
+    int rc;
+
+    if (!w || !out) {
+        store_writer_abort(w);
+        return MRD_EINVAL;
+    }
+    s = w->s;
+    memset(&r, 0, sizeof(r));
+    if ((rc = w->err) != 0)
+        goto fail;
+    if (EVP_DigestFinal_ex(w->md5, r.md5, &mdlen) != 1 ||
+        (w->sha && EVP_DigestFinal_ex(w->sha, r.sha256, &mdlen) != 1)) {
+        rc = MRD_EINVAL;
+        goto fail;
+    }
+    hexify(r.md5, 16, r.etag);
+    r.size = w->size;
+    w->l.size = w->size;
+
+    if (w->stripes == 0 && !w->files_open && w->size <= s->inline_max &&
+        !(s->opts.flags & STORE_OPT_NO_INLINE)) {
+        store_layout il;
+        memset(&il, 0, sizeof(il));
+        il.kind = STORE_LAYOUT_INLINE;
+        il.size = w->size;
+        if ((rc = layout_encode(&il, w->buf, &r.layout, &r.layout_len)) != 0)
+            goto fail;
+    } else {
+        if ((rc = commit_shards(w)) != 0)
+            goto fail;
+        if ((rc = layout_encode(&w->l, NULL, &r.layout, &r.layout_len)) != 0)
+            goto fail;
+        if (good_shards(w) < w->nsh) {
+            char hex[33];
+            r.degraded = 1;
+            atomic_fetch_add(&s->degraded_writes, 1);
+            store__objid_hex(w->l.objid, hex);
+            MRD_WARN("store.degraded_write", "object=%s shards=%d of=%d", hex, good_shards(w),
+                     w->nsh);
+            if ((rc = store__healq_add(s, r.layout, r.layout_len)) != 0)
+                goto fail;
+        }
+    }
+    atomic_fetch_add(&s->objects_written, 1);
+    atomic_fetch_add(&s->bytes_written, w->size);
+    writer_free(w);
+    *out = r;
+    return 0;
+fail:
+    free(r.layout);
+    store_writer_abort(w);
+    return rc;
+}
