@@ -63,13 +63,15 @@
  *    not as duplicates: treating the later arrival as non-current would make
  *    the answer depend on arrival order.
  *
- * 4. What a site keeps (conflict_keep), per version, from its role and flags:
+ * 4. What a site keeps (enum conflict_keep, given by conflict_classify and
+ *    conflict_decide), per version, from its role and flags:
  *        CURRENT                                   KEEP
  *        CONFLICT, not a null version              KEEP   (visible, flagged)
  *        CONFLICT, null version                    HIDDEN (admin API only,
  *                                                  retention window, then GC)
- *        NONCURRENT, dominated by a null version   DROP   (an S3 overwrite of
- *                                                  an unversioned/suspended key)
+ *        NONCURRENT null version, dominated by     DROP   (an S3 overwrite of
+ *          some null version                              an unversioned or
+ *                                                         suspended key)
  *        NONCURRENT otherwise                      KEEP   (ListObjectVersions)
  *    Hence for bucket modes:
  *      - versioned: every version is kept and listed; conflict losers are

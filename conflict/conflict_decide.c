@@ -34,9 +34,10 @@
  *
  * Cost. One pairwise pass, O(n^2) vector compares of O(sites) each, no
  * allocation: per-pair facts are accumulated in the caller's classes[] array
- * used as scratch (as bit flags) and then replaced by the final classes. Keys
- * with very long versioned histories can pass just the frontier to
- * conflict_decide (see the header).
+ * used as scratch (as bit flags, accessed with memcpy so no aliasing rule is
+ * bent) and then replaced by the final classes. Keys with very long versioned
+ * histories may leave their non-current real versions out of conflict_decide
+ * (see the header for why exactly those).
  *
  * GC follows Garage's tombstone rule: purge only what every site has applied
  * (stable under the acked watermarks), and only after a grace period, so no
@@ -101,6 +102,21 @@ conflict_version_order(const conflict_version *a, const conflict_version *b)
     return 0;
 }
 
+static unsigned
+scr_get(const conflict_class *c)
+{
+    unsigned v;
+
+    memcpy(&v, c, sizeof(v));
+    return v;
+}
+
+static void
+scr_set(conflict_class *c, unsigned v)
+{
+    memcpy(c, &v, sizeof(v));
+}
+
 /* The set is held[0..nh) followed by extra (if not NULL) at index nh. */
 static const conflict_version *
 at(const conflict_version *held, size_t nh, const conflict_version *extra, size_t i)
@@ -147,7 +163,7 @@ classify_core(const conflict_version *held, size_t nh, const conflict_version *e
      * scratch word (SCR_* bits) until the final classes overwrite it. */
     _Static_assert(sizeof(conflict_class) >= sizeof(unsigned), "scratch fits");
     for (size_t i = 0; i < n; i++)
-        *(unsigned *)(void *)&classes[i] = 0;
+        scr_set(&classes[i], 0);
 
     for (size_t i = 0; i < n; i++) {
         const conflict_version *a = at(held, nh, extra, i);
@@ -155,19 +171,19 @@ classify_core(const conflict_version *held, size_t nh, const conflict_version *e
             const conflict_version *b = at(held, nh, extra, j);
             vv_order o = vv_compare(&a->vv, &b->vv);
             if (o == VV_DOMINATES) {
-                *(unsigned *)(void *)&classes[j] |=
-                    (i < nh ? SCR_DOM_HELD : SCR_DOM_INCOM) |
-                    ((a->flags & CONFLICT_F_NULL_VERSION) ? SCR_DOM_BYNULL : 0);
+                scr_set(&classes[j],
+                        scr_get(&classes[j]) | (i < nh ? SCR_DOM_HELD : SCR_DOM_INCOM) |
+                            ((a->flags & CONFLICT_F_NULL_VERSION) ? SCR_DOM_BYNULL : 0));
             } else if (o == VV_DOMINATED) {
-                *(unsigned *)(void *)&classes[i] |=
-                    (j < nh ? SCR_DOM_HELD : SCR_DOM_INCOM) |
-                    ((b->flags & CONFLICT_F_NULL_VERSION) ? SCR_DOM_BYNULL : 0);
+                scr_set(&classes[i],
+                        scr_get(&classes[i]) | (j < nh ? SCR_DOM_HELD : SCR_DOM_INCOM) |
+                            ((b->flags & CONFLICT_F_NULL_VERSION) ? SCR_DOM_BYNULL : 0));
             }
         }
     }
 
     for (size_t i = 0; i < n; i++) {
-        unsigned s = *(unsigned *)(void *)&classes[i];
+        unsigned s = scr_get(&classes[i]);
         const conflict_version *v = at(held, nh, extra, i);
         if (!(s & (SCR_DOM_HELD | SCR_DOM_INCOM)) &&
             (w == CONFLICT_NONE || conflict_version_order(v, at(held, nh, extra, w)) > 0))
@@ -178,7 +194,7 @@ classify_core(const conflict_version *held, size_t nh, const conflict_version *e
     }
 
     for (size_t i = 0; i < n; i++) {
-        unsigned s = *(unsigned *)(void *)&classes[i];
+        unsigned s = scr_get(&classes[i]);
         const conflict_version *v = at(held, nh, extra, i);
         int is_null = (v->flags & CONFLICT_F_NULL_VERSION) != 0;
         conflict_class c;
