@@ -114,7 +114,7 @@ typedef struct mrd_buf {
 int mrd_buf_reserve(mrd_buf *b, size_t extra);
 int mrd_buf_append(mrd_buf *b, const void *data, size_t len);
 int mrd_buf_appendf(mrd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int mrd_buf_vappendf(mrd_buf *b, const char *fmt, va_list ap);
+int mrd_buf_vappendf(mrd_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void mrd_buf_reset(mrd_buf *b);
 void mrd_buf_free(mrd_buf *b);
 

@@ -1,6 +1,7 @@
 /*
- * http_testsrv.c - see http_testsrv.h. The sink hashes the body with CRC32C
- * as it streams and never keeps more than one chunk, so the process's peak
+ * http_testsrv.c - see http_testsrv.h. The sink checksums the body with
+ * zlib's CRC-32 (ISA-L's crc32_gzip_refl, so Python's zlib.crc32 can check
+ * it) as it streams and never keeps more than one chunk, so the process's peak
  * RSS shows what the HTTP layer itself buffers.
  */
 #include "http_testsrv.h"
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include <event2/event.h>
+#include <isa-l.h>
 
 static testsrv_counters counters;
 static struct event_base *srv_base;
@@ -31,6 +33,7 @@ typedef struct sink {
     uint64_t bytes;
     uint32_t crc;
     int pause_each;
+    int stall_ms; /* pause on the first chunk for this long */
     int released;
     struct event *resume_ev;
     /* stream */
@@ -62,12 +65,17 @@ sink_body(gw_req *r, const char *data, size_t len, void *ctx)
     struct timeval ms = {0, 1000};
 
     s->bytes += len;
-    s->crc = mrd_crc32c(s->crc, data, len);
+    s->crc = crc32_gzip_refl(s->crc, (const unsigned char *)data, len);
     if (len > counters.max_held_bytes)
         counters.max_held_bytes = len;
     if (s->pause_each) {
         gw_req_pause(r);
         event_add(s->resume_ev, &ms);
+    } else if (s->stall_ms > 0) {
+        struct timeval st = {s->stall_ms / 1000, (s->stall_ms % 1000) * 1000};
+        s->stall_ms = 0;
+        gw_req_pause(r);
+        event_add(s->resume_ev, &st);
     }
     return 0;
 }
@@ -77,8 +85,8 @@ sink_end(gw_req *r, void *ctx)
 {
     sink *s = ctx;
     char msg[96];
-    int n = snprintf(msg, sizeof(msg), "bytes=%llu crc32c=%08x\n", (unsigned long long)s->bytes,
-                     s->crc);
+    int n =
+        snprintf(msg, sizeof(msg), "bytes=%llu crc32=%08x\n", (unsigned long long)s->bytes, s->crc);
 
     gw_resp_simple(r, 200, "text/plain", msg, (size_t)n);
 }
@@ -148,6 +156,8 @@ route(gw_req *r, void *ud)
         }
         s->r = r;
         s->pause_each = strstr(gw_req_query(r), "pause=1") != NULL;
+        if (strstr(gw_req_query(r), "stall_ms="))
+            s->stall_ms = atoi(strstr(gw_req_query(r), "stall_ms=") + 9);
         s->resume_ev = event_new(srv_base, -1, 0, resume_cb, s);
         gw_req_attach(r, &sink_ops, s);
         return;

@@ -18,9 +18,10 @@ typedef struct testsrv_counters {
 
 /* Routes:
  *   GET|HEAD /hello           200 "hello"
- *   PUT|POST /sink[?pause=1]  streams the body, answers "bytes=N crc32c=X";
+ *   PUT|POST /sink[?pause=1]  streams the body, answers "bytes=N crc32=X" (zlib CRC-32);
  *                             with pause=1 it pauses after every chunk and
- *                             resumes from a 1 ms timer
+ *                             resumes from a 1 ms timer; with stall_ms=N it
+ *                             pauses once, on the first chunk, for N ms
  *   GET /stream?n=N           N pattern bytes, chunked, produced on demand
  *                             through ops->writable
  *   PUT /deny                 403 before reading the body

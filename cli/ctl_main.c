@@ -1,0 +1,240 @@
+/*
+ * ctl_main.c - meridianctl: argument parsing, endpoint/token discovery and
+ * the commands.
+ *
+ * Where to connect, in order of precedence: --endpoint / --token, then
+ * --config FILE (the site's own config: admin listen address and token),
+ * then MERIDIAN_ENDPOINT / MERIDIAN_TOKEN / MERIDIAN_CONFIG. Every command
+ * prints a table for people by default and the API's JSON with --json, and
+ * exits 0 on success, 1 on any failure (with a message that says what to
+ * do), 2 on usage errors.
+ */
+#include "ctl.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: meridianctl [options] <command>\n"
+               "\n"
+               "commands:\n"
+               "  status              the site's identity, health, drives and peers\n"
+               "\n"
+               "options:\n"
+               "  --endpoint HOST:PORT  admin API address (env MERIDIAN_ENDPOINT)\n"
+               "  --token TOKEN         admin bearer token (env MERIDIAN_TOKEN)\n"
+               "  --config FILE         take endpoint and token from a site config\n"
+               "                        (env MERIDIAN_CONFIG)\n"
+               "  --json                print JSON instead of a table\n"
+               "  --timeout MS          per-request timeout (default 5000)\n");
+}
+
+static int
+parse_endpoint(const char *s, ctl_opts *o)
+{
+    mrd_addr a;
+
+    if (strncmp(s, "http://", 7) == 0)
+        s += 7;
+    {
+        char tmp[300];
+        size_t n = strcspn(s, "/");
+        if (n >= sizeof(tmp))
+            return -1;
+        memcpy(tmp, s, n);
+        tmp[n] = '\0';
+        if (mrd_addr_parse(tmp, &a) != 0)
+            return -1;
+    }
+    snprintf(o->host, sizeof(o->host), "%s", a.host);
+    o->port = a.port;
+    return 0;
+}
+
+static int
+load_from_config(const char *path, ctl_opts *o, int need_endpoint, int need_token)
+{
+    mrd_config *c;
+    char err[1024];
+
+    if (mrd_config_load(path, &c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "meridianctl: %s\n", err);
+        return -1;
+    }
+    if (need_endpoint) {
+        /* A wildcard listen address is reached on loopback. */
+        const char *h = c->listen_admin.host;
+        if (strcmp(h, "0.0.0.0") == 0)
+            h = "127.0.0.1";
+        else if (strcmp(h, "::") == 0)
+            h = "::1";
+        snprintf(o->host, sizeof(o->host), "%s", h);
+        o->port = c->listen_admin.port;
+    }
+    if (need_token)
+        snprintf(o->token, sizeof(o->token), "%s", c->admin_token);
+    mrd_config_free(c);
+    return 0;
+}
+
+/* Fetches path and parses the JSON; on failure prints why and returns -1. */
+static int
+get_json(const ctl_opts *o, const char *path, ctl_response *resp, mrd_json **out)
+{
+    char err[512];
+    size_t pos = 0;
+    int rc = ctl_http_request(o, "GET", path, NULL, resp, err, sizeof(err));
+
+    if (rc != 0) {
+        fprintf(stderr, "meridianctl: %s\n", err);
+        return -1;
+    }
+    if (mrd_json_parse(resp->body.data ? resp->body.data : "", resp->body.len, out, &pos) != 0) {
+        fprintf(stderr, "meridianctl: the admin API answered %d with a body that is not JSON\n",
+                resp->status);
+        return -1;
+    }
+    if (resp->status != 200) {
+        fprintf(stderr, "meridianctl: %s (HTTP %d): %s\n", mrd_json_get_str(*out, "error", "error"),
+                resp->status, mrd_json_get_str(*out, "message", "no details"));
+        mrd_json_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+cmd_status(const ctl_opts *o)
+{
+    ctl_response resp = {0};
+    mrd_json *j = NULL;
+    const mrd_json *site, *listen, *ec, *arr;
+    char a[32], b[32];
+    int rc = 1;
+
+    if (get_json(o, "/admin/v1/status", &resp, &j) != 0)
+        goto out;
+    if (o->json) {
+        fwrite(resp.body.data, 1, resp.body.len, stdout);
+        fputc('\n', stdout);
+        rc = 0;
+        goto out;
+    }
+    site = mrd_json_get(j, "site");
+    listen = mrd_json_get(j, "listen");
+    ec = mrd_json_get(j, "erasure");
+    printf("SITE %s (id %.0f)  version %s  up %s  %s\n", mrd_json_get_str(site, "name", "?"),
+           mrd_json_get_num(site, "id", 0), mrd_json_get_str(j, "version", "?"),
+           ctl_human_duration(mrd_json_get_num(j, "uptime_s", 0), a, sizeof(a)),
+           mrd_json_get_num(j, "ready", 0) ? "READY" : "NOT READY");
+    printf("listen   s3 %s   replication %s   admin %s\n", mrd_json_get_str(listen, "s3", "?"),
+           mrd_json_get_str(listen, "replication", "?"), mrd_json_get_str(listen, "admin", "?"));
+    printf("erasure  %.0f+%.0f, block %s\n\n", mrd_json_get_num(ec, "k", 0),
+           mrd_json_get_num(ec, "m", 0),
+           ctl_human_bytes((uint64_t)mrd_json_get_num(ec, "block_size", 0), a, sizeof(a)));
+
+    printf("%-5s %-8s %-11s %-11s %s\n", "DRIVE", "STATE", "FREE", "TOTAL", "PATH");
+    arr = mrd_json_get(j, "drives");
+    {
+        int i = 0;
+        for (const mrd_json *d = arr ? arr->child : NULL; d; d = d->next, i++) {
+            const char *e = mrd_json_get_str(d, "error", "");
+            printf("%-5d %-8s %-11s %-11s %s%s%s\n", i, mrd_json_get_str(d, "state", "?"),
+                   ctl_human_bytes((uint64_t)mrd_json_get_num(d, "free_bytes", 0), a, sizeof(a)),
+                   ctl_human_bytes((uint64_t)mrd_json_get_num(d, "total_bytes", 0), b, sizeof(b)),
+                   mrd_json_get_str(d, "path", "?"), *e ? "  error: " : "", e);
+        }
+    }
+    arr = mrd_json_get(j, "peers");
+    printf("\n%-12s %-6s %-11s %-22s %s\n", "PEER", "ID", "STATE", "REPLICATION", "S3");
+    if (!arr || !arr->child)
+        printf("(no peers configured)\n");
+    for (const mrd_json *p = arr ? arr->child : NULL; p; p = p->next)
+        printf("%-12s %-6.0f %-11s %-22s %s\n", mrd_json_get_str(p, "name", "?"),
+               mrd_json_get_num(p, "id", 0), mrd_json_get_str(p, "state", "?"),
+               mrd_json_get_str(p, "replication", "?"), mrd_json_get_str(p, "s3", "-"));
+    rc = 0;
+out:
+    mrd_json_free(j);
+    mrd_buf_free(&resp.body);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"endpoint", required_argument, NULL, 'e'}, {"token", required_argument, NULL, 't'},
+        {"config", required_argument, NULL, 'c'},   {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 'T'},  {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0}};
+    ctl_opts o;
+    const char *endpoint = getenv("MERIDIAN_ENDPOINT"), *token = getenv("MERIDIAN_TOKEN");
+    const char *config = getenv("MERIDIAN_CONFIG"), *cmd;
+    int opt, have_endpoint_flag = 0, have_token_flag = 0;
+
+    memset(&o, 0, sizeof(o));
+    o.timeout_ms = 5000;
+    while ((opt = getopt_long(argc, argv, "+e:t:c:jT:hV", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'e':
+            endpoint = optarg;
+            have_endpoint_flag = 1;
+            break;
+        case 't':
+            token = optarg;
+            have_token_flag = 1;
+            break;
+        case 'c':
+            config = optarg;
+            break;
+        case 'j':
+            o.json = 1;
+            break;
+        case 'T':
+            o.timeout_ms = atoi(optarg) > 0 ? atoi(optarg) : 5000;
+            break;
+        case 'V':
+            printf("meridianctl %s\n", MRD_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    cmd = argv[optind];
+    /* Flags beat the config file, which beats the environment. */
+    if (config && load_from_config(config, &o, !have_endpoint_flag, !have_token_flag) != 0)
+        return 1;
+    if (endpoint && (have_endpoint_flag || !config) && parse_endpoint(endpoint, &o) != 0) {
+        fprintf(stderr,
+                "meridianctl: '%s' is not an endpoint; use host:port, e.g. "
+                "127.0.0.1:9201\n",
+                endpoint);
+        return 2;
+    }
+    if (token && (have_token_flag || !config))
+        snprintf(o.token, sizeof(o.token), "%s", token);
+    if (!o.port) {
+        fprintf(stderr, "meridianctl: no admin endpoint; pass --endpoint HOST:PORT or --config "
+                        "SITE.ini (or set MERIDIAN_ENDPOINT)\n");
+        return 2;
+    }
+    if (strcmp(cmd, "status") == 0)
+        return cmd_status(&o);
+    fprintf(stderr, "meridianctl: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The README's second command (and what .ci/run calls): install everything the
+# tests need, build, and run every test. Steps:
+#   build     release build with -Werror
+#   unit      ctest (tests/unit)
+#   integ     pytest tests/integration under /usr/bin/python3, real processes
+#   format    clang-format check of the whole tree
+#   asan      ASan+UBSan build, ctest under it
+#   fuzz      clang libFuzzer build, each target for FUZZ_SECONDS (default 15)
+# Every step runs even if an earlier one failed (except when the build fails);
+# a summary is printed and the exit code is non-zero on any failure.
+# TEST_STEPS="unit integ" limits the run to those steps (after the build).
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+export MERIDIAN_BUILD_DIR="$top/build"
+steps=${TEST_STEPS:-"unit integ format asan fuzz"}
+fuzz_seconds=${FUZZ_SECONDS:-15}
+jobs=$(nproc)
+declare -a names results times
+fail=0
+
+run_step() {
+    local name=$1; shift
+    local t0=$SECONDS rc
+    echo "=== $name: $*"
+    "$@"; rc=$?
+    names+=("$name"); times+=($((SECONDS - t0)))
+    if [ $rc -eq 0 ]; then results+=("ok"); else results+=("FAILED (exit $rc)"); fail=1; fi
+    return $rc
+}
+
+want() { [[ " $steps " == *" $1 "* ]]; }
+
+summary() {
+    echo
+    echo "=== test summary"
+    for i in "${!names[@]}"; do printf '  %-8s %-20s %4ss\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"; done
+    if [ $fail -eq 0 ]; then echo "ALL PASSED"; else echo "SOME STEPS FAILED"; fi
+}
+
+scripts/install-deps.sh --test || { echo "dependency installation failed"; exit 1; }
+
+if ! run_step build scripts/build.sh build; then summary; exit 1; fi
+want unit && run_step unit ctest --test-dir build --output-on-failure -j"$jobs"
+want integ && run_step integ /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+want format && run_step format scripts/check-format.sh
+if want asan; then
+    run_step asan bash -c "scripts/build.sh build-asan -DMERIDIAN_ASAN=ON -DCMAKE_BUILD_TYPE=Debug &&
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        ctest --test-dir build-asan --output-on-failure -j$jobs"
+fi
+if want fuzz; then
+    run_step fuzz bash -c "scripts/build.sh build-fuzz -DMERIDIAN_FUZZ=ON -DCMAKE_C_COMPILER=clang \
+        -DBUILD_TESTING=OFF && scripts/fuzz-smoke.sh build-fuzz $fuzz_seconds"
+fi
+summary
+exit $fail
