@@ -63,6 +63,7 @@ enum {
 #define WAL_DEFAULT_SEGMENT   (64ull << 20) /* segment size before a roll */
 #define WAL_DEFAULT_RETENTION (4ull << 30)  /* size cap of the whole log */
 #define WAL_DEFAULT_PENDING   (64ull << 20) /* appended but not yet written */
+#define WAL_DEFAULT_WINDOW_US 100           /* group commit window, microseconds */
 
 /* ------------------------------------------------------------------------ */
 /* Injected dependencies                                                    */
@@ -166,12 +167,12 @@ typedef struct wal_opts {
     uint64_t retention_bytes; /* size cap; 0 = WAL_DEFAULT_RETENTION */
     uint64_t max_pending;     /* appended-not-written bytes before MRD_EBUSY;
                                  0 = WAL_DEFAULT_PENDING */
-    /* Group commit: the writer thread waits up to this long after the first
-     * append of a batch for more to join it. 0 (the default, and the
-     * measured best, docs/benchmarks.md) writes as soon as the previous
-     * fdatasync returns: appends that arrive during a sync form the next
-     * batch on their own. */
-    uint32_t batch_window_us;
+    /* Group commit window: before writing a batch, the writer thread waits
+     * up to this long for the batch to reach the size of the previous one
+     * (so a lone writer never waits, and N writers released by one sync
+     * are written together). 0 = WAL_DEFAULT_WINDOW_US, < 0 = no window.
+     * Measured in docs/benchmarks.md. */
+    int32_t batch_window_us;
 
     /* Recovery: records with lsn > replay_from are passed to replay (may be
      * NULL) in LSN order, on the wal_open caller's thread, before wal_open

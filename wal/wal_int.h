@@ -133,6 +133,8 @@ struct wal {
     int thread_started;
     int closing;
     int writer_idle;
+    int gathering;        /* writer waits in the batch window */
+    size_t gather_target; /* size of the last batch: enough to stop waiting */
 
     wal__batch pending;
     uint64_t next_lsn, durable_lsn, applied_lsn;

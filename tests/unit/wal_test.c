@@ -599,7 +599,7 @@ TornBatchWithHoleIsTail(void)
     seg_path(1, p, sizeof(p));
     memset(zeros, 0, sizeof(zeros));
     poke(p, rec_off(lens, 8), zeros, sizeof(zeros)); /* hole over records 8, 9 */
-    o.batch_window_us = 0;
+    o.batch_window_us = -1;
     REQUIRE(reopen(&o, &c, &rep, &w) == 0);
     CHECK_EQ_INT(c.n, 7);
     CHECK_EQ_INT(rep.torn, 1);
@@ -712,7 +712,7 @@ SegmentRollInMiddleOfBatch(void)
     wal_reader_close(r);
     wal_close(w);
 
-    o.batch_window_us = 0;
+    o.batch_window_us = -1;
     REQUIRE(reopen(&o, &c, &rep, &w) == 0);
     CHECK_EQ_INT(c.n, 50);
     CHECK_EQ_INT(c.bad, 0);
