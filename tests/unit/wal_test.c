@@ -817,7 +817,7 @@ ReplayIdempotence(void)
 
 typedef struct loop_ctx {
     wal_cq *cq;
-    volatile int stop;
+    int stop;
     pthread_t tid;
     int notified;
     pthread_t cb_thread;
@@ -829,7 +829,7 @@ loop_main(void *arg)
 {
     loop_ctx *l = arg;
 
-    while (!l->stop) {
+    while (!__atomic_load_n(&l->stop, __ATOMIC_SEQ_CST)) {
         struct pollfd pfd = {wal_cq_fd(l->cq), POLLIN, 0};
         if (poll(&pfd, 1, 20) > 0)
             wal_cq_process(l->cq);
@@ -906,7 +906,7 @@ CallbacksRunOnCallerLoopAndReaderWakes(void)
     CHECK_EQ_INT(wal_reader_open(w, 12, &r2), MRD_ENOTFOUND);
     wal_reader_close(r);
     wal_close(w);
-    l.stop = 1;
+    __atomic_store_n(&l.stop, 1, __ATOMIC_SEQ_CST);
     pthread_join(l.tid, NULL);
     wal_cq_free(l.cq);
     dir_done();
@@ -1472,9 +1472,17 @@ CrashTestSigkillDuringConcurrentAppends(void)
             cr_child(pfd[1]);
         }
         close(pfd[1]);
-        deadline = mrd_clock_mono_ns() + (uint64_t)(5 + rand_r(&seed) % 80) * 1000000u;
+        /* the kill clock starts at the child's first ack, so every kill
+         * lands while appends are in flight (slow sanitizer builds too) */
+        uint64_t delay = (uint64_t)(5 + rand_r(&seed) % 80) * 1000000u;
+        size_t acks_before = c.nacks;
+        deadline = mrd_clock_mono_ns() + 10000000000ull;
         for (;;) {
             uint64_t now = mrd_clock_mono_ns();
+            if (c.nacks > acks_before && delay) {
+                deadline = now + delay;
+                delay = 0;
+            }
             if (now >= deadline)
                 break;
             struct pollfd p = {pfd[0], POLLIN, 0};
