@@ -41,12 +41,13 @@ typedef struct store_reader store_reader;
 /* Opening                                                                  */
 /* ------------------------------------------------------------------------ */
 
-#define STORE_DEFAULT_BLOCK_SIZE (1u << 20)
+#define STORE_DEFAULT_BLOCK_SIZE (256u << 10) /* measured: docs/benchmarks.md */
 #define STORE_DEFAULT_INLINE_MAX (128u << 10)
 #define STORE_MAX_SHARDS         32
 
 /* store_opts.flags */
 #define STORE_OPT_NO_INLINE 0x1u /* stripe every object, even empty ones (tests) */
+#define STORE_OPT_NOSYNC    0x2u /* skip fdatasync/fsync: benchmarks of the CPU path ONLY */
 
 typedef struct store_opts {
     const char *const *data_dirs; /* D drive directories; their ORDER is part of the format */
@@ -60,7 +61,7 @@ typedef struct store_opts {
     unsigned flags;               /* STORE_OPT_* */
 } store_opts;
 
-/* Fills o with the defaults: 4+2, 1 MiB blocks, 128 KiB inline, 16 GiB map.
+/* Fills o with the defaults: 4+2, 256 KiB blocks, 128 KiB inline, 16 GiB map.
  * The caller still sets data_dirs, n_data_dirs and meta_dir. */
 void store_opts_default(store_opts *o);
 

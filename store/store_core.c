@@ -104,7 +104,7 @@ store__fdatasync(store *s, int fd, const char *path)
 {
     int rc = store__fault(s, STORE_FAULT_FDATASYNC, path);
 
-    if (rc != 0)
+    if (rc != 0 || (s->opts.flags & STORE_OPT_NOSYNC))
         return rc;
     return fdatasync(fd) != 0 ? -errno : 0;
 }
@@ -114,7 +114,7 @@ store__fsync_dir(store *s, const char *dir)
 {
     int fd, rc = store__fault(s, STORE_FAULT_FDATASYNC, dir);
 
-    if (rc != 0)
+    if (rc != 0 || (s->opts.flags & STORE_OPT_NOSYNC))
         return rc;
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)

@@ -1,0 +1,404 @@
+/*
+ * store_bench.c - throughput of the store's write and read paths next to the
+ * ceilings of the steps they are made of, all measured in the same run.
+ *
+ * Ceilings (one core, 64 MiB buffer, median of the repetitions):
+ *   md5        OpenSSL EVP MD5: the slowest step of a PUT and the target
+ *   ec_encode  ISA-L ec_encode_data k+m over block-sized pieces (data bytes/s)
+ *   crc32c     ISA-L crc32_iscsi through mrd_crc32c
+ *   memcpy     large buffer copy
+ * Store paths:
+ *   write      store_writer_open/write (256 KiB chunks, as from a socket)/
+ *              finish: MD5 + copy + encode + CRC + pwritev of k+m shards.
+ *              "nosync" skips fdatasync/fsync (STORE_OPT_NOSYNC) to show the
+ *              CPU path; "sync" is the real thing, dominated by the disk.
+ *   read       store_reader_read in 1 MiB chunks from the page cache, every
+ *              block CRC-checked; "degraded" with one data drive offline, so
+ *              every stripe is rebuilt.
+ *   small      per-object latency of striped vs inline small objects.
+ *
+ * Usage: store_bench [-d dir] [-r reps] [-b block_size] [-q]
+ * dir (default /tmp) receives a scratch tree, removed at the end.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <isa-l.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MIB  (1024u * 1024u)
+#define NDRV 6
+
+static int reps = 5;
+
+static double
+now_s(void)
+{
+    return (double)mrd_clock_mono_ns() / 1e9;
+}
+
+static int
+cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double
+median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_d);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void
+fill(unsigned char *b, size_t n)
+{
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        memcpy(b + i, &x, 8);
+    }
+}
+
+/* ---- ceilings ------------------------------------------------------------- */
+
+static double
+bench_md5(const unsigned char *buf, size_t n)
+{
+    double t[32];
+    unsigned char md[16];
+    unsigned int l;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        EVP_Digest(buf, n, md, &l, EVP_md5(), NULL);
+        t[r] = (double)n / (now_s() - t0) / 1e9;
+    }
+    return median(t, reps);
+}
+
+static double
+bench_encode(unsigned char *buf, size_t n, int k, int m, uint32_t bs)
+{
+    unsigned char *a = malloc((size_t)(k + m) * k), *tbls = malloc((size_t)32 * k * m);
+    unsigned char *par = aligned_alloc(64, (size_t)m * bs);
+    unsigned char *data[32], *pp[32];
+    double t[32];
+    size_t sd = (size_t)k * bs;
+
+    gf_gen_cauchy1_matrix(a, k + m, k);
+    ec_init_tables(k, m, &a[k * k], tbls);
+    for (int p = 0; p < m; p++)
+        pp[p] = par + (size_t)p * bs;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        for (size_t off = 0; off + sd <= n; off += sd) {
+            for (int i = 0; i < k; i++)
+                data[i] = buf + off + (size_t)i * bs;
+            ec_encode_data((int)bs, k, m, tbls, data, pp);
+        }
+        t[r] = (double)(n / sd * sd) / (now_s() - t0) / 1e9;
+    }
+    free(a);
+    free(tbls);
+    free(par);
+    return median(t, reps);
+}
+
+static double
+bench_crc(const unsigned char *buf, size_t n)
+{
+    double t[32];
+    volatile uint32_t c = 0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        c ^= mrd_crc32c(0, buf, n);
+        t[r] = (double)n / (now_s() - t0) / 1e9;
+    }
+    (void)c;
+    return median(t, reps);
+}
+
+static double
+bench_memcpy(unsigned char *dst, const unsigned char *src, size_t n)
+{
+    double t[32];
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        memcpy(dst, src, n);
+        t[r] = (double)n / (now_s() - t0) / 1e9;
+    }
+    return median(t, reps);
+}
+
+/* ---- store ---------------------------------------------------------------- */
+
+typedef struct bstore {
+    char root[512];
+    char dirs[NDRV][600];
+    const char *dirp[NDRV];
+    char meta[600];
+    store *s;
+} bstore;
+
+static int
+rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int
+bs_open(bstore *b, const char *base, uint32_t bs, unsigned flags)
+{
+    store_opts o;
+    snprintf(b->root, sizeof(b->root), "%s/store_bench.XXXXXX", base);
+    if (!mkdtemp(b->root))
+        return -errno;
+    for (int i = 0; i < NDRV; i++) {
+        snprintf(b->dirs[i], sizeof(b->dirs[i]), "%s/d%d", b->root, i);
+        b->dirp[i] = b->dirs[i];
+    }
+    snprintf(b->meta, sizeof(b->meta), "%s/meta", b->root);
+    store_opts_default(&o);
+    o.data_dirs = b->dirp;
+    o.n_data_dirs = NDRV;
+    o.meta_dir = b->meta;
+    o.block_size = bs;
+    o.index_map_size = 256ull << 20;
+    o.flags = flags;
+    return store_open(&o, &b->s);
+}
+
+static void
+bs_close(bstore *b)
+{
+    store_close(b->s);
+    nftw(b->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int
+put(store *s, const unsigned char *buf, size_t n, int i, store_put_result *res)
+{
+    store_writer *w;
+    char key[32];
+    const size_t chunk = 256u << 10;
+    int rc;
+
+    snprintf(key, sizeof(key), "obj%d", i);
+    if ((rc = store_writer_open(s, "bench", key, "v", 0, &w)) != 0)
+        return rc;
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t c = n - off < chunk ? n - off : chunk;
+        if ((rc = store_writer_write(w, buf + off, c)) != 0) {
+            store_writer_abort(w);
+            return rc;
+        }
+    }
+    return store_writer_finish(w, res);
+}
+
+typedef struct wr_result {
+    double write_gbs, read_gbs, degraded_gbs;
+} wr_result;
+
+/* Writes reps objects of n bytes, reads each back; medians in GB/s. */
+static int
+bench_store(const char *base, uint32_t bs, unsigned flags, const unsigned char *buf, size_t n,
+            unsigned char *rbuf, wr_result *out)
+{
+    bstore b;
+    double tw[32], tr[32], td[32];
+    int rc = bs_open(&b, base, bs, flags);
+
+    if (rc != 0)
+        return rc;
+    for (int r = 0; r < reps && rc == 0; r++) {
+        store_put_result res;
+        store_reader *rd;
+        double t0 = now_s();
+        if ((rc = put(b.s, buf, n, r, &res)) != 0)
+            break;
+        tw[r] = (double)n / (now_s() - t0) / 1e9;
+        for (int pass = 0; pass < 2 && rc == 0; pass++) {
+            if (pass == 1) /* drive of data shard 0 offline: rebuild every stripe */
+                store_drive_set_offline(b.s, ((unsigned char *)res.layout)[36]);
+            if ((rc = store_reader_open(b.s, res.layout, res.layout_len, &rd)) != 0)
+                break;
+            t0 = now_s();
+            for (size_t off = 0; off < n && rc == 0;) {
+                size_t got = 0, want = n - off < MIB ? n - off : MIB;
+                rc = store_reader_read(rd, off, rbuf + off, want, &got);
+                if (rc == 0 && got != want)
+                    rc = MRD_ECORRUPT;
+                off += got;
+            }
+            (pass ? td : tr)[r] = (double)n / (now_s() - t0) / 1e9;
+            store_reader_close(rd);
+            if (rc == 0 && memcmp(rbuf, buf, n) != 0)
+                rc = MRD_ECORRUPT;
+        }
+        store_drives_rescan(b.s);
+        store_object_delete_data(b.s, res.layout, res.layout_len);
+        store_put_result_clear(&res);
+    }
+    if (rc == 0) {
+        out->write_gbs = median(tw, reps);
+        out->read_gbs = median(tr, reps);
+        out->degraded_gbs = median(td, reps);
+    }
+    bs_close(&b);
+    return rc;
+}
+
+/* Median per-object latency in microseconds of writing a small object. */
+static int
+bench_small(const char *base, unsigned flags, const unsigned char *buf, size_t n, double *us)
+{
+    bstore b;
+    double t[64];
+    int rc = bs_open(&b, base, STORE_DEFAULT_BLOCK_SIZE, flags), cnt = 20;
+
+    if (rc != 0)
+        return rc;
+    for (int r = 0; r < cnt && rc == 0; r++) {
+        store_put_result res;
+        double t0 = now_s();
+        if ((rc = put(b.s, buf, n, r, &res)) != 0)
+            break;
+        t[r] = (now_s() - t0) * 1e6;
+        store_put_result_clear(&res);
+    }
+    if (rc == 0)
+        *us = median(t, cnt);
+    bs_close(&b);
+    return rc;
+}
+
+/* One 4 KiB append + fdatasync: what an inline object adds to a WAL commit
+ * at worst (group commit shares it between many writers). */
+static double
+bench_append_sync(const char *base)
+{
+    char path[600];
+    unsigned char blk[4096] = {1};
+    double t[64];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/store_bench.append", base);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+    if (fd < 0)
+        return -1;
+    for (int r = 0; r < 20; r++) {
+        double t0 = now_s();
+        if (write(fd, blk, sizeof(blk)) != (ssize_t)sizeof(blk) || fdatasync(fd) != 0)
+            break;
+        t[r] = (now_s() - t0) * 1e6;
+    }
+    close(fd);
+    unlink(path);
+    return median(t, 20);
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *base = "/tmp";
+    uint32_t bs = STORE_DEFAULT_BLOCK_SIZE;
+    size_t big = 64 * MIB;
+    unsigned char *buf, *rbuf;
+    int opt, rc;
+    double md5, enc, crc, cpy;
+
+    while ((opt = getopt(argc, argv, "d:r:b:")) != -1) {
+        if (opt == 'd')
+            base = optarg;
+        else if (opt == 'r')
+            reps = atoi(optarg) < 1 ? 1 : (atoi(optarg) > 31 ? 31 : atoi(optarg));
+        else if (opt == 'b')
+            bs = (uint32_t)strtoul(optarg, NULL, 0);
+        else {
+            fprintf(stderr, "usage: %s [-d dir] [-r reps] [-b block_size]\n", argv[0]);
+            return 2;
+        }
+    }
+    mrd_log_setup(MRD_LOG_ERROR, "bench");
+    buf = aligned_alloc(64, big);
+    rbuf = aligned_alloc(64, big);
+    if (!buf || !rbuf)
+        return 1;
+    fill(buf, big);
+    memset(rbuf, 0, big);
+
+    md5 = bench_md5(buf, big);
+    enc = bench_encode(buf, big, 4, 2, bs);
+    crc = bench_crc(buf, big);
+    cpy = bench_memcpy(rbuf, buf, big);
+    printf("# store_bench: 4+2 on %d dirs under %s, block %u KiB, median of %d\n", NDRV, base,
+           bs >> 10, reps);
+    printf("\n| ceiling (1 core, 64 MiB) | GB/s |\n|---|---|\n");
+    printf("| OpenSSL MD5 | %.2f |\n| ISA-L ec_encode_data 4+2 (data bytes) | %.2f |\n", md5, enc);
+    printf("| CRC32C (ISA-L) | %.2f |\n| memcpy | %.2f |\n", crc, cpy);
+
+    printf("\n| path | object | GB/s | vs MD5 |\n|---|---|---|---|\n");
+    size_t sizes[2] = {MIB, big};
+    for (int si = 0; si < 2; si++) {
+        wr_result ns, sy;
+        const char *nm = si ? "64 MiB" : "1 MiB";
+        if ((rc = bench_store(base, bs, STORE_OPT_NOSYNC | STORE_OPT_NO_INLINE, buf, sizes[si],
+                              rbuf, &ns)) != 0 ||
+            (rc = bench_store(base, bs, STORE_OPT_NO_INLINE, buf, sizes[si], rbuf, &sy)) != 0) {
+            fprintf(stderr, "store bench failed: %s\n", mrd_strerror(rc));
+            return 1;
+        }
+        printf("| write, encode+CRC+MD5+pwrite (nosync) | %s | %.2f | %.0f%% |\n", nm, ns.write_gbs,
+               100 * ns.write_gbs / md5);
+        printf("| write, + fdatasync + rename + dir fsync | %s | %.2f | %.0f%% |\n", nm,
+               sy.write_gbs, 100 * sy.write_gbs / md5);
+        printf("| read + CRC verify (page cache) | %s | %.2f | |\n", nm, ns.read_gbs);
+        printf("| read, 1 drive offline (rebuild each stripe) | %s | %.2f | |\n", nm,
+               ns.degraded_gbs);
+    }
+
+    printf("\n| block size | write nosync GB/s | read GB/s | degraded read GB/s | writer "
+           "memory |\n|---|---|---|---|---|\n");
+    uint32_t bss[] = {64u << 10, 256u << 10, 1u << 20, 4u << 20};
+    for (int i = 0; i < 4; i++) {
+        wr_result w;
+        if ((rc = bench_store(base, bss[i], STORE_OPT_NOSYNC | STORE_OPT_NO_INLINE, buf, big, rbuf,
+                              &w)) != 0) {
+            fprintf(stderr, "block sweep failed: %s\n", mrd_strerror(rc));
+            return 1;
+        }
+        printf("| %u KiB | %.2f | %.2f | %.2f | %u KiB |\n", bss[i] >> 10, w.write_gbs, w.read_gbs,
+               w.degraded_gbs, 6 * (bss[i] >> 10));
+    }
+
+    printf("\n| small object (synced) | striped us | inline us |\n|---|---|---|\n");
+    size_t smalls[] = {4096, 65536, 131072};
+    for (int i = 0; i < 3; i++) {
+        double st = 0, in = 0;
+        if ((rc = bench_small(base, STORE_OPT_NO_INLINE, buf, smalls[i], &st)) != 0 ||
+            (rc = bench_small(base, 0, buf, smalls[i], &in)) != 0) {
+            fprintf(stderr, "small bench failed: %s\n", mrd_strerror(rc));
+            return 1;
+        }
+        printf("| %zu KiB | %.0f | %.0f (+ its share of one WAL fdatasync) |\n", smalls[i] >> 10,
+               st, in);
+    }
+    printf("\n4 KiB append + fdatasync on this disk: %.0f us median\n", bench_append_sync(base));
+    free(buf);
+    free(rbuf);
+    return 0;
+}
