@@ -55,6 +55,12 @@ struct store {
     atomic_uint_fast64_t objects_written, bytes_written, degraded_writes;
     atomic_uint_fast64_t reconstructed_reads, checksum_errors;
 
+    /* Warm stripe buffers ((k+m) * block_size each), reused by writers and
+     * readers: a fresh multi-MiB allocation costs a page fault per 4 KiB. */
+    pthread_mutex_t buf_mu;
+    void *buf_free[8];
+    int n_buf_free;
+
     pthread_mutex_t heal_mu;
     pthread_t heal_thread;
     int heal_thread_live;
@@ -76,6 +82,8 @@ void store__shard_path(store *s, int drive, const unsigned char *objid, int shar
                        char *out, size_t outsz);
 void store__shard_dir(store *s, int drive, const unsigned char *objid, int tmp, char *out,
                       size_t outsz);
+void *store__buf_get(store *s);
+void store__buf_put(store *s, void *buf);
 uint64_t store__hash(const char *bucket, const char *key, const char *version);
 int store__txn_commit(store *s, MDB_txn *txn);
 int store__mdb_err(int rc);

@@ -188,7 +188,10 @@ store_reader_close(store_reader *r)
     for (int i = 0; i < r->nsh; i++)
         if (r->fd[i] >= 0)
             close(r->fd[i]);
-    free(r->scratch);
+    if (r->l.block_size == r->s->block_size)
+        store__buf_put(r->s, r->scratch);
+    else
+        free(r->scratch);
     free(r->blob);
     free(r);
 }
@@ -236,7 +239,9 @@ static int
 ensure_scratch(store_reader *r)
 {
     if (!r->scratch)
-        r->scratch = aligned_alloc(64, (size_t)r->nsh * r->l.block_size);
+        r->scratch = r->l.block_size == r->s->block_size
+                         ? store__buf_get(r->s)
+                         : aligned_alloc(64, (size_t)(unsigned)r->nsh * r->l.block_size);
     return r->scratch ? 0 : -ENOMEM;
 }
 

@@ -275,7 +275,6 @@ store_writer_open(store *s, const char *bucket, const char *key, const char *ver
     store_writer *w;
     uint64_t h;
     int rc = -ENOMEM;
-    size_t bufsz;
 
     if (!s || !bucket || !key || !out)
         return MRD_EINVAL;
@@ -303,8 +302,7 @@ store_writer_open(store *s, const char *bucket, const char *key, const char *ver
         rc = MRD_EDEGRADED;
         goto fail;
     }
-    bufsz = (size_t)w->nsh * s->block_size;
-    w->buf = aligned_alloc(64, bufsz);
+    w->buf = store__buf_get(s);
     w->md5 = EVP_MD_CTX_new();
     if (!w->buf || !w->md5 || EVP_DigestInit_ex(w->md5, EVP_md5(), NULL) != 1)
         goto fail;
@@ -316,7 +314,7 @@ store_writer_open(store *s, const char *bucket, const char *key, const char *ver
     *out = w;
     return 0;
 fail:
-    free(w->buf);
+    store__buf_put(s, w->buf);
     EVP_MD_CTX_free(w->md5);
     EVP_MD_CTX_free(w->sha);
     free(w);
@@ -446,7 +444,7 @@ writer_free(store_writer *w)
     for (int i = 0; i < w->nsh; i++)
         if (w->fd[i] >= 0)
             close(w->fd[i]);
-    free(w->buf);
+    store__buf_put(w->s, w->buf);
     EVP_MD_CTX_free(w->md5);
     EVP_MD_CTX_free(w->sha);
     free(w);
