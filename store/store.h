@@ -245,7 +245,10 @@ typedef struct store_status {
 int store_get_status(store *s, store_status *out);
 
 /* Re-probes offline drives and brings back those that pass the write probe.
- * Returns the number of drives online. Thread-safe. */
+ * Returns the number of drives online. Thread-safe. A drive that comes back
+ * misses the shards written while it was away and reads do not queue those
+ * objects one by one: call store_heal_start(s, 1) after a rescan that brought
+ * drives back. */
 int store_drives_rescan(store *s);
 
 /* Marks a drive offline by index (admin action, tests). */
