@@ -545,7 +545,7 @@ mrd_config_parse(const char *name, const char *text, size_t len, mrd_config **ou
     }
     c->ec_k = 4;
     c->ec_m = 2;
-    c->block_size = 1048576;
+    c->block_size = 262144; /* measured: docs/benchmarks.md, store section */
     c->wal_segment_bytes = 64u * 1048576u;
     c->wal_retention_bytes = UINT64_C(10) * 1073741824u;
     c->log_level = MRD_LOG_INFO;

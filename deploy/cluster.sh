@@ -33,7 +33,7 @@ gen_configs() {
             echo "admin = 127.0.0.1:$((base + 200 + i))"
             echo "[store]"
             echo "data_dirs = $sdir/d0, $sdir/d1, $sdir/d2, $sdir/d3, $sdir/d4, $sdir/d5"
-            echo "ec_k = 4"; echo "ec_m = 2"; echo "block_size = 1MiB"
+            echo "ec_k = 4"; echo "ec_m = 2"; echo "block_size = 256KiB"
             echo "meta_dir = $sdir/meta"
             echo "[replication]"; echo "secret = $secret"
             echo "[admin]"; echo "token = $token"

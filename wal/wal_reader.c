@@ -138,7 +138,7 @@ wal_reader_next(wal_reader *r, wal_entry *e)
     for (;;) {
         uint64_t durable;
         uint8_t hdr[WAL__REC_HDR];
-        size_t got;
+        size_t got = 0;
         uint32_t len;
         wal__rec rec;
         const char *why;

@@ -70,7 +70,7 @@ def test_health_status_and_ctl(make_site):
     doc = json.loads(body)
     assert doc["site"] == {"id": 1, "name": "a", "region": ""}
     assert doc["ready"] is True
-    assert doc["erasure"] == {"k": 4, "m": 2, "block_size": 1048576}
+    assert doc["erasure"] == {"k": 4, "m": 2, "block_size": 262144}
     assert [d["state"] for d in doc["drives"]] == ["online"] * 6
     assert all(d["total_bytes"] > 0 for d in doc["drives"])
     assert [(p["name"], p["id"]) for p in doc["peers"]] == [("b", 2), ("c", 3)]

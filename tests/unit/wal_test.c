@@ -290,7 +290,7 @@ EmptyOpenAppendReopen(void)
     CHECK_EQ_INT(rep.first_lsn, 1);
     CHECK_EQ_INT(rep.last_lsn, 5);
     /* LSNs continue */
-    uint64_t lsn;
+    uint64_t lsn = 0;
     uint8_t b[10];
     payload_fill(b, 10, 6);
     CHECK(append_sync(w, b, 10, &lsn) == 0);
@@ -504,7 +504,7 @@ TruncatedTrailingRecordIsIgnored(void)
     coll c;
     wal *w;
     char p[600];
-    uint64_t lsn;
+    uint64_t lsn = 0;
     uint8_t b[64];
 
     dir_new("trunc");
@@ -622,7 +622,7 @@ CorruptionMidSegmentStopsOpenUnlessSalvage(void)
     wal *w = NULL;
     char p[600];
     size_t lens[60];
-    uint64_t lsn;
+    uint64_t lsn = 0;
     uint8_t b[8];
 
     dir_new("salvage");
