@@ -2,19 +2,25 @@
 # Installs the Debian packages Meridian needs, and only those that are missing.
 #   scripts/install-deps.sh          build + run (the demo)
 #   scripts/install-deps.sh --test   also the test clients and tools
+#   scripts/install-deps.sh --bench  also the tools that measure ceilings (bench/run.sh)
 # Runs apt-get update first when the package lists are empty (fresh machines).
 set -euo pipefail
 
 build_pkgs=(cmake make gcc pkg-config libevent-dev libnghttp2-dev libssl-dev liblmdb-dev
     lmdb-utils libprotobuf-c-dev protobuf-c-compiler libisal-dev node-llhttp libinih-dev
-    libexpat1-dev curl ca-certificates python3 procps)
+    libexpat1-dev libcurl4-openssl-dev curl ca-certificates python3 procps)
 test_pkgs=(python3-pytest python3-boto3 awscli s3cmd rclone clang libclang-rt-14-dev
     clang-format nghttp2-client faketime iproute2)
+bench_pkgs=(nginx-light iperf3)
 
 pkgs=("${build_pkgs[@]}")
-if [ "${1:-}" = "--test" ]; then
-    pkgs+=("${test_pkgs[@]}")
-fi
+for arg in "$@"; do
+    case "$arg" in
+    --test) pkgs+=("${test_pkgs[@]}") ;;
+    --bench) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+    *) echo "install-deps: unknown option $arg" >&2; exit 2 ;;
+    esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do
