@@ -12,9 +12,8 @@
  * The admin API authenticates with "Authorization: Bearer <token>" compared
  * in constant time against [admin] token. Health and metrics stay open
  * because load balancers and Prometheus scrape them without credentials;
- * they reveal no object data. Until the S3 API lands, every other request on
- * the S3 port is answered with an S3-style 501 NotImplemented document, so
- * clients get a precise error rather than a hang or a bare 404.
+ * they reveal no object data. The S3 port serves the same health paths
+ * (gw__route_health) before its own router (gw_s3.c).
  */
 #include "gw_int.h"
 
@@ -27,9 +26,8 @@ is_get_or_head(gw_req *r)
     return strcmp(gw_req_method(r), "GET") == 0 || strcmp(gw_req_method(r), "HEAD") == 0;
 }
 
-/* Answers health checks; returns 1 if it did. */
-static int
-route_health(gw_req *r, gw_daemon *d)
+int
+gw__route_health(gw_req *r, gw_daemon *d)
 {
     const char *path = gw_req_path(r);
 
@@ -265,7 +263,7 @@ gw__route_admin(gw_req *r, void *ud)
     gw_daemon *d = ud;
     const char *path = gw_req_path(r);
 
-    if (route_health(r, d))
+    if (gw__route_health(r, d))
         return;
     if (strcmp(path, "/metrics") == 0 && is_get_or_head(r)) {
         admin_metrics(r, d);
@@ -290,18 +288,4 @@ gw__route_admin(gw_req *r, void *ud)
         return;
     }
     json_error(r, 404, "NotFound", "no such admin endpoint; see docs/admin-api.md");
-}
-
-void
-gw__route_s3(gw_req *r, void *ud)
-{
-    gw_daemon *d = ud;
-    static const char body[] =
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NotImplemented</Code>"
-        "<Message>The S3 API is not available in this build of meridiand yet; only "
-        "/health/live and /health/ready are served on this port.</Message></Error>\n";
-
-    if (route_health(r, d))
-        return;
-    gw_resp_simple(r, 501, "application/xml", body, sizeof(body) - 1);
 }

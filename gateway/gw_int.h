@@ -1,7 +1,8 @@
 /*
  * gw_int.h - private to the gateway module: the daemon's state shared by
- * gw_main.c (start-up, signals, drives) and gw_admin.c (health, admin API,
- * metrics). Not included by any other module.
+ * gw_main.c (start-up, signals, drives), gw_admin.c (health, admin API,
+ * metrics) and the S3 API (gw_s3*.c, gw_sigv4.c, gw_xml.c). Not included by
+ * any other module; the unit tests and fuzz targets of the gateway use it.
  */
 #ifndef MERIDIAN_GW_INT_H
 #define MERIDIAN_GW_INT_H
@@ -11,6 +12,7 @@
 
 struct evconnlistener;
 struct event;
+struct engine;
 
 typedef enum { GW_DRIVE_ONLINE = 0, GW_DRIVE_OFFLINE = 1 } gw_drive_state;
 
@@ -35,14 +37,152 @@ typedef struct gw_daemon {
     int n_drives;
     int lock_fd;
     int shutting_down;
+    struct engine *eng;      /* NULL while the store cannot open (too few drives) */
+    struct event *eng_ev;    /* engine_fd watcher: runs engine completions */
+    int wal_salvage;         /* --wal-salvage */
+    uint64_t s3_requests[8]; /* per gw_s3_op class, for /metrics */
 } gw_daemon;
 
-/* Route functions for the two HTTP servers (gw_admin.c). */
+/* Route functions for the two HTTP servers (gw_s3.c, gw_admin.c). */
 void gw__route_s3(gw_req *r, void *daemon);
 void gw__route_admin(gw_req *r, void *daemon);
+/* Answers /health/live and /health/ready (both ports); 1 if it did. */
+int gw__route_health(gw_req *r, gw_daemon *d);
 /* Number of drives that passed the last probe. */
 int gw__drives_online(const gw_daemon *d);
 /* Ready = enough drives for k-of-(k+m) writes and not shutting down. */
 int gw__ready(const gw_daemon *d);
+
+/* ---- S3 errors and XML (gw_xml.c) --------------------------------------- */
+
+/* Every S3 error this gateway answers with: code, HTTP status, message. */
+typedef enum {
+    GW_S3E_ACCESS_DENIED = 0,
+    GW_S3E_SIGNATURE_DOES_NOT_MATCH,
+    GW_S3E_INVALID_ACCESS_KEY_ID,
+    GW_S3E_REQUEST_TIME_TOO_SKEWED,
+    GW_S3E_AUTH_HEADER_MALFORMED,
+    GW_S3E_INVALID_REQUEST,
+    GW_S3E_INVALID_ARGUMENT,
+    GW_S3E_EXPIRED,
+    GW_S3E_SHA256_MISMATCH,
+    GW_S3E_NO_SUCH_BUCKET,
+    GW_S3E_NO_SUCH_KEY,
+    GW_S3E_BUCKET_NOT_EMPTY,
+    GW_S3E_BUCKET_ALREADY_OWNED,
+    GW_S3E_INVALID_BUCKET_NAME,
+    GW_S3E_KEY_TOO_LONG,
+    GW_S3E_BAD_DIGEST,
+    GW_S3E_INVALID_DIGEST,
+    GW_S3E_INVALID_RANGE,
+    GW_S3E_MISSING_CONTENT_LENGTH,
+    GW_S3E_ENTITY_TOO_LARGE,
+    GW_S3E_METHOD_NOT_ALLOWED,
+    GW_S3E_NOT_IMPLEMENTED,
+    GW_S3E_INTERNAL,
+    GW_S3E_SERVICE_UNAVAILABLE,
+    GW_S3E_SLOW_DOWN,
+    GW_S3E__COUNT
+} gw_s3_err;
+
+/* Code string ("NoSuchKey") and HTTP status of an error. */
+const char *gw_s3_err_code(gw_s3_err e);
+int gw_s3_err_status(gw_s3_err e);
+/* Maps an MRD_E* / -errno from the engine or store to an S3 error. */
+gw_s3_err gw_s3_err_from_rc(int rc);
+
+/* Appends s with XML escaping (&<>"' and control bytes as &#xN;). */
+int gw_xml_escape(mrd_buf *b, const char *s);
+/* Appends <tag>escaped value</tag>. */
+int gw_xml_elem(mrd_buf *b, const char *tag, const char *value);
+
+/* Adds x-amz-request-id (and x-amz-id-2) for r; call on every response. */
+void gw_s3_request_id(gw_req *r);
+/* Answers r with the S3 XML error document: Code, Message (msg or the
+ * default), Resource, RequestId. A HEAD gets the status and no body. */
+void gw_s3_error(gw_req *r, gw_s3_err e, const char *resource, const char *msg);
+
+/* ---- SigV4 (gw_sigv4.c) ------------------------------------------------- */
+
+#define GW_SIGV4_MAX_SKEW_S    (15 * 60)
+#define GW_SIGV4_MAX_EXPIRES_S (7 * 24 * 3600)
+#define GW_SHA256_EMPTY        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+/* A request as SigV4 sees it. Strings are borrowed. */
+typedef struct gw_sigv4_input {
+    const char *method;
+    const char *path;  /* raw request path, percent-encoded as sent */
+    const char *query; /* raw query string after '?', "" if none */
+    int n_headers;
+    const char *const *hname; /* header names as sent (any case) */
+    const char *const *hvalue;
+} gw_sigv4_input;
+
+/* The parsed credentials of a request (header or presigned query). */
+typedef struct gw_sigv4_auth {
+    int presigned;
+    char access_key[129];
+    char date[9];              /* scope date, YYYYMMDD */
+    char region[65];           /* scope region */
+    char service[33];          /* scope service, "s3" */
+    char amz_date[17];         /* X-Amz-Date: YYYYMMDDTHHMMSSZ */
+    char signed_headers[1024]; /* "host;x-amz-date" (lower case, sorted) */
+    char signature[65];        /* lower-case hex */
+    uint64_t expires;          /* presigned: X-Amz-Expires seconds */
+    char payload_hash[80];     /* x-amz-content-sha256, or UNSIGNED-PAYLOAD */
+} gw_sigv4_auth;
+
+/* Parses an "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=..."
+ * header value into out (only the fields the header carries). Returns 0 or
+ * MRD_EINVAL (malformed). Pure; fuzzed by tests/fuzz/fuzz_sigv4.c. */
+int gw_sigv4_parse_header(const char *value, gw_sigv4_auth *out);
+/* Parses the X-Amz-* parameters of a presigned URL's query. Returns 0,
+ * MRD_ENOTFOUND (not a presigned query) or MRD_EINVAL (malformed). */
+int gw_sigv4_parse_query(const char *query, gw_sigv4_auth *out);
+/* Parses YYYYMMDDTHHMMSSZ into Unix seconds; MRD_EINVAL if malformed. */
+int gw_sigv4_parse_amz_date(const char *s, int64_t *out);
+
+/* The canonical request (AWS "Task 1"); payload_hash is its last line.
+ * Appends to out. Errors: MRD_EINVAL (a signed header is missing), -ENOMEM. */
+int gw_sigv4_canonical_request(const gw_sigv4_input *in, const gw_sigv4_auth *a,
+                               const char *payload_hash, mrd_buf *out);
+/* The string to sign (AWS "Task 2") for a canonical request. */
+int gw_sigv4_string_to_sign(const gw_sigv4_auth *a, const char *creq, size_t creq_len,
+                            mrd_buf *out);
+/* The signature (AWS "Task 3"): lower-case hex into hex[65]. */
+void gw_sigv4_sign(const char *secret, const gw_sigv4_auth *a, const char *sts, size_t sts_len,
+                   char hex[65]);
+/* The signing key HMAC chain for a scope, for chunk signatures. */
+void gw_sigv4_signing_key(const char *secret, const gw_sigv4_auth *a, unsigned char key[32]);
+
+/* Decodes %XX escapes of s[0..len) into out (NUL-terminated); with
+ * plus_space, '+' becomes ' '. MRD_EINVAL on a bad escape. */
+int gw_url_decode(const char *s, size_t len, int plus_space, mrd_buf *out);
+/* Appends s URI-encoded the AWS way (unreserved A-Za-z0-9-._~ kept; '/'
+ * kept when keep_slash). */
+int gw_uri_encode(mrd_buf *out, const char *s, size_t len, int keep_slash);
+/* Finds query parameter name in a raw query and decodes its value into
+ * out. Returns 1 if present (value may be ""), 0 if absent. */
+int gw_query_param(const char *query, const char *name, mrd_buf *out);
+
+/*
+ * Authenticates a request against the configured users at time now (Unix
+ * seconds). Returns 0 and fills *auth and *secret (borrowed from conf), or
+ * a gw_s3_err + 1 (so 0 stays success); *why gets a static detail for logs.
+ * The payload hash is taken as declared (x-amz-content-sha256, or
+ * UNSIGNED-PAYLOAD for presigned); the caller checks the body against it.
+ */
+int gw_sigv4_verify(const gw_sigv4_input *in, const mrd_config *conf, int64_t now,
+                    gw_sigv4_auth *auth, const char **why);
+
+/* ---- S3 operations (gw_s3.c, gw_s3_obj.c) ------------------------------- */
+
+void gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
+                       const gw_sigv4_auth *auth);
+void gw__s3_get_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key);
+/* RFC 1123 ("Wed, 12 Oct 2009 17:50:00 GMT") and ISO 8601 renderings of a
+ * time in ms since the epoch. */
+void gw__http_time(uint64_t ms, char *out, size_t outsz);
+void gw__iso_time(uint64_t ms, char *out, size_t outsz);
 
 #endif

@@ -11,7 +11,14 @@
  *      (with the error) instead of failing start-up: a site with >= k good
  *      drives must keep serving. Probes repeat every 10 s so a drive that
  *      disappears or comes back is noticed.
- *   4. Bind the S3, replication and admin listeners. A bind failure exits 2
+ *   4. Open the engine (engine/): the store on the data dirs and meta_dir,
+ *      then the WAL in <meta_dir>/wal, replaying every record the index has
+ *      not applied yet. A corrupt WAL stops start-up (exit 2) with the WAL's
+ *      precise message, unless --wal-salvage is given. Too few drives for
+ *      the store (MRD_EDEGRADED) does not stop the daemon: it serves health
+ *      and admin, answers S3 with 503, and retries the open at each drive
+ *      probe until enough drives are back.
+ *   5. Bind the S3, replication and admin listeners. A bind failure exits 2
  *      naming the address.
  * /health/ready is 200 only while at least k drives are online and the
  * daemon is not draining.
@@ -37,6 +44,8 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "engine.h"
+
 #define DRAIN_TIMEOUT_S 10
 #define DRIVE_PROBE_S   10
 
@@ -53,7 +62,7 @@ gw__drives_online(const gw_daemon *d)
 int
 gw__ready(const gw_daemon *d)
 {
-    return !d->shutting_down && gw__drives_online(d) >= d->conf->ec_k;
+    return !d->shutting_down && gw__drives_online(d) >= d->conf->ec_k && d->eng;
 }
 
 /* Writes, syncs and removes a small file: proves the drive takes durable writes. */
@@ -107,11 +116,64 @@ probe_all(gw_daemon *d)
 }
 
 static void
-drive_timer_cb(evutil_socket_t fd, short what, void *arg)
+engine_ready_cb(evutil_socket_t fd, short what, void *arg)
 {
+    gw_daemon *d = arg;
+
     (void)fd;
     (void)what;
-    probe_all(arg);
+    engine_poll(d->eng);
+}
+
+/* Opens the engine. Returns 0 (open, or not yet: too few drives), or an
+ * error that must stop start-up. */
+static int
+open_engine(gw_daemon *d)
+{
+    engine_opts eo;
+    char report[512] = "";
+    uint64_t replayed = 0;
+    uint64_t t0 = mrd_clock_mono_ns();
+    int rc;
+
+    memset(&eo, 0, sizeof(eo));
+    eo.conf = d->conf;
+    eo.wal_salvage = d->wal_salvage;
+    eo.report = report;
+    eo.report_size = sizeof(report);
+    eo.replayed = &replayed;
+    rc = engine_open(&eo, &d->eng);
+    if (rc == MRD_EDEGRADED) {
+        MRD_ERROR("engine.degraded", "error=\"%s\" drives_online=%d need=%d", mrd_strerror(rc),
+                  gw__drives_online(d), d->conf->ec_k);
+        return 0;
+    }
+    if (rc != 0) {
+        MRD_ERROR("engine.open_failed", "error=\"%s\"", mrd_strerror(rc));
+        fprintf(stderr, "meridiand: cannot open the store and WAL: %s\n  %s\n", mrd_strerror(rc),
+                report);
+        return rc;
+    }
+    d->eng_ev = event_new(d->base, engine_fd(d->eng), EV_READ | EV_PERSIST, engine_ready_cb, d);
+    if (!d->eng_ev || event_add(d->eng_ev, NULL) != 0) {
+        fprintf(stderr, "meridiand: cannot watch the engine's completion queue\n");
+        return -ENOMEM;
+    }
+    MRD_INFO("engine.open", "replayed=%llu ms=%.1f %s", (unsigned long long)replayed,
+             (double)(mrd_clock_mono_ns() - t0) / 1e6, report);
+    return 0;
+}
+
+static void
+drive_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    gw_daemon *d = arg;
+
+    (void)fd;
+    (void)what;
+    probe_all(d);
+    if (!d->eng && !d->shutting_down && gw__drives_online(d) >= d->conf->ec_k)
+        open_engine(d);
 }
 
 static void
@@ -246,11 +308,14 @@ start_listeners(gw_daemon *d)
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: meridiand --config FILE [--check-config] [--log-level LEVEL]\n"
+    fprintf(f, "usage: meridiand --config FILE [--check-config] [--log-level LEVEL] "
+               "[--wal-salvage]\n"
                "       meridiand --version\n"
                "  --config FILE      site configuration (see docs/configuration.md)\n"
                "  --check-config     validate the configuration and exit\n"
-               "  --log-level LEVEL  debug, info, warn or error (overrides [log] level)\n");
+               "  --log-level LEVEL  debug, info, warn or error (overrides [log] level)\n"
+               "  --wal-salvage      cut the WAL at a corrupt record instead of refusing to "
+               "start\n");
 }
 
 int
@@ -260,6 +325,7 @@ main(int argc, char **argv)
                                          {"check-config", no_argument, NULL, 'C'},
                                          {"log-level", required_argument, NULL, 'l'},
                                          {"version", no_argument, NULL, 'V'},
+                                         {"wal-salvage", no_argument, NULL, 'S'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *config_path = NULL;
@@ -270,7 +336,7 @@ main(int argc, char **argv)
 
     memset(&d, 0, sizeof(d));
     d.lock_fd = -1;
-    while ((opt = getopt_long(argc, argv, "c:Cl:Vh", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:Cl:VhS", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             config_path = optarg;
@@ -284,6 +350,9 @@ main(int argc, char **argv)
                 fprintf(stderr, "meridiand: unknown log level '%s'\n", optarg);
                 return 1;
             }
+            break;
+        case 'S':
+            d.wal_salvage = 1;
             break;
         case 'V':
             printf("meridiand %s\n", MRD_VERSION);
@@ -330,6 +399,8 @@ main(int argc, char **argv)
         fprintf(stderr, "meridiand: out of memory at start-up\n");
         goto out;
     }
+    if (open_engine(&d) != 0)
+        goto out;
     if (start_listeners(&d) != 0)
         goto out;
     d.sig_term = evsignal_new(d.base, SIGTERM, signal_cb, &d);
@@ -353,6 +424,9 @@ main(int argc, char **argv)
 out:
     gw_http_server_free(d.s3);
     gw_http_server_free(d.admin);
+    if (d.eng_ev)
+        event_free(d.eng_ev);
+    engine_close(d.eng);
     if (d.repl)
         evconnlistener_free(d.repl);
     if (d.sig_term)

@@ -1,0 +1,184 @@
+/*
+ * engine.h - the public API of Meridian's engine (prefix engine_): the one
+ * door for every mutation of a site, local or (later) replicated.
+ *
+ * A mutation goes through these steps, always in this order:
+ *   1. checks against the index (bucket exists, bucket empty ...);
+ *   2. conflict_stamp: the key's current version vector with this site's
+ *      entry raised, and an HLC stamp;
+ *   3. a WAL record, appended with group commit (one fdatasync for many);
+ *   4. once the record is durable, the LMDB index is updated by the engine's
+ *      single applier thread, in LSN order, with the LSN stored in the same
+ *      transaction (store_index_apply); consecutive records share one
+ *      transaction, so index commits are group-committed too;
+ *   5. the caller's callback runs with status 0.
+ * A callback with status 0 therefore means: durable in the WAL and visible
+ * in the index. Object data is written to the store by the caller before the
+ * mutation (store_writer_*), so a PUT's bytes are durable before its record.
+ *
+ * Threads and callbacks. engine_open starts a small worker pool (blocking
+ * store I/O belongs there, never on an event loop) and the applier thread.
+ * Every callback the engine makes - mutation results and engine_run's done
+ * functions - is queued on the engine's completion queue and runs on the
+ * thread that calls engine_poll, which is meant to be an event loop watching
+ * engine_fd. No libevent type appears here.
+ *
+ * Conventions: 0 on success, a negative MRD_E* code or negated errno on
+ * failure; output parameters last, written only on success; if a call that
+ * takes a callback fails, the callback is never called.
+ */
+#ifndef MERIDIAN_ENGINE_H
+#define MERIDIAN_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "store.h"
+
+typedef struct engine engine;
+
+typedef struct engine_opts {
+    const mrd_config *conf; /* site id, drives, EC, meta_dir, WAL sizes; kept, not copied */
+    int n_workers;          /* worker threads for engine_run; 0 = 4 */
+    int wal_salvage;        /* cut the WAL at a corrupt record instead of failing */
+    unsigned store_flags;   /* STORE_OPT_* (tests) */
+    /* Recovery report, filled by engine_open on success and on failure:
+     * a one-line human message (the WAL's own report, or the store's
+     * error), and the number of WAL records replayed into the index. */
+    char *report;
+    size_t report_size;
+    uint64_t *replayed;
+} engine_opts;
+
+/*
+ * Opens the store (data dirs and meta_dir from the config), then the WAL in
+ * <meta_dir>/wal, replaying every record after the index's last applied LSN
+ * into the index before returning, and starts the threads. Per-peer WAL
+ * cursors are persisted in the index through store_meta_put/get.
+ * Errors: the store's (MRD_EDEGRADED when fewer than k drives are online)
+ * and the WAL's (MRD_ECORRUPT, MRD_ENOTFOUND, MRD_ECONFIG), -errno. On
+ * success *out is owned by the caller (engine_close).
+ */
+int engine_open(const engine_opts *o, engine **out);
+
+/*
+ * Drains: waits for queued and running work and for every appended record
+ * to be applied, runs the callbacks still queued (on the calling thread;
+ * engine_run fails with MRD_ESHUTDOWN from inside them), then closes the
+ * WAL and the store. Accepts NULL. Call from the loop thread.
+ */
+void engine_close(engine *e);
+
+/* The store, for reads (index lookups, listings, object readers). Valid
+ * until engine_close. Remember: blocking, so call it from engine_run work. */
+store *engine_store(engine *e);
+
+/* A file descriptor that becomes readable when callbacks are queued. */
+int engine_fd(const engine *e);
+/* Runs every queued callback on the calling thread; returns how many. */
+int engine_poll(engine *e);
+
+/*
+ * Runs work(arg) on a worker thread, then done(arg) through the completion
+ * queue (engine_poll). done may be NULL. Errors: MRD_ESHUTDOWN, -ENOMEM;
+ * then neither function runs. Thread-safe.
+ */
+int engine_run(engine *e, void (*work)(void *arg), void (*done)(void *arg), void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Mutations                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Result of a mutation, delivered through engine_poll. status is 0 or the
+ * error code named by the function. */
+typedef void (*engine_cb)(void *ud, int status);
+
+/* One user metadata entry: x-amz-meta-* and the kept standard headers
+ * (content-encoding, content-disposition, cache-control ...), lower-case
+ * names. */
+typedef struct engine_kv {
+    const char *key;
+    const char *value;
+} engine_kv;
+
+/* A new object version whose data is already in the store. Everything is
+ * copied by engine_object_put before it returns. */
+typedef struct engine_put {
+    const char *bucket;
+    const char *key;
+    const char *version_id; /* from engine_version_id_new; the data was written under it */
+    uint64_t size;
+    const char *etag; /* hex MD5 (or multipart etag), without quotes */
+    const char *content_type;
+    const engine_kv *meta;
+    size_t n_meta;
+    const void *layout; /* store_put_result.layout */
+    size_t layout_len;
+} engine_put;
+
+/*
+ * A fresh version id for a write at this site: 24 hex characters (HLC stamp
+ * then site id), unique, and sorting in time order. out must hold 25 bytes.
+ * Thread-safe.
+ */
+void engine_version_id_new(engine *e, char out[25]);
+
+/* Creates a bucket. Errors (to cb): MRD_EEXIST if it exists. Thread-safe. */
+int engine_bucket_create(engine *e, const char *bucket, engine_cb cb, void *ud);
+
+/* Deletes an empty bucket. Errors (to cb): MRD_ENOTFOUND, MRD_EBUSY when the
+ * bucket still holds objects. Thread-safe. */
+int engine_bucket_delete(engine *e, const char *bucket, engine_cb cb, void *ud);
+
+/*
+ * Makes p the current version of its key. In an unversioned bucket (the only
+ * kind today) the previous version is dropped from the index and its data
+ * freed once the index no longer references it.
+ * Errors (to cb): MRD_ENOTFOUND (no such bucket), MRD_EDURABLE (the WAL or
+ * the index commit failed: the write is not acknowledged), MRD_EBUSY (the
+ * WAL's queue is full). On any error the caller still owns the data and
+ * should free it (store_object_delete_data). Thread-safe.
+ */
+int engine_object_put(engine *e, const engine_put *p, engine_cb cb, void *ud);
+
+/*
+ * Deletes a key: a delete marker becomes its current version (hidden from
+ * reads and listings) and the previous version's data is freed. Deleting a
+ * missing key succeeds without writing anything (S3 semantics).
+ * Errors (to cb): MRD_ENOTFOUND (no such bucket), MRD_EDURABLE. Thread-safe.
+ */
+int engine_object_delete(engine *e, const char *bucket, const char *key, engine_cb cb, void *ud);
+
+/* ------------------------------------------------------------------------ */
+/* Status                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct engine_status {
+    uint64_t wal_next_lsn, wal_durable_lsn, applied_lsn;
+    uint64_t mutations, apply_batches, apply_errors;
+    int failed; /* 1 once a WAL or index failure made the engine read-only */
+} engine_status;
+
+/* A snapshot. Thread-safe. */
+int engine_get_status(engine *e, engine_status *out);
+
+/* ------------------------------------------------------------------------ */
+/* Encoded user metadata in the index (store_version.user_meta)             */
+/* ------------------------------------------------------------------------ */
+
+/* Calls fn(key, value) for each entry of an encoded metadata blob, in the
+ * order written. Stops and returns fn's nonzero result. MRD_ECORRUPT for a
+ * malformed blob. */
+int engine_meta_each(const void *blob, size_t len,
+                     int (*fn)(void *ud, const char *key, const char *value), void *ud);
+
+/* Creation time (ms since the epoch) recorded in a bucket's index blob
+ * (store_bucket_get / store_bucket_list). MRD_ECORRUPT if malformed. */
+int engine_bucket_created_ms(const void *blob, size_t len, uint64_t *out);
+
+/* store_version.flags bit the engine sets on every version written while the bucket was unversioned
+ * (S3's null version). */
+#define ENGINE_VF_NULL_VERSION 0x10000u
+
+#endif /* MERIDIAN_ENGINE_H */

@@ -1,0 +1,476 @@
+/*
+ * engine_core.c - opening and closing the engine, its worker pool, its
+ * completion queue, and the glue that keeps LMDB out of wal/.
+ *
+ * Opening, and why in this order:
+ *   1. store_open: drives and the LMDB index. The index knows the last LSN
+ *      it applied (stored in the same transaction as the data it applied).
+ *   2. wal_open with replay_from = that LSN: the WAL scans and verifies every
+ *      segment, truncates a torn tail (a batch that was never acknowledged),
+ *      and hands us every record after replay_from. engine__replay applies
+ *      them through the very batch code the live applier uses, so recovery
+ *      cannot drift from normal operation; store_index_apply ignores LSNs it
+ *      has already applied, which makes replay idempotent. The WAL's per-peer
+ *      cursors are wired to store_meta_put/get (keys "wal.cursor.<peer>").
+ *   3. The worker pool and the applier thread.
+ *
+ * Completions. Everything the engine calls back goes through a wal_cq (an
+ * eventfd plus a mutex-protected array): engine_fd is that eventfd and
+ * engine_poll runs the queued callbacks on the caller's thread. The WAL
+ * itself is opened without a post function: its append callbacks run on the
+ * WAL writer thread, where they only move the record onto the applier's
+ * queue (no blocking), which saves a hop through the event loop.
+ *
+ * The worker pool is a plain mutex+condvar FIFO. Store calls block on disk
+ * I/O and fsync, so the gateway runs them here and gets its done() back on
+ * the loop. Closing waits for queued work to finish: a job may own a store
+ * writer and must be allowed to end it.
+ */
+#include "engine_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- completions -------------------------------------------------------- */
+
+typedef struct complete_item {
+    engine_cb cb;
+    void *ud;
+    int status;
+} complete_item;
+
+static void
+run_complete(void *arg)
+{
+    complete_item *c = arg;
+
+    c->cb(c->ud, c->status);
+    free(c);
+}
+
+void
+engine__complete(engine *e, engine_cb cb, void *ud, int status)
+{
+    complete_item *c = malloc(sizeof(*c));
+
+    if (!c) {
+        /* Out of memory on a completion: run it here rather than lose it.
+         * Callbacks are cheap and must tolerate any thread in this case. */
+        cb(ud, status);
+        return;
+    }
+    c->cb = cb;
+    c->ud = ud;
+    c->status = status;
+    wal_cq_post(e->cq, run_complete, c);
+}
+
+int
+engine_fd(const engine *e)
+{
+    return wal_cq_fd(e->cq);
+}
+
+int
+engine_poll(engine *e)
+{
+    return wal_cq_process(e->cq);
+}
+
+store *
+engine_store(engine *e)
+{
+    return e->st;
+}
+
+/* ---- worker pool -------------------------------------------------------- */
+
+static void *
+worker_main(void *arg)
+{
+    engine *e = arg;
+    engine__job *j;
+
+    pthread_mutex_lock(&e->pool_mu);
+    for (;;) {
+        while (!e->jobs_head && !e->pool_stop)
+            pthread_cond_wait(&e->pool_cv, &e->pool_mu);
+        if (!e->jobs_head)
+            break;
+        j = e->jobs_head;
+        e->jobs_head = j->next;
+        if (!e->jobs_head)
+            e->jobs_tail = NULL;
+        e->pool_running++;
+        pthread_mutex_unlock(&e->pool_mu);
+        j->work(j->arg);
+        if (j->done)
+            wal_cq_post(e->cq, j->done, j->arg);
+        free(j);
+        pthread_mutex_lock(&e->pool_mu);
+        e->pool_running--;
+        if (!e->jobs_head && e->pool_running == 0)
+            pthread_cond_broadcast(&e->pool_idle_cv);
+    }
+    pthread_mutex_unlock(&e->pool_mu);
+    return NULL;
+}
+
+int
+engine_run(engine *e, void (*work)(void *arg), void (*done)(void *arg), void *arg)
+{
+    engine__job *j;
+    int rc = 0;
+
+    if (!e || !work)
+        return MRD_EINVAL;
+    if (!(j = calloc(1, sizeof(*j))))
+        return -ENOMEM;
+    j->work = work;
+    j->done = done;
+    j->arg = arg;
+    pthread_mutex_lock(&e->pool_mu);
+    if (e->pool_stop) {
+        rc = MRD_ESHUTDOWN;
+    } else {
+        if (e->jobs_tail)
+            e->jobs_tail->next = j;
+        else
+            e->jobs_head = j;
+        e->jobs_tail = j;
+        pthread_cond_signal(&e->pool_cv);
+    }
+    pthread_mutex_unlock(&e->pool_mu);
+    if (rc != 0)
+        free(j);
+    return rc;
+}
+
+/* ---- WAL cursors in the index ------------------------------------------- */
+
+static int
+cursor_load(void *ud, uint32_t peer, uint64_t *acked_lsn, int *needs_resync)
+{
+    engine *e = ud;
+    char key[64];
+    void *val = NULL;
+    size_t len = 0;
+    unsigned long long lsn;
+    int resync, rc;
+
+    snprintf(key, sizeof(key), "wal.cursor.%u", peer);
+    rc = store_meta_get(e->st, key, &val, &len);
+    if (rc != 0)
+        return rc;
+    /* "<lsn> <resync>", written by cursor_save */
+    if (len == 0 || len > 60 || ((char *)val)[len - 1] != '\0' ||
+        sscanf(val, "%llu %d", &lsn, &resync) != 2) {
+        free(val);
+        return MRD_ECORRUPT;
+    }
+    free(val);
+    *acked_lsn = lsn;
+    *needs_resync = resync;
+    return 0;
+}
+
+static int
+cursor_save(void *ud, uint32_t peer, uint64_t acked_lsn, int needs_resync)
+{
+    engine *e = ud;
+    char key[64], val[64];
+    int n;
+
+    snprintf(key, sizeof(key), "wal.cursor.%u", peer);
+    n = snprintf(val, sizeof(val), "%llu %d", (unsigned long long)acked_lsn, needs_resync ? 1 : 0);
+    return store_meta_put(e->st, key, val, (size_t)n + 1);
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+static void
+report(const engine_opts *o, const char *a, const char *b)
+{
+    if (o->report && o->report_size)
+        snprintf(o->report, o->report_size, "%s%s", a, b);
+}
+
+static int
+open_store(engine *e, const engine_opts *o)
+{
+    const mrd_config *c = o->conf;
+    store_opts so;
+
+    store_opts_default(&so);
+    so.data_dirs = (const char *const *)c->data_dirs;
+    so.n_data_dirs = c->n_data_dirs;
+    so.k = c->ec_k;
+    so.m = c->ec_m;
+    if (c->block_size)
+        so.block_size = c->block_size;
+    so.meta_dir = c->meta_dir;
+    so.flags = o->store_flags;
+    return store_open(&so, &e->st);
+}
+
+static int
+open_wal(engine *e, const engine_opts *o)
+{
+    const mrd_config *c = o->conf;
+    wal_opts wo;
+    wal_recovery rep;
+    char dir[1100];
+    uint64_t last = 0;
+    int rc;
+
+    rc = store_index_last_lsn(e->st, &last);
+    if (rc != 0)
+        return rc;
+    snprintf(dir, sizeof(dir), "%s/wal", c->meta_dir);
+    memset(&wo, 0, sizeof(wo));
+    memset(&rep, 0, sizeof(rep));
+    wo.dir = dir;
+    wo.site_id = c->site_id;
+    wo.segment_bytes = c->wal_segment_bytes;
+    wo.retention_bytes = c->wal_retention_bytes;
+    wo.replay_from = last;
+    wo.replay = engine__replay;
+    wo.replay_ud = e;
+    wo.salvage = o->wal_salvage;
+    wo.report = &rep;
+    wo.cursors.load = cursor_load;
+    wo.cursors.save = cursor_save;
+    wo.cursors.ud = e;
+    rc = wal_open(&wo, &e->w);
+    /* records planned by replay but not yet committed */
+    if (rc == 0)
+        rc = engine__batch_flush(e, e->batch);
+    if (rc != 0) {
+        report(o, rep.error[0] ? rep.error : "WAL replay failed: ",
+               rep.error[0] ? "" : mrd_strerror(rc));
+        return rc;
+    }
+    if (o->replayed)
+        *o->replayed = rep.replayed;
+    if (o->report && o->report_size)
+        snprintf(o->report, o->report_size,
+                 "wal segments=%u records=%llu replayed=%llu last_lsn=%llu torn=%d%s%s",
+                 rep.segments, (unsigned long long)rep.records, (unsigned long long)rep.replayed,
+                 (unsigned long long)rep.last_lsn, rep.torn, rep.torn ? " torn_segment=" : "",
+                 rep.torn ? rep.torn_segment : "");
+    e->applied_lsn = rep.last_lsn > last ? rep.last_lsn : last;
+    if (e->applied_lsn)
+        wal_set_applied(e->w, e->applied_lsn);
+    return 0;
+}
+
+int
+engine_open(const engine_opts *o, engine **out)
+{
+    engine *e;
+    int rc;
+
+    if (!o || !o->conf || !out)
+        return MRD_EINVAL;
+    if (!(e = calloc(1, sizeof(*e))))
+        return -ENOMEM;
+    e->conf = o->conf;
+    e->site = o->conf->site_id;
+    e->n_workers = o->n_workers > 0 ? o->n_workers : 4;
+    pthread_mutex_init(&e->pool_mu, NULL);
+    pthread_cond_init(&e->pool_cv, NULL);
+    pthread_cond_init(&e->pool_idle_cv, NULL);
+    pthread_mutex_init(&e->mut_mu, NULL);
+    pthread_mutex_init(&e->ap_mu, NULL);
+    pthread_cond_init(&e->ap_cv, NULL);
+    pthread_cond_init(&e->ap_idle_cv, NULL);
+
+    if ((rc = wal_cq_new(&e->cq)) != 0 || (rc = mrd_hlc_new(NULL, NULL, &e->hlc)) != 0 ||
+        (rc = engine__batch_new(&e->batch)) != 0)
+        goto fail;
+    rc = open_store(e, o);
+    if (rc != 0) {
+        report(o, "store: ", mrd_strerror(rc));
+        goto fail;
+    }
+    if ((rc = open_wal(e, o)) != 0)
+        goto fail;
+    if (!(e->workers = calloc((size_t)e->n_workers, sizeof(pthread_t)))) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < e->n_workers; i++) {
+        if ((rc = -pthread_create(&e->workers[i], NULL, worker_main, e)) != 0) {
+            e->n_workers = i;
+            goto fail;
+        }
+    }
+    if ((rc = -pthread_create(&e->applier, NULL, engine__applier_main, e)) != 0)
+        goto fail;
+    e->ap_started = 1;
+    *out = e;
+    return 0;
+fail:
+    engine_close(e);
+    return rc;
+}
+
+void
+engine_close(engine *e)
+{
+    if (!e)
+        return;
+    /* 1. let queued work finish (it may hold store writers, append records) */
+    pthread_mutex_lock(&e->pool_mu);
+    while (e->jobs_head || e->pool_running)
+        pthread_cond_wait(&e->pool_idle_cv, &e->pool_mu);
+    e->pool_stop = 1;
+    pthread_cond_broadcast(&e->pool_cv);
+    pthread_mutex_unlock(&e->pool_mu);
+    for (int i = 0; e->workers && i < e->n_workers; i++)
+        pthread_join(e->workers[i], NULL);
+    /* 2. the WAL flushes and fires every append callback on close */
+    wal_close(e->w);
+    e->w = NULL;
+    /* 3. the applier drains what the WAL handed it */
+    if (e->ap_started) {
+        pthread_mutex_lock(&e->ap_mu);
+        e->ap_stop = 1;
+        pthread_cond_broadcast(&e->ap_cv);
+        pthread_mutex_unlock(&e->ap_mu);
+        pthread_join(e->applier, NULL);
+    }
+    /* callbacks still queued run now, while the store is open (a done
+     * function may abort a store writer); engine_run fails from here on */
+    if (e->cq)
+        wal_cq_process(e->cq);
+    store_close(e->st);
+    engine__batch_free(e->batch);
+    wal_cq_free(e->cq);
+    mrd_hlc_free(e->hlc);
+    free(e->workers);
+    pthread_mutex_destroy(&e->pool_mu);
+    pthread_cond_destroy(&e->pool_cv);
+    pthread_cond_destroy(&e->pool_idle_cv);
+    pthread_mutex_destroy(&e->mut_mu);
+    pthread_mutex_destroy(&e->ap_mu);
+    pthread_cond_destroy(&e->ap_cv);
+    pthread_cond_destroy(&e->ap_idle_cv);
+    free(e);
+}
+
+int
+engine_get_status(engine *e, engine_status *out)
+{
+    wal_status ws;
+    int rc;
+
+    if (!e || !out)
+        return MRD_EINVAL;
+    memset(out, 0, sizeof(*out));
+    rc = wal_get_status(e->w, &ws);
+    if (rc != 0)
+        return rc;
+    out->wal_next_lsn = ws.next_lsn;
+    out->wal_durable_lsn = ws.durable_lsn;
+    pthread_mutex_lock(&e->ap_mu);
+    out->applied_lsn = e->applied_lsn;
+    out->mutations = e->mutations;
+    out->apply_batches = e->apply_batches;
+    out->apply_errors = e->apply_errors;
+    out->failed = e->failed || ws.failed;
+    pthread_mutex_unlock(&e->ap_mu);
+    return 0;
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+void
+engine_version_id_new(engine *e, char out[25])
+{
+    snprintf(out, 25, "%016llx%08x", (unsigned long long)mrd_hlc_now(e->hlc), e->site);
+}
+
+uint32_t
+engine__vid_origin(const char *vid)
+{
+    unsigned long v;
+    char *end;
+
+    if (!vid || strlen(vid) != 24)
+        return 0;
+    v = strtoul(vid + 16, &end, 16);
+    return *end == '\0' && v <= VV_SITE_MAX ? (uint32_t)v : 0;
+}
+
+int
+engine__vv_from_msg(const Meridian__VersionVector *m, vv *out)
+{
+    vv v;
+
+    memset(&v, 0, sizeof(v));
+    if (m) {
+        if (m->n_entries > VV_MAX_SITES)
+            return MRD_ETOOBIG;
+        for (size_t i = 0; i < m->n_entries; i++) {
+            v.e[i].site = m->entries[i]->site;
+            v.e[i].counter = m->entries[i]->counter;
+        }
+        v.n = (uint32_t)m->n_entries;
+    }
+    if (vv_validate(&v) != 0)
+        return MRD_ECORRUPT;
+    *out = v;
+    return 0;
+}
+
+/* Index metadata blob: "key\0value\0" repeated. */
+int
+engine__meta_encode(Meridian__KeyValue *const *kv, size_t n, mrd_buf *out)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = mrd_buf_append(out, kv[i]->key, strlen(kv[i]->key) + 1);
+        if (rc == 0)
+            rc = mrd_buf_append(out, kv[i]->value, strlen(kv[i]->value) + 1);
+    }
+    return rc;
+}
+
+int
+engine_meta_each(const void *blob, size_t len,
+                 int (*fn)(void *ud, const char *key, const char *value), void *ud)
+{
+    const char *p = blob, *end = p + len;
+
+    while (p < end) {
+        const char *k = p, *v;
+        const char *z = memchr(p, '\0', (size_t)(end - p));
+        if (!z)
+            return MRD_ECORRUPT;
+        v = z + 1;
+        z = v < end ? memchr(v, '\0', (size_t)(end - v)) : NULL;
+        if (!z)
+            return MRD_ECORRUPT;
+        p = z + 1;
+        int rc = fn(ud, k, v);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int
+engine_bucket_created_ms(const void *blob, size_t len, uint64_t *out)
+{
+    Meridian__BucketCreate *bc = meridian__bucket_create__unpack(NULL, len, blob);
+
+    if (!bc)
+        return MRD_ECORRUPT;
+    *out = MRD_HLC_MS(bc->hlc);
+    meridian__bucket_create__free_unpacked(bc, NULL);
+    return 0;
+}

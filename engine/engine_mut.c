@@ -1,0 +1,402 @@
+/*
+ * engine_mut.c - the front half of every mutation: checks, stamp, append.
+ *
+ * The public mutation functions copy their arguments and run the rest on a
+ * pool worker, because the checks read the LMDB index (blocking, by the
+ * store's rules). The worker then, under mut_mu:
+ *   1. checks preconditions against the index (bucket exists / is empty /
+ *      the key has something to delete);
+ *   2. stamps the version: conflict_stamp(current vv, site, HLC now), after
+ *      observing the current version's HLC so a new write is stamped after
+ *      everything it overwrites;
+ *   3. packs the WalRecord and calls wal_append, which assigns the LSN.
+ * Holding mut_mu across 2 and 3 makes LSN order equal stamp order: two
+ * racing writes to one key both stamp from the same base, the later one has
+ * the larger counter for this site and therefore dominates, and it is also
+ * the later record, so the applier (which applies in LSN order) makes the
+ * dominating one current. wal_append never blocks (it copies and queues),
+ * so the lock is held for microseconds.
+ *
+ * The append callback runs on the WAL writer thread and only hands the
+ * record to the applier (engine_apply.c). A precondition failure or an
+ * append error is answered at once through the completion queue.
+ *
+ * Known gaps (see the issue notes): preconditions read the committed index,
+ * so two CreateBucket calls racing within one group commit both succeed (S3
+ * answers the second BucketAlreadyOwnedByYou), and a PUT racing a
+ * DeleteBucket can land in the deleted bucket; the conflict rules' bucket
+ * resurrection (docs/conflicts.md) is what makes the latter converge.
+ */
+#include "engine_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { MUT_BUCKET_CREATE, MUT_BUCKET_DELETE, MUT_PUT, MUT_DELETE } mut_kind;
+
+typedef struct mut {
+    engine *e;
+    mut_kind kind;
+    engine_cb cb;
+    void *ud;
+    char *bucket, *key, *version_id, *etag, *content_type;
+    uint64_t size;
+    Meridian__KeyValue *meta_store;
+    Meridian__KeyValue **meta;
+    size_t n_meta;
+    void *layout;
+    size_t layout_len;
+} mut;
+
+static void
+mut_free(mut *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n_meta; i++) {
+        free(m->meta_store[i].key);
+        free(m->meta_store[i].value);
+    }
+    free(m->meta_store);
+    free(m->meta);
+    free(m->bucket);
+    free(m->key);
+    free(m->version_id);
+    free(m->etag);
+    free(m->content_type);
+    free(m->layout);
+    free(m);
+}
+
+static void
+append_done(void *ud, int status, uint64_t lsn)
+{
+    engine__pending *p = ud;
+    engine *e = p->e;
+
+    p->lsn = lsn;
+    p->status = status;
+    pthread_mutex_lock(&e->ap_mu);
+    if (e->ap_tail)
+        e->ap_tail->next = p;
+    else
+        e->ap_head = p;
+    e->ap_tail = p;
+    pthread_cond_signal(&e->ap_cv);
+    pthread_mutex_unlock(&e->ap_mu);
+}
+
+/* Packs rec and appends it; on success the applier owns the rest. */
+static int
+append(engine *e, Meridian__WalRecord *rec, uint16_t type, engine_cb cb, void *ud)
+{
+    engine__pending *p = calloc(1, sizeof(*p));
+    int rc;
+
+    if (!p)
+        return -ENOMEM;
+    rec->format = WAL_RECORD_FORMAT;
+    p->len = meridian__wal_record__get_packed_size(rec);
+    if (!(p->payload = malloc(p->len ? p->len : 1))) {
+        free(p);
+        return -ENOMEM;
+    }
+    meridian__wal_record__pack(rec, p->payload);
+    p->e = e;
+    p->type = type;
+    p->cb = cb;
+    p->ud = ud;
+    rc = wal_append(e->w, type, p->payload, p->len, append_done, p, NULL);
+    if (rc != 0) {
+        free(p->payload);
+        free(p);
+        return rc;
+    }
+    pthread_mutex_lock(&e->ap_mu);
+    e->mutations++;
+    pthread_mutex_unlock(&e->ap_mu);
+    return 0;
+}
+
+/* Builds the record's VersionVector message from v (storage in ents). */
+static void
+vv_to_msg(const vv *v, Meridian__VersionVector *msg, Meridian__VvEntry *ents,
+          Meridian__VvEntry **ptrs)
+{
+    meridian__version_vector__init(msg);
+    for (uint32_t i = 0; i < v->n; i++) {
+        meridian__vv_entry__init(&ents[i]);
+        ents[i].site = v->e[i].site;
+        ents[i].counter = v->e[i].counter;
+        ptrs[i] = &ents[i];
+    }
+    msg->n_entries = v->n;
+    msg->entries = ptrs;
+}
+
+static int
+bucket_exists(engine *e, const char *bucket)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    int rc = store_bucket_get(e->st, bucket, &blob, &len);
+
+    free(blob);
+    return rc;
+}
+
+static int
+find_live_object(void *user, const char *key, const store_version *v)
+{
+    (void)key;
+    if (!(v->flags & STORE_VF_DELETE_MARKER)) {
+        *(int *)user = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* The new version's vv and stamp, from the key's current version. */
+static int
+stamp(engine *e, const char *bucket, const char *key, vv *out, mrd_hlc_stamp *hlc, int *cur_is_live)
+{
+    store_version_rec *cur = NULL;
+    vv base;
+    int rc;
+
+    memset(&base, 0, sizeof(base));
+    *cur_is_live = 0;
+    rc = store_index_get(e->st, bucket, key, NULL, &cur);
+    if (rc == 0) {
+        const store_version *v = store_version_rec_get(cur);
+        rc = vv_decode(v->vv, v->vv_len, &base);
+        mrd_hlc_observe(e->hlc, v->hlc);
+        *cur_is_live = !(v->flags & STORE_VF_DELETE_MARKER);
+        store_version_rec_free(cur);
+        if (rc != 0)
+            return MRD_ECORRUPT;
+    } else if (rc != MRD_ENOTFOUND) {
+        return rc;
+    }
+    *hlc = mrd_hlc_now(e->hlc);
+    return conflict_stamp(&base, e->site, *hlc, out);
+}
+
+static int
+do_mutation(mut *m)
+{
+    engine *e = m->e;
+    Meridian__WalRecord rec = MERIDIAN__WAL_RECORD__INIT;
+    Meridian__VersionVector vmsg;
+    Meridian__VvEntry ents[VV_MAX_SITES], *ptrs[VV_MAX_SITES];
+    vv nv;
+    mrd_hlc_stamp now = 0;
+    int rc, live = 0, failed;
+
+    pthread_mutex_lock(&e->ap_mu);
+    failed = e->failed;
+    pthread_mutex_unlock(&e->ap_mu);
+    if (failed)
+        return MRD_EDURABLE;
+
+    switch (m->kind) {
+    case MUT_BUCKET_CREATE: {
+        Meridian__BucketCreate bc = MERIDIAN__BUCKET_CREATE__INIT;
+        rc = bucket_exists(e, m->bucket);
+        if (rc == 0)
+            return MRD_EEXIST;
+        if (rc != MRD_ENOTFOUND)
+            return rc;
+        bc.bucket = m->bucket;
+        bc.hlc = mrd_hlc_now(e->hlc);
+        bc.owner = "";
+        bc.region = (char *)e->conf->region;
+        rec.body_case = MERIDIAN__WAL_RECORD__BODY_BUCKET_CREATE;
+        rec.bucket_create = &bc;
+        return append(e, &rec, WAL_REC_BUCKET_CREATE, m->cb, m->ud);
+    }
+    case MUT_BUCKET_DELETE: {
+        Meridian__BucketDelete bd = MERIDIAN__BUCKET_DELETE__INIT;
+        if ((rc = bucket_exists(e, m->bucket)) != 0)
+            return rc;
+        rc = store_index_list(e->st, m->bucket, NULL, NULL, NULL, 0, find_live_object, &live);
+        if (rc != 0)
+            return rc;
+        if (live)
+            return MRD_EBUSY;
+        bd.bucket = m->bucket;
+        bd.hlc = mrd_hlc_now(e->hlc);
+        rec.body_case = MERIDIAN__WAL_RECORD__BODY_BUCKET_DELETE;
+        rec.bucket_delete = &bd;
+        return append(e, &rec, WAL_REC_BUCKET_DELETE, m->cb, m->ud);
+    }
+    case MUT_PUT: {
+        Meridian__ObjectPut op = MERIDIAN__OBJECT_PUT__INIT;
+        if ((rc = bucket_exists(e, m->bucket)) != 0)
+            return rc;
+        if ((rc = stamp(e, m->bucket, m->key, &nv, &now, &live)) != 0)
+            return rc;
+        vv_to_msg(&nv, &vmsg, ents, ptrs);
+        op.bucket = m->bucket;
+        op.key = m->key;
+        op.version_id = m->version_id;
+        op.vv = &vmsg;
+        op.hlc = now;
+        op.etag = m->etag;
+        op.size = m->size;
+        op.content_type = m->content_type;
+        op.user_meta = m->meta;
+        op.n_user_meta = m->n_meta;
+        op.layout.data = m->layout;
+        op.layout.len = m->layout_len;
+        op.versioned = 0;
+        rec.body_case = MERIDIAN__WAL_RECORD__BODY_OBJECT_PUT;
+        rec.object_put = &op;
+        return append(e, &rec, WAL_REC_OBJECT_PUT, m->cb, m->ud);
+    }
+    case MUT_DELETE: {
+        Meridian__DeleteMarker dm = MERIDIAN__DELETE_MARKER__INIT;
+        char vid[25];
+        if ((rc = bucket_exists(e, m->bucket)) != 0)
+            return rc;
+        if ((rc = stamp(e, m->bucket, m->key, &nv, &now, &live)) != 0)
+            return rc;
+        if (!live) {
+            engine__complete(e, m->cb, m->ud, 0); /* nothing to delete */
+            return 0;
+        }
+        engine_version_id_new(e, vid);
+        vv_to_msg(&nv, &vmsg, ents, ptrs);
+        dm.bucket = m->bucket;
+        dm.key = m->key;
+        dm.version_id = vid;
+        dm.vv = &vmsg;
+        dm.hlc = now;
+        rec.body_case = MERIDIAN__WAL_RECORD__BODY_DELETE_MARKER;
+        rec.delete_marker = &dm;
+        return append(e, &rec, WAL_REC_DELETE_MARKER, m->cb, m->ud);
+    }
+    }
+    return MRD_EINVAL;
+}
+
+static void
+mut_work(void *arg)
+{
+    mut *m = arg;
+    int rc;
+
+    pthread_mutex_lock(&m->e->mut_mu);
+    rc = do_mutation(m);
+    pthread_mutex_unlock(&m->e->mut_mu);
+    if (rc != 0)
+        engine__complete(m->e, m->cb, m->ud, rc);
+    mut_free(m);
+}
+
+static int
+submit(engine *e, mut *m)
+{
+    int rc;
+
+    m->e = e;
+    rc = engine_run(e, mut_work, NULL, m);
+    if (rc != 0)
+        mut_free(m);
+    return rc;
+}
+
+static mut *
+mut_new(mut_kind kind, const char *bucket, const char *key, engine_cb cb, void *ud)
+{
+    mut *m = calloc(1, sizeof(*m));
+
+    if (!m)
+        return NULL;
+    m->kind = kind;
+    m->cb = cb;
+    m->ud = ud;
+    m->bucket = strdup(bucket);
+    m->key = strdup(key ? key : "");
+    if (!m->bucket || !m->key) {
+        mut_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+int
+engine_bucket_create(engine *e, const char *bucket, engine_cb cb, void *ud)
+{
+    mut *m;
+
+    if (!e || !bucket || !cb)
+        return MRD_EINVAL;
+    if (!(m = mut_new(MUT_BUCKET_CREATE, bucket, NULL, cb, ud)))
+        return -ENOMEM;
+    return submit(e, m);
+}
+
+int
+engine_bucket_delete(engine *e, const char *bucket, engine_cb cb, void *ud)
+{
+    mut *m;
+
+    if (!e || !bucket || !cb)
+        return MRD_EINVAL;
+    if (!(m = mut_new(MUT_BUCKET_DELETE, bucket, NULL, cb, ud)))
+        return -ENOMEM;
+    return submit(e, m);
+}
+
+int
+engine_object_delete(engine *e, const char *bucket, const char *key, engine_cb cb, void *ud)
+{
+    mut *m;
+
+    if (!e || !bucket || !key || !cb)
+        return MRD_EINVAL;
+    if (!(m = mut_new(MUT_DELETE, bucket, key, cb, ud)))
+        return -ENOMEM;
+    return submit(e, m);
+}
+
+int
+engine_object_put(engine *e, const engine_put *p, engine_cb cb, void *ud)
+{
+    mut *m;
+
+    if (!e || !p || !p->bucket || !p->key || !p->version_id || !cb ||
+        engine__vid_origin(p->version_id) == 0)
+        return MRD_EINVAL;
+    if (!(m = mut_new(MUT_PUT, p->bucket, p->key, cb, ud)))
+        return -ENOMEM;
+    m->version_id = strdup(p->version_id);
+    m->etag = strdup(p->etag ? p->etag : "");
+    m->content_type = strdup(p->content_type ? p->content_type : "");
+    m->size = p->size;
+    m->layout_len = p->layout_len;
+    m->layout = malloc(p->layout_len ? p->layout_len : 1);
+    m->meta_store = calloc(p->n_meta ? p->n_meta : 1, sizeof(*m->meta_store));
+    m->meta = calloc(p->n_meta ? p->n_meta : 1, sizeof(*m->meta));
+    if (!m->version_id || !m->etag || !m->content_type || !m->layout || !m->meta_store ||
+        !m->meta) {
+        mut_free(m);
+        return -ENOMEM;
+    }
+    if (p->layout_len)
+        memcpy(m->layout, p->layout, p->layout_len);
+    for (size_t i = 0; i < p->n_meta; i++) {
+        meridian__key_value__init(&m->meta_store[i]);
+        m->meta_store[i].key = strdup(p->meta[i].key);
+        m->meta_store[i].value = strdup(p->meta[i].value);
+        m->meta[i] = &m->meta_store[i];
+        m->n_meta = i + 1;
+        if (!m->meta_store[i].key || !m->meta_store[i].value) {
+            mut_free(m);
+            return -ENOMEM;
+        }
+    }
+    return submit(e, m);
+}

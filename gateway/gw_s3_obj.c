@@ -1,0 +1,784 @@
+/*
+ * gw_s3_obj.c - PutObject, GetObject and HeadObject, streamed.
+ *
+ * PUT. The body goes from the socket into the store's erasure-coding writer
+ * without ever being held whole:
+ *
+ *   socket --(64 KiB slices)--> fill buffer --swap--> work buffer --> worker:
+ *                                                     store_writer_write
+ *
+ * Two 1 MiB buffers alternate: the loop fills one while a pool worker
+ * encodes and writes the other. When the fill buffer is full and the worker
+ * is still busy, the request is paused (gw_req_pause), the HTTP layer stops
+ * reading the socket, and TCP pushes back on the client. Memory per upload
+ * is therefore about 2 MiB plus the store writer's one stripe, whatever the
+ * object size. The store computes MD5 (the ETag) and, when the payload is
+ * signed, SHA-256 in the same pass as the erasure code and the CRCs, so the
+ * data is read once. At the end:
+ *   - store_writer_finish (worker) makes the shards durable;
+ *   - Content-MD5 and x-amz-content-sha256 are compared (BadDigest,
+ *     XAmzContentSHA256Mismatch); on a mismatch the data is freed;
+ *   - engine_object_put stamps, appends the WAL record (group commit) and
+ *     applies it to the index; only its callback answers 200.
+ * The bucket is checked and the writer opened on a worker right after the
+ * head arrives, while the body is paused, so a PUT into a missing bucket is
+ * refused before its body is read.
+ *
+ * GET/HEAD. A worker looks the key up and opens a store reader; the loop
+ * sends the head (200, or 206 for a single satisfiable Range, 416
+ * InvalidRange otherwise), then alternates: a worker reads 1 MiB
+ * (store_reader_read checks every block's CRC and reconstructs lost shards),
+ * the loop queues it, and the next read starts at once while the socket
+ * holds under 2 MiB, else when ops->writable says it drained. A read error
+ * after the head was sent can only be signalled by cutting the connection
+ * (the layer does that for a short body), which clients report as an error.
+ *
+ * Lifetimes. A request's context is freed when both the client side
+ * (release) and the worker side (no job or engine call in flight) are done;
+ * a PUT that dies midway aborts its writer on a worker, and frees finished
+ * data that never got a WAL record. Data whose WAL append failed with
+ * MRD_EDURABLE is NOT freed: the record may still surface at recovery.
+ */
+#include "gw_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
+
+#include "engine.h"
+
+#define CHUNK       (1u << 20)
+#define MAX_PUT     (5ull << 30) /* S3's single-PUT limit */
+#define MAX_META    64
+#define MAX_META_SZ (2u << 10) /* S3: 2 KiB of user metadata */
+
+/* Standard headers kept with the object and returned on GET. */
+static const char *const kept_headers[] = {"content-encoding", "content-disposition",
+                                           "cache-control",    "content-language",
+                                           "expires",          NULL};
+
+/* ========================================================================= */
+/* PUT                                                                       */
+/* ========================================================================= */
+
+typedef enum { P_OPEN, P_WRITE, P_FINISH, P_COMMIT, P_DONE } put_stage;
+
+typedef struct put {
+    gw_daemon *d;
+    gw_req *r;
+    char bucket[64];
+    char *key;
+    char vid[25];
+    store_writer *w;
+    mrd_buf fill, work;
+    put_stage stage;
+    int busy, paused, ended, released, committed;
+    int rc, has_err;
+    gw_s3_err err;
+    store_put_result res;
+    unsigned char md5[16];
+    int has_md5, check_sha;
+    char sha[65];
+    char *ctype;
+    engine_kv meta[MAX_META];
+    int n_meta;
+} put;
+
+static void put_step(put *p);
+
+static void
+put_free(put *p)
+{
+    store_put_result_clear(&p->res);
+    mrd_buf_free(&p->fill);
+    mrd_buf_free(&p->work);
+    for (int i = 0; i < p->n_meta; i++) {
+        free((char *)p->meta[i].key);
+        free((char *)p->meta[i].value);
+    }
+    free(p->ctype);
+    free(p->key);
+    free(p);
+}
+
+static void
+put_fail(put *p, gw_s3_err e, int rc)
+{
+    if (!p->has_err) {
+        p->has_err = 1;
+        p->err = e;
+        p->rc = rc;
+    }
+}
+
+/* ---- worker jobs --------------------------------------------------------- */
+
+static void
+job_open(void *arg)
+{
+    put *p = arg;
+    store *st = engine_store(p->d->eng);
+    void *blob = NULL;
+    size_t len = 0;
+    int rc = store_bucket_get(st, p->bucket, &blob, &len);
+
+    free(blob);
+    if (rc == MRD_ENOTFOUND) {
+        put_fail(p, GW_S3E_NO_SUCH_BUCKET, rc);
+        return;
+    }
+    if (rc == 0)
+        rc = store_writer_open(st, p->bucket, p->key, p->vid, p->check_sha ? STORE_WRITE_SHA256 : 0,
+                               &p->w);
+    if (rc != 0)
+        put_fail(p, gw_s3_err_from_rc(rc), rc);
+}
+
+static void
+job_write(void *arg)
+{
+    put *p = arg;
+    int rc = store_writer_write(p->w, p->work.data, p->work.len);
+
+    mrd_buf_reset(&p->work);
+    if (rc != 0)
+        put_fail(p, gw_s3_err_from_rc(rc), rc);
+}
+
+static void
+job_finish(void *arg)
+{
+    put *p = arg;
+    int rc = store_writer_finish(p->w, &p->res);
+
+    p->w = NULL;
+    if (rc != 0)
+        put_fail(p, gw_s3_err_from_rc(rc), rc);
+}
+
+/* Cleanup of a PUT that will not be acknowledged. */
+static void
+job_cleanup(void *arg)
+{
+    put *p = arg;
+
+    store_writer_abort(p->w);
+    p->w = NULL;
+    if (p->res.layout && !p->committed && p->rc != MRD_EDURABLE)
+        store_object_delete_data(engine_store(p->d->eng), p->res.layout, p->res.layout_len);
+}
+
+static void
+job_cleanup_done(void *arg)
+{
+    put_free(arg);
+}
+
+static void
+job_done(void *arg)
+{
+    put *p = arg;
+
+    p->busy = 0;
+    put_step(p);
+}
+
+static void
+submit(put *p, void (*fn)(void *))
+{
+    p->busy = 1;
+    if (engine_run(p->d->eng, fn, job_done, p) != 0) {
+        p->busy = 0;
+        put_fail(p, GW_S3E_SERVICE_UNAVAILABLE, MRD_ESHUTDOWN);
+    }
+}
+
+/* ---- the state machine (loop thread) ------------------------------------ */
+
+static void
+put_cleanup(put *p)
+{
+    if (p->w || (p->res.layout && !p->committed)) {
+        p->busy = 1;
+        if (engine_run(p->d->eng, job_cleanup, job_cleanup_done, p) == 0)
+            return;
+        store_writer_abort(p->w); /* shutting down: do it here */
+    }
+    put_free(p);
+}
+
+static void
+committed(void *ud, int status)
+{
+    put *p = ud;
+
+    p->busy = 0;
+    if (status == 0)
+        p->committed = 1;
+    else if (status == MRD_ENOTFOUND)
+        put_fail(p, GW_S3E_NO_SUCH_BUCKET, status);
+    else
+        put_fail(p, gw_s3_err_from_rc(status), status);
+    if (status != 0 && !p->released)
+        MRD_WARN("s3.put_failed", "bucket=%s error=\"%s\"", p->bucket, mrd_strerror(status));
+    p->stage = P_DONE;
+    put_step(p);
+}
+
+static int
+finish_checks(put *p)
+{
+    if (p->has_md5 && memcmp(p->md5, p->res.md5, 16) != 0) {
+        put_fail(p, GW_S3E_BAD_DIGEST, MRD_EINVAL);
+        return -1;
+    }
+    if (p->check_sha) {
+        char hex[65];
+        for (int i = 0; i < 32; i++)
+            snprintf(hex + 2 * i, 3, "%02x", p->res.sha256[i]);
+        if (!mrd_consttime_equal(hex, 64, p->sha, strlen(p->sha))) {
+            put_fail(p, GW_S3E_SHA256_MISMATCH, MRD_EINVAL);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+answer_ok(put *p)
+{
+    char etag[40];
+
+    snprintf(etag, sizeof(etag), "\"%s\"", p->res.etag);
+    gw_s3_request_id(p->r);
+    gw_resp_header(p->r, "ETag", etag);
+    gw_resp_simple(p->r, 200, NULL, NULL, 0); /* runs release */
+}
+
+static void
+put_step(put *p)
+{
+    engine_put ep;
+
+    if (p->busy)
+        return;
+    if (p->released) {
+        put_cleanup(p);
+        return;
+    }
+    if (p->has_err) {
+        gw_s3_error(p->r, p->err, gw_req_path(p->r), NULL); /* runs release */
+        return;
+    }
+    switch (p->stage) {
+    case P_OPEN:
+        p->stage = P_WRITE;
+        /* fallthrough */
+    case P_WRITE:
+        if (p->fill.len >= CHUNK || (p->ended && p->fill.len)) {
+            mrd_buf tmp = p->work;
+            p->work = p->fill;
+            p->fill = tmp;
+            submit(p, job_write);
+        } else if (p->ended) {
+            p->stage = P_FINISH;
+            submit(p, job_finish);
+        }
+        if (p->paused && p->fill.len < CHUNK && !p->has_err) {
+            p->paused = 0;
+            gw_req_resume(p->r);
+        }
+        if (!p->busy && p->has_err)
+            put_step(p);
+        break;
+    case P_FINISH:
+        if (finish_checks(p) != 0) {
+            put_step(p);
+            return;
+        }
+        p->stage = P_COMMIT;
+        ep = (engine_put){.bucket = p->bucket,
+                          .key = p->key,
+                          .version_id = p->vid,
+                          .size = p->res.size,
+                          .etag = p->res.etag,
+                          .content_type = p->ctype,
+                          .meta = p->meta,
+                          .n_meta = (size_t)p->n_meta,
+                          .layout = p->res.layout,
+                          .layout_len = p->res.layout_len};
+        p->busy = 1;
+        if (engine_object_put(p->d->eng, &ep, committed, p) != 0) {
+            p->busy = 0;
+            put_fail(p, GW_S3E_SERVICE_UNAVAILABLE, MRD_ESHUTDOWN);
+            put_step(p);
+        }
+        break;
+    case P_COMMIT:
+        break;
+    case P_DONE:
+        answer_ok(p);
+        break;
+    }
+}
+
+/* ---- HTTP callbacks ------------------------------------------------------ */
+
+static int
+put_body(gw_req *r, const char *data, size_t len, void *ctx)
+{
+    put *p = ctx;
+
+    if (mrd_buf_append(&p->fill, data, len) != 0) {
+        put_fail(p, GW_S3E_INTERNAL, -12);
+        gw_req_pause(r);
+        p->paused = 1;
+        if (!p->busy)
+            put_step(p);
+        return 0;
+    }
+    if (p->fill.len >= CHUNK) {
+        if (p->busy || p->stage == P_OPEN) {
+            p->paused = 1;
+            gw_req_pause(r);
+        } else {
+            put_step(p);
+        }
+    }
+    return 0;
+}
+
+static void
+put_end(gw_req *r, void *ctx)
+{
+    put *p = ctx;
+
+    (void)r;
+    p->ended = 1;
+    put_step(p);
+}
+
+static void
+put_release(gw_req *r, void *ctx, int aborted)
+{
+    put *p = ctx;
+
+    (void)r;
+    (void)aborted;
+    p->released = 1;
+    if (!p->busy)
+        put_cleanup(p);
+}
+
+static const gw_req_ops put_ops = {.body = put_body, .end = put_end, .release = put_release};
+
+/* ---- request head -------------------------------------------------------- */
+
+static int
+decode_md5(const char *b64, unsigned char out[16])
+{
+    unsigned char tmp[64];
+    size_t n = strlen(b64);
+    int len;
+
+    if (n != 24)
+        return -1;
+    len = EVP_DecodeBlock(tmp, (const unsigned char *)b64, (int)n);
+    if (len != 18 || b64[22] != '=' || b64[23] != '=') /* 16 bytes + 2 pad */
+        return -1;
+    memcpy(out, tmp, 16);
+    return 0;
+}
+
+static int
+add_meta(put *p, const char *name, const char *value)
+{
+    char *k, *v;
+
+    if (p->n_meta == MAX_META)
+        return -1;
+    k = strdup(name);
+    v = strdup(value);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return -1;
+    }
+    for (char *c = k; *c; c++)
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+    p->meta[p->n_meta].key = k;
+    p->meta[p->n_meta].value = v;
+    p->n_meta++;
+    return 0;
+}
+
+static gw_s3_err
+put_parse_head(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **msg)
+{
+    const char *v;
+    int64_t cl = gw_req_content_length(r);
+    size_t meta_bytes = 0;
+
+    *msg = NULL;
+    if (cl < 0 && !gw_req_is_chunked(r))
+        return GW_S3E_MISSING_CONTENT_LENGTH;
+    if (cl > (int64_t)MAX_PUT)
+        return GW_S3E_ENTITY_TOO_LARGE;
+    if ((v = gw_req_header(r, "content-md5"))) {
+        if (decode_md5(v, p->md5) != 0)
+            return GW_S3E_INVALID_DIGEST;
+        p->has_md5 = 1;
+    }
+    if (strncmp(auth->payload_hash, "STREAMING-", 10) == 0) {
+        *msg = "aws-chunked uploads (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) are not implemented "
+               "yet; sign the payload or send UNSIGNED-PAYLOAD";
+        return GW_S3E_NOT_IMPLEMENTED;
+    }
+    if (strcmp(auth->payload_hash, "UNSIGNED-PAYLOAD") != 0) {
+        if (strlen(auth->payload_hash) != 64) {
+            *msg = "x-amz-content-sha256 must be a hex SHA-256 or UNSIGNED-PAYLOAD";
+            return GW_S3E_INVALID_ARGUMENT;
+        }
+        p->check_sha = 1;
+        snprintf(p->sha, sizeof(p->sha), "%s", auth->payload_hash);
+    }
+    v = gw_req_header(r, "content-type");
+    p->ctype = strdup(v ? v : "binary/octet-stream");
+    if (!p->ctype)
+        return GW_S3E_INTERNAL;
+    for (int i = 0; i < gw_req_header_count(r); i++) {
+        const char *name, *value;
+        int keep = 0;
+        gw_req_header_at(r, i, &name, &value);
+        if (strncasecmp(name, "x-amz-meta-", 11) == 0)
+            keep = 1;
+        for (const char *const *k = kept_headers; *k && !keep; k++)
+            keep = strcasecmp(name, *k) == 0;
+        if (!keep)
+            continue;
+        meta_bytes += strlen(name) + strlen(value);
+        if (meta_bytes > MAX_META_SZ || add_meta(p, name, value) != 0) {
+            *msg = "Your metadata headers exceed the maximum allowed metadata size (2 KiB).";
+            return GW_S3E_INVALID_ARGUMENT;
+        }
+    }
+    return 0;
+}
+
+void
+gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
+                  const gw_sigv4_auth *auth)
+{
+    put *p = calloc(1, sizeof(*p));
+    const char *msg = NULL;
+    gw_s3_err e;
+
+    if (!p || !(p->key = strdup(key))) {
+        free(p);
+        gw_s3_error(r, GW_S3E_INTERNAL, gw_req_path(r), "out of memory");
+        return;
+    }
+    p->d = d;
+    p->r = r;
+    snprintf(p->bucket, sizeof(p->bucket), "%s", bucket);
+    e = put_parse_head(p, r, auth, &msg);
+    if (e != 0) {
+        put_free(p);
+        gw_s3_error(r, e, gw_req_path(r), msg);
+        return;
+    }
+    engine_version_id_new(d->eng, p->vid);
+    gw_req_attach(r, &put_ops, p);
+    /* Hold the body until the bucket is checked and the writer is open. */
+    p->paused = 1;
+    gw_req_pause(r);
+    submit(p, job_open);
+    if (!p->busy)
+        put_step(p);
+}
+
+/* ========================================================================= */
+/* GET / HEAD                                                                */
+/* ========================================================================= */
+
+typedef struct get {
+    gw_daemon *d;
+    gw_req *r;
+    char bucket[64];
+    char *key;
+    char *range;
+    store_version_rec *rec;
+    store_reader *rd;
+    uint64_t off, end;
+    int busy, released, waiting;
+    int rc, has_err;
+    gw_s3_err err;
+    unsigned char *buf;
+    size_t n;
+} get;
+
+static void
+get_free(get *g)
+{
+    store_reader_close(g->rd);
+    store_version_rec_free(g->rec);
+    free(g->buf);
+    free(g->range);
+    free(g->key);
+    free(g);
+}
+
+static void
+job_lookup(void *arg)
+{
+    get *g = arg;
+    store *st = engine_store(g->d->eng);
+    void *blob = NULL;
+    size_t len = 0;
+    const store_version *v;
+    int rc = store_bucket_get(st, g->bucket, &blob, &len);
+
+    free(blob);
+    if (rc == MRD_ENOTFOUND) {
+        g->has_err = 1;
+        g->err = GW_S3E_NO_SUCH_BUCKET;
+        return;
+    }
+    if (rc == 0)
+        rc = store_index_get(st, g->bucket, g->key, NULL, &g->rec);
+    if (rc == MRD_ENOTFOUND) {
+        g->has_err = 1;
+        g->err = GW_S3E_NO_SUCH_KEY;
+        return;
+    }
+    if (rc == 0) {
+        v = store_version_rec_get(g->rec);
+        if (v->flags & STORE_VF_DELETE_MARKER) {
+            g->has_err = 1;
+            g->err = GW_S3E_NO_SUCH_KEY;
+            return;
+        }
+        rc = store_reader_open(st, v->layout, v->layout_len, &g->rd);
+    }
+    if (rc != 0) {
+        g->has_err = 1;
+        g->err = gw_s3_err_from_rc(rc);
+        g->rc = rc;
+    }
+}
+
+static void
+job_read(void *arg)
+{
+    get *g = arg;
+    uint64_t want = g->end - g->off;
+
+    if (want > CHUNK)
+        want = CHUNK;
+    g->n = 0;
+    g->rc = store_reader_read(g->rd, g->off, g->buf, (size_t)want, &g->n);
+    if (g->rc == 0 && g->n == 0)
+        g->rc = MRD_ECORRUPT; /* the object is shorter than its index record */
+}
+
+static void get_read_done(void *arg);
+
+static void
+get_submit_read(get *g)
+{
+    g->busy = 1;
+    g->waiting = 0;
+    if (engine_run(g->d->eng, job_read, get_read_done, g) != 0) {
+        g->busy = 0;
+        gw_resp_end(g->r); /* short: the layer cuts the connection */
+    }
+}
+
+static void
+get_read_done(void *arg)
+{
+    get *g = arg;
+
+    g->busy = 0;
+    if (g->released) {
+        get_free(g);
+        return;
+    }
+    if (g->rc != 0) {
+        MRD_ERROR("s3.get_read_failed", "bucket=%s offset=%llu error=\"%s\"", g->bucket,
+                  (unsigned long long)g->off, mrd_strerror(g->rc));
+        gw_resp_end(g->r);
+        return;
+    }
+    gw_resp_write(g->r, g->buf, g->n);
+    g->off += g->n;
+    if (g->off >= g->end) {
+        gw_resp_end(g->r);
+        return;
+    }
+    if (gw_resp_buffered(g->r) < 2 * CHUNK)
+        get_submit_read(g);
+    else
+        g->waiting = 1;
+}
+
+static void
+get_writable(gw_req *r, void *ctx)
+{
+    get *g = ctx;
+
+    (void)r;
+    if (g->waiting && !g->busy)
+        get_submit_read(g);
+}
+
+static void
+get_release(gw_req *r, void *ctx, int aborted)
+{
+    get *g = ctx;
+
+    (void)r;
+    (void)aborted;
+    g->released = 1;
+    if (!g->busy)
+        get_free(g);
+}
+
+static const gw_req_ops get_ops = {.writable = get_writable, .release = get_release};
+
+/* Parses a single "bytes=a-b" range against size. Returns 1 with [*a, *b]
+ * (inclusive) for a satisfiable range, 0 to serve the whole object (no or
+ * unparsable or multi range: RFC 9110 says ignore), -1 if unsatisfiable. */
+static int
+parse_range(const char *h, uint64_t size, uint64_t *a, uint64_t *b)
+{
+    unsigned long long x = 0, y = 0;
+    char *end;
+
+    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+        return 0;
+    h += 6;
+    if (*h == '-') {
+        if (h[1] < '0' || h[1] > '9')
+            return 0;
+        y = strtoull(h + 1, &end, 10);
+        if (*end)
+            return 0;
+        if (y == 0 || size == 0)
+            return -1;
+        *a = y >= size ? 0 : size - y;
+        *b = size - 1;
+        return 1;
+    }
+    if (*h < '0' || *h > '9')
+        return 0;
+    x = strtoull(h, &end, 10);
+    if (*end != '-')
+        return 0;
+    if (end[1] == '\0') {
+        y = size ? size - 1 : 0;
+    } else {
+        if (end[1] < '0' || end[1] > '9')
+            return 0;
+        y = strtoull(end + 1, &end, 10);
+        if (*end || y < x)
+            return 0;
+    }
+    if (x >= size)
+        return -1;
+    *a = x;
+    *b = y >= size ? size - 1 : y;
+    return 1;
+}
+
+static int
+meta_header(void *ud, const char *key, const char *value)
+{
+    gw_resp_header(ud, key, value);
+    return 0;
+}
+
+static void
+get_lookup_done(void *arg)
+{
+    get *g = arg;
+    const store_version *v;
+    char etag[300], lm[64], cr[96], rsrc[64];
+    uint64_t a = 0, b = 0;
+    int rng, status = 200;
+
+    g->busy = 0;
+    if (g->released) {
+        get_free(g);
+        return;
+    }
+    if (g->has_err) {
+        gw_s3_error(g->r, g->err, gw_req_path(g->r), NULL);
+        return;
+    }
+    v = store_version_rec_get(g->rec);
+    rng = parse_range(g->range, v->size, &a, &b);
+    if (rng < 0) {
+        snprintf(rsrc, sizeof(rsrc), "bytes */%llu", (unsigned long long)v->size);
+        gw_resp_header(g->r, "Content-Range", rsrc);
+        gw_s3_error(g->r, GW_S3E_INVALID_RANGE, gw_req_path(g->r), NULL);
+        return;
+    }
+    if (rng > 0) {
+        status = 206;
+        snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)a,
+                 (unsigned long long)b, (unsigned long long)v->size);
+        gw_resp_header(g->r, "Content-Range", cr);
+        g->off = a;
+        g->end = b + 1;
+    } else {
+        g->off = 0;
+        g->end = v->size;
+    }
+    gw_s3_request_id(g->r);
+    snprintf(etag, sizeof(etag), "\"%s\"", v->etag ? v->etag : "");
+    gw__http_time(MRD_HLC_MS(v->hlc), lm, sizeof(lm));
+    gw_resp_header(g->r, "ETag", etag);
+    gw_resp_header(g->r, "Last-Modified", lm);
+    gw_resp_header(g->r, "Accept-Ranges", "bytes");
+    gw_resp_header(g->r, "Content-Type",
+                   v->content_type && *v->content_type ? v->content_type : "binary/octet-stream");
+    engine_meta_each(v->user_meta, v->user_meta_len, meta_header, g->r);
+    gw_resp_start(g->r, status, (int64_t)(g->end - g->off));
+    if (strcmp(gw_req_method(g->r), "HEAD") == 0 || g->off >= g->end) {
+        gw_resp_end(g->r);
+        return;
+    }
+    if (!(g->buf = malloc(CHUNK))) {
+        gw_resp_end(g->r);
+        return;
+    }
+    get_submit_read(g);
+}
+
+void
+gw__s3_get_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
+{
+    get *g = calloc(1, sizeof(*g));
+    const char *range = gw_req_header(r, "range");
+
+    if (!g || !(g->key = strdup(key)) || (range && !(g->range = strdup(range)))) {
+        if (g)
+            free(g->key);
+        free(g);
+        gw_s3_error(r, GW_S3E_INTERNAL, gw_req_path(r), "out of memory");
+        return;
+    }
+    g->d = d;
+    g->r = r;
+    snprintf(g->bucket, sizeof(g->bucket), "%s", bucket);
+    gw_req_attach(r, &get_ops, g);
+    g->busy = 1;
+    if (engine_run(d->eng, job_lookup, get_lookup_done, g) != 0) {
+        g->busy = 0;
+        gw_s3_error(r, GW_S3E_SERVICE_UNAVAILABLE, gw_req_path(r), NULL);
+    }
+}
