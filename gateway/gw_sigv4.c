@@ -87,8 +87,8 @@ gw_url_decode(const char *s, size_t len, int plus_space, mrd_buf *out)
         }
         rc = mrd_buf_append(out, &c, 1);
     }
-    if (rc == 0 && !out->data)
-        rc = mrd_buf_append(out, "", 0);
+    if (rc == 0)
+        rc = mrd_buf_append(out, "", 0); /* NUL-terminates, even when empty */
     return rc;
 }
 
@@ -108,8 +108,8 @@ gw_uri_encode(mrd_buf *out, const char *s, size_t len, int keep_slash)
             rc = mrd_buf_append(out, e, 3);
         }
     }
-    if (rc == 0 && !out->data)
-        rc = mrd_buf_append(out, "", 0);
+    if (rc == 0)
+        rc = mrd_buf_append(out, "", 0); /* NUL-terminates, even when empty */
     return rc;
 }
 
