@@ -1,0 +1,586 @@
+/*
+ * repl.c - the replicator handle: options, lifecycle, the heartbeat tick,
+ * the peer table and its JSON.
+ *
+ * One repl per site, on the daemon's event loop. It owns a listener (or
+ * borrows the daemon's), one outbound session per configured peer
+ * (repl_client.c) and the inbound connections peers open to it
+ * (repl_server.c). So between two sites there are two TCP connections, one
+ * dialled by each side: each site's sender (later: the WAL records it
+ * originates) rides on its own outbound session, and each site measures RTT
+ * and health on the session it dialled. A site that can reach its peer but
+ * not be reached (a one-way partition) therefore sees the peer healthy while
+ * the peer sees it down; routing is a per-site decision, so that is the
+ * correct view for each of them.
+ *
+ * Time: one persistent timer ticks every heartbeat interval for all peers.
+ * Counting ticks rather than comparing timestamps makes "no answer for N
+ * intervals" exact whatever the timer's jitter. Durations (RTT, ages) use the
+ * monotonic clock; only the auth window uses the wall clock, which tests can
+ * inject.
+ *
+ * The peer table is read through snapshots (repl_peer_info), so the gateway
+ * never holds pointers into it; all of it lives on the loop thread.
+ */
+#include "repl_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+void
+repl_opts_init(repl_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->heartbeat_ms = 1000;
+    o->down_after = 3;
+    o->up_after = 3;
+    o->backoff_min_ms = 100;
+    o->backoff_max_ms = 5000;
+    o->max_clock_skew_ms = 300000;
+}
+
+const char *
+repl_peer_state_name(repl_peer_state s)
+{
+    switch (s) {
+    case REPL_PEER_UNKNOWN:
+        return "unknown";
+    case REPL_PEER_HEALTHY:
+        return "healthy";
+    case REPL_PEER_DEGRADED:
+        return "degraded";
+    case REPL_PEER_DOWN:
+        return "down";
+    }
+    return "invalid";
+}
+
+uint64_t
+repl__now_ms(const repl *r)
+{
+    return r->o.clock ? r->o.clock(r->o.clock_ud) : mrd_clock_realtime_ms(NULL);
+}
+
+uint64_t
+repl__rand(repl *r)
+{
+    uint64_t x = r->rng; /* xorshift64: jitter only, not security */
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    r->rng = x;
+    return x;
+}
+
+repl_peer *
+repl__peer_by_id(repl *r, uint32_t id)
+{
+    for (int i = 0; i < r->n_peers; i++)
+        if (r->peers[i].id == id)
+            return &r->peers[i];
+    return NULL;
+}
+
+void
+repl__local_state(repl *r, repl__msg *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->protocol_version = REPL_PROTOCOL_VERSION;
+    m->heartbeat_interval_ms = r->o.heartbeat_ms;
+    m->st.site_id = r->site_id;
+    memcpy(m->st.site_name, r->site_name, sizeof(m->st.site_name));
+    m->st.topology_epoch = r->o.topology_epoch;
+    m->st.hlc = mrd_hlc_now(r->hlc);
+    m->st.high_water_lsn = r->o.local_high_water ? r->o.local_high_water(r->o.user_data) : 0;
+    m->st.boot_id = r->boot_id;
+    if (r->o.local_applied) {
+        int n = r->o.local_applied(r->o.user_data, m->st.applied, REPL_MAX_APPLIED);
+
+        m->st.n_applied = n < 0 ? 0 : n > REPL_MAX_APPLIED ? REPL_MAX_APPLIED : n;
+    }
+}
+
+void
+repl__peer_absorb(repl_peer *p, const repl__state_msg *st)
+{
+    repl *r = p->r;
+
+    if (p->boot_id && st->boot_id != p->boot_id)
+        MRD_INFO("repl.peer.restarted", "peer=%s high_water=%llu", p->name,
+                 (unsigned long long)st->high_water_lsn);
+    p->boot_id = st->boot_id;
+    p->high_water = st->high_water_lsn;
+    p->epoch = st->topology_epoch;
+    if (st->hlc) {
+        p->hlc = st->hlc;
+        mrd_hlc_observe(r->hlc, st->hlc);
+    }
+    for (int i = 0; i < st->n_applied; i++)
+        if (st->applied[i].origin_site == r->site_id)
+            p->applied_from_us = st->applied[i].lsn;
+}
+
+static void
+fill_info(const repl_peer *p, uint64_t now_ns, repl_peer_info *out)
+{
+    const repl__health *h = &p->health;
+
+    memset(out, 0, sizeof(*out));
+    out->id = p->id;
+    memcpy(out->name, p->name, sizeof(out->name));
+    out->addr = p->addr;
+    out->state = h->state;
+    out->state_age_ms = (int64_t)((now_ns - h->state_since_ns) / 1000000);
+    out->connected = p->conn && p->hello_done;
+    out->inbound = p->inbound;
+    out->rtt_ms = h->rtt_us / 1000.0;
+    out->rtt_baseline_ms = repl__health_baseline_us(h) / 1000.0;
+    out->rtt_last_ms = h->last_us / 1000.0;
+    out->last_heartbeat_age_ms = p->last_ok_ns ? (int64_t)((now_ns - p->last_ok_ns) / 1000000) : -1;
+    out->last_inbound_age_ms =
+        p->last_inbound_ns ? (int64_t)((now_ns - p->last_inbound_ns) / 1000000) : -1;
+    out->high_water_lsn = p->high_water;
+    out->applied_from_us = p->applied_from_us;
+    out->topology_epoch = p->epoch;
+    out->hlc = p->hlc;
+    out->consecutive_failures = h->fail_streak;
+    out->consecutive_successes = h->ok_streak;
+    out->heartbeats_ok = h->ok_total;
+    out->heartbeats_failed = h->fail_total;
+    out->auth_failures = p->auth_failures;
+    out->connects = p->connects;
+    out->bytes_in = p->bytes_in;
+    out->bytes_out = p->bytes_out;
+    memcpy(out->last_error, p->last_error, sizeof(out->last_error));
+}
+
+void
+repl__peer_outcome(repl_peer *p, int ok, uint64_t rtt_us, const char *why)
+{
+    uint64_t now = mrd_clock_mono_ns();
+    repl_peer_state old;
+
+    if (ok) {
+        old = repl__health_ok(&p->health, rtt_us, now);
+        p->last_ok_ns = now;
+    } else {
+        old = repl__health_fail(&p->health, now);
+        snprintf(p->last_error, sizeof(p->last_error), "%s", why ? why : "failure");
+    }
+    if (old != p->health.state) {
+        repl *r = p->r;
+
+        MRD_INFO("repl.peer.state",
+                 "peer=%s id=%u from=%s to=%s rtt_ms=%.3f fails=%u reason=\"%s\"", p->name, p->id,
+                 repl_peer_state_name(old), repl_peer_state_name(p->health.state),
+                 p->health.rtt_us / 1000.0, p->health.fail_streak,
+                 ok ? (repl__health_rtt_high(&p->health) ? "rtt above 2x baseline" : "recovered")
+                    : p->last_error);
+        if (r->o.on_peer_state) {
+            repl_peer_info info;
+
+            fill_info(p, now, &info);
+            r->o.on_peer_state(r->o.user_data, &info, old);
+        }
+    }
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *ud)
+{
+    repl *r = ud;
+
+    r->tick++;
+    for (int i = 0; i < r->n_peers; i++)
+        repl__client_tick(&r->peers[i]);
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *ud)
+{
+    repl *r = ud;
+    char host[64] = "?", remote[80];
+    uint16_t port = 0;
+
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)sa;
+
+        evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(remote, sizeof(remote), "%s:%u", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+
+        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(remote, sizeof(remote), "[%s]:%u", host, port);
+    } else {
+        snprintf(remote, sizeof(remote), "unix");
+    }
+    evutil_make_socket_nonblocking(fd);
+    repl__server_accept(r, fd, remote);
+}
+
+static int
+validate(const repl_opts *o)
+{
+    if (!o || o->site_id == 0 || !o->secret || !o->secret[0] || o->n_peers < 0 ||
+        o->n_peers > MRD_MAX_PEERS || (o->n_peers && !o->peers) || o->heartbeat_ms == 0 ||
+        o->backoff_min_ms == 0 || o->backoff_max_ms < o->backoff_min_ms)
+        return MRD_EINVAL;
+    if (o->site_name && strlen(o->site_name) >= MRD_NAME_MAX)
+        return MRD_EINVAL;
+    for (int i = 0; i < o->n_peers; i++) {
+        if (o->peers[i].id == 0 || o->peers[i].id == o->site_id ||
+            o->peers[i].replication.port == 0)
+            return MRD_EINVAL;
+        for (int j = 0; j < i; j++)
+            if (o->peers[j].id == o->peers[i].id)
+                return MRD_EINVAL;
+    }
+    return 0;
+}
+
+static int
+bind_listener(repl *r, const mrd_addr *a)
+{
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    char spec[300];
+
+    mrd_addr_format(a, spec, sizeof(spec));
+    if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) < 0)
+        return MRD_EINVAL;
+    r->listener = evconnlistener_new_bind(r->base, accept_cb, r,
+                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                              LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,
+                                          128, (struct sockaddr *)&ss, sslen);
+    if (!r->listener)
+        return errno ? -errno : -EADDRINUSE;
+    r->own_listener = 1;
+    return 0;
+}
+
+int
+repl_new(struct event_base *base, const repl_opts *o, repl **out)
+{
+    repl *r;
+    uint64_t now = mrd_clock_mono_ns();
+    int rc;
+
+    if (!base || !out)
+        return MRD_EINVAL;
+    rc = validate(o);
+    if (rc < 0)
+        return rc;
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->base = base;
+    r->o = *o;
+    r->o.peers = NULL;
+    r->o.site_name = NULL;
+    r->o.secret = NULL;
+    if (!r->o.heartbeat_timeout_ms)
+        r->o.heartbeat_timeout_ms = r->o.heartbeat_ms;
+    if (!r->o.max_clock_skew_ms)
+        r->o.max_clock_skew_ms = 300000;
+    r->timeout_ticks = (r->o.heartbeat_timeout_ms + r->o.heartbeat_ms - 1) / r->o.heartbeat_ms;
+    if (r->timeout_ticks < 1)
+        r->timeout_ticks = 1;
+    r->connect_timeout_ms = 3 * r->o.heartbeat_ms < 1000 ? 1000 : 3 * r->o.heartbeat_ms;
+    r->site_id = o->site_id;
+    snprintf(r->site_name, sizeof(r->site_name), "%s", o->site_name ? o->site_name : "");
+    r->secret_len = strlen(o->secret);
+    r->secret = strdup(o->secret);
+    if (!r->secret) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if (getrandom(&r->boot_id, sizeof(r->boot_id), 0) != sizeof(r->boot_id))
+        r->boot_id = now ^ ((uint64_t)getpid() << 32);
+    r->rng = r->boot_id | 1;
+    if (o->hlc) {
+        r->hlc = o->hlc;
+    } else {
+        rc = mrd_hlc_new(NULL, NULL, &r->hlc);
+        if (rc < 0)
+            goto fail;
+        r->own_hlc = 1;
+    }
+    r->tick_ev = event_new(base, -1, EV_PERSIST, tick_cb, r);
+    if (!r->tick_ev) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    r->n_peers = o->n_peers;
+    for (int i = 0; i < o->n_peers; i++) {
+        repl_peer *p = &r->peers[i];
+
+        p->r = r;
+        p->idx = i;
+        p->id = o->peers[i].id;
+        snprintf(p->name, sizeof(p->name), "%s", o->peers[i].name);
+        p->addr = o->peers[i].replication;
+        repl__health_init(&p->health, r->o.down_after, r->o.up_after, now);
+        rc = repl__client_init(p);
+        if (rc < 0)
+            goto fail;
+    }
+    if (o->listener) {
+        r->listener = o->listener;
+        evconnlistener_disable(r->listener);
+        evconnlistener_set_cb(r->listener, accept_cb, r);
+    } else {
+        rc = bind_listener(r, &o->listen);
+        if (rc < 0)
+            goto fail;
+    }
+    *out = r;
+    return 0;
+fail:
+    repl_free(r);
+    return rc;
+}
+
+int
+repl_start(repl *r)
+{
+    struct timeval tv;
+
+    if (!r || r->started)
+        return MRD_EINVAL;
+    r->started = 1;
+    evconnlistener_enable(r->listener);
+    for (int i = 0; i < r->n_peers; i++)
+        repl__client_start(&r->peers[i]);
+    tv.tv_sec = r->o.heartbeat_ms / 1000;
+    tv.tv_usec = (r->o.heartbeat_ms % 1000) * 1000;
+    event_add(r->tick_ev, &tv);
+    MRD_INFO("repl.start", "site_id=%u peers=%d heartbeat_ms=%u down_after=%u up_after=%u",
+             r->site_id, r->n_peers, r->o.heartbeat_ms, r->o.down_after, r->o.up_after);
+    return 0;
+}
+
+void
+repl_free(repl *r)
+{
+    if (!r)
+        return;
+    r->started = 0;
+    for (int i = 0; i < r->n_peers; i++)
+        repl__client_stop(&r->peers[i]);
+    while (r->inbound) {
+        repl__conn *c = r->inbound;
+
+        r->inbound = c->next;
+        repl__conn_free(c);
+    }
+    if (r->listener) {
+        if (r->own_listener) {
+            evconnlistener_free(r->listener);
+        } else {
+            evconnlistener_disable(r->listener);
+            evconnlistener_set_cb(r->listener, NULL, NULL);
+        }
+    }
+    if (r->tick_ev)
+        event_free(r->tick_ev);
+    if (r->own_hlc)
+        mrd_hlc_free(r->hlc);
+    free(r->secret);
+    free(r);
+}
+
+int
+repl_listen_addr(const repl *r, mrd_addr *out)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    evutil_socket_t fd = r->listener ? evconnlistener_get_fd(r->listener) : -1;
+    mrd_addr a;
+
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return MRD_ENOTFOUND;
+    memset(&a, 0, sizeof(a));
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+        evutil_inet_ntop(AF_INET, &in->sin_addr, a.host, sizeof(a.host));
+        a.port = ntohs(in->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, a.host, sizeof(a.host));
+        a.port = ntohs(in6->sin6_port);
+    } else {
+        return MRD_ENOTFOUND;
+    }
+    *out = a;
+    return 0;
+}
+
+/* ---- peer table --------------------------------------------------------- */
+
+int
+repl_peer_count(const repl *r)
+{
+    return r->n_peers;
+}
+
+int
+repl_peer_get(const repl *r, int i, repl_peer_info *out)
+{
+    if (i < 0 || i >= r->n_peers || !out)
+        return MRD_EINVAL;
+    fill_info(&r->peers[i], mrd_clock_mono_ns(), out);
+    return 0;
+}
+
+int
+repl_peer_find(const repl *r, uint32_t site_id)
+{
+    for (int i = 0; i < r->n_peers; i++)
+        if (r->peers[i].id == site_id)
+            return i;
+    return MRD_ENOTFOUND;
+}
+
+int
+repl_nearest_healthy(const repl *r, unsigned flags, const uint32_t *exclude, int n_exclude,
+                     uint64_t min_high_water, repl_peer_info *out)
+{
+    int best = -1, best_rank = 3;
+    double best_rtt = 0;
+
+    for (int i = 0; i < r->n_peers; i++) {
+        const repl_peer *p = &r->peers[i];
+        int rank, skip = 0;
+
+        if (p->health.state == REPL_PEER_HEALTHY)
+            rank = 0;
+        else if (p->health.state == REPL_PEER_DEGRADED && (flags & REPL_ROUTE_ALLOW_DEGRADED))
+            rank = 1;
+        else
+            continue;
+        for (int j = 0; j < n_exclude && exclude; j++)
+            skip |= exclude[j] == p->id;
+        if (skip || (min_high_water && p->high_water < min_high_water))
+            continue;
+        if (best < 0 || rank < best_rank || (rank == best_rank && p->health.rtt_us < best_rtt)) {
+            best = i;
+            best_rank = rank;
+            best_rtt = p->health.rtt_us;
+        }
+    }
+    if (best < 0)
+        return MRD_ENOTFOUND;
+    if (out)
+        fill_info(&r->peers[best], mrd_clock_mono_ns(), out);
+    return best;
+}
+
+void
+repl_get_stats(const repl *r, repl_stats *out)
+{
+    *out = r->stats;
+}
+
+int
+repl_status_json(const repl *r, mrd_json_w *w)
+{
+    uint64_t now = mrd_clock_mono_ns();
+    char addr[300];
+    mrd_addr la;
+
+    mrd_json_w_obj_begin(w);
+    mrd_json_w_key(w, "site_id");
+    mrd_json_w_uint(w, r->site_id);
+    mrd_json_w_key(w, "listen");
+    if (repl_listen_addr(r, &la) == 0)
+        mrd_json_w_str(w, mrd_addr_format(&la, addr, sizeof(addr)));
+    else
+        mrd_json_w_null(w);
+    mrd_json_w_key(w, "heartbeat_ms");
+    mrd_json_w_uint(w, r->o.heartbeat_ms);
+    mrd_json_w_key(w, "inbound_open");
+    mrd_json_w_uint(w, r->stats.inbound_open);
+    mrd_json_w_key(w, "auth_failures");
+    mrd_json_w_uint(w, r->stats.auth_failures);
+    mrd_json_w_key(w, "bad_requests");
+    mrd_json_w_uint(w, r->stats.bad_requests);
+    mrd_json_w_key(w, "peers");
+    mrd_json_w_arr_begin(w);
+    for (int i = 0; i < r->n_peers; i++) {
+        repl_peer_info pi;
+
+        fill_info(&r->peers[i], now, &pi);
+        mrd_json_w_obj_begin(w);
+        mrd_json_w_key(w, "name");
+        mrd_json_w_str(w, pi.name);
+        mrd_json_w_key(w, "id");
+        mrd_json_w_uint(w, pi.id);
+        mrd_json_w_key(w, "address");
+        mrd_json_w_str(w, mrd_addr_format(&pi.addr, addr, sizeof(addr)));
+        mrd_json_w_key(w, "state");
+        mrd_json_w_str(w, repl_peer_state_name(pi.state));
+        mrd_json_w_key(w, "state_age_ms");
+        mrd_json_w_int(w, pi.state_age_ms);
+        mrd_json_w_key(w, "connected");
+        mrd_json_w_bool(w, pi.connected);
+        mrd_json_w_key(w, "inbound");
+        mrd_json_w_int(w, pi.inbound);
+        mrd_json_w_key(w, "rtt_ms");
+        mrd_json_w_double(w, pi.rtt_ms);
+        mrd_json_w_key(w, "rtt_baseline_ms");
+        mrd_json_w_double(w, pi.rtt_baseline_ms);
+        mrd_json_w_key(w, "rtt_last_ms");
+        mrd_json_w_double(w, pi.rtt_last_ms);
+        mrd_json_w_key(w, "last_heartbeat_age_ms");
+        mrd_json_w_int(w, pi.last_heartbeat_age_ms);
+        mrd_json_w_key(w, "last_inbound_age_ms");
+        mrd_json_w_int(w, pi.last_inbound_age_ms);
+        mrd_json_w_key(w, "high_water_lsn");
+        mrd_json_w_uint(w, pi.high_water_lsn);
+        mrd_json_w_key(w, "applied_from_us");
+        mrd_json_w_uint(w, pi.applied_from_us);
+        mrd_json_w_key(w, "topology_epoch");
+        mrd_json_w_uint(w, pi.topology_epoch);
+        mrd_json_w_key(w, "consecutive_failures");
+        mrd_json_w_uint(w, pi.consecutive_failures);
+        mrd_json_w_key(w, "consecutive_successes");
+        mrd_json_w_uint(w, pi.consecutive_successes);
+        mrd_json_w_key(w, "heartbeats_ok");
+        mrd_json_w_uint(w, pi.heartbeats_ok);
+        mrd_json_w_key(w, "heartbeats_failed");
+        mrd_json_w_uint(w, pi.heartbeats_failed);
+        mrd_json_w_key(w, "auth_failures");
+        mrd_json_w_uint(w, pi.auth_failures);
+        mrd_json_w_key(w, "connects");
+        mrd_json_w_uint(w, pi.connects);
+        mrd_json_w_key(w, "bytes_in");
+        mrd_json_w_uint(w, pi.bytes_in);
+        mrd_json_w_key(w, "bytes_out");
+        mrd_json_w_uint(w, pi.bytes_out);
+        mrd_json_w_key(w, "last_error");
+        mrd_json_w_str(w, pi.last_error);
+        mrd_json_w_obj_end(w);
+    }
+    mrd_json_w_arr_end(w);
+    mrd_json_w_obj_end(w);
+    return mrd_json_w_error(w);
+}

@@ -1,0 +1,310 @@
+/*
+ * repl_client.c - the outbound side: one HTTP/2 session per peer, Hello,
+ * heartbeats, reconnects.
+ *
+ * Each peer has at most one outbound connection, dialled at repl_start. The
+ * first request on it is POST /repl/v1/hello; the session counts as up
+ * ("connected") only once the peer has answered it with a correctly signed
+ * Hello from the site id we expect, so a misconfigured address (another
+ * site, or something that is not Meridian) never looks healthy. A heartbeat
+ * goes out right after the Hello and then at every tick of the replicator's
+ * timer; the rules that turn their outcomes into health are in
+ * replicator.h and repl_health.c. At most one heartbeat per peer is in
+ * flight: one that is not answered within the timeout is cancelled with
+ * RST_STREAM (CANCEL) and counted as a failure, so a partition cannot pile
+ * up streams.
+ *
+ * Reconnects use exponential backoff with jitter (uniform in [d/2, d],
+ * d = min(max, min * 2^attempt)), so sites that lose each other at the same
+ * moment do not redial in lock step; a successful Hello resets the attempt
+ * count. A connection that never finishes its Hello (e.g. a WAN emulator
+ * that accepts but holds traffic) is dropped after max(3 * I, 1 s), and one
+ * whose heartbeats time out N times in a row is dropped too: it may be a
+ * half-open socket to a peer that restarted behind a partition.
+ *
+ * Later (PROTOCOL.md, planned) the sender's record streams ride on the same
+ * session, which is why the session is kept rather than made per heartbeat.
+ */
+#include "repl_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+
+static void dial(repl_peer *p);
+
+static void
+reconnect_cb(evutil_socket_t fd, short what, void *ud)
+{
+    repl_peer *p = ud;
+
+    if (!p->conn)
+        dial(p);
+}
+
+static void
+schedule_reconnect(repl_peer *p)
+{
+    repl *r = p->r;
+    uint64_t d = r->o.backoff_min_ms;
+    struct timeval tv;
+
+    for (uint32_t i = 0; i < p->backoff_attempt && d < r->o.backoff_max_ms; i++)
+        d *= 2;
+    if (d > r->o.backoff_max_ms)
+        d = r->o.backoff_max_ms;
+    d = d / 2 + repl__rand(r) % (d / 2 + 1);
+    if (p->backoff_attempt < 64)
+        p->backoff_attempt++;
+    tv.tv_sec = (time_t)(d / 1000);
+    tv.tv_usec = (suseconds_t)(d % 1000) * 1000;
+    evtimer_add(p->reconnect_ev, &tv);
+}
+
+static void
+dial(repl_peer *p)
+{
+    repl *r = p->r;
+    repl__conn *c;
+    int rc;
+
+    rc = repl__conn_new(r, 1, -1, &c);
+    if (rc < 0) {
+        snprintf(p->last_error, sizeof(p->last_error), "connect: %s", mrd_strerror(rc));
+        schedule_reconnect(p);
+        return;
+    }
+    c->peer = p;
+    p->conn = c;
+    p->hello_done = 0;
+    p->conn_started_ns = mrd_clock_mono_ns();
+    rc = repl__conn_dial(c);
+    if (rc < 0) {
+        repl__conn_fail(c, mrd_strerror(rc));
+        repl__conn_reap(c);
+    }
+}
+
+int
+repl__client_init(repl_peer *p)
+{
+    p->reconnect_ev = evtimer_new(p->r->base, reconnect_cb, p);
+    return p->reconnect_ev ? 0 : -ENOMEM;
+}
+
+void
+repl__client_start(repl_peer *p)
+{
+    dial(p);
+}
+
+static int
+send_message(repl_peer *p, int kind)
+{
+    repl__conn *c = p->conn;
+    repl__stream *s;
+    repl__msg m;
+    int rc;
+
+    s = repl__stream_new(c, kind);
+    if (!s)
+        return -ENOMEM;
+    repl__local_state(p->r, &m);
+    m.is_hello = kind == REPL__ST_HELLO;
+    m.seq = kind == REPL__ST_HEARTBEAT ? ++p->hb_seq : 0;
+    s->seq = m.seq;
+    rc = repl__msg_encode(&m, &s->out);
+    if (rc == 0)
+        rc = repl__submit_request(c, s, m.is_hello ? REPL_PATH_HELLO : REPL_PATH_HEARTBEAT);
+    if (rc < 0) {
+        repl__stream_unlink_free(c, s);
+        return rc;
+    }
+    s->sent_ns = mrd_clock_mono_ns();
+    if (kind == REPL__ST_HEARTBEAT) {
+        p->hb = s;
+        p->hb_sent_tick = p->r->tick;
+    }
+    return 0;
+}
+
+void
+repl__client_on_connected(repl__conn *c)
+{
+    int rc = send_message(c->peer, REPL__ST_HELLO);
+
+    if (rc < 0)
+        repl__conn_fail(c, "cannot submit hello");
+}
+
+/* Checks a complete response; NULL when it is good, else why not. */
+static const char *
+check_response(repl__conn *c, repl__stream *s, uint32_t error_code, repl__msg *m)
+{
+    repl_peer *p = c->peer;
+    repl *r = c->r;
+    repl__auth_in in;
+    const char *reason = NULL;
+    char method[16];
+    uint32_t site = 0;
+
+    if (error_code != 0)
+        return "stream reset by peer";
+    if (s->status == 401) {
+        p->auth_failures++;
+        return "peer answered 401: it rejected our signature (replication secret differs?)";
+    }
+    if (s->status != 200)
+        return s->status == 400 ? "peer answered 400" : "peer answered an error status";
+    if (s->too_big || s->bad_header)
+        return "oversized response or headers";
+    snprintf(method, sizeof(method), "RESP %d", s->status);
+    memset(&in, 0, sizeof(in));
+    in.method = method;
+    in.path = s->req_auth;
+    in.site = s->site[0] ? s->site : NULL;
+    in.time = s->time[0] ? s->time : NULL;
+    in.auth = s->auth[0] ? s->auth : NULL;
+    in.body = s->in.data;
+    in.body_len = s->in.len;
+    if (repl__auth_verify(r->secret, r->secret_len, &in, repl__now_ms(r), r->o.max_clock_skew_ms,
+                          &reason, &site) < 0) {
+        p->auth_failures++;
+        MRD_WARN("repl.auth.fail", "side=client peer=%s remote=%s reason=\"%s\"", p->name,
+                 c->remote, reason);
+        return "response failed authentication";
+    }
+    if (site != p->id)
+        return "response from an unexpected site id";
+    if (repl__msg_decode(s->in.data, s->in.len, s->kind == REPL__ST_HELLO, m) < 0)
+        return "malformed response body";
+    if (m->st.site_id != p->id)
+        return "response body names another site";
+    if (s->kind == REPL__ST_HELLO && m->protocol_version != REPL_PROTOCOL_VERSION)
+        return "unsupported protocol version";
+    return NULL;
+}
+
+void
+repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code)
+{
+    repl_peer *p = c->peer;
+    const char *why;
+    repl__msg m;
+
+    if (s->kind == REPL__ST_HEARTBEAT) {
+        if (p->hb != s)
+            return; /* cancelled at a timeout, already counted */
+        p->hb = NULL;
+    }
+    why = check_response(c, s, error_code, &m);
+    if (s->kind == REPL__ST_HELLO) {
+        if (why) {
+            MRD_WARN("repl.peer.hello_fail", "peer=%s remote=%s reason=\"%s\"", p->name, c->remote,
+                     why);
+            snprintf(p->last_error, sizeof(p->last_error), "hello: %s", why);
+            repl__conn_fail(c, why);
+            return;
+        }
+        p->hello_done = 1;
+        p->backoff_attempt = 0;
+        p->connects++;
+        repl__peer_absorb(p, &m.st);
+        MRD_INFO("repl.peer.connected", "peer=%s id=%u remote=%s high_water=%llu", p->name, p->id,
+                 c->remote, (unsigned long long)p->high_water);
+        if (!p->hb && send_message(p, REPL__ST_HEARTBEAT) < 0)
+            repl__conn_fail(c, "cannot submit heartbeat");
+        return;
+    }
+    if (why) {
+        repl__peer_outcome(p, 0, 0, why);
+        return;
+    }
+    repl__peer_absorb(p, &m.st);
+    repl__peer_outcome(p, 1, (mrd_clock_mono_ns() - s->sent_ns) / 1000, NULL);
+}
+
+void
+repl__client_on_closed(repl__conn *c)
+{
+    repl_peer *p = c->peer;
+
+    if (p->hb) {
+        char why[128];
+
+        p->hb = NULL;
+        snprintf(why, sizeof(why), "connection lost: %s", c->why);
+        repl__peer_outcome(p, 0, 0, why);
+    }
+    if (p->hello_done)
+        MRD_INFO("repl.peer.disconnected", "peer=%s remote=%s reason=\"%s\"", p->name, c->remote,
+                 c->why);
+    else if (p->backoff_attempt == 0)
+        MRD_WARN("repl.peer.connect_fail", "peer=%s remote=%s reason=\"%s\"", p->name, c->remote,
+                 c->why);
+    else
+        MRD_DEBUG("repl.peer.connect_fail", "peer=%s remote=%s reason=\"%s\" attempt=%u", p->name,
+                  c->remote, c->why, p->backoff_attempt);
+    if (!p->last_error[0] || p->hello_done)
+        snprintf(p->last_error, sizeof(p->last_error), "%s", c->why);
+    p->conn = NULL;
+    p->hello_done = 0;
+    repl__conn_free(c);
+    if (p->r->started)
+        schedule_reconnect(p);
+}
+
+static void
+drop(repl_peer *p, const char *why)
+{
+    repl__conn_fail(p->conn, why);
+    repl__conn_reap(p->conn);
+}
+
+void
+repl__client_tick(repl_peer *p)
+{
+    repl *r = p->r;
+    repl__conn *c = p->conn;
+
+    if (!c || !p->hello_done) {
+        repl__peer_outcome(p, 0, 0, c ? "connecting" : "disconnected");
+        if (c && (mrd_clock_mono_ns() - p->conn_started_ns) / 1000000 >= r->connect_timeout_ms)
+            drop(p, "no hello answer in time");
+        return;
+    }
+    if (p->hb) {
+        if (r->tick - p->hb_sent_tick < r->timeout_ticks)
+            return; /* in flight, still in time: no outcome this tick */
+        nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, p->hb->id, NGHTTP2_CANCEL);
+        p->hb = NULL;
+        repl__peer_outcome(p, 0, 0, "heartbeat timeout");
+        if (p->health.fail_streak >= p->health.down_after) {
+            drop(p, "heartbeats timing out");
+            return;
+        }
+    }
+    if (send_message(p, REPL__ST_HEARTBEAT) < 0)
+        repl__peer_outcome(p, 0, 0, "cannot submit heartbeat");
+    repl__conn_flush(c);
+    if (c->dead)
+        repl__conn_reap(c);
+}
+
+void
+repl__client_stop(repl_peer *p)
+{
+    if (p->reconnect_ev) {
+        event_free(p->reconnect_ev);
+        p->reconnect_ev = NULL;
+    }
+    if (p->conn) {
+        repl__conn_free(p->conn);
+        p->conn = NULL;
+    }
+    p->hb = NULL;
+    p->hello_done = 0;
+}

@@ -1,0 +1,580 @@
+/*
+ * repl_conn.c - one HTTP/2 connection on a libevent bufferevent, client or
+ * server side, shaped after nghttp2's examples/libevent-server.c.
+ *
+ * Data flow. The read callback hands every byte in the bufferevent's input
+ * to nghttp2_session_mem_recv (which consumes it all, so the input buffer
+ * never grows past one socket read), then lets nghttp2 send what it has.
+ * nghttp2's send callback appends to the bufferevent's output, and returns
+ * NGHTTP2_ERR_WOULDBLOCK once REPL_OUTBUF_HIGH bytes are queued there: that
+ * is the backpressure point. nghttp2 then keeps frames (and pulls no more
+ * DATA from stream data providers) until the write callback fires at the
+ * low-water mark (half the threshold) and sends again. So the memory held
+ * per connection is bounded by the output threshold, nghttp2's own frame
+ * queue, and the per-stream body caps (REPL_MAX_CTRL_BODY); a peer that
+ * stops reading is held back by TCP and by HTTP/2 flow control, not by
+ * buffering more.
+ *
+ * Windows. Both sides announce SETTINGS_INITIAL_WINDOW_SIZE = 16 MiB per
+ * stream and raise the connection window to 64 MiB with
+ * nghttp2_session_set_local_window_size, so one connection can keep a
+ * high bandwidth-delay-product link full once record streams exist. Bodies
+ * are consumed as they arrive (nghttp2's automatic WINDOW_UPDATE), which is
+ * right for small control messages; record streams will switch to manual
+ * nghttp2_session_consume so a slow store pushes back on the sender.
+ *
+ * Lifetime. nghttp2 callbacks never free anything that nghttp2 may still
+ * touch: on trouble they mark the connection dead (repl__conn_fail), and the
+ * code that called into nghttp2 (read, write, event callbacks, the tick)
+ * reaps it afterwards through repl__conn_reap, which lets the client or
+ * server side tidy up (outcomes, reconnect, counters) before the free.
+ * Stream state lives on a per-connection list, so nghttp2_session_del
+ * (which does not call on_stream_close) leaks nothing.
+ *
+ * Every socket gets TCP_NODELAY: heartbeats are small and must not wait for
+ * delayed ACKs.
+ */
+#include "repl_int.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <nghttp2/nghttp2.h>
+
+static void
+set_nodelay(struct bufferevent *bev)
+{
+    int one = 1;
+    evutil_socket_t fd = bufferevent_getfd(bev);
+
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void
+account(repl__conn *c, uint64_t in, uint64_t out)
+{
+    c->bytes_in += in;
+    c->bytes_out += out;
+    if (c->peer) {
+        c->peer->bytes_in += in;
+        c->peer->bytes_out += out;
+    }
+}
+
+void
+repl__conn_fail(repl__conn *c, const char *why)
+{
+    if (!c->dead) {
+        c->dead = 1;
+        snprintf(c->why, sizeof(c->why), "%s", why);
+    }
+}
+
+/* ---- streams ------------------------------------------------------------ */
+
+repl__stream *
+repl__stream_new(repl__conn *c, int kind)
+{
+    repl__stream *s = calloc(1, sizeof(*s));
+
+    if (!s)
+        return NULL;
+    s->kind = kind;
+    s->next = c->streams;
+    c->streams = s;
+    return s;
+}
+
+repl__stream *
+repl__stream_find(repl__conn *c, int32_t id)
+{
+    for (repl__stream *s = c->streams; s; s = s->next)
+        if (s->id == id)
+            return s;
+    return NULL;
+}
+
+void
+repl__stream_unlink_free(repl__conn *c, repl__stream *s)
+{
+    for (repl__stream **pp = &c->streams; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    mrd_buf_free(&s->in);
+    mrd_buf_free(&s->out);
+    free(s);
+}
+
+/* ---- nghttp2 callbacks -------------------------------------------------- */
+
+static ssize_t
+send_cb(nghttp2_session *h2, const uint8_t *data, size_t len, int flags, void *ud)
+{
+    repl__conn *c = ud;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    if (evbuffer_get_length(out) >= REPL_OUTBUF_HIGH)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    if (evbuffer_add(out, data, len) < 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    account(c, 0, len);
+    return (ssize_t)len;
+}
+
+static int
+begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *ud)
+{
+    repl__conn *c = ud;
+    repl__stream *s;
+
+    if (c->is_client || frame->hd.type != NGHTTP2_HEADERS ||
+        frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    s = repl__stream_new(c, REPL__ST_SERVER);
+    if (!s)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+    s->id = frame->hd.stream_id;
+    nghttp2_session_set_stream_user_data(h2, s->id, s);
+    return 0;
+}
+
+static void
+copy_hdr(repl__stream *s, char *dst, size_t dstsz, const uint8_t *v, size_t vlen)
+{
+    if (dst[0] || vlen == 0 || vlen >= dstsz) {
+        s->bad_header = 1; /* repeated, empty or too long */
+        return;
+    }
+    memcpy(dst, v, vlen);
+    dst[vlen] = '\0';
+}
+
+static int
+header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name, size_t nlen,
+          const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+{
+    repl__stream *s = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+    char *dst = NULL;
+    size_t dstsz = REPL_HDR_VALUE_MAX;
+
+    if (!s || frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+#define IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
+    if (IS(REPL_HDR_SITE))
+        dst = s->site;
+    else if (IS(REPL_HDR_TIME))
+        dst = s->time;
+    else if (IS(REPL_HDR_AUTH))
+        dst = s->auth;
+    else if (IS(":path"))
+        dst = s->path;
+    else if (IS(":method"))
+        dst = s->method, dstsz = sizeof(s->method);
+    else if (IS(":status")) {
+        if (frame->headers.cat == NGHTTP2_HCAT_RESPONSE && vlen == 3)
+            s->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+        return 0;
+    }
+#undef IS
+    if (dst)
+        copy_hdr(s, dst, dstsz, value, vlen);
+    return 0;
+}
+
+static int
+data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data,
+              size_t len, void *ud)
+{
+    repl__conn *c = ud;
+    repl__stream *s = nghttp2_session_get_stream_user_data(h2, stream_id);
+
+    if (!s)
+        return 0;
+    if (s->too_big || s->in.len + len > REPL_MAX_CTRL_BODY) {
+        if (!s->too_big && !c->is_client) {
+            /* Answer at once; nghttp2 resets the rest of the request with
+             * NO_ERROR after the response, and the bytes are dropped. */
+            s->too_big = 1;
+            repl__server_on_request(c, s);
+        }
+        s->too_big = 1;
+        return 0;
+    }
+    if (mrd_buf_append(&s->in, data, len) < 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
+}
+
+static int
+frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *ud)
+{
+    repl__conn *c = ud;
+    repl__stream *s;
+
+    if (c->is_client)
+        return 0;
+    if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        s = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+        if (s && !s->answered)
+            repl__server_on_request(c, s);
+    }
+    return 0;
+}
+
+static int
+stream_close_cb(nghttp2_session *h2, int32_t stream_id, uint32_t error_code, void *ud)
+{
+    repl__conn *c = ud;
+    repl__stream *s = nghttp2_session_get_stream_user_data(h2, stream_id);
+
+    if (!s)
+        return 0;
+    nghttp2_session_set_stream_user_data(h2, stream_id, NULL);
+    if (c->is_client)
+        repl__client_on_stream_close(c, s, error_code);
+    else
+        repl__server_on_stream_close(c, s);
+    repl__stream_unlink_free(c, s);
+    return 0;
+}
+
+static ssize_t
+body_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, size_t length,
+             uint32_t *data_flags, nghttp2_data_source *source, void *ud)
+{
+    repl__stream *s = source->ptr;
+    size_t n = s->out.len - s->out_off;
+
+    if (n > length)
+        n = length;
+    if (n)
+        memcpy(buf, s->out.data + s->out_off, n);
+    s->out_off += n;
+    if (s->out_off >= s->out.len)
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+/* ---- submitting --------------------------------------------------------- */
+
+#define NV(n, v)                                                                                   \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME     \
+    }
+
+int
+repl__submit_request(repl__conn *c, repl__stream *s, const char *path)
+{
+    repl *r = c->r;
+    char site[16], tbuf[24], authority[300];
+    uint64_t now = repl__now_ms(r);
+    nghttp2_data_provider dp;
+    int32_t id;
+
+    repl__auth_sign(r->secret, r->secret_len, "POST", path, r->site_id, now, s->out.data,
+                    s->out.len, s->req_auth);
+    snprintf(site, sizeof(site), "%u", r->site_id);
+    snprintf(tbuf, sizeof(tbuf), "%llu", (unsigned long long)now);
+    mrd_addr_format(&c->peer->addr, authority, sizeof(authority));
+    nghttp2_nv nva[] = {
+        NV(":method", "POST"),
+        NV(":scheme", "http"),
+        NV(":authority", authority),
+        NV(":path", path),
+        NV("content-type", REPL_CONTENT_TYPE),
+        NV(REPL_HDR_SITE, site),
+        NV(REPL_HDR_TIME, tbuf),
+        NV(REPL_HDR_AUTH, s->req_auth),
+    };
+    dp.source.ptr = s;
+    dp.read_callback = body_read_cb;
+    id = nghttp2_submit_request(c->h2, NULL, nva, sizeof(nva) / sizeof(nva[0]), &dp, s);
+    if (id < 0)
+        return MRD_EPROTO;
+    s->id = id;
+    return 0;
+}
+
+int
+repl__submit_response(repl__conn *c, repl__stream *s, int status, const void *body, size_t len)
+{
+    repl *r = c->r;
+    char site[16], tbuf[24], st[8], method[16], auth[65];
+    uint64_t now = repl__now_ms(r);
+    nghttp2_data_provider dp;
+
+    s->answered = 1;
+    mrd_buf_reset(&s->out);
+    s->out_off = 0;
+    if (len && mrd_buf_append(&s->out, body, len) < 0)
+        return -ENOMEM;
+    snprintf(st, sizeof(st), "%d", status);
+    snprintf(method, sizeof(method), "RESP %d", status);
+    snprintf(site, sizeof(site), "%u", r->site_id);
+    snprintf(tbuf, sizeof(tbuf), "%llu", (unsigned long long)now);
+    /* Bound to the request's signature; an unsigned request ("") still gets
+     * a signed answer, which a client without the secret cannot check. */
+    repl__auth_sign(r->secret, r->secret_len, method, s->auth, r->site_id, now, s->out.data,
+                    s->out.len, auth);
+    nghttp2_nv nva[] = {
+        NV(":status", st),
+        NV("content-type", status == 200 ? REPL_CONTENT_TYPE : "text/plain"),
+        NV(REPL_HDR_SITE, site),
+        NV(REPL_HDR_TIME, tbuf),
+        NV(REPL_HDR_AUTH, auth),
+    };
+    dp.source.ptr = s;
+    dp.read_callback = body_read_cb;
+    if (nghttp2_submit_response(c->h2, s->id, nva, sizeof(nva) / sizeof(nva[0]), &dp) != 0)
+        return MRD_EPROTO;
+    return 0;
+}
+
+/* ---- bufferevent callbacks ---------------------------------------------- */
+
+static void
+maybe_done(repl__conn *c)
+{
+    if (!c->dead && !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        repl__conn_fail(c, c->reject ? "closed after auth failure" : "session finished");
+}
+
+void
+repl__conn_flush(repl__conn *c)
+{
+    int rv;
+
+    if (c->dead || !c->connected)
+        return;
+    rv = nghttp2_session_send(c->h2);
+    if (rv != 0) {
+        repl__conn_fail(c, nghttp2_strerror(rv));
+        return;
+    }
+    maybe_done(c);
+}
+
+static void
+read_cb(struct bufferevent *bev, void *ud)
+{
+    repl__conn *c = ud;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t len;
+
+    c->last_rx_ns = mrd_clock_mono_ns();
+    while (!c->dead && (len = evbuffer_get_length(in)) > 0) {
+        struct evbuffer_iovec v;
+        ssize_t rv;
+
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        rv = nghttp2_session_mem_recv(c->h2, v.iov_base, v.iov_len);
+        account(c, v.iov_len, 0);
+        evbuffer_drain(in, v.iov_len);
+        if (rv < 0) {
+            repl__conn_fail(c, nghttp2_strerror((int)rv));
+            break;
+        }
+    }
+    repl__conn_flush(c);
+    if (c->dead)
+        repl__conn_reap(c);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *ud)
+{
+    repl__conn *c = ud;
+
+    repl__conn_flush(c);
+    if (c->dead)
+        repl__conn_reap(c);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *ud)
+{
+    repl__conn *c = ud;
+
+    if (what & BEV_EVENT_CONNECTED) {
+        set_nodelay(bev);
+        c->connected = 1;
+        repl__client_on_connected(c);
+        repl__conn_flush(c);
+    } else if (what & BEV_EVENT_EOF) {
+        repl__conn_fail(c, "connection closed by peer");
+    } else if (what & BEV_EVENT_ERROR) {
+        int err = EVUTIL_SOCKET_ERROR();
+        char why[96];
+
+        snprintf(why, sizeof(why), "%s", err ? evutil_socket_error_to_string(err) : "error");
+        repl__conn_fail(c, why);
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        repl__conn_fail(c, "timeout");
+    }
+    if (c->dead)
+        repl__conn_reap(c);
+}
+
+/* ---- create and free ---------------------------------------------------- */
+
+static int
+make_session(repl__conn *c)
+{
+    nghttp2_session_callbacks *cbs;
+    nghttp2_option *opt;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, REPL_MAX_STREAMS},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, REPL_STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, REPL_MAX_HEADER_LIST},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+    };
+    int rv;
+
+    if (nghttp2_session_callbacks_new(&cbs) != 0)
+        return -ENOMEM;
+    nghttp2_session_callbacks_set_send_callback(cbs, send_cb);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, begin_headers_cb);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, header_cb);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, data_chunk_cb);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, frame_recv_cb);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, stream_close_cb);
+    if (nghttp2_option_new(&opt) != 0) {
+        nghttp2_session_callbacks_del(cbs);
+        return -ENOMEM;
+    }
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    nghttp2_option_set_peer_max_concurrent_streams(opt, REPL_MAX_STREAMS);
+    rv = c->is_client ? nghttp2_session_client_new2(&c->h2, cbs, c, opt)
+                      : nghttp2_session_server_new2(&c->h2, cbs, c, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cbs);
+    if (rv != 0)
+        return -ENOMEM;
+    /* Nothing is sent until flush; the client's preface goes first. */
+    if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) != 0 ||
+        nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, REPL_CONN_WINDOW) != 0)
+        return MRD_EPROTO;
+    return 0;
+}
+
+static int
+resolve(const mrd_addr *a, struct sockaddr_storage *ss, int *sslen)
+{
+    struct evutil_addrinfo hints, *res = NULL;
+    char port[8];
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(port, sizeof(port), "%u", a->port);
+    /* Numeric addresses resolve without I/O. A name is resolved with the
+     * blocking resolver (usually /etc/hosts on test clusters); evdns is the
+     * follow-up for production names. */
+    hints.ai_flags = EVUTIL_AI_NUMERICHOST;
+    rc = evutil_getaddrinfo(a->host, port, &hints, &res);
+    if (rc != 0) {
+        hints.ai_flags = 0;
+        rc = evutil_getaddrinfo(a->host, port, &hints, &res);
+    }
+    if (rc != 0 || !res)
+        return -EHOSTUNREACH;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *sslen = (int)res->ai_addrlen;
+    evutil_freeaddrinfo(res);
+    return 0;
+}
+
+int
+repl__conn_new(repl *r, int is_client, int fd, repl__conn **out)
+{
+    repl__conn *c = calloc(1, sizeof(*c));
+    int rc;
+
+    if (!c)
+        return -ENOMEM;
+    c->r = r;
+    c->is_client = is_client;
+    c->last_rx_ns = mrd_clock_mono_ns();
+    c->bev = bufferevent_socket_new(r->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        if (fd >= 0)
+            evutil_closesocket(fd);
+        free(c);
+        return -ENOMEM;
+    }
+    rc = make_session(c);
+    if (rc < 0)
+        goto fail;
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, REPL_OUTBUF_HIGH / 2, 0);
+    if (fd >= 0) {
+        set_nodelay(c->bev);
+        c->connected = 1;
+    }
+    *out = c;
+    return 0;
+fail:
+    repl__conn_free(c);
+    return rc;
+}
+
+/* The client's dial, split from _new so the peer is attached first (the
+ * connect may fail synchronously). */
+int
+repl__conn_dial(repl__conn *c)
+{
+    struct sockaddr_storage ss;
+    int sslen = 0, rc;
+
+    rc = resolve(&c->peer->addr, &ss, &sslen);
+    if (rc < 0)
+        return rc;
+    mrd_addr_format(&c->peer->addr, c->remote, sizeof(c->remote));
+    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, sslen) < 0)
+        return -ECONNREFUSED;
+    set_nodelay(c->bev);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return 0;
+}
+
+void
+repl__conn_free(repl__conn *c)
+{
+    if (!c)
+        return;
+    if (c->h2)
+        nghttp2_session_del(c->h2);
+    while (c->streams)
+        repl__stream_unlink_free(c, c->streams);
+    if (c->timer)
+        event_free(c->timer);
+    if (c->bev)
+        bufferevent_free(c->bev);
+    free(c);
+}
+
+void
+repl__conn_reap(repl__conn *c)
+{
+    if (c->is_client)
+        repl__client_on_closed(c);
+    else
+        repl__server_on_closed(c);
+}

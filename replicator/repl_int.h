@@ -1,0 +1,308 @@
+/*
+ * repl_int.h - private declarations shared by replicator/repl_*.c.
+ *
+ * Naming: repl__ for functions shared between the module's files. This
+ * header includes no nghttp2 or OpenSSL header (the session type is only
+ * forward-declared), so the fuzz target and unit tests can use the pure
+ * pieces (auth, message codec, health machine) without those include paths.
+ */
+#ifndef MERIDIAN_REPL_INT_H
+#define MERIDIAN_REPL_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "replicator.h"
+
+struct bufferevent;
+struct event;
+struct evconnlistener;
+typedef struct nghttp2_session nghttp2_session;
+
+#define REPL_PROTOCOL_VERSION 1
+#define REPL_PATH_HELLO       "/repl/v1/hello"
+#define REPL_PATH_HEARTBEAT   "/repl/v1/heartbeat"
+#define REPL_HDR_SITE         "x-meridian-site-id"
+#define REPL_HDR_TIME         "x-meridian-time"
+#define REPL_HDR_AUTH         "x-meridian-auth"
+#define REPL_CONTENT_TYPE     "application/x-protobuf"
+
+/* Flow control sized for a high bandwidth-delay product: 16 MiB per stream,
+ * 64 MiB per connection (1 Gbit/s at 500 ms RTT is ~60 MiB in flight). */
+#define REPL_STREAM_WINDOW (16 << 20)
+#define REPL_CONN_WINDOW   (64 << 20)
+/* Backpressure as in nghttp2's libevent-server example: the send callback
+ * returns WOULDBLOCK once this much is queued in the bufferevent's output. */
+#define REPL_OUTBUF_HIGH      (1 << 20)
+#define REPL_MAX_HEADER_LIST  16384
+#define REPL_MAX_STREAMS      256
+#define REPL_MAX_INBOUND      64    /* inbound connections at once */
+#define REPL_AUTH_DEADLINE_MS 10000 /* inbound: first valid request by then */
+#define REPL_IDLE_MIN_MS      30000 /* inbound: idle cut, at least 5 intervals */
+#define REPL_MAX_APPLIED      (MRD_MAX_PEERS + 1)
+#define REPL_HDR_VALUE_MAX    128
+
+/* ------------------------------------------------------------------------ */
+/* Authentication (repl_auth.c): pure functions                             */
+/* ------------------------------------------------------------------------ */
+
+/* hex(HMAC-SHA256(secret, "MRD-REPL-1\n" method "\n" path "\n" site "\n"
+ * time "\n" hex(sha256(body)))) into out (65 bytes, NUL-terminated).
+ * For a response, method is "RESP <status>" and path is the request's
+ * x-meridian-auth value, which binds the answer to its question. */
+void repl__auth_sign(const char *secret, size_t secret_len, const char *method, const char *path,
+                     uint32_t site, uint64_t time_ms, const void *body, size_t body_len,
+                     char out[65]);
+
+/* The three headers as received (NULL when absent) plus what they sign. */
+typedef struct repl__auth_in {
+    const char *method;
+    const char *path;
+    const char *site;
+    const char *time;
+    const char *auth;
+    const void *body;
+    size_t body_len;
+} repl__auth_in;
+
+/* Parses a decimal uint32 site id (1..10 digits, nonzero). */
+int repl__parse_site(const char *s, uint32_t *out);
+/* Parses a decimal millisecond time (1..16 digits). */
+int repl__parse_time(const char *s, uint64_t *out);
+
+/* Checks a signed message: header syntax, |time - now_ms| <= max_skew_ms,
+ * and the signature, compared in constant time. On success *site_out is the
+ * sender's id. On failure returns MRD_EAUTH (or MRD_EINVAL for missing or
+ * malformed headers) and sets *reason to a static string. */
+int repl__auth_verify(const char *secret, size_t secret_len, const repl__auth_in *in,
+                      uint64_t now_ms, uint32_t max_skew_ms, const char **reason,
+                      uint32_t *site_out);
+
+/* ------------------------------------------------------------------------ */
+/* Messages (repl_msg.c): protobuf-c behind plain structs                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct repl__state_msg {
+    uint32_t site_id;
+    char site_name[MRD_NAME_MAX];
+    uint64_t topology_epoch;
+    uint64_t hlc;
+    uint64_t high_water_lsn;
+    uint64_t boot_id;
+    int n_applied;
+    repl_applied applied[REPL_MAX_APPLIED];
+} repl__state_msg;
+
+typedef struct repl__msg {
+    int is_hello;
+    uint32_t protocol_version;      /* Hello */
+    uint32_t heartbeat_interval_ms; /* Hello */
+    uint64_t seq;                   /* Heartbeat */
+    repl__state_msg st;
+} repl__msg;
+
+/* Encodes m (Hello when m->is_hello, else Heartbeat) into out (replacing its
+ * contents). Errors: -ENOMEM. */
+int repl__msg_encode(const repl__msg *m, mrd_buf *out);
+
+/* Decodes a Hello (is_hello) or Heartbeat body. MRD_EPROTO when malformed,
+ * when the state is missing, the site id is 0, the name is too long or there
+ * are more than REPL_MAX_APPLIED applied entries. */
+int repl__msg_decode(const void *data, size_t len, int is_hello, repl__msg *out);
+
+/* ------------------------------------------------------------------------ */
+/* Health machine (repl_health.c): pure, times passed in                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct repl__health {
+    repl_peer_state state;
+    uint64_t state_since_ns;
+    uint32_t ok_streak;
+    uint32_t fail_streak;
+    uint32_t down_after;
+    uint32_t up_after;
+    double rtt_us; /* EWMA, 0 = none yet */
+    double last_us;
+    uint32_t samples[REPL_BASELINE_SAMPLES]; /* ring of recent RTTs in us */
+    uint32_t n_samples;
+    uint32_t next_sample;
+    uint64_t ok_total;
+    uint64_t fail_total;
+} repl__health;
+
+void repl__health_init(repl__health *h, uint32_t down_after, uint32_t up_after, uint64_t now_ns);
+/* Records one outcome; returns the state before it (compare with h->state). */
+repl_peer_state repl__health_ok(repl__health *h, uint64_t rtt_us, uint64_t now_ns);
+repl_peer_state repl__health_fail(repl__health *h, uint64_t now_ns);
+double repl__health_baseline_us(const repl__health *h);
+int repl__health_rtt_high(const repl__health *h);
+
+/* ------------------------------------------------------------------------ */
+/* Connections (repl_conn.c): nghttp2 over a bufferevent                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct repl_peer repl_peer;
+typedef struct repl__conn repl__conn;
+typedef struct repl__stream repl__stream;
+
+struct repl__stream {
+    repl__stream *next; /* in conn->streams */
+    int32_t id;
+    int kind;         /* REPL__ST_* */
+    int status;       /* client: response :status */
+    int too_big;      /* body over REPL_MAX_CTRL_BODY */
+    int bad_header;   /* a header value over its limit or repeated */
+    int answered;     /* server: a response was submitted */
+    uint64_t sent_ns; /* client: when submitted */
+    uint64_t seq;
+    char method[16];
+    char path[REPL_HDR_VALUE_MAX];
+    char site[REPL_HDR_VALUE_MAX];
+    char time[REPL_HDR_VALUE_MAX];
+    char auth[REPL_HDR_VALUE_MAX];
+    char req_auth[65]; /* client: the request's signature */
+    mrd_buf in;        /* received body, <= REPL_MAX_CTRL_BODY */
+    mrd_buf out;       /* body to send */
+    size_t out_off;
+};
+
+enum { REPL__ST_HELLO = 1, REPL__ST_HEARTBEAT = 2, REPL__ST_SERVER = 3 };
+
+struct repl__conn {
+    repl *r;
+    repl__conn *next; /* server: in r->inbound */
+    struct bufferevent *bev;
+    nghttp2_session *h2;
+    struct event *timer; /* server: auth deadline / idle cut */
+    int is_client;
+    int connected;   /* TCP up and the session made */
+    int dead;        /* close at the next safe point */
+    int reject;      /* server: auth failed, GOAWAY after the answer */
+    repl_peer *peer; /* client: its peer; server: the authenticated peer */
+    repl__stream *streams;
+    uint64_t last_rx_ns;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    char remote[64]; /* "host:port" for logs */
+    char why[96];    /* why it is dead */
+};
+
+/* Wraps fd (connected, or connecting for a client) in a bufferevent and
+ * makes the session. For a client, fd < 0 means "connect to addr". */
+int repl__conn_new(repl *r, int is_client, int fd, repl__conn **out);
+/* Client: connects c (whose peer is set) to the peer's address. */
+int repl__conn_dial(repl__conn *c);
+/* Sends what nghttp2 has, within the output threshold. */
+void repl__conn_flush(repl__conn *c);
+/* Marks c dead with a reason; the owner frees it at its next safe point. */
+void repl__conn_fail(repl__conn *c, const char *why);
+/* Frees c now (never from inside an nghttp2 callback). */
+void repl__conn_free(repl__conn *c);
+repl__stream *repl__stream_new(repl__conn *c, int kind);
+repl__stream *repl__stream_find(repl__conn *c, int32_t id);
+void repl__stream_unlink_free(repl__conn *c, repl__stream *s);
+/* Submits a response with the three auth headers and body (may be empty). */
+int repl__submit_response(repl__conn *c, repl__stream *s, int status, const void *body, size_t len);
+/* Submits a signed POST of s->out to path; s->req_auth is filled. */
+int repl__submit_request(repl__conn *c, repl__stream *s, const char *path);
+/* Frees a dead connection at a safe point (called by the owner). Client and
+ * server differ in what they tidy up. */
+void repl__conn_reap(repl__conn *c);
+
+/* Called by repl_conn.c (defined in repl_client.c / repl_server.c). */
+void repl__client_on_connected(repl__conn *c);
+void repl__client_on_closed(repl__conn *c);
+void repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code);
+void repl__server_on_request(repl__conn *c, repl__stream *s);
+void repl__server_on_closed(repl__conn *c);
+void repl__server_on_stream_close(repl__conn *c, repl__stream *s);
+
+/* ------------------------------------------------------------------------ */
+/* The replicator and its peers (repl.c, repl_client.c, repl_server.c)      */
+/* ------------------------------------------------------------------------ */
+
+struct repl_peer {
+    repl *r;
+    int idx;
+    uint32_t id;
+    char name[MRD_NAME_MAX];
+    mrd_addr addr;
+
+    /* outbound */
+    repl__conn *conn;
+    int hello_done;
+    uint64_t conn_started_ns;
+    struct event *reconnect_ev;
+    uint32_t backoff_attempt;
+    repl__stream *hb;      /* the heartbeat in flight, or NULL */
+    uint64_t hb_sent_tick; /* tick number when hb was sent */
+    uint64_t hb_seq;
+
+    repl__health health;
+    uint64_t last_ok_ns;
+    uint64_t last_inbound_ns;
+
+    /* announced by the peer (Hello, heartbeat responses, its heartbeats) */
+    uint64_t high_water;
+    uint64_t applied_from_us;
+    uint64_t epoch;
+    uint64_t hlc;
+    uint64_t boot_id;
+    int inbound;
+
+    uint64_t auth_failures;
+    uint64_t connects;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    char last_error[96];
+};
+
+struct repl {
+    struct event_base *base;
+    uint32_t site_id;
+    char site_name[MRD_NAME_MAX];
+    char *secret;
+    size_t secret_len;
+    repl_opts o; /* copy; string and array pointers not used after new */
+    uint64_t boot_id;
+    uint32_t timeout_ticks;
+    uint32_t connect_timeout_ms;
+
+    struct evconnlistener *listener;
+    int own_listener;
+    struct event *tick_ev;
+    uint64_t tick;
+    int started;
+
+    mrd_hlc *hlc;
+    int own_hlc;
+
+    repl_peer peers[MRD_MAX_PEERS];
+    int n_peers;
+
+    repl__conn *inbound;
+    repl_stats stats;
+    uint64_t rng; /* xorshift state for backoff jitter */
+};
+
+uint64_t repl__now_ms(const repl *r);
+/* Fills m with this site's state (site, name, epoch, HLC, high water, applied). */
+void repl__local_state(repl *r, repl__msg *m);
+/* Applies a peer's announced state to its table entry. */
+void repl__peer_absorb(repl_peer *p, const repl__state_msg *st);
+/* Records a heartbeat outcome and reports a state change. */
+void repl__peer_outcome(repl_peer *p, int ok, uint64_t rtt_us, const char *why);
+repl_peer *repl__peer_by_id(repl *r, uint32_t id);
+uint64_t repl__rand(repl *r);
+
+/* Client side (repl_client.c). */
+int repl__client_init(repl_peer *p); /* its reconnect timer */
+void repl__client_start(repl_peer *p);
+void repl__client_tick(repl_peer *p);
+void repl__client_stop(repl_peer *p);
+
+/* Server side (repl_server.c). */
+void repl__server_accept(repl *r, int fd, const char *remote);
+
+#endif /* MERIDIAN_REPL_INT_H */

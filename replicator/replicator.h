@@ -1,0 +1,251 @@
+/*
+ * replicator.h - the public API of Meridian's replicator (prefix repl_).
+ *
+ * The replicator owns the links between sites. Today that is the foundation:
+ *   - one outbound HTTP/2 (h2c, prior knowledge) session per configured peer,
+ *     reconnecting with jittered exponential backoff;
+ *   - an inbound HTTP/2 server on the replication listen address;
+ *   - peer authentication (HMAC-SHA256 over every request and response with
+ *     the shared replication secret, see replicator/PROTOCOL.md);
+ *   - heartbeats carrying each site's WAL high-water LSN and applied LSNs;
+ *   - per-peer RTT (EWMA) and health with hysteresis, read by the gateway
+ *     for routing and by the admin API.
+ * WAL record streaming, acks, catch-up and anti-entropy come later on the same
+ * sessions (PROTOCOL.md marks them planned).
+ *
+ * Threading: a repl handle belongs to the event loop (event_base) it was
+ * created on. Every function here must be called on that loop's thread, and
+ * every callback runs on it. Nothing blocks.
+ *
+ * Conventions: 0 on success, a negative MRD_E* code or negated errno on
+ * failure; output parameters come last and are written only on success; if a
+ * call that takes a callback fails, the callback is never called.
+ *
+ * ---------------------------------------------------------------------------
+ * Health rules (exact)
+ * ---------------------------------------------------------------------------
+ * A tick runs every heartbeat interval I (repl_opts.heartbeat_ms, default
+ * 1000 ms). Each heartbeat attempt on a peer's outbound session ends in
+ * exactly one outcome, OK or FAIL:
+ *   OK   the response arrived with status 200, a valid response signature and
+ *        a well-formed Heartbeat from the expected site id. Its round trip
+ *        (submit to end of response) is one RTT sample.
+ *   FAIL any other response (401, 400, 5xx), a bad signature or body, the
+ *        stream reset, the connection lost while the heartbeat was in flight,
+ *        or no answer after T = heartbeat_timeout_ms (default I), rounded up
+ *        to whole ticks: the heartbeat is cancelled at that tick.
+ * A tick at which the peer has no usable session (not connected, or the
+ * Hello exchange not finished) is also a FAIL ("disconnected"). A tick at
+ * which a heartbeat is in flight and not yet timed out yields no outcome.
+ *
+ * RTT: rtt = 0.8 * rtt + 0.2 * sample (the first sample sets it).
+ * Baseline: the minimum sample among the last REPL_BASELINE_SAMPLES OK
+ * samples. rtt_high means rtt > 2 * baseline AND rtt - baseline >= 1 ms (the
+ * floor keeps loopback jitter of tens of microseconds from counting).
+ *
+ * States: UNKNOWN (nothing yet, start-up), HEALTHY, DEGRADED, DOWN. With
+ * N = down_after (default 3) and M = up_after (default 3):
+ *   on FAIL: fail_streak += 1, ok_streak = 0;
+ *            fail_streak >= N            -> DOWN (from any state)
+ *            else HEALTHY                -> DEGRADED ("recent failure")
+ *            (UNKNOWN, DEGRADED, DOWN otherwise stay)
+ *   on OK:   ok_streak += 1, fail_streak = 0, update rtt and baseline;
+ *            UNKNOWN or DOWN, ok_streak >= M -> rtt_high ? DEGRADED : HEALTHY
+ *            HEALTHY, rtt_high            -> DEGRADED
+ *            DEGRADED, !rtt_high and ok_streak >= M -> HEALTHY
+ * So a dead peer is DOWN after N ticks (N * I, plus up to one tick of phase),
+ * a peer back from DOWN needs M consecutive OK heartbeats, one lost
+ * heartbeat demotes HEALTHY to DEGRADED but never to DOWN, and a DEGRADED
+ * peer is promoted only after M clean heartbeats in a row.
+ * After N consecutive FAILs on a connected session the connection is
+ * dropped and redialled (it may be half-dead: a peer that restarted behind
+ * a partition). A connection that has not finished Hello within
+ * max(3 * I, 1000 ms) is dropped and redialled too.
+ * Reconnect delay: d = min(backoff_max_ms, backoff_min_ms * 2^attempt),
+ * then uniform in [d/2, d]; attempt resets when a Hello succeeds.
+ */
+#ifndef MERIDIAN_REPLICATOR_H
+#define MERIDIAN_REPLICATOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+struct event_base;
+struct evconnlistener;
+
+typedef struct repl repl;
+
+#define REPL_BASELINE_SAMPLES 64    /* window of the RTT baseline (min filter) */
+#define REPL_MAX_CTRL_BODY    65536 /* largest Hello/Heartbeat body accepted */
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* One applied-LSN entry: this site has applied origin's records up to lsn. */
+typedef struct repl_applied {
+    uint32_t origin_site;
+    uint64_t lsn;
+} repl_applied;
+
+typedef struct repl_peer_info repl_peer_info;
+typedef enum repl_peer_state repl_peer_state;
+
+typedef struct repl_opts {
+    uint32_t site_id;      /* this site; must be nonzero and not a peer's id */
+    const char *site_name; /* copied */
+    const char *secret;    /* replication secret (copied); must be non-empty */
+
+    /* Inbound: either an existing listener (borrowed: repl installs its
+     * accept callback and disables it in repl_free; the caller frees it after
+     * repl_free), or else listen is bound (port 0 picks a free port; see
+     * repl_listen_addr). */
+    struct evconnlistener *listener;
+    mrd_addr listen;
+
+    const mrd_peer_conf *peers; /* copied; the replication address is dialled */
+    int n_peers;                /* 0..MRD_MAX_PEERS */
+
+    uint32_t heartbeat_ms;         /* tick interval I; default 1000 */
+    uint32_t heartbeat_timeout_ms; /* T; default I; rounded up to ticks */
+    uint32_t down_after;           /* N consecutive FAILs -> DOWN; default 3 */
+    uint32_t up_after;             /* M consecutive OKs to recover; default 3 */
+    uint32_t backoff_min_ms;       /* default 100 */
+    uint32_t backoff_max_ms;       /* default 5000 */
+    uint32_t max_clock_skew_ms;    /* auth time window, each way; default 300000 */
+    uint64_t topology_epoch;       /* announced as is (placeholder) */
+
+    /* Callbacks, all optional, all on the loop thread, all given user_data. */
+    /* This site's WAL high-water LSN (e.g. wal_get_status().durable_lsn). */
+    uint64_t (*local_high_water)(void *user_data);
+    /* Fills out[0..max) with what this site has applied per origin; returns
+     * the count (<= max) or a negative code (then nothing is announced). */
+    int (*local_applied)(void *user_data, repl_applied *out, int max);
+    /* A peer changed health state; info is valid during the call only. */
+    void (*on_peer_state)(void *user_data, const repl_peer_info *info, repl_peer_state old_state);
+    void *user_data;
+
+    /* Wall clock (ms since the epoch) for the auth time window; NULL means
+     * mrd_clock_realtime_ms. Injected by tests for skew cases. */
+    mrd_clock_fn clock;
+    void *clock_ud;
+    /* HLC used to stamp messages and observe peers' stamps; borrowed, must
+     * outlive repl. NULL: repl keeps its own. */
+    mrd_hlc *hlc;
+} repl_opts;
+
+/* Zeroes o and sets the defaults above. Call before filling fields. */
+void repl_opts_init(repl_opts *o);
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Creates a replicator on base: validates and copies o, binds the listen
+ * address (unless o->listener is given). Nothing is dialled or accepted
+ * until repl_start.
+ * Errors: MRD_EINVAL (bad options: no secret, site id 0 or equal to a peer's,
+ * duplicate peer ids, too many peers), -errno from bind/listen, -ENOMEM.
+ * On success *out is owned by the caller (repl_free).
+ */
+int repl_new(struct event_base *base, const repl_opts *o, repl **out);
+
+/* Starts accepting peers, dialling every peer and the heartbeat tick.
+ * Errors: MRD_EINVAL when already started, -ENOMEM. */
+int repl_start(repl *r);
+
+/* Closes every connection and the listener (a borrowed listener is only
+ * disabled), cancels timers, frees r. No callback runs after it returns.
+ * Accepts NULL. Must not be called from inside a repl callback. */
+void repl_free(repl *r);
+
+/* The bound listen address (the real port when 0 was asked for).
+ * Errors: MRD_ENOTFOUND when the listener is borrowed and not an inet socket. */
+int repl_listen_addr(const repl *r, mrd_addr *out);
+
+/* ------------------------------------------------------------------------ */
+/* Peer table                                                               */
+/* ------------------------------------------------------------------------ */
+
+enum repl_peer_state {
+    REPL_PEER_UNKNOWN = 0, /* no outcome decided yet (start-up) */
+    REPL_PEER_HEALTHY = 1,
+    REPL_PEER_DEGRADED = 2,
+    REPL_PEER_DOWN = 3,
+};
+
+/* Static lower-case name: "unknown", "healthy", "degraded", "down". */
+const char *repl_peer_state_name(repl_peer_state s);
+
+/* A snapshot of one peer. Plain data, owned by the caller. Ages are -1 when
+ * the event never happened. */
+struct repl_peer_info {
+    uint32_t id;
+    char name[MRD_NAME_MAX];
+    mrd_addr addr; /* its replication address as configured */
+    repl_peer_state state;
+    int64_t state_age_ms;          /* since the last state change */
+    int connected;                 /* outbound session up and Hello done */
+    int inbound;                   /* authenticated inbound connections from it */
+    double rtt_ms;                 /* EWMA; 0 before the first sample */
+    double rtt_baseline_ms;        /* min of the recent window; 0 before a sample */
+    double rtt_last_ms;            /* the latest sample */
+    int64_t last_heartbeat_age_ms; /* since our last OK heartbeat to it */
+    int64_t last_inbound_age_ms;   /* since its last heartbeat to us */
+    uint64_t high_water_lsn;       /* its WAL high-water LSN, as announced */
+    uint64_t applied_from_us;      /* what it has applied of our records */
+    uint64_t topology_epoch;       /* as announced */
+    uint64_t hlc;                  /* its latest HLC stamp */
+    uint32_t consecutive_failures;
+    uint32_t consecutive_successes;
+    uint64_t heartbeats_ok;
+    uint64_t heartbeats_failed;
+    uint64_t auth_failures; /* its responses or requests that failed auth */
+    uint64_t connects;      /* outbound sessions established */
+    uint64_t bytes_in;      /* both directions' connections, wire bytes */
+    uint64_t bytes_out;
+    char last_error[96]; /* why the last FAIL happened ("" if none) */
+};
+
+/* Number of configured peers. */
+int repl_peer_count(const repl *r);
+
+/* Snapshot of peer i (0 <= i < repl_peer_count, in configuration order).
+ * Errors: MRD_EINVAL when i is out of range. */
+int repl_peer_get(const repl *r, int i, repl_peer_info *out);
+
+/* Index of the peer with that site id, or MRD_ENOTFOUND. */
+int repl_peer_find(const repl *r, uint32_t site_id);
+
+/* For routing. Picks the HEALTHY peer with the lowest rtt_ms; with
+ * REPL_ROUTE_ALLOW_DEGRADED, DEGRADED peers are used when no HEALTHY one
+ * qualifies. Peers whose id is in exclude[0..n_exclude) are skipped; with
+ * min_high_water > 0 only peers whose announced high_water_lsn is at least
+ * that qualify. Returns the peer's index (and fills *out when not NULL), or
+ * MRD_ENOTFOUND. */
+#define REPL_ROUTE_ALLOW_DEGRADED 0x1u
+int repl_nearest_healthy(const repl *r, unsigned flags, const uint32_t *exclude, int n_exclude,
+                         uint64_t min_high_water, repl_peer_info *out);
+
+/* Module-wide counters. */
+typedef struct repl_stats {
+    uint64_t inbound_accepted; /* TCP connections accepted */
+    uint64_t inbound_rejected; /* closed at accept: over the connection cap */
+    uint64_t inbound_open;     /* open now */
+    uint64_t auth_failures;    /* requests answered 401 */
+    uint64_t bad_requests;     /* requests answered 400/404/405/413 */
+    uint64_t heartbeats_served;
+} repl_stats;
+
+void repl_get_stats(const repl *r, repl_stats *out);
+
+/* Writes one JSON object value describing the replicator and every peer
+ * (the shape is in replicator/README.md) into w, which must be positioned
+ * where a value may go (e.g. after mrd_json_w_key(w, "replication")).
+ * Errors: those of the writer (mrd_json_w_error). */
+int repl_status_json(const repl *r, mrd_json_w *w);
+
+#endif /* MERIDIAN_REPLICATOR_H */
