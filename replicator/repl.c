@@ -262,9 +262,16 @@ bind_listener(repl *r, const mrd_addr *a)
     int sslen = sizeof(ss);
     char spec[300];
 
-    mrd_addr_format(a, spec, sizeof(spec));
+    /* libevent's parser refuses port 0 ("any"), so parse the host alone
+     * and set the port after. */
+    snprintf(spec, sizeof(spec), strchr(a->host, ':') ? "[%s]" : "%s", a->host);
+    memset(&ss, 0, sizeof(ss));
     if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) < 0)
         return MRD_EINVAL;
+    if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = htons(a->port);
+    else
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(a->port);
     r->listener = evconnlistener_new_bind(r->base, accept_cb, r,
                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                               LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,

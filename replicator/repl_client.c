@@ -195,6 +195,8 @@ repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code
     const char *why;
     repl__msg m;
 
+    if (s->kind != REPL__ST_HELLO && s->kind != REPL__ST_HEARTBEAT)
+        return; /* streams of other kinds have their own owners */
     if (s->kind == REPL__ST_HEARTBEAT) {
         if (p->hb != s)
             return; /* cancelled at a timeout, already counted */
@@ -203,8 +205,9 @@ repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code
     why = check_response(c, s, error_code, &m);
     if (s->kind == REPL__ST_HELLO) {
         if (why) {
-            MRD_WARN("repl.peer.hello_fail", "peer=%s remote=%s reason=\"%s\"", p->name, c->remote,
-                     why);
+            /* Loud once; repeats while backing off go to debug. */
+            MRD_LOG(p->backoff_attempt == 0 ? MRD_LOG_WARN : MRD_LOG_DEBUG, "repl.peer.hello_fail",
+                    "peer=%s remote=%s reason=\"%s\"", p->name, c->remote, why);
             snprintf(p->last_error, sizeof(p->last_error), "hello: %s", why);
             repl__conn_fail(c, why);
             return;
@@ -242,7 +245,7 @@ repl__client_on_closed(repl__conn *c)
     if (p->hello_done)
         MRD_INFO("repl.peer.disconnected", "peer=%s remote=%s reason=\"%s\"", p->name, c->remote,
                  c->why);
-    else if (p->backoff_attempt == 0)
+    else if (p->backoff_attempt == 0 && !strstr(c->why, "401"))
         MRD_WARN("repl.peer.connect_fail", "peer=%s remote=%s reason=\"%s\"", p->name, c->remote,
                  c->why);
     else

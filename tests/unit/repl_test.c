@@ -1,0 +1,679 @@
+/*
+ * repl_test.c - unit tests for replicator/: the pure pieces (signatures,
+ * message codec, health machine) and real links between replicator
+ * instances on one event loop over loopback sockets.
+ *
+ * The link tests run two or three sites in this process with a 100 ms
+ * heartbeat, each on a listener bound to port 0 and handed to repl_new (the
+ * daemon's borrowed-listener path), so the ports are known before any peer
+ * is configured. Every wait is bounded: run_until() drives the loop in
+ * 10 ms slices until a predicate holds or a deadline passes, and the tests
+ * assert on the time things took, so "went down too early" (no hysteresis)
+ * fails as surely as "never went down".
+ */
+#include "test.h"
+
+#include "repl_int.h"
+#include "replicator.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#define HB_MS 100
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static struct event_base *g_base;
+
+static uint64_t
+now_ms(void)
+{
+    return mrd_clock_mono_ns() / 1000000;
+}
+
+typedef int (*pred_fn)(void *ud);
+
+/* Runs the loop until pred(ud) or timeout_ms; returns the elapsed ms, or -1
+ * on timeout. */
+static int64_t
+run_until(pred_fn pred, void *ud, int timeout_ms)
+{
+    uint64_t start = now_ms();
+
+    while (now_ms() - start < (uint64_t)timeout_ms) {
+        struct timeval tv = {0, 10000};
+
+        if (pred && pred(ud))
+            return (int64_t)(now_ms() - start);
+        event_base_loopexit(g_base, &tv);
+        event_base_dispatch(g_base);
+    }
+    return pred && pred(ud) ? (int64_t)(now_ms() - start) : -1;
+}
+
+static void
+run_for(int ms)
+{
+    run_until(NULL, NULL, ms);
+}
+
+static void
+noop_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *ud)
+{
+    evutil_closesocket(fd);
+}
+
+/* A listener on 127.0.0.1:port (0 = any), disabled; the repl takes it over. */
+static struct evconnlistener *
+listen_on(uint16_t port, uint16_t *bound)
+{
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+    struct evconnlistener *l;
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    l = evconnlistener_new_bind(g_base, noop_accept, NULL,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_DISABLED, 16,
+                                (struct sockaddr *)&sin, sizeof(sin));
+    if (!l)
+        return NULL;
+    getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&sin, &len);
+    *bound = ntohs(sin.sin_port);
+    return l;
+}
+
+typedef struct site {
+    uint32_t id;
+    char name[16];
+    uint16_t port;
+    const char *secret;
+    struct evconnlistener *l;
+    repl *r;
+    uint64_t high_water;
+    int n_applied;
+    repl_applied applied[4];
+    int transitions;
+} site;
+
+static uint64_t
+site_hw(void *ud)
+{
+    return ((site *)ud)->high_water;
+}
+
+static int
+site_applied(void *ud, repl_applied *out, int max)
+{
+    site *s = ud;
+    int n = s->n_applied < max ? s->n_applied : max;
+
+    memcpy(out, s->applied, (size_t)n * sizeof(*out));
+    return n;
+}
+
+static void
+site_state(void *ud, const repl_peer_info *info, repl_peer_state old)
+{
+    ((site *)ud)->transitions++;
+}
+
+/* Creates (or re-creates after a kill) s's replicator, peered with all[]. */
+static int
+site_up(site *s, site *all, int n)
+{
+    mrd_peer_conf peers[4];
+    repl_opts o;
+    int np = 0, rc;
+
+    memset(peers, 0, sizeof(peers));
+    for (int i = 0; i < n; i++) {
+        if (&all[i] == s)
+            continue;
+        peers[np].id = all[i].id;
+        snprintf(peers[np].name, sizeof(peers[np].name), "%s", all[i].name);
+        snprintf(peers[np].replication.host, sizeof(peers[np].replication.host), "127.0.0.1");
+        peers[np].replication.port = all[i].port;
+        np++;
+    }
+    if (!s->l) {
+        s->l = listen_on(s->port, &s->port);
+        if (!s->l)
+            return -1;
+    }
+    repl_opts_init(&o);
+    o.site_id = s->id;
+    o.site_name = s->name;
+    o.secret = s->secret;
+    o.listener = s->l;
+    o.peers = peers;
+    o.n_peers = np;
+    o.heartbeat_ms = HB_MS;
+    o.backoff_min_ms = 20;
+    o.backoff_max_ms = 200;
+    o.local_high_water = site_hw;
+    o.local_applied = site_applied;
+    o.on_peer_state = site_state;
+    o.user_data = s;
+    rc = repl_new(g_base, &o, &s->r);
+    if (rc == 0)
+        rc = repl_start(s->r);
+    return rc;
+}
+
+static void
+site_down(site *s)
+{
+    repl_free(s->r);
+    s->r = NULL;
+    if (s->l)
+        evconnlistener_free(s->l);
+    s->l = NULL;
+}
+
+/* Two passes: bind every listener first, so every site knows every port. */
+static int
+sites_up(site *all, int n)
+{
+    for (int i = 0; i < n; i++) {
+        all[i].l = listen_on(0, &all[i].port);
+        if (!all[i].l)
+            return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (site_up(&all[i], all, n) < 0)
+            return -1;
+    return 0;
+}
+
+static repl_peer_state
+state_of(site *s, uint32_t peer_id)
+{
+    repl_peer_info pi;
+    int i = repl_peer_find(s->r, peer_id);
+
+    if (i < 0 || repl_peer_get(s->r, i, &pi) < 0)
+        return (repl_peer_state)-1;
+    return pi.state;
+}
+
+typedef struct all_ctx {
+    site *sites;
+    int n;
+    repl_peer_state want;
+} all_ctx;
+
+static int
+all_in_state(void *ud)
+{
+    all_ctx *c = ud;
+
+    for (int i = 0; i < c->n; i++)
+        for (int j = 0; j < c->n; j++)
+            if (i != j && c->sites[i].r && c->sites[j].r &&
+                state_of(&c->sites[i], c->sites[j].id) != c->want)
+                return 0;
+    return 1;
+}
+
+typedef struct one_ctx {
+    site *s;
+    uint32_t peer;
+    repl_peer_state want;
+} one_ctx;
+
+static int
+one_in_state(void *ud)
+{
+    one_ctx *c = ud;
+
+    return state_of(c->s, c->peer) == c->want;
+}
+
+/* ---- pure pieces -------------------------------------------------------- */
+
+static void
+test_auth_sign_verify(void)
+{
+    const char *secret = "s3cret";
+    char sig[65], other[65], sid[16] = "2", t[24];
+    repl__auth_in in;
+    const char *why = NULL;
+    uint32_t got = 0;
+    uint64_t now = 1700000000000ull;
+
+    repl__auth_sign(secret, 6, "POST", "/repl/v1/heartbeat", 2, now, "body", 4, sig);
+    CHECK_EQ_INT(strlen(sig), 64);
+    /* Deterministic, and every signed field matters. */
+    repl__auth_sign(secret, 6, "POST", "/repl/v1/heartbeat", 2, now, "body", 4, other);
+    CHECK_STR(sig, other);
+    repl__auth_sign(secret, 6, "POST", "/repl/v1/heartbeat", 2, now, "bodY", 4, other);
+    CHECK(strcmp(sig, other) != 0);
+    repl__auth_sign(secret, 6, "POST", "/repl/v1/hello", 2, now, "body", 4, other);
+    CHECK(strcmp(sig, other) != 0);
+    repl__auth_sign(secret, 6, "POST", "/repl/v1/heartbeat", 3, now, "body", 4, other);
+    CHECK(strcmp(sig, other) != 0);
+    repl__auth_sign(secret, 6, "POST", "/repl/v1/heartbeat", 2, now + 1, "body", 4, other);
+    CHECK(strcmp(sig, other) != 0);
+
+    snprintf(t, sizeof(t), "%llu", (unsigned long long)now);
+    memset(&in, 0, sizeof(in));
+    in.method = "POST";
+    in.path = "/repl/v1/heartbeat";
+    in.site = sid;
+    in.time = t;
+    in.auth = sig;
+    in.body = "body";
+    in.body_len = 4;
+    CHECK_EQ_INT(repl__auth_verify(secret, 6, &in, now + 1000, 300000, &why, &got), 0);
+    CHECK_EQ_INT(got, 2);
+    /* wrong secret */
+    CHECK_EQ_INT(repl__auth_verify("other", 5, &in, now, 300000, &why, &got), MRD_EAUTH);
+    /* body tampered */
+    in.body = "bodY";
+    CHECK_EQ_INT(repl__auth_verify(secret, 6, &in, now, 300000, &why, &got), MRD_EAUTH);
+    in.body = "body";
+    /* outside the skew window, both ways */
+    CHECK_EQ_INT(repl__auth_verify(secret, 6, &in, now + 300001, 300000, &why, &got), MRD_EAUTH);
+    CHECK_EQ_INT(repl__auth_verify(secret, 6, &in, now - 300001, 300000, &why, &got), MRD_EAUTH);
+    CHECK_EQ_INT(repl__auth_verify(secret, 6, &in, now - 300000, 300000, &why, &got), 0);
+    /* malformed headers */
+    in.auth = "ABCDEF";
+    CHECK_EQ_INT(repl__auth_verify(secret, 6, &in, now, 300000, &why, &got), MRD_EINVAL);
+    in.auth = sig;
+    in.site = "0";
+    CHECK_EQ_INT(repl__auth_verify(secret, 6, &in, now, 300000, &why, &got), MRD_EINVAL);
+    in.site = "4294967296";
+    CHECK_EQ_INT(repl__auth_verify(secret, 6, &in, now, 300000, &why, &got), MRD_EINVAL);
+    in.site = "2x";
+    CHECK_EQ_INT(repl__auth_verify(secret, 6, &in, now, 300000, &why, &got), MRD_EINVAL);
+    in.site = NULL;
+    CHECK_EQ_INT(repl__auth_verify(secret, 6, &in, now, 300000, &why, &got), MRD_EINVAL);
+    in.site = sid;
+    in.time = "-5";
+    CHECK_EQ_INT(repl__auth_verify(secret, 6, &in, now, 300000, &why, &got), MRD_EINVAL);
+    /* upper-case hex of the right signature is refused (one spelling only) */
+    in.time = t;
+    for (int i = 0; i < 64; i++)
+        other[i] = (char)(sig[i] >= 'a' ? sig[i] - 32 : sig[i]);
+    other[64] = '\0';
+    in.auth = other;
+    CHECK(repl__auth_verify(secret, 6, &in, now, 300000, &why, &got) < 0);
+}
+
+static void
+test_msg_roundtrip_and_malformed(void)
+{
+    repl__msg m, d;
+    mrd_buf b = {0};
+
+    memset(&m, 0, sizeof(m));
+    m.is_hello = 1;
+    m.protocol_version = 1;
+    m.heartbeat_interval_ms = 1000;
+    m.st.site_id = 7;
+    snprintf(m.st.site_name, sizeof(m.st.site_name), "paris");
+    m.st.topology_epoch = 3;
+    m.st.hlc = 0x123456789ull;
+    m.st.high_water_lsn = 99;
+    m.st.boot_id = 42;
+    m.st.n_applied = 2;
+    m.st.applied[0] = (repl_applied){1, 10};
+    m.st.applied[1] = (repl_applied){2, 20};
+    REQUIRE(repl__msg_encode(&m, &b) == 0);
+    REQUIRE(repl__msg_decode(b.data, b.len, 1, &d) == 0);
+    CHECK_EQ_INT(d.st.site_id, 7);
+    CHECK_STR(d.st.site_name, "paris");
+    CHECK_EQ_INT(d.st.high_water_lsn, 99);
+    CHECK_EQ_INT(d.st.n_applied, 2);
+    CHECK_EQ_INT(d.st.applied[1].lsn, 20);
+    CHECK_EQ_INT(d.protocol_version, 1);
+
+    m.is_hello = 0;
+    m.seq = 5;
+    REQUIRE(repl__msg_encode(&m, &b) == 0);
+    REQUIRE(repl__msg_decode(b.data, b.len, 0, &d) == 0);
+    CHECK_EQ_INT(d.seq, 5);
+    /* truncated, garbage, empty (no state), site 0 */
+    CHECK_EQ_INT(repl__msg_decode(b.data, b.len - 1, 0, &d), MRD_EPROTO);
+    CHECK_EQ_INT(repl__msg_decode("\xff\xff\xff\xff", 4, 0, &d), MRD_EPROTO);
+    CHECK_EQ_INT(repl__msg_decode("", 0, 0, &d), MRD_EPROTO);
+    m.st.site_id = 0;
+    REQUIRE(repl__msg_encode(&m, &b) == 0);
+    CHECK_EQ_INT(repl__msg_decode(b.data, b.len, 0, &d), MRD_EPROTO);
+    mrd_buf_free(&b);
+}
+
+static void
+test_health_rules(void)
+{
+    repl__health h;
+    uint64_t t = 1000;
+
+    repl__health_init(&h, 3, 3, t);
+    CHECK_EQ_INT(h.state, REPL_PEER_UNKNOWN);
+    /* M = 3 OKs to become healthy, not fewer */
+    repl__health_ok(&h, 1000, t++);
+    repl__health_ok(&h, 1000, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_UNKNOWN);
+    repl__health_ok(&h, 1000, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_HEALTHY);
+    CHECK(h.rtt_us == 1000.0);
+    /* one failure: degraded, not down */
+    repl__health_fail(&h, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_DEGRADED);
+    /* M OKs in a row to get back */
+    repl__health_ok(&h, 1000, t++);
+    repl__health_ok(&h, 1000, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_DEGRADED);
+    repl__health_ok(&h, 1000, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_HEALTHY);
+    /* N = 3 failures in a row: down; an OK in between resets the count */
+    repl__health_fail(&h, t++);
+    repl__health_fail(&h, t++);
+    repl__health_ok(&h, 1000, t++);
+    repl__health_fail(&h, t++);
+    repl__health_fail(&h, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_DEGRADED);
+    repl__health_fail(&h, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_DOWN);
+    /* flapping OK/FAIL never leaves DOWN */
+    for (int i = 0; i < 10; i++) {
+        repl__health_ok(&h, 1000, t++);
+        repl__health_fail(&h, t++);
+    }
+    CHECK_EQ_INT(h.state, REPL_PEER_DOWN);
+    repl__health_ok(&h, 1000, t++);
+    repl__health_ok(&h, 1000, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_DOWN);
+    repl__health_ok(&h, 1000, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_HEALTHY);
+    /* EWMA alpha 0.2 */
+    repl__health_ok(&h, 6000, t++);
+    CHECK(h.rtt_us > 1999.0 && h.rtt_us < 2001.0);
+    /* RTT above 2x baseline (and >= 1 ms over it): degraded */
+    repl__health_ok(&h, 6000, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_DEGRADED); /* 2.8 ms > 2 * 1 ms */
+    CHECK(repl__health_baseline_us(&h) == 1000.0);
+    /* back to fast samples: healthy once rtt <= 2x baseline and 3 OKs */
+    for (int i = 0; i < 10; i++)
+        repl__health_ok(&h, 1000, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_HEALTHY);
+    /* the 1 ms floor: 30 us -> 90 us is not "high" */
+    repl__health_init(&h, 3, 3, t);
+    for (int i = 0; i < 3; i++)
+        repl__health_ok(&h, 30, t++);
+    for (int i = 0; i < 5; i++)
+        repl__health_ok(&h, 90, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_HEALTHY);
+}
+
+/* ---- links -------------------------------------------------------------- */
+
+static void
+test_two_sites_heartbeat(void)
+{
+    site s[2] = {{.id = 1, .name = "a", .secret = "shared-secret", .high_water = 42},
+                 {.id = 2, .name = "b", .secret = "shared-secret", .high_water = 1000}};
+    all_ctx ctx = {s, 2, REPL_PEER_HEALTHY};
+    repl_peer_info pi;
+    int64_t t;
+
+    s[0].n_applied = 1;
+    s[0].applied[0] = (repl_applied){2, 7}; /* a has applied b's records up to 7 */
+    REQUIRE(sites_up(s, 2) == 0);
+    t = run_until(all_in_state, &ctx, 3000);
+    CHECK(t >= 0);
+    /* healthy needs 3 OK heartbeats: the first right after Hello, then one
+     * per tick, so never before 2 intervals */
+    CHECK(t >= 2 * HB_MS - 20);
+    fprintf(stderr, "  both healthy after %lld ms\n", (long long)t);
+    run_for(5 * HB_MS);
+
+    REQUIRE(repl_peer_get(s[1].r, 0, &pi) == 0);
+    CHECK_STR(pi.name, "a");
+    CHECK_EQ_INT(pi.state, REPL_PEER_HEALTHY);
+    CHECK(pi.connected);
+    CHECK_EQ_INT(pi.inbound, 1);
+    CHECK(pi.rtt_ms > 0 && pi.rtt_ms < 50);
+    CHECK(pi.rtt_baseline_ms > 0 && pi.rtt_baseline_ms <= pi.rtt_ms * 1.0001 + 0.5);
+    CHECK(pi.last_heartbeat_age_ms >= 0 && pi.last_heartbeat_age_ms <= 2 * HB_MS);
+    CHECK(pi.last_inbound_age_ms >= 0 && pi.last_inbound_age_ms <= 2 * HB_MS);
+    CHECK_EQ_INT(pi.high_water_lsn, 42); /* from a's callback */
+    CHECK_EQ_INT(pi.applied_from_us, 7);
+    CHECK_EQ_INT(pi.consecutive_failures, 0);
+    CHECK(pi.consecutive_successes >= 5);
+    CHECK(pi.heartbeats_ok >= 5);
+    CHECK(pi.bytes_in > 0 && pi.bytes_out > 0);
+    fprintf(stderr, "  b->a rtt_ms=%.3f baseline=%.3f hb_ok=%llu\n", pi.rtt_ms, pi.rtt_baseline_ms,
+            (unsigned long long)pi.heartbeats_ok);
+
+    /* The high-water mark follows the callback. */
+    s[1].high_water = 1234;
+    run_for(3 * HB_MS);
+    REQUIRE(repl_peer_get(s[0].r, 0, &pi) == 0);
+    CHECK_EQ_INT(pi.high_water_lsn, 1234);
+
+    /* Routing: the only healthy peer is found; excluded, nothing is. */
+    CHECK_EQ_INT(repl_nearest_healthy(s[0].r, 0, NULL, 0, 0, &pi), 0);
+    CHECK_EQ_INT(pi.id, 2);
+    CHECK_EQ_INT(repl_nearest_healthy(s[0].r, 0, NULL, 0, 1235, NULL), MRD_ENOTFOUND);
+    CHECK_EQ_INT(repl_nearest_healthy(s[0].r, 0, (uint32_t[]){2}, 1, 0, NULL), MRD_ENOTFOUND);
+
+    /* Status JSON parses and says healthy. */
+    {
+        mrd_buf b = {0};
+        mrd_json_w w;
+        mrd_json *j = NULL;
+        const mrd_json *peers;
+
+        mrd_json_w_init(&w, &b);
+        CHECK_EQ_INT(repl_status_json(s[0].r, &w), 0);
+        REQUIRE(mrd_json_parse(b.data, b.len, &j, NULL) == 0);
+        peers = mrd_json_get(j, "peers");
+        REQUIRE(peers && peers->child);
+        CHECK_STR(mrd_json_get_str(peers->child, "state", ""), "healthy");
+        CHECK(mrd_json_get_num(peers->child, "rtt_ms", 0) > 0);
+        CHECK_EQ_INT(mrd_json_get_num(peers->child, "high_water_lsn", 0), 1234);
+        mrd_json_free(j);
+        mrd_buf_free(&b);
+    }
+    {
+        repl_stats st;
+
+        repl_get_stats(s[0].r, &st);
+        CHECK_EQ_INT(st.auth_failures, 0);
+        CHECK(st.heartbeats_served >= 5);
+    }
+    site_down(&s[0]);
+    site_down(&s[1]);
+}
+
+static int
+auth_failed_both(void *ud)
+{
+    site *s = ud;
+    repl_stats a, b;
+
+    repl_get_stats(s[0].r, &a);
+    repl_get_stats(s[1].r, &b);
+    return a.auth_failures >= 3 && b.auth_failures >= 3;
+}
+
+static void
+test_wrong_secret(void)
+{
+    site s[2] = {{.id = 1, .name = "a", .secret = "secret-one"},
+                 {.id = 2, .name = "b", .secret = "secret-two"}};
+    repl_peer_info pi;
+
+    REQUIRE(sites_up(s, 2) == 0);
+    CHECK(run_until(auth_failed_both, s, 3000) >= 0);
+    run_for(6 * HB_MS);
+    for (int i = 0; i < 2; i++) {
+        REQUIRE(repl_peer_get(s[i].r, 0, &pi) == 0);
+        CHECK_EQ_INT(pi.state, REPL_PEER_DOWN);
+        CHECK(!pi.connected);
+        CHECK_EQ_INT(pi.inbound, 0);
+        CHECK_EQ_INT(pi.heartbeats_ok, 0);
+        CHECK(pi.auth_failures > 0);
+        CHECK(strstr(pi.last_error, "401") != NULL || strstr(pi.last_error, "connect") != NULL ||
+              pi.last_error[0]);
+        CHECK_EQ_INT(repl_nearest_healthy(s[i].r, REPL_ROUTE_ALLOW_DEGRADED, NULL, 0, 0, NULL),
+                     MRD_ENOTFOUND);
+    }
+    site_down(&s[0]);
+    site_down(&s[1]);
+}
+
+static void
+test_kill_and_restart(void)
+{
+    site s[3] = {{.id = 1, .name = "a", .secret = "k"},
+                 {.id = 2, .name = "b", .secret = "k"},
+                 {.id = 3, .name = "c", .secret = "k"}};
+    all_ctx ctx = {s, 3, REPL_PEER_HEALTHY};
+    one_ctx down_a = {&s[0], 3, REPL_PEER_DOWN}, down_b = {&s[1], 3, REPL_PEER_DOWN};
+    one_ctx up_a = {&s[0], 3, REPL_PEER_HEALTHY}, up_b = {&s[1], 3, REPL_PEER_HEALTHY};
+    repl_peer_info pi;
+    int64_t t_down, t_up;
+
+    REQUIRE(sites_up(s, 3) == 0);
+    REQUIRE(run_until(all_in_state, &ctx, 3000) >= 0);
+    run_for(3 * HB_MS);
+
+    /* Kill c. Its peers see the connection drop at once (one FAIL), then a
+     * FAIL per tick: DOWN at the 3rd, i.e. after 2 to 3 intervals. Never
+     * before 2 intervals: that would be no hysteresis. */
+    site_down(&s[2]);
+    t_down = run_until(one_in_state, &down_a, 10 * HB_MS);
+    CHECK(t_down >= 0);
+    CHECK(t_down <= 3 * HB_MS + 60);
+    CHECK(t_down >= 2 * HB_MS - 20);
+    CHECK(run_until(one_in_state, &down_b, 4 * HB_MS) >= 0);
+    fprintf(stderr, "  c down at a after %lld ms (N=3, I=%d ms)\n", (long long)t_down, HB_MS);
+    /* a and b still see each other healthy */
+    CHECK_EQ_INT(state_of(&s[0], 2), REPL_PEER_HEALTHY);
+    CHECK_EQ_INT(state_of(&s[1], 1), REPL_PEER_HEALTHY);
+    /* routing skips the dead peer */
+    CHECK_EQ_INT(repl_nearest_healthy(s[0].r, 0, NULL, 0, 0, &pi), 0);
+    CHECK_EQ_INT(pi.id, 2);
+    run_for(5 * HB_MS); /* let the backoff grow */
+
+    /* Restart c on the same port: healthy again only after 3 OK heartbeats. */
+    REQUIRE(site_up(&s[2], s, 3) == 0);
+    t_up = run_until(one_in_state, &up_a, 3000);
+    CHECK(t_up >= 0);
+    CHECK(run_until(one_in_state, &up_b, 3000) >= 0);
+    fprintf(stderr, "  c healthy again at a after %lld ms\n", (long long)t_up);
+    REQUIRE(repl_peer_get(s[0].r, repl_peer_find(s[0].r, 3), &pi) == 0);
+    CHECK(pi.consecutive_successes >= 3);
+    CHECK(pi.connects >= 2);
+    /* at least 2 ticks after the first OK (first one right after Hello) */
+    CHECK(t_up >= 2 * HB_MS - 20);
+    CHECK(s[0].transitions >= 3); /* unknown->healthy, ->degraded/down, ->healthy */
+
+    for (int i = 0; i < 3; i++)
+        site_down(&s[i]);
+}
+
+static int
+has_bad_request(void *ud)
+{
+    repl_stats st;
+
+    repl_get_stats(((site *)ud)->r, &st);
+    return st.bad_requests >= 1;
+}
+
+static void
+test_malformed_body_is_400(void)
+{
+    site s[2] = {{.id = 1, .name = "a", .secret = "k"}, {.id = 2, .name = "b", .secret = "k"}};
+    all_ctx ctx = {s, 2, REPL_PEER_HEALTHY};
+    repl_stats st;
+    repl_peer *p;
+    repl__stream *bad;
+
+    REQUIRE(sites_up(s, 2) == 0);
+    REQUIRE(run_until(all_in_state, &ctx, 3000) >= 0);
+    /* A correctly signed heartbeat whose body is not protobuf. */
+    p = &s[0].r->peers[0];
+    REQUIRE(p->conn && p->hello_done);
+    bad = repl__stream_new(p->conn, REPL__ST_HELLO + 100); /* a kind the client ignores */
+    REQUIRE(bad);
+    REQUIRE(mrd_buf_append(&bad->out, "\xff\xff\xff", 3) == 0);
+    REQUIRE(repl__submit_request(p->conn, bad, REPL_PATH_HEARTBEAT) == 0);
+    repl__conn_flush(p->conn);
+    CHECK(run_until(has_bad_request, &s[1], 2000) >= 0);
+    repl_get_stats(s[1].r, &st);
+    CHECK_EQ_INT(st.auth_failures, 0);
+    /* 400 does not cost the link */
+    run_for(3 * HB_MS);
+    CHECK_EQ_INT(state_of(&s[0], 2), REPL_PEER_HEALTHY);
+    site_down(&s[0]);
+    site_down(&s[1]);
+}
+
+static void
+test_options_rejected(void)
+{
+    repl_opts o;
+    repl *r = NULL;
+    mrd_peer_conf peers[2];
+
+    memset(peers, 0, sizeof(peers));
+    repl_opts_init(&o);
+    o.site_id = 1;
+    o.secret = "x";
+    snprintf(o.listen.host, sizeof(o.listen.host), "127.0.0.1");
+    REQUIRE(repl_new(g_base, &o, &r) == 0); /* no peers is fine */
+    {
+        mrd_addr a;
+
+        CHECK_EQ_INT(repl_listen_addr(r, &a), 0);
+        CHECK(a.port != 0);
+    }
+    repl_free(r);
+    r = NULL;
+    o.secret = "";
+    CHECK_EQ_INT(repl_new(g_base, &o, &r), MRD_EINVAL);
+    o.secret = "x";
+    peers[0].id = 1; /* our own id */
+    peers[0].replication.port = 1;
+    o.peers = peers;
+    o.n_peers = 1;
+    CHECK_EQ_INT(repl_new(g_base, &o, &r), MRD_EINVAL);
+    peers[0].id = 2;
+    peers[1] = peers[0]; /* duplicate id */
+    o.n_peers = 2;
+    CHECK_EQ_INT(repl_new(g_base, &o, &r), MRD_EINVAL);
+    CHECK(r == NULL);
+    repl_free(NULL);
+}
+
+static const test_case tests[] = {
+    TEST(test_auth_sign_verify), TEST(test_msg_roundtrip_and_malformed), TEST(test_health_rules),
+    TEST(test_options_rejected), TEST(test_two_sites_heartbeat),         TEST(test_wrong_secret),
+    TEST(test_kill_and_restart), TEST(test_malformed_body_is_400),       {NULL, NULL},
+};
+
+int
+main(int argc, char **argv)
+{
+    int rc;
+
+    mrd_log_setup(getenv("REPL_TEST_LOG") ? MRD_LOG_DEBUG : MRD_LOG_WARN, "test");
+    g_base = event_base_new();
+    rc = test_run_all(tests, argc, argv);
+    event_base_free(g_base);
+    return rc;
+}
