@@ -306,9 +306,6 @@ repl_new(struct event_base *base, const repl_opts *o, repl **out)
         r->o.heartbeat_timeout_ms = r->o.heartbeat_ms;
     if (!r->o.max_clock_skew_ms)
         r->o.max_clock_skew_ms = 300000;
-    r->timeout_ticks = (r->o.heartbeat_timeout_ms + r->o.heartbeat_ms - 1) / r->o.heartbeat_ms;
-    if (r->timeout_ticks < 1)
-        r->timeout_ticks = 1;
     r->connect_timeout_ms = 3 * r->o.heartbeat_ms < 1000 ? 1000 : 3 * r->o.heartbeat_ms;
     r->site_id = o->site_id;
     snprintf(r->site_name, sizeof(r->site_name), "%s", o->site_name ? o->site_name : "");

@@ -126,7 +126,6 @@ send_message(repl_peer *p, int kind)
     s->sent_ns = mrd_clock_mono_ns();
     if (kind == REPL__ST_HEARTBEAT) {
         p->hb = s;
-        p->hb_sent_tick = p->r->tick;
     }
     return 0;
 }
@@ -213,6 +212,7 @@ repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code
             return;
         }
         p->hello_done = 1;
+        p->conn_timeouts = 0;
         p->backoff_attempt = 0;
         p->connects++;
         repl__peer_absorb(p, &m.st);
@@ -226,6 +226,7 @@ repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code
         repl__peer_outcome(p, 0, 0, why);
         return;
     }
+    p->conn_timeouts = 0;
     repl__peer_absorb(p, &m.st);
     repl__peer_outcome(p, 1, (mrd_clock_mono_ns() - s->sent_ns) / 1000, NULL);
 }
@@ -280,12 +281,18 @@ repl__client_tick(repl_peer *p)
         return;
     }
     if (p->hb) {
-        if (r->tick - p->hb_sent_tick < r->timeout_ticks)
+        /* Timed out at the first tick at which it has been in flight for
+         * T (less a tenth of an interval of timer slack). A heartbeat sent
+         * between ticks (right after Hello) thus gets a full T too. */
+        uint64_t age_ms = (mrd_clock_mono_ns() - p->hb->sent_ns) / 1000000;
+
+        if (age_ms + r->o.heartbeat_ms / 10 < r->o.heartbeat_timeout_ms)
             return; /* in flight, still in time: no outcome this tick */
         nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, p->hb->id, NGHTTP2_CANCEL);
         p->hb = NULL;
+        p->conn_timeouts++;
         repl__peer_outcome(p, 0, 0, "heartbeat timeout");
-        if (p->health.fail_streak >= p->health.down_after) {
+        if (p->conn_timeouts >= p->health.down_after) {
             drop(p, "heartbeats timing out");
             return;
         }

@@ -235,8 +235,8 @@ struct repl_peer {
     uint64_t conn_started_ns;
     struct event *reconnect_ev;
     uint32_t backoff_attempt;
-    repl__stream *hb;      /* the heartbeat in flight, or NULL */
-    uint64_t hb_sent_tick; /* tick number when hb was sent */
+    repl__stream *hb;       /* the heartbeat in flight, or NULL */
+    uint32_t conn_timeouts; /* heartbeat timeouts in a row on this connection */
     uint64_t hb_seq;
 
     repl__health health;
@@ -266,7 +266,6 @@ struct repl {
     size_t secret_len;
     repl_opts o; /* copy; string and array pointers not used after new */
     uint64_t boot_id;
-    uint32_t timeout_ticks;
     uint32_t connect_timeout_ms;
 
     struct evconnlistener *listener;

@@ -32,8 +32,11 @@
  *        (submit to end of response) is one RTT sample.
  *   FAIL any other response (401, 400, 5xx), a bad signature or body, the
  *        stream reset, the connection lost while the heartbeat was in flight,
- *        or no answer after T = heartbeat_timeout_ms (default I), rounded up
- *        to whole ticks: the heartbeat is cancelled at that tick.
+ *        or no answer in time: the heartbeat is cancelled (RST_STREAM
+ *        CANCEL) at the first tick at which it has been in flight for at
+ *        least T - I/10 (T = heartbeat_timeout_ms, default I; the I/10
+ *        absorbs timer slack). So with T = I a heartbeat sent at a tick
+ *        times out at the next one.
  * A tick at which the peer has no usable session (not connected, or the
  * Hello exchange not finished) is also a FAIL ("disconnected"). A tick at
  * which a heartbeat is in flight and not yet timed out yields no outcome.
@@ -57,7 +60,7 @@
  * a peer back from DOWN needs M consecutive OK heartbeats, one lost
  * heartbeat demotes HEALTHY to DEGRADED but never to DOWN, and a DEGRADED
  * peer is promoted only after M clean heartbeats in a row.
- * After N consecutive FAILs on a connected session the connection is
+ * After N consecutive heartbeat timeouts on one connection it is
  * dropped and redialled (it may be half-dead: a peer that restarted behind
  * a partition). A connection that has not finished Hello within
  * max(3 * I, 1000 ms) is dropped and redialled too.
