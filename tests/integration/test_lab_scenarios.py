@@ -53,3 +53,14 @@ def test_kill9_loop_loses_no_acknowledged_write(tmp_path, seed):
         assert len(kills) >= 20
         assert report["acked"] > 100
         assert report["lost"] == [], report["lost"][:5]
+        # The checker itself can fail: pretend the last acknowledged put of
+        # one key carried other bytes, and it must be reported lost.
+        hist = [dict(r) for r in w.history]
+        last_put = max((r for r in hist if r["status"] == "ok" and r["op"] == "put"),
+                       key=lambda r: r["t0"])
+        for r in hist:
+            if r["key"] == last_put["key"] and r["t0"] > last_put["t0"]:
+                r["status"] = "fail"  # nothing after it took effect
+        last_put["md5"] = "0" * 32
+        bad = workload.check_owned(hist, c)
+        assert [x["key"] for x in bad["lost"]] == [last_put["key"]]
