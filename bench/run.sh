@@ -185,18 +185,20 @@ token = bench-admin-token-0123456789
 access_key = AKIABENCH
 secret_key = benchsecretkey
 EOF
-    "$MERIDIAND" --config "$WORK/site/site.ini" >"$WORK/site/meridiand.log" 2>&1 &
-    MPID=$!
-    PIDS+=("$MPID")
-    ready=0
-    for _ in $(seq 100); do
-        if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/health/ready")" = 200 ]; then
-            ready=1; break
-        fi
-        kill -0 "$MPID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ $ready = 0 ]; then
+    start_meridiand() {
+        "$MERIDIAND" --config "$WORK/site/site.ini" >>"$WORK/site/meridiand.log" 2>&1 &
+        MPID=$!
+        PIDS+=("$MPID")
+        for _ in $(seq 300); do
+            if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/health/ready")" = 200 ]; then
+                return 0
+            fi
+            kill -0 "$MPID" 2>/dev/null || return 1
+            sleep 0.1
+        done
+        return 1
+    }
+    if ! start_meridiand; then
         S3_STATE="meridiand did not start (see its log)"
     elif "$MRDBENCH" --endpoint "http://127.0.0.1:$S3_PORT" --access-key AKIABENCH \
         --secret-key benchsecretkey --create-bucket --op put --count 1 --concurrency 1 \
@@ -246,10 +248,23 @@ mrd() {
     if [ "$S3_STATE" != ok ]; then
         return 0
     fi
+    if ! kill -0 "$MPID" 2>/dev/null; then
+        log "meridiand is gone; restarting it for $name"
+        echo "$name" >>"$RES/restarts.txt"
+        start_meridiand || { log "meridiand did not come back"; return 0; }
+    fi
     rss_reset
     "${MRD[@]}" --json "$RES/$name.json" "$@" >>"$RES/lines.txt" 2>>"$RES/stderr.txt" || true
     rss_read >"$RES/$name.rss"
     tail -n 1 "$RES/lines.txt" >&2
+    if ! kill -0 "$MPID" 2>/dev/null; then
+        local st=0
+        wait "$MPID" 2>/dev/null || st=$?
+        if [ "$st" -gt 128 ]; then st="signal $((st - 128))"; else st="status $st"; fi
+        log "meridiand died during $name ($st)"
+        echo "meridiand exited ($st) during this run" >"$RES/$name.crash"
+        tail -n 20 "$WORK/site/meridiand.log" >"$RES/$name.crashlog"
+    fi
 }
 ngx() {
     local name=$1
@@ -456,6 +471,12 @@ def mrow(label, s, c, name, ratio_fn=None):
     o, mb, p50, p99, p999, mx, e = stats(j)
     ratio = ratio_fn(j) if ratio_fn else ""
     rss = rss_mib(name)
+    crash = os.path.join(R, name + ".crash")
+    if os.path.exists(crash):
+        with open(crash) as fh:
+            crashes.append((label, s, c, fh.read().strip()))
+        e = f"{e} **crash**"
+        ratio = "invalid: server crashed"
     w(f"| {label} | {s} | {c} | {f(o)} | {f(mb)} | {f(p50, 3)} | {f(p99, 3)} | {f(p999, 3)} | {f(mx, 3)} | {e} | {f(rss, 0)} | {ratio} |")
     return j
 
@@ -485,6 +506,7 @@ def vs_put_ceiling(s):
     return fn
 
 
+crashes = []
 for s in sizes:
     for c in concs:
         mrow("PUT", s, c, f"mrd-put-{s}-c{c}", vs_put_ceiling(s))
@@ -509,6 +531,10 @@ def vs_nginx_rget(j):
 
 mrow("ranged GET 1 MiB", f"256MiB x{env['RANGE_KEYS']}", rc, f"mrd-rget-256MiB-c{rc}", vs_nginx_rget)
 w("")
+for (lab, s, c, what) in crashes:
+    w(f"**{lab} {s} at concurrency {c}: {what}.** The next Meridian row restarted it on the "
+      "same data dirs (the WAL replays); numbers of a row with a crash are not comparable.")
+    w("")
 w("Two sites through the WAN emulator (1 Gbit/s, 50 ms RTT): replication throughput "
   "against raw TCP through the same emulator, and the replication lag distribution at "
   "50% and 90% load: **not yet measured: replication not built.**")
