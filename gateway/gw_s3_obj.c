@@ -443,7 +443,8 @@ put_parse_head(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **msg)
             return GW_S3E_INVALID_ARGUMENT;
         }
         p->check_sha = 1;
-        snprintf(p->sha, sizeof(p->sha), "%s", auth->payload_hash);
+        memcpy(p->sha, auth->payload_hash, 64); /* length checked above */
+        p->sha[64] = '\0';
     }
     v = gw_req_header(r, "content-type");
     p->ctype = strdup(v ? v : "binary/octet-stream");

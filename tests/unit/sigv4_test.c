@@ -264,7 +264,7 @@ verify_with(const char *secret_used, const char *ak_used, int64_t skew_s, const 
 {
     mrd_config conf;
     const char *hn[4], *hv[4];
-    char date[17], authz[400], sig[65];
+    char date[17], authz[1600], sig[65];
     gw_sigv4_auth a, out;
     gw_sigv4_input in;
     mrd_buf creq = {0}, sts = {0};
