@@ -28,6 +28,7 @@ mrd_buf_reserve(mrd_buf *b, size_t extra)
         return -ENOMEM;
     b->data = p;
     b->cap = cap;
+    b->data[b->len] = '\0'; /* data is a valid C string from the first reserve */
     return 0;
 }
 

@@ -83,6 +83,11 @@ test_json_rejects(void)
     }
     memset(deep, '[', sizeof(deep));
     CHECK(mrd_json_parse(deep, sizeof(deep), &j, NULL) == MRD_EINVAL);
+    /* an empty string is a NUL-terminated "" (it once was not) */
+    REQUIRE(mrd_json_parse("{\"r\":\"\"}", 8, &j, NULL) == 0);
+    CHECK_STR(mrd_json_get_str(j, "r", NULL), "");
+    CHECK_EQ_INT(mrd_json_get(j, "r")->str_len, 0);
+    mrd_json_free(j);
     CHECK(mrd_json_parse("\"\\ud83d\\ude00\"", 14, &j, NULL) == 0);
     CHECK_STR(j->str, "\xf0\x9f\x98\x80");
     mrd_json_free(j);
