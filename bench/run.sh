@@ -7,7 +7,8 @@
 #   --quick     short runs (about 2 minutes; QUICK=1 in the environment does the same)
 #   --build     the CMake build tree (default: $MERIDIAN_BUILD_DIR or build/)
 #   --dir       where the scratch tree goes; the data dirs live there, so this
-#               picks the disk under test (default: $TMPDIR or /tmp)
+#               picks the disk under test (default: $TMPDIR or /tmp). A full
+#               run writes about 25 GB there (removed at the end); --quick ~3 GB
 #   --out       the Markdown file whose mrdbench section is replaced
 #               (default: docs/benchmarks.md; the rest of the file is kept)
 #   --no-doc    measure and print, but write no file
