@@ -48,7 +48,7 @@ while [ $# -gt 0 ]; do
     --no-doc) WRITE_DOC=0 ;;
     --keep) KEEP=1 ;;
     --report-only) REPORT_ONLY=$2; shift ;;
-    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
