@@ -151,13 +151,23 @@ cmd_status(const ctl_opts *o)
         }
     }
     arr = mrd_json_get(j, "peers");
-    printf("\n%-12s %-6s %-11s %-22s %s\n", "PEER", "ID", "STATE", "REPLICATION", "S3");
+    printf("\n%-10s %-5s %-9s %9s %8s %10s %-22s %s\n", "PEER", "ID", "STATE", "RTT", "LAST-HB",
+           "HIGH-WATER", "REPLICATION", "S3");
     if (!arr || !arr->child)
         printf("(no peers configured)\n");
-    for (const mrd_json *p = arr ? arr->child : NULL; p; p = p->next)
-        printf("%-12s %-6.0f %-11s %-22s %s\n", mrd_json_get_str(p, "name", "?"),
-               mrd_json_get_num(p, "id", 0), mrd_json_get_str(p, "state", "?"),
-               mrd_json_get_str(p, "replication", "?"), mrd_json_get_str(p, "s3", "-"));
+    for (const mrd_json *p = arr ? arr->child : NULL; p; p = p->next) {
+        double age = mrd_json_get_num(p, "last_heartbeat_age_ms", -1);
+        const char *err = mrd_json_get_str(p, "last_error", "");
+        if (age >= 0)
+            snprintf(a, sizeof(a), "%.1fs", age / 1000.0);
+        else
+            snprintf(a, sizeof(a), "never");
+        snprintf(b, sizeof(b), "%.1f ms", mrd_json_get_num(p, "rtt_ms", 0));
+        printf("%-10s %-5.0f %-9s %9s %8s %10.0f %-22s %s%s%s\n", mrd_json_get_str(p, "name", "?"),
+               mrd_json_get_num(p, "id", 0), mrd_json_get_str(p, "state", "?"), b, a,
+               mrd_json_get_num(p, "high_water_lsn", 0), mrd_json_get_str(p, "replication", "?"),
+               mrd_json_get_str(p, "s3", "-"), *err ? "  last error: " : "", err);
+    }
     rc = 0;
 out:
     mrd_json_free(j);

@@ -16,6 +16,7 @@
  * (gw__route_health) before its own router (gw_s3.c).
  */
 #include "gw_int.h"
+#include "replicator.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -147,10 +148,14 @@ admin_status(gw_req *r, gw_daemon *d)
     }
     mrd_json_w_arr_end(&w);
 
+    /* One line per peer for people and the CLI; the replicator's full view
+     * (counters, errors, HLC, epochs) follows under "replication". */
     mrd_json_w_key(&w, "peers");
     mrd_json_w_arr_begin(&w);
     for (int i = 0; i < c->n_peers; i++) {
         const mrd_peer_conf *p = &c->peers[i];
+        repl_peer_info info;
+        int have = d->replicator && repl_peer_get(d->replicator, i, &info) == 0;
         mrd_json_w_obj_begin(&w);
         mrd_json_w_key(&w, "name");
         mrd_json_w_str(&w, p->name);
@@ -159,13 +164,27 @@ admin_status(gw_req *r, gw_daemon *d)
         w_addr(&w, "replication", &p->replication);
         if (p->has_s3)
             w_addr(&w, "s3", &p->s3);
-        /* The replicator reports live link state once it runs; until then a
-         * peer is only known from configuration. */
         mrd_json_w_key(&w, "state");
-        mrd_json_w_str(&w, "configured");
+        mrd_json_w_str(&w, have ? repl_peer_state_name(info.state) : "unknown");
+        if (have) {
+            mrd_json_w_key(&w, "connected");
+            mrd_json_w_bool(&w, info.connected);
+            mrd_json_w_key(&w, "rtt_ms");
+            mrd_json_w_double(&w, info.rtt_ms);
+            mrd_json_w_key(&w, "last_heartbeat_age_ms");
+            mrd_json_w_int(&w, info.last_heartbeat_age_ms);
+            mrd_json_w_key(&w, "high_water_lsn");
+            mrd_json_w_uint(&w, info.high_water_lsn);
+            mrd_json_w_key(&w, "last_error");
+            mrd_json_w_str(&w, info.last_error);
+        }
         mrd_json_w_obj_end(&w);
     }
     mrd_json_w_arr_end(&w);
+    if (d->replicator) {
+        mrd_json_w_key(&w, "replication");
+        repl_status_json(d->replicator, &w);
+    }
 
     gw_http_server_stats_get(d->s3, &st);
     mrd_json_w_key(&w, "s3_http");
@@ -238,6 +257,21 @@ admin_metrics(gw_req *r, gw_daemon *d)
     for (int i = 0; i < d->n_drives; i++)
         mrd_buf_appendf(&b, "meridian_drive_free_bytes{drive=\"%d\"} %llu\n", i,
                         (unsigned long long)d->drives[i].free_bytes);
+    mrd_buf_appendf(&b, "# HELP meridian_peer_state Peer health: 0 unknown, 1 healthy, 2 "
+                        "degraded, 3 down.\n# TYPE meridian_peer_state gauge\n");
+    for (int i = 0; d->replicator && i < repl_peer_count(d->replicator); i++) {
+        repl_peer_info p;
+        if (repl_peer_get(d->replicator, i, &p) == 0)
+            mrd_buf_appendf(&b, "meridian_peer_state{peer=\"%s\"} %d\n", p.name, (int)p.state);
+    }
+    mrd_buf_appendf(&b, "# HELP meridian_peer_rtt_seconds Heartbeat round trip (EWMA).\n"
+                        "# TYPE meridian_peer_rtt_seconds gauge\n");
+    for (int i = 0; d->replicator && i < repl_peer_count(d->replicator); i++) {
+        repl_peer_info p;
+        if (repl_peer_get(d->replicator, i, &p) == 0)
+            mrd_buf_appendf(&b, "meridian_peer_rtt_seconds{peer=\"%s\"} %.6f\n", p.name,
+                            p.rtt_ms / 1000.0);
+    }
     mrd_buf_appendf(&b, "# TYPE meridian_http_requests_total counter\n");
     http_metrics(&b, "s3", d->s3);
     http_metrics(&b, "admin", d->admin);

@@ -29,7 +29,8 @@ typedef struct gw_daemon {
     struct event_base *base;
     gw_http_server *s3;
     gw_http_server *admin;
-    struct evconnlistener *repl;
+    struct evconnlistener *repl; /* replication listener, served by replicator */
+    struct repl *replicator;     /* peer links, health, RTT (replicator/) */
     struct event *sig_term, *sig_int, *drain_timer, *drive_timer;
     uint64_t started_ms;
     uint64_t started_mono_ns;

@@ -28,6 +28,7 @@
  * frees everything and exits 0. A second signal exits immediately.
  */
 #include "gw_int.h"
+#include "replicator.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -208,6 +209,8 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
     MRD_INFO("shutdown.begin", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
     gw_http_server_stop_listening(d->s3);
     gw_http_server_stop_listening(d->admin);
+    repl_free(d->replicator); /* before the listener it borrows */
+    d->replicator = NULL;
     if (d->repl) {
         evconnlistener_free(d->repl);
         d->repl = NULL;
@@ -216,19 +219,69 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
     event_add(d->drain_timer, &tick);
 }
 
-/* The replication port is bound so the address is reserved and checked at
- * start-up; the HTTP/2 replicator will serve it. Until then a connection is
- * accepted and closed. */
-static void
-repl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
-               void *arg)
+/* The replicator announces this site's durable WAL position in heartbeats;
+ * peers compare it with what they have applied to know they are behind. */
+static uint64_t
+local_high_water(void *ud)
 {
-    (void)l;
-    (void)sa;
-    (void)len;
-    (void)arg;
-    MRD_DEBUG("repl.accept", "msg=\"replicator not running; closing\"");
-    evutil_closesocket(fd);
+    gw_daemon *d = ud;
+    engine_status st;
+
+    if (d->eng && engine_get_status(d->eng, &st) == 0)
+        return st.wal_durable_lsn;
+    return 0;
+}
+
+static void
+on_peer_state(void *ud, const repl_peer_info *p, repl_peer_state old)
+{
+    (void)ud;
+    MRD_LOG(p->state == REPL_PEER_DOWN ? MRD_LOG_WARN : MRD_LOG_INFO, "peer.state",
+            "peer=%s peer_id=%u from=%s to=%s rtt_ms=%.1f error=\"%s\"", p->name, p->id,
+            repl_peer_state_name(old), repl_peer_state_name(p->state), p->rtt_ms, p->last_error);
+}
+
+/* Peer links run on the replication listener bound by listen_repl. */
+static int
+start_replicator(gw_daemon *d)
+{
+    char random_secret[64];
+    repl_opts ro;
+    int rc;
+
+    repl_opts_init(&ro);
+    ro.site_id = d->conf->site_id;
+    ro.site_name = d->conf->site_name;
+    if (d->conf->replication_secret[0]) {
+        ro.secret = d->conf->replication_secret;
+    } else {
+        /* No peers and no secret configured: a random secret nobody knows,
+         * so no inbound peer can ever authenticate. */
+        unsigned char raw[24];
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, raw, sizeof(raw)) != (ssize_t)sizeof(raw)) {
+            if (fd >= 0)
+                close(fd);
+            fprintf(stderr, "meridiand: cannot read /dev/urandom\n");
+            return -EIO;
+        }
+        close(fd);
+        for (size_t i = 0; i < sizeof(raw); i++)
+            snprintf(random_secret + 2 * i, 3, "%02x", raw[i]);
+        ro.secret = random_secret;
+    }
+    ro.listener = d->repl;
+    ro.peers = d->conf->peers;
+    ro.n_peers = d->conf->n_peers;
+    ro.local_high_water = local_high_water;
+    ro.on_peer_state = on_peer_state;
+    ro.user_data = d;
+    rc = repl_new(d->base, &ro, &d->replicator);
+    if (rc == 0)
+        rc = repl_start(d->replicator);
+    if (rc != 0)
+        fprintf(stderr, "meridiand: cannot start the replicator: %s\n", mrd_strerror(rc));
+    return rc;
 }
 
 static int
@@ -241,10 +294,11 @@ listen_repl(gw_daemon *d)
     mrd_addr_format(&d->conf->listen_replication, spec, sizeof(spec));
     if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0)
         return MRD_EINVAL;
-    d->repl =
-        evconnlistener_new_bind(d->base, repl_accept_cb, d,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-                                128, (struct sockaddr *)&ss, sslen);
+    /* No callback yet: the listener stays disabled until the replicator
+     * installs its own (start_replicator). */
+    d->repl = evconnlistener_new_bind(
+        d->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128,
+        (struct sockaddr *)&ss, sslen);
     if (!d->repl)
         return errno ? -errno : -EADDRINUSE;
     MRD_INFO("http.listen", "listener=replication addr=%s", spec);
@@ -401,7 +455,7 @@ main(int argc, char **argv)
     }
     if (open_engine(&d) != 0)
         goto out;
-    if (start_listeners(&d) != 0)
+    if (start_listeners(&d) != 0 || start_replicator(&d) != 0)
         goto out;
     d.sig_term = evsignal_new(d.base, SIGTERM, signal_cb, &d);
     d.sig_int = evsignal_new(d.base, SIGINT, signal_cb, &d);
@@ -427,6 +481,7 @@ out:
     if (d.eng_ev)
         event_free(d.eng_ev);
     engine_close(d.eng);
+    repl_free(d.replicator);
     if (d.repl)
         evconnlistener_free(d.repl);
     if (d.sig_term)

@@ -79,3 +79,46 @@ def test_small_drive_for_disk_full(cluster):
     cluster.start("a")
     d0 = cluster.site("a").status()["drives"][0]
     assert d0["state"] == "online" and d0["total_bytes"] == 4 << 20
+
+
+def wait_states(cluster, want, timeout=15):
+    """Waits until every (observer, peer) pair in want has that state."""
+    deadline = time.time() + timeout
+    while True:
+        seen = {}
+        for obs in {o for o, _ in want}:
+            st = cluster.site(obs).status()
+            for p in st["peers"]:
+                seen[(obs, p["name"])] = p
+        if all(seen.get(k, {}).get("state") == v for k, v in want.items()):
+            return seen
+        if time.time() > deadline:
+            raise AssertionError(f"wanted {want}, saw "
+                                 f"{ {k: v.get('state') for k, v in seen.items()} }")
+        time.sleep(0.2)
+
+
+def test_peer_health_through_the_lab(cluster):
+    cluster.start_all()
+    names = [s.name for s in cluster.sites]
+    pairs = [(o, p) for o in names for p in names if o != p]
+    seen = wait_states(cluster, {k: "healthy" for k in pairs})
+    # the heartbeat RTT reflects each pair's emulated RTT (20/60/40 ms)
+    for (o, p), info in seen.items():
+        want = cluster.rtt(o, p)
+        assert want <= info["rtt_ms"] < want + 25, (o, p, info["rtt_ms"])
+        assert info["connected"] is True and info["last_heartbeat_age_ms"] < 3000
+    # a partition between a and b: each sees the other down, c is unaffected
+    cluster.partition("a", "b")
+    wait_states(cluster, {("a", "b"): "down", ("b", "a"): "down", ("a", "c"): "healthy",
+                          ("c", "b"): "healthy"})
+    cluster.heal("a", "b")
+    wait_states(cluster, {("a", "b"): "healthy", ("b", "a"): "healthy"})
+    # a killed site is down for the others, and healthy again after restart
+    cluster.kill("c")
+    wait_states(cluster, {("a", "c"): "down", ("b", "c"): "down"})
+    cluster.start("c")
+    wait_states(cluster, {k: "healthy" for k in pairs})
+    log = open(cluster.site("a").log).read()
+    assert "event=peer.state peer=b peer_id=2 from=healthy" in log
+    assert cluster.crashed() == []
