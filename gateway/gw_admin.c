@@ -37,14 +37,19 @@ gw__route_health(gw_req *r, gw_daemon *d)
         return 1;
     }
     if (strcmp(path, "/health/ready") == 0 && is_get_or_head(r)) {
-        char msg[160];
+        char msg[256];
         int n;
         if (gw__ready(d)) {
             gw_resp_simple(r, 200, "text/plain", "ready\n", 6);
         } else {
-            n = snprintf(msg, sizeof(msg), "not ready: %s (%d of %d drives online, need %d)\n",
-                         d->shutting_down ? "shutting down" : "too few drives",
-                         gw__drives_online(d), d->n_drives, d->conf->ec_k + (d->conf->ec_m > 0));
+            if (gw__engine_failed(d))
+                n = snprintf(msg, sizeof(msg),
+                             "not ready: writes refused after a WAL or index failure (disk "
+                             "full or fsync error, see the log); fix the disk and restart\n");
+            else
+                n = snprintf(msg, sizeof(msg), "not ready: %s (%d of %d drives online, need %d)\n",
+                             d->shutting_down ? "shutting down" : "too few drives",
+                             gw__drives_online(d), d->n_drives, d->conf->ec_k);
             gw_resp_simple(r, 503, "text/plain", msg, (size_t)n);
         }
         return 1;

@@ -53,6 +53,9 @@ int gw__route_health(gw_req *r, gw_daemon *d);
 int gw__drives_online(const gw_daemon *d);
 /* Ready = enough drives for k-of-(k+m) writes and not shutting down. */
 int gw__ready(const gw_daemon *d);
+/* 1 once a WAL or index failure (fsync error, full disk) made writes refused
+ * until restart. */
+int gw__engine_failed(const gw_daemon *d);
 
 /* ---- S3 errors and XML (gw_xml.c) --------------------------------------- */
 

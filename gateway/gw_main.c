@@ -61,9 +61,18 @@ gw__drives_online(const gw_daemon *d)
 }
 
 int
+gw__engine_failed(const gw_daemon *d)
+{
+    engine_status st;
+
+    return d->eng && engine_get_status(d->eng, &st) == 0 && st.failed;
+}
+
+int
 gw__ready(const gw_daemon *d)
 {
-    return !d->shutting_down && gw__drives_online(d) >= d->conf->ec_k && d->eng;
+    return !d->shutting_down && gw__drives_online(d) >= d->conf->ec_k && d->eng &&
+           !gw__engine_failed(d);
 }
 
 /* Writes, syncs and removes a small file: proves the drive takes durable writes. */

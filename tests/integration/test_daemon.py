@@ -204,7 +204,7 @@ def test_drives_offline_and_readiness(make_site):
     open(a.drives[2], "w").close()
     a.start(wait_ready=False)
     st, _, body = http("GET", a.admin + "/health/ready")
-    assert st == 503 and b"3 of 6 drives online, need 5" in body
+    assert st == 503 and b"3 of 6 drives online, need 4" in body
 
 
 def test_second_daemon_on_same_site_is_refused(site):
