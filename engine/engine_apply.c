@@ -30,6 +30,13 @@
  * version), which cannot see ops still in the batch, so a record touching a
  * key (or bucket) already in the batch flushes the batch first.
  *
+ * Slots. engine__batch_add gives record i of a batch slot i, and everything
+ * derived from that record (vers[i], vvbuf[i], meta[i], blobs[i]) lives in
+ * that slot only; batch_reset clears slots 0..n_recs-1. A planner must use
+ * the slot it was given: planning into n_recs (one past) once leaked one
+ * object's user metadata into the next batch's record and, with a full batch
+ * of BATCH_RECS records, wrote past the arrays and crashed the daemon.
+ *
  * Ordering. The WAL fires append callbacks in LSN order from its single
  * writer thread, and they are queued in that order; the applier applies in
  * queue order, so the index's last_applied_lsn only moves forward and
@@ -41,6 +48,7 @@
  */
 #include "engine_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,10 +159,11 @@ typedef struct put_view {
     int marker;
 } put_view;
 
+/* Plans the version of record slot i (the slot engine__batch_add took for
+ * it: vers[i], vvbuf[i] and meta[i] belong to that record alone). */
 static int
-plan_version(engine *e, engine__batch *b, const put_view *p)
+plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
 {
-    size_t i = b->n_recs; /* this record's slot */
     store_version_rec *cur = NULL;
     conflict_version held, inc;
     conflict_class cls[2];
@@ -309,6 +318,7 @@ engine__batch_add(engine *e, engine__batch *b, Meridian__WalRecord *rec, uint64_
         }
     }
     i = b->n_recs++;
+    assert(i < BATCH_RECS);
     b->recs[i] = rec;
     b->bkt[i] = bucket;
     b->key[i] = key;
@@ -343,7 +353,7 @@ engine__batch_add(engine *e, engine__batch *b, Meridian__WalRecord *rec, uint64_
                         .n_meta = op->n_user_meta,
                         .layout = op->layout.data,
                         .layout_len = op->layout.len};
-        rc = plan_version(e, b, &pv);
+        rc = plan_version(e, b, i, &pv);
         break;
     }
     case MERIDIAN__WAL_RECORD__BODY_DELETE_MARKER: {
@@ -356,7 +366,7 @@ engine__batch_add(engine *e, engine__batch *b, Meridian__WalRecord *rec, uint64_
                         .vv = dm->vv,
                         .hlc = dm->hlc,
                         .marker = 1};
-        rc = plan_version(e, b, &pv);
+        rc = plan_version(e, b, i, &pv);
         break;
     }
     case MERIDIAN__WAL_RECORD__BODY_OBJECT_DELETE:
