@@ -24,7 +24,15 @@
  * head arrives, while the body is paused, so a PUT into a missing bucket is
  * refused before its body is read.
  *
- * GET/HEAD. A worker looks the key up and opens a store reader; the loop
+ * GET/HEAD. A worker looks the key up and opens a store reader (HEAD needs
+ * the index record only). The reader opens every shard file at once and
+ * holds them until it closes, so an overwrite or delete that frees the
+ * version while it streams (the engine's applier unlinks the old shards right
+ * after the index commit) cannot truncate the GET: it finishes the version it
+ * opened. If the data was freed between the lookup and the open, the open
+ * fails and the worker looks the key up again and serves the newer version
+ * (job_lookup); a version that stays current but cannot be opened gets 503,
+ * still before any byte of the response. The loop
  * sends the head (200, or 206 for a single satisfiable Range, 416
  * InvalidRange otherwise), then alternates: a worker reads 1 MiB
  * (store_reader_read checks every block's CRC and reconstructs lost shards),
@@ -50,10 +58,11 @@
 
 #include "engine.h"
 
-#define CHUNK       (1u << 20)
-#define MAX_PUT     (5ull << 30) /* S3's single-PUT limit */
-#define MAX_META    64
-#define MAX_META_SZ (2u << 10) /* S3: 2 KiB of user metadata */
+#define CHUNK        (1u << 20)
+#define MAX_PUT      (5ull << 30) /* S3's single-PUT limit */
+#define MAX_META     64
+#define MAX_META_SZ  (2u << 10) /* S3: 2 KiB of user metadata */
+#define LOOKUP_TRIES 4          /* GET: lookups when the data was freed under us */
 
 /* Standard headers kept with the object and returned on GET. */
 static const char *const kept_headers[] = {"content-encoding", "content-disposition",
@@ -514,7 +523,7 @@ typedef struct get {
     store_version_rec *rec;
     store_reader *rd;
     uint64_t off, end;
-    int busy, released, waiting;
+    int busy, released, waiting, head;
     int rc, has_err;
     gw_s3_err err;
     unsigned char *buf;
@@ -532,6 +541,14 @@ get_free(get *g)
     free(g);
 }
 
+/* Looks the key up and opens a reader on its current version. The reader
+ * holds the version's shard files open, so the version cannot be cut short
+ * by an overwrite later; but between the lookup and the open an overwrite
+ * or delete may already have freed the data, and the open fails
+ * (MRD_EDEGRADED). The key is then looked up again: a different current
+ * version is opened instead (up to LOOKUP_TRIES lookups); the same version
+ * means its data really is unreadable here, and the GET fails before any
+ * byte of the response is sent. */
 static void
 job_lookup(void *arg)
 {
@@ -540,6 +557,7 @@ job_lookup(void *arg)
     void *blob = NULL;
     size_t len = 0;
     const store_version *v;
+    char failed_vid[64] = "";
     int rc = store_bucket_get(st, g->bucket, &blob, &len);
 
     free(blob);
@@ -548,21 +566,36 @@ job_lookup(void *arg)
         g->err = GW_S3E_NO_SUCH_BUCKET;
         return;
     }
-    if (rc == 0)
+    for (int attempt = 1; rc == 0; attempt++) {
         rc = store_index_get(st, g->bucket, g->key, NULL, &g->rec);
-    if (rc == MRD_ENOTFOUND) {
-        g->has_err = 1;
-        g->err = GW_S3E_NO_SUCH_KEY;
-        return;
-    }
-    if (rc == 0) {
+        if (rc == MRD_ENOTFOUND) {
+            g->has_err = 1;
+            g->err = GW_S3E_NO_SUCH_KEY;
+            return;
+        }
+        if (rc != 0)
+            break;
         v = store_version_rec_get(g->rec);
         if (v->flags & STORE_VF_DELETE_MARKER) {
             g->has_err = 1;
             g->err = GW_S3E_NO_SUCH_KEY;
             return;
         }
+        if (g->head)
+            return; /* HEAD needs the index record only */
+        if (attempt > 1 && strcmp(v->version_id, failed_vid) == 0) {
+            rc = MRD_EDEGRADED; /* still current: not a race, the data is lost */
+            break;
+        }
         rc = store_reader_open(st, v->layout, v->layout_len, &g->rd);
+        if (rc != MRD_EDEGRADED || attempt == LOOKUP_TRIES)
+            break;
+        if (attempt == 1)
+            MRD_DEBUG("s3.get_relookup", "bucket=%s version=%s", g->bucket, v->version_id);
+        snprintf(failed_vid, sizeof(failed_vid), "%s", v->version_id);
+        store_version_rec_free(g->rec); /* maybe freed under us: look again */
+        g->rec = NULL;
+        rc = 0;
     }
     if (rc != 0) {
         g->has_err = 1;
@@ -749,7 +782,7 @@ get_lookup_done(void *arg)
                    v->content_type && *v->content_type ? v->content_type : "binary/octet-stream");
     engine_meta_each(v->user_meta, v->user_meta_len, meta_header, g->r);
     gw_resp_start(g->r, status, (int64_t)(g->end - g->off));
-    if (strcmp(gw_req_method(g->r), "HEAD") == 0 || g->off >= g->end) {
+    if (g->head || g->off >= g->end) {
         gw_resp_end(g->r);
         return;
     }
@@ -775,6 +808,7 @@ gw__s3_get_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
     }
     g->d = d;
     g->r = r;
+    g->head = strcmp(gw_req_method(r), "HEAD") == 0;
     snprintf(g->bucket, sizeof(g->bucket), "%s", bucket);
     gw_req_attach(r, &get_ops, g);
     g->busy = 1;

@@ -146,8 +146,17 @@ void store_put_result_clear(store_put_result *r);
 /* ------------------------------------------------------------------------ */
 
 /*
- * Opens an object by its layout blob (copied; the caller may free it).
- * Errors: MRD_ECORRUPT if the blob is malformed or for another erasure set.
+ * Opens an object by its layout blob (copied; the caller may free it), and
+ * opens every shard file now: from then on the reader can read the whole
+ * version even if its data is freed (store_object_delete_data) meanwhile,
+ * because the open descriptors keep the unlinked files readable until
+ * store_reader_close. Shards that do not open are reported (store.shard_bad,
+ * heal queue) when a read first needs them.
+ * Errors: MRD_ECORRUPT if the blob is malformed or for another erasure set;
+ * MRD_EDEGRADED if fewer than k shards can be opened (offline drives, lost
+ * or bad files - or the version was freed after the caller looked it up: a
+ * caller racing overwrites looks the key up again and, if its current
+ * version changed, opens that one). -ENOMEM.
  * On success *out is owned by the caller (store_reader_close).
  */
 int store_reader_open(store *s, const void *layout, size_t layout_len, store_reader **out);
@@ -207,7 +216,9 @@ void store_heal_wait(store *s);
  * Frees the data of one object version: unlinks its shard files (missing ones
  * are ignored) and drops it from the heal queue. Inline layouts have nothing
  * to free. Call it when the index no longer references the layout (version
- * deleted, or overwritten in an unversioned bucket).
+ * deleted, or overwritten in an unversioned bucket). Readers already open on
+ * the version are not affected: they hold the shard files open and finish;
+ * the disk space comes back when the last of them closes.
  */
 int store_object_delete_data(store *s, const void *layout, size_t layout_len);
 

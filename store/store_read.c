@@ -13,6 +13,22 @@
  * scratch block, because the CRC covers the whole block; the cost of that is
  * read amplification of at most one block at each end of a range.
  *
+ * Readers and deletes. store_reader_open opens every shard file at once
+ * and keeps the descriptors until store_reader_close. The index drops an
+ * overwritten (or deleted) version and the engine then frees its data with
+ * store_object_delete_data, which unlinks the shard files at once - possibly
+ * while a GET that looked that version up is still streaming it. Unlinking
+ * only removes the names: the open descriptors keep the inodes, so the reader
+ * finishes the version it opened, byte for byte, and the space is returned
+ * when it closes. This needs no registry of readers, no deferred-delete
+ * queue and no coordination with the engine; the price is k+m opens per
+ * reader instead of k (parity is rarely read, but must still be there if a
+ * data shard goes bad after its version was freed). The one window left is
+ * between the caller's index lookup and store_reader_open: there the files
+ * may already be gone, and the open fails (MRD_EDEGRADED: fewer than k
+ * shards) before anything was sent; the gateway then looks the key up again
+ * and serves the newer version instead of a truncated old one.
+ *
  * Trouble. A shard file that is missing, has a bad header, returns an I/O
  * error, is short, or whose block CRC does not match, is "lost" for the rest
  * of this reader. Each loss is logged (event store.shard_bad with object,
@@ -130,10 +146,39 @@ struct store_reader {
     size_t blob_len;
     int nsh;
     int fd[STORE_MAX_SHARDS];
+    int open_err[STORE_MAX_SHARDS]; /* why shard i did not open at store_reader_open */
     int lost[STORE_MAX_SHARDS];
     int queued;
     unsigned char *scratch; /* nsh blocks, lazily */
 };
+
+/*
+ * Opens every shard of r now, so that the reader can finish the version
+ * whatever happens to its files afterwards: an open descriptor keeps an
+ * unlinked file readable, so an overwrite or delete that frees this version
+ * (store_object_delete_data) while a GET streams it cannot cut the GET short.
+ * A shard that does not open is not reported yet: it is lost (logged,
+ * counted, queued for heal) when a read first needs it, as before. Fewer
+ * than k shards open fails the open with MRD_EDEGRADED, as a read of such
+ * an object always did; the caller tells "freed after I looked it up" from
+ * "lost" by looking the key up again.
+ */
+static int
+open_all(store_reader *r)
+{
+    int nopen = 0;
+
+    for (int i = 0; i < r->nsh; i++) {
+        int rc = open_shard(r->s, &r->l, i, &r->fd[i]);
+        if (rc == 0) {
+            nopen++;
+        } else {
+            r->fd[i] = -1;
+            r->open_err[i] = rc;
+        }
+    }
+    return r->nsh == 0 || nopen >= r->l.k ? 0 : MRD_EDEGRADED;
+}
 
 int
 store_reader_open(store *s, const void *layout, size_t layout_len, store_reader **out)
@@ -170,6 +215,10 @@ store_reader_open(store *s, const void *layout, size_t layout_len, store_reader 
     r->nsh = r->l.kind == STORE_LAYOUT_EC ? r->l.k + r->l.m : 0;
     for (int i = 0; i < STORE_MAX_SHARDS; i++)
         r->fd[i] = -1;
+    if ((rc = open_all(r)) != 0) {
+        store_reader_close(r);
+        return rc;
+    }
     *out = r;
     return 0;
 }
@@ -220,19 +269,13 @@ lose(store_reader *r, int i, uint64_t stripe, int err)
 static int
 shard_fd(store_reader *r, int i, uint64_t stripe)
 {
-    int rc;
-
     if (r->lost[i])
         return -1;
     if (r->fd[i] >= 0)
         return r->fd[i];
-    rc = open_shard(r->s, &r->l, i, &r->fd[i]);
-    if (rc != 0) {
-        r->fd[i] = -1;
-        lose(r, i, stripe, rc);
-        return -1;
-    }
-    return r->fd[i];
+    /* It did not open at store_reader_open; report that now that it is needed. */
+    lose(r, i, stripe, r->open_err[i] ? r->open_err[i] : MRD_EDEGRADED);
+    return -1;
 }
 
 static int
