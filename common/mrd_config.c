@@ -22,6 +22,7 @@
  */
 #include "common.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -278,6 +279,16 @@ entry(cfg_ctx *x, const char *key, const char *val)
             return fail(x, x->line, key, "unknown key; [site] takes id, name, region");
         }
     } else if (strcmp(sec, "listen") == 0) {
+        mrd_addr probe;
+        unsigned char raw[16];
+        /* We bind these ourselves: numeric addresses only, so a typo is a
+         * config error here, not a bind failure later. */
+        if (mrd_addr_parse(val, &probe) == 0 && inet_pton(AF_INET, probe.host, raw) != 1 &&
+            inet_pton(AF_INET6, probe.host, raw) != 1)
+            return fail(x, x->line, key,
+                        "'%s' is not a numeric address; listen on an IP such as 127.0.0.1, "
+                        "0.0.0.0 or [::]",
+                        probe.host);
         if (strcmp(key, "s3") == 0)
             return set_addr(x, key, val, &c->listen_s3, &x->seen_listen_s3);
         if (strcmp(key, "replication") == 0)

@@ -177,6 +177,8 @@ test_config_rejects(void)
     expect_reject("id = 1\n", "id = 1\nid = 3\n", "site.ini:4: [site] id: set twice");
     expect_reject("s3 = 127.0.0.1:9001", "s3 = localhost", "site.ini:6: [listen] s3: 'localhost'");
     expect_reject("s3 = 127.0.0.1:9001", "s3 = 127.0.0.1:70000", "site.ini:6: [listen] s3:");
+    expect_reject("s3 = 127.0.0.1:9001", "s3 = localhost:9001",
+                  "site.ini:6: [listen] s3: 'localhost' is not a numeric address");
     expect_reject("block_size = 1MiB", "block_size = 1000", "site.ini:13: [store] block_size:");
     expect_reject("block_size = 1MiB", "ec_k = 6", "[store] ec_k: ec_k + ec_m = 8 but only 6");
     expect_reject("[admin]\ntoken = 0123456789abcdef\n", "", "[admin] token: missing");
