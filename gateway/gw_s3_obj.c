@@ -32,9 +32,9 @@
  * opened. If the data was freed between the lookup and the open, the open
  * fails and the worker looks the key up again and serves the newer version
  * (job_lookup); a version that stays current but cannot be opened gets 503,
- * still before any byte of the response. The loop
- * sends the head (200, or 206 for a single satisfiable Range, 416
- * InvalidRange otherwise), then alternates: a worker reads 1 MiB
+ * still before any byte of the response. The loop then sends the head (200,
+ * or 206 for a single satisfiable Range, 416 InvalidRange otherwise) and
+ * alternates: a worker reads 1 MiB
  * (store_reader_read checks every block's CRC and reconstructs lost shards),
  * the loop queues it, and the next read starts at once while the socket
  * holds under 1 MiB, else when ops->writable says it drained: at most one
@@ -47,9 +47,9 @@
  * output chains, the store's stripes and scratch on the workers) are freed
  * when it ends, but glibc keeps freed blocks in its arenas: its dynamic mmap
  * threshold rises to the size of the first big block freed, and later ones
- * come from per-thread arenas whose free pages are not returned. After a
- * 64-client mixed run that left ~250 MiB of anonymous memory behind, and a
- * long benchmark saw it climb to 1 GiB. Pinning M_MMAP_THRESHOLD low fixed
+ * come from per-thread arenas whose free pages are not returned. A 64-client
+ * mixed run left ~250 MiB of anonymous memory behind that way, and a long
+ * benchmark saw the process climb to 1 GiB. Pinning M_MMAP_THRESHOLD low fixed
  * the retention but cost 3x in throughput (mmap/munmap and page faults per
  * block). Instead, when the last PUT or GET ends, malloc_trim(0) hands the
  * free pages back (at most once a second; it costs milliseconds when there
