@@ -116,6 +116,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct Meridian__VersionVector;
+struct Meridian__VvEntry;
+
 /* ------------------------------------------------------------------------ */
 /* Version vectors                                                          */
 /* ------------------------------------------------------------------------ */
@@ -204,6 +207,13 @@ int vv_encode(const vv *v, uint8_t *buf, size_t cap, size_t *out_len);
  * Safe on arbitrary untrusted bytes (fuzzed by tests/fuzz/fuzz_vv.c).
  */
 int vv_decode(const uint8_t *buf, size_t len, vv *out);
+
+/* Fills msg (meridian.VersionVector from proto/meridian.proto) as a view of
+ * v, for embedding in a larger protobuf message such as a WAL record. ents
+ * and ptrs are caller storage of at least v->n elements. Nothing is
+ * allocated; msg borrows v, ents and ptrs and is valid while they are. */
+void vv_to_proto(const vv *v, struct Meridian__VersionVector *msg, struct Meridian__VvEntry *ents,
+                 struct Meridian__VvEntry **ptrs);
 
 /* ------------------------------------------------------------------------ */
 /* Versions and the decision                                                */

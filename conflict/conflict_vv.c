@@ -175,11 +175,9 @@ vv_increment(vv *v, uint32_t site)
     return vv_raise(v, site, c + 1);
 }
 
-/* Fills the protobuf-c view of v. The view points into v and into the
- * caller's arrays; nothing is allocated. */
-static void
-to_proto(const vv *v, Meridian__VersionVector *msg, Meridian__VvEntry *ents,
-         Meridian__VvEntry **ptrs)
+void
+vv_to_proto(const vv *v, Meridian__VersionVector *msg, Meridian__VvEntry *ents,
+            Meridian__VvEntry **ptrs)
 {
     meridian__version_vector__init(msg);
     for (uint32_t i = 0; i < v->n; i++) {
@@ -201,7 +199,7 @@ vv_encoded_size(const vv *v)
 
     if (vv_validate(v) != 0)
         return 0;
-    to_proto(v, &msg, ents, ptrs);
+    vv_to_proto(v, &msg, ents, ptrs);
     return meridian__version_vector__get_packed_size(&msg);
 }
 
@@ -215,7 +213,7 @@ vv_encode(const vv *v, uint8_t *buf, size_t cap, size_t *out_len)
 
     if (vv_validate(v) != 0 || (!buf && cap > 0) || !out_len)
         return MRD_EINVAL;
-    to_proto(v, &msg, ents, ptrs);
+    vv_to_proto(v, &msg, ents, ptrs);
     need = meridian__version_vector__get_packed_size(&msg);
     if (need > cap)
         return MRD_ETOOBIG;

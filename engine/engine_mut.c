@@ -119,22 +119,6 @@ append(engine *e, Meridian__WalRecord *rec, uint16_t type, engine_cb cb, void *u
     return 0;
 }
 
-/* Builds the record's VersionVector message from v (storage in ents). */
-static void
-vv_to_msg(const vv *v, Meridian__VersionVector *msg, Meridian__VvEntry *ents,
-          Meridian__VvEntry **ptrs)
-{
-    meridian__version_vector__init(msg);
-    for (uint32_t i = 0; i < v->n; i++) {
-        meridian__vv_entry__init(&ents[i]);
-        ents[i].site = v->e[i].site;
-        ents[i].counter = v->e[i].counter;
-        ptrs[i] = &ents[i];
-    }
-    msg->n_entries = v->n;
-    msg->entries = ptrs;
-}
-
 static int
 bucket_exists(engine *e, const char *bucket)
 {
@@ -237,7 +221,7 @@ do_mutation(mut *m)
             return rc;
         if ((rc = stamp(e, m->bucket, m->key, &nv, &now, &live)) != 0)
             return rc;
-        vv_to_msg(&nv, &vmsg, ents, ptrs);
+        vv_to_proto(&nv, &vmsg, ents, ptrs);
         op.bucket = m->bucket;
         op.key = m->key;
         op.version_id = m->version_id;
@@ -267,7 +251,7 @@ do_mutation(mut *m)
             return 0;
         }
         engine_version_id_new(e, vid);
-        vv_to_msg(&nv, &vmsg, ents, ptrs);
+        vv_to_proto(&nv, &vmsg, ents, ptrs);
         dm.bucket = m->bucket;
         dm.key = m->key;
         dm.version_id = vid;

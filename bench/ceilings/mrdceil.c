@@ -36,46 +36,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "../bench_util.h"
 
 #define MIB   (1024u * 1024u)
 #define BUF   (64u * MIB)
 #define BLOCK (256u * 1024u)
 
 static int reps = 5;
-
-static double
-now_s(void)
-{
-    return (double)mrd_clock_mono_ns() / 1e9;
-}
-
-static int
-cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-static double
-median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_d);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void
-fill(unsigned char *b, size_t n)
-{
-    uint64_t x = 88172645463325252ull;
-
-    for (size_t i = 0; i + 8 <= n; i += 8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        memcpy(b + i, &x, 8);
-    }
-}
 
 static double
 bench_digest(const EVP_MD *md, const unsigned char *buf)
