@@ -44,7 +44,7 @@ def load(path):
 @pytest.fixture
 def nginx(tmp_path):
     if not os.access(NGINX, os.X_OK):
-        pytest.skip("nginx not installed (scripts/install-deps.sh --bench)")
+        pytest.skip("nginx not installed (scripts/install-deps.sh --test)")
     root = tmp_path / "www"
     (root / "f").mkdir(parents=True)
     rc, _, err = run(["--gen-files", str(root / "f"), "--size", "64KiB", "--keys", "8"])
