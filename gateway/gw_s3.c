@@ -741,7 +741,11 @@ authenticate(gw_daemon *d, gw_req *r, gw_sigv4_auth *auth)
     if (rc != 0) {
         MRD_INFO("s3.auth_failed", "peer=%s method=%s path=%s reason=%s", gw_req_peer(r), in.method,
                  mrd_log_quote(in.path, q, sizeof(q)), mrd_log_quote(why, q + 80, 80));
-        gw_s3_error(r, (gw_s3_err)(rc - 1), gw_req_path(r), NULL);
+        /* A malformed request is told exactly what is wrong; signature and
+         * key failures keep the generic text, which reveals nothing. */
+        gw_s3_error(r, (gw_s3_err)(rc - 1), gw_req_path(r),
+                    rc - 1 == GW_S3E_INVALID_REQUEST || rc - 1 == GW_S3E_INVALID_ARGUMENT ? why
+                                                                                          : NULL);
         return -1;
     }
     return 0;

@@ -586,7 +586,8 @@ gw_sigv4_verify(const gw_sigv4_input *in, const mrd_config *conf, int64_t now, g
         if (!v) {
             /* Only a bodiless request may omit it: its hash is known. */
             if (header(in, "content-length") && strcmp(header(in, "content-length"), "0") != 0)
-                FAIL(GW_S3E_INVALID_REQUEST, "missing x-amz-content-sha256");
+                FAIL(GW_S3E_INVALID_REQUEST, "missing x-amz-content-sha256: send the hex "
+                                             "SHA-256 of the body or UNSIGNED-PAYLOAD");
             v = GW_SHA256_EMPTY;
         }
         if (strlen(v) >= sizeof(a.payload_hash))

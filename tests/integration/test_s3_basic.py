@@ -302,3 +302,16 @@ def test_large_put_streams_in_bounded_memory(site, tmp_path):
         if "libasan" in f.read():
             pytest.skip("peak RSS is meaningless under ASan (freed memory is quarantined)")
     assert vm_hwm_kib(site.proc.pid) < 64 * 1024  # a 64 MiB object never sits in memory
+
+
+def test_missing_payload_hash_says_what_to_send(site):
+    # curl --aws-sigv4 signs without x-amz-content-sha256; the answer must say
+    # what is missing and what to send instead of a bare "Invalid request".
+    import subprocess
+    r = subprocess.run(["curl", "-sS", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user",
+                        "AKIATEST:testsecretkey", "-X", "PUT", "--data-binary", "hello",
+                        site.s3 + "/nohash/key"],
+                       capture_output=True, text=True, timeout=10)
+    assert "<Code>InvalidRequest</Code>" in r.stdout
+    assert "missing x-amz-content-sha256: send the hex SHA-256 of the body or UNSIGNED-PAYLOAD" \
+        in r.stdout
