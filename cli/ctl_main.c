@@ -157,16 +157,20 @@ cmd_status(const ctl_opts *o)
         printf("(no peers configured)\n");
     for (const mrd_json *p = arr ? arr->child : NULL; p; p = p->next) {
         double age = mrd_json_get_num(p, "last_heartbeat_age_ms", -1);
-        const char *err = mrd_json_get_str(p, "last_error", "");
+        const char *state = mrd_json_get_str(p, "state", "?");
+        /* The last error explains a peer that is not healthy; once it is
+         * healthy again an old error would only confuse. */
+        const char *err =
+            strcmp(state, "healthy") == 0 ? "" : mrd_json_get_str(p, "last_error", "");
         if (age >= 0)
             snprintf(a, sizeof(a), "%.1fs", age / 1000.0);
         else
             snprintf(a, sizeof(a), "never");
         snprintf(b, sizeof(b), "%.1f ms", mrd_json_get_num(p, "rtt_ms", 0));
         printf("%-10s %-5.0f %-9s %9s %8s %10.0f %-22s %s%s%s\n", mrd_json_get_str(p, "name", "?"),
-               mrd_json_get_num(p, "id", 0), mrd_json_get_str(p, "state", "?"), b, a,
-               mrd_json_get_num(p, "high_water_lsn", 0), mrd_json_get_str(p, "replication", "?"),
-               mrd_json_get_str(p, "s3", "-"), *err ? "  last error: " : "", err);
+               mrd_json_get_num(p, "id", 0), state, b, a, mrd_json_get_num(p, "high_water_lsn", 0),
+               mrd_json_get_str(p, "replication", "?"), mrd_json_get_str(p, "s3", "-"),
+               *err ? "  last error: " : "", err);
     }
     rc = 0;
 out:
