@@ -145,16 +145,20 @@ def test_http_errors_are_counted_and_reported(nginx, tmp_path):
 
 
 def test_verify_catches_a_changed_byte(nginx, tmp_path):
-    path = nginx.root / "f" / "3"
-    data = bytearray(path.read_bytes())
-    data[40000] ^= 0xFF
-    path.write_bytes(bytes(data))
+    # One changed byte in every object, so whichever keys the run picks, each
+    # GET must fail verification (a single changed file was missed by 16
+    # random picks about one run in eight).
+    for k in range(8):
+        path = nginx.root / "f" / str(k)
+        data = bytearray(path.read_bytes())
+        data[40000 % len(data)] ^= 0xFF
+        path.write_bytes(bytes(data))
     out = tmp_path / "r.json"
     rc, _, _ = run(["--endpoint", nginx.url, "--no-auth", "--op", "get", "--count", "16",
                     "--concurrency", "1", "--keys", "8", "--path-template", "/f/%d", "--verify",
                     "--json", str(out)])
     j = load(out)
-    assert rc == 3 and j["errors"] >= 1 and "verify" in j["first_error"]
+    assert rc == 3 and j["errors"] == 16 and "verify" in j["first_error"]
     # without --verify the same bytes are simply counted
     rc, _, _ = run(["--endpoint", nginx.url, "--no-auth", "--op", "get", "--count", "16",
                     "--concurrency", "1", "--keys", "8", "--path-template", "/f/%d"])
