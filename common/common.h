@@ -341,6 +341,8 @@ uint32_t mrd_crc32c(uint32_t crc, const void *buf, size_t len);
  * Returns 1 when equal. Time depends only on the lengths. */
 int mrd_consttime_equal(const void *a, size_t alen, const void *b, size_t blen);
 
+/* fsync a directory, making the entries created or renamed in it durable. */
+int mrd_fsync_dir(const char *dir);
 /* fsync the directory that holds path (after create/rename). */
 int mrd_fsync_parent_dir(const char *path);
 /* mkdir -p with mode 0755. */

@@ -66,11 +66,23 @@ mrd_consttime_equal(const void *a, size_t alen, const void *b, size_t blen)
 }
 
 int
+mrd_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0)
+        return -errno;
+    if (fsync(fd) != 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+int
 mrd_fsync_parent_dir(const char *path)
 {
     char dir[PATH_MAX];
     const char *slash = strrchr(path, '/');
-    int fd, rc = 0;
 
     if (!slash) {
         snprintf(dir, sizeof(dir), ".");
@@ -82,13 +94,7 @@ mrd_fsync_parent_dir(const char *path)
         memcpy(dir, path, (size_t)(slash - path));
         dir[slash - path] = '\0';
     }
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) != 0)
-        rc = -errno;
-    close(fd);
-    return rc;
+    return mrd_fsync_dir(dir);
 }
 
 int

@@ -117,17 +117,11 @@ store__fdatasync(store *s, int fd, const char *path)
 int
 store__fsync_dir(store *s, const char *dir)
 {
-    int fd, rc = store__fault(s, STORE_FAULT_FDATASYNC, dir);
+    int rc = store__fault(s, STORE_FAULT_FDATASYNC, dir);
 
     if (rc != 0 || (s->opts.flags & STORE_OPT_NOSYNC))
         return rc;
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) != 0)
-        rc = -errno;
-    close(fd);
-    return rc;
+    return mrd_fsync_dir(dir);
 }
 
 void

@@ -614,14 +614,36 @@ store_index_list(store *s, const char *bucket, const char *prefix, const char *s
     return rc;
 }
 
+/* Reads k from dbi in the read-only txn, which it ends, and returns a
+ * malloc'd copy of the value (the caller frees it). */
+static int
+get_copy(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, void **out, size_t *len)
+{
+    MDB_val v;
+    void *copy;
+    int rc = store__mdb_err(mdb_get(txn, dbi, k, &v));
+
+    if (rc == 0) {
+        copy = malloc(v.mv_size ? v.mv_size : 1);
+        if (!copy) {
+            rc = -ENOMEM;
+        } else {
+            memcpy(copy, v.mv_data, v.mv_size);
+            *out = copy;
+            *len = v.mv_size;
+        }
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
 int
 store_bucket_get(store *s, const char *bucket, void **blob, size_t *len)
 {
     char kb[KEYBUF];
     MDB_txn *txn;
-    MDB_val k, v;
+    MDB_val k;
     int kl, rc;
-    void *copy;
 
     if (!s || !bucket || !blob || !len)
         return MRD_EINVAL;
@@ -630,19 +652,7 @@ store_bucket_get(store *s, const char *bucket, void **blob, size_t *len)
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
         return store__mdb_err(rc);
     k = (MDB_val){(size_t)kl, kb};
-    rc = store__mdb_err(mdb_get(txn, s->dbi_buckets, &k, &v));
-    if (rc == 0) {
-        copy = malloc(v.mv_size ? v.mv_size : 1);
-        if (!copy) {
-            rc = -ENOMEM;
-        } else {
-            memcpy(copy, v.mv_data, v.mv_size);
-            *blob = copy;
-            *len = v.mv_size;
-        }
-    }
-    mdb_txn_abort(txn);
-    return rc;
+    return get_copy(txn, s->dbi_buckets, &k, blob, len);
 }
 
 int
@@ -724,28 +734,15 @@ int
 store_meta_get(store *s, const char *key, void **val, size_t *len)
 {
     MDB_txn *txn;
-    MDB_val k, v;
+    MDB_val k;
     int rc;
-    void *copy;
 
     if (!s || !key || !key[0] || !val || !len)
         return MRD_EINVAL;
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
         return store__mdb_err(rc);
     k = (MDB_val){strlen(key), (void *)key};
-    rc = store__mdb_err(mdb_get(txn, s->dbi_meta, &k, &v));
-    if (rc == 0) {
-        copy = malloc(v.mv_size ? v.mv_size : 1);
-        if (!copy) {
-            rc = -ENOMEM;
-        } else {
-            memcpy(copy, v.mv_data, v.mv_size);
-            *val = copy;
-            *len = v.mv_size;
-        }
-    }
-    mdb_txn_abort(txn);
-    return rc;
+    return get_copy(txn, s->dbi_meta, &k, val, len);
 }
 
 /* ---- heal queue and thread ----------------------------------------------------- */

@@ -237,14 +237,12 @@ good_shards(const store_writer *w)
     return n;
 }
 
+/* Closes shard i's file and removes it, whether still in tmp/ or renamed. */
 static void
-drop_shard(store_writer *w, int i, int err, const char *what)
+remove_shard_files(store_writer *w, int i)
 {
     char path[1200];
 
-    if (w->bad[i])
-        return;
-    w->bad[i] = 1;
     if (w->fd[i] >= 0) {
         close(w->fd[i]);
         w->fd[i] = -1;
@@ -253,6 +251,15 @@ drop_shard(store_writer *w, int i, int err, const char *what)
     unlink(path);
     store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 0, path, sizeof(path));
     unlink(path);
+}
+
+static void
+drop_shard(store_writer *w, int i, int err, const char *what)
+{
+    if (w->bad[i])
+        return;
+    w->bad[i] = 1;
+    remove_shard_files(w, i);
     store__drive_failed(w->s, w->l.drive[i], err, what);
 }
 
@@ -453,19 +460,10 @@ writer_free(store_writer *w)
 void
 store_writer_abort(store_writer *w)
 {
-    char path[1200];
-
     if (!w)
         return;
     for (int i = 0; i < w->nsh && w->files_open; i++) {
-        if (w->fd[i] >= 0) {
-            close(w->fd[i]);
-            w->fd[i] = -1;
-        }
-        store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 1, path, sizeof(path));
-        unlink(path);
-        store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 0, path, sizeof(path));
-        unlink(path);
+        remove_shard_files(w, i);
     }
     writer_free(w);
 }

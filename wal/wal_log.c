@@ -398,6 +398,21 @@ wake_readers(wal *w)
 
 /* Writes and syncs the inflight batch. Returns 0 or the -errno; *op_out
  * receives the failing operation. */
+/* fdatasync of the current segment, through the fault hook. */
+static int
+sync_current(wal *w, wal_io_op *op_out)
+{
+    int rc;
+
+    *op_out = WAL_IO_SYNC;
+    if ((rc = fault(w, WAL_IO_SYNC)) != 0)
+        return rc;
+    if (fdatasync(w->cur_fd) != 0)
+        return -errno;
+    w->syncs++;
+    return 0;
+}
+
 static int
 write_batch(wal *w, wal_io_op *op_out, int *rolled)
 {
@@ -434,12 +449,8 @@ write_batch(wal *w, wal_io_op *op_out, int *rolled)
              * one exists (only the newest segment may be torn) */
             uint64_t first = wal__get64(b->buf + p + 8);
             int fd;
-            *op_out = WAL_IO_SYNC;
-            if ((rc = fault(w, WAL_IO_SYNC)) != 0)
+            if ((rc = sync_current(w, op_out)) != 0)
                 return rc;
-            if (fdatasync(w->cur_fd) != 0)
-                return -errno;
-            w->syncs++;
             *op_out = WAL_IO_ROLL;
             if ((rc = fault(w, WAL_IO_ROLL)) != 0)
                 return rc;
@@ -457,12 +468,8 @@ write_batch(wal *w, wal_io_op *op_out, int *rolled)
                 return rc;
         }
     }
-    *op_out = WAL_IO_SYNC;
-    if ((rc = fault(w, WAL_IO_SYNC)) != 0)
+    if ((rc = sync_current(w, op_out)) != 0)
         return rc;
-    if (fdatasync(w->cur_fd) != 0)
-        return -errno;
-    w->syncs++;
     w->cur_synced = w->cur_off;
     return 0;
 }
