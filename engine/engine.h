@@ -151,13 +151,61 @@ int engine_object_put(engine *e, const engine_put *p, engine_cb cb, void *ud);
 int engine_object_delete(engine *e, const char *bucket, const char *key, engine_cb cb, void *ud);
 
 /* ------------------------------------------------------------------------ */
+/* Replication: records that originated at another site                    */
+/* ------------------------------------------------------------------------ */
+
+/* One record of a peer's WAL. payload is the packed WalRecord to apply here
+ * (for an object put: with the layout of the data this site wrote for it). */
+typedef struct engine_repl_rec {
+    uint64_t lsn;  /* the origin's LSN */
+    uint16_t type; /* WAL_REC_* of the record; never WAL_REC_REPLICATED_APPLY */
+    const void *payload;
+    size_t len;
+} engine_repl_rec;
+
+/*
+ * Applies the records of origin's WAL range (.., through_lsn]: recs (in LSN
+ * order, all <= through_lsn) are the ones the origin sends; the LSNs between
+ * them need nothing here. Records at or below what was already appended from
+ * origin are skipped (exactly once). Each record is appended as a
+ * ReplicatedApply and applied with the conflict decision against every
+ * stored version of its key; an object put's data that loses (or is a
+ * duplicate) is freed. cb gets 0 once all of it is durable and in the index,
+ * and the origin's applied LSN is then through_lsn. Calls for one origin
+ * must not overlap. Everything is copied before the call returns.
+ * Errors: MRD_EINVAL (origin not a configured peer, records out of order or
+ * past through_lsn), -ENOMEM, MRD_ESHUTDOWN; to cb: MRD_ECORRUPT (a record
+ * that does not decode), MRD_EDURABLE, MRD_EBUSY. Thread-safe.
+ */
+int engine_repl_apply(engine *e, uint32_t origin, const engine_repl_rec *recs, size_t n,
+                      uint64_t through_lsn, engine_cb cb, void *ud);
+
+/* Replication progress from one origin site. */
+typedef struct engine_repl_state {
+    uint32_t origin;
+    uint64_t applied;    /* every record of origin's WAL up to here is applied */
+    uint64_t records;    /* records applied since open */
+    uint64_t duplicates; /* records skipped as already applied since open */
+} engine_repl_state;
+
+/* Fills out[0..max) with one entry per configured peer; returns the count.
+ * Thread-safe. */
+int engine_repl_progress(engine *e, engine_repl_state *out, int max);
+
+/* The engine's WAL, for tailing readers (wal_reader_open) and per-peer
+ * cursors (wal_cursor_set). Valid until engine_close; close readers first. */
+struct wal;
+struct wal *engine_wal(engine *e);
+
+/* ------------------------------------------------------------------------ */
 /* Status                                                                   */
 /* ------------------------------------------------------------------------ */
 
 typedef struct engine_status {
     uint64_t wal_next_lsn, wal_durable_lsn, applied_lsn;
     uint64_t mutations, apply_batches, apply_errors;
-    int failed; /* 1 once a WAL or index failure made the engine read-only */
+    uint64_t buckets_revived; /* buckets kept or brought back for a peer's write */
+    int failed;               /* 1 once a WAL or index failure made the engine read-only */
 } engine_status;
 
 /* A snapshot. Thread-safe. */

@@ -50,23 +50,42 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BATCH_RECS 64
-#define BATCH_OPS  (BATCH_RECS * 2)
+#define BATCH_OPS  (BATCH_RECS * 4)
+/* Worst case ops one record can add: its own put, a re-file or delete of
+ * every held version, a current-pointer move, a bucket revival and the
+ * replication-progress meta put. A batch is flushed before a record whose
+ * worst case would not fit. */
+#define HELD_MAX    24
+#define REC_OPS_MAX (HELD_MAX + 4)
+#define RA_KEY_MAX  32
 
 struct engine__batch {
-    size_t n_recs, n_ops, n_free;
+    size_t n_recs, n_ops, n_alive, n_free;
     uint64_t lsn;
     Meridian__WalRecord *recs[BATCH_RECS];
+    Meridian__WalRecord *inner[BATCH_RECS]; /* a replicated record's original */
     store_index_op ops[BATCH_OPS];
     store_version vers[BATCH_RECS];
+    store_version refile[BATCH_OPS]; /* held versions whose role changed */
+    size_t n_refile;
     mrd_buf meta[BATCH_RECS];
     uint8_t vvbuf[BATCH_RECS][VV_ENCODED_MAX];
     uint8_t *blobs[BATCH_RECS];
-    store_version_rec *frees[BATCH_RECS]; /* data to free after commit */
+    uint8_t *revive[BATCH_RECS];         /* bucket record written for a put into a missing bucket */
+    store_version_rec *alive[BATCH_OPS]; /* index records whose strings ops point into */
+    const void *free_lay[BATCH_OPS];     /* data to free after commit */
+    size_t free_len[BATCH_OPS];
     const char *bkt[BATCH_RECS], *key[BATCH_RECS];
+    /* replication progress: slot i applied origin ra_origin[i]'s ra_lsn[i] */
+    uint32_t ra_origin[BATCH_RECS];
+    uint64_t ra_lsn[BATCH_RECS];
+    char ra_key[BATCH_RECS][RA_KEY_MAX];
+    char ra_val[BATCH_RECS][24];
 };
 
 int
@@ -85,13 +104,17 @@ batch_reset(engine__batch *b)
 {
     for (size_t i = 0; i < b->n_recs; i++) {
         wal_record_free(b->recs[i]);
+        wal_record_free(b->inner[i]);
+        b->inner[i] = NULL;
         mrd_buf_reset(&b->meta[i]);
         free(b->blobs[i]);
-        b->blobs[i] = NULL;
+        free(b->revive[i]);
+        b->blobs[i] = b->revive[i] = NULL;
+        b->ra_origin[i] = 0;
     }
-    for (size_t i = 0; i < b->n_free; i++)
-        store_version_rec_free(b->frees[i]);
-    b->n_recs = b->n_ops = b->n_free = 0;
+    for (size_t i = 0; i < b->n_alive; i++)
+        store_version_rec_free(b->alive[i]);
+    b->n_recs = b->n_ops = b->n_alive = b->n_free = b->n_refile = 0;
     b->lsn = 0;
 }
 
@@ -115,11 +138,11 @@ engine__batch_flush(engine *e, engine__batch *b)
         return 0;
     rc = store_index_apply(e->st, b->ops, b->n_ops, b->lsn);
     if (rc == 0) {
-        for (size_t i = 0; i < b->n_free; i++) {
-            const store_version *v = store_version_rec_get(b->frees[i]);
-            if (v->layout_len)
-                store_object_delete_data(e->st, v->layout, v->layout_len);
-        }
+        for (size_t i = 0; i < b->n_free; i++)
+            store_object_delete_data(e->st, b->free_lay[i], b->free_len[i]);
+        for (size_t i = 0; i < b->n_recs; i++)
+            if (b->ra_origin[i])
+                engine__ra_applied(e, b->ra_origin[i], b->ra_lsn[i]);
         if (e->w)
             wal_set_applied(e->w, b->lsn);
     }
@@ -157,19 +180,98 @@ typedef struct put_view {
     const void *layout;
     size_t layout_len;
     int marker;
+    int replicated; /* the data was written here for a peer's record */
 } put_view;
 
-/* Plans the version of record slot i (the slot engine__batch_add took for
- * it: vers[i], vvbuf[i] and meta[i] belong to that record alone). */
+/* Version ids of one key, collected by a versions walk. */
+typedef struct held_ids {
+    const char *key;
+    char *ids[HELD_MAX];
+    size_t n;
+    int seen, over;
+} held_ids;
+
+static int
+collect_ids(void *user, const char *key, const store_version *v)
+{
+    held_ids *h = user;
+
+    if (strcmp(key, h->key) != 0)
+        return h->seen; /* past our key: stop; before it (cannot happen): go on */
+    h->seen = 1;
+    if (h->n == HELD_MAX) {
+        h->over = 1;
+        return 1;
+    }
+    if (!(h->ids[h->n] = strdup(v->version_id)))
+        return -ENOMEM;
+    h->n++;
+    return 0;
+}
+
+/* Loads every stored version of (bucket, key) into rec[], at most HELD_MAX.
+ * More than that is MRD_ETOOBIG: the decision needs the whole set. */
+static int
+load_held(engine *e, const char *bucket, const char *key, store_version_rec **rec, size_t *n)
+{
+    held_ids h = {.key = key};
+    int rc = store_index_list(e->st, bucket, key, NULL, NULL, STORE_LIST_VERSIONS, collect_ids, &h);
+
+    *n = 0;
+    if (rc == 0 && h.over)
+        rc = MRD_ETOOBIG;
+    for (size_t i = 0; i < h.n; i++) {
+        if (rc == 0) {
+            int r = store_index_get(e->st, bucket, key, h.ids[i], &rec[*n]);
+            if (r == 0)
+                (*n)++;
+            else if (r != MRD_ENOTFOUND)
+                rc = r;
+        }
+        free(h.ids[i]);
+    }
+    if (rc < 0) {
+        for (size_t i = 0; i < *n; i++)
+            store_version_rec_free(rec[i]);
+        *n = 0;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static uint32_t
+role_flags(conflict_role role)
+{
+    return role == CONFLICT_ROLE_CONFLICT     ? STORE_VF_CONFLICT
+           : role == CONFLICT_ROLE_NONCURRENT ? STORE_VF_NONCURRENT
+                                              : 0;
+}
+
+static void
+free_later(engine__batch *b, const void *layout, size_t len)
+{
+    if (len) {
+        b->free_lay[b->n_free] = layout;
+        b->free_len[b->n_free++] = len;
+    }
+}
+
+/*
+ * Plans the version of record slot i (the slot engine__batch_add took for
+ * it: vers[i], vvbuf[i] and meta[i] belong to that record alone). The held
+ * set is every version the index stores for the key, so the decision is
+ * conflict_classify over all of them, the same at every site whatever the
+ * order records arrive in. Held versions whose role changes are re-filed,
+ * dropped ones deleted, and the current pointer follows the winner.
+ */
 static int
 plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
 {
-    store_version_rec *cur = NULL;
-    conflict_version held, inc;
-    conflict_class cls[2];
+    store_version_rec *hr[HELD_MAX];
+    conflict_version held[HELD_MAX], inc;
+    conflict_class cls[HELD_MAX + 1];
     conflict_decision dec;
     store_version *sv = &b->vers[i];
-    size_t n_held = 0, vvlen = 0;
+    size_t n_held = 0, vvlen = 0, k;
     int rc;
 
     memset(&inc, 0, sizeof(inc));
@@ -183,21 +285,25 @@ plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
     inc.etag = (const uint8_t *)p->etag;
     inc.etag_len = strlen(p->etag);
 
-    rc = store_index_get(e->st, p->bucket, p->key, NULL, &cur);
-    if (rc == 0) {
-        if ((rc = held_version(store_version_rec_get(cur), &held)) != 0)
-            goto out;
-        n_held = 1;
-    } else if (rc != MRD_ENOTFOUND) {
+    if ((rc = load_held(e, p->bucket, p->key, hr, &n_held)) != 0)
         return rc;
+    for (k = 0; k < n_held; k++) {
+        /* the index records stay alive (their strings are in ops) until reset */
+        b->alive[b->n_alive++] = hr[k];
+        if ((rc = held_version(store_version_rec_get(hr[k]), &held[k])) != 0)
+            return rc;
     }
-    rc = conflict_decide(&held, n_held, &inc, cls, &dec);
-    if (rc != 0 || dec.action == CONFLICT_ACTION_DUPLICATE)
-        goto out;
+    if ((rc = conflict_decide(held, n_held, &inc, cls, &dec)) != 0)
+        return rc;
+    if (dec.action == CONFLICT_ACTION_DUPLICATE) {
+        if (p->replicated)
+            free_later(b, p->layout, p->layout_len); /* we hold our own copy */
+        return 0;
+    }
     if ((rc = vv_encode(&inc.vv, b->vvbuf[i], sizeof(b->vvbuf[i]), &vvlen)) != 0)
-        goto out;
+        return rc;
     if ((rc = engine__meta_encode(p->meta, p->n_meta, &b->meta[i])) != 0)
-        goto out;
+        return rc;
 
     if (cls[n_held].keep != CONFLICT_DROP) {
         memset(sv, 0, sizeof(*sv));
@@ -206,11 +312,8 @@ plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
         sv->etag = p->etag;
         sv->content_type = p->content_type;
         sv->hlc = p->hlc;
-        sv->flags = ENGINE_VF_NULL_VERSION | (p->marker ? STORE_VF_DELETE_MARKER : 0);
-        if (cls[n_held].role == CONFLICT_ROLE_CONFLICT)
-            sv->flags |= STORE_VF_CONFLICT;
-        else if (cls[n_held].role == CONFLICT_ROLE_NONCURRENT)
-            sv->flags |= STORE_VF_NONCURRENT;
+        sv->flags = ENGINE_VF_NULL_VERSION | (p->marker ? STORE_VF_DELETE_MARKER : 0) |
+                    role_flags(cls[n_held].role);
         sv->user_meta = b->meta[i].data;
         sv->user_meta_len = b->meta[i].len;
         sv->vv = b->vvbuf[i];
@@ -224,20 +327,36 @@ plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
             .key = p->key,
             .version = sv,
         };
+    } else if (p->replicated) {
+        free_later(b, p->layout, p->layout_len);
     }
-    if (n_held && cls[0].keep == CONFLICT_DROP) {
-        b->ops[b->n_ops++] = (store_index_op){
-            .type = STORE_OP_VERSION_DEL,
-            .bucket = p->bucket,
-            .key = p->key,
-            .version_id = store_version_rec_get(cur)->version_id,
-        };
-        b->frees[b->n_free++] = cur; /* keeps the strings alive until flush */
-        cur = NULL;
+    for (k = 0; k < n_held; k++) {
+        const store_version *hv = store_version_rec_get(hr[k]);
+        uint32_t want =
+            (hv->flags & ~(STORE_VF_CONFLICT | STORE_VF_NONCURRENT)) | role_flags(cls[k].role);
+
+        if (cls[k].keep == CONFLICT_DROP) {
+            b->ops[b->n_ops++] = (store_index_op){
+                .type = STORE_OP_VERSION_DEL,
+                .bucket = p->bucket,
+                .key = p->key,
+                .version_id = hv->version_id,
+            };
+            free_later(b, hv->layout, hv->layout_len);
+        } else if (want != hv->flags || (k == dec.winner && k != dec.prev_winner)) {
+            store_version *rv = &b->refile[b->n_refile++];
+            *rv = *hv;
+            rv->flags = want;
+            b->ops[b->n_ops++] = (store_index_op){
+                .type = STORE_OP_VERSION_PUT,
+                .op_flags = k == dec.winner ? STORE_OPF_CURRENT : 0,
+                .bucket = p->bucket,
+                .key = p->key,
+                .version = rv,
+            };
+        }
     }
-out:
-    store_version_rec_free(cur);
-    return rc;
+    return 0;
 }
 
 static int
@@ -256,7 +375,8 @@ plan_delete(engine *e, engine__batch *b, const Meridian__ObjectDelete *d)
         .key = d->key,
         .version_id = d->version_id,
     };
-    b->frees[b->n_free++] = old;
+    b->alive[b->n_alive++] = old;
+    free_later(b, store_version_rec_get(old)->layout, store_version_rec_get(old)->layout_len);
     return 0;
 }
 
@@ -302,28 +422,78 @@ touches(const engine__batch *b, const char *bucket, const char *key)
     return 0;
 }
 
-int
-engine__batch_add(engine *e, engine__batch *b, Meridian__WalRecord *rec, uint64_t lsn)
+/* A put or delete marker into a bucket this site has no record of: the
+ * bucket's create is still in flight from another origin, or the bucket was
+ * deleted concurrently with this write (docs/conflicts.md, "Buckets"). Either
+ * way the bucket is treated as live, so the write is never lost: a bucket
+ * record is planned (hlc 0, so any real create or delete settles it). */
+static int
+plan_revive(engine *e, engine__batch *b, size_t i, const char *bucket)
 {
-    const char *bucket, *key;
-    size_t i;
+    Meridian__BucketCreate bc = MERIDIAN__BUCKET_CREATE__INIT;
+    void *blob = NULL;
+    size_t len = 0, n;
+    int rc = store_bucket_get(e->st, bucket, &blob, &len);
+
+    free(blob);
+    if (rc != MRD_ENOTFOUND)
+        return rc;
+    bc.bucket = (char *)bucket;
+    bc.owner = "";
+    bc.region = (char *)e->conf->region;
+    n = meridian__bucket_create__get_packed_size(&bc);
+    if (!(b->revive[i] = malloc(n ? n : 1)))
+        return -ENOMEM;
+    meridian__bucket_create__pack(&bc, b->revive[i]);
+    b->ops[b->n_ops++] = (store_index_op){
+        .type = STORE_OP_BUCKET_PUT, .bucket = bucket, .blob = b->revive[i], .blob_len = n};
+    pthread_mutex_lock(&e->ap_mu);
+    e->buckets_revived++;
+    pthread_mutex_unlock(&e->ap_mu);
+    return 0;
+}
+
+/* A peer's bucket delete applies only when the bucket holds no live
+ * object here and the delete is not older than the bucket's create (the
+ * existence register of docs/conflicts.md); otherwise the bucket stays. */
+static int
+replicated_delete_wins(engine *e, const Meridian__BucketDelete *bd)
+{
+    Meridian__BucketCreate *bc;
+    void *blob = NULL;
+    size_t len = 0;
+    int live = 0, wins = 1;
+
+    if (store_bucket_get(e->st, bd->bucket, &blob, &len) != 0)
+        return 0; /* nothing to delete */
+    bc = meridian__bucket_create__unpack(NULL, len, blob);
+    if (bc && bc->hlc > bd->hlc)
+        wins = 0; /* re-created after this delete */
+    if (bc)
+        meridian__bucket_create__free_unpacked(bc, NULL);
+    free(blob);
+    if (wins &&
+        store_index_list(e->st, bd->bucket, NULL, NULL, NULL, 0, engine__find_live, &live) == 0 &&
+        live)
+        wins = 0;
+    if (!wins) {
+        pthread_mutex_lock(&e->ap_mu);
+        e->buckets_revived++;
+        pthread_mutex_unlock(&e->ap_mu);
+    }
+    return wins;
+}
+
+/* Plans one record (a local one, or the original inside a replicated one)
+ * into slot i. */
+static int
+plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int replicated)
+{
     put_view pv;
     int rc = 0;
 
-    record_target(rec, &bucket, &key);
-    if (b->n_recs == BATCH_RECS || touches(b, bucket, key)) {
-        if ((rc = engine__batch_flush(e, b)) != 0) {
-            wal_record_free(rec);
-            return rc;
-        }
-    }
-    i = b->n_recs++;
-    assert(i < BATCH_RECS);
-    b->recs[i] = rec;
-    b->bkt[i] = bucket;
-    b->key[i] = key;
-    b->lsn = lsn;
     memset(&pv, 0, sizeof(pv));
+    pv.replicated = replicated;
     switch (rec->body_case) {
     case MERIDIAN__WAL_RECORD__BODY_BUCKET_CREATE: {
         Meridian__BucketCreate *bc = rec->bucket_create;
@@ -336,37 +506,36 @@ engine__batch_add(engine *e, engine__batch *b, Meridian__WalRecord *rec, uint64_
         break;
     }
     case MERIDIAN__WAL_RECORD__BODY_BUCKET_DELETE:
-        b->ops[b->n_ops++] =
-            (store_index_op){.type = STORE_OP_BUCKET_DEL, .bucket = rec->bucket_delete->bucket};
+        if (!replicated || replicated_delete_wins(e, rec->bucket_delete))
+            b->ops[b->n_ops++] =
+                (store_index_op){.type = STORE_OP_BUCKET_DEL, .bucket = rec->bucket_delete->bucket};
         break;
     case MERIDIAN__WAL_RECORD__BODY_OBJECT_PUT: {
         Meridian__ObjectPut *op = rec->object_put;
-        pv = (put_view){.bucket = op->bucket,
-                        .key = op->key,
-                        .version_id = op->version_id,
-                        .etag = op->etag,
-                        .content_type = op->content_type,
-                        .vv = op->vv,
-                        .hlc = op->hlc,
-                        .size = op->size,
-                        .meta = op->user_meta,
-                        .n_meta = op->n_user_meta,
-                        .layout = op->layout.data,
-                        .layout_len = op->layout.len};
-        rc = plan_version(e, b, i, &pv);
+        pv.bucket = op->bucket;
+        pv.key = op->key;
+        pv.version_id = op->version_id;
+        pv.etag = op->etag;
+        pv.content_type = op->content_type;
+        pv.vv = op->vv;
+        pv.hlc = op->hlc;
+        pv.size = op->size;
+        pv.meta = op->user_meta;
+        pv.n_meta = op->n_user_meta;
+        pv.layout = op->layout.data;
+        pv.layout_len = op->layout.len;
         break;
     }
     case MERIDIAN__WAL_RECORD__BODY_DELETE_MARKER: {
         Meridian__DeleteMarker *dm = rec->delete_marker;
-        pv = (put_view){.bucket = dm->bucket,
-                        .key = dm->key,
-                        .version_id = dm->version_id,
-                        .etag = "",
-                        .content_type = "",
-                        .vv = dm->vv,
-                        .hlc = dm->hlc,
-                        .marker = 1};
-        rc = plan_version(e, b, i, &pv);
+        pv.bucket = dm->bucket;
+        pv.key = dm->key;
+        pv.version_id = dm->version_id;
+        pv.etag = "";
+        pv.content_type = "";
+        pv.vv = dm->vv;
+        pv.hlc = dm->hlc;
+        pv.marker = 1;
         break;
     }
     case MERIDIAN__WAL_RECORD__BODY_OBJECT_DELETE:
@@ -374,10 +543,67 @@ engine__batch_add(engine *e, engine__batch *b, Meridian__WalRecord *rec, uint64_
         break;
     default:
         /* Record kinds this build does not apply yet (bucket config,
-         * multipart, replicated): they still advance the LSN. */
+         * multipart): they still advance the LSN. */
         break;
     }
+    if (rc == 0 && pv.bucket) {
+        if (replicated && !pv.marker)
+            rc = plan_revive(e, b, i, pv.bucket);
+        if (rc == 0)
+            rc = plan_version(e, b, i, &pv);
+    }
     return rc;
+}
+
+int
+engine__batch_add(engine *e, engine__batch *b, Meridian__WalRecord *rec, uint64_t lsn)
+{
+    Meridian__WalRecord *target = rec, *inner = NULL;
+    const char *bucket, *key;
+    size_t i;
+    int rc = 0;
+
+    if (rec->body_case == MERIDIAN__WAL_RECORD__BODY_REPLICATED_APPLY) {
+        Meridian__ReplicatedApply *ra = rec->replicated_apply;
+        rc = wal_record_decode((uint16_t)ra->original_type, ra->original.data, ra->original.len,
+                               &inner);
+        if (rc != 0) {
+            wal_record_free(rec);
+            return rc;
+        }
+        target = inner;
+    }
+    record_target(target, &bucket, &key);
+    if (b->n_recs == BATCH_RECS || b->n_ops + REC_OPS_MAX > BATCH_OPS ||
+        b->n_alive + HELD_MAX + 1 > BATCH_OPS || b->n_free + HELD_MAX + 1 > BATCH_OPS ||
+        touches(b, bucket, key)) {
+        if ((rc = engine__batch_flush(e, b)) != 0) {
+            wal_record_free(rec);
+            wal_record_free(inner);
+            return rc;
+        }
+    }
+    i = b->n_recs++;
+    assert(i < BATCH_RECS);
+    b->recs[i] = rec;
+    b->inner[i] = inner;
+    b->bkt[i] = bucket;
+    b->key[i] = key;
+    b->lsn = lsn;
+    if ((rc = plan_record(e, b, i, target, inner != NULL)) != 0)
+        return rc;
+    if (inner) {
+        Meridian__ReplicatedApply *ra = rec->replicated_apply;
+        b->ra_origin[i] = ra->origin_site;
+        b->ra_lsn[i] = ra->origin_lsn;
+        snprintf(b->ra_key[i], sizeof(b->ra_key[i]), ENGINE_RA_KEY_FMT, ra->origin_site);
+        snprintf(b->ra_val[i], sizeof(b->ra_val[i]), "%llu", (unsigned long long)ra->origin_lsn);
+        b->ops[b->n_ops++] = (store_index_op){.type = STORE_OP_META_PUT,
+                                              .key = b->ra_key[i],
+                                              .blob = b->ra_val[i],
+                                              .blob_len = strlen(b->ra_val[i])};
+    }
+    return 0;
 }
 
 int

@@ -295,8 +295,14 @@ engine_open(const engine_opts *o, engine **out)
         report(o, "store: ", mrd_strerror(rc));
         goto fail;
     }
-    if ((rc = open_wal(e, o)) != 0)
+    if ((rc = engine__ra_load(e)) != 0 || (rc = open_wal(e, o)) != 0)
         goto fail;
+    for (int i = 0; i < e->n_ra; i++) {
+        e->ra[i].appended = e->ra[i].applied;
+        /* the WAL holds segments until every peer has acked them */
+        if ((rc = wal_peer_add(e->w, e->ra[i].origin, 0)) != 0 && rc != MRD_EEXIST)
+            goto fail;
+    }
     if (!(e->workers = calloc((size_t)e->n_workers, sizeof(pthread_t)))) {
         rc = -ENOMEM;
         goto fail;
@@ -380,6 +386,7 @@ engine_get_status(engine *e, engine_status *out)
     out->mutations = e->mutations;
     out->apply_batches = e->apply_batches;
     out->apply_errors = e->apply_errors;
+    out->buckets_revived = e->buckets_revived;
     out->failed = e->failed || ws.failed;
     pthread_mutex_unlock(&e->ap_mu);
     return 0;

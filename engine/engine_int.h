@@ -69,9 +69,35 @@ struct engine {
 
     /* status (under ap_mu) */
     uint64_t applied_lsn, mutations, apply_batches, apply_errors;
+    uint64_t buckets_revived;
     int failed;
+
+    /* Replication progress per origin site (engine_repl.c), one slot per
+     * configured peer, fixed at open. appended: highest origin LSN handed to
+     * the WAL (under mut_mu; the duplicate filter). applied: highest origin
+     * LSN every record at or below which is in the index (under ap_mu). */
+    struct engine__ra {
+        uint32_t origin;
+        uint64_t appended, applied;
+        uint64_t records, duplicates;
+    } ra[MRD_MAX_PEERS];
+    int n_ra;
 };
 
+/* Index meta key of the applied origin LSN ("repl.applied.<site>"). */
+#define ENGINE_RA_KEY_FMT "repl.applied.%u"
+
+/* engine_repl.c: loads progress at open (before replay), raises applied
+ * after an index commit. */
+int engine__ra_load(engine *e);
+void engine__ra_applied(engine *e, uint32_t origin, uint64_t lsn);
+/* store_list_cb: sets *(int *)user when a key has a live (non-marker)
+ * current version, and stops. */
+int engine__find_live(void *user, const char *key, const store_version *v);
+
+/* Packs rec (type = its oneof) and appends it to the WAL; the applier
+ * applies it and cb runs once it is in the index. Call under mut_mu. */
+int engine__append(engine *e, Meridian__WalRecord *rec, uint16_t type, engine_cb cb, void *ud);
 /* Queues cb(ud, status) on the completion queue. */
 void engine__complete(engine *e, engine_cb cb, void *ud, int status);
 

@@ -88,8 +88,8 @@ append_done(void *ud, int status, uint64_t lsn)
 }
 
 /* Packs rec and appends it; on success the applier owns the rest. */
-static int
-append(engine *e, Meridian__WalRecord *rec, uint16_t type, engine_cb cb, void *ud)
+int
+engine__append(engine *e, Meridian__WalRecord *rec, uint16_t type, engine_cb cb, void *ud)
 {
     engine__pending *p = calloc(1, sizeof(*p));
     int rc;
@@ -130,8 +130,8 @@ bucket_exists(engine *e, const char *bucket)
     return rc;
 }
 
-static int
-find_live_object(void *user, const char *key, const store_version *v)
+int
+engine__find_live(void *user, const char *key, const store_version *v)
 {
     (void)key;
     if (!(v->flags & STORE_VF_DELETE_MARKER)) {
@@ -198,13 +198,13 @@ do_mutation(mut *m)
         bc.region = (char *)e->conf->region;
         rec.body_case = MERIDIAN__WAL_RECORD__BODY_BUCKET_CREATE;
         rec.bucket_create = &bc;
-        return append(e, &rec, WAL_REC_BUCKET_CREATE, m->cb, m->ud);
+        return engine__append(e, &rec, WAL_REC_BUCKET_CREATE, m->cb, m->ud);
     }
     case MUT_BUCKET_DELETE: {
         Meridian__BucketDelete bd = MERIDIAN__BUCKET_DELETE__INIT;
         if ((rc = bucket_exists(e, m->bucket)) != 0)
             return rc;
-        rc = store_index_list(e->st, m->bucket, NULL, NULL, NULL, 0, find_live_object, &live);
+        rc = store_index_list(e->st, m->bucket, NULL, NULL, NULL, 0, engine__find_live, &live);
         if (rc != 0)
             return rc;
         if (live)
@@ -213,7 +213,7 @@ do_mutation(mut *m)
         bd.hlc = mrd_hlc_now(e->hlc);
         rec.body_case = MERIDIAN__WAL_RECORD__BODY_BUCKET_DELETE;
         rec.bucket_delete = &bd;
-        return append(e, &rec, WAL_REC_BUCKET_DELETE, m->cb, m->ud);
+        return engine__append(e, &rec, WAL_REC_BUCKET_DELETE, m->cb, m->ud);
     }
     case MUT_PUT: {
         Meridian__ObjectPut op = MERIDIAN__OBJECT_PUT__INIT;
@@ -237,7 +237,7 @@ do_mutation(mut *m)
         op.versioned = 0;
         rec.body_case = MERIDIAN__WAL_RECORD__BODY_OBJECT_PUT;
         rec.object_put = &op;
-        return append(e, &rec, WAL_REC_OBJECT_PUT, m->cb, m->ud);
+        return engine__append(e, &rec, WAL_REC_OBJECT_PUT, m->cb, m->ud);
     }
     case MUT_DELETE: {
         Meridian__DeleteMarker dm = MERIDIAN__DELETE_MARKER__INIT;
@@ -259,7 +259,7 @@ do_mutation(mut *m)
         dm.hlc = now;
         rec.body_case = MERIDIAN__WAL_RECORD__BODY_DELETE_MARKER;
         rec.delete_marker = &dm;
-        return append(e, &rec, WAL_REC_DELETE_MARKER, m->cb, m->ud);
+        return engine__append(e, &rec, WAL_REC_DELETE_MARKER, m->cb, m->ud);
     }
     }
     return MRD_EINVAL;

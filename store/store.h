@@ -303,6 +303,9 @@ typedef enum {
     STORE_OP_VERSION_DEL, /* remove a version; clears the current pointer if it was current */
     STORE_OP_CURRENT_SET, /* make an existing version current (MRD_ENOTFOUND if absent) */
     STORE_OP_CURRENT_DEL, /* key has no current version */
+    STORE_OP_META_PUT,    /* key -> blob in the generic meta keyspace (store_meta_get);
+                             bucket is ignored: lets state such as replication
+                             progress commit atomically with the records it covers */
 } store_index_op_type;
 
 #define STORE_OPF_CURRENT 0x1u

@@ -305,6 +305,13 @@ apply_one(store *s, MDB_txn *txn, const store_index_op *op)
     int kl, rc;
     MDB_val k, v;
 
+    if (op->type == STORE_OP_META_PUT) {
+        if (!op->key || !op->key[0] || strlen(op->key) >= 400 || (!op->blob && op->blob_len))
+            return MRD_EINVAL;
+        k = (MDB_val){strlen(op->key), (void *)op->key};
+        v = (MDB_val){op->blob_len, (void *)(op->blob ? op->blob : "")};
+        return store__mdb_err(mdb_put(txn, s->dbi_meta, &k, &v, 0));
+    }
     if (!op->bucket || !op->bucket[0])
         return MRD_EINVAL;
     switch (op->type) {
@@ -377,6 +384,8 @@ apply_one(store *s, MDB_txn *txn, const store_index_op *op)
             return kl;
         k = (MDB_val){(size_t)kl, kb};
         return del_ok(mdb_del(txn, s->dbi_cur, &k, NULL));
+    case STORE_OP_META_PUT:
+        break; /* handled above */
     }
     return MRD_EINVAL;
 }
