@@ -171,6 +171,9 @@ open_engine(gw_daemon *d)
     }
     MRD_INFO("engine.open", "replayed=%llu ms=%.1f %s", (unsigned long long)replayed,
              (double)(mrd_clock_mono_ns() - t0) / 1e6, report);
+    /* opened late (drives came back): replication starts streaming now */
+    if (d->replicator && (rc = repl_attach_engine(d->replicator, d->eng)) != 0)
+        MRD_ERROR("repl.attach_failed", "error=\"%s\"", mrd_strerror(rc));
     return 0;
 }
 
@@ -288,6 +291,8 @@ start_replicator(gw_daemon *d)
     rc = repl_new(d->base, &ro, &d->replicator);
     if (rc == 0)
         rc = repl_start(d->replicator);
+    if (rc == 0 && d->eng)
+        rc = repl_attach_engine(d->replicator, d->eng);
     if (rc != 0)
         fprintf(stderr, "meridiand: cannot start the replicator: %s\n", mrd_strerror(rc));
     return rc;
@@ -487,10 +492,10 @@ main(int argc, char **argv)
 out:
     gw_http_server_free(d.s3);
     gw_http_server_free(d.admin);
+    repl_free(d.replicator); /* closes its WAL readers: before the engine */
     if (d.eng_ev)
         event_free(d.eng_ev);
     engine_close(d.eng);
-    repl_free(d.replicator);
     if (d.repl)
         evconnlistener_free(d.repl);
     if (d.sig_term)

@@ -38,6 +38,8 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "engine.h"
+
 void
 repl_opts_init(repl_opts *o)
 {
@@ -105,7 +107,13 @@ repl__local_state(repl *r, repl__msg *m)
     m->st.hlc = mrd_hlc_now(r->hlc);
     m->st.high_water_lsn = r->o.local_high_water ? r->o.local_high_water(r->o.user_data) : 0;
     m->st.boot_id = r->boot_id;
-    if (r->o.local_applied) {
+    if (r->eng) {
+        /* what we have applied of each peer's records, as the peer must
+         * resume sending from it */
+        for (int i = 0; i < r->n_peers && m->st.n_applied < REPL_MAX_APPLIED; i++)
+            m->st.applied[m->st.n_applied++] =
+                (repl_applied){r->peers[i].id, r->peers[i].rx_applied};
+    } else if (r->o.local_applied) {
         int n = r->o.local_applied(r->o.user_data, m->st.applied, REPL_MAX_APPLIED);
 
         m->st.n_applied = n < 0 ? 0 : n > REPL_MAX_APPLIED ? REPL_MAX_APPLIED : n;
@@ -164,6 +172,19 @@ fill_info(const repl_peer *p, uint64_t now_ns, repl_peer_info *out)
     out->bytes_in = p->bytes_in;
     out->bytes_out = p->bytes_out;
     memcpy(out->last_error, p->last_error, sizeof(out->last_error));
+    repl__tx_fill(p, out);
+    if (p->r->eng) {
+        engine_status st;
+        if (engine_get_status(p->r->eng, &st) == 0 && st.wal_durable_lsn > out->acked_lsn)
+            out->lag_records = st.wal_durable_lsn - out->acked_lsn;
+        out->lag_ms = repl__tx_lag_ms(p, now_ns);
+    }
+    out->applied_from_peer = p->rx_applied;
+    out->records_received = p->rx_records;
+    out->objects_received = p->rx_objects;
+    out->data_bytes_received = p->rx_bytes;
+    out->receive_errors = p->rx_errors;
+    out->duplicates_received = p->rx_duplicates;
 }
 
 void
@@ -207,6 +228,57 @@ tick_cb(evutil_socket_t fd, short what, void *ud)
     r->tick++;
     for (int i = 0; i < r->n_peers; i++)
         repl__client_tick(&r->peers[i]);
+}
+
+/* Every REPL_PUMP_MS: senders look for new durable records, receivers
+ * expire batches whose predecessor never came. */
+static void
+pump_cb(evutil_socket_t fd, short what, void *ud)
+{
+    repl *r = ud;
+
+    for (int i = 0; i < r->n_peers; i++) {
+        repl_peer *p = &r->peers[i];
+
+        repl__rx_tick(p);
+        repl__tx_pump(p);
+        if (p->conn) {
+            repl__conn *c = p->conn;
+            repl__conn_flush(c);
+            if (c->dead)
+                repl__conn_reap(c);
+        }
+    }
+}
+
+int
+repl_attach_engine(repl *r, struct engine *e)
+{
+    engine_repl_state st[MRD_MAX_PEERS];
+    struct timeval tv = {0, REPL_PUMP_MS * 1000};
+    int n;
+
+    if (!r || !e || r->eng)
+        return MRD_EINVAL;
+    n = engine_repl_progress(e, st, MRD_MAX_PEERS);
+    if (n < 0)
+        return n;
+    r->pump_ev = event_new(r->base, -1, EV_PERSIST, pump_cb, r);
+    if (!r->pump_ev)
+        return -ENOMEM;
+    r->eng = e;
+    for (int i = 0; i < r->n_peers; i++) {
+        repl_peer *p = &r->peers[i];
+
+        for (int k = 0; k < n; k++)
+            if (st[k].origin == p->id)
+                p->rx_applied = st[k].applied;
+        if (p->conn && p->hello_done)
+            repl__tx_on_connected(p);
+    }
+    event_add(r->pump_ev, &tv);
+    MRD_INFO("repl.engine_attached", "peers=%d", r->n_peers);
+    return 0;
 }
 
 static void
@@ -342,6 +414,8 @@ repl_new(struct event_base *base, const repl_opts *o, repl **out)
         p->addr = o->peers[i].replication;
         repl__health_init(&p->health, r->o.down_after, r->o.up_after, now);
         rc = repl__client_init(p);
+        if (rc == 0)
+            rc = repl__tx_new(p);
         if (rc < 0)
             goto fail;
     }
@@ -394,6 +468,14 @@ repl_free(repl *r)
         r->inbound = c->next;
         repl__conn_free(c);
     }
+    /* every stream is gone now; then the queues and the WAL readers, which
+     * must be closed before the engine closes the WAL */
+    for (int i = 0; i < r->n_peers; i++) {
+        repl__rx_peer_free(&r->peers[i]);
+        repl__tx_free(&r->peers[i]);
+    }
+    if (r->pump_ev)
+        event_free(r->pump_ev);
     if (r->listener) {
         if (r->own_listener) {
             evconnlistener_free(r->listener);

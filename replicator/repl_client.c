@@ -139,9 +139,8 @@ repl__client_on_connected(repl__conn *c)
         repl__conn_fail(c, "cannot submit hello");
 }
 
-/* Checks a complete response; NULL when it is good, else why not. */
-static const char *
-check_response(repl__conn *c, repl__stream *s, uint32_t error_code, repl__msg *m)
+const char *
+repl__client_check_auth(repl__conn *c, repl__stream *s, uint32_t error_code)
 {
     repl_peer *p = c->peer;
     repl *r = c->r;
@@ -178,6 +177,18 @@ check_response(repl__conn *c, repl__stream *s, uint32_t error_code, repl__msg *m
     }
     if (site != p->id)
         return "response from an unexpected site id";
+    return NULL;
+}
+
+/* Checks a complete Hello or Heartbeat response; NULL when it is good. */
+static const char *
+check_response(repl__conn *c, repl__stream *s, uint32_t error_code, repl__msg *m)
+{
+    repl_peer *p = c->peer;
+    const char *why = repl__client_check_auth(c, s, error_code);
+
+    if (why)
+        return why;
     if (repl__msg_decode(s->in.data, s->in.len, s->kind == REPL__ST_HELLO, m) < 0)
         return "malformed response body";
     if (m->st.site_id != p->id)
@@ -194,6 +205,10 @@ repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code
     const char *why;
     repl__msg m;
 
+    if (s->kind == REPL__ST_RECORDS) {
+        repl__tx_on_stream_close(c, s, error_code);
+        return;
+    }
     if (s->kind != REPL__ST_HELLO && s->kind != REPL__ST_HEARTBEAT)
         return; /* streams of other kinds have their own owners */
     if (s->kind == REPL__ST_HEARTBEAT) {
@@ -220,6 +235,7 @@ repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code
                  c->remote, (unsigned long long)p->high_water);
         if (!p->hb && send_message(p, REPL__ST_HEARTBEAT) < 0)
             repl__conn_fail(c, "cannot submit heartbeat");
+        repl__tx_on_connected(p);
         return;
     }
     if (why) {
@@ -254,6 +270,7 @@ repl__client_on_closed(repl__conn *c)
                   c->remote, c->why, p->backoff_attempt);
     if (!p->last_error[0] || p->hello_done)
         snprintf(p->last_error, sizeof(p->last_error), "%s", c->why);
+    repl__tx_on_disconnected(p);
     p->conn = NULL;
     p->hello_done = 0;
     repl__conn_free(c);

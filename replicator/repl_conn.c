@@ -113,6 +113,10 @@ repl__stream_unlink_free(repl__conn *c, repl__stream *s)
             break;
         }
     }
+    if (s->ctx && s->kind == REPL__ST_RECORDS)
+        repl__tx_stream_gone(s);
+    else if (s->ctx)
+        repl__rx_stream_gone(s);
     mrd_buf_free(&s->in);
     mrd_buf_free(&s->out);
     free(s);
@@ -201,8 +205,14 @@ data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8
     repl__conn *c = ud;
     repl__stream *s = nghttp2_session_get_stream_user_data(h2, stream_id);
 
-    if (!s)
+    if (!s) {
+        nghttp2_session_consume(h2, stream_id, len);
         return 0;
+    }
+    if (!c->is_client && strcmp(s->path, REPL_PATH_RECORDS) == 0)
+        return repl__rx_data(c, s, data, len) < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
+    /* control bodies are small: their window goes back at once */
+    nghttp2_session_consume(h2, stream_id, len);
     if (s->too_big || s->in.len + len > REPL_MAX_CTRL_BODY) {
         if (!s->too_big && !c->is_client) {
             /* Answer at once; nghttp2 resets the rest of the request with
@@ -257,16 +267,47 @@ body_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, size_t length
              uint32_t *data_flags, nghttp2_data_source *source, void *ud)
 {
     repl__stream *s = source->ptr;
+    repl__conn *c = ud;
     size_t n = s->out.len - s->out_off;
+    long more;
+    int eof = 0;
 
     if (n > length)
         n = length;
     if (n)
         memcpy(buf, s->out.data + s->out_off, n);
     s->out_off += n;
-    if (s->out_off >= s->out.len)
+    if (s->out_off < s->out.len)
+        return (ssize_t)n;
+    if (s->kind != REPL__ST_RECORDS) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-    return (ssize_t)n;
+        return (ssize_t)n;
+    }
+    /* a records request: the object data follows the framed batch */
+    more = repl__tx_body(c, s, buf + n, length - n, &eof);
+    if (more == REPL__BODY_FAIL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (more == REPL__BODY_DEFERRED)
+        return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+    if (eof)
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)(n + (size_t)more);
+}
+
+void
+repl__conn_resume(repl__conn *c, int32_t stream_id)
+{
+    if (!c->dead && nghttp2_session_resume_data(c->h2, stream_id) == 0)
+        repl__conn_flush(c);
+}
+
+void
+repl__conn_consume(repl__conn *c, int32_t stream_id, size_t n)
+{
+    /* no send here: this may run inside an nghttp2 callback; the caller
+     * flushes when it is outside one */
+    if (!c->dead && n)
+        nghttp2_session_consume(c->h2, stream_id, n);
 }
 
 /* ---- submitting --------------------------------------------------------- */
@@ -459,6 +500,9 @@ make_session(repl__conn *c)
         return -ENOMEM;
     }
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    /* Windows go back only when the bytes are dealt with: control bodies at
+     * once, object data once the store has it (repl_recv.c). */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_peer_max_concurrent_streams(opt, REPL_MAX_STREAMS);
     rv = c->is_client ? nghttp2_session_client_new2(&c->h2, cbs, c, opt)
                       : nghttp2_session_server_new2(&c->h2, cbs, c, opt);

@@ -23,6 +23,7 @@ typedef struct nghttp2_session nghttp2_session;
 #define REPL_PROTOCOL_VERSION 1
 #define REPL_PATH_HELLO       "/repl/v1/hello"
 #define REPL_PATH_HEARTBEAT   "/repl/v1/heartbeat"
+#define REPL_PATH_RECORDS     "/repl/v1/records"
 #define REPL_HDR_SITE         "x-meridian-site-id"
 #define REPL_HDR_TIME         "x-meridian-time"
 #define REPL_HDR_AUTH         "x-meridian-auth"
@@ -42,6 +43,17 @@ typedef struct nghttp2_session nghttp2_session;
 #define REPL_IDLE_MIN_MS      30000 /* inbound: idle cut, at least 5 intervals */
 #define REPL_MAX_APPLIED      (MRD_MAX_PEERS + 1)
 #define REPL_HDR_VALUE_MAX    128
+
+/* Record streams (repl_send.c, repl_recv.c, PROTOCOL.md section 6). */
+#define REPL_MAX_BATCH_HEAD (8u << 20) /* largest framed RecordBatch accepted */
+#define REPL_MAX_RECORDS    4096       /* records per batch */
+#define REPL_BATCH_BYTES    (1u << 20) /* the sender closes a batch at this size */
+#define REPL_BATCH_RECORDS  1024       /* ... or at this many records */
+#define REPL_CHUNK          (1u << 20) /* object data moved per store job */
+#define REPL_INFLIGHT_MAX   16         /* record requests in flight per peer */
+#define REPL_INFLIGHT_BYTES (64ull << 20)
+#define REPL_REORDER_MAX_MS 30000 /* a batch waiting this long for its predecessor fails */
+#define REPL_PUMP_MS        5     /* how often an idle sender looks for new records */
 
 /* ------------------------------------------------------------------------ */
 /* Authentication (repl_auth.c): pure functions                             */
@@ -111,6 +123,35 @@ int repl__msg_encode(const repl__msg *m, mrd_buf *out);
  * are more than REPL_MAX_APPLIED applied entries. */
 int repl__msg_decode(const void *data, size_t len, int is_hello, repl__msg *out);
 
+/* A parsed RecordBatch (repl_msg.c). Payload pointers point into the
+ * decoded message, valid until repl__batch_free. */
+typedef struct repl__rec {
+    uint64_t lsn;
+    uint16_t type;
+    const uint8_t *payload;
+    size_t len;
+    uint64_t data_size;
+} repl__rec;
+
+typedef struct repl__batch {
+    uint64_t first, last;
+    size_t n;
+    repl__rec *recs;
+    void *pb; /* the protobuf-c message */
+} repl__batch;
+
+/* Decodes and checks a RecordBatch: 1 <= first <= last; records in strictly
+ * increasing LSN order inside [first, last]; types 1..7 (never a replicated
+ * apply); at most REPL_MAX_RECORDS; only the last record may carry data.
+ * MRD_EPROTO when any of it fails (why in *reason, static). */
+int repl__batch_parse(const void *data, size_t len, repl__batch *out, const char **reason);
+void repl__batch_free(repl__batch *b);
+/* Packs a RecordBatch from recs[0..n) into out, after a 4-byte big-endian
+ * length (the framing of a records request body). */
+int repl__batch_pack(uint64_t first, uint64_t last, const repl__rec *recs, size_t n, mrd_buf *out);
+int repl__ack_encode(uint32_t origin, uint64_t applied, mrd_buf *out);
+int repl__ack_decode(const void *data, size_t len, uint32_t *origin, uint64_t *applied);
+
 /* ------------------------------------------------------------------------ */
 /* Health machine (repl_health.c): pure, times passed in                    */
 /* ------------------------------------------------------------------------ */
@@ -163,11 +204,16 @@ struct repl__stream {
     char auth[REPL_HDR_VALUE_MAX];
     char req_auth[65]; /* client: the request's signature */
     mrd_buf in;        /* received body, <= REPL_MAX_CTRL_BODY */
-    mrd_buf out;       /* body to send */
+    mrd_buf out;       /* body to send (a records request: the framed batch) */
     size_t out_off;
+    void *ctx; /* records: the sender's item (client) or the receive state (server) */
 };
 
-enum { REPL__ST_HELLO = 1, REPL__ST_HEARTBEAT = 2, REPL__ST_SERVER = 3 };
+enum { REPL__ST_HELLO = 1, REPL__ST_HEARTBEAT = 2, REPL__ST_SERVER = 3, REPL__ST_RECORDS = 4 };
+
+/* repl__tx_body's answers besides a byte count. */
+#define REPL__BODY_DEFERRED (-1)
+#define REPL__BODY_FAIL     (-2)
 
 struct repl__conn {
     repl *r;
@@ -204,8 +250,14 @@ repl__stream *repl__stream_find(repl__conn *c, int32_t id);
 void repl__stream_unlink_free(repl__conn *c, repl__stream *s);
 /* Submits a response with the three auth headers and body (may be empty). */
 int repl__submit_response(repl__conn *c, repl__stream *s, int status, const void *body, size_t len);
-/* Submits a signed POST of s->out to path; s->req_auth is filled. */
+/* Submits a signed POST of s->out to path; s->req_auth is filled. For a
+ * REPL__ST_RECORDS stream the body goes on after s->out with the object data
+ * repl__tx_body supplies, and the signature covers s->out only. */
 int repl__submit_request(repl__conn *c, repl__stream *s, const char *path);
+/* Resumes a stream whose body returned REPL__BODY_DEFERRED. */
+void repl__conn_resume(repl__conn *c, int32_t stream_id);
+/* Returns n received DATA bytes of a stream to the flow-control windows. */
+void repl__conn_consume(repl__conn *c, int32_t stream_id, size_t n);
 /* Frees a dead connection at a safe point (called by the owner). Client and
  * server differ in what they tidy up. */
 void repl__conn_reap(repl__conn *c);
@@ -217,6 +269,37 @@ void repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error
 void repl__server_on_request(repl__conn *c, repl__stream *s);
 void repl__server_on_closed(repl__conn *c);
 void repl__server_on_stream_close(repl__conn *c, repl__stream *s);
+/* Authenticates a request whose signed body is body[0..len): on success
+ * returns its peer (binding the connection); on failure answers it (401) and
+ * returns NULL. */
+repl_peer *repl__server_auth(repl__conn *c, repl__stream *s, const void *body, size_t len);
+/* Answers a request with a one-line text/plain body. */
+void repl__server_answer_text(repl__conn *c, repl__stream *s, int status, const char *text);
+/* Checks a response's status and signature; NULL when good, else why not. */
+const char *repl__client_check_auth(repl__conn *c, repl__stream *s, uint32_t error_code);
+
+/* Sender (repl_send.c). */
+int repl__tx_new(repl_peer *p);
+void repl__tx_free(repl_peer *p);
+void repl__tx_on_connected(repl_peer *p);
+void repl__tx_on_disconnected(repl_peer *p);
+void repl__tx_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code);
+void repl__tx_stream_gone(repl__stream *s);
+/* More body for a records stream: a byte count (0 = none), or
+ * REPL__BODY_DEFERRED / REPL__BODY_FAIL; *eof set at the end. */
+long repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof);
+void repl__tx_pump(repl_peer *p);
+/* The sender's and receiver's figures in a peer snapshot. */
+void repl__tx_fill(const repl_peer *p, repl_peer_info *out);
+/* Age of the oldest durable record the peer has not acked, in ms. */
+double repl__tx_lag_ms(const repl_peer *p, uint64_t now_ns);
+
+/* Receiver (repl_recv.c). */
+int repl__rx_data(repl__conn *c, repl__stream *s, const uint8_t *data, size_t len);
+void repl__rx_end(repl__conn *c, repl__stream *s);
+void repl__rx_stream_gone(repl__stream *s);
+void repl__rx_peer_free(repl_peer *p);
+void repl__rx_tick(repl_peer *p);
 
 /* ------------------------------------------------------------------------ */
 /* The replicator and its peers (repl.c, repl_client.c, repl_server.c)      */
@@ -256,6 +339,15 @@ struct repl_peer {
     uint64_t bytes_in;
     uint64_t bytes_out;
     char last_error[96];
+
+    /* streaming our records to it (repl_send.c) */
+    struct repl__tx *tx;
+    /* applying its records here (repl_recv.c): batches in first-LSN order,
+     * applied one at a time */
+    struct repl__rx *rxq;
+    int rx_applying;
+    uint64_t rx_applied; /* its LSN we have applied up to */
+    uint64_t rx_records, rx_batches, rx_objects, rx_bytes, rx_errors, rx_duplicates;
 };
 
 struct repl {
@@ -282,7 +374,10 @@ struct repl {
 
     repl__conn *inbound;
     repl_stats stats;
-    uint64_t rng; /* xorshift state for backoff jitter */
+
+    struct engine *eng;    /* attached engine: record streams run only with one */
+    struct event *pump_ev; /* REPL_PUMP_MS: idle senders look for new records */
+    uint64_t rng;          /* xorshift state for backoff jitter */
 };
 
 uint64_t repl__now_ms(const repl *r);

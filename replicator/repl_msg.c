@@ -128,3 +128,132 @@ repl__msg_encode(const repl__msg *m, mrd_buf *out)
     }
     return 0;
 }
+
+/* ---- record batches and acks ------------------------------------------- */
+
+void
+repl__batch_free(repl__batch *b)
+{
+    if (!b)
+        return;
+    if (b->pb)
+        meridian__repl__record_batch__free_unpacked(b->pb, NULL);
+    free(b->recs);
+    memset(b, 0, sizeof(*b));
+}
+
+int
+repl__batch_parse(const void *data, size_t len, repl__batch *out, const char **reason)
+{
+    Meridian__Repl__RecordBatch *m;
+    repl__batch b;
+
+    memset(&b, 0, sizeof(b));
+    *reason = NULL;
+    m = meridian__repl__record_batch__unpack(NULL, len, data);
+    if (!m) {
+        *reason = "batch does not decode";
+        return MRD_EPROTO;
+    }
+    b.pb = m;
+    b.first = m->first_lsn;
+    b.last = m->last_lsn;
+    if (b.first == 0 || b.last < b.first)
+        *reason = "bad LSN range";
+    else if (m->n_records > REPL_MAX_RECORDS)
+        *reason = "too many records";
+    else if (m->n_records && !(b.recs = calloc(m->n_records, sizeof(*b.recs))))
+        *reason = "out of memory";
+    for (size_t i = 0; !*reason && i < m->n_records; i++) {
+        const Meridian__Repl__Record *r = m->records[i];
+        if (r->lsn < b.first || r->lsn > b.last || (i && r->lsn <= b.recs[i - 1].lsn))
+            *reason = "record LSNs out of order or outside the range";
+        else if (r->type == 0 || r->type >= 8)
+            *reason = "bad record type";
+        else if (r->data_size && (i + 1 != m->n_records || r->type != 1))
+            *reason = "only the last record may carry data, and only an object put";
+        else
+            b.recs[b.n++] = (repl__rec){.lsn = r->lsn,
+                                        .type = (uint16_t)r->type,
+                                        .payload = r->payload.data,
+                                        .len = r->payload.len,
+                                        .data_size = r->data_size};
+    }
+    if (*reason) {
+        repl__batch_free(&b);
+        return MRD_EPROTO;
+    }
+    *out = b;
+    return 0;
+}
+
+int
+repl__batch_pack(uint64_t first, uint64_t last, const repl__rec *recs, size_t n, mrd_buf *out)
+{
+    Meridian__Repl__RecordBatch m = MERIDIAN__REPL__RECORD_BATCH__INIT;
+    Meridian__Repl__Record *rs = calloc(n ? n : 1, sizeof(*rs));
+    Meridian__Repl__Record **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+    size_t sz;
+    int rc = -ENOMEM;
+
+    if (!rs || !ptrs)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        meridian__repl__record__init(&rs[i]);
+        rs[i].lsn = recs[i].lsn;
+        rs[i].type = recs[i].type;
+        rs[i].payload.data = (uint8_t *)recs[i].payload;
+        rs[i].payload.len = recs[i].len;
+        rs[i].data_size = recs[i].data_size;
+        ptrs[i] = &rs[i];
+    }
+    m.first_lsn = first;
+    m.last_lsn = last;
+    m.records = ptrs;
+    m.n_records = n;
+    sz = meridian__repl__record_batch__get_packed_size(&m);
+    mrd_buf_reset(out);
+    if (mrd_buf_reserve(out, sz + 4) < 0)
+        goto out;
+    out->data[0] = (uint8_t)(sz >> 24);
+    out->data[1] = (uint8_t)(sz >> 16);
+    out->data[2] = (uint8_t)(sz >> 8);
+    out->data[3] = (uint8_t)sz;
+    meridian__repl__record_batch__pack(&m, (uint8_t *)out->data + 4);
+    out->len = sz + 4;
+    rc = 0;
+out:
+    free(rs);
+    free(ptrs);
+    return rc;
+}
+
+int
+repl__ack_encode(uint32_t origin, uint64_t applied, mrd_buf *out)
+{
+    Meridian__Repl__Ack m = MERIDIAN__REPL__ACK__INIT;
+    size_t sz;
+
+    m.origin_site = origin;
+    m.applied_lsn = applied;
+    sz = meridian__repl__ack__get_packed_size(&m);
+    mrd_buf_reset(out);
+    if (mrd_buf_reserve(out, sz + 1) < 0)
+        return -ENOMEM;
+    meridian__repl__ack__pack(&m, (uint8_t *)out->data);
+    out->len = sz;
+    return 0;
+}
+
+int
+repl__ack_decode(const void *data, size_t len, uint32_t *origin, uint64_t *applied)
+{
+    Meridian__Repl__Ack *m = meridian__repl__ack__unpack(NULL, len, data);
+
+    if (!m)
+        return MRD_EPROTO;
+    *origin = m->origin_site;
+    *applied = m->applied_lsn;
+    meridian__repl__ack__free_unpacked(m, NULL);
+    return 0;
+}

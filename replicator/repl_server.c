@@ -121,8 +121,8 @@ repl__server_accept(repl *r, int fd, const char *remote)
         repl__conn_reap(c);
 }
 
-static void
-answer_text(repl__conn *c, repl__stream *s, int status, const char *text)
+void
+repl__server_answer_text(repl__conn *c, repl__stream *s, int status, const char *text)
 {
     char line[160];
     int n = snprintf(line, sizeof(line), "%s\n", text);
@@ -148,32 +148,21 @@ reject(repl__conn *c, repl__stream *s, const char *reason)
              c->remote, s->site[0] ? mrd_log_quote(s->site, q, sizeof(q)) : "-",
              s->path[0] ? s->path : "-", reason);
     c->reject = 1;
-    answer_text(c, s, 401, reason);
+    repl__server_answer_text(c, s, 401, reason);
 }
 
-void
-repl__server_on_request(repl__conn *c, repl__stream *s)
+repl_peer *
+repl__server_auth(repl__conn *c, repl__stream *s, const void *body, size_t len)
 {
     repl *r = c->r;
     repl__auth_in in;
     const char *reason = NULL;
     uint32_t site = 0;
     repl_peer *p;
-    repl__msg m, resp;
-    mrd_buf body = {0};
-    int is_hello, rc;
 
     if (c->reject) {
-        answer_text(c, s, 401, "connection already failed authentication");
-        return;
-    }
-    if (s->too_big) {
-        answer_text(c, s, 413, "body over the control message limit");
-        return;
-    }
-    if (s->bad_header) {
-        answer_text(c, s, 400, "a header is repeated, empty or too long");
-        return;
+        repl__server_answer_text(c, s, 401, "connection already failed authentication");
+        return NULL;
     }
     memset(&in, 0, sizeof(in));
     in.method = s->method[0] ? s->method : NULL;
@@ -181,22 +170,22 @@ repl__server_on_request(repl__conn *c, repl__stream *s)
     in.site = s->site[0] ? s->site : NULL;
     in.time = s->time[0] ? s->time : NULL;
     in.auth = s->auth[0] ? s->auth : NULL;
-    in.body = s->in.data;
-    in.body_len = s->in.len;
+    in.body = body;
+    in.body_len = len;
     if (repl__auth_verify(r->secret, r->secret_len, &in, repl__now_ms(r), r->o.max_clock_skew_ms,
                           &reason, &site) < 0) {
         reject(c, s, reason);
-        return;
+        return NULL;
     }
     p = repl__peer_by_id(r, site);
     if (!p) {
         reject(c, s,
                site == r->site_id ? "site id is our own" : "site id is not a configured peer");
-        return;
+        return NULL;
     }
     if (c->peer && c->peer != p) {
         reject(c, s, "site id differs from the one this connection authenticated as");
-        return;
+        return NULL;
     }
     if (!c->peer) {
         c->peer = p;
@@ -204,8 +193,41 @@ repl__server_on_request(repl__conn *c, repl__stream *s)
         p->bytes_in += c->bytes_in;
         p->bytes_out += c->bytes_out;
     }
+    p->last_inbound_ns = mrd_clock_mono_ns();
+    return p;
+}
+
+void
+repl__server_on_request(repl__conn *c, repl__stream *s)
+{
+    repl *r = c->r;
+    repl_peer *p;
+    repl__msg m, resp;
+    mrd_buf body = {0};
+    int is_hello, rc;
+    uint32_t site;
+
+    if (strcmp(s->path, REPL_PATH_RECORDS) == 0 && !s->bad_header) {
+        repl__rx_end(c, s);
+        return;
+    }
+    if (c->reject) {
+        repl__server_answer_text(c, s, 401, "connection already failed authentication");
+        return;
+    }
+    if (s->too_big) {
+        repl__server_answer_text(c, s, 413, "body over the control message limit");
+        return;
+    }
+    if (s->bad_header) {
+        repl__server_answer_text(c, s, 400, "a header is repeated, empty or too long");
+        return;
+    }
+    if (!(p = repl__server_auth(c, s, s->in.data, s->in.len)))
+        return;
+    site = p->id;
     if (strcmp(s->method, "POST") != 0) {
-        answer_text(c, s, 405, "only POST is served");
+        repl__server_answer_text(c, s, 405, "only POST is served");
         return;
     }
     if (strcmp(s->path, REPL_PATH_HELLO) == 0)
@@ -213,23 +235,22 @@ repl__server_on_request(repl__conn *c, repl__stream *s)
     else if (strcmp(s->path, REPL_PATH_HEARTBEAT) == 0)
         is_hello = 0;
     else {
-        answer_text(c, s, 404, "no such replication endpoint");
+        repl__server_answer_text(c, s, 404, "no such replication endpoint");
         return;
     }
     if (repl__msg_decode(s->in.data, s->in.len, is_hello, &m) < 0) {
-        answer_text(c, s, 400, "malformed protobuf body");
+        repl__server_answer_text(c, s, 400, "malformed protobuf body");
         return;
     }
     if (m.st.site_id != site) {
-        answer_text(c, s, 400, "body site id differs from x-meridian-site-id");
+        repl__server_answer_text(c, s, 400, "body site id differs from x-meridian-site-id");
         return;
     }
     if (is_hello && m.protocol_version != REPL_PROTOCOL_VERSION) {
-        answer_text(c, s, 400, "unsupported protocol version");
+        repl__server_answer_text(c, s, 400, "unsupported protocol version");
         return;
     }
     repl__peer_absorb(p, &m.st);
-    p->last_inbound_ns = mrd_clock_mono_ns();
     if (!is_hello)
         r->stats.heartbeats_served++;
 

@@ -211,6 +211,24 @@ struct repl_peer_info {
     uint64_t bytes_in;      /* both directions' connections, wire bytes */
     uint64_t bytes_out;
     char last_error[96]; /* why the last FAIL happened ("" if none) */
+
+    /* Our records streaming to it (zero until an engine is attached). */
+    int streaming;        /* the sender runs on the current session */
+    int needs_resync;     /* the WAL lost what it needs: anti-entropy's job */
+    uint64_t acked_lsn;   /* it has durably applied our WAL up to here */
+    uint64_t cursor_lsn;  /* ... as saved in our WAL cursor */
+    uint64_t read_lsn;    /* our WAL read (queued or sent) up to here */
+    uint64_t lag_records; /* our durable LSN minus acked_lsn */
+    double lag_ms;        /* how long acked_lsn has been behind; 0 when level */
+    uint32_t queued;      /* requests cut, not yet sent */
+    uint32_t inflight;    /* requests sent, not yet acked */
+    uint64_t inflight_bytes;
+    uint64_t batches_sent, records_sent, objects_sent, data_bytes_sent, send_errors;
+    char send_error[128]; /* the last sending failure, "" once an ack came */
+    /* Its records applied here. */
+    uint64_t applied_from_peer;
+    uint64_t records_received, objects_received, data_bytes_received, receive_errors;
+    uint64_t duplicates_received;
 };
 
 /* Number of configured peers. */
@@ -232,6 +250,16 @@ int repl_peer_find(const repl *r, uint32_t site_id);
 #define REPL_ROUTE_ALLOW_DEGRADED 0x1u
 int repl_nearest_healthy(const repl *r, unsigned flags, const uint32_t *exclude, int n_exclude,
                          uint64_t min_high_water, repl_peer_info *out);
+
+/*
+ * Attaches the engine: from now on the records this site originates are
+ * streamed to every peer (from the cursor each peer announces in its Hello)
+ * and peers' records are applied through engine_repl_apply. Call once, on
+ * the loop thread, when the engine is open; the engine must stay open until
+ * repl_free (which closes the WAL readers it opened).
+ */
+struct engine;
+int repl_attach_engine(repl *r, struct engine *e);
 
 /* Module-wide counters. */
 typedef struct repl_stats {

@@ -5,6 +5,7 @@ The build tree comes from MERIDIAN_BUILD_DIR (default: build/ at the repo
 root). Every process a fixture starts is stopped at teardown, and every wait
 is bounded, so a broken daemon fails the test instead of hanging CI.
 """
+import json
 import os
 import signal
 import socket
@@ -74,6 +75,18 @@ class Site:
         os.makedirs(root, exist_ok=True)
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
+
+    def add_peer(self, other):
+        """Configures other as a replication peer (before start)."""
+        with open(self.config, "a") as f:
+            f.write(f"[peer.{other.name}]\nid = {other.site_id}\n"
+                    f"replication = 127.0.0.1:{other.repl_port}\n")
+
+    def status(self):
+        st, _, body = http("GET", self.admin + "/admin/v1/status",
+                           headers={"Authorization": "Bearer " + TOKEN})
+        assert st == 200, body
+        return json.loads(body)
 
     @property
     def s3(self):

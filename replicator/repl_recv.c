@@ -1,0 +1,618 @@
+/*
+ * repl_recv.c - the receiver: takes a peer's POST /repl/v1/records
+ * requests, writes object data into the local store, applies each batch
+ * through the engine in the peer's LSN order, and answers with an Ack.
+ *
+ * A request body is a 4-byte big-endian length, a RecordBatch of that length
+ * (the "head"), then, when the batch's last record is an object put with
+ * data_size > 0, exactly data_size bytes of object data. The request
+ * signature covers the head (PROTOCOL.md section 2 and 6); the data is
+ * bound to its record by size and MD5 (the record's ETag), checked when the
+ * store writer finishes, before anything is applied.
+ *
+ * Per request:
+ *   head bytes  -> authenticate, parse and check the batch (400 on anything
+ *                  malformed; the window goes back at once: heads are capped
+ *                  at REPL_MAX_BATCH_HEAD)
+ *   data bytes  -> held un-consumed until a store job has written them, in
+ *                  REPL_CHUNK pieces, so the peer's HTTP/2 stream window
+ *                  (16 MiB) is the most one request can buffer here and a
+ *                  slow store slows the sender
+ *   end         -> store_writer_finish, size and MD5 checked, the record's
+ *                  layout replaced by ours
+ *   queue       -> batches wait in the peer's queue, ordered by first LSN,
+ *                  and are applied one at a time when they continue what is
+ *                  applied (engine_repl_apply); the answer is Ack{applied}
+ * Requests complete out of order (a large object behind a small batch), so
+ * the queue restores LSN order; a batch whose predecessor never comes (its
+ * connection died and the sender starts over) is answered 409 after
+ * REPL_REORDER_MAX_MS. A batch already applied is acked at once and its data
+ * freed: re-sends after a reconnect are harmless.
+ *
+ * A request whose stream goes away before it is applied still gets applied
+ * if it is complete (it is valid; the sender will resend it and the resend
+ * is then a duplicate), otherwise its data is removed.
+ */
+#include "repl_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "store.h"
+#include "wal.h"
+#include "wal.pb-c.h"
+
+enum { RX_HEAD = 0, RX_DATA, RX_COMPLETE };
+
+typedef struct repl__rx {
+    struct repl__rx *next; /* in the peer's queue */
+    int refs;
+    int detached;  /* repl_free ran: touch nothing but ourselves */
+    repl *r;       /* NULL once detached */
+    repl_peer *p;  /* set by authentication; NULL once detached */
+    store *st;     /* the engine's store (outlives repl_free) */
+    repl__conn *c; /* NULL once the stream is gone */
+    repl__stream *s;
+    int32_t stream_id;
+    int phase, failed, ended, in_queue, applied;
+    mrd_buf head;
+    uint32_t head_len;
+    repl__batch batch;
+    /* object data */
+    Meridian__WalRecord *obj;
+    uint64_t data_size, received, written;
+    mrd_buf pend;
+    mrd_buf jbuf; /* the bytes the running job writes */
+    store_writer *w;
+    store_put_result res; /* after finish: the data we hold */
+    int have_data;
+    uint8_t *payload; /* the record re-packed with our layout */
+    size_t payload_len;
+    int job_running, err;
+    uint64_t queued_ns;
+} repl__rx;
+
+static void
+rx_discard_data(repl__rx *rx)
+{
+    store *st = rx->st;
+
+    if (rx->w) {
+        store_writer_abort(rx->w);
+        rx->w = NULL;
+    }
+    if (rx->have_data && st)
+        store_object_delete_data(st, rx->res.layout, rx->res.layout_len);
+    rx->have_data = 0;
+}
+
+static void
+rx_unref(repl__rx *rx)
+{
+    if (--rx->refs > 0)
+        return;
+    rx_discard_data(rx);
+    store_put_result_clear(&rx->res);
+    repl__batch_free(&rx->batch);
+    if (rx->obj)
+        wal_record_free(rx->obj);
+    mrd_buf_free(&rx->head);
+    mrd_buf_free(&rx->pend);
+    mrd_buf_free(&rx->jbuf);
+    free(rx->payload);
+    free(rx);
+}
+
+/* Flushes the connection after work done outside nghttp2 callbacks. */
+static void
+flush(repl__conn *c)
+{
+    if (!c)
+        return;
+    repl__conn_flush(c);
+    if (c->dead)
+        repl__conn_reap(c);
+}
+
+static void
+answer(repl__rx *rx, int status, const char *text)
+{
+    if (!rx->s || !rx->c || rx->s->answered)
+        return;
+    if (status == 200) {
+        mrd_buf body = {0};
+        if (repl__ack_encode(rx->p->id, rx->p->rx_applied, &body) == 0 &&
+            repl__submit_response(rx->c, rx->s, 200, body.data, body.len) == 0) {
+            mrd_buf_free(&body);
+            return;
+        }
+        mrd_buf_free(&body);
+        repl__conn_fail(rx->c, "cannot submit ack");
+        return;
+    }
+    repl__server_answer_text(rx->c, rx->s, status, text);
+}
+
+/* A request that cannot be applied: answered, data dropped. */
+static void
+rx_fail(repl__rx *rx, int status, const char *why)
+{
+    if (rx->failed)
+        return;
+    rx->failed = 1;
+    if (rx->p) {
+        rx->p->rx_errors++;
+        MRD_WARN("repl.recv.reject", "peer=%s first=%llu last=%llu status=%d reason=\"%s\"",
+                 rx->p->name, (unsigned long long)rx->batch.first,
+                 (unsigned long long)rx->batch.last, status, why);
+    } else {
+        MRD_WARN("repl.recv.reject", "remote=%s status=%d reason=\"%s\"",
+                 rx->c ? rx->c->remote : "-", status, why);
+    }
+    answer(rx, status, why);
+    if (!rx->job_running)
+        rx_discard_data(rx);
+}
+
+/* ---- the apply queue ------------------------------------------------------ */
+
+static void apply_next(repl_peer *p);
+
+static void
+dequeue(repl_peer *p, repl__rx *rx)
+{
+    for (repl__rx **pp = &p->rxq; *pp; pp = &(*pp)->next) {
+        if (*pp == rx) {
+            *pp = rx->next;
+            break;
+        }
+    }
+    rx->next = NULL;
+    rx->in_queue = 0;
+}
+
+static void
+applied_cb(void *ud, int status)
+{
+    repl__rx *rx = ud;
+    repl_peer *p = rx->p;
+    repl__conn *c;
+
+    if (status == 0)
+        rx->have_data = 0; /* the engine owns it now (and frees it if it lost) */
+    if (rx->detached) {
+        rx_unref(rx);
+        return;
+    }
+    p->rx_applying = 0;
+    dequeue(p, rx);
+    if (status == 0) {
+        rx->applied = 1;
+        if (rx->batch.last > p->rx_applied)
+            p->rx_applied = rx->batch.last;
+        p->rx_batches++;
+        p->rx_records += rx->batch.n;
+        if (rx->data_size) {
+            p->rx_objects++;
+            p->rx_bytes += rx->data_size;
+        }
+        answer(rx, 200, NULL);
+    } else {
+        char why[128];
+        snprintf(why, sizeof(why), "apply failed: %s", mrd_strerror(status));
+        rx_fail(rx, 503, why);
+    }
+    c = rx->c;
+    rx_unref(rx);
+    apply_next(p);
+    flush(c);
+}
+
+static void
+apply_next(repl_peer *p)
+{
+    repl *r = p->r;
+    repl__rx *rx;
+
+    while (!p->rx_applying && (rx = p->rxq) != NULL) {
+        engine_repl_rec recs[REPL_MAX_RECORDS];
+        size_t n = 0;
+        int rc;
+
+        if (rx->batch.last <= p->rx_applied) {
+            /* all of it is applied already: a re-send */
+            p->rx_duplicates += rx->batch.n;
+            dequeue(p, rx);
+            rx_discard_data(rx);
+            answer(rx, 200, NULL);
+            flush(rx->c);
+            rx_unref(rx);
+            continue;
+        }
+        if (rx->batch.first > p->rx_applied + 1)
+            return; /* its predecessor is still on its way */
+        for (size_t i = 0; i < rx->batch.n; i++) {
+            const repl__rec *x = &rx->batch.recs[i];
+            if (x->lsn <= p->rx_applied)
+                continue;
+            recs[n].lsn = x->lsn;
+            recs[n].type = x->type;
+            recs[n].payload = x->payload;
+            recs[n].len = x->len;
+            if (x->data_size) {
+                recs[n].payload = rx->payload;
+                recs[n].len = rx->payload_len;
+            }
+            n++;
+        }
+        if (rx->data_size && (n == 0 || !rx->batch.recs[rx->batch.n - 1].data_size ||
+                              rx->batch.recs[rx->batch.n - 1].lsn <= p->rx_applied))
+            rx_discard_data(rx); /* its object is applied already */
+        rc = engine_repl_apply(r->eng, p->id, recs, n, rx->batch.last, applied_cb, rx);
+        if (rc != 0) {
+            char why[128];
+            snprintf(why, sizeof(why), "cannot apply: %s", mrd_strerror(rc));
+            dequeue(p, rx);
+            rx_fail(rx, 503, why);
+            flush(rx->c);
+            rx_unref(rx);
+            continue;
+        }
+        p->rx_applying = 1;
+    }
+}
+
+static void
+enqueue(repl__rx *rx)
+{
+    repl_peer *p = rx->p;
+    repl__rx **pp = &p->rxq;
+
+    while (*pp && (*pp)->batch.first <= rx->batch.first)
+        pp = &(*pp)->next;
+    rx->next = *pp;
+    *pp = rx;
+    rx->in_queue = 1;
+    rx->refs++;
+    rx->queued_ns = mrd_clock_mono_ns();
+    rx->phase = RX_COMPLETE;
+    apply_next(p);
+}
+
+void
+repl__rx_tick(repl_peer *p)
+{
+    repl__rx *rx = p->rxq;
+    uint64_t now = mrd_clock_mono_ns();
+
+    if (!p->rx_applying && rx && rx->batch.first > p->rx_applied + 1 &&
+        now - rx->queued_ns > (uint64_t)REPL_REORDER_MAX_MS * 1000000ull) {
+        repl__conn *c = rx->c;
+        dequeue(p, rx);
+        rx_fail(rx, 409, "the records before this batch never arrived");
+        rx_unref(rx);
+        flush(c);
+    }
+}
+
+/* ---- object data ------------------------------------------------------------ */
+
+static void finish_start(repl__rx *rx);
+
+static void
+write_work(void *arg)
+{
+    repl__rx *rx = arg;
+    Meridian__ObjectPut *op = rx->obj->object_put;
+    int rc = 0;
+
+    if (!rx->w)
+        rc = store_writer_open(rx->st, op->bucket, op->key, op->version_id, 0, &rx->w);
+    if (rc == 0)
+        rc = store_writer_write(rx->w, rx->jbuf.data, rx->jbuf.len);
+    rx->err = rc;
+}
+
+static void maybe_write(repl__rx *rx);
+
+static void
+write_done(void *arg)
+{
+    repl__rx *rx = arg;
+    repl__conn *c = rx->c;
+    size_t n = rx->jbuf.len;
+
+    rx->job_running = 0;
+    mrd_buf_reset(&rx->jbuf);
+    if (rx->detached || rx->failed) {
+        rx_discard_data(rx);
+        rx_unref(rx);
+        return;
+    }
+    if (rx->err) {
+        char why[128];
+        snprintf(why, sizeof(why), "store write failed: %s", mrd_strerror(rx->err));
+        rx_fail(rx, 503, why);
+    } else {
+        rx->written += n;
+        if (c)
+            repl__conn_consume(c, rx->stream_id, n);
+        maybe_write(rx);
+    }
+    rx_unref(rx);
+    flush(c);
+}
+
+static void
+maybe_write(repl__rx *rx)
+{
+    mrd_buf t;
+
+    if (rx->job_running || rx->failed)
+        return;
+    if (rx->written == rx->data_size) {
+        if (rx->ended)
+            finish_start(rx);
+        return;
+    }
+    if (rx->pend.len < REPL_CHUNK && rx->received < rx->data_size)
+        return;
+    if (rx->pend.len == 0)
+        return;
+    t = rx->jbuf;
+    rx->jbuf = rx->pend;
+    rx->pend = t;
+    mrd_buf_reset(&rx->pend);
+    rx->job_running = 1;
+    rx->refs++;
+    if (engine_run(rx->r->eng, write_work, write_done, rx) != 0) {
+        rx->job_running = 0;
+        rx->refs--;
+        rx_fail(rx, 503, "shutting down");
+    }
+}
+
+static void
+finish_work(void *arg)
+{
+    repl__rx *rx = arg;
+
+    rx->err = store_writer_finish(rx->w, &rx->res);
+    rx->w = NULL;
+    if (rx->err == 0)
+        rx->have_data = 1;
+}
+
+/* The record with our layout in place of the origin's. */
+static int
+repack(repl__rx *rx)
+{
+    Meridian__ObjectPut *op = rx->obj->object_put;
+    size_t n;
+
+    op->layout.data = rx->res.layout;
+    op->layout.len = rx->res.layout_len;
+    n = meridian__wal_record__get_packed_size(rx->obj);
+    rx->payload = malloc(n ? n : 1);
+    if (rx->payload) {
+        meridian__wal_record__pack(rx->obj, rx->payload);
+        rx->payload_len = n;
+    }
+    op->layout.data = NULL;
+    op->layout.len = 0;
+    return rx->payload ? 0 : -ENOMEM;
+}
+
+static void
+finish_done(void *arg)
+{
+    repl__rx *rx = arg;
+    repl__conn *c = rx->c;
+    Meridian__ObjectPut *op = rx->obj->object_put;
+
+    rx->job_running = 0;
+    if (rx->detached || rx->failed) {
+        rx_discard_data(rx);
+        rx_unref(rx);
+        return;
+    }
+    if (rx->err) {
+        char why[128];
+        snprintf(why, sizeof(why), "store finish failed: %s", mrd_strerror(rx->err));
+        rx_fail(rx, 503, why);
+    } else if (rx->res.size != op->size ||
+               (strlen(op->etag) == 32 && strcmp(op->etag, rx->res.etag) != 0)) {
+        rx_fail(rx, 400, "object data does not match its record (size or MD5)");
+    } else if (repack(rx) != 0) {
+        rx_fail(rx, 503, "out of memory");
+    } else {
+        enqueue(rx);
+    }
+    rx_unref(rx);
+    flush(c);
+}
+
+static void
+finish_start(repl__rx *rx)
+{
+    rx->job_running = 1;
+    rx->refs++;
+    if (engine_run(rx->r->eng, finish_work, finish_done, rx) != 0) {
+        rx->job_running = 0;
+        rx->refs--;
+        rx_fail(rx, 503, "shutting down");
+    }
+}
+
+/* ---- the request ------------------------------------------------------------ */
+
+static void
+take_head(repl__rx *rx)
+{
+    repl__conn *c = rx->c;
+    const char *reason = NULL;
+    const repl__rec *last;
+    repl_peer *p;
+
+    p = repl__server_auth(c, rx->s, rx->head.data, rx->head.len);
+    if (!p) {
+        rx->failed = 1; /* answered 401 */
+        return;
+    }
+    rx->p = p;
+    if (!rx->r->eng) {
+        rx_fail(rx, 503, "this site's store is not open yet");
+        return;
+    }
+    if (repl__batch_parse(rx->head.data + 4, rx->head.len - 4, &rx->batch, &reason) < 0) {
+        rx_fail(rx, 400, reason);
+        return;
+    }
+    last = rx->batch.n ? &rx->batch.recs[rx->batch.n - 1] : NULL;
+    if (!last || !last->data_size) {
+        rx->phase = RX_COMPLETE;
+        return;
+    }
+    if (wal_record_decode(last->type, last->payload, last->len, &rx->obj) != 0 ||
+        rx->obj->body_case != MERIDIAN__WAL_RECORD__BODY_OBJECT_PUT ||
+        rx->obj->object_put->size != last->data_size || rx->obj->object_put->layout.len != 0) {
+        rx_fail(rx, 400, "the data-bearing record is not an object put of that size");
+        return;
+    }
+    rx->data_size = last->data_size;
+    rx->phase = RX_DATA;
+}
+
+int
+repl__rx_data(repl__conn *c, repl__stream *s, const uint8_t *data, size_t len)
+{
+    repl__rx *rx = s->ctx;
+
+    if (!rx) {
+        if (!(rx = calloc(1, sizeof(*rx))))
+            return -ENOMEM;
+        rx->refs = 1;
+        rx->r = c->r;
+        rx->st = c->r->eng ? engine_store(c->r->eng) : NULL;
+        rx->c = c;
+        rx->s = s;
+        rx->stream_id = s->id;
+        s->ctx = rx;
+    }
+    if (rx->failed) {
+        repl__conn_consume(c, s->id, len);
+        return 0;
+    }
+    if (rx->phase == RX_HEAD) {
+        size_t need, take;
+        if (rx->head.len < 4) {
+            take = 4 - rx->head.len < len ? 4 - rx->head.len : len;
+            if (mrd_buf_append(&rx->head, data, take) < 0)
+                return -ENOMEM;
+            data += take;
+            len -= take;
+            repl__conn_consume(c, s->id, take);
+            if (rx->head.len < 4)
+                return 0;
+            rx->head_len = (uint32_t)(uint8_t)rx->head.data[0] << 24 |
+                           (uint32_t)(uint8_t)rx->head.data[1] << 16 |
+                           (uint32_t)(uint8_t)rx->head.data[2] << 8 | (uint8_t)rx->head.data[3];
+            if (rx->head_len > REPL_MAX_BATCH_HEAD) {
+                rx_fail(rx, 413, "record batch over the size limit");
+                repl__conn_consume(c, s->id, len);
+                return 0;
+            }
+        }
+        need = 4 + rx->head_len - rx->head.len;
+        take = need < len ? need : len;
+        if (mrd_buf_append(&rx->head, data, take) < 0)
+            return -ENOMEM;
+        data += take;
+        len -= take;
+        repl__conn_consume(c, s->id, take);
+        if (rx->head.len < 4 + rx->head_len)
+            return 0;
+        take_head(rx);
+        if (rx->failed) {
+            repl__conn_consume(c, s->id, len);
+            return 0;
+        }
+    }
+    if (len == 0)
+        return 0;
+    if (rx->phase != RX_DATA || rx->received + len > rx->data_size) {
+        rx_fail(rx, 400, "more body than the batch announces");
+        repl__conn_consume(c, s->id, len);
+        return 0;
+    }
+    if (mrd_buf_append(&rx->pend, data, len) < 0)
+        return -ENOMEM;
+    rx->received += len;
+    maybe_write(rx);
+    return 0;
+}
+
+void
+repl__rx_end(repl__conn *c, repl__stream *s)
+{
+    repl__rx *rx = s->ctx;
+
+    if (!rx) {
+        repl__server_answer_text(c, s, 400, "empty records request");
+        return;
+    }
+    rx->ended = 1;
+    if (rx->failed)
+        return;
+    if (rx->phase == RX_HEAD || rx->received < rx->data_size) {
+        rx_fail(rx, 400, "truncated records request");
+        return;
+    }
+    if (rx->phase == RX_COMPLETE)
+        enqueue(rx);
+    else
+        maybe_write(rx); /* finishes once the last chunk is written */
+}
+
+void
+repl__rx_stream_gone(repl__stream *s)
+{
+    repl__rx *rx = s->ctx;
+
+    s->ctx = NULL;
+    rx->s = NULL;
+    rx->c = NULL;
+    if (!rx->in_queue && !rx->job_running && !rx->applied)
+        rx_discard_data(rx);
+    if (!rx->in_queue && rx->phase != RX_COMPLETE)
+        rx->failed = 1; /* incomplete: a job in flight drops it */
+    rx_unref(rx);
+}
+
+void
+repl__rx_peer_free(repl_peer *p)
+{
+    repl__rx *rx = p->rxq;
+    int head = 1;
+
+    /* Called by repl_free after every connection (so every stream) is gone.
+     * The batch being applied keeps the queue's reference until the engine
+     * answers (applied_cb); the others drop it now. */
+    p->rxq = NULL;
+    while (rx) {
+        repl__rx *next = rx->next;
+        rx->next = NULL;
+        rx->in_queue = 0;
+        rx->detached = 1;
+        rx->p = NULL;
+        rx->r = NULL;
+        if (!(head && p->rx_applying))
+            rx_unref(rx);
+        head = 0;
+        rx = next;
+    }
+    p->rx_applying = 0;
+}

@@ -1,0 +1,789 @@
+/*
+ * repl_send.c - the sender: streams the records this site originated to one
+ * peer, on the HTTP/2 session this site dialled, and advances the peer's
+ * WAL cursor from its acks.
+ *
+ * Pipeline, per peer:
+ *   reader job -> queue of items -> requests in flight -> acks -> cursor
+ *
+ *   - A reader job (on an engine worker: WAL segments are files) tails the
+ *     WAL from where the last job stopped and cuts what it reads into items.
+ *     An item is one POST /repl/v1/records covering a contiguous LSN range:
+ *     the records we originated (replicated applies are skipped: a receiver
+ *     never forwards), closed at REPL_BATCH_BYTES or REPL_BATCH_RECORDS, or
+ *     at an object put whose data lives on the drives. That put is the
+ *     item's last record, with its layout cleared (layouts are local), and
+ *     its data follows the framed batch in the request body. Objects small
+ *     enough to be inline carry their bytes in the record itself.
+ *   - Items are submitted while fewer than REPL_INFLIGHT_MAX requests and
+ *     REPL_INFLIGHT_BYTES bytes are in flight: many requests share the one
+ *     connection, so a high-RTT link stays busy, and memory stays bounded.
+ *     Object data is read from the store one REPL_CHUNK at a time by jobs
+ *     and handed to nghttp2 as flow control allows (the body callback
+ *     defers while a chunk is being read); a slow peer holds us back through
+ *     its HTTP/2 windows, never by buffering more here.
+ *   - The peer answers each request, once it has durably applied the range,
+ *     with an Ack: its applied LSN for us. The highest ack is saved as the
+ *     peer's WAL cursor (wal_cursor_set, in the next reader job: it commits
+ *     to the index), which is what lets the WAL delete segments.
+ *   - Any failure (a non-200 answer, a bad signature, a reset stream) drops
+ *     the connection. On the next Hello the peer announces what it has
+ *     applied, and the sender starts over from there: nothing is lost or
+ *     applied twice (the receiver deduplicates by origin LSN).
+ *   - When the WAL no longer holds the LSN the peer needs, the peer is
+ *     marked needs-resync and logged; anti-entropy is what must bring it
+ *     level (not built yet: replicator/PROTOCOL.md section 7).
+ *
+ * Jobs run on engine worker threads and come back through engine_poll on
+ * the loop. Every structure a job touches is reference-counted and can be
+ * detached (repl_free, a dropped stream) while the job runs; the WAL reader
+ * is guarded by a mutex so repl_free can close it before the engine closes
+ * the WAL.
+ */
+#include "repl_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "store.h"
+#include "wal.h"
+#include "wal.pb-c.h"
+
+#define ITEMS_PER_JOB 8
+#define LAG_SAMPLES   256
+#define QUEUE_LOW     4
+
+/* Object data being read for one request. */
+typedef struct repl__src {
+    int refs; /* the stream's, plus one while a read job runs */
+    store *st;
+    void *layout;
+    size_t layout_len;
+    store_reader *rd; /* read jobs only */
+    uint64_t size, off;
+    uint8_t *buf;
+    size_t buf_len, buf_off;
+    int reading, err;
+    repl__conn *c; /* NULL once the stream is gone */
+    int32_t stream_id;
+    uint64_t sent;
+} repl__src;
+
+typedef struct repl__item {
+    struct repl__item *next;
+    struct repl__tx *tx;
+    uint64_t first, last;
+    size_t n_records;
+    mrd_buf head;
+    uint64_t data_size;
+    void *layout;
+    size_t layout_len;
+    repl__src *src;
+    uint64_t cost; /* bytes counted in flight */
+} repl__item;
+
+struct repl__tx {
+    repl_peer *p;
+    int refs, detached;
+    pthread_mutex_t mu;
+    wal_reader *rd; /* under mu */
+
+    uint64_t gen;
+    int active, job_running, caught_up, needs_resync, reopen;
+    uint64_t retry_ns; /* after a WAL read error: no reader job before this */
+    uint64_t read_from;
+    repl__item *q, *q_tail;
+    int q_n;
+    int inflight;
+    uint64_t inflight_bytes;
+    uint64_t acked, saved;
+    uint64_t batches, records, objects, data_bytes, errors;
+    char error[128];
+    /* when each durable LSN was first seen: lag in time is the age of the
+     * oldest sample above the ack */
+    struct {
+        uint64_t lsn, ns;
+    } seen[LAG_SAMPLES];
+    unsigned seen_head, seen_n;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void
+item_free(repl__item *it)
+{
+    if (!it)
+        return;
+    mrd_buf_free(&it->head);
+    free(it->layout);
+    free(it);
+}
+
+static void
+src_unref(repl__src *s)
+{
+    if (--s->refs > 0)
+        return;
+    store_reader_close(s->rd);
+    free(s->layout);
+    free(s->buf);
+    free(s);
+}
+
+static void
+tx_unref(struct repl__tx *tx)
+{
+    if (--tx->refs > 0)
+        return;
+    pthread_mutex_destroy(&tx->mu);
+    free(tx);
+}
+
+static void
+queue_clear(struct repl__tx *tx)
+{
+    while (tx->q) {
+        repl__item *n = tx->q->next;
+        item_free(tx->q);
+        tx->q = n;
+    }
+    tx->q_tail = NULL;
+    tx->q_n = 0;
+}
+
+/* ---- object data --------------------------------------------------------- */
+
+static void
+src_read_work(void *arg)
+{
+    repl__src *s = arg;
+    uint64_t want = s->size - s->off;
+    size_t n = 0;
+    int rc = 0;
+
+    if (want > REPL_CHUNK)
+        want = REPL_CHUNK;
+    if (!s->rd)
+        rc = store_reader_open(s->st, s->layout, s->layout_len, &s->rd);
+    if (rc == 0)
+        rc = store_reader_read(s->rd, s->off, s->buf, (size_t)want, &n);
+    if (rc == 0 && n != want)
+        rc = MRD_ECORRUPT; /* shorter than its record says */
+    if (rc != 0) {
+        s->err = rc;
+        return;
+    }
+    s->off += n;
+    s->buf_len = n;
+    s->buf_off = 0;
+}
+
+static void
+src_read_done(void *arg)
+{
+    repl__src *s = arg;
+
+    s->reading = 0;
+    if (s->c) {
+        repl__conn *c = s->c;
+        if (s->err)
+            MRD_WARN("repl.send.read_fail", "remote=%s error=\"%s\"", c->remote,
+                     mrd_strerror(s->err));
+        repl__conn_resume(c, s->stream_id);
+        src_unref(s);
+        if (c->dead)
+            repl__conn_reap(c);
+        return;
+    }
+    src_unref(s);
+}
+
+static void
+src_read_start(repl *r, repl__src *s)
+{
+    if (s->reading || s->err || s->off >= s->size)
+        return;
+    s->reading = 1;
+    s->refs++;
+    if (engine_run(r->eng, src_read_work, src_read_done, s) != 0) {
+        s->reading = 0;
+        s->refs--;
+        s->err = MRD_ESHUTDOWN;
+    }
+}
+
+long
+repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof)
+{
+    repl__item *it = s->ctx;
+    repl__src *src = it ? it->src : NULL;
+    size_t n;
+
+    if (!src) {
+        *eof = 1;
+        return 0;
+    }
+    if (src->err)
+        return REPL__BODY_FAIL;
+    n = src->buf_len - src->buf_off;
+    if (n > len)
+        n = len;
+    memcpy(buf, src->buf + src->buf_off, n);
+    src->buf_off += n;
+    src->sent += n;
+    if (src->sent == src->size) {
+        *eof = 1;
+        return (long)n;
+    }
+    if (src->buf_off == src->buf_len)
+        src_read_start(c->r, src);
+    return n ? (long)n : REPL__BODY_DEFERRED;
+}
+
+/* ---- the reader job ------------------------------------------------------ */
+
+typedef struct tx_job {
+    struct repl__tx *tx;
+    wal *w;
+    store *st;
+    uint32_t peer;
+    uint64_t gen;
+    int reopen;
+    uint64_t from, save;
+    int save_rc;
+    repl__item *items, *tail;
+    int n_items;
+    uint64_t next;
+    int caught_up, rc;
+    char err[160];
+} tx_job;
+
+/* Record copies of the batch being cut. */
+typedef struct cut {
+    uint64_t first, last;
+    int open;
+    repl__rec recs[REPL_BATCH_RECORDS];
+    size_t n, bytes;
+} cut;
+
+static int
+emit(tx_job *j, cut *b, void *layout, size_t layout_len)
+{
+    repl__item *it = calloc(1, sizeof(*it));
+    int rc;
+
+    if (!it)
+        return -ENOMEM;
+    rc = repl__batch_pack(b->first, b->last, b->recs, b->n, &it->head);
+    if (rc != 0) {
+        free(it);
+        return rc;
+    }
+    it->tx = j->tx;
+    it->first = b->first;
+    it->last = b->last;
+    it->n_records = b->n;
+    if (b->n && b->recs[b->n - 1].data_size) {
+        it->data_size = b->recs[b->n - 1].data_size;
+        it->layout = layout;
+        it->layout_len = layout_len;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        free((void *)b->recs[i].payload);
+    b->n = b->bytes = 0;
+    b->open = 0;
+    if (j->tail)
+        j->tail->next = it;
+    else
+        j->items = it;
+    j->tail = it;
+    j->n_items++;
+    return 0;
+}
+
+/* Adds WAL entry e to the batch; *with_data when it is an object put whose
+ * data must follow (then *layout holds a copy of its local layout). */
+static int
+add_entry(cut *b, const wal_entry *e, int *with_data, void **layout, size_t *layout_len)
+{
+    Meridian__WalRecord *rec = NULL;
+    repl__rec *r = &b->recs[b->n];
+    store_layout_info li;
+    int rc;
+
+    *with_data = 0;
+    memset(r, 0, sizeof(*r));
+    r->lsn = e->lsn;
+    r->type = e->type;
+    if (e->type == WAL_REC_OBJECT_PUT) {
+        if ((rc = wal_record_decode(e->type, e->payload, e->len, &rec)) != 0)
+            return rc;
+        rc = store_layout_describe(rec->object_put->layout.data, rec->object_put->layout.len, &li);
+        if (rc == 0 && !li.is_inline) {
+            /* the data goes in the body; the layout is ours alone */
+            Meridian__ObjectPut *op = rec->object_put;
+            size_t n;
+            if (!(*layout = malloc(op->layout.len))) {
+                wal_record_free(rec);
+                return -ENOMEM;
+            }
+            memcpy(*layout, op->layout.data, op->layout.len);
+            *layout_len = op->layout.len;
+            op->layout.len = 0;
+            n = meridian__wal_record__get_packed_size(rec);
+            if (!(r->payload = malloc(n ? n : 1))) {
+                free(*layout);
+                wal_record_free(rec);
+                return -ENOMEM;
+            }
+            meridian__wal_record__pack(rec, (uint8_t *)r->payload);
+            r->len = n;
+            r->data_size = op->size;
+            *with_data = 1;
+        }
+        wal_record_free(rec);
+        if (rc != 0)
+            return rc;
+    }
+    if (!*with_data) {
+        if (!(r->payload = malloc(e->len ? e->len : 1)))
+            return -ENOMEM;
+        memcpy((void *)r->payload, e->payload, e->len);
+        r->len = e->len;
+    }
+    b->n++;
+    b->bytes += r->len;
+    return 0;
+}
+
+static void
+read_records(tx_job *j, wal_reader *rd)
+{
+    cut *b = calloc(1, sizeof(*b));
+    uint64_t head_bytes = 0;
+    int rc = 0;
+
+    if (!b) {
+        j->rc = -ENOMEM;
+        return;
+    }
+    while (j->n_items < ITEMS_PER_JOB && head_bytes < 8 * REPL_BATCH_BYTES) {
+        wal_entry e;
+        void *layout = NULL;
+        size_t layout_len = 0;
+        int with_data = 0;
+
+        rc = wal_reader_next(rd, &e);
+        if (rc == 0) {
+            j->caught_up = 1;
+            break;
+        }
+        if (rc < 0) {
+            snprintf(j->err, sizeof(j->err), "%s", wal_reader_error(rd));
+            break;
+        }
+        if (!b->open) {
+            b->open = 1;
+            b->first = e.lsn;
+        }
+        b->last = e.lsn;
+        if (e.type == WAL_REC_REPLICATED_APPLY)
+            continue; /* never forwarded */
+        if ((rc = add_entry(b, &e, &with_data, &layout, &layout_len)) != 0)
+            break;
+        if (with_data || b->bytes >= REPL_BATCH_BYTES || b->n == REPL_BATCH_RECORDS) {
+            head_bytes += b->bytes;
+            if ((rc = emit(j, b, layout, layout_len)) != 0) {
+                free(layout);
+                break;
+            }
+        }
+    }
+    if (rc >= 0 && b->open)
+        rc = emit(j, b, NULL, 0);
+    for (size_t i = 0; i < b->n; i++)
+        free((void *)b->recs[i].payload);
+    if (rc < 0)
+        j->rc = rc;
+    j->next = wal_reader_position(rd);
+    free(b);
+}
+
+static void
+tx_job_work(void *arg)
+{
+    tx_job *j = arg;
+    struct repl__tx *tx = j->tx;
+
+    if (j->save)
+        j->save_rc = wal_cursor_set(j->w, j->peer, j->save);
+    pthread_mutex_lock(&tx->mu);
+    if (tx->detached) {
+        pthread_mutex_unlock(&tx->mu);
+        return;
+    }
+    if (j->reopen || !tx->rd) {
+        wal_reader_close(tx->rd);
+        tx->rd = NULL;
+        j->rc = wal_reader_open(j->w, j->from, &tx->rd);
+        if (j->rc != 0) {
+            pthread_mutex_unlock(&tx->mu);
+            return;
+        }
+    }
+    read_records(j, tx->rd);
+    pthread_mutex_unlock(&tx->mu);
+}
+
+static void
+tx_job_done(void *arg)
+{
+    tx_job *j = arg;
+    struct repl__tx *tx = j->tx;
+    repl_peer *p = tx->p;
+
+    tx->job_running = 0;
+    if (tx->detached || j->gen != tx->gen) {
+        while (j->items) {
+            repl__item *n = j->items->next;
+            item_free(j->items);
+            j->items = n;
+        }
+        goto out;
+    }
+    if (j->save && j->save_rc == 0 && j->save > tx->saved)
+        tx->saved = j->save;
+    else if (j->save && j->save_rc != 0)
+        MRD_WARN("repl.send.cursor_fail", "peer=%s lsn=%llu error=\"%s\"", p->name,
+                 (unsigned long long)j->save, mrd_strerror(j->save_rc));
+    if (j->rc == MRD_ENOTFOUND) {
+        if (!tx->needs_resync)
+            MRD_ERROR("repl.peer.needs_resync",
+                      "peer=%s from_lsn=%llu reason=\"the WAL no longer holds the records the "
+                      "peer needs; anti-entropy must bring it level\"",
+                      p->name, (unsigned long long)j->from);
+        tx->needs_resync = 1;
+        snprintf(tx->error, sizeof(tx->error), "needs resync from LSN %llu",
+                 (unsigned long long)j->from);
+    } else if (j->rc != 0) {
+        tx->errors++;
+        snprintf(tx->error, sizeof(tx->error), "WAL read: %s %.60s", mrd_strerror(j->rc), j->err);
+        MRD_ERROR("repl.send.wal_fail", "peer=%s error=\"%s\"", p->name, tx->error);
+        tx->reopen = 1; /* retried from read_from, a second from now */
+        tx->retry_ns = mrd_clock_mono_ns() + 1000000000ull;
+    } else {
+        tx->reopen = 0;
+    }
+    if (j->items) {
+        if (tx->q_tail)
+            tx->q_tail->next = j->items;
+        else
+            tx->q = j->items;
+        tx->q_tail = j->tail;
+        tx->q_n += j->n_items;
+        j->items = NULL;
+    }
+    if (j->rc == 0) {
+        tx->read_from = j->next;
+        tx->caught_up = j->caught_up;
+    }
+    repl__tx_pump(p);
+    if (p->conn) {
+        repl__conn *c = p->conn;
+        repl__conn_flush(c);
+        if (c->dead)
+            repl__conn_reap(c);
+    }
+out:
+    tx_unref(tx);
+    free(j);
+}
+
+static void
+start_job(struct repl__tx *tx)
+{
+    repl *r = tx->p->r;
+    tx_job *j = calloc(1, sizeof(*j));
+
+    if (!j)
+        return;
+    j->tx = tx;
+    j->w = engine_wal(r->eng);
+    j->st = engine_store(r->eng);
+    j->peer = tx->p->id;
+    j->gen = tx->gen;
+    j->reopen = tx->reopen;
+    j->from = tx->read_from;
+    j->save = tx->acked > tx->saved ? tx->acked : 0;
+    tx->refs++;
+    tx->job_running = 1;
+    if (engine_run(r->eng, tx_job_work, tx_job_done, j) != 0) {
+        tx->refs--;
+        tx->job_running = 0;
+        free(j);
+    }
+}
+
+/* ---- submitting and acks -------------------------------------------------- */
+
+static int
+submit(repl_peer *p, repl__item *it)
+{
+    repl__conn *c = p->conn;
+    struct repl__tx *tx = p->tx;
+    repl__stream *s = repl__stream_new(c, REPL__ST_RECORDS);
+    int rc;
+
+    if (!s)
+        return -ENOMEM;
+    s->out = it->head;
+    memset(&it->head, 0, sizeof(it->head));
+    s->ctx = it;
+    it->cost = s->out.len + it->data_size;
+    tx->inflight++;
+    tx->inflight_bytes += it->cost;
+    if (it->data_size) {
+        repl__src *src = calloc(1, sizeof(*src));
+        if (!src || !(src->buf = malloc(REPL_CHUNK))) {
+            free(src);
+            repl__stream_unlink_free(c, s);
+            return -ENOMEM;
+        }
+        src->refs = 1;
+        src->st = engine_store(p->r->eng);
+        src->layout = it->layout;
+        src->layout_len = it->layout_len;
+        it->layout = NULL;
+        src->size = it->data_size;
+        src->c = c;
+        it->src = src;
+        src_read_start(p->r, src); /* the first chunk while the head goes out */
+    }
+    rc = repl__submit_request(c, s, REPL_PATH_RECORDS);
+    if (rc < 0) {
+        repl__stream_unlink_free(c, s);
+        return rc;
+    }
+    if (it->src)
+        it->src->stream_id = s->id;
+    tx->batches++;
+    tx->records += it->n_records;
+    if (it->data_size) {
+        tx->objects++;
+        tx->data_bytes += it->data_size;
+    }
+    return 0;
+}
+
+/* Notes the durable LSN and drops samples the peer has acked. */
+static void
+lag_sample(struct repl__tx *tx, uint64_t durable, uint64_t now)
+{
+    while (tx->seen_n && tx->seen[tx->seen_head].lsn <= tx->acked) {
+        tx->seen_head = (tx->seen_head + 1) % LAG_SAMPLES;
+        tx->seen_n--;
+    }
+    if (durable <= tx->acked)
+        return;
+    if (tx->seen_n) {
+        unsigned last = (tx->seen_head + tx->seen_n - 1) % LAG_SAMPLES;
+        if (tx->seen[last].lsn >= durable)
+            return;
+        if (tx->seen_n == LAG_SAMPLES) /* full: the oldest time stays */
+            return;
+    }
+    tx->seen[(tx->seen_head + tx->seen_n) % LAG_SAMPLES].lsn = durable;
+    tx->seen[(tx->seen_head + tx->seen_n) % LAG_SAMPLES].ns = now;
+    tx->seen_n++;
+}
+
+double
+repl__tx_lag_ms(const repl_peer *p, uint64_t now_ns)
+{
+    const struct repl__tx *tx = p->tx;
+
+    for (unsigned i = 0; tx && i < tx->seen_n; i++) {
+        unsigned k = (tx->seen_head + i) % LAG_SAMPLES;
+        if (tx->seen[k].lsn > tx->acked)
+            return (double)(now_ns - tx->seen[k].ns) / 1e6;
+    }
+    return 0;
+}
+
+void
+repl__tx_pump(repl_peer *p)
+{
+    struct repl__tx *tx = p->tx;
+    repl *r = p->r;
+    engine_status st;
+
+    if (!tx || !r->eng)
+        return;
+    if (engine_get_status(r->eng, &st) == 0)
+        lag_sample(tx, st.wal_durable_lsn, mrd_clock_mono_ns());
+    if (!tx->active || !p->conn || !p->hello_done || p->conn->dead)
+        return;
+    while (tx->q && tx->inflight < REPL_INFLIGHT_MAX && tx->inflight_bytes < REPL_INFLIGHT_BYTES) {
+        repl__item *it = tx->q;
+        tx->q = it->next;
+        if (!tx->q)
+            tx->q_tail = NULL;
+        tx->q_n--;
+        it->next = NULL;
+        if (submit(p, it) < 0) {
+            repl__conn_fail(p->conn, "cannot submit a records request");
+            return;
+        }
+    }
+    if (!tx->job_running && !tx->needs_resync && mrd_clock_mono_ns() >= tx->retry_ns) {
+        int more = !tx->caught_up || st.wal_durable_lsn >= tx->read_from;
+        if (tx->reopen || tx->acked > tx->saved || (tx->q_n < QUEUE_LOW && more))
+            start_job(tx);
+    }
+}
+
+void
+repl__tx_stream_gone(repl__stream *s)
+{
+    repl__item *it = s->ctx;
+    struct repl__tx *tx = it->tx;
+
+    s->ctx = NULL;
+    tx->inflight--;
+    tx->inflight_bytes -= it->cost;
+    if (it->src) {
+        it->src->c = NULL;
+        src_unref(it->src);
+    }
+    item_free(it);
+}
+
+void
+repl__tx_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code)
+{
+    repl__item *it = s->ctx;
+    repl_peer *p = c->peer;
+    struct repl__tx *tx = p->tx;
+    const char *why = repl__client_check_auth(c, s, error_code);
+    uint32_t origin = 0;
+    uint64_t applied = 0;
+
+    if (!it)
+        return;
+    if (!why && repl__ack_decode(s->in.data, s->in.len, &origin, &applied) < 0)
+        why = "malformed ack";
+    if (!why && origin != p->r->site_id)
+        why = "ack names another origin";
+    if (why) {
+        char body[96];
+        tx->errors++;
+        snprintf(body, sizeof(body), "%.*s", (int)(s->in.len < 80 ? s->in.len : 80),
+                 s->in.data ? s->in.data : "");
+        for (char *q = body; *q; q++)
+            if (*q == '\n' || *q == '"')
+                *q = ' ';
+        snprintf(tx->error, sizeof(tx->error), "records %llu..%llu: %s %s",
+                 (unsigned long long)it->first, (unsigned long long)it->last, why, body);
+        MRD_WARN("repl.send.fail",
+                 "peer=%s first=%llu last=%llu status=%d reason=\"%s\" body=\"%s\"", p->name,
+                 (unsigned long long)it->first, (unsigned long long)it->last, s->status, why, body);
+        repl__conn_fail(c, "records request failed");
+        return;
+    }
+    if (applied > tx->acked)
+        tx->acked = applied;
+    if (applied > p->applied_from_us)
+        p->applied_from_us = applied;
+    tx->error[0] = '\0';
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+int
+repl__tx_new(repl_peer *p)
+{
+    struct repl__tx *tx = calloc(1, sizeof(*tx));
+
+    if (!tx)
+        return -ENOMEM;
+    pthread_mutex_init(&tx->mu, NULL);
+    tx->p = p;
+    tx->refs = 1;
+    p->tx = tx;
+    return 0;
+}
+
+void
+repl__tx_free(repl_peer *p)
+{
+    struct repl__tx *tx = p->tx;
+
+    if (!tx)
+        return;
+    p->tx = NULL;
+    queue_clear(tx);
+    pthread_mutex_lock(&tx->mu); /* waits for a reader job's critical part */
+    tx->detached = 1;
+    wal_reader_close(tx->rd); /* before the engine closes the WAL */
+    tx->rd = NULL;
+    pthread_mutex_unlock(&tx->mu);
+    tx_unref(tx);
+}
+
+void
+repl__tx_on_connected(repl_peer *p)
+{
+    struct repl__tx *tx = p->tx;
+
+    if (!tx)
+        return;
+    tx->gen++;
+    queue_clear(tx);
+    tx->active = 1;
+    tx->reopen = 1;
+    tx->caught_up = 0;
+    tx->needs_resync = 0;
+    /* the peer's word on what it has applied is the truth: resume there */
+    tx->read_from = p->applied_from_us + 1;
+    tx->acked = p->applied_from_us;
+    repl__tx_pump(p);
+}
+
+void
+repl__tx_on_disconnected(repl_peer *p)
+{
+    struct repl__tx *tx = p->tx;
+
+    if (!tx)
+        return;
+    tx->active = 0;
+    tx->gen++;
+    queue_clear(tx);
+}
+
+void
+repl__tx_fill(const repl_peer *p, repl_peer_info *out)
+{
+    const struct repl__tx *tx = p->tx;
+
+    if (!tx)
+        return;
+    out->streaming = tx->active;
+    out->needs_resync = tx->needs_resync;
+    out->acked_lsn = tx->acked;
+    out->cursor_lsn = tx->saved;
+    out->read_lsn = tx->read_from ? tx->read_from - 1 : 0;
+    out->queued = (uint32_t)tx->q_n;
+    out->inflight = (uint32_t)tx->inflight;
+    out->inflight_bytes = tx->inflight_bytes;
+    out->batches_sent = tx->batches;
+    out->records_sent = tx->records;
+    out->objects_sent = tx->objects;
+    out->data_bytes_sent = tx->data_bytes;
+    out->send_errors = tx->errors;
+    snprintf(out->send_error, sizeof(out->send_error), "%s", tx->error);
+}
