@@ -850,6 +850,9 @@ get_lookup_done(void *arg)
     gw_resp_header(g->r, "ETag", etag);
     gw_resp_header(g->r, "Last-Modified", lm);
     gw_resp_header(g->r, "Accept-Ranges", "bytes");
+    /* the internal version id: equal at every site once replicated, which is
+     * how operators and the convergence tests compare copies */
+    gw_resp_header(g->r, "x-meridian-version-id", v->version_id);
     gw_resp_header(g->r, "Content-Type",
                    v->content_type && *v->content_type ? v->content_type : "binary/octet-stream");
     engine_meta_each(v->user_meta, v->user_meta_len, meta_header, g->r);
