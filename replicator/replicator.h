@@ -10,8 +10,12 @@
  *   - heartbeats carrying each site's WAL high-water LSN and applied LSNs;
  *   - per-peer RTT (EWMA) and health with hysteresis, read by the gateway
  *     for routing and by the admin API.
- * WAL record streaming, acks, catch-up and anti-entropy come later on the same
- * sessions (PROTOCOL.md marks them planned).
+ *   - with an engine attached (repl_attach_engine): streaming of the records
+ *     this site originates to every peer, with acks that advance the peer's
+ *     WAL cursor, and applying peers' records through the engine
+ *     (repl_send.c, repl_recv.c; PROTOCOL.md section 6).
+ * Anti-entropy for peers past WAL retention comes later (PROTOCOL.md marks
+ * it planned).
  *
  * Threading: a repl handle belongs to the event loop (event_base) it was
  * created on. Every function here must be called on that loop's thread, and
