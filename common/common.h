@@ -254,6 +254,7 @@ typedef struct mrd_config {
 
     /* [replication] */
     char replication_secret[256];
+    uint32_t anti_entropy_s; /* periodic digest comparison with each peer; 0 = off */
     mrd_write_failover write_failover;
 
     /* [admin] */

@@ -370,8 +370,17 @@ entry(cfg_ctx *x, const char *key, const char *val)
                 c->write_failover = MRD_WRITE_FAILOVER_FORWARD;
             else
                 return fail(x, x->line, key, "'%s' is not valid; use refuse or forward", val);
+        } else if (strcmp(key, "anti_entropy_interval") == 0) {
+            char *end;
+            unsigned long n = strtoul(val, &end, 10);
+            if (!*val || *end || n > 7u * 86400u || (n && n < 10))
+                return fail(x, x->line, key,
+                            "'%s' is not valid; use seconds, 0 (off) or 10..604800", val);
+            c->anti_entropy_s = (uint32_t)n;
         } else {
-            return fail(x, x->line, key, "unknown key; [replication] takes secret, write_failover");
+            return fail(x, x->line, key,
+                        "unknown key; [replication] takes secret, write_failover, "
+                        "anti_entropy_interval");
         }
     } else if (strcmp(sec, "admin") == 0) {
         if (strcmp(key, "token") != 0)
@@ -559,6 +568,7 @@ mrd_config_parse(const char *name, const char *text, size_t len, mrd_config **ou
     c->block_size = 262144; /* measured: docs/benchmarks.md, store section */
     c->wal_segment_bytes = 64u * 1048576u;
     c->wal_retention_bytes = UINT64_C(10) * 1073741824u;
+    c->anti_entropy_s = 3600;
     c->log_level = MRD_LOG_INFO;
 
     while (p < end && rc == 0) {

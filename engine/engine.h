@@ -180,6 +180,22 @@ typedef struct engine_repl_rec {
 int engine_repl_apply(engine *e, uint32_t origin, const engine_repl_rec *recs, size_t n,
                       uint64_t through_lsn, engine_cb cb, void *ud);
 
+/*
+ * Anti-entropy: applies versions a peer holds (records rebuilt from its
+ * index, not its WAL; lsn ignored) with the conflict decision, like
+ * engine_repl_apply but without the duplicate filter and without touching
+ * the origin's applied LSN. A version already held is a no-op (DUPLICATE).
+ * Errors as engine_repl_apply.
+ */
+int engine_resync_apply(engine *e, uint32_t origin, const engine_repl_rec *recs, size_t n,
+                        engine_cb cb, void *ud);
+
+/* After anti-entropy brought this site level with origin's index as of
+ * origin's LSN lsn: records up to lsn need not be sent any more. Persists
+ * and raises the applied LSN (never lowers it). Blocking (an index commit):
+ * call from engine_run work. Errors: MRD_EINVAL, the store's. */
+int engine_repl_set_applied(engine *e, uint32_t origin, uint64_t lsn);
+
 /* Replication progress from one origin site. */
 typedef struct engine_repl_state {
     uint32_t origin;

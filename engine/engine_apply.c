@@ -592,7 +592,7 @@ engine__batch_add(engine *e, engine__batch *b, Meridian__WalRecord *rec, uint64_
     b->lsn = lsn;
     if ((rc = plan_record(e, b, i, target, inner != NULL)) != 0)
         return rc;
-    if (inner) {
+    if (inner && rec->replicated_apply->origin_lsn) { /* 0: anti-entropy, no progress */
         Meridian__ReplicatedApply *ra = rec->replicated_apply;
         b->ra_origin[i] = ra->origin_site;
         b->ra_lsn[i] = ra->origin_lsn;

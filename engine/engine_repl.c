@@ -93,7 +93,8 @@ typedef struct rcall {
     engine *e;
     uint32_t origin;
     uint64_t through;
-    int left; /* appends whose callback has not run, plus one for the submitter */
+    int left;   /* appends whose callback has not run, plus one for the submitter */
+    int resync; /* anti-entropy versions: origin LSN 0, no duplicate filter */
     int status;
     engine_cb cb;
     void *ud;
@@ -121,7 +122,7 @@ rcall_one(void *ud, int status)
         c->status = status;
     if (--c->left > 0)
         return;
-    if (c->status == 0)
+    if (c->status == 0 && !c->resync)
         engine__ra_applied(c->e, c->origin, c->through);
     c->cb(c->ud, c->status);
     rcall_free(c);
@@ -140,7 +141,7 @@ append_one(engine *e, rcall *c, const engine_repl_rec *r)
         return rc;
     wal_record_free(check);
     ra.origin_site = c->origin;
-    ra.origin_lsn = r->lsn;
+    ra.origin_lsn = c->resync ? 0 : r->lsn;
     ra.original_type = r->type;
     ra.original.data = (uint8_t *)r->payload;
     ra.original.len = r->len;
@@ -162,6 +163,12 @@ rcall_work(void *arg)
     pthread_mutex_unlock(&e->ap_mu);
     pthread_mutex_lock(&e->mut_mu);
     for (size_t i = 0; i < c->n && rc == 0 && !failed; i++) {
+        if (c->resync) {
+            c->left++;
+            if ((rc = append_one(e, c, &c->recs[i])) != 0)
+                c->left--;
+            continue;
+        }
         if (c->recs[i].lsn <= slot->appended) {
             slot->duplicates++;
             continue;
@@ -174,7 +181,7 @@ rcall_work(void *arg)
         slot->appended = c->recs[i].lsn;
         slot->records++;
     }
-    if (rc == 0 && !failed && c->through > slot->appended)
+    if (rc == 0 && !failed && !c->resync && c->through > slot->appended)
         slot->appended = c->through;
     pthread_mutex_unlock(&e->mut_mu);
     if (failed)
@@ -183,24 +190,19 @@ rcall_work(void *arg)
     engine__complete(e, rcall_one, c, rc);
 }
 
-int
-engine_repl_apply(engine *e, uint32_t origin, const engine_repl_rec *recs, size_t n,
-                  uint64_t through_lsn, engine_cb cb, void *ud)
+static int
+submit(engine *e, uint32_t origin, const engine_repl_rec *recs, size_t n, uint64_t through_lsn,
+       int resync, engine_cb cb, void *ud)
 {
     rcall *c;
     int rc;
 
-    if (!e || !cb || (n && !recs) || !ra_slot(e, origin))
-        return MRD_EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (!recs[i].lsn || recs[i].lsn > through_lsn || (i && recs[i].lsn <= recs[i - 1].lsn) ||
-            recs[i].type == WAL_REC_REPLICATED_APPLY || !recs[i].type)
-            return MRD_EINVAL;
     if (!(c = calloc(1, sizeof(*c))))
         return -ENOMEM;
     c->e = e;
     c->origin = origin;
     c->through = through_lsn;
+    c->resync = resync;
     c->left = 1;
     c->cb = cb;
     c->ud = ud;
@@ -222,6 +224,56 @@ engine_repl_apply(engine *e, uint32_t origin, const engine_repl_rec *recs, size_
     rc = engine_run(e, rcall_work, NULL, c);
     if (rc != 0)
         rcall_free(c);
+    return rc;
+}
+
+int
+engine_repl_apply(engine *e, uint32_t origin, const engine_repl_rec *recs, size_t n,
+                  uint64_t through_lsn, engine_cb cb, void *ud)
+{
+    if (!e || !cb || (n && !recs) || !ra_slot(e, origin))
+        return MRD_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!recs[i].lsn || recs[i].lsn > through_lsn || (i && recs[i].lsn <= recs[i - 1].lsn) ||
+            recs[i].type == WAL_REC_REPLICATED_APPLY || !recs[i].type)
+            return MRD_EINVAL;
+    return submit(e, origin, recs, n, through_lsn, 0, cb, ud);
+}
+
+int
+engine_resync_apply(engine *e, uint32_t origin, const engine_repl_rec *recs, size_t n, engine_cb cb,
+                    void *ud)
+{
+    if (!e || !cb || (n && !recs) || !ra_slot(e, origin))
+        return MRD_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (recs[i].type == WAL_REC_REPLICATED_APPLY || !recs[i].type)
+            return MRD_EINVAL;
+    return submit(e, origin, recs, n, 0, 1, cb, ud);
+}
+
+int
+engine_repl_set_applied(engine *e, uint32_t origin, uint64_t lsn)
+{
+    struct engine__ra *slot = e ? ra_slot(e, origin) : NULL;
+    char key[32], val[24];
+    int rc;
+
+    if (!slot)
+        return MRD_EINVAL;
+    pthread_mutex_lock(&e->mut_mu);
+    if (lsn <= slot->appended) {
+        pthread_mutex_unlock(&e->mut_mu);
+        return 0;
+    }
+    snprintf(key, sizeof(key), ENGINE_RA_KEY_FMT, origin);
+    snprintf(val, sizeof(val), "%llu", (unsigned long long)lsn);
+    rc = store_meta_put(e->st, key, val, strlen(val));
+    if (rc == 0)
+        slot->appended = lsn;
+    pthread_mutex_unlock(&e->mut_mu);
+    if (rc == 0)
+        engine__ra_applied(e, origin, lsn);
     return rc;
 }
 

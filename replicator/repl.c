@@ -185,6 +185,26 @@ fill_info(const repl_peer *p, uint64_t now_ns, repl_peer_info *out)
     out->data_bytes_received = p->rx_bytes;
     out->receive_errors = p->rx_errors;
     out->duplicates_received = p->rx_duplicates;
+    out->resync_versions_received = p->rx_resync_versions;
+}
+
+void
+repl__life_unref(repl__life *l)
+{
+    if (l && --l->refs == 0)
+        free(l);
+}
+
+int
+repl_sync(repl *r, uint32_t site_id)
+{
+    repl_peer *p = r ? repl__peer_by_id(r, site_id) : NULL;
+
+    if (!p)
+        return MRD_ENOTFOUND;
+    if (!r->eng)
+        return MRD_ESHUTDOWN;
+    return repl__sync_start(p, 0);
 }
 
 void
@@ -370,6 +390,11 @@ repl_new(struct event_base *base, const repl_opts *o, repl **out)
     if (!r)
         return -ENOMEM;
     r->base = base;
+    if (!(r->life = calloc(1, sizeof(*r->life)))) {
+        free(r);
+        return -ENOMEM;
+    }
+    r->life->refs = 1;
     r->o = *o;
     r->o.peers = NULL;
     r->o.site_name = NULL;
@@ -488,6 +513,10 @@ repl_free(repl *r)
         event_free(r->tick_ev);
     if (r->own_hlc)
         mrd_hlc_free(r->hlc);
+    if (r->life) {
+        r->life->dead = 1;
+        repl__life_unref(r->life);
+    }
     free(r->secret);
     free(r);
 }
@@ -700,6 +729,19 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_key(w, "error");
         mrd_json_w_str(w, pi.send_error);
         mrd_json_w_obj_end(w);
+        mrd_json_w_key(w, "anti_entropy");
+        mrd_json_w_obj_begin(w);
+        mrd_json_w_key(w, "running");
+        mrd_json_w_bool(w, pi.sync_running);
+        mrd_json_w_key(w, "runs");
+        mrd_json_w_uint(w, pi.sync_runs);
+        mrd_json_w_key(w, "leaves_differ");
+        mrd_json_w_uint(w, pi.sync_leaves_differ);
+        mrd_json_w_key(w, "versions_sent");
+        mrd_json_w_uint(w, pi.sync_versions_sent);
+        mrd_json_w_key(w, "result");
+        mrd_json_w_str(w, pi.sync_result);
+        mrd_json_w_obj_end(w);
         /* its records applied here */
         mrd_json_w_key(w, "receive");
         mrd_json_w_obj_begin(w);
@@ -713,6 +755,8 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_uint(w, pi.data_bytes_received);
         mrd_json_w_key(w, "duplicates");
         mrd_json_w_uint(w, pi.duplicates_received);
+        mrd_json_w_key(w, "resync_versions");
+        mrd_json_w_uint(w, pi.resync_versions_received);
         mrd_json_w_key(w, "errors");
         mrd_json_w_uint(w, pi.receive_errors);
         mrd_json_w_obj_end(w);

@@ -209,6 +209,10 @@ repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code
         repl__tx_on_stream_close(c, s, error_code);
         return;
     }
+    if (s->kind == REPL__ST_DIGEST) {
+        repl__tx_on_digest(c, s, error_code);
+        return;
+    }
     if (s->kind != REPL__ST_HELLO && s->kind != REPL__ST_HEARTBEAT)
         return; /* streams of other kinds have their own owners */
     if (s->kind == REPL__ST_HEARTBEAT) {

@@ -115,6 +115,8 @@ repl__stream_unlink_free(repl__conn *c, repl__stream *s)
     }
     if (s->ctx && s->kind == REPL__ST_RECORDS)
         repl__tx_stream_gone(s);
+    else if (s->ctx && s->kind == REPL__ST_DIGEST_SRV)
+        repl__digest_srv_gone(s);
     else if (s->ctx)
         repl__rx_stream_gone(s);
     mrd_buf_free(&s->in);
@@ -209,11 +211,13 @@ data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8
         nghttp2_session_consume(h2, stream_id, len);
         return 0;
     }
-    if (!c->is_client && strcmp(s->path, REPL_PATH_RECORDS) == 0)
+    if (!c->is_client &&
+        (strcmp(s->path, REPL_PATH_RECORDS) == 0 || strcmp(s->path, REPL_PATH_RESYNC) == 0))
         return repl__rx_data(c, s, data, len) < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
     /* control bodies are small: their window goes back at once */
     nghttp2_session_consume(h2, stream_id, len);
-    if (s->too_big || s->in.len + len > REPL_MAX_CTRL_BODY) {
+    if (s->too_big ||
+        s->in.len + len > (s->kind == REPL__ST_DIGEST ? REPL_MAX_DIGEST : REPL_MAX_CTRL_BODY)) {
         if (!s->too_big && !c->is_client) {
             /* Answer at once; nghttp2 resets the rest of the request with
              * NO_ERROR after the response, and the bytes are dropped. */

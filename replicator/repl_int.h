@@ -24,6 +24,10 @@ typedef struct nghttp2_session nghttp2_session;
 #define REPL_PATH_HELLO       "/repl/v1/hello"
 #define REPL_PATH_HEARTBEAT   "/repl/v1/heartbeat"
 #define REPL_PATH_RECORDS     "/repl/v1/records"
+#define REPL_PATH_RESYNC      "/repl/v1/resync"
+#define REPL_PATH_DIGEST      "/repl/v1/digest"
+#define REPL_MAX_DIGEST       (32u << 20) /* largest digest answer a sender accepts */
+#define REPL_BUCKET_MAX       64
 #define REPL_HDR_SITE         "x-meridian-site-id"
 #define REPL_HDR_TIME         "x-meridian-time"
 #define REPL_HDR_AUTH         "x-meridian-auth"
@@ -145,12 +149,47 @@ typedef struct repl__batch {
  * apply); at most REPL_MAX_RECORDS; only the last record may carry data.
  * MRD_EPROTO when any of it fails (why in *reason, static). */
 int repl__batch_parse(const void *data, size_t len, repl__batch *out, const char **reason);
+/* The same for a /repl/v1/resync body: record LSNs are 0 and first_lsn is 0;
+ * a batch without records and last_lsn > 0 is the end marker. */
+int repl__resync_parse(const void *data, size_t len, repl__batch *out, const char **reason);
 void repl__batch_free(repl__batch *b);
 /* Packs a RecordBatch from recs[0..n) into out, after a 4-byte big-endian
  * length (the framing of a records request body). */
 int repl__batch_pack(uint64_t first, uint64_t last, const repl__rec *recs, size_t n, mrd_buf *out);
 int repl__ack_encode(uint32_t origin, uint64_t applied, mrd_buf *out);
 int repl__ack_decode(const void *data, size_t len, uint32_t *origin, uint64_t *applied);
+
+/* Anti-entropy (repl_sync.c). One bucket's digest. */
+typedef struct repl__bdigest {
+    char bucket[REPL_BUCKET_MAX];
+    uint32_t leaves;
+    uint8_t *digest; /* leaves x 16 bytes */
+    uint64_t versions;
+    /* set by repl__digest_diff on our own digests */
+    uint32_t cmp_leaves;
+    uint8_t *differ; /* bitmap of cmp_leaves leaves */
+    int missing;     /* the peer has no such bucket */
+} repl__bdigest;
+
+struct store;
+struct store_version;
+uint32_t repl__leaf_of(const char *key, uint32_t leaves);
+/* Blocking (an index walk): digests of every bucket at full resolution. */
+int repl__digest_all(struct store *st, repl__bdigest **out, size_t *n);
+void repl__digest_free(repl__bdigest *d, size_t n);
+/* A DigestResponse of d, folded to each bucket's answer resolution. */
+int repl__digest_encode(const repl__bdigest *d, size_t n, mrd_buf *out);
+int repl__digest_decode(const void *data, size_t len, repl__bdigest **out, size_t *n);
+/* Marks in mine[i].differ the leaves that differ from theirs; total count
+ * of differing leaves in *differing. */
+int repl__digest_diff(repl__bdigest *mine, size_t n_mine, const repl__bdigest *theirs,
+                      size_t n_theirs, uint64_t *differing);
+/* A record rebuilt from an index version (payload malloc'ed; for striped
+ * data, data_size set and *layout a copy of the layout). */
+int repl__version_record(const char *bucket, const char *key, const struct store_version *v,
+                         repl__rec *r, void **layout, size_t *layout_len);
+/* A BucketCreate record from a bucket's index blob. */
+int repl__bucket_record(const char *bucket, const void *blob, size_t len, repl__rec *r);
 
 /* ------------------------------------------------------------------------ */
 /* Health machine (repl_health.c): pure, times passed in                    */
@@ -209,7 +248,14 @@ struct repl__stream {
     void *ctx; /* records: the sender's item (client) or the receive state (server) */
 };
 
-enum { REPL__ST_HELLO = 1, REPL__ST_HEARTBEAT = 2, REPL__ST_SERVER = 3, REPL__ST_RECORDS = 4 };
+enum {
+    REPL__ST_HELLO = 1,
+    REPL__ST_HEARTBEAT = 2,
+    REPL__ST_SERVER = 3,
+    REPL__ST_RECORDS = 4,    /* client: records or resync request (ctx: the item) */
+    REPL__ST_DIGEST = 5,     /* client: digest request */
+    REPL__ST_DIGEST_SRV = 6, /* server: digest request being computed (ctx) */
+};
 
 /* repl__tx_body's answers besides a byte count. */
 #define REPL__BODY_DEFERRED (-1)
@@ -289,6 +335,13 @@ void repl__tx_stream_gone(repl__stream *s);
  * REPL__BODY_DEFERRED / REPL__BODY_FAIL; *eof set at the end. */
 long repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof);
 void repl__tx_pump(repl_peer *p);
+void repl__tx_on_digest(repl__conn *c, repl__stream *s, uint32_t error_code);
+/* Starts an anti-entropy pass to p (resync: bring a needs-resync peer level
+ * and resume streaming after it). MRD_EBUSY when one runs. */
+int repl__sync_start(repl_peer *p, int resync);
+/* Server side of /repl/v1/digest. */
+void repl__digest_serve(repl__conn *c, repl__stream *s, repl_peer *p);
+void repl__digest_srv_gone(repl__stream *s);
 /* The sender's and receiver's figures in a peer snapshot. */
 void repl__tx_fill(const repl_peer *p, repl_peer_info *out);
 /* Age of the oldest durable record the peer has not acked, in ms. */
@@ -348,10 +401,20 @@ struct repl_peer {
     int rx_applying;
     uint64_t rx_applied; /* its LSN we have applied up to */
     uint64_t rx_records, rx_batches, rx_objects, rx_bytes, rx_errors, rx_duplicates;
+    uint64_t rx_resync_versions;
 };
+
+/* Outlives the repl: work that finishes after repl_free checks dead before
+ * touching the repl or its peers. */
+typedef struct repl__life {
+    int refs;
+    int dead;
+} repl__life;
+void repl__life_unref(repl__life *l);
 
 struct repl {
     struct event_base *base;
+    repl__life *life;
     uint32_t site_id;
     char site_name[MRD_NAME_MAX];
     char *secret;

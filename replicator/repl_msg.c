@@ -142,8 +142,22 @@ repl__batch_free(repl__batch *b)
     memset(b, 0, sizeof(*b));
 }
 
+static int parse(const void *data, size_t len, int resync, repl__batch *out, const char **reason);
+
 int
 repl__batch_parse(const void *data, size_t len, repl__batch *out, const char **reason)
+{
+    return parse(data, len, 0, out, reason);
+}
+
+int
+repl__resync_parse(const void *data, size_t len, repl__batch *out, const char **reason)
+{
+    return parse(data, len, 1, out, reason);
+}
+
+static int
+parse(const void *data, size_t len, int resync, repl__batch *out, const char **reason)
 {
     Meridian__Repl__RecordBatch *m;
     repl__batch b;
@@ -158,7 +172,7 @@ repl__batch_parse(const void *data, size_t len, repl__batch *out, const char **r
     b.pb = m;
     b.first = m->first_lsn;
     b.last = m->last_lsn;
-    if (b.first == 0 || b.last < b.first)
+    if (resync ? b.first != 0 || (m->n_records && b.last != 0) : b.first == 0 || b.last < b.first)
         *reason = "bad LSN range";
     else if (m->n_records > REPL_MAX_RECORDS)
         *reason = "too many records";
@@ -166,7 +180,8 @@ repl__batch_parse(const void *data, size_t len, repl__batch *out, const char **r
         *reason = "out of memory";
     for (size_t i = 0; !*reason && i < m->n_records; i++) {
         const Meridian__Repl__Record *r = m->records[i];
-        if (r->lsn < b.first || r->lsn > b.last || (i && r->lsn <= b.recs[i - 1].lsn))
+        if (resync ? r->lsn != 0
+                   : r->lsn < b.first || r->lsn > b.last || (i && r->lsn <= b.recs[i - 1].lsn))
             *reason = "record LSNs out of order or outside the range";
         else if (r->type == 0 || r->type >= 8)
             *reason = "bad record type";

@@ -50,14 +50,18 @@ enum { RX_HEAD = 0, RX_DATA, RX_COMPLETE };
 typedef struct repl__rx {
     struct repl__rx *next; /* in the peer's queue */
     int refs;
-    int detached;  /* repl_free ran: touch nothing but ourselves */
-    repl *r;       /* NULL once detached */
-    repl_peer *p;  /* set by authentication; NULL once detached */
-    store *st;     /* the engine's store (outlives repl_free) */
-    repl__conn *c; /* NULL once the stream is gone */
+    int detached; /* repl_free ran: touch nothing but ourselves */
+    repl *r;      /* NULL once detached */
+    repl_peer *p; /* set by authentication; NULL once detached */
+    store *st;    /* the engine's store (outlives repl_free) */
+    struct engine *eng;
+    repl__life *life; /* life->dead once repl_free ran */
+    repl__conn *c;    /* NULL once the stream is gone */
     repl__stream *s;
     int32_t stream_id;
     int phase, failed, ended, in_queue, applied;
+    int resync; /* /repl/v1/resync: applied at once, no LSN order */
+    uint32_t origin;
     mrd_buf head;
     uint32_t head_len;
     repl__batch batch;
@@ -103,6 +107,7 @@ rx_unref(repl__rx *rx)
     mrd_buf_free(&rx->pend);
     mrd_buf_free(&rx->jbuf);
     free(rx->payload);
+    repl__life_unref(rx->life);
     free(rx);
 }
 
@@ -265,12 +270,18 @@ apply_next(repl_peer *p)
     }
 }
 
+static void resync_apply(repl__rx *rx);
+
 static void
 enqueue(repl__rx *rx)
 {
     repl_peer *p = rx->p;
     repl__rx **pp = &p->rxq;
 
+    if (rx->resync) {
+        resync_apply(rx);
+        return;
+    }
     while (*pp && (*pp)->batch.first <= rx->batch.first)
         pp = &(*pp)->next;
     rx->next = *pp;
@@ -296,6 +307,197 @@ repl__rx_tick(repl_peer *p)
         rx_unref(rx);
         flush(c);
     }
+}
+
+/* ---- anti-entropy: the receiving side ---------------------------------------- */
+
+static void
+resync_done(void *ud, int status)
+{
+    repl__rx *rx = ud;
+    repl__conn *c;
+
+    if (status == 0)
+        rx->have_data = 0; /* the engine owns it (and frees it if it lost) */
+    if (rx->detached || rx->life->dead) {
+        rx_unref(rx);
+        return;
+    }
+    if (status == 0) {
+        rx->applied = 1;
+        rx->p->rx_resync_versions += rx->batch.n;
+        answer(rx, 200, NULL);
+    } else {
+        char why[128];
+        snprintf(why, sizeof(why), "resync apply failed: %s", mrd_strerror(status));
+        rx_fail(rx, 503, why);
+    }
+    c = rx->c;
+    rx_unref(rx);
+    flush(c);
+}
+
+/* The end marker: this site now holds the peer's state as of its LSN last. */
+static void
+marker_work(void *arg)
+{
+    repl__rx *rx = arg;
+
+    rx->err = engine_repl_set_applied(rx->eng, rx->origin, rx->batch.last);
+}
+
+static void
+marker_done(void *arg)
+{
+    repl__rx *rx = arg;
+    repl__conn *c = rx->c;
+
+    rx->job_running = 0;
+    if (rx->detached || rx->failed || rx->life->dead) {
+        rx_unref(rx);
+        return;
+    }
+    if (rx->err == 0) {
+        if (rx->batch.last > rx->p->rx_applied)
+            rx->p->rx_applied = rx->batch.last;
+        MRD_INFO("repl.sync.level", "peer=%s applied_lsn=%llu", rx->p->name,
+                 (unsigned long long)rx->p->rx_applied);
+        answer(rx, 200, NULL);
+    } else {
+        rx_fail(rx, 503, "cannot record the resync point");
+    }
+    rx_unref(rx);
+    flush(c);
+}
+
+/* Versions rebuilt from a peer's index: applied at once, in any order (the
+ * conflict decision makes order irrelevant). Called with the stream's ref. */
+static void
+resync_apply(repl__rx *rx)
+{
+    engine_repl_rec recs[REPL_MAX_RECORDS];
+    int rc;
+
+    rx->phase = RX_COMPLETE;
+    if (rx->batch.n == 0) {
+        rx->job_running = 1;
+        rx->refs++;
+        if (engine_run(rx->r->eng, marker_work, marker_done, rx) != 0) {
+            rx->job_running = 0;
+            rx->refs--;
+            rx_fail(rx, 503, "shutting down");
+        }
+        return;
+    }
+    for (size_t i = 0; i < rx->batch.n; i++) {
+        const repl__rec *x = &rx->batch.recs[i];
+        recs[i] =
+            (engine_repl_rec){.lsn = 0, .type = x->type, .payload = x->payload, .len = x->len};
+        if (x->data_size) {
+            recs[i].payload = rx->payload;
+            recs[i].len = rx->payload_len;
+        }
+    }
+    rx->refs++;
+    rc = engine_resync_apply(rx->r->eng, rx->p->id, recs, rx->batch.n, resync_done, rx);
+    if (rc != 0) {
+        rx->refs--;
+        rx_fail(rx, 503, "cannot apply resync versions");
+    }
+}
+
+/* POST /repl/v1/digest: the digest of our whole index, computed by a job. */
+typedef struct dgsrv {
+    int refs;
+    repl__conn *c; /* NULL once the stream is gone */
+    repl__stream *s;
+    store *st;
+    mrd_buf out;
+    int rc;
+    uint64_t versions;
+    size_t buckets;
+} dgsrv;
+
+static void
+dgsrv_unref(dgsrv *g)
+{
+    if (--g->refs > 0)
+        return;
+    mrd_buf_free(&g->out);
+    free(g);
+}
+
+static void
+dgsrv_work(void *arg)
+{
+    dgsrv *g = arg;
+    repl__bdigest *d = NULL;
+    size_t n = 0;
+
+    g->rc = repl__digest_all(g->st, &d, &n);
+    if (g->rc == 0)
+        g->rc = repl__digest_encode(d, n, &g->out);
+    for (size_t i = 0; i < n; i++)
+        g->versions += d[i].versions;
+    g->buckets = n;
+    repl__digest_free(d, n);
+}
+
+static void
+dgsrv_done(void *arg)
+{
+    dgsrv *g = arg;
+    repl__conn *c = g->c;
+
+    if (c && g->s) {
+        if (g->rc == 0) {
+            if (repl__submit_response(c, g->s, 200, g->out.data, g->out.len) < 0)
+                repl__conn_fail(c, "cannot submit digest");
+        } else {
+            repl__server_answer_text(c, g->s, 503, mrd_strerror(g->rc));
+        }
+        MRD_DEBUG("repl.digest.served", "remote=%s buckets=%zu versions=%llu bytes=%zu rc=%d",
+                  c->remote, g->buckets, (unsigned long long)g->versions, g->out.len, g->rc);
+    }
+    dgsrv_unref(g);
+    flush(c);
+}
+
+void
+repl__digest_serve(repl__conn *c, repl__stream *s, repl_peer *p)
+{
+    dgsrv *g;
+
+    (void)p;
+    if (!c->r->eng) {
+        repl__server_answer_text(c, s, 503, "this site's store is not open yet");
+        return;
+    }
+    if (!(g = calloc(1, sizeof(*g)))) {
+        repl__server_answer_text(c, s, 503, "out of memory");
+        return;
+    }
+    g->refs = 2; /* the stream's and the job's */
+    g->c = c;
+    g->s = s;
+    g->st = engine_store(c->r->eng);
+    s->kind = REPL__ST_DIGEST_SRV;
+    s->ctx = g;
+    if (engine_run(c->r->eng, dgsrv_work, dgsrv_done, g) != 0) {
+        g->refs = 1;
+        repl__server_answer_text(c, s, 503, "shutting down");
+    }
+}
+
+void
+repl__digest_srv_gone(repl__stream *s)
+{
+    dgsrv *g = s->ctx;
+
+    s->ctx = NULL;
+    g->c = NULL;
+    g->s = NULL;
+    dgsrv_unref(g);
 }
 
 /* ---- object data ------------------------------------------------------------ */
@@ -463,11 +665,13 @@ take_head(repl__rx *rx)
         return;
     }
     rx->p = p;
+    rx->origin = p->id;
     if (!rx->r->eng) {
         rx_fail(rx, 503, "this site's store is not open yet");
         return;
     }
-    if (repl__batch_parse(rx->head.data + 4, rx->head.len - 4, &rx->batch, &reason) < 0) {
+    if ((rx->resync ? repl__resync_parse : repl__batch_parse)(rx->head.data + 4, rx->head.len - 4,
+                                                              &rx->batch, &reason) < 0) {
         rx_fail(rx, 400, reason);
         return;
     }
@@ -497,9 +701,13 @@ repl__rx_data(repl__conn *c, repl__stream *s, const uint8_t *data, size_t len)
         rx->refs = 1;
         rx->r = c->r;
         rx->st = c->r->eng ? engine_store(c->r->eng) : NULL;
+        rx->eng = c->r->eng;
+        rx->life = c->r->life;
+        rx->life->refs++;
         rx->c = c;
         rx->s = s;
         rx->stream_id = s->id;
+        rx->resync = strcmp(s->path, REPL_PATH_RESYNC) == 0;
         s->ctx = rx;
     }
     if (rx->failed) {

@@ -54,8 +54,10 @@
 #include "wal.pb-c.h"
 
 #define ITEMS_PER_JOB 8
-#define LAG_SAMPLES   256
-#define QUEUE_LOW     4
+
+enum { SYNC_NONE = 0, SYNC_DIGEST, SYNC_PREP, SYNC_WALK, SYNC_DRAIN, SYNC_MARK, SYNC_FINISH };
+#define LAG_SAMPLES 256
+#define QUEUE_LOW   4
 
 /* Object data being read for one request. */
 typedef struct repl__src {
@@ -84,6 +86,9 @@ typedef struct repl__item {
     size_t layout_len;
     repl__src *src;
     uint64_t cost; /* bytes counted in flight */
+    int resync;    /* anti-entropy: /repl/v1/resync */
+    int marker;    /* the resync end marker (last_lsn = the snapshot LSN) */
+    uint64_t versions;
 } repl__item;
 
 struct repl__tx {
@@ -103,6 +108,16 @@ struct repl__tx {
     uint64_t acked, saved;
     uint64_t batches, records, objects, data_bytes, errors;
     char error[128];
+    /* anti-entropy (see repl_sync.c) */
+    int sync_state, sync_resync;
+    uint64_t sync_l0, sync_leaves, sync_sent, sync_outstanding;
+    repl__bdigest *sync_mine, *sync_theirs;
+    size_t sync_n, sync_n_theirs, sync_bucket;
+    int sync_bucket_started;
+    char sync_key[1100], sync_vid[64];
+    int sync_have_pos;
+    uint64_t sync_runs, sync_last_ns, sync_started_ns;
+    char sync_result[128];
     /* when each durable LSN was first seen: lag in time is the age of the
      * oldest sample above the ack */
     struct {
@@ -110,6 +125,10 @@ struct repl__tx {
     } seen[LAG_SAMPLES];
     unsigned seen_head, seen_n;
 };
+
+static void sync_pump(repl_peer *p);
+static void sync_reset(struct repl__tx *tx);
+static void sync_acked(repl_peer *p, repl__item *it);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -265,7 +284,7 @@ typedef struct tx_job {
 /* Record copies of the batch being cut. */
 typedef struct cut {
     uint64_t first, last;
-    int open;
+    int open, resync;
     repl__rec recs[REPL_BATCH_RECORDS];
     size_t n, bytes;
 } cut;
@@ -284,6 +303,8 @@ emit(tx_job *j, cut *b, void *layout, size_t layout_len)
         return rc;
     }
     it->tx = j->tx;
+    it->resync = b->resync;
+    it->versions = b->n;
     it->first = b->first;
     it->last = b->last;
     it->n_records = b->n;
@@ -528,6 +549,431 @@ start_job(struct repl__tx *tx)
     }
 }
 
+/* ---- anti-entropy: the sender's side ---------------------------------------- */
+
+static void
+sync_reset(struct repl__tx *tx)
+{
+    repl__digest_free(tx->sync_mine, tx->sync_n);
+    repl__digest_free(tx->sync_theirs, tx->sync_n_theirs);
+    tx->sync_mine = tx->sync_theirs = NULL;
+    tx->sync_n = tx->sync_n_theirs = 0;
+    tx->sync_state = SYNC_NONE;
+    tx->sync_outstanding = 0;
+    tx->sync_last_ns = mrd_clock_mono_ns();
+}
+
+int
+repl__sync_start(repl_peer *p, int resync)
+{
+    struct repl__tx *tx = p->tx;
+    repl__conn *c = p->conn;
+    repl__stream *s;
+    int rc;
+
+    if (!tx || !tx->active || !c || !p->hello_done || c->dead)
+        return MRD_ESHUTDOWN;
+    if (tx->sync_state != SYNC_NONE)
+        return MRD_EBUSY;
+    if (!(s = repl__stream_new(c, REPL__ST_DIGEST)))
+        return -ENOMEM;
+    rc = repl__submit_request(c, s, REPL_PATH_DIGEST); /* empty DigestRequest */
+    if (rc < 0) {
+        repl__stream_unlink_free(c, s);
+        return rc;
+    }
+    tx->sync_state = SYNC_DIGEST;
+    tx->sync_resync = resync;
+    tx->sync_sent = tx->sync_leaves = 0;
+    tx->sync_bucket = 0;
+    tx->sync_bucket_started = 0;
+    tx->sync_have_pos = 0;
+    tx->sync_started_ns = mrd_clock_mono_ns();
+    tx->sync_runs++;
+    MRD_INFO("repl.sync.start", "peer=%s mode=%s", p->name, resync ? "resync" : "check");
+    return 0;
+}
+
+typedef struct sync_job {
+    struct repl__tx *tx;
+    store *st;
+    uint64_t gen;
+    int prep; /* 1: digest + diff; 0: walk */
+    int rc;
+    /* walk */
+    repl__item *items, *tail;
+    int n_items;
+    int done;
+    cut *b;
+    tx_job *emitter; /* emit() works on a tx_job's item list */
+} sync_job;
+
+static void
+sync_prep_work(sync_job *j)
+{
+    struct repl__tx *tx = j->tx;
+    uint64_t differ = 0;
+
+    j->rc = repl__digest_all(j->st, &tx->sync_mine, &tx->sync_n);
+    if (j->rc == 0)
+        j->rc = repl__digest_diff(tx->sync_mine, tx->sync_n, tx->sync_theirs, tx->sync_n_theirs,
+                                  &differ);
+    tx->sync_leaves = differ;
+}
+
+typedef struct walk_ctx {
+    sync_job *j;
+    const repl__bdigest *d;
+    int rc;
+} walk_ctx;
+
+static int
+walk_version(void *user, const char *key, const store_version *v)
+{
+    walk_ctx *w = user;
+    sync_job *j = w->j;
+    struct repl__tx *tx = j->tx;
+    cut *b = j->b;
+    uint32_t leaf = repl__leaf_of(key, w->d->cmp_leaves);
+    void *layout = NULL;
+    size_t layout_len = 0;
+
+    snprintf(tx->sync_key, sizeof(tx->sync_key), "%s", key);
+    snprintf(tx->sync_vid, sizeof(tx->sync_vid), "%s", v->version_id);
+    tx->sync_have_pos = 1;
+    if (!(w->d->differ[leaf / 8] & (1u << (leaf % 8))))
+        return 0;
+    if ((w->rc =
+             repl__version_record(w->d->bucket, key, v, &b->recs[b->n], &layout, &layout_len)) != 0)
+        return 1;
+    b->open = 1;
+    b->bytes += b->recs[b->n].len;
+    b->n++;
+    tx->sync_sent++;
+    if (layout || b->bytes >= REPL_BATCH_BYTES || b->n == REPL_BATCH_RECORDS) {
+        if ((w->rc = emit(j->emitter, b, layout, layout_len)) != 0) {
+            free(layout);
+            return 1;
+        }
+        if (j->emitter->n_items >= ITEMS_PER_JOB)
+            return 1; /* enough for now: the position is saved */
+    }
+    return 0;
+}
+
+static void
+sync_walk_work(sync_job *j)
+{
+    struct repl__tx *tx = j->tx;
+    tx_job em;
+    int rc = 0;
+
+    memset(&em, 0, sizeof(em));
+    em.tx = tx;
+    if (!(j->b = calloc(1, sizeof(*j->b)))) {
+        j->rc = -ENOMEM;
+        return;
+    }
+    j->b->resync = 1;
+    j->emitter = &em;
+    while (rc == 0 && tx->sync_bucket < tx->sync_n && em.n_items < ITEMS_PER_JOB) {
+        repl__bdigest *d = &tx->sync_mine[tx->sync_bucket];
+        walk_ctx w = {j, d, 0};
+
+        if (!tx->sync_bucket_started) {
+            tx->sync_bucket_started = 1;
+            tx->sync_have_pos = 0;
+            if (d->missing) {
+                void *blob = NULL;
+                size_t len = 0;
+                if ((rc = store_bucket_get(j->st, d->bucket, &blob, &len)) == 0)
+                    rc = repl__bucket_record(d->bucket, blob, len, &j->b->recs[j->b->n]);
+                free(blob);
+                if (rc == MRD_ENOTFOUND) {
+                    rc = 0; /* deleted meanwhile */
+                } else if (rc == 0) {
+                    j->b->bytes += j->b->recs[j->b->n].len;
+                    j->b->n++;
+                    j->b->open = 1;
+                    tx->sync_sent++;
+                }
+            }
+        }
+        if (rc != 0)
+            break;
+        rc = store_index_list(j->st, d->bucket, NULL, tx->sync_have_pos ? tx->sync_key : NULL,
+                              tx->sync_have_pos ? tx->sync_vid : NULL, STORE_LIST_VERSIONS,
+                              walk_version, &w);
+        if (w.rc != 0) {
+            rc = w.rc;
+            break;
+        }
+        if (em.n_items >= ITEMS_PER_JOB)
+            break; /* resumes after sync_key/sync_vid */
+        tx->sync_bucket++;
+        tx->sync_bucket_started = 0;
+    }
+    if (rc == 0 && j->b->open)
+        rc = emit(&em, j->b, NULL, 0);
+    for (size_t i = 0; i < j->b->n; i++)
+        free((void *)j->b->recs[i].payload);
+    free(j->b);
+    j->rc = rc < 0 ? rc : 0;
+    j->items = em.items;
+    j->tail = em.tail;
+    j->n_items = em.n_items;
+    j->done = rc == 0 && tx->sync_bucket >= tx->sync_n;
+}
+
+static void
+sync_job_work(void *arg)
+{
+    sync_job *j = arg;
+
+    if (j->prep)
+        sync_prep_work(j);
+    else
+        sync_walk_work(j);
+}
+
+static void
+sync_finish(repl_peer *p, const char *result)
+{
+    struct repl__tx *tx = p->tx;
+
+    snprintf(tx->sync_result, sizeof(tx->sync_result), "%s", result);
+    MRD_INFO("repl.sync.done",
+             "peer=%s mode=%s leaves_differ=%llu versions_sent=%llu ms=%.0f result=\"%s\"", p->name,
+             tx->sync_resync ? "resync" : "check", (unsigned long long)tx->sync_leaves,
+             (unsigned long long)tx->sync_sent,
+             (double)(mrd_clock_mono_ns() - tx->sync_started_ns) / 1e6, result);
+    sync_reset(tx);
+}
+
+static void
+sync_job_done(void *arg)
+{
+    sync_job *j = arg;
+    struct repl__tx *tx = j->tx;
+    repl_peer *p = tx->p;
+
+    tx->job_running = 0;
+    if (tx->detached || j->gen != tx->gen || tx->sync_state == SYNC_NONE) {
+        while (j->items) {
+            repl__item *n = j->items->next;
+            item_free(j->items);
+            j->items = n;
+        }
+        goto out;
+    }
+    if (j->rc != 0) {
+        char why[128];
+        snprintf(why, sizeof(why), "failed: %s", mrd_strerror(j->rc));
+        MRD_ERROR("repl.sync.fail", "peer=%s error=\"%s\"", p->name, mrd_strerror(j->rc));
+        sync_finish(p, why);
+        goto out;
+    }
+    if (j->prep) {
+        tx->sync_state = SYNC_WALK;
+    } else {
+        for (repl__item *it = j->items; it; it = it->next)
+            tx->sync_outstanding++;
+        if (j->items) {
+            if (tx->q_tail)
+                tx->q_tail->next = j->items;
+            else
+                tx->q = j->items;
+            tx->q_tail = j->tail;
+            tx->q_n += j->n_items;
+        }
+        if (j->done)
+            tx->sync_state = SYNC_DRAIN;
+    }
+    repl__tx_pump(p);
+    if (p->conn) {
+        repl__conn *c = p->conn;
+        repl__conn_flush(c);
+        if (c->dead)
+            repl__conn_reap(c);
+    }
+out:
+    tx_unref(tx);
+    free(j);
+}
+
+static void
+sync_job_start(struct repl__tx *tx, int prep)
+{
+    repl *r = tx->p->r;
+    sync_job *j = calloc(1, sizeof(*j));
+
+    if (!j)
+        return;
+    j->tx = tx;
+    j->st = engine_store(r->eng);
+    j->gen = tx->gen;
+    j->prep = prep;
+    tx->refs++;
+    tx->job_running = 1;
+    if (engine_run(r->eng, sync_job_work, sync_job_done, j) != 0) {
+        tx->refs--;
+        tx->job_running = 0;
+        free(j);
+    }
+}
+
+/* The marker's job: the WAL forgets the peer's resync mark and holds
+ * segments from L0 on for it again. */
+typedef struct mark_job {
+    struct repl__tx *tx;
+    wal *w;
+    uint32_t peer;
+    uint64_t l0, gen;
+    int rc;
+} mark_job;
+
+static void
+mark_work(void *arg)
+{
+    mark_job *m = arg;
+
+    m->rc = wal_peer_resync_done(m->w, m->peer, m->l0);
+}
+
+static void
+mark_done(void *arg)
+{
+    mark_job *m = arg;
+    struct repl__tx *tx = m->tx;
+    repl_peer *p = tx->p;
+    char result[128];
+
+    tx->job_running = 0;
+    if (!tx->detached && m->gen == tx->gen && tx->sync_state == SYNC_FINISH) {
+        if (m->rc != 0)
+            MRD_ERROR("repl.sync.cursor_fail", "peer=%s error=\"%s\"", p->name,
+                      mrd_strerror(m->rc));
+        snprintf(result, sizeof(result), "resynced: %llu versions sent, streaming from LSN %llu",
+                 (unsigned long long)tx->sync_sent, (unsigned long long)m->l0 + 1);
+        tx->needs_resync = 0;
+        if (m->l0 > p->applied_from_us)
+            p->applied_from_us = m->l0;
+        sync_finish(p, result);
+        repl__tx_on_connected(p); /* streaming resumes after the snapshot */
+    }
+    tx_unref(tx);
+    free(m);
+}
+
+static void
+sync_acked(repl_peer *p, repl__item *it)
+{
+    struct repl__tx *tx = p->tx;
+
+    if (tx->sync_state == SYNC_NONE)
+        return;
+    if (it->marker) {
+        mark_job *m = calloc(1, sizeof(*m));
+        tx->sync_state = SYNC_FINISH;
+        if (!m)
+            return;
+        m->tx = tx;
+        m->w = engine_wal(p->r->eng);
+        m->peer = p->id;
+        m->l0 = tx->sync_l0;
+        m->gen = tx->gen;
+        tx->refs++;
+        tx->job_running = 1;
+        if (engine_run(p->r->eng, mark_work, mark_done, m) != 0) {
+            tx->refs--;
+            tx->job_running = 0;
+            free(m);
+        }
+        return;
+    }
+    if (tx->sync_outstanding)
+        tx->sync_outstanding--;
+}
+
+/* Drives a pass: prep job, walk jobs while the queue is short, then the end. */
+static void
+sync_pump(repl_peer *p)
+{
+    struct repl__tx *tx = p->tx;
+
+    if (tx->job_running)
+        return;
+    switch (tx->sync_state) {
+    case SYNC_PREP:
+        sync_job_start(tx, 1);
+        break;
+    case SYNC_WALK:
+        if (tx->q_n < QUEUE_LOW)
+            sync_job_start(tx, 0);
+        break;
+    case SYNC_DRAIN:
+        if (tx->sync_outstanding)
+            break;
+        if (!tx->sync_resync) {
+            char result[128];
+            if (tx->sync_leaves == 0)
+                snprintf(result, sizeof(result), "in sync");
+            else
+                snprintf(result, sizeof(result), "%llu keys differed (%llu leaves); sent",
+                         (unsigned long long)tx->sync_sent, (unsigned long long)tx->sync_leaves);
+            sync_finish(p, result);
+            break;
+        }
+        {
+            repl__item *it = calloc(1, sizeof(*it));
+            if (!it || repl__batch_pack(0, tx->sync_l0, NULL, 0, &it->head) != 0) {
+                free(it);
+                break;
+            }
+            it->tx = tx;
+            it->resync = it->marker = 1;
+            it->last = tx->sync_l0;
+            if (tx->q_tail)
+                tx->q_tail->next = it;
+            else
+                tx->q = it;
+            tx->q_tail = it;
+            tx->q_n++;
+            tx->sync_state = SYNC_MARK;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+void
+repl__tx_on_digest(repl__conn *c, repl__stream *s, uint32_t error_code)
+{
+    repl_peer *p = c->peer;
+    struct repl__tx *tx = p->tx;
+    const char *why = repl__client_check_auth(c, s, error_code);
+    engine_status st;
+
+    if (!tx || tx->sync_state != SYNC_DIGEST)
+        return;
+    if (!why && s->too_big)
+        why = "digest answer over the size limit";
+    if (!why &&
+        repl__digest_decode(s->in.data, s->in.len, &tx->sync_theirs, &tx->sync_n_theirs) != 0)
+        why = "malformed digest";
+    if (why) {
+        char result[160];
+        snprintf(result, sizeof(result), "failed: %s", why);
+        MRD_WARN("repl.sync.fail", "peer=%s reason=\"%s\"", p->name, why);
+        sync_finish(p, result);
+        return;
+    }
+    /* everything our index holds now covers our records up to here */
+    tx->sync_l0 = engine_get_status(p->r->eng, &st) == 0 ? st.applied_lsn : 0;
+    tx->sync_state = SYNC_PREP;
+}
+
 /* ---- submitting and acks -------------------------------------------------- */
 
 static int
@@ -563,7 +1009,7 @@ submit(repl_peer *p, repl__item *it)
         it->src = src;
         src_read_start(p->r, src); /* the first chunk while the head goes out */
     }
-    rc = repl__submit_request(c, s, REPL_PATH_RECORDS);
+    rc = repl__submit_request(c, s, it->resync ? REPL_PATH_RESYNC : REPL_PATH_RECORDS);
     if (rc < 0) {
         repl__stream_unlink_free(c, s);
         return rc;
@@ -639,6 +1085,18 @@ repl__tx_pump(repl_peer *p)
             return;
         }
     }
+    if (tx->sync_state != SYNC_NONE) {
+        sync_pump(p);
+        if (tx->sync_resync)
+            return;
+    } else if (tx->needs_resync) {
+        repl__sync_start(p, 1);
+        return;
+    } else if (r->o.anti_entropy_ms && tx->caught_up &&
+               mrd_clock_mono_ns() - tx->sync_last_ns >=
+                   (uint64_t)r->o.anti_entropy_ms * 1000000ull) {
+        repl__sync_start(p, 0);
+    }
     if (!tx->job_running && !tx->needs_resync && mrd_clock_mono_ns() >= tx->retry_ns) {
         int more = !tx->caught_up || st.wal_durable_lsn >= tx->read_from;
         if (tx->reopen || tx->acked > tx->saved || (tx->q_n < QUEUE_LOW && more))
@@ -699,6 +1157,8 @@ repl__tx_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code)
     if (applied > p->applied_from_us)
         p->applied_from_us = applied;
     tx->error[0] = '\0';
+    if (it->resync)
+        sync_acked(p, it);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -713,6 +1173,7 @@ repl__tx_new(repl_peer *p)
     pthread_mutex_init(&tx->mu, NULL);
     tx->p = p;
     tx->refs = 1;
+    tx->sync_last_ns = mrd_clock_mono_ns(); /* the first periodic pass one interval after start */
     p->tx = tx;
     return 0;
 }
@@ -726,6 +1187,7 @@ repl__tx_free(repl_peer *p)
         return;
     p->tx = NULL;
     queue_clear(tx);
+    sync_reset(tx);
     pthread_mutex_lock(&tx->mu); /* waits for a reader job's critical part */
     tx->detached = 1;
     wal_reader_close(tx->rd); /* before the engine closes the WAL */
@@ -763,6 +1225,10 @@ repl__tx_on_disconnected(repl_peer *p)
     tx->active = 0;
     tx->gen++;
     queue_clear(tx);
+    if (tx->sync_state != SYNC_NONE) {
+        snprintf(tx->sync_result, sizeof(tx->sync_result), "interrupted: connection lost");
+        sync_reset(tx);
+    }
 }
 
 void
@@ -786,4 +1252,9 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
     out->data_bytes_sent = tx->data_bytes;
     out->send_errors = tx->errors;
     snprintf(out->send_error, sizeof(out->send_error), "%s", tx->error);
+    out->sync_running = tx->sync_state != SYNC_NONE;
+    out->sync_runs = tx->sync_runs;
+    out->sync_versions_sent = tx->sync_sent;
+    out->sync_leaves_differ = tx->sync_leaves;
+    snprintf(out->sync_result, sizeof(out->sync_result), "%s", tx->sync_result);
 }

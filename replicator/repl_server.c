@@ -207,7 +207,8 @@ repl__server_on_request(repl__conn *c, repl__stream *s)
     int is_hello, rc;
     uint32_t site;
 
-    if (strcmp(s->path, REPL_PATH_RECORDS) == 0 && !s->bad_header) {
+    if ((strcmp(s->path, REPL_PATH_RECORDS) == 0 || strcmp(s->path, REPL_PATH_RESYNC) == 0) &&
+        !s->bad_header) {
         repl__rx_end(c, s);
         return;
     }
@@ -228,6 +229,10 @@ repl__server_on_request(repl__conn *c, repl__stream *s)
     site = p->id;
     if (strcmp(s->method, "POST") != 0) {
         repl__server_answer_text(c, s, 405, "only POST is served");
+        return;
+    }
+    if (strcmp(s->path, REPL_PATH_DIGEST) == 0) {
+        repl__digest_serve(c, s, p);
         return;
     }
     if (strcmp(s->path, REPL_PATH_HELLO) == 0)

@@ -123,6 +123,9 @@ typedef struct repl_opts {
     uint32_t backoff_max_ms;       /* default 5000 */
     uint32_t max_clock_skew_ms;    /* auth time window, each way; default 300000 */
     uint64_t topology_epoch;       /* announced as is (placeholder) */
+    /* Anti-entropy: a digest comparison with every peer this often (0 = only
+     * when a peer needs a resync, or repl_sync). */
+    uint32_t anti_entropy_ms;
 
     /* Callbacks, all optional, all on the loop thread, all given user_data. */
     /* This site's WAL high-water LSN (e.g. wal_get_status().durable_lsn). */
@@ -233,6 +236,13 @@ struct repl_peer_info {
     uint64_t applied_from_peer;
     uint64_t records_received, objects_received, data_bytes_received, receive_errors;
     uint64_t duplicates_received;
+    uint64_t resync_versions_received;
+    /* Anti-entropy passes to it (we send what it lacks). */
+    int sync_running;
+    uint64_t sync_runs;
+    uint64_t sync_versions_sent; /* in the current or last pass */
+    uint64_t sync_leaves_differ;
+    char sync_result[128]; /* "in sync", "N keys differed ...", "resynced ...", "" before any */
 };
 
 /* Number of configured peers. */
@@ -264,6 +274,12 @@ int repl_nearest_healthy(const repl *r, unsigned flags, const uint32_t *exclude,
  */
 struct engine;
 int repl_attach_engine(repl *r, struct engine *e);
+
+/* Starts an anti-entropy pass to peer site_id now: its digest is compared
+ * with ours and the versions it lacks are sent (the result shows in
+ * repl_peer_info.sync_result). Errors: MRD_ENOTFOUND (no such peer),
+ * MRD_ESHUTDOWN (not connected or no engine), MRD_EBUSY (one is running). */
+int repl_sync(repl *r, uint32_t site_id);
 
 /* Module-wide counters. */
 typedef struct repl_stats {
