@@ -208,6 +208,10 @@ typedef struct engine_repl_state {
  * Thread-safe. */
 int engine_repl_progress(engine *e, engine_repl_state *out, int max);
 
+/* A watermark of local writes: every write stamped before *hlc has an LSN
+ * <= *lsn. Replication uses it to tell which versions a peer has. */
+int engine_local_watermark(engine *e, uint64_t *lsn, uint64_t *hlc);
+
 /* The engine's WAL, for tailing readers (wal_reader_open) and per-peer
  * cursors (wal_cursor_set). Valid until engine_close; close readers first. */
 struct wal;

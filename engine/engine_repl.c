@@ -297,6 +297,26 @@ engine_repl_progress(engine *e, engine_repl_state *out, int max)
     return n;
 }
 
+int
+engine_local_watermark(engine *e, uint64_t *lsn, uint64_t *hlc)
+{
+    wal_status *ws = malloc(sizeof(*ws));
+    int rc;
+
+    if (!ws)
+        return -ENOMEM;
+    /* under mut_mu no write sits between its stamp and its append */
+    pthread_mutex_lock(&e->mut_mu);
+    rc = wal_get_status(e->w, ws);
+    if (rc == 0) {
+        *lsn = ws->next_lsn - 1;
+        *hlc = mrd_hlc_now(e->hlc);
+    }
+    pthread_mutex_unlock(&e->mut_mu);
+    free(ws);
+    return rc;
+}
+
 wal *
 engine_wal(engine *e)
 {

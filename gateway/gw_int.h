@@ -7,6 +7,10 @@
 #ifndef MERIDIAN_GW_INT_H
 #define MERIDIAN_GW_INT_H
 
+/* x-amz-replication-status turns from PENDING to FAILED after this long (the
+ * version keeps being retried and may still complete). */
+#define GW_REPLICATION_FAILED_MS (3600u * 1000u)
+
 #include "common.h"
 #include "gateway.h"
 

@@ -75,6 +75,7 @@
 #include <openssl/evp.h>
 
 #include "engine.h"
+#include "replicator.h"
 
 #define CHUNK         (1u << 20)
 #define MAX_PUT       (5ull << 30) /* S3's single-PUT limit */
@@ -853,6 +854,14 @@ get_lookup_done(void *arg)
     /* the internal version id: equal at every site once replicated, which is
      * how operators and the convergence tests compare copies */
     gw_resp_header(g->r, "x-meridian-version-id", v->version_id);
+    {
+        const char *rs = repl_version_status(
+            g->d->replicator,
+            (uint32_t)strtoul(v->version_id + (strlen(v->version_id) > 16 ? 16 : 0), NULL, 16),
+            v->hlc, mrd_clock_realtime_ms(NULL), GW_REPLICATION_FAILED_MS);
+        if (rs)
+            gw_resp_header(g->r, "x-amz-replication-status", rs);
+    }
     gw_resp_header(g->r, "Content-Type",
                    v->content_type && *v->content_type ? v->content_type : "binary/octet-stream");
     engine_meta_each(v->user_meta, v->user_meta_len, meta_header, g->r);

@@ -195,6 +195,24 @@ repl__life_unref(repl__life *l)
         free(l);
 }
 
+const char *
+repl_version_status(const repl *r, uint32_t origin_site, uint64_t hlc, uint64_t now_ms,
+                    uint64_t failed_after_ms)
+{
+    if (!r || r->n_peers == 0)
+        return NULL;
+    if (origin_site != r->site_id)
+        return "REPLICA";
+    for (int i = 0; i < r->n_peers; i++) {
+        if (repl__tx_acked_hlc(&r->peers[i]) <= hlc) {
+            if (failed_after_ms && now_ms > MRD_HLC_MS(hlc) + failed_after_ms)
+                return "FAILED";
+            return "PENDING";
+        }
+    }
+    return "COMPLETED";
+}
+
 int
 repl_sync(repl *r, uint32_t site_id)
 {

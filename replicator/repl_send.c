@@ -121,8 +121,9 @@ struct repl__tx {
     /* when each durable LSN was first seen: lag in time is the age of the
      * oldest sample above the ack */
     struct {
-        uint64_t lsn, ns;
+        uint64_t lsn, ns, hlc;
     } seen[LAG_SAMPLES];
+    uint64_t acked_hlc; /* the peer has applied every local write stamped before this */
     unsigned seen_head, seen_n;
 };
 
@@ -1025,16 +1026,25 @@ submit(repl_peer *p, repl__item *it)
     return 0;
 }
 
-/* Notes the durable LSN and drops samples the peer has acked. */
+/*
+ * Notes the local watermark (every local write stamped before hlc has an
+ * LSN <= lsn) and drops the samples the peer has acked; the newest dropped
+ * one tells which writes the peer has applied: acked_hlc.
+ */
 static void
-lag_sample(struct repl__tx *tx, uint64_t durable, uint64_t now)
+lag_sample(struct repl__tx *tx, uint64_t durable, uint64_t hlc, uint64_t now)
 {
     while (tx->seen_n && tx->seen[tx->seen_head].lsn <= tx->acked) {
+        if (tx->seen[tx->seen_head].hlc > tx->acked_hlc)
+            tx->acked_hlc = tx->seen[tx->seen_head].hlc;
         tx->seen_head = (tx->seen_head + 1) % LAG_SAMPLES;
         tx->seen_n--;
     }
-    if (durable <= tx->acked)
+    if (durable <= tx->acked) {
+        if (!tx->seen_n && hlc > tx->acked_hlc)
+            tx->acked_hlc = hlc;
         return;
+    }
     if (tx->seen_n) {
         unsigned last = (tx->seen_head + tx->seen_n - 1) % LAG_SAMPLES;
         if (tx->seen[last].lsn >= durable)
@@ -1044,6 +1054,7 @@ lag_sample(struct repl__tx *tx, uint64_t durable, uint64_t now)
     }
     tx->seen[(tx->seen_head + tx->seen_n) % LAG_SAMPLES].lsn = durable;
     tx->seen[(tx->seen_head + tx->seen_n) % LAG_SAMPLES].ns = now;
+    tx->seen[(tx->seen_head + tx->seen_n) % LAG_SAMPLES].hlc = hlc;
     tx->seen_n++;
 }
 
@@ -1066,11 +1077,14 @@ repl__tx_pump(repl_peer *p)
     struct repl__tx *tx = p->tx;
     repl *r = p->r;
     engine_status st;
+    uint64_t mark_lsn = 0, mark_hlc = 0;
 
     if (!tx || !r->eng)
         return;
-    if (engine_get_status(r->eng, &st) == 0)
-        lag_sample(tx, st.wal_durable_lsn, mrd_clock_mono_ns());
+    if (engine_get_status(r->eng, &st) != 0)
+        return;
+    if (engine_local_watermark(r->eng, &mark_lsn, &mark_hlc) == 0)
+        lag_sample(tx, mark_lsn, mark_hlc, mrd_clock_mono_ns());
     if (!tx->active || !p->conn || !p->hello_done || p->conn->dead)
         return;
     while (tx->q && tx->inflight < REPL_INFLIGHT_MAX && tx->inflight_bytes < REPL_INFLIGHT_BYTES) {
@@ -1229,6 +1243,12 @@ repl__tx_on_disconnected(repl_peer *p)
         snprintf(tx->sync_result, sizeof(tx->sync_result), "interrupted: connection lost");
         sync_reset(tx);
     }
+}
+
+uint64_t
+repl__tx_acked_hlc(const repl_peer *p)
+{
+    return p->tx ? p->tx->acked_hlc : 0;
 }
 
 void

@@ -281,6 +281,16 @@ int repl_attach_engine(repl *r, struct engine *e);
  * MRD_ESHUTDOWN (not connected or no engine), MRD_EBUSY (one is running). */
 int repl_sync(repl *r, uint32_t site_id);
 
+/*
+ * Replication status of a version, as S3's x-amz-replication-status:
+ * "REPLICA" when it originated at another site; at its origin "COMPLETED"
+ * once every peer has applied it, else "PENDING", or "FAILED" when still
+ * pending after failed_after_ms (it keeps being retried and may still
+ * complete). NULL when this site has no peers. hlc is the version's stamp.
+ */
+const char *repl_version_status(const repl *r, uint32_t origin_site, uint64_t hlc, uint64_t now_ms,
+                                uint64_t failed_after_ms);
+
 /* Module-wide counters. */
 typedef struct repl_stats {
     uint64_t inbound_accepted; /* TCP connections accepted */

@@ -144,12 +144,20 @@ def test_outage_then_catch_up_applies_deletes(three):
         cb.put_object(Bucket="drtest", Key=f"k{i:02d}", Body=f"while c was down {i}".encode())
     ca.put_object(Bucket="drtest", Key="k15", Body=b"overwritten while c was down")
     time.sleep(1.0)
+    # c has not applied it: the origin says PENDING, b (a replica) REPLICA
+    assert ca.head_object(Bucket="drtest", Key="k15")["ReplicationStatus"] == "PENDING"
+    assert cb.head_object(Bucket="drtest", Key="k15")["ReplicationStatus"] == "REPLICA"
     c.start()
     snap = converge(three)
     keys = set(snap["drtest"])
     assert keys == {f"k{i:02d}" for i in range(10, 30)}, sorted(keys)
     assert snap["drtest"]["k15"][5] == hashlib.sha256(b"overwritten while c was down").hexdigest()
     wait_caught_up(three)
+    deadline = time.time() + 5
+    while ca.head_object(Bucket="drtest", Key="k15")["ReplicationStatus"] != "COMPLETED":
+        assert time.time() < deadline, "origin never reported COMPLETED"
+        time.sleep(0.05)
+    assert client(c).head_object(Bucket="drtest", Key="k15")["ReplicationStatus"] == "REPLICA"
 
 
 def test_concurrent_writes_settle_on_one_version(three):
