@@ -311,7 +311,11 @@ repl__client_tick(repl_peer *p)
             return; /* in flight, still in time: no outcome this tick */
         nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, p->hb->id, NGHTTP2_CANCEL);
         p->hb = NULL;
-        p->conn_timeouts++;
+        /* A connection busy with record streams queues the heartbeat behind
+         * megabytes of data in TCP buffers: it counts as a failed heartbeat
+         * (health) but, while bytes keep arriving, not as a dead connection. */
+        if ((mrd_clock_mono_ns() - c->last_rx_ns) / 1000000 >= r->o.heartbeat_ms)
+            p->conn_timeouts++;
         repl__peer_outcome(p, 0, 0, "heartbeat timeout");
         if (p->conn_timeouts >= p->health.down_after) {
             drop(p, "heartbeats timing out");
