@@ -164,21 +164,27 @@ typedef struct engine_repl_rec {
 } engine_repl_rec;
 
 /*
- * Applies the records of origin's WAL range (.., through_lsn]: recs (in LSN
- * order, all <= through_lsn) are the ones the origin sends; the LSNs between
- * them need nothing here. Records at or below what was already appended from
- * origin are skipped (exactly once). Each record is appended as a
- * ReplicatedApply and applied with the conflict decision against every
+ * Applies the records of origin's WAL range [from_lsn, through_lsn]: recs
+ * (in LSN order, inside the range) are the ones the origin sends; the LSNs
+ * between them need nothing here. Records at or below what was already
+ * appended from origin are skipped (exactly once). Each record is appended
+ * as a ReplicatedApply and applied with the conflict decision against every
  * stored version of its key; an object put's data that loses (or is a
  * duplicate) is freed. cb gets 0 once all of it is durable and in the index,
- * and the origin's applied LSN is then through_lsn. Calls for one origin
- * must not overlap. Everything is copied before the call returns.
- * Errors: MRD_EINVAL (origin not a configured peer, records out of order or
- * past through_lsn), -ENOMEM, MRD_ESHUTDOWN; to cb: MRD_ECORRUPT (a record
- * that does not decode), MRD_EDURABLE, MRD_EBUSY. Thread-safe.
+ * and the origin's applied LSN is then through_lsn.
+ * Ranges must come in order and may overlap what was applied, but not leave
+ * a gap: a range starting past appended + 1 (because an earlier one failed)
+ * is refused with MRD_EBUSY, so nothing after a failure is applied until the
+ * origin resends from the gap. The call does its appends on the caller's
+ * thread (decoding and wal_append do not block), which is what keeps calls
+ * in order; several may be in flight. Everything is copied.
+ * Errors: MRD_EINVAL (origin not a configured peer, bad range, records out
+ * of order or outside it), -ENOMEM; to cb: MRD_EBUSY (a gap, or the WAL's
+ * queue is full), MRD_ECORRUPT (a record that does not decode),
+ * MRD_EDURABLE. Thread-safe.
  */
-int engine_repl_apply(engine *e, uint32_t origin, const engine_repl_rec *recs, size_t n,
-                      uint64_t through_lsn, engine_cb cb, void *ud);
+int engine_repl_apply(engine *e, uint32_t origin, uint64_t from_lsn, const engine_repl_rec *recs,
+                      size_t n, uint64_t through_lsn, engine_cb cb, void *ud);
 
 /*
  * Anti-entropy: applies versions a peer holds (records rebuilt from its

@@ -92,7 +92,7 @@ engine__ra_applied(engine *e, uint32_t origin, uint64_t lsn)
 typedef struct rcall {
     engine *e;
     uint32_t origin;
-    uint64_t through;
+    uint64_t from, through;
     int left;   /* appends whose callback has not run, plus one for the submitter */
     int resync; /* anti-entropy versions: origin LSN 0, no duplicate filter */
     int status;
@@ -162,6 +162,8 @@ rcall_work(void *arg)
     failed = e->failed;
     pthread_mutex_unlock(&e->ap_mu);
     pthread_mutex_lock(&e->mut_mu);
+    if (!c->resync && c->from > slot->appended + 1)
+        rc = MRD_EBUSY; /* a gap: an earlier range failed; the sender must resend it */
     for (size_t i = 0; i < c->n && rc == 0 && !failed; i++) {
         if (c->resync) {
             c->left++;
@@ -191,16 +193,16 @@ rcall_work(void *arg)
 }
 
 static int
-submit(engine *e, uint32_t origin, const engine_repl_rec *recs, size_t n, uint64_t through_lsn,
-       int resync, engine_cb cb, void *ud)
+submit(engine *e, uint32_t origin, uint64_t from_lsn, const engine_repl_rec *recs, size_t n,
+       uint64_t through_lsn, int resync, engine_cb cb, void *ud)
 {
     rcall *c;
-    int rc;
 
     if (!(c = calloc(1, sizeof(*c))))
         return -ENOMEM;
     c->e = e;
     c->origin = origin;
+    c->from = from_lsn;
     c->through = through_lsn;
     c->resync = resync;
     c->left = 1;
@@ -221,23 +223,24 @@ submit(engine *e, uint32_t origin, const engine_repl_rec *recs, size_t n, uint64
         c->recs[i].payload = copy;
         c->n = i + 1;
     }
-    rc = engine_run(e, rcall_work, NULL, c);
-    if (rc != 0)
-        rcall_free(c);
-    return rc;
+    /* On the caller's thread: decoding and wal_append never block, and
+     * calls must reach the WAL in the order they are made. */
+    rcall_work(c);
+    return 0;
 }
 
 int
-engine_repl_apply(engine *e, uint32_t origin, const engine_repl_rec *recs, size_t n,
-                  uint64_t through_lsn, engine_cb cb, void *ud)
+engine_repl_apply(engine *e, uint32_t origin, uint64_t from_lsn, const engine_repl_rec *recs,
+                  size_t n, uint64_t through_lsn, engine_cb cb, void *ud)
 {
-    if (!e || !cb || (n && !recs) || !ra_slot(e, origin))
+    if (!e || !cb || (n && !recs) || !ra_slot(e, origin) || from_lsn == 0 ||
+        from_lsn > through_lsn || (n && recs[0].lsn < from_lsn))
         return MRD_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!recs[i].lsn || recs[i].lsn > through_lsn || (i && recs[i].lsn <= recs[i - 1].lsn) ||
             recs[i].type == WAL_REC_REPLICATED_APPLY || !recs[i].type)
             return MRD_EINVAL;
-    return submit(e, origin, recs, n, through_lsn, 0, cb, ud);
+    return submit(e, origin, from_lsn, recs, n, through_lsn, 0, cb, ud);
 }
 
 int
@@ -249,7 +252,7 @@ engine_resync_apply(engine *e, uint32_t origin, const engine_repl_rec *recs, siz
     for (size_t i = 0; i < n; i++)
         if (recs[i].type == WAL_REC_REPLICATED_APPLY || !recs[i].type)
             return MRD_EINVAL;
-    return submit(e, origin, recs, n, 0, 1, cb, ud);
+    return submit(e, origin, 0, recs, n, 0, 1, cb, ud);
 }
 
 int

@@ -310,7 +310,7 @@ repl_attach_engine(repl *r, struct engine *e)
 
         for (int k = 0; k < n; k++)
             if (st[k].origin == p->id)
-                p->rx_applied = st[k].applied;
+                p->rx_applied = p->rx_issued = st[k].applied;
         if (p->conn && p->hello_done)
             repl__tx_on_connected(p);
     }

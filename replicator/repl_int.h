@@ -399,7 +399,8 @@ struct repl_peer {
     /* applying its records here (repl_recv.c): batches in first-LSN order,
      * applied one at a time */
     struct repl__rx *rxq;
-    int rx_applying;
+    int rx_inflight;     /* batches handed to the engine, not yet applied */
+    uint64_t rx_issued;  /* its LSN we have handed to the engine up to */
     uint64_t rx_applied; /* its LSN we have applied up to */
     uint64_t rx_records, rx_batches, rx_objects, rx_bytes, rx_errors, rx_duplicates;
     uint64_t rx_resync_versions;

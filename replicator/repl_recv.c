@@ -59,7 +59,7 @@ typedef struct repl__rx {
     repl__conn *c;    /* NULL once the stream is gone */
     repl__stream *s;
     int32_t stream_id;
-    int phase, failed, ended, in_queue, applied;
+    int phase, failed, ended, in_queue, applied, issued;
     int resync; /* /repl/v1/resync: applied at once, no LSN order */
     uint32_t origin;
     mrd_buf head;
@@ -192,7 +192,7 @@ applied_cb(void *ud, int status)
         rx_unref(rx);
         return;
     }
-    p->rx_applying = 0;
+    p->rx_inflight--;
     dequeue(p, rx);
     if (status == 0) {
         rx->applied = 1;
@@ -208,6 +208,9 @@ applied_cb(void *ud, int status)
     } else {
         char why[128];
         snprintf(why, sizeof(why), "apply failed: %s", mrd_strerror(status));
+        /* nothing after the failed range applies (the engine refuses the
+         * gap); the sender resends from what is applied */
+        p->rx_issued = p->rx_applied;
         rx_fail(rx, 503, why);
     }
     c = rx->c;
@@ -216,19 +219,29 @@ applied_cb(void *ud, int status)
     flush(c);
 }
 
+/*
+ * Hands queued batches to the engine in LSN order, as soon as each one
+ * continues what was handed before (first <= issued + 1), without waiting
+ * for the previous one to be applied: the engine appends them in call order
+ * and group-commits them together. Each is answered when its own callback
+ * reports it applied.
+ */
 static void
 apply_next(repl_peer *p)
 {
     repl *r = p->r;
-    repl__rx *rx;
+    repl__rx *rx, *next;
 
-    while (!p->rx_applying && (rx = p->rxq) != NULL) {
+    for (rx = p->rxq; rx; rx = next) {
         engine_repl_rec recs[REPL_MAX_RECORDS];
         size_t n = 0;
         int rc;
 
-        if (rx->batch.last <= p->rx_applied) {
-            /* all of it is applied already: a re-send */
+        next = rx->next;
+        if (rx->issued)
+            continue;
+        if (rx->batch.last <= p->rx_issued) {
+            /* all of it was handed to the engine already: a re-send */
             p->rx_duplicates += rx->batch.n;
             dequeue(p, rx);
             rx_discard_data(rx);
@@ -237,11 +250,11 @@ apply_next(repl_peer *p)
             rx_unref(rx);
             continue;
         }
-        if (rx->batch.first > p->rx_applied + 1)
+        if (rx->batch.first > p->rx_issued + 1)
             return; /* its predecessor is still on its way */
         for (size_t i = 0; i < rx->batch.n; i++) {
             const repl__rec *x = &rx->batch.recs[i];
-            if (x->lsn <= p->rx_applied)
+            if (x->lsn <= p->rx_issued)
                 continue;
             recs[n].lsn = x->lsn;
             recs[n].type = x->type;
@@ -254,9 +267,10 @@ apply_next(repl_peer *p)
             n++;
         }
         if (rx->data_size && (n == 0 || !rx->batch.recs[rx->batch.n - 1].data_size ||
-                              rx->batch.recs[rx->batch.n - 1].lsn <= p->rx_applied))
-            rx_discard_data(rx); /* its object is applied already */
-        rc = engine_repl_apply(r->eng, p->id, recs, n, rx->batch.last, applied_cb, rx);
+                              rx->batch.recs[rx->batch.n - 1].lsn <= p->rx_issued))
+            rx_discard_data(rx); /* its object was handed over already */
+        rc = engine_repl_apply(r->eng, p->id, rx->batch.first, recs, n, rx->batch.last, applied_cb,
+                               rx);
         if (rc != 0) {
             char why[128];
             snprintf(why, sizeof(why), "cannot apply: %s", mrd_strerror(rc));
@@ -264,9 +278,11 @@ apply_next(repl_peer *p)
             rx_fail(rx, 503, why);
             flush(rx->c);
             rx_unref(rx);
-            continue;
+            return;
         }
-        p->rx_applying = 1;
+        rx->issued = 1;
+        p->rx_inflight++;
+        p->rx_issued = rx->batch.last;
     }
 }
 
@@ -299,7 +315,9 @@ repl__rx_tick(repl_peer *p)
     repl__rx *rx = p->rxq;
     uint64_t now = mrd_clock_mono_ns();
 
-    if (!p->rx_applying && rx && rx->batch.first > p->rx_applied + 1 &&
+    while (rx && rx->issued)
+        rx = rx->next;
+    if (rx && rx->batch.first > p->rx_issued + 1 &&
         now - rx->queued_ns > (uint64_t)REPL_REORDER_MAX_MS * 1000000ull) {
         repl__conn *c = rx->c;
         dequeue(p, rx);
@@ -360,6 +378,8 @@ marker_done(void *arg)
     if (rx->err == 0) {
         if (rx->batch.last > rx->p->rx_applied)
             rx->p->rx_applied = rx->batch.last;
+        if (rx->batch.last > rx->p->rx_issued)
+            rx->p->rx_issued = rx->batch.last;
         MRD_INFO("repl.sync.level", "peer=%s applied_lsn=%llu", rx->p->name,
                  (unsigned long long)rx->p->rx_applied);
         answer(rx, 200, NULL);
@@ -804,10 +824,9 @@ void
 repl__rx_peer_free(repl_peer *p)
 {
     repl__rx *rx = p->rxq;
-    int head = 1;
 
     /* Called by repl_free after every connection (so every stream) is gone.
-     * The batch being applied keeps the queue's reference until the engine
+     * Batches handed to the engine keep the queue's reference until it
      * answers (applied_cb); the others drop it now. */
     p->rxq = NULL;
     while (rx) {
@@ -817,10 +836,9 @@ repl__rx_peer_free(repl_peer *p)
         rx->detached = 1;
         rx->p = NULL;
         rx->r = NULL;
-        if (!(head && p->rx_applying))
+        if (!rx->issued)
             rx_unref(rx);
-        head = 0;
         rx = next;
     }
-    p->rx_applying = 0;
+    p->rx_inflight = 0;
 }
