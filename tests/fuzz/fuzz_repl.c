@@ -1,9 +1,10 @@
 /*
  * fuzz_repl.c - libFuzzer target for what a replication peer's bytes reach
- * first: the auth header parsing and signature check (repl_auth.c) and the
- * Hello/Heartbeat protobuf decoding (repl_msg.c).
+ * first: the auth header parsing and signature check (repl_auth.c), the
+ * Hello/Heartbeat protobuf decoding, and the record stream's RecordBatch
+ * and Ack decoding (repl_msg.c).
  *
- * The first byte picks a mode:
+ * The first byte (its low three bits) picks a mode:
  *   0: the rest is split on '\n' into method, path, site, time, auth and
  *      body, and verified as a request would be (almost always rejected:
  *      this exercises the header syntax checks);
@@ -12,13 +13,23 @@
  *      secret, so verification must succeed whenever site and time parse,
  *      and the body then goes through the decoder, as on the server after a
  *      good signature. A decoded message is re-encoded and decoded again and
- *      must round-trip.
+ *      must round-trip;
+ *   4: the rest is a records request body: a 4-byte big-endian length, a
+ *      RecordBatch of that length, then object data (ignored here);
+ *   5: the rest is a RecordBatch, without the framing;
+ *   6: the rest is an Ack body;
+ *   7: as 4, and every record's payload is then decoded as the WalRecord
+ *      of its type, as the receiver and engine_repl_apply do.
+ * A batch that parses must satisfy every rule repl__batch_parse promises
+ * (repl_int.h), and re-packing it must give a batch that parses to the
+ * same records; an Ack that decodes must round-trip.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "repl_int.h"
+#include "wal.h"
 
 static const char secret[] = "fuzz-secret";
 
@@ -36,6 +47,97 @@ check_decode(const uint8_t *p, size_t n, int is_hello)
         abort();
     if (again.st.site_id != m.st.site_id || again.st.high_water_lsn != m.st.high_water_lsn ||
         again.st.n_applied != m.st.n_applied || strcmp(again.st.site_name, m.st.site_name) != 0)
+        abort();
+    mrd_buf_free(&b);
+}
+
+/* Checks what repl__batch_parse promises of a batch it accepted. */
+static void
+check_batch_rules(const repl__batch *b)
+{
+    if (b->first == 0 || b->last < b->first || b->n > REPL_MAX_RECORDS || (b->n && !b->recs))
+        abort();
+    for (size_t i = 0; i < b->n; i++) {
+        const repl__rec *r = &b->recs[i];
+        if (r->lsn < b->first || r->lsn > b->last || (i && r->lsn <= b->recs[i - 1].lsn))
+            abort();
+        if (r->type == 0 || r->type >= WAL_REC_REPLICATED_APPLY)
+            abort();
+        if (r->data_size && (i + 1 != b->n || r->type != WAL_REC_OBJECT_PUT))
+            abort();
+        if (r->len && !r->payload)
+            abort();
+    }
+}
+
+/* Parses a RecordBatch; when it is accepted, checks it, re-packs it and
+ * parses it again, and (decode_records) decodes each record's payload. */
+static void
+check_batch(const uint8_t *p, size_t n, int decode_records)
+{
+    static const char unset[] = "unset";
+    repl__batch b, again;
+    const char *reason = unset;
+    mrd_buf buf = {0};
+
+    if (repl__batch_parse(p, n, &b, &reason) != 0) {
+        if (!reason || reason == unset)
+            abort(); /* a rejection always says why */
+        return;
+    }
+    if (reason)
+        abort(); /* and an acceptance clears it */
+    check_batch_rules(&b);
+    if (repl__batch_pack(b.first, b.last, b.recs, b.n, &buf) != 0)
+        abort();
+    if (buf.len < 4 || ((size_t)(uint8_t)buf.data[0] << 24 | (size_t)(uint8_t)buf.data[1] << 16 |
+                        (size_t)(uint8_t)buf.data[2] << 8 | (uint8_t)buf.data[3]) != buf.len - 4)
+        abort();
+    if (repl__batch_parse(buf.data + 4, buf.len - 4, &again, &reason) != 0)
+        abort();
+    if (again.first != b.first || again.last != b.last || again.n != b.n)
+        abort();
+    for (size_t i = 0; i < b.n; i++) {
+        const repl__rec *x = &b.recs[i], *y = &again.recs[i];
+        if (x->lsn != y->lsn || x->type != y->type || x->len != y->len ||
+            x->data_size != y->data_size || (x->len && memcmp(x->payload, y->payload, x->len)))
+            abort();
+    }
+    for (size_t i = 0; decode_records && i < b.n; i++) {
+        struct Meridian__WalRecord *rec = NULL;
+        if (wal_record_decode(b.recs[i].type, b.recs[i].payload, b.recs[i].len, &rec) == 0)
+            wal_record_free(rec);
+    }
+    repl__batch_free(&again);
+    repl__batch_free(&b);
+    mrd_buf_free(&buf);
+}
+
+/* A records request body: length-prefixed batch, then object data. */
+static void
+check_framed(const uint8_t *p, size_t n, int decode_records)
+{
+    size_t len;
+
+    if (n < 4)
+        return;
+    len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+    if (len > n - 4)
+        return; /* the receiver waits for more (or rejects an oversized head) */
+    check_batch(p + 4, len, decode_records);
+}
+
+static void
+check_ack(const uint8_t *p, size_t n)
+{
+    uint32_t origin = 0, o2 = 0;
+    uint64_t applied = 0, a2 = 0;
+    mrd_buf b = {0};
+
+    if (repl__ack_decode(p, n, &origin, &applied) != 0)
+        return;
+    if (repl__ack_encode(origin, applied, &b) != 0 ||
+        repl__ack_decode(b.data, b.len, &o2, &a2) != 0 || o2 != origin || a2 != applied)
         abort();
     mrd_buf_free(&b);
 }
@@ -69,11 +171,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 1 || size > REPL_MAX_CTRL_BODY)
         return 0;
-    mode = data[0] & 3;
+    mode = data[0] & 7;
     data++;
     size--;
     if (mode == 1 || mode == 2) {
         check_decode(data, size, mode == 1);
+        return 0;
+    }
+    if (mode >= 4) {
+        if (mode == 4 || mode == 7)
+            check_framed(data, size, mode == 7);
+        else if (mode == 5)
+            check_batch(data, size, 0);
+        else
+            check_ack(data, size);
         return 0;
     }
     copy = malloc(size + 1);

@@ -1,7 +1,8 @@
 /*
  * repl_test.c - unit tests for replicator/: the pure pieces (signatures,
- * message codec, health machine) and real links between replicator
- * instances on one event loop over loopback sockets.
+ * message codec, record batch and ack codec, health machine) and real
+ * links between replicator instances on one event loop over loopback
+ * sockets.
  *
  * The link tests run two or three sites in this process with a 100 ms
  * heartbeat, each on a listener bound to port 0 and handed to repl_new (the
@@ -660,10 +661,209 @@ test_options_rejected(void)
     repl_free(NULL);
 }
 
+/* ---- record batches and acks ---------------------------------------------- */
+
+/* Packs a batch and parses it back (after the 4-byte framing). out is
+ * filled only on success; *reason says why on failure. */
+static int
+pack_parse(uint64_t first, uint64_t last, const repl__rec *recs, size_t n, repl__batch *out,
+           const char **reason)
+{
+    mrd_buf b = {0};
+    int rc = repl__batch_pack(first, last, recs, n, &b);
+
+    *reason = NULL;
+    if (rc == 0)
+        rc = repl__batch_parse(b.data + 4, b.len - 4, out, reason);
+    mrd_buf_free(&b);
+    return rc;
+}
+
+static void
+test_batch_pack_parse_roundtrip(void)
+{
+    static const uint8_t p0[] = {'b', 'k', 't'}, p2[] = {0, 1, 0, 2, 0xff};
+    repl__rec recs[3] = {
+        {.lsn = 3, .type = 4, .payload = p0, .len = sizeof(p0)},
+        {.lsn = 5, .type = 3, .payload = NULL, .len = 0},
+        {.lsn = 9, .type = 1, .payload = p2, .len = sizeof(p2), .data_size = 5000000000ull},
+    };
+    repl__batch bt;
+    mrd_buf b = {0};
+    const char *reason;
+    uint32_t framed;
+    repl__rec *many;
+
+    REQUIRE(repl__batch_pack(2, 10, recs, 3, &b) == 0);
+    REQUIRE(b.len > 4);
+    framed = (uint32_t)(uint8_t)b.data[0] << 24 | (uint32_t)(uint8_t)b.data[1] << 16 |
+             (uint32_t)(uint8_t)b.data[2] << 8 | (uint8_t)b.data[3];
+    CHECK_EQ_INT(framed, b.len - 4);
+    memset(&bt, 0, sizeof(bt));
+    REQUIRE(repl__batch_parse(b.data + 4, b.len - 4, &bt, &reason) == 0);
+    CHECK(reason == NULL);
+    CHECK_EQ_INT(bt.first, 2);
+    CHECK_EQ_INT(bt.last, 10);
+    REQUIRE(bt.n == 3);
+    for (size_t i = 0; i < 3; i++) {
+        CHECK_EQ_INT(bt.recs[i].lsn, recs[i].lsn);
+        CHECK_EQ_INT(bt.recs[i].type, recs[i].type);
+        CHECK_EQ_INT(bt.recs[i].len, recs[i].len);
+        CHECK_EQ_INT(bt.recs[i].data_size, recs[i].data_size);
+        CHECK(recs[i].len == 0 || memcmp(bt.recs[i].payload, recs[i].payload, recs[i].len) == 0);
+    }
+    repl__batch_free(&bt);
+    CHECK(bt.recs == NULL && bt.pb == NULL && bt.n == 0);
+    repl__batch_free(&bt); /* twice is harmless */
+
+    /* a range without records (none of it originated at the sender) */
+    REQUIRE(pack_parse(7, 9, NULL, 0, &bt, &reason) == 0);
+    CHECK(bt.first == 7 && bt.last == 9 && bt.n == 0);
+    repl__batch_free(&bt);
+    /* one LSN, the last type that may travel (7), data on an object put */
+    recs[2].lsn = 4;
+    REQUIRE(pack_parse(4, 4, &recs[2], 1, &bt, &reason) == 0);
+    CHECK(bt.n == 1 && bt.recs[0].data_size == 5000000000ull);
+    repl__batch_free(&bt);
+    recs[1].type = 7;
+    REQUIRE(pack_parse(5, 5, &recs[1], 1, &bt, &reason) == 0);
+    CHECK(bt.n == 1 && bt.recs[0].type == 7);
+    repl__batch_free(&bt);
+
+    /* REPL_MAX_RECORDS records pass, one more does not */
+    REQUIRE((many = calloc(REPL_MAX_RECORDS + 1, sizeof(*many))) != NULL);
+    for (size_t i = 0; i <= REPL_MAX_RECORDS; i++)
+        many[i] = (repl__rec){.lsn = i + 1, .type = 2, .payload = p0, .len = 1};
+    REQUIRE(pack_parse(1, REPL_MAX_RECORDS, many, REPL_MAX_RECORDS, &bt, &reason) == 0);
+    CHECK_EQ_INT(bt.n, REPL_MAX_RECORDS);
+    CHECK_EQ_INT(bt.recs[REPL_MAX_RECORDS - 1].lsn, REPL_MAX_RECORDS);
+    repl__batch_free(&bt);
+    CHECK_EQ_INT(pack_parse(1, REPL_MAX_RECORDS + 1, many, REPL_MAX_RECORDS + 1, &bt, &reason),
+                 MRD_EPROTO);
+    CHECK(reason && strstr(reason, "too many"));
+    free(many);
+    mrd_buf_free(&b);
+}
+
+/* Expects MRD_EPROTO with a reason containing `why`, and out untouched. */
+static int
+rejected(uint64_t first, uint64_t last, const repl__rec *recs, size_t n, const char *why)
+{
+    repl__batch bt;
+    const char *reason = NULL;
+    int rc;
+
+    memset(&bt, 0xab, sizeof(bt));
+    rc = pack_parse(first, last, recs, n, &bt, &reason);
+    if (rc != MRD_EPROTO || !reason || !strstr(reason, why) || bt.n != (size_t)0xabababababababab) {
+        fprintf(stderr, "  batch %llu..%llu: rc=%d reason=%s\n", (unsigned long long)first,
+                (unsigned long long)last, rc, reason ? reason : "(null)");
+        return 0;
+    }
+    return 1;
+}
+
+static void
+test_batch_parse_rejects(void)
+{
+    static const uint8_t pl[] = {1, 2, 3};
+    repl__rec r[2] = {
+        {.lsn = 5, .type = 1, .payload = pl, .len = sizeof(pl)},
+        {.lsn = 6, .type = 1, .payload = pl, .len = sizeof(pl)},
+    };
+    repl__batch bt;
+    mrd_buf b = {0};
+    const char *reason = NULL;
+
+    /* the range itself */
+    CHECK(rejected(0, 5, NULL, 0, "range"));
+    CHECK(rejected(0, 0, NULL, 0, "range"));
+    CHECK(rejected(9, 8, NULL, 0, "range"));
+    /* record LSNs: below first, above last, equal, decreasing */
+    CHECK(rejected(6, 10, r, 2, "LSN"));
+    CHECK(rejected(1, 5, r, 2, "LSN"));
+    r[1].lsn = 5;
+    CHECK(rejected(1, 10, r, 2, "LSN"));
+    r[1].lsn = 4;
+    CHECK(rejected(1, 10, r, 2, "LSN"));
+    r[1].lsn = 6;
+    /* types: 0, a replicated apply (8), anything above */
+    r[1].type = 0;
+    CHECK(rejected(1, 10, r, 2, "type"));
+    r[1].type = 8;
+    CHECK(rejected(1, 10, r, 2, "type"));
+    r[1].type = 65535;
+    CHECK(rejected(1, 10, r, 2, "type"));
+    r[1].type = 1;
+    /* object data: only on the last record, and only on an object put */
+    r[0].data_size = 10;
+    CHECK(rejected(1, 10, r, 2, "data"));
+    r[0].data_size = 0;
+    r[1].data_size = 10;
+    r[1].type = 3; /* a delete marker */
+    CHECK(rejected(1, 10, r, 2, "data"));
+    r[1].type = 5;
+    CHECK(rejected(1, 10, r, 2, "data"));
+    r[1].type = 1;
+    memset(&bt, 0, sizeof(bt));
+    CHECK_EQ_INT(pack_parse(1, 10, r, 2, &bt, &reason), 0); /* and now it is fine */
+    repl__batch_free(&bt);
+
+    /* bytes that are not a RecordBatch, or a truncated one */
+    CHECK_EQ_INT(repl__batch_parse("\xff\xff\xff\xff\xff", 5, &bt, &reason), MRD_EPROTO);
+    CHECK(reason && strstr(reason, "decode"));
+    REQUIRE(repl__batch_pack(1, 10, r, 2, &b) == 0);
+    CHECK_EQ_INT(repl__batch_parse(b.data + 4, b.len - 5, &bt, &reason), MRD_EPROTO);
+    /* nothing at all is an empty batch: first 0 */
+    CHECK_EQ_INT(repl__batch_parse("", 0, &bt, &reason), MRD_EPROTO);
+    CHECK(reason && strstr(reason, "range"));
+    mrd_buf_free(&b);
+}
+
+static void
+test_ack_roundtrip_and_malformed(void)
+{
+    mrd_buf b = {0};
+    uint32_t origin = 99;
+    uint64_t applied = 99;
+
+    REQUIRE(repl__ack_encode(3, 12345678901234ull, &b) == 0);
+    REQUIRE(repl__ack_decode(b.data, b.len, &origin, &applied) == 0);
+    CHECK_EQ_INT(origin, 3);
+    CHECK_EQ_INT(applied, 12345678901234ull);
+    REQUIRE(repl__ack_encode(65535, UINT64_MAX, &b) == 0); /* replaces the contents */
+    REQUIRE(repl__ack_decode(b.data, b.len, &origin, &applied) == 0);
+    CHECK_EQ_INT(origin, 65535);
+    CHECK(applied == UINT64_MAX);
+
+    /* truncated and garbage: an error, outputs untouched */
+    origin = 1;
+    applied = 2;
+    CHECK_EQ_INT(repl__ack_decode(b.data, b.len - 1, &origin, &applied), MRD_EPROTO);
+    CHECK_EQ_INT(
+        repl__ack_decode("\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 11, &origin, &applied),
+        MRD_EPROTO);
+    CHECK(origin == 1 && applied == 2);
+    /* an empty body decodes as origin 0, which the sender rejects (it must
+     * name this site) */
+    CHECK_EQ_INT(repl__ack_decode("", 0, &origin, &applied), 0);
+    CHECK(origin == 0 && applied == 0);
+    mrd_buf_free(&b);
+}
+
 static const test_case tests[] = {
-    TEST(test_auth_sign_verify), TEST(test_msg_roundtrip_and_malformed), TEST(test_health_rules),
-    TEST(test_options_rejected), TEST(test_two_sites_heartbeat),         TEST(test_wrong_secret),
-    TEST(test_kill_and_restart), TEST(test_malformed_body_is_400),       {NULL, NULL},
+    TEST(test_auth_sign_verify),
+    TEST(test_msg_roundtrip_and_malformed),
+    TEST(test_health_rules),
+    TEST(test_options_rejected),
+    TEST(test_two_sites_heartbeat),
+    TEST(test_wrong_secret),
+    TEST(test_kill_and_restart),
+    TEST(test_malformed_body_is_400),
+    TEST(test_batch_pack_parse_roundtrip),
+    TEST(test_batch_parse_rejects),
+    TEST(test_ack_roundtrip_and_malformed),
+    {NULL, NULL},
 };
 
 int
