@@ -9,6 +9,12 @@
  *   GET /admin/v1/status JSON: site, version, uptime, listeners, erasure
  *                        coding, drives, peers (admin port; bearer token)
  *
+ * Replication metrics are one family per quantity with a peer="<name>"
+ * label, read from one repl_peer_get snapshot per peer per scrape, so the
+ * series of one scrape agree with each other. Every family's HELP and TYPE
+ * lines are written even when there is no replicator or no peer, so a
+ * scrape's shape does not depend on the topology.
+ *
  * The admin API authenticates with "Authorization: Bearer <token>" compared
  * in constant time against [admin] token. Health and metrics stay open
  * because load balancers and Prometheus scrape them without credentials;
@@ -19,6 +25,7 @@
 #include "replicator.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int
@@ -241,6 +248,137 @@ http_metrics(mrd_buf *b, const char *listener, const gw_http_server *s)
                     (unsigned long long)st.bytes_in, lab, (unsigned long long)st.bytes_out);
 }
 
+/* Per-peer replication series (meridian_repl_*), one family each. */
+enum {
+    RS_UP,
+    RS_LAG_RECORDS,
+    RS_LAG_SECONDS,
+    RS_INFLIGHT,
+    RS_QUEUED,
+    RS_SENT_RECORDS,
+    RS_SENT_OBJECTS,
+    RS_SENT_BYTES,
+    RS_SEND_ERRORS,
+    RS_RECEIVED_RECORDS,
+    RS_RECEIVED_BYTES,
+    RS_RECEIVE_ERRORS,
+    RS_NEEDS_RESYNC,
+    RS_RTT,
+    RS_COUNT
+};
+
+static const struct {
+    const char *name, *type, *help;
+} repl_series[RS_COUNT] = {
+    [RS_UP] = {"meridian_repl_peer_up", "gauge",
+               "1 when the outbound session to the peer is up and its Hello is done."},
+    [RS_LAG_RECORDS] = {"meridian_repl_lag_records", "gauge",
+                        "This site's durable WAL records the peer has not acked."},
+    [RS_LAG_SECONDS] = {"meridian_repl_lag_seconds", "gauge",
+                        "How long the peer's acked LSN has been behind; 0 when level."},
+    [RS_INFLIGHT] = {"meridian_repl_inflight_requests", "gauge",
+                     "Record requests sent to the peer and not yet acked."},
+    [RS_QUEUED] = {"meridian_repl_queued_requests", "gauge",
+                   "Record requests cut for the peer and not yet sent."},
+    [RS_SENT_RECORDS] = {"meridian_repl_sent_records_total", "counter",
+                         "WAL records sent to the peer."},
+    [RS_SENT_OBJECTS] = {"meridian_repl_sent_objects_total", "counter",
+                         "Objects whose data was sent to the peer."},
+    [RS_SENT_BYTES] = {"meridian_repl_sent_bytes_total", "counter",
+                       "Object data bytes sent to the peer."},
+    [RS_SEND_ERRORS] = {"meridian_repl_send_errors_total", "counter",
+                        "Record requests to the peer that failed."},
+    [RS_RECEIVED_RECORDS] = {"meridian_repl_received_records_total", "counter",
+                             "The peer's WAL records applied here."},
+    [RS_RECEIVED_BYTES] = {"meridian_repl_received_bytes_total", "counter",
+                           "Object data bytes received from the peer."},
+    [RS_RECEIVE_ERRORS] = {"meridian_repl_receive_errors_total", "counter",
+                           "Record requests from the peer that were rejected or failed."},
+    [RS_NEEDS_RESYNC] = {"meridian_repl_needs_resync", "gauge",
+                         "1 when this site's WAL no longer holds what the peer needs."},
+    [RS_RTT] = {"meridian_repl_rtt_seconds", "gauge", "Heartbeat round trip to the peer (EWMA)."},
+};
+
+/* One line of series `which` for peer p: counts and gauges as integers,
+ * durations in seconds with microsecond resolution. */
+static void
+repl_series_line(mrd_buf *b, const repl_peer_info *p, int which)
+{
+    uint64_t u = 0;
+    double secs = 0;
+    int is_secs = 0;
+
+    switch (which) {
+    case RS_UP:
+        u = p->connected != 0;
+        break;
+    case RS_LAG_RECORDS:
+        u = p->lag_records;
+        break;
+    case RS_LAG_SECONDS:
+        secs = p->lag_ms / 1000.0;
+        is_secs = 1;
+        break;
+    case RS_INFLIGHT:
+        u = p->inflight;
+        break;
+    case RS_QUEUED:
+        u = p->queued;
+        break;
+    case RS_SENT_RECORDS:
+        u = p->records_sent;
+        break;
+    case RS_SENT_OBJECTS:
+        u = p->objects_sent;
+        break;
+    case RS_SENT_BYTES:
+        u = p->data_bytes_sent;
+        break;
+    case RS_SEND_ERRORS:
+        u = p->send_errors;
+        break;
+    case RS_RECEIVED_RECORDS:
+        u = p->records_received;
+        break;
+    case RS_RECEIVED_BYTES:
+        u = p->data_bytes_received;
+        break;
+    case RS_RECEIVE_ERRORS:
+        u = p->receive_errors;
+        break;
+    case RS_NEEDS_RESYNC:
+        u = p->needs_resync != 0;
+        break;
+    case RS_RTT:
+        secs = p->rtt_ms / 1000.0;
+        is_secs = 1;
+        break;
+    }
+    if (is_secs)
+        mrd_buf_appendf(b, "%s{peer=\"%s\"} %.6f\n", repl_series[which].name, p->name, secs);
+    else
+        mrd_buf_appendf(b, "%s{peer=\"%s\"} %llu\n", repl_series[which].name, p->name,
+                        (unsigned long long)u);
+}
+
+static void
+repl_metrics(mrd_buf *b, gw_daemon *d)
+{
+    int n = 0, count = d->replicator ? repl_peer_count(d->replicator) : 0;
+    repl_peer_info *peers = count > 0 ? calloc((size_t)count, sizeof(*peers)) : NULL;
+
+    for (int i = 0; peers && i < count; i++)
+        if (repl_peer_get(d->replicator, i, &peers[n]) == 0)
+            n++;
+    for (int s = 0; s < RS_COUNT; s++) {
+        mrd_buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n", repl_series[s].name, repl_series[s].help,
+                        repl_series[s].name, repl_series[s].type);
+        for (int i = 0; i < n; i++)
+            repl_series_line(b, &peers[i], s);
+    }
+    free(peers);
+}
+
 static void
 admin_metrics(gw_req *r, gw_daemon *d)
 {
@@ -277,6 +415,7 @@ admin_metrics(gw_req *r, gw_daemon *d)
             mrd_buf_appendf(&b, "meridian_peer_rtt_seconds{peer=\"%s\"} %.6f\n", p.name,
                             p.rtt_ms / 1000.0);
     }
+    repl_metrics(&b, d);
     mrd_buf_appendf(&b, "# TYPE meridian_http_requests_total counter\n");
     http_metrics(&b, "s3", d->s3);
     http_metrics(&b, "admin", d->admin);
