@@ -188,7 +188,7 @@ typedef struct held_ids {
     const char *key;
     char *ids[HELD_MAX];
     size_t n;
-    int seen, over;
+    int seen, over, nomem;
 } held_ids;
 
 static int
@@ -203,8 +203,10 @@ collect_ids(void *user, const char *key, const store_version *v)
         h->over = 1;
         return 1;
     }
-    if (!(h->ids[h->n] = strdup(v->version_id)))
-        return -ENOMEM;
+    if (!(h->ids[h->n] = strdup(v->version_id))) {
+        h->nomem = 1; /* store_index_list returns 0 when a callback stops it */
+        return 1;
+    }
     h->n++;
     return 0;
 }
@@ -220,6 +222,8 @@ load_held(engine *e, const char *bucket, const char *key, store_version_rec **re
     *n = 0;
     if (rc == 0 && h.over)
         rc = MRD_ETOOBIG;
+    if (rc == 0 && h.nomem)
+        rc = -ENOMEM;
     for (size_t i = 0; i < h.n; i++) {
         if (rc == 0) {
             int r = store_index_get(e->st, bucket, key, h.ids[i], &rec[*n]);
@@ -453,6 +457,30 @@ plan_revive(engine *e, engine__batch *b, size_t i, const char *bucket)
     return 0;
 }
 
+/* Concurrent creates of one bucket at two sites: the bucket record is a
+ * register, and the create with the larger (HLC, packed bytes) wins at every
+ * site whatever the arrival order. */
+static int
+create_wins(engine *e, const char *bucket, uint64_t hlc, const uint8_t *packed, size_t len)
+{
+    Meridian__BucketCreate *cur;
+    void *blob = NULL;
+    size_t cur_len = 0;
+    int wins = 1;
+
+    if (store_bucket_get(e->st, bucket, &blob, &cur_len) != 0)
+        return 1;
+    cur = meridian__bucket_create__unpack(NULL, cur_len, blob);
+    if (cur) {
+        int c = memcmp(blob, packed, cur_len < len ? cur_len : len);
+        if (cur->hlc > hlc || (cur->hlc == hlc && (c > 0 || (c == 0 && cur_len >= len))))
+            wins = 0;
+        meridian__bucket_create__free_unpacked(cur, NULL);
+    }
+    free(blob);
+    return wins;
+}
+
 /* A peer's bucket delete applies only when the bucket holds no live
  * object here and the delete is not older than the bucket's create (the
  * existence register of docs/conflicts.md); otherwise the bucket stays. */
@@ -501,6 +529,8 @@ plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int
         if (!(b->blobs[i] = malloc(n ? n : 1)))
             return -ENOMEM;
         meridian__bucket_create__pack(bc, b->blobs[i]);
+        if (!create_wins(e, bc->bucket, bc->hlc, b->blobs[i], n))
+            break;
         b->ops[b->n_ops++] = (store_index_op){
             .type = STORE_OP_BUCKET_PUT, .bucket = bc->bucket, .blob = b->blobs[i], .blob_len = n};
         break;
@@ -673,6 +703,9 @@ engine__applier_main(void *arg)
 
         pthread_mutex_lock(&e->ap_mu);
         e->apply_batches++;
+        for (p = done_head; p; p = p->next)
+            if (p->status != 0)
+                e->failed = 1; /* the WAL failed: it is read-only now, and so are we */
         for (p = done_head; p; p = p->next) {
             if (p->status == 0 && rc == 0 && !failed && p->lsn > e->applied_lsn)
                 e->applied_lsn = p->lsn;

@@ -22,8 +22,9 @@
  *
  * The callback fires once every record of the call is durable and in the
  * index; then applied is raised to through_lsn, which is what the replicator
- * acks. Calls for one origin must not overlap (the replicator applies an
- * origin's ranges one at a time, in order).
+ * acks. Calls for one origin come in LSN order and may be pipelined: the
+ * appends happen on the caller's thread, so they reach the WAL in call order,
+ * and a range that would leave a gap after a failed one is refused.
  */
 #include "engine_int.h"
 

@@ -186,8 +186,11 @@ applied_cb(void *ud, int status)
     repl_peer *p = rx->p;
     repl__conn *c;
 
-    if (status == 0)
-        rx->have_data = 0; /* the engine owns it now (and frees it if it lost) */
+    /* the engine owns the data now (and frees it if it lost); after
+     * MRD_EDURABLE the record may still be in the WAL and replay would find
+     * it, so the data is kept (orphaned at worst) rather than freed */
+    if (status == 0 || status == MRD_EDURABLE)
+        rx->have_data = 0;
     if (rx->detached) {
         rx_unref(rx);
         return;
@@ -335,8 +338,8 @@ resync_done(void *ud, int status)
     repl__rx *rx = ud;
     repl__conn *c;
 
-    if (status == 0)
-        rx->have_data = 0; /* the engine owns it (and frees it if it lost) */
+    if (status == 0 || status == MRD_EDURABLE)
+        rx->have_data = 0; /* the engine owns it (see applied_cb) */
     if (rx->detached || rx->life->dead) {
         rx_unref(rx);
         return;
