@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void
 usage(FILE *f)
@@ -23,6 +24,10 @@ usage(FILE *f)
                "\n"
                "commands:\n"
                "  status              the site's identity, health, drives and peers\n"
+               "  lag [--watch] [--interval S] [--count N]\n"
+               "                      replication to and from each peer: acked LSN, lag in\n"
+               "                      records and time, requests in flight, totals, errors,\n"
+               "                      anti-entropy; --watch refreshes until interrupted\n"
                "\n"
                "options:\n"
                "  --endpoint HOST:PORT  admin API address (env MERIDIAN_ENDPOINT)\n"
@@ -179,6 +184,94 @@ out:
     return rc;
 }
 
+static void
+print_lag(const mrd_json *j)
+{
+    const mrd_json *site = mrd_json_get(j, "site");
+    const mrd_json *repl = mrd_json_get(j, "replication");
+    const mrd_json *arr = repl ? mrd_json_get(repl, "peers") : NULL;
+    char a[32], b[32], c[32];
+
+    printf("SITE %s (id %.0f)\n", mrd_json_get_str(site, "name", "?"),
+           mrd_json_get_num(site, "id", 0));
+    printf("%-10s %-9s %10s %9s %9s %8s %10s %10s %10s %11s  %s\n", "PEER", "STATE", "ACKED",
+           "LAG-RECS", "LAG", "INFLIGHT", "SENT-RECS", "SENT", "APPLIED", "RECV", "ANTI-ENTROPY");
+    if (!arr || !arr->child)
+        printf("(no peers configured)\n");
+    for (const mrd_json *p = arr ? arr->child : NULL; p; p = p->next) {
+        const mrd_json *tx = mrd_json_get(p, "send"), *rx = mrd_json_get(p, "receive");
+        const mrd_json *ae = mrd_json_get(p, "anti_entropy");
+        const char *err = mrd_json_get_str(tx, "error", "");
+        double lag_ms = mrd_json_get_num(tx, "lag_ms", 0);
+
+        if (mrd_json_get_num(tx, "needs_resync", 0))
+            snprintf(a, sizeof(a), "resync");
+        else if (lag_ms < 1000)
+            snprintf(a, sizeof(a), "%.0f ms", lag_ms);
+        else
+            ctl_human_duration(lag_ms / 1000.0, a, sizeof(a));
+        printf("%-10s %-9s %10.0f %9.0f %9s %8.0f %10.0f %10s %10.0f %11s  %s%s%s\n",
+               mrd_json_get_str(p, "name", "?"), mrd_json_get_str(p, "state", "?"),
+               mrd_json_get_num(tx, "acked_lsn", 0), mrd_json_get_num(tx, "lag_records", 0), a,
+               mrd_json_get_num(tx, "inflight", 0), mrd_json_get_num(tx, "records", 0),
+               ctl_human_bytes((uint64_t)mrd_json_get_num(tx, "data_bytes", 0), b, sizeof(b)),
+               mrd_json_get_num(rx, "applied_lsn", 0),
+               ctl_human_bytes((uint64_t)mrd_json_get_num(rx, "data_bytes", 0), c, sizeof(c)),
+               mrd_json_get_num(ae, "running", 0) ? "running" : mrd_json_get_str(ae, "result", ""),
+               *err ? "  send error: " : "", err);
+    }
+}
+
+/* meridianctl lag [--watch] [--interval S] [--count N] */
+static int
+cmd_lag(const ctl_opts *o, int argc, char **argv)
+{
+    int watch = 0, count = 0, n = 0;
+    double interval = 1.0;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--watch") == 0) {
+            watch = 1;
+        } else if (strcmp(argv[i], "--interval") == 0 && i + 1 < argc) {
+            interval = atof(argv[++i]);
+            if (interval < 0.1 || interval > 3600) {
+                fprintf(stderr, "meridianctl: --interval takes seconds, 0.1 to 3600\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
+            count = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "meridianctl: lag: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    for (;;) {
+        ctl_response resp = {0};
+        mrd_json *j = NULL;
+
+        if (get_json(o, "/admin/v1/status", &resp, &j) != 0) {
+            mrd_buf_free(&resp.body);
+            return 1;
+        }
+        if (o->json) {
+            fwrite(resp.body.data, 1, resp.body.len, stdout);
+            fputc('\n', stdout);
+        } else {
+            if (watch && isatty(STDOUT_FILENO))
+                printf("\033[H\033[2J");
+            print_lag(j);
+        }
+        fflush(stdout);
+        mrd_json_free(j);
+        mrd_buf_free(&resp.body);
+        if (!watch || (count > 0 && ++n >= count))
+            return 0;
+        usleep((useconds_t)(interval * 1e6));
+        if (!isatty(STDOUT_FILENO))
+            printf("\n");
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -248,6 +341,8 @@ main(int argc, char **argv)
     }
     if (strcmp(cmd, "status") == 0)
         return cmd_status(&o);
+    if (strcmp(cmd, "lag") == 0)
+        return cmd_lag(&o, argc - optind - 1, argv + optind + 1);
     fprintf(stderr, "meridianctl: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -266,3 +266,36 @@ def test_anti_entropy_brings_a_site_past_retention_level(tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_lag_shows_the_writes_a_down_peer_misses(tmp_path):
+    """meridianctl lag: with b stopped, N writes at a show as N records of
+    lag and a growing time lag; once b is back the lag returns to 0."""
+    a, b = mesh(tmp_path, ("a", "b"))
+    a.start()
+    b.start()
+    try:
+        ca = client(a)
+        ca.create_bucket(Bucket="lagtest")
+        wait_caught_up([a, b])
+        b.stop()
+        for i in range(25):
+            ca.put_object(Bucket="lagtest", Key=f"k{i}", Body=b"x" * 100)
+        time.sleep(0.3)
+        peer = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+        assert peer["send"]["lag_records"] == 25, peer["send"]
+        assert peer["send"]["lag_ms"] >= 300, peer["send"]
+        out = a.ctl("lag")
+        assert out.returncode == 0, out.stderr
+        row = [ln for ln in out.stdout.splitlines() if ln.startswith("b ")][0]
+        assert row.split()[3] == "25", out.stdout  # LAG-RECS
+        out = a.ctl("lag", "--watch", "--interval", "0.2", "--count", "2")
+        assert out.returncode == 0 and out.stdout.count("LAG-RECS") == 2, out.stdout
+        assert a.ctl("lag", "--bogus").returncode == 2
+        b.start()
+        wait_caught_up([a, b])
+        peer = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+        assert peer["send"]["lag_ms"] == 0 and peer["send"]["acked_lsn"] >= 26, peer["send"]
+    finally:
+        a.stop()
+        b.stop()
