@@ -28,6 +28,11 @@ usage(FILE *f)
                "                      replication to and from each peer: acked LSN, lag in\n"
                "                      records and time, requests in flight, totals, errors,\n"
                "                      anti-entropy; --watch refreshes until interrupted\n"
+               "  resync start --peer NAME [--bandwidth RATE]\n"
+               "                      start an anti-entropy pass to a peer now\n"
+               "  resync status       anti-entropy passes per peer and their results\n"
+               "  bandwidth --peer NAME RATE\n"
+               "                      limit what we send that peer, bytes/s (50MiB; 0 = none)\n"
                "\n"
                "options:\n"
                "  --endpoint HOST:PORT  admin API address (env MERIDIAN_ENDPOINT)\n"
@@ -86,13 +91,15 @@ load_from_config(const char *path, ctl_opts *o, int need_endpoint, int need_toke
     return 0;
 }
 
-/* Fetches path and parses the JSON; on failure prints why and returns -1. */
+/* Sends method path and parses the JSON answer; on failure prints why and
+ * returns -1. */
 static int
-get_json(const ctl_opts *o, const char *path, ctl_response *resp, mrd_json **out)
+request_json(const ctl_opts *o, const char *method, const char *path, ctl_response *resp,
+             mrd_json **out)
 {
     char err[512];
     size_t pos = 0;
-    int rc = ctl_http_request(o, "GET", path, NULL, resp, err, sizeof(err));
+    int rc = ctl_http_request(o, method, path, NULL, resp, err, sizeof(err));
 
     if (rc != 0) {
         fprintf(stderr, "meridianctl: %s\n", err);
@@ -111,6 +118,12 @@ get_json(const ctl_opts *o, const char *path, ctl_response *resp, mrd_json **out
         return -1;
     }
     return 0;
+}
+
+static int
+get_json(const ctl_opts *o, const char *path, ctl_response *resp, mrd_json **out)
+{
+    return request_json(o, "GET", path, resp, out);
 }
 
 static int
@@ -182,6 +195,107 @@ out:
     mrd_json_free(j);
     mrd_buf_free(&resp.body);
     return rc;
+}
+
+/* POSTs to an admin action; 0, or 1 after printing the error. */
+static int
+post_action(const ctl_opts *o, const char *path)
+{
+    ctl_response resp = {0};
+    mrd_json *j = NULL;
+    int rc = request_json(o, "POST", path, &resp, &j) == 0 ? 0 : 1;
+
+    mrd_json_free(j);
+    mrd_buf_free(&resp.body);
+    return rc;
+}
+
+/*
+ * meridianctl resync start --peer X [--bandwidth RATE]
+ * meridianctl resync status
+ * meridianctl bandwidth --peer X RATE      (RATE: bytes/s, e.g. 50MiB; 0 = none)
+ */
+static int
+cmd_resync(const ctl_opts *o, const char *cmd, int argc, char **argv)
+{
+    const char *peer = NULL, *bw = NULL, *sub = NULL;
+    char path[256];
+    int rc;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--peer") == 0 && i + 1 < argc)
+            peer = argv[++i];
+        else if (strcmp(argv[i], "--bandwidth") == 0 && i + 1 < argc)
+            bw = argv[++i];
+        else if (!sub && argv[i][0] != '-')
+            sub = argv[i];
+        else {
+            fprintf(stderr, "meridianctl: %s: unknown argument '%s'\n", cmd, argv[i]);
+            return 2;
+        }
+    }
+    if (strcmp(cmd, "bandwidth") == 0) {
+        bw = sub;
+        sub = "bandwidth";
+    }
+    if (!sub || (strcmp(sub, "start") != 0 && strcmp(sub, "status") != 0 &&
+                 strcmp(sub, "bandwidth") != 0)) {
+        fprintf(stderr, "meridianctl: use 'resync start --peer X [--bandwidth RATE]', "
+                        "'resync status' or 'bandwidth --peer X RATE'\n");
+        return 2;
+    }
+    if (strcmp(sub, "status") == 0) {
+        ctl_response resp = {0};
+        mrd_json *j = NULL;
+        const mrd_json *arr;
+        if (get_json(o, "/admin/v1/status", &resp, &j) != 0) {
+            mrd_buf_free(&resp.body);
+            return 1;
+        }
+        arr = mrd_json_get(mrd_json_get(j, "replication"), "peers");
+        printf("%-10s %-8s %6s %10s %12s  %s\n", "PEER", "RUNNING", "RUNS", "DIFFERING", "VERSIONS",
+               "RESULT");
+        for (const mrd_json *p = arr ? arr->child : NULL; p; p = p->next) {
+            const mrd_json *ae = mrd_json_get(p, "anti_entropy");
+            printf("%-10s %-8s %6.0f %10.0f %12.0f  %s\n", mrd_json_get_str(p, "name", "?"),
+                   mrd_json_get_num(ae, "running", 0) ? "yes" : "no",
+                   mrd_json_get_num(ae, "runs", 0), mrd_json_get_num(ae, "leaves_differ", 0),
+                   mrd_json_get_num(ae, "versions_sent", 0), mrd_json_get_str(ae, "result", ""));
+        }
+        mrd_json_free(j);
+        mrd_buf_free(&resp.body);
+        return 0;
+    }
+    if (!peer || (strcmp(sub, "bandwidth") == 0 && !bw)) {
+        fprintf(stderr, "meridianctl: %s needs --peer NAME%s\n", cmd,
+                strcmp(sub, "bandwidth") == 0 ? " and a rate (e.g. 50MiB, 0 for none)" : "");
+        return 2;
+    }
+    if (strlen(peer) >= 64 ||
+        strspn(peer, "abcdefghijklmnopqrstuvwxyz0123456789-_.") != strlen(peer)) {
+        fprintf(stderr, "meridianctl: '%s' is not a peer name\n", peer);
+        return 2;
+    }
+    if (bw) {
+        if (strspn(bw, "0123456789KMGiBkmgib") != strlen(bw) || strlen(bw) > 20) {
+            fprintf(stderr,
+                    "meridianctl: '%s' is not a rate; use bytes per second such as "
+                    "50MiB, or 0 for no limit\n",
+                    bw);
+            return 2;
+        }
+        snprintf(path, sizeof(path), "/admin/v1/peers/%s/bandwidth?bytes_per_s=%s", peer, bw);
+        if ((rc = post_action(o, path)) != 0)
+            return rc;
+        printf("bandwidth to %s: %s\n", peer, strcmp(bw, "0") == 0 ? "no limit" : bw);
+    }
+    if (strcmp(sub, "start") == 0) {
+        snprintf(path, sizeof(path), "/admin/v1/peers/%s/anti-entropy", peer);
+        if ((rc = post_action(o, path)) != 0)
+            return rc;
+        printf("anti-entropy pass to %s started; see 'meridianctl resync status'\n", peer);
+    }
+    return 0;
 }
 
 static void
@@ -343,6 +457,8 @@ main(int argc, char **argv)
         return cmd_status(&o);
     if (strcmp(cmd, "lag") == 0)
         return cmd_lag(&o, argc - optind - 1, argv + optind + 1);
+    if (strcmp(cmd, "resync") == 0 || strcmp(cmd, "bandwidth") == 0)
+        return cmd_resync(&o, cmd, argc - optind - 1, argv + optind + 1);
     fprintf(stderr, "meridianctl: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -214,6 +214,7 @@ typedef struct mrd_peer_conf {
     mrd_addr replication; /* where its replication listener is */
     mrd_addr s3;          /* where its S3 listener is (for routed reads) */
     int has_s3;
+    uint64_t bandwidth; /* bytes per second our records to it may use; 0 = no limit */
 } mrd_peer_conf;
 
 typedef struct mrd_user_conf {

@@ -406,8 +406,17 @@ entry(cfg_ctx *x, const char *key, const char *val)
         } else if (strcmp(key, "s3") == 0) {
             x->peer->has_s3 = 1;
             return set_addr(x, key, val, &x->peer->s3, NULL);
+        } else if (strcmp(key, "bandwidth") == 0) {
+            uint64_t bw = 0;
+            if (strcmp(val, "0") != 0 && (mrd_size_parse(val, &bw) != 0 || bw < 65536))
+                return fail(x, x->line, key,
+                            "'%s' is not valid; use bytes per second of at least 64KiB "
+                            "(e.g. 100MiB), or 0 for no limit",
+                            val);
+            x->peer->bandwidth = bw;
         } else {
-            return fail(x, x->line, key, "unknown key; [peer.NAME] takes id, replication, s3");
+            return fail(x, x->line, key,
+                        "unknown key; [peer.NAME] takes id, replication, s3, bandwidth");
         }
     } else if (x->user) {
         if (strcmp(key, "access_key") == 0) {

@@ -435,6 +435,98 @@ admin_authorized(gw_req *r, gw_daemon *d)
     return mrd_consttime_equal(h, strlen(h), tok, strlen(tok));
 }
 
+/* A query parameter's value into out ("" if absent). */
+static void
+query_param(const char *q, const char *name, char *out, size_t outsz)
+{
+    size_t nl = strlen(name);
+
+    out[0] = '\0';
+    while (q && *q) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
+            size_t vl = len - nl - 1 < outsz - 1 ? len - nl - 1 : outsz - 1;
+            memcpy(out, q + nl + 1, vl);
+            out[vl] = '\0';
+            return;
+        }
+        q = amp ? amp + 1 : NULL;
+    }
+}
+
+/*
+ * POST /admin/v1/peers/<name>/bandwidth?bytes_per_s=N  (0 lifts the limit)
+ * POST /admin/v1/peers/<name>/anti-entropy             (start a pass now)
+ * Both act on this site's sending side for that peer.
+ */
+static void
+admin_peer_action(gw_req *r, gw_daemon *d, const char *rest)
+{
+    char name[MRD_NAME_MAX], val[32];
+    const char *slash = strchr(rest, '/');
+    uint32_t id = 0;
+    int rc;
+
+    if (strcmp(gw_req_method(r), "POST") != 0) {
+        json_error(r, 405, "MethodNotAllowed", "use POST");
+        return;
+    }
+    if (!slash || (size_t)(slash - rest) >= sizeof(name)) {
+        json_error(r, 404, "NotFound", "use /admin/v1/peers/<name>/bandwidth or /anti-entropy");
+        return;
+    }
+    memcpy(name, rest, (size_t)(slash - rest));
+    name[slash - rest] = '\0';
+    for (int i = 0; i < d->conf->n_peers; i++)
+        if (strcmp(d->conf->peers[i].name, name) == 0)
+            id = d->conf->peers[i].id;
+    if (!id) {
+        json_error(r, 404, "NoSuchPeer", "no peer of that name is configured");
+        return;
+    }
+    if (!d->replicator) {
+        json_error(r, 503, "Unavailable", "replication is not running");
+        return;
+    }
+    if (strcmp(slash, "/bandwidth") == 0) {
+        uint64_t bps = 0;
+        query_param(gw_req_query(r), "bytes_per_s", val, sizeof(val));
+        if (!val[0] || (strcmp(val, "0") != 0 && (mrd_size_parse(val, &bps) != 0 || bps < 65536))) {
+            json_error(r, 400, "InvalidArgument",
+                       "bytes_per_s must be 0 (no limit) or at least 65536 (suffixes KiB, MiB "
+                       "allowed)");
+            return;
+        }
+        rc = repl_set_bandwidth(d->replicator, id, bps);
+        MRD_INFO("admin.peer_bandwidth", "peer=%s bytes_per_s=%llu by=%s", name,
+                 (unsigned long long)bps, gw_req_peer(r));
+    } else if (strcmp(slash, "/anti-entropy") == 0) {
+        rc = repl_sync(d->replicator, id);
+        if (rc == MRD_EBUSY) {
+            json_error(r, 409, "Busy", "an anti-entropy pass to that peer is running");
+            return;
+        }
+        if (rc == MRD_ESHUTDOWN) {
+            json_error(r, 503, "Unavailable", "the peer is not connected or the store is not open");
+            return;
+        }
+    } else {
+        json_error(r, 404, "NotFound", "use /admin/v1/peers/<name>/bandwidth or /anti-entropy");
+        return;
+    }
+    if (rc != 0) {
+        json_error(r, 500, "InternalError", mrd_strerror(rc));
+        return;
+    }
+    {
+        mrd_buf b = {0};
+        mrd_buf_appendf(&b, "{\"ok\":true}");
+        json_response(r, 200, &b);
+        mrd_buf_free(&b);
+    }
+}
+
 void
 gw__route_admin(gw_req *r, void *ud)
 {
@@ -455,6 +547,10 @@ gw__route_admin(gw_req *r, void *ud)
         MRD_WARN("admin.auth_failed", "peer=%s path=%s", gw_req_peer(r), path);
         json_error(r, 401, "Unauthorized",
                    "missing or wrong bearer token; pass --token or set MERIDIAN_TOKEN");
+        return;
+    }
+    if (strncmp(path, "/admin/v1/peers/", 16) == 0) {
+        admin_peer_action(r, d, path + 16);
         return;
     }
     if (strcmp(path, "/admin/v1/status") == 0) {

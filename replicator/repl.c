@@ -214,6 +214,14 @@ repl_version_status(const repl *r, uint32_t origin_site, uint64_t hlc, uint64_t 
 }
 
 int
+repl_set_bandwidth(repl *r, uint32_t site_id, uint64_t bytes_per_s)
+{
+    repl_peer *p = r ? repl__peer_by_id(r, site_id) : NULL;
+
+    return p ? repl__tx_set_bandwidth(p, bytes_per_s) : MRD_ENOTFOUND;
+}
+
+int
 repl_sync(repl *r, uint32_t site_id)
 {
     repl_peer *p = r ? repl__peer_by_id(r, site_id) : NULL;
@@ -459,6 +467,8 @@ repl_new(struct event_base *base, const repl_opts *o, repl **out)
         rc = repl__client_init(p);
         if (rc == 0)
             rc = repl__tx_new(p);
+        if (rc == 0 && o->peers[i].bandwidth)
+            rc = repl__tx_set_bandwidth(p, o->peers[i].bandwidth);
         if (rc < 0)
             goto fail;
     }
@@ -746,6 +756,8 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_uint(w, pi.send_errors);
         mrd_json_w_key(w, "error");
         mrd_json_w_str(w, pi.send_error);
+        mrd_json_w_key(w, "bandwidth_bps");
+        mrd_json_w_uint(w, pi.bandwidth_bps);
         mrd_json_w_obj_end(w);
         mrd_json_w_key(w, "anti_entropy");
         mrd_json_w_obj_begin(w);

@@ -347,6 +347,7 @@ void repl__tx_fill(const repl_peer *p, repl_peer_info *out);
 /* Age of the oldest durable record the peer has not acked, in ms. */
 double repl__tx_lag_ms(const repl_peer *p, uint64_t now_ns);
 uint64_t repl__tx_acked_hlc(const repl_peer *p);
+int repl__tx_set_bandwidth(repl_peer *p, uint64_t bytes_per_s);
 
 /* Receiver (repl_recv.c). */
 int repl__rx_data(repl__conn *c, repl__stream *s, const uint8_t *data, size_t len);

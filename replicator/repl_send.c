@@ -48,6 +48,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nghttp2/nghttp2.h>
+
 #include "engine.h"
 #include "store.h"
 #include "wal.h"
@@ -124,10 +126,18 @@ struct repl__tx {
         uint64_t lsn, ns, hlc;
     } seen[LAG_SAMPLES];
     uint64_t acked_hlc; /* the peer has applied every local write stamped before this */
+    /* bandwidth limit: a token bucket of bytes, refilled at bw_bps */
+    uint64_t bw_bps;
+    double tokens;
+    uint64_t tokens_ns;
+    int32_t throttled[REPL_INFLIGHT_MAX + 1]; /* streams deferred for tokens */
+    int n_throttled;
+    repl__conn *throttled_conn;
     unsigned seen_head, seen_n;
 };
 
 static void sync_pump(repl_peer *p);
+static void bw_refill(struct repl__tx *tx);
 static void sync_reset(struct repl__tx *tx);
 static void sync_acked(repl_peer *p, repl__item *it);
 
@@ -252,6 +262,26 @@ repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof
     n = src->buf_len - src->buf_off;
     if (n > len)
         n = len;
+    if (it->tx->bw_bps && n) {
+        struct repl__tx *tx = it->tx;
+        bw_refill(tx);
+        /* wait for a whole frame's worth (or the rest): trickling the odd
+         * byte as it accrues would cost a 9-byte frame header per byte */
+        if (tx->tokens < (double)(n < 16384 ? n : 16384)) {
+            for (int i = 0; i <= REPL_INFLIGHT_MAX; i++) {
+                if (!tx->throttled[i] || tx->throttled[i] == s->id) {
+                    tx->throttled[i] = s->id;
+                    break;
+                }
+            }
+            tx->n_throttled = 1;
+            tx->throttled_conn = c;
+            return REPL__BODY_DEFERRED;
+        }
+        if ((double)n > tx->tokens)
+            n = (size_t)tx->tokens + 1;
+        tx->tokens -= (double)n;
+    }
     memcpy(buf, src->buf + src->buf_off, n);
     src->buf_off += n;
     src->sent += n;
@@ -548,6 +578,43 @@ start_job(struct repl__tx *tx)
         tx->job_running = 0;
         free(j);
     }
+}
+
+/* ---- bandwidth limit ---------------------------------------------------------- */
+
+/* Refills the bucket; the burst is a tenth of a second of rate (at least
+ * 256 KiB), so the rate holds over any window longer than that. */
+static void
+bw_refill(struct repl__tx *tx)
+{
+    uint64_t now = mrd_clock_mono_ns();
+    double burst = tx->bw_bps / 10.0 < 262144 ? 262144 : tx->bw_bps / 10.0;
+
+    if (!tx->bw_bps)
+        return;
+    if (tx->tokens_ns)
+        tx->tokens += (double)(now - tx->tokens_ns) / 1e9 * (double)tx->bw_bps;
+    if (tx->tokens > burst)
+        tx->tokens = burst;
+    tx->tokens_ns = now;
+}
+
+/* Streams that stopped for lack of tokens go on once there are some. */
+static void
+bw_resume(struct repl__tx *tx)
+{
+    repl__conn *c = tx->throttled_conn;
+
+    if (!tx->n_throttled || tx->tokens <= 0)
+        return;
+    tx->n_throttled = 0;
+    tx->throttled_conn = NULL;
+    if (!c || c != tx->p->conn || c->dead)
+        return;
+    for (int i = 0; i <= REPL_INFLIGHT_MAX; i++)
+        if (tx->throttled[i])
+            nghttp2_session_resume_data(c->h2, tx->throttled[i]);
+    memset(tx->throttled, 0, sizeof(tx->throttled));
 }
 
 /* ---- anti-entropy: the sender's side ---------------------------------------- */
@@ -1087,8 +1154,13 @@ repl__tx_pump(repl_peer *p)
         lag_sample(tx, mark_lsn, mark_hlc, mrd_clock_mono_ns());
     if (!tx->active || !p->conn || !p->hello_done || p->conn->dead)
         return;
-    while (tx->q && tx->inflight < REPL_INFLIGHT_MAX && tx->inflight_bytes < REPL_INFLIGHT_BYTES) {
+    bw_refill(tx);
+    bw_resume(tx);
+    while (tx->q && tx->inflight < REPL_INFLIGHT_MAX && tx->inflight_bytes < REPL_INFLIGHT_BYTES &&
+           (!tx->bw_bps || tx->tokens > 0)) {
         repl__item *it = tx->q;
+        if (tx->bw_bps)
+            tx->tokens -= (double)it->head.len; /* the batch head; data pays as it goes */
         tx->q = it->next;
         if (!tx->q)
             tx->q_tail = NULL;
@@ -1251,6 +1323,26 @@ repl__tx_acked_hlc(const repl_peer *p)
     return p->tx ? p->tx->acked_hlc : 0;
 }
 
+int
+repl__tx_set_bandwidth(repl_peer *p, uint64_t bytes_per_s)
+{
+    struct repl__tx *tx = p->tx;
+
+    if (!tx)
+        return MRD_ENOTFOUND;
+    if (tx->bw_bps != bytes_per_s)
+        MRD_INFO("repl.peer.bandwidth", "peer=%s bytes_per_s=%llu", p->name,
+                 (unsigned long long)bytes_per_s);
+    tx->bw_bps = bytes_per_s;
+    tx->tokens = 0;
+    tx->tokens_ns = 0;
+    if (!bytes_per_s) {
+        tx->tokens = 1; /* resume whatever waited */
+        bw_resume(tx);
+    }
+    return 0;
+}
+
 void
 repl__tx_fill(const repl_peer *p, repl_peer_info *out)
 {
@@ -1258,6 +1350,7 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
 
     if (!tx)
         return;
+    out->bandwidth_bps = tx->bw_bps;
     out->streaming = tx->active;
     out->needs_resync = tx->needs_resync;
     out->acked_lsn = tx->acked;

@@ -231,7 +231,8 @@ struct repl_peer_info {
     uint32_t inflight;    /* requests sent, not yet acked */
     uint64_t inflight_bytes;
     uint64_t batches_sent, records_sent, objects_sent, data_bytes_sent, send_errors;
-    char send_error[128]; /* the last sending failure, "" once an ack came */
+    char send_error[128];   /* the last sending failure, "" once an ack came */
+    uint64_t bandwidth_bps; /* the limit on what we send it; 0 = none */
     /* Its records applied here. */
     uint64_t applied_from_peer;
     uint64_t records_received, objects_received, data_bytes_received, receive_errors;
@@ -290,6 +291,12 @@ int repl_sync(repl *r, uint32_t site_id);
  */
 const char *repl_version_status(const repl *r, uint32_t origin_site, uint64_t hlc, uint64_t now_ms,
                                 uint64_t failed_after_ms);
+
+/* Limits the bytes per second our records and object data to peer site_id
+ * may use (heads and data; heartbeats are not counted); 0 lifts the limit.
+ * Takes effect at once, also for a resync in progress. The initial value
+ * comes from mrd_peer_conf.bandwidth. MRD_ENOTFOUND for an unknown peer. */
+int repl_set_bandwidth(repl *r, uint32_t site_id, uint64_t bytes_per_s);
 
 /* Module-wide counters. */
 typedef struct repl_stats {

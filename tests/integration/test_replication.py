@@ -299,3 +299,77 @@ def test_lag_shows_the_writes_a_down_peer_misses(tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_bandwidth_limit_holds_and_changes_at_run_time(tmp_path):
+    """A catch-up of 48 MiB to a peer limited to 8 MiB/s goes at 8 MiB/s
+    within 20%; lifting the limit at run time (meridianctl bandwidth)
+    lets the rest go at full speed; meridianctl resync runs a pass."""
+    a, b = mesh(tmp_path, ("a", "b"))
+    a.start()
+    b.start()
+    try:
+        ca = client(a)
+        ca.create_bucket(Bucket="bwtest")
+        wait_caught_up([a, b])
+        b.stop()
+        blob = os.urandom(1 << 20)
+        for i in range(48):
+            ca.put_object(Bucket="bwtest", Key=f"k{i}", Body=blob)
+        out = a.ctl("bandwidth", "--peer", "b", "8MiB")
+        assert out.returncode == 0, out.stderr
+        peer = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+        assert peer["send"]["bandwidth_bps"] == 8 << 20
+        b.start()
+
+        def received():
+            # wire bytes a sent to b (nghttp2 round-robins the 16 objects in
+            # flight, so b's applied-bytes counter moves in steps of 16 MiB)
+            p = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+            return p["bytes_out"], time.monotonic()
+
+        deadline = time.time() + 15  # a redials b with backoff: wait for its session
+        while not [p for p in a.status()["replication"]["peers"]
+                   if p["name"] == "b"][0]["send"]["streaming"]:
+            assert time.time() < deadline, "a never reconnected to b"
+            time.sleep(0.05)
+        time.sleep(1.0)  # past the first burst
+        b1, t1 = received()
+        time.sleep(3.0)
+        b2, t2 = received()
+        rate = (b2 - b1) / (t2 - t1) / (1 << 20)
+        print(f"limit 8 MiB/s: {rate:.2f} MiB/s sent over {t2 - t1:.1f} s")
+        assert 8 * 0.8 <= rate <= 8 * 1.2, rate
+        wait_caught_up([a, b], timeout=60)
+
+        # run time change: lift the limit mid-way through the next catch-up
+        b.stop()
+        for i in range(48, 96):
+            ca.put_object(Bucket="bwtest", Key=f"k{i}", Body=blob)
+        assert a.ctl("bandwidth", "--peer", "b", "1MiB").returncode == 0
+        t0 = time.monotonic()
+        b.start()
+        time.sleep(1.0)
+        assert a.ctl("bandwidth", "--peer", "b", "0").returncode == 0
+        wait_caught_up([a, b], timeout=60)
+        secs = time.monotonic() - t0
+        assert secs < 10, secs  # 48 MiB at 1 MiB/s would take 48 s
+        converge([a, b])
+
+        assert a.ctl("bandwidth", "--peer", "nosuch", "1MiB").returncode == 1
+        assert a.ctl("bandwidth", "--peer", "b", "lots").returncode == 2
+        out = a.ctl("resync", "start", "--peer", "b")
+        assert out.returncode == 0, out.stderr
+        deadline = time.time() + 20
+        while True:
+            ae = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]["anti_entropy"]
+            if not ae["running"] and ae["result"]:
+                break
+            assert time.time() < deadline, ae
+            time.sleep(0.1)
+        assert ae["result"] == "in sync", ae
+        out = a.ctl("resync", "status")
+        assert out.returncode == 0 and "in sync" in out.stdout, out.stdout
+    finally:
+        a.stop()
+        b.stop()
