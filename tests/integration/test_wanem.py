@@ -258,7 +258,8 @@ def test_jitter_varies_delay_but_never_reorders(wanem, echo):
     print("jitter 20+U[0,30] ms each way: rtt min %.1f median %.1f max %.1f ms"
           % (min(rtts) * 1e3, statistics.median(rtts) * 1e3, max(rtts) * 1e3))
     assert min(rtts) >= 0.040            # never below 2 x delay
-    assert max(rtts) < 0.040 + 0.060 + 0.040  # 2 x (delay + jitter) + scheduling slack
+    # 2 x (delay + jitter) + scheduling slack (generous: CI machines are loaded)
+    assert max(rtts) < 0.040 + 0.060 + 0.100
     assert max(rtts) - min(rtts) >= 0.010     # the jitter is really there
 
 
