@@ -30,6 +30,9 @@ usage(FILE *f)
                "                      anti-entropy; --watch refreshes until interrupted\n"
                "  resync start --peer NAME [--bandwidth RATE]\n"
                "                      start an anti-entropy pass to a peer now\n"
+               "  resync cancel --peer NAME\n"
+               "                      stop the running pass (a peer past retention then\n"
+               "                      waits for 'resync start')\n"
                "  resync status       anti-entropy passes per peer and their results\n"
                "  bandwidth --peer NAME RATE\n"
                "                      limit what we send that peer, bytes/s (50MiB; 0 = none)\n"
@@ -239,9 +242,10 @@ cmd_resync(const ctl_opts *o, const char *cmd, int argc, char **argv)
         sub = "bandwidth";
     }
     if (!sub || (strcmp(sub, "start") != 0 && strcmp(sub, "status") != 0 &&
-                 strcmp(sub, "bandwidth") != 0)) {
+                 strcmp(sub, "cancel") != 0 && strcmp(sub, "bandwidth") != 0)) {
         fprintf(stderr, "meridianctl: use 'resync start --peer X [--bandwidth RATE]', "
-                        "'resync status' or 'bandwidth --peer X RATE'\n");
+                        "'resync cancel --peer X', 'resync status' or 'bandwidth --peer X "
+                        "RATE'\n");
         return 2;
     }
     if (strcmp(sub, "status") == 0) {
@@ -288,6 +292,12 @@ cmd_resync(const ctl_opts *o, const char *cmd, int argc, char **argv)
         if ((rc = post_action(o, path)) != 0)
             return rc;
         printf("bandwidth to %s: %s\n", peer, strcmp(bw, "0") == 0 ? "no limit" : bw);
+    }
+    if (strcmp(sub, "cancel") == 0) {
+        snprintf(path, sizeof(path), "/admin/v1/peers/%s/anti-entropy/cancel", peer);
+        if ((rc = post_action(o, path)) != 0)
+            return rc;
+        printf("anti-entropy pass to %s cancelled\n", peer);
     }
     if (strcmp(sub, "start") == 0) {
         snprintf(path, sizeof(path), "/admin/v1/peers/%s/anti-entropy", peer);

@@ -458,6 +458,7 @@ query_param(const char *q, const char *name, char *out, size_t outsz)
 /*
  * POST /admin/v1/peers/<name>/bandwidth?bytes_per_s=N  (0 lifts the limit)
  * POST /admin/v1/peers/<name>/anti-entropy             (start a pass now)
+ * POST /admin/v1/peers/<name>/anti-entropy/cancel      (stop the running one)
  * Both act on this site's sending side for that peer.
  */
 static void
@@ -501,6 +502,12 @@ admin_peer_action(gw_req *r, gw_daemon *d, const char *rest)
         rc = repl_set_bandwidth(d->replicator, id, bps);
         MRD_INFO("admin.peer_bandwidth", "peer=%s bytes_per_s=%llu by=%s", name,
                  (unsigned long long)bps, gw_req_peer(r));
+    } else if (strcmp(slash, "/anti-entropy/cancel") == 0) {
+        rc = repl_sync_cancel(d->replicator, id);
+        if (rc == MRD_ENOTFOUND) {
+            json_error(r, 409, "NotRunning", "no anti-entropy pass to that peer is running");
+            return;
+        }
     } else if (strcmp(slash, "/anti-entropy") == 0) {
         rc = repl_sync(d->replicator, id);
         if (rc == MRD_EBUSY) {

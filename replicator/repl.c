@@ -222,6 +222,14 @@ repl_set_bandwidth(repl *r, uint32_t site_id, uint64_t bytes_per_s)
 }
 
 int
+repl_sync_cancel(repl *r, uint32_t site_id)
+{
+    repl_peer *p = r ? repl__peer_by_id(r, site_id) : NULL;
+
+    return p ? repl__sync_cancel(p) : MRD_ENOTFOUND;
+}
+
+int
 repl_sync(repl *r, uint32_t site_id)
 {
     repl_peer *p = r ? repl__peer_by_id(r, site_id) : NULL;

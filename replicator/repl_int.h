@@ -339,6 +339,9 @@ void repl__tx_on_digest(repl__conn *c, repl__stream *s, uint32_t error_code);
 /* Starts an anti-entropy pass to p (resync: bring a needs-resync peer level
  * and resume streaming after it). MRD_EBUSY when one runs. */
 int repl__sync_start(repl_peer *p, int resync);
+/* Stops a running pass (its queued requests are dropped; those in flight
+ * finish). A cancelled resync is not restarted until repl__sync_start. */
+int repl__sync_cancel(repl_peer *p);
 /* Server side of /repl/v1/digest. */
 void repl__digest_serve(repl__conn *c, repl__stream *s, repl_peer *p);
 void repl__digest_srv_gone(repl__stream *s);

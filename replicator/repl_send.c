@@ -103,8 +103,12 @@ struct repl__tx {
     int active, job_running, caught_up, needs_resync, reopen;
     uint64_t retry_ns; /* after a WAL read error: no reader job before this */
     uint64_t read_from;
-    repl__item *q, *q_tail;
+    repl__item *q, *q_tail; /* live records */
     int q_n;
+    repl__item *rq, *rq_tail; /* anti-entropy: sent only when no live item waits */
+    int rq_n;
+    int sync_paused;     /* a resync pass was cancelled: no automatic restart */
+    int sync_free_later; /* digests of an ended pass, still used by a job */
     int inflight;
     uint64_t inflight_bytes;
     uint64_t acked, saved;
@@ -138,6 +142,8 @@ struct repl__tx {
 
 static void sync_pump(repl_peer *p);
 static void bw_refill(struct repl__tx *tx);
+static void sync_finish(repl_peer *p, const char *result);
+static void sync_free_digests(struct repl__tx *tx);
 static void sync_reset(struct repl__tx *tx);
 static void sync_acked(repl_peer *p, repl__item *it);
 
@@ -169,6 +175,7 @@ tx_unref(struct repl__tx *tx)
 {
     if (--tx->refs > 0)
         return;
+    sync_free_digests(tx);
     pthread_mutex_destroy(&tx->mu);
     free(tx);
 }
@@ -183,6 +190,13 @@ queue_clear(struct repl__tx *tx)
     }
     tx->q_tail = NULL;
     tx->q_n = 0;
+    while (tx->rq) {
+        repl__item *n = tx->rq->next;
+        item_free(tx->rq);
+        tx->rq = n;
+    }
+    tx->rq_tail = NULL;
+    tx->rq_n = 0;
 }
 
 /* ---- object data --------------------------------------------------------- */
@@ -499,6 +513,8 @@ tx_job_done(void *arg)
     repl_peer *p = tx->p;
 
     tx->job_running = 0;
+    if (tx->sync_free_later)
+        sync_free_digests(tx);
     if (tx->detached || j->gen != tx->gen) {
         while (j->items) {
             repl__item *n = j->items->next;
@@ -620,15 +636,47 @@ bw_resume(struct repl__tx *tx)
 /* ---- anti-entropy: the sender's side ---------------------------------------- */
 
 static void
-sync_reset(struct repl__tx *tx)
+sync_free_digests(struct repl__tx *tx)
 {
     repl__digest_free(tx->sync_mine, tx->sync_n);
     repl__digest_free(tx->sync_theirs, tx->sync_n_theirs);
     tx->sync_mine = tx->sync_theirs = NULL;
     tx->sync_n = tx->sync_n_theirs = 0;
+    tx->sync_free_later = 0;
+}
+
+/* Ends a pass. A prep or walk job may be using the digests on a worker: then
+ * they are freed when it comes back (sync_job_done). */
+static void
+sync_reset(struct repl__tx *tx)
+{
+    if (tx->job_running)
+        tx->sync_free_later = 1;
+    else
+        sync_free_digests(tx);
     tx->sync_state = SYNC_NONE;
     tx->sync_outstanding = 0;
     tx->sync_last_ns = mrd_clock_mono_ns();
+}
+
+int
+repl__sync_cancel(repl_peer *p)
+{
+    struct repl__tx *tx = p->tx;
+
+    if (!tx || tx->sync_state == SYNC_NONE)
+        return MRD_ENOTFOUND;
+    while (tx->rq) {
+        repl__item *n = tx->rq->next;
+        item_free(tx->rq);
+        tx->rq = n;
+    }
+    tx->rq_tail = NULL;
+    tx->rq_n = 0;
+    if (tx->sync_resync)
+        tx->sync_paused = 1; /* until resync start: the peer stays behind */
+    sync_finish(p, "cancelled");
+    return 0;
 }
 
 int
@@ -641,8 +689,11 @@ repl__sync_start(repl_peer *p, int resync)
 
     if (!tx || !tx->active || !c || !p->hello_done || c->dead)
         return MRD_ESHUTDOWN;
-    if (tx->sync_state != SYNC_NONE)
+    if (tx->sync_state != SYNC_NONE || tx->sync_free_later)
         return MRD_EBUSY;
+    tx->sync_paused = 0;
+    if (tx->needs_resync)
+        resync = 1; /* a peer past retention can only be brought level by a resync */
     if (!(s = repl__stream_new(c, REPL__ST_DIGEST)))
         return -ENOMEM;
     rc = repl__submit_request(c, s, REPL_PATH_DIGEST); /* empty DigestRequest */
@@ -826,6 +877,8 @@ sync_job_done(void *arg)
     repl_peer *p = tx->p;
 
     tx->job_running = 0;
+    if (tx->sync_free_later)
+        sync_free_digests(tx);
     if (tx->detached || j->gen != tx->gen || tx->sync_state == SYNC_NONE) {
         while (j->items) {
             repl__item *n = j->items->next;
@@ -847,12 +900,12 @@ sync_job_done(void *arg)
         for (repl__item *it = j->items; it; it = it->next)
             tx->sync_outstanding++;
         if (j->items) {
-            if (tx->q_tail)
-                tx->q_tail->next = j->items;
+            if (tx->rq_tail)
+                tx->rq_tail->next = j->items;
             else
-                tx->q = j->items;
-            tx->q_tail = j->tail;
-            tx->q_n += j->n_items;
+                tx->rq = j->items;
+            tx->rq_tail = j->tail;
+            tx->rq_n += j->n_items;
         }
         if (j->done)
             tx->sync_state = SYNC_DRAIN;
@@ -917,6 +970,8 @@ mark_done(void *arg)
     char result[128];
 
     tx->job_running = 0;
+    if (tx->sync_free_later)
+        sync_free_digests(tx);
     if (!tx->detached && m->gen == tx->gen && tx->sync_state == SYNC_FINISH) {
         if (m->rc != 0)
             MRD_ERROR("repl.sync.cursor_fail", "peer=%s error=\"%s\"", p->name,
@@ -976,7 +1031,7 @@ sync_pump(repl_peer *p)
         sync_job_start(tx, 1);
         break;
     case SYNC_WALK:
-        if (tx->q_n < QUEUE_LOW)
+        if (tx->rq_n < QUEUE_LOW)
             sync_job_start(tx, 0);
         break;
     case SYNC_DRAIN:
@@ -1001,12 +1056,12 @@ sync_pump(repl_peer *p)
             it->tx = tx;
             it->resync = it->marker = 1;
             it->last = tx->sync_l0;
-            if (tx->q_tail)
-                tx->q_tail->next = it;
+            if (tx->rq_tail)
+                tx->rq_tail->next = it;
             else
-                tx->q = it;
-            tx->q_tail = it;
-            tx->q_n++;
+                tx->rq = it;
+            tx->rq_tail = it;
+            tx->rq_n++;
             tx->sync_state = SYNC_MARK;
         }
         break;
@@ -1156,9 +1211,26 @@ repl__tx_pump(repl_peer *p)
         return;
     bw_refill(tx);
     bw_resume(tx);
-    while (tx->q && tx->inflight < REPL_INFLIGHT_MAX && tx->inflight_bytes < REPL_INFLIGHT_BYTES &&
-           (!tx->bw_bps || tx->tokens > 0)) {
-        repl__item *it = tx->q;
+    /* live records first; anti-entropy items only when none waits */
+    while ((tx->q || tx->rq) && tx->inflight < REPL_INFLIGHT_MAX &&
+           tx->inflight_bytes < REPL_INFLIGHT_BYTES && (!tx->bw_bps || tx->tokens > 0)) {
+        repl__item *it;
+        if (!tx->q) {
+            it = tx->rq;
+            tx->rq = it->next;
+            if (!tx->rq)
+                tx->rq_tail = NULL;
+            tx->rq_n--;
+            it->next = NULL;
+            if (tx->bw_bps)
+                tx->tokens -= (double)it->head.len;
+            if (submit(p, it) < 0) {
+                repl__conn_fail(p->conn, "cannot submit a resync request");
+                return;
+            }
+            continue;
+        }
+        it = tx->q;
         if (tx->bw_bps)
             tx->tokens -= (double)it->head.len; /* the batch head; data pays as it goes */
         tx->q = it->next;
@@ -1176,7 +1248,8 @@ repl__tx_pump(repl_peer *p)
         if (tx->sync_resync)
             return;
     } else if (tx->needs_resync) {
-        repl__sync_start(p, 1);
+        if (!tx->sync_paused)
+            repl__sync_start(p, 1);
         return;
     } else if (r->o.anti_entropy_ms && tx->caught_up &&
                mrd_clock_mono_ns() - tx->sync_last_ns >=
@@ -1356,7 +1429,7 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
     out->acked_lsn = tx->acked;
     out->cursor_lsn = tx->saved;
     out->read_lsn = tx->read_from ? tx->read_from - 1 : 0;
-    out->queued = (uint32_t)tx->q_n;
+    out->queued = (uint32_t)(tx->q_n + tx->rq_n);
     out->inflight = (uint32_t)tx->inflight;
     out->inflight_bytes = tx->inflight_bytes;
     out->batches_sent = tx->batches;

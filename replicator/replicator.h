@@ -298,6 +298,11 @@ const char *repl_version_status(const repl *r, uint32_t origin_site, uint64_t hl
  * comes from mrd_peer_conf.bandwidth. MRD_ENOTFOUND for an unknown peer. */
 int repl_set_bandwidth(repl *r, uint32_t site_id, uint64_t bytes_per_s);
 
+/* Cancels the anti-entropy pass to peer site_id (result "cancelled"). A
+ * cancelled resync of a peer past WAL retention waits for repl_sync.
+ * MRD_ENOTFOUND when no pass runs or the peer is unknown. */
+int repl_sync_cancel(repl *r, uint32_t site_id);
+
 /* Module-wide counters. */
 typedef struct repl_stats {
     uint64_t inbound_accepted; /* TCP connections accepted */

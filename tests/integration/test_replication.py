@@ -373,3 +373,49 @@ def test_bandwidth_limit_holds_and_changes_at_run_time(tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_resync_can_be_throttled_cancelled_and_restarted(tmp_path):
+    a, b = mesh(tmp_path, ("a", "b"))
+    for s in (a, b):
+        with open(s.config, "a") as f:
+            f.write("[wal]\nsegment_size = 1MiB\nretention_max = 16MiB\n")
+    a.start()
+    b.start()
+    try:
+        ca = client(a)
+        ca.create_bucket(Bucket="cancelme")
+        wait_caught_up([a, b])
+        b.stop()
+        blob = os.urandom(100 * 1024)
+        for i in range(240):
+            ca.put_object(Bucket="cancelme", Key=f"k{i:03d}", Body=blob + b"%d" % i)
+        assert a.ctl("bandwidth", "--peer", "b", "256KiB").returncode == 0
+        b.start()
+
+        def ae():
+            p = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+            return p["anti_entropy"], p["send"]
+
+        deadline = time.time() + 20
+        while not ae()[0]["running"]:
+            assert time.time() < deadline, ae()
+            time.sleep(0.05)
+        time.sleep(1.0)
+        out = a.ctl("resync", "cancel", "--peer", "b")
+        assert out.returncode == 0, out.stderr
+        state, send = ae()
+        assert state["result"] == "cancelled" and not state["running"], state
+        runs = state["runs"]
+        time.sleep(1.5)  # a cancelled resync is not restarted on its own
+        state, send = ae()
+        assert state["runs"] == runs and send["needs_resync"], (state, send)
+        out = a.ctl("resync", "start", "--peer", "b", "--bandwidth", "0")
+        assert out.returncode == 0, out.stderr
+        snap = converge([a, b], timeout=60)
+        assert len(snap["cancelme"]) == 240
+        state, send = ae()
+        assert "resynced" in state["result"] and not send["needs_resync"], (state, send)
+    finally:
+        a.stop()
+        b.stop()
