@@ -1,10 +1,24 @@
-"""Lab scenarios that run today. Each is reproducible from its seed; the
-history and event log stay in the pytest tmp dir of a failing run.
+"""Lab scenarios in CI: every scenario of tests/multisite/lab/scenarios.py in
+its short form, each from a fixed seed, checked by the convergence checker
+(tests/multisite/lab/checker.py): no acknowledged write lost or resurrected,
+every site identical (version id, ETag, size, SHA-256 of every key), no
+site crashed. A failing run prints the checker's report and keeps the
+history (JSON lines), the event log and the daemon logs under
+run/lab-failures/.
 
-Kill-and-restart: clients write their own keys at a site while the site is
-SIGKILLed at random moments and restarted; afterwards every acknowledged
-write must be there with the right bytes (or superseded by a later op of the
-same client whose outcome was unknown). Skipped until meridiand serves S3."""
+Also here: the single-site kill -9 loop, the checker's own rule on made-up
+histories (so a checker that accepts everything cannot pass), and the
+product bugs the lab found, each kept as an xfail test with its reason.
+
+Known bug 1. Objects too big to be inline (over 128 KiB: erasure coded on
+the drives) that are overwritten or deleted while a peer lags stall
+replication to that peer for good
+(test_overwritten_object_data_stalls_replication, xfail). That would fail
+every scenario with lag and hide everything else, so CI runs the scenarios
+with scenarios.avoid_known_bugs: such objects go to fresh keys (slow_link:
+every put to a fresh key), while small objects are still overwritten and
+deleted. Drop it when the bug is fixed.
+"""
 import os
 import random
 import sys
@@ -13,7 +27,9 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "multisite", "lab"))
+import checker  # noqa: E402
 import lab  # noqa: E402
+import scenarios  # noqa: E402
 import workload  # noqa: E402
 
 
@@ -24,6 +40,10 @@ def s3_available(site):
 
 @pytest.mark.parametrize("seed", [11])
 def test_kill9_loop_loses_no_acknowledged_write(tmp_path, seed):
+    """Kill-and-restart: clients write their own keys at a site while the site
+    is SIGKILLed at random moments and restarted; afterwards every
+    acknowledged write must be there with the right bytes (or superseded by a
+    later op of the same client whose outcome was unknown)."""
     spec = {"sites": ["a"], "drives": 6}
     with lab.Cluster(spec, str(tmp_path / "lab"), seed=seed) as c:
         c.start_all()
@@ -64,3 +84,165 @@ def test_kill9_loop_loses_no_acknowledged_write(tmp_path, seed):
         last_put["md5"] = "0" * 32
         bad = workload.check_owned(hist, c)
         assert [x["key"] for x in bad["lost"]] == [last_put["key"]]
+
+
+# ---- the checker's rule on made-up histories --------------------------------
+
+def op(site, kind, t0, t1, status="ok", md5=None, key="k", seen=None):
+    o = {"client": 0, "site": site, "key": key, "op": kind, "seed": 0, "status": status,
+         "t0": t0, "t1": t1}
+    if kind == "put":
+        o["md5"] = md5
+    if kind == "get":
+        o["seen_md5"] = seen
+    return o
+
+
+def state(md5):
+    return {"vid": "v", "etag": md5, "size": 1, "sha256": "s", "md5": md5}
+
+
+def verdict(history, final_md5, deaths=None, site="a"):
+    """The violation kinds for one site holding final_md5 (None: absent)."""
+    snap = {workload.BUCKET: {"k": state(final_md5)} if final_md5 else {}}
+    v, _, _ = checker.evaluate(history, deaths or {}, {site: snap})
+    return sorted(x["kind"] for x in v)
+
+
+def test_checker_owned_key_must_hold_the_last_acknowledged_write():
+    h = [op("a", "put", 0, 1, md5="p1"), op("a", "put", 2, 3, md5="p2")]
+    assert verdict(h, "p2") == []
+    assert verdict(h, "p1") == ["stale"]  # overwritten by p2 at the same site
+    assert verdict(h, None) == ["lost"]
+    assert verdict(h, "zz") == ["alien"]
+    h.append(op("a", "delete", 4, 5))
+    assert verdict(h, None) == [] and verdict(h, "p2") == ["stale"]
+
+
+def test_checker_unknown_outcomes():
+    # an op in flight whose answer never came may or may not have happened
+    h = [op("a", "put", 0, 1, md5="p1"), op("a", "put", 2, 3, "unknown", md5="p2")]
+    assert verdict(h, "p1") == [] and verdict(h, "p2") == []
+    # unknown before a later acknowledged write: allowed unless the site died
+    # in between (then it was applied before the death or never)
+    h = [op("a", "put", 0, 1, "unknown", md5="p1"), op("a", "put", 2, 3, md5="p2")]
+    assert verdict(h, "p1") == []
+    assert verdict(h, "p1", deaths={"a": [1.5]}) == ["stale"]
+    # a refused write (4xx, or never sent) must not appear
+    h = [op("a", "put", 0, 1, md5="p1"), op("a", "put", 2, 3, "fail", md5="p2")]
+    assert verdict(h, "p2") == ["refused"]
+    # a key with no acknowledged write may be absent
+    assert verdict([op("a", "put", 0, 1, "unknown", md5="p1")], None) == []
+
+
+def test_checker_concurrent_writers():
+    # p1 at a and p2 at b race: either may win
+    h = [op("a", "put", 0, 1, md5="p1"), op("b", "put", 0.5, 1.5, md5="p2")]
+    assert verdict(h, "p1") == [] and verdict(h, "p2") == []
+    assert verdict(h, None) == ["lost"]
+    # a later write at a overwrites p1 (a held it) but may still lose to p2
+    h.append(op("a", "put", 2, 3, md5="p3"))
+    assert verdict(h, "p1") == ["stale"]
+    assert verdict(h, "p2") == [] and verdict(h, "p3") == []
+    # once b is seen holding p2 (a read there), b's next write overwrites it
+    h += [op("b", "get", 3.1, 3.2, seen="p2"), op("b", "put", 4, 5, md5="p4")]
+    assert verdict(h, "p2") == ["stale"]
+    assert verdict(h, "p3") == [] and verdict(h, "p4") == []
+    # a concurrent delete makes absent acceptable
+    h.append(op("c", "delete", 4, 5))
+    assert verdict(h, None) == []
+
+
+def test_checker_flags_phantoms_corruption_and_divergence():
+    h = [op("a", "put", 0, 1, md5="p1")]
+    snap = {workload.BUCKET: {"k": state("p1"), "ghost": state("x")}}
+    v, _, _ = checker.evaluate(h, {}, {"a": snap})
+    assert [x["kind"] for x in v] == ["phantom"]
+    bad = dict(state("p1"), etag="other")
+    v, _, _ = checker.evaluate(h, {}, {"a": {workload.BUCKET: {"k": bad}}})
+    assert [x["kind"] for x in v] == ["corrupt"]
+    one = {workload.BUCKET: {"k": state("p1")}}
+    other = {workload.BUCKET: {"k": dict(state("p1"), vid="w")}}
+    assert checker.diff_snapshots({"a": one, "b": one}) == []
+    d = checker.diff_snapshots({"a": one, "b": other, "c": {}})
+    assert {x["key"] for x in d} == {None, "k"}
+
+
+# ---- every scenario, short ---------------------------------------------------
+
+# name: seed. Every scenario runs with scenarios.avoid_known_bugs(name).
+CI = {"steady": 1, "kill9": 1, "partition": 1, "flapping": 1, "skew_ahead": 1,
+      "skew_behind": 1, "lost_drive": 1, "slow_link": 1}
+
+
+def run_and_check(tmp_path, name, seed, **overrides):
+    r = scenarios.run(name, seed, str(tmp_path / name), **overrides)
+    summary = checker.format_report(r)
+    assert r["crashed"] == [], summary
+    assert r["violation_count"] == 0, summary
+    assert r["quiescent"] and r["diverged_count"] == 0, summary
+    assert r["result"] == "PASS", summary
+    return r
+
+
+@pytest.mark.parametrize("name", list(CI))
+def test_scenario(tmp_path, name):
+    r = run_and_check(tmp_path, name, CI[name], **scenarios.avoid_known_bugs(name))
+    assert r["acked_writes"] > 30, checker.format_report(r)
+    if name == "kill9":
+        assert r["faults"].get("kill9", 0) >= 3
+    if name == "partition":
+        assert r["anti_entropy_runs"] > 0  # c fell past the 16 MiB WAL retention
+
+
+def test_every_scenario_runs_in_ci():
+    assert set(CI) == set(scenarios.SCENARIOS)
+
+
+# ---- product bugs found by the lab ------------------------------------------
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "replication stalls for good when an object stored on the drives (> 128 KiB) is "
+    "overwritten (by an object of any size) or deleted before its record was sent: the "
+    "origin frees the old version's shards at once, the sender cannot read them "
+    "(repl.send.read_fail 'not enough healthy drives'), resets the stream and retries the "
+    "same LSN forever"))
+def test_overwritten_object_data_stalls_replication(tmp_path):
+    """Found by the steady scenario, seed 1, with 300 kB objects: two
+    clients at site c PUT shared/k6 at once. Deterministic form: a is
+    cut off from b, writes 20 objects (more than the 16 requests the sender
+    keeps in flight, so the later ones are read from the drives only after
+    the heal), then PUTs k and overwrites it; after the heal, b must catch
+    up."""
+    with lab.Cluster({"sites": ["a", "b"], "rtt_ms": {"a-b": 20}}, str(tmp_path / "lab"),
+                     seed=1) as c:
+        c.start_all()
+        workload.Workload(c, 1).ensure_bucket(c.site("a"), wait_sites=c.sites)
+        s3 = workload.s3_client(c.site("a"))
+        c.partition("a", "b")
+        for i in range(20):
+            s3.put_object(Bucket=workload.BUCKET, Key=f"fill{i}", Body=os.urandom(300_000))
+        s3.put_object(Bucket=workload.BUCKET, Key="k", Body=b"1" * 300_000)
+        s3.put_object(Bucket=workload.BUCKET, Key="k", Body=b"2" * 300_000)
+        c.heal("a", "b")
+        quiet, state = checker.wait_quiescent(c, timeout=15)
+        log = open(c.site("a").log).read()
+        assert quiet, (state, log.count("event=repl.send.read_fail"))
+
+
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
+    "same stall as test_overwritten_object_data_stalls_replication, reached by the kill9 "
+    "scenario when objects stored on the drives are overwritten: while a site is down its "
+    "peers overwrite their keys and then cannot send the overwritten versions' data"))
+def test_kill9_scenario_with_objects_on_the_drives(tmp_path):
+    run_and_check(tmp_path, "kill9", 2, converge_timeout=20)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "a site whose clock is 5 minutes off cannot replicate at all: peers refuse every "
+    "request more than max_clock_skew (300 s, not configurable) from their own clock "
+    "(repl.auth.fail 'x-meridian-time outside the clock-skew window'), so it never "
+    "converges, although docs/conflicts.md says conflict resolution handles +/-10 min"))
+def test_skew_of_five_minutes(tmp_path):
+    run_and_check(tmp_path, "skew_ahead", 1, skew={"b": 300}, duration=5,
+                  large_fresh_keys=True, converge_timeout=15)

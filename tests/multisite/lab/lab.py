@@ -11,7 +11,8 @@ from the spec. A partition between i and j cuts both "i.to.j" and "j.to.i".
     spec = {"sites": ["a", "b", "c"],
             "rtt_ms": {"a-b": 20, "a-c": 80, "b-c": 60},   # default 10
             "jitter_ms": 2, "rate": None,                    # bytes/s cap, None = no cap
-            "drives": 6, "k": 4, "m": 2}
+            "drives": 6, "k": 4, "m": 2,
+            "config": {"wal": {"retention_max": "16MiB"}}}  # extra ini sections
     with Cluster(spec, workdir, seed=7) as c:
         c.start_all()
         c.partition("a", "b"); ...; c.heal("a", "b")
@@ -98,6 +99,9 @@ class Site:
                  f"ec_m = {spec.get('m', 2)}", f"meta_dir = {os.path.join(self.root, 'meta')}",
                  "[replication]", f"secret = {SECRET}", "[admin]", f"token = {TOKEN}",
                  "[user.lab]", f"access_key = {ACCESS_KEY}", f"secret_key = {SECRET_KEY}"]
+        for section, keys in spec.get("config", {}).items():
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {v}" for k, v in keys.items()]
         for peer, (host, port) in peer_addrs.items():
             lines += [f"[peer.{peer.name}]", f"id = {peer.id}",
                       f"replication = {host}:{port}", f"s3 = 127.0.0.1:{peer.s3_port}"]
@@ -241,6 +245,14 @@ class Cluster:
         for p in self.sites:
             if p.name != name:
                 self.heal(name, p.name)
+
+    def heal_all(self):
+        """Heals every link of the mesh (a no-op on links that are not cut)."""
+        for s in self.sites:
+            for p in self.sites:
+                if p is not s:
+                    self.wanem.heal(self.link(s.name, p.name))
+        self.event("net.heal_all")
 
     def reset_links(self, name):
         for p in self.sites:
