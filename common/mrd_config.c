@@ -377,10 +377,16 @@ entry(cfg_ctx *x, const char *key, const char *val)
                 return fail(x, x->line, key,
                             "'%s' is not valid; use seconds, 0 (off) or 10..604800", val);
             c->anti_entropy_s = (uint32_t)n;
+        } else if (strcmp(key, "max_clock_skew") == 0) {
+            char *end;
+            unsigned long n = strtoul(val, &end, 10);
+            if (!*val || *end || n < 10 || n > 86400)
+                return fail(x, x->line, key, "'%s' is not valid; use seconds, 10..86400", val);
+            c->max_clock_skew_s = (uint32_t)n;
         } else {
             return fail(x, x->line, key,
                         "unknown key; [replication] takes secret, write_failover, "
-                        "anti_entropy_interval");
+                        "anti_entropy_interval, max_clock_skew");
         }
     } else if (strcmp(sec, "admin") == 0) {
         if (strcmp(key, "token") != 0)
@@ -578,6 +584,7 @@ mrd_config_parse(const char *name, const char *text, size_t len, mrd_config **ou
     c->wal_segment_bytes = 64u * 1048576u;
     c->wal_retention_bytes = UINT64_C(10) * 1073741824u;
     c->anti_entropy_s = 3600;
+    c->max_clock_skew_s = 900;
     c->log_level = MRD_LOG_INFO;
 
     while (p < end && rc == 0) {

@@ -259,6 +259,7 @@ enum {
     RS_SENT_OBJECTS,
     RS_SENT_BYTES,
     RS_SEND_ERRORS,
+    RS_SUPERSEDED,
     RS_RECEIVED_RECORDS,
     RS_RECEIVED_BYTES,
     RS_RECEIVE_ERRORS,
@@ -288,6 +289,9 @@ static const struct {
                        "Object data bytes sent to the peer."},
     [RS_SEND_ERRORS] = {"meridian_repl_send_errors_total", "counter",
                         "Record requests to the peer that failed."},
+    [RS_SUPERSEDED] = {"meridian_repl_superseded_skipped_total", "counter",
+                       "Puts not sent to the peer: overwritten or deleted here before they "
+                       "were sent."},
     [RS_RECEIVED_RECORDS] = {"meridian_repl_received_records_total", "counter",
                              "The peer's WAL records applied here."},
     [RS_RECEIVED_BYTES] = {"meridian_repl_received_bytes_total", "counter",
@@ -336,6 +340,9 @@ repl_series_line(mrd_buf *b, const repl_peer_info *p, int which)
         break;
     case RS_SEND_ERRORS:
         u = p->send_errors;
+        break;
+    case RS_SUPERSEDED:
+        u = p->superseded_skipped;
         break;
     case RS_RECEIVED_RECORDS:
         u = p->records_received;

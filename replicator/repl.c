@@ -49,7 +49,7 @@ repl_opts_init(repl_opts *o)
     o->up_after = 3;
     o->backoff_min_ms = 100;
     o->backoff_max_ms = 5000;
-    o->max_clock_skew_ms = 300000;
+    o->max_clock_skew_ms = 900000;
 }
 
 const char *
@@ -154,6 +154,7 @@ fill_info(const repl_peer *p, uint64_t now_ns, repl_peer_info *out)
     out->connected = p->conn && p->hello_done;
     out->inbound = p->inbound;
     out->rtt_ms = h->rtt_us / 1000.0;
+    out->clock_offset_ms = p->clock_offset_ms;
     out->rtt_baseline_ms = repl__health_baseline_us(h) / 1000.0;
     out->rtt_last_ms = h->last_us / 1000.0;
     out->last_heartbeat_age_ms = p->last_ok_ns ? (int64_t)((now_ns - p->last_ok_ns) / 1000000) : -1;
@@ -436,7 +437,7 @@ repl_new(struct event_base *base, const repl_opts *o, repl **out)
     if (!r->o.heartbeat_timeout_ms)
         r->o.heartbeat_timeout_ms = r->o.heartbeat_ms;
     if (!r->o.max_clock_skew_ms)
-        r->o.max_clock_skew_ms = 300000;
+        r->o.max_clock_skew_ms = 900000;
     r->connect_timeout_ms = 3 * r->o.heartbeat_ms < 1000 ? 1000 : 3 * r->o.heartbeat_ms;
     r->site_id = o->site_id;
     snprintf(r->site_name, sizeof(r->site_name), "%s", o->site_name ? o->site_name : "");
@@ -697,6 +698,8 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_int(w, pi.inbound);
         mrd_json_w_key(w, "rtt_ms");
         mrd_json_w_double(w, pi.rtt_ms);
+        mrd_json_w_key(w, "clock_offset_ms");
+        mrd_json_w_int(w, pi.clock_offset_ms);
         mrd_json_w_key(w, "rtt_baseline_ms");
         mrd_json_w_double(w, pi.rtt_baseline_ms);
         mrd_json_w_key(w, "rtt_last_ms");
@@ -760,6 +763,8 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_uint(w, pi.objects_sent);
         mrd_json_w_key(w, "data_bytes");
         mrd_json_w_uint(w, pi.data_bytes_sent);
+        mrd_json_w_key(w, "superseded_skipped");
+        mrd_json_w_uint(w, pi.superseded_skipped);
         mrd_json_w_key(w, "errors");
         mrd_json_w_uint(w, pi.send_errors);
         mrd_json_w_key(w, "error");

@@ -383,6 +383,8 @@ struct repl_peer {
     repl__health health;
     uint64_t last_ok_ns;
     uint64_t last_inbound_ns;
+    int64_t clock_offset_ms; /* x-meridian-time of its last request minus our clock */
+    int clock_skew_warned;   /* logged repl.peer.clock_skew; cleared once back under half */
 
     /* announced by the peer (Hello, heartbeat responses, its heartbeats) */
     uint64_t high_water;

@@ -30,9 +30,12 @@
  *     the connection. On the next Hello the peer announces what it has
  *     applied, and the sender starts over from there: nothing is lost or
  *     applied twice (the receiver deduplicates by origin LSN).
+ *   - A put whose version is gone here by the time its range is read (the
+ *     key was overwritten or deleted first, and its shards freed) is left
+ *     out of the batch: a later record dominates it (put_superseded).
  *   - When the WAL no longer holds the LSN the peer needs, the peer is
- *     marked needs-resync and logged; anti-entropy is what must bring it
- *     level (not built yet: replicator/PROTOCOL.md section 7).
+ *     marked needs-resync and logged; anti-entropy (repl_sync.c) brings it
+ *     level.
  *
  * Jobs run on engine worker threads and come back through engine_poll on
  * the loop. Every structure a job touches is reference-counted and can be
@@ -113,6 +116,7 @@ struct repl__tx {
     uint64_t inflight_bytes;
     uint64_t acked, saved;
     uint64_t batches, records, objects, data_bytes, errors;
+    uint64_t superseded; /* puts left out by reader jobs (put_superseded) */
     char error[128];
     /* anti-entropy (see repl_sync.c) */
     int sync_state, sync_resync;
@@ -323,6 +327,7 @@ typedef struct tx_job {
     int n_items;
     uint64_t next;
     int caught_up, rc;
+    uint64_t superseded; /* puts left out: their version is gone here */
     char err[160];
 } tx_job;
 
@@ -371,17 +376,45 @@ emit(tx_job *j, cut *b, void *layout, size_t layout_len)
     return 0;
 }
 
-/* Adds WAL entry e to the batch; *with_data when it is an object put whose
- * data must follow (then *layout holds a copy of its local layout). */
+/*
+ * Whether the version an object put created is gone from this site: the
+ * index has applied the record (so the check is not racing the write) and no
+ * longer holds the version. That happens when the key was overwritten or
+ * deleted here before the put was sent: the index dropped the version and
+ * its shards were freed, so its data cannot be sent any more. Such a put is
+ * left out of the batch (the batch still covers its LSN, so the peer moves
+ * past it): a later record of ours, already in the WAL, overwrote or deleted
+ * it, and its version vector dominates the skipped one, so the peer ends in
+ * the same state as if it had applied both (docs/conflicts.md). A version
+ * that lost a concurrent-write decision is kept, so it is still found.
+ */
 static int
-add_entry(cut *b, const wal_entry *e, int *with_data, void **layout, size_t *layout_len)
+put_superseded(store *st, const Meridian__ObjectPut *op, uint64_t lsn)
+{
+    store_version_rec *vr = NULL;
+    uint64_t applied = 0;
+    int rc;
+
+    if (!st || store_index_last_lsn(st, &applied) != 0 || applied < lsn)
+        return 0;
+    rc = store_index_get(st, op->bucket, op->key, op->version_id, &vr);
+    store_version_rec_free(vr);
+    return rc == MRD_ENOTFOUND;
+}
+
+/* Adds WAL entry e to the batch; *with_data when it is an object put whose
+ * data must follow (then *layout holds a copy of its local layout). A put
+ * whose version is gone here (put_superseded) is not added: *skipped. */
+static int
+add_entry(store *st, cut *b, const wal_entry *e, int *with_data, int *skipped, void **layout,
+          size_t *layout_len)
 {
     Meridian__WalRecord *rec = NULL;
     repl__rec *r = &b->recs[b->n];
     store_layout_info li;
     int rc;
 
-    *with_data = 0;
+    *with_data = *skipped = 0;
     memset(r, 0, sizeof(*r));
     r->lsn = e->lsn;
     r->type = e->type;
@@ -389,6 +422,11 @@ add_entry(cut *b, const wal_entry *e, int *with_data, void **layout, size_t *lay
         if ((rc = wal_record_decode(e->type, e->payload, e->len, &rec)) != 0)
             return rc;
         rc = store_layout_describe(rec->object_put->layout.data, rec->object_put->layout.len, &li);
+        if (rc == 0 && !li.is_inline && put_superseded(st, rec->object_put, e->lsn)) {
+            wal_record_free(rec);
+            *skipped = 1;
+            return 0;
+        }
         if (rc == 0 && !li.is_inline) {
             /* the data goes in the body; the layout is ours alone */
             Meridian__ObjectPut *op = rec->object_put;
@@ -441,7 +479,7 @@ read_records(tx_job *j, wal_reader *rd)
         wal_entry e;
         void *layout = NULL;
         size_t layout_len = 0;
-        int with_data = 0;
+        int with_data = 0, skipped = 0;
 
         rc = wal_reader_next(rd, &e);
         if (rc == 0) {
@@ -459,8 +497,12 @@ read_records(tx_job *j, wal_reader *rd)
         b->last = e.lsn;
         if (e.type == WAL_REC_REPLICATED_APPLY)
             continue; /* never forwarded */
-        if ((rc = add_entry(b, &e, &with_data, &layout, &layout_len)) != 0)
+        if ((rc = add_entry(j->st, b, &e, &with_data, &skipped, &layout, &layout_len)) != 0)
             break;
+        if (skipped) {
+            j->superseded++;
+            continue;
+        }
         if (with_data || b->bytes >= REPL_BATCH_BYTES || b->n == REPL_BATCH_RECORDS) {
             head_bytes += b->bytes;
             if ((rc = emit(j, b, layout, layout_len)) != 0) {
@@ -546,6 +588,7 @@ tx_job_done(void *arg)
     } else {
         tx->reopen = 0;
     }
+    tx->superseded += j->superseded;
     if (j->items) {
         if (tx->q_tail)
             tx->q_tail->next = j->items;
@@ -1435,6 +1478,7 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
     out->batches_sent = tx->batches;
     out->records_sent = tx->records;
     out->objects_sent = tx->objects;
+    out->superseded_skipped = tx->superseded;
     out->data_bytes_sent = tx->data_bytes;
     out->send_errors = tx->errors;
     snprintf(out->send_error, sizeof(out->send_error), "%s", tx->error);

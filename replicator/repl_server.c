@@ -32,6 +32,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -151,10 +152,32 @@ reject(repl__conn *c, repl__stream *s, const char *reason)
     repl__server_answer_text(c, s, 401, reason);
 }
 
+/* Records how far the peer's clock is from ours and says so, once, when it
+ * is more than a minute off: HLCs keep conflict decisions correct under
+ * skew (docs/conflicts.md), but an operator wants to know, and past
+ * max_clock_skew the peer's requests are refused. */
+static void
+clock_offset_note(repl *r, repl_peer *p, int64_t offset)
+{
+    int64_t mag = offset < 0 ? -offset : offset;
+
+    p->clock_offset_ms = offset;
+    if (!p->clock_skew_warned && mag > 60000) {
+        p->clock_skew_warned = 1;
+        MRD_WARN("repl.peer.clock_skew", "peer=%s offset_ms=%lld max_clock_skew_s=%u", p->name,
+                 (long long)offset, r->o.max_clock_skew_ms / 1000u);
+    } else if (p->clock_skew_warned && mag < 30000) {
+        p->clock_skew_warned = 0;
+        MRD_INFO("repl.peer.clock_skew_ok", "peer=%s offset_ms=%lld", p->name, (long long)offset);
+    }
+}
+
 repl_peer *
 repl__server_auth(repl__conn *c, repl__stream *s, const void *body, size_t len)
 {
     repl *r = c->r;
+    uint64_t now;
+    int64_t offset;
     repl__auth_in in;
     const char *reason = NULL;
     uint32_t site = 0;
@@ -172,8 +195,18 @@ repl__server_auth(repl__conn *c, repl__stream *s, const void *body, size_t len)
     in.auth = s->auth[0] ? s->auth : NULL;
     in.body = body;
     in.body_len = len;
-    if (repl__auth_verify(r->secret, r->secret_len, &in, repl__now_ms(r), r->o.max_clock_skew_ms,
-                          &reason, &site) < 0) {
+    now = repl__now_ms(r);
+    offset = s->time[0] ? (int64_t)(strtoull(s->time, NULL, 10) - now) : 0;
+    if (repl__auth_verify(r->secret, r->secret_len, &in, now, r->o.max_clock_skew_ms, &reason,
+                          &site) < 0) {
+        char why[200];
+        if (strstr(reason, "clock-skew")) {
+            /* say by how much, and which knob: a skewed site is an
+             * operations problem, not an attack, most of the time */
+            snprintf(why, sizeof(why), "%s: %+.0f s from this site's clock, max_clock_skew is %u s",
+                     reason, (double)offset / 1000.0, r->o.max_clock_skew_ms / 1000u);
+            reason = why;
+        }
         reject(c, s, reason);
         return NULL;
     }
@@ -194,6 +227,7 @@ repl__server_auth(repl__conn *c, repl__stream *s, const void *body, size_t len)
         p->bytes_out += c->bytes_out;
     }
     p->last_inbound_ns = mrd_clock_mono_ns();
+    clock_offset_note(r, p, offset);
     return p;
 }
 

@@ -121,7 +121,7 @@ typedef struct repl_opts {
     uint32_t up_after;             /* M consecutive OKs to recover; default 3 */
     uint32_t backoff_min_ms;       /* default 100 */
     uint32_t backoff_max_ms;       /* default 5000 */
-    uint32_t max_clock_skew_ms;    /* auth time window, each way; default 300000 */
+    uint32_t max_clock_skew_ms;    /* auth time window, each way; default 900000 */
     uint64_t topology_epoch;       /* announced as is (placeholder) */
     /* Anti-entropy: a digest comparison with every peer this often (0 = only
      * when a peer needs a resync, or repl_sync). */
@@ -205,6 +205,8 @@ struct repl_peer_info {
     double rtt_last_ms;            /* the latest sample */
     int64_t last_heartbeat_age_ms; /* since our last OK heartbeat to it */
     int64_t last_inbound_age_ms;   /* since its last heartbeat to us */
+    int64_t clock_offset_ms;       /* its wall clock minus ours, from its last request (one-way
+                                      delay included); 0 before one */
     uint64_t high_water_lsn;       /* its WAL high-water LSN, as announced */
     uint64_t applied_from_us;      /* what it has applied of our records */
     uint64_t topology_epoch;       /* as announced */
@@ -231,8 +233,9 @@ struct repl_peer_info {
     uint32_t inflight;    /* requests sent, not yet acked */
     uint64_t inflight_bytes;
     uint64_t batches_sent, records_sent, objects_sent, data_bytes_sent, send_errors;
-    char send_error[128];   /* the last sending failure, "" once an ack came */
-    uint64_t bandwidth_bps; /* the limit on what we send it; 0 = none */
+    uint64_t superseded_skipped; /* puts not sent: overwritten or deleted here first */
+    char send_error[128];        /* the last sending failure, "" once an ack came */
+    uint64_t bandwidth_bps;      /* the limit on what we send it; 0 = none */
     /* Its records applied here. */
     uint64_t applied_from_peer;
     uint64_t records_received, objects_received, data_bytes_received, receive_errors;

@@ -141,6 +141,7 @@ test_config_good(void)
     CHECK_EQ_INT(c->n_peers, 1);
     CHECK_EQ_INT(c->peers[0].id, 2);
     CHECK_STR(c->users[0].secret_key, "alicesecret");
+    CHECK_EQ_INT(c->max_clock_skew_s, 900);
     mrd_config_free(c);
 }
 
@@ -193,6 +194,8 @@ test_config_rejects(void)
     expect_reject("[site]\n", "oops\n[site]\n", "site.ini:2: [-] -: expected key = value");
     expect_reject("# a site\n", "x = 1\n", "site.ini:1: [-] x: key outside any section");
     expect_reject("token = 0123456789abcdef", "token = short", "[admin] token: too short");
+    expect_reject("secret = fedcba9876543210\n", "secret = fedcba9876543210\nmax_clock_skew = 5\n",
+                  "[replication] max_clock_skew: '5' is not valid");
 }
 
 static void
