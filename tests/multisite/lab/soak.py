@@ -27,10 +27,10 @@ retention and anti-entropy has to bring them level.
 
 Objects go from 0 bytes to 1.1 MB: up to 128 KiB they are inline (their
 bytes inside their WAL record), larger ones are erasure coded on the drives
-and follow their record as data. Overwriting or deleting one of those before
-it reached a lagging peer stalls replication to that peer for good
-(README.md, known bug 1), so by default they are written to fresh keys only;
---large-overwrites lifts that and reproduces the bug within a round or two.
+and follow their record as data. Both are overwritten and deleted (an
+overwrite of one on the drives before it reached a lagging peer used to
+stall replication: README.md, bug 1); --fresh-large-keys writes the large
+ones to fresh keys only, deleting them between rounds.
 
 Every choice comes from --seed, so a failing seed replays the same fault
 schedule and operation mix; thread interleaving differs from run to run.
@@ -206,8 +206,9 @@ def main(argv=None):
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--round-s", type=float, default=60, help="workload seconds per round")
-    ap.add_argument("--large-overwrites", action="store_true",
-                    help="also overwrite and delete objects stored on the drives (known bug 1)")
+    ap.add_argument("--fresh-large-keys", action="store_true",
+                    help="never overwrite objects stored on the drives (collected between "
+                         "rounds instead)")
     ap.add_argument("--workdir", help="cluster work dir (default: a new temp dir)")
     a = ap.parse_args(argv)
     workdir = a.workdir or tempfile.mkdtemp(prefix=f"meridian-soak-{a.seed}-")
@@ -215,7 +216,7 @@ def main(argv=None):
     end = time.time() + a.minutes * 60
     history, totals, rnd = [], {}, 0
     print(f"soak seed={a.seed} minutes={a.minutes} round={a.round_s}s "
-          f"large_overwrites={a.large_overwrites} "
+          f"fresh_large_keys={a.fresh_large_keys} "
           f"workdir={workdir}", flush=True)
     with lab.Cluster(SPEC, workdir, seed=a.seed) as c:
         c.start_all()
@@ -226,9 +227,9 @@ def main(argv=None):
                                   sizes=scenarios.SIZES_MIXED, keys_per_client=6,
                                   shared_keys=16, history=history,
                                   weights={"put": 4, "delete": 1, "get": 2},
-                                  large_fresh_keys=not a.large_overwrites)
+                                  large_fresh_keys=a.fresh_large_keys)
             sched = Scheduler(c, random.Random(rng.random()), w.stop_flag)
-            if not a.large_overwrites and collect_big(c, w, history):
+            if a.fresh_large_keys and collect_big(c, w, history):
                 checker.wait_quiescent(c, timeout=60)
             c.event("soak.round", round=rnd)
             name = f"soak-round{rnd}"
