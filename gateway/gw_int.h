@@ -90,6 +90,9 @@ typedef enum {
     GW_S3E_INTERNAL,
     GW_S3E_SERVICE_UNAVAILABLE,
     GW_S3E_SLOW_DOWN,
+    GW_S3E_INCOMPLETE_BODY,
+    GW_S3E_PRECONDITION_FAILED,
+    GW_S3E_MALFORMED_XML,
     GW_S3E__COUNT
 } gw_s3_err;
 
@@ -138,6 +141,9 @@ typedef struct gw_sigv4_auth {
     char signature[65];        /* lower-case hex */
     uint64_t expires;          /* presigned: X-Amz-Expires seconds */
     char payload_hash[80];     /* x-amz-content-sha256, or UNSIGNED-PAYLOAD */
+    /* gw_sigv4_verify, for STREAMING-* payloads only: the signing key that
+     * verifies the chunk signatures (gw_awschunk) */
+    unsigned char signing_key[32];
 } gw_sigv4_auth;
 
 /* Parses an "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=..."
@@ -182,6 +188,53 @@ int gw_query_param(const char *query, const char *name, mrd_buf *out);
  */
 int gw_sigv4_verify(const gw_sigv4_input *in, const mrd_config *conf, int64_t now,
                     gw_sigv4_auth *auth, const char **why);
+
+/* ---- aws-chunked bodies (gw_awschunk.c) ---------------------------------- */
+
+#define GW_AWSCHUNK_MAX_LINE     1024         /* a chunk header or trailer line */
+#define GW_AWSCHUNK_MAX_TRAILERS 16           /* trailer lines after the last chunk */
+#define GW_AWSCHUNK_MAX_TOTAL    (5ull << 30) /* decoded bytes: S3's single-PUT limit */
+
+enum { GW_AWSCHUNK_SIGNED = 1, GW_AWSCHUNK_UNSIGNED_TRAILER = 2 };
+
+typedef struct gw_awschunk gw_awschunk;
+
+typedef struct gw_awschunk_opts {
+    int mode; /* GW_AWSCHUNK_SIGNED (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) or
+                 GW_AWSCHUNK_UNSIGNED_TRAILER (STREAMING-UNSIGNED-PAYLOAD-TRAILER) */
+    /* signed mode: the request's signing key, X-Amz-Date, credential scope
+     * ("date/region/service/aws4_request") and seed signature (Authorization) */
+    const unsigned char *key;
+    const char *amz_date;
+    const char *scope;
+    const char *seed_sig;
+    int64_t decoded_length; /* x-amz-decoded-content-length, or -1 if absent */
+    const char *trailer;    /* x-amz-trailer (unsigned mode), or NULL */
+} gw_awschunk_opts;
+
+/* Called with decoded body bytes, in order. Nonzero stops the decoder. */
+typedef int (*gw_awschunk_emit)(void *ud, const char *data, size_t len);
+
+/* Creates a decoder (everything in o is copied). Returns 0, MRD_EINVAL for
+ * inconsistent options, -ENOMEM. *out is the caller's: gw_awschunk_free. */
+int gw_awschunk_new(const gw_awschunk_opts *o, gw_awschunk **out);
+void gw_awschunk_free(gw_awschunk *c); /* NULL ok */
+/* Decodes the next len encoded bytes, calling emit for the data they carry
+ * (before the chunk's signature is checked: commit nothing until finish).
+ * Returns 0, or a gw_s3_err + 1 (SignatureDoesNotMatch, InvalidRequest,
+ * BadDigest, InternalError when emit failed) with a static detail in *why;
+ * errors are final. */
+int gw_awschunk_feed(gw_awschunk *c, const char *data, size_t len, gw_awschunk_emit emit, void *ud,
+                     const char **why);
+/* The body ended: 0 if it was complete (last chunk, trailers, decoded
+ * length as declared), else a gw_s3_err + 1 (IncompleteBody ...). */
+int gw_awschunk_finish(gw_awschunk *c, const char **why);
+/* Decoded bytes so far. */
+uint64_t gw_awschunk_decoded(const gw_awschunk *c);
+/* The signature of one chunk whose data hashes to data_sha, chained on
+ * prev_sig (the seed signature for the first chunk): lower-case hex. */
+void gw_awschunk_sign(const unsigned char key[32], const char *amz_date, const char *scope,
+                      const char *prev_sig, const unsigned char data_sha[32], char out[65]);
 
 /* ---- S3 operations (gw_s3.c, gw_s3_obj.c) ------------------------------- */
 

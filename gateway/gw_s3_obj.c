@@ -137,6 +137,8 @@ typedef struct put {
     int busy, paused, ended, released, committed;
     int rc, has_err;
     gw_s3_err err;
+    const char *msg;    /* static detail for the error, or NULL */
+    gw_awschunk *chunk; /* aws-chunked body decoder, or NULL */
     store_put_result res;
     unsigned char md5[16];
     int has_md5, check_sha;
@@ -152,6 +154,7 @@ static void
 put_free(put *p)
 {
     store_put_result_clear(&p->res);
+    gw_awschunk_free(p->chunk);
     mrd_buf_free(&p->fill);
     mrd_buf_free(&p->work);
     for (int i = 0; i < p->n_meta; i++) {
@@ -165,13 +168,20 @@ put_free(put *p)
 }
 
 static void
-put_fail(put *p, gw_s3_err e, int rc)
+put_fail_msg(put *p, gw_s3_err e, int rc, const char *msg)
 {
     if (!p->has_err) {
         p->has_err = 1;
         p->err = e;
         p->rc = rc;
+        p->msg = msg;
     }
+}
+
+static void
+put_fail(put *p, gw_s3_err e, int rc)
+{
+    put_fail_msg(p, e, rc, NULL);
 }
 
 /* ---- worker jobs --------------------------------------------------------- */
@@ -330,7 +340,7 @@ put_step(put *p)
         return;
     }
     if (p->has_err) {
-        gw_s3_error(p->r, p->err, gw_req_path(p->r), NULL); /* runs release */
+        gw_s3_error(p->r, p->err, gw_req_path(p->r), p->msg); /* runs release */
         return;
     }
     switch (p->stage) {
@@ -406,14 +416,32 @@ put_buffers(put *p, size_t first)
     return 0;
 }
 
+/* Takes decoded body bytes into the fill buffer. */
+static int
+put_take(void *ud, const char *data, size_t len)
+{
+    put *p = ud;
+
+    if ((p->fill.cap == 0 && put_buffers(p, len) != 0) || mrd_buf_append(&p->fill, data, len) != 0)
+        return -12;
+    return 0;
+}
+
+/* Body bytes: straight into the fill buffer, or through the aws-chunked
+ * decoder, which hands over the data it carries. An aws-chunked error
+ * (a chunk signature that does not verify, a malformed stream) answers at
+ * once; the writer is aborted and nothing is committed. */
 static int
 put_body(gw_req *r, const char *data, size_t len, void *ctx)
 {
     put *p = ctx;
+    const char *why = NULL;
+    int rc = p->chunk ? gw_awschunk_feed(p->chunk, data, len, put_take, p, &why)
+                      : (put_take(p, data, len) != 0 ? (int)GW_S3E_INTERNAL + 1 : 0);
 
-    if ((p->fill.cap == 0 && put_buffers(p, len) != 0) ||
-        mrd_buf_append(&p->fill, data, len) != 0) {
-        put_fail(p, GW_S3E_INTERNAL, -12);
+    if (rc != 0) {
+        put_fail_msg(p, (gw_s3_err)(rc - 1), MRD_EINVAL,
+                     rc - 1 == GW_S3E_SIGNATURE_DOES_NOT_MATCH ? NULL : why);
         gw_req_pause(r);
         p->paused = 1;
         if (!p->busy)
@@ -435,8 +463,12 @@ static void
 put_end(gw_req *r, void *ctx)
 {
     put *p = ctx;
+    const char *why = NULL;
+    int rc;
 
     (void)r;
+    if (p->chunk && (rc = gw_awschunk_finish(p->chunk, &why)) != 0)
+        put_fail_msg(p, (gw_s3_err)(rc - 1), MRD_EINVAL, why);
     p->ended = 1;
     put_step(p);
 }
@@ -495,29 +527,104 @@ add_meta(put *p, const char *name, const char *value)
     return 0;
 }
 
+/* Sets up the aws-chunked decoder for a STREAMING-* payload. */
+static gw_s3_err
+put_parse_streaming(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **msg)
+{
+    gw_awschunk_opts o = {0};
+    const char *v = gw_req_header(r, "x-amz-decoded-content-length");
+    char scope[160], *end;
+    unsigned long long dl;
+
+    if (strcmp(auth->payload_hash, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD") == 0) {
+        o.mode = GW_AWSCHUNK_SIGNED;
+    } else if (strcmp(auth->payload_hash, "STREAMING-UNSIGNED-PAYLOAD-TRAILER") == 0) {
+        o.mode = GW_AWSCHUNK_UNSIGNED_TRAILER;
+    } else {
+        *msg = "this x-amz-content-sha256 streaming mode is not implemented; use "
+               "STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
+               "UNSIGNED-PAYLOAD or the body's SHA-256";
+        return GW_S3E_NOT_IMPLEMENTED;
+    }
+    o.decoded_length = -1;
+    if (v) {
+        dl = strtoull(v, &end, 10);
+        if (!*v || *end || *v < '0' || *v > '9') {
+            *msg = "bad x-amz-decoded-content-length";
+            return GW_S3E_INVALID_ARGUMENT;
+        }
+        if (dl > MAX_PUT)
+            return GW_S3E_ENTITY_TOO_LARGE;
+        o.decoded_length = (int64_t)dl;
+    } else if (o.mode == GW_AWSCHUNK_SIGNED) {
+        *msg = "an aws-chunked upload needs x-amz-decoded-content-length";
+        return GW_S3E_MISSING_CONTENT_LENGTH;
+    }
+    snprintf(scope, sizeof(scope), "%s/%s/%s/aws4_request", auth->date, auth->region,
+             auth->service);
+    o.key = auth->signing_key;
+    o.amz_date = auth->amz_date;
+    o.scope = scope;
+    o.seed_sig = auth->signature;
+    o.trailer = o.mode == GW_AWSCHUNK_UNSIGNED_TRAILER ? gw_req_header(r, "x-amz-trailer") : NULL;
+    if (gw_awschunk_new(&o, &p->chunk) != 0) {
+        *msg = "bad x-amz-trailer: name one trailing checksum header";
+        return GW_S3E_INVALID_ARGUMENT;
+    }
+    return 0;
+}
+
+/* Content-Encoding as stored: without the aws-chunked transfer coding.
+ * Writes "" when nothing else remains. */
+static void
+strip_aws_chunked(const char *v, char *out, size_t outsz)
+{
+    size_t o = 0;
+
+    while (*v) {
+        const char *comma = strchr(v, ',');
+        size_t n = comma ? (size_t)(comma - v) : strlen(v);
+        const char *t = v;
+        size_t tn = n;
+        while (tn && (*t == ' ' || *t == '\t'))
+            t++, tn--;
+        while (tn && (t[tn - 1] == ' ' || t[tn - 1] == '\t'))
+            tn--;
+        if (tn && !(tn == 11 && strncasecmp(t, "aws-chunked", 11) == 0) && o + tn + 2 < outsz) {
+            if (o)
+                out[o++] = ',';
+            memcpy(out + o, t, tn);
+            o += tn;
+        }
+        v += n + (comma ? 1 : 0);
+    }
+    out[o] = '\0';
+}
+
 static gw_s3_err
 put_parse_head(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **msg)
 {
     const char *v;
     int64_t cl = gw_req_content_length(r);
     size_t meta_bytes = 0;
+    gw_s3_err e;
+    char enc[256];
 
     *msg = NULL;
     if (cl < 0 && !gw_req_is_chunked(r))
         return GW_S3E_MISSING_CONTENT_LENGTH;
-    if (cl > (int64_t)MAX_PUT)
-        return GW_S3E_ENTITY_TOO_LARGE;
     if ((v = gw_req_header(r, "content-md5"))) {
         if (decode_md5(v, p->md5) != 0)
             return GW_S3E_INVALID_DIGEST;
         p->has_md5 = 1;
     }
     if (strncmp(auth->payload_hash, "STREAMING-", 10) == 0) {
-        *msg = "aws-chunked uploads (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) are not implemented "
-               "yet; sign the payload or send UNSIGNED-PAYLOAD";
-        return GW_S3E_NOT_IMPLEMENTED;
-    }
-    if (strcmp(auth->payload_hash, "UNSIGNED-PAYLOAD") != 0) {
+        /* the encoded length exceeds the object's; the decoder bounds it */
+        if ((e = put_parse_streaming(p, r, auth, msg)) != 0)
+            return e;
+    } else if (cl > (int64_t)MAX_PUT) {
+        return GW_S3E_ENTITY_TOO_LARGE;
+    } else if (strcmp(auth->payload_hash, "UNSIGNED-PAYLOAD") != 0) {
         if (strlen(auth->payload_hash) != 64) {
             *msg = "x-amz-content-sha256 must be a hex SHA-256 or UNSIGNED-PAYLOAD";
             return GW_S3E_INVALID_ARGUMENT;
@@ -540,6 +647,12 @@ put_parse_head(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **msg)
             keep = strcasecmp(name, *k) == 0;
         if (!keep)
             continue;
+        if (strcasecmp(name, "content-encoding") == 0) {
+            strip_aws_chunked(value, enc, sizeof(enc));
+            if (!enc[0])
+                continue;
+            value = enc;
+        }
         meta_bytes += strlen(name) + strlen(value);
         if (meta_bytes > MAX_META_SZ || add_meta(p, name, value) != 0) {
             *msg = "Your metadata headers exceed the maximum allowed metadata size (2 KiB).";

@@ -627,7 +627,10 @@ gw_sigv4_verify(const gw_sigv4_input *in, const mrd_config *conf, int64_t now, g
     gw_sigv4_sign(secret, &a, sts.data, sts.len, sig);
     if (!mrd_consttime_equal(sig, 64, a.signature, strlen(a.signature)))
         FAIL(GW_S3E_SIGNATURE_DOES_NOT_MATCH, "signature mismatch");
+    if (strncmp(a.payload_hash, "STREAMING-", 10) == 0)
+        gw_sigv4_signing_key(secret, &a, a.signing_key);
     *auth = a;
+    OPENSSL_cleanse(a.signing_key, sizeof(a.signing_key));
 out:
     mrd_buf_free(&creq);
     mrd_buf_free(&sts);

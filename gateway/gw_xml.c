@@ -78,6 +78,15 @@ static const struct {
                                     "The site cannot take this request now (too few drives "
                                     "online, or its log is read-only after a disk failure)."},
     [GW_S3E_SLOW_DOWN] = {"SlowDown", 503, "Please reduce your request rate."},
+    [GW_S3E_INCOMPLETE_BODY] = {"IncompleteBody", 400,
+                                "You did not provide the number of bytes specified by the "
+                                "Content-Length HTTP header."},
+    [GW_S3E_PRECONDITION_FAILED] = {"PreconditionFailed", 412,
+                                    "At least one of the pre-conditions you specified did not "
+                                    "hold"},
+    [GW_S3E_MALFORMED_XML] = {"MalformedXML", 400,
+                              "The XML you provided was not well-formed or did not validate "
+                              "against our published schema."},
 };
 
 const char *
