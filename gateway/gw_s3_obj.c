@@ -1,5 +1,6 @@
 /*
- * gw_s3_obj.c - PutObject, GetObject and HeadObject, streamed.
+ * gw_s3_obj.c - PutObject, GetObject and HeadObject, streamed, with
+ * aws-chunked bodies (gw_awschunk.c) and conditional reads.
  *
  * PUT. The body goes from the socket into the store's erasure-coding writer
  * without ever being held whole:
@@ -20,6 +21,11 @@
  *     XAmzContentSHA256Mismatch); on a mismatch the data is freed;
  *   - engine_object_put stamps, appends the WAL record (group commit) and
  *     applies it to the index; only its callback answers 200.
+ * An aws-chunked body (x-amz-content-sha256 STREAMING-...) passes through
+ * the gw_awschunk decoder on the loop on its way to the fill buffer: each
+ * chunk's signature (or the trailing checksum) is checked as it completes, a
+ * failure answers at once and aborts the writer, and the commit waits until
+ * the decoder has accepted the end of the stream.
  * The bucket is checked and the writer opened on a worker right after the
  * head arrives, while the body is paused, so a PUT into a missing bucket is
  * refused before its body is read.
@@ -32,8 +38,11 @@
  * opened. If the data was freed between the lookup and the open, the open
  * fails and the worker looks the key up again and serves the newer version
  * (job_lookup); a version that stays current but cannot be opened gets 503,
- * still before any byte of the response. The loop then sends the head (200,
- * or 206 for a single satisfiable Range, 416 InvalidRange otherwise) and
+ * still before any byte of the response. The conditional headers are then
+ * weighed against the version found (If-Match / If-Unmodified-Since -> 412
+ * PreconditionFailed, If-None-Match / If-Modified-Since -> 304, RFC 9110
+ * precedence; see preconditions()), before the Range. The loop then sends the
+ * head (200, or 206 for a single satisfiable Range, 416 InvalidRange) and
  * alternates: a worker reads 1 MiB
  * (store_reader_read checks every block's CRC and reconstructs lost shards),
  * the loop queues it, and the next read starts at once while the socket
@@ -71,6 +80,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -914,6 +924,89 @@ parse_range(const char *h, uint64_t size, uint64_t *a, uint64_t *b)
     return 1;
 }
 
+/* ---- conditional requests ----------------------------------------------- */
+
+/* 1 if the entity tag list h ("*", or comma-separated tags, quoted or not,
+ * weak or strong) names etag. */
+static int
+etag_listed(const char *h, const char *etag)
+{
+    size_t el = strlen(etag);
+
+    while (*h) {
+        const char *comma = strchr(h, ',');
+        size_t n = comma ? (size_t)(comma - h) : strlen(h);
+        const char *t = h;
+        while (n && (*t == ' ' || *t == '\t'))
+            t++, n--;
+        while (n && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+            n--;
+        if (n >= 2 && t[0] == 'W' && t[1] == '/')
+            t += 2, n -= 2;
+        if (n >= 2 && t[0] == '"' && t[n - 1] == '"')
+            t++, n -= 2;
+        if ((n == 1 && *t == '*') || (n == el && memcmp(t, etag, n) == 0))
+            return 1;
+        h = comma ? comma + 1 : h + strlen(h);
+    }
+    return 0;
+}
+
+/* Parses an HTTP date (IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", also
+ * RFC 850 and asctime forms) into Unix seconds; -1 if it is none of them. */
+static int64_t
+http_date_parse(const char *s)
+{
+    static const char *const fmts[] = {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT",
+                                       "%a %b %e %H:%M:%S %Y", NULL};
+    struct tm tm;
+
+    for (const char *const *f = fmts; *f; f++) {
+        const char *end;
+        memset(&tm, 0, sizeof(tm));
+        end = strptime(s, *f, &tm);
+        if (end && *end == '\0')
+            return (int64_t)timegm(&tm);
+    }
+    return -1;
+}
+
+/*
+ * The conditional headers of a GET or HEAD against the version found, with
+ * the precedence of RFC 9110 section 13.2.2, which S3 follows:
+ *   1. If-Match fails -> 412; when present (and true), If-Unmodified-Since
+ *      is not looked at;
+ *   2. otherwise If-Unmodified-Since, modified after it -> 412;
+ *   3. If-None-Match matches -> 304; when present (and false),
+ *      If-Modified-Since is not looked at;
+ *   4. otherwise If-Modified-Since, not modified after it -> 304.
+ * Times compare in whole seconds (Last-Modified has no more). A date that
+ * does not parse is ignored, as the RFC says. Returns 200, 304 or 412.
+ */
+static int
+preconditions(gw_req *r, const store_version *v)
+{
+    const char *im = gw_req_header(r, "if-match"), *inm = gw_req_header(r, "if-none-match");
+    const char *ius = gw_req_header(r, "if-unmodified-since");
+    const char *ims = gw_req_header(r, "if-modified-since");
+    const char *etag = v->etag ? v->etag : "";
+    int64_t lm = (int64_t)(MRD_HLC_MS(v->hlc) / 1000), t;
+
+    if (im) {
+        if (!etag_listed(im, etag))
+            return 412;
+    } else if (ius && (t = http_date_parse(ius)) >= 0 && lm > t) {
+        return 412;
+    }
+    if (inm) {
+        if (etag_listed(inm, etag))
+            return 304;
+    } else if (ims && (t = http_date_parse(ims)) >= 0 && lm <= t) {
+        return 304;
+    }
+    return 200;
+}
+
 static int
 meta_header(void *ud, const char *key, const char *value)
 {
@@ -940,6 +1033,22 @@ get_lookup_done(void *arg)
         return;
     }
     v = store_version_rec_get(g->rec);
+    snprintf(etag, sizeof(etag), "\"%s\"", v->etag ? v->etag : "");
+    gw__http_time(MRD_HLC_MS(v->hlc), lm, sizeof(lm));
+    switch (preconditions(g->r, v)) {
+    case 412:
+        gw_s3_error(g->r, GW_S3E_PRECONDITION_FAILED, gw_req_path(g->r), NULL);
+        return;
+    case 304:
+        gw_s3_request_id(g->r);
+        gw_resp_header(g->r, "ETag", etag);
+        gw_resp_header(g->r, "Last-Modified", lm);
+        gw_resp_start(g->r, 304, 0);
+        gw_resp_end(g->r);
+        return;
+    default:
+        break;
+    }
     rng = parse_range(g->range, v->size, &a, &b);
     if (rng < 0) {
         snprintf(rsrc, sizeof(rsrc), "bytes */%llu", (unsigned long long)v->size);
@@ -959,8 +1068,6 @@ get_lookup_done(void *arg)
         g->end = v->size;
     }
     gw_s3_request_id(g->r);
-    snprintf(etag, sizeof(etag), "\"%s\"", v->etag ? v->etag : "");
-    gw__http_time(MRD_HLC_MS(v->hlc), lm, sizeof(lm));
     gw_resp_header(g->r, "ETag", etag);
     gw_resp_header(g->r, "Last-Modified", lm);
     gw_resp_header(g->r, "Accept-Ranges", "bytes");

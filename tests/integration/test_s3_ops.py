@@ -251,3 +251,71 @@ def test_boto3_unsigned_payload_trailer(site):
     st, _, body = raw(good)
     assert st == 200, body
     assert c.get_object(Bucket="trail", Key="raw")["Body"].read() == b"hello world"
+
+
+# ---- 2. conditional GET/HEAD ------------------------------------------------
+
+
+def test_conditional_get_and_head(site):
+    c = client(site)
+    c.create_bucket(Bucket="cond")
+    c.put_object(Bucket="cond", Key="k", Body=b"0123456789")
+    head = c.head_object(Bucket="cond", Key="k")
+    etag, lm = head["ETag"], head["LastModified"]
+    before, after = lm - datetime.timedelta(hours=1), lm + datetime.timedelta(hours=1)
+
+    def outcome(call, **kw):
+        try:
+            r = call(Bucket="cond", Key="k", **kw)
+            return r["ResponseMetadata"]["HTTPStatusCode"]
+        except botocore.exceptions.ClientError as e:
+            err = e.response["Error"]["Code"]
+            return {"304": 304, "412": 412, "PreconditionFailed": 412}.get(err, err)
+
+    for call in (c.get_object, c.head_object):
+        assert outcome(call, IfMatch=etag) == 200
+        assert outcome(call, IfMatch='"nope", ' + etag) == 200
+        assert outcome(call, IfMatch="*") == 200
+        assert outcome(call, IfMatch='"0123"') == 412
+        assert outcome(call, IfNoneMatch=etag) == 304
+        assert outcome(call, IfNoneMatch="*") == 304
+        assert outcome(call, IfNoneMatch='"other"') == 200
+        assert outcome(call, IfModifiedSince=before) == 200
+        assert outcome(call, IfModifiedSince=lm) == 304
+        assert outcome(call, IfModifiedSince=after) == 304
+        assert outcome(call, IfUnmodifiedSince=after) == 200
+        assert outcome(call, IfUnmodifiedSince=lm) == 200
+        assert outcome(call, IfUnmodifiedSince=before) == 412
+        # precedence: a true If-Match overrides a false If-Unmodified-Since
+        assert outcome(call, IfMatch=etag, IfUnmodifiedSince=before) == 200
+        # a false If-None-Match (the tag changed) overrides If-Modified-Since
+        assert outcome(call, IfNoneMatch='"other"', IfModifiedSince=after) == 200
+        # If-None-Match matching beats If-Modified-Since saying "modified"
+        assert outcome(call, IfNoneMatch=etag, IfModifiedSince=before) == 304
+        # 412 wins over 304
+        assert outcome(call, IfMatch='"x"', IfNoneMatch=etag) == 412
+    # a 412 carries the S3 error body; a 304 the validators and no body
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_object(Bucket="cond", Key="k", IfMatch='"x"')
+    assert code(e) == "PreconditionFailed"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    st, h, body = send(site, "GET", "/cond/k", signed_get_headers(site, "/cond/k",
+                                                                  {"If-None-Match": etag}), None)
+    assert st == 304 and body == b"" and h["ETag"] == etag and "Last-Modified" in h
+    # ranges apply after the conditions
+    r = c.get_object(Bucket="cond", Key="k", Range="bytes=2-4", IfMatch=etag)
+    assert r["Body"].read() == b"234"
+    # an unparsable date is ignored; a missing key is still NoSuchKey
+    st, _, _ = send(site, "GET", "/cond/k",
+                    signed_get_headers(site, "/cond/k", {"If-Modified-Since": "yesterday"}), None)
+    assert st == 200
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_object(Bucket="cond", Key="missing", IfMatch=etag)
+    assert code(e) == "NoSuchKey"
+
+
+def signed_get_headers(site, path, extra):
+    req = AWSRequest(method="GET", url=site.s3 + path, headers=dict(extra))
+    req.headers["x-amz-content-sha256"] = EMPTY_SHA
+    SigV4Auth(Credentials(KEY, SECRET), "s3", "us-east-1").add_auth(req)
+    return dict(req.headers.items())
