@@ -3,6 +3,7 @@
 loopback, next to the raw HTTP/2 ceiling measured in the same run.
 
     bench/repl_bench.py [--build DIR] [--mib N] [--probes N] [--json FILE]
+    bench/repl_bench.py --wan [--rtt-ms 50] [--rate-mbit 1000] [--mib N] [--json FILE]
 
 What it measures:
   ceiling   h2load against nghttpd on loopback, one connection, 16 streams,
@@ -16,8 +17,15 @@ What it measures:
             PUT a small object at a, then HEAD it at b every millisecond
             until it is there: the lag from a's 200 to readable at b, p50
             and p99, with the load's share of the catch-up throughput.
+With --wan the two sites' replication links run through wanem
+(tests/multisite/wanem, the lab's emulator: default 50 ms RTT, 1 Gbit/s):
+  tcp       iperf3, one stream, through a wanem link with the same delay and
+            cap: what one TCP connection gets across this emulated WAN.
+  catch-up  as above (1 MiB objects), through the emulated links.
+  lag       1 MiB PUTs paced at 50% and then 90% of the catch-up throughput,
+            probes as above every 100 ms: p50, p99 and max lag.
 Results print as a table; --json writes them. Needs h2load and nghttpd
-(nghttp2-client), the build's meridiand and mrdbench, boto3.
+(nghttp2-client), iperf3 for --wan, the build's meridiand and mrdbench, boto3.
 """
 import argparse
 import json
@@ -29,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,9 +83,10 @@ def lag_of(site, peer):
     raise KeyError(peer)
 
 
-def mrdbench(build, site, size, seconds=None, count=None, concurrency=16, prefix="b/", js=None):
+def mrdbench(build, site, size, seconds=None, count=None, concurrency=16, prefix="b/", js=None,
+             keys=("AKIATEST", "testsecretkey")):
     cmd = [os.path.join(build, "bench", "mrdbench"), "--endpoint", site.s3, "--op", "put",
-           "--access-key", "AKIATEST", "--secret-key", "testsecretkey", "--bucket", "rbench",
+           "--access-key", keys[0], "--secret-key", keys[1], "--bucket", "rbench",
            "--prefix", prefix, "--size", str(size), "--concurrency", str(concurrency),
            "--create-bucket", "--unsigned-payload", "--quiet"]
     cmd += ["--duration", str(seconds)] if seconds else ["--count", str(count)]
@@ -85,24 +95,44 @@ def mrdbench(build, site, size, seconds=None, count=None, concurrency=16, prefix
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def catch_up(build, a, b, size, mib):
+def catch_up(build, a, b, size, mib, stop_b=None, start_b=None, keys=("AKIATEST", "testsecretkey"),
+             tmp=None):
     count = (mib << 20) // size
-    b.stop()
-    js = os.path.join(os.path.dirname(a.root), f"put{size}.json")
+    (stop_b or b.stop)()
+    js = os.path.join(tmp or os.path.dirname(a.root), f"put{size}.json")
     t_put = time.monotonic()
-    p = mrdbench(build, a, size, count=count, concurrency=32, prefix=f"c{size}/", js=js)
+    p = mrdbench(build, a, size, count=count, concurrency=32, prefix=f"c{size}/", js=js, keys=keys)
     _, err = p.communicate(timeout=600)
     if p.returncode != 0:
         raise RuntimeError("mrdbench failed: " + err.decode())
     ingest = count * size / (time.monotonic() - t_put) / 1e6
     t0 = time.monotonic()
-    b.start()
+    (start_b or b.start)()
     while lag_of(a, "b") != 0:
         if time.monotonic() - t0 > 600:
             raise RuntimeError("b did not catch up")
         time.sleep(0.01)
     secs = time.monotonic() - t0
     return count, count * size / secs / 1e6, secs, ingest
+
+
+def probe_once(ca, cb, key, timeout=10):
+    """PUT a 1-byte object at a, HEAD it at b every millisecond: ms from a's
+    200 until b has it."""
+    ca.put_object(Bucket="rbench", Key=key, Body=b"p")
+    t0 = time.monotonic()
+    while True:
+        try:
+            cb.head_object(Bucket="rbench", Key=key)
+            return (time.monotonic() - t0) * 1000
+        except Exception:
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError(f"probe {key} never arrived")
+            time.sleep(0.001)
+
+
+def pct(sorted_vals, q):
+    return sorted_vals[min(len(sorted_vals) - 1, int(len(sorted_vals) * q))]
 
 
 def lag_probes(build, a, b, probes):
@@ -113,24 +143,104 @@ def lag_probes(build, a, b, probes):
     try:
         time.sleep(1.0)
         for i in range(probes):
-            key = f"probe/{i}"
-            ca.put_object(Bucket="rbench", Key=key, Body=b"p")
-            t0 = time.monotonic()
-            while True:
-                try:
-                    cb.head_object(Bucket="rbench", Key=key)
-                    break
-                except Exception:
-                    if time.monotonic() - t0 > 10:
-                        raise RuntimeError(f"probe {key} never arrived")
-                    time.sleep(0.001)
-            lags.append((time.monotonic() - t0) * 1000)
+            lags.append(probe_once(ca, cb, f"probe/{i}"))
         st = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]["send"]
     finally:
         load.send_signal(signal.SIGINT)
         load.wait()
     lags.sort()
-    return lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))], st
+    return lags[len(lags) // 2], pct(lags, 0.99), st
+
+
+def iperf_through(wanem, delay_ms, rate, seconds=8):
+    """One iperf3 stream through a wanem link with the given one-way delay
+    and cap: Mbit/s received."""
+    port = free_port()
+    srv = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        host, lport = wanem.add_link("bench.tcp", target=("127.0.0.1", port), delay=delay_ms,
+                                     rate=rate)
+        out = subprocess.run(["iperf3", "-c", host, "-p", str(lport), "-t", str(seconds), "-J"],
+                             capture_output=True, text=True, timeout=seconds + 30).stdout
+        return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def paced_lag(c, rate_MBps, seconds, keys):
+    """1 MiB PUTs at a, paced to rate_MBps by 16 threads, while a probe
+    every 100 ms measures the lag to b. Returns (sorted lags, MB/s put)."""
+    import workload
+    stop = threading.Event()
+    sent = [0]
+    body = os.urandom(1 << 20)
+    n_threads = 16
+    interval = n_threads * (1 << 20) / (rate_MBps * 1e6)
+
+    def pacer(i):
+        s3 = workload.s3_client(c.site("a"), read_timeout=30)
+        nxt = time.monotonic() + i * interval / n_threads
+        n = 0
+        while not stop.is_set():
+            time.sleep(max(0.0, nxt - time.monotonic()))
+            s3.put_object(Bucket="rbench", Key=f"load/{i}/{n % 8}", Body=body)
+            sent[0] += 1
+            n += 1
+            nxt += interval
+
+    threads = [threading.Thread(target=pacer, args=(i,), daemon=True) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    ca = workload.s3_client(c.site("a"))
+    cb = workload.s3_client(c.site("b"))
+    lags, t0, i = [], time.monotonic(), 0
+    time.sleep(1.0)
+    while time.monotonic() - t0 < seconds:
+        lags.append(probe_once(ca, cb, f"probe/{rate_MBps:.0f}/{i}"))
+        i += 1
+        time.sleep(0.1)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    return sorted(lags), sent[0] * (1 << 20) / (time.monotonic() - t0) / 1e6
+
+
+def wan(args, tmp):
+    """Two sites through wanem: TCP ceiling, catch-up throughput, lag at
+    50% and 90% load."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "multisite", "lab"))
+    import lab
+    keys = (lab.ACCESS_KEY, lab.SECRET_KEY)
+    rate = int(args.rate_mbit * 1e6 / 8)
+    spec = {"sites": ["a", "b"], "rtt_ms": {"a-b": args.rtt_ms}, "rate": rate}
+    res = {"rtt_ms": args.rtt_ms, "rate_mbit": args.rate_mbit, "mib": args.mib}
+    with lab.Cluster(spec, os.path.join(tmp, "wan")) as c:
+        tcp = iperf_through(c.wanem, args.rtt_ms / 2, rate)
+        c.start_all()
+        a, b = c.site("a"), c.site("b")
+        n, mbs, secs, ingest = catch_up(args.build, a, b, 1 << 20, args.mib,
+                                        stop_b=lambda: c.stop("b"), start_b=lambda: c.start("b"),
+                                        keys=keys, tmp=tmp)
+        res["tcp_Mbit"] = round(tcp, 1)
+        res["repl_Mbit"] = round(mbs * 8, 1)
+        res["ratio_to_tcp"] = round(mbs * 8 / tcp, 3)
+        res["catch_up"] = {"objects": n, "seconds": round(secs, 2), "local_put_MBps": round(ingest, 1)}
+        print(f"tcp through wanem ({args.rtt_ms} ms RTT, {args.rate_mbit} Mbit/s cap): "
+              f"{tcp:.0f} Mbit/s; replication catch-up of {n} x 1 MiB: {mbs * 8:.0f} Mbit/s "
+              f"in {secs:.2f} s (ratio {mbs * 8 / tcp:.2f})")
+        for frac in (0.5, 0.9):
+            lags, put_rate = paced_lag(c, mbs * frac, args.lag_seconds, keys)
+            res[f"lag_at_{int(frac * 100)}pct"] = {
+                "load_MBps": round(put_rate, 1), "probes": len(lags),
+                "p50_ms": round(pct(lags, 0.5), 1), "p99_ms": round(pct(lags, 0.99), 1),
+                "max_ms": round(lags[-1], 1)}
+            print(f"lag at {int(frac * 100)}% load ({put_rate:.1f} MB/s of 1 MiB PUTs): "
+                  f"p50 {pct(lags, 0.5):.1f} ms, p99 {pct(lags, 0.99):.1f} ms, "
+                  f"max {lags[-1]:.1f} ms over {len(lags)} probes")
+    return res
 
 
 def main():
@@ -139,12 +249,19 @@ def main():
     ap.add_argument("--mib", type=int, default=1024, help="MiB written per catch-up run")
     ap.add_argument("--probes", type=int, default=300)
     ap.add_argument("--json")
+    ap.add_argument("--wan", action="store_true", help="through wanem (see above)")
+    ap.add_argument("--rtt-ms", type=float, default=50)
+    ap.add_argument("--rate-mbit", type=float, default=1000)
+    ap.add_argument("--lag-seconds", type=float, default=15)
     args = ap.parse_args()
     os.environ["MERIDIAN_BUILD_DIR"] = args.build
     from conftest import Site
     tmp = tempfile.mkdtemp(prefix="repl_bench.")
     res = {"mib": args.mib}
     try:
+        if args.wan:
+            res = wan(args, tmp)
+            return finish(args, res)
         a, b = Site(os.path.join(tmp, "a"), name="a", site_id=1), Site(os.path.join(tmp, "b"), name="b", site_id=2)
         a.add_peer(b)
         b.add_peer(a)
@@ -168,6 +285,10 @@ def main():
         b.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    finish(args, res)
+
+
+def finish(args, res):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
