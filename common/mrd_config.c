@@ -370,6 +370,12 @@ entry(cfg_ctx *x, const char *key, const char *val)
                 c->write_failover = MRD_WRITE_FAILOVER_FORWARD;
             else
                 return fail(x, x->line, key, "'%s' is not valid; use refuse or forward", val);
+        } else if (strcmp(key, "token_wait") == 0) {
+            char *end;
+            unsigned long n = strtoul(val, &end, 10);
+            if (!*val || (*end && strcmp(end, "ms") != 0) || n > 10000)
+                return fail(x, x->line, key, "'%s' is not valid; use milliseconds, 0..10000", val);
+            c->token_wait_ms = (uint32_t)n;
         } else if (strcmp(key, "anti_entropy_interval") == 0) {
             char *end;
             unsigned long n = strtoul(val, &end, 10);
@@ -386,7 +392,7 @@ entry(cfg_ctx *x, const char *key, const char *val)
         } else {
             return fail(x, x->line, key,
                         "unknown key; [replication] takes secret, write_failover, "
-                        "anti_entropy_interval, max_clock_skew");
+                        "token_wait, anti_entropy_interval, max_clock_skew");
         }
     } else if (strcmp(sec, "admin") == 0) {
         if (strcmp(key, "token") != 0)
@@ -585,6 +591,7 @@ mrd_config_parse(const char *name, const char *text, size_t len, mrd_config **ou
     c->wal_retention_bytes = UINT64_C(10) * 1073741824u;
     c->anti_entropy_s = 3600;
     c->max_clock_skew_s = 900;
+    c->token_wait_ms = 250;
     c->log_level = MRD_LOG_INFO;
 
     while (p < end && rc == 0) {

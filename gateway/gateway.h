@@ -154,6 +154,11 @@ size_t gw_resp_buffered(const gw_req *r);
 /* Completes the response; then release(ctx, 0) runs, synchronously. The
  * next pipelined request is parsed only after this. */
 int gw_resp_end(gw_req *r);
+/* Gives up on a response whose source failed after gw_resp_start: the
+ * connection is closed without completing the body (a client sees an error,
+ * never a short or falsely complete object). release(aborted = 1) runs
+ * before it returns. */
+void gw_resp_abort(gw_req *r);
 /* start + write + end in one call, with Content-Type when not NULL. */
 void gw_resp_simple(gw_req *r, int status, const char *content_type, const void *body, size_t len);
 /* 1 once gw_resp_start has been called. */

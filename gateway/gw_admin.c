@@ -193,6 +193,8 @@ admin_status(gw_req *r, gw_daemon *d)
         mrd_json_w_obj_end(&w);
     }
     mrd_json_w_arr_end(&w);
+    mrd_json_w_key(&w, "routing");
+    gw__route_status_json(d, &w);
     if (d->replicator) {
         mrd_json_w_key(&w, "replication");
         repl_status_json(d->replicator, &w);
@@ -423,6 +425,7 @@ admin_metrics(gw_req *r, gw_daemon *d)
                             p.rtt_ms / 1000.0);
     }
     repl_metrics(&b, d);
+    gw__route_metrics(d, &b);
     mrd_buf_appendf(&b, "# TYPE meridian_http_requests_total counter\n");
     http_metrics(&b, "s3", d->s3);
     http_metrics(&b, "admin", d->admin);
@@ -563,6 +566,8 @@ gw__route_admin(gw_req *r, void *ud)
                    "missing or wrong bearer token; pass --token or set MERIDIAN_TOKEN");
         return;
     }
+    if (gw__route_failover_admin(d, r, path))
+        return;
     if (strncmp(path, "/admin/v1/peers/", 16) == 0) {
         admin_peer_action(r, d, path + 16);
         return;

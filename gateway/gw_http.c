@@ -1216,6 +1216,16 @@ gw_resp_end(gw_req *r)
     return 0;
 }
 
+void
+gw_resp_abort(gw_req *r)
+{
+    gw_conn *c = r->conn;
+
+    MRD_DEBUG("http.abort", "peer=%s path=%s", c->peer, gw_req_path(r));
+    req_release(c, 1);
+    conn_close(c);
+}
+
 static void
 conn_next_request(gw_conn *c)
 {

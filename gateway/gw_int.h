@@ -28,6 +28,35 @@ typedef struct gw_drive {
     uint64_t free_bytes;
 } gw_drive;
 
+/* Why a request went to a peer (gw_route.c; metrics label "reason"). */
+typedef enum {
+    GW_ROUTE_BEHIND = 0, /* key missing here while this site is behind a peer */
+    GW_ROUTE_STORE,      /* the local store cannot serve the read */
+    GW_ROUTE_TOKEN,      /* a write token this site has not applied in time */
+    GW_ROUTE_DRAIN,      /* the operator drained this site */
+    GW_ROUTE_WRITE,      /* write failover: the local store cannot take writes */
+    GW_ROUTE__COUNT
+} gw_route_reason;
+
+/* Routing state and counters (gw_route.c). Loop thread only. */
+typedef struct gw_route_state {
+    int drained;             /* POST /admin/v1/failover/drain */
+    int store_reads_ok;      /* last seen: local reads work (for transition events) */
+    int store_writes_ok;     /* last seen: local writes work */
+    uint32_t token_wait_ms;  /* how long a token read waits before proxying */
+    uint64_t read_failed_ns; /* when a local read last found its data unreadable */
+    uint64_t proxied[GW_ROUTE__COUNT];
+    uint64_t proxy_errors;     /* no peer answered: the client got the fallback */
+    uint64_t proxy_retries;    /* a peer failed before answering; the next was tried */
+    uint64_t local_misses;     /* 404 answered here, caught up: no WAN trip */
+    uint64_t served_for_peers; /* requests peers forwarded to us */
+    uint64_t token_local;      /* token already applied: served here */
+    uint64_t token_waited;     /* served here after waiting for the token */
+    uint64_t writes_refused;   /* write_failover = refuse (or no peer) */
+    uint64_t transitions;      /* route.* state changes */
+    int proxies_open;
+} gw_route_state;
+
 typedef struct gw_daemon {
     mrd_config *conf;
     struct event_base *base;
@@ -46,6 +75,8 @@ typedef struct gw_daemon {
     struct event *eng_ev;    /* engine_fd watcher: runs engine completions */
     int wal_salvage;         /* --wal-salvage */
     uint64_t s3_requests[8]; /* per gw_s3_op class, for /metrics */
+    gw_route_state route;    /* gw_route.c */
+    struct event *route_timer;
 } gw_daemon;
 
 /* Route functions for the two HTTP servers (gw_s3.c, gw_admin.c). */
@@ -53,6 +84,8 @@ void gw__route_s3(gw_req *r, void *daemon);
 void gw__route_admin(gw_req *r, void *daemon);
 /* Answers /health/live and /health/ready (both ports); 1 if it did. */
 int gw__route_health(gw_req *r, gw_daemon *d);
+/* Probes every drive now (blocking: a small write and fdatasync each). */
+void gw__probe_drives(gw_daemon *d);
 /* Number of drives that passed the last probe. */
 int gw__drives_online(const gw_daemon *d);
 /* Ready = enough drives for k-of-(k+m) writes and not shutting down. */
@@ -245,5 +278,63 @@ void gw__s3_get_object(gw_daemon *d, gw_req *r, const char *bucket, const char *
  * time in ms since the epoch. */
 void gw__http_time(uint64_t ms, char *out, size_t outsz);
 void gw__iso_time(uint64_t ms, char *out, size_t outsz);
+
+/* ---- Routing (gw_route.c) and proxying (gw_proxy.c) --------------------- */
+
+#define GW_HDR_SERVED_BY   "x-meridian-served-by"
+#define GW_HDR_WRITE_TOKEN "x-meridian-write-token"
+
+/* Starts the routing state (its 1 s transition check). */
+int gw__route_init(gw_daemon *d);
+/* Parses a write token "<site name or id>:<lsn>": *site is the site's id, 0
+ * for this site. MRD_EINVAL when malformed or naming no configured site.
+ * Pure; fuzzed by tests/fuzz/fuzz_sigv4.c. */
+int gw__route_parse_token(const mrd_config *conf, const char *tok, uint32_t *site, uint64_t *lsn);
+/* Called by gw__route_s3 right after authentication. A request forwarded by
+ * a peer carries the replication-secret headers instead of SigV4:
+ * returns 1 when it does and they verify (*auth gets the payload hash it
+ * declares), -1 when they do not (answered 403), 0 when absent (use SigV4). */
+int gw__route_peer_auth(gw_daemon *d, gw_req *r, gw_sigv4_auth *auth);
+/* 1 when r came from a peer: it is served here and never forwarded again. */
+int gw__route_from_peer(const gw_req *r);
+/* Before any local work: a drained site, or one whose store is not open,
+ * forwards the request. Returns 1 when it took r (forwarded or refused). */
+int gw__route_early(gw_daemon *d, gw_req *r);
+/* GET/HEAD of an object: a write token not yet applied here waits, then
+ * proxies. Returns 1 when it took r; 0: serve locally now. */
+int gw__route_read(gw_daemon *d, gw_req *r, const char *bucket, const char *key);
+/* A local GET/HEAD failed before its head was sent (err, rc; deleted when
+ * the key's current version is a delete marker). Returns 1 when r was
+ * handed to a peer: the caller then drops its context without touching r. */
+int gw__route_read_failed(gw_daemon *d, gw_req *r, gw_s3_err err, int rc, int deleted);
+/* PUT/DELETE of an object: when the store cannot take writes, forwards or
+ * refuses (write_failover). Returns 1 when it took r. */
+int gw__route_write(gw_daemon *d, gw_req *r);
+/* A PUT's writer could not open (rc) before any body byte was read: same
+ * as gw__route_write. Returns 1 when it took r. */
+int gw__route_write_failed(gw_daemon *d, gw_req *r, int rc);
+/* Adds x-meridian-write-token to a successful PUT/DELETE answer. */
+void gw__route_write_token(gw_daemon *d, gw_req *r);
+/* Admin: POST /admin/v1/failover/{drain,undrain}; 1 if path was one. */
+int gw__route_failover_admin(gw_daemon *d, gw_req *r, const char *path);
+/* The "routing" member of /admin/v1/status, and the metric families. */
+void gw__route_status_json(gw_daemon *d, mrd_json_w *w);
+void gw__route_metrics(gw_daemon *d, mrd_buf *b);
+/* Picks a peer for a request routed for why: the index of the nearest
+ * healthy peer (degraded if none is healthy) not in exclude; for
+ * GW_ROUTE_BEHIND only peers this site is behind; for GW_ROUTE_TOKEN only
+ * token_site. Fills name. MRD_ENOTFOUND when there is none. */
+int gw__route_pick(gw_daemon *d, gw_route_reason why, uint32_t token_site, const uint32_t *exclude,
+                   int n_exclude, uint32_t *site_out);
+
+/* Forwards r to peer site_id's S3 listener (it must have one configured)
+ * and streams the answer back with x-meridian-served-by. r must not have
+ * been answered; any ops attached are replaced. When the peer fails before
+ * answering, the next peer gw__route_pick offers is tried; when none is
+ * left, r is answered with fallback (e.g. GW_S3E_NO_SUCH_KEY for a miss,
+ * GW_S3E_SERVICE_UNAVAILABLE). Returns 0 (r is taken) or a negative code
+ * (r untouched). */
+int gw__proxy_start(gw_daemon *d, gw_req *r, gw_route_reason why, uint32_t site_id,
+                    uint32_t token_site, gw_s3_err fallback);
 
 #endif

@@ -177,6 +177,12 @@ open_engine(gw_daemon *d)
     return 0;
 }
 
+void
+gw__probe_drives(gw_daemon *d)
+{
+    probe_all(d);
+}
+
 static void
 drive_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -471,7 +477,7 @@ main(int argc, char **argv)
     }
     if (open_engine(&d) != 0)
         goto out;
-    if (start_listeners(&d) != 0 || start_replicator(&d) != 0)
+    if (start_listeners(&d) != 0 || start_replicator(&d) != 0 || gw__route_init(&d) != 0)
         goto out;
     d.sig_term = evsignal_new(d.base, SIGTERM, signal_cb, &d);
     d.sig_int = evsignal_new(d.base, SIGINT, signal_cb, &d);
@@ -508,6 +514,8 @@ out:
         event_free(d.drain_timer);
     if (d.drive_timer)
         event_free(d.drive_timer);
+    if (d.route_timer)
+        event_free(d.route_timer);
     if (d.base)
         event_base_free(d.base);
     if (d.lock_fd >= 0)

@@ -370,6 +370,14 @@ respond_204(op *o)
     gw_resp_simple(o->r, 204, NULL, NULL, 0);
 }
 
+/* DeleteObject: 204 with the write token (read-your-writes elsewhere). */
+static void
+respond_delete_object(op *o)
+{
+    gw__route_write_token(o->d, o->r);
+    respond_204(o);
+}
+
 /* Engine mutations are already asynchronous: no pool hop needed. */
 static void
 mutation(gw_daemon *d, gw_req *r, const char *bucket, const char *key, int kind)
@@ -393,7 +401,7 @@ mutation(gw_daemon *d, gw_req *r, const char *bucket, const char *key, int kind)
         rc = engine_bucket_delete(d->eng, bucket, delete_bucket_done, o);
         break;
     default:
-        o->respond = respond_204;
+        o->respond = respond_delete_object;
         rc = engine_object_delete(d->eng, bucket, key, delete_bucket_done, o);
         break;
     }
@@ -708,11 +716,14 @@ route_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const
                         "CopyObject is not implemented yet");
             return;
         }
-        gw__s3_put_object(d, r, bucket, key, auth);
+        if (!gw__route_write(d, r))
+            gw__s3_put_object(d, r, bucket, key, auth);
     } else if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
-        gw__s3_get_object(d, r, bucket, key);
+        if (!gw__route_read(d, r, bucket, key))
+            gw__s3_get_object(d, r, bucket, key);
     } else if (strcmp(method, "DELETE") == 0) {
-        mutation(d, r, bucket, key, 2);
+        if (!gw__route_write(d, r))
+            mutation(d, r, bucket, key, 2);
     } else {
         gw_s3_error(r, GW_S3E_METHOD_NOT_ALLOWED, gw_req_path(r), NULL);
     }
@@ -762,9 +773,14 @@ gw__route_s3(gw_req *r, void *ud)
     char bucket[64];
     size_t blen;
 
+    int peer;
+
     if (gw__route_health(r, d))
         return;
-    if (authenticate(d, r, &auth) != 0)
+    if ((peer = gw__route_peer_auth(d, r, &auth)) < 0 ||
+        (peer == 0 && authenticate(d, r, &auth) != 0))
+        return;
+    if (gw__route_early(d, r)) /* drained, or no store: a peer serves it */
         return;
     if (!d->eng) {
         gw_s3_error(r, GW_S3E_SERVICE_UNAVAILABLE, path, NULL);

@@ -335,6 +335,7 @@ answer_ok(put *p)
     snprintf(etag, sizeof(etag), "\"%s\"", p->res.etag);
     gw_s3_request_id(p->r);
     gw_resp_header(p->r, "ETag", etag);
+    gw__route_write_token(p->d, p->r);
     gw_resp_simple(p->r, 200, NULL, NULL, 0); /* runs release */
 }
 
@@ -350,6 +351,12 @@ put_step(put *p)
         return;
     }
     if (p->has_err) {
+        /* Nothing of the body was read yet: a peer may take the write. */
+        if (p->stage == P_OPEN && gw__route_write_failed(p->d, p->r, p->rc)) {
+            p->released = 1; /* the route's ops replaced ours */
+            put_cleanup(p);
+            return;
+        }
         gw_s3_error(p->r, p->err, gw_req_path(p->r), p->msg); /* runs release */
         return;
     }
@@ -719,7 +726,7 @@ typedef struct get {
     store_reader *rd;
     uint64_t off, end;
     int busy, released, waiting, head;
-    int rc, has_err;
+    int rc, has_err, deleted;
     gw_s3_err err;
     unsigned char *buf;
     size_t n;
@@ -774,6 +781,7 @@ job_lookup(void *arg)
         v = store_version_rec_get(g->rec);
         if (v->flags & STORE_VF_DELETE_MARKER) {
             g->has_err = 1;
+            g->deleted = 1;
             g->err = GW_S3E_NO_SUCH_KEY;
             return;
         }
@@ -1029,6 +1037,10 @@ get_lookup_done(void *arg)
         return;
     }
     if (g->has_err) {
+        if (gw__route_read_failed(g->d, g->r, g->err, g->rc, g->deleted)) {
+            get_free(g); /* a peer serves it; the proxy's ops replaced ours */
+            return;
+        }
         gw_s3_error(g->r, g->err, gw_req_path(g->r), NULL);
         return;
     }

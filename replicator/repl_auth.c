@@ -27,7 +27,10 @@
  * (PROTOCOL.md).
  *
  * These functions are pure (no I/O, no logging, no clock): the fuzz target
- * drives them directly.
+ * drives them directly. The two at the end sign and check S3 requests one
+ * gateway forwards to a peer's S3 listener (routed reads and write
+ * failover, PROTOCOL.md section 8) with the same secret and construction;
+ * they take the repl only for its secret, site id, clock and peer table.
  */
 #include "repl_int.h"
 
@@ -186,4 +189,71 @@ repl__auth_verify(const char *secret, size_t secret_len, const repl__auth_in *in
     }
     *site_out = site;
     return 0;
+}
+
+/* ---- proxied S3 requests (PROTOCOL.md section 8) ------------------------ */
+
+/* The signed body of a proxied request: the raw target (it may be far longer
+ * than a header value) and the payload hash the peer will check the body
+ * against. The method is prefixed "PROXY " so that no signature made here is
+ * ever valid as a replication request, and the reverse. */
+static int
+proxy_signed(const char *method, const char *target, const char *payload_hash, char *meth,
+             size_t methsz, mrd_buf *body)
+{
+    if ((size_t)snprintf(meth, methsz, "PROXY %s", method) >= methsz)
+        return MRD_EINVAL;
+    return mrd_buf_appendf(body, "%s\n%s", target, payload_hash ? payload_hash : "");
+}
+
+int
+repl_proxy_sign(const repl *r, const char *method, const char *target, const char *payload_hash,
+                repl_proxy_sig *out)
+{
+    char meth[32];
+    mrd_buf body = {0};
+    uint64_t now = repl__now_ms(r);
+    int rc = proxy_signed(method, target, payload_hash, meth, sizeof(meth), &body);
+
+    if (rc == 0) {
+        repl__auth_sign(r->secret, r->secret_len, meth, REPL_PATH_PROXY, r->site_id, now, body.data,
+                        body.len, out->auth);
+        snprintf(out->site, sizeof(out->site), "%u", r->site_id);
+        snprintf(out->time, sizeof(out->time), "%" PRIu64, now);
+    }
+    mrd_buf_free(&body);
+    return rc;
+}
+
+int
+repl_proxy_verify(const repl *r, const char *method, const char *target, const char *payload_hash,
+                  const repl_proxy_sig *sig, uint32_t *site_out, const char **reason)
+{
+    char meth[32];
+    mrd_buf body = {0};
+    repl__auth_in in;
+    uint32_t site = 0;
+    int rc = proxy_signed(method, target, payload_hash, meth, sizeof(meth), &body);
+
+    *reason = "malformed request method";
+    if (rc == 0) {
+        memset(&in, 0, sizeof(in));
+        in.method = meth;
+        in.path = REPL_PATH_PROXY;
+        in.site = sig->site;
+        in.time = sig->time;
+        in.auth = sig->auth;
+        in.body = body.data;
+        in.body_len = body.len;
+        rc = repl__auth_verify(r->secret, r->secret_len, &in, repl__now_ms(r),
+                               r->o.max_clock_skew_ms, reason, &site);
+    }
+    if (rc == 0 && !repl__peer_by_id((repl *)r, site)) {
+        *reason = "site id is not a configured peer";
+        rc = MRD_EAUTH;
+    }
+    if (rc == 0)
+        *site_out = site;
+    mrd_buf_free(&body);
+    return rc;
 }

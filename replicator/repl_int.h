@@ -26,6 +26,7 @@ typedef struct nghttp2_session nghttp2_session;
 #define REPL_PATH_RECORDS     "/repl/v1/records"
 #define REPL_PATH_RESYNC      "/repl/v1/resync"
 #define REPL_PATH_DIGEST      "/repl/v1/digest"
+#define REPL_PATH_PROXY       "/s3"       /* signed in place of the path of a proxied S3 request */
 #define REPL_MAX_DIGEST       (32u << 20) /* largest digest answer a sender accepts */
 #define REPL_BUCKET_MAX       64
 #define REPL_HDR_SITE         "x-meridian-site-id"

@@ -306,6 +306,32 @@ int repl_set_bandwidth(repl *r, uint32_t site_id, uint64_t bytes_per_s);
  * MRD_ENOTFOUND when no pass runs or the peer is unknown. */
 int repl_sync_cancel(repl *r, uint32_t site_id);
 
+/* ------------------------------------------------------------------------ */
+/* Proxied S3 requests (gateway routing; PROTOCOL.md section 8)             */
+/* ------------------------------------------------------------------------ */
+
+/* The three headers that authenticate an S3 request one site forwards to a
+ * peer's S3 listener: x-meridian-site-id, x-meridian-time, x-meridian-auth. */
+typedef struct repl_proxy_sig {
+    char site[16];
+    char time[24];
+    char auth[65];
+} repl_proxy_sig;
+
+/* Signs a forwarded S3 request with the replication secret: method ("GET",
+ * "PUT" ...), the raw request target (path and query as sent) and the
+ * x-amz-content-sha256 value the peer will check the body against ("" when
+ * absent). Errors: MRD_EINVAL (method too long). */
+int repl_proxy_sign(const repl *r, const char *method, const char *target, const char *payload_hash,
+                    repl_proxy_sig *out);
+
+/* Checks a forwarded request's headers (as received; fields may be ""):
+ * syntax, clock skew, signature, and that the signer is a configured peer.
+ * Returns 0 and *site_out, or MRD_EINVAL / MRD_EAUTH with a static *reason. */
+int repl_proxy_verify(const repl *r, const char *method, const char *target,
+                      const char *payload_hash, const repl_proxy_sig *sig, uint32_t *site_out,
+                      const char **reason);
+
 /* Module-wide counters. */
 typedef struct repl_stats {
     uint64_t inbound_accepted; /* TCP connections accepted */

@@ -1,0 +1,649 @@
+/*
+ * gw_route.c - where an S3 request is served: here, or at a peer site.
+ *
+ * A client pointed at any one site keeps getting correct answers when this
+ * site is behind, has lost its drives, or was drained. The decisions
+ * (docs/routing.md has the full table with examples):
+ *
+ *   request          state here                                  action
+ *   ---------------  ------------------------------------------  ---------------------------
+ *   any, from peer   (x-meridian-auth verified)                  serve here, never forward
+ *   any              drained by the operator                     forward (DRAIN)
+ *   any              store not open (too few drives)             reads: forward (STORE);
+ *                                                                writes: write_failover
+ *   GET/HEAD         write token origin:lsn not applied yet      wait <= token_wait, then
+ *                                                                serve here or forward to
+ *                                                                the origin (TOKEN)
+ *   GET/HEAD         found and readable                          serve here
+ *   GET/HEAD         missing, and behind a peer (its announced   forward to the nearest
+ *                    high-water LSN > what we applied from it)   such peer (BEHIND)
+ *   GET/HEAD         missing, caught up with every peer          404 here, no WAN trip
+ *   GET/HEAD         current version is a delete marker          404 here (never resurrect)
+ *   GET/HEAD         data unreadable (> m shards lost)           forward (STORE)
+ *   PUT/DELETE       < k writable drives, WAL failed, open fails forward (WRITE) or 503
+ *                                                                SlowDown (write_failover)
+ *
+ * "Nearest" is the lowest heartbeat RTT (EWMA) among HEALTHY peers with an
+ * S3 address, DEGRADED ones when no HEALTHY one qualifies; the replicator's
+ * hysteresis keeps a flapping link from flapping routing. Each decision is
+ * made per request from the current state, so failback is automatic: once
+ * drives, store or peer are back, the next request is served here again.
+ * Transitions of the site's routing state (reads local/peer, writes
+ * local/forward/refuse, drained) are logged as event=route.* at info level
+ * and counted (meridian_route_transitions_total); a 1 s timer notices them
+ * even without traffic.
+ *
+ * Write tokens: a PUT or DELETE answered here carries
+ * x-meridian-write-token: <site>:<lsn>, the site's durable WAL LSN when the
+ * write was acknowledged (>= the write's own LSN). A read elsewhere that
+ * presents it is served locally once that site has applied the origin's
+ * records through lsn; it polls every TOKEN_POLL_MS for up to token_wait
+ * and otherwise goes to the origin itself.
+ */
+#include "gw_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "engine.h"
+#include "replicator.h"
+
+#define TOKEN_POLL_MS     5
+#define MIN_FREE_BYTES    (16ull << 20) /* a drive with less free space takes no writes */
+#define ROUTE_TICK_MS     1000
+#define WRITE_TOKEN_MAX   128
+#define READ_FAIL_HOLD_MS 10000
+
+static const char *const reason_names[GW_ROUTE__COUNT] = {"behind", "store", "token", "drain",
+                                                          "write"};
+
+/* ---- state ---------------------------------------------------------------- */
+
+static int
+has_peers(const gw_daemon *d)
+{
+    return d->replicator && d->conf->n_peers > 0;
+}
+
+/* Reads count as failing over for READ_FAIL_HOLD_MS after one found its
+ * data unreadable (the drive probe may not have noticed yet). */
+static int
+store_reads_ok(const gw_daemon *d)
+{
+    uint64_t now = mrd_clock_mono_ns();
+
+    if (d->route.read_failed_ns && now - d->route.read_failed_ns < READ_FAIL_HOLD_MS * 1000000ull)
+        return 0;
+    return d->eng && gw__drives_online(d) >= d->conf->ec_k;
+}
+
+static int
+store_writes_ok(const gw_daemon *d)
+{
+    int writable = 0;
+
+    if (!d->eng || gw__engine_failed(d))
+        return 0;
+    for (int i = 0; i < d->n_drives; i++)
+        writable +=
+            d->drives[i].state == GW_DRIVE_ONLINE && d->drives[i].free_bytes >= MIN_FREE_BYTES;
+    return writable >= d->conf->ec_k;
+}
+
+static const char *
+write_mode(const gw_daemon *d)
+{
+    if (store_writes_ok(d) && !d->route.drained)
+        return "local";
+    return d->conf->write_failover == MRD_WRITE_FAILOVER_FORWARD || d->route.drained ? "forward"
+                                                                                     : "refuse";
+}
+
+/* Logs and counts a change of one routing state. */
+static void
+transition(gw_daemon *d, int *state, int now, const char *event, const char *detail)
+{
+    if (*state == now)
+        return;
+    *state = now;
+    d->route.transitions++;
+    MRD_INFO(event, "state=%s drives_online=%d need=%d writes=%s detail=\"%s\"",
+             now ? "local" : "peer", gw__drives_online(d), d->conf->ec_k, write_mode(d), detail);
+}
+
+static void
+observe(gw_daemon *d, const char *detail)
+{
+    transition(d, &d->route.store_reads_ok, store_reads_ok(d), "route.reads", detail);
+    transition(d, &d->route.store_writes_ok, store_writes_ok(d), "route.writes", detail);
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    observe(arg, "periodic check");
+}
+
+int
+gw__route_init(gw_daemon *d)
+{
+    struct timeval tv = {ROUTE_TICK_MS / 1000, (ROUTE_TICK_MS % 1000) * 1000};
+
+    d->route.store_reads_ok = 1;
+    d->route.store_writes_ok = 1;
+    d->route.token_wait_ms = d->conf->token_wait_ms;
+    d->route_timer = event_new(d->base, -1, EV_PERSIST, tick_cb, d);
+    if (!d->route_timer || event_add(d->route_timer, &tv) != 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/* What this site has applied of origin's records. */
+static uint64_t
+applied_from(gw_daemon *d, const repl_peer_info *p)
+{
+    engine_repl_state st[MRD_MAX_PEERS];
+    uint64_t a = p->applied_from_peer;
+    int n = d->eng ? engine_repl_progress(d->eng, st, MRD_MAX_PEERS) : 0;
+
+    for (int i = 0; i < n; i++)
+        if (st[i].origin == p->id && st[i].applied > a)
+            a = st[i].applied;
+    return a;
+}
+
+int
+gw__route_pick(gw_daemon *d, gw_route_reason why, uint32_t token_site, const uint32_t *exclude,
+               int n_exclude, uint32_t *site_out)
+{
+    int best = -1, best_rank = 3;
+    double best_rtt = 0;
+    uint32_t best_id = 0;
+
+    for (int i = 0; has_peers(d) && i < repl_peer_count(d->replicator); i++) {
+        repl_peer_info p;
+        int rank, skip = 0;
+
+        if (repl_peer_get(d->replicator, i, &p) != 0 || i >= d->conf->n_peers ||
+            !d->conf->peers[i].has_s3)
+            continue;
+        if (p.state == REPL_PEER_HEALTHY)
+            rank = 0;
+        else if (p.state == REPL_PEER_DEGRADED)
+            rank = 1;
+        else
+            continue;
+        for (int j = 0; j < n_exclude; j++)
+            skip |= exclude[j] == p.id;
+        if (skip || (why == GW_ROUTE_TOKEN && p.id != token_site) ||
+            (why == GW_ROUTE_BEHIND && p.high_water_lsn <= applied_from(d, &p)))
+            continue;
+        if (best < 0 || rank < best_rank || (rank == best_rank && p.rtt_ms < best_rtt)) {
+            best = i;
+            best_rank = rank;
+            best_rtt = p.rtt_ms;
+            best_id = p.id;
+        }
+    }
+    if (best < 0)
+        return MRD_ENOTFOUND;
+    *site_out = best_id;
+    return best;
+}
+
+/* Forwards r for why when a peer qualifies. 1 if r was taken. */
+static int
+forward(gw_daemon *d, gw_req *r, gw_route_reason why, uint32_t token_site, gw_s3_err fallback)
+{
+    uint32_t site;
+
+    if (gw__route_pick(d, why, token_site, NULL, 0, &site) < 0)
+        return 0;
+    return gw__proxy_start(d, r, why, site, token_site, fallback) == 0;
+}
+
+/* ---- requests from peers ------------------------------------------------- */
+
+int
+gw__route_from_peer(const gw_req *r)
+{
+    return gw_req_header(r, "x-meridian-auth") != NULL;
+}
+
+static int
+copy_hdr(gw_req *r, const char *name, char *out, size_t outsz)
+{
+    const char *v = gw_req_header(r, name);
+
+    if (!v || strlen(v) >= outsz)
+        return -1;
+    memcpy(out, v, strlen(v) + 1);
+    return 0;
+}
+
+int
+gw__route_peer_auth(gw_daemon *d, gw_req *r, gw_sigv4_auth *auth)
+{
+    const char *sha = gw_req_header(r, "x-amz-content-sha256");
+    const char *why = "replication is not running";
+    repl_proxy_sig sig;
+    uint32_t site = 0;
+    char q[160];
+
+    if (!gw__route_from_peer(r))
+        return 0;
+    if (d->replicator && copy_hdr(r, "x-meridian-site-id", sig.site, sizeof(sig.site)) == 0 &&
+        copy_hdr(r, "x-meridian-time", sig.time, sizeof(sig.time)) == 0 &&
+        copy_hdr(r, "x-meridian-auth", sig.auth, sizeof(sig.auth)) == 0 &&
+        repl_proxy_verify(d->replicator, gw_req_method(r), gw_req_target(r), sha ? sha : "", &sig,
+                          &site, &why) == 0) {
+        memset(auth, 0, sizeof(*auth));
+        snprintf(auth->access_key, sizeof(auth->access_key), "site-%u", site);
+        snprintf(auth->payload_hash, sizeof(auth->payload_hash), "%s",
+                 sha && strlen(sha) < sizeof(auth->payload_hash) ? sha : "UNSIGNED-PAYLOAD");
+        d->route.served_for_peers++;
+        return 1;
+    }
+    if (d->replicator && why == NULL)
+        why = "malformed or oversized x-meridian-* header";
+    MRD_WARN("route.peer_auth_failed", "remote=%s path=%s reason=\"%s\"", gw_req_peer(r),
+             mrd_log_quote(gw_req_path(r), q, sizeof(q)), why ? why : "bad headers");
+    gw_s3_error(r, GW_S3E_ACCESS_DENIED, gw_req_path(r), "peer request failed authentication");
+    return -1;
+}
+
+/* ---- the decisions ------------------------------------------------------- */
+
+static int
+is_read(const gw_req *r)
+{
+    return strcmp(gw_req_method(r), "GET") == 0 || strcmp(gw_req_method(r), "HEAD") == 0;
+}
+
+/* write_failover for r: forward to the nearest peer or refuse with 503
+ * SlowDown. Always takes r. */
+static void
+write_failover(gw_daemon *d, gw_req *r)
+{
+    observe(d, "write refused by the local store");
+    if (d->conf->write_failover == MRD_WRITE_FAILOVER_FORWARD &&
+        forward(d, r, GW_ROUTE_WRITE, 0, GW_S3E_SLOW_DOWN))
+        return;
+    d->route.writes_refused++;
+    gw_s3_error(r, GW_S3E_SLOW_DOWN, gw_req_path(r),
+                d->conf->write_failover == MRD_WRITE_FAILOVER_FORWARD
+                    ? "the local store cannot take writes and no peer site is reachable"
+                    : "the local store cannot take writes (write_failover = refuse)");
+}
+
+int
+gw__route_early(gw_daemon *d, gw_req *r)
+{
+    if (gw__route_from_peer(r) || !has_peers(d))
+        return 0;
+    if (d->route.drained)
+        return forward(d, r, GW_ROUTE_DRAIN, 0, GW_S3E_SERVICE_UNAVAILABLE);
+    if (d->eng)
+        return 0;
+    if (is_read(r))
+        return forward(d, r, GW_ROUTE_STORE, 0, GW_S3E_SERVICE_UNAVAILABLE);
+    write_failover(d, r);
+    return 1;
+}
+
+int
+gw__route_write(gw_daemon *d, gw_req *r)
+{
+    if (gw__route_from_peer(r) || !has_peers(d) || store_writes_ok(d))
+        return 0;
+    write_failover(d, r);
+    return 1;
+}
+
+int
+gw__route_write_failed(gw_daemon *d, gw_req *r, int rc)
+{
+    if (gw__route_from_peer(r) || !has_peers(d) ||
+        (rc != MRD_EDEGRADED && rc != -ENOSPC && rc != MRD_EDURABLE))
+        return 0;
+    write_failover(d, r);
+    return 1;
+}
+
+int
+gw__route_read_failed(gw_daemon *d, gw_req *r, gw_s3_err err, int rc, int deleted)
+{
+    if (gw__route_from_peer(r) || !has_peers(d))
+        return 0;
+    if (err == GW_S3E_NO_SUCH_KEY || err == GW_S3E_NO_SUCH_BUCKET) {
+        /* A delete marker here is an answer, not a gap: never resurrect. */
+        if (!deleted && forward(d, r, GW_ROUTE_BEHIND, 0, err))
+            return 1;
+        d->route.local_misses++;
+        return 0;
+    }
+    if (rc == MRD_EDEGRADED || rc == -EIO || gw_s3_err_status(err) >= 500) {
+        uint64_t now = mrd_clock_mono_ns();
+        /* the drive probe runs every 10 s: look now (at most once a second)
+         * so that writes fail over without waiting for it */
+        if (now - d->route.read_failed_ns > 1000000000ull)
+            gw__probe_drives(d);
+        d->route.read_failed_ns = now;
+        observe(d, "a read found the data unreadable here");
+        MRD_INFO("route.read_failover", "path=%s error=\"%s\"", gw_req_path(r),
+                 mrd_strerror(rc ? rc : MRD_EDEGRADED));
+        return forward(d, r, GW_ROUTE_STORE, 0, err);
+    }
+    return 0;
+}
+
+/* ---- write tokens -------------------------------------------------------- */
+
+void
+gw__route_write_token(gw_daemon *d, gw_req *r)
+{
+    engine_status st;
+    char tok[WRITE_TOKEN_MAX];
+
+    if (!d->eng || engine_get_status(d->eng, &st) != 0)
+        return;
+    snprintf(tok, sizeof(tok), "%s:%llu", d->conf->site_name,
+             (unsigned long long)st.wal_durable_lsn);
+    gw_resp_header(r, GW_HDR_WRITE_TOKEN, tok);
+}
+
+/* The id of a site named by name or decimal id: 0 for this site. */
+static int
+site_lookup(const mrd_config *conf, const char *name, uint32_t *site)
+{
+    char *end;
+    unsigned long id = strtoul(name, &end, 10);
+    int numeric = name[0] >= '1' && name[0] <= '9' && !*end;
+
+    if (strcmp(name, conf->site_name) == 0 || (numeric && id == conf->site_id)) {
+        *site = 0;
+        return 0;
+    }
+    for (int i = 0; i < conf->n_peers; i++) {
+        if (strcmp(conf->peers[i].name, name) == 0 || (numeric && id == conf->peers[i].id)) {
+            *site = conf->peers[i].id;
+            return 0;
+        }
+    }
+    return MRD_EINVAL;
+}
+
+int
+gw__route_parse_token(const mrd_config *conf, const char *tok, uint32_t *site, uint64_t *lsn)
+{
+    const char *colon = tok ? strrchr(tok, ':') : NULL;
+    char name[MRD_NAME_MAX], *end;
+    size_t n;
+    unsigned long long v;
+    uint32_t id = 0;
+
+    if (!colon || colon == tok || (n = (size_t)(colon - tok)) >= sizeof(name) || colon[1] < '0' ||
+        colon[1] > '9' || strlen(colon + 1) > 20)
+        return MRD_EINVAL;
+    v = strtoull(colon + 1, &end, 10);
+    if (*end)
+        return MRD_EINVAL;
+    memcpy(name, tok, n);
+    name[n] = '\0';
+    if (site_lookup(conf, name, &id) != 0)
+        return MRD_EINVAL;
+    *site = id;
+    *lsn = v;
+    return 0;
+}
+
+/* 1 once this site has applied origin's records through lsn. */
+static int
+token_met(gw_daemon *d, uint32_t site, uint64_t lsn)
+{
+    int i = d->replicator ? repl_peer_find(d->replicator, site) : -1;
+    repl_peer_info p;
+
+    if (i < 0 || repl_peer_get(d->replicator, i, &p) != 0)
+        return 0;
+    return applied_from(d, &p) >= lsn;
+}
+
+typedef struct token_wait {
+    gw_daemon *d;
+    gw_req *r;
+    struct event *ev;
+    uint32_t site;
+    uint64_t lsn;
+    uint64_t deadline_ns;
+    char bucket[64];
+    char *key;
+} token_wait;
+
+static void
+tw_free(token_wait *t)
+{
+    if (t->ev)
+        event_free(t->ev);
+    free(t->key);
+    free(t);
+}
+
+static void
+tw_release(gw_req *r, void *ctx, int aborted)
+{
+    (void)r;
+    (void)aborted;
+    tw_free(ctx);
+}
+
+static const gw_req_ops tw_ops = {.release = tw_release};
+
+static void
+tw_tick(evutil_socket_t fd, short what, void *arg)
+{
+    token_wait *t = arg;
+    gw_daemon *d = t->d;
+    gw_req *r = t->r;
+    struct timeval tv = {0, TOKEN_POLL_MS * 1000};
+
+    (void)fd;
+    (void)what;
+    if (token_met(d, t->site, t->lsn) || !d->eng) {
+        d->route.token_waited++;
+    } else if (mrd_clock_mono_ns() < t->deadline_ns) {
+        evtimer_add(t->ev, &tv);
+        return;
+    } else if (forward(d, r, GW_ROUTE_TOKEN, t->site, GW_S3E_SERVICE_UNAVAILABLE)) {
+        tw_free(t); /* the proxy's ops replaced ours */
+        return;
+    } else {
+        MRD_INFO("route.token_unmet",
+                 "path=%s origin=%u lsn=%llu reason=\"origin unreachable: "
+                 "served from this site\"",
+                 gw_req_path(r), t->site, (unsigned long long)t->lsn);
+    }
+    {
+        char bucket[64], *key = t->key;
+        snprintf(bucket, sizeof(bucket), "%s", t->bucket);
+        t->key = NULL;
+        tw_free(t);
+        gw__s3_get_object(d, r, bucket, key); /* replaces our ops */
+        free(key);
+    }
+}
+
+int
+gw__route_read(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
+{
+    const char *tok = gw_req_header(r, GW_HDR_WRITE_TOKEN);
+    uint32_t site = 0;
+    uint64_t lsn = 0;
+    token_wait *t;
+    struct timeval tv = {0, TOKEN_POLL_MS * 1000};
+
+    if (!tok || gw__route_from_peer(r))
+        return 0;
+    if (gw__route_parse_token(d->conf, tok, &site, &lsn) != 0) {
+        gw_s3_error(r, GW_S3E_INVALID_ARGUMENT, gw_req_path(r),
+                    "x-meridian-write-token must be <site>:<lsn> as returned by a PUT or DELETE "
+                    "at a site of this cluster");
+        return 1;
+    }
+    if (site == 0 || !has_peers(d) || token_met(d, site, lsn)) {
+        d->route.token_local++;
+        return 0;
+    }
+    t = calloc(1, sizeof(*t));
+    if (!t || !(t->key = strdup(key)) || !(t->ev = evtimer_new(d->base, tw_tick, t))) {
+        if (t)
+            tw_free(t);
+        return 0; /* serve here: stale at worst */
+    }
+    t->d = d;
+    t->r = r;
+    t->site = site;
+    t->lsn = lsn;
+    t->deadline_ns = mrd_clock_mono_ns() + (uint64_t)d->route.token_wait_ms * 1000000ull;
+    snprintf(t->bucket, sizeof(t->bucket), "%s", bucket);
+    gw_req_attach(r, &tw_ops, t);
+    evtimer_add(t->ev, &tv);
+    return 1;
+}
+
+/* ---- admin, status, metrics ---------------------------------------------- */
+
+int
+gw__route_failover_admin(gw_daemon *d, gw_req *r, const char *path)
+{
+    int drain;
+    char body[64];
+    int n;
+
+    if (strcmp(path, "/admin/v1/failover/drain") == 0)
+        drain = 1;
+    else if (strcmp(path, "/admin/v1/failover/undrain") == 0)
+        drain = 0;
+    else
+        return 0;
+    if (strcmp(gw_req_method(r), "POST") != 0) {
+        static const char e[] = "{\"error\":\"MethodNotAllowed\",\"message\":\"use POST\"}\n";
+        gw_resp_simple(r, 405, "application/json", e, sizeof(e) - 1);
+        return 1;
+    }
+    if (d->route.drained != drain) {
+        d->route.drained = drain;
+        d->route.transitions++;
+        MRD_INFO(drain ? "route.drain" : "route.undrain", "by=%s writes=%s", gw_req_peer(r),
+                 write_mode(d));
+    }
+    n = snprintf(body, sizeof(body), "{\"ok\":true,\"drained\":%s}\n", drain ? "true" : "false");
+    gw_resp_simple(r, 200, "application/json", body, (size_t)n);
+    return 1;
+}
+
+void
+gw__route_status_json(gw_daemon *d, mrd_json_w *w)
+{
+    gw_route_state *s = &d->route;
+    uint32_t site = 0;
+
+    observe(d, "status");
+    mrd_json_w_obj_begin(w);
+    mrd_json_w_key(w, "drained");
+    mrd_json_w_bool(w, s->drained);
+    mrd_json_w_key(w, "reads");
+    mrd_json_w_str(w, s->drained || !store_reads_ok(d) ? "peer" : "local");
+    mrd_json_w_key(w, "writes");
+    mrd_json_w_str(w, write_mode(d));
+    mrd_json_w_key(w, "write_failover");
+    mrd_json_w_str(w, d->conf->write_failover == MRD_WRITE_FAILOVER_FORWARD ? "forward" : "refuse");
+    mrd_json_w_key(w, "token_wait_ms");
+    mrd_json_w_uint(w, s->token_wait_ms);
+    mrd_json_w_key(w, "nearest_peer");
+    if (gw__route_pick(d, GW_ROUTE_STORE, 0, NULL, 0, &site) >= 0) {
+        for (int i = 0; i < d->conf->n_peers; i++)
+            if (d->conf->peers[i].id == site)
+                mrd_json_w_str(w, d->conf->peers[i].name);
+    } else {
+        mrd_json_w_null(w);
+    }
+    mrd_json_w_key(w, "behind");
+    mrd_json_w_arr_begin(w);
+    for (int i = 0; has_peers(d) && i < repl_peer_count(d->replicator); i++) {
+        repl_peer_info p;
+        if (repl_peer_get(d->replicator, i, &p) == 0 && p.high_water_lsn > applied_from(d, &p))
+            mrd_json_w_str(w, p.name);
+    }
+    mrd_json_w_arr_end(w);
+    mrd_json_w_key(w, "proxied");
+    mrd_json_w_obj_begin(w);
+    for (int i = 0; i < GW_ROUTE__COUNT; i++) {
+        mrd_json_w_key(w, reason_names[i]);
+        mrd_json_w_uint(w, s->proxied[i]);
+    }
+    mrd_json_w_obj_end(w);
+    mrd_json_w_key(w, "proxies_open");
+    mrd_json_w_int(w, s->proxies_open);
+    mrd_json_w_key(w, "proxy_errors");
+    mrd_json_w_uint(w, s->proxy_errors);
+    mrd_json_w_key(w, "proxy_retries");
+    mrd_json_w_uint(w, s->proxy_retries);
+    mrd_json_w_key(w, "local_misses");
+    mrd_json_w_uint(w, s->local_misses);
+    mrd_json_w_key(w, "served_for_peers");
+    mrd_json_w_uint(w, s->served_for_peers);
+    mrd_json_w_key(w, "token_local");
+    mrd_json_w_uint(w, s->token_local);
+    mrd_json_w_key(w, "token_waited");
+    mrd_json_w_uint(w, s->token_waited);
+    mrd_json_w_key(w, "writes_refused");
+    mrd_json_w_uint(w, s->writes_refused);
+    mrd_json_w_key(w, "transitions");
+    mrd_json_w_uint(w, s->transitions);
+    mrd_json_w_obj_end(w);
+}
+
+void
+gw__route_metrics(gw_daemon *d, mrd_buf *b)
+{
+    gw_route_state *s = &d->route;
+
+    observe(d, "metrics scrape");
+    mrd_buf_appendf(b, "# HELP meridian_route_proxied_total S3 requests forwarded to a peer site, "
+                       "by reason.\n# TYPE meridian_route_proxied_total counter\n");
+    for (int i = 0; i < GW_ROUTE__COUNT; i++)
+        mrd_buf_appendf(b, "meridian_route_proxied_total{reason=\"%s\"} %llu\n", reason_names[i],
+                        (unsigned long long)s->proxied[i]);
+#define C(name, help, v)                                                                           \
+    mrd_buf_appendf(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",       \
+                    (unsigned long long)(v))
+    C("meridian_route_proxy_errors_total", "Forwarded requests no peer answered.", s->proxy_errors);
+    C("meridian_route_proxy_retries_total", "Peers that failed before answering; the next tried.",
+      s->proxy_retries);
+    C("meridian_route_local_misses_total", "404s answered here without a WAN round trip.",
+      s->local_misses);
+    C("meridian_route_served_for_peers_total", "Requests peer sites forwarded to this one.",
+      s->served_for_peers);
+    C("meridian_route_token_local_total", "Token reads served here at once.", s->token_local);
+    C("meridian_route_token_waited_total", "Token reads served here after waiting.",
+      s->token_waited);
+    C("meridian_route_writes_refused_total", "Writes refused with 503 SlowDown.",
+      s->writes_refused);
+    C("meridian_route_transitions_total", "Routing state changes (event=route.*).", s->transitions);
+#undef C
+    mrd_buf_appendf(b,
+                    "# HELP meridian_route_drained 1 while the site is drained.\n"
+                    "# TYPE meridian_route_drained gauge\nmeridian_route_drained %d\n"
+                    "# HELP meridian_route_reads_local 1 while reads are served locally.\n"
+                    "# TYPE meridian_route_reads_local gauge\nmeridian_route_reads_local %d\n"
+                    "# HELP meridian_route_writes_local 1 while writes are taken locally.\n"
+                    "# TYPE meridian_route_writes_local gauge\nmeridian_route_writes_local %d\n",
+                    s->drained, !s->drained && store_reads_ok(d),
+                    !s->drained && store_writes_ok(d));
+}

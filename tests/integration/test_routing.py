@@ -1,0 +1,309 @@
+"""Read routing and write failover between real meridiand sites.
+
+Two sites, a and b, whose replication links go through wanem (the user-space
+WAN emulator), so a test can hold a's record stream to b ("ab" link: the
+connection a dials to b) while b's own link to a - which carries b's
+heartbeats and brings back a's announced high-water LSN - stays up. b is then
+provably behind a. Proxied S3 requests go straight to the peer's S3 port.
+
+What is checked, with real processes, sockets, drives and clients:
+  - a caught-up miss is a local 404 (no x-meridian-served-by, counted as a
+    local miss), a miss while behind is served by the peer that has the key;
+  - a delete marker is answered 404 locally even while behind: a proxy
+    never resurrects a deleted key;
+  - a site whose drives are all gone serves GETs (and forwards writes) via
+    its peer, and serves locally again once the drives are back;
+  - write_failover = refuse answers 503 SlowDown;
+  - read-your-writes with x-meridian-write-token;
+  - drain / undrain through the admin API.
+Waits are bounded polls on observable state (admin status), never sleeps
+that assume a speed.
+"""
+import hashlib
+import os
+import shutil
+import time
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from conftest import TOKEN, Site, http
+from wanem import Wanem, binary_path
+
+CRED = Credentials("AKIATEST", "testsecretkey")
+
+
+def s3(site, method, path, body=None, headers=None, timeout=20):
+    """A SigV4-signed request; returns (status, headers lower-cased, body)."""
+    req = AWSRequest(method=method, url=site.s3 + path, data=body or b"",
+                     headers=dict(headers or {}))
+    req.headers["x-amz-content-sha256"] = (hashlib.sha256(body).hexdigest() if body
+                                           else "UNSIGNED-PAYLOAD")
+    SigV4Auth(CRED, "s3", "us-east-1").add_auth(req)
+    st, hdr, data = http(method, site.s3 + path, headers=dict(req.headers.items()), body=body,
+                         timeout=timeout)
+    return st, {k.lower(): v for k, v in hdr.items()}, data
+
+
+def wait_for(pred, timeout, what, step=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+def routing(site):
+    return site.status()["routing"]
+
+
+def peer_state(site, name):
+    for p in site.status()["peers"]:
+        if p["name"] == name:
+            return p["state"]
+    return None
+
+
+def configure(site, peers, write_failover="forward", token_wait=300):
+    """Rewrites site's config: replication options and peers (name, id, repl addr, s3 port)."""
+    with open(site.config) as f:
+        text = f.read()
+    text = text.replace("secret = test-replication-secret\n",
+                        "secret = test-replication-secret\nwrite_failover = %s\n"
+                        "token_wait = %d\n" % (write_failover, token_wait))
+    for name, sid, repl, s3port in peers:
+        text += ("[peer.%s]\nid = %d\nreplication = %s\ns3 = 127.0.0.1:%d\n"
+                 % (name, sid, repl, s3port))
+    with open(site.config, "w") as f:
+        f.write(text)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    if not os.access(binary_path(), os.X_OK):
+        pytest.fail("wanem is not built at %s" % binary_path())
+    a = Site(str(tmp_path / "a"), name="a", site_id=1)
+    b = Site(str(tmp_path / "b"), name="b", site_id=2)
+    w = Wanem(log=str(tmp_path / "wanem.log"), seed=7)
+    ab = w.add_link("ab", target=("127.0.0.1", b.repl_port))  # a dials b: a's records
+    ba = w.add_link("ba", target=("127.0.0.1", a.repl_port))  # b dials a: b's records
+    configure(a, [("b", 2, "%s:%d" % ab, b.s3_port)], write_failover="refuse")
+    configure(b, [("a", 1, "%s:%d" % ba, a.s3_port)], write_failover="forward")
+    a.start()
+    b.start()
+    try:
+        wait_for(lambda: peer_state(a, "b") == "healthy" and peer_state(b, "a") == "healthy",
+                 20, "both peers healthy")
+        yield a, b, w
+    finally:
+        b.stop()
+        a.stop()
+        w.close()
+
+
+def put(site, bucket, key, body, headers=None):
+    st, hdr, data = s3(site, "PUT", "/%s/%s" % (bucket, key), body=body, headers=headers)
+    assert st == 200, data
+    return hdr
+
+
+def local_copy(site, bucket, key):
+    """True once site serves key itself (no x-meridian-served-by)."""
+    st, hdr, _ = s3(site, "HEAD", "/%s/%s" % (bucket, key))
+    return st == 200 and "x-meridian-served-by" not in hdr
+
+
+def make_behind(a, b, w, bucket):
+    """Holds a's record stream to b and writes at a until b knows it is behind a."""
+    w.partition("ab")
+    put(a, bucket, "marker-%d" % time.time_ns(), b"x")
+    wait_for(lambda: "a" in routing(b)["behind"], 10, "b to see that it is behind a")
+
+
+def test_caught_up_miss_is_local_behind_miss_is_proxied(pair):
+    a, b, w = pair
+    assert s3(a, "PUT", "/rtb")[0] == 200
+    wait_for(lambda: s3(b, "HEAD", "/rtb")[0] == 200, 10, "bucket at b")
+    put(a, "rtb", "old", b"old bytes")
+    wait_for(lambda: local_copy(b, "rtb", "old"), 10, "old at b")
+    wait_for(lambda: routing(b)["behind"] == [], 10, "b caught up")
+
+    # caught up: a miss is answered here, no WAN trip
+    before = routing(b)
+    st, hdr, body = s3(b, "GET", "/rtb/nothing-here")
+    assert st == 404 and b"NoSuchKey" in body
+    assert "x-meridian-served-by" not in hdr
+    after = routing(b)
+    assert after["local_misses"] == before["local_misses"] + 1
+    assert after["proxied"] == before["proxied"]
+
+    # behind: a key only a has is served by a, bytes and headers intact
+    make_behind(a, b, w, "rtb")
+    data = os.urandom(3 * 1024 * 1024 + 17)  # striped, several proxy slices
+    put(a, "rtb", "fresh", data, headers={"x-amz-meta-color": "blue",
+                                         "Content-Type": "image/png"})
+    st, hdr, body = s3(b, "GET", "/rtb/fresh")
+    assert st == 200 and body == data
+    assert hdr["x-meridian-served-by"] == "a"
+    assert hdr["x-amz-meta-color"] == "blue" and hdr["content-type"] == "image/png"
+    st, hdr, _ = s3(b, "GET", "/rtb/fresh", headers={"Range": "bytes=100-199"})
+    assert st == 206 and hdr["x-meridian-served-by"] == "a"
+    st, hdr, body = s3(b, "HEAD", "/rtb/fresh")
+    assert st == 200 and body == b"" and int(hdr["content-length"]) == len(data)
+    # a key nobody has: a answers the 404, through b
+    st, hdr, _ = s3(b, "GET", "/rtb/nowhere")
+    assert st == 404 and hdr["x-meridian-served-by"] == "a"
+    # a key b has is served locally even while behind
+    st, hdr, body = s3(b, "GET", "/rtb/old")
+    assert st == 200 and body == b"old bytes" and "x-meridian-served-by" not in hdr
+    assert routing(b)["proxied"]["behind"] >= 4
+    assert routing(a)["served_for_peers"] >= 4
+
+    # healed: the record stream catches up and b serves the key itself
+    w.heal("ab")
+    wait_for(lambda: local_copy(b, "rtb", "fresh"), 20, "fresh replicated to b")
+    st, hdr, body = s3(b, "GET", "/rtb/fresh")
+    assert st == 200 and body == data and "x-meridian-served-by" not in hdr
+
+
+def test_delete_marker_is_never_resurrected_by_a_proxy(pair):
+    a, b, w = pair
+    assert s3(a, "PUT", "/del")[0] == 200
+    put(a, "del", "gone", b"doomed")
+    wait_for(lambda: local_copy(b, "del", "gone"), 10, "gone at b")
+    assert s3(a, "DELETE", "/del/gone")[0] == 204
+    wait_for(lambda: s3(b, "HEAD", "/del/gone")[0] == 404, 10, "delete applied at b")
+    # caught up with a delete: local 404
+    st, hdr, _ = s3(b, "GET", "/del/gone")
+    assert st == 404 and "x-meridian-served-by" not in hdr
+    # behind a, and a has the key again? No: b's delete marker is still an
+    # answer, never a gap to fill from a peer.
+    make_behind(a, b, w, "del")
+    st, hdr, _ = s3(b, "GET", "/del/gone")
+    assert st == 404 and "x-meridian-served-by" not in hdr
+    w.heal("ab")
+
+
+def test_write_token_reads_your_writes(pair):
+    a, b, w = pair
+    assert s3(a, "PUT", "/tok")[0] == 200
+    put(a, "tok", "k", b"version 1")
+    wait_for(lambda: local_copy(b, "tok", "k"), 10, "k at b")
+    make_behind(a, b, w, "tok")
+    hdr = put(a, "tok", "k", b"version 2")
+    token = hdr["x-meridian-write-token"]
+    assert token.startswith("a:")
+    # without the token b serves what it has (stale, local)
+    st, h, body = s3(b, "GET", "/tok/k")
+    assert st == 200 and body == b"version 1" and "x-meridian-served-by" not in h
+    # with it, b waits (token_wait = 300 ms), then asks the origin
+    st, h, body = s3(b, "GET", "/tok/k", headers={"x-meridian-write-token": token})
+    assert st == 200 and body == b"version 2" and h["x-meridian-served-by"] == "a"
+    assert routing(b)["proxied"]["token"] == 1
+    # a malformed token is the client's error
+    st, _, body = s3(b, "GET", "/tok/k", headers={"x-meridian-write-token": "nosuch:12"})
+    assert st == 400 and b"InvalidArgument" in body
+    # healed: the token is satisfied here
+    w.heal("ab")
+    wait_for(lambda: s3(b, "GET", "/tok/k")[2] == b"version 2", 20, "v2 at b")
+    st, h, body = s3(b, "GET", "/tok/k", headers={"x-meridian-write-token": token})
+    assert st == 200 and body == b"version 2" and "x-meridian-served-by" not in h
+    r = routing(b)
+    assert r["token_local"] + r["token_waited"] >= 1
+    # a DELETE carries a token too
+    st, h, _ = s3(a, "DELETE", "/tok/k")
+    assert st == 204 and h["x-meridian-write-token"].startswith("a:")
+
+
+def break_drives(site):
+    """Makes every data dir unusable: moved away, a plain file in its place."""
+    for d in site.drives:
+        os.rename(d, d + ".away")
+        with open(d, "w") as f:
+            f.write("not a directory\n")
+
+
+def restore_drives(site):
+    for d in site.drives:
+        os.unlink(d)
+        os.rename(d + ".away", d)
+
+
+def drives_online(site):
+    return sum(1 for d in site.status()["drives"] if d["state"] == "online")
+
+
+def test_lost_drives_reads_and_writes_go_to_the_peer_then_fail_back(pair):
+    a, b, w = pair
+    assert s3(a, "PUT", "/drv")[0] == 200
+    data = os.urandom(2 * 1024 * 1024)
+    put(a, "drv", "big", data)
+    wait_for(lambda: local_copy(b, "drv", "big"), 15, "big at b")
+
+    break_drives(b)
+    st, hdr, body = s3(b, "GET", "/drv/big")
+    assert st == 200 and body == data and hdr["x-meridian-served-by"] == "a"
+    # the failed read probed the drives: writes now fail over (b: forward)
+    wait_for(lambda: drives_online(b) == 0, 15, "b's drives offline")
+    assert routing(b)["writes"] == "forward"
+    payload = os.urandom(512 * 1024)
+    st, hdr, _ = s3(b, "PUT", "/drv/from-b", body=payload)
+    assert st == 200 and hdr["x-meridian-served-by"] == "a"
+    st, _, body = s3(a, "GET", "/drv/from-b")
+    assert st == 200 and body == payload  # durable at the peer before the 200
+    assert "event=route.writes" in b.read_log()
+
+    # drives back: b serves locally again (failback needs no action)
+    restore_drives(b)
+    wait_for(lambda: drives_online(b) == len(b.drives), 20, "b's drives online")
+    wait_for(lambda: routing(b)["reads"] == "local", 15, "b reads local")
+    st, hdr, body = s3(b, "GET", "/drv/big")
+    assert st == 200 and body == data and "x-meridian-served-by" not in hdr
+
+    # a (write_failover = refuse) without drives: 503 SlowDown, reads via b
+    break_drives(a)
+    st, hdr, body = s3(a, "GET", "/drv/big")
+    assert st == 200 and body == data and hdr["x-meridian-served-by"] == "b"
+    wait_for(lambda: drives_online(a) == 0, 15, "a's drives offline")
+    st, _, body = s3(a, "PUT", "/drv/refused", body=os.urandom(300 * 1024))
+    assert st == 503 and b"SlowDown" in body
+    assert routing(a)["writes_refused"] >= 1
+    restore_drives(a)
+
+
+def test_drain_routes_everything_to_the_peer(pair):
+    a, b, w = pair
+    assert s3(a, "PUT", "/drn")[0] == 200
+    put(a, "drn", "k", b"hello")
+    wait_for(lambda: local_copy(b, "drn", "k"), 10, "k at b")
+    auth = {"Authorization": "Bearer " + TOKEN}
+    st, _, body = http("POST", b.admin + "/admin/v1/failover/drain", headers=auth)
+    assert st == 200 and b'"drained":true' in body
+    assert routing(b)["drained"] is True
+    st, hdr, body = s3(b, "GET", "/drn/k")
+    assert st == 200 and body == b"hello" and hdr["x-meridian-served-by"] == "a"
+    st, hdr, _ = s3(b, "PUT", "/drn/via-b", body=b"written through b")
+    assert st == 200 and hdr["x-meridian-served-by"] == "a"
+    assert s3(a, "GET", "/drn/via-b")[2] == b"written through b"
+    st, hdr, _ = s3(b, "GET", "/drn?list-type=2")
+    assert st == 200 and hdr["x-meridian-served-by"] == "a"
+    assert http("GET", b.admin + "/admin/v1/failover/drain", headers=auth)[0] == 405
+    st, _, body = http("POST", b.admin + "/admin/v1/failover/undrain", headers=auth)
+    assert st == 200 and b'"drained":false' in body
+    st, hdr, _ = s3(b, "GET", "/drn/k")
+    assert st == 200 and "x-meridian-served-by" not in hdr
+    assert "event=route.drain" in b.read_log() and "event=route.undrain" in b.read_log()
+
+
+def test_forged_peer_request_is_refused(pair):
+    a, b, w = pair
+    assert s3(a, "PUT", "/frg")[0] == 200
+    st, _, body = http("GET", b.s3 + "/frg/x", headers={
+        "x-meridian-site-id": "1", "x-meridian-time": str(int(time.time() * 1000)),
+        "x-meridian-auth": "0" * 64})
+    assert st == 403 and b"AccessDenied" in body
+    assert "event=route.peer_auth_failed" in b.read_log()
