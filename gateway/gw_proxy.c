@@ -171,24 +171,25 @@ px_of(llhttp_t *p)
     return p->data;
 }
 
+/* Header name or value bytes, within PX_MAX_HEADERS in all. */
+static int
+accumulate(px *x, mrd_buf *b, const char *at, size_t len)
+{
+    if (x->hdrs.len + x->name_acc.len + x->val_acc.len + len > PX_MAX_HEADERS)
+        return HPE_USER;
+    return mrd_buf_append(b, at, len) == 0 ? 0 : HPE_USER;
+}
+
 static int
 on_hfield(llhttp_t *p, const char *at, size_t len)
 {
-    px *x = px_of(p);
-
-    if (x->hdrs.len + x->name_acc.len + len > PX_MAX_HEADERS)
-        return HPE_USER;
-    return mrd_buf_append(&x->name_acc, at, len) == 0 ? 0 : HPE_USER;
+    return accumulate(px_of(p), &px_of(p)->name_acc, at, len);
 }
 
 static int
 on_hvalue(llhttp_t *p, const char *at, size_t len)
 {
-    px *x = px_of(p);
-
-    if (x->hdrs.len + x->val_acc.len + len > PX_MAX_HEADERS)
-        return HPE_USER;
-    return mrd_buf_append(&x->val_acc, at, len) == 0 ? 0 : HPE_USER;
+    return accumulate(px_of(p), &px_of(p)->val_acc, at, len);
 }
 
 static int
