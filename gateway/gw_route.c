@@ -357,51 +357,6 @@ gw__route_write_token(gw_daemon *d, gw_req *r)
     gw_resp_header(r, GW_HDR_WRITE_TOKEN, tok);
 }
 
-/* The id of a site named by name or decimal id: 0 for this site. */
-static int
-site_lookup(const mrd_config *conf, const char *name, uint32_t *site)
-{
-    char *end;
-    unsigned long id = strtoul(name, &end, 10);
-    int numeric = name[0] >= '1' && name[0] <= '9' && !*end;
-
-    if (strcmp(name, conf->site_name) == 0 || (numeric && id == conf->site_id)) {
-        *site = 0;
-        return 0;
-    }
-    for (int i = 0; i < conf->n_peers; i++) {
-        if (strcmp(conf->peers[i].name, name) == 0 || (numeric && id == conf->peers[i].id)) {
-            *site = conf->peers[i].id;
-            return 0;
-        }
-    }
-    return MRD_EINVAL;
-}
-
-int
-gw__route_parse_token(const mrd_config *conf, const char *tok, uint32_t *site, uint64_t *lsn)
-{
-    const char *colon = tok ? strrchr(tok, ':') : NULL;
-    char name[MRD_NAME_MAX], *end;
-    size_t n;
-    unsigned long long v;
-    uint32_t id = 0;
-
-    if (!colon || colon == tok || (n = (size_t)(colon - tok)) >= sizeof(name) || colon[1] < '0' ||
-        colon[1] > '9' || strlen(colon + 1) > 20)
-        return MRD_EINVAL;
-    v = strtoull(colon + 1, &end, 10);
-    if (*end)
-        return MRD_EINVAL;
-    memcpy(name, tok, n);
-    name[n] = '\0';
-    if (site_lookup(conf, name, &id) != 0)
-        return MRD_EINVAL;
-    *site = id;
-    *lsn = v;
-    return 0;
-}
-
 /* 1 once this site has applied origin's records through lsn. */
 static int
 token_met(gw_daemon *d, uint32_t site, uint64_t lsn)

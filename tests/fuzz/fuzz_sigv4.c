@@ -3,7 +3,9 @@
  * straight from clients: the Authorization header, presigned query
  * parameters, X-Amz-Date, and the canonical request built from an arbitrary
  * path, query and header set. The input is split on NUL bytes into those
- * fields; a well-formed result must also survive being signed.
+ * fields; a well-formed result must also survive being signed. The first
+ * field is also read as a write token (x-meridian-write-token, gw_token.c)
+ * against a small fixed configuration.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +14,28 @@
 #include "gw_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char conf_text[] =
+    "[site]\nid = 1\nname = a\n[listen]\ns3 = 127.0.0.1:1\nreplication = 127.0.0.1:2\n"
+    "admin = 127.0.0.1:3\n[store]\ndata_dirs = /d0, /d1\nec_k = 1\nec_m = 1\nmeta_dir = /m\n"
+    "[replication]\nsecret = fuzz-fuzz-fuzz-fuzz\n[admin]\ntoken = fuzz-fuzz-fuzz-fuzz\n"
+    "[peer.b]\nid = 2\nreplication = 127.0.0.1:4\n[user.u]\naccess_key = AKFUZZ\n"
+    "secret_key = SKFUZZFUZZ\n";
+
+static void
+fuzz_token(const char *tok)
+{
+    static mrd_config *conf;
+    char err[256];
+    uint32_t site;
+    uint64_t lsn;
+
+    if (!conf &&
+        mrd_config_parse("fuzz", conf_text, sizeof(conf_text) - 1, &conf, err, sizeof(err)) != 0)
+        abort(); /* the fixed configuration must load */
+    if (gw__route_parse_token(conf, tok, &site, &lsn) == 0 && site != 0 && site != 2)
+        abort(); /* only configured sites are named */
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -38,6 +62,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = n; i < 6; i++)
         field[i] = buf + size;
 
+    fuzz_token(field[0]);
     memset(&a, 0, sizeof(a));
     if (gw_sigv4_parse_header(field[0], &a) != 0)
         gw_sigv4_parse_query(field[1], &a);
