@@ -29,7 +29,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from conftest import TOKEN, Site, http
+from conftest import TOKEN, Site, http, vm_hwm_kib
 from wanem import Wanem, binary_path
 
 CRED = Credentials("AKIATEST", "testsecretkey")
@@ -299,6 +299,25 @@ def test_drain_routes_everything_to_the_peer(pair):
     assert "event=route.drain" in b.read_log() and "event=route.undrain" in b.read_log()
 
 
+def test_proxy_streams_with_bounded_memory(pair):
+    """64 MiB up and down through a drained site: its peak RSS barely moves."""
+    a, b, w = pair
+    assert s3(a, "PUT", "/mem")[0] == 200
+    wait_for(lambda: s3(b, "HEAD", "/mem")[0] == 200, 10, "bucket at b")
+    auth = {"Authorization": "Bearer " + TOKEN}
+    assert http("POST", b.admin + "/admin/v1/failover/drain", headers=auth)[0] == 200
+    base = vm_hwm_kib(b.proc.pid)
+    data = os.urandom(64 * 1024 * 1024)
+    st, hdr, _ = s3(b, "PUT", "/mem/big", body=data, timeout=120)
+    assert st == 200 and hdr["x-meridian-served-by"] == "a"
+    st, hdr, body = s3(b, "GET", "/mem/big", timeout=120)
+    assert st == 200 and hdr["x-meridian-served-by"] == "a"
+    assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+    grown = vm_hwm_kib(b.proc.pid) - base
+    print("b's peak RSS grew by %d KiB for 64 MiB each way" % grown)
+    assert grown < 24 * 1024, grown
+
+
 def test_forged_peer_request_is_refused(pair):
     a, b, w = pair
     assert s3(a, "PUT", "/frg")[0] == 200
@@ -307,3 +326,82 @@ def test_forged_peer_request_is_refused(pair):
         "x-meridian-auth": "0" * 64})
     assert st == 403 and b"AccessDenied" in body
     assert "event=route.peer_auth_failed" in b.read_log()
+
+
+@pytest.fixture
+def trio(tmp_path):
+    """a, b, c, full mesh, every link through wanem; from b, a is ~10 ms away
+    and c ~40 ms (delay on b's own outbound links, which carry its heartbeats)."""
+    if not os.access(binary_path(), os.X_OK):
+        pytest.fail("wanem is not built at %s" % binary_path())
+    sites = {n: Site(str(tmp_path / n), name=n, site_id=i + 1) for i, n in enumerate("abc")}
+    w = Wanem(log=str(tmp_path / "wanem.log"), seed=11)
+    delay = {("b", "a"): 5, ("b", "c"): 20}
+    for x, sx in sites.items():
+        peers = []
+        for y, sy in sites.items():
+            if x == y:
+                continue
+            link = w.add_link(x + y, target=("127.0.0.1", sy.repl_port),
+                              delay=delay.get((x, y), 0))
+            peers.append((y, sy.site_id, "%s:%d" % link, sy.s3_port))
+        configure(sx, peers)
+    for s in sites.values():
+        s.start()
+    a, b, c = sites["a"], sites["b"], sites["c"]
+    try:
+        def ready():
+            st = {p["name"]: p for p in b.status()["peers"]}
+            return (st["a"]["state"] == "healthy" and st["c"]["state"] == "healthy"
+                    and 0 < st["a"]["rtt_ms"] < st["c"]["rtt_ms"])
+        wait_for(ready, 30, "b to see a healthy and nearer than c")
+        yield a, b, c, w
+    finally:
+        for s in sites.values():
+            s.stop()
+        w.close()
+
+
+def test_nearest_peer_then_the_next_when_it_dies(trio):
+    a, b, c, w = trio
+    assert s3(a, "PUT", "/near")[0] == 200
+    wait_for(lambda: s3(b, "HEAD", "/near")[0] == 200 and s3(c, "HEAD", "/near")[0] == 200,
+             15, "bucket everywhere")
+    assert routing(b)["nearest_peer"] == "a"
+    # b stops receiving a's and c's records; a key written at a reaches c only
+    w.partition("ab")
+    w.partition("cb")
+    data = os.urandom(300 * 1024)
+    put(a, "near", "k", data)
+    put(c, "near", "from-c", b"c")
+    wait_for(lambda: local_copy(c, "near", "k"), 15, "k at c")
+    wait_for(lambda: sorted(routing(b)["behind"]) == ["a", "c"], 15, "b behind a and c")
+    st, hdr, body = s3(b, "GET", "/near/k")
+    assert st == 200 and body == data and hdr["x-meridian-served-by"] == "a"
+
+    # a dies: the very next read at b goes to c (connection refused -> next
+    # peer), long before a's heartbeats have failed enough to mark it down
+    a.proc.kill()
+    a.proc.wait()
+    st, hdr, body = s3(b, "GET", "/near/k")
+    assert st == 200 and body == data and hdr["x-meridian-served-by"] == "c"
+    # reads keep answering through a's absence, and c never notices
+    errors = []
+    deadline = time.time() + 4  # past 3 heartbeat intervals: a is down
+    while time.time() < deadline:
+        for site in (b, c):
+            st, hdr, body = s3(site, "GET", "/near/k")
+            if st != 200 or body != data:
+                errors.append((site.name, st))
+    assert not errors, errors[:5]
+    wait_for(lambda: peer_state(b, "a") == "down", 10, "a down at b")
+    assert routing(b)["nearest_peer"] == "c"
+    assert s3(b, "GET", "/near/k")[1]["x-meridian-served-by"] == "c"
+    a.logf.close()
+    a.start()
+    wait_for(lambda: peer_state(b, "a") == "healthy", 20, "a healthy again at b")
+    assert routing(b)["nearest_peer"] == "a"
+    st, hdr, body = s3(b, "GET", "/near/k")
+    assert st == 200 and body == data and hdr["x-meridian-served-by"] == "a"
+    w.heal("ab")
+    w.heal("cb")
