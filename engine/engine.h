@@ -143,6 +143,29 @@ int engine_bucket_delete(engine *e, const char *bucket, engine_cb cb, void *ud);
 int engine_object_put(engine *e, const engine_put *p, engine_cb cb, void *ud);
 
 /*
+ * Completes multipart upload upload_id of p->bucket/p->key: p describes the
+ * object (p->layout is the PARTS layout from store_layout_compose over the
+ * parts, p->etag the "<md5 of md5s>-<n>" etag) and becomes the key's current
+ * version exactly as engine_object_put would make it (stamp, WAL record of
+ * type MULTIPART_COMPLETE, index apply). The same index transaction drops
+ * the upload's records and, after it commits, frees the data of the
+ * upload's parts that p->layout does not use. The caller has marked the
+ * upload (store_mpu_complete_begin). Errors (to cb): as engine_object_put;
+ * on an error the upload and its parts are left as they were.
+ */
+int engine_multipart_complete(engine *e, const engine_put *p, const char *upload_id,
+                              uint32_t part_count, engine_cb cb, void *ud);
+
+/*
+ * For replication: the packed ObjectPut WalRecord a peer should apply for a
+ * local MULTIPART_COMPLETE record (payload, len): a completed upload travels
+ * as one object, never as parts. The layout is carried over unchanged (the
+ * sender replaces it with the data). *out is malloc'ed, owned by the caller.
+ * Errors: MRD_ECORRUPT (not a multipart complete record), -ENOMEM.
+ */
+int engine_record_mpu_as_put(const void *payload, size_t len, void **out, size_t *out_len);
+
+/*
  * Deletes a key: a delete marker becomes its current version (hidden from
  * reads and listings) and the previous version's data is freed. Deleting a
  * missing key succeeds without writing anything (S3 semantics).

@@ -14,6 +14,11 @@
  *                     a held version DROPped (an S3 overwrite of a null
  *                     version) -> VERSION_DEL, and its data is freed after
  *                     the commit, when nothing references it any more
+ *   MULTIPART_      as OBJECT_PUT (the layout lists the parts' data), plus
+ *   COMPLETE          MPU_FINISH: the upload's records go in the same
+ *                     transaction, and parts it left out are freed after
+ *                     the commit (local records only: peers get an object
+ *                     put, engine_record_mpu_as_put)
  *   OBJECT_DELETE   VERSION_DEL of that version, data freed after commit
  *
  * Only the current version is passed as "held". conflict.h allows omitting
@@ -57,9 +62,9 @@
 #define BATCH_RECS 64
 #define BATCH_OPS  (BATCH_RECS * 4)
 /* Worst case ops one record can add: its own put, a re-file or delete of
- * every held version, a current-pointer move, a bucket revival and the
- * replication-progress meta put. A batch is flushed before a record whose
- * worst case would not fit. */
+ * every held version, a current-pointer move, a bucket revival (replicated)
+ * or an upload's finish (local), and the replication-progress meta put. A batch is flushed before a
+ * record whose worst case would not fit. */
 #define HELD_MAX    24
 #define REC_OPS_MAX (HELD_MAX + 4)
 #define RA_KEY_MAX  32
@@ -398,6 +403,10 @@ record_target(const Meridian__WalRecord *r, const char **bucket, const char **ke
         *bucket = r->delete_marker->bucket;
         *key = r->delete_marker->key;
         break;
+    case MERIDIAN__WAL_RECORD__BODY_MULTIPART_COMPLETE:
+        *bucket = r->multipart_complete->bucket;
+        *key = r->multipart_complete->key;
+        break;
     case MERIDIAN__WAL_RECORD__BODY_OBJECT_DELETE:
         *bucket = r->object_delete->bucket;
         *key = r->object_delete->key;
@@ -568,12 +577,38 @@ plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int
         pv.marker = 1;
         break;
     }
+    case MERIDIAN__WAL_RECORD__BODY_MULTIPART_COMPLETE: {
+        Meridian__MultipartComplete *mc = rec->multipart_complete;
+        if (replicated)
+            break; /* senders turn these into object puts; a layout from
+                      another site means nothing here */
+        pv.bucket = mc->bucket;
+        pv.key = mc->key;
+        pv.version_id = mc->version_id;
+        pv.etag = mc->etag;
+        pv.content_type = mc->content_type;
+        pv.vv = mc->vv;
+        pv.hlc = mc->hlc;
+        pv.size = mc->size;
+        pv.meta = mc->user_meta;
+        pv.n_meta = mc->n_user_meta;
+        pv.layout = mc->layout.data;
+        pv.layout_len = mc->layout.len;
+        /* the upload goes in the same transaction as the object appears */
+        b->ops[b->n_ops++] = (store_index_op){.type = STORE_OP_MPU_FINISH,
+                                              .bucket = mc->bucket,
+                                              .key = mc->key,
+                                              .version_id = mc->upload_id,
+                                              .blob = mc->layout.data,
+                                              .blob_len = mc->layout.len};
+        break;
+    }
     case MERIDIAN__WAL_RECORD__BODY_OBJECT_DELETE:
         rc = plan_delete(e, b, rec->object_delete);
         break;
     default:
-        /* Record kinds this build does not apply yet (bucket config,
-         * multipart): they still advance the LSN. */
+        /* Record kinds this build does not apply yet (bucket config):
+         * they still advance the LSN. */
         break;
     }
     if (rc == 0 && pv.bucket) {

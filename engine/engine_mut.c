@@ -33,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { MUT_BUCKET_CREATE, MUT_BUCKET_DELETE, MUT_PUT, MUT_DELETE } mut_kind;
+typedef enum { MUT_BUCKET_CREATE, MUT_BUCKET_DELETE, MUT_PUT, MUT_DELETE, MUT_MPU } mut_kind;
 
 typedef struct mut {
     engine *e;
@@ -47,6 +47,8 @@ typedef struct mut {
     size_t n_meta;
     void *layout;
     size_t layout_len;
+    char *upload_id; /* MUT_MPU */
+    uint32_t part_count;
 } mut;
 
 static void
@@ -66,6 +68,7 @@ mut_free(mut *m)
     free(m->etag);
     free(m->content_type);
     free(m->layout);
+    free(m->upload_id);
     free(m);
 }
 
@@ -239,6 +242,31 @@ do_mutation(mut *m)
         rec.object_put = &op;
         return engine__append(e, &rec, WAL_REC_OBJECT_PUT, m->cb, m->ud);
     }
+    case MUT_MPU: {
+        Meridian__MultipartComplete mc = MERIDIAN__MULTIPART_COMPLETE__INIT;
+        if ((rc = bucket_exists(e, m->bucket)) != 0)
+            return rc;
+        if ((rc = stamp(e, m->bucket, m->key, &nv, &now, &live)) != 0)
+            return rc;
+        vv_to_proto(&nv, &vmsg, ents, ptrs);
+        mc.bucket = m->bucket;
+        mc.key = m->key;
+        mc.version_id = m->version_id;
+        mc.upload_id = m->upload_id;
+        mc.vv = &vmsg;
+        mc.hlc = now;
+        mc.etag = m->etag;
+        mc.size = m->size;
+        mc.content_type = m->content_type;
+        mc.user_meta = m->meta;
+        mc.n_user_meta = m->n_meta;
+        mc.part_count = m->part_count;
+        mc.layout.data = m->layout;
+        mc.layout.len = m->layout_len;
+        rec.body_case = MERIDIAN__WAL_RECORD__BODY_MULTIPART_COMPLETE;
+        rec.multipart_complete = &mc;
+        return engine__append(e, &rec, WAL_REC_MULTIPART_COMPLETE, m->cb, m->ud);
+    }
     case MUT_DELETE: {
         Meridian__DeleteMarker dm = MERIDIAN__DELETE_MARKER__INIT;
         char vid[25];
@@ -346,16 +374,15 @@ engine_object_delete(engine *e, const char *bucket, const char *key, engine_cb c
     return submit(e, m);
 }
 
-int
-engine_object_put(engine *e, const engine_put *p, engine_cb cb, void *ud)
+/* A put-like mutation (PUT, multipart complete) with a copy of p. */
+static mut *
+mut_put_new(engine *e, mut_kind kind, const engine_put *p, engine_cb cb, void *ud)
 {
     mut *m;
 
-    if (!e || !p || !p->bucket || !p->key || !p->version_id || !cb ||
-        engine__vid_origin(p->version_id) == 0)
-        return MRD_EINVAL;
-    if (!(m = mut_new(MUT_PUT, p->bucket, p->key, cb, ud)))
-        return -ENOMEM;
+    (void)e;
+    if (!(m = mut_new(kind, p->bucket, p->key, cb, ud)))
+        return NULL;
     m->version_id = strdup(p->version_id);
     m->etag = strdup(p->etag ? p->etag : "");
     m->content_type = strdup(p->content_type ? p->content_type : "");
@@ -367,7 +394,7 @@ engine_object_put(engine *e, const engine_put *p, engine_cb cb, void *ud)
     if (!m->version_id || !m->etag || !m->content_type || !m->layout || !m->meta_store ||
         !m->meta) {
         mut_free(m);
-        return -ENOMEM;
+        return NULL;
     }
     if (p->layout_len)
         memcpy(m->layout, p->layout, p->layout_len);
@@ -379,8 +406,82 @@ engine_object_put(engine *e, const engine_put *p, engine_cb cb, void *ud)
         m->n_meta = i + 1;
         if (!m->meta_store[i].key || !m->meta_store[i].value) {
             mut_free(m);
-            return -ENOMEM;
+            return NULL;
         }
     }
+    return m;
+}
+
+int
+engine_object_put(engine *e, const engine_put *p, engine_cb cb, void *ud)
+{
+    mut *m;
+
+    if (!e || !p || !p->bucket || !p->key || !p->version_id || !cb ||
+        engine__vid_origin(p->version_id) == 0)
+        return MRD_EINVAL;
+    if (!(m = mut_put_new(e, MUT_PUT, p, cb, ud)))
+        return -ENOMEM;
     return submit(e, m);
+}
+
+int
+engine_multipart_complete(engine *e, const engine_put *p, const char *upload_id,
+                          uint32_t part_count, engine_cb cb, void *ud)
+{
+    mut *m;
+
+    if (!e || !p || !p->bucket || !p->key || !p->version_id || !cb || !upload_id || !*upload_id ||
+        !p->layout || engine__vid_origin(p->version_id) == 0)
+        return MRD_EINVAL;
+    if (!(m = mut_put_new(e, MUT_MPU, p, cb, ud)))
+        return -ENOMEM;
+    m->part_count = part_count;
+    if (!(m->upload_id = strdup(upload_id))) {
+        mut_free(m);
+        return -ENOMEM;
+    }
+    return submit(e, m);
+}
+
+int
+engine_record_mpu_as_put(const void *payload, size_t len, void **out, size_t *out_len)
+{
+    Meridian__WalRecord *rec = NULL, put = MERIDIAN__WAL_RECORD__INIT;
+    Meridian__ObjectPut op = MERIDIAN__OBJECT_PUT__INIT;
+    Meridian__MultipartComplete *mc;
+    uint8_t *buf;
+    size_t n;
+    int rc = wal_record_decode(WAL_REC_MULTIPART_COMPLETE, payload, len, &rec);
+
+    if (rc != 0)
+        return MRD_ECORRUPT;
+    if (rec->body_case != MERIDIAN__WAL_RECORD__BODY_MULTIPART_COMPLETE) {
+        wal_record_free(rec);
+        return MRD_ECORRUPT;
+    }
+    mc = rec->multipart_complete;
+    op.bucket = mc->bucket;
+    op.key = mc->key;
+    op.version_id = mc->version_id;
+    op.vv = mc->vv;
+    op.hlc = mc->hlc;
+    op.etag = mc->etag;
+    op.size = mc->size;
+    op.content_type = mc->content_type;
+    op.user_meta = mc->user_meta;
+    op.n_user_meta = mc->n_user_meta;
+    op.layout = mc->layout;
+    op.versioned = mc->versioned;
+    put.format = rec->format;
+    put.body_case = MERIDIAN__WAL_RECORD__BODY_OBJECT_PUT;
+    put.object_put = &op;
+    n = meridian__wal_record__get_packed_size(&put);
+    if ((buf = malloc(n ? n : 1)) != NULL) {
+        meridian__wal_record__pack(&put, buf);
+        *out = buf;
+        *out_len = n;
+    }
+    wal_record_free(rec);
+    return buf ? 0 : -ENOMEM;
 }

@@ -17,6 +17,7 @@
 struct evconnlistener;
 struct event;
 struct engine;
+struct engine_kv;
 
 typedef enum { GW_DRIVE_ONLINE = 0, GW_DRIVE_OFFLINE = 1 } gw_drive_state;
 
@@ -126,6 +127,11 @@ typedef enum {
     GW_S3E_INCOMPLETE_BODY,
     GW_S3E_PRECONDITION_FAILED,
     GW_S3E_MALFORMED_XML,
+    GW_S3E_NO_SUCH_UPLOAD,
+    GW_S3E_INVALID_PART,
+    GW_S3E_INVALID_PART_ORDER,
+    GW_S3E_ENTITY_TOO_SMALL,
+    GW_S3E_OPERATION_ABORTED,
     GW_S3E__COUNT
 } gw_s3_err;
 
@@ -145,6 +151,23 @@ void gw_s3_request_id(gw_req *r);
 /* Answers r with the S3 XML error document: Code, Message (msg or the
  * default), Resource, RequestId. A HEAD gets the status and no body. */
 void gw_s3_error(gw_req *r, gw_s3_err e, const char *resource, const char *msg);
+
+/* One <Part> of a CompleteMultipartUpload body. */
+#define GW_MPU_MAX_PARTS 10000
+typedef struct gw_complete_part {
+    uint32_t number; /* 1..GW_MPU_MAX_PARTS */
+    char etag[72];   /* without the quotes; "" when too long to be any part's */
+} gw_complete_part;
+
+/*
+ * Parses a CompleteMultipartUpload request body: the parts in document
+ * order (the caller checks the order). *parts is malloc'ed (the caller
+ * frees it). Errors: MRD_EINVAL (not well-formed, not that document, a Part
+ * without a valid PartNumber or ETag, no parts: MalformedXML), MRD_ETOOBIG
+ * (more than GW_MPU_MAX_PARTS parts), -ENOMEM. Pure; fuzzed by
+ * tests/fuzz/fuzz_xml.c.
+ */
+int gw_xml_parse_complete(const char *body, size_t len, gw_complete_part **parts, size_t *n);
 
 /* ---- SigV4 (gw_sigv4.c) ------------------------------------------------- */
 
@@ -269,7 +292,81 @@ uint64_t gw_awschunk_decoded(const gw_awschunk *c);
 void gw_awschunk_sign(const unsigned char key[32], const char *amz_date, const char *scope,
                       const char *prev_sig, const unsigned char data_sha[32], char out[65]);
 
-/* ---- S3 operations (gw_s3.c, gw_s3_obj.c) ------------------------------- */
+/* ---- S3 operations (gw_s3.c, gw_s3_obj.c, gw_s3_mpu.c) ----------------- */
+
+/*
+ * One small asynchronous S3 operation (gw_s3.c): work runs on the engine's
+ * pool, then respond on the loop, unless work failed (has_err: the S3 error
+ * is answered) or set `then`, which runs on the loop instead and starts the
+ * next asynchronous step (an engine mutation), ending with gw__op_finish
+ * again. The op is freed when both the client side (release) and the work
+ * (inflight) are done.
+ */
+typedef struct gw__op gw__op;
+struct gw__op {
+    gw_daemon *d;
+    gw_req *r;
+    int inflight, released;
+    char bucket[64];
+    char *key;
+    char *query;
+    void (*work)(gw__op *o);
+    void (*respond)(gw__op *o);
+    void (*then)(gw__op *o);
+    /* results */
+    int rc;
+    gw_s3_err err;
+    int has_err;
+    mrd_buf out;
+    /* the request body, kept when body_max > 0 (up to that many bytes) */
+    mrd_buf in;
+    size_t body_max;
+    /* per-operation state, freed with the op */
+    void *ext;
+    void (*ext_free)(void *ext);
+};
+
+/* A new op for r (query and key copied); NULL when out of memory. */
+gw__op *gw__op_new(gw_daemon *d, gw_req *r, const char *bucket, const char *key);
+/* Attaches o to its request and runs work then respond (after reading the
+ * body, if any). */
+void gw__op_go(gw__op *o, void (*work)(gw__op *o), void (*respond)(gw__op *o));
+/* Runs o->work on the pool again (inflight), then finishes. */
+void gw__op_start(gw__op *o);
+/* Answers an error for an op that was never started (gw__op_go) and frees it. */
+void gw__op_abandon(gw__op *o, gw_s3_err e, const char *msg);
+/* Work step: fails o with NoSuchBucket unless o->bucket exists. */
+void gw__op_work_bucket(gw__op *o);
+/* Records an S3 error to answer. */
+void gw__op_fail(gw__op *o, gw_s3_err e);
+/* On the loop: answers (or runs `then`) unless the client is gone. */
+void gw__op_finish(gw__op *o);
+/* Answers o->out as an XML document. */
+void gw__op_respond_xml(gw__op *o, int status);
+
+/* Multipart upload (gw_s3_mpu.c). The routers call these for requests with
+ * the uploads / uploadId sub-resources. */
+void gw__s3_mpu_bucket(gw_daemon *d, gw_req *r, const char *bucket, const char *method);
+void gw__s3_mpu_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
+                       const char *method, const gw_sigv4_auth *auth);
+/* UploadPart: streams the body into a part (gw_s3_obj.c, shares PUT's
+ * machinery). */
+void gw__s3_upload_part(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
+                        const char *upload_id, uint32_t part, const gw_sigv4_auth *auth);
+
+/* An object's metadata from request headers: the content type, x-amz-meta-*
+ * and the kept standard headers (lower-case names), as PutObject keeps them
+ * (gw_s3_obj.c). */
+#define GW_MAX_META 64
+typedef struct gw__meta {
+    char *ctype;
+    struct engine_kv *kv; /* GW_MAX_META entries, malloc'ed */
+    int n;
+} gw__meta;
+/* Fills m from r's headers. Returns 0, or the S3 error to answer with *msg
+ * (metadata over 2 KiB); m is to be cleared either way. */
+int gw__meta_parse(gw_req *r, gw__meta *m, const char **msg);
+void gw__meta_clear(gw__meta *m);
 
 void gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
                        const gw_sigv4_auth *auth);

@@ -7,8 +7,9 @@
  * balancers probe them without credentials), then SigV4 (gw_sigv4.c) over
  * the request head, then path-style routing: "/" is the service,
  * "/<bucket>" a bucket, "/<bucket>/<key>" an object (the key is the rest of
- * the path, percent-decoded). Sub-resources this build does not implement
- * (multipart, tagging, ACLs, ...) get 501 NotImplemented rather than being
+ * the path, percent-decoded). Multipart upload requests (the uploads and
+ * uploadId sub-resources) go to gw_s3_mpu.c. Sub-resources this build does
+ * not implement (tagging, ACLs, ...) get 501 NotImplemented rather than being
  * mistaken for a plain GET or PUT, which would do the wrong thing silently.
  *
  * Nothing here blocks the event loop: index reads run on the engine's
@@ -39,29 +40,17 @@
 
 /* ---- one asynchronous operation ----------------------------------------- */
 
-typedef struct op op;
-struct op {
-    gw_daemon *d;
-    gw_req *r;
-    int inflight, released;
-    char bucket[64];
-    char *key;
-    char *query;
-    void (*work)(op *o);
-    void (*respond)(op *o);
-    /* results */
-    int rc;
-    gw_s3_err err;
-    int has_err;
-    mrd_buf out;
-};
+typedef gw__op op;
 
 static void
 op_free(op *o)
 {
+    if (o->ext_free)
+        o->ext_free(o->ext);
     free(o->key);
     free(o->query);
     mrd_buf_free(&o->out);
+    mrd_buf_free(&o->in);
     free(o);
 }
 
@@ -78,26 +67,30 @@ op_release(gw_req *r, void *ctx, int aborted)
         op_free(o);
 }
 
+/* Reads a small request body: kept in o->in up to o->body_max bytes, or
+ * read and ignored (up to MAX_BODY_IN) when body_max is 0. */
 static int
 op_discard_body(gw_req *r, const char *data, size_t len, void *ctx)
 {
-    (void)data;
-    (void)len;
-    (void)ctx;
-    if (gw_req_body_received(r) > MAX_BODY_IN) {
+    op *o = ctx;
+    size_t max = o->body_max ? o->body_max : MAX_BODY_IN;
+
+    if (gw_req_body_received(r) > max) {
         gw_s3_error(r, GW_S3E_INVALID_REQUEST, gw_req_path(r), "request body too large");
+        return -1;
+    }
+    if (o->body_max && mrd_buf_append(&o->in, data, len) != 0) {
+        gw_s3_error(r, GW_S3E_INTERNAL, gw_req_path(r), "out of memory");
         return -1;
     }
     return 0;
 }
 
-static void op_start(op *o);
-
 static void
 op_end(gw_req *r, void *ctx)
 {
     (void)r;
-    op_start(ctx);
+    gw__op_start(ctx);
 }
 
 static const gw_req_ops op_ops = {.release = op_release};
@@ -105,12 +98,18 @@ static const gw_req_ops op_body_ops = {
     .body = op_discard_body, .end = op_end, .release = op_release};
 
 /* Finishes o on the loop: answers unless the client is gone. */
-static void
-op_finish(op *o)
+void
+gw__op_finish(op *o)
 {
     o->inflight = 0;
     if (o->released) {
         op_free(o);
+        return;
+    }
+    if (!o->has_err && o->then) {
+        void (*then)(op *) = o->then;
+        o->then = NULL;
+        then(o); /* the next asynchronous step; it finishes o again */
         return;
     }
     if (o->has_err) {
@@ -132,29 +131,29 @@ op_work(void *arg)
 static void
 op_done(void *arg)
 {
-    op_finish(arg);
+    gw__op_finish(arg);
 }
 
-static void
-op_start(op *o)
+void
+gw__op_start(op *o)
 {
     o->inflight = 1;
     if (engine_run(o->d->eng, op_work, op_done, o) != 0) {
         o->has_err = 1;
         o->err = GW_S3E_SERVICE_UNAVAILABLE;
-        op_finish(o);
+        gw__op_finish(o);
     }
 }
 
-static void
-op_fail(op *o, gw_s3_err e)
+void
+gw__op_fail(op *o, gw_s3_err e)
 {
     o->has_err = 1;
     o->err = e;
 }
 
-static op *
-op_new(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
+op *
+gw__op_new(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
 {
     op *o = calloc(1, sizeof(*o));
 
@@ -172,30 +171,43 @@ op_new(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
     return o;
 }
 
+void
+gw__op_abandon(op *o, gw_s3_err e, const char *msg)
+{
+    gw_s3_error(o->r, e, gw_req_path(o->r), msg);
+    op_free(o);
+}
+
+void
+gw__op_go(op *o, void (*work)(op *), void (*respond)(op *))
+{
+    o->work = work;
+    o->respond = respond;
+    if (gw_req_has_body(o->r)) {
+        gw_req_attach(o->r, &op_body_ops, o);
+        return;
+    }
+    gw_req_attach(o->r, &op_ops, o);
+    gw__op_start(o);
+}
+
 /* Runs work on the pool and respond on the loop; reads the (ignored)
  * request body first if there is one. */
 static void
 op_run(gw_daemon *d, gw_req *r, const char *bucket, const char *key, void (*work)(op *),
        void (*respond)(op *))
 {
-    op *o = op_new(d, r, bucket, key);
+    op *o = gw__op_new(d, r, bucket, key);
 
     if (!o) {
         gw_s3_error(r, GW_S3E_INTERNAL, gw_req_path(r), "out of memory");
         return;
     }
-    o->work = work;
-    o->respond = respond;
-    if (gw_req_has_body(r)) {
-        gw_req_attach(r, &op_body_ops, o);
-        return;
-    }
-    gw_req_attach(r, &op_ops, o);
-    op_start(o);
+    gw__op_go(o, work, respond);
 }
 
-static void
-respond_xml(op *o, int status)
+void
+gw__op_respond_xml(op *o, int status)
 {
     gw_resp_simple(o->r, status, "application/xml", o->out.data ? o->out.data : "",
                    o->out.data ? o->out.len : 0);
@@ -204,7 +216,7 @@ respond_xml(op *o, int status)
 static void
 respond_xml_200(op *o)
 {
-    respond_xml(o, 200);
+    gw__op_respond_xml(o, 200);
 }
 
 static void
@@ -227,7 +239,7 @@ mut_done(void *ud, int status)
     }
     if (status != 0)
         MRD_WARN("s3.mutation_failed", "bucket=%s error=\"%s\"", o->bucket, mrd_strerror(status));
-    op_finish(o);
+    gw__op_finish(o);
 }
 
 /* ---- buckets ------------------------------------------------------------- */
@@ -275,11 +287,11 @@ work_list_buckets(op *o)
     o->rc = store_bucket_list(engine_store(o->d->eng), bucket_cb, o);
     mrd_buf_appendf(&o->out, "</Buckets></ListAllMyBucketsResult>\n");
     if (o->rc != 0)
-        op_fail(o, gw_s3_err_from_rc(o->rc));
+        gw__op_fail(o, gw_s3_err_from_rc(o->rc));
 }
 
-static void
-work_bucket_exists(op *o)
+void
+gw__op_work_bucket(op *o)
 {
     void *blob = NULL;
     size_t len = 0;
@@ -287,9 +299,9 @@ work_bucket_exists(op *o)
     o->rc = store_bucket_get(engine_store(o->d->eng), o->bucket, &blob, &len);
     free(blob);
     if (o->rc == MRD_ENOTFOUND)
-        op_fail(o, GW_S3E_NO_SUCH_BUCKET);
+        gw__op_fail(o, GW_S3E_NO_SUCH_BUCKET);
     else if (o->rc != 0)
-        op_fail(o, gw_s3_err_from_rc(o->rc));
+        gw__op_fail(o, gw_s3_err_from_rc(o->rc));
 }
 
 static void
@@ -297,7 +309,7 @@ work_location(op *o)
 {
     const char *region = o->d->conf->region;
 
-    work_bucket_exists(o);
+    gw__op_work_bucket(o);
     if (o->has_err)
         return;
     mrd_buf_appendf(&o->out, XML_HDR "<LocationConstraint xmlns=\"" S3_XMLNS "\">");
@@ -309,7 +321,7 @@ work_location(op *o)
 static void
 work_versioning(op *o)
 {
-    work_bucket_exists(o);
+    gw__op_work_bucket(o);
     if (!o->has_err)
         mrd_buf_appendf(&o->out, XML_HDR "<VersioningConfiguration xmlns=\"" S3_XMLNS "\"/>\n");
 }
@@ -330,7 +342,7 @@ create_done(void *ud, int status)
     op *o = ud;
 
     if (status == MRD_EEXIST)
-        op_fail(o, GW_S3E_BUCKET_ALREADY_OWNED);
+        gw__op_fail(o, GW_S3E_BUCKET_ALREADY_OWNED);
     mut_done(o, status == MRD_EEXIST ? 0 : status);
 }
 
@@ -358,9 +370,9 @@ delete_bucket_done(void *ud, int status)
     op *o = ud;
 
     if (status == MRD_ENOTFOUND)
-        op_fail(o, GW_S3E_NO_SUCH_BUCKET);
+        gw__op_fail(o, GW_S3E_NO_SUCH_BUCKET);
     else if (status == MRD_EBUSY)
-        op_fail(o, GW_S3E_BUCKET_NOT_EMPTY);
+        gw__op_fail(o, GW_S3E_BUCKET_NOT_EMPTY);
     mut_done(o, status == MRD_ENOTFOUND || status == MRD_EBUSY ? 0 : status);
 }
 
@@ -382,7 +394,7 @@ respond_delete_object(op *o)
 static void
 mutation(gw_daemon *d, gw_req *r, const char *bucket, const char *key, int kind)
 {
-    op *o = op_new(d, r, bucket, key);
+    op *o = gw__op_new(d, r, bucket, key);
     int rc;
 
     if (!o) {
@@ -512,7 +524,7 @@ work_list_objects(op *o)
 
     memset(&l, 0, sizeof(l));
     l.o = o;
-    work_bucket_exists(o);
+    gw__op_work_bucket(o);
     if (o->has_err)
         return;
     if (gw_query_param(o->query, "list-type", &tmp))
@@ -527,14 +539,14 @@ work_list_objects(op *o)
     if (gw_query_param(o->query, "max-keys", &tmp)) {
         long mk = strtol(tmp.data, &end, 10);
         if (*end || mk < 0 || tmp.len == 0) {
-            op_fail(o, GW_S3E_INVALID_ARGUMENT);
+            gw__op_fail(o, GW_S3E_INVALID_ARGUMENT);
             goto out;
         }
         l.max_keys = mk > 1000 ? 1000 : (int)mk;
     }
     if (gw_query_param(o->query, "encoding-type", &tmp)) {
         if (strcmp(tmp.data, "url") != 0) {
-            op_fail(o, GW_S3E_INVALID_ARGUMENT);
+            gw__op_fail(o, GW_S3E_INVALID_ARGUMENT);
             goto out;
         }
         l.url = 1;
@@ -542,7 +554,7 @@ work_list_objects(op *o)
     if (v2) {
         if ((has_token = gw_query_param(o->query, "continuation-token", &tmp))) {
             if (hex_decode(tmp.data, &token) != 0) {
-                op_fail(o, GW_S3E_INVALID_ARGUMENT);
+                gw__op_fail(o, GW_S3E_INVALID_ARGUMENT);
                 goto out;
             }
             from = token.data;
@@ -562,7 +574,7 @@ work_list_objects(op *o)
                                  l.resume.len ? l.resume.data : NULL, NULL, 0, list_cb, &l);
     } while (o->rc == 0 && l.restart && !l.truncated);
     if (o->rc != 0) {
-        op_fail(o, gw_s3_err_from_rc(o->rc));
+        gw__op_fail(o, gw_s3_err_from_rc(o->rc));
         goto out;
     }
 
@@ -617,9 +629,7 @@ out:
 
 /* Sub-resources (query parameters without which the request means
  * something else) that this build does not serve. */
-static const char *const unsupported_subres[] = {"uploads",
-                                                 "uploadId",
-                                                 "tagging",
+static const char *const unsupported_subres[] = {"tagging",
                                                  "acl",
                                                  "policy",
                                                  "cors",
@@ -669,7 +679,7 @@ route_bucket(gw_daemon *d, gw_req *r, const char *bucket, const char *method, co
         }
         if (gw_req_has_body(r)) {
             /* CreateBucketConfiguration (LocationConstraint): read and ignore. */
-            op *o = op_new(d, r, bucket, NULL);
+            op *o = gw__op_new(d, r, bucket, NULL);
             if (!o) {
                 gw_s3_error(r, GW_S3E_INTERNAL, gw_req_path(r), NULL);
                 return;
@@ -682,11 +692,13 @@ route_bucket(gw_daemon *d, gw_req *r, const char *bucket, const char *method, co
     } else if (strcmp(method, "DELETE") == 0 && !*q) {
         mutation(d, r, bucket, NULL, 1);
     } else if (strcmp(method, "HEAD") == 0) {
-        op_run(d, r, bucket, NULL, work_bucket_exists, respond_empty_200);
+        op_run(d, r, bucket, NULL, gw__op_work_bucket, respond_empty_200);
     } else if (strcmp(method, "GET") == 0 && has_param(q, "location")) {
         op_run(d, r, bucket, NULL, work_location, respond_xml_200);
     } else if (strcmp(method, "GET") == 0 && has_param(q, "versioning")) {
         op_run(d, r, bucket, NULL, work_versioning, respond_xml_200);
+    } else if (strcmp(method, "GET") == 0 && has_param(q, "uploads")) {
+        gw__s3_mpu_bucket(d, r, bucket, method);
     } else if (strcmp(method, "GET") == 0) {
         for (const char *const *s = unsupported_subres; *s; s++) {
             if (has_param(q, *s)) {
@@ -704,6 +716,10 @@ static void
 route_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const char *method,
              const char *q, const gw_sigv4_auth *auth)
 {
+    if (has_param(q, "uploads") || has_param(q, "uploadId")) {
+        gw__s3_mpu_object(d, r, bucket, key, method, auth);
+        return;
+    }
     for (const char *const *s = unsupported_subres; *s; s++) {
         if (has_param(q, *s)) {
             gw_s3_error(r, GW_S3E_NOT_IMPLEMENTED, gw_req_path(r), NULL);

@@ -88,8 +88,7 @@
 #include "replicator.h"
 
 #define CHUNK         (1u << 20)
-#define MAX_PUT       (5ull << 30) /* S3's single-PUT limit */
-#define MAX_META      64
+#define MAX_PUT       (5ull << 30)            /* S3's single-PUT limit */
 #define MAX_META_SZ   (2u << 10)              /* S3: 2 KiB of user metadata */
 #define TRIM_EVERY_NS (1000ull * 1000 * 1000) /* malloc_trim at most once a second */
 #define LOOKUP_TRIES  4                       /* GET: lookups when the data was freed under us */
@@ -140,7 +139,7 @@ typedef struct put {
     gw_req *r;
     char bucket[64];
     char *key;
-    char vid[25];
+    char vid[64]; /* version id, or "<upload id>.<part>" for a part */
     store_writer *w;
     mrd_buf fill, work;
     put_stage stage;
@@ -153,9 +152,9 @@ typedef struct put {
     unsigned char md5[16];
     int has_md5, check_sha;
     char sha[65];
-    char *ctype;
-    engine_kv meta[MAX_META];
-    int n_meta;
+    gw__meta meta;
+    char *upload_id; /* UploadPart: the upload, and part > 0 */
+    uint32_t part;
 } put;
 
 static void put_step(put *p);
@@ -167,11 +166,8 @@ put_free(put *p)
     gw_awschunk_free(p->chunk);
     mrd_buf_free(&p->fill);
     mrd_buf_free(&p->work);
-    for (int i = 0; i < p->n_meta; i++) {
-        free((char *)p->meta[i].key);
-        free((char *)p->meta[i].value);
-    }
-    free(p->ctype);
+    gw__meta_clear(&p->meta);
+    free(p->upload_id);
     free(p->key);
     free(p);
     stream_end();
@@ -206,9 +202,18 @@ job_open(void *arg)
     int rc = store_bucket_get(st, p->bucket, &blob, &len);
 
     free(blob);
+    blob = NULL;
     if (rc == MRD_ENOTFOUND) {
         put_fail(p, GW_S3E_NO_SUCH_BUCKET, rc);
         return;
+    }
+    if (rc == 0 && p->part) {
+        rc = store_mpu_get(st, p->bucket, p->key, p->upload_id, &blob, &len);
+        free(blob);
+        if (rc == MRD_ENOTFOUND || rc == MRD_EINVAL) {
+            put_fail(p, GW_S3E_NO_SUCH_UPLOAD, rc);
+            return;
+        }
     }
     if (rc == 0)
         rc = store_writer_open(st, p->bucket, p->key, p->vid, p->check_sha ? STORE_WRITE_SHA256 : 0,
@@ -237,6 +242,29 @@ job_finish(void *arg)
     p->w = NULL;
     if (rc != 0)
         put_fail(p, gw_s3_err_from_rc(rc), rc);
+}
+
+/* UploadPart: records the durable part (its 200 waits for this commit). */
+static void
+job_part_commit(void *arg)
+{
+    put *p = arg;
+    store_mpu_part mp = {.number = p->part,
+                         .size = p->res.size,
+                         .mtime_ms = mrd_clock_realtime_ms(NULL),
+                         .layout = p->res.layout,
+                         .layout_len = p->res.layout_len};
+    int rc;
+
+    memcpy(mp.md5, p->res.md5, 16);
+    rc = store_mpu_part_put(engine_store(p->d->eng), p->bucket, p->key, p->upload_id, &mp);
+    if (rc == 0)
+        p->committed = 1;
+    else if (rc == MRD_ENOTFOUND)
+        put_fail(p, GW_S3E_NO_SUCH_UPLOAD, rc); /* aborted meanwhile: the data goes */
+    else
+        put_fail(p, gw_s3_err_from_rc(rc), rc);
+    p->stage = P_DONE;
 }
 
 /* Cleanup of a PUT that will not be acknowledged. */
@@ -387,14 +415,18 @@ put_step(put *p)
             return;
         }
         p->stage = P_COMMIT;
+        if (p->part) {
+            submit(p, job_part_commit);
+            break;
+        }
         ep = (engine_put){.bucket = p->bucket,
                           .key = p->key,
                           .version_id = p->vid,
                           .size = p->res.size,
                           .etag = p->res.etag,
-                          .content_type = p->ctype,
-                          .meta = p->meta,
-                          .n_meta = (size_t)p->n_meta,
+                          .content_type = p->meta.ctype,
+                          .meta = p->meta.kv,
+                          .n_meta = (size_t)p->meta.n,
                           .layout = p->res.layout,
                           .layout_len = p->res.layout_len};
         p->busy = 1;
@@ -523,11 +555,13 @@ decode_md5(const char *b64, unsigned char out[16])
 }
 
 static int
-add_meta(put *p, const char *name, const char *value)
+add_meta(gw__meta *m, const char *name, const char *value)
 {
     char *k, *v;
 
-    if (p->n_meta == MAX_META)
+    if (!m->kv && !(m->kv = calloc(GW_MAX_META, sizeof(*m->kv))))
+        return -1;
+    if (m->n == GW_MAX_META)
         return -1;
     k = strdup(name);
     v = strdup(value);
@@ -538,9 +572,84 @@ add_meta(put *p, const char *name, const char *value)
     }
     for (char *c = k; *c; c++)
         *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-    p->meta[p->n_meta].key = k;
-    p->meta[p->n_meta].value = v;
-    p->n_meta++;
+    m->kv[m->n].key = k;
+    m->kv[m->n].value = v;
+    m->n++;
+    return 0;
+}
+
+void
+gw__meta_clear(gw__meta *m)
+{
+    for (int i = 0; i < m->n; i++) {
+        free((char *)m->kv[i].key);
+        free((char *)m->kv[i].value);
+    }
+    free(m->ctype);
+    free(m->kv);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Content-Encoding as stored: without the aws-chunked transfer coding.
+ * Writes "" when nothing else remains. */
+static void
+strip_aws_chunked(const char *v, char *out, size_t outsz)
+{
+    size_t o = 0;
+
+    while (*v) {
+        const char *comma = strchr(v, ',');
+        size_t n = comma ? (size_t)(comma - v) : strlen(v);
+        const char *t = v;
+        size_t tn = n;
+        while (tn && (*t == ' ' || *t == '\t'))
+            t++, tn--;
+        while (tn && (t[tn - 1] == ' ' || t[tn - 1] == '\t'))
+            tn--;
+        if (tn && !(tn == 11 && strncasecmp(t, "aws-chunked", 11) == 0) && o + tn + 2 < outsz) {
+            if (o)
+                out[o++] = ',';
+            memcpy(out + o, t, tn);
+            o += tn;
+        }
+        v += n + (comma ? 1 : 0);
+    }
+    out[o] = '\0';
+}
+
+int
+gw__meta_parse(gw_req *r, gw__meta *m, const char **msg)
+{
+    const char *v = gw_req_header(r, "content-type");
+    size_t meta_bytes = 0;
+    char enc[256];
+
+    *msg = NULL;
+    m->ctype = strdup(v ? v : "binary/octet-stream");
+    if (!m->ctype)
+        return GW_S3E_INTERNAL;
+    for (int i = 0; i < gw_req_header_count(r); i++) {
+        const char *name, *value;
+        int keep = 0;
+        gw_req_header_at(r, i, &name, &value);
+        if (strncasecmp(name, "x-amz-meta-", 11) == 0)
+            keep = 1;
+        for (const char *const *k = kept_headers; *k && !keep; k++)
+            keep = strcasecmp(name, *k) == 0;
+        if (!keep)
+            continue;
+        if (strcasecmp(name, "content-encoding") == 0) {
+            strip_aws_chunked(value, enc, sizeof(enc));
+            if (!enc[0])
+                continue;
+            value = enc;
+        }
+        meta_bytes += strlen(name) + strlen(value);
+        if (meta_bytes > MAX_META_SZ || add_meta(m, name, value) != 0) {
+            *msg = "Your metadata headers exceed the maximum allowed metadata size (2 KiB).";
+            return GW_S3E_INVALID_ARGUMENT;
+        }
+    }
     return 0;
 }
 
@@ -591,41 +700,12 @@ put_parse_streaming(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **m
     return 0;
 }
 
-/* Content-Encoding as stored: without the aws-chunked transfer coding.
- * Writes "" when nothing else remains. */
-static void
-strip_aws_chunked(const char *v, char *out, size_t outsz)
-{
-    size_t o = 0;
-
-    while (*v) {
-        const char *comma = strchr(v, ',');
-        size_t n = comma ? (size_t)(comma - v) : strlen(v);
-        const char *t = v;
-        size_t tn = n;
-        while (tn && (*t == ' ' || *t == '\t'))
-            t++, tn--;
-        while (tn && (t[tn - 1] == ' ' || t[tn - 1] == '\t'))
-            tn--;
-        if (tn && !(tn == 11 && strncasecmp(t, "aws-chunked", 11) == 0) && o + tn + 2 < outsz) {
-            if (o)
-                out[o++] = ',';
-            memcpy(out + o, t, tn);
-            o += tn;
-        }
-        v += n + (comma ? 1 : 0);
-    }
-    out[o] = '\0';
-}
-
 static gw_s3_err
 put_parse_head(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **msg)
 {
     const char *v;
     int64_t cl = gw_req_content_length(r);
-    size_t meta_bytes = 0;
     gw_s3_err e;
-    char enc[256];
 
     *msg = NULL;
     if (cl < 0 && !gw_req_is_chunked(r))
@@ -650,44 +730,24 @@ put_parse_head(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **msg)
         memcpy(p->sha, auth->payload_hash, 64); /* length checked above */
         p->sha[64] = '\0';
     }
-    v = gw_req_header(r, "content-type");
-    p->ctype = strdup(v ? v : "binary/octet-stream");
-    if (!p->ctype)
-        return GW_S3E_INTERNAL;
-    for (int i = 0; i < gw_req_header_count(r); i++) {
-        const char *name, *value;
-        int keep = 0;
-        gw_req_header_at(r, i, &name, &value);
-        if (strncasecmp(name, "x-amz-meta-", 11) == 0)
-            keep = 1;
-        for (const char *const *k = kept_headers; *k && !keep; k++)
-            keep = strcasecmp(name, *k) == 0;
-        if (!keep)
-            continue;
-        if (strcasecmp(name, "content-encoding") == 0) {
-            strip_aws_chunked(value, enc, sizeof(enc));
-            if (!enc[0])
-                continue;
-            value = enc;
-        }
-        meta_bytes += strlen(name) + strlen(value);
-        if (meta_bytes > MAX_META_SZ || add_meta(p, name, value) != 0) {
-            *msg = "Your metadata headers exceed the maximum allowed metadata size (2 KiB).";
-            return GW_S3E_INVALID_ARGUMENT;
-        }
-    }
-    return 0;
+    if (p->part)
+        return 0; /* a part has no metadata of its own */
+    return (gw_s3_err)gw__meta_parse(r, &p->meta, msg);
 }
 
-void
-gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
-                  const gw_sigv4_auth *auth)
+/* PutObject and UploadPart: the same streaming path; part > 0 makes it a
+ * part of upload_id. */
+static void
+put_start(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const char *upload_id,
+          uint32_t part, const gw_sigv4_auth *auth)
 {
     put *p = calloc(1, sizeof(*p));
     const char *msg = NULL;
     gw_s3_err e;
 
-    if (!p || !(p->key = strdup(key))) {
+    if (!p || !(p->key = strdup(key)) || (part && !(p->upload_id = strdup(upload_id)))) {
+        if (p)
+            free(p->key);
         free(p);
         gw_s3_error(r, GW_S3E_INTERNAL, gw_req_path(r), "out of memory");
         return;
@@ -695,6 +755,7 @@ gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
     stream_begin(); /* put_free ends it */
     p->d = d;
     p->r = r;
+    p->part = part;
     snprintf(p->bucket, sizeof(p->bucket), "%s", bucket);
     e = put_parse_head(p, r, auth, &msg);
     if (e != 0) {
@@ -702,7 +763,10 @@ gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
         gw_s3_error(r, e, gw_req_path(r), msg);
         return;
     }
-    engine_version_id_new(d->eng, p->vid);
+    if (part) /* spreads the parts over the drives; never an index version */
+        snprintf(p->vid, sizeof(p->vid), "%.16s.%u", upload_id, part);
+    else
+        engine_version_id_new(d->eng, p->vid);
     gw_req_attach(r, &put_ops, p);
     /* Hold the body until the bucket is checked and the writer is open. */
     p->paused = 1;
@@ -710,6 +774,20 @@ gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
     submit(p, job_open);
     if (!p->busy)
         put_step(p);
+}
+
+void
+gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
+                  const gw_sigv4_auth *auth)
+{
+    put_start(d, r, bucket, key, NULL, 0, auth);
+}
+
+void
+gw__s3_upload_part(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
+                   const char *upload_id, uint32_t part, const gw_sigv4_auth *auth)
+{
+    put_start(d, r, bucket, key, upload_id, part, auth);
 }
 
 /* ========================================================================= */

@@ -406,8 +406,8 @@ put_superseded(store *st, const Meridian__ObjectPut *op, uint64_t lsn)
  * data must follow (then *layout holds a copy of its local layout). A put
  * whose version is gone here (put_superseded) is not added: *skipped. */
 static int
-add_entry(store *st, cut *b, const wal_entry *e, int *with_data, int *skipped, void **layout,
-          size_t *layout_len)
+add_entry_one(store *st, cut *b, const wal_entry *e, int *with_data, int *skipped, void **layout,
+              size_t *layout_len)
 {
     Meridian__WalRecord *rec = NULL;
     repl__rec *r = &b->recs[b->n];
@@ -462,6 +462,27 @@ add_entry(store *st, cut *b, const wal_entry *e, int *with_data, int *skipped, v
     b->n++;
     b->bytes += r->len;
     return 0;
+}
+
+/* add_entry_one, after turning a completed multipart upload into the object
+ * put peers apply: the object travels whole, read through its PARTS layout. */
+static int
+add_entry(store *st, cut *b, const wal_entry *e, int *with_data, int *skipped, void **layout,
+          size_t *layout_len)
+{
+    wal_entry put = *e;
+    void *buf = NULL;
+    int rc;
+
+    if (e->type == WAL_REC_MULTIPART_COMPLETE) {
+        if ((rc = engine_record_mpu_as_put(e->payload, e->len, &buf, &put.len)) != 0)
+            return rc;
+        put.type = WAL_REC_OBJECT_PUT;
+        put.payload = buf;
+    }
+    rc = add_entry_one(st, b, &put, with_data, skipped, layout, layout_len);
+    free(buf);
+    return rc;
 }
 
 static void

@@ -185,9 +185,106 @@ typedef struct store_layout_info {
     int is_inline;
     int k, m;
     uint32_t block_size;
-    char object_id[33]; /* hex; "" when inline */
+    char object_id[33]; /* hex; "" when inline or made of parts */
+    uint32_t parts;     /* > 0: a completed multipart upload made of this many parts */
 } store_layout_info;
 int store_layout_describe(const void *layout, size_t layout_len, store_layout_info *out);
+
+/* ------------------------------------------------------------------------ */
+/* Multipart uploads                                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A multipart upload is kept site-local in two LMDB databases (store/FORMAT.md):
+ * the upload (bucket, key, upload id, an opaque blob the caller defines) and
+ * its parts (number, size, MD5, the part's own layout blob). Each part is an
+ * ordinary object written with store_writer_* (choose its drives with a
+ * version id unique to the part, e.g. "<upload id>.<part number>") and made
+ * durable by store_writer_finish before store_mpu_part_put records it.
+ *
+ * Completing does not copy data: store_layout_compose builds a PARTS layout
+ * that lists the parts' layouts in order, and the object is read, healed,
+ * freed and replicated through that layout like any other. The upload's
+ * records are dropped, and the data of parts the layout does not use freed,
+ * by a STORE_OP_MPU_FINISH op in the same index transaction that makes the
+ * object visible.
+ */
+
+#define STORE_MPU_MAX_PARTS 10000
+
+/* One part of an upload. As output, layout points into the walk. */
+typedef struct store_mpu_part {
+    uint32_t number; /* 1..STORE_MPU_MAX_PARTS */
+    uint64_t size;
+    uint64_t mtime_ms;
+    unsigned char md5[16];
+    const void *layout;
+    size_t layout_len;
+} store_mpu_part;
+
+/* Records a new upload. blob (len bytes) is the caller's (content type,
+ * metadata, initiation time ...). Errors: MRD_EINVAL, MRD_ETOOBIG,
+ * MRD_EEXIST (the upload id is taken), MRD_EDURABLE. */
+int store_mpu_create(store *s, const char *bucket, const char *key, const char *upload_id,
+                     const void *blob, size_t len);
+
+/* The upload's blob (malloc'ed, the caller frees). MRD_ENOTFOUND when there
+ * is no such upload (never created, completed or aborted). */
+int store_mpu_get(store *s, const char *bucket, const char *key, const char *upload_id, void **blob,
+                  size_t *len);
+
+/*
+ * Records part p of an upload, durably, replacing a part with the same
+ * number; the replaced part's data is freed after the commit. Call after
+ * store_writer_finish. Errors: MRD_ENOTFOUND (no such upload: the caller
+ * frees the part's data), MRD_EBUSY (a Complete of this upload is running),
+ * MRD_EINVAL, MRD_EDURABLE.
+ */
+int store_mpu_part_put(store *s, const char *bucket, const char *key, const char *upload_id,
+                       const store_mpu_part *p);
+
+/* Walks the parts of an upload in number order, starting after part
+ * `after` (0: from the first). Same callback rules as store_list_cb.
+ * MRD_ENOTFOUND when there is no such upload. */
+typedef int (*store_mpu_part_cb)(void *user, const store_mpu_part *p);
+int store_mpu_parts(store *s, const char *bucket, const char *key, const char *upload_id,
+                    uint32_t after, store_mpu_part_cb cb, void *user);
+
+/* Walks the uploads of bucket whose key starts with prefix, in (key, upload
+ * id) order, starting after (key_marker, upload_id_marker); an empty
+ * upload_id_marker starts after every upload of key_marker. */
+typedef int (*store_mpu_cb)(void *user, const char *key, const char *upload_id, const void *blob,
+                            size_t len);
+int store_mpu_list(store *s, const char *bucket, const char *prefix, const char *key_marker,
+                   const char *upload_id_marker, store_mpu_cb cb, void *user);
+
+/*
+ * Marks the upload as being completed by this process, so that parts cannot
+ * be replaced and the upload cannot be aborted under a Complete. A mark left
+ * by a process that died is ignored. store_mpu_complete_cancel clears it when
+ * the Complete fails before its record is written.
+ * Errors: MRD_ENOTFOUND, MRD_EBUSY (another Complete is running).
+ */
+int store_mpu_complete_begin(store *s, const char *bucket, const char *key, const char *upload_id);
+int store_mpu_complete_cancel(store *s, const char *bucket, const char *key, const char *upload_id);
+
+/* Drops the upload and frees the data of every part. Errors: MRD_ENOTFOUND,
+ * MRD_EBUSY (a Complete is running). */
+int store_mpu_abort(store *s, const char *bucket, const char *key, const char *upload_id);
+
+/* One part of a layout to compose. */
+typedef struct store_part_ref {
+    const void *layout;
+    size_t layout_len;
+} store_part_ref;
+
+/*
+ * Builds the PARTS layout of an object made of parts[0..n) in order (their
+ * layouts, as recorded by store_mpu_part_put). *out is malloc'ed, owned by
+ * the caller. Errors: MRD_EINVAL (n == 0 or > STORE_MPU_MAX_PARTS),
+ * MRD_ECORRUPT (a part layout is malformed or itself made of parts).
+ */
+int store_layout_compose(const store_part_ref *parts, size_t n, void **out, size_t *out_len);
 
 /* ------------------------------------------------------------------------ */
 /* Heal and garbage collection                                              */
@@ -306,6 +403,9 @@ typedef enum {
     STORE_OP_META_PUT,    /* key -> blob in the generic meta keyspace (store_meta_get);
                              bucket is ignored: lets state such as replication
                              progress commit atomically with the records it covers */
+    STORE_OP_MPU_FINISH,  /* drops upload version_id of bucket/key and its parts; after the
+                             commit frees the data of parts that blob (the object's PARTS
+                             layout) does not use. Absent upload: nothing to do. */
 } store_index_op_type;
 
 #define STORE_OPF_CURRENT 0x1u

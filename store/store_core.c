@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -405,6 +406,10 @@ store_open(const store_opts *o, store **out)
         s->inline_max = (uint32_t)((uint64_t)s->k * s->block_size - 1);
     pthread_mutex_init(&s->heal_mu, NULL);
     pthread_mutex_init(&s->buf_mu, NULL);
+    pthread_mutex_init(&s->pin_mu, NULL);
+    if (getrandom(&s->boot_token, sizeof(s->boot_token), 0) != sizeof(s->boot_token) ||
+        s->boot_token == 0)
+        s->boot_token = mrd_clock_mono_ns() | 1;
     for (int i = 0; i < s->n_drives; i++)
         snprintf(s->drives[i].path, sizeof(s->drives[i].path), "%s", o->data_dirs[i]);
 
@@ -427,6 +432,7 @@ fail:
     store__ec_free(s);
     pthread_mutex_destroy(&s->heal_mu);
     pthread_mutex_destroy(&s->buf_mu);
+    pthread_mutex_destroy(&s->pin_mu);
     free(s);
     return rc;
 }
@@ -444,6 +450,13 @@ store_close(store *s)
         free(s->buf_free[i]);
     pthread_mutex_destroy(&s->heal_mu);
     pthread_mutex_destroy(&s->buf_mu);
+    pthread_mutex_destroy(&s->pin_mu);
+    while (s->pins) { /* deferred frees of readers never closed: leftovers */
+        store__pin *p = s->pins;
+        s->pins = p->next;
+        free(p->pending);
+        free(p);
+    }
     free(s);
 }
 

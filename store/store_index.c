@@ -4,8 +4,9 @@
  *
  * One LMDB environment in meta_dir, opened with MDB_NOTLS (read transactions
  * are not tied to threads, so worker pools may use them) and without NOSYNC:
- * every write transaction is durable when mdb_txn_commit returns. Six named
- * databases (the key layout is in store/FORMAT.md):
+ * every write transaction is durable when mdb_txn_commit returns. Eight
+ * named databases (the key layout is in store/FORMAT.md; mpu and mpart, the
+ * multipart uploads in progress, are store_mpu.c's):
  *
  *   buckets  bucket                       -> bucket config blob
  *   ver      bucket \0 key \0 version_id  -> version record
@@ -13,6 +14,8 @@
  *   meta     any string                   -> bytes (other modules' state)
  *   sys      "last_lsn"                   -> u64 LE
  *   healq    object id (16 bytes)         -> layout blob
+ *   mpu      bucket \0 key \0 upload_id   -> complete mark, upload blob
+ *   mpart    upload_id \0 u32 BE number    -> part record
  *
  * Why \0 separators: S3 keys never contain NUL, and NUL sorts before every
  * other byte, so "a" \0 ... sorts before "a/b" \0 ... and a cursor walk of
@@ -107,7 +110,9 @@ store__index_open(store *s)
         (rc = mdb_dbi_open(txn, "cur", MDB_CREATE, &s->dbi_cur)) != 0 ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->dbi_meta)) != 0 ||
         (rc = mdb_dbi_open(txn, "sys", MDB_CREATE, &s->dbi_sys)) != 0 ||
-        (rc = mdb_dbi_open(txn, "healq", MDB_CREATE, &s->dbi_healq)) != 0) {
+        (rc = mdb_dbi_open(txn, "healq", MDB_CREATE, &s->dbi_healq)) != 0 ||
+        (rc = mdb_dbi_open(txn, "mpu", MDB_CREATE, &s->dbi_mpu)) != 0 ||
+        (rc = mdb_dbi_open(txn, "mpart", MDB_CREATE, &s->dbi_mpart)) != 0) {
         mdb_txn_abort(txn);
         goto fail;
     }
@@ -131,11 +136,9 @@ store__index_close(store *s)
 
 /* ---- keys and records ------------------------------------------------------ */
 
-#define KEYBUF 1024
-
 /* bucket \0 key [\0 version]. Returns the length or MRD_ETOOBIG. */
-static int
-make_key(store *s, char *out, const char *bucket, const char *key, const char *version)
+int
+store__make_key(store *s, char *out, const char *bucket, const char *key, const char *version)
 {
     size_t bl = strlen(bucket), kl = key ? strlen(key) : 0, vl = version ? strlen(version) : 0;
     size_t n = bl + (key ? 1 + kl : 0) + (version ? 1 + vl : 0);
@@ -292,14 +295,14 @@ get_lsn(store *s, MDB_txn *txn, uint64_t *out)
     return 0;
 }
 
-static int
-del_ok(int rc)
+int
+store__del_ok(int rc)
 {
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : store__mdb_err(rc);
 }
 
 static int
-apply_one(store *s, MDB_txn *txn, const store_index_op *op)
+apply_one(store *s, MDB_txn *txn, const store_index_op *op, store__freelist *fl)
 {
     char kb[KEYBUF];
     int kl, rc;
@@ -316,23 +319,23 @@ apply_one(store *s, MDB_txn *txn, const store_index_op *op)
         return MRD_EINVAL;
     switch (op->type) {
     case STORE_OP_BUCKET_PUT:
-        if ((kl = make_key(s, kb, op->bucket, NULL, NULL)) < 0)
+        if ((kl = store__make_key(s, kb, op->bucket, NULL, NULL)) < 0)
             return kl;
         k = (MDB_val){(size_t)kl, kb};
         v = (MDB_val){op->blob ? op->blob_len : 0, (void *)(op->blob ? op->blob : "")};
         return store__mdb_err(mdb_put(txn, s->dbi_buckets, &k, &v, 0));
     case STORE_OP_BUCKET_DEL:
-        if ((kl = make_key(s, kb, op->bucket, NULL, NULL)) < 0)
+        if ((kl = store__make_key(s, kb, op->bucket, NULL, NULL)) < 0)
             return kl;
         k = (MDB_val){(size_t)kl, kb};
-        return del_ok(mdb_del(txn, s->dbi_buckets, &k, NULL));
+        return store__del_ok(mdb_del(txn, s->dbi_buckets, &k, NULL));
     case STORE_OP_VERSION_PUT: {
         unsigned char *rec;
         size_t rl;
         const store_version *ver = op->version;
         if (!op->key || !ver || !ver->version_id)
             return MRD_EINVAL;
-        if ((kl = make_key(s, kb, op->bucket, op->key, ver->version_id)) < 0)
+        if ((kl = store__make_key(s, kb, op->bucket, op->key, ver->version_id)) < 0)
             return kl;
         if ((rc = version_encode(ver, &rec, &rl)) != 0)
             return rc;
@@ -350,10 +353,10 @@ apply_one(store *s, MDB_txn *txn, const store_index_op *op)
         MDB_val ck, cv;
         if (!op->key || !op->version_id)
             return MRD_EINVAL;
-        if ((kl = make_key(s, kb, op->bucket, op->key, op->version_id)) < 0)
+        if ((kl = store__make_key(s, kb, op->bucket, op->key, op->version_id)) < 0)
             return kl;
         k = (MDB_val){(size_t)kl, kb};
-        if ((rc = del_ok(mdb_del(txn, s->dbi_ver, &k, NULL))) != 0)
+        if ((rc = store__del_ok(mdb_del(txn, s->dbi_ver, &k, NULL))) != 0)
             return rc;
         ck = (MDB_val){strlen(op->bucket) + 1 + strlen(op->key), kb};
         rc = mdb_get(txn, s->dbi_cur, &ck, &cv);
@@ -363,13 +366,13 @@ apply_one(store *s, MDB_txn *txn, const store_index_op *op)
             return store__mdb_err(rc);
         if (cv.mv_size == strlen(op->version_id) + 1 &&
             memcmp(cv.mv_data, op->version_id, cv.mv_size) == 0)
-            return del_ok(mdb_del(txn, s->dbi_cur, &ck, NULL));
+            return store__del_ok(mdb_del(txn, s->dbi_cur, &ck, NULL));
         return 0;
     }
     case STORE_OP_CURRENT_SET:
         if (!op->key || !op->version_id)
             return MRD_EINVAL;
-        if ((kl = make_key(s, kb, op->bucket, op->key, op->version_id)) < 0)
+        if ((kl = store__make_key(s, kb, op->bucket, op->key, op->version_id)) < 0)
             return kl;
         k = (MDB_val){(size_t)kl, kb};
         if ((rc = mdb_get(txn, s->dbi_ver, &k, &v)) != 0)
@@ -380,12 +383,17 @@ apply_one(store *s, MDB_txn *txn, const store_index_op *op)
     case STORE_OP_CURRENT_DEL:
         if (!op->key)
             return MRD_EINVAL;
-        if ((kl = make_key(s, kb, op->bucket, op->key, NULL)) < 0)
+        if ((kl = store__make_key(s, kb, op->bucket, op->key, NULL)) < 0)
             return kl;
         k = (MDB_val){(size_t)kl, kb};
-        return del_ok(mdb_del(txn, s->dbi_cur, &k, NULL));
+        return store__del_ok(mdb_del(txn, s->dbi_cur, &k, NULL));
     case STORE_OP_META_PUT:
         break; /* handled above */
+    case STORE_OP_MPU_FINISH:
+        if (!op->key || !op->version_id)
+            return MRD_EINVAL;
+        return store__mpu_finish(s, txn, op->bucket, op->key, op->version_id, op->blob,
+                                 op->blob_len, fl);
     }
     return MRD_EINVAL;
 }
@@ -397,6 +405,7 @@ store_index_apply(store *s, const store_index_op *ops, size_t n, uint64_t lsn)
     uint64_t last;
     unsigned char lb[8];
     MDB_val k = {strlen(LSN_KEY), LSN_KEY}, v = {8, lb};
+    store__freelist fl = {0};
     int rc;
 
     if (!s || (n && !ops) || lsn == 0)
@@ -404,25 +413,22 @@ store_index_apply(store *s, const store_index_op *ops, size_t n, uint64_t lsn)
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
         return store__mdb_err(rc);
     if ((rc = get_lsn(s, txn, &last)) != 0)
-        goto fail;
+        goto out;
     if (lsn <= last) {
         mdb_txn_abort(txn);
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = apply_one(s, txn, &ops[i])) != 0) {
+        if ((rc = apply_one(s, txn, &ops[i], &fl)) != 0) {
             MRD_WARN("store.index_apply", "lsn=%llu op=%zu type=%d err=\"%s\"",
                      (unsigned long long)lsn, i, (int)ops[i].type, mrd_strerror(rc));
-            goto fail;
+            goto out;
         }
     }
     put64(lb, lsn);
-    if ((rc = store__mdb_err(mdb_put(txn, s->dbi_sys, &k, &v, 0))) != 0)
-        goto fail;
-    return store__txn_commit(s, txn);
-fail:
-    mdb_txn_abort(txn);
-    return rc;
+    rc = store__mdb_err(mdb_put(txn, s->dbi_sys, &k, &v, 0));
+out:
+    return store__txn_end(s, txn, &fl, rc);
 }
 
 int
@@ -478,7 +484,7 @@ store_index_get(store *s, const char *bucket, const char *key, const char *versi
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
         return store__mdb_err(rc);
     if (!version_id) {
-        if ((kl = make_key(s, kb, bucket, key, NULL)) < 0) {
+        if ((kl = store__make_key(s, kb, bucket, key, NULL)) < 0) {
             rc = kl;
             goto out;
         }
@@ -493,7 +499,7 @@ store_index_get(store *s, const char *bucket, const char *key, const char *versi
         vid[v.mv_size - 1] = '\0';
         version_id = vid;
     }
-    if ((kl = make_key(s, kb, bucket, key, version_id)) < 0) {
+    if ((kl = store__make_key(s, kb, bucket, key, version_id)) < 0) {
         rc = kl;
         goto out;
     }
@@ -531,7 +537,7 @@ store_index_list(store *s, const char *bucket, const char *prefix, const char *s
     if (!s || !bucket || !bucket[0] || !cb)
         return MRD_EINVAL;
     prefix = prefix ? prefix : "";
-    if ((pl = make_key(s, pfx, bucket, prefix, NULL)) < 0)
+    if ((pl = store__make_key(s, pfx, bucket, prefix, NULL)) < 0)
         return pl;
     bl = strlen(bucket) + 1;
     /* Seek target: the prefix, or just after start_after if that is later. */
@@ -539,10 +545,10 @@ store_index_list(store *s, const char *bucket, const char *prefix, const char *s
     sl = pl;
     if (start_after && strcmp(start_after, prefix) >= 0) {
         if (versions && start_after_version) {
-            if ((sl = make_key(s, start, bucket, start_after, start_after_version)) < 0)
+            if ((sl = store__make_key(s, start, bucket, start_after, start_after_version)) < 0)
                 return sl;
         } else {
-            if ((sl = make_key(s, start, bucket, start_after, NULL)) < 0)
+            if ((sl = store__make_key(s, start, bucket, start_after, NULL)) < 0)
                 return sl;
             /* In ver, every version of start_after sorts below start_after \1. */
             if (versions)
@@ -603,7 +609,7 @@ store_index_list(store *s, const char *bucket, const char *prefix, const char *s
                 rc = MRD_ECORRUPT;
                 break;
             }
-            if ((vkl = make_key(s, vk, bucket, name, v.mv_data)) < 0) {
+            if ((vkl = store__make_key(s, vk, bucket, name, v.mv_data)) < 0) {
                 rc = vkl;
                 break;
             }
@@ -656,7 +662,7 @@ store_bucket_get(store *s, const char *bucket, void **blob, size_t *len)
 
     if (!s || !bucket || !blob || !len)
         return MRD_EINVAL;
-    if ((kl = make_key(s, kb, bucket, NULL, NULL)) < 0)
+    if ((kl = store__make_key(s, kb, bucket, NULL, NULL)) < 0)
         return kl;
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
         return store__mdb_err(rc);
@@ -715,7 +721,8 @@ meta_write(store *s, MDB_dbi dbi, const void *key, size_t klen, const void *val,
         return MRD_EINVAL;
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
         return store__mdb_err(rc);
-    rc = del ? del_ok(mdb_del(txn, dbi, &k, NULL)) : store__mdb_err(mdb_put(txn, dbi, &k, &v, 0));
+    rc = del ? store__del_ok(mdb_del(txn, dbi, &k, NULL))
+             : store__mdb_err(mdb_put(txn, dbi, &k, &v, 0));
     if (rc != 0) {
         mdb_txn_abort(txn);
         return rc;

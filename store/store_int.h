@@ -19,6 +19,8 @@
 #define STORE_SHARD_MAGIC    0x5344524du /* "MRDS" little-endian */
 #define STORE_LAYOUT_INLINE  0
 #define STORE_LAYOUT_EC      1
+#define STORE_LAYOUT_PARTS   2 /* a completed multipart upload: a list of part layouts */
+#define STORE_LAYOUT_FIXED   36
 
 typedef struct store_drive {
     char path[1024];
@@ -35,7 +37,29 @@ typedef struct store_layout {
     unsigned char objid[STORE_OBJID_LEN];
     unsigned char drive[STORE_MAX_SHARDS];
     const unsigned char *inline_data; /* points into the blob */
+    uint32_t n_parts;                 /* kind PARTS: number of entries */
+    const unsigned char *parts;       /* kind PARTS: first entry, inside the blob */
+    size_t parts_len;                 /* kind PARTS: bytes of all entries */
 } store_layout;
+
+/* One part of a PARTS layout, with its place in the object. blob points into
+ * the PARTS layout blob it came from. */
+typedef struct store__part_ent {
+    uint64_t off, size;
+    const unsigned char *blob;
+    size_t len;
+} store__part_ent;
+
+/* A reader pin on a PARTS object (store_parts.c): while one exists, freeing
+ * the object's data is deferred to the last reader's close; while a free is
+ * in progress (deleting), new readers are refused. */
+typedef struct store__pin {
+    struct store__pin *next;
+    unsigned char id[STORE_OBJID_LEN]; /* object id of the object's first striped part */
+    int refs, deleting;
+    void *pending; /* PARTS layout to free when refs drops to 0 */
+    size_t pending_len;
+} store__pin;
 
 struct store {
     store_opts opts;
@@ -48,6 +72,11 @@ struct store {
 
     MDB_env *env;
     MDB_dbi dbi_buckets, dbi_ver, dbi_cur, dbi_meta, dbi_sys, dbi_healq;
+    MDB_dbi dbi_mpu, dbi_mpart; /* multipart uploads in progress and their parts */
+    uint64_t boot_token;        /* random per open: marks a Complete running in this process */
+
+    pthread_mutex_t pin_mu;
+    store__pin *pins;
 
     store_fault_fn fault_fn;
     void *fault_user;
@@ -68,6 +97,33 @@ struct store {
     int heal_all;
     atomic_uint_fast64_t heal_checked, heal_total, heal_rebuilt, heal_errors;
 };
+
+/* Little-endian integers of the on-disk formats. */
+static inline void
+store__put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline void
+store__put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint32_t
+store__get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t
+store__get64(const unsigned char *p)
+{
+    return (uint64_t)store__get32(p) | (uint64_t)store__get32(p + 4) << 32;
+}
 
 /* store_core.c */
 int store__fault(store *s, store_fault_point p, const char *detail);
@@ -101,6 +157,21 @@ store__block_off(const store_layout *l, uint64_t stripe)
     return STORE_SHARD_HDR_SIZE + stripe * ((uint64_t)l->block_size + STORE_CRC_SIZE);
 }
 
+/* store_parts.c */
+/* Parses the entries of a PARTS layout into a malloc'ed array (caller frees). */
+int store__parts_index(const store_layout *l, store__part_ent **out);
+/* Validates the entries of a PARTS layout whose header is parsed into l. */
+int store__parts_check(store_layout *l, const unsigned char *b, size_t len);
+/* The object id that keys a PARTS object's pin (its first striped part);
+ * 0 if the object has one, MRD_ENOTFOUND when every part is inline. */
+int store__parts_pin_id(const store_layout *l, unsigned char id[STORE_OBJID_LEN]);
+/* Takes / drops a reader pin. pin fails with MRD_EDEGRADED while the data is
+ * being freed. */
+int store__pin_take(store *s, const unsigned char *id);
+void store__pin_drop(store *s, const unsigned char *id);
+int store__parts_delete(store *s, const store_layout *l, const void *blob, size_t len);
+int store__parts_heal(store *s, const store_layout *l, int *rebuilt);
+
 /* store_ec.c */
 int store__ec_init(store *s);
 void store__ec_free(store *s);
@@ -111,6 +182,26 @@ int store__ec_rebuild(store *s, int k, int m, uint32_t len, unsigned char **bloc
                       const int *present);
 
 /* store_index.c */
+#define KEYBUF 1024
+int store__make_key(store *s, char *out, const char *bucket, const char *key, const char *version);
+int store__del_ok(int rc);
+
+/* store_mpu.c */
+/* Layouts whose data is freed once the transaction that dropped them commits. */
+typedef struct store__freelist {
+    void **blob;
+    size_t *len;
+    size_t n, cap;
+} store__freelist;
+int store__freelist_add(store__freelist *fl, const void *blob, size_t len);
+/* Commits txn when rc is 0 (else aborts it), then frees fl's data if the
+ * commit happened. Returns rc or the commit's error. */
+int store__txn_end(store *s, MDB_txn *txn, store__freelist *fl, int rc);
+/* Frees the data (when commit_ok) and the list. */
+void store__freelist_run(store *s, store__freelist *fl, int commit_ok);
+int store__mpu_finish(store *s, MDB_txn *txn, const char *bucket, const char *key,
+                      const char *upload_id, const void *layout, size_t layout_len,
+                      store__freelist *fl);
 int store__index_open(store *s);
 void store__index_close(store *s);
 int store__healq_add(store *s, const void *layout, size_t len);

@@ -150,6 +150,12 @@ struct store_reader {
     int lost[STORE_MAX_SHARDS];
     int queued;
     unsigned char *scratch; /* nsh blocks, lazily */
+    /* PARTS objects (store_parts.c): one part open at a time */
+    store__part_ent *pe;
+    store_reader *sub;
+    uint32_t sub_i;
+    int pinned;
+    unsigned char pin_id[STORE_OBJID_LEN];
 };
 
 /*
@@ -178,6 +184,36 @@ open_all(store_reader *r)
         }
     }
     return r->nsh == 0 || nopen >= r->l.k ? 0 : MRD_EDEGRADED;
+}
+
+/*
+ * A PARTS object: index the parts, pin the object (its data cannot be freed
+ * until close), then open the first striped part. That open is what tells a
+ * reader that arrived after the data was freed (the files are gone) from
+ * one that pinned it in time: parts are freed first to last, and a free that
+ * starts after the pin is deferred.
+ */
+static int
+open_parts(store_reader *r)
+{
+    int rc = store__parts_index(&r->l, &r->pe);
+
+    if (rc != 0)
+        return rc;
+    if (store__parts_pin_id(&r->l, r->pin_id) != 0)
+        return 0; /* all inline */
+    if ((rc = store__pin_take(r->s, r->pin_id)) != 0)
+        return rc;
+    r->pinned = 1;
+    for (uint32_t i = 0; i < r->l.n_parts; i++) {
+        if (r->pe[i].blob[5] != STORE_LAYOUT_EC)
+            continue;
+        rc = store_reader_open(r->s, r->pe[i].blob, r->pe[i].len, &r->sub);
+        if (rc == 0)
+            r->sub_i = i;
+        break;
+    }
+    return rc;
 }
 
 int
@@ -215,7 +251,8 @@ store_reader_open(store *s, const void *layout, size_t layout_len, store_reader 
     r->nsh = r->l.kind == STORE_LAYOUT_EC ? r->l.k + r->l.m : 0;
     for (int i = 0; i < STORE_MAX_SHARDS; i++)
         r->fd[i] = -1;
-    if ((rc = open_all(r)) != 0) {
+    rc = r->l.kind == STORE_LAYOUT_PARTS ? open_parts(r) : open_all(r);
+    if (rc != 0) {
         store_reader_close(r);
         return rc;
     }
@@ -237,6 +274,10 @@ store_reader_close(store_reader *r)
     for (int i = 0; i < r->nsh; i++)
         if (r->fd[i] >= 0)
             close(r->fd[i]);
+    store_reader_close(r->sub);
+    if (r->pinned)
+        store__pin_drop(r->s, r->pin_id);
+    free(r->pe);
     if (r->l.block_size == r->s->block_size)
         store__buf_put(r->s, r->scratch);
     else
@@ -348,6 +389,53 @@ read_inline(store_reader *r, uint64_t off, void *buf, size_t len, size_t *nread)
     return 0;
 }
 
+/* The part covering byte off (off < size): binary search on start offsets. */
+static uint32_t
+part_at(const store_reader *r, uint64_t off)
+{
+    uint32_t lo = 0, hi = r->l.n_parts - 1;
+
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo + 1) / 2;
+        if (r->pe[mid].off <= off)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Reads a PARTS object: each part the range covers in turn, through one
+ * reader on that part, opened when the read gets to it. */
+static int
+read_parts(store_reader *r, uint64_t off, unsigned char *out, size_t len, size_t *nread)
+{
+    uint64_t end = r->l.size - off < len ? r->l.size : off + len, pos = off;
+    int rc = 0;
+
+    while (pos < end && rc == 0) {
+        uint32_t i = part_at(r, pos);
+        const store__part_ent *pe = &r->pe[i];
+        uint64_t pend = pe->off + pe->size < end ? pe->off + pe->size : end;
+        size_t n = 0;
+
+        if (!r->sub || r->sub_i != i) {
+            store_reader_close(r->sub);
+            r->sub = NULL;
+            if ((rc = store_reader_open(r->s, pe->blob, pe->len, &r->sub)) != 0)
+                break;
+            r->sub_i = i;
+        }
+        rc = store_reader_read(r->sub, pos - pe->off, out + (pos - off), (size_t)(pend - pos), &n);
+        if (rc == 0 && n != pend - pos)
+            rc = MRD_ECORRUPT; /* a part shorter than its entry */
+        pos += n;
+    }
+    if (rc == 0)
+        *nread = (size_t)(pos - off);
+    return rc;
+}
+
 int
 store_reader_read(store_reader *r, uint64_t off, void *buf, size_t len, size_t *nread)
 {
@@ -359,6 +447,13 @@ store_reader_read(store_reader *r, uint64_t off, void *buf, size_t len, size_t *
         return MRD_EINVAL;
     if (r->l.kind == STORE_LAYOUT_INLINE)
         return read_inline(r, off, buf, len, nread);
+    if (r->l.kind == STORE_LAYOUT_PARTS) {
+        if (off >= r->l.size || len == 0) {
+            *nread = 0;
+            return 0;
+        }
+        return read_parts(r, off, out, len, nread);
+    }
     if (off >= r->l.size || len == 0) {
         *nread = 0;
         return 0;
@@ -428,6 +523,8 @@ store_heal_object(store *s, const void *layout, size_t layout_len, int *rebuilt)
             *rebuilt = 0;
         return 0;
     }
+    if (l.kind == STORE_LAYOUT_PARTS)
+        return store__parts_heal(s, &l, rebuilt);
     if (l.k != s->k || l.m != s->m)
         return MRD_ECORRUPT;
     nsh = l.k + l.m;
@@ -563,6 +660,8 @@ store_object_delete_data(store *s, const void *layout, size_t layout_len)
         return rc;
     if (l.kind == STORE_LAYOUT_INLINE)
         return 0;
+    if (l.kind == STORE_LAYOUT_PARTS)
+        return store__parts_delete(s, &l, layout, layout_len);
     for (int i = 0; i < l.k + l.m; i++) {
         if (l.drive[i] >= s->n_drives)
             return MRD_ECORRUPT;

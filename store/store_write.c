@@ -50,37 +50,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-/* ---- little-endian helpers --------------------------------------------- */
-
-static void
-put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void
-put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-get64(const unsigned char *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 /* ---- layout blob ---------------------------------------------------------- */
 
-#define LAYOUT_FIXED 36
+#define LAYOUT_FIXED STORE_LAYOUT_FIXED
 
 static int
 layout_encode(const store_layout *l, const void *inline_data, void **out, size_t *outlen)
@@ -92,18 +64,18 @@ layout_encode(const store_layout *l, const void *inline_data, void **out, size_t
 
     if (!b)
         return -ENOMEM;
-    put32(b, STORE_LAYOUT_MAGIC);
+    store__put32(b, STORE_LAYOUT_MAGIC);
     b[4] = 1;
     b[5] = (unsigned char)l->kind;
     b[6] = (unsigned char)(l->kind == STORE_LAYOUT_EC ? l->k : 0);
     b[7] = (unsigned char)(l->kind == STORE_LAYOUT_EC ? l->m : 0);
-    put32(b + 8, l->kind == STORE_LAYOUT_EC ? l->block_size : 0);
-    put64(b + 12, l->size);
+    store__put32(b + 8, l->kind == STORE_LAYOUT_EC ? l->block_size : 0);
+    store__put64(b + 12, l->size);
     memcpy(b + 20, l->objid, STORE_OBJID_LEN);
     memcpy(b + LAYOUT_FIXED, l->drive, (size_t)nsh);
     if (dlen)
         memcpy(b + LAYOUT_FIXED + nsh, inline_data, dlen);
-    put32(b + len - 4, mrd_crc32c(0, b, len - 4));
+    store__put32(b + len - 4, mrd_crc32c(0, b, len - 4));
     *out = b;
     *outlen = len;
     return 0;
@@ -116,16 +88,16 @@ store__layout_parse(const void *blob, size_t len, store_layout *out)
     store_layout l;
     size_t nsh;
 
-    if (!b || len < LAYOUT_FIXED + 4 || get32(b) != STORE_LAYOUT_MAGIC || b[4] != 1)
+    if (!b || len < LAYOUT_FIXED + 4 || store__get32(b) != STORE_LAYOUT_MAGIC || b[4] != 1)
         return MRD_ECORRUPT;
-    if (get32(b + len - 4) != mrd_crc32c(0, b, len - 4))
+    if (store__get32(b + len - 4) != mrd_crc32c(0, b, len - 4))
         return MRD_ECORRUPT;
     memset(&l, 0, sizeof(l));
     l.kind = b[5];
     l.k = b[6];
     l.m = b[7];
-    l.block_size = get32(b + 8);
-    l.size = get64(b + 12);
+    l.block_size = store__get32(b + 8);
+    l.size = store__get64(b + 12);
     memcpy(l.objid, b + 20, STORE_OBJID_LEN);
     if (l.kind == STORE_LAYOUT_INLINE) {
         if (len != LAYOUT_FIXED + l.size + 4)
@@ -137,6 +109,10 @@ store__layout_parse(const void *blob, size_t len, store_layout *out)
             len != LAYOUT_FIXED + nsh + 4)
             return MRD_ECORRUPT;
         memcpy(l.drive, b + LAYOUT_FIXED, nsh);
+    } else if (l.kind == STORE_LAYOUT_PARTS) {
+        int rc = store__parts_check(&l, b, len);
+        if (rc != 0)
+            return rc;
     } else {
         return MRD_ECORRUPT;
     }
@@ -158,7 +134,8 @@ store_layout_describe(const void *layout, size_t layout_len, store_layout_info *
     out->k = l.k;
     out->m = l.m;
     out->block_size = l.block_size;
-    if (!out->is_inline)
+    out->parts = l.kind == STORE_LAYOUT_PARTS ? l.n_parts : 0;
+    if (l.kind == STORE_LAYOUT_EC)
         store__objid_hex(l.objid, out->object_id);
     return 0;
 }
@@ -187,14 +164,14 @@ void
 store__shard_hdr_encode(const store_layout *l, int shard, unsigned char out[64])
 {
     memset(out, 0, 64);
-    put32(out, STORE_SHARD_MAGIC);
+    store__put32(out, STORE_SHARD_MAGIC);
     out[4] = 1; /* format version */
     out[6] = (unsigned char)l->k;
     out[7] = (unsigned char)l->m;
     out[8] = (unsigned char)shard;
-    put32(out + 12, l->block_size);
+    store__put32(out + 12, l->block_size);
     memcpy(out + 16, l->objid, STORE_OBJID_LEN);
-    put32(out + 60, mrd_crc32c(0, out, 60));
+    store__put32(out + 60, mrd_crc32c(0, out, 60));
 }
 
 int

@@ -26,10 +26,10 @@ KEY, SECRET = "AKIATEST", "testsecretkey"
 
 
 def aws_env(tmp_path):
-    # No user config or credentials file may leak in; a private config only
-    # raises the multipart threshold (multipart upload is not served yet).
+    # No user config or credentials file may leak in: a private, empty config
+    # (awscli's defaults: files from 8 MiB on go multipart).
     cfg = tmp_path / "aws.cfg"
-    cfg.write_text("[default]\ns3 =\n  multipart_threshold = 5GB\n")
+    cfg.write_text("[default]\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1",
                AWS_CONFIG_FILE=str(cfg), AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_PAGER="",

@@ -18,6 +18,7 @@
  * indexes. Objects are small enough to be stored inline, so a put record's
  * layout carries the bytes and the receiving site needs no data transfer.
  */
+#include <ftw.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -965,10 +966,125 @@ test_repl_progress_survives_restart(void)
     site_free(&b);
 }
 
+/* ---- multipart complete ------------------------------------------------------ */
+
+static int shard_count;
+
+static int
+count_shards(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    const char *dot = strrchr(path + ftw->base, '.');
+
+    (void)sb;
+    if (flag == FTW_F && dot && dot[1] >= '0' && dot[1] <= '9' && strstr(path, "/obj/"))
+        shard_count++;
+    return 0;
+}
+
+static int
+shards(site *s)
+{
+    shard_count = 0;
+    nftw(s->dir, count_shards, 16, FTW_PHYS);
+    return shard_count;
+}
+
+/* Writes bytes [off, off+len) of object pattern `seed` as part num of up1. */
+static int
+put_part(engine *e, uint32_t num, size_t off, size_t len, unsigned char seed, store_put_result *res)
+{
+    store_writer *w;
+    store_mpu_part p;
+    unsigned char *buf = malloc(len);
+    char vid[32];
+    int rc;
+
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (unsigned char)(seed + (off + i) * 31);
+    snprintf(vid, sizeof(vid), "up1.%u", num);
+    rc = store_writer_open(engine_store(e), "b", "k", vid, 0, &w);
+    if (rc == 0 && (rc = store_writer_write(w, buf, len)) != 0)
+        store_writer_abort(w);
+    if (rc == 0)
+        rc = store_writer_finish(w, res);
+    free(buf);
+    if (rc != 0)
+        return rc;
+    p = (store_mpu_part){
+        .number = num, .size = res->size, .layout = res->layout, .layout_len = res->layout_len};
+    memcpy(p.md5, res->md5, 16);
+    return store_mpu_part_put(engine_store(e), "b", "k", "up1", &p);
+}
+
+static void
+test_multipart_complete_like_a_put_and_replayed(void)
+{
+    site s;
+    waiter w[2];
+    store_put_result r1, r2, r3;
+    store_part_ref refs[2];
+    engine_put p;
+    void *lay = NULL, *blob = NULL;
+    size_t lay_len = 0, blen = 0;
+    char vid[25], a[600], b[600];
+    uint64_t replayed = 0;
+    store_version_rec *rec = NULL;
+
+    memset(w, 0, sizeof(w));
+    site_init(&s);
+    REQUIRE(site_open(&s, NULL) == 0);
+    REQUIRE(create_bucket(s.e, "b") == 0);
+    REQUIRE(put_object(s.e, "b", "k", 40000, 1, &w[0]) == 0); /* overwritten below */
+    REQUIRE(wait_for(s.e, w, 1) == 0);
+    REQUIRE(store_mpu_create(engine_store(s.e), "b", "k", "up1", "", 0) == 0);
+    REQUIRE(put_part(s.e, 1, 0, 50000, 5, &r1) == 0);
+    REQUIRE(put_part(s.e, 2, 50000, 20000, 5, &r2) == 0);
+    REQUIRE(put_part(s.e, 3, 0, 30000, 9, &r3) == 0); /* not used by the complete */
+    CHECK_EQ_INT(shards(&s), 4 * 6);
+    site_close(&s);
+    snprintf(a, sizeof(a), "%s/meta/data.mdb", s.dir);
+    snprintf(b, sizeof(b), "%s/index-before.mdb", s.dir);
+    REQUIRE(copy_file(a, b) == 0);
+
+    REQUIRE(site_open(&s, NULL) == 0);
+    refs[0] = (store_part_ref){r1.layout, r1.layout_len};
+    refs[1] = (store_part_ref){r2.layout, r2.layout_len};
+    REQUIRE(store_layout_compose(refs, 2, &lay, &lay_len) == 0);
+    REQUIRE(store_mpu_complete_begin(engine_store(s.e), "b", "k", "up1") == 0);
+    engine_version_id_new(s.e, vid);
+    p = (engine_put){"b",   "k",  vid, 70000, "0123456789abcdef0123456789abcdef-2",
+                     "x/y", NULL, 0,   lay,   lay_len};
+    REQUIRE(engine_multipart_complete(s.e, &p, "up1", 2, on_done, &w[1]) == 0);
+    REQUIRE(wait_for(s.e, &w[1], 1) == 0);
+    CHECK_EQ_INT(w[1].status, 0);
+    CHECK(object_matches(s.e, "b", "k", 70000, 5));
+    REQUIRE(store_index_get(engine_store(s.e), "b", "k", NULL, &rec) == 0);
+    CHECK_STR(store_version_rec_get(rec)->etag, "0123456789abcdef0123456789abcdef-2");
+    store_version_rec_free(rec);
+    CHECK_EQ_INT(store_mpu_get(engine_store(s.e), "b", "k", "up1", &blob, &blen), MRD_ENOTFOUND);
+    /* the overwritten version and the unused part 3 are freed: parts 1, 2 stay */
+    CHECK_EQ_INT(shards(&s), 2 * 6);
+    site_close(&s);
+
+    /* crash image: the index from before the complete; replay finishes it */
+    REQUIRE(copy_file(b, a) == 0);
+    REQUIRE(site_open(&s, &replayed) == 0);
+    CHECK_EQ_INT(replayed, 1);
+    CHECK(object_matches(s.e, "b", "k", 70000, 5));
+    CHECK_EQ_INT(store_mpu_get(engine_store(s.e), "b", "k", "up1", &blob, &blen), MRD_ENOTFOUND);
+    CHECK_EQ_INT(shards(&s), 2 * 6);
+    site_free(&s);
+    store_put_result_clear(&r1);
+    store_put_result_clear(&r2);
+    store_put_result_clear(&r3);
+    free(lay);
+}
+
 static const test_case tests[] = {
     TEST(test_mutations_and_preconditions),
     TEST(test_overwrite_frees_old_data_and_concurrent_puts_order),
     TEST(test_recovery_replays_missing_tail_idempotently),
+    TEST(test_multipart_complete_like_a_put_and_replayed),
     TEST(test_repl_put_arrives_with_same_version),
     TEST(test_repl_same_range_twice_is_noop),
     TEST(test_repl_concurrent_puts_converge_with_conflict_kept),

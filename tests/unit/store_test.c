@@ -1069,6 +1069,276 @@ test_bad_options(void)
     fx_rm(&f);
 }
 
+/* ---- multipart: PARTS layouts and uploads ---------------------------------- */
+
+/* Writes one part of upload "up1" of bkt/obj with drives chosen per part. */
+static int
+put_part(store *s, uint32_t num, const unsigned char *data, size_t n, store_put_result *res)
+{
+    store_writer *w;
+    char vid[32];
+    int rc;
+
+    snprintf(vid, sizeof(vid), "up1.%u", num);
+    if ((rc = store_writer_open(s, "bkt", "obj", vid, 0, &w)) != 0)
+        return rc;
+    if ((rc = store_writer_write(w, data, n)) != 0) {
+        store_writer_abort(w);
+        return rc;
+    }
+    return store_writer_finish(w, res);
+}
+
+static void
+test_parts_layout_read_heal_delete(void)
+{
+    fixture f;
+    /* part sizes: several stripes and a bit, one stripe, odd, tiny inline last */
+    size_t sz[4] = {3 * 4 * BS + 17, 4 * BS, 12345, 100}, total = 0, off = 0;
+    store_put_result res[4];
+    store_part_ref refs[4];
+    store_layout_info li;
+    unsigned char *data;
+    void *lay = NULL;
+    size_t lay_len = 0;
+    store_put_result whole;
+    char path[1200];
+
+    REQUIRE(fx_open(&f, BS, 0) == 0);
+    for (int i = 0; i < 4; i++)
+        total += sz[i];
+    data = malloc(total);
+    fill_pattern(data, total, 7);
+    for (int i = 0; i < 4; i++) {
+        REQUIRE(put_part(f.s, (uint32_t)i + 1, data + off, sz[i], &res[i]) == 0);
+        refs[i] = (store_part_ref){res[i].layout, res[i].layout_len};
+        off += sz[i];
+    }
+    REQUIRE(store_layout_compose(refs, 4, &lay, &lay_len) == 0);
+    CHECK_EQ_INT(store_layout_describe(lay, lay_len, &li), 0);
+    CHECK_EQ_INT(li.size, total);
+    CHECK_EQ_INT(li.parts, 4);
+    CHECK_EQ_INT(li.is_inline, 0);
+    /* a corrupt byte anywhere is caught by the CRCs */
+    ((unsigned char *)lay)[lay_len / 2] ^= 1;
+    CHECK(store_layout_describe(lay, lay_len, &li) == MRD_ECORRUPT);
+    ((unsigned char *)lay)[lay_len / 2] ^= 1;
+    /* a PARTS layout cannot be a part */
+    {
+        store_part_ref nested = {lay, lay_len};
+        void *x = NULL;
+        size_t xl = 0;
+        CHECK(store_layout_compose(&nested, 1, &x, &xl) == MRD_ECORRUPT);
+    }
+
+    memset(&whole, 0, sizeof(whole));
+    whole.layout = lay;
+    whole.layout_len = lay_len;
+    CHECK_EQ_INT(read_check(f.s, &whole, data, 0, total, 70001), 0);
+    CHECK_EQ_INT(read_check(f.s, &whole, data, 0, total, total), 0);
+    CHECK_EQ_INT(read_check(f.s, &whole, data, sz[0] - 5, 10 + sz[1], 7), 0); /* across parts */
+    CHECK_EQ_INT(read_check(f.s, &whole, data, total - 150, 150, 1000), 0);   /* into inline */
+    CHECK_EQ_INT(read_check(f.s, &whole, data, total - 1, 1, 1), 0);
+
+    /* a lost shard of part 2 is reconstructed, then healed through the
+     * object's layout */
+    shard_file(&f, &res[1], 0, path, sizeof(path));
+    REQUIRE(unlink(path) == 0);
+    CHECK_EQ_INT(read_check(f.s, &whole, data, 0, total, 4096), 0);
+    {
+        int rebuilt = -1;
+        CHECK_EQ_INT(store_heal_object(f.s, lay, lay_len, &rebuilt), 0);
+        CHECK_EQ_INT(rebuilt, 1);
+        CHECK(access(path, F_OK) == 0);
+    }
+
+    /* a reader pins the data: a delete while it reads is deferred to its close */
+    {
+        store_reader *r, *r2;
+        unsigned char b[64];
+        size_t got = 0;
+        REQUIRE(store_reader_open(f.s, lay, lay_len, &r) == 0);
+        CHECK_EQ_INT(store_object_delete_data(f.s, lay, lay_len), 0);
+        CHECK_EQ_INT(count_files(f.root), 2 * 6); /* parts 3 and 4 are inline */
+        CHECK_EQ_INT(store_reader_read(r, sz[0] + sz[1] + 1, b, sizeof(b), &got), 0);
+        CHECK_EQ_INT(got, sizeof(b));
+        CHECK(memcmp(b, data + sz[0] + sz[1] + 1, sizeof(b)) == 0);
+        store_reader_close(r);
+        CHECK_EQ_INT(count_files(f.root), 0);
+        /* and a reader arriving after the free fails before reading */
+        CHECK(store_reader_open(f.s, lay, lay_len, &r2) == MRD_EDEGRADED);
+    }
+    for (int i = 0; i < 4; i++)
+        store_put_result_clear(&res[i]);
+    free(lay);
+    free(data);
+    fx_done(&f);
+}
+
+typedef struct parts_seen {
+    uint32_t num[16];
+    uint64_t size[16];
+    int n;
+} parts_seen;
+
+static int
+parts_cb(void *user, const store_mpu_part *p)
+{
+    parts_seen *ps = user;
+    ps->num[ps->n] = p->number;
+    ps->size[ps->n++] = p->size;
+    return 0;
+}
+
+typedef struct uploads_seen {
+    char keys[8][32], ids[8][32];
+    int n;
+} uploads_seen;
+
+static int
+uploads_cb(void *user, const char *key, const char *upload_id, const void *blob, size_t len)
+{
+    uploads_seen *u = user;
+    (void)blob;
+    (void)len;
+    snprintf(u->keys[u->n], sizeof(u->keys[0]), "%s", key);
+    snprintf(u->ids[u->n++], sizeof(u->ids[0]), "%s", upload_id);
+    return 0;
+}
+
+static store_mpu_part
+part_rec(uint32_t num, const store_put_result *r)
+{
+    store_mpu_part p = {.number = num,
+                        .size = r->size,
+                        .mtime_ms = 1,
+                        .layout = r->layout,
+                        .layout_len = r->layout_len};
+    memcpy(p.md5, r->md5, 16);
+    return p;
+}
+
+static void
+test_mpu_uploads_parts_finish_abort(void)
+{
+    fixture f;
+    unsigned char *data = malloc(64 * 1024);
+    store_put_result r1, r2, r2b, r3, other;
+    store_mpu_part p;
+    parts_seen ps;
+    uploads_seen us;
+    void *blob = NULL, *lay = NULL;
+    size_t len = 0, lay_len = 0;
+
+    REQUIRE(fx_open(&f, BS, STORE_OPT_NO_INLINE) == 0);
+    fill_pattern(data, 64 * 1024, 3);
+    CHECK_EQ_INT(store_mpu_create(f.s, "bkt", "obj", "up1", "meta", 4), 0);
+    CHECK_EQ_INT(store_mpu_create(f.s, "bkt", "obj", "up1", "x", 1), MRD_EEXIST);
+    CHECK_EQ_INT(store_mpu_create(f.s, "bkt", "a/other", "up2", "", 0), 0);
+    CHECK_EQ_INT(store_mpu_get(f.s, "bkt", "obj", "up1", &blob, &len), 0);
+    CHECK(len == 4 && memcmp(blob, "meta", 4) == 0);
+    free(blob);
+    CHECK_EQ_INT(store_mpu_get(f.s, "bkt", "obj", "nope", &blob, &len), MRD_ENOTFOUND);
+    CHECK_EQ_INT(store_mpu_get(f.s, "bkt", "obj2", "up1", &blob, &len), MRD_ENOTFOUND);
+
+    REQUIRE(put_part(f.s, 1, data, 20000, &r1) == 0);
+    REQUIRE(put_part(f.s, 2, data + 20000, 20000, &r2) == 0);
+    REQUIRE(put_part(f.s, 2, data + 1000, 30000, &r2b) == 0);
+    REQUIRE(put_part(f.s, 3, data + 40000, 5000, &r3) == 0);
+    p = part_rec(1, &r1);
+    CHECK_EQ_INT(store_mpu_part_put(f.s, "bkt", "obj", "up1", &p), 0);
+    p = part_rec(2, &r2);
+    CHECK_EQ_INT(store_mpu_part_put(f.s, "bkt", "obj", "up1", &p), 0);
+    CHECK_EQ_INT(count_files(f.root), 4 * 6);
+    /* replacing part 2 frees the first upload of it */
+    p = part_rec(2, &r2b);
+    CHECK_EQ_INT(store_mpu_part_put(f.s, "bkt", "obj", "up1", &p), 0);
+    CHECK_EQ_INT(count_files(f.root), 3 * 6);
+    p = part_rec(3, &r3);
+    CHECK_EQ_INT(store_mpu_part_put(f.s, "bkt", "obj", "up1", &p), 0);
+    /* a part for an upload that does not exist is refused */
+    CHECK_EQ_INT(store_mpu_part_put(f.s, "bkt", "obj", "up9", &p), MRD_ENOTFOUND);
+
+    memset(&ps, 0, sizeof(ps));
+    CHECK_EQ_INT(store_mpu_parts(f.s, "bkt", "obj", "up1", 0, parts_cb, &ps), 0);
+    CHECK_EQ_INT(ps.n, 3);
+    CHECK(ps.num[0] == 1 && ps.num[1] == 2 && ps.num[2] == 3 && ps.size[1] == 30000);
+    memset(&ps, 0, sizeof(ps));
+    CHECK_EQ_INT(store_mpu_parts(f.s, "bkt", "obj", "up1", 1, parts_cb, &ps), 0);
+    CHECK(ps.n == 2 && ps.num[0] == 2);
+    CHECK_EQ_INT(store_mpu_parts(f.s, "bkt", "a/other", "up1", 0, parts_cb, &ps), MRD_ENOTFOUND);
+
+    memset(&us, 0, sizeof(us));
+    CHECK_EQ_INT(store_mpu_list(f.s, "bkt", NULL, NULL, NULL, uploads_cb, &us), 0);
+    CHECK(us.n == 2 && strcmp(us.keys[0], "a/other") == 0 && strcmp(us.keys[1], "obj") == 0);
+    memset(&us, 0, sizeof(us));
+    CHECK_EQ_INT(store_mpu_list(f.s, "bkt", "o", NULL, NULL, uploads_cb, &us), 0);
+    CHECK(us.n == 1 && strcmp(us.ids[0], "up1") == 0);
+    memset(&us, 0, sizeof(us));
+    CHECK_EQ_INT(store_mpu_list(f.s, "bkt", NULL, "a/other", NULL, uploads_cb, &us), 0);
+    CHECK(us.n == 1 && strcmp(us.keys[0], "obj") == 0);
+    memset(&us, 0, sizeof(us));
+    CHECK_EQ_INT(store_mpu_list(f.s, "bkz", NULL, NULL, NULL, uploads_cb, &us), 0);
+    CHECK_EQ_INT(us.n, 0);
+
+    /* while completing: no part replaced, no abort, no second complete */
+    CHECK_EQ_INT(store_mpu_complete_begin(f.s, "bkt", "obj", "up1"), 0);
+    CHECK_EQ_INT(store_mpu_complete_begin(f.s, "bkt", "obj", "up1"), MRD_EBUSY);
+    p = part_rec(3, &r3);
+    CHECK_EQ_INT(store_mpu_part_put(f.s, "bkt", "obj", "up1", &p), MRD_EBUSY);
+    CHECK_EQ_INT(store_mpu_abort(f.s, "bkt", "obj", "up1"), MRD_EBUSY);
+    CHECK_EQ_INT(store_mpu_complete_cancel(f.s, "bkt", "obj", "up1"), 0);
+    CHECK_EQ_INT(store_mpu_complete_begin(f.s, "bkt", "obj", "up1"), 0);
+
+    /* finish with parts 1 and 3: part 2's data goes with the upload */
+    {
+        store_part_ref refs[2] = {{r1.layout, r1.layout_len}, {r3.layout, r3.layout_len}};
+        store_index_op op = {
+            .type = STORE_OP_MPU_FINISH, .bucket = "bkt", .key = "obj", .version_id = "up1"};
+        REQUIRE(store_layout_compose(refs, 2, &lay, &lay_len) == 0);
+        op.blob = lay;
+        op.blob_len = lay_len;
+        CHECK_EQ_INT(store_index_apply(f.s, &op, 1, 1), 0);
+        CHECK_EQ_INT(count_files(f.root), 2 * 6);
+        CHECK_EQ_INT(store_mpu_get(f.s, "bkt", "obj", "up1", &blob, &len), MRD_ENOTFOUND);
+        memset(&ps, 0, sizeof(ps));
+        CHECK_EQ_INT(store_mpu_parts(f.s, "bkt", "obj", "up1", 0, parts_cb, &ps), MRD_ENOTFOUND);
+        /* a replay of the same op finds nothing to do */
+        CHECK_EQ_INT(store_index_apply(f.s, &op, 1, 2), 0);
+        CHECK_EQ_INT(count_files(f.root), 2 * 6);
+        store_put_result whole = {.layout = lay, .layout_len = lay_len};
+        unsigned char *want = malloc(25000);
+        memcpy(want, data, 20000);
+        memcpy(want + 20000, data + 40000, 5000);
+        CHECK_EQ_INT(read_check(f.s, &whole, want, 0, 25000, 3000), 0);
+        free(want);
+    }
+
+    /* abort frees every part of the other upload */
+    {
+        store_writer *w;
+        REQUIRE(store_writer_open(f.s, "bkt", "a/other", "up2.1", 0, &w) == 0);
+        REQUIRE(store_writer_write(w, data, 9000) == 0);
+        REQUIRE(store_writer_finish(w, &other) == 0);
+        p = part_rec(1, &other);
+        CHECK_EQ_INT(store_mpu_part_put(f.s, "bkt", "a/other", "up2", &p), 0);
+        CHECK_EQ_INT(count_files(f.root), 3 * 6);
+        CHECK_EQ_INT(store_mpu_abort(f.s, "bkt", "a/other", "up2"), 0);
+        CHECK_EQ_INT(count_files(f.root), 2 * 6);
+        CHECK_EQ_INT(store_mpu_abort(f.s, "bkt", "a/other", "up2"), MRD_ENOTFOUND);
+    }
+    CHECK_EQ_INT(store_object_delete_data(f.s, lay, lay_len), 0);
+    CHECK_EQ_INT(count_files(f.root), 0);
+    store_put_result_clear(&r1);
+    store_put_result_clear(&r2);
+    store_put_result_clear(&r2b);
+    store_put_result_clear(&r3);
+    store_put_result_clear(&other);
+    free(lay);
+    free(data);
+    fx_done(&f);
+}
+
 static const test_case cases[] = {
     TEST(test_roundtrip_small_blocks),
     TEST(test_roundtrip_default_block),
@@ -1088,6 +1358,8 @@ static const test_case cases[] = {
     TEST(test_index_listing_order),
     TEST(test_meta_keyspace),
     TEST(test_bad_options),
+    TEST(test_parts_layout_read_heal_delete),
+    TEST(test_mpu_uploads_parts_finish_abort),
     {NULL, NULL},
 };
 
