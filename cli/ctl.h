@@ -26,6 +26,27 @@ typedef struct ctl_response {
 int ctl_http_request(const ctl_opts *o, const char *method, const char *path, const char *body,
                      ctl_response *out, char *err, size_t errsz);
 
+/* Sends method path to the admin API and parses its JSON answer. Returns 0
+ * with *out (mrd_json_free it; free resp->body too), or -1 with a one-line
+ * reason in err: unreachable, not HTTP, not JSON, or the API's error and
+ * message for a status other than 200. */
+int ctl_call(const ctl_opts *o, const char *method, const char *path, ctl_response *resp,
+             mrd_json **out, char *err, size_t errsz);
+/* ctl_call that prints the reason as "meridianctl: ..." on stderr. */
+int ctl_request_json(const ctl_opts *o, const char *method, const char *path, ctl_response *resp,
+                     mrd_json **out);
+/* Appends s percent-encoded for a query value (RFC 3986 unreserved kept),
+ * NUL-terminated. */
+void ctl_url_encode(mrd_buf *b, const char *s);
+/* Writes the response body and a newline to stdout (--json). */
+void ctl_print_body(const ctl_response *resp);
+
+/* The commands of ctl_ops.c: argc/argv are what follows the command name.
+ * Each returns the exit status (0 ok, 1 failed, 2 usage). */
+int ctl_cmd_conflicts(const ctl_opts *o, int argc, char **argv);
+int ctl_cmd_object(const ctl_opts *o, int argc, char **argv);
+int ctl_cmd_drive(const ctl_opts *o, int argc, char **argv);
+
 /* Formats bytes as "1.5 GiB". Returns out. */
 const char *ctl_human_bytes(uint64_t v, char *out, size_t outsz);
 /* Formats seconds as "3d4h", "2h5m", "4m10s", "12s". Returns out. */

@@ -182,6 +182,67 @@ out:
     return rc;
 }
 
+int
+ctl_call(const ctl_opts *o, const char *method, const char *path, ctl_response *resp,
+         mrd_json **out, char *err, size_t errsz)
+{
+    size_t pos = 0;
+    int rc = ctl_http_request(o, method, path, NULL, resp, err, errsz);
+
+    *out = NULL;
+    if (rc != 0)
+        return -1;
+    if (mrd_json_parse(resp->body.data ? resp->body.data : "", resp->body.len, out, &pos) != 0) {
+        snprintf(err, errsz, "the admin API at %s:%u answered %d with a body that is not JSON",
+                 o->host, o->port, resp->status);
+        *out = NULL;
+        return -1;
+    }
+    if (resp->status != 200) {
+        snprintf(err, errsz, "%s (HTTP %d): %s", mrd_json_get_str(*out, "error", "error"),
+                 resp->status, mrd_json_get_str(*out, "message", "no details"));
+        mrd_json_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int
+ctl_request_json(const ctl_opts *o, const char *method, const char *path, ctl_response *resp,
+                 mrd_json **out)
+{
+    char err[512];
+    int rc = ctl_call(o, method, path, resp, out, err, sizeof(err));
+
+    if (rc != 0)
+        fprintf(stderr, "meridianctl: %s\n", err);
+    return rc;
+}
+
+void
+ctl_url_encode(mrd_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~')
+            mrd_buf_append(b, s, 1);
+        else
+            mrd_buf_appendf(b, "%%%c%c", hex[c >> 4], hex[c & 15]);
+    }
+    mrd_buf_append(b, "", 0);
+}
+
+void
+ctl_print_body(const ctl_response *resp)
+{
+    fwrite(resp->body.data, 1, resp->body.len, stdout);
+    fputc('\n', stdout);
+}
+
 const char *
 ctl_human_bytes(uint64_t v, char *out, size_t outsz)
 {

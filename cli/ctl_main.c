@@ -36,6 +36,15 @@ usage(FILE *f)
                "  resync status       anti-entropy passes per peer and their results\n"
                "  bandwidth --peer NAME RATE\n"
                "                      limit what we send that peer, bytes/s (50MiB; 0 = none)\n"
+               "  conflicts list [--bucket B] [--key K] [--limit N]\n"
+               "                      concurrent-write conflicts settled at this site\n"
+               "  conflicts show ID   one conflict: both versions, vectors, where the loser is\n"
+               "  object status BUCKET KEY\n"
+               "                      the key's current version at every site, replication\n"
+               "  drive list          drive health, errors and heal progress\n"
+               "  drive heal [--queue-only] [--no-wait]\n"
+               "                      re-probe drives and check/rebuild shards\n"
+               "  help [COMMAND]      this text, or a command's (also COMMAND --help)\n"
                "\n"
                "options:\n"
                "  --endpoint HOST:PORT  admin API address (env MERIDIAN_ENDPOINT)\n"
@@ -44,6 +53,78 @@ usage(FILE *f)
                "                        (env MERIDIAN_CONFIG)\n"
                "  --json                print JSON instead of a table\n"
                "  --timeout MS          per-request timeout (default 5000)\n");
+}
+
+/* Per-command help: `meridianctl CMD --help` and `meridianctl help CMD`. */
+static const struct {
+    const char *cmd, *text;
+} cmd_help[] = {
+    {"status", "usage: meridianctl status\n"
+               "\n"
+               "The site's identity, readiness, listeners, erasure coding, drives and peers\n"
+               "(link state, RTT, last heartbeat, announced high-water LSN).\n"},
+    {"lag", "usage: meridianctl lag [--watch] [--interval S] [--count N]\n"
+            "\n"
+            "Replication to and from each peer: acked LSN, lag in records and time,\n"
+            "requests in flight, records and bytes sent and applied, anti-entropy.\n"
+            "  --watch        refresh until interrupted (or --count N times)\n"
+            "  --interval S   seconds between refreshes (default 1)\n"},
+    {"resync", "usage: meridianctl resync start --peer NAME [--bandwidth RATE]\n"
+               "       meridianctl resync cancel --peer NAME\n"
+               "       meridianctl resync status\n"
+               "\n"
+               "Anti-entropy: compare this site's index digest with the peer's and send\n"
+               "what it lacks. RATE is bytes/s (e.g. 50MiB) and limits everything sent\n"
+               "to that peer until changed with 'bandwidth'.\n"},
+    {"bandwidth", "usage: meridianctl bandwidth --peer NAME RATE\n"
+                  "\n"
+                  "Limit the bytes per second this site sends NAME (e.g. 50MiB; 0 lifts\n"
+                  "the limit). Takes effect at once, also for a resync in progress.\n"},
+    {"conflicts", "usage: meridianctl conflicts list [--bucket B] [--key K] [--limit N]\n"
+                  "       meridianctl conflicts show ID\n"
+                  "\n"
+                  "Concurrent writes to one key that this site settled, newest first: the\n"
+                  "winner (now current) and the loser, each as version-id@origin-site. The\n"
+                  "loser is kept, flagged as a conflict, in the index (hidden from listings\n"
+                  "in unversioned buckets for the retention window) and can be fetched with\n"
+                  "GET ?versionId=. 'show' prints both versions' vectors, HLC stamps, ETags\n"
+                  "and sizes. Every site keeps its own log (ids are per site) of the last\n"
+                  "1000; /metrics counts them in meridian_conflicts_total.\n"
+                  "  --bucket B, --key K   only conflicts on that bucket / key\n"
+                  "  --limit N             at most N (1-1000, default 50)\n"},
+    {"object", "usage: meridianctl object status BUCKET KEY\n"
+               "\n"
+               "The key at every site: current version id, origin, ETag, size and\n"
+               "version vector, other versions kept (conflict losers), and, from the\n"
+               "version's origin site, whether each peer has applied it (COMPLETED,\n"
+               "PENDING, FAILED). Peers are asked directly at the admin address of their\n"
+               "[peer.X] section with the same token; a site that does not answer is\n"
+               "shown with the reason and the exit status is then 1.\n"},
+    {"drive", "usage: meridianctl drive list\n"
+              "       meridianctl drive heal [--queue-only] [--no-wait] [--interval S]\n"
+              "\n"
+              "list: each drive's state (online or failed, with the error), free and\n"
+              "total bytes, read/write/checksum error counts, and heal progress.\n"
+              "heal: re-probe offline drives, then check every version's shards and\n"
+              "rebuild missing or corrupt ones (--queue-only: only objects already\n"
+              "found damaged); shows progress until it ends unless --no-wait.\n"},
+};
+
+/* Prints the help of cmd; 0, or 2 if there is no such command. */
+static int
+command_help(const char *cmd, FILE *f)
+{
+    for (size_t i = 0; i < sizeof(cmd_help) / sizeof(cmd_help[0]); i++) {
+        if (strcmp(cmd_help[i].cmd, cmd) == 0) {
+            fputs(cmd_help[i].text, f);
+            fputs("\nglobal options (before the command): --endpoint HOST:PORT, --token TOKEN,\n"
+                  "--config SITE.ini, --json, --timeout MS; see 'meridianctl --help'.\n",
+                  f);
+            return 0;
+        }
+    }
+    fprintf(stderr, "meridianctl: no command '%s'; see 'meridianctl --help'\n", cmd);
+    return 2;
 }
 
 static int
@@ -94,39 +175,10 @@ load_from_config(const char *path, ctl_opts *o, int need_endpoint, int need_toke
     return 0;
 }
 
-/* Sends method path and parses the JSON answer; on failure prints why and
- * returns -1. */
-static int
-request_json(const ctl_opts *o, const char *method, const char *path, ctl_response *resp,
-             mrd_json **out)
-{
-    char err[512];
-    size_t pos = 0;
-    int rc = ctl_http_request(o, method, path, NULL, resp, err, sizeof(err));
-
-    if (rc != 0) {
-        fprintf(stderr, "meridianctl: %s\n", err);
-        return -1;
-    }
-    if (mrd_json_parse(resp->body.data ? resp->body.data : "", resp->body.len, out, &pos) != 0) {
-        fprintf(stderr, "meridianctl: the admin API answered %d with a body that is not JSON\n",
-                resp->status);
-        return -1;
-    }
-    if (resp->status != 200) {
-        fprintf(stderr, "meridianctl: %s (HTTP %d): %s\n", mrd_json_get_str(*out, "error", "error"),
-                resp->status, mrd_json_get_str(*out, "message", "no details"));
-        mrd_json_free(*out);
-        *out = NULL;
-        return -1;
-    }
-    return 0;
-}
-
 static int
 get_json(const ctl_opts *o, const char *path, ctl_response *resp, mrd_json **out)
 {
-    return request_json(o, "GET", path, resp, out);
+    return ctl_request_json(o, "GET", path, resp, out);
 }
 
 static int
@@ -206,7 +258,7 @@ post_action(const ctl_opts *o, const char *path)
 {
     ctl_response resp = {0};
     mrd_json *j = NULL;
-    int rc = request_json(o, "POST", path, &resp, &j) == 0 ? 0 : 1;
+    int rc = ctl_request_json(o, "POST", path, &resp, &j) == 0 ? 0 : 1;
 
     mrd_json_free(j);
     mrd_buf_free(&resp.body);
@@ -446,6 +498,16 @@ main(int argc, char **argv)
         return 2;
     }
     cmd = argv[optind];
+    if (strcmp(cmd, "help") == 0) {
+        if (optind + 1 >= argc) {
+            usage(stdout);
+            return 0;
+        }
+        return command_help(argv[optind + 1], stdout);
+    }
+    for (int i = optind + 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return command_help(cmd, stdout);
     /* Flags beat the config file, which beats the environment. */
     if (config && load_from_config(config, &o, !have_endpoint_flag, !have_token_flag) != 0)
         return 1;
@@ -469,6 +531,12 @@ main(int argc, char **argv)
         return cmd_lag(&o, argc - optind - 1, argv + optind + 1);
     if (strcmp(cmd, "resync") == 0 || strcmp(cmd, "bandwidth") == 0)
         return cmd_resync(&o, cmd, argc - optind - 1, argv + optind + 1);
+    if (strcmp(cmd, "conflicts") == 0)
+        return ctl_cmd_conflicts(&o, argc - optind - 1, argv + optind + 1);
+    if (strcmp(cmd, "object") == 0)
+        return ctl_cmd_object(&o, argc - optind - 1, argv + optind + 1);
+    if (strcmp(cmd, "drive") == 0)
+        return ctl_cmd_drive(&o, argc - optind - 1, argv + optind + 1);
     fprintf(stderr, "meridianctl: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

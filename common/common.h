@@ -214,6 +214,8 @@ typedef struct mrd_peer_conf {
     mrd_addr replication; /* where its replication listener is */
     mrd_addr s3;          /* where its S3 listener is (for routed reads) */
     int has_s3;
+    mrd_addr admin; /* where its admin API is (meridianctl asks it directly) */
+    int has_admin;
     uint64_t bandwidth; /* bytes per second our records to it may use; 0 = no limit */
 } mrd_peer_conf;
 

@@ -418,6 +418,9 @@ entry(cfg_ctx *x, const char *key, const char *val)
         } else if (strcmp(key, "s3") == 0) {
             x->peer->has_s3 = 1;
             return set_addr(x, key, val, &x->peer->s3, NULL);
+        } else if (strcmp(key, "admin") == 0) {
+            x->peer->has_admin = 1;
+            return set_addr(x, key, val, &x->peer->admin, NULL);
         } else if (strcmp(key, "bandwidth") == 0) {
             uint64_t bw = 0;
             if (strcmp(val, "0") != 0 && (mrd_size_parse(val, &bw) != 0 || bw < 65536))
@@ -428,7 +431,7 @@ entry(cfg_ctx *x, const char *key, const char *val)
             x->peer->bandwidth = bw;
         } else {
             return fail(x, x->line, key,
-                        "unknown key; [peer.NAME] takes id, replication, s3, bandwidth");
+                        "unknown key; [peer.NAME] takes id, replication, s3, admin, bandwidth");
         }
     } else if (x->user) {
         if (strcmp(key, "access_key") == 0) {

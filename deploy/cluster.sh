@@ -44,6 +44,7 @@ gen_configs() {
                 echo "id = $j"
                 echo "replication = 127.0.0.1:$((base + 100 + j))"
                 echo "s3 = 127.0.0.1:$((base + j))"
+                echo "admin = 127.0.0.1:$((base + 200 + j))"
             done
         } > "$sdir/site.ini"
     done

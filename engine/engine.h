@@ -261,6 +261,39 @@ typedef struct engine_status {
 int engine_get_status(engine *e, engine_status *out);
 
 /* ------------------------------------------------------------------------ */
+/* Conflict log (engine_conflict.c)                                         */
+/* ------------------------------------------------------------------------ */
+
+/* How many of the most recent conflict decisions the log keeps. */
+#define ENGINE_CONFLICT_LOG_MAX 1000u
+
+/* The number of the last conflict decision recorded at this site (0: none
+ * ever). Numbers start at 1 and never repeat; it is also the total count.
+ * Thread-safe, non-blocking. */
+uint64_t engine_conflict_last(engine *e);
+
+/*
+ * Appends conflict record seq (a JSON object: id, site, detected_ms,
+ * bucket, key, delivery, from_site, winner and loser, each with
+ * version_id, origin, origin_name, hlc, hlc_text, hlc_ms, vv, vv_text,
+ * etag, size, delete_marker, incoming, kept; see docs/admin-api.md) to out.
+ * Errors: MRD_EINVAL (seq 0), MRD_ENOTFOUND (not recorded yet, or pushed
+ * out of the last ENGINE_CONFLICT_LOG_MAX), MRD_ECORRUPT, the store's.
+ * Blocking (an index read): call from engine_run work. Thread-safe.
+ */
+int engine_conflict_get(engine *e, uint64_t seq, mrd_buf *out);
+
+/*
+ * Writes one stored version (store_index_get, store_index_list) as a JSON
+ * object: version_id, origin, origin_name, hlc, hlc_text, hlc_ms, vv,
+ * vv_text, etag, size, delete_marker (as in conflict records), role
+ * ("current", "conflict" or "noncurrent", from its index flags) and
+ * content_type. Errors: MRD_ECORRUPT (an undecodable vector), -ENOMEM.
+ * Non-blocking; thread-safe.
+ */
+int engine_version_json(const engine *e, const store_version *v, mrd_json_w *w);
+
+/* ------------------------------------------------------------------------ */
 /* Encoded user metadata in the index (store_version.user_meta)             */
 /* ------------------------------------------------------------------------ */
 

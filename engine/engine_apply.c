@@ -63,10 +63,11 @@
 #define BATCH_OPS  (BATCH_RECS * 4)
 /* Worst case ops one record can add: its own put, a re-file or delete of
  * every held version, a current-pointer move, a bucket revival (replicated)
- * or an upload's finish (local), and the replication-progress meta put. A batch is flushed before a
- * record whose worst case would not fit. */
+ * or an upload's finish (local), the replication-progress meta put and the
+ * conflict log's two meta puts. A batch is flushed before a record whose
+ * worst case would not fit. */
 #define HELD_MAX    24
-#define REC_OPS_MAX (HELD_MAX + 4)
+#define REC_OPS_MAX (HELD_MAX + 6)
 #define RA_KEY_MAX  32
 
 struct engine__batch {
@@ -91,6 +92,11 @@ struct engine__batch {
     uint64_t ra_lsn[BATCH_RECS];
     char ra_key[BATCH_RECS][RA_KEY_MAX];
     char ra_val[BATCH_RECS][24];
+    /* conflict log: slot i's record and the "conflict.seq" value */
+    mrd_buf crec[BATCH_RECS];
+    char ckey[BATCH_RECS][ENGINE_CONFLICT_KEY_MAX];
+    char cseq[BATCH_RECS][24];
+    uint64_t conflict_last; /* the highest conflict number planned, 0 if none */
 };
 
 int
@@ -116,11 +122,13 @@ batch_reset(engine__batch *b)
         free(b->revive[i]);
         b->blobs[i] = b->revive[i] = NULL;
         b->ra_origin[i] = 0;
+        mrd_buf_reset(&b->crec[i]);
     }
     for (size_t i = 0; i < b->n_alive; i++)
         store_version_rec_free(b->alive[i]);
     b->n_recs = b->n_ops = b->n_alive = b->n_free = b->n_refile = 0;
     b->lsn = 0;
+    b->conflict_last = 0;
 }
 
 void
@@ -129,8 +137,10 @@ engine__batch_free(engine__batch *b)
     if (!b)
         return;
     batch_reset(b);
-    for (size_t i = 0; i < BATCH_RECS; i++)
+    for (size_t i = 0; i < BATCH_RECS; i++) {
         mrd_buf_free(&b->meta[i]);
+        mrd_buf_free(&b->crec[i]);
+    }
     free(b);
 }
 
@@ -150,29 +160,14 @@ engine__batch_flush(engine *e, engine__batch *b)
                 engine__ra_applied(e, b->ra_origin[i], b->ra_lsn[i]);
         if (e->w)
             wal_set_applied(e->w, b->lsn);
+        if (b->conflict_last) {
+            pthread_mutex_lock(&e->ap_mu);
+            e->conflict_last = b->conflict_last;
+            pthread_mutex_unlock(&e->ap_mu);
+        }
     }
     batch_reset(b);
     return rc;
-}
-
-/* conflict_version of an index record. */
-static int
-held_version(const store_version *v, conflict_version *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (vv_decode(v->vv, v->vv_len, &out->vv) != 0)
-        return MRD_ECORRUPT;
-    out->id = (const uint8_t *)v->version_id;
-    out->id_len = strlen(v->version_id);
-    out->hlc = v->hlc;
-    out->origin = engine__vid_origin(v->version_id);
-    if (v->flags & STORE_VF_DELETE_MARKER)
-        out->flags |= CONFLICT_F_DELETE_MARKER;
-    if (v->flags & ENGINE_VF_NULL_VERSION)
-        out->flags |= CONFLICT_F_NULL_VERSION;
-    out->etag = (const uint8_t *)(v->etag ? v->etag : "");
-    out->etag_len = v->etag ? strlen(v->etag) : 0;
-    return 0;
 }
 
 /* The fields shared by ObjectPut and DeleteMarker records. */
@@ -264,6 +259,76 @@ free_later(engine__batch *b, const void *layout, size_t len)
     }
 }
 
+/* One side of a decision: held[idx], or the incoming version when idx is
+ * n_held. */
+static engine__conflict_side
+decision_side(const put_view *p, const conflict_version *held, store_version_rec *const *hr,
+              size_t n_held, const conflict_version *inc, const conflict_class *cls, size_t idx)
+{
+    engine__conflict_side s = {0};
+
+    if (idx == n_held) {
+        s.v = inc;
+        s.etag = p->etag;
+        s.size = p->size;
+        s.incoming = 1;
+    } else {
+        const store_version *hv = store_version_rec_get(hr[idx]);
+        s.v = &held[idx];
+        s.etag = hv->etag ? hv->etag : "";
+        s.size = hv->size;
+    }
+    s.keep = cls[idx].keep;
+    return s;
+}
+
+/*
+ * A delivery concurrent with the key's current version: the conflict log
+ * record (engine_conflict.c) and the "conflict.seq" counter, as two meta
+ * puts in slot i, committed with the decision's own ops.
+ */
+static int
+plan_conflict_log(engine *e, engine__batch *b, size_t i, const put_view *p,
+                  const conflict_version *held, store_version_rec *const *hr, size_t n_held,
+                  const conflict_version *inc, const conflict_class *cls,
+                  const conflict_decision *dec)
+{
+    const Meridian__WalRecord *outer = b->recs[i];
+    size_t lose = dec->winner == n_held ? dec->prev_winner : n_held;
+    engine__conflict_side ws, ls;
+    const char *delivery = "local";
+    uint32_t from = e->site;
+    uint64_t seq = e->conflict_next;
+    int rc;
+
+    if (lose == CONFLICT_NONE)
+        return 0;
+    if (outer->body_case == MERIDIAN__WAL_RECORD__BODY_REPLICATED_APPLY) {
+        from = outer->replicated_apply->origin_site;
+        delivery = outer->replicated_apply->origin_lsn ? "replication" : "anti-entropy";
+    }
+    ws = decision_side(p, held, hr, n_held, inc, cls, dec->winner);
+    ws.winner = 1;
+    ls = decision_side(p, held, hr, n_held, inc, cls, lose);
+    if ((rc = engine__conflict_encode(e, seq, p->bucket, p->key, delivery, from, &ws, &ls,
+                                      &b->crec[i])) != 0)
+        return rc;
+    snprintf(b->ckey[i], sizeof(b->ckey[i]), ENGINE_CONFLICT_KEY_FMT,
+             (unsigned)(seq % ENGINE_CONFLICT_LOG_MAX));
+    snprintf(b->cseq[i], sizeof(b->cseq[i]), "%llu", (unsigned long long)seq);
+    b->ops[b->n_ops++] = (store_index_op){.type = STORE_OP_META_PUT,
+                                          .key = b->ckey[i],
+                                          .blob = b->crec[i].data,
+                                          .blob_len = b->crec[i].len};
+    b->ops[b->n_ops++] = (store_index_op){.type = STORE_OP_META_PUT,
+                                          .key = ENGINE_CONFLICT_SEQ_KEY,
+                                          .blob = b->cseq[i],
+                                          .blob_len = strlen(b->cseq[i])};
+    e->conflict_next = seq + 1;
+    b->conflict_last = seq;
+    return 0;
+}
+
 /*
  * Plans the version of record slot i (the slot engine__batch_add took for
  * it: vers[i], vvbuf[i] and meta[i] belong to that record alone). The held
@@ -299,7 +364,7 @@ plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
     for (k = 0; k < n_held; k++) {
         /* the index records stay alive (their strings are in ops) until reset */
         b->alive[b->n_alive++] = hr[k];
-        if ((rc = held_version(store_version_rec_get(hr[k]), &held[k])) != 0)
+        if ((rc = engine__version_from_store(store_version_rec_get(hr[k]), &held[k])) != 0)
             return rc;
     }
     if ((rc = conflict_decide(held, n_held, &inc, cls, &dec)) != 0)
@@ -312,6 +377,9 @@ plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
     if ((rc = vv_encode(&inc.vv, b->vvbuf[i], sizeof(b->vvbuf[i]), &vvlen)) != 0)
         return rc;
     if ((rc = engine__meta_encode(p->meta, p->n_meta, &b->meta[i])) != 0)
+        return rc;
+    if (dec.new_conflict &&
+        (rc = plan_conflict_log(e, b, i, p, held, hr, n_held, &inc, cls, &dec)) != 0)
         return rc;
 
     if (cls[n_held].keep != CONFLICT_DROP) {

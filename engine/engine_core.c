@@ -295,7 +295,8 @@ engine_open(const engine_opts *o, engine **out)
         report(o, "store: ", mrd_strerror(rc));
         goto fail;
     }
-    if ((rc = engine__ra_load(e)) != 0 || (rc = open_wal(e, o)) != 0)
+    if ((rc = engine__ra_load(e)) != 0 || (rc = engine__conflict_load(e)) != 0 ||
+        (rc = open_wal(e, o)) != 0)
         goto fail;
     for (int i = 0; i < e->n_ra; i++) {
         e->ra[i].appended = e->ra[i].applied;

@@ -82,6 +82,11 @@ struct engine {
         uint64_t records, duplicates;
     } ra[MRD_MAX_PEERS];
     int n_ra;
+
+    /* Conflict log (engine_conflict.c): the number the next record gets
+     * (applier thread or replay only) and the last one committed (under
+     * ap_mu). */
+    uint64_t conflict_next, conflict_last;
 };
 
 /* Index meta key of the applied origin LSN ("repl.applied.<site>"). */
@@ -94,6 +99,33 @@ void engine__ra_applied(engine *e, uint32_t origin, uint64_t lsn);
 /* store_list_cb: sets *(int *)user when a key has a live (non-marker)
  * current version, and stops. */
 int engine__find_live(void *user, const char *key, const store_version *v);
+
+/* Conflict log keys in the index's meta keyspace (engine_conflict.c). */
+#define ENGINE_CONFLICT_SEQ_KEY "conflict.seq"
+#define ENGINE_CONFLICT_KEY_FMT "conflict.%04u"
+#define ENGINE_CONFLICT_KEY_MAX 24
+
+/* One side of a conflict decision, for its log record. */
+typedef struct engine__conflict_side {
+    const conflict_version *v; /* id and etag NUL-terminated */
+    const char *etag;
+    uint64_t size;
+    conflict_keep keep; /* what this site keeps of it */
+    int incoming;       /* the version being delivered (else one held) */
+    int winner;         /* the new current version */
+} engine__conflict_side;
+
+/* The conflict_version view of an index record (borrows its strings). */
+int engine__version_from_store(const store_version *v, conflict_version *out);
+/* Loads the last conflict number at open, before replay. */
+int engine__conflict_load(engine *e);
+/* Encodes conflict record seq as JSON into out (reset first). delivery is
+ * "local", "replication" or "anti-entropy"; from_site the delivering
+ * site. Returns 0 or -ENOMEM. */
+int engine__conflict_encode(const engine *e, uint64_t seq, const char *bucket, const char *key,
+                            const char *delivery, uint32_t from_site,
+                            const engine__conflict_side *winner, const engine__conflict_side *loser,
+                            mrd_buf *out);
 
 /* Packs rec (type = its oneof) and appends it to the WAL; the applier
  * applies it and cb runs once it is in the index. Call under mut_mu. */

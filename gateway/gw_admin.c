@@ -22,6 +22,7 @@
  * (gw__route_health) before its own router (gw_s3.c).
  */
 #include "gw_int.h"
+#include "engine.h"
 #include "replicator.h"
 
 #include <stdio.h>
@@ -87,6 +88,12 @@ json_error(gw_req *r, int status, const char *code, const char *message)
         gw_resp_header(r, "WWW-Authenticate", "Bearer realm=\"meridian-admin\"");
     json_response(r, status, &b);
     mrd_buf_free(&b);
+}
+
+void
+gw__admin_error(gw_req *r, int status, const char *code, const char *message)
+{
+    json_error(r, status, code, message);
 }
 
 static void
@@ -176,6 +183,8 @@ admin_status(gw_req *r, gw_daemon *d)
         w_addr(&w, "replication", &p->replication);
         if (p->has_s3)
             w_addr(&w, "s3", &p->s3);
+        if (p->has_admin)
+            w_addr(&w, "admin", &p->admin);
         mrd_json_w_key(&w, "state");
         mrd_json_w_str(&w, have ? repl_peer_state_name(info.state) : "unknown");
         if (have) {
@@ -424,6 +433,10 @@ admin_metrics(gw_req *r, gw_daemon *d)
             mrd_buf_appendf(&b, "meridian_peer_rtt_seconds{peer=\"%s\"} %.6f\n", p.name,
                             p.rtt_ms / 1000.0);
     }
+    metric(&b, "meridian_conflicts_total", "counter",
+           "Concurrent-write conflicts settled at this site (the conflict log's last id; "
+           "meridianctl conflicts list).",
+           "", d->eng ? (double)engine_conflict_last(d->eng) : 0);
     repl_metrics(&b, d);
     gw__route_metrics(d, &b);
     mrd_buf_appendf(&b, "# TYPE meridian_http_requests_total counter\n");
@@ -566,6 +579,8 @@ gw__route_admin(gw_req *r, void *ud)
                    "missing or wrong bearer token; pass --token or set MERIDIAN_TOKEN");
         return;
     }
+    if (gw__route_admin_ops(r, d))
+        return;
     if (gw__route_failover_admin(d, r, path))
         return;
     if (strncmp(path, "/admin/v1/peers/", 16) == 0) {

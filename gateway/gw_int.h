@@ -87,6 +87,12 @@ void gw__route_admin(gw_req *r, void *daemon);
 int gw__route_health(gw_req *r, gw_daemon *d);
 /* Probes every drive now (blocking: a small write and fdatasync each). */
 void gw__probe_drives(gw_daemon *d);
+/* The admin endpoints that read the store (gw_admin_ops.c): conflicts,
+ * object status, drives and heal. Called after authentication; 1 if it
+ * answered (or will, asynchronously). */
+int gw__route_admin_ops(gw_req *r, gw_daemon *d);
+/* Answers r with {"error": code, "message": message} and status. */
+void gw__admin_error(gw_req *r, int status, const char *code, const char *message);
 /* Number of drives that passed the last probe. */
 int gw__drives_online(const gw_daemon *d);
 /* Ready = enough drives for k-of-(k+m) writes and not shutting down. */

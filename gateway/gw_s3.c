@@ -716,12 +716,15 @@ static void
 route_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const char *method,
              const char *q, const gw_sigv4_auth *auth)
 {
+    int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
     if (has_param(q, "uploads") || has_param(q, "uploadId")) {
         gw__s3_mpu_object(d, r, bucket, key, method, auth);
         return;
     }
     for (const char *const *s = unsupported_subres; *s; s++) {
-        if (has_param(q, *s)) {
+        /* GET and HEAD of one version by id are served (gw__s3_get_object) */
+        if (has_param(q, *s) && !(get && strcmp(*s, "versionId") == 0)) {
             gw_s3_error(r, GW_S3E_NOT_IMPLEMENTED, gw_req_path(r), NULL);
             return;
         }
@@ -734,7 +737,7 @@ route_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const
         }
         if (!gw__route_write(d, r))
             gw__s3_put_object(d, r, bucket, key, auth);
-    } else if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+    } else if (get) {
         if (!gw__route_read(d, r, bucket, key))
             gw__s3_get_object(d, r, bucket, key);
     } else if (strcmp(method, "DELETE") == 0) {

@@ -30,8 +30,9 @@
  * head arrives, while the body is paused, so a PUT into a missing bucket is
  * refused before its body is read.
  *
- * GET/HEAD. A worker looks the key up and opens a store reader (HEAD needs
- * the index record only). The reader opens every shard file at once and
+ * GET/HEAD. A worker looks the key up (its current version, or with
+ * ?versionId= that version, e.g. a conflict loser kept hidden) and opens a
+ * store reader (HEAD needs the index record only). The reader opens every shard file at once and
  * holds them until it closes, so an overwrite or delete that frees the
  * version while it streams (the engine's applier unlinks the old shards right
  * after the index commit) cannot truncate the GET: it finishes the version it
@@ -800,6 +801,7 @@ typedef struct get {
     char bucket[64];
     char *key;
     char *range;
+    char *version_id; /* ?versionId=, NULL for the current version */
     store_version_rec *rec;
     store_reader *rd;
     uint64_t off, end;
@@ -817,6 +819,7 @@ get_free(get *g)
     store_version_rec_free(g->rec);
     free(g->buf);
     free(g->range);
+    free(g->version_id);
     free(g->key);
     free(g);
     stream_end();
@@ -848,7 +851,7 @@ job_lookup(void *arg)
         return;
     }
     for (int attempt = 1; rc == 0; attempt++) {
-        rc = store_index_get(st, g->bucket, g->key, NULL, &g->rec);
+        rc = store_index_get(st, g->bucket, g->key, g->version_id, &g->rec);
         if (rc == MRD_ENOTFOUND) {
             g->has_err = 1;
             g->err = GW_S3E_NO_SUCH_KEY;
@@ -1164,6 +1167,8 @@ get_lookup_done(void *arg)
     /* the internal version id: equal at every site once replicated, which is
      * how operators and the convergence tests compare copies */
     gw_resp_header(g->r, "x-meridian-version-id", v->version_id);
+    if (g->version_id)
+        gw_resp_header(g->r, "x-amz-version-id", v->version_id);
     {
         const char *rs = repl_version_status(
             g->d->replicator,
@@ -1205,6 +1210,16 @@ gw__s3_get_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
     g->r = r;
     g->head = strcmp(gw_req_method(r), "HEAD") == 0;
     snprintf(g->bucket, sizeof(g->bucket), "%s", bucket);
+    {
+        /* One version by id: any version this site keeps, including a
+         * hidden conflict loser (docs/conflicts.md); "null" is the current
+         * version of an unversioned bucket, as in S3. */
+        mrd_buf vid = {0};
+        if (gw_query_param(gw_req_query(r), "versionId", &vid) && vid.data &&
+            strcmp(vid.data, "null") != 0)
+            g->version_id = strdup(vid.data);
+        mrd_buf_free(&vid);
+    }
     gw_req_attach(r, &get_ops, g);
     g->busy = 1;
     if (engine_run(d->eng, job_lookup, get_lookup_done, g) != 0) {

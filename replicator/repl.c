@@ -197,21 +197,32 @@ repl__life_unref(repl__life *l)
 }
 
 const char *
-repl_version_status(const repl *r, uint32_t origin_site, uint64_t hlc, uint64_t now_ms,
-                    uint64_t failed_after_ms)
+repl_version_peer_status(const repl *r, int i, uint32_t origin_site, uint64_t hlc, uint64_t now_ms,
+                         uint64_t failed_after_ms)
 {
-    if (!r || r->n_peers == 0)
+    if (!r || i < 0 || i >= r->n_peers)
         return NULL;
     if (origin_site != r->site_id)
         return "REPLICA";
-    for (int i = 0; i < r->n_peers; i++) {
-        if (repl__tx_acked_hlc(&r->peers[i]) <= hlc) {
-            if (failed_after_ms && now_ms > MRD_HLC_MS(hlc) + failed_after_ms)
-                return "FAILED";
-            return "PENDING";
-        }
+    if (repl__tx_acked_hlc(&r->peers[i]) > hlc)
+        return "COMPLETED";
+    if (failed_after_ms && now_ms > MRD_HLC_MS(hlc) + failed_after_ms)
+        return "FAILED";
+    return "PENDING";
+}
+
+const char *
+repl_version_status(const repl *r, uint32_t origin_site, uint64_t hlc, uint64_t now_ms,
+                    uint64_t failed_after_ms)
+{
+    const char *st = NULL;
+
+    for (int i = 0; r && i < r->n_peers; i++) {
+        st = repl_version_peer_status(r, i, origin_site, hlc, now_ms, failed_after_ms);
+        if (strcmp(st, "COMPLETED") != 0)
+            break;
     }
-    return "COMPLETED";
+    return st;
 }
 
 int

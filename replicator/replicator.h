@@ -295,6 +295,13 @@ int repl_sync(repl *r, uint32_t site_id);
 const char *repl_version_status(const repl *r, uint32_t origin_site, uint64_t hlc, uint64_t now_ms,
                                 uint64_t failed_after_ms);
 
+/* The same for one peer (index i, as repl_peer_get): at the version's
+ * origin "COMPLETED" once peer i has applied it, else "PENDING" or
+ * "FAILED"; "REPLICA" when the version originated elsewhere (its origin
+ * sends it). NULL when i is out of range. */
+const char *repl_version_peer_status(const repl *r, int i, uint32_t origin_site, uint64_t hlc,
+                                     uint64_t now_ms, uint64_t failed_after_ms);
+
 /* Limits the bytes per second our records and object data to peer site_id
  * may use (heads and data; heartbeats are not counted); 0 lifts the limit.
  * Takes effect at once, also for a resync in progress. The initial value

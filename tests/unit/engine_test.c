@@ -704,6 +704,25 @@ test_repl_concurrent_puts_converge_with_conflict_kept(void)
         CHECK_EQ_INT(la.flags[i] & STORE_VF_DELETE_MARKER, 0);
     }
 
+    /* each site logged the decision once, with the same winner and loser */
+    for (int s = 0; s < 2; s++) {
+        engine *e = s ? b.e : a.e;
+        mrd_buf rec = {0};
+        mrd_json *j = NULL;
+        size_t pos = 0;
+        CHECK_EQ_INT(engine_conflict_last(e), 1);
+        REQUIRE(engine_conflict_get(e, 1, &rec) == 0);
+        REQUIRE(mrd_json_parse(rec.data, rec.len, &j, &pos) == 0);
+        CHECK_STR(mrd_json_get_str(j, "key", ""), "k");
+        CHECK_STR(mrd_json_get_str(j, "delivery", ""), "replication");
+        CHECK_STR(mrd_json_get_str(mrd_json_get(j, "winner"), "version_id", ""), ca);
+        CHECK_STR(mrd_json_get_str(mrd_json_get(j, "loser"), "version_id", ""), a_wins ? vb : va);
+        CHECK_STR(mrd_json_get_str(mrd_json_get(j, "loser"), "kept", ""), "hidden");
+        CHECK_EQ_INT(engine_conflict_get(e, 2, &rec), MRD_ENOTFOUND);
+        mrd_json_free(j);
+        mrd_buf_free(&rec);
+    }
+
     /* shipping again changes nothing: each side's ReplicatedApply record is
      * not sent back */
     REQUIRE(ship(&a, &b, &to_b) == 0);

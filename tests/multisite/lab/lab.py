@@ -73,7 +73,8 @@ class Site:
         self.cluster, self.idx, self.name = cluster, idx, name
         self.id = idx + 1
         self.root = os.path.join(cluster.workdir, name)
-        self.s3_port, self.repl_port, self.admin_port = free_port(), free_port(), free_port()
+        self.s3_port, self.repl_port, self.admin_port = (cluster.port(), cluster.port(),
+                                                         cluster.port())
         self.drives = [os.path.join(self.root, f"d{i}") for i in range(cluster.spec.get("drives", 6))]
         self.config = os.path.join(self.root, "site.ini")
         self.log = os.path.join(self.root, "meridiand.log")
@@ -104,7 +105,8 @@ class Site:
             lines += [f"{k} = {v}" for k, v in keys.items()]
         for peer, (host, port) in peer_addrs.items():
             lines += [f"[peer.{peer.name}]", f"id = {peer.id}",
-                      f"replication = {host}:{port}", f"s3 = 127.0.0.1:{peer.s3_port}"]
+                      f"replication = {host}:{port}", f"s3 = 127.0.0.1:{peer.s3_port}",
+                      f"admin = 127.0.0.1:{peer.admin_port}"]
         os.makedirs(self.root, exist_ok=True)
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -125,6 +127,7 @@ class Cluster:
         self.rng = random.Random(seed)
         os.makedirs(workdir, exist_ok=True)
         self.events = open(os.path.join(workdir, "events.jsonl"), "a")
+        self.ports = set()
         self.sites = [Site(self, i, n) for i, n in enumerate(spec["sites"])]
         self.by_name = {s.name: s for s in self.sites}
         self.wanem = Wanem(log=os.path.join(workdir, "wanem.log"), seed=seed)
@@ -138,12 +141,23 @@ class Cluster:
                 settings = {"delay": one_way, "jitter": spec.get("jitter_ms", 0)}
                 if spec.get("rate"):
                     settings["rate"] = spec["rate"]
+                # an explicit port: with port 0 wanem could be given one of
+                # the sites' ports, free now but bound when the site starts
                 peers[p] = self.wanem.add_link(self.link(s.name, p.name),
-                                               target=("127.0.0.1", p.repl_port), **settings)
+                                               target=("127.0.0.1", p.repl_port),
+                                               listen=("127.0.0.1", self.port()), **settings)
             s.write_config(peers)
         self.event("cluster.create", spec=spec, seed=seed)
 
     # ---- bookkeeping -------------------------------------------------------
+    def port(self):
+        """A free port that no other site or link of this cluster was given."""
+        while True:
+            p = free_port()
+            if p not in self.ports:
+                self.ports.add(p)
+                return p
+
     def event(self, kind, **fields):
         rec = {"t": round(time.time(), 3), "event": kind, **fields}
         self.events.write(json.dumps(rec, default=str) + "\n")
