@@ -46,6 +46,7 @@ void ctl_print_body(const ctl_response *resp);
 int ctl_cmd_conflicts(const ctl_opts *o, int argc, char **argv);
 int ctl_cmd_object(const ctl_opts *o, int argc, char **argv);
 int ctl_cmd_drive(const ctl_opts *o, int argc, char **argv);
+int ctl_cmd_failover(const ctl_opts *o, int argc, char **argv);
 
 /* Formats bytes as "1.5 GiB". Returns out. */
 const char *ctl_human_bytes(uint64_t v, char *out, size_t outsz);

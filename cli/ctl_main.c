@@ -44,6 +44,8 @@ usage(FILE *f)
                "  drive list          drive health, errors and heal progress\n"
                "  drive heal [--queue-only] [--no-wait]\n"
                "                      re-probe drives and check/rebuild shards\n"
+               "  failover [show|drain|undrain]\n"
+               "                      where this site's S3 requests go; drain for maintenance\n"
                "  help [COMMAND]      this text, or a command's (also COMMAND --help)\n"
                "\n"
                "options:\n"
@@ -108,6 +110,17 @@ static const struct {
               "heal: re-probe offline drives, then check every version's shards and\n"
               "rebuild missing or corrupt ones (--queue-only: only objects already\n"
               "found damaged); shows progress until it ends unless --no-wait.\n"},
+    {"failover", "usage: meridianctl failover [show]\n"
+                 "       meridianctl failover drain\n"
+                 "       meridianctl failover undrain\n"
+                 "\n"
+                 "show: where this site's S3 requests go now (reads local or to a peer,\n"
+                 "writes local, forwarded or refused), the nearest healthy peer, the peers\n"
+                 "this site is behind, and the proxy counters (docs/routing.md).\n"
+                 "drain: forward every S3 request this site receives to the nearest healthy\n"
+                 "peer, for maintenance; undrain: serve locally again. Both are idempotent\n"
+                 "and not persisted (a restart serves locally). --json prints the status\n"
+                 "document; the state is under \"routing\".\n"},
 };
 
 /* Prints the help of cmd; 0, or 2 if there is no such command. */
@@ -537,6 +550,8 @@ main(int argc, char **argv)
         return ctl_cmd_object(&o, argc - optind - 1, argv + optind + 1);
     if (strcmp(cmd, "drive") == 0)
         return ctl_cmd_drive(&o, argc - optind - 1, argv + optind + 1);
+    if (strcmp(cmd, "failover") == 0)
+        return ctl_cmd_failover(&o, argc - optind - 1, argv + optind + 1);
     fprintf(stderr, "meridianctl: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

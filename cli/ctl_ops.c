@@ -7,6 +7,7 @@
  *   object status BUCKET KEY
  *   drive list
  *   drive heal [--queue-only] [--no-wait] [--interval S]
+ *   failover [show|drain|undrain]
  *
  * Each reads the admin API of the site given by --endpoint (or --config),
  * prints a table, or with --json the API's JSON unchanged (object status,
@@ -565,4 +566,84 @@ ctl_cmd_drive(const ctl_opts *o, int argc, char **argv)
         return drive_heal(o, all, wait, interval);
     fprintf(stderr, "meridianctl: use 'drive list' or 'drive heal [--queue-only] [--no-wait]'\n");
     return 2;
+}
+
+/* ---- failover ------------------------------------------------------------ */
+
+static void
+print_routing(const mrd_json *st)
+{
+    const mrd_json *rt = mrd_json_get(st, "routing"), *px = mrd_json_get(rt, "proxied");
+    const mrd_json *behind = mrd_json_get(rt, "behind"), *near = mrd_json_get(rt, "nearest_peer");
+    mrd_buf bl = {0};
+
+    for (const mrd_json *b = behind ? behind->child : NULL; b; b = b->next)
+        mrd_buf_appendf(&bl, "%s%s", bl.len ? "," : "", b->str ? b->str : "?");
+    printf("SITE %s: %s\n", mrd_json_get_str(mrd_json_get(st, "site"), "name", "?"),
+           mrd_json_get_num(rt, "drained", 0) ? "DRAINED (S3 requests go to a peer)"
+                                              : "serving locally");
+    printf("reads           %s\n", mrd_json_get_str(rt, "reads", "?"));
+    printf("writes          %s   (write_failover = %s)\n", mrd_json_get_str(rt, "writes", "?"),
+           mrd_json_get_str(rt, "write_failover", "?"));
+    printf("nearest peer    %s\n",
+           near && near->type == MRD_JSON_STRING ? near->str : "(none healthy)");
+    printf("peers ahead     %s\n", bl.len ? bl.data : "(none)");
+    printf(
+        "proxied         behind %.0f, store %.0f, token %.0f, drain %.0f, write %.0f; %.0f open, "
+        "%.0f errors, %.0f retries\n",
+        mrd_json_get_num(px, "behind", 0), mrd_json_get_num(px, "store", 0),
+        mrd_json_get_num(px, "token", 0), mrd_json_get_num(px, "drain", 0),
+        mrd_json_get_num(px, "write", 0), mrd_json_get_num(rt, "proxies_open", 0),
+        mrd_json_get_num(rt, "proxy_errors", 0), mrd_json_get_num(rt, "proxy_retries", 0));
+    printf("served for peers %.0f, writes refused %.0f, drain changes %.0f\n",
+           mrd_json_get_num(rt, "served_for_peers", 0), mrd_json_get_num(rt, "writes_refused", 0),
+           mrd_json_get_num(rt, "transitions", 0));
+    mrd_buf_free(&bl);
+}
+
+int
+ctl_cmd_failover(const ctl_opts *o, int argc, char **argv)
+{
+    const char *sub = argc > 0 ? argv[0] : "show";
+    ctl_response resp = {0};
+    mrd_json *j = NULL;
+    int rc = 1;
+
+    if (argc > 1 ||
+        (strcmp(sub, "show") != 0 && strcmp(sub, "drain") != 0 && strcmp(sub, "undrain") != 0)) {
+        fprintf(stderr, "meridianctl: use 'failover [show]', 'failover drain' or "
+                        "'failover undrain'\n");
+        return 2;
+    }
+    if (strcmp(sub, "show") != 0) {
+        if (ctl_request_json(o, "POST",
+                             strcmp(sub, "drain") == 0 ? "/admin/v1/failover/drain"
+                                                       : "/admin/v1/failover/undrain",
+                             &resp, &j) != 0)
+            goto out;
+        if (!o->json)
+            printf("%s\n\n", strcmp(sub, "drain") == 0
+                                 ? "drained: S3 requests to this site now go to the nearest "
+                                   "healthy peer"
+                                 : "undrained: this site serves S3 requests itself again");
+        mrd_json_free(j);
+        j = NULL;
+        mrd_buf_free(&resp.body);
+    }
+    if (ctl_request_json(o, "GET", "/admin/v1/status", &resp, &j) != 0)
+        goto out;
+    if (!mrd_json_get(j, "routing")) {
+        fprintf(stderr, "meridianctl: this site reports no routing state (an older meridiand?)\n");
+        goto out;
+    }
+    if (o->json) {
+        ctl_print_body(&resp); /* the status document, as 'lag --json': see .routing */
+    } else {
+        print_routing(j);
+    }
+    rc = 0;
+out:
+    mrd_json_free(j);
+    mrd_buf_free(&resp.body);
+    return rc;
 }

@@ -235,7 +235,8 @@ def test_errors_help_and_usage(site):
                  ["drive", "fix"], ["drive", "heal", "--bogus"]):
         r = site.ctl(*args)
         assert r.returncode == 2 and r.stderr.startswith("meridianctl: "), (args, r.stderr)
-    for cmd in ("status", "lag", "resync", "bandwidth", "conflicts", "object", "drive"):
+    for cmd in ("status", "lag", "resync", "bandwidth", "conflicts", "object", "drive",
+                "failover"):
         r = site.ctl(cmd, "--help")
         assert r.returncode == 0 and r.stdout.startswith("usage: meridianctl " + cmd), cmd
         assert site.ctl("help", cmd).stdout == r.stdout
@@ -253,3 +254,31 @@ def test_errors_help_and_usage(site):
     st, _, _ = http("GET", site.admin + "/admin/v1/drives/heal",
                     headers={"Authorization": "Bearer " + TOKEN})
     assert st == 405
+
+
+def test_failover_drain_and_undrain(cluster):
+    a, b = cluster.site("a"), cluster.site("b")
+    s3(a).create_bucket(Bucket="drn")
+    s3(a).put_object(Bucket="drn", Key="k", Body=b"hello")
+    wait_for(lambda: (None not in current_ids(ctl_json(a, "object", "status", "drn", "k"))
+                      .values(), None), "k everywhere")
+    # a drained site with no healthy peer serves locally: wait for one
+    wait_for(lambda: (ctl_json(b, "failover", "show")["routing"]["nearest_peer"] is not None,
+                      None), "a healthy peer for b")
+    r = ctl(b, "failover")
+    assert r.returncode == 0 and "SITE b: serving locally" in r.stdout, r.stdout
+    r = ctl(b, "failover", "drain")
+    assert r.returncode == 0 and "DRAINED" in r.stdout, r.stdout
+    assert ctl_json(b, "failover", "show")["routing"]["drained"] is True
+    got = s3(b).get_object(Bucket="drn", Key="k")
+    assert got["Body"].read() == b"hello"
+    assert got["ResponseMetadata"]["HTTPHeaders"]["x-meridian-served-by"] in ("a", "c")
+    assert ctl_json(b, "failover", "show")["routing"]["proxied"]["drain"] >= 1
+    assert ctl(b, "failover", "drain").returncode == 0  # idempotent
+    r = ctl(b, "failover", "undrain")
+    assert r.returncode == 0 and "serving locally" in r.stdout
+    got = s3(b).get_object(Bucket="drn", Key="k")
+    assert "x-meridian-served-by" not in got["ResponseMetadata"]["HTTPHeaders"]
+    assert ctl(b, "failover", "sideways").returncode == 2
+    r = ctl(b, "failover", "drain", token="wrong-token")
+    assert r.returncode == 1 and "Unauthorized" in r.stderr
