@@ -1050,7 +1050,11 @@ gw_req_attach(gw_req *r, const gw_req_ops *ops, void *ctx)
 
     r->ops = ops;
     r->ctx = ctx;
-    if (r->expect_continue && ops->body && gw_req_has_body(r) && !r->resp_started) {
+    /* Granted even for an empty body (RFC 9110 allows either): botocore
+     * keeps the status of a final response that came instead of 100 Continue
+     * and misreads the next response on that connection, so an empty PUT
+     * followed by another PUT would stall until the idle timeout. */
+    if (r->expect_continue && ops->body && !r->resp_started) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         evbuffer_add(bufferevent_get_output(c->bev), cont, sizeof(cont) - 1);
         r->expect_continue = 0;

@@ -147,6 +147,9 @@ int gw_s3_err_status(gw_s3_err e);
 /* Maps an MRD_E* / -errno from the engine or store to an S3 error. */
 gw_s3_err gw_s3_err_from_rc(int rc);
 
+#define GW_S3_XMLNS "http://s3.amazonaws.com/doc/2006-03-01/"
+#define GW_XML_HDR  "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+
 /* Appends s with XML escaping (&<>"' and control bytes as &#xN;). */
 int gw_xml_escape(mrd_buf *b, const char *s);
 /* Appends <tag>escaped value</tag>. */
@@ -174,6 +177,43 @@ typedef struct gw_complete_part {
  * tests/fuzz/fuzz_xml.c.
  */
 int gw_xml_parse_complete(const char *body, size_t len, gw_complete_part **parts, size_t *n);
+
+/* ---- XML request bodies (gw_xmlreq.c) ------------------------------------ */
+
+#define GW_XML_MAX_DEPTH   8
+#define GW_XML_MAX_TEXT    (8u << 10) /* text of one leaf element */
+#define GW_DELETE_MAX_KEYS 1000
+#define GW_DELETE_MAX_BODY (2u << 20) /* 1000 keys of 1 KiB, escaped */
+
+/* Called at the end of each element: depth >= 1, path[0..depth) the local
+ * names from the root, text the element's own text (NUL-terminated, len
+ * bytes; "" for elements with children). Nonzero stops the parse and is
+ * returned by gw_xml_read. */
+typedef int (*gw_xml_leaf_fn)(void *ud, int depth, const char *const *path, const char *text,
+                              size_t len);
+/* Parses a whole XML document whose root element must be root. Returns 0,
+ * MRD_EINVAL (not well-formed, another root, a DOCTYPE, too deep, text too
+ * long), -ENOMEM, or fn's code. Pure; fuzzed by tests/fuzz/fuzz_xml.c. */
+int gw_xml_read(const char *body, size_t len, const char *root, gw_xml_leaf_fn fn, void *ud);
+
+typedef struct gw_delete_obj {
+    char *key;
+    char *version_id; /* NULL when absent */
+} gw_delete_obj;
+
+/* A DeleteObjects request. */
+typedef struct gw_delete_req {
+    int quiet;
+    gw_delete_obj *objs;
+    size_t n; /* 1..GW_DELETE_MAX_KEYS */
+} gw_delete_req;
+
+/* Parses a <Delete> body. Returns 0 (out filled: gw_delete_req_clear it),
+ * MRD_EINVAL (MalformedXML: not well-formed, an Object without exactly one
+ * non-empty Key, no Object, a Quiet that is not true/false), MRD_ETOOBIG
+ * (more than 1000 objects), -ENOMEM. */
+int gw_xml_parse_delete(const char *body, size_t len, gw_delete_req *out);
+void gw_delete_req_clear(gw_delete_req *d);
 
 /* ---- SigV4 (gw_sigv4.c) ------------------------------------------------- */
 
@@ -377,6 +417,10 @@ void gw__meta_clear(gw__meta *m);
 void gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
                        const gw_sigv4_auth *auth);
 void gw__s3_get_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key);
+/* DeleteObjects: POST /<bucket>?delete (gw_s3_del.c). */
+void gw__s3_delete_objects(gw_daemon *d, gw_req *r, const char *bucket, const gw_sigv4_auth *auth);
+/* Decodes a Content-MD5 header (base64 of 16 bytes); 0 or -1. */
+int gw__decode_md5(const char *b64, unsigned char out[16]);
 /* RFC 1123 ("Wed, 12 Oct 2009 17:50:00 GMT") and ISO 8601 renderings of a
  * time in ms since the epoch. */
 void gw__http_time(uint64_t ms, char *out, size_t outsz);

@@ -34,8 +34,8 @@
 
 #include "engine.h"
 
-#define S3_XMLNS    "http://s3.amazonaws.com/doc/2006-03-01/"
-#define XML_HDR     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+#define S3_XMLNS    GW_S3_XMLNS
+#define XML_HDR     GW_XML_HDR
 #define MAX_BODY_IN (1u << 20) /* small XML request bodies we read and ignore */
 
 /* ---- one asynchronous operation ----------------------------------------- */
@@ -670,7 +670,8 @@ has_param(const char *query, const char *name)
 }
 
 static void
-route_bucket(gw_daemon *d, gw_req *r, const char *bucket, const char *method, const char *q)
+route_bucket(gw_daemon *d, gw_req *r, const char *bucket, const char *method, const char *q,
+             const gw_sigv4_auth *auth)
 {
     if (strcmp(method, "PUT") == 0 && !*q) {
         if (!valid_bucket_name(bucket)) {
@@ -693,6 +694,8 @@ route_bucket(gw_daemon *d, gw_req *r, const char *bucket, const char *method, co
         mutation(d, r, bucket, NULL, 1);
     } else if (strcmp(method, "HEAD") == 0) {
         op_run(d, r, bucket, NULL, gw__op_work_bucket, respond_empty_200);
+    } else if (strcmp(method, "POST") == 0 && has_param(q, "delete")) {
+        gw__s3_delete_objects(d, r, bucket, auth);
     } else if (strcmp(method, "GET") == 0 && has_param(q, "location")) {
         op_run(d, r, bucket, NULL, work_location, respond_xml_200);
     } else if (strcmp(method, "GET") == 0 && has_param(q, "versioning")) {
@@ -826,7 +829,7 @@ gw__route_s3(gw_req *r, void *ud)
     memcpy(bucket, path + 1, blen);
     bucket[blen] = '\0';
     if (!slash || slash[1] == '\0') {
-        route_bucket(d, r, bucket, method, q);
+        route_bucket(d, r, bucket, method, q, &auth);
         return;
     }
     if (gw_url_decode(slash + 1, strlen(slash + 1), 0, &key) != 0 || key.len > 1024 ||

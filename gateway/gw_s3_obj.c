@@ -539,8 +539,8 @@ static const gw_req_ops put_ops = {.body = put_body, .end = put_end, .release = 
 
 /* ---- request head -------------------------------------------------------- */
 
-static int
-decode_md5(const char *b64, unsigned char out[16])
+int
+gw__decode_md5(const char *b64, unsigned char out[16])
 {
     unsigned char tmp[64];
     size_t n = strlen(b64);
@@ -712,7 +712,7 @@ put_parse_head(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **msg)
     if (cl < 0 && !gw_req_is_chunked(r))
         return GW_S3E_MISSING_CONTENT_LENGTH;
     if ((v = gw_req_header(r, "content-md5"))) {
-        if (decode_md5(v, p->md5) != 0)
+        if (gw__decode_md5(v, p->md5) != 0)
             return GW_S3E_INVALID_DIGEST;
         p->has_md5 = 1;
     }

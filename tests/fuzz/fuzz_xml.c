@@ -1,9 +1,10 @@
 /*
  * fuzz_xml.c - libFuzzer target for the XML request bodies the gateway
- * parses: today the CompleteMultipartUpload document (gw_xml_parse_complete).
- * The input is the body as a client would send it. Whatever it is, the
- * parser must return, never read past it, and on success give 1..10000 parts
- * with numbers in range and NUL-terminated ETags that fit their buffer.
+ * parses: the CompleteMultipartUpload document (gw_xml_parse_complete), the
+ * DeleteObjects document (gw_xml_parse_delete) and the generic expat-based
+ * reader under it (gw_xml_read). The input is the body as a client would send
+ * it, and every parser sees it. Whatever it is, a parser must return, never
+ * read past it, and on success give results within the documented bounds.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,17 +14,24 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static int
+leaf(void *ud, int depth, const char *const *path, const char *text, size_t len)
 {
-    /* an exact-size copy, so ASan catches any read past the body */
-    char *body = malloc(size ? size : 1);
+    size_t *n = ud;
+
+    if (depth < 1 || depth > GW_XML_MAX_DEPTH || len > GW_XML_MAX_TEXT || strlen(text) > len ||
+        !path[depth - 1])
+        abort();
+    (*n)++;
+    return 0;
+}
+
+static void
+check_complete(const char *body, size_t size)
+{
     gw_complete_part *parts = NULL;
     size_t n = 0;
 
-    if (!body)
-        return 0;
-    memcpy(body, data, size);
     if (gw_xml_parse_complete(body, size, &parts, &n) == 0) {
         if (n == 0 || n > GW_MPU_MAX_PARTS)
             abort();
@@ -33,6 +41,36 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
         free(parts);
     }
+}
+
+static void
+check_delete(const char *body, size_t size)
+{
+    gw_delete_req d;
+    size_t n = 0;
+
+    if (gw_xml_parse_delete(body, size, &d) == 0) {
+        if (d.n == 0 || d.n > GW_DELETE_MAX_KEYS)
+            abort();
+        for (size_t i = 0; i < d.n; i++)
+            if (!d.objs[i].key || !d.objs[i].key[0])
+                abort();
+        gw_delete_req_clear(&d);
+    }
+    gw_xml_read(body, size, "Delete", leaf, &n);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* an exact-size copy, so ASan catches any read past the body */
+    char *body = malloc(size ? size : 1);
+
+    if (!body)
+        return 0;
+    memcpy(body, data, size);
+    check_complete(body, size);
+    check_delete(body, size);
     free(body);
     return 0;
 }

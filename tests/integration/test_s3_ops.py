@@ -21,6 +21,7 @@ import http.client
 import os
 import shutil
 import subprocess
+import time
 
 import boto3
 import botocore
@@ -319,3 +320,138 @@ def signed_get_headers(site, path, extra):
     req.headers["x-amz-content-sha256"] = EMPTY_SHA
     SigV4Auth(Credentials(KEY, SECRET), "s3", "us-east-1").add_auth(req)
     return dict(req.headers.items())
+
+
+# ---- 3. DeleteObjects -------------------------------------------------------
+
+
+def keys_of(c, bucket, prefix=""):
+    out, token = [], None
+    while True:
+        kw = {"ContinuationToken": token} if token else {}
+        r = c.list_objects_v2(Bucket=bucket, Prefix=prefix, **kw)
+        out += [o["Key"] for o in r.get("Contents", [])]
+        if not r["IsTruncated"]:
+            return out
+        token = r["NextContinuationToken"]
+
+
+def signed_post(site, path, body, extra=None, payload_hash=None):
+    req = AWSRequest(method="POST", url=site.s3 + path, data=body, headers=dict(extra or {}))
+    req.headers["x-amz-content-sha256"] = payload_hash or hashlib.sha256(body).hexdigest()
+    SigV4Auth(Credentials(KEY, SECRET), "s3", "us-east-1").add_auth(req)
+    h = dict(req.headers.items())
+    h["Content-Length"] = str(len(body))
+    return send(site, "POST", path, h, body)
+
+
+def test_boto3_delete_objects(site):
+    c = client(site)
+    c.create_bucket(Bucket="multi")
+    for i in range(30):
+        c.put_object(Bucket="multi", Key=f"k{i:02d}", Body=b"x" * i)
+    c.put_object(Bucket="multi", Key="odd <&> name", Body=b"y")
+    r = c.delete_objects(Bucket="multi", Delete={"Objects": [
+        {"Key": "k00"}, {"Key": "k01"}, {"Key": "missing"}, {"Key": "odd <&> name"},
+        {"Key": "k02", "VersionId": "null"}, {"Key": "k03", "VersionId": "abc"}]})
+    assert sorted(d["Key"] for d in r["Deleted"]) == ["k00", "k01", "k02", "missing",
+                                                      "odd <&> name"]
+    assert [(e["Key"], e["Code"]) for e in r["Errors"]] == [("k03", "NotImplemented")]
+    left = keys_of(c, "multi")
+    assert "k00" not in left and "k02" not in left and "odd <&> name" not in left
+    assert "k03" in left and len(left) == 27
+    # Quiet: only errors come back
+    r = c.delete_objects(Bucket="multi", Delete={"Quiet": True, "Objects": [
+        {"Key": "k04"}, {"Key": "k05", "VersionId": "v"}]})
+    assert "Deleted" not in r and [e["Key"] for e in r["Errors"]] == ["k05"]
+    assert "k04" not in keys_of(c, "multi")
+    # 1000 keys in one call; 1001 is MalformedXML
+    names = [f"many/{i:04d}" for i in range(1000)]
+    for n in names[:50]:
+        c.put_object(Bucket="multi", Key=n, Body=b"")
+    r = c.delete_objects(Bucket="multi", Delete={"Objects": [{"Key": n} for n in names]})
+    assert len(r["Deleted"]) == 1000 and "Errors" not in r
+    assert keys_of(c, "multi", "many/") == []
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.delete_objects(Bucket="multi", Delete={"Objects": [{"Key": n} for n in names + ["x"]]})
+    assert code(e) == "MalformedXML"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.delete_objects(Bucket="nosuchbucket", Delete={"Objects": [{"Key": "a"}]})
+    assert code(e) == "NoSuchBucket"
+
+
+def test_delete_objects_bad_bodies(site):
+    c = client(site)
+    c.create_bucket(Bucket="multi")
+    c.put_object(Bucket="multi", Key="keep", Body=b"1")
+    good = b"<Delete><Object><Key>keep</Key></Object></Delete>"
+    md5 = lambda b: base64.b64encode(hashlib.md5(b).digest()).decode()  # noqa: E731
+    for body in (b"<Delete><Object><Key>keep</Key></Object>", b"<Delete/>", b"garbage",
+                 b"<Nope><Object><Key>keep</Key></Object></Nope>",
+                 b'<!DOCTYPE Delete [<!ENTITY a "keep">]><Delete><Object><Key>&a;</Key>'
+                 b"</Object></Delete>"):
+        st, _, resp = signed_post(site, "/multi?delete", body, {"Content-MD5": md5(body)})
+        assert st == 400 and xml_code(resp) == "MalformedXML", (body, resp)
+    # Content-MD5 that does not match: BadDigest; that does not decode: InvalidDigest
+    st, _, resp = signed_post(site, "/multi?delete", good, {"Content-MD5": md5(b"other")})
+    assert st == 400 and xml_code(resp) == "BadDigest"
+    st, _, resp = signed_post(site, "/multi?delete", good, {"Content-MD5": "nope"})
+    assert st == 400 and xml_code(resp) == "InvalidDigest"
+    # unsigned body without Content-MD5: refused, as S3 does
+    st, _, resp = signed_post(site, "/multi?delete", good, payload_hash="UNSIGNED-PAYLOAD")
+    assert st == 400 and xml_code(resp) == "InvalidRequest"
+    # a signed SHA-256 that does not match the body
+    st, _, resp = signed_post(site, "/multi?delete", good, payload_hash=EMPTY_SHA)
+    assert st == 400 and xml_code(resp) == "XAmzContentSHA256Mismatch"
+    assert c.get_object(Bucket="multi", Key="keep")["Body"].read() == b"1"
+    # signed body, no Content-MD5: accepted (the SHA-256 covers it)
+    st, _, resp = signed_post(site, "/multi?delete", good)
+    assert st == 200 and b"<Deleted><Key>keep</Key></Deleted>" in resp, resp
+    assert keys_of(c, "multi") == []
+
+
+def test_clients_batch_delete(site, tmp_path):
+    """s3cmd's `del --recursive` batches its deletes with DeleteObjects, and so
+    does `aws s3api delete-objects` (`aws s3 rm --recursive` deletes key by
+    key, so it does not exercise this)."""
+    from test_s3_basic import aws, aws_env
+    env = aws_env(tmp_path)
+    c = client(site)
+    c.create_bucket(Bucket="rmr")
+    for i in range(12):
+        c.put_object(Bucket="rmr", Key=f"dir/sub{i % 3}/f{i}", Body=b"z")
+    c.put_object(Bucket="rmr", Key="other", Body=b"o")
+    spec = tmp_path / "del.json"
+    spec.write_text('{"Objects": [%s], "Quiet": false}' % ", ".join(
+        '{"Key": "dir/sub%d/f%d"}' % (i % 3, i) for i in range(6)))
+    r = aws(site, env, "s3api", "delete-objects", "--bucket", "rmr", "--delete",
+            f"file://{spec}")
+    assert r.stdout.count('"Key"') == 6, r.stdout
+    assert len(keys_of(c, "rmr")) == 7
+
+    for i in range(10):
+        c.put_object(Bucket="rmr", Key=f"s3cmd/{i}", Body=b"s")
+    cfg = tmp_path / "s3cfg"
+    host = site.s3.replace("http://", "")
+    cfg.write_text(f"[default]\naccess_key = {KEY}\nsecret_key = {SECRET}\nhost_base = {host}\n"
+                   f"host_bucket = {host}\nuse_https = False\nsignature_v2 = False\n"
+                   "bucket_location = us-east-1\n")
+    for prefix in ("s3cmd/", "dir/"):
+        r = subprocess.run(["s3cmd", "-c", str(cfg), "--debug", "del", "--recursive",
+                            f"s3://rmr/{prefix}"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "?delete" in r.stderr  # the batch call, not one DELETE per key
+    assert keys_of(c, "rmr") == ["other"]
+
+
+def test_empty_put_then_put_on_one_connection(site):
+    """botocore sends Expect: 100-continue on every PutObject and misreads the
+    next response on the connection when an empty one was answered without
+    100 Continue; the daemon grants it, so the next PUT does not stall."""
+    c = client(site)
+    c.create_bucket(Bucket="empties")
+    t0 = time.monotonic()
+    for body in (b"", b"x", b"", b"xy", b"", b""):
+        c.put_object(Bucket="empties", Key="k", Body=body)
+        assert c.get_object(Bucket="empties", Key="k")["Body"].read() == body
+    assert time.monotonic() - t0 < 20  # a stall is the 60 s idle timeout

@@ -1,0 +1,248 @@
+/*
+ * gw_xmlreq.c - reading the XML documents clients send in request bodies
+ * (DeleteObjects' <Delete>; meant for every S3 request body), on expat.
+ *
+ * gw_xml_read walks a whole body (already bounded and in memory: these
+ * documents are small) and calls back at the end of every element with the
+ * path of open element names from the root and the element's own text. Names
+ * are local names: expat resolves namespaces (the s3 xmlns, or a prefix) and
+ * the URI is dropped, since S3 accepts both. What an S3 body never needs is
+ * refused rather than handled: a DOCTYPE (so no entity can be declared, let
+ * alone expanded: no billion laughs, no external entities), processing
+ * instructions are ignored, and nesting deeper than GW_XML_MAX_DEPTH or text
+ * longer than GW_XML_MAX_TEXT in one element is an error. Only leaf elements
+ * carry text: once an element has a child, its own text (indentation) is
+ * dropped, so a pretty-printed document of any length stays within bounds. The parser's memory is
+ * bounded by those limits plus expat's own, linear in the body.
+ *
+ * gw_xml_parse_delete builds on it: <Delete> with an optional <Quiet> and
+ * 1..1000 <Object> each with one <Key> (and optional <VersionId>). Anything
+ * that does not fit that shape is MRD_EINVAL, which the caller answers
+ * MalformedXML, as S3 does. Fuzzed by tests/fuzz/fuzz_xml.c.
+ */
+#include "gw_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <expat.h>
+
+typedef struct reader {
+    XML_Parser p;
+    const char *root;
+    char path[GW_XML_MAX_DEPTH][64];
+    const char *pathv[GW_XML_MAX_DEPTH];
+    int depth;
+    mrd_buf text[GW_XML_MAX_DEPTH];
+    int container[GW_XML_MAX_DEPTH]; /* has child elements: its text is dropped */
+    gw_xml_leaf_fn fn;
+    void *ud;
+    int rc;
+} reader;
+
+static void
+stop(reader *x, int rc)
+{
+    if (x->rc == 0)
+        x->rc = rc;
+    XML_StopParser(x->p, XML_FALSE);
+}
+
+/* "uri\x01local" or "local" -> local */
+static const char *
+local_name(const XML_Char *name)
+{
+    const char *sep = strrchr(name, '\x01');
+
+    return sep ? sep + 1 : name;
+}
+
+static void XMLCALL
+on_start(void *ud, const XML_Char *name, const XML_Char **attrs)
+{
+    reader *x = ud;
+    const char *ln = local_name(name);
+
+    (void)attrs;
+    if (x->depth == GW_XML_MAX_DEPTH || strlen(ln) >= sizeof(x->path[0]) ||
+        (x->depth == 0 && strcmp(ln, x->root) != 0)) {
+        stop(x, MRD_EINVAL);
+        return;
+    }
+    if (x->depth > 0) {
+        x->container[x->depth - 1] = 1;
+        mrd_buf_reset(&x->text[x->depth - 1]);
+    }
+    strcpy(x->path[x->depth], ln);
+    x->pathv[x->depth] = x->path[x->depth];
+    mrd_buf_reset(&x->text[x->depth]);
+    x->container[x->depth] = 0;
+    x->depth++;
+}
+
+static void XMLCALL
+on_end(void *ud, const XML_Char *name)
+{
+    reader *x = ud;
+    mrd_buf *t;
+    int rc;
+
+    (void)name; /* expat has checked it matches the start tag */
+    if (x->depth == 0)
+        return;
+    t = &x->text[x->depth - 1];
+    if (mrd_buf_append(t, "", 0) != 0) { /* NUL-terminates */
+        stop(x, -ENOMEM);
+        return;
+    }
+    rc = x->fn(x->ud, x->depth, x->pathv, t->data, t->len);
+    x->depth--;
+    if (rc != 0)
+        stop(x, rc);
+}
+
+static void XMLCALL
+on_text(void *ud, const XML_Char *s, int len)
+{
+    reader *x = ud;
+    mrd_buf *t;
+
+    if (x->depth == 0 || x->container[x->depth - 1])
+        return;
+    t = &x->text[x->depth - 1];
+    if (t->len + (size_t)len > GW_XML_MAX_TEXT) {
+        stop(x, MRD_EINVAL);
+        return;
+    }
+    if (mrd_buf_append(t, s, (size_t)len) != 0)
+        stop(x, -ENOMEM);
+}
+
+static void XMLCALL
+on_doctype(void *ud, const XML_Char *name, const XML_Char *sysid, const XML_Char *pubid,
+           int has_internal_subset)
+{
+    (void)name;
+    (void)sysid;
+    (void)pubid;
+    (void)has_internal_subset;
+    stop(ud, MRD_EINVAL);
+}
+
+int
+gw_xml_read(const char *body, size_t len, const char *root, gw_xml_leaf_fn fn, void *ud)
+{
+    reader x;
+    int rc = 0;
+
+    memset(&x, 0, sizeof(x));
+    if (len > (size_t)0x7fffffff)
+        return MRD_EINVAL;
+    x.p = XML_ParserCreateNS(NULL, '\x01');
+    if (!x.p)
+        return -ENOMEM;
+    x.root = root;
+    x.fn = fn;
+    x.ud = ud;
+    XML_SetUserData(x.p, &x);
+    XML_SetElementHandler(x.p, on_start, on_end);
+    XML_SetCharacterDataHandler(x.p, on_text);
+    XML_SetStartDoctypeDeclHandler(x.p, on_doctype);
+    if (XML_Parse(x.p, body, (int)len, XML_TRUE) != XML_STATUS_OK)
+        rc = x.rc ? x.rc : MRD_EINVAL;
+    XML_ParserFree(x.p);
+    for (int i = 0; i < GW_XML_MAX_DEPTH; i++)
+        mrd_buf_free(&x.text[i]);
+    return rc;
+}
+
+/* ---- <Delete> ------------------------------------------------------------ */
+
+typedef struct del_acc {
+    gw_delete_req *out;
+    size_t cap;
+    int has_key, has_vid, quiet_seen;
+    char *key, *vid;
+} del_acc;
+
+static int
+del_leaf(void *ud, int depth, const char *const *path, const char *text, size_t len)
+{
+    del_acc *a = ud;
+    gw_delete_req *d = a->out;
+
+    if (depth == 2 && strcmp(path[1], "Quiet") == 0) {
+        if (a->quiet_seen++)
+            return MRD_EINVAL;
+        if (strcmp(text, "true") == 0)
+            d->quiet = 1;
+        else if (strcmp(text, "false") != 0)
+            return MRD_EINVAL;
+    } else if (depth == 3 && strcmp(path[1], "Object") == 0 && strcmp(path[2], "Key") == 0) {
+        if (a->has_key++ || len == 0 || memchr(text, '\0', len))
+            return MRD_EINVAL;
+        if (!(a->key = strdup(text)))
+            return -ENOMEM;
+    } else if (depth == 3 && strcmp(path[1], "Object") == 0 && strcmp(path[2], "VersionId") == 0) {
+        if (a->has_vid++)
+            return MRD_EINVAL;
+        if (!(a->vid = strdup(text)))
+            return -ENOMEM;
+    } else if (depth == 2 && strcmp(path[1], "Object") == 0) {
+        gw_delete_obj *o;
+        if (!a->has_key)
+            return MRD_EINVAL;
+        if (d->n == GW_DELETE_MAX_KEYS)
+            return MRD_ETOOBIG;
+        if (d->n == a->cap) {
+            size_t cap = a->cap ? a->cap * 4 : 16;
+            gw_delete_obj *no = realloc(d->objs, cap * sizeof(*no));
+            if (!no)
+                return -ENOMEM;
+            d->objs = no;
+            a->cap = cap;
+        }
+        o = &d->objs[d->n++];
+        o->key = a->key;
+        o->version_id = a->vid;
+        a->key = a->vid = NULL;
+        a->has_key = a->has_vid = 0;
+    }
+    /* anything else (the root, unknown elements S3 may add) is ignored */
+    return 0;
+}
+
+void
+gw_delete_req_clear(gw_delete_req *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        free(d->objs[i].key);
+        free(d->objs[i].version_id);
+    }
+    free(d->objs);
+    memset(d, 0, sizeof(*d));
+}
+
+int
+gw_xml_parse_delete(const char *body, size_t len, gw_delete_req *out)
+{
+    gw_delete_req d;
+    del_acc a;
+    int rc;
+
+    memset(&d, 0, sizeof(d));
+    memset(&a, 0, sizeof(a));
+    a.out = &d;
+    rc = gw_xml_read(body, len, "Delete", del_leaf, &a);
+    if (rc == 0 && d.n == 0)
+        rc = MRD_EINVAL;
+    free(a.key);
+    free(a.vid);
+    if (rc != 0) {
+        gw_delete_req_clear(&d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}

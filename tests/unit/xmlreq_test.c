@@ -1,0 +1,105 @@
+/*
+ * xmlreq_test.c - the XML request-body reader (gateway/gw_xmlreq.c) and the
+ * DeleteObjects document: namespaces (default and prefixed), entities and
+ * CDATA in keys, Quiet, VersionId, pretty-printing of any length, and the
+ * refusals: not well-formed, another root, a DOCTYPE (entity expansion),
+ * nesting too deep, text too long, objects without a key, more than 1000.
+ */
+#include "gw_int.h"
+#include "test.h"
+
+static void
+test_delete_document(void)
+{
+    const char *doc = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                      "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\n"
+                      "  <Quiet>true</Quiet>\n"
+                      "  <Object><Key>a/b &amp; c&#x3C;.txt</Key></Object>\n"
+                      "  <Object><Key><![CDATA[<raw>]]></Key><VersionId>null</VersionId>"
+                      "<Unknown>ignored</Unknown></Object>\n"
+                      "</Delete>\n";
+    gw_delete_req d;
+
+    REQUIRE(gw_xml_parse_delete(doc, strlen(doc), &d) == 0);
+    CHECK_EQ_INT(d.quiet, 1);
+    REQUIRE(d.n == 2);
+    CHECK_STR(d.objs[0].key, "a/b & c<.txt");
+    CHECK(d.objs[0].version_id == NULL);
+    CHECK_STR(d.objs[1].key, "<raw>");
+    CHECK_STR(d.objs[1].version_id, "null");
+    gw_delete_req_clear(&d);
+
+    doc = "<s3:Delete xmlns:s3=\"http://s3.amazonaws.com/doc/2006-03-01/\"><s3:Object>"
+          "<s3:Key> spaced </s3:Key></s3:Object><s3:Quiet>false</s3:Quiet></s3:Delete>";
+    REQUIRE(gw_xml_parse_delete(doc, strlen(doc), &d) == 0);
+    CHECK_EQ_INT(d.quiet, 0);
+    CHECK_STR(d.objs[0].key, " spaced ");
+    gw_delete_req_clear(&d);
+}
+
+static void
+test_delete_limits(void)
+{
+    mrd_buf b = {0};
+    gw_delete_req d;
+
+    /* 1000 keys, indented: accepted; 1001: too many */
+    mrd_buf_appendf(&b, "<Delete>\n");
+    for (int i = 0; i < 1000; i++)
+        mrd_buf_appendf(&b, "    <Object>\n        <Key>key-%04d</Key>\n    </Object>\n", i);
+    mrd_buf_appendf(&b, "</Delete>");
+    REQUIRE(gw_xml_parse_delete(b.data, b.len, &d) == 0);
+    CHECK_EQ_INT(d.n, 1000);
+    CHECK_STR(d.objs[999].key, "key-0999");
+    gw_delete_req_clear(&d);
+    b.len -= strlen("</Delete>");
+    mrd_buf_appendf(&b, "<Object><Key>one-more</Key></Object></Delete>");
+    CHECK(gw_xml_parse_delete(b.data, b.len, &d) == MRD_ETOOBIG);
+    /* a key longer than the text bound */
+    mrd_buf_reset(&b);
+    mrd_buf_appendf(&b, "<Delete><Object><Key>");
+    for (unsigned i = 0; i < GW_XML_MAX_TEXT + 1; i++)
+        mrd_buf_append(&b, "k", 1);
+    mrd_buf_appendf(&b, "</Key></Object></Delete>");
+    CHECK(gw_xml_parse_delete(b.data, b.len, &d) == MRD_EINVAL);
+    mrd_buf_free(&b);
+}
+
+static void
+test_malformed(void)
+{
+    static const char *const bad[] = {
+        "",
+        "not xml",
+        "<Delete>",
+        "<Delete><Object><Key>k</Key></Object>",
+        "<Delete><Object><Key>k</Object></Key></Delete>",
+        "<Other><Object><Key>k</Key></Object></Other>",
+        "<Delete></Delete>",
+        "<Delete><Object></Object></Delete>",
+        "<Delete><Object><Key></Key></Object></Delete>",
+        "<Delete><Object><Key>a</Key><Key>b</Key></Object></Delete>",
+        "<Delete><Quiet>yes</Quiet><Object><Key>k</Key></Object></Delete>",
+        "<Delete><Object><Key>k</Key></Object></Delete><Delete/>",
+        "<!DOCTYPE Delete [<!ENTITY e \"x\">]><Delete><Object><Key>&e;</Key></Object></Delete>",
+        "<Delete><Object><Key>&undefined;</Key></Object></Delete>",
+        "<Delete><a><b><c><d><e><f><g><h>deep</h></g></f></e></d></c></b></a></Delete>",
+        NULL};
+    gw_delete_req d;
+
+    for (const char *const *s = bad; *s; s++) {
+        int rc = gw_xml_parse_delete(*s, strlen(*s), &d);
+        if (rc != MRD_EINVAL)
+            fprintf(stderr, "  accepted or wrong code %d: %s\n", rc, *s);
+        CHECK(rc == MRD_EINVAL);
+    }
+}
+
+static const test_case tests[] = {
+    TEST(test_delete_document),
+    TEST(test_delete_limits),
+    TEST(test_malformed),
+    {NULL, NULL},
+};
+
+TEST_MAIN(tests)
