@@ -49,6 +49,7 @@ typedef struct gw_route_state {
     uint64_t proxied[GW_ROUTE__COUNT];
     uint64_t proxy_errors;     /* no peer answered: the client got the fallback */
     uint64_t proxy_retries;    /* a peer failed before answering; the next was tried */
+    uint64_t proxy_reused;     /* forwarded on a kept-alive connection */
     uint64_t local_misses;     /* 404 answered here, caught up: no WAN trip */
     uint64_t served_for_peers; /* requests peers forwarded to us */
     uint64_t token_local;      /* token already applied: served here */
@@ -483,5 +484,7 @@ int gw__route_pick(gw_daemon *d, gw_route_reason why, uint32_t token_site, const
  * (r untouched). */
 int gw__proxy_start(gw_daemon *d, gw_req *r, gw_route_reason why, uint32_t site_id,
                     uint32_t token_site, gw_s3_err fallback);
+/* Closes the idle keep-alive connections to peers (shutdown). */
+void gw__proxy_close_idle(void);
 
 #endif

@@ -177,10 +177,32 @@ open_engine(gw_daemon *d)
     return 0;
 }
 
+/* The store takes a drive offline itself when a write to it fails, and
+ * only a rescan brings it back. Once the probe sees such a drive work again,
+ * rescan, and heal what it missed: this is what makes failback automatic
+ * after drives are replaced or remounted. */
+static void
+store_rescan(gw_daemon *d)
+{
+    static store_status ss; /* large; loop thread only */
+    store *st;
+    int back = 0, online;
+
+    if (!d->eng || store_get_status((st = engine_store(d->eng)), &ss) != 0)
+        return;
+    for (int i = 0; i < ss.n_drives && i < d->n_drives; i++)
+        back += ss.drives[i].state == STORE_DRIVE_OFFLINE && d->drives[i].state == GW_DRIVE_ONLINE;
+    if (back && (online = store_drives_rescan(st)) > ss.online_drives) {
+        MRD_INFO("drive.rescan", "store_drives_online=%d heal=all", online);
+        store_heal_start(st, 1);
+    }
+}
+
 void
 gw__probe_drives(gw_daemon *d)
 {
     probe_all(d);
+    store_rescan(d);
 }
 
 static void
@@ -190,7 +212,7 @@ drive_timer_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    probe_all(d);
+    gw__probe_drives(d);
     if (!d->eng && !d->shutting_down && gw__drives_online(d) >= d->conf->ec_k)
         open_engine(d);
 }
@@ -500,6 +522,7 @@ main(int argc, char **argv)
 out:
     gw_http_server_free(d.s3);
     gw_http_server_free(d.admin);
+    gw__proxy_close_idle();
     repl_free(d.replicator); /* closes its WAL readers: before the engine */
     if (d.eng_ev)
         event_free(d.eng_ev);

@@ -13,7 +13,7 @@
  * checked. A peer serves such a request locally and never forwards it again,
  * so a request crosses at most one WAN hop and cannot loop.
  *
- * Data path, per request, one TCP connection to the peer (Connection: close):
+ * Data path, per request, one TCP connection to the peer:
  *
  *   client --body--> gw_req ops->body --> upstream output --> peer
  *   client <--gw_resp_write-- llhttp (HTTP_RESPONSE) <-- upstream input <-- peer
@@ -35,6 +35,16 @@
  * left, the client gets the caller's fallback error. After the head has
  * gone out, the only honest signal is to cut the client connection
  * (gw_resp_abort), so a client never takes a short body for a whole one.
+ *
+ * Connections are kept alive and reused: after a response that was read to
+ * its end, with the request fully sent and the peer not asking to close, the
+ * connection goes to a small idle pool per peer (PX_POOL_PER_PEER, closed
+ * after PX_IDLE_S idle - under the peer's own 60 s keep-alive limit - or at
+ * once if the peer closes it or sends anything). So a forwarded request over
+ * a WAN costs one round trip, not two. A reused connection the peer closed
+ * just before our request came fails without an answer byte; that attempt
+ * is retried once on a fresh connection to the same peer, not counted as
+ * the peer failing.
  *
  * Lifetime: the px is freed when the client side is released; callbacks
  * that may end the response (and so run release synchronously) are
@@ -58,12 +68,14 @@
 
 #include "replicator.h"
 
-#define PX_SLICE       (64u << 10)
-#define PX_HIGH        (1u << 20)
-#define PX_MAX_TRIES   3
-#define PX_MAX_HEADERS (32u << 10) /* response header bytes accepted from a peer */
-#define PX_HEAD_S      10          /* the peer must start answering within this */
-#define PX_IO_S        60          /* then move bytes at least this often */
+#define PX_SLICE         (64u << 10)
+#define PX_HIGH          (1u << 20)
+#define PX_MAX_TRIES     3
+#define PX_MAX_HEADERS   (32u << 10) /* response header bytes accepted from a peer */
+#define PX_HEAD_S        10          /* the peer must start answering within this */
+#define PX_IO_S          60          /* then move bytes at least this often */
+#define PX_POOL_PER_PEER 8           /* idle keep-alive connections per peer */
+#define PX_IDLE_S        30          /* an idle connection is closed after this */
 
 typedef struct px {
     gw_daemon *d;
@@ -84,6 +96,10 @@ typedef struct px {
     int up_paused; /* reading from the peer stopped for the client */
     int head_out;  /* the response head went to the client */
     int done;      /* llhttp saw the whole response */
+    int req_sent;  /* the whole request (head and body) was handed upstream */
+    int reused;    /* x->up came from the idle pool */
+    int fresh;     /* this site again on a new connection: a reused one died */
+    int got_bytes; /* the peer sent something on x->up */
     int released, depth;
     mrd_buf hdrs; /* response headers: name\0value\0 ... */
     mrd_buf name_acc, val_acc;
@@ -91,6 +107,86 @@ typedef struct px {
 } px;
 
 static void px_try(px *x);
+
+/* ---- idle keep-alive connections ---------------------------------------- */
+
+typedef struct px_idle {
+    struct bufferevent *bev;
+    uint32_t site;
+} px_idle;
+
+/* Loop thread only (one daemon per process). */
+static px_idle idle_pool[MRD_MAX_PEERS * PX_POOL_PER_PEER];
+static int n_idle;
+
+static void
+idle_drop(struct bufferevent *bev)
+{
+    for (int i = 0; i < n_idle; i++) {
+        if (idle_pool[i].bev == bev) {
+            idle_pool[i] = idle_pool[--n_idle];
+            break;
+        }
+    }
+    bufferevent_free(bev);
+}
+
+/* Anything from an idle connection (data, close, error, idle timeout)
+ * ends it: a peer does not speak unasked. */
+static void
+idle_read_cb(struct bufferevent *bev, void *ud)
+{
+    (void)ud;
+    idle_drop(bev);
+}
+
+static void
+idle_event_cb(struct bufferevent *bev, short what, void *ud)
+{
+    (void)what;
+    (void)ud;
+    idle_drop(bev);
+}
+
+static void
+idle_put(uint32_t site, struct bufferevent *bev)
+{
+    struct timeval idle = {PX_IDLE_S, 0};
+    int per_site = 0;
+
+    for (int i = 0; i < n_idle; i++)
+        per_site += idle_pool[i].site == site;
+    if (per_site >= PX_POOL_PER_PEER || n_idle >= (int)(sizeof(idle_pool) / sizeof(idle_pool[0]))) {
+        bufferevent_free(bev);
+        return;
+    }
+    bufferevent_setcb(bev, idle_read_cb, NULL, idle_event_cb, NULL);
+    bufferevent_set_timeouts(bev, &idle, NULL);
+    bufferevent_enable(bev, EV_READ);
+    idle_pool[n_idle].bev = bev;
+    idle_pool[n_idle].site = site;
+    n_idle++;
+}
+
+static struct bufferevent *
+idle_take(uint32_t site)
+{
+    for (int i = n_idle - 1; i >= 0; i--) {
+        if (idle_pool[i].site == site) {
+            struct bufferevent *bev = idle_pool[i].bev;
+            idle_pool[i] = idle_pool[--n_idle];
+            return bev;
+        }
+    }
+    return NULL;
+}
+
+void
+gw__proxy_close_idle(void)
+{
+    while (n_idle > 0)
+        bufferevent_free(idle_pool[--n_idle].bev);
+}
 
 /* ---- lifetime ------------------------------------------------------------ */
 
@@ -151,9 +247,16 @@ px_fail(px *x, const char *why)
         gw_resp_abort(x->r);
         return;
     }
+    if (x->reused && !x->got_bytes && !x->body_touched && !x->fresh) {
+        x->fresh = 1; /* the peer closed an idle connection: not its failure */
+        x->n_tried--;
+        px_try(x);
+        return;
+    }
     if (!x->body_touched && x->n_tried < PX_MAX_TRIES &&
         gw__route_pick(x->d, x->why, x->token_site, x->tried, x->n_tried, &x->site) >= 0) {
         x->d->route.proxy_retries++;
+        x->fresh = 0;
         px_try(x);
         return;
     }
@@ -305,6 +408,12 @@ up_process(px *x)
         evbuffer_drain(in, used);
     }
     if (x->done && !x->released) {
+        if (x->up && x->req_sent && llhttp_should_keep_alive(&x->parser) &&
+            evbuffer_get_length(bufferevent_get_input(x->up)) == 0 &&
+            evbuffer_get_length(bufferevent_get_output(x->up)) == 0) {
+            idle_put(x->site, x->up);
+            x->up = NULL;
+        }
         up_close(x);
         gw_resp_end(x->r); /* runs px_release */
     }
@@ -317,6 +426,7 @@ up_read_cb(struct bufferevent *bev, void *ud)
     px *x = ud;
 
     (void)bev;
+    x->got_bytes = 1;
     if (x->head_out) {
         struct timeval io = {PX_IO_S, 0};
         bufferevent_set_timeouts(x->up, &io, &io);
@@ -419,8 +529,7 @@ write_head(px *x, const mrd_peer_conf *pc)
     else if (gw_req_has_body(r))
         mrd_buf_appendf(&h, "Content-Length: %lld\r\n", (long long)gw_req_content_length(r));
     mrd_buf_appendf(&h,
-                    "x-meridian-site-id: %s\r\nx-meridian-time: %s\r\nx-meridian-auth: %s\r\n"
-                    "Connection: close\r\n\r\n",
+                    "x-meridian-site-id: %s\r\nx-meridian-time: %s\r\nx-meridian-auth: %s\r\n\r\n",
                     sig.site, sig.time, sig.auth);
     rc = h.data ? bufferevent_write(x->up, h.data, h.len) : -1;
     mrd_buf_free(&h);
@@ -467,8 +576,12 @@ px_try(px *x)
     memcpy(&ss, res->ai_addr, res->ai_addrlen);
     sslen = (int)res->ai_addrlen;
     evutil_freeaddrinfo(res);
-    x->up = bufferevent_socket_new(x->d->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!x->up) {
+    /* a fresh connection after a reused one failed silently */
+    x->up = x->fresh ? NULL : idle_take(x->site);
+    x->reused = x->up != NULL;
+    x->d->route.proxy_reused += (uint64_t)x->reused;
+    x->got_bytes = 0;
+    if (!x->up && !(x->up = bufferevent_socket_new(x->d->base, -1, BEV_OPT_CLOSE_ON_FREE))) {
         px_fail(x, "out of memory");
         return;
     }
@@ -477,11 +590,13 @@ px_try(px *x)
     bufferevent_setwatermark(x->up, EV_WRITE, PX_HIGH / 4, 0);
     bufferevent_set_timeouts(x->up, x->has_body ? &slow : &head, x->has_body ? &io : &head);
     if (write_head(x, pc) != 0 ||
-        bufferevent_socket_connect(x->up, (struct sockaddr *)&ss, sslen) != 0) {
+        (!x->reused && bufferevent_socket_connect(x->up, (struct sockaddr *)&ss, sslen) != 0)) {
         px_fail(x, "cannot connect");
         return;
     }
-    {
+    if (!x->has_body)
+        x->req_sent = 1;
+    if (!x->reused) {
         int one = 1;
         evutil_socket_t fd = bufferevent_getfd(x->up);
         if (fd >= 0)
@@ -527,6 +642,8 @@ px_end(gw_req *r, void *ctx)
     (void)r;
     if (x->up && x->chunked_body)
         bufferevent_write(x->up, "0\r\n\r\n", 5);
+    if (x->up)
+        x->req_sent = 1;
 }
 
 static void

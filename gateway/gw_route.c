@@ -549,6 +549,8 @@ gw__route_status_json(gw_daemon *d, mrd_json_w *w)
     mrd_json_w_uint(w, s->proxy_errors);
     mrd_json_w_key(w, "proxy_retries");
     mrd_json_w_uint(w, s->proxy_retries);
+    mrd_json_w_key(w, "proxy_reused");
+    mrd_json_w_uint(w, s->proxy_reused);
     mrd_json_w_key(w, "local_misses");
     mrd_json_w_uint(w, s->local_misses);
     mrd_json_w_key(w, "served_for_peers");
@@ -581,6 +583,8 @@ gw__route_metrics(gw_daemon *d, mrd_buf *b)
     C("meridian_route_proxy_errors_total", "Forwarded requests no peer answered.", s->proxy_errors);
     C("meridian_route_proxy_retries_total", "Peers that failed before answering; the next tried.",
       s->proxy_retries);
+    C("meridian_route_proxy_reused_total", "Forwarded requests sent on a kept-alive connection.",
+      s->proxy_reused);
     C("meridian_route_local_misses_total", "404s answered here without a WAN round trip.",
       s->local_misses);
     C("meridian_route_served_for_peers_total", "Requests peer sites forwarded to this one.",

@@ -97,7 +97,7 @@ def pair(tmp_path):
     b.start()
     try:
         wait_for(lambda: peer_state(a, "b") == "healthy" and peer_state(b, "a") == "healthy",
-                 20, "both peers healthy")
+                 45, "both peers healthy")
         yield a, b, w
     finally:
         b.stop()
@@ -162,6 +162,7 @@ def test_caught_up_miss_is_local_behind_miss_is_proxied(pair):
     assert st == 200 and body == b"old bytes" and "x-meridian-served-by" not in hdr
     assert routing(b)["proxied"]["behind"] >= 4
     assert routing(a)["served_for_peers"] >= 4
+    assert routing(b)["proxy_reused"] >= 1  # keep-alive connections to a
 
     # healed: the record stream catches up and b serves the key itself
     w.heal("ab")
@@ -354,7 +355,7 @@ def trio(tmp_path):
             st = {p["name"]: p for p in b.status()["peers"]}
             return (st["a"]["state"] == "healthy" and st["c"]["state"] == "healthy"
                     and 0 < st["a"]["rtt_ms"] < st["c"]["rtt_ms"])
-        wait_for(ready, 30, "b to see a healthy and nearer than c")
+        wait_for(ready, 45, "b to see a healthy and nearer than c")
         yield a, b, c, w
     finally:
         for s in sites.values():
