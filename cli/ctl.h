@@ -48,6 +48,10 @@ int ctl_cmd_object(const ctl_opts *o, int argc, char **argv);
 int ctl_cmd_drive(const ctl_opts *o, int argc, char **argv);
 int ctl_cmd_failover(const ctl_opts *o, int argc, char **argv);
 
+/* meridianctl site ... (ctl_site.c); argv after "site". Returns the exit code. */
+int ctl_cmd_site(const ctl_opts *o, int argc, char **argv);
+extern const char ctl_site_help[];
+
 /* Formats bytes as "1.5 GiB". Returns out. */
 const char *ctl_human_bytes(uint64_t v, char *out, size_t outsz);
 /* Formats seconds as "3d4h", "2h5m", "4m10s", "12s". Returns out. */

@@ -47,6 +47,8 @@ usage(FILE *f)
                "  failover [show|drain|undrain]\n"
                "                      where this site's S3 requests go; drain for maintenance\n"
                "  help [COMMAND]      this text, or a command's (also COMMAND --help)\n"
+               "  site list|info|add|remove\n"
+               "                      the cluster's sites; add or remove one at run time\n"
                "\n"
                "options:\n"
                "  --endpoint HOST:PORT  admin API address (env MERIDIAN_ENDPOINT)\n"
@@ -121,6 +123,7 @@ static const struct {
                  "peer, for maintenance; undrain: serve locally again. Both are idempotent\n"
                  "and not persisted (a restart serves locally). --json prints the status\n"
                  "document; the state is under \"routing\".\n"},
+    {"site", ctl_site_help},
 };
 
 /* Prints the help of cmd; 0, or 2 if there is no such command. */
@@ -552,6 +555,8 @@ main(int argc, char **argv)
         return ctl_cmd_drive(&o, argc - optind - 1, argv + optind + 1);
     if (strcmp(cmd, "failover") == 0)
         return ctl_cmd_failover(&o, argc - optind - 1, argv + optind + 1);
+    if (strcmp(cmd, "site") == 0)
+        return ctl_cmd_site(&o, argc - optind - 1, argv + optind + 1);
     fprintf(stderr, "meridianctl: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -288,6 +288,8 @@ int mrd_config_parse(const char *name, const char *text, size_t len, mrd_config 
                      size_t errsz);
 void mrd_config_free(mrd_config *c);
 
+/* 1 when s is a valid site, peer or user name: 1-63 of [a-z0-9_-]. */
+int mrd_name_valid(const char *s);
 /* Parses "host:port" or "[v6]:port". Returns 0 or MRD_EINVAL. */
 int mrd_addr_parse(const char *s, mrd_addr *out);
 /* Formats as host:port ([v6]:port). Returns out. */

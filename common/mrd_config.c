@@ -68,8 +68,8 @@ fail(cfg_ctx *x, int line, const char *key, const char *fmt, ...)
     return MRD_ECONFIG;
 }
 
-static int
-valid_name(const char *s)
+int
+mrd_name_valid(const char *s)
 {
     size_t n = strlen(s);
 
@@ -268,7 +268,7 @@ entry(cfg_ctx *x, const char *key, const char *val)
             c->site_id = (uint32_t)v;
             x->seen_site_id = x->line;
         } else if (strcmp(key, "name") == 0) {
-            if (!valid_name(val))
+            if (!mrd_name_valid(val))
                 return fail(x, x->line, key, "'%s' is not a valid name; use 1-63 of [a-z0-9_-]",
                             val);
             x->seen_site_name = x->line;
@@ -463,7 +463,7 @@ section(cfg_ctx *x, const char *name)
         if (strcmp(name, plain[i]) == 0)
             return 0;
     if (strncmp(name, "peer.", 5) == 0) {
-        if (!valid_name(name + 5))
+        if (!mrd_name_valid(name + 5))
             return fail(x, x->line, NULL, "peer name '%s' is not valid; use 1-63 of [a-z0-9_-]",
                         name + 5);
         for (int i = 0; i < c->n_peers; i++)
@@ -476,7 +476,7 @@ section(cfg_ctx *x, const char *name)
         return 0;
     }
     if (strncmp(name, "user.", 5) == 0) {
-        if (!valid_name(name + 5))
+        if (!mrd_name_valid(name + 5))
             return fail(x, x->line, NULL, "user name '%s' is not valid; use 1-63 of [a-z0-9_-]",
                         name + 5);
         for (int i = 0; i < c->n_users; i++)

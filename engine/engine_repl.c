@@ -42,38 +42,84 @@ ra_slot(engine *e, uint32_t origin)
     return NULL;
 }
 
+/* Reads origin's applied LSN from the index into a fresh slot r. */
+static int
+ra_read(engine *e, uint32_t origin, struct engine__ra *r)
+{
+    char key[32];
+    void *val = NULL;
+    size_t len = 0;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    r->origin = origin;
+    snprintf(key, sizeof(key), ENGINE_RA_KEY_FMT, r->origin);
+    rc = store_meta_get(e->st, key, &val, &len);
+    if (rc == 0) {
+        char buf[24];
+        char *end;
+        if (len == 0 || len >= sizeof(buf)) {
+            free(val);
+            return MRD_ECORRUPT;
+        }
+        memcpy(buf, val, len);
+        buf[len] = '\0';
+        r->applied = strtoull(buf, &end, 10);
+        free(val);
+        if (*end)
+            return MRD_ECORRUPT;
+    } else if (rc != MRD_ENOTFOUND) {
+        return rc;
+    }
+    r->appended = r->applied;
+    return 0;
+}
+
 int
 engine__ra_load(engine *e)
 {
-    for (int i = 0; i < e->conf->n_peers && e->n_ra < MRD_MAX_PEERS; i++) {
-        struct engine__ra *r = &e->ra[e->n_ra++];
-        char key[32];
-        void *val = NULL;
-        size_t len = 0;
-        int rc;
+    int rc = 0;
 
-        memset(r, 0, sizeof(*r));
-        r->origin = e->conf->peers[i].id;
-        snprintf(key, sizeof(key), ENGINE_RA_KEY_FMT, r->origin);
-        rc = store_meta_get(e->st, key, &val, &len);
-        if (rc == 0) {
-            char buf[24];
-            char *end;
-            if (len == 0 || len >= sizeof(buf)) {
-                free(val);
-                return MRD_ECORRUPT;
-            }
-            memcpy(buf, val, len);
-            buf[len] = '\0';
-            r->applied = strtoull(buf, &end, 10);
-            free(val);
-            if (*end)
-                return MRD_ECORRUPT;
-        } else if (rc != MRD_ENOTFOUND) {
-            return rc;
+    for (int i = 0; i < e->conf->n_peers && e->n_ra < MRD_MAX_PEERS && rc == 0; i++)
+        if ((rc = ra_read(e, e->conf->peers[i].id, &e->ra[e->n_ra])) == 0)
+            e->n_ra++;
+    return rc;
+}
+
+int
+engine_repl_origin_add(engine *e, uint32_t origin)
+{
+    struct engine__ra r;
+    int rc = 0;
+
+    if (!e || origin == 0)
+        return MRD_EINVAL;
+    pthread_mutex_lock(&e->mut_mu);
+    if (!ra_slot(e, origin)) {
+        if (e->n_ra >= MRD_MAX_PEERS)
+            rc = MRD_ETOOBIG;
+        else if ((rc = ra_read(e, origin, &r)) == 0) {
+            /* the slot is whole before the count says it exists: readers
+             * (ra_slot) look without the lock */
+            e->ra[e->n_ra] = r;
+            __atomic_store_n(&e->n_ra, e->n_ra + 1, __ATOMIC_RELEASE);
         }
     }
-    return 0;
+    pthread_mutex_unlock(&e->mut_mu);
+    if (rc == 0 && (rc = wal_peer_add(e->w, origin, 0)) == MRD_EEXIST)
+        rc = 0;
+    return rc;
+}
+
+int
+engine_repl_origin_remove(engine *e, uint32_t origin)
+{
+    int rc;
+
+    if (!e || origin == 0)
+        return MRD_EINVAL;
+    rc = wal_peer_remove(e->w, origin);
+    return rc == MRD_ENOTFOUND ? 0 : rc;
 }
 
 void

@@ -65,14 +65,14 @@ gw__route_health(gw_req *r, gw_daemon *d)
     return 0;
 }
 
-static void
-json_response(gw_req *r, int status, mrd_buf *b)
+void
+gw__json_response(gw_req *r, int status, mrd_buf *b)
 {
     gw_resp_simple(r, status, "application/json", b->data ? b->data : "{}", b->data ? b->len : 2);
 }
 
-static void
-json_error(gw_req *r, int status, const char *code, const char *message)
+void
+gw__json_error(gw_req *r, int status, const char *code, const char *message)
 {
     mrd_buf b = {0};
     mrd_json_w w;
@@ -86,14 +86,8 @@ json_error(gw_req *r, int status, const char *code, const char *message)
     mrd_json_w_obj_end(&w);
     if (status == 401)
         gw_resp_header(r, "WWW-Authenticate", "Bearer realm=\"meridian-admin\"");
-    json_response(r, status, &b);
+    gw__json_response(r, status, &b);
     mrd_buf_free(&b);
-}
-
-void
-gw__admin_error(gw_req *r, int status, const char *code, const char *message)
-{
-    json_error(r, status, code, message);
 }
 
 static void
@@ -174,7 +168,8 @@ admin_status(gw_req *r, gw_daemon *d)
     for (int i = 0; i < c->n_peers; i++) {
         const mrd_peer_conf *p = &c->peers[i];
         repl_peer_info info;
-        int have = d->replicator && repl_peer_get(d->replicator, i, &info) == 0;
+        int idx = d->replicator ? repl_peer_find(d->replicator, p->id) : -1;
+        int have = idx >= 0 && repl_peer_get(d->replicator, idx, &info) == 0;
         mrd_json_w_obj_begin(&w);
         mrd_json_w_key(&w, "name");
         mrd_json_w_str(&w, p->name);
@@ -222,9 +217,9 @@ admin_status(gw_req *r, gw_daemon *d)
     mrd_json_w_obj_end(&w);
 
     if (mrd_json_w_error(&w) != 0)
-        json_error(r, 500, "InternalError", "could not render status");
+        gw__json_error(r, 500, "InternalError", "could not render status");
     else
-        json_response(r, 200, &b);
+        gw__json_response(r, 200, &b);
     mrd_buf_free(&b);
 }
 
@@ -493,11 +488,11 @@ admin_peer_action(gw_req *r, gw_daemon *d, const char *rest)
     int rc;
 
     if (strcmp(gw_req_method(r), "POST") != 0) {
-        json_error(r, 405, "MethodNotAllowed", "use POST");
+        gw__json_error(r, 405, "MethodNotAllowed", "use POST");
         return;
     }
     if (!slash || (size_t)(slash - rest) >= sizeof(name)) {
-        json_error(r, 404, "NotFound", "use /admin/v1/peers/<name>/bandwidth or /anti-entropy");
+        gw__json_error(r, 404, "NotFound", "use /admin/v1/peers/<name>/bandwidth or /anti-entropy");
         return;
     }
     memcpy(name, rest, (size_t)(slash - rest));
@@ -506,20 +501,20 @@ admin_peer_action(gw_req *r, gw_daemon *d, const char *rest)
         if (strcmp(d->conf->peers[i].name, name) == 0)
             id = d->conf->peers[i].id;
     if (!id) {
-        json_error(r, 404, "NoSuchPeer", "no peer of that name is configured");
+        gw__json_error(r, 404, "NoSuchPeer", "no peer of that name is configured");
         return;
     }
     if (!d->replicator) {
-        json_error(r, 503, "Unavailable", "replication is not running");
+        gw__json_error(r, 503, "Unavailable", "replication is not running");
         return;
     }
     if (strcmp(slash, "/bandwidth") == 0) {
         uint64_t bps = 0;
         query_param(gw_req_query(r), "bytes_per_s", val, sizeof(val));
         if (!val[0] || (strcmp(val, "0") != 0 && (mrd_size_parse(val, &bps) != 0 || bps < 65536))) {
-            json_error(r, 400, "InvalidArgument",
-                       "bytes_per_s must be 0 (no limit) or at least 65536 (suffixes KiB, MiB "
-                       "allowed)");
+            gw__json_error(r, 400, "InvalidArgument",
+                           "bytes_per_s must be 0 (no limit) or at least 65536 (suffixes KiB, MiB "
+                           "allowed)");
             return;
         }
         rc = repl_set_bandwidth(d->replicator, id, bps);
@@ -528,31 +523,32 @@ admin_peer_action(gw_req *r, gw_daemon *d, const char *rest)
     } else if (strcmp(slash, "/anti-entropy/cancel") == 0) {
         rc = repl_sync_cancel(d->replicator, id);
         if (rc == MRD_ENOTFOUND) {
-            json_error(r, 409, "NotRunning", "no anti-entropy pass to that peer is running");
+            gw__json_error(r, 409, "NotRunning", "no anti-entropy pass to that peer is running");
             return;
         }
     } else if (strcmp(slash, "/anti-entropy") == 0) {
         rc = repl_sync(d->replicator, id);
         if (rc == MRD_EBUSY) {
-            json_error(r, 409, "Busy", "an anti-entropy pass to that peer is running");
+            gw__json_error(r, 409, "Busy", "an anti-entropy pass to that peer is running");
             return;
         }
         if (rc == MRD_ESHUTDOWN) {
-            json_error(r, 503, "Unavailable", "the peer is not connected or the store is not open");
+            gw__json_error(r, 503, "Unavailable",
+                           "the peer is not connected or the store is not open");
             return;
         }
     } else {
-        json_error(r, 404, "NotFound", "use /admin/v1/peers/<name>/bandwidth or /anti-entropy");
+        gw__json_error(r, 404, "NotFound", "use /admin/v1/peers/<name>/bandwidth or /anti-entropy");
         return;
     }
     if (rc != 0) {
-        json_error(r, 500, "InternalError", mrd_strerror(rc));
+        gw__json_error(r, 500, "InternalError", mrd_strerror(rc));
         return;
     }
     {
         mrd_buf b = {0};
         mrd_buf_appendf(&b, "{\"ok\":true}");
-        json_response(r, 200, &b);
+        gw__json_response(r, 200, &b);
         mrd_buf_free(&b);
     }
 }
@@ -570,13 +566,13 @@ gw__route_admin(gw_req *r, void *ud)
         return;
     }
     if (strncmp(path, "/admin/", 7) != 0) {
-        json_error(r, 404, "NotFound", "no such admin endpoint; see docs/admin-api.md");
+        gw__json_error(r, 404, "NotFound", "no such admin endpoint; see docs/admin-api.md");
         return;
     }
     if (!admin_authorized(r, d)) {
         MRD_WARN("admin.auth_failed", "peer=%s path=%s", gw_req_peer(r), path);
-        json_error(r, 401, "Unauthorized",
-                   "missing or wrong bearer token; pass --token or set MERIDIAN_TOKEN");
+        gw__json_error(r, 401, "Unauthorized",
+                       "missing or wrong bearer token; pass --token or set MERIDIAN_TOKEN");
         return;
     }
     if (gw__route_admin_ops(r, d))
@@ -587,13 +583,15 @@ gw__route_admin(gw_req *r, void *ud)
         admin_peer_action(r, d, path + 16);
         return;
     }
+    if (gw__admin_sites(r, d, path))
+        return;
     if (strcmp(path, "/admin/v1/status") == 0) {
         if (!is_get_or_head(r)) {
-            json_error(r, 405, "MethodNotAllowed", "use GET");
+            gw__json_error(r, 405, "MethodNotAllowed", "use GET");
             return;
         }
         admin_status(r, d);
         return;
     }
-    json_error(r, 404, "NotFound", "no such admin endpoint; see docs/admin-api.md");
+    gw__json_error(r, 404, "NotFound", "no such admin endpoint; see docs/admin-api.md");
 }

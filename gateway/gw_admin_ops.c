@@ -115,7 +115,7 @@ job_done(void *arg)
     if (!j->err_code && mrd_json_w_error(&j->w) != 0)
         job_fail(j, 500, "InternalError", "could not render the answer");
     if (j->err_code)
-        gw__admin_error(j->r, j->status, j->err_code, j->err_msg);
+        gw__json_error(j->r, j->status, j->err_code, j->err_msg);
     else
         gw_resp_simple(j->r, 200, "application/json", j->out.data ? j->out.data : "{}",
                        j->out.data ? j->out.len : 2);
@@ -127,7 +127,7 @@ job_new(gw_daemon *d, gw_req *r)
     admin_job *j = calloc(1, sizeof(*j));
 
     if (!j) {
-        gw__admin_error(r, 500, "InternalError", "out of memory");
+        gw__json_error(r, 500, "InternalError", "out of memory");
         return NULL;
     }
     j->d = d;
@@ -141,8 +141,8 @@ static void
 job_start(admin_job *j)
 {
     if (!j->d->eng) {
-        gw__admin_error(j->r, 503, "Unavailable",
-                        "the store is not open (too few drives online); see 'meridianctl status'");
+        gw__json_error(j->r, 503, "Unavailable",
+                       "the store is not open (too few drives online); see 'meridianctl status'");
         job_free(j);
         return;
     }
@@ -150,7 +150,7 @@ job_start(admin_job *j)
     j->inflight = 1;
     if (engine_run(j->d->eng, job_work, job_done, j) != 0) {
         j->inflight = 0;
-        gw__admin_error(j->r, 503, "Unavailable", "the daemon is shutting down");
+        gw__json_error(j->r, 503, "Unavailable", "the daemon is shutting down");
     }
 }
 
@@ -462,7 +462,7 @@ gw__route_admin_ops(gw_req *r, gw_daemon *d)
     else
         return 0;
     if (!method_is(r, want) && !(strcmp(want, "GET") == 0 && method_is(r, "HEAD"))) {
-        gw__admin_error(r, 405, "MethodNotAllowed", strcmp(want, "GET") ? "use POST" : "use GET");
+        gw__json_error(r, 405, "MethodNotAllowed", strcmp(want, "GET") ? "use POST" : "use GET");
         return 1;
     }
     if (!(j = job_new(d, r)))
@@ -478,7 +478,7 @@ gw__route_admin_ops(gw_req *r, gw_daemon *d)
     if (gw_query_param(q, "limit", &tmp)) {
         j->limit = tmp.data ? atoi(tmp.data) : 0;
         if (j->limit < 1 || j->limit > (int)ENGINE_CONFLICT_LOG_MAX) {
-            gw__admin_error(r, 400, "InvalidArgument", "limit must be 1 to 1000");
+            gw__json_error(r, 400, "InvalidArgument", "limit must be 1 to 1000");
             goto fail;
         }
     }
@@ -488,15 +488,15 @@ gw__route_admin_ops(gw_req *r, gw_daemon *d)
         char *end;
         j->id = strtoull(path + 20, &end, 10);
         if (j->id == 0 || *end) {
-            gw__admin_error(r, 400, "InvalidArgument",
-                            "a conflict id is a positive integer, as listed by 'meridianctl "
-                            "conflicts list'");
+            gw__json_error(r, 400, "InvalidArgument",
+                           "a conflict id is a positive integer, as listed by 'meridianctl "
+                           "conflicts list'");
             goto fail;
         }
     }
     if (work == work_object &&
         (!j->bucket.data || !j->bucket.data[0] || !j->key.data || !j->key.data[0])) {
-        gw__admin_error(r, 400, "InvalidArgument", "give bucket=B&key=K");
+        gw__json_error(r, 400, "InvalidArgument", "give bucket=B&key=K");
         goto fail;
     }
     mrd_buf_free(&tmp);

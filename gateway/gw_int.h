@@ -81,6 +81,19 @@ typedef struct gw_daemon {
     struct event *route_timer;
 } gw_daemon;
 
+/* JSON answers of the admin API (gw_admin.c): b is sent and left empty;
+ * an error is {"error":{"code","message"}}. */
+void gw__json_response(gw_req *r, int status, mrd_buf *b);
+void gw__json_error(gw_req *r, int status, const char *code, const char *message);
+/* /admin/v1/sites[/<name>] (gw_topo.c); 1 when path was one of them. */
+int gw__admin_sites(gw_req *r, gw_daemon *d, const char *path);
+/* The daemon's entry for peer site id (its name, S3 address), NULL if none
+ * (gw_topo.c). The list changes with the topology: do not keep the pointer. */
+const mrd_peer_conf *gw__peer_conf(const gw_daemon *d, uint32_t id);
+/* The replicator adopted topology t: the daemon's peer list follows it. */
+struct repl_topology;
+void gw__on_topology(void *ud, const struct repl_topology *t);
+
 /* Route functions for the two HTTP servers (gw_s3.c, gw_admin.c). */
 void gw__route_s3(gw_req *r, void *daemon);
 void gw__route_admin(gw_req *r, void *daemon);
@@ -92,8 +105,6 @@ void gw__probe_drives(gw_daemon *d);
  * object status, drives and heal. Called after authentication; 1 if it
  * answered (or will, asynchronously). */
 int gw__route_admin_ops(gw_req *r, gw_daemon *d);
-/* Answers r with {"error": code, "message": message} and status. */
-void gw__admin_error(gw_req *r, int status, const char *code, const char *message);
 /* Number of drives that passed the last probe. */
 int gw__drives_online(const gw_daemon *d);
 /* Ready = enough drives for k-of-(k+m) writes and not shutting down. */

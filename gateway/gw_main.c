@@ -317,6 +317,9 @@ start_replicator(gw_daemon *d)
     ro.anti_entropy_ms = d->conf->anti_entropy_s * 1000u;
     ro.max_clock_skew_ms = d->conf->max_clock_skew_s * 1000u;
     ro.on_peer_state = on_peer_state;
+    ro.on_topology = gw__on_topology;
+    ro.self_replication = d->conf->listen_replication;
+    ro.self_s3 = d->conf->listen_s3;
     ro.user_data = d;
     rc = repl_new(d->base, &ro, &d->replicator);
     if (rc == 0)

@@ -550,9 +550,7 @@ px_try(px *x)
     char port[8];
     struct evutil_addrinfo hints, *res = NULL;
 
-    for (int i = 0; i < x->d->conf->n_peers; i++)
-        if (x->d->conf->peers[i].id == x->site)
-            pc = &x->d->conf->peers[i];
+    pc = gw__peer_conf(x->d, x->site);
     x->tried[x->n_tried++] = x->site;
     snprintf(x->name, sizeof(x->name), "%s", pc ? pc->name : "?");
     llhttp_init(&x->parser, HTTP_RESPONSE, &x->settings);

@@ -169,8 +169,10 @@ gw__route_pick(gw_daemon *d, gw_route_reason why, uint32_t token_site, const uin
         repl_peer_info p;
         int rank, skip = 0;
 
-        if (repl_peer_get(d->replicator, i, &p) != 0 || i >= d->conf->n_peers ||
-            !d->conf->peers[i].has_s3)
+        const mrd_peer_conf *pc;
+
+        if (repl_peer_get(d->replicator, i, &p) != 0 || !(pc = gw__peer_conf(d, p.id)) ||
+            !pc->has_s3)
             continue;
         if (p.state == REPL_PEER_HEALTHY)
             rank = 0;
@@ -522,9 +524,8 @@ gw__route_status_json(gw_daemon *d, mrd_json_w *w)
     mrd_json_w_uint(w, s->token_wait_ms);
     mrd_json_w_key(w, "nearest_peer");
     if (gw__route_pick(d, GW_ROUTE_STORE, 0, NULL, 0, &site) >= 0) {
-        for (int i = 0; i < d->conf->n_peers; i++)
-            if (d->conf->peers[i].id == site)
-                mrd_json_w_str(w, d->conf->peers[i].name);
+        const mrd_peer_conf *pc = gw__peer_conf(d, site);
+        mrd_json_w_str(w, pc ? pc->name : "?");
     } else {
         mrd_json_w_null(w);
     }

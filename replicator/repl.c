@@ -90,7 +90,7 @@ repl_peer *
 repl__peer_by_id(repl *r, uint32_t id)
 {
     for (int i = 0; i < r->n_peers; i++)
-        if (r->peers[i].id == id)
+        if (r->peers[i].id == id && !r->peers[i].removed)
             return &r->peers[i];
     return NULL;
 }
@@ -103,7 +103,8 @@ repl__local_state(repl *r, repl__msg *m)
     m->heartbeat_interval_ms = r->o.heartbeat_ms;
     m->st.site_id = r->site_id;
     memcpy(m->st.site_name, r->site_name, sizeof(m->st.site_name));
-    m->st.topology_epoch = r->o.topology_epoch;
+    m->st.topology_epoch = r->topo.epoch;
+    m->st.topology_hash = r->topo.epoch ? r->topo.hash : 0;
     m->st.hlc = mrd_hlc_now(r->hlc);
     m->st.high_water_lsn = r->o.local_high_water ? r->o.local_high_water(r->o.user_data) : 0;
     m->st.boot_id = r->boot_id;
@@ -111,8 +112,9 @@ repl__local_state(repl *r, repl__msg *m)
         /* what we have applied of each peer's records, as the peer must
          * resume sending from it */
         for (int i = 0; i < r->n_peers && m->st.n_applied < REPL_MAX_APPLIED; i++)
-            m->st.applied[m->st.n_applied++] =
-                (repl_applied){r->peers[i].id, r->peers[i].rx_applied};
+            if (!r->peers[i].removed)
+                m->st.applied[m->st.n_applied++] =
+                    (repl_applied){r->peers[i].id, r->peers[i].rx_applied};
     } else if (r->o.local_applied) {
         int n = r->o.local_applied(r->o.user_data, m->st.applied, REPL_MAX_APPLIED);
 
@@ -131,6 +133,8 @@ repl__peer_absorb(repl_peer *p, const repl__state_msg *st)
     p->boot_id = st->boot_id;
     p->high_water = st->high_water_lsn;
     p->epoch = st->topology_epoch;
+    p->topo_hash = st->topology_hash;
+    repl__topo_maybe_fetch(p, st->topology_epoch, st->topology_hash);
     if (st->hlc) {
         p->hlc = st->hlc;
         mrd_hlc_observe(r->hlc, st->hlc);
@@ -163,6 +167,7 @@ fill_info(const repl_peer *p, uint64_t now_ns, repl_peer_info *out)
     out->high_water_lsn = p->high_water;
     out->applied_from_us = p->applied_from_us;
     out->topology_epoch = p->epoch;
+    out->topology_hash = p->topo_hash;
     out->hlc = p->hlc;
     out->consecutive_failures = h->fail_streak;
     out->consecutive_successes = h->ok_streak;
@@ -218,6 +223,8 @@ repl_version_status(const repl *r, uint32_t origin_site, uint64_t hlc, uint64_t 
     const char *st = NULL;
 
     for (int i = 0; r && i < r->n_peers; i++) {
+        if (r->peers[i].removed)
+            continue;
         st = repl_version_peer_status(r, i, origin_site, hlc, now_ms, failed_after_ms);
         if (strcmp(st, "COMPLETED") != 0)
             break;
@@ -293,7 +300,8 @@ tick_cb(evutil_socket_t fd, short what, void *ud)
 
     r->tick++;
     for (int i = 0; i < r->n_peers; i++)
-        repl__client_tick(&r->peers[i]);
+        if (!r->peers[i].removed)
+            repl__client_tick(&r->peers[i]);
 }
 
 /* Every REPL_PUMP_MS: senders look for new durable records, receivers
@@ -306,6 +314,8 @@ pump_cb(evutil_socket_t fd, short what, void *ud)
     for (int i = 0; i < r->n_peers; i++) {
         repl_peer *p = &r->peers[i];
 
+        if (p->removed)
+            continue;
         repl__rx_tick(p);
         repl__tx_pump(p);
         if (p->conn) {
@@ -336,6 +346,8 @@ repl_attach_engine(repl *r, struct engine *e)
     for (int i = 0; i < r->n_peers; i++) {
         repl_peer *p = &r->peers[i];
 
+        if (p->removed)
+            continue;
         for (int k = 0; k < n; k++)
             if (st[k].origin == p->id)
                 p->rx_applied = p->rx_issued = st[k].applied;
@@ -344,7 +356,8 @@ repl_attach_engine(repl *r, struct engine *e)
     }
     event_add(r->pump_ev, &tv);
     MRD_INFO("repl.engine_attached", "peers=%d", r->n_peers);
-    return 0;
+    /* a stored topology overrides the configuration's peers */
+    return repl__topo_load(r);
 }
 
 static void
@@ -474,24 +487,15 @@ repl_new(struct event_base *base, const repl_opts *o, repl **out)
         rc = -ENOMEM;
         goto fail;
     }
-    r->n_peers = o->n_peers;
     for (int i = 0; i < o->n_peers; i++) {
-        repl_peer *p = &r->peers[i];
-
-        p->r = r;
-        p->idx = i;
-        p->id = o->peers[i].id;
-        snprintf(p->name, sizeof(p->name), "%s", o->peers[i].name);
-        p->addr = o->peers[i].replication;
-        repl__health_init(&p->health, r->o.down_after, r->o.up_after, now);
-        rc = repl__client_init(p);
-        if (rc == 0)
-            rc = repl__tx_new(p);
-        if (rc == 0 && o->peers[i].bandwidth)
-            rc = repl__tx_set_bandwidth(p, o->peers[i].bandwidth);
+        rc = repl__peer_init(r, i, &o->peers[i]);
+        r->n_peers = i + 1;
         if (rc < 0)
             goto fail;
     }
+    repl__topo_init(r, o);
+    if ((rc = repl__topo_start(r)) < 0)
+        goto fail;
     if (o->listener) {
         r->listener = o->listener;
         evconnlistener_disable(r->listener);
@@ -518,7 +522,8 @@ repl_start(repl *r)
     r->started = 1;
     evconnlistener_enable(r->listener);
     for (int i = 0; i < r->n_peers; i++)
-        repl__client_start(&r->peers[i]);
+        if (!r->peers[i].removed)
+            repl__client_start(&r->peers[i]);
     tv.tv_sec = r->o.heartbeat_ms / 1000;
     tv.tv_usec = (r->o.heartbeat_ms % 1000) * 1000;
     event_add(r->tick_ev, &tv);
@@ -549,6 +554,7 @@ repl_free(repl *r)
     }
     if (r->pump_ev)
         event_free(r->pump_ev);
+    repl__topo_stop(r);
     if (r->listener) {
         if (r->own_listener) {
             evconnlistener_free(r->listener);
@@ -610,6 +616,8 @@ repl_peer_get(const repl *r, int i, repl_peer_info *out)
 {
     if (i < 0 || i >= r->n_peers || !out)
         return MRD_EINVAL;
+    if (r->peers[i].removed)
+        return MRD_ENOTFOUND;
     fill_info(&r->peers[i], mrd_clock_mono_ns(), out);
     return 0;
 }
@@ -618,7 +626,7 @@ int
 repl_peer_find(const repl *r, uint32_t site_id)
 {
     for (int i = 0; i < r->n_peers; i++)
-        if (r->peers[i].id == site_id)
+        if (r->peers[i].id == site_id && !r->peers[i].removed)
             return i;
     return MRD_ENOTFOUND;
 }
@@ -634,6 +642,8 @@ repl_nearest_healthy(const repl *r, unsigned flags, const uint32_t *exclude, int
         const repl_peer *p = &r->peers[i];
         int rank, skip = 0;
 
+        if (p->removed)
+            continue;
         if (p->health.state == REPL_PEER_HEALTHY)
             rank = 0;
         else if (p->health.state == REPL_PEER_DEGRADED && (flags & REPL_ROUTE_ALLOW_DEGRADED))
@@ -686,11 +696,23 @@ repl_status_json(const repl *r, mrd_json_w *w)
     mrd_json_w_uint(w, r->stats.auth_failures);
     mrd_json_w_key(w, "bad_requests");
     mrd_json_w_uint(w, r->stats.bad_requests);
+    mrd_json_w_key(w, "topology");
+    mrd_json_w_obj_begin(w);
+    mrd_json_w_key(w, "epoch");
+    mrd_json_w_uint(w, r->topo.epoch);
+    mrd_json_w_key(w, "hash");
+    snprintf(addr, sizeof(addr), "%016llx", (unsigned long long)r->topo.hash);
+    mrd_json_w_str(w, addr);
+    mrd_json_w_key(w, "sites");
+    mrd_json_w_uint(w, (uint64_t)r->topo.n);
+    mrd_json_w_obj_end(w);
     mrd_json_w_key(w, "peers");
     mrd_json_w_arr_begin(w);
     for (int i = 0; i < r->n_peers; i++) {
         repl_peer_info pi;
 
+        if (r->peers[i].removed)
+            continue;
         fill_info(&r->peers[i], now, &pi);
         mrd_json_w_obj_begin(w);
         mrd_json_w_key(w, "name");

@@ -213,6 +213,10 @@ repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code
         repl__tx_on_digest(c, s, error_code);
         return;
     }
+    if (s->kind == REPL__ST_TOPOLOGY) {
+        repl__topo_on_fetched(c, s, error_code);
+        return;
+    }
     if (s->kind != REPL__ST_HELLO && s->kind != REPL__ST_HEARTBEAT)
         return; /* streams of other kinds have their own owners */
     if (s->kind == REPL__ST_HEARTBEAT) {

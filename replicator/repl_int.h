@@ -26,7 +26,8 @@ typedef struct nghttp2_session nghttp2_session;
 #define REPL_PATH_RECORDS     "/repl/v1/records"
 #define REPL_PATH_RESYNC      "/repl/v1/resync"
 #define REPL_PATH_DIGEST      "/repl/v1/digest"
-#define REPL_PATH_PROXY       "/s3"       /* signed in place of the path of a proxied S3 request */
+#define REPL_PATH_PROXY       "/s3" /* signed in place of the path of a proxied S3 request */
+#define REPL_PATH_TOPOLOGY    "/repl/v1/topology"
 #define REPL_MAX_DIGEST       (32u << 20) /* largest digest answer a sender accepts */
 #define REPL_BUCKET_MAX       64
 #define REPL_HDR_SITE         "x-meridian-site-id"
@@ -104,6 +105,7 @@ typedef struct repl__state_msg {
     uint32_t site_id;
     char site_name[MRD_NAME_MAX];
     uint64_t topology_epoch;
+    uint64_t topology_hash;
     uint64_t hlc;
     uint64_t high_water_lsn;
     uint64_t boot_id;
@@ -256,6 +258,7 @@ enum {
     REPL__ST_RECORDS = 4,    /* client: records or resync request (ctx: the item) */
     REPL__ST_DIGEST = 5,     /* client: digest request */
     REPL__ST_DIGEST_SRV = 6, /* server: digest request being computed (ctx) */
+    REPL__ST_TOPOLOGY = 7,   /* client: topology fetch */
 };
 
 /* repl__tx_body's answers besides a byte count. */
@@ -367,6 +370,7 @@ void repl__rx_tick(repl_peer *p);
 struct repl_peer {
     repl *r;
     int idx;
+    int removed; /* left the topology: the slot stays (never reused), inert */
     uint32_t id;
     char name[MRD_NAME_MAX];
     mrd_addr addr;
@@ -391,6 +395,7 @@ struct repl_peer {
     uint64_t high_water;
     uint64_t applied_from_us;
     uint64_t epoch;
+    uint64_t topo_hash;
     uint64_t hlc;
     uint64_t boot_id;
     int inbound;
@@ -441,8 +446,17 @@ struct repl {
     mrd_hlc *hlc;
     int own_hlc;
 
-    repl_peer peers[MRD_MAX_PEERS];
+    repl_peer peers[MRD_MAX_PEERS]; /* removed ones included: skip p->removed */
     int n_peers;
+
+    /* topology (repl_topo.c) */
+    mrd_peer_conf conf_peers[MRD_MAX_PEERS]; /* as configured: our routes to them */
+    int n_conf_peers;
+    repl_topology topo;
+    repl_topology topo_pending; /* offered from a callback, applied by topo_ev */
+    int topo_pending_set;
+    uint64_t topo_fetch_ns; /* a fetch in flight since (mono ns); 0 = none */
+    struct event *topo_ev;
 
     repl__conn *inbound;
     repl_stats stats;
@@ -459,7 +473,27 @@ void repl__local_state(repl *r, repl__msg *m);
 void repl__peer_absorb(repl_peer *p, const repl__state_msg *st);
 /* Records a heartbeat outcome and reports a state change. */
 void repl__peer_outcome(repl_peer *p, int ok, uint64_t rtt_us, const char *why);
+/* The peer with that id, NULL when none or removed. */
 repl_peer *repl__peer_by_id(repl *r, uint32_t id);
+
+/* Topology (repl_topo.c; PROTOCOL.md section 9). */
+int repl__peer_init(repl *r, int i, const mrd_peer_conf *pc); /* slot i, not counted */
+void repl__topo_init(repl *r, const repl_opts *o);            /* epoch 0 from the config */
+int repl__topo_start(repl *r);
+void repl__topo_stop(repl *r);
+int repl__topo_load(repl *r); /* the stored topology, once the engine is attached */
+int repl__topo_encode(const repl_topology *t, mrd_buf *out);
+/* Decodes and checks a Topology body (epoch >= 1, sane sites); *why says
+ * what is wrong. MRD_EPROTO. */
+int repl__topo_decode(const void *data, size_t len, repl_topology *out, const char **why);
+/* 1 when (epoch, hash) orders after than's. */
+int repl__topo_newer(uint64_t epoch, uint64_t hash, const repl_topology *than);
+/* Adopts t (later, from an event) if it is newer than ours. */
+void repl__topo_offer(repl *r, const repl_topology *t);
+/* A peer announced (epoch, hash): fetch its topology if newer. */
+void repl__topo_maybe_fetch(repl_peer *p, uint64_t epoch, uint64_t hash);
+void repl__topo_on_fetched(repl__conn *c, repl__stream *s, uint32_t error_code);
+void repl__topo_serve(repl__conn *c, repl__stream *s);
 uint64_t repl__rand(repl *r);
 
 /* Client side (repl_client.c). */

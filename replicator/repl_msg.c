@@ -34,6 +34,7 @@ state_from_pb(const Meridian__Repl__SiteState *s, repl__state_msg *out)
     if (s->site_name)
         strcpy(out->site_name, s->site_name);
     out->topology_epoch = s->topology_epoch;
+    out->topology_hash = s->topology_hash;
     out->hlc = s->hlc;
     out->high_water_lsn = s->high_water_lsn;
     out->boot_id = s->boot_id;
@@ -93,6 +94,7 @@ repl__msg_encode(const repl__msg *m, mrd_buf *out)
     st.site_id = m->st.site_id;
     st.site_name = (char *)m->st.site_name;
     st.topology_epoch = m->st.topology_epoch;
+    st.topology_hash = m->st.topology_hash;
     st.hlc = m->st.hlc;
     st.high_water_lsn = m->st.high_water_lsn;
     st.boot_id = m->st.boot_id;

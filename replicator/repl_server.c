@@ -269,6 +269,10 @@ repl__server_on_request(repl__conn *c, repl__stream *s)
         repl__digest_serve(c, s, p);
         return;
     }
+    if (strcmp(s->path, REPL_PATH_TOPOLOGY) == 0) {
+        repl__topo_serve(c, s);
+        return;
+    }
     if (strcmp(s->path, REPL_PATH_HELLO) == 0)
         is_hello = 1;
     else if (strcmp(s->path, REPL_PATH_HEARTBEAT) == 0)

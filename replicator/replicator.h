@@ -14,8 +14,10 @@
  *     this site originates to every peer, with acks that advance the peer's
  *     WAL cursor, and applying peers' records through the engine
  *     (repl_send.c, repl_recv.c; PROTOCOL.md section 6).
- * Anti-entropy for peers past WAL retention comes later (PROTOCOL.md marks
- * it planned).
+ *   - anti-entropy (index digests compared, differing versions sent) for
+ *     peers past WAL retention and periodically (repl_sync.c);
+ *   - the cluster topology, changed at run time and spread over the links
+ *     (repl_topo.c; PROTOCOL.md section 9).
  *
  * Threading: a repl handle belongs to the event loop (event_base) it was
  * created on. Every function here must be called on that loop's thread, and
@@ -83,6 +85,7 @@ struct event_base;
 struct evconnlistener;
 
 typedef struct repl repl;
+struct repl_topology;
 
 #define REPL_BASELINE_SAMPLES 64    /* window of the RTT baseline (min filter) */
 #define REPL_MAX_CTRL_BODY    65536 /* largest Hello/Heartbeat body accepted */
@@ -122,7 +125,10 @@ typedef struct repl_opts {
     uint32_t backoff_min_ms;       /* default 100 */
     uint32_t backoff_max_ms;       /* default 5000 */
     uint32_t max_clock_skew_ms;    /* auth time window, each way; default 900000 */
-    uint64_t topology_epoch;       /* announced as is (placeholder) */
+    /* This site's own entry in the topology (PROTOCOL.md section 9): the
+     * addresses peers reach it at. */
+    mrd_addr self_replication;
+    mrd_addr self_s3; /* port 0: unknown */
     /* Anti-entropy: a digest comparison with every peer this often (0 = only
      * when a peer needs a resync, or repl_sync). */
     uint32_t anti_entropy_ms;
@@ -135,6 +141,9 @@ typedef struct repl_opts {
     int (*local_applied)(void *user_data, repl_applied *out, int max);
     /* A peer changed health state; info is valid during the call only. */
     void (*on_peer_state)(void *user_data, const repl_peer_info *info, repl_peer_state old_state);
+    /* A topology was adopted (changed here, fetched from a peer, or loaded
+     * at start-up); t is valid during the call only. */
+    void (*on_topology)(void *user_data, const struct repl_topology *t);
     void *user_data;
 
     /* Wall clock (ms since the epoch) for the auth time window; NULL means
@@ -210,6 +219,7 @@ struct repl_peer_info {
     uint64_t high_water_lsn;       /* its WAL high-water LSN, as announced */
     uint64_t applied_from_us;      /* what it has applied of our records */
     uint64_t topology_epoch;       /* as announced */
+    uint64_t topology_hash;        /* as announced (0 with epoch 0) */
     uint64_t hlc;                  /* its latest HLC stamp */
     uint32_t consecutive_failures;
     uint32_t consecutive_successes;
@@ -249,11 +259,13 @@ struct repl_peer_info {
     char sync_result[128]; /* "in sync", "N keys differed ...", "resynced ...", "" before any */
 };
 
-/* Number of configured peers. */
+/* Number of peer slots: the configured peers, then those added by topology
+ * changes. A slot of a removed peer stays (repl_peer_get skips it). */
 int repl_peer_count(const repl *r);
 
-/* Snapshot of peer i (0 <= i < repl_peer_count, in configuration order).
- * Errors: MRD_EINVAL when i is out of range. */
+/* Snapshot of peer i (0 <= i < repl_peer_count).
+ * Errors: MRD_EINVAL when i is out of range, MRD_ENOTFOUND when that peer
+ * was removed from the topology. */
 int repl_peer_get(const repl *r, int i, repl_peer_info *out);
 
 /* Index of the peer with that site id, or MRD_ENOTFOUND. */
@@ -338,6 +350,38 @@ int repl_proxy_sign(const repl *r, const char *method, const char *target, const
 int repl_proxy_verify(const repl *r, const char *method, const char *target,
                       const char *payload_hash, const repl_proxy_sig *sig, uint32_t *site_out,
                       const char **reason);
+
+/* ------------------------------------------------------------------------ */
+/* Topology (PROTOCOL.md section 9)                                         */
+/* ------------------------------------------------------------------------ */
+
+/* The sites of the cluster, this one included, in id order. Epoch 0 is the
+ * one built from this site's configuration; every change makes epoch + 1.
+ * (epoch, hash) orders topologies: every site converges on the greatest. */
+typedef struct repl_topology {
+    uint64_t epoch;
+    uint64_t hash; /* first 8 bytes of SHA-256 of the canonical encoding */
+    int n;
+    mrd_peer_conf sites[MRD_MAX_PEERS + 1]; /* bandwidth is not part of it (0) */
+} repl_topology;
+
+/* The current topology. */
+void repl_topology_get(const repl *r, repl_topology *out);
+
+/*
+ * Changes the topology: adds site *add (add != NULL, remove_id 0) or removes
+ * site remove_id (add NULL). Compare-and-set: expect_epoch must be the
+ * current epoch. The new topology (epoch + 1) is stored durably, then
+ * applied (a new peer is dialled and gets our records; a removed one is cut
+ * off and stops holding our WAL), then announced to every peer, which
+ * adopt it. *out is the new topology.
+ * Errors: MRD_EBUSY (expect_epoch is stale: the topology changed), MRD_EINVAL
+ * (bad site; removing this site), MRD_EEXIST (id or name taken),
+ * MRD_ENOTFOUND (no such site to remove), MRD_ETOOBIG (too many sites), the
+ * store's errors (nothing changed).
+ */
+int repl_topology_change(repl *r, uint64_t expect_epoch, const mrd_peer_conf *add,
+                         uint32_t remove_id, repl_topology *out);
 
 /* Module-wide counters. */
 typedef struct repl_stats {

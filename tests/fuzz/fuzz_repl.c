@@ -4,7 +4,8 @@
  * Hello/Heartbeat protobuf decoding, and the record stream's RecordBatch
  * and Ack decoding (repl_msg.c).
  *
- * The first byte (its low three bits) picks a mode:
+ * The first byte picks a mode: 8 to 15 (bit 3 set) is the Topology mode
+ * below, otherwise its low three bits do:
  *   0: the rest is split on '\n' into method, path, site, time, auth and
  *      body, and verified as a request would be (almost always rejected:
  *      this exercises the header syntax checks);
@@ -20,6 +21,9 @@
  *   6: the rest is an Ack body;
  *   7: as 4, and every record's payload is then decoded as the WalRecord
  *      of its type, as the receiver and engine_repl_apply do.
+ *   Topology: the rest is a POST /repl/v1/topology answer, decoded and
+ *      checked (repl__topo_decode); one that decodes must re-encode and
+ *      decode to the same topology, hash included.
  * A batch that parses must satisfy every rule repl__batch_parse promises
  * (repl_int.h), and re-packing it must give a batch that parses to the
  * same records; an Ack that decodes must round-trip.
@@ -158,6 +162,31 @@ split(char *s, char **f, int n)
     return k;
 }
 
+static void
+check_topology(const uint8_t *p, size_t n)
+{
+    repl_topology t, again;
+    const char *why = NULL;
+    mrd_buf b = {0};
+
+    if (repl__topo_decode(p, n, &t, &why) != 0) {
+        if (!why)
+            abort(); /* a refusal always says why */
+        return;
+    }
+    if (t.epoch == 0 || t.n < 1 || t.n > MRD_MAX_PEERS + 1)
+        abort();
+    if (repl__topo_encode(&t, &b) != 0)
+        abort();
+    if (repl__topo_decode(b.data, b.len, &again, &why) != 0 || again.epoch != t.epoch ||
+        again.n != t.n || again.hash != t.hash)
+        abort();
+    for (int i = 0; i < t.n; i++)
+        if (again.sites[i].id != t.sites[i].id || strcmp(again.sites[i].name, t.sites[i].name))
+            abort();
+    mrd_buf_free(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -172,6 +201,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || size > REPL_MAX_CTRL_BODY)
         return 0;
     mode = data[0] & 7;
+    if (data[0] & 8) {
+        check_topology(data + 1, size - 1);
+        return 0;
+    }
     data++;
     size--;
     if (mode == 1 || mode == 2) {
