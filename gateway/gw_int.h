@@ -17,6 +17,10 @@
 struct evconnlistener;
 struct event;
 struct engine;
+struct store;
+struct store_reader;
+struct store_version_rec;
+struct store_put_result;
 struct engine_kv;
 
 typedef enum { GW_DRIVE_ONLINE = 0, GW_DRIVE_OFFLINE = 1 } gw_drive_state;
@@ -429,6 +433,34 @@ void gw__meta_clear(gw__meta *m);
 void gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
                        const gw_sigv4_auth *auth);
 void gw__s3_get_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key);
+/* Adds one metadata entry (name lower-cased) to m; 0 or -1 (full, no
+ * memory). */
+int gw__meta_add(gw__meta *m, const char *name, const char *value);
+/* The conditional headers of r named prefix + "if-match", "if-none-match",
+ * "if-modified-since", "if-unmodified-since" ("" for GET/HEAD,
+ * "x-amz-copy-source-" for copies) against an object with this ETag (no
+ * quotes) and modification time, with RFC 9110 precedence. Returns 200, 304
+ * (not modified) or 412 (precondition failed). */
+int gw__preconditions(gw_req *r, const char *prefix, const char *etag, uint64_t mtime_ms);
+
+/* Server-side copies (gw_s3_copy.c): CopyObject, and what UploadPartCopy
+ * shares with it. All but gw__s3_copy_object block: call them on a worker. */
+void gw__s3_copy_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key);
+/* x-amz-copy-source ("[/]bucket/key", URL-encoded) into malloc'ed *bucket
+ * and *key; -1 if malformed or it names a versionId. */
+int gw__copy_source_parse(const char *h, char **bucket, char **key);
+/* The current version of bucket/key (*rec, the caller frees it) and, when rd
+ * is not NULL, a reader on it. NoSuchBucket, NoSuchKey (also for a delete
+ * marker), or the store's error. */
+gw_s3_err gw__copy_source_open(struct store *st, const char *bucket, const char *key,
+                               struct store_version_rec **rec, struct store_reader **rd);
+/* Streams bytes [a, b] of rd (b == UINT64_MAX: none) into a new store
+ * object written for bucket/key/vid, 1 MiB at a time; *res as
+ * store_writer_finish gives it. Returns 0 or the store's error. */
+int gw__copy_stream(struct store *st, struct store_reader *rd, uint64_t a, uint64_t b,
+                    const char *bucket, const char *key, const char *vid,
+                    struct store_put_result *res);
+
 /* DeleteObjects: POST /<bucket>?delete (gw_s3_del.c). */
 void gw__s3_delete_objects(gw_daemon *d, gw_req *r, const char *bucket, const gw_sigv4_auth *auth);
 /* Decodes a Content-MD5 header (base64 of 16 bytes); 0 or -1. */

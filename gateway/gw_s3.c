@@ -733,12 +733,11 @@ route_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const
         }
     }
     if (strcmp(method, "PUT") == 0) {
-        if (gw_req_header(r, "x-amz-copy-source")) {
-            gw_s3_error(r, GW_S3E_NOT_IMPLEMENTED, gw_req_path(r),
-                        "CopyObject is not implemented yet");
+        if (gw__route_write(d, r))
             return;
-        }
-        if (!gw__route_write(d, r))
+        if (gw_req_header(r, "x-amz-copy-source"))
+            gw__s3_copy_object(d, r, bucket, key);
+        else
             gw__s3_put_object(d, r, bucket, key, auth);
     } else if (get) {
         if (!gw__route_read(d, r, bucket, key))

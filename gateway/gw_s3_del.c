@@ -120,6 +120,7 @@ del_respond(del_ctx *c)
     }
     mrd_buf_appendf(&out, "</DeleteResult>\n");
     gw_s3_request_id(c->r);
+    gw__route_write_token(c->d, c->r);
     if (out.data)
         gw_resp_simple(c->r, 200, "application/xml", out.data, out.len);
     else

@@ -25,7 +25,7 @@
  * UploadPartCopy reads the source object's range through a store reader
  * and writes it into a new part on one pool worker, 1 MiB at a time: the
  * copy never holds more than that in memory, but it occupies a worker for
- * its duration.
+ * its duration (gw__copy_stream, shared with CopyObject in gw_s3_copy.c).
  */
 #include "gw_int.h"
 
@@ -45,7 +45,6 @@
 #define MIN_PART      (5ull << 20) /* S3: every part but the last */
 #define MAX_PART      (5ull << 30)
 #define COMPLETE_BODY (8u << 20) /* 10,000 parts with checksums fit easily */
-#define COPY_CHUNK    (1u << 20)
 #define BLOB_MAGIC    "MPU1"
 
 /* ---- the upload blob: initiated ms, content type, metadata ---------------- */
@@ -734,36 +733,21 @@ copy_range(const char *h, uint64_t size, uint64_t *a, uint64_t *b)
     return 0;
 }
 
-/* Copies [a, b] of the source reader into a part writer, then records it. */
+/* Copies [a, b] of the source reader into a new part, then records it. */
 static gw_s3_err
 copy_data(gw__op *o, copy_st *c, store_reader *rd, uint64_t a, uint64_t b)
 {
     store *st = engine_store(o->d->eng);
-    store_writer *w = NULL;
     store_put_result res;
-    unsigned char *buf = malloc(COPY_CHUNK);
     char vid[160];
-    int rc = buf ? 0 : -ENOMEM;
+    int rc;
 
     memset(&res, 0, sizeof(res));
     snprintf(vid, sizeof(vid), "%.16s.%u", c->upload_id, c->part);
-    if (rc == 0)
-        rc = store_writer_open(st, o->bucket, o->key, vid, 0, &w);
-    for (uint64_t off = a; rc == 0 && off <= b;) {
-        size_t n = 0, want = b + 1 - off < COPY_CHUNK ? (size_t)(b + 1 - off) : COPY_CHUNK;
-        rc = store_reader_read(rd, off, buf, want, &n);
-        if (rc == 0 && n != want)
-            rc = MRD_ECORRUPT;
-        if (rc == 0)
-            rc = store_writer_write(w, buf, n);
-        off += n;
-    }
-    free(buf);
-    if (rc != 0) {
-        store_writer_abort(w);
+    rc = gw__copy_stream(st, rd, a, b, o->bucket, o->key, vid, &res);
+    if (rc != 0)
         return gw_s3_err_from_rc(rc);
-    }
-    if ((rc = store_writer_finish(w, &res)) == 0) {
+    {
         store_mpu_part mp = {.number = c->part,
                              .size = res.size,
                              .mtime_ms = mrd_clock_realtime_ms(NULL),
@@ -803,16 +787,8 @@ work_copy_part(gw__op *o)
         gw__op_fail(o, upload_err(rc));
         return;
     }
-    rc = store_bucket_get(st, c->src_bucket, &blob, &len);
-    free(blob);
-    if (rc != 0) {
-        gw__op_fail(o, rc == MRD_ENOTFOUND ? GW_S3E_NO_SUCH_BUCKET : gw_s3_err_from_rc(rc));
-        return;
-    }
-    rc = store_index_get(st, c->src_bucket, c->src_key, NULL, &rec);
-    if (rc != 0 || (store_version_rec_get(rec)->flags & STORE_VF_DELETE_MARKER)) {
-        store_version_rec_free(rec);
-        gw__op_fail(o, rc == 0 || rc == MRD_ENOTFOUND ? GW_S3E_NO_SUCH_KEY : gw_s3_err_from_rc(rc));
+    if ((e = gw__copy_source_open(st, c->src_bucket, c->src_key, &rec, NULL)) != 0) {
+        gw__op_fail(o, e);
         return;
     }
     v = store_version_rec_get(rec);
@@ -846,32 +822,6 @@ work_copy_part(gw__op *o)
     }
 }
 
-/* x-amz-copy-source: [/]bucket/key, URL-encoded; ?versionId is refused. */
-static int
-parse_copy_source(const char *h, copy_st *c)
-{
-    mrd_buf dec = {0};
-    const char *s, *slash;
-    int rc = -1;
-
-    if (*h == '/')
-        h++;
-    if (strstr(h, "?versionId="))
-        return -1;
-    if (gw_url_decode(h, strlen(h), 0, &dec) != 0 || !dec.data)
-        goto out;
-    s = dec.data;
-    slash = strchr(s, '/');
-    if (!slash || slash == s || slash[1] == '\0' || slash - s >= 64 || strlen(slash + 1) > 1024)
-        goto out;
-    c->src_bucket = strndup(s, (size_t)(slash - s));
-    c->src_key = strdup(slash + 1);
-    rc = c->src_bucket && c->src_key ? 0 : -1;
-out:
-    mrd_buf_free(&dec);
-    return rc;
-}
-
 static void
 mpu_copy_part(gw__op *o, uint32_t part, const char *upload_id)
 {
@@ -886,7 +836,8 @@ mpu_copy_part(gw__op *o, uint32_t part, const char *upload_id)
     o->ext_free = copy_free;
     c->part = part;
     snprintf(c->upload_id, sizeof(c->upload_id), "%s", upload_id);
-    if (parse_copy_source(gw_req_header(o->r, "x-amz-copy-source"), c) != 0) {
+    if (gw__copy_source_parse(gw_req_header(o->r, "x-amz-copy-source"), &c->src_bucket,
+                              &c->src_key) != 0) {
         gw__op_abandon(o, GW_S3E_INVALID_ARGUMENT,
                        "x-amz-copy-source must be bucket/key (versionId is not supported)");
         return;

@@ -42,7 +42,7 @@
  * still before any byte of the response. The conditional headers are then
  * weighed against the version found (If-Match / If-Unmodified-Since -> 412
  * PreconditionFailed, If-None-Match / If-Modified-Since -> 304, RFC 9110
- * precedence; see preconditions()), before the Range. The loop then sends the
+ * precedence; see gw__preconditions()), before the Range. The loop then sends the
  * head (200, or 206 for a single satisfiable Range, 416 InvalidRange) and
  * alternates: a worker reads 1 MiB
  * (store_reader_read checks every block's CRC and reconstructs lost shards),
@@ -555,8 +555,8 @@ gw__decode_md5(const char *b64, unsigned char out[16])
     return 0;
 }
 
-static int
-add_meta(gw__meta *m, const char *name, const char *value)
+int
+gw__meta_add(gw__meta *m, const char *name, const char *value)
 {
     char *k, *v;
 
@@ -646,7 +646,7 @@ gw__meta_parse(gw_req *r, gw__meta *m, const char **msg)
             value = enc;
         }
         meta_bytes += strlen(name) + strlen(value);
-        if (meta_bytes > MAX_META_SZ || add_meta(m, name, value) != 0) {
+        if (meta_bytes > MAX_META_SZ || gw__meta_add(m, name, value) != 0) {
             *msg = "Your metadata headers exceed the maximum allowed metadata size (2 KiB).";
             return GW_S3E_INVALID_ARGUMENT;
         }
@@ -1072,14 +1072,23 @@ http_date_parse(const char *s)
  * Times compare in whole seconds (Last-Modified has no more). A date that
  * does not parse is ignored, as the RFC says. Returns 200, 304 or 412.
  */
-static int
-preconditions(gw_req *r, const store_version *v)
+static const char *
+prefixed_header(gw_req *r, const char *prefix, const char *name)
 {
-    const char *im = gw_req_header(r, "if-match"), *inm = gw_req_header(r, "if-none-match");
-    const char *ius = gw_req_header(r, "if-unmodified-since");
-    const char *ims = gw_req_header(r, "if-modified-since");
-    const char *etag = v->etag ? v->etag : "";
-    int64_t lm = (int64_t)(MRD_HLC_MS(v->hlc) / 1000), t;
+    char h[64];
+
+    snprintf(h, sizeof(h), "%s%s", prefix, name);
+    return gw_req_header(r, h);
+}
+
+int
+gw__preconditions(gw_req *r, const char *prefix, const char *etag, uint64_t mtime_ms)
+{
+    const char *im = prefixed_header(r, prefix, "if-match");
+    const char *inm = prefixed_header(r, prefix, "if-none-match");
+    const char *ius = prefixed_header(r, prefix, "if-unmodified-since");
+    const char *ims = prefixed_header(r, prefix, "if-modified-since");
+    int64_t lm = (int64_t)(mtime_ms / 1000), t;
 
     if (im) {
         if (!etag_listed(im, etag))
@@ -1128,7 +1137,7 @@ get_lookup_done(void *arg)
     v = store_version_rec_get(g->rec);
     snprintf(etag, sizeof(etag), "\"%s\"", v->etag ? v->etag : "");
     gw__http_time(MRD_HLC_MS(v->hlc), lm, sizeof(lm));
-    switch (preconditions(g->r, v)) {
+    switch (gw__preconditions(g->r, "", v->etag ? v->etag : "", MRD_HLC_MS(v->hlc))) {
     case 412:
         gw_s3_error(g->r, GW_S3E_PRECONDITION_FAILED, gw_req_path(g->r), NULL);
         return;

@@ -455,3 +455,140 @@ def test_empty_put_then_put_on_one_connection(site):
         c.put_object(Bucket="empties", Key="k", Body=body)
         assert c.get_object(Bucket="empties", Key="k")["Body"].read() == body
     assert time.monotonic() - t0 < 20  # a stall is the 60 s idle timeout
+
+
+# ---- 4. CopyObject ----------------------------------------------------------
+
+
+def test_boto3_copy_object(site):
+    c = client(site)
+    c.create_bucket(Bucket="src-b")
+    c.create_bucket(Bucket="dst-b")
+    for name, size in (("small", 1000), ("big", 3 * 1024 * 1024 + 17), ("empty", 0)):
+        data = os.urandom(size)
+        c.put_object(Bucket="src-b", Key=name, Body=data, ContentType="text/x-src",
+                     Metadata={"colour": "blue"}, CacheControl="max-age=5")
+        r = c.copy_object(Bucket="dst-b", Key=f"copy/{name}",
+                          CopySource={"Bucket": "src-b", "Key": name})
+        assert r["CopyObjectResult"]["ETag"] == '"%s"' % hashlib.md5(data).hexdigest()
+        o = c.get_object(Bucket="dst-b", Key=f"copy/{name}")
+        assert o["Body"].read() == data
+        assert o["ContentType"] == "text/x-src" and o["Metadata"] == {"colour": "blue"}
+        assert o["CacheControl"] == "max-age=5"
+    # REPLACE takes the request's metadata, also onto the same key
+    c.copy_object(Bucket="src-b", Key="small", CopySource="src-b/small",
+                  MetadataDirective="REPLACE", ContentType="text/x-new",
+                  Metadata={"shape": "round"})
+    h = c.head_object(Bucket="src-b", Key="small")
+    assert h["ContentType"] == "text/x-new" and h["Metadata"] == {"shape": "round"}
+    assert "CacheControl" not in h
+    # onto itself without REPLACE: InvalidRequest
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.copy_object(Bucket="src-b", Key="small", CopySource="src-b/small")
+    assert code(e) == "InvalidRequest"
+    # keys that need escaping
+    c.put_object(Bucket="src-b", Key="a dir/ü+&=?.txt", Body=b"odd")
+    c.copy_object(Bucket="dst-b", Key="odd copy", CopySource={"Bucket": "src-b",
+                                                             "Key": "a dir/ü+&=?.txt"})
+    assert c.get_object(Bucket="dst-b", Key="odd copy")["Body"].read() == b"odd"
+    # errors: missing source key, source bucket, destination bucket, bad directive
+    for kw, want in (({"Bucket": "dst-b", "CopySource": "src-b/nope"}, "NoSuchKey"),
+                     ({"Bucket": "dst-b", "CopySource": "nob/small"}, "NoSuchBucket"),
+                     ({"Bucket": "nob", "CopySource": "src-b/small"}, "NoSuchBucket"),
+                     ({"Bucket": "dst-b", "CopySource": "src-b/small",
+                       "MetadataDirective": "MOVE"}, "InvalidArgument")):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            c.copy_object(Key="x", **kw)
+        assert code(e) == want, kw
+    # conditional copies: any failed condition is 412
+    etag = c.head_object(Bucket="src-b", Key="big")["ETag"]
+    lm = c.head_object(Bucket="src-b", Key="big")["LastModified"]
+    ok = [{"CopySourceIfMatch": etag}, {"CopySourceIfNoneMatch": '"x"'},
+          {"CopySourceIfModifiedSince": lm - datetime.timedelta(hours=1)},
+          {"CopySourceIfUnmodifiedSince": lm}]
+    bad = [{"CopySourceIfMatch": '"x"'}, {"CopySourceIfNoneMatch": etag},
+           {"CopySourceIfModifiedSince": lm},
+           {"CopySourceIfUnmodifiedSince": lm - datetime.timedelta(hours=1)}]
+    for kw in ok:
+        c.copy_object(Bucket="dst-b", Key="cond", CopySource="src-b/big", **kw)
+    c.delete_object(Bucket="dst-b", Key="cond")
+    for kw in bad:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            c.copy_object(Bucket="dst-b", Key="cond", CopySource="src-b/big", **kw)
+        assert code(e) == "PreconditionFailed", kw
+    with pytest.raises(botocore.exceptions.ClientError):
+        c.head_object(Bucket="dst-b", Key="cond")
+    # a versionId in the source is refused plainly
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.copy_object(Bucket="dst-b", Key="v", CopySource={"Bucket": "src-b", "Key": "big",
+                                                          "VersionId": "abc"})
+    assert code(e) == "InvalidArgument"
+
+
+def test_copy_clients_and_memory(site, tmp_path):
+    """awscli s3 cp between S3 URLs and rclone's server-side copy; a 96 MiB
+    copy keeps the daemon's memory bounded."""
+    from conftest import vm_hwm_kib
+    from test_s3_basic import aws, aws_env
+    env = aws_env(tmp_path)
+    c = client(site)
+    c.create_bucket(Bucket="cpy")
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        for _ in range(96):
+            f.write(os.urandom(1 << 20))
+    md5 = hashlib.md5(big.read_bytes()).hexdigest()
+    aws(site, env, "s3", "cp", str(big), "s3://cpy/big")
+    before = vm_hwm_kib(site.proc.pid)
+    # (--copy-props default would also copy tags, which needs object tagging)
+    r = aws(site, env, "s3", "cp", "s3://cpy/big", "s3://cpy/big2", "--debug",
+            "--copy-props", "metadata-directive")
+    assert "x-amz-copy-source" in r.stderr.lower()  # server-side, not download+upload
+    after = vm_hwm_kib(site.proc.pid)
+    got = c.get_object(Bucket="cpy", Key="big2")["Body"].read()
+    assert hashlib.md5(got).hexdigest() == md5
+    print("VmHWM KiB before/after the copy:", before, after)
+    assert after < 64 * 1024, (before, after)  # KiB: the whole daemon, below the 96 MiB copied
+    # rclone copies within the remote server-side
+    renv = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
+    renv.update(RCLONE_CONFIG_M_TYPE="s3", RCLONE_CONFIG_M_PROVIDER="Other",
+                RCLONE_CONFIG_M_ACCESS_KEY_ID=KEY, RCLONE_CONFIG_M_SECRET_ACCESS_KEY=SECRET,
+                RCLONE_CONFIG_M_ENDPOINT=site.s3, RCLONE_CONFIG_M_REGION="us-east-1",
+                RCLONE_CONFIG_M_FORCE_PATH_STYLE="true", RCLONE_CONFIG="/dev/null")
+    for i in range(3):
+        c.put_object(Bucket="cpy", Key=f"tree/f{i}", Body=b"r" * (i + 1))
+    r = subprocess.run(["rclone", "copy", "-vv", "m:cpy/tree", "m:cpy/tree2"], env=renv,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Copied (server-side copy)" in r.stderr, r.stderr[-2000:]
+    for i in range(3):
+        assert c.get_object(Bucket="cpy", Key=f"tree2/f{i}")["Body"].read() == b"r" * (i + 1)
+
+
+def test_copies_and_multi_deletes_replicate(tmp_path):
+    """A copy is a PUT for the engine and each DeleteObjects key a DELETE: WAL
+    records that reach the peer like any other write."""
+    from test_replication import converge, mesh, wait_caught_up
+    a, b = mesh(tmp_path, ("a", "b"))
+    for s in (a, b):
+        s.start()
+    try:
+        ca = client(a)
+        ca.create_bucket(Bucket="rep")
+        big = os.urandom(2 * 1024 * 1024 + 3)
+        ca.put_object(Bucket="rep", Key="orig", Body=big, Metadata={"m": "1"})
+        ca.put_object(Bucket="rep", Key="gone1", Body=b"1")
+        ca.put_object(Bucket="rep", Key="gone2", Body=b"2")
+        ca.copy_object(Bucket="rep", Key="copy", CopySource="rep/orig")
+        ca.copy_object(Bucket="rep", Key="copy2", CopySource="rep/orig",
+                       MetadataDirective="REPLACE", Metadata={"m": "2"})
+        ca.delete_objects(Bucket="rep", Delete={"Objects": [{"Key": "gone1"}, {"Key": "gone2"}]})
+        snap = converge([a, b])
+        objs = snap["rep"]
+        assert set(objs) == {"orig", "copy", "copy2"}
+        assert objs["copy"][5] == hashlib.sha256(big).hexdigest() == objs["copy2"][5]
+        assert dict(objs["copy"][3]) == {"m": "1"} and dict(objs["copy2"][3]) == {"m": "2"}
+        wait_caught_up([a, b])
+    finally:
+        for s in (a, b):
+            s.stop()
