@@ -179,9 +179,10 @@ conflicts_list(const ctl_opts *o, const char *bucket, const char *key, const cha
         goto out;
     }
     arr = mrd_json_get(j, "conflicts");
-    printf("SITE %s: %.0f conflicts settled here in all (the last %.0f are kept)\n\n",
+    printf("SITE %s: %.0f conflict%s settled here since the index was created (the log keeps "
+           "the last %.0f)\n\n",
            mrd_json_get_str(j, "site", "?"), mrd_json_get_num(j, "total", 0),
-           mrd_json_get_num(j, "capacity", 0));
+           mrd_json_get_num(j, "total", 0) == 1 ? "" : "s", mrd_json_get_num(j, "capacity", 0));
     printf("%-5s %-12s %-28s %-32s %-32s %s\n", "ID", "SETTLED", "BUCKET/KEY", "WINNER", "LOSER",
            "LOSER KEPT AS");
     for (const mrd_json *c = arr ? arr->child : NULL; c; c = c->next, n++) {
@@ -292,8 +293,8 @@ print_object_table(site_answer *sites, int n, const char *bucket, const char *ke
             printf("%-8s %-12s %s\n", sites[i].name, "absent",
                    mrd_json_get_num(sites[i].j, "bucket_exists", 0) ? "(no such key here)"
                                                                     : "(no such bucket here)");
-            if (first_vid)
-                same = 0;
+            if (first_vid && *first_vid)
+                same = 0; /* absent here, present elsewhere */
             first_vid = first_vid ? first_vid : "";
             continue;
         }
@@ -338,7 +339,9 @@ print_object_table(site_answer *sites, int n, const char *bucket, const char *ke
         printf("\n(unknown: the origin site of the current version did not answer, or no site "
                "holds the key)\n");
     }
-    if (answered == n && same)
+    if (answered == n && same && first_vid && !*first_vid)
+        printf("\nconverged: the key is absent at every site\n");
+    else if (answered == n && same)
         printf("\nconverged: every site has the same current version\n");
     else if (answered < n)
         printf("\nNOT CONFIRMED: %d of %d sites answered\n", answered, n);

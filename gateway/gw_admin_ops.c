@@ -311,10 +311,12 @@ finish_object(admin_job *j)
     mrd_json_w_key(&j->w, "replication");
     mrd_json_w_arr_begin(&j->w);
     for (int i = 0; i < c->n_peers; i++) {
+        /* the replicator's peer order is its own (sites come and go) */
+        int idx = j->d->replicator ? repl_peer_find(j->d->replicator, c->peers[i].id) : -1;
         repl_peer_info info;
         const char *st = NULL;
-        if (j->has_current && j->d->replicator)
-            st = repl_version_peer_status(j->d->replicator, i, origin, j->cur_hlc,
+        if (j->has_current && idx >= 0)
+            st = repl_version_peer_status(j->d->replicator, idx, origin, j->cur_hlc,
                                           mrd_clock_realtime_ms(NULL), GW_REPLICATION_FAILED_MS);
         mrd_json_w_obj_begin(&j->w);
         mrd_json_w_key(&j->w, "peer");
@@ -323,7 +325,7 @@ finish_object(admin_job *j)
         mrd_json_w_uint(&j->w, c->peers[i].id);
         mrd_json_w_key(&j->w, "status");
         mrd_json_w_str(&j->w, st ? st : "NONE");
-        if (j->d->replicator && repl_peer_get(j->d->replicator, i, &info) == 0) {
+        if (idx >= 0 && repl_peer_get(j->d->replicator, idx, &info) == 0) {
             mrd_json_w_key(&j->w, "link");
             mrd_json_w_str(&j->w, repl_peer_state_name(info.state));
             mrd_json_w_key(&j->w, "lag_records");
