@@ -12,7 +12,11 @@
  *      cannot drift from normal operation; store_index_apply ignores LSNs it
  *      has already applied, which makes replay idempotent. The WAL's per-peer
  *      cursors are wired to store_meta_put/get (keys "wal.cursor.<peer>").
- *   3. The worker pool and the applier thread.
+ *   3. store_sweep_orphans: with every record in the index and nothing
+ *      writing yet, shard files no layout references are crash leftovers
+ *      (a PUT or multipart part whose record never committed, frees lost
+ *      after a commit) and are removed.
+ *   4. The worker pool and the applier thread.
  *
  * Completions. Everything the engine calls back goes through a wal_cq (an
  * eventfd plus a mutex-protected array): engine_fd is that eventfd and
@@ -298,6 +302,12 @@ engine_open(const engine_opts *o, engine **out)
     if ((rc = engine__ra_load(e)) != 0 || (rc = engine__conflict_load(e)) != 0 ||
         (rc = open_wal(e, o)) != 0)
         goto fail;
+    /* Every record is in the index now and nothing writes yet: what no
+     * layout references is a crash leftover. */
+    if ((rc = store_sweep_orphans(e->st, NULL)) != 0) {
+        report(o, "orphan sweep: ", mrd_strerror(rc));
+        goto fail;
+    }
     for (int i = 0; i < e->n_ra; i++) {
         e->ra[i].appended = e->ra[i].applied;
         /* the WAL holds segments until every peer has acked them */

@@ -319,6 +319,18 @@ void store_heal_wait(store *s);
  */
 int store_object_delete_data(store *s, const void *layout, size_t layout_len);
 
+/*
+ * Removes shard files under obj/ that nothing references: no version in the
+ * index (parts of PARTS layouts included), no part of an upload in
+ * progress, nothing in the heal queue. These are what a crash leaves behind
+ * between durable data and the record that references it, or between a
+ * commit and the frees that follow it (store/FORMAT.md). Call only while
+ * nothing writes - at start-up, after the WAL replay - because a write whose
+ * record is not committed yet looks exactly like a leftover. *removed (may
+ * be NULL) gets the number of files removed. Errors: the index's, -ENOMEM.
+ */
+int store_sweep_orphans(store *s, uint64_t *removed);
+
 /* ------------------------------------------------------------------------ */
 /* Status                                                                   */
 /* ------------------------------------------------------------------------ */

@@ -239,8 +239,8 @@ version_encode(const store_version *v, unsigned char **out, size_t *outlen)
     return 0;
 }
 
-static int
-version_decode(const unsigned char *b, size_t len, store_version *v)
+int
+store__version_decode(const unsigned char *b, size_t len, store_version *v)
 {
     const unsigned char *p = b + REC_FIXED, *end = b + len;
     const unsigned char *f[REC_NFIELDS];
@@ -513,7 +513,7 @@ store_index_get(store *s, const char *bucket, const char *key, const char *versi
     }
     rec->len = v.mv_size;
     memcpy(rec->data, v.mv_data, v.mv_size);
-    if ((rc = version_decode(rec->data, rec->len, &rec->v)) != 0) {
+    if ((rc = store__version_decode(rec->data, rec->len, &rec->v)) != 0) {
         free(rec);
         goto out;
     }
@@ -591,7 +591,7 @@ store_index_list(store *s, const char *bucket, const char *prefix, const char *s
                 continue; /* strictly after (start_after, start_after_version) */
             memcpy(name, kp, nl);
             name[nl] = '\0';
-            if ((rc = version_decode(v.mv_data, v.mv_size, &ver)) != 0)
+            if ((rc = store__version_decode(v.mv_data, v.mv_size, &ver)) != 0)
                 break;
         } else {
             MDB_val vk2, vv;
@@ -618,7 +618,7 @@ store_index_list(store *s, const char *bucket, const char *prefix, const char *s
                 rc = store__mdb_err(rc);
                 break;
             }
-            if ((rc = version_decode(vv.mv_data, vv.mv_size, &ver)) != 0)
+            if ((rc = store__version_decode(vv.mv_data, vv.mv_size, &ver)) != 0)
                 break;
         }
         if (cb(user, name, &ver) != 0)
@@ -864,7 +864,7 @@ heal_main(void *arg)
     while (s->heal_all && !atomic_load(&s->heal_stop) &&
            next_entry(s, s->dbi_ver, last, &last_len, &val, &vlen) == 0) {
         store_version v;
-        if (version_decode(val, vlen, &v) != 0)
+        if (store__version_decode(val, vlen, &v) != 0)
             atomic_fetch_add(&s->heal_errors, 1);
         else if (v.layout_len > 0)
             heal_one(s, v.layout, v.layout_len, 0);

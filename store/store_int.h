@@ -185,8 +185,11 @@ int store__ec_rebuild(store *s, int k, int m, uint32_t len, unsigned char **bloc
 #define KEYBUF 1024
 int store__make_key(store *s, char *out, const char *bucket, const char *key, const char *version);
 int store__del_ok(int rc);
+/* A version record from the ver database; pointers into b. */
+int store__version_decode(const unsigned char *b, size_t len, store_version *v);
 
 /* store_mpu.c */
+#define STORE_MPART_FIX 32 /* an mpart record: size, mtime, md5, then the part's layout */
 /* Layouts whose data is freed once the transaction that dropped them commits. */
 typedef struct store__freelist {
     void **blob;

@@ -38,7 +38,6 @@
 #include <string.h>
 
 #define MARK_LEN 8
-#define PART_FIX 32 /* size, mtime, md5 */
 #define UPID_MAX 128
 #define PKEY_MAX (UPID_MAX + 1 + 4)
 
@@ -286,15 +285,16 @@ drop_parts(store *s, MDB_txn *txn, const char *upload_id, const unsigned char (*
         int used = 0;
         if (k.mv_size != plen + 4 || memcmp(k.mv_data, pk, plen) != 0)
             break;
-        if (v.mv_size < PART_FIX)
+        if (v.mv_size < STORE_MPART_FIX)
             continue; /* unreadable: drop the record, nothing to free */
-        if (keep && store__layout_parse((const unsigned char *)v.mv_data + PART_FIX,
-                                        v.mv_size - PART_FIX, &l) == 0) {
+        if (keep && store__layout_parse((const unsigned char *)v.mv_data + STORE_MPART_FIX,
+                                        v.mv_size - STORE_MPART_FIX, &l) == 0) {
             for (size_t i = 0; i < n_keep && !used; i++)
                 used = memcmp(keep[i], l.objid, STORE_OBJID_LEN) == 0;
         }
-        if (!used && (rc = store__freelist_add(fl, (const unsigned char *)v.mv_data + PART_FIX,
-                                               v.mv_size - PART_FIX)) != 0)
+        if (!used &&
+            (rc = store__freelist_add(fl, (const unsigned char *)v.mv_data + STORE_MPART_FIX,
+                                      v.mv_size - STORE_MPART_FIX)) != 0)
             break;
         if ((rc = mdb_cursor_del(cur, 0)) != 0)
             break;
@@ -383,12 +383,12 @@ store_mpu_part_put(store *s, const char *bucket, const char *key, const char *up
     if (!s || !p || !p->layout || p->number < 1 || p->number > STORE_MPU_MAX_PARTS ||
         !upid_ok(upload_id))
         return MRD_EINVAL;
-    if (!(val = malloc(PART_FIX + p->layout_len)))
+    if (!(val = malloc(STORE_MPART_FIX + p->layout_len)))
         return -ENOMEM;
     store__put64(val, p->size);
     store__put64(val + 8, p->mtime_ms);
     memcpy(val + 16, p->md5, 16);
-    memcpy(val + PART_FIX, p->layout, p->layout_len);
+    memcpy(val + STORE_MPART_FIX, p->layout, p->layout_len);
     pkv = (MDB_val){part_key(pk, upload_id, p->number), pk};
     if ((rc = write_txn(s, &txn)) != 0) {
         free(val);
@@ -399,15 +399,15 @@ store_mpu_part_put(store *s, const char *bucket, const char *key, const char *up
         rc = MRD_EBUSY;
     if (rc == 0) {
         rc = mdb_get(txn, s->dbi_mpart, &pkv, &old);
-        if (rc == 0 && old.mv_size >= PART_FIX)
-            rc = store__freelist_add(&fl, (const unsigned char *)old.mv_data + PART_FIX,
-                                     old.mv_size - PART_FIX);
+        if (rc == 0 && old.mv_size >= STORE_MPART_FIX)
+            rc = store__freelist_add(&fl, (const unsigned char *)old.mv_data + STORE_MPART_FIX,
+                                     old.mv_size - STORE_MPART_FIX);
         else
             rc = rc == MDB_NOTFOUND || rc == 0 ? 0 : store__mdb_err(rc);
     }
     if (rc == 0)
         rc = store__mdb_err(
-            mdb_put(txn, s->dbi_mpart, &pkv, &(MDB_val){PART_FIX + p->layout_len, val}, 0));
+            mdb_put(txn, s->dbi_mpart, &pkv, &(MDB_val){STORE_MPART_FIX + p->layout_len, val}, 0));
     free(val);
     return store__txn_end(s, txn, &fl, rc);
 }
@@ -441,7 +441,7 @@ store_mpu_parts(store *s, const char *bucket, const char *key, const char *uploa
         store_mpu_part p;
         if (k.mv_size != plen + 4 || memcmp(k.mv_data, pk, plen) != 0)
             break;
-        if (v.mv_size < PART_FIX) {
+        if (v.mv_size < STORE_MPART_FIX) {
             rc = MRD_ECORRUPT;
             break;
         }
@@ -449,8 +449,8 @@ store_mpu_parts(store *s, const char *bucket, const char *key, const char *uploa
         p.size = store__get64(d);
         p.mtime_ms = store__get64(d + 8);
         memcpy(p.md5, d + 16, 16);
-        p.layout = d + PART_FIX;
-        p.layout_len = v.mv_size - PART_FIX;
+        p.layout = d + STORE_MPART_FIX;
+        p.layout_len = v.mv_size - STORE_MPART_FIX;
         if (cb(user, &p) != 0)
             break;
     }

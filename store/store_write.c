@@ -30,8 +30,8 @@
  * way to find the shards, and it becomes visible only when the engine records
  * it, so a partial object is never visible. A crash before the renames leaves
  * files in tmp/, removed at the next store_open; a crash between the renames
- * and the engine's WAL commit leaves unreferenced shards in obj/ (see the
- * weak points in FORMAT.md).
+ * and the engine's WAL commit leaves unreferenced shards in obj/, which the
+ * start-up orphan sweep removes (store_sweep.c).
  *
  * Failures. A write, sync or rename error on a shard drops that shard (its
  * file is removed and its drive marked offline); the object goes on while at

@@ -1339,6 +1339,74 @@ test_mpu_uploads_parts_finish_abort(void)
     fx_done(&f);
 }
 
+static void
+test_sweep_removes_only_unreferenced_shards(void)
+{
+    fixture f;
+    unsigned char *data = malloc(30000);
+    store_put_result orphan, plain, part, e1, e2;
+    store_part_ref refs[2];
+    store_mpu_part p;
+    void *lay = NULL;
+    size_t lay_len = 0;
+    uint64_t removed = 99;
+
+    REQUIRE(fx_open(&f, BS, STORE_OPT_NO_INLINE) == 0);
+    fill_pattern(data, 30000, 9);
+    REQUIRE(put(f.s, "orphan", data, 20000, &orphan) == 0); /* never recorded */
+    REQUIRE(put(f.s, "plain", data, 20000, &plain) == 0);
+    REQUIRE(put_part(f.s, 1, data, 20000, &part) == 0);
+    REQUIRE(put_part(f.s, 2, data, 20000, &e1) == 0);
+    REQUIRE(put_part(f.s, 3, data + 20000, 10000, &e2) == 0);
+    refs[0] = (store_part_ref){e1.layout, e1.layout_len};
+    refs[1] = (store_part_ref){e2.layout, e2.layout_len};
+    REQUIRE(store_layout_compose(refs, 2, &lay, &lay_len) == 0);
+    {
+        store_version v1 = {.version_id = "v1",
+                            .size = 20000,
+                            .etag = "",
+                            .content_type = "",
+                            .layout = plain.layout,
+                            .layout_len = plain.layout_len};
+        store_version v2 = {.version_id = "v2",
+                            .size = 30000,
+                            .etag = "",
+                            .content_type = "",
+                            .layout = lay,
+                            .layout_len = lay_len};
+        store_index_op ops[2] = {
+            {.type = STORE_OP_VERSION_PUT, .bucket = "bkt", .key = "plain", .version = &v1},
+            {.type = STORE_OP_VERSION_PUT, .bucket = "bkt", .key = "mp", .version = &v2}};
+        REQUIRE(store_index_apply(f.s, ops, 2, 1) == 0);
+    }
+    REQUIRE(store_mpu_create(f.s, "bkt", "obj", "up1", "", 0) == 0);
+    p = part_rec(1, &part);
+    REQUIRE(store_mpu_part_put(f.s, "bkt", "obj", "up1", &p) == 0);
+    CHECK_EQ_INT(count_files(f.root), 5 * 6);
+    CHECK_EQ_INT(store_sweep_orphans(f.s, &removed), 0);
+    CHECK_EQ_INT(removed, 6);
+    CHECK_EQ_INT(count_files(f.root), 4 * 6);
+    CHECK(store_reader_open(f.s, orphan.layout, orphan.layout_len, &(store_reader *){NULL}) ==
+          MRD_EDEGRADED);
+    {
+        store_put_result whole = {.layout = lay, .layout_len = lay_len};
+        CHECK_EQ_INT(read_check(f.s, &whole, data, 0, 30000, 7000), 0);
+        CHECK_EQ_INT(read_check(f.s, &plain, data, 0, 20000, 7000), 0);
+        CHECK_EQ_INT(read_check(f.s, &part, data, 0, 20000, 7000), 0);
+    }
+    /* a second sweep finds nothing */
+    CHECK_EQ_INT(store_sweep_orphans(f.s, &removed), 0);
+    CHECK_EQ_INT(removed, 0);
+    store_put_result_clear(&orphan);
+    store_put_result_clear(&plain);
+    store_put_result_clear(&part);
+    store_put_result_clear(&e1);
+    store_put_result_clear(&e2);
+    free(lay);
+    free(data);
+    fx_done(&f);
+}
+
 static const test_case cases[] = {
     TEST(test_roundtrip_small_blocks),
     TEST(test_roundtrip_default_block),
@@ -1360,6 +1428,7 @@ static const test_case cases[] = {
     TEST(test_bad_options),
     TEST(test_parts_layout_read_heal_delete),
     TEST(test_mpu_uploads_parts_finish_abort),
+    TEST(test_sweep_removes_only_unreferenced_shards),
     {NULL, NULL},
 };
 
