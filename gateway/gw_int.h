@@ -177,23 +177,6 @@ void gw_s3_request_id(gw_req *r);
  * default), Resource, RequestId. A HEAD gets the status and no body. */
 void gw_s3_error(gw_req *r, gw_s3_err e, const char *resource, const char *msg);
 
-/* One <Part> of a CompleteMultipartUpload body. */
-#define GW_MPU_MAX_PARTS 10000
-typedef struct gw_complete_part {
-    uint32_t number; /* 1..GW_MPU_MAX_PARTS */
-    char etag[72];   /* without the quotes; "" when too long to be any part's */
-} gw_complete_part;
-
-/*
- * Parses a CompleteMultipartUpload request body: the parts in document
- * order (the caller checks the order). *parts is malloc'ed (the caller
- * frees it). Errors: MRD_EINVAL (not well-formed, not that document, a Part
- * without a valid PartNumber or ETag, no parts: MalformedXML), MRD_ETOOBIG
- * (more than GW_MPU_MAX_PARTS parts), -ENOMEM. Pure; fuzzed by
- * tests/fuzz/fuzz_xml.c.
- */
-int gw_xml_parse_complete(const char *body, size_t len, gw_complete_part **parts, size_t *n);
-
 /* ---- XML request bodies (gw_xmlreq.c) ------------------------------------ */
 
 #define GW_XML_MAX_DEPTH   8
@@ -211,6 +194,23 @@ typedef int (*gw_xml_leaf_fn)(void *ud, int depth, const char *const *path, cons
  * MRD_EINVAL (not well-formed, another root, a DOCTYPE, too deep, text too
  * long), -ENOMEM, or fn's code. Pure; fuzzed by tests/fuzz/fuzz_xml.c. */
 int gw_xml_read(const char *body, size_t len, const char *root, gw_xml_leaf_fn fn, void *ud);
+
+/* One <Part> of a CompleteMultipartUpload body. */
+#define GW_MPU_MAX_PARTS 10000
+typedef struct gw_complete_part {
+    uint32_t number; /* 1..GW_MPU_MAX_PARTS */
+    char etag[72];   /* without the quotes; "" when too long to be any part's */
+} gw_complete_part;
+
+/*
+ * Parses a CompleteMultipartUpload request body: the parts in document
+ * order (the caller checks the order), on gw_xml_read. *parts is malloc'ed
+ * (the caller frees it). Errors: MRD_EINVAL (not well-formed, not that
+ * document, a Part without exactly one valid PartNumber and one ETag, no
+ * parts: MalformedXML), MRD_ETOOBIG (more than GW_MPU_MAX_PARTS parts),
+ * -ENOMEM. Pure; fuzzed by tests/fuzz/fuzz_xml.c.
+ */
+int gw_xml_parse_complete(const char *body, size_t len, gw_complete_part **parts, size_t *n);
 
 typedef struct gw_delete_obj {
     char *key;

@@ -15,7 +15,10 @@
  * dropped, so a pretty-printed document of any length stays within bounds. The parser's memory is
  * bounded by those limits plus expat's own, linear in the body.
  *
- * gw_xml_parse_delete builds on it: <Delete> with an optional <Quiet> and
+ * gw_xml_parse_complete builds on it: <CompleteMultipartUpload> with
+ * 1..10000 <Part> each with exactly one <PartNumber> (1..10000) and one
+ * <ETag> (quotes stripped); other elements (the checksums) are ignored.
+ * gw_xml_parse_delete does the same for <Delete> with an optional <Quiet> and
  * 1..1000 <Object> each with one <Key> (and optional <VersionId>). Anything
  * that does not fit that shape is MRD_EINVAL, which the caller answers
  * MalformedXML, as S3 does. Fuzzed by tests/fuzz/fuzz_xml.c.
@@ -244,5 +247,84 @@ gw_xml_parse_delete(const char *body, size_t len, gw_delete_req *out)
         return rc;
     }
     *out = d;
+    return 0;
+}
+
+/* ---- <CompleteMultipartUpload> ------------------------------------------- */
+
+typedef struct part_acc {
+    gw_complete_part *parts;
+    size_t n, cap;
+    gw_complete_part cur;
+    int has_num, has_etag;
+} part_acc;
+
+static int
+part_leaf(void *ud, int depth, const char *const *path, const char *text, size_t len)
+{
+    part_acc *a = ud;
+    char *end;
+    unsigned long v;
+
+    if (depth < 2 || strcmp(path[1], "Part") != 0)
+        return 0; /* the root, and elements S3 may add */
+    if (depth == 3 && strcmp(path[2], "PartNumber") == 0) {
+        v = strtoul(text, &end, 10);
+        if (a->has_num++ || len == 0 || text[0] < '0' || text[0] > '9' || *end || v < 1 ||
+            v > GW_MPU_MAX_PARTS)
+            return MRD_EINVAL;
+        a->cur.number = (uint32_t)v;
+    } else if (depth == 3 && strcmp(path[2], "ETag") == 0) {
+        if (a->has_etag++)
+            return MRD_EINVAL;
+        while (len && (*text == ' ' || *text == '\t' || *text == '\n' || *text == '\r'))
+            text++, len--;
+        while (len && (text[len - 1] == ' ' || text[len - 1] == '\t' || text[len - 1] == '\n' ||
+                       text[len - 1] == '\r'))
+            len--;
+        if (len >= 2 && text[0] == '"' && text[len - 1] == '"')
+            text++, len -= 2;
+        if (len < sizeof(a->cur.etag)) { /* else left "": matches no part */
+            memcpy(a->cur.etag, text, len);
+            a->cur.etag[len] = '\0';
+        }
+    } else if (depth == 2) {
+        if (!a->has_num || !a->has_etag)
+            return MRD_EINVAL;
+        if (a->n == GW_MPU_MAX_PARTS)
+            return MRD_ETOOBIG;
+        if (a->n == a->cap) {
+            size_t cap = a->cap ? a->cap * 4 : 16;
+            gw_complete_part *np = realloc(a->parts, cap * sizeof(*np));
+            if (!np)
+                return -ENOMEM;
+            a->parts = np;
+            a->cap = cap;
+        }
+        a->parts[a->n++] = a->cur;
+        memset(&a->cur, 0, sizeof(a->cur));
+        a->has_num = a->has_etag = 0;
+    }
+    return 0;
+}
+
+int
+gw_xml_parse_complete(const char *body, size_t len, gw_complete_part **parts, size_t *n)
+{
+    part_acc a;
+    int rc;
+
+    memset(&a, 0, sizeof(a));
+    if (!body || !parts || !n)
+        return MRD_EINVAL;
+    rc = gw_xml_read(body, len, "CompleteMultipartUpload", part_leaf, &a);
+    if (rc == 0 && a.n == 0)
+        rc = MRD_EINVAL;
+    if (rc != 0) {
+        free(a.parts);
+        return rc;
+    }
+    *parts = a.parts;
+    *n = a.n;
     return 0;
 }

@@ -3,7 +3,9 @@
  * DeleteObjects document: namespaces (default and prefixed), entities and
  * CDATA in keys, Quiet, VersionId, pretty-printing of any length, and the
  * refusals: not well-formed, another root, a DOCTYPE (entity expansion),
- * nesting too deep, text too long, objects without a key, more than 1000.
+ * nesting too deep, text too long, objects without a key, more than 1000;
+ * and the CompleteMultipartUpload document: quoted and entity-quoted ETags,
+ * ignored checksum elements, part numbers out of range or repeated.
  */
 #include "gw_int.h"
 #include "test.h"
@@ -95,11 +97,87 @@ test_malformed(void)
     }
 }
 
+static int
+complete(const char *body, gw_complete_part **parts, size_t *n)
+{
+    return gw_xml_parse_complete(body, strlen(body), parts, n);
+}
+
+static void
+test_complete_document(void)
+{
+    gw_complete_part *p = NULL;
+    size_t n = 0;
+    const char *good =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        "<Part><ETag>\"a54357aff0632cce46d942af68356b38\"</ETag><PartNumber>1</PartNumber></Part>"
+        "<Part><PartNumber>3</PartNumber><ETag>&quot;0c78aef83f66abc1fa1e8477f296d394&quot;"
+        "</ETag><ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part>"
+        "<Part><PartNumber>10000</PartNumber><ETag> bare </ETag></Part>"
+        "</CompleteMultipartUpload>";
+
+    REQUIRE(complete(good, &p, &n) == 0);
+    REQUIRE(n == 3);
+    CHECK_EQ_INT(p[0].number, 1);
+    CHECK_STR(p[0].etag, "a54357aff0632cce46d942af68356b38");
+    CHECK_EQ_INT(p[1].number, 3);
+    CHECK_STR(p[1].etag, "0c78aef83f66abc1fa1e8477f296d394");
+    CHECK_EQ_INT(p[2].number, 10000);
+    CHECK_STR(p[2].etag, "bare");
+    free(p);
+    /* an ETag too long to be any part's is kept empty: InvalidPart later */
+    {
+        char body[400];
+        snprintf(body, sizeof(body),
+                 "<CompleteMultipartUpload><Part><PartNumber>2</PartNumber><ETag>%0200d</ETag>"
+                 "</Part></CompleteMultipartUpload>",
+                 7);
+        REQUIRE(complete(body, &p, &n) == 0);
+        CHECK(n == 1 && p[0].etag[0] == '\0');
+        free(p);
+    }
+}
+
+static void
+test_complete_malformed(void)
+{
+    static const char *const bad[] = {
+        "",
+        "<CompleteMultipartUpload/>",
+        "<CompleteMultipartUpload></CompleteMultipartUpload>",
+        "<Delete><Part><PartNumber>1</PartNumber><ETag>e</ETag></Part></Delete>",
+        "<CompleteMultipartUpload><Part><ETag>e</ETag></Part></CompleteMultipartUpload>",
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber></Part>"
+        "</CompleteMultipartUpload>",
+        "<CompleteMultipartUpload><Part><PartNumber>0</PartNumber><ETag>e</ETag></Part>"
+        "</CompleteMultipartUpload>",
+        "<CompleteMultipartUpload><Part><PartNumber>10001</PartNumber><ETag>e</ETag></Part>"
+        "</CompleteMultipartUpload>",
+        "<CompleteMultipartUpload><Part><PartNumber>x</PartNumber><ETag>e</ETag></Part>"
+        "</CompleteMultipartUpload>",
+        "<CompleteMultipartUpload><Part><PartNumber>-1</PartNumber><ETag>e</ETag></Part>"
+        "</CompleteMultipartUpload>",
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><PartNumber>2</PartNumber>"
+        "<ETag>e</ETag></Part></CompleteMultipartUpload>",
+        "<!DOCTYPE x [<!ENTITY a 'b'>]><CompleteMultipartUpload><Part><PartNumber>1"
+        "</PartNumber><ETag>&a;</ETag></Part></CompleteMultipartUpload>",
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>e</ETag></Part>",
+    };
+    gw_complete_part *p = NULL;
+    size_t n = 0;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = complete(bad[i], &p, &n);
+        if (rc != MRD_EINVAL)
+            fprintf(stderr, "  case %zu: rc %d\n", i, rc);
+        CHECK_EQ_INT(rc, MRD_EINVAL);
+    }
+}
+
 static const test_case tests[] = {
-    TEST(test_delete_document),
-    TEST(test_delete_limits),
-    TEST(test_malformed),
-    {NULL, NULL},
+    TEST(test_delete_document),   TEST(test_delete_limits),      TEST(test_malformed),
+    TEST(test_complete_document), TEST(test_complete_malformed), {NULL, NULL},
 };
 
 TEST_MAIN(tests)
