@@ -27,14 +27,20 @@ int ctl_http_request(const ctl_opts *o, const char *method, const char *path, co
                      ctl_response *out, char *err, size_t errsz);
 
 /* Sends method path to the admin API and parses its JSON answer. Returns 0
- * with *out (mrd_json_free it; free resp->body too), or -1 with a one-line
- * reason in err: unreachable, not HTTP, not JSON, or the API's error and
- * message for a status other than 200. */
+ * with *out (mrd_json_free it; free resp->body too), or a one-line reason
+ * in err and -2 for bad input (unreachable or not an admin API, 401 bad
+ * token, 400, 404 NoSuch*: an unknown peer, site or conflict) or -1 for
+ * any other refusal or failure of the site. */
 int ctl_call(const ctl_opts *o, const char *method, const char *path, ctl_response *resp,
              mrd_json **out, char *err, size_t errsz);
-/* ctl_call that prints the reason as "meridianctl: ..." on stderr. */
+/* ctl_call that prints the reason as "meridianctl: ..." on stderr and
+ * records the exit status the failure calls for. */
 int ctl_request_json(const ctl_opts *o, const char *method, const char *path, ctl_response *resp,
                      mrd_json **out);
+/* The exit status for the last ctl_request_json failure: 2 for bad input
+ * (as ctl_call's -2), else 1. A command that failed (returned 1) exits with
+ * this. */
+int ctl_failure_exit(void);
 /* Appends s percent-encoded for a query value (RFC 3986 unreserved kept),
  * NUL-terminated. */
 void ctl_url_encode(mrd_buf *b, const char *s);

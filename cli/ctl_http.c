@@ -182,6 +182,15 @@ out:
     return rc;
 }
 
+/* The exit status of the last failed ctl_request_json (see ctl.h). */
+static int failure_exit = 1;
+
+int
+ctl_failure_exit(void)
+{
+    return failure_exit;
+}
+
 int
 ctl_call(const ctl_opts *o, const char *method, const char *path, ctl_response *resp,
          mrd_json **out, char *err, size_t errsz)
@@ -191,19 +200,27 @@ ctl_call(const ctl_opts *o, const char *method, const char *path, ctl_response *
 
     *out = NULL;
     if (rc != 0)
-        return -1;
+        return -2; /* unreachable, timed out: a wrong endpoint */
     if (mrd_json_parse(resp->body.data ? resp->body.data : "", resp->body.len, out, &pos) != 0) {
-        snprintf(err, errsz, "the admin API at %s:%u answered %d with a body that is not JSON",
+        snprintf(err, errsz,
+                 "the endpoint %s:%u answered %d with a body that is not JSON (is it the admin "
+                 "port?)",
                  o->host, o->port, resp->status);
         *out = NULL;
-        return -1;
+        return -2;
     }
     if (resp->status != 200) {
-        snprintf(err, errsz, "%s (HTTP %d): %s", mrd_json_get_str(*out, "error", "error"),
-                 resp->status, mrd_json_get_str(*out, "message", "no details"));
+        const char *code = mrd_json_get_str(*out, "error", "error");
+        snprintf(err, errsz, "%s (HTTP %d): %s", code, resp->status,
+                 mrd_json_get_str(*out, "message", "no details"));
+        /* bad credentials, a name the site does not know, a bad argument */
+        rc = resp->status == 401 || resp->status == 400 ||
+                     (resp->status == 404 && strncmp(code, "NoSuch", 6) == 0)
+                 ? -2
+                 : -1;
         mrd_json_free(*out);
         *out = NULL;
-        return -1;
+        return rc;
     }
     return 0;
 }
@@ -215,8 +232,10 @@ ctl_request_json(const ctl_opts *o, const char *method, const char *path, ctl_re
     char err[512];
     int rc = ctl_call(o, method, path, resp, out, err, sizeof(err));
 
-    if (rc != 0)
+    if (rc != 0) {
         fprintf(stderr, "meridianctl: %s\n", err);
+        failure_exit = rc == -2 ? 2 : 1;
+    }
     return rc;
 }
 

@@ -5,9 +5,12 @@
  * Where to connect, in order of precedence: --endpoint / --token, then
  * --config FILE (the site's own config: admin listen address and token),
  * then MERIDIAN_ENDPOINT / MERIDIAN_TOKEN / MERIDIAN_CONFIG. Every command
- * prints a table for people by default and the API's JSON with --json, and
- * exits 0 on success, 1 on any failure (with a message that says what to
- * do), 2 on usage errors.
+ * prints a table for people by default and the API's JSON with --json.
+ * Exit status: 0 on success; 2 on bad input: usage errors, an admin
+ * endpoint that cannot be reached, a wrong token, a name the site does not
+ * know (peer, site, conflict); 1 when the site refused or failed the
+ * operation, or (object status) not every site answered. Every failure is
+ * one line on stderr that says what to do.
  */
 #include "ctl.h"
 
@@ -464,6 +467,8 @@ cmd_lag(const ctl_opts *o, int argc, char **argv)
     }
 }
 
+static int run_command(const ctl_opts *o, const char *cmd, int argc, char **argv);
+
 int
 main(int argc, char **argv)
 {
@@ -475,7 +480,7 @@ main(int argc, char **argv)
     ctl_opts o;
     const char *endpoint = getenv("MERIDIAN_ENDPOINT"), *token = getenv("MERIDIAN_TOKEN");
     const char *config = getenv("MERIDIAN_CONFIG"), *cmd;
-    int opt, have_endpoint_flag = 0, have_token_flag = 0;
+    int opt, rc, have_endpoint_flag = 0, have_token_flag = 0;
 
     memset(&o, 0, sizeof(o));
     o.timeout_ms = 5000;
@@ -541,22 +546,29 @@ main(int argc, char **argv)
                         "SITE.ini (or set MERIDIAN_ENDPOINT)\n");
         return 2;
     }
+    rc = run_command(&o, cmd, argc - optind - 1, argv + optind + 1);
+    return rc == 1 ? ctl_failure_exit() : rc;
+}
+
+static int
+run_command(const ctl_opts *o, const char *cmd, int argc, char **argv)
+{
     if (strcmp(cmd, "status") == 0)
-        return cmd_status(&o);
+        return cmd_status(o);
     if (strcmp(cmd, "lag") == 0)
-        return cmd_lag(&o, argc - optind - 1, argv + optind + 1);
+        return cmd_lag(o, argc, argv);
     if (strcmp(cmd, "resync") == 0 || strcmp(cmd, "bandwidth") == 0)
-        return cmd_resync(&o, cmd, argc - optind - 1, argv + optind + 1);
+        return cmd_resync(o, cmd, argc, argv);
     if (strcmp(cmd, "conflicts") == 0)
-        return ctl_cmd_conflicts(&o, argc - optind - 1, argv + optind + 1);
+        return ctl_cmd_conflicts(o, argc, argv);
     if (strcmp(cmd, "object") == 0)
-        return ctl_cmd_object(&o, argc - optind - 1, argv + optind + 1);
+        return ctl_cmd_object(o, argc, argv);
     if (strcmp(cmd, "drive") == 0)
-        return ctl_cmd_drive(&o, argc - optind - 1, argv + optind + 1);
+        return ctl_cmd_drive(o, argc, argv);
     if (strcmp(cmd, "failover") == 0)
-        return ctl_cmd_failover(&o, argc - optind - 1, argv + optind + 1);
+        return ctl_cmd_failover(o, argc, argv);
     if (strcmp(cmd, "site") == 0)
-        return ctl_cmd_site(&o, argc - optind - 1, argv + optind + 1);
+        return ctl_cmd_site(o, argc, argv);
     fprintf(stderr, "meridianctl: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

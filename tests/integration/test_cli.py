@@ -157,7 +157,7 @@ def test_conflict_is_listed_with_winner_and_retrievable_loser(cluster):
     cluster.start("c")
     assert ctl_json(c, "conflicts", "list")["conflicts"][0]["loser"]["version_id"] == loser
     r = ctl(c, "conflicts", "show", "99")
-    assert r.returncode == 1 and "NoSuchConflict" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert r.returncode == 2 and "NoSuchConflict" in r.stderr and len(r.stderr.splitlines()) == 1
 
 
 def test_object_status_shows_a_site_that_does_not_answer(cluster):
@@ -223,12 +223,12 @@ def test_drive_list_shows_a_failed_drive_and_heal_rebuilds(tmp_path):
 def test_errors_help_and_usage(site):
     for args in (["conflicts", "list"], ["object", "status", "b", "k"], ["drive", "list"]):
         r = site.ctl(*args, token="wrong-token")
-        assert r.returncode == 1, args
+        assert r.returncode == 2, args
         assert r.stderr.startswith("meridianctl: Unauthorized (HTTP 401)") and \
             len(r.stderr.splitlines()) == 1, r.stderr
         r = subprocess.run([MERIDIANCTL, "--endpoint", "127.0.0.1:1", "--token", TOKEN] + args,
                            capture_output=True, text=True, timeout=10)
-        assert r.returncode == 1 and "cannot reach the admin API at 127.0.0.1:1" in r.stderr
+        assert r.returncode == 2 and "cannot reach the admin API at 127.0.0.1:1" in r.stderr
         assert len(r.stderr.splitlines()) == 1
     for args in (["conflicts"], ["conflicts", "show"], ["conflicts", "show", "x1"],
                  ["conflicts", "list", "--limit", "0"], ["object", "status", "b"],
@@ -243,7 +243,7 @@ def test_errors_help_and_usage(site):
     assert site.ctl("help", "nosuch").returncode == 2
     # an unknown peer name is refused by the site with a one-line message
     r = site.ctl("resync", "start", "--peer", "nosuch")
-    assert r.returncode == 1 and "NoSuchPeer" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert r.returncode == 2 and "NoSuchPeer" in r.stderr and len(r.stderr.splitlines()) == 1
     # the admin API validates its own input too
     st, _, body = http("GET", site.admin + "/admin/v1/conflicts/abc",
                        headers={"Authorization": "Bearer " + TOKEN})
@@ -281,4 +281,4 @@ def test_failover_drain_and_undrain(cluster):
     assert "x-meridian-served-by" not in got["ResponseMetadata"]["HTTPHeaders"]
     assert ctl(b, "failover", "sideways").returncode == 2
     r = ctl(b, "failover", "drain", token="wrong-token")
-    assert r.returncode == 1 and "Unauthorized" in r.stderr
+    assert r.returncode == 2 and "Unauthorized" in r.stderr

@@ -99,7 +99,7 @@ def test_admin_auth(site):
                     headers={"Authorization": "Bearer wrong-token-xxxxxxxx"})
     assert st == 401
     r = site.ctl("status", token="wrong")
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert "Unauthorized (HTTP 401)" in r.stderr and "token" in r.stderr
     assert "admin.auth_failed" in site.read_log()
 
@@ -109,7 +109,7 @@ def test_ctl_unreachable(tmp_path):
     ctl = os.path.join(os.path.dirname(MERIDIAND), "..", "cli", "meridianctl")
     r = subprocess.run([ctl, "--endpoint", f"127.0.0.1:{port}", "status"], capture_output=True,
                        text=True, timeout=10)
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert "cannot reach the admin API" in r.stderr and "Connection refused" in r.stderr
 
 

@@ -356,7 +356,7 @@ def test_bandwidth_limit_holds_and_changes_at_run_time(tmp_path):
         assert secs < 10, secs  # 48 MiB at 1 MiB/s would take 48 s
         converge([a, b])
 
-        assert a.ctl("bandwidth", "--peer", "nosuch", "1MiB").returncode == 1
+        assert a.ctl("bandwidth", "--peer", "nosuch", "1MiB").returncode == 2
         assert a.ctl("bandwidth", "--peer", "b", "lots").returncode == 2
         out = a.ctl("resync", "start", "--peer", "b")
         assert out.returncode == 0, out.stderr

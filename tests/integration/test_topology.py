@@ -144,7 +144,7 @@ def test_stale_epoch_is_refused(three):
     r = a.ctl("site", "add", "x", "--id", "9")
     assert r.returncode == 2 and "--replication" in r.stderr
     r = a.ctl("site", "add", "x", "--id", "9", "--replication", "127.0.0.1:1", token="wrong" * 4)
-    assert r.returncode == 1 and "401" in r.stderr
+    assert r.returncode == 2 and "401" in r.stderr
 
 
 def test_racing_admins_cannot_split_the_cluster(tmp_path, three):
