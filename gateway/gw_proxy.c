@@ -478,8 +478,7 @@ up_event_cb(struct bufferevent *bev, short what, void *ud)
 static int
 skip_req_header(const char *n)
 {
-    static const char *const skip[] = {"host",
-                                       "connection",
+    static const char *const skip[] = {"connection",
                                        "keep-alive",
                                        "proxy-connection",
                                        "te",
@@ -488,7 +487,6 @@ skip_req_header(const char *n)
                                        "upgrade",
                                        "expect",
                                        "content-length",
-                                       "authorization",
                                        "x-meridian-site-id",
                                        "x-meridian-time",
                                        "x-meridian-auth",
@@ -516,8 +514,13 @@ write_head(px *x, const mrd_peer_conf *pc)
         repl_proxy_sign(x->d->replicator, gw_req_method(r), gw_req_target(r), sha ? sha : "", &sig);
     if (rc != 0)
         return rc;
-    mrd_addr_format(&pc->s3, host, sizeof(host));
-    mrd_buf_appendf(&h, "%s %s HTTP/1.1\r\nHost: %s\r\n", gw_req_method(r), gw_req_target(r), host);
+    /* Host and Authorization go as the client sent them: the peer checks
+     * the client's SigV4 too when it needs its signing key (aws-chunked). */
+    mrd_buf_appendf(&h, "%s %s HTTP/1.1\r\n", gw_req_method(r), gw_req_target(r));
+    if (!gw_req_header(r, "host")) {
+        mrd_addr_format(&pc->s3, host, sizeof(host));
+        mrd_buf_appendf(&h, "Host: %s\r\n", host);
+    }
     for (int i = 0; i < gw_req_header_count(r); i++) {
         const char *n, *v;
         gw_req_header_at(r, i, &n, &v);

@@ -798,8 +798,11 @@ gw__route_s3(gw_req *r, void *ud)
 
     if (gw__route_health(r, d))
         return;
+    /* A forwarded aws-chunked upload with signed chunks also needs the
+     * client's SigV4 (its signing key checks every chunk). */
     if ((peer = gw__route_peer_auth(d, r, &auth)) < 0 ||
-        (peer == 0 && authenticate(d, r, &auth) != 0))
+        ((peer == 0 || strncmp(auth.payload_hash, "STREAMING-AWS4-HMAC", 19) == 0) &&
+         authenticate(d, r, &auth) != 0))
         return;
     if (gw__route_early(d, r)) /* drained, or no store: a peer serves it */
         return;

@@ -30,6 +30,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from conftest import TOKEN, Site, http, vm_hwm_kib
+from test_s3_ops import streaming_put
 from wanem import Wanem, binary_path
 
 CRED = Credentials("AKIATEST", "testsecretkey")
@@ -290,6 +291,15 @@ def test_drain_routes_everything_to_the_peer(pair):
     st, hdr, _ = s3(b, "PUT", "/drn/via-b", body=b"written through b")
     assert st == 200 and hdr["x-meridian-served-by"] == "a"
     assert s3(a, "GET", "/drn/via-b")[2] == b"written through b"
+    # aws-chunked with signed chunks: the peer checks the client's chain too
+    chunked = os.urandom(150_000)
+    st, hdr, body = streaming_put(b, "/drn/chunky", chunked, chunk=65536)
+    assert st == 200, body
+    assert {k.lower(): v for k, v in hdr.items()}["x-meridian-served-by"] == "a"
+    assert s3(a, "GET", "/drn/chunky")[2] == chunked
+    st, _, body = streaming_put(b, "/drn/bad", chunked, chunk=65536, corrupt_chunk=1)
+    assert st == 403 and b"SignatureDoesNotMatch" in body
+    assert s3(a, "HEAD", "/drn/bad")[0] == 404
     st, hdr, _ = s3(b, "GET", "/drn?list-type=2")
     assert st == 200 and hdr["x-meridian-served-by"] == "a"
     assert http("GET", b.admin + "/admin/v1/failover/drain", headers=auth)[0] == 405
