@@ -97,8 +97,10 @@ def pair(tmp_path):
     a.start()
     b.start()
     try:
-        wait_for(lambda: peer_state(a, "b") == "healthy" and peer_state(b, "a") == "healthy",
-                 45, "both peers healthy")
+        # degraded (RTT jitter on a loaded machine) is still routed to
+        usable = ("healthy", "degraded")
+        wait_for(lambda: peer_state(a, "b") in usable and peer_state(b, "a") in usable,
+                 45, "both peers usable")
         yield a, b, w
     finally:
         b.stop()
