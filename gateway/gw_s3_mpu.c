@@ -410,6 +410,7 @@ respond_complete(gw__op *o)
     gw_xml_elem(&o->out, "Key", o->key);
     mrd_buf_appendf(&o->out, "<ETag>&quot;%s&quot;</ETag></CompleteMultipartUploadResult>\n",
                     c->etag);
+    gw__route_write_token(o->d, o->r);
     gw__op_respond_xml(o, 200);
 }
 

@@ -24,6 +24,8 @@ import os
 import shutil
 import time
 
+import boto3
+import botocore.config
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -218,9 +220,20 @@ def test_write_token_reads_your_writes(pair):
     assert st == 200 and body == b"version 2" and "x-meridian-served-by" not in h
     r = routing(b)
     assert r["token_local"] + r["token_waited"] >= 1
-    # a DELETE carries a token too
+    # a DELETE carries a token too, and so does a completed multipart upload
     st, h, _ = s3(a, "DELETE", "/tok/k")
     assert st == 204 and h["x-meridian-write-token"].startswith("a:")
+    c = boto3.client("s3", endpoint_url=a.s3, aws_access_key_id="AKIATEST",
+                     aws_secret_access_key="testsecretkey", region_name="us-east-1",
+                     config=botocore.config.Config(s3={"addressing_style": "path"}))
+    up = c.create_multipart_upload(Bucket="tok", Key="mp")["UploadId"]
+    etag = c.upload_part(Bucket="tok", Key="mp", UploadId=up, PartNumber=1,
+                         Body=b"p" * 1024)["ETag"]
+    r = c.complete_multipart_upload(Bucket="tok", Key="mp", UploadId=up, MultipartUpload={
+        "Parts": [{"ETag": etag, "PartNumber": 1}]})
+    mp_token = r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-write-token"]
+    st, h, body = s3(b, "GET", "/tok/mp", headers={"x-meridian-write-token": mp_token})
+    assert st == 200 and body == b"p" * 1024
 
 
 def break_drives(site):
