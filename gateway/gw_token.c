@@ -13,6 +13,7 @@
  */
 #include "gw_int.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,8 +50,9 @@ gw__route_parse_token(const mrd_config *conf, const char *tok, uint32_t *site, u
     if (!colon || colon == tok || (n = (size_t)(colon - tok)) >= sizeof(name) || colon[1] < '0' ||
         colon[1] > '9' || strlen(colon + 1) > 20)
         return MRD_EINVAL;
+    errno = 0;
     v = strtoull(colon + 1, &end, 10);
-    if (*end)
+    if (*end || errno == ERANGE)
         return MRD_EINVAL;
     memcpy(name, tok, n);
     name[n] = '\0';

@@ -145,6 +145,9 @@ def test_caught_up_miss_is_local_behind_miss_is_proxied(pair):
     after = routing(b)
     assert after["local_misses"] == before["local_misses"] + 1
     assert after["proxied"] == before["proxied"]
+    metrics = http("GET", b.admin + "/metrics")[2].decode()
+    assert "meridian_route_local_misses_total %d" % after["local_misses"] in metrics
+    assert 'meridian_route_proxied_total{reason="behind"} 0' in metrics
 
     # behind: a key only a has is served by a, bytes and headers intact
     make_behind(a, b, w, "rtb")

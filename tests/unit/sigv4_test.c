@@ -367,7 +367,45 @@ test_url_helpers(void)
     mrd_buf_free(&b);
 }
 
+/* x-meridian-write-token (gw_token.c): "<site name or id>:<lsn>". */
+static void
+test_write_token_parse(void)
+{
+    mrd_config conf;
+    uint32_t site = 99;
+    uint64_t lsn = 0;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.site_id = 1;
+    strcpy(conf.site_name, "a");
+    conf.n_peers = 2;
+    conf.peers[0].id = 2;
+    strcpy(conf.peers[0].name, "b");
+    conf.peers[1].id = 30;
+    strcpy(conf.peers[1].name, "far-away");
+    CHECK_EQ_INT(gw__route_parse_token(&conf, "b:5012", &site, &lsn), 0);
+    CHECK_EQ_INT(site, 2);
+    CHECK_EQ_INT(lsn, 5012);
+    CHECK_EQ_INT(gw__route_parse_token(&conf, "30:0", &site, &lsn), 0);
+    CHECK_EQ_INT(site, 30);
+    CHECK_EQ_INT(lsn, 0);
+    CHECK_EQ_INT(gw__route_parse_token(&conf, "a:7", &site, &lsn), 0);
+    CHECK_EQ_INT(site, 0); /* this site */
+    CHECK_EQ_INT(gw__route_parse_token(&conf, "1:7", &site, &lsn), 0);
+    CHECK_EQ_INT(site, 0);
+    CHECK_EQ_INT(gw__route_parse_token(&conf, "far-away:18446744073709551615", &site, &lsn), 0);
+    CHECK(lsn == UINT64_MAX);
+    static const char *const bad[] = {
+        "",     "b",   ":5",   "b:",     "b:-1", "b: 5", "b:5x", "c:5",
+        "02:5", "3:5", "b:+5", "b:0x10", "b::5", "b:5 ", NULL,
+    };
+    for (const char *const *t = bad; *t; t++)
+        CHECK_EQ_INT(gw__route_parse_token(&conf, *t, &site, &lsn), MRD_EINVAL);
+    CHECK_EQ_INT(gw__route_parse_token(&conf, NULL, &site, &lsn), MRD_EINVAL);
+}
+
 static const test_case tests[] = {
+    TEST(test_write_token_parse),
     TEST(test_s3_get_object),
     TEST(test_s3_put_object),
     TEST(test_s3_get_lifecycle),
