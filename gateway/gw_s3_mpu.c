@@ -613,24 +613,47 @@ typedef struct uploads_page {
     mrd_buf *out;
     int max, count, truncated;
     mrd_buf next_key, next_id;
+    const char *delim; /* "" for none */
+    size_t plen;
+    mrd_buf cps, last_cp; /* CommonPrefixes written, the last one */
 } uploads_page;
 
+/* Uploads come in (key, upload id) order. With a delimiter, the keys that
+ * roll up into one CommonPrefix are consecutive: the first writes it, the
+ * others are consumed silently (so the next page starts after all of them),
+ * and each prefix counts once against max-uploads, as a key does. */
 static int
 upload_xml(void *user, const char *key, const char *upload_id, const void *blob, size_t len)
 {
     uploads_page *pg = user;
+    const char *cut = *pg->delim ? strstr(key + pg->plen, pg->delim) : NULL;
+    size_t cplen = cut ? (size_t)(cut - key) + strlen(pg->delim) : 0;
+    int same = cut && pg->last_cp.len == cplen && memcmp(pg->last_cp.data, key, cplen) == 0;
     upload_info u;
     char t[40];
 
-    if (pg->count == pg->max) {
-        pg->truncated = 1;
-        return 1;
+    if (!same) {
+        if (pg->count == pg->max) {
+            pg->truncated = 1;
+            return 1;
+        }
+        pg->count++;
     }
-    pg->count++;
     mrd_buf_reset(&pg->next_key);
     mrd_buf_reset(&pg->next_id);
     mrd_buf_append(&pg->next_key, key, strlen(key) + 1);
     mrd_buf_append(&pg->next_id, upload_id, strlen(upload_id) + 1);
+    if (same)
+        return 0;
+    if (cut) {
+        mrd_buf_reset(&pg->last_cp);
+        mrd_buf_append(&pg->last_cp, key, cplen);
+        mrd_buf_append(&pg->last_cp, "", 0);
+        mrd_buf_appendf(&pg->cps, "<CommonPrefixes>");
+        gw_xml_elem(&pg->cps, "Prefix", pg->last_cp.data);
+        mrd_buf_appendf(&pg->cps, "</CommonPrefixes>");
+        return 0;
+    }
     if (blob_decode(blob, len, &u) != 0)
         u.initiated_ms = 0;
     gw__iso_time(u.initiated_ms, t, sizeof(t));
@@ -645,7 +668,7 @@ upload_xml(void *user, const char *key, const char *upload_id, const void *blob,
 static void
 work_list_uploads(gw__op *o)
 {
-    mrd_buf prefix = {0}, kmark = {0}, imark = {0}, body = {0};
+    mrd_buf prefix = {0}, kmark = {0}, imark = {0}, delim = {0}, body = {0};
     uploads_page pg = {.out = &body};
     long max = 1000;
     int rc;
@@ -661,6 +684,9 @@ work_list_uploads(gw__op *o)
     gw_query_param(o->query, "prefix", &prefix);
     gw_query_param(o->query, "key-marker", &kmark);
     gw_query_param(o->query, "upload-id-marker", &imark);
+    gw_query_param(o->query, "delimiter", &delim);
+    pg.delim = delim.data ? delim.data : "";
+    pg.plen = prefix.data ? strlen(prefix.data) : 0;
     rc = store_mpu_list(engine_store(o->d->eng), o->bucket, prefix.data, kmark.data, imark.data,
                         upload_xml, &pg);
     if (rc != 0) {
@@ -676,18 +702,25 @@ work_list_uploads(gw__op *o)
         gw_xml_elem(&o->out, "NextUploadIdMarker", pg.next_id.data ? pg.next_id.data : "");
     }
     gw_xml_elem(&o->out, "Prefix", prefix.data ? prefix.data : "");
+    if (*pg.delim)
+        gw_xml_elem(&o->out, "Delimiter", pg.delim);
     mrd_buf_appendf(&o->out, "<MaxUploads>%ld</MaxUploads><IsTruncated>%s</IsTruncated>", max,
                     pg.truncated ? "true" : "false");
     if (body.data)
         mrd_buf_append(&o->out, body.data, body.len);
+    if (pg.cps.data)
+        mrd_buf_append(&o->out, pg.cps.data, pg.cps.len);
     mrd_buf_appendf(&o->out, "</ListMultipartUploadsResult>\n");
 out:
     mrd_buf_free(&prefix);
     mrd_buf_free(&kmark);
     mrd_buf_free(&imark);
+    mrd_buf_free(&delim);
     mrd_buf_free(&body);
     mrd_buf_free(&pg.next_key);
     mrd_buf_free(&pg.next_id);
+    mrd_buf_free(&pg.cps);
+    mrd_buf_free(&pg.last_cp);
 }
 
 /* ---- UploadPartCopy -------------------------------------------------------- */
