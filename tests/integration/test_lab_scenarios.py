@@ -153,6 +153,12 @@ def test_checker_flags_phantoms_corruption_and_divergence():
     bad = dict(state("p1"), etag="other")
     v, _, _ = checker.evaluate(h, {}, {"a": {workload.BUCKET: {"k": bad}}})
     assert [x["kind"] for x in v] == ["corrupt"]
+    # a multipart object's ETag is what its Complete answered, not the MD5
+    m = [dict(op("a", "put", 0, 1, md5="p1"), mpu=True, etag="e1-2")]
+    good = {workload.BUCKET: {"k": dict(state("p1"), etag="e1-2")}}
+    assert checker.evaluate(m, {}, {"a": good})[0] == []
+    wrong = {workload.BUCKET: {"k": dict(state("p1"), etag="e9-2")}}
+    assert [x["kind"] for x in checker.evaluate(m, {}, {"a": wrong})[0]] == ["corrupt"]
     one = {workload.BUCKET: {"k": state("p1")}}
     other = {workload.BUCKET: {"k": dict(state("p1"), vid="w")}}
     assert checker.diff_snapshots({"a": one, "b": one}) == []

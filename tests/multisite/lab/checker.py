@@ -46,7 +46,9 @@ Violations (report["violations"]), per site and key:
   refused  the site holds a put that was refused (4xx, or never sent)
   alien    the site holds bytes no put wrote
   phantom  a key no put in the history wrote
-  corrupt  ETag differs from the MD5 of the bytes a GET returned
+  corrupt  ETag differs from the MD5 of the bytes a GET returned (for a
+           multipart object, whose ETag is not the MD5 of its bytes: from the
+           ETag its Complete answered for those bytes)
 Divergence between sites is report["diverged"].
 
 A failing run keeps its history (history.jsonl: one JSON line per op),
@@ -216,6 +218,16 @@ def key_candidates(ops, deaths):
     return valid, superseded, absent_ok
 
 
+def _etag_wrong(e, ops):
+    """A site's ETag does not match its bytes: a plain ETag must be their MD5;
+    a multipart one ("<hex>-<parts>") must be what Complete answered for the
+    upload of those bytes."""
+    if "-" not in e["etag"]:
+        return e["etag"] != e["md5"]
+    mine = [o for o in ops if o.get("mpu") and o["md5"] == e["md5"] and o.get("etag")]
+    return bool(mine) and all(o["etag"] != e["etag"] for o in mine)
+
+
 def _brief(o):
     return {k: o.get(k) for k in ("client", "site", "op", "seed", "md5", "status", "t0", "t1")}
 
@@ -241,7 +253,7 @@ def evaluate(history, deaths, snaps, bucket=BUCKET):
             if e is None:
                 if not absent_ok:
                     v = {"kind": "lost", "expected": [_brief(c) for c in valid]}
-            elif e["etag"] != e["md5"]:
+            elif _etag_wrong(e, ops):
                 v = {"kind": "corrupt", "etag": e["etag"], "md5": e["md5"]}
             elif e["md5"] not in ok_md5:
                 old = [(c, by) for c, by in superseded if c["op"] == "put" and c["md5"] == e["md5"]]
@@ -273,6 +285,7 @@ def history_stats(history):
             "acked_writes": sum(o["status"] == "ok" for o in w),
             "acked_puts": sum(o["status"] == "ok" and o["op"] == "put" for o in w),
             "acked_deletes": sum(o["status"] == "ok" and o["op"] == "delete" for o in w),
+            "acked_multipart": sum(o["status"] == "ok" and o.get("mpu", False) for o in w),
             "unknown": sum(o["status"] == "unknown" for o in history),
             "refused": sum(o["status"] == "fail" for o in history),
             "reads": sum(o["op"] == "get" and o["status"] == "ok" for o in history)}
@@ -373,7 +386,8 @@ def format_report(r):
     faults = ", ".join(f"{k}={v}" for k, v in sorted(r["faults"].items())) or "none"
     lines = [f"[{r['scenario']} seed={r['seed']}] {r['result']}: ops={r['ops']} "
              f"acked_writes={r['acked_writes']} (puts={r['acked_puts']} "
-             f"deletes={r['acked_deletes']}) unknown={r['unknown']} refused={r['refused']} "
+             f"deletes={r['acked_deletes']} multipart={r.get('acked_multipart', 0)}) "
+             f"unknown={r['unknown']} refused={r['refused']} "
              f"reads={r['reads']} keys={r['keys']} (allowed final states per key: "
              f"{r['allowed_per_key']})",
              f"  faults: {faults}",

@@ -25,9 +25,10 @@ check: each key's final state is its client's last acknowledged op); the
 others use shared keys (concurrent writes on the same keys at every site:
 the final state is an acknowledged write nothing causally overwrote).
 
-The workload is single PUTs, overwrites and DELETEs (and GETs in the shared
-scenarios, which also tighten the check); objects of every size, inline and
-on the drives, are overwritten and deleted.
+The workload is PUTs, overwrites, DELETEs, multipart uploads (5 MiB + up
+to 300 kB in two parts, about 1 op in 70) and, in the shared scenarios,
+GETs (which also tighten the check); objects of every size, inline and on
+the drives, are overwritten and deleted.
 """
 import argparse
 import copy
@@ -181,7 +182,7 @@ def run(name, seed, workdir, scale=1.0, verbose=True, **overrides):
         w = workload.Workload(c, seed, mode=sc.mode, keys_per_client=sc.keys_per_client,
                               shared_keys=sc.shared_keys, sizes=sc.sizes, think_s=sc.think_s,
                               large_fresh_keys=sc.large_fresh_keys,
-                              weights={"put": 4, "delete": 1,
+                              weights={"put": 4, "delete": 1, "mpu": 0.1,
                                        "get": 2 if sc.mode == "shared" else 0})
         try:
             w.ensure_bucket(c.site("a"), wait_sites=c.sites, timeout=10)

@@ -226,7 +226,7 @@ def main(argv=None):
             w = workload.Workload(c, a.seed * 1000 + rnd, mode="mixed",
                                   sizes=scenarios.SIZES_MIXED, keys_per_client=6,
                                   shared_keys=16, history=history,
-                                  weights={"put": 4, "delete": 1, "get": 2},
+                                  weights={"put": 4, "delete": 1, "get": 2, "mpu": 0.1},
                                   large_fresh_keys=a.fresh_large_keys)
             sched = Scheduler(c, random.Random(rng.random()), w.stop_flag)
             if a.fresh_large_keys and collect_big(c, w, history):

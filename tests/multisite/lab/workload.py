@@ -34,9 +34,13 @@ With large_fresh_keys, a put of an object too big to be inline (it lives on
 the drives) goes to a new key c<client>/big<n> in every mode, so such
 objects are never overwritten or deleted (see the lab README, known bugs).
 
-S3 versioning, ListObjectVersions and multipart upload are not implemented
-by meridiand (buckets are unversioned), so the workload uses single PUTs,
-overwrites and DELETEs only.
+Multipart uploads (op "put" with "mpu": true in the history): Create, a
+5 MiB part and a last part of 1 B - 300 kB, Complete; only Complete's answer
+is the outcome (a failure before it means nothing became visible: "fail",
+and the upload is aborted). The checker treats them like any put: the body's
+MD5 identifies them. S3 versioning and ListObjectVersions are not
+implemented by meridiand (buckets are unversioned), so there are no
+versioned operations.
 """
 import hashlib
 import json
@@ -52,6 +56,7 @@ from lab import ACCESS_KEY, SECRET_KEY
 
 BUCKET = "lab"
 INLINE_MAX = 128 * 1024  # meridiand's default: larger objects live on the drives
+MPU_PART = 5 * 1024 * 1024  # S3's minimum size of every part but the last
 
 
 def body(seed, size):
@@ -89,8 +94,15 @@ def s3_client(site, read_timeout=10):
     return c
 
 
+class MultipartNotCompleted(Exception):
+    """A multipart upload failed before Complete was sent: nothing visible."""
+
+
 def classify_error(exc):
     """(status, http, error) for an exception of a boto3 call."""
+    if isinstance(exc, MultipartNotCompleted):
+        _, code, err = classify_error(exc.__cause__)
+        return "fail", code, "before Complete: " + str(err)
     if isinstance(exc, botocore.exceptions.ClientError):
         code = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
         # 4xx is a definite refusal; 5xx leaves the outcome unknown
@@ -115,7 +127,7 @@ class Workload:
         self.keys_per_client = keys_per_client
         self.shared_keys = shared_keys
         self.sizes = sizes
-        # op weights: put, delete, get
+        # op weights: put, delete, get, mpu (multipart put)
         self.weights = weights or {"put": 4, "delete": 1, "get": 0}
         self.think_s = think_s
         self.bucket = bucket
@@ -175,14 +187,25 @@ class Workload:
             seq += 1
             key = self._key(rng, cid, seq)
             op = "put" if self.mode == "unique" else rng.choices(ops, weights=weights)[0]
+            mpu = op == "mpu"
+            op = "put" if mpu else op
             bseed = self.seed * 10_000_000 + cid * 100_000 + seq
             size = rng.choice(self.sizes) if op == "put" else None
+            if mpu:
+                size = MPU_PART + rng.randint(1, 300_000)
             if op == "put" and size > INLINE_MAX and self.large_fresh_keys:
                 key = f"c{cid}/big{seq}"
             rec = {"client": cid, "site": site.name, "key": key, "op": op, "seed": bseed,
                    "size": size, "t0": time.time()}
+            if mpu:
+                rec["mpu"] = True
             try:
-                if op == "put":
+                if mpu:
+                    data = body(bseed, size)
+                    rec["md5"] = hashlib.md5(data).hexdigest()
+                    rec["t0"] = time.time()
+                    rec["etag"] = self._multipart(s3, key, data)
+                elif op == "put":
                     data = body(bseed, size)
                     rec["md5"] = hashlib.md5(data).hexdigest()
                     rec["t0"] = time.time()
@@ -211,6 +234,29 @@ class Workload:
             self._log(rec)
             if self.think_s:
                 self.stop_flag.wait(rng.uniform(0, 2 * self.think_s))
+
+    def _multipart(self, s3, key, data):
+        """One multipart upload of data (two parts); returns the ETag. A
+        failure before Complete was sent is a definite "fail" (nothing is
+        visible); the upload is then aborted, best effort."""
+        up = None
+        try:
+            up = s3.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+            parts = []
+            for n, off in enumerate(range(0, len(data), MPU_PART), start=1):
+                r = s3.upload_part(Bucket=self.bucket, Key=key, UploadId=up, PartNumber=n,
+                                   Body=data[off:off + MPU_PART])
+                parts.append({"PartNumber": n, "ETag": r["ETag"]})
+        except Exception as e:
+            if up:
+                try:
+                    s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=up)
+                except Exception:
+                    pass
+            raise MultipartNotCompleted(e) from e
+        r = s3.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=up,
+                                         MultipartUpload={"Parts": parts})
+        return r["ETag"].strip('"')
 
     def run(self, duration_s, clients_per_site=2, during=None):
         """Runs the clients for duration_s; during(cluster) runs concurrently
