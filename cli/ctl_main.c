@@ -69,7 +69,11 @@ static const struct {
     {"status", "usage: meridianctl status\n"
                "\n"
                "The site's identity, readiness, listeners, erasure coding, drives and peers\n"
-               "(link state, RTT, last heartbeat, announced high-water LSN).\n"},
+               "(link state, RTT, last heartbeat, announced high-water LSN), then every\n"
+               "link of the cluster (each direction between each pair of sites): state,\n"
+               "RTT, records behind, age of the oldest unreplicated write, throughput,\n"
+               "data sent, errors. Links of other sites are as they last announced them\n"
+               "in a heartbeat; AGE says how long ago. Any site gives the same table.\n"},
     {"lag", "usage: meridianctl lag [--watch] [--interval S] [--count N]\n"
             "\n"
             "Replication to and from each peer: acked LSN, lag in records and time,\n"
@@ -200,6 +204,38 @@ get_json(const ctl_opts *o, const char *path, ctl_response *resp, mrd_json **out
     return ctl_request_json(o, "GET", path, resp, out);
 }
 
+/* Every link of the cluster, as the site asked knows it: its own live, the
+ * others' as each peer last announced them (AGE says how long ago). */
+static void
+print_cluster(const mrd_json *links)
+{
+    char rtt[24], lag[24], age[24], tput[32], sent[32];
+
+    if (!links || !links->child)
+        return;
+    printf("\nCLUSTER LINKS (from any site: the same, up to AGE)\n");
+    printf("%-14s %-9s %9s %9s %10s %11s %10s %6s %6s  %s\n", "LINK", "STATE", "RTT", "LAG-RECS",
+           "OLDEST", "THROUGHPUT", "SENT", "ERRORS", "AGE", "LAST-ERROR");
+    for (const mrd_json *l = links->child; l; l = l->next) {
+        char name[64];
+        const char *state = mrd_json_get_str(l, "state", "?");
+
+        snprintf(name, sizeof(name), "%s->%s", mrd_json_get_str(l, "from", "?"),
+                 mrd_json_get_str(l, "to", "?"));
+        snprintf(rtt, sizeof(rtt), "%.1f ms", mrd_json_get_num(l, "rtt_ms", 0));
+        snprintf(lag, sizeof(lag), "%.0f", mrd_json_get_num(l, "lag_records", 0));
+        ctl_human_duration(mrd_json_get_num(l, "oldest_unreplicated_age_ms", 0) / 1000.0, age,
+                           sizeof(age));
+        ctl_human_bytes((uint64_t)mrd_json_get_num(l, "throughput_bps", 0), tput, sizeof(tput));
+        strncat(tput, "/s", sizeof(tput) - strlen(tput) - 1);
+        ctl_human_bytes((uint64_t)mrd_json_get_num(l, "sent_bytes", 0), sent, sizeof(sent));
+        printf("%-14s %-9s %9s %9s %10s %11s %10s %6.0f %5.1fs  %s\n", name, state, rtt, lag,
+               mrd_json_get_num(l, "lag_records", 0) ? age : "-", tput, sent,
+               mrd_json_get_num(l, "errors", 0), mrd_json_get_num(l, "age_ms", 0) / 1000.0,
+               strcmp(state, "healthy") == 0 ? "" : mrd_json_get_str(l, "last_error", ""));
+    }
+}
+
 static int
 cmd_status(const ctl_opts *o)
 {
@@ -264,6 +300,7 @@ cmd_status(const ctl_opts *o)
                mrd_json_get_str(p, "replication", "?"), mrd_json_get_str(p, "s3", "-"),
                *err ? "  last error: " : "", err);
     }
+    print_cluster(mrd_json_get(mrd_json_get(j, "cluster"), "links"));
     rc = 0;
 out:
     mrd_json_free(j);

@@ -202,6 +202,9 @@ admin_status(gw_req *r, gw_daemon *d)
     if (d->replicator) {
         mrd_json_w_key(&w, "replication");
         repl_status_json(d->replicator, &w);
+        /* every link of the cluster, as known here (meridianctl status) */
+        mrd_json_w_key(&w, "cluster");
+        repl_cluster_json(d->replicator, &w);
     }
 
     gw_http_server_stats_get(d->s3, &st);

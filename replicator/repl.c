@@ -95,9 +95,35 @@ repl__peer_by_id(repl *r, uint32_t id)
     return NULL;
 }
 
+static void fill_info(const repl_peer *p, uint64_t now_ns, repl_peer_info *out);
+
+/* Our view of our link to p, as announced to every peer. */
+static void
+link_of(const repl_peer *p, uint64_t now_ns, repl__link *l)
+{
+    repl_peer_info pi;
+
+    fill_info(p, now_ns, &pi);
+    memset(l, 0, sizeof(*l));
+    l->peer_site = p->id;
+    l->state = pi.state;
+    l->connected = pi.connected;
+    l->rtt_us = (uint64_t)(pi.rtt_ms * 1000.0);
+    l->lag_records = pi.lag_records;
+    l->lag_ms = (uint64_t)pi.lag_ms;
+    l->acked_lsn = pi.acked_lsn;
+    l->sent_bytes = pi.data_bytes_sent;
+    l->throughput_bps = p->rate_bps;
+    l->send_errors = pi.send_errors;
+    snprintf(l->last_error, sizeof(l->last_error), "%.95s",
+             pi.send_error[0] ? pi.send_error : pi.last_error);
+}
+
 void
 repl__local_state(repl *r, repl__msg *m)
 {
+    uint64_t now = mrd_clock_mono_ns();
+
     memset(m, 0, sizeof(*m));
     m->protocol_version = REPL_PROTOCOL_VERSION;
     m->heartbeat_interval_ms = r->o.heartbeat_ms;
@@ -108,6 +134,9 @@ repl__local_state(repl *r, repl__msg *m)
     m->st.hlc = mrd_hlc_now(r->hlc);
     m->st.high_water_lsn = r->o.local_high_water ? r->o.local_high_water(r->o.user_data) : 0;
     m->st.boot_id = r->boot_id;
+    for (int i = 0; i < r->n_peers && m->st.n_links < MRD_MAX_PEERS; i++)
+        if (!r->peers[i].removed)
+            link_of(&r->peers[i], now, &m->st.links[m->st.n_links++]);
     if (r->eng) {
         /* what we have applied of each peer's records, as the peer must
          * resume sending from it */
@@ -134,6 +163,9 @@ repl__peer_absorb(repl_peer *p, const repl__state_msg *st)
     p->high_water = st->high_water_lsn;
     p->epoch = st->topology_epoch;
     p->topo_hash = st->topology_hash;
+    p->n_links = st->n_links;
+    memcpy(p->links, st->links, (size_t)st->n_links * sizeof(p->links[0]));
+    p->links_ns = mrd_clock_mono_ns();
     repl__topo_maybe_fetch(p, st->topology_epoch, st->topology_hash);
     if (st->hlc) {
         p->hlc = st->hlc;
@@ -299,9 +331,24 @@ tick_cb(evutil_socket_t fd, short what, void *ud)
     repl *r = ud;
 
     r->tick++;
-    for (int i = 0; i < r->n_peers; i++)
-        if (!r->peers[i].removed)
-            repl__client_tick(&r->peers[i]);
+    for (int i = 0; i < r->n_peers; i++) {
+        repl_peer *p = &r->peers[i];
+        uint64_t now = mrd_clock_mono_ns();
+        repl_peer_info pi;
+
+        if (p->removed)
+            continue;
+        repl__client_tick(p);
+        /* data rate to it: half the last interval's, half the history */
+        repl__tx_fill(p, &pi);
+        if (p->rate_last_ns && now > p->rate_last_ns) {
+            double inst = (double)(pi.data_bytes_sent - p->rate_last_bytes) * 1e9 /
+                          (double)(now - p->rate_last_ns);
+            p->rate_bps = (uint64_t)(0.5 * (double)p->rate_bps + 0.5 * inst);
+        }
+        p->rate_last_bytes = pi.data_bytes_sent;
+        p->rate_last_ns = now;
+    }
 }
 
 /* Every REPL_PUMP_MS: senders look for new durable records, receivers
@@ -837,6 +884,89 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_uint(w, pi.receive_errors);
         mrd_json_w_obj_end(w);
         mrd_json_w_obj_end(w);
+    }
+    mrd_json_w_arr_end(w);
+    mrd_json_w_obj_end(w);
+    return mrd_json_w_error(w);
+}
+
+/* ---- the whole cluster's links ------------------------------------------ */
+
+static const char *
+site_name(const repl *r, uint32_t id, char *buf, size_t n)
+{
+    for (int i = 0; i < r->topo.n; i++)
+        if (r->topo.sites[i].id == id)
+            return r->topo.sites[i].name;
+    if (id == r->site_id)
+        return r->site_name;
+    for (int i = 0; i < r->n_peers; i++)
+        if (r->peers[i].id == id)
+            return r->peers[i].name;
+    snprintf(buf, n, "site-%u", id);
+    return buf;
+}
+
+static void
+w_link(const repl *r, mrd_json_w *w, uint32_t from, const repl__link *l, int64_t age_ms)
+{
+    char b1[24], b2[24];
+
+    mrd_json_w_obj_begin(w);
+    mrd_json_w_key(w, "from");
+    mrd_json_w_str(w, site_name(r, from, b1, sizeof(b1)));
+    mrd_json_w_key(w, "to");
+    mrd_json_w_str(w, site_name(r, l->peer_site, b2, sizeof(b2)));
+    mrd_json_w_key(w, "state");
+    mrd_json_w_str(w, repl_peer_state_name((repl_peer_state)l->state));
+    mrd_json_w_key(w, "connected");
+    mrd_json_w_bool(w, l->connected);
+    mrd_json_w_key(w, "rtt_ms");
+    mrd_json_w_double(w, (double)l->rtt_us / 1000.0);
+    mrd_json_w_key(w, "lag_records");
+    mrd_json_w_uint(w, l->lag_records);
+    mrd_json_w_key(w, "oldest_unreplicated_age_ms");
+    mrd_json_w_uint(w, l->lag_ms);
+    mrd_json_w_key(w, "acked_lsn");
+    mrd_json_w_uint(w, l->acked_lsn);
+    mrd_json_w_key(w, "sent_bytes");
+    mrd_json_w_uint(w, l->sent_bytes);
+    mrd_json_w_key(w, "throughput_bps");
+    mrd_json_w_uint(w, l->throughput_bps);
+    mrd_json_w_key(w, "errors");
+    mrd_json_w_uint(w, l->send_errors);
+    mrd_json_w_key(w, "last_error");
+    mrd_json_w_str(w, l->last_error);
+    mrd_json_w_key(w, "reported_by");
+    mrd_json_w_str(w, site_name(r, from, b1, sizeof(b1)));
+    mrd_json_w_key(w, "age_ms");
+    mrd_json_w_int(w, age_ms);
+    mrd_json_w_obj_end(w);
+}
+
+int
+repl_cluster_json(const repl *r, mrd_json_w *w)
+{
+    uint64_t now = mrd_clock_mono_ns();
+
+    mrd_json_w_obj_begin(w);
+    mrd_json_w_key(w, "links");
+    mrd_json_w_arr_begin(w);
+    for (int i = 0; i < r->n_peers; i++) {
+        repl__link l;
+
+        if (r->peers[i].removed)
+            continue;
+        link_of(&r->peers[i], now, &l);
+        w_link(r, w, r->site_id, &l, 0);
+    }
+    for (int i = 0; i < r->n_peers; i++) {
+        const repl_peer *p = &r->peers[i];
+
+        if (p->removed || !p->links_ns)
+            continue;
+        for (int k = 0; k < p->n_links; k++)
+            w_link(r, w, p->id, &p->links[k], (int64_t)((now - p->links_ns) / 1000000));
     }
     mrd_json_w_arr_end(w);
     mrd_json_w_obj_end(w);

@@ -101,6 +101,15 @@ int repl__auth_verify(const char *secret, size_t secret_len, const repl__auth_in
 /* Messages (repl_msg.c): protobuf-c behind plain structs                   */
 /* ------------------------------------------------------------------------ */
 
+/* One site's view of its link to a peer (LinkState in proto/repl.proto). */
+typedef struct repl__link {
+    uint32_t peer_site;
+    uint32_t state; /* repl_peer_state */
+    int connected;
+    uint64_t rtt_us, lag_records, lag_ms, acked_lsn, sent_bytes, throughput_bps, send_errors;
+    char last_error[96];
+} repl__link;
+
 typedef struct repl__state_msg {
     uint32_t site_id;
     char site_name[MRD_NAME_MAX];
@@ -111,6 +120,8 @@ typedef struct repl__state_msg {
     uint64_t boot_id;
     int n_applied;
     repl_applied applied[REPL_MAX_APPLIED];
+    int n_links;
+    repl__link links[MRD_MAX_PEERS];
 } repl__state_msg;
 
 typedef struct repl__msg {
@@ -371,6 +382,8 @@ struct repl_peer {
     repl *r;
     int idx;
     int removed; /* left the topology: the slot stays (never reused), inert */
+    /* object data sent to it per second, updated every tick */
+    uint64_t rate_bps, rate_last_bytes, rate_last_ns;
     uint32_t id;
     char name[MRD_NAME_MAX];
     mrd_addr addr;
@@ -396,6 +409,9 @@ struct repl_peer {
     uint64_t applied_from_us;
     uint64_t epoch;
     uint64_t topo_hash;
+    repl__link links[MRD_MAX_PEERS]; /* its links, as it last announced them */
+    int n_links;
+    uint64_t links_ns; /* when (mono) */
     uint64_t hlc;
     uint64_t boot_id;
     int inbound;

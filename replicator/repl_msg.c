@@ -15,6 +15,7 @@
 #include "repl_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,27 @@ state_from_pb(const Meridian__Repl__SiteState *s, repl__state_msg *out)
         out->applied[i].lsn = s->applied[i]->lsn;
     }
     out->n_applied = (int)s->n_applied;
+    if (s->n_links > MRD_MAX_PEERS)
+        return MRD_EPROTO;
+    for (size_t i = 0; i < s->n_links; i++) {
+        const Meridian__Repl__LinkState *l = s->links[i];
+        repl__link *o = &out->links[i];
+
+        if (!l || l->peer_site == 0 || l->state > REPL_PEER_DOWN)
+            return MRD_EPROTO;
+        o->peer_site = l->peer_site;
+        o->state = l->state;
+        o->connected = l->connected;
+        o->rtt_us = l->rtt_us;
+        o->lag_records = l->lag_records;
+        o->lag_ms = l->lag_ms;
+        o->acked_lsn = l->acked_lsn;
+        o->sent_bytes = l->sent_bytes;
+        o->throughput_bps = l->throughput_bps;
+        o->send_errors = l->send_errors;
+        snprintf(o->last_error, sizeof(o->last_error), "%s", l->last_error ? l->last_error : "");
+    }
+    out->n_links = (int)s->n_links;
     return 0;
 }
 
@@ -86,7 +108,9 @@ repl__msg_encode(const repl__msg *m, mrd_buf *out)
     Meridian__Repl__SiteState st = MERIDIAN__REPL__SITE_STATE__INIT;
     Meridian__Repl__AppliedLsn ap[REPL_MAX_APPLIED];
     Meridian__Repl__AppliedLsn *app[REPL_MAX_APPLIED];
+    Meridian__Repl__LinkState lk[MRD_MAX_PEERS], *lkp[MRD_MAX_PEERS];
     size_t n;
+    int nl;
     int na = m->st.n_applied < 0                  ? 0
              : m->st.n_applied > REPL_MAX_APPLIED ? REPL_MAX_APPLIED
                                                   : m->st.n_applied;
@@ -106,6 +130,26 @@ repl__msg_encode(const repl__msg *m, mrd_buf *out)
     }
     st.n_applied = (size_t)na;
     st.applied = app;
+    nl = m->st.n_links < 0 ? 0 : m->st.n_links > MRD_MAX_PEERS ? MRD_MAX_PEERS : m->st.n_links;
+    for (int i = 0; i < nl; i++) {
+        const repl__link *l = &m->st.links[i];
+
+        meridian__repl__link_state__init(&lk[i]);
+        lk[i].peer_site = l->peer_site;
+        lk[i].state = l->state;
+        lk[i].connected = l->connected;
+        lk[i].rtt_us = l->rtt_us;
+        lk[i].lag_records = l->lag_records;
+        lk[i].lag_ms = l->lag_ms;
+        lk[i].acked_lsn = l->acked_lsn;
+        lk[i].sent_bytes = l->sent_bytes;
+        lk[i].throughput_bps = l->throughput_bps;
+        lk[i].send_errors = l->send_errors;
+        lk[i].last_error = (char *)l->last_error;
+        lkp[i] = &lk[i];
+    }
+    st.n_links = (size_t)nl;
+    st.links = lkp;
 
     mrd_buf_reset(out);
     if (m->is_hello) {

@@ -401,4 +401,15 @@ void repl_get_stats(const repl *r, repl_stats *out);
  * Errors: those of the writer (mrd_json_w_error). */
 int repl_status_json(const repl *r, mrd_json_w *w);
 
+/*
+ * Writes {"links":[...]}: every link of the cluster this site knows of, one
+ * object per direction (from, to, state, connected, rtt_ms, lag_records,
+ * oldest_unreplicated_age_ms, acked_lsn, sent_bytes, throughput_bps,
+ * errors, last_error, reported_by, age_ms). This site's own links are live
+ * (age_ms 0); every peer announces its links in each heartbeat and Hello
+ * (PROTOCOL.md section 5), shown with how long ago that was, so every site
+ * gives the same picture up to that staleness. Errors: the writer's.
+ */
+int repl_cluster_json(const repl *r, mrd_json_w *w);
+
 #endif /* MERIDIAN_REPLICATOR_H */

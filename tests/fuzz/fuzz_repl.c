@@ -50,8 +50,14 @@ check_decode(const uint8_t *p, size_t n, int is_hello)
     if (repl__msg_decode(b.data, b.len, is_hello, &again) != 0)
         abort();
     if (again.st.site_id != m.st.site_id || again.st.high_water_lsn != m.st.high_water_lsn ||
-        again.st.n_applied != m.st.n_applied || strcmp(again.st.site_name, m.st.site_name) != 0)
+        again.st.n_applied != m.st.n_applied || strcmp(again.st.site_name, m.st.site_name) != 0 ||
+        again.st.n_links != m.st.n_links)
         abort();
+    for (int i = 0; i < m.st.n_links; i++)
+        if (again.st.links[i].peer_site != m.st.links[i].peer_site ||
+            again.st.links[i].lag_records != m.st.links[i].lag_records ||
+            strcmp(again.st.links[i].last_error, m.st.links[i].last_error) != 0)
+            abort();
     mrd_buf_free(&b);
 }
 

@@ -1,0 +1,81 @@
+"""The whole-cluster view (`/admin/v1/status` "cluster", `meridianctl
+status`): every site shows every link of the cluster, its own live and the
+others' as they announced them in heartbeats, so the answer is the same
+whichever site is asked; and the lag it shows is the lag injected."""
+import signal
+import time
+
+import pytest
+
+from test_replication import client, converge, mesh
+
+
+@pytest.fixture
+def three(tmp_path):
+    sites = mesh(tmp_path)
+    for s in sites:
+        s.start()
+    yield sites
+    for s in sites:
+        if s.proc and s.proc.poll() is None:
+            s.proc.send_signal(signal.SIGCONT)
+        s.stop()
+
+
+def links(site):
+    return {(l["from"], l["to"]): l for l in site.status()["cluster"]["links"]}
+
+
+def wait_for(pred, timeout=20, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+PAIRS = {(x, y) for x in "abc" for y in "abc" if x != y}
+
+
+def test_every_site_shows_every_link_and_the_injected_lag(three):
+    a, b, c = three
+    ca = client(a)
+    ca.create_bucket(Bucket="matrix")
+    converge(three)
+    # every site knows all six directed links, all up and level (degraded
+    # is RTT jitter on a loaded machine: still up)
+    for s in three:
+        wait_for(lambda: set(links(s)) == PAIRS and all(
+            l["connected"] and l["state"] in ("healthy", "degraded") and l["lag_records"] == 0
+            for l in links(s).values()), what=f"six links up at {s.name}")
+    view = links(b)
+    assert view[("b", "a")]["age_ms"] == 0 and view[("a", "c")]["reported_by"] == "a"
+    assert view[("a", "c")]["age_ms"] < 3000
+
+    # block a -> c: c is stopped (SIGSTOP), a writes N objects
+    c.proc.send_signal(signal.SIGSTOP)
+    n = 25
+    for i in range(n):
+        ca.put_object(Bucket="matrix", Key=f"k{i}", Body=b"x" * 1000)
+    # b sees, from a's heartbeats, exactly N records behind on a -> c, and a
+    # level link a -> b
+    def lagging():
+        v = links(b)
+        return v[("a", "c")]["lag_records"] == n and v[("a", "b")]["lag_records"] == 0 and v
+    v = wait_for(lagging, what="b shows a->c behind by N")
+    assert v[("a", "c")]["oldest_unreplicated_age_ms"] > 0
+    assert links(a)[("a", "c")]["lag_records"] == n
+    r = b.ctl("status")
+    assert r.returncode == 0 and "CLUSTER LINKS" in r.stdout, r.stdout
+    row = [ln for ln in r.stdout.splitlines() if ln.startswith("a->c ")]
+    assert row and f" {n} " in row[0], r.stdout
+
+    # unblock: every site's view goes level again
+    c.proc.send_signal(signal.SIGCONT)
+    for s in three:
+        wait_for(lambda: all(l["lag_records"] == 0 for l in links(s).values()),
+                 what=f"level at {s.name}")
+    converge(three)
