@@ -209,13 +209,13 @@ get_json(const ctl_opts *o, const char *path, ctl_response *resp, mrd_json **out
 static void
 print_cluster(const mrd_json *links)
 {
-    char rtt[24], lag[24], age[24], tput[32], sent[32];
+    char rtt[24], lag[24], age[24], tput[32], sent[32], lb[32];
 
     if (!links || !links->child)
         return;
     printf("\nCLUSTER LINKS (from any site: the same, up to AGE)\n");
-    printf("%-14s %-9s %9s %9s %10s %11s %10s %6s %6s  %s\n", "LINK", "STATE", "RTT", "LAG-RECS",
-           "OLDEST", "THROUGHPUT", "SENT", "ERRORS", "AGE", "LAST-ERROR");
+    printf("%-14s %-9s %9s %9s %10s %10s %11s %10s %6s %6s  %s\n", "LINK", "STATE", "RTT",
+           "LAG-RECS", "LAG-BYTES", "OLDEST", "THROUGHPUT", "SENT", "ERRORS", "AGE", "LAST-ERROR");
     for (const mrd_json *l = links->child; l; l = l->next) {
         char name[64];
         const char *state = mrd_json_get_str(l, "state", "?");
@@ -229,8 +229,9 @@ print_cluster(const mrd_json *links)
         ctl_human_bytes((uint64_t)mrd_json_get_num(l, "throughput_bps", 0), tput, sizeof(tput));
         strncat(tput, "/s", sizeof(tput) - strlen(tput) - 1);
         ctl_human_bytes((uint64_t)mrd_json_get_num(l, "sent_bytes", 0), sent, sizeof(sent));
-        printf("%-14s %-9s %9s %9s %10s %11s %10s %6.0f %5.1fs  %s\n", name, state, rtt, lag,
-               mrd_json_get_num(l, "lag_records", 0) ? age : "-", tput, sent,
+        ctl_human_bytes((uint64_t)mrd_json_get_num(l, "lag_bytes", 0), lb, sizeof(lb));
+        printf("%-14s %-9s %9s %9s %10s %10s %11s %10s %6.0f %5.1fs  %s\n", name, state, rtt, lag,
+               lb, mrd_json_get_num(l, "lag_records", 0) ? age : "-", tput, sent,
                mrd_json_get_num(l, "errors", 0), mrd_json_get_num(l, "age_ms", 0) / 1000.0,
                strcmp(state, "healthy") == 0 ? "" : mrd_json_get_str(l, "last_error", ""));
     }
@@ -422,12 +423,13 @@ print_lag(const mrd_json *j)
     const mrd_json *site = mrd_json_get(j, "site");
     const mrd_json *repl = mrd_json_get(j, "replication");
     const mrd_json *arr = repl ? mrd_json_get(repl, "peers") : NULL;
-    char a[32], b[32], c[32];
+    char a[32], b[32], c[32], d[32];
 
     printf("SITE %s (id %.0f)\n", mrd_json_get_str(site, "name", "?"),
            mrd_json_get_num(site, "id", 0));
-    printf("%-10s %-9s %10s %9s %9s %8s %10s %10s %10s %11s  %s\n", "PEER", "STATE", "ACKED",
-           "LAG-RECS", "LAG", "INFLIGHT", "SENT-RECS", "SENT", "APPLIED", "RECV", "ANTI-ENTROPY");
+    printf("%-10s %-9s %10s %9s %10s %9s %8s %10s %10s %10s %11s  %s\n", "PEER", "STATE", "ACKED",
+           "LAG-RECS", "LAG-BYTES", "LAG", "INFLIGHT", "SENT-RECS", "SENT", "APPLIED", "RECV",
+           "ANTI-ENTROPY");
     if (!arr || !arr->child)
         printf("(no peers configured)\n");
     for (const mrd_json *p = arr ? arr->child : NULL; p; p = p->next) {
@@ -442,9 +444,12 @@ print_lag(const mrd_json *j)
             snprintf(a, sizeof(a), "%.0f ms", lag_ms);
         else
             ctl_human_duration(lag_ms / 1000.0, a, sizeof(a));
-        printf("%-10s %-9s %10.0f %9.0f %9s %8.0f %10.0f %10s %10.0f %11s  %s%s%s\n",
+        ctl_human_bytes((uint64_t)mrd_json_get_num(tx, "lag_bytes", 0), d, sizeof(d));
+        if (mrd_json_get_num(tx, "lag_bytes_partial", 0))
+            strncat(d, "+", sizeof(d) - strlen(d) - 1);
+        printf("%-10s %-9s %10.0f %9.0f %10s %9s %8.0f %10.0f %10s %10.0f %11s  %s%s%s\n",
                mrd_json_get_str(p, "name", "?"), mrd_json_get_str(p, "state", "?"),
-               mrd_json_get_num(tx, "acked_lsn", 0), mrd_json_get_num(tx, "lag_records", 0), a,
+               mrd_json_get_num(tx, "acked_lsn", 0), mrd_json_get_num(tx, "lag_records", 0), d, a,
                mrd_json_get_num(tx, "inflight", 0), mrd_json_get_num(tx, "records", 0),
                ctl_human_bytes((uint64_t)mrd_json_get_num(tx, "data_bytes", 0), b, sizeof(b)),
                mrd_json_get_num(rx, "applied_lsn", 0),

@@ -262,6 +262,7 @@ enum {
     RS_UP,
     RS_LAG_RECORDS,
     RS_LAG_SECONDS,
+    RS_LAG_BYTES,
     RS_INFLIGHT,
     RS_QUEUED,
     RS_SENT_RECORDS,
@@ -286,6 +287,8 @@ static const struct {
                         "This site's durable WAL records the peer has not acked."},
     [RS_LAG_SECONDS] = {"meridian_repl_lag_seconds", "gauge",
                         "How long the peer's acked LSN has been behind; 0 when level."},
+    [RS_LAG_BYTES] = {"meridian_repl_lag_bytes", "gauge",
+                      "Object data in the records the peer has not acked (scanned each second)."},
     [RS_INFLIGHT] = {"meridian_repl_inflight_requests", "gauge",
                      "Record requests sent to the peer and not yet acked."},
     [RS_QUEUED] = {"meridian_repl_queued_requests", "gauge",
@@ -331,6 +334,9 @@ repl_series_line(mrd_buf *b, const repl_peer_info *p, int which)
     case RS_LAG_SECONDS:
         secs = p->lag_ms / 1000.0;
         is_secs = 1;
+        break;
+    case RS_LAG_BYTES:
+        u = p->lag_bytes;
         break;
     case RS_INFLIGHT:
         u = p->inflight;

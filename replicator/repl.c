@@ -111,6 +111,7 @@ link_of(const repl_peer *p, uint64_t now_ns, repl__link *l)
     l->rtt_us = (uint64_t)(pi.rtt_ms * 1000.0);
     l->lag_records = pi.lag_records;
     l->lag_ms = (uint64_t)pi.lag_ms;
+    l->lag_bytes = pi.lag_bytes;
     l->acked_lsn = pi.acked_lsn;
     l->sent_bytes = pi.data_bytes_sent;
     l->throughput_bps = p->rate_bps;
@@ -829,6 +830,10 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_uint(w, pi.lag_records);
         mrd_json_w_key(w, "lag_ms");
         mrd_json_w_double(w, pi.lag_ms);
+        mrd_json_w_key(w, "lag_bytes");
+        mrd_json_w_uint(w, pi.lag_bytes);
+        mrd_json_w_key(w, "lag_bytes_partial");
+        mrd_json_w_bool(w, pi.lag_bytes_partial);
         mrd_json_w_key(w, "queued");
         mrd_json_w_uint(w, pi.queued);
         mrd_json_w_key(w, "inflight");
@@ -925,6 +930,8 @@ w_link(const repl *r, mrd_json_w *w, uint32_t from, const repl__link *l, int64_t
     mrd_json_w_double(w, (double)l->rtt_us / 1000.0);
     mrd_json_w_key(w, "lag_records");
     mrd_json_w_uint(w, l->lag_records);
+    mrd_json_w_key(w, "lag_bytes");
+    mrd_json_w_uint(w, l->lag_bytes);
     mrd_json_w_key(w, "oldest_unreplicated_age_ms");
     mrd_json_w_uint(w, l->lag_ms);
     mrd_json_w_key(w, "acked_lsn");

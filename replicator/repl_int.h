@@ -106,7 +106,8 @@ typedef struct repl__link {
     uint32_t peer_site;
     uint32_t state; /* repl_peer_state */
     int connected;
-    uint64_t rtt_us, lag_records, lag_ms, acked_lsn, sent_bytes, throughput_bps, send_errors;
+    uint64_t rtt_us, lag_records, lag_ms, lag_bytes, acked_lsn, sent_bytes, throughput_bps,
+        send_errors;
     char last_error[96];
 } repl__link;
 

@@ -60,6 +60,7 @@ state_from_pb(const Meridian__Repl__SiteState *s, repl__state_msg *out)
         o->rtt_us = l->rtt_us;
         o->lag_records = l->lag_records;
         o->lag_ms = l->lag_ms;
+        o->lag_bytes = l->lag_bytes;
         o->acked_lsn = l->acked_lsn;
         o->sent_bytes = l->sent_bytes;
         o->throughput_bps = l->throughput_bps;
@@ -141,6 +142,7 @@ repl__msg_encode(const repl__msg *m, mrd_buf *out)
         lk[i].rtt_us = l->rtt_us;
         lk[i].lag_records = l->lag_records;
         lk[i].lag_ms = l->lag_ms;
+        lk[i].lag_bytes = l->lag_bytes;
         lk[i].acked_lsn = l->acked_lsn;
         lk[i].sent_bytes = l->sent_bytes;
         lk[i].throughput_bps = l->throughput_bps;

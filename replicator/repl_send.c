@@ -117,6 +117,9 @@ struct repl__tx {
     uint64_t acked, saved;
     uint64_t batches, records, objects, data_bytes, errors;
     uint64_t superseded; /* puts left out by reader jobs (put_superseded) */
+    /* object bytes the peer lacks (lag_scan): our puts in (acked, durable] */
+    uint64_t lag_bytes, lag_bytes_at, lag_scan_ns;
+    int lag_scan_running, lag_bytes_partial;
     char error[128];
     /* anti-entropy (see repl_sync.c) */
     int sync_state, sync_resync;
@@ -310,6 +313,105 @@ repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof
     if (src->buf_off == src->buf_len)
         src_read_start(c->r, src);
     return n ? (long)n : REPL__BODY_DEFERRED;
+}
+
+/* ---- bytes behind ---------------------------------------------------------- */
+
+/*
+ * How many bytes of object data the peer still lacks: the sizes of the
+ * objects our records in (acked, durable] put, summed by reading that range
+ * of the WAL on an engine worker, at most once a second while the peer
+ * lags. Records are not read twice per scan; a lag of more than
+ * LAG_SCAN_MAX records (or past what the WAL still holds) gives a lower
+ * bound, flagged partial.
+ */
+#define LAG_SCAN_MAX 200000
+
+typedef struct lag_job {
+    struct repl__tx *tx;
+    wal *w;
+    uint64_t from, to, bytes;
+    int partial;
+} lag_job;
+
+static void
+lag_work(void *arg)
+{
+    lag_job *j = arg;
+    wal_reader *rd = NULL;
+    uint64_t n = 0;
+
+    if (wal_reader_open(j->w, j->from, &rd) != 0) {
+        j->partial = 1;
+        return;
+    }
+    for (;;) {
+        wal_entry e;
+        Meridian__WalRecord *rec = NULL;
+
+        if (wal_reader_next(rd, &e) <= 0 || e.lsn > j->to)
+            break;
+        if (++n > LAG_SCAN_MAX) {
+            j->partial = 1;
+            break;
+        }
+        if ((e.type == WAL_REC_OBJECT_PUT || e.type == WAL_REC_MULTIPART_COMPLETE) &&
+            wal_record_decode(e.type, e.payload, e.len, &rec) == 0) {
+            if (rec->body_case == MERIDIAN__WAL_RECORD__BODY_OBJECT_PUT)
+                j->bytes += rec->object_put->size;
+            else if (rec->body_case == MERIDIAN__WAL_RECORD__BODY_MULTIPART_COMPLETE)
+                j->bytes += rec->multipart_complete->size;
+            wal_record_free(rec);
+        }
+    }
+    wal_reader_close(rd);
+}
+
+static void
+lag_done(void *arg)
+{
+    lag_job *j = arg;
+    struct repl__tx *tx = j->tx;
+
+    tx->lag_scan_running = 0;
+    if (!tx->detached) {
+        tx->lag_bytes = j->bytes;
+        tx->lag_bytes_at = j->to;
+        tx->lag_bytes_partial = j->partial;
+    }
+    tx_unref(tx);
+    free(j);
+}
+
+static void
+lag_scan(struct repl__tx *tx, uint64_t durable)
+{
+    repl *r = tx->p->r;
+    uint64_t now = mrd_clock_mono_ns();
+    lag_job *j;
+
+    if (durable <= tx->acked) {
+        tx->lag_bytes = 0;
+        tx->lag_bytes_at = durable;
+        tx->lag_bytes_partial = 0;
+        return;
+    }
+    if (tx->lag_scan_running || now - tx->lag_scan_ns < 1000000000ull)
+        return;
+    if (!(j = calloc(1, sizeof(*j))))
+        return;
+    j->tx = tx;
+    j->w = engine_wal(r->eng);
+    j->from = tx->acked + 1;
+    j->to = durable;
+    tx->refs++;
+    tx->lag_scan_running = 1;
+    tx->lag_scan_ns = now;
+    if (engine_run(r->eng, lag_work, lag_done, j) != 0) {
+        tx->refs--;
+        tx->lag_scan_running = 0;
+        free(j);
+    }
 }
 
 /* ---- the reader job ------------------------------------------------------ */
@@ -1271,6 +1373,7 @@ repl__tx_pump(repl_peer *p)
         return;
     if (engine_local_watermark(r->eng, &mark_lsn, &mark_hlc) == 0)
         lag_sample(tx, mark_lsn, mark_hlc, mrd_clock_mono_ns());
+    lag_scan(tx, st.wal_durable_lsn);
     if (!tx->active || !p->conn || !p->hello_done || p->conn->dead)
         return;
     bw_refill(tx);
@@ -1500,6 +1603,9 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
     out->records_sent = tx->records;
     out->objects_sent = tx->objects;
     out->superseded_skipped = tx->superseded;
+    /* a scan of an older range than what is acked now would overstate */
+    out->lag_bytes = tx->acked >= tx->lag_bytes_at ? 0 : tx->lag_bytes;
+    out->lag_bytes_partial = tx->lag_bytes_partial;
     out->data_bytes_sent = tx->data_bytes;
     out->send_errors = tx->errors;
     snprintf(out->send_error, sizeof(out->send_error), "%s", tx->error);

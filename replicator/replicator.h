@@ -232,15 +232,17 @@ struct repl_peer_info {
     char last_error[96]; /* why the last FAIL happened ("" if none) */
 
     /* Our records streaming to it (zero until an engine is attached). */
-    int streaming;        /* the sender runs on the current session */
-    int needs_resync;     /* the WAL lost what it needs: anti-entropy's job */
-    uint64_t acked_lsn;   /* it has durably applied our WAL up to here */
-    uint64_t cursor_lsn;  /* ... as saved in our WAL cursor */
-    uint64_t read_lsn;    /* our WAL read (queued or sent) up to here */
-    uint64_t lag_records; /* our durable LSN minus acked_lsn */
-    double lag_ms;        /* how long acked_lsn has been behind; 0 when level */
-    uint32_t queued;      /* requests cut, not yet sent */
-    uint32_t inflight;    /* requests sent, not yet acked */
+    int streaming;         /* the sender runs on the current session */
+    int needs_resync;      /* the WAL lost what it needs: anti-entropy's job */
+    uint64_t acked_lsn;    /* it has durably applied our WAL up to here */
+    uint64_t cursor_lsn;   /* ... as saved in our WAL cursor */
+    uint64_t read_lsn;     /* our WAL read (queued or sent) up to here */
+    uint64_t lag_records;  /* our durable LSN minus acked_lsn */
+    double lag_ms;         /* how long acked_lsn has been behind; 0 when level */
+    uint64_t lag_bytes;    /* object data in those records, as of the last scan (<= 1 s old) */
+    int lag_bytes_partial; /* lag_bytes is a lower bound (more than 200,000 records behind) */
+    uint32_t queued;       /* requests cut, not yet sent */
+    uint32_t inflight;     /* requests sent, not yet acked */
     uint64_t inflight_bytes;
     uint64_t batches_sent, records_sent, objects_sent, data_bytes_sent, send_errors;
     uint64_t superseded_skipped; /* puts not sent: overwritten or deleted here first */
