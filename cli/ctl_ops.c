@@ -269,12 +269,36 @@ ask_site(const ctl_opts *base, site_answer *s, const char *addr, const char *pat
     s->ok = ctl_call(&o, "GET", path, &s->resp, &s->j, s->err, sizeof(s->err)) == 0;
 }
 
+/* The current version id at site s, "" when the key is absent there. */
+static const char *
+current_vid(const site_answer *s)
+{
+    const mrd_json *cur = mrd_json_get(s->j, "current");
+
+    return cur && cur->type == MRD_JSON_OBJECT ? mrd_json_get_str(cur, "version_id", "?") : "";
+}
+
+/* 1 if every site that answered holds the same current version (or none). */
+static int
+same_current(const site_answer *sites, int n)
+{
+    const char *first = NULL;
+
+    for (int i = 0; i < n; i++) {
+        if (!sites[i].ok)
+            continue;
+        if (first && strcmp(first, current_vid(&sites[i])) != 0)
+            return 0;
+        first = current_vid(&sites[i]);
+    }
+    return 1;
+}
+
 static void
 print_object_table(site_answer *sites, int n, const char *bucket, const char *key)
 {
     const site_answer *origin = NULL;
-    const char *first_vid = NULL;
-    int same = 1, answered = 0;
+    int answered = 0;
 
     printf("OBJECT %s/%s\n\n", bucket, key);
     printf("%-8s %-12s %-26s %-8s %-34s %10s  %s\n", "SITE", "STATE", "CURRENT VERSION", "ORIGIN",
@@ -284,7 +308,6 @@ print_object_table(site_answer *sites, int n, const char *bucket, const char *ke
         char sz[32];
         if (!sites[i].ok) {
             printf("%-8s %-12s %s\n", sites[i].name, "NO ANSWER", sites[i].err);
-            same = 0;
             continue;
         }
         answered++;
@@ -293,17 +316,11 @@ print_object_table(site_answer *sites, int n, const char *bucket, const char *ke
             printf("%-8s %-12s %s\n", sites[i].name, "absent",
                    mrd_json_get_num(sites[i].j, "bucket_exists", 0) ? "(no such key here)"
                                                                     : "(no such bucket here)");
-            if (first_vid && *first_vid)
-                same = 0; /* absent here, present elsewhere */
-            first_vid = first_vid ? first_vid : "";
             continue;
         }
         {
             const char *vid = mrd_json_get_str(cur, "version_id", "?");
             int marker = mrd_json_get_num(cur, "delete_marker", 0) != 0;
-            if (first_vid && strcmp(first_vid, vid) != 0)
-                same = 0;
-            first_vid = first_vid ? first_vid : vid;
             if (mrd_json_get_num(cur, "origin", 0) == mrd_json_get_num(sites[i].j, "site_id", -1))
                 origin = &sites[i];
             printf("%-8s %-12s %-26s %-8s %-34s %10s  {%s}\n", sites[i].name,
@@ -339,9 +356,9 @@ print_object_table(site_answer *sites, int n, const char *bucket, const char *ke
         printf("\n(unknown: the origin site of the current version did not answer, or no site "
                "holds the key)\n");
     }
-    if (answered == n && same && first_vid && !*first_vid)
+    if (answered == n && same_current(sites, n) && !*current_vid(&sites[0]))
         printf("\nconverged: the key is absent at every site\n");
-    else if (answered == n && same)
+    else if (answered == n && same_current(sites, n))
         printf("\nconverged: every site has the same current version\n");
     else if (answered < n)
         printf("\nNOT CONFIRMED: %d of %d sites answered\n", answered, n);
@@ -422,7 +439,7 @@ object_status(const ctl_opts *o, const char *bucket, const char *key)
             }
             mrd_buf_free(&b);
         }
-        printf("]}\n");
+        printf("],\"converged\":%s}\n", all_ok && same_current(sites, n) ? "true" : "false");
     } else {
         print_object_table(sites, n, bucket, key);
     }

@@ -64,13 +64,23 @@ engine__version_from_store(const store_version *v, conflict_version *out)
 static const char *
 site_name(const engine *e, uint32_t id, char *buf, size_t bufsz)
 {
-    if (id == e->conf->site_id)
-        return e->conf->site_name;
-    for (int i = 0; i < e->conf->n_peers; i++)
-        if (e->conf->peers[i].id == id)
-            return e->conf->peers[i].name;
+    for (int i = 0; i < e->n_names; i++)
+        if (e->names[i].id == id)
+            return e->names[i].name;
     snprintf(buf, bufsz, "#%u", id);
     return buf;
+}
+
+void
+engine__conflict_names(engine *e)
+{
+    e->n_names = 0;
+    e->names[e->n_names].id = e->conf->site_id;
+    snprintf(e->names[e->n_names++].name, MRD_NAME_MAX, "%s", e->conf->site_name);
+    for (int i = 0; i < e->conf->n_peers && e->n_names < MRD_MAX_PEERS + 1; i++) {
+        e->names[e->n_names].id = e->conf->peers[i].id;
+        snprintf(e->names[e->n_names++].name, MRD_NAME_MAX, "%s", e->conf->peers[i].name);
+    }
 }
 
 static const char *

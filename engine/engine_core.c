@@ -299,6 +299,7 @@ engine_open(const engine_opts *o, engine **out)
         report(o, "store: ", mrd_strerror(rc));
         goto fail;
     }
+    engine__conflict_names(e);
     if ((rc = engine__ra_load(e)) != 0 || (rc = engine__conflict_load(e)) != 0 ||
         (rc = open_wal(e, o)) != 0)
         goto fail;

@@ -87,6 +87,14 @@ struct engine {
      * (applier thread or replay only) and the last one committed (under
      * ap_mu). */
     uint64_t conflict_next, conflict_last;
+    /* Site names for conflict records and version JSON, copied at open:
+     * the config's peer list may be rewritten on another thread when the
+     * topology changes at run time (a site added later shows as "#id"). */
+    struct engine__name {
+        uint32_t id;
+        char name[MRD_NAME_MAX];
+    } names[MRD_MAX_PEERS + 1];
+    int n_names;
 };
 
 /* Index meta key of the applied origin LSN ("repl.applied.<site>"). */
@@ -117,6 +125,8 @@ typedef struct engine__conflict_side {
 
 /* The conflict_version view of an index record (borrows its strings). */
 int engine__version_from_store(const store_version *v, conflict_version *out);
+/* Copies the site names (engine.names) at open. */
+void engine__conflict_names(engine *e);
 /* Loads the last conflict number at open, before replay. */
 int engine__conflict_load(engine *e);
 /* Encodes conflict record seq as JSON into out (reset first). delivery is

@@ -101,6 +101,7 @@ def test_conflict_is_listed_with_winner_and_retrievable_loser(cluster):
         return ids == {"a": va, "b": vb, "c": vb} and repl == {"a": "PENDING",
                                                               "c": "COMPLETED"}, (ids, repl)
     wait_for(pending, "b's version at b and c, pending for a")
+    assert ctl_json(b, "object", "status", "race", "photo.jpg")["converged"] is False
     r = ctl(b, "object", "status", "race", "photo.jpg")
     assert r.returncode == 0, r.stderr
     assert "NOT CONVERGED" in r.stdout and "PENDING" in r.stdout
@@ -112,6 +113,7 @@ def test_conflict_is_listed_with_winner_and_retrievable_loser(cluster):
         ids = current_ids(ctl_json(c, "object", "status", "race", "photo.jpg"))
         return len(set(ids.values())) == 1 and None not in ids.values(), ids
     ids = wait_for(converged, "one current version everywhere")
+    assert ctl_json(b, "object", "status", "race", "photo.jpg")["converged"] is True
     winner = ids["a"]
     assert winner == vb, "the later write (larger HLC) wins among concurrent writes"
     loser = va
@@ -176,6 +178,11 @@ def test_object_status_shows_a_site_that_does_not_answer(cluster):
     # a missing key is reported per site, not as an error
     r = ctl(a, "--json", "object", "status", "obj", "nosuch")
     assert json.loads(r.stdout)["sites"][0]["object"]["current"] is None
+    cluster.start("c")
+    r = ctl(a, "object", "status", "obj", "nosuch")
+    assert r.returncode == 0 and "converged: the key is absent at every site" in r.stdout
+    assert all(l.split()[1] == "absent" for l in r.stdout.splitlines()
+               if l[:2] in ("a ", "b ", "c ")), r.stdout
 
 
 def test_drive_list_shows_a_failed_drive_and_heal_rebuilds(tmp_path):
