@@ -19,8 +19,10 @@ What is checked, with real processes, sockets, drives and clients:
 Waits are bounded polls on observable state (admin status), never sleeps
 that assume a speed.
 """
+import contextlib
 import hashlib
 import os
+import subprocess
 import shutil
 import time
 
@@ -85,8 +87,10 @@ def configure(site, peers, write_failover="forward", token_wait=300):
         f.write(text)
 
 
-@pytest.fixture
-def pair(tmp_path):
+@contextlib.contextmanager
+def running_pair(tmp_path, prepare=None):
+    """a (write_failover = refuse) and b (forward), linked through wanem;
+    prepare(a, b) runs before they start."""
     if not os.access(binary_path(), os.X_OK):
         pytest.fail("wanem is not built at %s" % binary_path())
     a = Site(str(tmp_path / "a"), name="a", site_id=1)
@@ -96,9 +100,11 @@ def pair(tmp_path):
     ba = w.add_link("ba", target=("127.0.0.1", a.repl_port))  # b dials a: b's records
     configure(a, [("b", 2, "%s:%d" % ab, b.s3_port)], write_failover="refuse")
     configure(b, [("a", 1, "%s:%d" % ba, a.s3_port)], write_failover="forward")
-    a.start()
-    b.start()
     try:
+        if prepare:
+            prepare(a, b)
+        a.start()
+        b.start()
         # degraded (RTT jitter on a loaded machine) is still routed to
         usable = ("healthy", "degraded")
         wait_for(lambda: peer_state(a, "b") in usable and peer_state(b, "a") in usable,
@@ -108,6 +114,12 @@ def pair(tmp_path):
         b.stop()
         a.stop()
         w.close()
+
+
+@pytest.fixture
+def pair(tmp_path):
+    with running_pair(tmp_path) as p:
+        yield p
 
 
 def put(site, bucket, key, body, headers=None):
@@ -293,6 +305,43 @@ def test_lost_drives_reads_and_writes_go_to_the_peer_then_fail_back(pair):
     assert st == 503 and b"SlowDown" in body
     assert routing(a)["writes_refused"] >= 1
     restore_drives(a)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_full_wal_disk_forwards_writes(tmp_path):
+    """b's index and WAL sit on a 6 MiB tmpfs. Once it is full, the engine
+    refuses writes until restart: b's PUTs go to a (write_failover =
+    forward) and are durable there; b keeps serving reads."""
+    mounted = []
+
+    def small_meta(a, b):
+        os.makedirs(b.meta)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", b.meta], check=True)
+        mounted.append(b.meta)
+
+    try:
+        with running_pair(tmp_path, small_meta) as (a, b, w):
+            assert s3(b, "PUT", "/full")[0] == 200
+            wait_for(lambda: s3(a, "HEAD", "/full")[0] == 200, 10, "bucket at a")
+            failures, forwarded = [], {}
+            for i in range(300):  # inline objects travel in the WAL: it fills
+                body = os.urandom(100_000)
+                st, hdr, _ = s3(b, "PUT", "/full/k%d" % i, body=body)
+                if st != 200:
+                    failures.append(st)
+                elif hdr.get("x-meridian-served-by") == "a":
+                    forwarded["k%d" % i] = body
+                if len(forwarded) >= 3:
+                    break
+            assert len(forwarded) >= 3, "no write was forwarded (failures %s)" % failures[:5]
+            assert all(st >= 500 for st in failures), failures  # never a false 200
+            for key, body in forwarded.items():
+                assert s3(a, "GET", "/full/" + key)[2] == body
+            assert routing(b)["writes"] == "forward"
+            assert b.proc.poll() is None
+    finally:
+        for m in mounted:
+            subprocess.run(["umount", "-l", m], capture_output=True)
 
 
 def test_drain_routes_everything_to_the_peer(pair):
