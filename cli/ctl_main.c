@@ -82,11 +82,14 @@ static const struct {
             "  --interval S   seconds between refreshes (default 1)\n"},
     {"resync", "usage: meridianctl resync start --peer NAME [--bandwidth RATE]\n"
                "       meridianctl resync cancel --peer NAME\n"
-               "       meridianctl resync status\n"
+               "       meridianctl resync status [--peer NAME] [--watch]\n"
                "\n"
                "Anti-entropy: compare this site's index digest with the peer's and send\n"
                "what it lacks. RATE is bytes/s (e.g. 50MiB) and limits everything sent\n"
-               "to that peer until changed with 'bandwidth'.\n"},
+               "to that peer until changed with 'bandwidth'. status shows each pass's\n"
+               "versions sent against the estimate from the digests, with a progress bar\n"
+               "and an ETA on a terminal; --watch redraws every second until no pass\n"
+               "runs ('bandwidth' changes the rate while it runs).\n"},
     {"bandwidth", "usage: meridianctl bandwidth --peer NAME RATE\n"
                   "\n"
                   "Limit the bytes per second this site sends NAME (e.g. 50MiB; 0 lifts\n"
@@ -322,6 +325,81 @@ post_action(const ctl_opts *o, const char *path)
     return rc;
 }
 
+/* One line per peer (or only peer), with a progress bar and an ETA for a
+ * running pass: versions sent against the digest's estimate, at the rate
+ * so far. Returns 1 while any pass runs, 0 when none, -1 on failure. */
+static int
+resync_print(const ctl_opts *o, const char *only, int tty)
+{
+    ctl_response resp = {0};
+    mrd_json *j = NULL;
+    const mrd_json *arr;
+    int running = 0;
+
+    if (get_json(o, "/admin/v1/status", &resp, &j) != 0) {
+        mrd_buf_free(&resp.body);
+        return -1;
+    }
+    arr = mrd_json_get(mrd_json_get(j, "replication"), "peers");
+    printf("%-10s %-8s %6s %10s %18s %-28s %8s  %s\n", "PEER", "RUNNING", "RUNS", "DIFFERING",
+           "SENT/ESTIMATE", "PROGRESS", "ETA", "RESULT");
+    for (const mrd_json *p = arr ? arr->child : NULL; p; p = p->next) {
+        const mrd_json *ae = mrd_json_get(p, "anti_entropy");
+        double sent = mrd_json_get_num(ae, "versions_sent", 0);
+        double est = mrd_json_get_num(ae, "versions_estimate", 0);
+        double el = mrd_json_get_num(ae, "elapsed_ms", 0) / 1000.0;
+        int run = mrd_json_get_num(ae, "running", 0) != 0;
+        char counts[40], bar[40] = "", eta[24] = "-";
+
+        if (only && strcmp(mrd_json_get_str(p, "name", ""), only) != 0)
+            continue;
+        running |= run;
+        snprintf(counts, sizeof(counts), "%.0f/%s%.0f", sent, run ? "~" : "", est);
+        if (run && est > 0) {
+            double f = sent >= est ? 1.0 : sent / est;
+            int w = 20, k = (int)(f * w);
+
+            if (tty) {
+                bar[0] = '[';
+                for (int i = 0; i < w; i++)
+                    bar[1 + i] = i < k ? '#' : '.';
+                snprintf(bar + 1 + w, sizeof(bar) - 1 - (size_t)w, "] %3.0f%%", f * 100);
+            } else {
+                snprintf(bar, sizeof(bar), "%.0f%%", f * 100);
+            }
+            if (sent > 0 && el > 0 && sent < est)
+                ctl_human_duration((est - sent) / (sent / el), eta, sizeof(eta));
+        }
+        printf("%-10s %-8s %6.0f %10.0f %18s %-28s %8s  %s\n", mrd_json_get_str(p, "name", "?"),
+               run ? "yes" : "no", mrd_json_get_num(ae, "runs", 0),
+               mrd_json_get_num(ae, "leaves_differ", 0), counts, bar, eta,
+               run ? "" : mrd_json_get_str(ae, "result", ""));
+    }
+    mrd_json_free(j);
+    mrd_buf_free(&resp.body);
+    return running;
+}
+
+/* resync status [--peer X] [--watch]: with --watch, redraws every second
+ * until no pass runs (on a terminal the screen is cleared each time). */
+static int
+resync_status(const ctl_opts *o, const char *peer, int watch)
+{
+    int tty = isatty(STDOUT_FILENO), rc;
+
+    for (;;) {
+        if (watch && tty)
+            printf("\033[H\033[2J");
+        rc = resync_print(o, peer, tty);
+        fflush(stdout);
+        if (rc < 0)
+            return 1;
+        if (!watch || rc == 0)
+            return 0;
+        sleep(1);
+    }
+}
+
 /*
  * meridianctl resync start --peer X [--bandwidth RATE]
  * meridianctl resync status
@@ -330,6 +408,7 @@ post_action(const ctl_opts *o, const char *path)
 static int
 cmd_resync(const ctl_opts *o, const char *cmd, int argc, char **argv)
 {
+    int watch = 0;
     const char *peer = NULL, *bw = NULL, *sub = NULL;
     char path[256];
     int rc;
@@ -339,6 +418,8 @@ cmd_resync(const ctl_opts *o, const char *cmd, int argc, char **argv)
             peer = argv[++i];
         else if (strcmp(argv[i], "--bandwidth") == 0 && i + 1 < argc)
             bw = argv[++i];
+        else if (strcmp(argv[i], "--watch") == 0)
+            watch = 1;
         else if (!sub && argv[i][0] != '-')
             sub = argv[i];
         else {
@@ -357,28 +438,8 @@ cmd_resync(const ctl_opts *o, const char *cmd, int argc, char **argv)
                         "RATE'\n");
         return 2;
     }
-    if (strcmp(sub, "status") == 0) {
-        ctl_response resp = {0};
-        mrd_json *j = NULL;
-        const mrd_json *arr;
-        if (get_json(o, "/admin/v1/status", &resp, &j) != 0) {
-            mrd_buf_free(&resp.body);
-            return 1;
-        }
-        arr = mrd_json_get(mrd_json_get(j, "replication"), "peers");
-        printf("%-10s %-8s %6s %10s %12s  %s\n", "PEER", "RUNNING", "RUNS", "DIFFERING", "VERSIONS",
-               "RESULT");
-        for (const mrd_json *p = arr ? arr->child : NULL; p; p = p->next) {
-            const mrd_json *ae = mrd_json_get(p, "anti_entropy");
-            printf("%-10s %-8s %6.0f %10.0f %12.0f  %s\n", mrd_json_get_str(p, "name", "?"),
-                   mrd_json_get_num(ae, "running", 0) ? "yes" : "no",
-                   mrd_json_get_num(ae, "runs", 0), mrd_json_get_num(ae, "leaves_differ", 0),
-                   mrd_json_get_num(ae, "versions_sent", 0), mrd_json_get_str(ae, "result", ""));
-        }
-        mrd_json_free(j);
-        mrd_buf_free(&resp.body);
-        return 0;
-    }
+    if (strcmp(sub, "status") == 0)
+        return resync_status(o, peer, watch);
     if (!peer || (strcmp(sub, "bandwidth") == 0 && !bw)) {
         fprintf(stderr, "meridianctl: %s needs --peer NAME%s\n", cmd,
                 strcmp(sub, "bandwidth") == 0 ? " and a rate (e.g. 50MiB, 0 for none)" : "");

@@ -867,6 +867,10 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_uint(w, pi.sync_leaves_differ);
         mrd_json_w_key(w, "versions_sent");
         mrd_json_w_uint(w, pi.sync_versions_sent);
+        mrd_json_w_key(w, "versions_estimate");
+        mrd_json_w_uint(w, pi.sync_versions_estimate);
+        mrd_json_w_key(w, "elapsed_ms");
+        mrd_json_w_uint(w, pi.sync_elapsed_ms);
         mrd_json_w_key(w, "result");
         mrd_json_w_str(w, pi.sync_result);
         mrd_json_w_obj_end(w);

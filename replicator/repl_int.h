@@ -175,7 +175,11 @@ int repl__ack_encode(uint32_t origin, uint64_t applied, mrd_buf *out);
 int repl__ack_decode(const void *data, size_t len, uint32_t *origin, uint64_t *applied);
 
 /* Anti-entropy (repl_sync.c). One bucket's digest. */
-typedef struct repl__bdigest {
+typedef struct repl__bdigest repl__bdigest;
+/* Versions a pass will send, from our digests after repl__digest_diff. */
+uint64_t repl__digest_estimate(const repl__bdigest *mine, size_t n);
+
+struct repl__bdigest {
     char bucket[REPL_BUCKET_MAX];
     uint32_t leaves;
     uint8_t *digest; /* leaves x 16 bytes */
@@ -184,7 +188,8 @@ typedef struct repl__bdigest {
     uint32_t cmp_leaves;
     uint8_t *differ; /* bitmap of cmp_leaves leaves */
     int missing;     /* the peer has no such bucket */
-} repl__bdigest;
+    int peer_empty;  /* ... or has it with no versions */
+};
 
 struct store;
 struct store_version;

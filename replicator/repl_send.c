@@ -124,6 +124,7 @@ struct repl__tx {
     /* anti-entropy (see repl_sync.c) */
     int sync_state, sync_resync;
     uint64_t sync_l0, sync_leaves, sync_sent, sync_outstanding;
+    uint64_t sync_estimate; /* versions in the differing leaves (estimated) */
     repl__bdigest *sync_mine, *sync_theirs;
     size_t sync_n, sync_n_theirs, sync_bucket;
     int sync_bucket_started;
@@ -869,7 +870,7 @@ repl__sync_start(repl_peer *p, int resync)
     }
     tx->sync_state = SYNC_DIGEST;
     tx->sync_resync = resync;
-    tx->sync_sent = tx->sync_leaves = 0;
+    tx->sync_sent = tx->sync_leaves = tx->sync_estimate = 0;
     tx->sync_bucket = 0;
     tx->sync_bucket_started = 0;
     tx->sync_have_pos = 0;
@@ -904,6 +905,7 @@ sync_prep_work(sync_job *j)
         j->rc = repl__digest_diff(tx->sync_mine, tx->sync_n, tx->sync_theirs, tx->sync_n_theirs,
                                   &differ);
     tx->sync_leaves = differ;
+    tx->sync_estimate = j->rc == 0 ? repl__digest_estimate(tx->sync_mine, tx->sync_n) : 0;
 }
 
 typedef struct walk_ctx {
@@ -1613,5 +1615,8 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
     out->sync_runs = tx->sync_runs;
     out->sync_versions_sent = tx->sync_sent;
     out->sync_leaves_differ = tx->sync_leaves;
+    out->sync_versions_estimate = tx->sync_estimate;
+    out->sync_elapsed_ms =
+        tx->sync_started_ns ? (mrd_clock_mono_ns() - tx->sync_started_ns) / 1000000 : 0;
     snprintf(out->sync_result, sizeof(out->sync_result), "%s", tx->sync_result);
 }

@@ -31,6 +31,7 @@
 #include "repl_int.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +281,7 @@ repl__digest_diff(repl__bdigest *mine, size_t n_mine, const repl__bdigest *their
         if (!(m->differ = calloc(m->cmp_leaves / 8, 1)))
             return -ENOMEM;
         m->missing = !t;
+        m->peer_empty = !t || t->versions == 0;
         if (!t) {
             memset(m->differ, 0xff, m->cmp_leaves / 8);
             total += m->cmp_leaves;
@@ -298,6 +300,36 @@ repl__digest_diff(repl__bdigest *mine, size_t n_mine, const repl__bdigest *their
     }
     *differing_leaves = total;
     return 0;
+}
+
+uint64_t
+repl__digest_estimate(const repl__bdigest *mine, size_t n)
+{
+    double total = 0;
+
+    /* The walk sends every version of a differing leaf. A bucket the peer
+     * lacks or holds empty: all of ours (exact). Otherwise versions fall in
+     * leaves by CRC32C of the key, about Poisson with lambda = versions /
+     * leaves, and a differing leaf holds at least one of ours or theirs:
+     * lambda / (1 - e^-lambda) each on average. */
+    for (size_t i = 0; i < n; i++) {
+        const repl__bdigest *m = &mine[i];
+        uint64_t differ = 0;
+        double lambda;
+
+        if (!m->differ || !m->cmp_leaves)
+            continue;
+        if (m->peer_empty) {
+            total += (double)m->versions;
+            continue;
+        }
+        for (uint32_t l = 0; l < m->cmp_leaves / 8; l++)
+            differ += (uint64_t)__builtin_popcount(m->differ[l]);
+        lambda = (double)m->versions / (double)m->cmp_leaves;
+        if (lambda > 0)
+            total += (double)differ * lambda / (1.0 - exp(-lambda));
+    }
+    return (uint64_t)(total + 0.5);
 }
 
 /* ---- rebuilding records from the index ------------------------------------ */

@@ -258,6 +258,8 @@ struct repl_peer_info {
     uint64_t sync_runs;
     uint64_t sync_versions_sent; /* in the current or last pass */
     uint64_t sync_leaves_differ;
+    uint64_t sync_versions_estimate; /* versions the pass will send, estimated from the digest */
+    uint64_t sync_elapsed_ms;        /* since the current or last pass started */
     char sync_result[128]; /* "in sync", "N keys differed ...", "resynced ...", "" before any */
 };
 

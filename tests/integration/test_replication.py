@@ -402,6 +402,12 @@ def test_resync_can_be_throttled_cancelled_and_restarted(tmp_path):
             assert time.time() < deadline, ae()
             time.sleep(0.05)
         time.sleep(1.0)
+        # progress against the digest's estimate: b lacks all 240 (its
+        # bucket is empty, so every leaf differs and the estimate is exact)
+        state, _ = ae()
+        assert state["versions_estimate"] == 240 and 0 < state["versions_sent"] < 240, state
+        out = a.ctl("resync", "status", "--peer", "b")
+        assert out.returncode == 0 and "/~240" in out.stdout and "%" in out.stdout, out.stdout
         out = a.ctl("resync", "cancel", "--peer", "b")
         assert out.returncode == 0, out.stderr
         state, send = ae()
