@@ -173,6 +173,23 @@ int engine_record_mpu_as_put(const void *payload, size_t len, void **out, size_t
  */
 int engine_object_delete(engine *e, const char *bucket, const char *key, engine_cb cb, void *ud);
 
+/* Reserved user-metadata names: an object version's tag set ("k=v&k2=v2",
+ * URL-encoded) and the (hlc.site) of the tagging that set it. Never sent as
+ * response headers. */
+#define ENGINE_META_TAGGING  "x-amz-tagging"
+#define ENGINE_META_TAGS_HLC "x-meridian-tags-hlc"
+
+/*
+ * Replaces the tag set of the current version of a key (tagging "" removes
+ * it): an OBJECT_TAGS WAL record, applied to that version in place (same
+ * data, same version id) and replicated; concurrent replacements settle on
+ * the latest (hlc, site). The caller validates tagging.
+ * Errors (to cb): MRD_ENOTFOUND (no such bucket), -ENOENT (no such key, or a
+ * delete marker), MRD_EDURABLE. Thread-safe.
+ */
+int engine_object_tags(engine *e, const char *bucket, const char *key, const char *tagging,
+                       engine_cb cb, void *ud);
+
 /* ------------------------------------------------------------------------ */
 /* Replication: records that originated at another site                    */
 /* ------------------------------------------------------------------------ */

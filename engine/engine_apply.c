@@ -457,6 +457,77 @@ plan_delete(engine *e, engine__batch *b, const Meridian__ObjectDelete *d)
     return 0;
 }
 
+/* Tag replacement: rewrites the held version's user metadata in place (same
+ * version id, data and role; the current pointer is left alone) with the new
+ * tag set, unless the tags it holds were set by a later (hlc, site). */
+typedef struct tags_acc {
+    mrd_buf *out;
+    unsigned long long hlc;
+    unsigned site;
+} tags_acc;
+
+static int
+tags_keep(void *ud, const char *key, const char *value)
+{
+    tags_acc *a = ud;
+
+    if (strcmp(key, ENGINE_META_TAGS_HLC) == 0) {
+        if (sscanf(value, "%llu.%u", &a->hlc, &a->site) != 2)
+            a->hlc = a->site = 0;
+        return 0;
+    }
+    if (strcmp(key, ENGINE_META_TAGGING) == 0)
+        return 0;
+    if (mrd_buf_append(a->out, key, strlen(key) + 1) != 0 ||
+        mrd_buf_append(a->out, value, strlen(value) + 1) != 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static int
+plan_tags(engine *e, engine__batch *b, size_t i, const Meridian__ObjectTags *t)
+{
+    store_version_rec *old = NULL;
+    const store_version *hv;
+    store_version *rv;
+    tags_acc a = {&b->meta[i], 0, 0};
+    char stamp[48];
+    int rc = store_index_get(e->st, t->bucket, t->key, t->version_id, &old);
+
+    if (rc == MRD_ENOTFOUND)
+        return 0; /* that version is not held here (any more): nothing to tag */
+    if (rc != 0)
+        return rc;
+    b->alive[b->n_alive++] = old;
+    hv = store_version_rec_get(old);
+    if (hv->flags & STORE_VF_DELETE_MARKER)
+        return 0;
+    mrd_buf_reset(&b->meta[i]);
+    if ((rc = engine_meta_each(hv->user_meta, hv->user_meta_len, tags_keep, &a)) != 0)
+        return rc;
+    if (a.hlc > t->hlc || (a.hlc == t->hlc && a.site >= t->site))
+        return 0; /* a later (or this very) tagging already holds */
+    snprintf(stamp, sizeof(stamp), "%llu.%u", (unsigned long long)t->hlc, (unsigned)t->site);
+    if (*t->tagging &&
+        (mrd_buf_append(&b->meta[i], ENGINE_META_TAGGING, sizeof(ENGINE_META_TAGGING)) != 0 ||
+         mrd_buf_append(&b->meta[i], t->tagging, strlen(t->tagging) + 1) != 0))
+        return -ENOMEM;
+    if (mrd_buf_append(&b->meta[i], ENGINE_META_TAGS_HLC, sizeof(ENGINE_META_TAGS_HLC)) != 0 ||
+        mrd_buf_append(&b->meta[i], stamp, strlen(stamp) + 1) != 0)
+        return -ENOMEM;
+    rv = &b->refile[b->n_refile++];
+    *rv = *hv;
+    rv->user_meta = b->meta[i].data;
+    rv->user_meta_len = b->meta[i].len;
+    b->ops[b->n_ops++] = (store_index_op){
+        .type = STORE_OP_VERSION_PUT,
+        .bucket = t->bucket,
+        .key = t->key,
+        .version = rv,
+    };
+    return 0;
+}
+
 /* Which (bucket, key) a record touches; key NULL for bucket records. */
 static void
 record_target(const Meridian__WalRecord *r, const char **bucket, const char **key)
@@ -478,6 +549,10 @@ record_target(const Meridian__WalRecord *r, const char **bucket, const char **ke
     case MERIDIAN__WAL_RECORD__BODY_OBJECT_DELETE:
         *bucket = r->object_delete->bucket;
         *key = r->object_delete->key;
+        break;
+    case MERIDIAN__WAL_RECORD__BODY_OBJECT_TAGS:
+        *bucket = r->object_tags->bucket;
+        *key = r->object_tags->key;
         break;
     case MERIDIAN__WAL_RECORD__BODY_BUCKET_CREATE:
         *bucket = r->bucket_create->bucket;
@@ -673,6 +748,9 @@ plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int
     }
     case MERIDIAN__WAL_RECORD__BODY_OBJECT_DELETE:
         rc = plan_delete(e, b, rec->object_delete);
+        break;
+    case MERIDIAN__WAL_RECORD__BODY_OBJECT_TAGS:
+        rc = plan_tags(e, b, i, rec->object_tags);
         break;
     default:
         /* Record kinds this build does not apply yet (bucket config):

@@ -33,7 +33,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { MUT_BUCKET_CREATE, MUT_BUCKET_DELETE, MUT_PUT, MUT_DELETE, MUT_MPU } mut_kind;
+typedef enum {
+    MUT_BUCKET_CREATE,
+    MUT_BUCKET_DELETE,
+    MUT_PUT,
+    MUT_DELETE,
+    MUT_MPU,
+    MUT_TAGS
+} mut_kind;
 
 typedef struct mut {
     engine *e;
@@ -48,6 +55,7 @@ typedef struct mut {
     void *layout;
     size_t layout_len;
     char *upload_id; /* MUT_MPU */
+    char *tagging;   /* MUT_TAGS */
     uint32_t part_count;
 } mut;
 
@@ -69,6 +77,7 @@ mut_free(mut *m)
     free(m->content_type);
     free(m->layout);
     free(m->upload_id);
+    free(m->tagging);
     free(m);
 }
 
@@ -267,6 +276,32 @@ do_mutation(mut *m)
         rec.multipart_complete = &mc;
         return engine__append(e, &rec, WAL_REC_MULTIPART_COMPLETE, m->cb, m->ud);
     }
+    case MUT_TAGS: {
+        Meridian__ObjectTags ot = MERIDIAN__OBJECT_TAGS__INIT;
+        store_version_rec *cur = NULL;
+        if ((rc = bucket_exists(e, m->bucket)) != 0)
+            return rc;
+        rc = store_index_get(e->st, m->bucket, m->key, NULL, &cur);
+        if (rc == MRD_ENOTFOUND ||
+            (rc == 0 && (store_version_rec_get(cur)->flags & STORE_VF_DELETE_MARKER))) {
+            store_version_rec_free(cur);
+            return -ENOENT;
+        }
+        if (rc != 0)
+            return rc;
+        mrd_hlc_observe(e->hlc, store_version_rec_get(cur)->hlc);
+        ot.bucket = m->bucket;
+        ot.key = m->key;
+        ot.version_id = (char *)store_version_rec_get(cur)->version_id;
+        ot.hlc = mrd_hlc_now(e->hlc);
+        ot.site = e->site;
+        ot.tagging = m->tagging;
+        rec.body_case = MERIDIAN__WAL_RECORD__BODY_OBJECT_TAGS;
+        rec.object_tags = &ot;
+        rc = engine__append(e, &rec, WAL_REC_OBJECT_TAGS, m->cb, m->ud);
+        store_version_rec_free(cur);
+        return rc;
+    }
     case MUT_DELETE: {
         Meridian__DeleteMarker dm = MERIDIAN__DELETE_MARKER__INIT;
         char vid[25];
@@ -371,6 +406,23 @@ engine_object_delete(engine *e, const char *bucket, const char *key, engine_cb c
         return MRD_EINVAL;
     if (!(m = mut_new(MUT_DELETE, bucket, key, cb, ud)))
         return -ENOMEM;
+    return submit(e, m);
+}
+
+int
+engine_object_tags(engine *e, const char *bucket, const char *key, const char *tagging,
+                   engine_cb cb, void *ud)
+{
+    mut *m;
+
+    if (!e || !bucket || !key || !tagging || !cb)
+        return MRD_EINVAL;
+    if (!(m = mut_new(MUT_TAGS, bucket, key, cb, ud)))
+        return -ENOMEM;
+    if (!(m->tagging = strdup(tagging))) {
+        mut_free(m);
+        return -ENOMEM;
+    }
     return submit(e, m);
 }
 

@@ -149,6 +149,7 @@ typedef enum {
     GW_S3E_INCOMPLETE_BODY,
     GW_S3E_PRECONDITION_FAILED,
     GW_S3E_MALFORMED_XML,
+    GW_S3E_INVALID_TAG,
     GW_S3E_NO_SUCH_UPLOAD,
     GW_S3E_INVALID_PART,
     GW_S3E_INVALID_PART_ORDER,
@@ -230,6 +231,31 @@ typedef struct gw_delete_req {
  * (more than 1000 objects), -ENOMEM. */
 int gw_xml_parse_delete(const char *body, size_t len, gw_delete_req *out);
 void gw_delete_req_clear(gw_delete_req *d);
+
+/* Object tag sets (gw_xmlreq.c): S3's limits, 10 tags, keys of 1..128 and
+ * values of 0..256 bytes, keys unique. */
+#define GW_TAGS_MAX      10
+#define GW_TAG_KEY_MAX   128
+#define GW_TAG_VALUE_MAX 256
+#define GW_TAGGING_BODY  (64u << 10)
+
+typedef struct gw_tagset {
+    int n;
+    char key[GW_TAGS_MAX][GW_TAG_KEY_MAX + 1];
+    char value[GW_TAGS_MAX][GW_TAG_VALUE_MAX + 1];
+} gw_tagset;
+
+/* "k1=v1&k2=v2" (the x-amz-tagging header, URL-encoded) into out. Returns 0,
+ * MRD_EINVAL (a bad escape, an empty pair), MRD_ETOOBIG (past a limit or a
+ * repeated key: InvalidTag). "" is the empty set. */
+int gw_tagset_parse_query(const char *s, gw_tagset *out);
+/* Appends the canonical "k=v&..." form (NUL-terminated, "" when empty). */
+int gw_tagset_encode(const gw_tagset *t, mrd_buf *out);
+/* Parses a <Tagging><TagSet><Tag><Key/><Value/></Tag>...</TagSet></Tagging>
+ * body. Returns 0, MRD_EINVAL (MalformedXML: not well-formed, a Tag without
+ * exactly one Key and one Value), MRD_ETOOBIG (InvalidTag), -ENOMEM.
+ * Fuzzed by tests/fuzz/fuzz_xml.c. */
+int gw_xml_parse_tagging(const char *body, size_t len, gw_tagset *out);
 
 /* ---- SigV4 (gw_sigv4.c) ------------------------------------------------- */
 
@@ -429,6 +455,9 @@ typedef struct gw__meta {
  * (metadata over 2 KiB); m is to be cleared either way. */
 int gw__meta_parse(gw_req *r, gw__meta *m, const char **msg);
 void gw__meta_clear(gw__meta *m);
+/* Adds the tag set of r's x-amz-tagging header, if any, to m (as
+ * ENGINE_META_TAGGING). 0 or the S3 error (InvalidTag ...) with *msg. */
+int gw__meta_tagging(gw_req *r, gw__meta *m, const char **msg);
 
 void gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
                        const gw_sigv4_auth *auth);
@@ -461,8 +490,16 @@ int gw__copy_stream(struct store *st, struct store_reader *rd, uint64_t a, uint6
                     const char *bucket, const char *key, const char *vid,
                     struct store_put_result *res);
 
+/* Get/Put/DeleteObjectTagging: /<bucket>/<key>?tagging (gw_s3_tag.c). */
+void gw__s3_object_tagging(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
+                           const gw_sigv4_auth *auth);
 /* DeleteObjects: POST /<bucket>?delete (gw_s3_del.c). */
 void gw__s3_delete_objects(gw_daemon *d, gw_req *r, const char *bucket, const gw_sigv4_auth *auth);
+/* Checks a whole small request body against a decoded Content-MD5 (md5,
+ * NULL if none: BadDigest) and a signed x-amz-content-sha256 (sha_hex, NULL
+ * if unsigned: XAmzContentSHA256Mismatch). Returns 0 or the error. */
+gw_s3_err gw__body_verify(const void *body, size_t len, const unsigned char *md5,
+                          const char *sha_hex);
 /* Decodes a Content-MD5 header (base64 of 16 bytes); 0 or -1. */
 int gw__decode_md5(const char *b64, unsigned char out[16]);
 /* RFC 1123 ("Wed, 12 Oct 2009 17:50:00 GMT") and ISO 8601 renderings of a

@@ -725,6 +725,10 @@ route_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const
         gw__s3_mpu_object(d, r, bucket, key, method, auth);
         return;
     }
+    if (has_param(q, "tagging")) {
+        gw__s3_object_tagging(d, r, bucket, key, auth);
+        return;
+    }
     for (const char *const *s = unsupported_subres; *s; s++) {
         /* GET and HEAD of one version by id are served (gw__s3_get_object) */
         if (has_param(q, *s) && !(get && strcmp(*s, "versionId") == 0)) {

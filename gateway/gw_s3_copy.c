@@ -24,6 +24,8 @@
  * Semantics, as S3:
  *   - x-amz-metadata-directive COPY (default) keeps the source's content type
  *     and metadata; REPLACE takes them from this request;
+ *   - the tag set is copied too unless x-amz-tagging-directive is REPLACE
+ *     (then x-amz-tagging gives it);
  *   - copying a key onto itself needs REPLACE (InvalidRequest otherwise);
  *   - x-amz-copy-source-if-match / -if-none-match / -if-modified-since /
  *     -if-unmodified-since are weighed like a GET's conditions (same
@@ -141,8 +143,8 @@ gw__copy_stream(store *st, store_reader *rd, uint64_t a, uint64_t b, const char 
 typedef struct copy_obj {
     store *st;
     char *src_bucket, *src_key;
-    int replace;
-    gw__meta meta; /* REPLACE: from the request; COPY: the source's */
+    int replace, tag_replace; /* x-amz-metadata-directive, x-amz-tagging-directive */
+    gw__meta meta;            /* REPLACE: from the request; COPY: the source's */
     char vid[25];
     store_put_result res;
     int committed, durable_err;
@@ -164,10 +166,21 @@ copy_obj_free(void *p)
     free(c);
 }
 
+/* Takes the source's metadata (COPY) and its tag set (unless the tagging
+ * directive is REPLACE); the old tagging stamp stays behind: a new version. */
 static int
 meta_collect(void *ud, const char *key, const char *value)
 {
-    return gw__meta_add(ud, key, value) == 0 ? 0 : -ENOMEM;
+    copy_obj *c = ud;
+    int take;
+
+    if (strcmp(key, ENGINE_META_TAGS_HLC) == 0)
+        take = 0;
+    else if (strcmp(key, ENGINE_META_TAGGING) == 0)
+        take = !c->tag_replace;
+    else
+        take = !c->replace;
+    return !take || gw__meta_add(&c->meta, key, value) == 0 ? 0 : -ENOMEM;
 }
 
 /* Worker: the source, its conditions, the data. */
@@ -196,11 +209,12 @@ work_copy(gw__op *o)
         e = GW_S3E_PRECONDITION_FAILED;
     } else if (v->size > MAX_COPY_SIZE) {
         e = GW_S3E_INVALID_REQUEST;
-    } else if (!c->replace) {
-        c->meta.ctype =
-            strdup(v->content_type && *v->content_type ? v->content_type : "binary/octet-stream");
+    } else {
+        if (!c->replace)
+            c->meta.ctype = strdup(v->content_type && *v->content_type ? v->content_type
+                                                                       : "binary/octet-stream");
         if (!c->meta.ctype ||
-            engine_meta_each(v->user_meta, v->user_meta_len, meta_collect, &c->meta) != 0)
+            engine_meta_each(v->user_meta, v->user_meta_len, meta_collect, c) != 0)
             e = GW_S3E_INTERNAL;
     }
     if (!e && (rc = store_reader_open(st, v->layout, v->layout_len, &rd)) != 0)
@@ -305,6 +319,7 @@ void
 gw__s3_copy_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
 {
     const char *dir = gw_req_header(r, "x-amz-metadata-directive"), *msg = NULL;
+    const char *tdir = gw_req_header(r, "x-amz-tagging-directive");
     gw__op *o = gw__op_new(d, r, bucket, key);
     copy_obj *c;
     gw_s3_err e;
@@ -333,6 +348,13 @@ gw__s3_copy_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
                        "x-amz-metadata-directive must be COPY or REPLACE");
         return;
     }
+    if (tdir && strcasecmp(tdir, "REPLACE") == 0) {
+        c->tag_replace = 1;
+    } else if (tdir && strcasecmp(tdir, "COPY") != 0) {
+        gw__op_abandon(o, GW_S3E_INVALID_ARGUMENT,
+                       "x-amz-tagging-directive must be COPY or REPLACE");
+        return;
+    }
     if (!c->replace && strcmp(c->src_bucket, bucket) == 0 && strcmp(c->src_key, key) == 0) {
         gw__op_abandon(o, GW_S3E_INVALID_REQUEST,
                        "This copy request is illegal because it is trying to copy an object to "
@@ -340,7 +362,8 @@ gw__s3_copy_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
                        "x-amz-metadata-directive: REPLACE).");
         return;
     }
-    if (c->replace && (e = gw__meta_parse(r, &c->meta, &msg)) != 0) {
+    if ((c->replace && (e = gw__meta_parse(r, &c->meta, &msg)) != 0) ||
+        (c->tag_replace && (e = gw__meta_tagging(r, &c->meta, &msg)) != 0)) {
         gw__op_abandon(o, e, msg);
         return;
     }

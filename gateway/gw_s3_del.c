@@ -26,10 +26,9 @@
  */
 #include "gw_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/evp.h>
 
 #include "engine.h"
 
@@ -188,30 +187,16 @@ static void
 job_parse(void *arg)
 {
     del_ctx *c = arg;
-    unsigned char digest[32];
-    char hex[65];
     void *blob = NULL;
     size_t len = 0;
+    gw_s3_err e;
     int rc;
 
-    if (c->has_md5) {
-        EVP_Digest(c->body.data, c->body.len, digest, NULL, EVP_md5(), NULL);
-        if (memcmp(digest, c->md5, 16) != 0) {
-            del_fail(c, GW_S3E_BAD_DIGEST, NULL);
-            return;
-        }
-    }
-    if (c->check_sha) {
-        static const char hx[] = "0123456789abcdef";
-        EVP_Digest(c->body.data, c->body.len, digest, NULL, EVP_sha256(), NULL);
-        for (int i = 0; i < 32; i++) {
-            hex[2 * i] = hx[digest[i] >> 4];
-            hex[2 * i + 1] = hx[digest[i] & 15];
-        }
-        if (!mrd_consttime_equal(hex, 64, c->sha, strlen(c->sha))) {
-            del_fail(c, GW_S3E_SHA256_MISMATCH, NULL);
-            return;
-        }
+    e = gw__body_verify(c->body.data ? c->body.data : "", c->body.len, c->has_md5 ? c->md5 : NULL,
+                        c->check_sha ? c->sha : NULL);
+    if (e) {
+        del_fail(c, e, NULL);
+        return;
     }
     rc = gw_xml_parse_delete(c->body.data ? c->body.data : "", c->body.len, &c->req);
     if (rc == MRD_EINVAL || rc == MRD_ETOOBIG) {

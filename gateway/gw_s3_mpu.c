@@ -195,6 +195,8 @@ mpu_create(gw__op *o)
     o->ext_free = create_free;
     hex16(rnd, c->upload_id);
     e = gw__meta_parse(o->r, &m, &msg);
+    if (e == 0)
+        e = gw__meta_tagging(o->r, &m, &msg);
     if (e == 0 && blob_encode(&m, mrd_clock_realtime_ms(NULL), &c->blob) != 0)
         e = GW_S3E_INTERNAL;
     gw__meta_clear(&m);

@@ -76,6 +76,7 @@
  */
 #include "gw_int.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -555,6 +556,30 @@ gw__decode_md5(const char *b64, unsigned char out[16])
     return 0;
 }
 
+gw_s3_err
+gw__body_verify(const void *body, size_t len, const unsigned char *md5, const char *sha_hex)
+{
+    static const char hx[] = "0123456789abcdef";
+    unsigned char digest[32];
+    char hex[65];
+
+    if (md5) {
+        EVP_Digest(body, len, digest, NULL, EVP_md5(), NULL);
+        if (memcmp(digest, md5, 16) != 0)
+            return GW_S3E_BAD_DIGEST;
+    }
+    if (sha_hex) {
+        EVP_Digest(body, len, digest, NULL, EVP_sha256(), NULL);
+        for (int i = 0; i < 32; i++) {
+            hex[2 * i] = hx[digest[i] >> 4];
+            hex[2 * i + 1] = hx[digest[i] & 15];
+        }
+        if (!mrd_consttime_equal(hex, 64, sha_hex, strlen(sha_hex)))
+            return GW_S3E_SHA256_MISMATCH;
+    }
+    return 0;
+}
+
 int
 gw__meta_add(gw__meta *m, const char *name, const char *value)
 {
@@ -654,6 +679,35 @@ gw__meta_parse(gw_req *r, gw__meta *m, const char **msg)
     return 0;
 }
 
+int
+gw__meta_tagging(gw_req *r, gw__meta *m, const char **msg)
+{
+    const char *v = gw_req_header(r, "x-amz-tagging");
+    gw_tagset *t;
+    mrd_buf enc = {0};
+    int rc;
+
+    *msg = NULL;
+    if (!v)
+        return 0;
+    if (!(t = malloc(sizeof(*t))))
+        return GW_S3E_INTERNAL;
+    rc = gw_tagset_parse_query(v, t);
+    if (rc == 0)
+        rc = gw_tagset_encode(t, &enc) == 0 ? 0 : -ENOMEM;
+    if (rc == 0 && enc.len && gw__meta_add(m, ENGINE_META_TAGGING, enc.data) != 0)
+        rc = -ENOMEM;
+    free(t);
+    mrd_buf_free(&enc);
+    if (rc == MRD_ETOOBIG)
+        return GW_S3E_INVALID_TAG;
+    if (rc == MRD_EINVAL) {
+        *msg = "x-amz-tagging must be URL-encoded key=value pairs joined by '&'";
+        return GW_S3E_INVALID_ARGUMENT;
+    }
+    return rc == 0 ? 0 : GW_S3E_INTERNAL;
+}
+
 /* Sets up the aws-chunked decoder for a STREAMING-* payload. */
 static gw_s3_err
 put_parse_streaming(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **msg)
@@ -733,7 +787,9 @@ put_parse_head(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **msg)
     }
     if (p->part)
         return 0; /* a part has no metadata of its own */
-    return (gw_s3_err)gw__meta_parse(r, &p->meta, msg);
+    if ((e = (gw_s3_err)gw__meta_parse(r, &p->meta, msg)) != 0)
+        return e;
+    return (gw_s3_err)gw__meta_tagging(r, &p->meta, msg);
 }
 
 /* PutObject and UploadPart: the same streaming path; part > 0 makes it a
@@ -1105,10 +1161,21 @@ gw__preconditions(gw_req *r, const char *prefix, const char *etag, uint64_t mtim
     return 200;
 }
 
+/* User metadata as response headers; the tag set only as its count. */
 static int
 meta_header(void *ud, const char *key, const char *value)
 {
-    gw_resp_header(ud, key, value);
+    char n[16];
+    int count = 1;
+
+    if (strcmp(key, ENGINE_META_TAGGING) == 0) {
+        for (const char *c = value; *c; c++)
+            count += *c == '&';
+        snprintf(n, sizeof(n), "%d", *value ? count : 0);
+        gw_resp_header(ud, "x-amz-tagging-count", n);
+    } else if (strcmp(key, ENGINE_META_TAGS_HLC) != 0) {
+        gw_resp_header(ud, key, value);
+    }
     return 0;
 }
 

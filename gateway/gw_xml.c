@@ -87,6 +87,9 @@ static const struct {
     [GW_S3E_MALFORMED_XML] = {"MalformedXML", 400,
                               "The XML you provided was not well-formed or did not validate "
                               "against our published schema."},
+    [GW_S3E_INVALID_TAG] = {"InvalidTag", 400,
+                            "The tag set is not valid: at most 10 tags, keys of 1 to 128 "
+                            "bytes, values of at most 256 bytes, each key once."},
     [GW_S3E_NO_SUCH_UPLOAD] = {"NoSuchUpload", 404,
                                "The specified multipart upload does not exist. The upload ID "
                                "may be invalid, or the upload may have been aborted or "

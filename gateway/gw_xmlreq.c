@@ -1,6 +1,6 @@
 /*
  * gw_xmlreq.c - reading the XML documents clients send in request bodies
- * (DeleteObjects' <Delete>; meant for every S3 request body), on expat.
+ * (CompleteMultipartUpload, Delete, Tagging), on expat.
  *
  * gw_xml_read walks a whole body (already bounded and in memory: these
  * documents are small) and calls back at the end of every element with the
@@ -21,7 +21,11 @@
  * gw_xml_parse_delete does the same for <Delete> with an optional <Quiet> and
  * 1..1000 <Object> each with one <Key> (and optional <VersionId>). Anything
  * that does not fit that shape is MRD_EINVAL, which the caller answers
- * MalformedXML, as S3 does. Fuzzed by tests/fuzz/fuzz_xml.c.
+ * MalformedXML, as S3 does. gw_xml_parse_tagging reads <Tagging><TagSet> into
+ * a gw_tagset, whose limits (S3's: 10 tags, 128-byte keys, 256-byte values,
+ * unique keys) are MRD_ETOOBIG, answered InvalidTag; gw_tagset_parse_query
+ * and gw_tagset_encode convert to and from the x-amz-tagging header form,
+ * which is also how tags are stored. Fuzzed by tests/fuzz/fuzz_xml.c.
  */
 #include "gw_int.h"
 
@@ -327,4 +331,126 @@ gw_xml_parse_complete(const char *body, size_t len, gw_complete_part **parts, si
     *parts = a.parts;
     *n = a.n;
     return 0;
+}
+
+/* ---- tag sets ------------------------------------------------------------ */
+
+/* Adds one tag, checking S3's limits: at most GW_TAGS_MAX tags, keys of 1 to
+ * 128 bytes, values of at most 256, keys unique. MRD_ETOOBIG (InvalidTag)
+ * otherwise. */
+static int
+tag_add(gw_tagset *t, const char *k, size_t kl, const char *v, size_t vl)
+{
+    if (t->n == GW_TAGS_MAX || kl == 0 || kl > GW_TAG_KEY_MAX || vl > GW_TAG_VALUE_MAX ||
+        memchr(k, '\0', kl) || memchr(v, '\0', vl))
+        return MRD_ETOOBIG;
+    for (int i = 0; i < t->n; i++)
+        if (strlen(t->key[i]) == kl && memcmp(t->key[i], k, kl) == 0)
+            return MRD_ETOOBIG;
+    memcpy(t->key[t->n], k, kl);
+    t->key[t->n][kl] = '\0';
+    memcpy(t->value[t->n], v, vl);
+    t->value[t->n][vl] = '\0';
+    t->n++;
+    return 0;
+}
+
+int
+gw_tagset_parse_query(const char *s, gw_tagset *out)
+{
+    gw_tagset t;
+    mrd_buf k = {0}, v = {0};
+    int rc = 0;
+
+    memset(&t, 0, sizeof(t));
+    while (s && *s && rc == 0) {
+        const char *amp = strchr(s, '&');
+        size_t n = amp ? (size_t)(amp - s) : strlen(s);
+        const char *eq = memchr(s, '=', n);
+        size_t kl = eq ? (size_t)(eq - s) : n;
+        mrd_buf_reset(&k);
+        mrd_buf_reset(&v);
+        if (n == 0) {
+            rc = MRD_EINVAL;
+        } else if ((rc = gw_url_decode(s, kl, 1, &k)) == 0 &&
+                   (rc = eq ? gw_url_decode(eq + 1, n - kl - 1, 1, &v)
+                            : mrd_buf_append(&v, "", 0)) == 0) {
+            rc = tag_add(&t, k.data, k.len, v.data, v.len);
+        }
+        s = amp ? amp + 1 : NULL;
+    }
+    mrd_buf_free(&k);
+    mrd_buf_free(&v);
+    if (rc == 0)
+        *out = t;
+    return rc;
+}
+
+int
+gw_tagset_encode(const gw_tagset *t, mrd_buf *out)
+{
+    int rc = mrd_buf_append(out, "", 0);
+
+    for (int i = 0; i < t->n && rc == 0; i++) {
+        if (i)
+            rc = mrd_buf_append(out, "&", 1);
+        if (rc == 0)
+            rc = gw_uri_encode(out, t->key[i], strlen(t->key[i]), 0);
+        if (rc == 0)
+            rc = mrd_buf_append(out, "=", 1);
+        if (rc == 0)
+            rc = gw_uri_encode(out, t->value[i], strlen(t->value[i]), 0);
+    }
+    return rc;
+}
+
+typedef struct tag_acc {
+    gw_tagset *t;
+    mrd_buf key, value;
+    int has_key, has_value, rc;
+} tag_acc;
+
+static int
+tag_leaf(void *ud, int depth, const char *const *path, const char *text, size_t len)
+{
+    tag_acc *a = ud;
+
+    if (depth >= 2 && strcmp(path[1], "TagSet") != 0)
+        return 0; /* unknown elements are ignored */
+    if (depth == 4 && strcmp(path[2], "Tag") == 0 &&
+        (strcmp(path[3], "Key") == 0 || strcmp(path[3], "Value") == 0)) {
+        int is_key = path[3][0] == 'K';
+        if (is_key ? a->has_key++ : a->has_value++)
+            return MRD_EINVAL;
+        return mrd_buf_append(is_key ? &a->key : &a->value, text, len + 1);
+    }
+    if (depth == 3 && strcmp(path[2], "Tag") == 0) {
+        int rc;
+        if (!a->has_key || !a->has_value)
+            return MRD_EINVAL;
+        rc = tag_add(a->t, a->key.data, a->key.len - 1, a->value.data, a->value.len - 1);
+        mrd_buf_reset(&a->key);
+        mrd_buf_reset(&a->value);
+        a->has_key = a->has_value = 0;
+        return rc;
+    }
+    return 0;
+}
+
+int
+gw_xml_parse_tagging(const char *body, size_t len, gw_tagset *out)
+{
+    gw_tagset t;
+    tag_acc a;
+    int rc;
+
+    memset(&t, 0, sizeof(t));
+    memset(&a, 0, sizeof(a));
+    a.t = &t;
+    rc = gw_xml_read(body, len, "Tagging", tag_leaf, &a);
+    mrd_buf_free(&a.key);
+    mrd_buf_free(&a.value);
+    if (rc == 0)
+        *out = t;
+    return rc;
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "repl.pb-c.h"
+#include "wal.h"
 
 static int
 state_from_pb(const Meridian__Repl__SiteState *s, repl__state_msg *out)
@@ -231,7 +232,8 @@ parse(const void *data, size_t len, int resync, repl__batch *out, const char **r
         if (resync ? r->lsn != 0
                    : r->lsn < b.first || r->lsn > b.last || (i && r->lsn <= b.recs[i - 1].lsn))
             *reason = "record LSNs out of order or outside the range";
-        else if (r->type == 0 || r->type >= 8)
+        else if (r->type == 0 || r->type == WAL_REC_REPLICATED_APPLY ||
+                 r->type > WAL_REC_OBJECT_TAGS)
             *reason = "bad record type";
         else if (r->data_size && (i + 1 != m->n_records || r->type != 1))
             *reason = "only the last record may carry data, and only an object put";

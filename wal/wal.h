@@ -55,6 +55,7 @@ enum {
     WAL_REC_BUCKET_CONFIG = 6,
     WAL_REC_MULTIPART_COMPLETE = 7,
     WAL_REC_REPLICATED_APPLY = 8,
+    WAL_REC_OBJECT_TAGS = 9,
 };
 
 #define WAL_RECORD_FORMAT     1           /* WalRecord.format written today */

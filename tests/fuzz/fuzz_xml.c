@@ -1,7 +1,9 @@
 /*
  * fuzz_xml.c - libFuzzer target for the XML request bodies the gateway
  * parses: the CompleteMultipartUpload document (gw_xml_parse_complete), the
- * DeleteObjects document (gw_xml_parse_delete) and the generic expat-based
+ * DeleteObjects document (gw_xml_parse_delete), the Tagging document
+ * (gw_xml_parse_tagging, with its round trip through the stored
+ * "k=v&..." form) and the generic expat-based
  * reader under it (gw_xml_read). The input is the body as a client would send
  * it, and every parser sees it. Whatever it is, a parser must return, never
  * read past it, and on success give results within the documented bounds.
@@ -60,6 +62,28 @@ check_delete(const char *body, size_t size)
     gw_xml_read(body, size, "Delete", leaf, &n);
 }
 
+static void
+check_tagging(const char *body, size_t size)
+{
+    gw_tagset *t = malloc(sizeof(*t)), *back = malloc(sizeof(*back));
+    mrd_buf enc = {0};
+
+    if (t && back && gw_xml_parse_tagging(body, size, t) == 0) {
+        if (t->n < 0 || t->n > GW_TAGS_MAX)
+            abort();
+        /* the stored form reads back as the same set */
+        if (gw_tagset_encode(t, &enc) == 0 &&
+            (gw_tagset_parse_query(enc.data, back) != 0 || back->n != t->n))
+            abort();
+        for (int i = 0; i < t->n && back->n == t->n; i++)
+            if (strcmp(t->key[i], back->key[i]) != 0 || strcmp(t->value[i], back->value[i]) != 0)
+                abort();
+    }
+    mrd_buf_free(&enc);
+    free(t);
+    free(back);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -71,6 +95,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(body, data, size);
     check_complete(body, size);
     check_delete(body, size);
+    check_tagging(body, size);
     free(body);
     return 0;
 }

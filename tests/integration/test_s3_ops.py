@@ -20,6 +20,7 @@ import hmac
 import http.client
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -589,6 +590,131 @@ def test_copies_and_multi_deletes_replicate(tmp_path):
         assert objs["copy"][5] == hashlib.sha256(big).hexdigest() == objs["copy2"][5]
         assert dict(objs["copy"][3]) == {"m": "1"} and dict(objs["copy2"][3]) == {"m": "2"}
         wait_caught_up([a, b])
+    finally:
+        for s in (a, b):
+            s.stop()
+
+
+# ---- 5. object tagging --------------------------------------------------------
+
+
+def tagset(c, bucket, key):
+    return sorted((t["Key"], t["Value"]) for t in
+                  c.get_object_tagging(Bucket=bucket, Key=key)["TagSet"])
+
+
+def test_boto3_object_tagging(site):
+    c = client(site)
+    c.create_bucket(Bucket="tags")
+    c.put_object(Bucket="tags", Key="k", Body=b"data", Tagging="project=blue%20sky&team=",
+                 Metadata={"keep": "me"})
+    assert tagset(c, "tags", "k") == [("project", "blue sky"), ("team", "")]
+    h = c.head_object(Bucket="tags", Key="k")
+    assert h["ResponseMetadata"]["HTTPHeaders"]["x-amz-tagging-count"] == "2"
+    assert h["Metadata"] == {"keep": "me"}  # the reserved entries never show
+    etag, lm = h["ETag"], h["LastModified"]
+    # replace: same version, same data, metadata untouched
+    c.put_object_tagging(Bucket="tags", Key="k", Tagging={"TagSet": [
+        {"Key": "a&b", "Value": "<x>"}, {"Key": "ü", "Value": "1"}]})
+    assert tagset(c, "tags", "k") == [("a&b", "<x>"), ("ü", "1")]
+    h2 = c.head_object(Bucket="tags", Key="k")
+    assert h2["ETag"] == etag and h2["LastModified"] == lm and h2["Metadata"] == {"keep": "me"}
+    assert (h2["ResponseMetadata"]["HTTPHeaders"]["x-meridian-version-id"] ==
+            h["ResponseMetadata"]["HTTPHeaders"]["x-meridian-version-id"])
+    assert c.get_object(Bucket="tags", Key="k")["Body"].read() == b"data"
+    # delete
+    r = c.delete_object_tagging(Bucket="tags", Key="k")
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert tagset(c, "tags", "k") == []
+    assert "x-amz-tagging-count" not in \
+        c.head_object(Bucket="tags", Key="k")["ResponseMetadata"]["HTTPHeaders"]
+    # errors
+    for kw, want in ((dict(Tagging={"TagSet": [{"Key": f"k{i}", "Value": "v"}
+                                               for i in range(11)]}), "InvalidTag"),
+                     (dict(Tagging={"TagSet": [{"Key": "d", "Value": "1"},
+                                               {"Key": "d", "Value": "2"}]}), "InvalidTag"),
+                     (dict(Tagging={"TagSet": [{"Key": "x" * 129, "Value": "1"}]}), "InvalidTag")):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            c.put_object_tagging(Bucket="tags", Key="k", **kw)
+        assert code(e) == want
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.put_object(Bucket="tags", Key="bad", Body=b"", Tagging="a=1&a=2")
+    assert code(e) == "InvalidTag"
+    for call in (c.get_object_tagging, c.delete_object_tagging):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call(Bucket="tags", Key="missing")
+        assert code(e) == "NoSuchKey"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.put_object_tagging(Bucket="nob", Key="k", Tagging={"TagSet": []})
+    assert code(e) == "NoSuchBucket"
+    body = b"<Tagging><TagSet><Tag><Key>k</Key></Tag></TagSet></Tagging>"
+    req = AWSRequest(method="PUT", url=site.s3 + "/tags/k?tagging", data=body)
+    req.headers["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
+    SigV4Auth(Credentials(KEY, SECRET), "s3", "us-east-1").add_auth(req)
+    h = dict(req.headers.items())
+    h["Content-Length"] = str(len(body))
+    st, _, resp = send(site, "PUT", "/tags/k?tagging", h, body)
+    assert st == 400 and xml_code(resp) == "MalformedXML"
+    # copies take the tags along unless told otherwise
+    c.put_object_tagging(Bucket="tags", Key="k", Tagging={"TagSet": [{"Key": "t", "Value": "1"}]})
+    c.copy_object(Bucket="tags", Key="c1", CopySource="tags/k")
+    assert tagset(c, "tags", "c1") == [("t", "1")]
+    c.copy_object(Bucket="tags", Key="c2", CopySource="tags/k", MetadataDirective="REPLACE",
+                  Metadata={"new": "1"})
+    assert tagset(c, "tags", "c2") == [("t", "1")]
+    assert c.head_object(Bucket="tags", Key="c2")["Metadata"] == {"new": "1"}
+    c.copy_object(Bucket="tags", Key="c3", CopySource="tags/k", TaggingDirective="REPLACE",
+                  Tagging="u=2")
+    assert tagset(c, "tags", "c3") == [("u", "2")]
+    # acknowledged tag changes survive kill -9 (the WAL replays them)
+    c.put_object_tagging(Bucket="tags", Key="c1", Tagging={"TagSet": [{"Key": "z", "Value": "9"}]})
+    site.stop(sig=signal.SIGKILL)
+    site.start()
+    c = client(site)
+    assert tagset(c, "tags", "c1") == [("z", "9")]
+    assert c.get_object(Bucket="tags", Key="c1")["Body"].read() == b"data"
+    # an overwrite brings its own tags (none)
+    c.put_object(Bucket="tags", Key="k", Body=b"v2")
+    assert tagset(c, "tags", "k") == []
+
+
+def test_awscli_copy_with_default_props_and_tags_replicate(tmp_path):
+    """`aws s3 cp s3://… s3://…` (default --copy-props reads the tags), and a
+    tagging change reaches the peer site as its own record."""
+    from test_replication import mesh, wait_caught_up
+    from test_s3_basic import aws, aws_env
+    a, b = mesh(tmp_path, ("a", "b"))
+    for s in (a, b):
+        s.start()
+    try:
+        env = aws_env(tmp_path)
+        ca, cb = client(a), client(b)
+        ca.create_bucket(Bucket="trep")
+        ca.put_object(Bucket="trep", Key="src", Body=b"x" * 1000, Tagging="color=red")
+        aws(a, env, "s3", "cp", "s3://trep/src", "s3://trep/dst")
+        assert tagset(ca, "trep", "dst") == [("color", "red")]
+        ca.put_object_tagging(Bucket="trep", Key="src",
+                              Tagging={"TagSet": [{"Key": "color", "Value": "green"}]})
+        wait_caught_up([a, b])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if (tagset(cb, "trep", "src") == [("color", "green")] and
+                        tagset(cb, "trep", "dst") == [("color", "red")]):
+                    break
+            except botocore.exceptions.ClientError:
+                pass
+            time.sleep(0.2)
+        assert tagset(cb, "trep", "src") == [("color", "green")]
+        assert tagset(cb, "trep", "dst") == [("color", "red")]
+        # tags set at b on a's version come back to a; the data is untouched
+        cb.delete_object_tagging(Bucket="trep", Key="src")
+        wait_caught_up([a, b])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and tagset(ca, "trep", "src"):
+            time.sleep(0.2)
+        assert tagset(ca, "trep", "src") == []
+        assert ca.get_object(Bucket="trep", Key="src")["Body"].read() == b"x" * 1000
     finally:
         for s in (a, b):
             s.stop()

@@ -175,9 +175,64 @@ test_complete_malformed(void)
     }
 }
 
+static void
+test_tagging(void)
+{
+    const char *doc = "<Tagging xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><TagSet>"
+                      "<Tag><Key>project</Key><Value>blue sky</Value></Tag>"
+                      "<Tag><Key>a&amp;b=c</Key><Value></Value></Tag>"
+                      "</TagSet></Tagging>";
+    gw_tagset t, back;
+    mrd_buf enc = {0}, big = {0};
+
+    REQUIRE(gw_xml_parse_tagging(doc, strlen(doc), &t) == 0);
+    REQUIRE(t.n == 2);
+    CHECK_STR(t.key[0], "project");
+    CHECK_STR(t.value[0], "blue sky");
+    CHECK_STR(t.key[1], "a&b=c");
+    CHECK_STR(t.value[1], "");
+    REQUIRE(gw_tagset_encode(&t, &enc) == 0);
+    CHECK_STR(enc.data, "project=blue%20sky&a%26b%3Dc=");
+    REQUIRE(gw_tagset_parse_query(enc.data, &back) == 0);
+    CHECK(back.n == 2 && strcmp(back.key[1], "a&b=c") == 0 &&
+          strcmp(back.value[0], "blue sky") == 0);
+    /* the header form: '+' is a space, empty set */
+    REQUIRE(gw_tagset_parse_query("k+1=v+1&x=", &back) == 0);
+    CHECK_STR(back.key[0], "k 1");
+    CHECK(gw_tagset_parse_query("", &back) == 0 && back.n == 0);
+    doc = "<Tagging><TagSet/></Tagging>";
+    CHECK(gw_xml_parse_tagging(doc, strlen(doc), &t) == 0 && t.n == 0);
+    /* limits: 11 tags, a repeated key, a 129-byte key: InvalidTag */
+    mrd_buf_appendf(&big, "<Tagging><TagSet>");
+    for (int i = 0; i < 11; i++)
+        mrd_buf_appendf(&big, "<Tag><Key>k%d</Key><Value>v</Value></Tag>", i);
+    mrd_buf_appendf(&big, "</TagSet></Tagging>");
+    CHECK(gw_xml_parse_tagging(big.data, big.len, &t) == MRD_ETOOBIG);
+    CHECK(gw_tagset_parse_query("a=1&a=2", &t) == MRD_ETOOBIG);
+    mrd_buf_reset(&big);
+    mrd_buf_appendf(&big, "k");
+    for (int i = 0; i < GW_TAG_KEY_MAX; i++)
+        mrd_buf_append(&big, "x", 1);
+    mrd_buf_appendf(&big, "=v");
+    CHECK(gw_tagset_parse_query(big.data, &t) == MRD_ETOOBIG);
+    /* malformed: a Tag without a Value, two Keys, a bad escape */
+    doc = "<Tagging><TagSet><Tag><Key>k</Key></Tag></TagSet></Tagging>";
+    CHECK(gw_xml_parse_tagging(doc, strlen(doc), &t) == MRD_EINVAL);
+    doc = "<Tagging><TagSet><Tag><Key>k</Key><Key>j</Key><Value/></Tag></TagSet></Tagging>";
+    CHECK(gw_xml_parse_tagging(doc, strlen(doc), &t) == MRD_EINVAL);
+    CHECK(gw_tagset_parse_query("a=%zz", &t) == MRD_EINVAL);
+    mrd_buf_free(&enc);
+    mrd_buf_free(&big);
+}
+
 static const test_case tests[] = {
-    TEST(test_delete_document),   TEST(test_delete_limits),      TEST(test_malformed),
-    TEST(test_complete_document), TEST(test_complete_malformed), {NULL, NULL},
+    TEST(test_delete_document),
+    TEST(test_delete_limits),
+    TEST(test_malformed),
+    TEST(test_complete_document),
+    TEST(test_complete_malformed),
+    TEST(test_tagging),
+    {NULL, NULL},
 };
 
 TEST_MAIN(tests)
