@@ -73,6 +73,7 @@
 #define PX_MAX_TRIES     3
 #define PX_MAX_HEADERS   (32u << 10) /* response header bytes accepted from a peer */
 #define PX_HEAD_S        10          /* the peer must start answering within this */
+#define PX_CHECK_S       1           /* ... checked this often meanwhile (keep_waiting) */
 #define PX_IO_S          60          /* then move bytes at least this often */
 #define PX_POOL_PER_PEER 8           /* idle keep-alive connections per peer */
 #define PX_IDLE_S        30          /* an idle connection is closed after this */
@@ -99,11 +100,13 @@ typedef struct px {
     int req_sent;  /* the whole request (head and body) was handed upstream */
     int reused;    /* x->up came from the idle pool */
     int fresh;     /* this site again on a new connection: a reused one died */
+    int timed_out; /* the last attempt failed by waiting, not by a closed socket */
     int got_bytes; /* the peer sent something on x->up */
     int released, depth;
     mrd_buf hdrs; /* response headers: name\0value\0 ... */
     mrd_buf name_acc, val_acc;
     uint64_t started_ns;
+    uint64_t attempt_ns; /* when the current peer was asked */
 } px;
 
 static void px_try(px *x);
@@ -247,7 +250,7 @@ px_fail(px *x, const char *why)
         gw_resp_abort(x->r);
         return;
     }
-    if (x->reused && !x->got_bytes && !x->body_touched && !x->fresh) {
+    if (x->reused && !x->got_bytes && !x->body_touched && !x->fresh && !x->timed_out) {
         x->fresh = 1; /* the peer closed an idle connection: not its failure */
         x->n_tried--;
         px_try(x);
@@ -446,6 +449,31 @@ up_write_cb(struct bufferevent *bev, void *ud)
     }
 }
 
+/* A bodiless request has waited PX_CHECK_S more for its answer: 1 to go on
+ * waiting. A read gives up on a peer whose heartbeats fail too (no longer
+ * healthy) when another peer qualifies, so a stopped peer costs about one
+ * heartbeat interval, not PX_HEAD_S; anything waits at most PX_HEAD_S. */
+static int
+keep_waiting(px *x)
+{
+    uint64_t waited_ms = (mrd_clock_mono_ns() - x->attempt_ns) / 1000000;
+    const char *m = gw_req_method(x->r);
+    repl_peer_info p;
+    uint32_t other;
+    int i;
+
+    if (waited_ms >= PX_HEAD_S * 1000u)
+        return 0;
+    if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0)
+        return 1; /* not idempotent everywhere: wait for this peer */
+    if (!x->d->replicator || (i = repl_peer_find(x->d->replicator, x->site)) < 0 ||
+        repl_peer_get(x->d->replicator, i, &p) != 0)
+        return 0;
+    if (p.state == REPL_PEER_HEALTHY)
+        return 1;
+    return gw__route_pick(x->d, x->why, x->token_site, x->tried, x->n_tried, &other) < 0;
+}
+
 static void
 up_event_cb(struct bufferevent *bev, short what, void *ud)
 {
@@ -464,8 +492,12 @@ up_event_cb(struct bufferevent *bev, short what, void *ud)
         } else if (!x->released && !x->done) {
             px_fail(x, "connection closed mid-answer");
         }
+    } else if ((what & BEV_EVENT_TIMEOUT) && !x->head_out && !x->has_body && keep_waiting(x)) {
+        bufferevent_enable(x->up, EV_READ | EV_WRITE); /* a timeout disabled them */
     } else if (!x->released && !x->done) {
-        px_fail(x, (what & BEV_EVENT_TIMEOUT) ? "timeout"
+        x->timed_out = (what & BEV_EVENT_TIMEOUT) != 0;
+        px_fail(x, (what & BEV_EVENT_TIMEOUT) ? "no answer in time, or the peer stopped answering "
+                                                "heartbeats"
                    : (what & BEV_EVENT_EOF)   ? "connection closed before the answer"
                                             : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     }
@@ -547,7 +579,7 @@ px_try(px *x)
     const mrd_peer_conf *pc = NULL;
     /* A peer must start answering a bodiless request within PX_HEAD_S (a
      * stopped peer is then replaced); an upload must keep moving. */
-    struct timeval head = {PX_HEAD_S, 0}, slow = {PX_IO_S * 5, 0}, io = {PX_IO_S, 0};
+    struct timeval head = {PX_CHECK_S, 0}, slow = {PX_IO_S * 5, 0}, io = {PX_IO_S, 0};
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
     char port[8];
@@ -555,6 +587,8 @@ px_try(px *x)
 
     pc = gw__peer_conf(x->d, x->site);
     x->tried[x->n_tried++] = x->site;
+    x->attempt_ns = mrd_clock_mono_ns();
+    x->timed_out = 0;
     snprintf(x->name, sizeof(x->name), "%s", pc ? pc->name : "?");
     llhttp_init(&x->parser, HTTP_RESPONSE, &x->settings);
     x->parser.data = x;

@@ -22,8 +22,8 @@ that assume a speed.
 import contextlib
 import hashlib
 import os
+import signal
 import subprocess
-import shutil
 import time
 
 import boto3
@@ -438,6 +438,41 @@ def trio(tmp_path):
         for s in sites.values():
             s.stop()
         w.close()
+
+
+def behind_both(a, b, c, w, data):
+    """Bucket "near" everywhere, key "k" at a and c only, b behind both."""
+    assert s3(a, "PUT", "/near")[0] == 200
+    wait_for(lambda: s3(b, "HEAD", "/near")[0] == 200 and s3(c, "HEAD", "/near")[0] == 200,
+             15, "bucket everywhere")
+    w.partition("ab")
+    w.partition("cb")
+    put(a, "near", "k", data)
+    put(c, "near", "from-c", b"c")
+    wait_for(lambda: local_copy(c, "near", "k"), 15, "k at c")
+    wait_for(lambda: sorted(routing(b)["behind"]) == ["a", "c"], 15, "b behind a and c")
+
+
+def test_stopped_peer_is_bypassed_within_a_heartbeat_or_two(trio):
+    a, b, c, w = trio
+    data = os.urandom(100_000)
+    behind_both(a, b, c, w, data)
+    st, hdr, body = s3(b, "GET", "/near/k")
+    assert st == 200 and body == data and hdr["x-meridian-served-by"] == "a"
+    a.proc.send_signal(signal.SIGSTOP)  # accepts TCP, answers nothing
+    try:
+        t0 = time.time()
+        st, hdr, body = s3(b, "GET", "/near/k", timeout=30)
+        took = time.time() - t0
+        assert st == 200 and body == data and hdr["x-meridian-served-by"] == "c"
+        print("GET at b with a stopped: %.2f s" % took)
+        assert took < 8, took  # a few heartbeat intervals, not a hang
+        st, hdr, _ = s3(b, "GET", "/near/k")
+        assert hdr["x-meridian-served-by"] == "c"
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    w.heal("ab")
+    w.heal("cb")
 
 
 def test_nearest_peer_then_the_next_when_it_dies(trio):
