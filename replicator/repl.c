@@ -214,9 +214,9 @@ fill_info(const repl_peer *p, uint64_t now_ns, repl_peer_info *out)
     repl__tx_fill(p, out);
     if (p->r->eng) {
         engine_status st;
-        if (engine_get_status(p->r->eng, &st) == 0 && st.wal_durable_lsn > out->acked_lsn)
-            out->lag_records = st.wal_durable_lsn - out->acked_lsn;
-        out->lag_ms = repl__tx_lag_ms(p, now_ns);
+        if (engine_get_status(p->r->eng, &st) == 0)
+            out->lag_records = repl__tx_lag_records(p, st.wal_durable_lsn);
+        out->lag_ms = out->lag_records ? repl__tx_lag_ms(p, now_ns) : 0;
     }
     out->applied_from_peer = p->rx_applied;
     out->records_received = p->rx_records;

@@ -368,6 +368,9 @@ void repl__digest_serve(repl__conn *c, repl__stream *s, repl_peer *p);
 void repl__digest_srv_gone(repl__stream *s);
 /* The sender's and receiver's figures in a peer snapshot. */
 void repl__tx_fill(const repl_peer *p, repl_peer_info *out);
+/* Records we originated in (acked, durable]: from the last WAL scan (at
+ * most a second old), every record after it counted. */
+uint64_t repl__tx_lag_records(const repl_peer *p, uint64_t durable);
 /* Age of the oldest durable record the peer has not acked, in ms. */
 double repl__tx_lag_ms(const repl_peer *p, uint64_t now_ns);
 uint64_t repl__tx_acked_hlc(const repl_peer *p);

@@ -119,6 +119,7 @@ struct repl__tx {
     uint64_t superseded; /* puts left out by reader jobs (put_superseded) */
     /* object bytes the peer lacks (lag_scan): our puts in (acked, durable] */
     uint64_t lag_bytes, lag_bytes_at, lag_scan_ns;
+    uint64_t lag_own; /* records of ours in the scanned range (not replicated applies) */
     int lag_scan_running, lag_bytes_partial;
     char error[128];
     /* anti-entropy (see repl_sync.c) */
@@ -322,16 +323,18 @@ repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof
  * How many bytes of object data the peer still lacks: the sizes of the
  * objects our records in (acked, durable] put, summed by reading that range
  * of the WAL on an engine worker, at most once a second while the peer
- * lags. Records are not read twice per scan; a lag of more than
- * LAG_SCAN_MAX records (or past what the WAL still holds) gives a lower
- * bound, flagged partial.
+ * lags. The same scan counts the records we originated there: the WAL also
+ * holds replicated applies of other sites' writes, which are never sent, so
+ * durable - acked overstates what the peer lacks from us. Records are not read twice per scan; a
+ * lag of more than LAG_SCAN_MAX records (or past what the WAL still holds) gives a lower bound,
+ * flagged partial.
  */
 #define LAG_SCAN_MAX 200000
 
 typedef struct lag_job {
     struct repl__tx *tx;
     wal *w;
-    uint64_t from, to, bytes;
+    uint64_t from, to, bytes, own;
     int partial;
 } lag_job;
 
@@ -356,6 +359,8 @@ lag_work(void *arg)
             j->partial = 1;
             break;
         }
+        if (e.type != WAL_REC_REPLICATED_APPLY)
+            j->own++;
         if ((e.type == WAL_REC_OBJECT_PUT || e.type == WAL_REC_MULTIPART_COMPLETE) &&
             wal_record_decode(e.type, e.payload, e.len, &rec) == 0) {
             if (rec->body_case == MERIDIAN__WAL_RECORD__BODY_OBJECT_PUT)
@@ -377,6 +382,7 @@ lag_done(void *arg)
     tx->lag_scan_running = 0;
     if (!tx->detached) {
         tx->lag_bytes = j->bytes;
+        tx->lag_own = j->own;
         tx->lag_bytes_at = j->to;
         tx->lag_bytes_partial = j->partial;
     }
@@ -392,7 +398,7 @@ lag_scan(struct repl__tx *tx, uint64_t durable)
     lag_job *j;
 
     if (durable <= tx->acked) {
-        tx->lag_bytes = 0;
+        tx->lag_bytes = tx->lag_own = 0;
         tx->lag_bytes_at = durable;
         tx->lag_bytes_partial = 0;
         return;
@@ -1346,6 +1352,22 @@ lag_sample(struct repl__tx *tx, uint64_t durable, uint64_t hlc, uint64_t now)
     tx->seen[(tx->seen_head + tx->seen_n) % LAG_SAMPLES].ns = now;
     tx->seen[(tx->seen_head + tx->seen_n) % LAG_SAMPLES].hlc = hlc;
     tx->seen_n++;
+}
+
+uint64_t
+repl__tx_lag_records(const repl_peer *p, uint64_t durable)
+{
+    const struct repl__tx *tx = p->tx;
+    uint64_t all, est;
+
+    if (!tx || durable <= tx->acked)
+        return 0;
+    all = durable - tx->acked;
+    if (tx->acked >= tx->lag_bytes_at || tx->lag_bytes_partial)
+        return all; /* nothing scanned covers it yet: count every record */
+    /* ours in the last scan, plus everything durable since it */
+    est = tx->lag_own + (durable > tx->lag_bytes_at ? durable - tx->lag_bytes_at : 0);
+    return est < all ? est : all;
 }
 
 double

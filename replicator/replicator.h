@@ -237,7 +237,7 @@ struct repl_peer_info {
     uint64_t acked_lsn;    /* it has durably applied our WAL up to here */
     uint64_t cursor_lsn;   /* ... as saved in our WAL cursor */
     uint64_t read_lsn;     /* our WAL read (queued or sent) up to here */
-    uint64_t lag_records;  /* our durable LSN minus acked_lsn */
+    uint64_t lag_records;  /* records we originated after acked_lsn (repl__tx_lag_records) */
     double lag_ms;         /* how long acked_lsn has been behind; 0 when level */
     uint64_t lag_bytes;    /* object data in those records, as of the last scan (<= 1 s old) */
     int lag_bytes_partial; /* lag_bytes is a lower bound (more than 200,000 records behind) */

@@ -71,6 +71,10 @@ def test_every_site_shows_every_link_and_the_injected_lag(three):
     v = wait_for(lagging, what="b shows a->c behind by N records and their bytes")
     assert v[("a", "c")]["oldest_unreplicated_age_ms"] > 0
     assert links(a)[("a", "c")]["lag_records"] == n
+    # b's WAL holds a's N writes as replicated applies, which b never sends
+    # anyone: b owes c nothing
+    wait_for(lambda: links(b)[("b", "c")]["lag_records"] == 0, what="b->c level")
+    assert links(b)[("b", "c")]["lag_bytes"] == 0
     peer_c = [p for p in a.status()["replication"]["peers"] if p["name"] == "c"][0]
     assert peer_c["send"]["lag_bytes"] == sum(sizes) and not peer_c["send"]["lag_bytes_partial"]
     r = b.ctl("status")
