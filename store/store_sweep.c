@@ -111,7 +111,8 @@ collect(store *s, idset *ids)
         return store__mdb_err(rc);
     if (ids->nomem)
         return -ENOMEM;
-    qsort(ids->id, ids->n, STORE_OBJID_LEN, cmp_id);
+    if (ids->n > 0) /* qsort of NULL is undefined even for 0 elements */
+        qsort(ids->id, ids->n, STORE_OBJID_LEN, cmp_id);
     return 0;
 }
 
