@@ -159,6 +159,13 @@ def test_minio_go_streaming_signed_put(site, tmp_path, minio_put):
     r = run_minio_put(minio_put, site, "chunky", "piped", "-", len(data), stdin=data)
     assert r.returncode == 0, r.stderr
     assert c.get_object(Bucket="chunky", Key="piped")["Body"].read() == data
+    # past 16 MiB minio-go goes multipart: each UploadPart is aws-chunked too
+    data = os.urandom(20 * 1024 * 1024 + 3)
+    f.write_bytes(data)
+    r = run_minio_put(minio_put, site, "chunky", "multi", str(f), len(data))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().strip().endswith("-2")
+    assert c.get_object(Bucket="chunky", Key="multi")["Body"].read() == data
     # into a missing bucket: the S3 error, before the body
     r = run_minio_put(minio_put, site, "nobucket", "k", "-", 5, stdin=b"hello")
     assert r.returncode == 1 and r.stdout.decode().strip() == "NoSuchBucket"
