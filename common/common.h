@@ -249,7 +249,8 @@ typedef struct mrd_config {
     int ec_k;
     int ec_m;
     uint32_t block_size;
-    char meta_dir[1024]; /* LMDB index and WAL; default <first data dir>/../meta */
+    char meta_dir[1024];         /* LMDB index and WAL; default <first data dir>/../meta */
+    uint32_t multipart_expire_s; /* abort uploads older than this; 0 = never */
 
     /* [wal] */
     uint64_t wal_segment_bytes;

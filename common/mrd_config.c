@@ -341,9 +341,17 @@ entry(cfg_ctx *x, const char *key, const char *val)
             }
             x->seen_meta = x->line;
             return rc;
+        } else if (strcmp(key, "multipart_expire") == 0) {
+            char *end;
+            unsigned long n = strtoul(val, &end, 10);
+            if (!*val || *end || n > 365u * 86400u)
+                return fail(x, x->line, key,
+                            "'%s' is not valid; use seconds, 0 (never) up to 31536000", val);
+            c->multipart_expire_s = (uint32_t)n;
         } else {
             return fail(x, x->line, key,
-                        "unknown key; [store] takes data_dirs, ec_k, ec_m, block_size, meta_dir");
+                        "unknown key; [store] takes data_dirs, ec_k, ec_m, block_size, meta_dir, "
+                        "multipart_expire");
         }
     } else if (strcmp(sec, "wal") == 0) {
         if (strcmp(key, "segment_size") == 0) {
@@ -593,6 +601,7 @@ mrd_config_parse(const char *name, const char *text, size_t len, mrd_config **ou
     c->wal_segment_bytes = 64u * 1048576u;
     c->wal_retention_bytes = UINT64_C(10) * 1073741824u;
     c->anti_entropy_s = 3600;
+    c->multipart_expire_s = 7u * 86400u;
     c->max_clock_skew_s = 900;
     c->token_wait_ms = 250;
     c->log_level = MRD_LOG_INFO;

@@ -437,6 +437,9 @@ void gw__op_respond_xml(gw__op *o, int status);
 void gw__s3_mpu_bucket(gw_daemon *d, gw_req *r, const char *bucket, const char *method);
 void gw__s3_mpu_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
                        const char *method, const gw_sigv4_auth *auth);
+/* Called periodically on the loop: aborts, on the pool, uploads older than
+ * multipart_expire (at most every min(multipart_expire, 1 h)). */
+void gw__s3_mpu_expire_tick(gw_daemon *d);
 /* UploadPart: streams the body into a part (gw_s3_obj.c, shares PUT's
  * machinery). */
 void gw__s3_upload_part(gw_daemon *d, gw_req *r, const char *bucket, const char *key,

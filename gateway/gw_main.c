@@ -215,6 +215,7 @@ drive_timer_cb(evutil_socket_t fd, short what, void *arg)
     gw__probe_drives(d);
     if (!d->eng && !d->shutting_down && gw__drives_online(d) >= d->conf->ec_k)
         open_engine(d);
+    gw__s3_mpu_expire_tick(d);
 }
 
 static void

@@ -22,6 +22,10 @@
  * in the same index transaction; the 200 goes out after that. If anything
  * fails after the mark, the mark is cleared so the client can retry.
  *
+ * Expiry. Uploads neither completed nor aborted are aborted once older than
+ * multipart_expire (store_mpu_expire), checked from the daemon's periodic
+ * drive timer: S3's AbortIncompleteMultipartUpload rule, site-wide.
+ *
  * UploadPartCopy reads the source object's range through a store reader
  * and writes it into a new part on one pool worker, 1 MiB at a time: the
  * copy never holds more than that in memory, but it occupies a worker for
@@ -948,4 +952,50 @@ gw__s3_mpu_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key, 
 out:
     mrd_buf_free(&id);
     mrd_buf_free(&pn);
+}
+
+/* ---- expiry of abandoned uploads ------------------------------------------ */
+
+/* Loop-thread state of the periodic expiry: when it last ran, and whether a
+ * run is on the pool now. */
+static uint64_t expire_last_ms;
+static int expire_running;
+
+static void
+work_expire(void *arg)
+{
+    gw_daemon *d = arg;
+    uint64_t n = 0, now = mrd_clock_realtime_ms(NULL);
+    int rc = store_mpu_expire(engine_store(d->eng),
+                              now - (uint64_t)d->conf->multipart_expire_s * 1000u, &n);
+
+    if (rc != 0)
+        MRD_WARN("s3.mpu_expire_failed", "error=\"%s\"", mrd_strerror(rc));
+    else if (n)
+        MRD_INFO("s3.mpu_expire", "aborted=%llu older_than_s=%u", (unsigned long long)n,
+                 d->conf->multipart_expire_s);
+}
+
+static void
+expire_done(void *arg)
+{
+    (void)arg;
+    expire_running = 0;
+}
+
+void
+gw__s3_mpu_expire_tick(gw_daemon *d)
+{
+    uint64_t now = mrd_clock_realtime_ms(NULL), every;
+
+    if (!d->eng || !d->conf->multipart_expire_s || expire_running || d->shutting_down)
+        return;
+    every =
+        (uint64_t)(d->conf->multipart_expire_s < 3600 ? d->conf->multipart_expire_s : 3600) * 1000u;
+    if (expire_last_ms && now - expire_last_ms < every)
+        return;
+    expire_last_ms = now;
+    expire_running = 1;
+    if (engine_run(d->eng, work_expire, expire_done, d) != 0)
+        expire_running = 0;
 }

@@ -272,6 +272,11 @@ int store_mpu_complete_cancel(store *s, const char *bucket, const char *key, con
  * MRD_EBUSY (a Complete is running). */
 int store_mpu_abort(store *s, const char *bucket, const char *key, const char *upload_id);
 
+/* Aborts every upload created before before_ms (ms since the epoch) that is
+ * not being completed, freeing its parts: S3's AbortIncompleteMultipartUpload,
+ * site-wide. *aborted (may be NULL) gets the count. Errors: the index's. */
+int store_mpu_expire(store *s, uint64_t before_ms, uint64_t *aborted);
+
 /* One part of a layout to compose. */
 typedef struct store_part_ref {
     const void *layout;

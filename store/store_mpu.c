@@ -2,7 +2,8 @@
  * store_mpu.c - multipart uploads in progress: two LMDB databases next to
  * the object index.
  *
- *   mpu    bucket \0 key \0 upload_id  -> u64 complete mark, caller's blob
+ *   mpu    bucket \0 key \0 upload_id  -> u64 complete mark, u64 created ms,
+ *                                         caller's blob
  *   mpart  upload_id \0 u32 BE number  -> u64 size, u64 mtime ms, md5[16],
  *                                         the part's layout blob
  *
@@ -37,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MARK_LEN 8
+#define MARK_LEN 16 /* the complete mark, then the creation time */
 #define UPID_MAX 128
 #define PKEY_MAX (UPID_MAX + 1 + 4)
 
@@ -167,6 +168,7 @@ store_mpu_create(store *s, const char *bucket, const char *key, const char *uplo
         return -ENOMEM;
     if (len)
         memcpy(val + MARK_LEN, blob, len);
+    store__put64(val + 8, mrd_clock_realtime_ms(NULL));
     if ((rc = write_txn(s, &txn)) != 0) {
         free(val);
         return rc;
@@ -516,5 +518,68 @@ out:
     if (cur)
         mdb_cursor_close(cur);
     mdb_txn_abort(txn);
+    return rc;
+}
+
+/* ---- expiry ---------------------------------------------------------------- */
+
+typedef struct expired {
+    char (*key)[KEYBUF];
+    size_t n, cap;
+    int nomem;
+} expired;
+
+int
+store_mpu_expire(store *s, uint64_t before_ms, uint64_t *aborted)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    expired ex = {0};
+    uint64_t n = 0;
+    int rc;
+
+    if (!s)
+        return MRD_EINVAL;
+    if ((rc = store__mdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))) != 0)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, s->dbi_mpu, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        return store__mdb_err(rc);
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (v.mv_size < MARK_LEN ||
+            store__get64((const unsigned char *)v.mv_data + 8) >= before_ms || k.mv_size >= KEYBUF)
+            continue;
+        if (ex.n == ex.cap) {
+            size_t cap = ex.cap ? ex.cap * 2 : 16;
+            void *p = realloc(ex.key, cap * KEYBUF);
+            if (!p) {
+                ex.nomem = 1;
+                break;
+            }
+            ex.key = p;
+            ex.cap = cap;
+        }
+        memcpy(ex.key[ex.n], k.mv_data, k.mv_size);
+        ex.key[ex.n++][k.mv_size] = '\0'; /* bucket \0 key \0 upload id \0 */
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    rc = ex.nomem ? -ENOMEM : 0;
+    for (size_t i = 0; i < ex.n && rc == 0; i++) {
+        const char *b = ex.key[i], *key = b + strlen(b) + 1, *id = key + strlen(key) + 1;
+        int r = store_mpu_abort(s, b, key, id);
+        if (r == 0) {
+            n++;
+            MRD_INFO("store.mpu_expired", "bucket=%s upload=%s", b, id);
+        } else if (r != MRD_ENOTFOUND && r != MRD_EBUSY) {
+            rc = r; /* gone or completing meanwhile: not ours to abort */
+        }
+    }
+    free(ex.key);
+    if (rc == 0 && aborted)
+        *aborted = n;
     return rc;
 }

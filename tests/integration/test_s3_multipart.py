@@ -338,6 +338,31 @@ def test_errors(site):
     assert site.proc.poll() is None
 
 
+def test_abandoned_uploads_expire(tmp_path):
+    site = Site(str(tmp_path / "a"))
+    with open(site.config) as f:
+        cfg = f.read()
+    with open(site.config, "w") as f:
+        f.write(cfg.replace("[store]\n", "[store]\nmultipart_expire = 2\n"))
+    site.start()
+    try:
+        c = client(site)
+        c.create_bucket(Bucket="bkt")
+        up, _ = upload(c, "bkt", "old", [os.urandom(MIB)])
+        assert shard_files(site)["obj"] == 6
+        deadline = time.time() + 45  # checked on the daemon's 10 s timer
+        while time.time() < deadline and c.list_multipart_uploads(Bucket="bkt").get("Uploads"):
+            time.sleep(0.5)
+        assert c.list_multipart_uploads(Bucket="bkt").get("Uploads", []) == []
+        assert shard_files(site)["obj"] == 0
+        with pytest.raises(botocore.exceptions.ClientError) as ei:
+            c.list_parts(Bucket="bkt", Key="old", UploadId=up)
+        assert code(ei) == "NoSuchUpload"
+        assert "event=store.mpu_expired" in site.read_log()
+    finally:
+        site.stop()
+
+
 def test_upload_part_copy(site):
     c = client(site)
     c.create_bucket(Bucket="src")

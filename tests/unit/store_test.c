@@ -1327,6 +1327,24 @@ test_mpu_uploads_parts_finish_abort(void)
         CHECK_EQ_INT(count_files(f.root), 2 * 6);
         CHECK_EQ_INT(store_mpu_abort(f.s, "bkt", "a/other", "up2"), MRD_ENOTFOUND);
     }
+    /* expiry: nothing is older than the epoch; everything is older than the
+     * future, and an expired upload's parts go with it */
+    {
+        uint64_t n = 99;
+        store_put_result r4;
+        REQUIRE(store_mpu_create(f.s, "bkt", "late", "up3", "", 0) == 0);
+        REQUIRE(put_part(f.s, 1, data, 9000, &r4) == 0);
+        p = part_rec(1, &r4);
+        CHECK_EQ_INT(store_mpu_part_put(f.s, "bkt", "late", "up3", &p), 0);
+        CHECK_EQ_INT(store_mpu_expire(f.s, 1, &n), 0);
+        CHECK_EQ_INT(n, 0);
+        CHECK_EQ_INT(count_files(f.root), 3 * 6);
+        CHECK_EQ_INT(store_mpu_expire(f.s, mrd_clock_realtime_ms(NULL) + 1000, &n), 0);
+        CHECK_EQ_INT(n, 1);
+        CHECK_EQ_INT(count_files(f.root), 2 * 6);
+        CHECK_EQ_INT(store_mpu_get(f.s, "bkt", "late", "up3", &blob, &len), MRD_ENOTFOUND);
+        store_put_result_clear(&r4);
+    }
     CHECK_EQ_INT(store_object_delete_data(f.s, lay, lay_len), 0);
     CHECK_EQ_INT(count_files(f.root), 0);
     store_put_result_clear(&r1);
