@@ -231,7 +231,7 @@ work_conflicts(admin_job *j)
 typedef struct versions_walk {
     admin_job *j;
     const char *key;
-    int seen, n, rc;
+    int n, rc;
 } versions_walk;
 
 static int
@@ -239,9 +239,11 @@ walk_version(void *user, const char *key, const store_version *v)
 {
     versions_walk *vw = user;
 
+    /* The walk starts at the prefix `key`, and the key itself sorts before
+     * every longer key it prefixes: anything else means we are past it (or
+     * it is absent), so stop rather than walk the keys that share it. */
     if (strcmp(key, vw->key) != 0)
-        return vw->seen; /* past our key: stop */
-    vw->seen = 1;
+        return 1;
     vw->n++;
     if ((vw->rc = engine_version_json(vw->j->d->eng, v, &vw->j->w)) != 0)
         return 1;

@@ -166,6 +166,13 @@ def test_object_status_shows_a_site_that_does_not_answer(cluster):
     a, c = cluster.site("a"), cluster.site("c")
     s3(a).create_bucket(Bucket="obj")
     s3(a).put_object(Bucket="obj", Key="k", Body=b"v")
+    s3(a).put_object(Bucket="obj", Key="k/under", Body=b"w")
+    s3(a).put_object(Bucket="obj", Key="j/under", Body=b"x")
+    # a key's versions only, never those of the keys it prefixes
+    here = ctl_json(a, "object", "status", "obj", "k")["sites"][0]["object"]
+    assert [v["version_id"] for v in here["versions"]] == [here["current"]["version_id"]]
+    here = ctl_json(a, "object", "status", "obj", "j")["sites"][0]["object"]
+    assert here["current"] is None and here["versions"] == []
     cluster.stop("c")
     r = ctl(a, "object", "status", "obj", "k")
     assert r.returncode == 1
