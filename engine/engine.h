@@ -43,6 +43,10 @@ typedef struct engine_opts {
     int n_workers;          /* worker threads for engine_run; 0 = 4 */
     int wal_salvage;        /* cut the WAL at a corrupt record instead of failing */
     unsigned store_flags;   /* STORE_OPT_* (tests) */
+    /* Tests only: the WAL's fault hook (wal_opts.fault; op is a wal_io_op,
+     * a nonzero return fails that operation with it). */
+    int (*wal_fault)(void *ud, int op, uint64_t nth);
+    void *wal_fault_ud;
     /* Recovery report, filled by engine_open on success and on failure:
      * a one-line human message (the WAL's own report, or the store's
      * error), and the number of WAL records replayed into the index. */

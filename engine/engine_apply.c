@@ -58,6 +58,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #define BATCH_RECS 64
 #define BATCH_OPS  (BATCH_RECS * 4)
@@ -843,6 +844,42 @@ finish(engine *e, engine__pending *list, int status)
     }
 }
 
+static const char *const io_op_names[] = {"write", "fdatasync", "segment create", "truncate"};
+
+/*
+ * Says once, loudly, why this site stopped taking writes: which WAL
+ * operation failed and with what error, or that the index commit failed;
+ * and how much room the meta_dir's file system has left, since a full disk
+ * is the usual cause and LMDB reports its short writes as EIO.
+ */
+static void
+say_failed(engine *e, int index_rc)
+{
+    wal_status ws;
+    struct statvfs fs;
+    char room[96] = "";
+
+    if (statvfs(e->conf->meta_dir, &fs) == 0) {
+        uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+        snprintf(room, sizeof(room), " meta_dir_free_bytes=%llu%s", (unsigned long long)avail,
+                 avail < 1048576 ? " cause=\"disk full\"" : "");
+    }
+    if (wal_get_status(e->w, &ws) == 0 && ws.failed) {
+        int op = ws.io_op >= 0 && ws.io_op < 4 ? ws.io_op : 0;
+        MRD_ERROR("engine.writes_refused",
+                  "what=wal op=\"%s\" error=\"%s\" segment=%s%s reason=\"the write-ahead log "
+                  "could not make records durable; every write is refused until the disk is "
+                  "fixed and meridiand restarted (no acknowledged write is lost)\"",
+                  io_op_names[op], mrd_strerror(ws.io_error), ws.failed_segment, room);
+    } else {
+        MRD_ERROR("engine.writes_refused",
+                  "what=index error=\"%s\"%s reason=\"the index commit failed; every write is "
+                  "refused until the disk is fixed and meridiand restarted (the WAL holds every "
+                  "acknowledged write and replays it)\"",
+                  mrd_strerror(index_rc), room);
+    }
+}
+
 void *
 engine__applier_main(void *arg)
 {
@@ -850,7 +887,7 @@ engine__applier_main(void *arg)
 
     for (;;) {
         engine__pending *list, *p, *done_head = NULL, **done_tail = &done_head;
-        int rc = 0, failed;
+        int rc = 0, failed, was_failed;
 
         pthread_mutex_lock(&e->ap_mu);
         while (!e->ap_head && !e->ap_stop)
@@ -884,6 +921,7 @@ engine__applier_main(void *arg)
 
         pthread_mutex_lock(&e->ap_mu);
         e->apply_batches++;
+        was_failed = e->failed;
         for (p = done_head; p; p = p->next)
             if (p->status != 0)
                 e->failed = 1; /* the WAL failed: it is read-only now, and so are we */
@@ -896,6 +934,8 @@ engine__applier_main(void *arg)
             e->failed = 1;
         }
         pthread_mutex_unlock(&e->ap_mu);
+        if (e->failed && !was_failed)
+            say_failed(e, rc);
         finish(e, done_head, rc != 0 || failed ? MRD_EDURABLE : 0);
     }
     return NULL;

@@ -220,6 +220,14 @@ open_store(engine *e, const engine_opts *o)
 }
 
 static int
+wal_fault_tramp(void *ud, wal_io_op op, uint64_t nth)
+{
+    engine *e = ud;
+
+    return e->wal_fault(e->wal_fault_ud, (int)op, nth);
+}
+
+static int
 open_wal(engine *e, const engine_opts *o)
 {
     const mrd_config *c = o->conf;
@@ -247,6 +255,12 @@ open_wal(engine *e, const engine_opts *o)
     wo.cursors.load = cursor_load;
     wo.cursors.save = cursor_save;
     wo.cursors.ud = e;
+    if (o->wal_fault) {
+        e->wal_fault = o->wal_fault;
+        e->wal_fault_ud = o->wal_fault_ud;
+        wo.fault = wal_fault_tramp;
+        wo.fault_ud = e;
+    }
     rc = wal_open(&wo, &e->w);
     /* records planned by replay but not yet committed */
     if (rc == 0)

@@ -71,6 +71,8 @@ struct engine {
     uint64_t applied_lsn, mutations, apply_batches, apply_errors;
     uint64_t buckets_revived;
     int failed;
+    int (*wal_fault)(void *ud, int op, uint64_t nth); /* tests: engine_opts.wal_fault */
+    void *wal_fault_ud;
 
     /* Replication progress per origin site (engine_repl.c), one slot per
      * configured peer, fixed at open. appended: highest origin LSN handed to

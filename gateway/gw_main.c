@@ -135,6 +135,49 @@ engine_ready_cb(evutil_socket_t fd, short what, void *arg)
     engine_poll(d->eng);
 }
 
+/*
+ * Test hook: MERIDIAN_TEST_WAL_FAULT=<op>:<n> (op: write, sync, roll) makes
+ * the n-th and every later WAL operation of that kind fail with EIO, so
+ * tests can drive a real daemon through an fdatasync failure. Logged loudly
+ * at start-up; never set it in production.
+ */
+static int test_fault_op = -1;
+static uint64_t test_fault_n;
+
+static int
+test_wal_fault(void *ud, int op, uint64_t nth)
+{
+    (void)ud;
+    return op == test_fault_op && nth >= test_fault_n ? -EIO : 0;
+}
+
+static void
+arm_test_fault(engine_opts *eo)
+{
+    const char *v = getenv("MERIDIAN_TEST_WAL_FAULT");
+    static const char *const ops[] = {"write", "sync", "roll"};
+    char *end;
+
+    if (!v || !*v)
+        return;
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(ops[i]);
+        if (strncmp(v, ops[i], n) == 0 && v[n] == ':') {
+            test_fault_n = strtoull(v + n + 1, &end, 10);
+            if (*end || test_fault_n == 0)
+                break;
+            test_fault_op = i; /* wal_io_op: WRITE 0, SYNC 1, ROLL 2 */
+            eo->wal_fault = test_wal_fault;
+            MRD_WARN("test.fault_armed",
+                     "wal_op=%s from=%llu reason=\"MERIDIAN_TEST_WAL_FAULT "
+                     "is set: this daemon will fail on purpose\"",
+                     ops[i], (unsigned long long)test_fault_n);
+            return;
+        }
+    }
+    MRD_WARN("test.fault_ignored", "value=\"%s\" reason=\"use write:N, sync:N or roll:N\"", v);
+}
+
 /* Opens the engine. Returns 0 (open, or not yet: too few drives), or an
  * error that must stop start-up. */
 static int
@@ -152,6 +195,7 @@ open_engine(gw_daemon *d)
     eo.report = report;
     eo.report_size = sizeof(report);
     eo.replayed = &replayed;
+    arm_test_fault(&eo);
     rc = engine_open(&eo, &d->eng);
     if (rc == MRD_EDEGRADED) {
         MRD_ERROR("engine.degraded", "error=\"%s\" drives_online=%d need=%d", mrd_strerror(rc),
