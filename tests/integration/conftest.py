@@ -29,6 +29,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for(pred, timeout=20, what="condition", step=0.2):
+    """Polls pred until it returns something true (returned); fails the test
+    after timeout seconds, saying what was awaited and pred's last value."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last!r}")
+
+
 def http(method, url, headers=None, body=None, timeout=5):
     """Returns (status, headers, body bytes); never raises on HTTP errors."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})

@@ -3,38 +3,13 @@ status`): every site shows every link of the cluster, its own live and the
 others' as they announced them in heartbeats, so the answer is the same
 whichever site is asked; and the lag it shows is the lag injected."""
 import signal
-import time
 
-import pytest
-
-from test_replication import client, converge, mesh
-
-
-@pytest.fixture
-def three(tmp_path):
-    sites = mesh(tmp_path)
-    for s in sites:
-        s.start()
-    yield sites
-    for s in sites:
-        if s.proc and s.proc.poll() is None:
-            s.proc.send_signal(signal.SIGCONT)
-        s.stop()
+from conftest import wait_for
+from test_replication import client, converge, three  # noqa: F401 (fixture)
 
 
 def links(site):
     return {(l["from"], l["to"]): l for l in site.status()["cluster"]["links"]}
-
-
-def wait_for(pred, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 PAIRS = {(x, y) for x in "abc" for y in "abc" if x != y}

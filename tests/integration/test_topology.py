@@ -10,10 +10,8 @@ import os
 import threading
 import time
 
-import pytest
-
-from conftest import Site, http, TOKEN
-from test_replication import client, converge, mesh
+from conftest import Site, http, TOKEN, wait_for
+from test_replication import client, converge, three  # noqa: F401 (fixture)
 
 
 def sites_of(site):
@@ -21,17 +19,6 @@ def sites_of(site):
                        headers={"Authorization": "Bearer " + TOKEN})
     assert st == 200, body
     return json.loads(body)
-
-
-def wait_for(pred, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 def same_topology(sites, converged=True):
@@ -49,16 +36,6 @@ def new_site(tmp_path, name, site_id, known):
     for o in known:
         s.add_peer(o)
     return s
-
-
-@pytest.fixture
-def three(tmp_path):
-    sites = mesh(tmp_path)
-    for s in sites:
-        s.start()
-    yield sites
-    for s in sites:
-        s.stop()
 
 
 def test_add_a_site_then_remove_it(tmp_path, three):
