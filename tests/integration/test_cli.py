@@ -63,9 +63,11 @@ def wait_for(fn, what, timeout=30):
 @pytest.fixture
 def cluster(tmp_path):
     c = lab.Cluster({"sites": ["a", "b", "c"], "drives": 6}, str(tmp_path / "lab"), seed=3)
-    c.start_all()
-    yield c
-    c.close()
+    try:
+        c.start_all()
+        yield c
+    finally:  # also when a site fails to start: no process outlives the test
+        c.close()
 
 
 def test_conflict_is_listed_with_winner_and_retrievable_loser(cluster):
@@ -193,8 +195,9 @@ def test_object_status_shows_a_site_that_does_not_answer(cluster):
 
 
 def test_drive_list_shows_a_failed_drive_and_heal_rebuilds(tmp_path):
-    site = Site(str(tmp_path / "a")).start()
+    site = Site(str(tmp_path / "a"))
     try:
+        site.start()
         cl = s3(site, "AKIATEST", "testsecretkey")
         cl.create_bucket(Bucket="drv")
         body = os.urandom(1 << 20)  # striped over the drives, not inline
