@@ -15,6 +15,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+import conftest
 from conftest import MERIDIANCTL, TOKEN, Site, http
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "multisite", "lab"))
@@ -50,14 +51,18 @@ def current_ids(doc):
 
 
 def wait_for(fn, what, timeout=30):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        ok, last = fn()
-        if ok:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached in {timeout}s: {last}")
+    """conftest.wait_for for an fn that returns (done, value): returns value,
+    and a timeout names the last value seen."""
+    seen = {}
+
+    def pred():
+        done, seen["last"] = fn()
+        return done
+    try:
+        conftest.wait_for(pred, timeout=timeout, what=what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; last value: {seen.get('last')!r}") from None
+    return seen["last"]
 
 
 @pytest.fixture
