@@ -556,7 +556,9 @@ def test_copy_clients_and_memory(site, tmp_path):
     got = c.get_object(Bucket="cpy", Key="big2")["Body"].read()
     assert hashlib.md5(got).hexdigest() == md5
     print("VmHWM KiB before/after the copy:", before, after)
-    assert after < 64 * 1024, (before, after)  # KiB: the whole daemon, below the 96 MiB copied
+    with open(f"/proc/{site.proc.pid}/maps") as f:
+        asan = "libasan" in f.read()  # peak RSS means nothing there (quarantine)
+    assert asan or after < 64 * 1024, (before, after)  # KiB: below the 96 MiB copied
     # rclone copies within the remote server-side
     renv = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
     renv.update(RCLONE_CONFIG_M_TYPE="s3", RCLONE_CONFIG_M_PROVIDER="Other",
