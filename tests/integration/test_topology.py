@@ -147,6 +147,12 @@ def test_racing_admins_cannot_split_the_cluster(tmp_path, three):
     top = wait_for(lambda: same_topology([a, b, c], converged=False),
                    what="one topology everywhere")
     names = [s["name"] for s in top["sites"]]
+    if top["epoch"] == 2:
+        # the two commands did not overlap (the first change reached b before
+        # b's command read the epoch): both changes, one after the other
+        assert "x" in names and "y" in names
+        assert results["x"].returncode == 0 and results["y"].returncode == 0
+        return
     assert top["epoch"] == 1
     won = "x" if "x" in names else "y"
     lost = "y" if won == "x" else "x"
@@ -157,3 +163,28 @@ def test_racing_admins_cannot_split_the_cluster(tmp_path, three):
     err = results[lost].stderr
     assert results[lost].returncode == 1 and ("superseded" in err or "TopologyChanged" in err), \
         (results[lost].stdout, err)
+
+
+def test_two_changes_of_one_epoch_settle_on_one(tmp_path, three):
+    """Two adds posted at the same moment at two sites, both against epoch 0
+    (no command in between to serialise them): both sites accept, both make
+    epoch 1, and every site ends on the one with the greater hash."""
+    a, b, c = three
+    codes = {}
+
+    def post(at, name, sid):
+        codes[name] = http("POST", at.admin + f"/admin/v1/sites?epoch=0&name={name}&id={sid}"
+                           f"&replication=127.0.0.1:{sid}", headers={"Authorization":
+                                                                    "Bearer " + TOKEN})[0]
+
+    ts = [threading.Thread(target=post, args=(a, "x", 7)),
+          threading.Thread(target=post, args=(b, "y", 8))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert sorted(codes.values()) in ([200, 200], [200, 409]), codes
+    top = wait_for(lambda: same_topology([a, b, c], converged=False),
+                   what="one topology everywhere")
+    names = {s["name"] for s in top["sites"]}
+    assert top["epoch"] == 1 and len(names & {"x", "y"}) == 1, top
