@@ -858,6 +858,7 @@ typedef struct get {
     char *key;
     char *range;
     char *version_id; /* ?versionId=, NULL for the current version */
+    uint32_t part;    /* ?partNumber=, 0 when absent */
     store_version_rec *rec;
     store_reader *rd;
     uint64_t off, end;
@@ -1218,7 +1219,26 @@ get_lookup_done(void *arg)
     default:
         break;
     }
-    rng = parse_range(g->range, v->size, &a, &b);
+    if (g->part) {
+        uint64_t poff = 0, psize = 0;
+        uint32_t nparts = 0;
+        if (store_layout_part(v->layout, v->layout_len, g->part, &poff, &psize, &nparts) != 0) {
+            gw_s3_error(g->r, GW_S3E_INVALID_PART_NUMBER, gw_req_path(g->r), NULL);
+            return;
+        }
+        if (nparts) {
+            snprintf(rsrc, sizeof(rsrc), "%u", nparts);
+            gw_resp_header(g->r, "x-amz-mp-parts-count", rsrc);
+        }
+        rng = 0;
+        if (nparts && psize) { /* a multipart object's part: its range, 206 */
+            a = poff;
+            b = poff + psize - 1;
+            rng = 1;
+        }
+    } else {
+        rng = parse_range(g->range, v->size, &a, &b);
+    }
     if (rng < 0) {
         snprintf(rsrc, sizeof(rsrc), "bytes */%llu", (unsigned long long)v->size);
         gw_resp_header(g->r, "Content-Range", rsrc);
@@ -1295,6 +1315,26 @@ gw__s3_get_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
             strcmp(vid.data, "null") != 0)
             g->version_id = strdup(vid.data);
         mrd_buf_free(&vid);
+    }
+    {
+        /* one part of a multipart object (S3: not with a Range) */
+        mrd_buf pn = {0};
+        char *end = NULL;
+        long n = 0;
+        int has = gw_query_param(gw_req_query(r), "partNumber", &pn), bad = 0;
+        if (has) {
+            n = strtol(pn.data, &end, 10);
+            bad = pn.len == 0 || *end || n < 1 || n > 10000 || range;
+        }
+        mrd_buf_free(&pn);
+        if (bad) {
+            get_free(g);
+            gw_s3_error(r, range ? GW_S3E_INVALID_REQUEST : GW_S3E_INVALID_ARGUMENT, gw_req_path(r),
+                        range ? "Cannot specify both Range header and partNumber query parameter"
+                              : "Part number must be an integer between 1 and 10000, inclusive");
+            return;
+        }
+        g->part = (uint32_t)n;
     }
     gw_req_attach(r, &get_ops, g);
     g->busy = 1;

@@ -104,6 +104,8 @@ static const struct {
     [GW_S3E_ENTITY_TOO_SMALL] = {"EntityTooSmall", 400,
                                  "Your proposed upload is smaller than the minimum allowed size: "
                                  "every part but the last must be at least 5 MiB."},
+    [GW_S3E_INVALID_PART_NUMBER] = {"InvalidPartNumber", 416,
+                                    "The requested partnumber is not satisfiable"},
     [GW_S3E_OPERATION_ABORTED] = {"OperationAborted", 409,
                                   "A conflicting operation is currently in progress against this "
                                   "resource (a CompleteMultipartUpload of this upload). Please "

@@ -277,6 +277,15 @@ int store_mpu_abort(store *s, const char *bucket, const char *key, const char *u
  * site-wide. *aborted (may be NULL) gets the count. Errors: the index's. */
 int store_mpu_expire(store *s, uint64_t before_ms, uint64_t *aborted);
 
+/*
+ * Where part `number` (1-based) of an object lies, for GET ?partNumber=: in
+ * a PARTS layout the part's bytes [*off, *off + *size) and *parts = the part
+ * count; any other layout is one part (the whole object) with *parts = 0.
+ * Errors: MRD_ENOTFOUND (no such part), MRD_ECORRUPT.
+ */
+int store_layout_part(const void *layout, size_t len, uint32_t number, uint64_t *off,
+                      uint64_t *size, uint32_t *parts);
+
 /* One part of a layout to compose. */
 typedef struct store_part_ref {
     const void *layout;

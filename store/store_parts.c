@@ -303,3 +303,33 @@ store__parts_heal(store *s, const store_layout *l, int *rebuilt)
         *rebuilt = total;
     return rc;
 }
+
+int
+store_layout_part(const void *layout, size_t len, uint32_t number, uint64_t *off, uint64_t *size,
+                  uint32_t *parts)
+{
+    store_layout l;
+    const unsigned char *p;
+    uint64_t at = 0;
+    int rc = store__layout_parse(layout, len, &l);
+
+    if (rc != 0)
+        return rc;
+    if (number < 1 || number > (l.kind == STORE_LAYOUT_PARTS ? l.n_parts : 1))
+        return MRD_ENOTFOUND;
+    if (l.kind != STORE_LAYOUT_PARTS) {
+        *off = 0;
+        *size = l.size;
+        *parts = 0;
+        return 0;
+    }
+    p = l.parts;
+    for (uint32_t i = 1; i < number; i++) {
+        at += store__get64(p);
+        p += ENT_HDR + store__get32(p + 8);
+    }
+    *off = at;
+    *size = store__get64(p);
+    *parts = l.n_parts;
+    return 0;
+}

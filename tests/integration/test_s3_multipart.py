@@ -231,6 +231,24 @@ def test_boto3_lifecycle(site):
     assert sha(g["Body"].read()) == sha(p1 + p2 + p3)
     assert g["ContentType"] == "application/x-ckpt" and g["Metadata"] == {"step": "1000"}
     assert g["ETag"] == r["ETag"]
+    # GET/HEAD ?partNumber= serve one part (206 with its range)
+    g2 = c.get_object(Bucket="bkt", Key="a/obj", PartNumber=2)
+    assert g2["Body"].read() == p2 and g2["PartsCount"] == 3
+    assert g2["ContentRange"] == f"bytes {len(p1)}-{len(p1) + len(p2) - 1}/{len(p1 + p2 + p3)}"
+    assert c.head_object(Bucket="bkt", Key="a/obj", PartNumber=3)["ContentLength"] == len(p3)
+    with pytest.raises(botocore.exceptions.ClientError) as ei:
+        c.get_object(Bucket="bkt", Key="a/obj", PartNumber=4)
+    assert code(ei) == "InvalidPartNumber"
+    with pytest.raises(botocore.exceptions.ClientError) as ei:
+        c.get_object(Bucket="bkt", Key="a/obj", PartNumber=1, Range="bytes=0-1")
+    assert code(ei) == "InvalidRequest"
+    c.put_object(Bucket="bkt", Key="plain", Body=b"not multipart")
+    assert c.get_object(Bucket="bkt", Key="plain", PartNumber=1)["Body"].read() == \
+        b"not multipart"
+    with pytest.raises(botocore.exceptions.ClientError) as ei:
+        c.get_object(Bucket="bkt", Key="plain", PartNumber=2)
+    assert code(ei) == "InvalidPartNumber"
+    c.delete_object(Bucket="bkt", Key="plain")
     # the upload is gone
     assert [u["Key"] for u in c.list_multipart_uploads(Bucket="bkt")["Uploads"]] == ["b/other"]
     with pytest.raises(botocore.exceptions.ClientError) as ei:
