@@ -61,6 +61,12 @@ def sha(b):
     return hashlib.sha256(b).hexdigest()
 
 
+def asan(site):
+    """Peak RSS means nothing under ASan (its quarantine keeps freed memory)."""
+    with open(f"/proc/{site.proc.pid}/maps") as f:
+        return "libasan" in f.read()
+
+
 def mpu_etag(parts):
     md5s = b"".join(hashlib.md5(p).digest() for p in parts)
     return '"%s-%d"' % (hashlib.md5(md5s).hexdigest(), len(parts))
@@ -129,7 +135,7 @@ def test_awscli_256mib_bounded_memory(site, tmp_path):
             f.write(chunk)
     aws(site, env, "s3", "cp", str(src), "s3://mem/big.bin")
     hwm = vm_hwm_kib(site.proc.pid)
-    assert hwm < 96 * 1024, f"peak RSS {hwm} KiB for a 256 MiB multipart upload"
+    assert asan(site) or hwm < 96 * 1024, f"peak RSS {hwm} KiB for a 256 MiB multipart upload"
     dst = tmp_path / "back.bin"
     aws(site, env, "s3", "cp", "s3://mem/big.bin", str(dst))
     with open(dst, "rb") as f:
@@ -157,7 +163,7 @@ def test_awscli_5gib_multipart_peak_rss(site, tmp_path):
     put_s = time.time() - t
     hwm = vm_hwm_kib(site.proc.pid)
     print(f"5 GiB multipart PUT: {size / put_s / 1e6:.1f} MB/s, peak RSS {hwm / 1024:.1f} MiB")
-    assert hwm < 256 * 1024, f"peak RSS {hwm} KiB"
+    assert asan(site) or hwm < 256 * 1024, f"peak RSS {hwm} KiB"
     head = client(site).head_object(Bucket="big", Key="zeros.bin")
     assert head["ContentLength"] == size and head["ETag"].endswith('-640"')
     h, zero = hashlib.sha256(), bytes(MIB)
@@ -170,7 +176,7 @@ def test_awscli_5gib_multipart_peak_rss(site, tmp_path):
     assert h.hexdigest() == want.hexdigest()
     hwm = vm_hwm_kib(site.proc.pid)
     print(f"after the GET: peak RSS {hwm / 1024:.1f} MiB")
-    assert hwm < 256 * 1024
+    assert asan(site) or hwm < 256 * 1024
 
 
 def test_boto3_lifecycle(site):
