@@ -80,13 +80,15 @@ static const struct {
             "requests in flight, records and bytes sent and applied, anti-entropy.\n"
             "  --watch        refresh until interrupted (or --count N times)\n"
             "  --interval S   seconds between refreshes (default 1)\n"},
-    {"resync", "usage: meridianctl resync start --peer NAME [--bandwidth RATE]\n"
+    {"resync", "usage: meridianctl resync start --peer NAME [--bucket B] [--bandwidth RATE]\n"
                "       meridianctl resync cancel --peer NAME\n"
                "       meridianctl resync status [--peer NAME] [--watch]\n"
                "\n"
                "Anti-entropy: compare this site's index digest with the peer's and send\n"
                "what it lacks. RATE is bytes/s (e.g. 50MiB) and limits everything sent\n"
-               "to that peer until changed with 'bandwidth'. status shows each pass's\n"
+               "to that peer until changed with 'bandwidth' (\"100MiB/s\" works too).\n"
+               "--bucket B limits the pass to one bucket (a peer past WAL retention\n"
+               "always gets every bucket). status shows each pass's\n"
                "versions sent against the estimate from the digests, with a progress bar\n"
                "and an ETA on a terminal; --watch redraws every second until no pass\n"
                "runs ('bandwidth' changes the rate while it runs).\n"},
@@ -409,8 +411,8 @@ static int
 cmd_resync(const ctl_opts *o, const char *cmd, int argc, char **argv)
 {
     int watch = 0;
-    const char *peer = NULL, *bw = NULL, *sub = NULL;
-    char path[256];
+    const char *peer = NULL, *bw = NULL, *sub = NULL, *bucket = NULL;
+    char path[256], rate[24];
     int rc;
 
     for (int i = 0; i < argc; i++) {
@@ -420,6 +422,8 @@ cmd_resync(const ctl_opts *o, const char *cmd, int argc, char **argv)
             bw = argv[++i];
         else if (strcmp(argv[i], "--watch") == 0)
             watch = 1;
+        else if (strcmp(argv[i], "--bucket") == 0 && i + 1 < argc)
+            bucket = argv[++i];
         else if (!sub && argv[i][0] != '-')
             sub = argv[i];
         else {
@@ -433,7 +437,7 @@ cmd_resync(const ctl_opts *o, const char *cmd, int argc, char **argv)
     }
     if (!sub || (strcmp(sub, "start") != 0 && strcmp(sub, "status") != 0 &&
                  strcmp(sub, "cancel") != 0 && strcmp(sub, "bandwidth") != 0)) {
-        fprintf(stderr, "meridianctl: use 'resync start --peer X [--bandwidth RATE]', "
+        fprintf(stderr, "meridianctl: use 'resync start --peer X [--bucket B] [--bandwidth RATE]', "
                         "'resync cancel --peer X', 'resync status' or 'bandwidth --peer X "
                         "RATE'\n");
         return 2;
@@ -450,7 +454,19 @@ cmd_resync(const ctl_opts *o, const char *cmd, int argc, char **argv)
         fprintf(stderr, "meridianctl: '%s' is not a peer name\n", peer);
         return 2;
     }
+    if (bucket && (strlen(bucket) < 3 || strlen(bucket) > 63 ||
+                   strspn(bucket, "abcdefghijklmnopqrstuvwxyz0123456789-.") != strlen(bucket))) {
+        fprintf(stderr, "meridianctl: '%s' is not a bucket name\n", bucket);
+        return 2;
+    }
     if (bw) {
+        /* "100MiB/s" reads as it is meant */
+        size_t n = strlen(bw);
+        if (n > 2 && n < sizeof(rate) && strcmp(bw + n - 2, "/s") == 0) {
+            memcpy(rate, bw, n - 2);
+            rate[n - 2] = '\0';
+            bw = rate;
+        }
         if (strspn(bw, "0123456789KMGiBkmgib") != strlen(bw) || strlen(bw) > 20) {
             fprintf(stderr,
                     "meridianctl: '%s' is not a rate; use bytes per second such as "
@@ -470,10 +486,12 @@ cmd_resync(const ctl_opts *o, const char *cmd, int argc, char **argv)
         printf("anti-entropy pass to %s cancelled\n", peer);
     }
     if (strcmp(sub, "start") == 0) {
-        snprintf(path, sizeof(path), "/admin/v1/peers/%s/anti-entropy", peer);
+        snprintf(path, sizeof(path), "/admin/v1/peers/%s/anti-entropy%s%s", peer,
+                 bucket ? "?bucket=" : "", bucket ? bucket : "");
         if ((rc = post_action(o, path)) != 0)
             return rc;
-        printf("anti-entropy pass to %s started; see 'meridianctl resync status'\n", peer);
+        printf("anti-entropy pass to %s%s%s started; see 'meridianctl resync status'\n", peer,
+               bucket ? " over bucket " : "", bucket ? bucket : "");
     }
     return 0;
 }

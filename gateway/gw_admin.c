@@ -536,7 +536,9 @@ admin_peer_action(gw_req *r, gw_daemon *d, const char *rest)
             return;
         }
     } else if (strcmp(slash, "/anti-entropy") == 0) {
-        rc = repl_sync(d->replicator, id);
+        char bucket[64] = "";
+        query_param(gw_req_query(r), "bucket", bucket, sizeof(bucket));
+        rc = repl_sync_bucket(d->replicator, id, bucket[0] ? bucket : NULL);
         if (rc == MRD_EBUSY) {
             gw__json_error(r, 409, "Busy", "an anti-entropy pass to that peer is running");
             return;

@@ -284,13 +284,19 @@ repl_sync_cancel(repl *r, uint32_t site_id)
 int
 repl_sync(repl *r, uint32_t site_id)
 {
+    return repl_sync_bucket(r, site_id, NULL);
+}
+
+int
+repl_sync_bucket(repl *r, uint32_t site_id, const char *bucket)
+{
     repl_peer *p = r ? repl__peer_by_id(r, site_id) : NULL;
 
     if (!p)
         return MRD_ENOTFOUND;
     if (!r->eng)
         return MRD_ESHUTDOWN;
-    return repl__sync_start(p, 0);
+    return repl__sync_start_bucket(p, 0, bucket);
 }
 
 void

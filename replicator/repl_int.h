@@ -360,6 +360,9 @@ void repl__tx_on_digest(repl__conn *c, repl__stream *s, uint32_t error_code);
 /* Starts an anti-entropy pass to p (resync: bring a needs-resync peer level
  * and resume streaming after it). MRD_EBUSY when one runs. */
 int repl__sync_start(repl_peer *p, int resync);
+/* The same, limited to one bucket (NULL or "": all); a resync ignores the
+ * limit (it must cover everything). */
+int repl__sync_start_bucket(repl_peer *p, int resync, const char *bucket);
 /* Stops a running pass (its queued requests are dropped; those in flight
  * finish). A cancelled resync is not restarted until repl__sync_start. */
 int repl__sync_cancel(repl_peer *p);

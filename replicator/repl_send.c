@@ -125,7 +125,8 @@ struct repl__tx {
     /* anti-entropy (see repl_sync.c) */
     int sync_state, sync_resync;
     uint64_t sync_l0, sync_leaves, sync_sent, sync_outstanding;
-    uint64_t sync_estimate; /* versions in the differing leaves (estimated) */
+    uint64_t sync_estimate;          /* versions in the differing leaves (estimated) */
+    char sync_only[REPL_BUCKET_MAX]; /* a pass limited to one bucket; "" = all */
     repl__bdigest *sync_mine, *sync_theirs;
     size_t sync_n, sync_n_theirs, sync_bucket;
     int sync_bucket_started;
@@ -853,6 +854,27 @@ repl__sync_cancel(repl_peer *p)
 }
 
 int
+repl__sync_start_bucket(repl_peer *p, int resync, const char *bucket)
+{
+    struct repl__tx *tx = p->tx;
+    int rc;
+
+    if (bucket && strlen(bucket) >= REPL_BUCKET_MAX)
+        return MRD_EINVAL;
+    rc = repl__sync_start(p, resync);
+    if (rc == 0 && bucket && bucket[0]) {
+        if (tx->sync_resync)
+            MRD_WARN("repl.sync.bucket_ignored",
+                     "peer=%s bucket=%s reason=\"the peer is past WAL retention: only a pass over "
+                     "every bucket can bring it level\"",
+                     p->name, bucket);
+        else
+            snprintf(tx->sync_only, sizeof(tx->sync_only), "%s", bucket);
+    }
+    return rc;
+}
+
+int
 repl__sync_start(repl_peer *p, int resync)
 {
     struct repl__tx *tx = p->tx;
@@ -877,6 +899,7 @@ repl__sync_start(repl_peer *p, int resync)
     tx->sync_state = SYNC_DIGEST;
     tx->sync_resync = resync;
     tx->sync_sent = tx->sync_leaves = tx->sync_estimate = 0;
+    tx->sync_only[0] = '\0';
     tx->sync_bucket = 0;
     tx->sync_bucket_started = 0;
     tx->sync_have_pos = 0;
@@ -910,6 +933,21 @@ sync_prep_work(sync_job *j)
     if (j->rc == 0)
         j->rc = repl__digest_diff(tx->sync_mine, tx->sync_n, tx->sync_theirs, tx->sync_n_theirs,
                                   &differ);
+    if (j->rc == 0 && tx->sync_only[0]) {
+        /* a pass limited to one bucket: the others' differences wait */
+        differ = 0;
+        for (size_t i = 0; i < tx->sync_n; i++) {
+            repl__bdigest *m = &tx->sync_mine[i];
+            if (strcmp(m->bucket, tx->sync_only) != 0) {
+                memset(m->differ, 0, m->cmp_leaves / 8);
+                m->missing = 0;
+                m->peer_empty = 0;
+            } else {
+                for (uint32_t l = 0; l < m->cmp_leaves / 8; l++)
+                    differ += (uint64_t)__builtin_popcount(m->differ[l]);
+            }
+        }
+    }
     tx->sync_leaves = differ;
     tx->sync_estimate = j->rc == 0 ? repl__digest_estimate(tx->sync_mine, tx->sync_n) : 0;
 }
@@ -973,6 +1011,10 @@ sync_walk_work(sync_job *j)
         repl__bdigest *d = &tx->sync_mine[tx->sync_bucket];
         walk_ctx w = {j, d, 0};
 
+        if (tx->sync_only[0] && strcmp(d->bucket, tx->sync_only) != 0) {
+            tx->sync_bucket++;
+            continue;
+        }
         if (!tx->sync_bucket_started) {
             tx->sync_bucket_started = 1;
             tx->sync_have_pos = 0;

@@ -300,6 +300,10 @@ int repl_attach_engine(repl *r, struct engine *e);
  * repl_peer_info.sync_result). Errors: MRD_ENOTFOUND (no such peer),
  * MRD_ESHUTDOWN (not connected or no engine), MRD_EBUSY (one is running). */
 int repl_sync(repl *r, uint32_t site_id);
+/* repl_sync over one bucket only (NULL: all). A peer past WAL retention
+ * gets a full resync whatever bucket is asked (logged). MRD_EINVAL when the
+ * name is too long. */
+int repl_sync_bucket(repl *r, uint32_t site_id, const char *bucket);
 
 /*
  * Replication status of a version, as S3's x-amz-replication-status:

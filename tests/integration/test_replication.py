@@ -416,12 +416,26 @@ def test_resync_can_be_throttled_cancelled_and_restarted(tmp_path):
         time.sleep(1.5)  # a cancelled resync is not restarted on its own
         state, send = ae()
         assert state["runs"] == runs and send["needs_resync"], (state, send)
-        out = a.ctl("resync", "start", "--peer", "b", "--bandwidth", "0")
-        assert out.returncode == 0, out.stderr
+        # b is past retention: a pass limited to one bucket cannot bring it
+        # level, so the limit is ignored, and said
+        out = a.ctl("resync", "start", "--peer", "b", "--bucket", "cancelme", "--bandwidth", "0")
+        assert out.returncode == 0 and "over bucket cancelme" in out.stdout, out.stderr
         snap = converge([a, b], timeout=60)
         assert len(snap["cancelme"]) == 240
+        assert "event=repl.sync.bucket_ignored peer=b bucket=cancelme" in a.read_log()
         state, send = ae()
         assert "resynced" in state["result"] and not send["needs_resync"], (state, send)
+        # a pass over one bucket of a level peer: runs, finds it in sync
+        runs = ae()[0]["runs"]
+        out = a.ctl("resync", "start", "--peer", "b", "--bucket", "cancelme", "--bandwidth",
+                    "100MiB/s")
+        assert out.returncode == 0, out.stderr
+        deadline = time.time() + 20
+        while ae()[0]["runs"] == runs or ae()[0]["running"]:
+            assert time.time() < deadline, ae()
+            time.sleep(0.1)
+        assert ae()[0]["result"] == "in sync", ae()
+        assert a.ctl("resync", "start", "--peer", "b", "--bucket", "No_Such").returncode == 2
     finally:
         a.stop()
         b.stop()
