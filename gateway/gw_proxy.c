@@ -483,7 +483,18 @@ up_event_cb(struct bufferevent *bev, short what, void *ud)
     if (what & BEV_EVENT_CONNECTED)
         return;
     x->depth++;
-    if ((what & BEV_EVENT_EOF) && x->head_out && !x->done) {
+    if ((what & BEV_EVENT_ERROR) && (what & BEV_EVENT_WRITING) && !x->done) {
+        /* The peer answered early (an error before the whole body) and
+         * closed: its answer may still sit in our socket. Read it first. */
+        evutil_socket_t fd = bufferevent_getfd(x->up);
+        while (fd >= 0 && evbuffer_read(bufferevent_get_input(x->up), fd, PX_SLICE) > 0)
+            ;
+        x->got_bytes |= evbuffer_get_length(bufferevent_get_input(x->up)) > 0;
+        up_process(x);
+    }
+    if (x->released || x->done || !x->up) {
+        /* answered (or failed over) above */
+    } else if ((what & BEV_EVENT_EOF) && x->head_out && !x->done) {
         /* a body delimited by the close: the parser decides if it was whole */
         up_process(x);
         if (!x->released && !x->done && llhttp_finish(&x->parser) == HPE_OK && !x->released) {

@@ -35,6 +35,7 @@ from botocore.credentials import Credentials
 
 from conftest import TOKEN, Site, http, vm_hwm_kib
 from test_s3_ops import streaming_put
+from test_wanem import asan_build
 from wanem import Wanem, binary_path
 
 CRED = Credentials("AKIATEST", "testsecretkey")
@@ -393,7 +394,8 @@ def test_proxy_streams_with_bounded_memory(pair):
     assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
     grown = vm_hwm_kib(b.proc.pid) - base
     print("b's peak RSS grew by %d KiB for 64 MiB each way" % grown)
-    assert grown < 24 * 1024, grown
+    if not asan_build():  # ASan's shadow and quarantine are not the daemon's
+        assert grown < 24 * 1024, grown
 
 
 def test_forged_peer_request_is_refused(pair):
