@@ -33,7 +33,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from conftest import TOKEN, Site, http, vm_hwm_kib
+from conftest import TOKEN, Site, http, vm_hwm_kib, wait_for
 from test_s3_ops import streaming_put
 from test_wanem import asan_build
 from wanem import Wanem, binary_path
@@ -51,16 +51,6 @@ def s3(site, method, path, body=None, headers=None, timeout=20):
     st, hdr, data = http(method, site.s3 + path, headers=dict(req.headers.items()), body=body,
                          timeout=timeout)
     return st, {k.lower(): v for k, v in hdr.items()}, data
-
-
-def wait_for(pred, timeout, what, step=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 def routing(site):
@@ -442,6 +432,11 @@ def trio(tmp_path):
         w.close()
 
 
+def served_by(site, path):
+    st, hdr, _ = s3(site, "GET", path)
+    return hdr.get("x-meridian-served-by") if st == 200 else None
+
+
 def behind_both(a, b, c, w, data):
     """Bucket "near" everywhere, key "k" at a and c only, b behind both."""
     assert s3(a, "PUT", "/near")[0] == 200
@@ -459,8 +454,9 @@ def test_stopped_peer_is_bypassed_within_a_heartbeat_or_two(trio):
     a, b, c, w = trio
     data = os.urandom(100_000)
     behind_both(a, b, c, w, data)
-    st, hdr, body = s3(b, "GET", "/near/k")
-    assert st == 200 and body == data and hdr["x-meridian-served-by"] == "a"
+    # a is nearer; on a loaded machine RTT jitter may demote it to degraded
+    # for a moment (then c, healthy, is preferred), hence the wait
+    wait_for(lambda: served_by(b, "/near/k") == "a", 20, "b reading through a")
     a.proc.send_signal(signal.SIGSTOP)  # accepts TCP, answers nothing
     try:
         t0 = time.time()
@@ -479,20 +475,10 @@ def test_stopped_peer_is_bypassed_within_a_heartbeat_or_two(trio):
 
 def test_nearest_peer_then_the_next_when_it_dies(trio):
     a, b, c, w = trio
-    assert s3(a, "PUT", "/near")[0] == 200
-    wait_for(lambda: s3(b, "HEAD", "/near")[0] == 200 and s3(c, "HEAD", "/near")[0] == 200,
-             15, "bucket everywhere")
-    assert routing(b)["nearest_peer"] == "a"
-    # b stops receiving a's and c's records; a key written at a reaches c only
-    w.partition("ab")
-    w.partition("cb")
     data = os.urandom(300 * 1024)
-    put(a, "near", "k", data)
-    put(c, "near", "from-c", b"c")
-    wait_for(lambda: local_copy(c, "near", "k"), 15, "k at c")
-    wait_for(lambda: sorted(routing(b)["behind"]) == ["a", "c"], 15, "b behind a and c")
-    st, hdr, body = s3(b, "GET", "/near/k")
-    assert st == 200 and body == data and hdr["x-meridian-served-by"] == "a"
+    behind_both(a, b, c, w, data)
+    # a is nearer (see test_stopped_peer_... for why this is a wait)
+    wait_for(lambda: served_by(b, "/near/k") == "a", 20, "b reading through a")
 
     # a dies: the very next read at b goes to c (connection refused -> next
     # peer), long before a's heartbeats have failed enough to mark it down
@@ -515,8 +501,7 @@ def test_nearest_peer_then_the_next_when_it_dies(trio):
     a.logf.close()
     a.start()
     wait_for(lambda: peer_state(b, "a") == "healthy", 20, "a healthy again at b")
-    assert routing(b)["nearest_peer"] == "a"
-    st, hdr, body = s3(b, "GET", "/near/k")
-    assert st == 200 and body == data and hdr["x-meridian-served-by"] == "a"
+    wait_for(lambda: served_by(b, "/near/k") == "a", 20, "b reading through a again")
+    assert s3(b, "GET", "/near/k")[2] == data
     w.heal("ab")
     w.heal("cb")
