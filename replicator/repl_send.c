@@ -1440,6 +1440,19 @@ repl__tx_pump(repl_peer *p)
     if (engine_local_watermark(r->eng, &mark_lsn, &mark_hlc) == 0)
         lag_sample(tx, mark_lsn, mark_hlc, mrd_clock_mono_ns());
     lag_scan(tx, st.wal_durable_lsn);
+    if (!tx->needs_resync) {
+        /* the WAL's size cap dropped segments this peer still needed (it
+         * marks the peer as it deletes them): say so now, connected or not */
+        wal_peer_status ws;
+        if (wal_cursor_get(engine_wal(r->eng), p->id, &ws) == 0 && ws.needs_resync) {
+            MRD_ERROR("repl.peer.needs_resync",
+                      "peer=%s acked_lsn=%llu reason=\"the WAL passed its size cap and dropped "
+                      "records the peer has not applied; anti-entropy must bring it level\"",
+                      p->name, (unsigned long long)ws.acked_lsn);
+            tx->needs_resync = 1;
+            snprintf(tx->error, sizeof(tx->error), "needs resync: past WAL retention");
+        }
+    }
     if (!tx->active || !p->conn || !p->hello_done || p->conn->dead)
         return;
     bw_refill(tx);

@@ -24,6 +24,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import boto3
@@ -505,3 +506,57 @@ def test_nearest_peer_then_the_next_when_it_dies(trio):
     assert s3(b, "GET", "/near/k")[2] == data
     w.heal("ab")
     w.heal("cb")
+
+
+def test_sites_stay_available_while_a_peer_is_killed_and_restarted(trio):
+    """Issue 8's availability during failover: a is killed with SIGKILL and
+    restarted three times while clients at b and c keep writing their own
+    keys and reading them and keys written at a before. Every request at b
+    and c succeeds with the right bytes, and once a is back for good, it
+    has every write b and c made meanwhile."""
+    a, b, c, w = trio
+    assert s3(a, "PUT", "/avail")[0] == 200
+    shared = {f"pre{i}": os.urandom(20_000 + i) for i in range(10)}
+    for k, v in shared.items():
+        put(a, "avail", k, v)
+    for s in (b, c):
+        wait_for(lambda: all(local_copy(s, "avail", k) for k in shared), 20,
+                 f"a's writes at {s.name}")
+    stop = threading.Event()
+    errors, written = [], {}
+
+    def client(site):
+        n = 0
+        while not stop.is_set():
+            n += 1
+            key = f"{site.name}/{n}"
+            body = os.urandom(1000 + n)
+            st, _, _ = s3(site, "PUT", f"/avail/{key}", body=body)
+            if st != 200:
+                errors.append((site.name, "PUT", key, st))
+                continue
+            written[key] = body
+            for k in (key, f"pre{n % 10}"):
+                st, _, got = s3(site, "GET", f"/avail/{k}")
+                if st != 200 or got != written.get(k, shared.get(k)):
+                    errors.append((site.name, "GET", k, st))
+
+    threads = [threading.Thread(target=client, args=(s,)) for s in (b, c)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(3):
+            time.sleep(1.5)
+            a.proc.kill()
+            a.proc.wait()
+            time.sleep(1.5)
+            a.start()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert len(written) > 20 and not errors, (len(written), errors[:5])
+    for key, body in written.items():  # a caught up with everything
+        wait_for(lambda: local_copy(a, "avail", key), 30, f"{key} at a")
+        assert s3(a, "GET", f"/avail/{key}")[2] == body

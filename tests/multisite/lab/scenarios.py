@@ -32,6 +32,7 @@ the drives, are overwritten and deleted.
 """
 import argparse
 import copy
+import hashlib
 import os
 import random
 import sys
@@ -108,7 +109,39 @@ def kill9(ctx):
 def partition_whole_run(ctx):
     ctx.cluster.isolate("c")
     ctx.fault("partition", 2)  # c-a and c-b
+    fill_past_retention(ctx, "a", "c")
     ctx.stop.wait()
+
+
+def fill_past_retention(ctx, at, behind):
+    """PUTs 100 kB objects (inline: their bytes go into the WAL) to fresh
+    keys at site `at` until it reports `behind` past WAL retention (needs
+    resync), so the anti-entropy path runs however slow the machine is. The
+    puts go into the history like any other op (client -1)."""
+    site = ctx.cluster.site(at)
+    s3 = workload.s3_client(site)
+    w = ctx.workload
+    n = 0
+    while not ctx.stop.is_set() and n < 400:
+        try:
+            peers = site.status()["replication"]["peers"]
+            if any(p["name"] == behind and p["send"]["needs_resync"] for p in peers):
+                return
+        except Exception:
+            pass
+        for _ in range(10):
+            n += 1
+            seed = 900_000_000 + n
+            data = workload.body(seed, 100_000)
+            rec = {"client": -1, "site": at, "key": f"fill/{n}", "op": "put", "seed": seed,
+                   "size": len(data), "md5": hashlib.md5(data).hexdigest(), "t0": time.time()}
+            try:
+                s3.put_object(Bucket=w.bucket, Key=rec["key"], Body=data)
+                rec["status"] = "ok"
+            except Exception as e:
+                rec["status"], rec["http"], rec["error"] = workload.classify_error(e)
+            rec["t1"] = time.time()
+            w._log(rec)
 
 
 def flapping(ctx):
@@ -189,6 +222,7 @@ def run(name, seed, workdir, scale=1.0, verbose=True, **overrides):
         except AssertionError as e:  # the checker will say how far apart the sites are
             c.event("bucket.not_replicated", error=str(e))
         ctx = Ctx(c, rng, w.stop_flag)
+        ctx.workload = w
         ctx.duration = duration
         if sc.skew:
             ctx.fault("skew", len(sc.skew))
