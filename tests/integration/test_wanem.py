@@ -213,7 +213,10 @@ def test_delay_adds_twice_the_one_way_delay_to_rtt(wanem, echo):
                  statistics.median(rtts) * 1e3, max(rtts) * 1e3))
         assert statistics.median(base) < 0.010
         assert min(rtts) >= 0.100
-        assert max(rtts) < 0.150
+        # the median says what wanem adds; the max only catches gross errors
+        # (a loaded CI machine delays a sample now and then)
+        assert statistics.median(rtts) < 0.130
+        assert max(rtts) < 0.500
 
         # Directions are independent: only a->b delayed now.
         wanem.set("rtt", dir="ba", delay=0)
@@ -259,7 +262,8 @@ def test_jitter_varies_delay_but_never_reorders(wanem, echo):
           % (min(rtts) * 1e3, statistics.median(rtts) * 1e3, max(rtts) * 1e3))
     assert min(rtts) >= 0.040            # never below 2 x delay
     # 2 x (delay + jitter) + scheduling slack (generous: CI machines are loaded)
-    assert max(rtts) < 0.040 + 0.060 + 0.100
+    assert statistics.median(rtts) < 0.040 + 0.060  # expected about 70 ms
+    assert max(rtts) < 0.500  # gross errors only: a loaded machine delays a sample
     assert max(rtts) - min(rtts) >= 0.010     # the jitter is really there
 
 
@@ -544,7 +548,7 @@ def test_command_line_links_and_clean_sigterm(tmp_path, echo):
         assert st["ab.rate"] == 6250000 and st["ba.rate"] == 0
         with connect(addr) as s:
             rtts = ping_rtts(s, 3)
-            assert 0.035 <= min(rtts) and max(rtts) < 0.065
+            assert 0.035 <= min(rtts) and statistics.median(rtts) < 0.065
             s.sendall(b"held")  # a connection open at shutdown
             assert w.close() == 0
             s.settimeout(5)
