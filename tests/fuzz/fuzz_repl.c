@@ -71,7 +71,7 @@ check_batch_rules(const repl__batch *b)
         const repl__rec *r = &b->recs[i];
         if (r->lsn < b->first || r->lsn > b->last || (i && r->lsn <= b->recs[i - 1].lsn))
             abort();
-        if (r->type == 0 || r->type >= WAL_REC_REPLICATED_APPLY)
+        if (r->type == 0 || r->type == WAL_REC_REPLICATED_APPLY || r->type > WAL_REC_OBJECT_TAGS)
             abort();
         if (r->data_size && (i + 1 != b->n || r->type != WAL_REC_OBJECT_PUT))
             abort();
