@@ -48,60 +48,62 @@ def test_add_a_site_then_remove_it(tmp_path, three):
 
     d = new_site(tmp_path, "d", 4, three)
     d.start()
-    # not in anyone's topology yet: the others refuse it
-    time.sleep(1.5)
-    assert "site id is not a configured peer" in a.read_log()
-    before = sites_of(a)
-    assert before["epoch"] == 0 and len(before["sites"]) == 3
+    try:
+        # not in anyone's topology yet: the others refuse it
+        time.sleep(1.5)
+        assert "site id is not a configured peer" in a.read_log()
+        before = sites_of(a)
+        assert before["epoch"] == 0 and len(before["sites"]) == 3
 
-    r = a.ctl("site", "add", "d", "--id", "4", "--replication", f"127.0.0.1:{d.repl_port}",
-              "--s3", f"127.0.0.1:{d.s3_port}")
-    assert r.returncode == 0, r.stderr
-    assert "d added at topology epoch 1; every site holds it" in r.stdout, r.stdout
-    top = wait_for(lambda: same_topology([a, b, c, d]), what="every site on epoch 1")
-    assert top["epoch"] == 1 and [s["name"] for s in top["sites"]] == ["a", "b", "c", "d"]
-    # d learnt the full topology from its peers, and everything arrives at d
-    snap = converge([a, b, c, d], timeout=60)
-    assert len(snap["topo"]) == 20
-    # d's own writes reach the others
-    client(d).put_object(Bucket="topo", Key="from-d", Body=b"written at d")
-    converge([a, b, c, d])
-    assert client(b).get_object(Bucket="topo", Key="from-d")["Body"].read() == b"written at d"
+        r = a.ctl("site", "add", "d", "--id", "4", "--replication", f"127.0.0.1:{d.repl_port}",
+                  "--s3", f"127.0.0.1:{d.s3_port}")
+        assert r.returncode == 0, r.stderr
+        assert "d added at topology epoch 1; every site holds it" in r.stdout, r.stdout
+        top = wait_for(lambda: same_topology([a, b, c, d]), what="every site on epoch 1")
+        assert top["epoch"] == 1 and [s["name"] for s in top["sites"]] == ["a", "b", "c", "d"]
+        # d learnt the full topology from its peers, and everything arrives at d
+        snap = converge([a, b, c, d], timeout=60)
+        assert len(snap["topo"]) == 20
+        # d's own writes reach the others
+        client(d).put_object(Bucket="topo", Key="from-d", Body=b"written at d")
+        converge([a, b, c, d])
+        assert client(b).get_object(Bucket="topo", Key="from-d")["Body"].read() == b"written at d"
 
-    # the CLI's list, as a table and as JSON
-    r = b.ctl("site", "list")
-    assert r.returncode == 0 and "topology epoch 1" in r.stdout and "all sites hold it: yes" \
-        in r.stdout, r.stdout
-    r = c.ctl("--json", "site", "info", "d")
-    assert r.returncode == 0 and json.loads(r.stdout)["id"] == 4, r.stdout
+        # the CLI's list, as a table and as JSON
+        r = b.ctl("site", "list")
+        assert r.returncode == 0 and "topology epoch 1" in r.stdout and "all sites hold it: yes" \
+            in r.stdout, r.stdout
+        r = c.ctl("--json", "site", "info", "d")
+        assert r.returncode == 0 and json.loads(r.stdout)["id"] == 4, r.stdout
 
-    # remove d, at another site
-    r = b.ctl("site", "remove", "d")
-    assert r.returncode == 0, r.stderr
-    assert "d removed at topology epoch 2" in r.stdout, r.stdout
-    top = wait_for(lambda: same_topology([a, b, c]), what="a, b, c agree on epoch 2")
-    assert top["epoch"] == 2 and [s["name"] for s in top["sites"]] == ["a", "b", "c"]
-    for s in (a, b, c):
-        peers = [p["name"] for p in s.status()["replication"]["peers"]]
-        assert peers == sorted(set(peers) - {"d"}) and "d" not in peers, peers
-    # writes go on among a, b, c, and nothing is held back for d: lag
-    # figures only for the remaining peers, all zero
-    ca.put_object(Bucket="topo", Key="after-remove", Body=b"x")
-    converge([a, b, c])
-    wait_for(lambda: all(p["send"]["lag_records"] == 0
-                         for p in a.status()["replication"]["peers"]), what="a's lag 0")
-    assert "event=repl.peer.removed peer=d" in a.read_log()
-    # d cannot talk to them any more
-    wait_for(lambda: "site id is not a configured peer" in
-             open(b.log).read().split("repl.peer.removed peer=d")[-1], what="b refusing d")
+        # remove d, at another site
+        r = b.ctl("site", "remove", "d")
+        assert r.returncode == 0, r.stderr
+        assert "d removed at topology epoch 2" in r.stdout, r.stdout
+        top = wait_for(lambda: same_topology([a, b, c]), what="a, b, c agree on epoch 2")
+        assert top["epoch"] == 2 and [s["name"] for s in top["sites"]] == ["a", "b", "c"]
+        for s in (a, b, c):
+            peers = [p["name"] for p in s.status()["replication"]["peers"]]
+            assert peers == sorted(set(peers) - {"d"}) and "d" not in peers, peers
+        # writes go on among a, b, c, and nothing is held back for d: lag
+        # figures only for the remaining peers, all zero
+        ca.put_object(Bucket="topo", Key="after-remove", Body=b"x")
+        converge([a, b, c])
+        wait_for(lambda: all(p["send"]["lag_records"] == 0
+                             for p in a.status()["replication"]["peers"]), what="a's lag 0")
+        assert "event=repl.peer.removed peer=d" in a.read_log()
+        # d cannot talk to them any more
+        wait_for(lambda: "site id is not a configured peer" in
+                 open(b.log).read().split("repl.peer.removed peer=d")[-1], what="b refusing d")
 
-    # the topology survives a restart, overriding the config's [peer.*]
-    a.stop()
-    a.start()
-    top = sites_of(a)
-    assert top["epoch"] == 2 and [s["name"] for s in top["sites"]] == ["a", "b", "c"]
-    assert "event=repl.topology.loaded epoch=2" in a.read_log()
-    d.stop()
+        # the topology survives a restart, overriding the config's [peer.*]
+        a.stop()
+        a.start()
+        top = sites_of(a)
+        assert top["epoch"] == 2 and [s["name"] for s in top["sites"]] == ["a", "b", "c"]
+        assert "event=repl.topology.loaded epoch=2" in a.read_log()
+    finally:
+        d.stop()
 
 
 def test_stale_epoch_is_refused(three):
