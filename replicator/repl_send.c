@@ -120,6 +120,7 @@ struct repl__tx {
     /* object bytes the peer lacks (lag_scan): our puts in (acked, durable] */
     uint64_t lag_bytes, lag_bytes_at, lag_scan_ns;
     uint64_t lag_own; /* records of ours in the scanned range (not replicated applies) */
+    uint64_t lag_scan_from, lag_scanned; /* the range's first LSN (0: none), records read */
     int lag_scan_running, lag_bytes_partial;
     char error[128];
     /* anti-entropy (see repl_sync.c) */
@@ -326,16 +327,18 @@ repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof
  * of the WAL on an engine worker, at most once a second while the peer
  * lags. The same scan counts the records we originated there: the WAL also
  * holds replicated applies of other sites' writes, which are never sent, so
- * durable - acked overstates what the peer lacks from us. Records are not read twice per scan; a
- * lag of more than LAG_SCAN_MAX records (or past what the WAL still holds) gives a lower bound,
- * flagged partial.
+ * durable - acked overstates what the peer lacks from us. While the ack does
+ * not move (a peer away), each scan reads only what became durable since
+ * the last one and adds it: a long outage is not reread every second. Records are not read twice
+ * per scan; a lag of more than LAG_SCAN_MAX records (or past what the WAL still holds) gives a
+ * lower bound, flagged partial.
  */
 #define LAG_SCAN_MAX 200000
 
 typedef struct lag_job {
     struct repl__tx *tx;
     wal *w;
-    uint64_t from, to, bytes, own;
+    uint64_t from, to, bytes, own, scanned; /* the sums start at the range so far */
     int partial;
 } lag_job;
 
@@ -344,7 +347,6 @@ lag_work(void *arg)
 {
     lag_job *j = arg;
     wal_reader *rd = NULL;
-    uint64_t n = 0;
 
     if (wal_reader_open(j->w, j->from, &rd) != 0) {
         j->partial = 1;
@@ -356,7 +358,7 @@ lag_work(void *arg)
 
         if (wal_reader_next(rd, &e) <= 0 || e.lsn > j->to)
             break;
-        if (++n > LAG_SCAN_MAX) {
+        if (++j->scanned > LAG_SCAN_MAX) {
             j->partial = 1;
             break;
         }
@@ -384,6 +386,7 @@ lag_done(void *arg)
     if (!tx->detached) {
         tx->lag_bytes = j->bytes;
         tx->lag_own = j->own;
+        tx->lag_scanned = j->scanned;
         tx->lag_bytes_at = j->to;
         tx->lag_bytes_partial = j->partial;
     }
@@ -399,25 +402,39 @@ lag_scan(struct repl__tx *tx, uint64_t durable)
     lag_job *j;
 
     if (durable <= tx->acked) {
-        tx->lag_bytes = tx->lag_own = 0;
+        tx->lag_bytes = tx->lag_own = tx->lag_scanned = 0;
         tx->lag_bytes_at = durable;
+        tx->lag_scan_from = 0;
         tx->lag_bytes_partial = 0;
         return;
     }
     if (tx->lag_scan_running || now - tx->lag_scan_ns < 1000000000ull)
         return;
+    if (tx->lag_scan_from == tx->acked + 1 && !tx->lag_bytes_partial && durable == tx->lag_bytes_at)
+        return; /* the range is summed and nothing was added */
     if (!(j = calloc(1, sizeof(*j))))
         return;
     j->tx = tx;
     j->w = engine_wal(r->eng);
-    j->from = tx->acked + 1;
     j->to = durable;
+    if (tx->lag_scan_from == tx->acked + 1 && !tx->lag_bytes_partial &&
+        durable > tx->lag_bytes_at) {
+        /* same start: read only the new tail and add it */
+        j->from = tx->lag_bytes_at + 1;
+        j->bytes = tx->lag_bytes;
+        j->own = tx->lag_own;
+        j->scanned = tx->lag_scanned;
+    } else {
+        j->from = tx->acked + 1;
+    }
+    tx->lag_scan_from = tx->acked + 1;
     tx->refs++;
     tx->lag_scan_running = 1;
     tx->lag_scan_ns = now;
     if (engine_run(r->eng, lag_work, lag_done, j) != 0) {
         tx->refs--;
         tx->lag_scan_running = 0;
+        tx->lag_scan_from = 0; /* the sums kept are not this range's */
         free(j);
     }
 }
