@@ -198,10 +198,11 @@ double mrd_json_get_num(const mrd_json *j, const char *key, double dflt);
  *   <file>:<line>: [<section>] <key>: <what is wrong and what to do>
  * (line 0 when the problem is a missing key).
  */
-#define MRD_MAX_DRIVES 64
-#define MRD_MAX_PEERS  32
-#define MRD_MAX_USERS  64
-#define MRD_NAME_MAX   64
+#define MRD_MAX_DRIVES     64
+#define MRD_MAX_PEERS      32
+#define MRD_MAX_USERS      64
+#define MRD_NAME_MAX       64
+#define MRD_MAX_S3_DOMAINS 8
 
 typedef struct mrd_addr {
     char host[256]; /* numeric IPv4/IPv6 or a name */
@@ -242,6 +243,11 @@ typedef struct mrd_config {
     mrd_addr listen_s3;
     mrd_addr listen_replication;
     mrd_addr listen_admin;
+
+    /* [s3]: domains under which <bucket>.<domain> names a bucket
+     * (virtual-host-style addressing); lower case, no port */
+    char s3_domains[MRD_MAX_S3_DOMAINS][256];
+    int n_s3_domains;
 
     /* [store] */
     char *data_dirs[MRD_MAX_DRIVES];

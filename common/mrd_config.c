@@ -6,8 +6,9 @@
  *   file    = *(line "\n")
  *   line    = blank / comment / section / entry
  *   comment = *WSP (";" / "#") *CHAR
- *   section = "[" name "]"            ; site, listen, store, wal, replication,
- *                                      ; admin, log, peer.<name>, user.<name>
+ *   section = "[" name "]"            ; site, listen, s3, store, wal,
+ *                                      ; replication, admin, log, peer.<name>,
+ *                                      ; user.<name>
  *   entry   = key *WSP "=" *WSP value  ; value runs to end of line, trimmed
  *
  * The parser is our own rather than libinih because every error must name
@@ -234,6 +235,58 @@ set_str(cfg_ctx *x, const char *key, const char *val, char *dst, size_t dstsz)
     return 0;
 }
 
+/* [s3] domain: a comma-separated list of DNS names ("s3.example.com"), kept
+ * lower case. A name is 1-253 bytes of labels of [a-z0-9-] (1-63 bytes, no
+ * leading or trailing '-') joined by single dots; no port, no trailing dot. */
+static int
+add_s3_domains(cfg_ctx *x, const char *key, const char *val)
+{
+    mrd_config *c = x->c;
+    char *copy = strdup(val), *save = NULL;
+    int rc = 0;
+
+    if (!copy)
+        return -ENOMEM;
+    for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
+        size_t n, label = 0;
+        int ok;
+        while (isspace((unsigned char)*tok))
+            tok++;
+        n = strlen(tok);
+        while (n && isspace((unsigned char)tok[n - 1]))
+            tok[--n] = '\0';
+        ok = n > 0 && n <= 253 && tok[0] != '.' && tok[0] != '-' && tok[n - 1] != '.' &&
+             tok[n - 1] != '-';
+        for (size_t i = 0; i < n && ok; i++) {
+            tok[i] = (char)tolower((unsigned char)tok[i]);
+            if (tok[i] == '.') {
+                ok = label > 0 && tok[i - 1] != '-' && tok[i + 1] != '-';
+                label = 0;
+            } else {
+                ok = (isalnum((unsigned char)tok[i]) || tok[i] == '-') && ++label <= 63;
+            }
+        }
+        if (!ok) {
+            rc = fail(x, x->line, key,
+                      "'%s' is not a domain name; give DNS names such as s3.example.com, comma "
+                      "separated, without port or scheme",
+                      tok);
+            break;
+        }
+        for (int i = 0; i < c->n_s3_domains && rc == 0; i++)
+            if (strcmp(c->s3_domains[i], tok) == 0)
+                rc = fail(x, x->line, key, "'%s' is listed twice", tok);
+        if (rc == 0 && c->n_s3_domains >= MRD_MAX_S3_DOMAINS)
+            rc = fail(x, x->line, key, "more than %d domains", MRD_MAX_S3_DOMAINS);
+        if (rc == 0)
+            memcpy(c->s3_domains[c->n_s3_domains++], tok, n + 1);
+    }
+    free(copy);
+    if (rc == 0 && c->n_s3_domains == 0)
+        rc = fail(x, x->line, key, "empty; give DNS names such as s3.example.com");
+    return rc;
+}
+
 static int
 key_once(cfg_ctx *x, const char *key)
 {
@@ -296,6 +349,10 @@ entry(cfg_ctx *x, const char *key, const char *val)
         if (strcmp(key, "admin") == 0)
             return set_addr(x, key, val, &c->listen_admin, &x->seen_listen_admin);
         return fail(x, x->line, key, "unknown key; [listen] takes s3, replication, admin");
+    } else if (strcmp(sec, "s3") == 0) {
+        if (strcmp(key, "domain") == 0)
+            return add_s3_domains(x, key, val);
+        return fail(x, x->line, key, "unknown key; [s3] takes domain");
     } else if (strcmp(sec, "store") == 0) {
         if (strcmp(key, "data_dirs") == 0 || strcmp(key, "data_dir") == 0) {
             char *copy = strdup(val), *save = NULL;
@@ -460,8 +517,8 @@ static int
 section(cfg_ctx *x, const char *name)
 {
     mrd_config *c = x->c;
-    static const char *const plain[] = {"site",        "listen", "store", "wal",
-                                        "replication", "admin",  "log"};
+    static const char *const plain[] = {"site", "listen",      "s3",    "store",
+                                        "wal",  "replication", "admin", "log"};
 
     x->peer = NULL;
     x->user = NULL;
@@ -497,8 +554,8 @@ section(cfg_ctx *x, const char *name)
         return 0;
     }
     return fail(x, x->line, NULL,
-                "unknown section; expected site, listen, store, wal, replication, admin, log, "
-                "peer.NAME or user.NAME");
+                "unknown section; expected site, listen, s3, store, wal, replication, admin, "
+                "log, peer.NAME or user.NAME");
 }
 
 static int

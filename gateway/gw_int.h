@@ -334,6 +334,30 @@ int gw_query_param(const char *query, const char *name, mrd_buf *out);
 int gw_sigv4_verify(const gw_sigv4_input *in, const mrd_config *conf, int64_t now,
                     gw_sigv4_auth *auth, const char **why);
 
+/* ---- S3 addressing (gw_addr.c) ------------------------------------------- */
+
+#define GW_HDR_BUCKET "x-meridian-bucket" /* peer-forwarded virtual-host requests */
+
+/* Where a request's bucket and key are. */
+typedef struct gw_s3_addr {
+    char bucket[64]; /* "" for the service (ListBuckets) */
+    const char *key; /* the key, still percent-encoded, pointing into the
+                      * path; NULL for a bucket-level or service request */
+    int vhost;       /* 1 when the bucket came from the Host (or a peer) */
+} gw_s3_addr;
+
+/*
+ * Finds the bucket and key of a request: virtual-host style when host
+ * (the Host header, may be NULL) is "<bucket>.<domain>" for a domain of
+ * conf->s3_domains, path style otherwise; peer_bucket (x-meridian-bucket of
+ * an authenticated peer request, else NULL) names the bucket outright.
+ * Returns 0 (*out filled; key points into path), MRD_EINVAL when path does
+ * not start with '/', MRD_ETOOBIG for a bucket name over 63 bytes. Pure;
+ * fuzzed by tests/fuzz/fuzz_sigv4.c.
+ */
+int gw_s3_addr_parse(const mrd_config *conf, const char *host, const char *path,
+                     const char *peer_bucket, gw_s3_addr *out);
+
 /* ---- aws-chunked bodies (gw_awschunk.c) ---------------------------------- */
 
 #define GW_AWSCHUNK_MAX_LINE     1024         /* a chunk header or trailer line */

@@ -521,19 +521,13 @@ up_event_cb(struct bufferevent *bev, short what, void *ud)
 static int
 skip_req_header(const char *n)
 {
-    static const char *const skip[] = {"connection",
-                                       "keep-alive",
-                                       "proxy-connection",
-                                       "te",
-                                       "trailer",
-                                       "transfer-encoding",
-                                       "upgrade",
-                                       "expect",
-                                       "content-length",
-                                       "x-meridian-site-id",
-                                       "x-meridian-time",
-                                       "x-meridian-auth",
-                                       NULL};
+    static const char *const skip[] = {"connection",       "keep-alive",
+                                       "proxy-connection", "te",
+                                       "trailer",          "transfer-encoding",
+                                       "upgrade",          "expect",
+                                       "content-length",   "x-meridian-site-id",
+                                       "x-meridian-time",  "x-meridian-auth",
+                                       GW_HDR_BUCKET,      NULL};
 
     for (const char *const *s = skip; *s; s++)
         if (strcasecmp(n, *s) == 0)
@@ -547,6 +541,7 @@ write_head(px *x, const mrd_peer_conf *pc)
     gw_req *r = x->r;
     const char *sha = gw_req_header(r, "x-amz-content-sha256");
     repl_proxy_sig sig;
+    gw_s3_addr a;
     char host[300];
     mrd_buf h = {0};
     int rc;
@@ -570,6 +565,11 @@ write_head(px *x, const mrd_peer_conf *pc)
         if (!skip_req_header(n))
             mrd_buf_appendf(&h, "%s: %s\r\n", n, v);
     }
+    /* A virtual-host request names its bucket for the peer, whatever
+     * domains the peer serves (gw_addr.c). */
+    if (gw_s3_addr_parse(x->d->conf, gw_req_header(r, "host"), gw_req_path(r), NULL, &a) == 0 &&
+        a.vhost)
+        mrd_buf_appendf(&h, GW_HDR_BUCKET ": %s\r\n", a.bucket);
     if (x->chunked_body)
         mrd_buf_appendf(&h, "Transfer-Encoding: chunked\r\n");
     else if (gw_req_has_body(r))

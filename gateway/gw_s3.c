@@ -5,9 +5,11 @@
  *
  * Every request on the S3 port goes: health check paths first (load
  * balancers probe them without credentials), then SigV4 (gw_sigv4.c) over
- * the request head, then path-style routing: "/" is the service,
- * "/<bucket>" a bucket, "/<bucket>/<key>" an object (the key is the rest of
- * the path, percent-decoded). Multipart upload requests (the uploads and
+ * the request head, then addressing (gw_addr.c): path style, where "/" is
+ * the service, "/<bucket>" a bucket, "/<bucket>/<key>" an object (the key is
+ * the rest of the path, percent-decoded), or virtual-host style, where the
+ * bucket is the Host's first label under a configured domain and the whole
+ * path is the key. Multipart upload requests (the uploads and
  * uploadId sub-resources) go to gw_s3_mpu.c. Sub-resources this build does
  * not implement (tagging, ACLs, ...) get 501 NotImplemented rather than being
  * mistaken for a plain GET or PUT, which would do the wrong thing silently.
@@ -793,12 +795,9 @@ gw__route_s3(gw_req *r, void *ud)
     gw_daemon *d = ud;
     gw_sigv4_auth auth;
     const char *path = gw_req_path(r), *method = gw_req_method(r), *q = gw_req_query(r);
-    const char *slash;
+    gw_s3_addr a;
     mrd_buf key = {0};
-    char bucket[64];
-    size_t blen;
-
-    int peer;
+    int peer, rc;
 
     if (gw__route_health(r, d))
         return;
@@ -814,11 +813,16 @@ gw__route_s3(gw_req *r, void *ud)
         gw_s3_error(r, GW_S3E_SERVICE_UNAVAILABLE, path, NULL);
         return;
     }
-    if (path[0] != '/') {
-        gw_s3_error(r, GW_S3E_INVALID_REQUEST, path, "request target must be a path");
+    /* path or virtual-host style (gw_addr.c), after SigV4 checked the
+     * request as sent */
+    rc = gw_s3_addr_parse(d->conf, gw_req_header(r, "host"), path,
+                          peer ? gw_req_header(r, GW_HDR_BUCKET) : NULL, &a);
+    if (rc != 0) {
+        gw_s3_error(r, rc == MRD_ETOOBIG ? GW_S3E_INVALID_BUCKET_NAME : GW_S3E_INVALID_REQUEST,
+                    path, rc == MRD_ETOOBIG ? NULL : "request target must be a path");
         return;
     }
-    if (path[1] == '\0') {
+    if (!a.bucket[0]) {
         if (strcmp(method, "GET") != 0) {
             gw_s3_error(r, GW_S3E_METHOD_NOT_ALLOWED, path, NULL);
             return;
@@ -826,24 +830,16 @@ gw__route_s3(gw_req *r, void *ud)
         op_run(d, r, "", auth.access_key, work_list_buckets, respond_xml_200);
         return;
     }
-    slash = strchr(path + 1, '/');
-    blen = slash ? (size_t)(slash - path - 1) : strlen(path + 1);
-    if (blen >= sizeof(bucket)) {
-        gw_s3_error(r, GW_S3E_INVALID_BUCKET_NAME, path, NULL);
+    if (!a.key) {
+        route_bucket(d, r, a.bucket, method, q, &auth);
         return;
     }
-    memcpy(bucket, path + 1, blen);
-    bucket[blen] = '\0';
-    if (!slash || slash[1] == '\0') {
-        route_bucket(d, r, bucket, method, q, &auth);
-        return;
-    }
-    if (gw_url_decode(slash + 1, strlen(slash + 1), 0, &key) != 0 || key.len > 1024 ||
+    if (gw_url_decode(a.key, strlen(a.key), 0, &key) != 0 || key.len > 1024 ||
         memchr(key.data, '\0', key.len)) {
         mrd_buf_free(&key);
         gw_s3_error(r, key.len > 1024 ? GW_S3E_KEY_TOO_LONG : GW_S3E_INVALID_ARGUMENT, path, NULL);
         return;
     }
-    route_object(d, r, bucket, key.data, method, q, &auth);
+    route_object(d, r, a.bucket, key.data, method, q, &auth);
     mrd_buf_free(&key);
 }

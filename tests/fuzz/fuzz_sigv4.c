@@ -5,7 +5,9 @@
  * path, query and header set. The input is split on NUL bytes into those
  * fields; a well-formed result must also survive being signed. The first
  * field is also read as a write token (x-meridian-write-token, gw_token.c)
- * against a small fixed configuration.
+ * against a small fixed configuration, and fields 3 and 2 as the Host and
+ * path of S3 addressing (gw_addr.c; field 4 as a peer's x-meridian-bucket)
+ * under that configuration's virtual-host domains.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,22 +21,44 @@ static const char conf_text[] =
     "[site]\nid = 1\nname = a\n[listen]\ns3 = 127.0.0.1:1\nreplication = 127.0.0.1:2\n"
     "admin = 127.0.0.1:3\n[store]\ndata_dirs = /d0, /d1\nec_k = 1\nec_m = 1\nmeta_dir = /m\n"
     "[replication]\nsecret = fuzz-fuzz-fuzz-fuzz\n[admin]\ntoken = fuzz-fuzz-fuzz-fuzz\n"
-    "[peer.b]\nid = 2\nreplication = 127.0.0.1:4\n[user.u]\naccess_key = AKFUZZ\n"
+    "[s3]\ndomain = s3.example.com, example.com, S3.Local\n[peer.b]\nid = 2\nreplication = "
+    "127.0.0.1:4\n[user.u]\naccess_key = AKFUZZ\n"
     "secret_key = SKFUZZFUZZ\n";
 
-static void
-fuzz_token(const char *tok)
+static mrd_config *
+fuzz_conf(void)
 {
     static mrd_config *conf;
     char err[256];
-    uint32_t site;
-    uint64_t lsn;
 
     if (!conf &&
         mrd_config_parse("fuzz", conf_text, sizeof(conf_text) - 1, &conf, err, sizeof(err)) != 0)
         abort(); /* the fixed configuration must load */
-    if (gw__route_parse_token(conf, tok, &site, &lsn) == 0 && site != 0 && site != 2)
+    return conf;
+}
+
+static void
+fuzz_token(const char *tok)
+{
+    uint32_t site;
+    uint64_t lsn;
+
+    if (gw__route_parse_token(fuzz_conf(), tok, &site, &lsn) == 0 && site != 0 && site != 2)
         abort(); /* only configured sites are named */
+}
+
+/* Addressing: a key always points into the path, past its first byte. */
+static void
+fuzz_addr(const char *host, const char *path, const char *peer_bucket)
+{
+    gw_s3_addr a;
+    size_t plen = strlen(path);
+
+    if (gw_s3_addr_parse(fuzz_conf(), host, path, peer_bucket, &a) != 0)
+        return;
+    if (strlen(a.bucket) >= sizeof(a.bucket) || path[0] != '/' ||
+        (a.key && (a.key <= path || a.key >= path + plen)) || (a.vhost && !a.bucket[0]))
+        abort();
 }
 
 int
@@ -63,6 +87,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         field[i] = buf + size;
 
     fuzz_token(field[0]);
+    fuzz_addr(field[3], field[2], NULL);
+    fuzz_addr(field[3], field[2], field[4]);
     memset(&a, 0, sizeof(a));
     if (gw_sigv4_parse_header(field[0], &a) != 0)
         gw_sigv4_parse_query(field[1], &a);

@@ -111,6 +111,8 @@ static const char *good_conf = "# a site\n"
                                "token = 0123456789abcdef\n"
                                "[replication]\n"
                                "secret = fedcba9876543210\n"
+                               "[s3]\n"
+                               "domain = S3.Example.com, s3.other.example\n"
                                "[peer.b]\n"
                                "id = 2\n"
                                "replication = 127.0.0.1:9102\n"
@@ -142,6 +144,9 @@ test_config_good(void)
     CHECK_EQ_INT(c->peers[0].id, 2);
     CHECK_STR(c->users[0].secret_key, "alicesecret");
     CHECK_EQ_INT(c->max_clock_skew_s, 900);
+    CHECK_EQ_INT(c->n_s3_domains, 2);
+    CHECK_STR(c->s3_domains[0], "s3.example.com");
+    CHECK_STR(c->s3_domains[1], "s3.other.example");
     mrd_config_free(c);
 }
 
@@ -196,6 +201,16 @@ test_config_rejects(void)
     expect_reject("token = 0123456789abcdef", "token = short", "[admin] token: too short");
     expect_reject("secret = fedcba9876543210\n", "secret = fedcba9876543210\nmax_clock_skew = 5\n",
                   "[replication] max_clock_skew: '5' is not valid");
+    expect_reject("S3.Example.com,", "s3.example.com:9000,",
+                  "[s3] domain: 's3.example.com:9000' is not a domain name");
+    expect_reject("S3.Example.com,", "http://s3.example.com,", "is not a domain name");
+    expect_reject("S3.Example.com,", ".s3.example.com,", "is not a domain name");
+    expect_reject("S3.Example.com,", "s3..example.com,", "is not a domain name");
+    expect_reject("S3.Example.com,", "s3.example-.com,", "is not a domain name");
+    expect_reject("S3.Example.com, s3.other.example", " , ", "[s3] domain: empty");
+    expect_reject("S3.Example.com,", "s3.other.example,", "'s3.other.example' is listed twice");
+    expect_reject("domain = S3", "domain = a\ndomain = b\nx = S3", "[s3] domain: set twice");
+    expect_reject("domain = S3", "domains = S3", "[s3] domains: unknown key; [s3] takes domain");
 }
 
 static void

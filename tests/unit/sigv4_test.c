@@ -404,8 +404,68 @@ test_write_token_parse(void)
     CHECK_EQ_INT(gw__route_parse_token(&conf, NULL, &site, &lsn), MRD_EINVAL);
 }
 
+/* S3 addressing (gw_addr.c): virtual host under the configured domains,
+ * path style otherwise. */
+static void
+test_s3_addressing(void)
+{
+    mrd_config conf;
+    gw_s3_addr a;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.n_s3_domains = 2;
+    strcpy(conf.s3_domains[0], "example.com");
+    strcpy(conf.s3_domains[1], "s3.example.com");
+    /* virtual host, the longest domain wins; the key is the path after '/' */
+    REQUIRE(gw_s3_addr_parse(&conf, "my.bkt.s3.example.com:9000", "/a/b%20c", NULL, &a) == 0);
+    CHECK_STR(a.bucket, "my.bkt");
+    CHECK_STR(a.key, "a/b%20c");
+    CHECK_EQ_INT(a.vhost, 1);
+    REQUIRE(gw_s3_addr_parse(&conf, "Bkt.Example.COM.", "/", NULL, &a) == 0);
+    CHECK_STR(a.bucket, "bkt");
+    CHECK(a.key == NULL);
+    REQUIRE(gw_s3_addr_parse(&conf, "bkt.example.com", "//k", NULL, &a) == 0);
+    CHECK_STR(a.key, "/k");
+    /* the domain itself, an IP, an unknown name: path style */
+    REQUIRE(gw_s3_addr_parse(&conf, "s3.example.com", "/bkt/k/x", NULL, &a) == 0);
+    CHECK_STR(a.bucket, "bkt");
+    CHECK_STR(a.key, "k/x");
+    CHECK_EQ_INT(a.vhost, 0);
+    REQUIRE(gw_s3_addr_parse(&conf, "[::1]:9000", "/Bkt/", NULL, &a) == 0);
+    CHECK_STR(a.bucket, "Bkt"); /* kept as sent: refused later, not renamed */
+    CHECK(a.key == NULL);
+    REQUIRE(gw_s3_addr_parse(&conf, "bkt.example.org", "/", NULL, &a) == 0);
+    CHECK_STR(a.bucket, "");
+    REQUIRE(gw_s3_addr_parse(&conf, NULL, "/b", NULL, &a) == 0);
+    CHECK_STR(a.bucket, "b");
+    REQUIRE(gw_s3_addr_parse(&conf, ".example.com", "/b", NULL, &a) == 0);
+    CHECK_STR(a.bucket, "b");
+    CHECK_EQ_INT(a.vhost, 0);
+    /* a peer names the bucket: the path is all key */
+    REQUIRE(gw_s3_addr_parse(&conf, "10.0.0.1", "/k", "bkt", &a) == 0);
+    CHECK_STR(a.bucket, "bkt");
+    CHECK_STR(a.key, "k");
+    /* errors */
+    CHECK_EQ_INT(gw_s3_addr_parse(&conf, "x", "http://h/b", NULL, &a), MRD_EINVAL);
+    CHECK_EQ_INT(gw_s3_addr_parse(&conf, "x", NULL, NULL, &a), MRD_EINVAL);
+    char host[128];
+    memset(host, 'b', 64);
+    strcpy(host + 64, ".example.com");
+    CHECK_EQ_INT(gw_s3_addr_parse(&conf, host, "/k", NULL, &a), MRD_ETOOBIG);
+    CHECK_EQ_INT(
+        gw_s3_addr_parse(&conf, "h",
+                         "/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb/k",
+                         NULL, &a),
+        MRD_ETOOBIG);
+    host[63] = '\0'; /* 63 bytes: the longest bucket name */
+    strcat(host, ".example.com");
+    REQUIRE(gw_s3_addr_parse(&conf, host, "/k", NULL, &a) == 0);
+    CHECK_EQ_INT((int)strlen(a.bucket), 63);
+}
+
 static const test_case tests[] = {
     TEST(test_write_token_parse),
+    TEST(test_s3_addressing),
     TEST(test_s3_get_object),
     TEST(test_s3_put_object),
     TEST(test_s3_get_lifecycle),
