@@ -1281,7 +1281,10 @@ get_lookup_done(void *arg)
         gw_resp_end(g->r);
         return;
     }
-    if (!(g->buf = malloc(CHUNK))) {
+    /* Sized to what this GET reads (job_read never asks for more than
+     * end - off): a 4 KiB GET allocating a 1 MiB chunk made glibc grow and
+     * trim the heap on every request, a third of the daemon's CPU. */
+    if (!(g->buf = malloc(g->end - g->off < CHUNK ? (size_t)(g->end - g->off) : CHUNK))) {
         gw_resp_end(g->r);
         return;
     }
