@@ -92,7 +92,8 @@ typedef struct opts {
     uint64_t size_min, size_max, range_size, part_size, count, keys;
     double duration;
     int concurrency, threads, no_auth, unsigned_payload, create_bucket, verify, no_prepare;
-    int list_max, quiet;
+    int list_max, list_all, quiet;
+    uint64_t key_start;      /* first key index of sequential and fresh-key runs */
     unsigned mix[OP_NKINDS]; /* percent per kind for OP_MIXED */
     char size_str[64];
 } opts;
@@ -238,14 +239,16 @@ typedef struct slot {
     uint64_t obj_size; /* the object's size (PUT, multipart) */
     uint64_t size;     /* body bytes of the current request */
     uint64_t off0, sent, rx, t0_ns, range_off;
+    uint64_t walk_keys; /* list --list-all: keys seen so far in this walk */
     int bad_verify;
-    char url[1024];
+    char url[4096];
     char errbody[ERRLEN];
     size_t errlen;
     /* multipart */
     int mpu_step; /* 0 initiate, 1..n parts, n+1 complete */
     int mpu_parts;
     char upload_id[256];
+    char list_token[1024]; /* list --list-all: the next page's continuation token */
     char etag[128];
     mrd_buf resp, complete;
 } slot;
@@ -258,6 +261,7 @@ struct worker {
     uint64_t rng;
     hist h[OP_NKINDS];
     uint64_t err_kind[OP_NKINDS];
+    uint64_t keys_listed, walks;
     char first_err[ERRLEN];
     uint64_t first_err_ns;
 };
@@ -370,7 +374,7 @@ write_cb(char *data, size_t sz, size_t nmemb, void *ud)
         s->errlen += c;
         s->errbody[s->errlen] = 0;
     } else if (s->kind == OP_MPU || s->kind == OP_LIST) {
-        if (s->kind == OP_MPU && mrd_buf_append(&s->resp, data, n) != 0)
+        if (mrd_buf_append(&s->resp, data, n) != 0)
             return 0;
     } else if (O.verify && !s->bad_verify) {
         uint64_t pos = s->off0 + s->range_off + s->rx;
@@ -528,10 +532,19 @@ setup_request(slot *s)
     }
     case OP_LIST: {
         size_t len = strlen(s->url);
-        char pfx[512];
+        char pfx[512], tok[3 * sizeof(s->list_token)];
         query_enc(O.prefix, pfx, sizeof(pfx));
-        snprintf(s->url + len, sizeof(s->url) - len, "/%s?list-type=2&max-keys=%d&prefix=%s",
-                 O.bucket, O.list_max, pfx);
+        /* S3 canonical query order: continuation-token < list-type < max-keys < prefix */
+        if (s->list_token[0]) {
+            query_enc(s->list_token, tok, sizeof(tok));
+            len += (size_t)snprintf(s->url + len, sizeof(s->url) - len,
+                                    "/%s?continuation-token=%s&", O.bucket, tok);
+        } else {
+            len += (size_t)snprintf(s->url + len, sizeof(s->url) - len, "/%s?", O.bucket);
+        }
+        snprintf(s->url + len, sizeof(s->url) - len, "list-type=2&max-keys=%d&prefix=%s",
+                 O.list_max, pfx);
+        mrd_buf_reset(&s->resp);
         break;
     }
     case OP_DELETE:
@@ -597,13 +610,15 @@ start_next(slot *s)
         return 0;
     s->kind = pick_kind(w);
     if (P.seq_keys)
-        s->idx = n;
+        s->idx = O.key_start + n;
     else if (s->kind == OP_PUT && P.op == OP_PUT && !O.keys)
-        s->idx = n; /* a fresh key per PUT */
+        s->idx = O.key_start + n; /* a fresh key per PUT */
     else if (s->kind == OP_MPU && !O.keys)
-        s->idx = n;
+        s->idx = O.key_start + n;
     else
-        s->idx = rnd(w) % (O.keys ? O.keys : 1);
+        s->idx = O.key_start + rnd(w) % (O.keys ? O.keys : 1);
+    s->list_token[0] = 0;
+    s->walk_keys = 0;
     s->obj_size = (s->kind == OP_PUT || s->kind == OP_MPU) ? pick_size(w) : 0;
     if (s->kind == OP_MPU) {
         s->mpu_step = 0;
@@ -654,6 +669,36 @@ xml_value(const mrd_buf *b, const char *tag, char *out, size_t outsz)
     return 0;
 }
 
+/* A list page arrived: counts its keys (KeyCount) and, with --list-all,
+ * keeps its NextContinuationToken (empty when the walk is over). Returns 0,
+ * or -1 (error recorded) when a --list-all page lacks what the walk needs. */
+static int
+list_page_done(slot *s)
+{
+    char v[64];
+    int truncated;
+
+    s->list_token[0] = 0;
+    if (xml_value(&s->resp, "KeyCount", v, sizeof(v)) == 0) {
+        s->walk_keys += strtoull(v, NULL, 10);
+        s->w->keys_listed += strtoull(v, NULL, 10);
+    } else if (O.list_all) {
+        record_error(s->w, "GET %s: no KeyCount in the listing", s->url);
+        return -1;
+    }
+    if (!O.list_all)
+        return 0;
+    truncated = xml_value(&s->resp, "IsTruncated", v, sizeof(v)) == 0 && strcmp(v, "true") == 0;
+    if (truncated &&
+        (xml_value(&s->resp, "NextContinuationToken", s->list_token, sizeof(s->list_token)) != 0 ||
+         !s->list_token[0])) {
+        record_error(s->w, "GET %s: truncated listing without a continuation token", s->url);
+        s->list_token[0] = 0;
+        return -1;
+    }
+    return 0;
+}
+
 /* A request of slot s finished. Returns 1 if the slot has a follow-up step
  * of the same operation ready (multipart), 0 when the operation is over. */
 static int
@@ -698,7 +743,19 @@ finish(slot *s, CURLcode res)
             return 1;
         }
     }
+    if (s->kind == OP_LIST && list_page_done(s) != 0)
+        goto failed;
     now = mrd_clock_mono_ns();
+    if (s->kind == OP_LIST && O.list_all && s->list_token[0]) {
+        /* one more page of this walk: each page is one recorded operation */
+        hist_add(&w->h[OP_LIST], now - s->t0_ns, s->rx);
+        atomic_fetch_add(&P.ok, 1);
+        s->t0_ns = now;
+        setup_request(s);
+        return 1;
+    }
+    if (s->kind == OP_LIST)
+        w->walks++;
     hist_add(&w->h[s->kind], now - s->t0_ns,
              s->kind == OP_PUT || s->kind == OP_MPU ? s->obj_size : s->rx);
     atomic_fetch_add(&P.ok, 1);
@@ -771,6 +828,7 @@ typedef struct result {
     uint64_t ok, errors;
     hist all, kind[OP_NKINDS];
     uint64_t err_kind[OP_NKINDS];
+    uint64_t keys_listed, walks;
     char first_err[ERRLEN];
 } result;
 
@@ -834,6 +892,7 @@ run_phase(int op, uint64_t count, double duration, int seq_keys, result *r)
     for (int t = 0; t < O.threads; t++) {
         memset(W[t].h, 0, sizeof(W[t].h));
         memset(W[t].err_kind, 0, sizeof(W[t].err_kind));
+        W[t].keys_listed = W[t].walks = 0;
     }
     first_err[0] = 0;
     P.op = op;
@@ -853,12 +912,15 @@ run_phase(int op, uint64_t count, double duration, int seq_keys, result *r)
     r->secs = (double)(atomic_load(&P.last_done_ns) - P.t0_ns) / 1e9;
     r->ok = atomic_load(&P.ok);
     r->errors = atomic_load(&P.errors);
-    for (int t = 0; t < O.threads; t++)
+    for (int t = 0; t < O.threads; t++) {
         for (int k = 0; k < OP_NKINDS; k++) {
             hist_merge(&r->kind[k], &W[t].h[k]);
             hist_merge(&r->all, &W[t].h[k]);
             r->err_kind[k] += W[t].err_kind[k];
         }
+        r->keys_listed += W[t].keys_listed;
+        r->walks += W[t].walks;
+    }
     snprintf(r->first_err, sizeof(r->first_err), "%s", first_err);
 }
 
@@ -874,6 +936,9 @@ print_line(FILE *f, const char *label, const result *r)
             (double)r->all.bytes / secs / 1e6, (double)r->all.bytes / secs / 1048576.0,
             (double)hist_q(&r->all, 0.5) / 1e6, (double)hist_q(&r->all, 0.99) / 1e6,
             (double)hist_q(&r->all, 0.999) / 1e6, (double)r->all.max_ns / 1e6, r->errors);
+    if (r->op == OP_LIST)
+        fprintf(f, " keys=%" PRIu64 " keys/s=%.0f walks=%" PRIu64, r->keys_listed,
+                (double)r->keys_listed / secs, r->walks);
     if (r->first_err[0])
         fprintf(f, " first_error=\"%s\"", r->first_err);
     fputc('\n', f);
@@ -938,6 +1003,8 @@ write_json(const char *path, const char *label, const result *r, const result *p
     mrd_json_w_int(&j, O.threads);
     mrd_json_w_key(&j, "keys");
     mrd_json_w_uint(&j, O.keys);
+    mrd_json_w_key(&j, "key_start");
+    mrd_json_w_uint(&j, O.key_start);
     mrd_json_w_key(&j, "unsigned_payload");
     mrd_json_w_bool(&j, O.unsigned_payload);
     mrd_json_w_key(&j, "auth");
@@ -952,6 +1019,16 @@ write_json(const char *path, const char *label, const result *r, const result *p
     else
         mrd_json_w_null(&j);
     json_stats(&j, &r->all, r->secs);
+    if (r->op == OP_LIST) {
+        mrd_json_w_key(&j, "keys_listed");
+        mrd_json_w_uint(&j, r->keys_listed);
+        mrd_json_w_key(&j, "keys_per_s");
+        mrd_json_w_double(&j, r->secs > 0 ? (double)r->keys_listed / r->secs : 0.0);
+        mrd_json_w_key(&j, "walks");
+        mrd_json_w_uint(&j, r->walks);
+        mrd_json_w_key(&j, "list_all");
+        mrd_json_w_bool(&j, O.list_all);
+    }
     mrd_json_w_key(&j, "per_op");
     mrd_json_w_obj_begin(&j);
     for (int k = 0; k < OP_NKINDS; k++) {
@@ -1077,6 +1154,8 @@ usage(FILE *f)
             "  --duration SECS | --count N   stop after a time (default 10 s) or N requests\n"
             "  --keys N                key spread: indices 0..N-1 (get/mixed default 100;\n"
             "                          put default: a fresh key per request)\n"
+            "  --key-start N           first key index (keys are <prefix>%%08d of the index;\n"
+            "                          default 0): fills a bucket in steps\n"
             "  --unsigned-payload      PUT with x-amz-content-sha256: UNSIGNED-PAYLOAD\n"
             "  --no-auth               no SigV4 (for nginx)\n"
             "  --path-template T       request path with one %%d for the key index, e.g. /obj/%%d\n"
@@ -1084,6 +1163,8 @@ usage(FILE *f)
             "  --no-prepare            get/rget/mixed/delete: do not PUT the keys first\n"
             "  --verify                compare GET bodies with the PUT pattern\n"
             "  --list-max N            max-keys for list (1000)\n"
+            "  --list-all              list: each operation walks every page of the prefix\n"
+            "                          (continuation tokens); each page counts as one op\n"
             "  --gen-files DIR         write --keys files DIR/<index> with the PUT bodies, exit\n"
             "  --json FILE             write the result as JSON\n"
             "  --quiet                 no progress line\n");
@@ -1147,6 +1228,8 @@ parse_args(int argc, char **argv)
             O.no_prepare = 1;
         } else if (strcmp(a, "--quiet") == 0) {
             O.quiet = 1;
+        } else if (strcmp(a, "--list-all") == 0) {
+            O.list_all = 1;
         } else if (ARG("--endpoint")) {
             O.endpoint = argv[++i];
         } else if (ARG("--op")) {
@@ -1199,6 +1282,8 @@ parse_args(int argc, char **argv)
             have_count = 1;
         } else if (ARG("--keys")) {
             O.keys = strtoull(argv[++i], NULL, 10);
+        } else if (ARG("--key-start")) {
+            O.key_start = strtoull(argv[++i], NULL, 10);
         } else if (ARG("--list-max")) {
             O.list_max = atoi(argv[++i]);
         } else {

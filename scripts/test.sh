@@ -7,6 +7,8 @@
 #   format    clang-format check of the whole tree
 #   asan      ASan+UBSan build, ctest under it
 #   fuzz      clang libFuzzer build, each target for FUZZ_SECONDS (default 15)
+#   bench     bench/run.sh --quick --no-doc: the benchmark smoke test (every
+#             tool and every Meridian run works; numbers are not asserted)
 # Every step runs even if an earlier one failed (except when the build fails);
 # a summary is printed and the exit code is non-zero on any failure.
 # TEST_STEPS="unit integ" limits the run to those steps (after the build).
@@ -14,7 +16,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 export MERIDIAN_BUILD_DIR="$top/build"
-steps=${TEST_STEPS:-"unit integ format asan fuzz"}
+steps=${TEST_STEPS:-"unit integ format asan fuzz bench"}
 fuzz_seconds=${FUZZ_SECONDS:-15}
 jobs=$(nproc)
 declare -a names results times
@@ -39,7 +41,7 @@ summary() {
     if [ $fail -eq 0 ]; then echo "ALL PASSED"; else echo "SOME STEPS FAILED"; fi
 }
 
-scripts/install-deps.sh --test || { echo "dependency installation failed"; exit 1; }
+scripts/install-deps.sh --bench || { echo "dependency installation failed"; exit 1; }
 
 if ! run_step build scripts/build.sh build; then summary; exit 1; fi
 want unit && run_step unit ctest --test-dir build --output-on-failure -j"$jobs"
@@ -54,5 +56,6 @@ if want fuzz; then
     run_step fuzz bash -c "scripts/build.sh build-fuzz -DMERIDIAN_FUZZ=ON -DCMAKE_C_COMPILER=clang \
         -DBUILD_TESTING=OFF && scripts/fuzz-smoke.sh build-fuzz $fuzz_seconds"
 fi
+want bench && run_step bench bench/run.sh --quick --no-doc --build build
 summary
 exit $fail

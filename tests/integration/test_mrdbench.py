@@ -302,6 +302,20 @@ def test_meridiand_put_get_list_delete(site, tmp_path):
     assert rc == 0, stdout + err
     rc, stdout, err = run(base + ["--op", "list", "--count", "3", "--concurrency", "1"])
     assert rc == 0, stdout + err
+    # --key-start numbers fresh keys from there; --list-all walks every page
+    rc, stdout, err = run(base + ["--op", "put", "--count", "3", "--key-start", "100",
+                                  "--size", "10"])
+    assert rc == 0, stdout + err
+    out = tmp_path / "walk.json"
+    rc, stdout, err = run(base + ["--op", "list", "--list-all", "--list-max", "7", "--count", "1",
+                                  "--concurrency", "1", "--json", str(out)])
+    assert rc == 0, stdout + err
+    j = load(out)
+    assert (j["keys_listed"], j["ops"], j["walks"]) == (23, 4, 1), j
+    assert "keys=23 " in stdout
+    rc, stdout, err = run(base + ["--op", "get", "--no-prepare", "--key-start", "100", "--keys",
+                                  "3", "--count", "6", "--verify", "--concurrency", "2"])
+    assert rc == 0 and "ops=6 " in stdout, stdout + err
     out = tmp_path / "del.json"
     rc, stdout, err = run(base + ["--op", "delete", "--no-prepare", "--keys", "10",
                                   "--concurrency", "2", "--json", str(out)])
