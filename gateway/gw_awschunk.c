@@ -1,8 +1,9 @@
 /*
  * gw_awschunk.c - the aws-chunked body decoder: streaming uploads signed per
- * chunk (x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD) and the
- * unsigned variant with trailing checksums (STREAMING-UNSIGNED-PAYLOAD-
- * TRAILER), verified as the bytes arrive.
+ * chunk (x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD), the same
+ * with a signed trailing checksum (STREAMING-AWS4-HMAC-SHA256-PAYLOAD-
+ * TRAILER) and the unsigned variant with a trailing checksum
+ * (STREAMING-UNSIGNED-PAYLOAD-TRAILER), verified as the bytes arrive.
  *
  * The encoding (inside the HTTP body, under any Transfer-Encoding):
  *
@@ -24,13 +25,25 @@
  * handler only commits (WAL record) after gw_awschunk_finish succeeded, and
  * aborts the store writer on any error.
  *
- * Trailers. With the unsigned variant the client names one trailing header in
- * x-amz-trailer (x-amz-checksum-crc32, -crc32c, -sha1 or -sha256) and sends
- * it, base64, after the last chunk; the decoder computes the same checksum
- * over the decoded bytes and compares (BadDigest). Other algorithms (CRC64NVME)
- * are accepted without verification. The signed-trailer variant
- * (STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER) is not supported: the caller
- * refuses it before getting here.
+ * Trailers. With the trailer variants the client names one trailing header
+ * in x-amz-trailer (x-amz-checksum-crc32, -crc32c, -sha1 or -sha256) and
+ * sends it, base64, after the last chunk; the decoder computes the same
+ * checksum over the decoded bytes and compares (BadDigest). Other algorithms
+ * (CRC64NVME) are accepted without verification.
+ *
+ * Signed trailers (STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER): the chunks
+ * are signed as above, and the trailer lines are followed by
+ *   x-amz-trailer-signature: HMAC(signing key,
+ *       "AWS4-HMAC-SHA256-TRAILER" \n amz-date \n scope \n
+ *       signature of the last (empty) chunk \n
+ *       hex(SHA256(each trailer as "name:value\n")))
+ * where name is lower-cased and value trimmed, in the order sent. It chains
+ * on the last chunk, so the trailer cannot be cut off or moved to another
+ * upload; a missing, malformed or wrong one is SignatureDoesNotMatch, and so
+ * is a trailer line after it. Some writers end the empty last chunk with a
+ * CRLF before the trailers (AWS's worked example does): one blank line is
+ * skipped there. The closing blank line after a verified signature is
+ * optional.
  *
  * Bounds: a chunk header or trailer line longer than GW_AWSCHUNK_MAX_LINE, a
  * size over 16 hex digits or past the declared decoded length, more than
@@ -70,37 +83,60 @@ struct gw_awschunk {
     EVP_MD_CTX *ckmd; /* SHA-1/SHA-256 trailing checksum */
     int ck_seen;
     int n_trailers;
+    int blank_skipped;  /* the optional CRLF after the empty last chunk */
+    int trailer_signed; /* x-amz-trailer-signature verified */
     size_t line_len;
     char line[GW_AWSCHUNK_MAX_LINE];
     int err; /* gw_s3_err + 1 once failed */
     const char *why;
 };
 
-void
-gw_awschunk_sign(const unsigned char key[32], const char *amz_date, const char *scope,
-                 const char *prev_sig, const unsigned char data_sha[32], char out[65])
+static void
+hex32(const unsigned char in[32], char out[65])
 {
     static const char hex[] = "0123456789abcdef";
-    char sts[512], sh[65];
+
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+/* HMAC(key, algo \n amz_date \n scope \n prev_sig \n [mid \n] hex(sha)) in
+ * hex: the chained signature of a chunk (mid = SHA-256 of "") or of the
+ * trailer (mid = NULL). */
+static void
+chain_sign(const unsigned char key[32], const char *algo, const char *amz_date, const char *scope,
+           const char *prev_sig, const char *mid, const unsigned char sha[32], char out[65])
+{
+    char sts[640], sh[65];
     unsigned char mac[32];
     unsigned int n = 32;
     int len;
 
-    for (int i = 0; i < 32; i++) {
-        sh[2 * i] = hex[data_sha[i] >> 4];
-        sh[2 * i + 1] = hex[data_sha[i] & 15];
-    }
-    sh[64] = '\0';
-    len = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-PAYLOAD\n%s\n%s\n%s\n%s\n%s", amz_date,
-                   scope, prev_sig, GW_SHA256_EMPTY, sh);
+    hex32(sha, sh);
+    len = snprintf(sts, sizeof(sts), "%s\n%s\n%s\n%s\n%s%s%s", algo, amz_date, scope, prev_sig,
+                   mid ? mid : "", mid ? "\n" : "", sh);
     if (len < 0 || (size_t)len >= sizeof(sts))
         len = (int)sizeof(sts) - 1; /* scope is bounded by the parser: cannot happen */
     HMAC(EVP_sha256(), key, 32, (const unsigned char *)sts, (size_t)len, mac, &n);
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[mac[i] >> 4];
-        out[2 * i + 1] = hex[mac[i] & 15];
-    }
-    out[64] = '\0';
+    hex32(mac, out);
+}
+
+void
+gw_awschunk_sign(const unsigned char key[32], const char *amz_date, const char *scope,
+                 const char *prev_sig, const unsigned char data_sha[32], char out[65])
+{
+    chain_sign(key, "AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, prev_sig, GW_SHA256_EMPTY,
+               data_sha, out);
+}
+
+void
+gw_awschunk_sign_trailer(const unsigned char key[32], const char *amz_date, const char *scope,
+                         const char *prev_sig, const unsigned char trailer_sha[32], char out[65])
+{
+    chain_sign(key, "AWS4-HMAC-SHA256-TRAILER", amz_date, scope, prev_sig, NULL, trailer_sha, out);
 }
 
 static int
@@ -129,7 +165,7 @@ gw_awschunk_new(const gw_awschunk_opts *o, gw_awschunk **out)
         return -12; /* -ENOMEM */
     c->mode = o->mode;
     c->decoded_length = o->decoded_length;
-    if (o->mode == GW_AWSCHUNK_SIGNED) {
+    if (o->mode == GW_AWSCHUNK_SIGNED || o->mode == GW_AWSCHUNK_SIGNED_TRAILER) {
         if (!o->key || !o->amz_date || !o->scope || !o->seed_sig ||
             strlen(o->amz_date) >= sizeof(c->amz_date) || strlen(o->scope) >= sizeof(c->scope) ||
             strlen(o->seed_sig) != 64) {
@@ -149,7 +185,7 @@ gw_awschunk_new(const gw_awschunk_opts *o, gw_awschunk **out)
         goto fail;
     }
     if (o->trailer) {
-        if (o->mode != GW_AWSCHUNK_UNSIGNED_TRAILER || strlen(o->trailer) >= sizeof(c->ck_name) ||
+        if (o->mode == GW_AWSCHUNK_SIGNED || strlen(o->trailer) >= sizeof(c->ck_name) ||
             strchr(o->trailer, ',')) {
             rc = MRD_EINVAL;
             goto fail;
@@ -246,7 +282,7 @@ parse_size_line(gw_awschunk *c)
     if (digits == 0)
         return fail(c, GW_S3E_INVALID_REQUEST, "aws-chunked: bad chunk size");
     ext = p;
-    if (c->mode == GW_AWSCHUNK_SIGNED) {
+    if (c->sha) {
         static const char pre[] = ";chunk-signature=";
         size_t n = strlen(ext);
         if (strncmp(ext, pre, sizeof(pre) - 1) != 0 || n != sizeof(pre) - 1 + 64)
@@ -265,7 +301,7 @@ parse_size_line(gw_awschunk *c)
         c->state = C_DATA;
         return 0;
     }
-    if (c->mode == GW_AWSCHUNK_SIGNED && verify_chunk(c) != 0)
+    if (c->sha && verify_chunk(c) != 0)
         return c->err;
     c->state = C_TRAILER;
     return 0;
@@ -284,6 +320,41 @@ b64_equal(const unsigned char *digest, size_t n, const char *value)
            value[strspn(value + len, " \t") + len] == '\0';
 }
 
+/* Signed trailers: hashes the line name:value (lower-case name, trimmed
+ * value), or checks x-amz-trailer-signature against the hash so far. */
+static int
+signed_trailer(gw_awschunk *c, size_t nl, const char *value)
+{
+    static const char sig_name[] = "x-amz-trailer-signature";
+    const char *end;
+    unsigned char digest[32];
+    unsigned int n = 32;
+    char want[65];
+
+    while (*value == ' ' || *value == '\t')
+        value++;
+    end = value + strlen(value);
+    while (end > value && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (nl == sizeof(sig_name) - 1 && strncasecmp(c->line, sig_name, nl) == 0) {
+        EVP_DigestFinal_ex(c->sha, digest, &n);
+        gw_awschunk_sign_trailer(c->key, c->amz_date, c->scope, c->prev_sig, digest, want);
+        if (!mrd_consttime_equal(want, 64, value, (size_t)(end - value)))
+            return fail(c, GW_S3E_SIGNATURE_DOES_NOT_MATCH,
+                        "aws-chunked: trailer signature mismatch");
+        c->trailer_signed = 1;
+        return 0;
+    }
+    for (size_t i = 0; i < nl; i++) {
+        char ch = c->line[i] >= 'A' && c->line[i] <= 'Z' ? (char)(c->line[i] + 32) : c->line[i];
+        EVP_DigestUpdate(c->sha, &ch, 1);
+    }
+    EVP_DigestUpdate(c->sha, ":", 1);
+    EVP_DigestUpdate(c->sha, value, (size_t)(end - value));
+    EVP_DigestUpdate(c->sha, "\n", 1);
+    return 0;
+}
+
 static int
 trailer_line(gw_awschunk *c)
 {
@@ -292,19 +363,34 @@ trailer_line(gw_awschunk *c)
     unsigned int n = 32;
     size_t nl;
 
+    if (c->line_len == 0 && c->n_trailers == 0 && !c->blank_skipped &&
+        c->mode == GW_AWSCHUNK_SIGNED_TRAILER) {
+        c->blank_skipped = 1; /* the empty last chunk's own CRLF */
+        return 0;
+    }
     if (c->line_len == 0) {
+        if (c->mode == GW_AWSCHUNK_SIGNED_TRAILER && !c->trailer_signed)
+            return fail(c, GW_S3E_SIGNATURE_DOES_NOT_MATCH,
+                        "aws-chunked: x-amz-trailer-signature is missing");
         if (c->ck != CK_NONE && !c->ck_seen)
             return fail(c, GW_S3E_INVALID_REQUEST,
                         "aws-chunked: the trailer named in x-amz-trailer is missing");
         c->state = C_DONE;
         return 0;
     }
+    if (c->trailer_signed)
+        return fail(c, GW_S3E_SIGNATURE_DOES_NOT_MATCH,
+                    "aws-chunked: a trailer after x-amz-trailer-signature");
     if (c->mode == GW_AWSCHUNK_SIGNED || ++c->n_trailers > GW_AWSCHUNK_MAX_TRAILERS)
         return fail(c, GW_S3E_INVALID_REQUEST, "aws-chunked: unexpected trailer");
     colon = strchr(c->line, ':');
     if (!colon)
         return fail(c, GW_S3E_INVALID_REQUEST, "aws-chunked: malformed trailer");
     nl = (size_t)(colon - c->line);
+    if (c->mode == GW_AWSCHUNK_SIGNED_TRAILER && signed_trailer(c, nl, colon + 1) != 0)
+        return c->err;
+    if (c->trailer_signed)
+        return 0;
     if (c->ck == CK_NONE || strlen(c->ck_name) != nl || strncasecmp(c->line, c->ck_name, nl) != 0)
         return 0; /* not a checksum we were told about: ignored */
     if (c->ck_seen++)
@@ -412,7 +498,7 @@ gw_awschunk_feed(gw_awschunk *c, const char *data, size_t len, gw_awschunk_emit 
                 c->state = C_DATA_LF;
                 break;
             }
-            if (c->mode == GW_AWSCHUNK_SIGNED && verify_chunk(c) != 0)
+            if (c->sha && verify_chunk(c) != 0)
                 break;
             c->state = C_SIZE;
             break;
@@ -435,6 +521,8 @@ gw_awschunk_finish(gw_awschunk *c, const char **why)
         *why = c->why;
         return c->err;
     }
+    if (c->state == C_TRAILER && c->trailer_signed && c->line_len == 0)
+        c->state = C_DONE; /* the closing blank line is optional once signed */
     if (c->state != C_DONE) {
         fail(c, GW_S3E_INCOMPLETE_BODY, "aws-chunked: the body ended before its last chunk");
     } else if (c->decoded_length >= 0 && c->total != (uint64_t)c->decoded_length) {

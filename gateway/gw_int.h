@@ -364,21 +364,24 @@ int gw_s3_addr_parse(const mrd_config *conf, const char *host, const char *path,
 #define GW_AWSCHUNK_MAX_TRAILERS 16           /* trailer lines after the last chunk */
 #define GW_AWSCHUNK_MAX_TOTAL    (5ull << 30) /* decoded bytes: S3's single-PUT limit */
 
-enum { GW_AWSCHUNK_SIGNED = 1, GW_AWSCHUNK_UNSIGNED_TRAILER = 2 };
+enum {
+    GW_AWSCHUNK_SIGNED = 1,           /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD */
+    GW_AWSCHUNK_UNSIGNED_TRAILER = 2, /* STREAMING-UNSIGNED-PAYLOAD-TRAILER */
+    GW_AWSCHUNK_SIGNED_TRAILER = 3,   /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER */
+};
 
 typedef struct gw_awschunk gw_awschunk;
 
 typedef struct gw_awschunk_opts {
-    int mode; /* GW_AWSCHUNK_SIGNED (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) or
-                 GW_AWSCHUNK_UNSIGNED_TRAILER (STREAMING-UNSIGNED-PAYLOAD-TRAILER) */
-    /* signed mode: the request's signing key, X-Amz-Date, credential scope
+    int mode; /* GW_AWSCHUNK_SIGNED, _UNSIGNED_TRAILER or _SIGNED_TRAILER */
+    /* signed modes: the request's signing key, X-Amz-Date, credential scope
      * ("date/region/service/aws4_request") and seed signature (Authorization) */
     const unsigned char *key;
     const char *amz_date;
     const char *scope;
     const char *seed_sig;
     int64_t decoded_length; /* x-amz-decoded-content-length, or -1 if absent */
-    const char *trailer;    /* x-amz-trailer (unsigned mode), or NULL */
+    const char *trailer;    /* x-amz-trailer (trailer modes), or NULL */
 } gw_awschunk_opts;
 
 /* Called with decoded body bytes, in order. Nonzero stops the decoder. */
@@ -404,6 +407,12 @@ uint64_t gw_awschunk_decoded(const gw_awschunk *c);
  * prev_sig (the seed signature for the first chunk): lower-case hex. */
 void gw_awschunk_sign(const unsigned char key[32], const char *amz_date, const char *scope,
                       const char *prev_sig, const unsigned char data_sha[32], char out[65]);
+/* The x-amz-trailer-signature of trailers whose canonical form ("name:value\n"
+ * each, name lower-cased, value trimmed) hashes to trailer_sha, chained on
+ * prev_sig (the last, empty chunk's signature): lower-case hex. */
+void gw_awschunk_sign_trailer(const unsigned char key[32], const char *amz_date, const char *scope,
+                              const char *prev_sig, const unsigned char trailer_sha[32],
+                              char out[65]);
 
 /* ---- S3 operations (gw_s3.c, gw_s3_obj.c, gw_s3_mpu.c) ----------------- */
 

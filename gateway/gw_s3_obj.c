@@ -721,10 +721,12 @@ put_parse_streaming(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **m
         o.mode = GW_AWSCHUNK_SIGNED;
     } else if (strcmp(auth->payload_hash, "STREAMING-UNSIGNED-PAYLOAD-TRAILER") == 0) {
         o.mode = GW_AWSCHUNK_UNSIGNED_TRAILER;
+    } else if (strcmp(auth->payload_hash, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER") == 0) {
+        o.mode = GW_AWSCHUNK_SIGNED_TRAILER;
     } else {
         *msg = "this x-amz-content-sha256 streaming mode is not implemented; use "
-               "STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
-               "UNSIGNED-PAYLOAD or the body's SHA-256";
+               "STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER], "
+               "STREAMING-UNSIGNED-PAYLOAD-TRAILER, UNSIGNED-PAYLOAD or the body's SHA-256";
         return GW_S3E_NOT_IMPLEMENTED;
     }
     o.decoded_length = -1;
@@ -737,7 +739,7 @@ put_parse_streaming(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **m
         if (dl > MAX_PUT)
             return GW_S3E_ENTITY_TOO_LARGE;
         o.decoded_length = (int64_t)dl;
-    } else if (o.mode == GW_AWSCHUNK_SIGNED) {
+    } else if (o.mode != GW_AWSCHUNK_UNSIGNED_TRAILER) {
         *msg = "an aws-chunked upload needs x-amz-decoded-content-length";
         return GW_S3E_MISSING_CONTENT_LENGTH;
     }
@@ -747,7 +749,7 @@ put_parse_streaming(put *p, gw_req *r, const gw_sigv4_auth *auth, const char **m
     o.amz_date = auth->amz_date;
     o.scope = scope;
     o.seed_sig = auth->signature;
-    o.trailer = o.mode == GW_AWSCHUNK_UNSIGNED_TRAILER ? gw_req_header(r, "x-amz-trailer") : NULL;
+    o.trailer = o.mode != GW_AWSCHUNK_SIGNED ? gw_req_header(r, "x-amz-trailer") : NULL;
     if (gw_awschunk_new(&o, &p->chunk) != 0) {
         *msg = "bad x-amz-trailer: name one trailing checksum header";
         return GW_S3E_INVALID_ARGUMENT;

@@ -1,10 +1,11 @@
 /*
  * fuzz_awschunk.c - libFuzzer target for the aws-chunked body decoder
  * (gateway/gw_awschunk.c), which reads upload bodies straight from clients.
- * The first input byte picks the mode (signed or unsigned with a trailing
- * checksum), whether a decoded length is declared, and the slice size the
- * rest is fed in, so chunk headers, data and trailers are split at every
- * point the network could split them. The decoded bytes must never exceed
+ * The first input byte picks the mode (signed chunks, signed chunks and a
+ * signed trailer, or unsigned with a trailing checksum), the trailer named,
+ * whether a decoded length is declared, and the slice size the rest is fed
+ * in, so chunk headers, data and trailers are split at every point the
+ * network could split them. The decoded bytes must never exceed
  * the encoded ones.
  */
 #include <stdint.h>
@@ -47,13 +48,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sel = data[0];
     data++;
     size--;
-    o.mode = (sel & 1) ? GW_AWSCHUNK_SIGNED : GW_AWSCHUNK_UNSIGNED_TRAILER;
+    if (!(sel & 1))
+        o.mode = GW_AWSCHUNK_UNSIGNED_TRAILER;
+    else
+        o.mode = (sel & 0x10) ? GW_AWSCHUNK_SIGNED_TRAILER : GW_AWSCHUNK_SIGNED;
     o.key = key;
     o.amz_date = "20130524T000000Z";
     o.scope = "20130524/us-east-1/s3/aws4_request";
     o.seed_sig = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
     o.decoded_length = (sel & 2) ? (int64_t)(size / 2) : -1;
-    o.trailer = o.mode == GW_AWSCHUNK_UNSIGNED_TRAILER ? trailers[(sel >> 2) % 6] : NULL;
+    o.trailer = o.mode != GW_AWSCHUNK_SIGNED ? trailers[(sel >> 2) % 6] : NULL;
     step = 1 + ((sel >> 5) * 37);
     if (gw_awschunk_new(&o, &c) != 0)
         return 0;

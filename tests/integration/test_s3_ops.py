@@ -1,5 +1,6 @@
 """S3 operations beyond plain PUT/GET, against one real meridiand: aws-chunked
-uploads (signed per chunk, and unsigned with trailing checksums), conditional
+uploads (signed per chunk, signed with a signed trailing checksum, and
+unsigned with trailing checksums), conditional
 GET/HEAD, DeleteObjects and CopyObject, each driven by the real clients that
 use them (minio-go, boto3, awscli, s3cmd, rclone) plus hand-built requests for
 the failure cases clients never produce.
@@ -10,7 +11,9 @@ STREAMING-AWS4-HMAC-SHA256-PAYLOAD: over plain HTTP it signs every single PUT
 that way. Debian's botocore and awscli never send it; botocore sends
 STREAMING-UNSIGNED-PAYLOAD-TRAILER (its AwsChunkedWrapper) when a checksum
 algorithm is asked for over TLS, and a before-call hook makes it do so over
-our plain-HTTP port.
+our plain-HTTP port. Neither sends STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER
+(newer SDKs do), so those requests are built and signed here by hand, the
+signature chain computed in Python with hmac/hashlib.
 """
 import base64
 import binascii
@@ -92,6 +95,11 @@ def signing_key(date):
 def chunk_stream(data, chunk, seed, amz_date, scope, corrupt_chunk=None):
     """The aws-chunked body of data, every chunk signed in a chain from seed
     (computed here in Python, independently of the daemon's signer)."""
+    return signed_chunks(data, chunk, seed, amz_date, scope, corrupt_chunk)[0]
+
+
+def signed_chunks(data, chunk, seed, amz_date, scope, corrupt_chunk=None):
+    """chunk_stream's body and the last (empty) chunk's signature."""
     key = signing_key(amz_date[:8])
     prev, out, i = seed, [], 0
     pieces = [data[o:o + chunk] for o in range(0, len(data), chunk)] + [b""]
@@ -104,7 +112,7 @@ def chunk_stream(data, chunk, seed, amz_date, scope, corrupt_chunk=None):
             sig = ("0" if sig[0] != "0" else "1") + sig[1:]
         out.append(b"%x;chunk-signature=%s\r\n%s\r\n" % (len(piece), sig.encode(), piece))
         i += 1
-    return b"".join(out)
+    return b"".join(out), prev
 
 
 def send(site, method, path, headers, body):
@@ -127,6 +135,42 @@ def streaming_put(site, path, data, chunk=65536, corrupt_chunk=None, cut=None, m
         body = body[:cut]
     if mangle:
         body = mangle(body)
+    h["Content-Length"] = str(len(body))
+    return send(site, "PUT", path, h, body)
+
+
+def trailer_put(site, path, data, chunk=65536, alg="crc32", checksum=None, sig=None,
+                trailers=None, aws_example_form=False, corrupt_chunk=None, chain_on_seed=False):
+    """A STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER PUT built and signed here
+    by hand: signed chunks, then x-amz-checksum-<alg> and its
+    x-amz-trailer-signature, chained on the last chunk's signature. checksum
+    replaces the right value (still correctly signed), sig replaces the
+    signature ("" leaves the line out), trailers the whole trailer block;
+    aws_example_form keeps the empty last chunk's own CRLF, as AWS's worked
+    example writes it; chain_on_seed signs the trailer on the seed signature
+    instead of the last chunk's."""
+    name = "x-amz-checksum-" + alg
+    hdrs = {"x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+            "Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(data)),
+            "x-amz-trailer": name}
+    h, seed, amz_date, scope = signed_head(site, path, hdrs)
+    body, last = signed_chunks(data, chunk, seed, amz_date, scope, corrupt_chunk)
+    if not aws_example_form:
+        body = body[:-2]  # "0;chunk-signature=...\r\n" and the trailers right after
+    if checksum is None:
+        digest = (binascii.crc32(data).to_bytes(4, "big") if alg == "crc32"
+                  else hashlib.new(alg, data).digest())
+        checksum = base64.b64encode(digest).decode()
+    line = "%s:%s" % (name, checksum)
+    if sig is None:
+        sts = "\n".join(["AWS4-HMAC-SHA256-TRAILER", amz_date, scope,
+                         seed if chain_on_seed else last,
+                         hashlib.sha256((line + "\n").encode()).hexdigest()])
+        sig = hmac.new(signing_key(amz_date[:8]), sts.encode(), hashlib.sha256).hexdigest()
+    if trailers is None:
+        trailers = line + "\r\n" + ("x-amz-trailer-signature:%s\r\n" % sig if sig else "")
+        trailers += "\r\n"
+    body += trailers.encode()
     h["Content-Length"] = str(len(body))
     return send(site, "PUT", path, h, body)
 
@@ -209,15 +253,73 @@ def test_streaming_bad_chunks_abort_and_leave_nothing(site):
     assert st == 400
     with pytest.raises(botocore.exceptions.ClientError):
         c.head_object(Bucket="chunky", Key="fresh")
-    # the signed-trailer variant is refused plainly
+    # an unknown streaming mode is refused plainly
     h, *_ = signed_head(site, "/chunky/fresh",
-                        {"x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+                        {"x-amz-content-sha256": "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
                          "x-amz-decoded-content-length": "3"})
     st, _, body = send(site, "PUT", "/chunky/fresh", h, b"3\r\nabc\r\n0\r\n\r\n")
     assert st == 501 and xml_code(body) == "NotImplemented"
     # the daemon is fine afterwards
     c.put_object(Bucket="chunky", Key="after", Body=b"ok")
     assert c.get_object(Bucket="chunky", Key="after")["Body"].read() == b"ok"
+
+
+def test_streaming_signed_trailer(site):
+    """STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: every chunk signature, the
+    trailing checksum and the trailer signature are checked; any failure
+    stores nothing."""
+    c = client(site)
+    c.create_bucket(Bucket="signtrail")
+    data = os.urandom(300_000)
+    for alg in ("crc32", "sha256", "sha1"):
+        st, _, body = trailer_put(site, "/signtrail/" + alg, data, alg=alg)
+        assert st == 200, body
+        assert c.get_object(Bucket="signtrail", Key=alg)["Body"].read() == data
+    st, _, body = trailer_put(site, "/signtrail/aws-form", data, chunk=100_000,
+                              aws_example_form=True)
+    assert st == 200, body
+    assert c.get_object(Bucket="signtrail", Key="aws-form")["Body"].read() == data
+    st, _, body = trailer_put(site, "/signtrail/empty", b"")
+    assert st == 200, body
+    assert c.get_object(Bucket="signtrail", Key="empty")["Body"].read() == b""
+
+    c.put_object(Bucket="signtrail", Key="victim", Body=b"original")
+    bad = {
+        # the trailer signature is wrong, missing, or chained on the wrong chunk
+        "wrong-sig": dict(sig="0" * 64),
+        "no-sig": dict(sig=""),
+        "chained-on-seed": dict(chain_on_seed=True),
+        # a chunk signature is wrong before the trailer is reached
+        "bad-chunk": dict(corrupt_chunk=2),
+    }
+    for key in ("fresh", "victim"):
+        for what, kw in bad.items():
+            st, _, body = trailer_put(site, "/signtrail/" + key, data, **kw)
+            assert st == 403 and xml_code(body) == "SignatureDoesNotMatch", (what, body)
+        # a checksum that does not match the body, signed correctly: BadDigest
+        st, _, body = trailer_put(site, "/signtrail/" + key, data,
+                                  checksum=base64.b64encode(b"\0\0\0\0").decode())
+        assert st == 400 and xml_code(body) == "BadDigest", body
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.head_object(Bucket="signtrail", Key="fresh")
+    assert e.value.response["Error"]["Code"] == "404"
+    assert c.get_object(Bucket="signtrail", Key="victim")["Body"].read() == b"original"
+
+    # UploadPart takes the same encoding
+    up = c.create_multipart_upload(Bucket="signtrail", Key="mpu")["UploadId"]
+    part1 = os.urandom(5 << 20)
+    st, hdr, body = trailer_put(site, "/signtrail/mpu?partNumber=1&uploadId=" + up, part1,
+                                chunk=1 << 20)
+    assert st == 200, body
+    etag1 = {k.lower(): v for k, v in hdr.items()}["etag"]
+    st, _, body = trailer_put(site, "/signtrail/mpu?partNumber=2&uploadId=" + up, b"tail",
+                              sig="f" * 64)
+    assert st == 403 and xml_code(body) == "SignatureDoesNotMatch", body
+    etag2 = c.upload_part(Bucket="signtrail", Key="mpu", UploadId=up, PartNumber=2,
+                          Body=b"tail")["ETag"]
+    c.complete_multipart_upload(Bucket="signtrail", Key="mpu", UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": etag1}, {"PartNumber": 2, "ETag": etag2}]})
+    assert c.get_object(Bucket="signtrail", Key="mpu")["Body"].read() == part1 + b"tail"
 
 
 def force_trailer(params, **kwargs):

@@ -8,8 +8,9 @@
  * every awkward size (one byte at a time, prime-sized, whole), and the named
  * failure cases: a bad chunk signature, tampered data, reordered chunks, a
  * truncated stream, oversize chunk headers and sizes, decoded lengths that
- * disagree, bytes after the end, and the unsigned-trailer variant with right
- * and wrong checksums.
+ * disagree, bytes after the end, the unsigned-trailer variant with right
+ * and wrong checksums, and the signed-trailer variant against AWS's worked
+ * example (every chunk and the trailer signature) with its failure cases.
  */
 #include <isa-l.h>
 #include <openssl/evp.h>
@@ -73,11 +74,11 @@ collect(void *ud, const char *data, size_t len)
 
 /* Feeds enc in slices of step bytes; returns the first error, or finish's. */
 static int
-decode(int mode, const char *enc, size_t n, size_t step, int64_t dlen, const char *trailer,
-       mrd_buf *out)
+decode_from(const char *seed_sig, int mode, const char *enc, size_t n, size_t step, int64_t dlen,
+            const char *trailer, mrd_buf *out)
 {
     unsigned char key[32];
-    gw_awschunk_opts o = {mode, key, amz_date, scope, seed, dlen, trailer};
+    gw_awschunk_opts o = {mode, key, amz_date, scope, seed_sig, dlen, trailer};
     gw_awschunk *c = NULL;
     const char *why = NULL;
     int rc = 0;
@@ -91,6 +92,13 @@ decode(int mode, const char *enc, size_t n, size_t step, int64_t dlen, const cha
         rc = gw_awschunk_finish(c, &why);
     gw_awschunk_free(c);
     return rc;
+}
+
+static int
+decode(int mode, const char *enc, size_t n, size_t step, int64_t dlen, const char *trailer,
+       mrd_buf *out)
+{
+    return decode_from(seed, mode, enc, n, step, dlen, trailer, out);
 }
 
 #define ERR(e) ((int)(e) + 1)
@@ -319,14 +327,126 @@ test_unsigned_trailers(void)
     mrd_buf_free(&out);
 }
 
+/* AWS's signed-trailer example ("Signature calculations for trailing
+ * headers", 2013-05-24): 66560 bytes of 'a' in chunks of 64 KiB and 1 KiB,
+ * CRC32C trailer. last_crlf: the empty last chunk ends with its own CRLF,
+ * as in AWS's example; trailer_sig: the x-amz-trailer-signature line. */
+#define TRL_SEED "106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e"
+#define TRL_LAST "2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992"
+#define TRL_SIG  "d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435"
+
+static void
+build_trailer_example(mrd_buf *enc, int last_crlf, const char *trailers)
+{
+    static char a[65536];
+
+    memset(a, 'a', sizeof(a));
+    mrd_buf_reset(enc);
+    mrd_buf_appendf(enc, "10000;chunk-signature=b474d8862b1487a5145d686f57f013e54db672cee1c953b3"
+                         "010fb58501ef5aa2\r\n");
+    mrd_buf_append(enc, a, 65536);
+    mrd_buf_appendf(enc, "\r\n400;chunk-signature=1c1344b170168f8e65b41376b44b20fe354e373826ccbb"
+                         "e2c1d40a8cae51e5c7\r\n");
+    mrd_buf_append(enc, a, 1024);
+    mrd_buf_appendf(enc, "\r\n0;chunk-signature=" TRL_LAST "\r\n%s%s", last_crlf ? "\r\n" : "",
+                    trailers);
+}
+
+static int
+decode_trailer_example(const mrd_buf *enc, size_t step, mrd_buf *out)
+{
+    mrd_buf_reset(out);
+    return decode_from(TRL_SEED, GW_AWSCHUNK_SIGNED_TRAILER, enc->data, enc->len, step, 66560,
+                       "x-amz-checksum-crc32c", out);
+}
+
+static void
+test_signed_trailers(void)
+{
+    static const size_t steps[] = {1, 7, 4096, 1 << 20};
+    unsigned char key[32], sha[32];
+    char sig[65];
+    mrd_buf enc = {0}, out = {0}, tr = {0};
+
+    /* the signer against AWS's example */
+    example_key(key);
+    SHA256((const unsigned char *)"x-amz-checksum-crc32c:sOO8/Q==\n", 31, sha);
+    gw_awschunk_sign_trailer(key, amz_date, scope, TRL_LAST, sha, sig);
+    CHECK_STR(sig, TRL_SIG);
+
+    /* the decoder: with and without the last chunk's CRLF and the closing
+     * blank line, in every slicing */
+    for (int form = 0; form < 4; form++) {
+        build_trailer_example(&enc, form & 1,
+                              form & 2 ? "x-amz-checksum-crc32c:sOO8/Q==\r\n"
+                                         "x-amz-trailer-signature:" TRL_SIG "\r\n\r\n"
+                                       : "x-amz-checksum-crc32c:sOO8/Q==\r\n"
+                                         "x-amz-trailer-signature:" TRL_SIG "\r\n");
+        for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+            CHECK_EQ_INT(decode_trailer_example(&enc, steps[i], &out), 0);
+            CHECK(out.len == 66560 && out.data[0] == 'a' && out.data[66559] == 'a');
+        }
+    }
+    /* a wrong or missing trailer signature, one signed for other trailers,
+     * a trailer slipped in after it, a bad chunk before it */
+    build_trailer_example(&enc, 0,
+                          "x-amz-checksum-crc32c:sOO8/Q==\r\n"
+                          "x-amz-trailer-signature:e81f82fc3505edab99d459891051a732e873"
+                          "0629a2e4a59689829ca17fe2e435\r\n\r\n");
+    CHECK_EQ_INT(decode_trailer_example(&enc, 7, &out), ERR(GW_S3E_SIGNATURE_DOES_NOT_MATCH));
+    build_trailer_example(&enc, 0, "x-amz-checksum-crc32c:sOO8/Q==\r\n\r\n");
+    CHECK_EQ_INT(decode_trailer_example(&enc, 7, &out), ERR(GW_S3E_SIGNATURE_DOES_NOT_MATCH));
+    build_trailer_example(&enc, 0, "x-amz-checksum-crc32c:sOO8/Q==\r\n");
+    CHECK_EQ_INT(decode_trailer_example(&enc, 7, &out), ERR(GW_S3E_INCOMPLETE_BODY));
+    build_trailer_example(&enc, 0,
+                          "x-amz-checksum-crc32c:sOO8/Q==\r\nx-amz-meta-extra:1\r\n"
+                          "x-amz-trailer-signature:" TRL_SIG "\r\n\r\n");
+    CHECK_EQ_INT(decode_trailer_example(&enc, 7, &out), ERR(GW_S3E_SIGNATURE_DOES_NOT_MATCH));
+    build_trailer_example(&enc, 0,
+                          "x-amz-checksum-crc32c:sOO8/Q==\r\n"
+                          "x-amz-trailer-signature:" TRL_SIG "\r\nx-amz-meta-extra:1\r\n\r\n");
+    CHECK_EQ_INT(decode_trailer_example(&enc, 7, &out), ERR(GW_S3E_SIGNATURE_DOES_NOT_MATCH));
+    build_trailer_example(&enc, 0,
+                          "x-amz-checksum-crc32c:sOO8/Q==\r\n"
+                          "x-amz-trailer-signature:" TRL_SIG "\r\n\r\n");
+    enc.data[100] = 'b'; /* data of the first chunk */
+    CHECK_EQ_INT(decode_trailer_example(&enc, 4096, &out), ERR(GW_S3E_SIGNATURE_DOES_NOT_MATCH));
+    /* a wrong checksum, correctly signed: BadDigest; names compare without
+     * case and values trimmed, as signed */
+    SHA256((const unsigned char *)"x-amz-checksum-crc32c:AAAAAA==\n", 31, sha);
+    gw_awschunk_sign_trailer(key, amz_date, scope, TRL_LAST, sha, sig);
+    mrd_buf_appendf(&tr, "x-amz-checksum-crc32c:AAAAAA==\r\nx-amz-trailer-signature:%s\r\n\r\n",
+                    sig);
+    build_trailer_example(&enc, 0, tr.data);
+    CHECK_EQ_INT(decode_trailer_example(&enc, 7, &out), ERR(GW_S3E_BAD_DIGEST));
+    build_trailer_example(&enc, 0,
+                          "X-Amz-Checksum-CRC32C:  sOO8/Q== \r\n"
+                          "X-Amz-Trailer-Signature: " TRL_SIG "\r\n\r\n");
+    CHECK_EQ_INT(decode_trailer_example(&enc, 7, &out), 0);
+    /* without x-amz-trailer the signature is still required and checked */
+    SHA256((const unsigned char *)"", 0, sha);
+    gw_awschunk_sign_trailer(key, amz_date, scope, TRL_LAST, sha, sig);
+    mrd_buf_reset(&tr);
+    mrd_buf_appendf(&tr, "x-amz-trailer-signature:%s\r\n\r\n", sig);
+    build_trailer_example(&enc, 0, tr.data);
+    mrd_buf_reset(&out);
+    CHECK_EQ_INT(
+        decode_from(TRL_SEED, GW_AWSCHUNK_SIGNED_TRAILER, enc.data, enc.len, 3, 66560, NULL, &out),
+        0);
+    build_trailer_example(&enc, 0, "\r\n");
+    CHECK_EQ_INT(
+        decode_from(TRL_SEED, GW_AWSCHUNK_SIGNED_TRAILER, enc.data, enc.len, 3, 66560, NULL, &out),
+        ERR(GW_S3E_INCOMPLETE_BODY));
+    mrd_buf_free(&enc);
+    mrd_buf_free(&out);
+    mrd_buf_free(&tr);
+}
+
 static const test_case tests[] = {
-    TEST(test_aws_example_signatures),
-    TEST(test_signed_roundtrip_any_slicing),
-    TEST(test_bad_signatures),
-    TEST(test_truncated_and_lengths),
-    TEST(test_oversize_headers),
-    TEST(test_unsigned_trailers),
-    {NULL, NULL},
+    TEST(test_aws_example_signatures), TEST(test_signed_roundtrip_any_slicing),
+    TEST(test_bad_signatures),         TEST(test_truncated_and_lengths),
+    TEST(test_oversize_headers),       TEST(test_unsigned_trailers),
+    TEST(test_signed_trailers),        {NULL, NULL},
 };
 
 TEST_MAIN(tests)
