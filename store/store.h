@@ -48,6 +48,8 @@ typedef struct store_reader store_reader;
 /* store_opts.flags */
 #define STORE_OPT_NO_INLINE 0x1u /* stripe every object, even empty ones (tests) */
 #define STORE_OPT_NOSYNC    0x2u /* skip fdatasync/fsync: benchmarks of the CPU path ONLY */
+#define STORE_OPT_NO_POOL                                                                          \
+    0x4u /* no pre-created shard files: every write creates its own (tests, A/B benchmarks) */
 
 typedef struct store_opts {
     const char *const *data_dirs; /* D drive directories; their ORDER is part of the format */
@@ -122,8 +124,10 @@ int store_writer_open(store *s, const char *bucket, const char *key, const char 
 int store_writer_write(store_writer *w, const void *data, size_t len);
 
 /*
- * Completes the object: writes the last partial stripe, fdatasyncs every
- * shard file, renames them into place and fsyncs the directories. Objects of
+ * Completes the object: writes the last partial stripe and fdatasyncs every
+ * shard file in parallel (the files already have their final, durable names:
+ * pre-created by the store's pool, or created by this writer and then
+ * directory-fsynced here). When it returns 0, every good shard is durable. Objects of
  * at most inline_max bytes never touch the drives: their bytes travel inside
  * the layout blob. The writer is freed whatever the outcome; on failure every
  * shard is removed, as by abort.
@@ -373,6 +377,9 @@ typedef struct store_status {
     uint64_t heal_queue;          /* objects waiting for heal */
     int heal_running;
     uint64_t heal_objects_checked, heal_objects_total, heal_shards_rebuilt, heal_errors;
+    uint64_t pool_hits,
+        pool_misses;     /* striped writes that found / did not find pre-created files */
+    uint64_t pool_ready; /* object ids with pre-created files, ready now */
 } store_status;
 
 /* Snapshot of drive states and counters (statvfs per drive). Thread-safe. */

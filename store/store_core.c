@@ -12,9 +12,12 @@
  * A drive whose file names another index stays offline (logged at WARN)
  * instead of serving someone else's shards. Each drive has two directories:
  * obj/<xx>/ (256 fan-out dirs named by the first byte of the object id) for
- * complete shards and tmp/ for shards of writes and heals in progress. tmp/ is
- * emptied at open: whatever is there belongs to a write that never finished,
- * so a crash mid-write leaves nothing behind once the store restarts.
+ * shards (of finished objects, of writes in progress, and the empty files
+ * pre-created for future writes, store_pool.c) and tmp/ for shards of heals
+ * in progress. tmp/ is emptied at open: whatever is there belongs to a heal
+ * that never finished; unreferenced files in obj/ are removed by the orphan
+ * sweep the engine runs at start-up (store_sweep.c), so a crash mid-write
+ * leaves nothing behind once the store restarts.
  *
  * Online/offline. At open each drive must pass a probe: create, write and
  * fdatasync a small file in tmp/, then unlink it. A drive that fails is
@@ -60,12 +63,20 @@ store_opts_default(store_opts *o)
     o->index_map_size = 16ull << 30;
 }
 
+/* Hooks are called one at a time (a write's fdatasyncs run in parallel on
+ * the io threads), so a test's hook can count calls without locking. */
 int
 store__fault(store *s, store_fault_point p, const char *detail)
 {
     store_fault_fn fn = s->fault_fn;
+    int rc = 0;
 
-    return fn ? fn(s->fault_user, p, detail) : 0;
+    if (fn) {
+        pthread_mutex_lock(&s->fault_mu);
+        rc = fn(s->fault_user, p, detail);
+        pthread_mutex_unlock(&s->fault_mu);
+    }
+    return rc;
 }
 
 void
@@ -407,6 +418,7 @@ store_open(const store_opts *o, store **out)
     pthread_mutex_init(&s->heal_mu, NULL);
     pthread_mutex_init(&s->buf_mu, NULL);
     pthread_mutex_init(&s->pin_mu, NULL);
+    pthread_mutex_init(&s->fault_mu, NULL);
     if (getrandom(&s->boot_token, sizeof(s->boot_token), 0) != sizeof(s->boot_token) ||
         s->boot_token == 0)
         s->boot_token = mrd_clock_mono_ns() | 1;
@@ -424,6 +436,12 @@ store_open(const store_opts *o, store **out)
     }
     if ((rc = store__index_open(s)) != 0)
         goto fail;
+    if ((rc = store__io_start(s)) != 0 || (rc = store__pool_start(s)) != 0) {
+        store__pool_stop(s);
+        store__io_stop(s);
+        store__index_close(s);
+        goto fail;
+    }
     MRD_INFO("store.open", "drives=%d online=%d k=%d m=%d block_size=%u inline_max=%u", s->n_drives,
              online, s->k, s->m, s->block_size, s->inline_max);
     *out = s;
@@ -433,6 +451,7 @@ fail:
     pthread_mutex_destroy(&s->heal_mu);
     pthread_mutex_destroy(&s->buf_mu);
     pthread_mutex_destroy(&s->pin_mu);
+    pthread_mutex_destroy(&s->fault_mu);
     free(s);
     return rc;
 }
@@ -444,6 +463,8 @@ store_close(store *s)
         return;
     atomic_store(&s->heal_stop, 1);
     store_heal_wait(s);
+    store__pool_stop(s);
+    store__io_stop(s);
     store__index_close(s);
     store__ec_free(s);
     for (int i = 0; i < s->n_buf_free; i++)
@@ -451,6 +472,7 @@ store_close(store *s)
     pthread_mutex_destroy(&s->heal_mu);
     pthread_mutex_destroy(&s->buf_mu);
     pthread_mutex_destroy(&s->pin_mu);
+    pthread_mutex_destroy(&s->fault_mu);
     while (s->pins) { /* deferred frees of readers never closed: leftovers */
         store__pin *p = s->pins;
         s->pins = p->next;
@@ -507,6 +529,9 @@ store_get_status(store *s, store_status *out)
     st->heal_objects_total = atomic_load(&s->heal_total);
     st->heal_shards_rebuilt = atomic_load(&s->heal_rebuilt);
     st->heal_errors = atomic_load(&s->heal_errors);
+    st->pool_hits = atomic_load(&s->pool_hits);
+    st->pool_misses = atomic_load(&s->pool_misses);
+    st->pool_ready = store__pool_ready(s);
     *out = *st;
     free(st);
     return 0;

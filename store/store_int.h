@@ -28,6 +28,20 @@ typedef struct store_drive {
     atomic_uint_fast64_t read_errors, write_errors, checksum_errors;
 } store_drive;
 
+#define STORE_IO_THREADS 16  /* per-shard I/O threads at most (store_io.c) */
+#define STORE_IO_QUEUE   256 /* queued per-shard jobs at most */
+#define STORE_POOL_DEPTH 8   /* pre-created ids per rotation (store_pool.c) */
+
+/* store_io.c: fn(arg, i) for every item i of one store__parallel call. */
+typedef void (*store__par_fn)(void *arg, int i);
+typedef struct store__jobset store__jobset;
+typedef struct store__job {
+    store__par_fn fn;
+    void *arg;
+    int i;
+    store__jobset *set;
+} store__job;
+
 /* A parsed layout blob. */
 typedef struct store_layout {
     int kind;
@@ -89,6 +103,26 @@ struct store {
     pthread_mutex_t buf_mu;
     void *buf_free[8];
     int n_buf_free;
+
+    /* Per-shard I/O threads (store_io.c): io_q is a ring of STORE_IO_QUEUE. */
+    pthread_mutex_t io_mu;
+    pthread_cond_t io_cv, io_done_cv;
+    pthread_t io_thr[STORE_IO_THREADS];
+    int n_io, io_stop, io_idle;
+    store__job *io_q;
+    int io_head, io_n;
+
+    /* Pre-created shard files (store_pool.c): pool_ids[r * STORE_POOL_DEPTH
+     * + j], j < pool_n[r], are ids whose files exist for rotation r. */
+    pthread_mutex_t pool_mu, pool_fill_mu;
+    pthread_cond_t pool_cv;
+    pthread_t pool_thr;
+    int pool_init, pool_live, pool_stop;
+    unsigned char (*pool_ids)[STORE_OBJID_LEN];
+    int pool_n[MRD_MAX_DRIVES];
+    atomic_uint_fast64_t pool_hits, pool_misses;
+
+    pthread_mutex_t fault_mu; /* hooks are called one at a time */
 
     pthread_mutex_t heal_mu;
     pthread_t heal_thread;
@@ -171,6 +205,28 @@ int store__pin_take(store *s, const unsigned char *id);
 void store__pin_drop(store *s, const unsigned char *id);
 int store__parts_delete(store *s, const store_layout *l, const void *blob, size_t len);
 int store__parts_heal(store *s, const store_layout *l, int *rebuilt);
+
+/* store_io.c */
+int store__io_start(store *s);
+void store__io_stop(store *s);
+/* Runs fn(arg, i) for i in [0, n) on the io threads and the caller; returns
+ * when every item has returned. */
+void store__parallel(store *s, int n, store__par_fn fn, void *arg);
+
+/* store_pool.c */
+int store__pool_start(store *s);
+/* Stops the refill thread and unlinks the pooled files. */
+void store__pool_stop(store *s);
+/* Takes a pre-created id for rotation rot (= placement hash mod D): its
+ * files obj/<xx>/<id>.<i> exist on drive (rot + i) mod D, empty, with
+ * durable names. Returns 1 with *id set, 0 when the rotation is empty. */
+int store__pool_take(store *s, int rot, unsigned char id[STORE_OBJID_LEN]);
+/* The orphan sweep brackets its work with these: begin stops refills and
+ * passes every pooled id to add(set, id); end lets refills go on. */
+void store__pool_sweep_begin(store *s, void (*add)(void *set, const unsigned char *id), void *set);
+void store__pool_sweep_end(store *s);
+/* Ids ready in the pool, all rotations. */
+uint64_t store__pool_ready(store *s);
 
 /* store_ec.c */
 int store__ec_init(store *s);

@@ -12,7 +12,10 @@
  *
  * What is referenced: every layout in ver (all versions; a PARTS layout
  * references each of its parts), every part layout in mpart (uploads in
- * progress), and the heal queue. Anything else under obj/ is removed.
+ * progress), the heal queue, and the ids of the pre-created files the
+ * running store holds in its pool (store_pool.c). Anything else under obj/
+ * is removed: shards of writes that never got a record, and the empty
+ * pre-created files of an earlier process.
  *
  * It is only correct while nothing writes: a write whose record is not
  * committed yet looks exactly like a leftover. The engine runs it once at
@@ -49,6 +52,12 @@ idset_add(idset *s, const unsigned char *id)
         s->cap = cap;
     }
     memcpy(s->id[s->n++], id, STORE_OBJID_LEN);
+}
+
+static void
+idset_add_cb(void *set, const unsigned char *id)
+{
+    idset_add(set, id);
 }
 
 /* Adds the striped objects a layout references. */
@@ -150,7 +159,11 @@ store_sweep_orphans(store *s, uint64_t *removed)
 
     if (!s)
         return MRD_EINVAL;
+    /* The current pool's files are referenced too, and no refill batch may
+     * create files while the directories are read (store_pool.c). */
+    store__pool_sweep_begin(s, idset_add_cb, &ids);
     if ((rc = collect(s, &ids)) != 0) {
+        store__pool_sweep_end(s);
         free(ids.id);
         return rc;
     }
@@ -178,6 +191,7 @@ store_sweep_orphans(store *s, uint64_t *removed)
             closedir(dh);
         }
     }
+    store__pool_sweep_end(s);
     MRD_INFO("store.sweep", "referenced=%zu removed=%llu ms=%.1f", ids.n, (unsigned long long)n,
              (double)(mrd_clock_mono_ns() - t0) / 1e6);
     free(ids.id);

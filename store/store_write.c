@@ -24,14 +24,19 @@
  * instead of k+m file creates, k+m fdatasyncs and k+m directory fsyncs
  * (docs/benchmarks.md has the measured difference).
  *
- * Durability and visibility. Shards are written under <drive>/tmp/. finish
- * fdatasyncs every shard, renames it to obj/<xx>/<id>.<shard> and fsyncs
- * those directories; only then is the layout returned. The layout is the only
- * way to find the shards, and it becomes visible only when the engine records
- * it, so a partial object is never visible. A crash before the renames leaves
- * files in tmp/, removed at the next store_open; a crash between the renames
- * and the engine's WAL commit leaves unreferenced shards in obj/, which the
- * start-up orphan sweep removes (store_sweep.c).
+ * Durability and visibility. Shards are written straight under their final
+ * names, obj/<xx>/<id>.<shard>, usually into files the pool created ahead of
+ * time with durable names (store_pool.c). finish fdatasyncs every shard, all
+ * at once on the io threads (store_io.c), and when the writer had to create
+ * a file itself (pool empty for its rotation), fsyncs that file's directory
+ * too, again in parallel; only then is the layout returned. So "finish
+ * returned" means every good shard's name and bytes are durable, with no
+ * rename and, in the common case, no directory fsync on the write's path.
+ * The layout is the only way to find the shards, and it becomes visible only
+ * when the engine records it, so a partial object is never visible: its
+ * files are orphans in obj/, like those of a write that finished but whose
+ * WAL record never committed, and the start-up orphan sweep removes them
+ * (store_sweep.c). Writers never use tmp/ (heal does).
  *
  * Failures. A write, sync or rename error on a shard drops that shard (its
  * file is removed and its drive marked offline); the object goes on while at
@@ -197,9 +202,12 @@ struct store_writer {
     uint64_t stripes;   /* stripes written */
     uint64_t size;
     int nsh;
+    int rot; /* placement hash mod D: the pool rotation */
     int fd[STORE_MAX_SHARDS];
-    int bad[STORE_MAX_SHARDS]; /* shard dropped */
-    int fsync_failed;          /* some shard was dropped by a failed fdatasync */
+    int bad[STORE_MAX_SHARDS];     /* shard dropped */
+    int created[STORE_MAX_SHARDS]; /* file created by this writer: its directory needs an fsync */
+    int sync_rc[STORE_MAX_SHARDS]; /* per-shard result of the parallel syncs */
+    int fsync_failed;              /* some shard was dropped by a failed fdatasync */
     int files_open;
     int err; /* sticky */
 };
@@ -214,7 +222,7 @@ good_shards(const store_writer *w)
     return n;
 }
 
-/* Closes shard i's file and removes it, whether still in tmp/ or renamed. */
+/* Closes shard i's file and removes it. */
 static void
 remove_shard_files(store_writer *w, int i)
 {
@@ -224,8 +232,6 @@ remove_shard_files(store_writer *w, int i)
         close(w->fd[i]);
         w->fd[i] = -1;
     }
-    store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 1, path, sizeof(path));
-    unlink(path);
     store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 0, path, sizeof(path));
     unlink(path);
 }
@@ -277,6 +283,7 @@ store_writer_open(store *s, const char *bucket, const char *key, const char *ver
         goto fail;
     }
     h = store__hash(bucket, key, version_id);
+    w->rot = (int)(h % (uint64_t)s->n_drives);
     for (int i = 0; i < w->nsh; i++) {
         w->l.drive[i] = (unsigned char)((h + (uint64_t)i) % (uint64_t)s->n_drives);
         w->fd[i] = -1;
@@ -305,20 +312,29 @@ fail:
     return rc;
 }
 
+/* Opens the shard files at the first stripe: the pool's pre-created files
+ * when the rotation has an id, else new files (whose directories finish
+ * must then fsync). A pooled file that is gone is created anew. */
 static void
 open_files(store_writer *w)
 {
     char path[1200];
+    int pooled = store__pool_take(w->s, w->rot, w->l.objid);
 
     for (int i = 0; i < w->nsh; i++) {
-        if (w->bad[i])
-            continue;
-        if (!store__drive_online(w->s, w->l.drive[i])) {
+        store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 0, path, sizeof(path));
+        if (!w->bad[i] && !store__drive_online(w->s, w->l.drive[i]))
             drop_shard(w, i, -EIO, "open");
+        if (w->bad[i]) {
+            if (pooled)
+                unlink(path); /* the pool's empty file on a drive we skip */
             continue;
         }
-        store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 1, path, sizeof(path));
-        w->fd[i] = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        w->fd[i] = pooled ? open(path, O_WRONLY | O_CLOEXEC) : -1;
+        if (w->fd[i] < 0 && (!pooled || errno == ENOENT)) {
+            w->fd[i] = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            w->created[i] = 1;
+        }
         if (w->fd[i] < 0)
             drop_shard(w, i, -errno, "create");
     }
@@ -377,7 +393,7 @@ flush_stripe(store_writer *w, size_t dlen)
             iov[n++] = (struct iovec){i < k ? data[i] : par[i - k], L};
             iov[n++] = (struct iovec){crc[i], 4};
         }
-        store__shard_path(s, w->l.drive[i], w->l.objid, i, 1, path, sizeof(path));
+        store__shard_path(s, w->l.drive[i], w->l.objid, i, 0, path, sizeof(path));
         rc = store__pwritev_full(s, w->fd[i], iov, n, woff, path);
         if (rc != 0)
             drop_shard(w, i, rc, "write");
@@ -466,13 +482,52 @@ hexify(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-/* Makes the stripes durable and visible under obj/. */
+/* One shard's fdatasync, on an io thread (store__parallel item i). */
+static void
+sync_one(void *arg, int i)
+{
+    store_writer *w = arg;
+    char path[1200];
+
+    if (w->bad[i])
+        return;
+    store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 0, path, sizeof(path));
+    w->sync_rc[i] = store__fdatasync(w->s, w->fd[i], path);
+}
+
+/* One created shard's directory fsync, on an io thread. */
+static void
+sync_dir_one(void *arg, int i)
+{
+    store_writer *w = arg;
+    char dir[1200];
+
+    if (w->bad[i] || !w->created[i])
+        return;
+    store__shard_dir(w->s, w->l.drive[i], w->l.objid, 0, dir, sizeof(dir));
+    w->sync_rc[i] = store__fsync_dir(w->s, dir);
+}
+
+/* Runs fn over every shard in parallel and drops the shards it failed. */
+static void
+sync_all(store_writer *w, store__par_fn fn, const char *what)
+{
+    memset(w->sync_rc, 0, sizeof(w->sync_rc));
+    store__parallel(w->s, w->nsh, fn, w);
+    for (int i = 0; i < w->nsh; i++) {
+        if (!w->bad[i] && w->sync_rc[i] != 0) {
+            w->fsync_failed = 1;
+            drop_shard(w, i, w->sync_rc[i], what);
+        }
+    }
+}
+
+/* Makes the stripes durable: every shard's bytes (fdatasync), and the names
+ * of the files this writer created (directory fsync). */
 static int
 commit_shards(store_writer *w)
 {
-    store *s = w->s;
-    char from[1200], to[1200], dir[1200];
-    int rc;
+    int rc, need_dir = 0;
 
     if (!w->files_open)
         open_files(w);
@@ -480,36 +535,13 @@ commit_shards(store_writer *w)
         if ((rc = flush_stripe(w, w->fill)) != 0)
             return rc;
     }
-    for (int i = 0; i < w->nsh; i++) {
-        if (w->bad[i])
-            continue;
-        store__shard_path(s, w->l.drive[i], w->l.objid, i, 1, from, sizeof(from));
-        rc = store__fdatasync(s, w->fd[i], from);
-        if (rc != 0) {
-            w->fsync_failed = 1;
-            drop_shard(w, i, rc, "fdatasync");
-        }
-    }
+    sync_all(w, sync_one, "fdatasync");
     if (check_quorum(w, 0) != 0)
         return w->err;
-    for (int i = 0; i < w->nsh; i++) {
-        if (w->bad[i])
-            continue;
-        store__shard_path(s, w->l.drive[i], w->l.objid, i, 1, from, sizeof(from));
-        store__shard_path(s, w->l.drive[i], w->l.objid, i, 0, to, sizeof(to));
-        if (rename(from, to) != 0)
-            drop_shard(w, i, -errno, "rename");
-    }
-    for (int i = 0; i < w->nsh; i++) {
-        if (w->bad[i])
-            continue;
-        store__shard_dir(s, w->l.drive[i], w->l.objid, 0, dir, sizeof(dir));
-        rc = store__fsync_dir(s, dir);
-        if (rc != 0) {
-            w->fsync_failed = 1;
-            drop_shard(w, i, rc, "fsync_dir");
-        }
-    }
+    for (int i = 0; i < w->nsh; i++)
+        need_dir |= !w->bad[i] && w->created[i];
+    if (need_dir)
+        sync_all(w, sync_dir_one, "fsync_dir");
     return check_quorum(w, 0);
 }
 

@@ -1061,8 +1061,9 @@ count_shards(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     const char *dot = strrchr(path + ftw->base, '.');
 
-    (void)sb;
-    if (flag == FTW_F && dot && dot[1] >= '0' && dot[1] <= '9' && strstr(path, "/obj/"))
+    /* Empty files are the store's pre-created files for future writes. */
+    if (flag == FTW_F && dot && dot[1] >= '0' && dot[1] <= '9' && strstr(path, "/obj/") &&
+        sb->st_size > 0)
         shard_count++;
     return 0;
 }
