@@ -66,6 +66,9 @@
 #include <llhttp.h>
 
 #define SLICE (64 * 1024)
+/* Bytes one writev may take from a connection's output buffer: a GET's
+ * read chunk (1 MiB) plus its headers in one call. */
+#define GW_MAX_SINGLE_WRITE (2 * 1024 * 1024)
 
 typedef enum { ST_HEAD, ST_BODY, ST_WAIT, ST_CLOSING } conn_state;
 
@@ -780,6 +783,12 @@ conn_new(gw_http_server *s, struct bufferevent *bev, const char *peer)
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(bev, EV_READ, 0, s->lim.read_high_water);
     bufferevent_setwatermark(bev, EV_WRITE, s->lim.write_low_water, 0);
+    /* libevent moves at most 16 KiB per read or write call by default: a
+     * 1 MiB GET took 64 writev calls and 64 loop turns, interleaved with
+     * every other connection's. One call may move up to what the watermarks
+     * let the buffers hold. */
+    bufferevent_set_max_single_read(bev, (ev_ssize_t)s->lim.read_high_water);
+    bufferevent_set_max_single_write(bev, GW_MAX_SINGLE_WRITE);
     conn_apply_timeouts(c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     return 0;
