@@ -94,6 +94,7 @@
 #define MAX_META_SZ   (2u << 10)              /* S3: 2 KiB of user metadata */
 #define TRIM_EVERY_NS (1000ull * 1000 * 1000) /* malloc_trim at most once a second */
 #define LOOKUP_TRIES  4                       /* GET: lookups when the data was freed under us */
+#define GET_PREFETCH  (256u << 10) /* GET: whole objects up to this are read by the lookup job */
 
 /* Standard headers kept with the object and returned on GET. */
 static const char *const kept_headers[] = {"content-encoding", "content-disposition",
@@ -865,6 +866,7 @@ typedef struct get {
     store_reader *rd;
     uint64_t off, end;
     int busy, released, waiting, head;
+    int prefetched; /* buf holds the first n bytes of the object, read by job_lookup */
     int rc, has_err, deleted;
     gw_s3_err err;
     unsigned char *buf;
@@ -945,6 +947,17 @@ job_lookup(void *arg)
         g->has_err = 1;
         g->err = gw_s3_err_from_rc(rc);
         g->rc = rc;
+        return;
+    }
+    /* A small whole-object GET reads its bytes here too, saving the second
+     * trip through the pool (a wake-up and a completion per request). A
+     * failed read is left to job_read, which reports it. */
+    v = store_version_rec_get(g->rec);
+    if (!g->range && !g->part && v->size > 0 && v->size <= GET_PREFETCH &&
+        (g->buf = malloc((size_t)v->size))) {
+        g->n = 0;
+        if (store_reader_read(g->rd, 0, g->buf, (size_t)v->size, &g->n) == 0 && g->n > 0)
+            g->prefetched = 1;
     }
 }
 
@@ -1283,6 +1296,13 @@ get_lookup_done(void *arg)
         gw_resp_end(g->r);
         return;
     }
+    if (g->prefetched && g->off == 0) {
+        g->busy = 1;
+        g->rc = 0;
+        get_read_done(g); /* as if job_read had just read them */
+        return;
+    }
+    free(g->buf);
     /* Sized to what this GET reads (job_read never asks for more than
      * end - off): a 4 KiB GET allocating a 1 MiB chunk made glibc grow and
      * trim the heap on every request, a third of the daemon's CPU. */
