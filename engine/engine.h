@@ -141,8 +141,10 @@ int engine_bucket_delete(engine *e, const char *bucket, engine_cb cb, void *ud);
  * freed once the index no longer references it.
  * Errors (to cb): MRD_ENOTFOUND (no such bucket), MRD_EDURABLE (the WAL or
  * the index commit failed: the write is not acknowledged), MRD_EBUSY (the
- * WAL's queue is full). On any error the caller still owns the data and
- * should free it (store_object_delete_data). Thread-safe.
+ * WAL's queue is full). Returned at once, before anything is logged:
+ * MRD_ETOOBIG when the key does not fit the index (store_key_check; every
+ * object mutation checks it). On any error the caller still owns the data
+ * and should free it (store_object_delete_data). Thread-safe.
  */
 int engine_object_put(engine *e, const engine_put *p, engine_cb cb, void *ud);
 

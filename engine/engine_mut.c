@@ -348,6 +348,12 @@ submit(engine *e, mut *m)
     int rc;
 
     m->e = e;
+    /* A key the index cannot hold must never reach the log: its record
+     * could not be applied (store_key_check). */
+    if (m->key[0] && (rc = store_key_check(engine_store(e), m->bucket, m->key)) != 0) {
+        mut_free(m);
+        return rc;
+    }
     rc = engine_run(e, mut_work, NULL, m);
     if (rc != 0)
         mut_free(m);

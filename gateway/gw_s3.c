@@ -836,8 +836,22 @@ gw__route_s3(gw_req *r, void *ud)
     }
     if (gw_url_decode(a.key, strlen(a.key), 0, &key) != 0 || key.len > 1024 ||
         memchr(key.data, '\0', key.len)) {
+        int too_long = key.len > 1024; /* read before the free resets it */
         mrd_buf_free(&key);
-        gw_s3_error(r, key.len > 1024 ? GW_S3E_KEY_TOO_LONG : GW_S3E_INVALID_ARGUMENT, path, NULL);
+        gw_s3_error(r, too_long ? GW_S3E_KEY_TOO_LONG : GW_S3E_INVALID_ARGUMENT, path, NULL);
+        return;
+    }
+    /* The index's keys hold bucket, key and a version or upload id, and LMDB
+     * bounds them below S3's 1024 bytes: refuse before any byte is stored
+     * (store_key_check), never with a log record the index cannot apply. */
+    if (store_key_check(engine_store(d->eng), a.bucket, key.data) != 0) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "Your key is too long: keys in a bucket named like this one can have at most "
+                 "%zu bytes on this site",
+                 store_key_max(engine_store(d->eng), strlen(a.bucket)));
+        mrd_buf_free(&key);
+        gw_s3_error(r, GW_S3E_KEY_TOO_LONG, path, msg);
         return;
     }
     route_object(d, r, a.bucket, key.data, method, q, &auth);

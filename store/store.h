@@ -399,6 +399,24 @@ int store_drive_set_offline(store *s, int drive);
 /* Index (LMDB)                                                             */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Key size. Index keys are bucket \0 key \0 id (FORMAT.md), and LMDB bounds
+ * a key (511 bytes in Debian's build), well below S3's 1024-byte object keys.
+ * STORE_ID_MAX is the longest id stored after a key: the engine's version ids
+ * have 24 characters, multipart upload ids 32.
+ */
+#define STORE_ID_MAX 32
+
+/* 0 when every index key of object `key` in `bucket` fits LMDB's limit with
+ * an id of up to STORE_ID_MAX bytes, else MRD_ETOOBIG. Callers check it
+ * before writing anything (the gateway answers KeyTooLongError), so no
+ * durable log record can carry a key the index would refuse. Thread-safe. */
+int store_key_check(store *s, const char *bucket, const char *key);
+
+/* The longest object key (bytes) store_key_check accepts in a bucket whose
+ * name has bucket_len bytes (0 if none fits). Thread-safe. */
+size_t store_key_max(store *s, size_t bucket_len);
+
 /* store_version.flags */
 #define STORE_VF_DELETE_MARKER 0x1u
 #define STORE_VF_CONFLICT      0x2u /* lost a concurrent-write decision */

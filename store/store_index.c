@@ -160,6 +160,25 @@ store__make_key(store *s, char *out, const char *bucket, const char *key, const 
     return (int)n;
 }
 
+size_t
+store_key_max(store *s, size_t bucket_len)
+{
+    size_t lim = s && s->env ? (size_t)mdb_env_get_maxkeysize(s->env) : 0;
+    size_t fixed = bucket_len + 2 + STORE_ID_MAX;
+
+    if (lim >= KEYBUF)
+        lim = KEYBUF - 1;
+    return lim > fixed ? lim - fixed : 0;
+}
+
+int
+store_key_check(store *s, const char *bucket, const char *key)
+{
+    if (!s || !bucket || !key)
+        return MRD_EINVAL;
+    return strlen(key) <= store_key_max(s, strlen(bucket)) ? 0 : MRD_ETOOBIG;
+}
+
 static void
 put32(unsigned char *p, uint32_t v)
 {

@@ -315,3 +315,51 @@ def test_missing_payload_hash_says_what_to_send(site):
     assert "<Code>InvalidRequest</Code>" in r.stdout
     assert "missing x-amz-content-sha256: send the hex SHA-256 of the body or UNSIGNED-PAYLOAD" \
         in r.stdout
+
+
+def test_keys_longer_than_the_index_holds_get_key_too_long(make_site):
+    """The index (LMDB) holds bucket + key + a 32-byte id in at most 511 bytes,
+    below S3's 1024: a longer key is refused with KeyTooLongError before any
+    byte is stored, the longest that fits works for PUT, GET, listing and
+    multipart, and the site keeps accepting writes, also after a SIGKILL."""
+    import re
+    a = make_site("a").start()
+    s3 = client(a)
+    bucket = "b" * 63
+    s3.create_bucket(Bucket=bucket)
+
+    def too_long(key):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.put_object(Bucket=bucket, Key=key, Body=b"abc")
+        assert code(e) == "KeyTooLongError" and status(e) == 400, e.value.response
+        return e.value.response["Error"]["Message"]
+
+    for n in (1025, 1024):
+        too_long("k" * n)
+    msg = too_long("k" * 600)
+    limit = int(re.search(r"at most (\d+) bytes", msg).group(1))
+    assert limit == 511 - 63 - 2 - 32  # LMDB's key size limit in Debian's build
+    too_long("k" * (limit + 1))
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.create_multipart_upload(Bucket=bucket, Key="m" * (limit + 1))
+    assert code(e) == "KeyTooLongError"
+    # the longest key that fits: single PUT, multipart, listing, delete
+    key, mkey = "k" * limit, "m" * limit
+    s3.put_object(Bucket=bucket, Key=key, Body=b"fits")
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"fits"
+    up = s3.create_multipart_upload(Bucket=bucket, Key=mkey)["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key=mkey, UploadId=up, PartNumber=1, Body=b"p" * 1000)
+    s3.complete_multipart_upload(Bucket=bucket, Key=mkey, UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert s3.get_object(Bucket=bucket, Key=mkey)["Body"].read() == b"p" * 1000
+    keys = [c["Key"] for c in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == [key, mkey]
+    s3.put_object(Bucket=bucket, Key="small", Body=b"x")  # still writable
+    a.stop(signal.SIGKILL)
+    a.start()
+    s3 = client(a)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"fits"
+    s3.delete_object(Bucket=bucket, Key=key)
+    s3.put_object(Bucket=bucket, Key="after", Body=b"y")
+    assert sorted(c["Key"] for c in s3.list_objects_v2(Bucket=bucket)["Contents"]) == \
+        ["after", mkey, "small"]

@@ -1134,6 +1134,54 @@ test_meta_keyspace(void)
     fx_done(&f);
 }
 
+/* Keys at the index's limit: bucket \0 key \0 id must fit LMDB's key size
+ * with ids of STORE_ID_MAX bytes. A key of store_key_max bytes works for
+ * versions (24-char ids) and uploads (32-char ids); one byte more is refused
+ * by store_key_check, which callers run before logging anything. */
+static void
+test_key_size_limit(void)
+{
+    fixture f;
+    char bucket[64], vid[25], upload[33], *key;
+    size_t max;
+    store_version_rec *got = NULL;
+
+    REQUIRE(fx_open(&f, BS, 0) == 0);
+    memset(bucket, 'b', 63);
+    bucket[63] = '\0';
+    memset(vid, 'v', 24);
+    vid[24] = '\0';
+    memset(upload, 'u', 32);
+    upload[32] = '\0';
+    max = store_key_max(f.s, strlen(bucket));
+    CHECK(max >= 300 && max < 1024); /* LMDB's 511 bytes in Debian's build: 414 here */
+    CHECK_EQ_INT(store_key_max(f.s, 3), max + 60);
+    key = malloc(1100);
+    memset(key, 'k', 1099);
+    key[1099] = '\0';
+    key[max] = '\0';
+    CHECK_EQ_INT(store_key_check(f.s, bucket, key), 0);
+    {
+        store_version v = {.version_id = vid, .size = 1, .etag = "e", .content_type = "t"};
+        store_index_op op = {
+            .type = STORE_OP_VERSION_PUT, .bucket = bucket, .key = key, .version = &v};
+        CHECK_EQ_INT(store_index_apply(f.s, &op, 1, 1), 0);
+        CHECK_EQ_INT(store_index_get(f.s, bucket, key, vid, &got), 0);
+        store_version_rec_free(got);
+    }
+    CHECK_EQ_INT(store_mpu_create(f.s, bucket, key, upload, "x", 1), 0);
+    key[max] = 'k'; /* one byte longer */
+    key[max + 1] = '\0';
+    CHECK_EQ_INT(store_key_check(f.s, bucket, key), MRD_ETOOBIG);
+    CHECK_EQ_INT(store_mpu_create(f.s, bucket, key, upload, "x", 1), MRD_ETOOBIG);
+    memset(key, 'k', 1024); /* S3's longest key */
+    key[1024] = '\0';
+    CHECK_EQ_INT(store_key_check(f.s, bucket, key), MRD_ETOOBIG);
+    CHECK_EQ_INT(store_key_check(f.s, "abc", key), MRD_ETOOBIG);
+    free(key);
+    fx_done(&f);
+}
+
 static void
 test_bad_options(void)
 {
@@ -1543,6 +1591,7 @@ static const test_case cases[] = {
     TEST(test_index_apply_and_lsn),
     TEST(test_index_listing_order),
     TEST(test_meta_keyspace),
+    TEST(test_key_size_limit),
     TEST(test_bad_options),
     TEST(test_parts_layout_read_heal_delete),
     TEST(test_mpu_uploads_parts_finish_abort),
