@@ -53,6 +53,7 @@ int ctl_cmd_conflicts(const ctl_opts *o, int argc, char **argv);
 int ctl_cmd_object(const ctl_opts *o, int argc, char **argv);
 int ctl_cmd_drive(const ctl_opts *o, int argc, char **argv);
 int ctl_cmd_failover(const ctl_opts *o, int argc, char **argv);
+int ctl_cmd_failed(const ctl_opts *o, int argc, char **argv);
 
 /* meridianctl site ... (ctl_site.c); argv after "site". Returns the exit code. */
 int ctl_cmd_site(const ctl_opts *o, int argc, char **argv);

@@ -42,6 +42,8 @@ usage(FILE *f)
                "  conflicts list [--bucket B] [--key K] [--limit N]\n"
                "                      concurrent-write conflicts settled at this site\n"
                "  conflicts show ID   one conflict: both versions, vectors, where the loser is\n"
+               "  failed [--peer P] [--bucket B] [--limit N]\n"
+               "                      writes a peer has not applied past the deadline\n"
                "  object status BUCKET KEY\n"
                "                      the key's current version at every site, replication\n"
                "  drive list          drive health, errors and heal progress\n"
@@ -108,6 +110,17 @@ static const struct {
                   "1000; /metrics counts them in meridian_conflicts_total.\n"
                   "  --bucket B, --key K   only conflicts on that bucket / key\n"
                   "  --limit N             at most N (1-1000, default 50)\n"},
+    {"failed", "usage: meridianctl failed [--peer P] [--bucket B] [--limit N]\n"
+               "\n"
+               "Writes made at this site that a peer has not applied [replication]\n"
+               "failed_after seconds after they were made (x-amz-replication-status\n"
+               "FAILED), oldest first, with the peer named: kind (put, delete_marker,\n"
+               "tags, ...), bucket/key, version and age. They keep being retried and leave\n"
+               "the list once the peer applies them. Read from the WAL after each peer's\n"
+               "acked position, not from the index. Counts per peer are also in status\n"
+               "(send.failed_records) and /metrics (meridian_repl_failed_records).\n"
+               "  --peer P     only that peer    --bucket B   only that bucket\n"
+               "  --limit N    at most N (1-1000, default 50)\n"},
     {"object", "usage: meridianctl object status BUCKET KEY\n"
                "\n"
                "The key at every site: current version id, origin, ETag, size and\n"
@@ -684,6 +697,8 @@ run_command(const ctl_opts *o, const char *cmd, int argc, char **argv)
         return ctl_cmd_conflicts(o, argc, argv);
     if (strcmp(cmd, "object") == 0)
         return ctl_cmd_object(o, argc, argv);
+    if (strcmp(cmd, "failed") == 0)
+        return ctl_cmd_failed(o, argc, argv);
     if (strcmp(cmd, "drive") == 0)
         return ctl_cmd_drive(o, argc, argv);
     if (strcmp(cmd, "failover") == 0)

@@ -4,6 +4,7 @@
  *
  *   conflicts list [--bucket B] [--key K] [--limit N]
  *   conflicts show ID
+ *   failed [--peer P] [--bucket B] [--limit N]
  *   object status BUCKET KEY
  *   drive list
  *   drive heal [--queue-only] [--no-wait] [--interval S]
@@ -68,6 +69,28 @@ vid_at(const mrd_json *v, char *out, size_t outsz)
 }
 
 /* ---- conflicts ----------------------------------------------------------- */
+
+/* Appends "&name=value" (value percent-encoded) when value is given. */
+static void
+query_add(mrd_buf *path, const char *name, const char *value)
+{
+    if (!value)
+        return;
+    mrd_buf_appendf(path, "&%s=", name);
+    ctl_url_encode(path, value);
+}
+
+/* A --limit value: absent, or 1..1000 (else says so). */
+static int
+limit_ok(const char *limit)
+{
+    if (limit &&
+        (strspn(limit, "0123456789") != strlen(limit) || atoi(limit) < 1 || atoi(limit) > 1000)) {
+        fprintf(stderr, "meridianctl: --limit takes 1 to 1000\n");
+        return 0;
+    }
+    return 1;
+}
 
 static void
 print_version_detail(const char *title, const mrd_json *v)
@@ -163,14 +186,8 @@ conflicts_list(const ctl_opts *o, const char *bucket, const char *key, const cha
     int rc = 1, n = 0;
 
     mrd_buf_appendf(&path, "/admin/v1/conflicts?limit=%s", limit ? limit : "50");
-    if (bucket) {
-        mrd_buf_appendf(&path, "&bucket=");
-        ctl_url_encode(&path, bucket);
-    }
-    if (key) {
-        mrd_buf_appendf(&path, "&key=");
-        ctl_url_encode(&path, key);
-    }
+    query_add(&path, "bucket", bucket);
+    query_add(&path, "key", key);
     if (ctl_request_json(o, "GET", path.data, &resp, &j) != 0)
         goto out;
     rc = 0;
@@ -227,11 +244,8 @@ ctl_cmd_conflicts(const ctl_opts *o, int argc, char **argv)
         }
     }
     if (sub && strcmp(sub, "list") == 0 && !id) {
-        if (limit && (strspn(limit, "0123456789") != strlen(limit) || atoi(limit) < 1 ||
-                      atoi(limit) > 1000)) {
-            fprintf(stderr, "meridianctl: --limit takes 1 to 1000\n");
+        if (!limit_ok(limit))
             return 2;
-        }
         return conflicts_list(o, bucket, key, limit);
     }
     if (sub && strcmp(sub, "show") == 0 && id && !bucket && !key && !limit)
@@ -239,6 +253,78 @@ ctl_cmd_conflicts(const ctl_opts *o, int argc, char **argv)
     fprintf(stderr, "meridianctl: use 'conflicts list [--bucket B] [--key K] [--limit N]' or "
                     "'conflicts show ID'\n");
     return 2;
+}
+
+/* ---- FAILED replication -------------------------------------------------- */
+
+int
+ctl_cmd_failed(const ctl_opts *o, int argc, char **argv)
+{
+    const char *peer = NULL, *bucket = NULL, *limit = NULL;
+    ctl_response resp = {0};
+    mrd_buf path = {0};
+    mrd_json *j = NULL;
+    const mrd_json *arr, *peers;
+    int rc = 1, n = 0;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--peer") == 0 && i + 1 < argc)
+            peer = argv[++i];
+        else if (strcmp(argv[i], "--bucket") == 0 && i + 1 < argc)
+            bucket = argv[++i];
+        else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc)
+            limit = argv[++i];
+        else {
+            fprintf(stderr,
+                    "meridianctl: failed: unknown argument '%s'; use 'failed [--peer P] "
+                    "[--bucket B] [--limit N]'\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    if (!limit_ok(limit))
+        return 2;
+    mrd_buf_appendf(&path, "/admin/v1/replication/failed?limit=%s", limit ? limit : "50");
+    query_add(&path, "peer", peer);
+    query_add(&path, "bucket", bucket);
+    if (ctl_request_json(o, "GET", path.data, &resp, &j) != 0)
+        goto out;
+    rc = 0;
+    if (o->json) {
+        ctl_print_body(&resp);
+        goto out;
+    }
+    peers = mrd_json_get(j, "peers");
+    printf("SITE %s: writes a peer has not applied %.0f s after they were made are FAILED\n",
+           mrd_json_get_str(j, "site", "?"), mrd_json_get_num(j, "failed_after_s", 0));
+    for (const mrd_json *p = peers ? peers->child : NULL; p; p = p->next) {
+        const char *err = mrd_json_get_str(p, "error", "");
+        printf("  peer %-12s %6.0f FAILED  (acked LSN %.0f)%s%s\n",
+               mrd_json_get_str(p, "peer", "?"), mrd_json_get_num(p, "failed_records", 0),
+               mrd_json_get_num(p, "acked_lsn", 0), *err ? "  " : "", err);
+    }
+    printf("\n%-10s %-16s %-40s %-26s %10s %8s\n", "PEER", "KIND", "BUCKET/KEY", "VERSION", "SIZE",
+           "AGE");
+    arr = mrd_json_get(j, "failed");
+    for (const mrd_json *e = arr ? arr->child : NULL; e; e = e->next, n++) {
+        char bk[1100], sz[32], age[32];
+        const char *key = mrd_json_get_str(e, "key", "");
+        snprintf(bk, sizeof(bk), "%s%s%s", mrd_json_get_str(e, "bucket", "?"), *key ? "/" : "",
+                 key);
+        printf("%-10s %-16s %-40s %-26s %10s %8s\n", mrd_json_get_str(e, "peer", "?"),
+               mrd_json_get_str(e, "kind", "?"), bk, mrd_json_get_str(e, "version_id", ""),
+               ctl_human_bytes((uint64_t)mrd_json_get_num(e, "size", 0), sz, sizeof(sz)),
+               ctl_human_duration(mrd_json_get_num(e, "age_ms", 0) / 1000.0, age, sizeof(age)));
+    }
+    if (n == 0)
+        printf("(none: every peer has applied every write older than the deadline)\n");
+    else if (mrd_json_get_num(j, "truncated", 0))
+        printf("(more: raise --limit, or narrow with --peer / --bucket)\n");
+out:
+    mrd_json_free(j);
+    mrd_buf_free(&resp.body);
+    mrd_buf_free(&path);
+    return rc;
 }
 
 /* ---- object status ------------------------------------------------------- */

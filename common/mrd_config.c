@@ -448,6 +448,13 @@ entry(cfg_ctx *x, const char *key, const char *val)
                 return fail(x, x->line, key,
                             "'%s' is not valid; use seconds, 0 (off) or 10..604800", val);
             c->anti_entropy_s = (uint32_t)n;
+        } else if (strcmp(key, "failed_after") == 0) {
+            char *end;
+            unsigned long n = strtoul(val, &end, 10);
+            if (!*val || *end || n > 30u * 86400u)
+                return fail(x, x->line, key,
+                            "'%s' is not valid; use seconds, 0 (never) or 1..2592000", val);
+            c->failed_after_s = (uint32_t)n;
         } else if (strcmp(key, "max_clock_skew") == 0) {
             char *end;
             unsigned long n = strtoul(val, &end, 10);
@@ -457,7 +464,7 @@ entry(cfg_ctx *x, const char *key, const char *val)
         } else {
             return fail(x, x->line, key,
                         "unknown key; [replication] takes secret, write_failover, "
-                        "token_wait, anti_entropy_interval, max_clock_skew");
+                        "token_wait, anti_entropy_interval, failed_after, max_clock_skew");
         }
     } else if (strcmp(sec, "admin") == 0) {
         if (strcmp(key, "token") != 0)
@@ -658,6 +665,7 @@ mrd_config_parse(const char *name, const char *text, size_t len, mrd_config **ou
     c->wal_segment_bytes = 64u * 1048576u;
     c->wal_retention_bytes = UINT64_C(10) * 1073741824u;
     c->anti_entropy_s = 3600;
+    c->failed_after_s = 3600;
     c->multipart_expire_s = 7u * 86400u;
     c->max_clock_skew_s = 900;
     c->token_wait_ms = 250;

@@ -275,6 +275,7 @@ enum {
     RS_RECEIVE_ERRORS,
     RS_NEEDS_RESYNC,
     RS_RTT,
+    RS_FAILED,
     RS_COUNT
 };
 
@@ -313,6 +314,9 @@ static const struct {
     [RS_NEEDS_RESYNC] = {"meridian_repl_needs_resync", "gauge",
                          "1 when this site's WAL no longer holds what the peer needs."},
     [RS_RTT] = {"meridian_repl_rtt_seconds", "gauge", "Heartbeat round trip to the peer (EWMA)."},
+    [RS_FAILED] = {"meridian_repl_failed_records", "gauge",
+                   "Records of this site the peer has not applied [replication] failed_after "
+                   "after they were written (x-amz-replication-status FAILED)."},
 };
 
 /* One line of series `which` for peer p: counts and gauges as integers,
@@ -370,6 +374,9 @@ repl_series_line(mrd_buf *b, const repl_peer_info *p, int which)
         break;
     case RS_NEEDS_RESYNC:
         u = p->needs_resync != 0;
+        break;
+    case RS_FAILED:
+        u = p->failed_records;
         break;
     case RS_RTT:
         secs = p->rtt_ms / 1000.0;

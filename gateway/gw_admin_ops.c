@@ -9,6 +9,9 @@
  *                                 this site's copy of a key: every stored
  *                                 version, the current one, and per peer
  *                                 whether the current one has reached it
+ *   GET  /admin/v1/replication/failed[?peer=P&bucket=B&limit=N&after=LSN]
+ *                                 records this site originated that a peer
+ *                                 has not applied past the deadline (FAILED)
  *   GET  /admin/v1/drives         drive health, error counters and heal
  *   POST /admin/v1/drives/heal[?all=0]
  *                                 re-probe drives and start a heal
@@ -36,6 +39,7 @@
 #include <string.h>
 
 #define CONFLICTS_DEFAULT_LIMIT 50
+#define GW_FAILED_SCAN_MAX      1000000 /* WAL records one listing reads per peer */
 
 typedef struct admin_job admin_job;
 struct admin_job {
@@ -54,6 +58,11 @@ struct admin_job {
     char err_msg[256];
     mrd_buf out;
     mrd_json_w w;
+    /* FAILED records: one query per peer, taken on the loop */
+    repl_failed_query fq[MRD_MAX_PEERS];
+    uint64_t fcount[MRD_MAX_PEERS];
+    int n_fq;
+    uint64_t after, now_ms;
     /* object status: the current version, for per-peer replication */
     int has_current;
     char cur_vid[64];
@@ -319,7 +328,8 @@ finish_object(admin_job *j)
         const char *st = NULL;
         if (j->has_current && idx >= 0)
             st = repl_version_peer_status(j->d->replicator, idx, origin, j->cur_hlc,
-                                          mrd_clock_realtime_ms(NULL), GW_REPLICATION_FAILED_MS);
+                                          mrd_clock_realtime_ms(NULL),
+                                          GW_REPLICATION_FAILED_MS(j->d));
         mrd_json_w_obj_begin(&j->w);
         mrd_json_w_key(&j->w, "peer");
         mrd_json_w_str(&j->w, c->peers[i].name);
@@ -337,6 +347,123 @@ finish_object(admin_job *j)
     }
     mrd_json_w_arr_end(&j->w);
     mrd_json_w_obj_end(&j->w);
+}
+
+/* ---- FAILED records ------------------------------------------------------ */
+
+typedef struct failed_walk {
+    admin_job *j;
+    const repl_failed_query *q;
+    int n;
+} failed_walk;
+
+static int
+failed_one(void *ud, const repl_failed_entry *e)
+{
+    failed_walk *fw = ud;
+    mrd_json_w *w = &fw->j->w;
+
+    if (fw->n >= fw->j->limit)
+        return 1;
+    fw->n++;
+    mrd_json_w_obj_begin(w);
+    mrd_json_w_key(w, "peer");
+    mrd_json_w_str(w, fw->q->peer_name);
+    mrd_json_w_key(w, "kind");
+    mrd_json_w_str(w, e->kind);
+    mrd_json_w_key(w, "bucket");
+    mrd_json_w_str(w, e->bucket);
+    mrd_json_w_key(w, "key");
+    mrd_json_w_str(w, e->key);
+    mrd_json_w_key(w, "version_id");
+    mrd_json_w_str(w, e->version_id);
+    mrd_json_w_key(w, "size");
+    mrd_json_w_uint(w, e->size);
+    mrd_json_w_key(w, "lsn");
+    mrd_json_w_uint(w, e->lsn);
+    mrd_json_w_key(w, "age_ms");
+    mrd_json_w_uint(w, fw->j->now_ms > MRD_HLC_MS(e->hlc) ? fw->j->now_ms - MRD_HLC_MS(e->hlc) : 0);
+    mrd_json_w_obj_end(w);
+    return 0;
+}
+
+/* Reads, per peer, the WAL after its acked LSN up to the deadline
+ * (repl_failed_scan): no index scan. The peers' summaries follow the list. */
+static void
+work_failed(admin_job *j)
+{
+    repl_failed_end ends[MRD_MAX_PEERS];
+    int rcs[MRD_MAX_PEERS];
+    failed_walk fw = {j, NULL, 0};
+    mrd_json_w *w = &j->w;
+    int truncated = 0;
+
+    mrd_json_w_obj_begin(w);
+    mrd_json_w_key(w, "site");
+    mrd_json_w_str(w, j->d->conf->site_name);
+    mrd_json_w_key(w, "failed_after_s");
+    mrd_json_w_uint(w, j->d->conf->failed_after_s);
+    mrd_json_w_key(w, "failed");
+    mrd_json_w_arr_begin(w);
+    memset(ends, 0, sizeof(ends));
+    memset(rcs, 0, sizeof(rcs));
+    for (int i = 0; i < j->n_fq; i++) {
+        fw.q = &j->fq[i];
+        if (!j->fq[i].cutoff_ms)
+            continue; /* no deadline: nothing is ever FAILED */
+        if (fw.n >= j->limit) {
+            truncated = 1; /* this peer was not read */
+            continue;
+        }
+        rcs[i] = repl_failed_scan(j->d->eng, &j->fq[i], j->bucket.data, j->after,
+                                  GW_FAILED_SCAN_MAX, failed_one, &fw, &ends[i]);
+        truncated |= ends[i].more;
+    }
+    mrd_json_w_arr_end(w);
+    mrd_json_w_key(w, "truncated");
+    mrd_json_w_bool(w, truncated);
+    mrd_json_w_key(w, "peers");
+    mrd_json_w_arr_begin(w);
+    for (int i = 0; i < j->n_fq; i++) {
+        mrd_json_w_obj_begin(w);
+        mrd_json_w_key(w, "peer");
+        mrd_json_w_str(w, j->fq[i].peer_name);
+        mrd_json_w_key(w, "peer_id");
+        mrd_json_w_uint(w, j->fq[i].peer_id);
+        mrd_json_w_key(w, "acked_lsn");
+        mrd_json_w_uint(w, ends[i].acked_lsn);
+        mrd_json_w_key(w, "failed_records");
+        mrd_json_w_uint(w, j->fcount[i]);
+        mrd_json_w_key(w, "next_after");
+        mrd_json_w_uint(w, ends[i].more ? ends[i].last_lsn : 0);
+        mrd_json_w_key(w, "error");
+        mrd_json_w_str(w, rcs[i] == MRD_ENOTFOUND ? "the WAL no longer holds what it lacks: it "
+                                                    "needs a resync (anti-entropy)"
+                          : rcs[i]                ? mrd_strerror(rcs[i])
+                                                  : "");
+        mrd_json_w_obj_end(w);
+    }
+    mrd_json_w_arr_end(w);
+    mrd_json_w_obj_end(w);
+}
+
+/* On the loop: the query of each peer asked for (all when none is named). */
+static int
+failed_prepare(admin_job *j, const char *peer)
+{
+    repl *r = j->d->replicator;
+    int found = 0;
+
+    j->now_ms = mrd_clock_realtime_ms(NULL);
+    for (int i = 0; r && i < repl_peer_count(r) && j->n_fq < MRD_MAX_PEERS; i++) {
+        repl_peer_info pi;
+        if (repl_peer_get(r, i, &pi) != 0 || (peer && strcmp(peer, pi.name) != 0))
+            continue;
+        found = 1;
+        if (repl_failed_query_get(r, pi.id, j->now_ms, &j->fq[j->n_fq]) == 0)
+            j->fcount[j->n_fq++] = pi.failed_records;
+    }
+    return peer && !found ? MRD_ENOTFOUND : 0;
 }
 
 /* ---- drives and heal ----------------------------------------------------- */
@@ -461,6 +588,8 @@ gw__route_admin_ops(gw_req *r, gw_daemon *d)
         work = work_object, finish = finish_object;
     else if (strcmp(path, "/admin/v1/drives") == 0)
         work = work_drives;
+    else if (strcmp(path, "/admin/v1/replication/failed") == 0)
+        work = work_failed;
     else if (strcmp(path, "/admin/v1/drives/heal") == 0)
         work = work_heal, want = "POST";
     else
@@ -502,6 +631,16 @@ gw__route_admin_ops(gw_req *r, gw_daemon *d)
         (!j->bucket.data || !j->bucket.data[0] || !j->key.data || !j->key.data[0])) {
         gw__json_error(r, 400, "InvalidArgument", "give bucket=B&key=K");
         goto fail;
+    }
+    if (work == work_failed) {
+        if (gw_query_param(q, "after", &tmp) && tmp.data)
+            j->after = strtoull(tmp.data, NULL, 10);
+        mrd_buf_reset(&tmp);
+        gw_query_param(q, "peer", &tmp);
+        if (failed_prepare(j, tmp.data && tmp.data[0] ? tmp.data : NULL) != 0) {
+            gw__json_error(r, 404, "NoSuchPeer", "no peer of that name; see 'meridianctl status'");
+            goto fail;
+        }
     }
     mrd_buf_free(&tmp);
     job_start(j);

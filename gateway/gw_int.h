@@ -9,7 +9,8 @@
 
 /* x-amz-replication-status turns from PENDING to FAILED after this long (the
  * version keeps being retried and may still complete). */
-#define GW_REPLICATION_FAILED_MS (3600u * 1000u)
+/* [replication] failed_after: a version not replicated this long is FAILED */
+#define GW_REPLICATION_FAILED_MS(d) ((uint64_t)(d)->conf->failed_after_s * 1000u)
 
 #include "common.h"
 #include "gateway.h"

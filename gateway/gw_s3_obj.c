@@ -1284,7 +1284,7 @@ get_lookup_done(void *arg)
         const char *rs = repl_version_status(
             g->d->replicator,
             (uint32_t)strtoul(v->version_id + (strlen(v->version_id) > 16 ? 16 : 0), NULL, 16),
-            v->hlc, mrd_clock_realtime_ms(NULL), GW_REPLICATION_FAILED_MS);
+            v->hlc, mrd_clock_realtime_ms(NULL), GW_REPLICATION_FAILED_MS(g->d));
         if (rs)
             gw_resp_header(g->r, "x-amz-replication-status", rs);
     }

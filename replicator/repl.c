@@ -50,6 +50,7 @@ repl_opts_init(repl_opts *o)
     o->backoff_min_ms = 100;
     o->backoff_max_ms = 5000;
     o->max_clock_skew_ms = 900000;
+    o->failed_after_ms = 3600000;
 }
 
 const char *
@@ -225,6 +226,8 @@ fill_info(const repl_peer *p, uint64_t now_ns, repl_peer_info *out)
     out->receive_errors = p->rx_errors;
     out->duplicates_received = p->rx_duplicates;
     out->resync_versions_received = p->rx_resync_versions;
+    out->failed_records = p->failed_count;
+    out->failed_unknown = p->failed_partial;
 }
 
 void
@@ -346,6 +349,7 @@ tick_cb(evutil_socket_t fd, short what, void *ud)
         if (p->removed)
             continue;
         repl__client_tick(p);
+        repl__failed_tick(p);
         /* data rate to it: half the last interval's, half the history */
         repl__tx_fill(p, &pi);
         if (p->rate_last_ns && now > p->rate_last_ns) {
@@ -862,6 +866,10 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_str(w, pi.send_error);
         mrd_json_w_key(w, "bandwidth_bps");
         mrd_json_w_uint(w, pi.bandwidth_bps);
+        mrd_json_w_key(w, "failed_records");
+        mrd_json_w_uint(w, pi.failed_records);
+        mrd_json_w_key(w, "failed_unknown");
+        mrd_json_w_bool(w, pi.failed_unknown);
         mrd_json_w_obj_end(w);
         mrd_json_w_key(w, "anti_entropy");
         mrd_json_w_obj_begin(w);

@@ -379,6 +379,9 @@ double repl__tx_lag_ms(const repl_peer *p, uint64_t now_ns);
 uint64_t repl__tx_acked_hlc(const repl_peer *p);
 int repl__tx_set_bandwidth(repl_peer *p, uint64_t bytes_per_s);
 
+/* FAILED records (repl_failed.c): recounts p's, incrementally, by a job. */
+void repl__failed_tick(repl_peer *p);
+
 /* Receiver (repl_recv.c). */
 int repl__rx_data(repl__conn *c, repl__stream *s, const uint8_t *data, size_t len);
 void repl__rx_end(repl__conn *c, repl__stream *s);
@@ -444,6 +447,9 @@ struct repl_peer {
     uint64_t rx_applied; /* its LSN we have applied up to */
     uint64_t rx_records, rx_batches, rx_objects, rx_bytes, rx_errors, rx_duplicates;
     uint64_t rx_resync_versions;
+    /* FAILED records (repl_failed.c): the count over (failed_acked, failed_at] */
+    uint64_t failed_count, failed_acked, failed_at;
+    int failed_valid, failed_running, failed_partial;
 };
 
 /* Outlives the repl: work that finishes after repl_free checks dead before

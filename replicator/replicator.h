@@ -132,6 +132,10 @@ typedef struct repl_opts {
     /* Anti-entropy: a digest comparison with every peer this often (0 = only
      * when a peer needs a resync, or repl_sync). */
     uint32_t anti_entropy_ms;
+    /* A version of ours a peer has not applied this long after its stamp is
+     * FAILED (x-amz-replication-status; counted per peer, listed by
+     * repl_failed_scan). 0: never. Default 3600000. */
+    uint64_t failed_after_ms;
 
     /* Callbacks, all optional, all on the loop thread, all given user_data. */
     /* This site's WAL high-water LSN (e.g. wal_get_status().durable_lsn). */
@@ -261,6 +265,10 @@ struct repl_peer_info {
     uint64_t sync_versions_estimate; /* versions the pass will send, estimated from the digest */
     uint64_t sync_elapsed_ms;        /* since the current or last pass started */
     char sync_result[128]; /* "in sync", "N keys differed ...", "resynced ...", "" before any */
+    /* Our records it has not applied failed_after_ms after their stamp
+     * (FAILED), as of the last count (at most a heartbeat interval old). */
+    uint64_t failed_records;
+    int failed_unknown; /* the WAL no longer holds them: it needs a resync */
 };
 
 /* Number of peer slots: the configured peers, then those added by topology
@@ -321,6 +329,55 @@ const char *repl_version_status(const repl *r, uint32_t origin_site, uint64_t hl
  * sends it). NULL when i is out of range. */
 const char *repl_version_peer_status(const repl *r, int i, uint32_t origin_site, uint64_t hlc,
                                      uint64_t now_ms, uint64_t failed_after_ms);
+
+/* ------------------------------------------------------------------------ */
+/* FAILED records (repl_failed.c)                                           */
+/* ------------------------------------------------------------------------ */
+
+/* What a listing of one peer's FAILED records needs, taken on the loop. */
+typedef struct repl_failed_query {
+    uint32_t peer_id;
+    char peer_name[MRD_NAME_MAX];
+    uint64_t acked_lsn;       /* the peer has applied our records up to here */
+    uint64_t durable_lsn;     /* our WAL is durable up to here */
+    uint64_t failed_after_ms; /* the deadline (repl_opts) */
+    uint64_t cutoff_ms;       /* records stamped (HLC ms) at or before this are FAILED */
+} repl_failed_query;
+
+/* One FAILED record: strings valid during the callback only. */
+typedef struct repl_failed_entry {
+    uint64_t lsn;
+    uint64_t hlc;
+    uint16_t type;    /* WAL_REC_* */
+    const char *kind; /* "put", "delete_marker", "delete_version", "tags", ... */
+    const char *bucket, *key, *version_id; /* "" when the record has none */
+    uint64_t size;                         /* object bytes (puts) */
+} repl_failed_entry;
+
+/* Returns nonzero to stop the scan (then end->more is set). */
+typedef int (*repl_failed_fn)(void *ud, const repl_failed_entry *e);
+
+typedef struct repl_failed_end {
+    uint64_t acked_lsn; /* the acked LSN used (the larger of the query's and the WAL cursor) */
+    uint64_t last_lsn;  /* the scan went up to here: pass it as after_lsn to go on */
+    int more;           /* stopped early (the callback, or max_scan records read) */
+} repl_failed_end;
+
+/* On the loop: the query for peer_id at now_ms. MRD_ENOTFOUND (no such
+ * peer), MRD_ESHUTDOWN (no engine attached). */
+int repl_failed_query_get(const repl *r, uint32_t peer_id, uint64_t now_ms, repl_failed_query *out);
+
+/* Blocking (reads the WAL; call from engine_run work; never touches the
+ * repl): calls fn for every record this site originated that q's peer has
+ * not applied and that is stamped at or before q->cutoff_ms, in LSN order,
+ * from after_lsn (0: from the peer's acked LSN), only those of bucket when
+ * not NULL, reading at most max_scan records (0: no limit). No index scan:
+ * the WAL after the acked LSN is read up to the first record of ours
+ * stamped after the cutoff. Errors: MRD_ENOTFOUND when the WAL no longer
+ * holds that range (the peer needs a resync), the WAL's errors. */
+int repl_failed_scan(struct engine *e, const repl_failed_query *q, const char *bucket,
+                     uint64_t after_lsn, uint64_t max_scan, repl_failed_fn fn, void *ud,
+                     repl_failed_end *end);
 
 /* Limits the bytes per second our records and object data to peer site_id
  * may use (heads and data; heartbeats are not counted); 0 lifts the limit.

@@ -439,3 +439,89 @@ def test_resync_can_be_throttled_cancelled_and_restarted(tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def failed_list(site, **q):
+    from conftest import TOKEN, http
+    import json
+    import urllib.parse
+    st, _, body = http("GET", site.admin + "/admin/v1/replication/failed?" +
+                       urllib.parse.urlencode(q), headers={"Authorization": "Bearer " + TOKEN})
+    return st, json.loads(body)
+
+
+def test_failed_writes_are_listed_per_peer_until_applied(tmp_path):
+    """[replication] failed_after = 2: with b down, a's writes turn FAILED
+    after 2 s, are counted (status, /metrics) and listed (admin API,
+    meridianctl failed) with b named; once b is back they are COMPLETED and
+    the list is empty. Writes younger than the deadline are not listed."""
+    a, b = mesh(tmp_path, ("a", "b"))
+    with open(a.config, "a") as f:
+        f.write("[replication]\nfailed_after = 2\n")
+    a.start()
+    b.start()
+    try:
+        ca = client(a)
+        ca.create_bucket(Bucket="failtest")
+        ca.create_bucket(Bucket="other")
+        wait_caught_up([a, b])
+        b.stop()
+        for i in range(5):
+            ca.put_object(Bucket="failtest", Key=f"k{i}", Body=b"x%d" % i)
+        ca.delete_object(Bucket="failtest", Key="k4")  # a delete marker
+        ca.put_object(Bucket="other", Key="o", Body=b"other bucket")
+        h = ca.head_object(Bucket="failtest", Key="k0")
+        assert h["ReplicationStatus"] == "PENDING", h
+        st, doc = failed_list(a)
+        assert st == 200 and doc["failed"] == [], doc  # not late yet
+        time.sleep(2.5)
+        ca.put_object(Bucket="failtest", Key="young", Body=b"written after the deadline")
+        h = ca.head_object(Bucket="failtest", Key="k0")
+        assert h["ReplicationStatus"] == "FAILED", h
+
+        def count():
+            p = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+            return p["send"]["failed_records"]
+        deadline = time.time() + 10
+        while count() != 7 and time.time() < deadline:
+            time.sleep(0.2)
+        assert count() == 7  # 5 puts, 1 delete marker, 1 put in "other"; not "young"
+        st, _, metrics = __import__("conftest").http("GET", a.admin + "/metrics")
+        assert 'meridian_repl_failed_records{peer="b"} 7' in metrics.decode(), metrics
+
+        st, doc = failed_list(a)
+        assert st == 200, doc
+        rows = [(e["peer"], e["kind"], e["bucket"], e["key"]) for e in doc["failed"]]
+        assert rows == [("b", "put", "failtest", f"k{i}") for i in range(5)] + \
+            [("b", "delete_marker", "failtest", "k4"), ("b", "put", "other", "o")], rows
+        assert all(e["age_ms"] >= 2000 for e in doc["failed"]), doc
+        assert doc["peers"][0]["peer"] == "b" and doc["peers"][0]["failed_records"] == 7
+        assert not doc["truncated"]
+        st, doc = failed_list(a, bucket="other")
+        assert [e["key"] for e in doc["failed"]] == ["o"], doc
+        st, doc = failed_list(a, peer="b", limit=3)
+        assert [e["key"] for e in doc["failed"]] == ["k0", "k1", "k2"] and doc["truncated"], doc
+        nxt = doc["peers"][0]["next_after"]
+        st, doc = failed_list(a, peer="b", limit=3, after=nxt)
+        assert [e["key"] for e in doc["failed"]] == ["k3", "k4", "k4"], doc
+        assert failed_list(a, peer="nosuch")[0] == 404
+
+        out = a.ctl("failed", "--peer", "b")
+        assert out.returncode == 0, out.stderr
+        assert "peer b" in out.stdout and "failtest/k3" in out.stdout, out.stdout
+        assert "delete_marker" in out.stdout and "young" not in out.stdout, out.stdout
+        assert a.ctl("failed", "--peer", "nosuch").returncode == 2
+
+        b.start()
+        wait_caught_up([a, b])
+        deadline = time.time() + 10
+        while count() != 0 and time.time() < deadline:
+            time.sleep(0.2)
+        assert count() == 0
+        assert failed_list(a)[1]["failed"] == []
+        h = ca.head_object(Bucket="failtest", Key="k0")
+        assert h["ReplicationStatus"] == "COMPLETED", h
+        assert "(none" in a.ctl("failed").stdout
+    finally:
+        a.stop()
+        b.stop()

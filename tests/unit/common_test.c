@@ -147,6 +147,7 @@ test_config_good(void)
     CHECK_EQ_INT(c->n_s3_domains, 2);
     CHECK_STR(c->s3_domains[0], "s3.example.com");
     CHECK_STR(c->s3_domains[1], "s3.other.example");
+    CHECK_EQ_INT(c->failed_after_s, 3600);
     mrd_config_free(c);
 }
 
@@ -195,6 +196,8 @@ test_config_rejects(void)
     expect_reject("name = a\n", "name = A B\n", "site.ini:4: [site] name:");
     expect_reject("id = 2\n", "id = 1\n", "[peer.b] id: 1 is this site's own id");
     expect_reject("secret = fedcba9876543210\n", "", "[replication] secret: missing");
+    expect_reject("secret = fedcba9876543210\n", "secret = fedcba9876543210\nfailed_after = 1h\n",
+                  "[replication] failed_after: '1h' is not valid");
     expect_reject("data_dirs = /d/5,/d/6", "data_dirs = /d/5,/d/1", "'/d/1' is listed twice");
     expect_reject("[site]\n", "oops\n[site]\n", "site.ini:2: [-] -: expected key = value");
     expect_reject("# a site\n", "x = 1\n", "site.ini:1: [-] x: key outside any section");
