@@ -887,6 +887,14 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_uint(w, pi.sync_elapsed_ms);
         mrd_json_w_key(w, "result");
         mrd_json_w_str(w, pi.sync_result);
+        mrd_json_w_key(w, "tree");
+        mrd_json_w_bool(w, pi.sync_tree);
+        mrd_json_w_key(w, "digest_bytes");
+        mrd_json_w_uint(w, pi.sync_digest_bytes);
+        mrd_json_w_key(w, "digest_rounds");
+        mrd_json_w_uint(w, pi.sync_digest_rounds);
+        mrd_json_w_key(w, "push");
+        mrd_json_w_str(w, pi.sync_push);
         mrd_json_w_obj_end(w);
         /* its records applied here */
         mrd_json_w_key(w, "receive");

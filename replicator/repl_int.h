@@ -29,6 +29,7 @@ typedef struct nghttp2_session nghttp2_session;
 #define REPL_PATH_PROXY       "/s3" /* signed in place of the path of a proxied S3 request */
 #define REPL_PATH_TOPOLOGY    "/repl/v1/topology"
 #define REPL_MAX_DIGEST       (32u << 20) /* largest digest answer a sender accepts */
+#define REPL_DIGEST_CACHE_MS  600000      /* a tree digest kept for a peer's children requests */
 #define REPL_BUCKET_MAX       64
 #define REPL_HDR_SITE         "x-meridian-site-id"
 #define REPL_HDR_TIME         "x-meridian-time"
@@ -183,6 +184,7 @@ struct repl__bdigest {
     char bucket[REPL_BUCKET_MAX];
     uint32_t leaves;
     uint8_t *digest; /* leaves x 16 bytes */
+    uint8_t *tree;   /* version 2: levels 0..3 above the leaves (4369 x 16 bytes) */
     uint64_t versions;
     /* set by repl__digest_diff on our own digests */
     uint32_t cmp_leaves;
@@ -194,8 +196,98 @@ struct repl__bdigest {
 struct store;
 struct store_version;
 uint32_t repl__leaf_of(const char *key, uint32_t leaves);
-/* Blocking (an index walk): digests of every bucket at full resolution. */
-int repl__digest_all(struct store *st, repl__bdigest **out, size_t *n);
+/* Blocking (an index walk): digests of every bucket at full resolution,
+ * with version hash hashv (1: flat digests; 2: trees, tags included, and
+ * the tree levels built). */
+int repl__digest_all(struct store *st, int hashv, repl__bdigest **out, size_t *n);
+
+/* Tree digests (version 2; PROTOCOL.md section 7): levels 0..3 above the
+ * 65536 leaves (level 4), 16 children a node. */
+#define REPL_TREE_LEVELS  4
+#define REPL_TREE_LEAF    4
+#define REPL_TREE_ASK_MAX 1024 /* nodes one children request names */
+#define REPL_TREE_PUSH_LEAF                                                                        \
+    2048 /* differing leaves of a bucket pushed one by one; more: the bucket */
+/* Builds d->tree from d->digest (FULL leaves: 65536). -ENOMEM. */
+int repl__tree_build(repl__bdigest *d);
+/* Node idx of level (0..4) of d's tree: 16 bytes. */
+const uint8_t *repl__tree_node(const repl__bdigest *d, uint32_t level, uint32_t idx);
+
+typedef struct repl__drange {
+    char bucket[REPL_BUCKET_MAX];
+    uint32_t level;
+    size_t n;
+    uint32_t *nodes;
+} repl__drange;
+
+/* A DigestRequest: tree 0 asks for version 1. */
+typedef struct repl__dreq {
+    int tree, push;
+    size_t n;
+    repl__drange *r;
+} repl__dreq;
+
+int repl__dreq_encode(const repl__dreq *q, mrd_buf *out);
+/* MRD_EPROTO when it does not decode, names a level or node out of range, a
+ * bucket name too long, or more than REPL_TREE_ASK_MAX nodes outside a push. */
+int repl__dreq_decode(const void *data, size_t len, repl__dreq *out);
+void repl__dreq_free(repl__dreq *q);
+/* Adds node (bucket, level, node) to q, merging into the last range when it
+ * is of the same bucket and level. */
+int repl__dreq_add(repl__dreq *q, const char *bucket, uint32_t level, uint32_t node);
+
+/* Server: the roots of every bucket, or the children q asks for (a bucket
+ * not in d is answered missing). */
+int repl__tree_roots_encode(const repl__bdigest *d, size_t n, mrd_buf *out);
+int repl__tree_children_encode(const repl__bdigest *d, size_t n, const repl__dreq *q, mrd_buf *out);
+/* Server, a push: the subtrees q names as leaf bitmaps (cmp_leaves 65536),
+ * one entry per bucket; a level-0 range sets missing (its BucketCreate goes
+ * too). */
+int repl__dreq_bitmaps(const repl__dreq *q, repl__bdigest **out, size_t *n);
+
+/* Client: nodes of one bucket from a version 2 answer. */
+typedef struct repl__tnodes {
+    char bucket[REPL_BUCKET_MAX];
+    uint32_t level;
+    uint64_t versions;
+    int missing;
+    size_t n_parents;
+    uint32_t *parents;
+    uint8_t *hashes; /* 16 (roots) or 16 x 16 per parent */
+} repl__tnodes;
+/* Decodes a DigestResponse: *is_tree 0 for a version 1 answer (decode it
+ * with repl__digest_decode), else the nodes. MRD_EPROTO when malformed. */
+int repl__tree_decode(const void *data, size_t len, int *is_tree, repl__tnodes **out, size_t *n);
+void repl__tnodes_free(repl__tnodes *t, size_t n);
+
+/* Nodes still to compare: (index into ours, level, node). */
+typedef struct repl__tref {
+    uint32_t b, level, node;
+} repl__tref;
+typedef struct repl__tpend {
+    size_t n, cap;
+    repl__tref *v;
+} repl__tpend;
+void repl__tpend_free(repl__tpend *p);
+/* After the roots: a bucket the peer lacks is marked missing (every leaf
+ * differs); a differing root is queued in pend; a bucket only the peer
+ * holds is added to push (level 0). Every bucket of mine gets a 65536-leaf
+ * differ bitmap (cmp_leaves). With only (not NULL or ""), other buckets are
+ * left alone (nothing differs). */
+int repl__tree_roots_diff(repl__bdigest *mine, size_t n_mine, const repl__tnodes *roots,
+                          size_t n_roots, const char *only, repl__tpend *pend, repl__dreq *push);
+/* A children request for pend->v[from .. from + max). */
+int repl__tree_request(const repl__bdigest *mine, const repl__tpend *pend, size_t from, size_t max,
+                       mrd_buf *out);
+/* Compares an answer's children with ours: differing leaves are marked,
+ * differing inner nodes queued in next. MRD_EPROTO for an answer that is
+ * not about our buckets or out of range. A bucket the peer no longer holds
+ * is marked missing. */
+int repl__tree_children_diff(repl__bdigest *mine, size_t n_mine, const repl__tnodes *ans, size_t n,
+                             repl__tpend *next);
+/* The differing leaves of buckets both sides hold, into push (a bucket with
+ * more than REPL_TREE_PUSH_LEAF of them as a whole). */
+int repl__tree_push_leaves(const repl__bdigest *mine, size_t n, repl__dreq *push);
 void repl__digest_free(repl__bdigest *d, size_t n);
 /* A DigestResponse of d, folded to each bucket's answer resolution. */
 int repl__digest_encode(const repl__bdigest *d, size_t n, mrd_buf *out);
@@ -208,6 +300,12 @@ int repl__digest_diff(repl__bdigest *mine, size_t n_mine, const repl__bdigest *t
  * data, data_size set and *layout a copy of the layout). */
 int repl__version_record(const char *bucket, const char *key, const struct store_version *v,
                          repl__rec *r, void **layout, size_t *layout_len);
+/* An ObjectTags record of v's tag set and stamp, for a version tagged after
+ * its put (sent before the version's record: where the peer holds the
+ * version, its put is a no-op and this carries a tag change it missed).
+ * Returns 1 when made, 0 when v carries no tag stamp, or -ENOMEM. */
+int repl__tags_record(const char *bucket, const char *key, const struct store_version *v,
+                      repl__rec *r);
 /* A BucketCreate record from a bucket's index blob. */
 int repl__bucket_record(const char *bucket, const void *blob, size_t len, repl__rec *r);
 
@@ -366,6 +464,8 @@ int repl__sync_start_bucket(repl_peer *p, int resync, const char *bucket);
 /* Stops a running pass (its queued requests are dropped; those in flight
  * finish). A cancelled resync is not restarted until repl__sync_start. */
 int repl__sync_cancel(repl_peer *p);
+/* A pass to p over the subtrees q names (a push: p found them differ). */
+int repl__sync_start_push(repl_peer *p, const repl__dreq *q);
 /* Server side of /repl/v1/digest. */
 void repl__digest_serve(repl__conn *c, repl__stream *s, repl_peer *p);
 void repl__digest_srv_gone(repl__stream *s);
@@ -447,6 +547,10 @@ struct repl_peer {
     uint64_t rx_applied; /* its LSN we have applied up to */
     uint64_t rx_records, rx_batches, rx_objects, rx_bytes, rx_errors, rx_duplicates;
     uint64_t rx_resync_versions;
+    /* tree digest answered to it: its children requests read this (repl_recv.c) */
+    repl__bdigest *dg_cache;
+    size_t dg_n;
+    uint64_t dg_used_ns;
     /* FAILED records (repl_failed.c): the count over (failed_acked, failed_at] */
     uint64_t failed_count, failed_acked, failed_at;
     int failed_valid, failed_running, failed_partial;

@@ -312,12 +312,16 @@ enqueue(repl__rx *rx)
     apply_next(p);
 }
 
+static void dg_cache_drop(repl_peer *p);
+
 void
 repl__rx_tick(repl_peer *p)
 {
     repl__rx *rx = p->rxq;
     uint64_t now = mrd_clock_mono_ns();
 
+    if (p->dg_cache && now - p->dg_used_ns > (uint64_t)REPL_DIGEST_CACHE_MS * 1000000ull)
+        dg_cache_drop(p);
     while (rx && rx->issued)
         rx = rx->next;
     if (rx && rx->batch.first > p->rx_issued + 1 &&
@@ -429,15 +433,27 @@ resync_apply(repl__rx *rx)
     }
 }
 
-/* POST /repl/v1/digest: the digest of our whole index, computed by a job. */
+/*
+ * POST /repl/v1/digest (PROTOCOL.md section 7).
+ *   - version 1 (an empty or tree = 0 request): the flat digest of every
+ *     bucket, computed by a job;
+ *   - version 2, no ranges: a job computes the trees, answers the roots and
+ *     keeps the trees for the asking peer (p->dg_cache) so that its
+ *     children requests, answered on the loop from that snapshot, compare
+ *     one consistent state; replaced by its next root request, freed after
+ *     REPL_DIGEST_CACHE_MS unused;
+ *   - version 2, push: the asker found those subtrees differ; our own pass
+ *     to it sends what we hold in them (repl__sync_start_push).
+ */
 typedef struct dgsrv {
     int refs;
     repl__conn *c; /* NULL once the stream is gone */
     repl__stream *s;
     store *st;
     mrd_buf out;
-    int rc;
+    int rc, tree;
     uint64_t versions;
+    repl__bdigest *d; /* tree: kept for the peer's children requests */
     size_t buckets;
 } dgsrv;
 
@@ -447,6 +463,7 @@ dgsrv_unref(dgsrv *g)
     if (--g->refs > 0)
         return;
     mrd_buf_free(&g->out);
+    repl__digest_free(g->d, g->buckets);
     free(g);
 }
 
@@ -457,13 +474,26 @@ dgsrv_work(void *arg)
     repl__bdigest *d = NULL;
     size_t n = 0;
 
-    g->rc = repl__digest_all(g->st, &d, &n);
+    g->rc = repl__digest_all(g->st, g->tree ? 2 : 1, &d, &n);
     if (g->rc == 0)
-        g->rc = repl__digest_encode(d, n, &g->out);
+        g->rc =
+            g->tree ? repl__tree_roots_encode(d, n, &g->out) : repl__digest_encode(d, n, &g->out);
     for (size_t i = 0; i < n; i++)
         g->versions += d[i].versions;
     g->buckets = n;
+    if (g->tree && g->rc == 0) {
+        g->d = d;
+        return;
+    }
     repl__digest_free(d, n);
+}
+
+static void
+dg_cache_drop(repl_peer *p)
+{
+    repl__digest_free(p->dg_cache, p->dg_n);
+    p->dg_cache = NULL;
+    p->dg_n = 0;
 }
 
 static void
@@ -474,26 +504,74 @@ dgsrv_done(void *arg)
 
     if (c && g->s) {
         if (g->rc == 0) {
+            if (g->tree && c->peer) {
+                dg_cache_drop(c->peer);
+                c->peer->dg_cache = g->d;
+                c->peer->dg_n = g->buckets;
+                c->peer->dg_used_ns = mrd_clock_mono_ns();
+                g->d = NULL;
+            }
             if (repl__submit_response(c, g->s, 200, g->out.data, g->out.len) < 0)
                 repl__conn_fail(c, "cannot submit digest");
         } else {
             repl__server_answer_text(c, g->s, 503, mrd_strerror(g->rc));
         }
-        MRD_DEBUG("repl.digest.served", "remote=%s buckets=%zu versions=%llu bytes=%zu rc=%d",
-                  c->remote, g->buckets, (unsigned long long)g->versions, g->out.len, g->rc);
+        MRD_DEBUG("repl.digest.served",
+                  "remote=%s tree=%d buckets=%zu versions=%llu bytes=%zu rc=%d", c->remote, g->tree,
+                  g->buckets, (unsigned long long)g->versions, g->out.len, g->rc);
     }
     dgsrv_unref(g);
     flush(c);
 }
 
+/* Version 2 requests answered on the loop: children from the cached trees,
+ * or a push. */
+static void
+digest_serve_loop(repl__conn *c, repl__stream *s, repl_peer *p, repl__dreq *q)
+{
+    mrd_buf out = {0};
+    int rc;
+
+    if (q->push) {
+        rc = repl__sync_start_push(p, q);
+        if (rc == MRD_EBUSY)
+            repl__server_answer_text(c, s, 409, "a pass to the asker is already running");
+        else if (rc != 0)
+            repl__server_answer_text(c, s, 503, "cannot start a pass to the asker now");
+        else if (repl__tree_roots_encode(NULL, 0, &out) == 0) /* an empty answer */
+            repl__submit_response(c, s, 200, out.data, out.len);
+        mrd_buf_free(&out);
+        return;
+    }
+    if (!p->dg_cache) {
+        repl__server_answer_text(c, s, 409, "no tree digest kept for you: ask for the roots first");
+        return;
+    }
+    p->dg_used_ns = mrd_clock_mono_ns();
+    if ((rc = repl__tree_children_encode(p->dg_cache, p->dg_n, q, &out)) != 0)
+        repl__server_answer_text(c, s, 503, mrd_strerror(rc));
+    else if (repl__submit_response(c, s, 200, out.data, out.len) < 0)
+        repl__conn_fail(c, "cannot submit digest");
+    mrd_buf_free(&out);
+}
+
 void
 repl__digest_serve(repl__conn *c, repl__stream *s, repl_peer *p)
 {
+    repl__dreq q = {0};
     dgsrv *g;
 
-    (void)p;
     if (!c->r->eng) {
         repl__server_answer_text(c, s, 503, "this site's store is not open yet");
+        return;
+    }
+    if (s->in.len && repl__dreq_decode(s->in.data, s->in.len, &q) != 0) {
+        repl__server_answer_text(c, s, 400, "malformed DigestRequest");
+        return;
+    }
+    if (q.tree && (q.n || q.push)) {
+        digest_serve_loop(c, s, p, &q);
+        repl__dreq_free(&q);
         return;
     }
     if (!(g = calloc(1, sizeof(*g)))) {
@@ -504,6 +582,7 @@ repl__digest_serve(repl__conn *c, repl__stream *s, repl_peer *p)
     g->c = c;
     g->s = s;
     g->st = engine_store(c->r->eng);
+    g->tree = q.tree;
     s->kind = REPL__ST_DIGEST_SRV;
     s->ctx = g;
     if (engine_run(c->r->eng, dgsrv_work, dgsrv_done, g) != 0) {
@@ -832,6 +911,7 @@ repl__rx_peer_free(repl_peer *p)
      * Batches handed to the engine keep the queue's reference until it
      * answers (applied_cb); the others drop it now. */
     p->rxq = NULL;
+    dg_cache_drop(p);
     while (rx) {
         repl__rx *next = rx->next;
         rx->next = NULL;

@@ -60,7 +60,16 @@
 
 #define ITEMS_PER_JOB 8
 
-enum { SYNC_NONE = 0, SYNC_DIGEST, SYNC_PREP, SYNC_WALK, SYNC_DRAIN, SYNC_MARK, SYNC_FINISH };
+enum {
+    SYNC_NONE = 0,
+    SYNC_DIGEST,
+    SYNC_PREP,
+    SYNC_DESCEND, /* tree digests: children requests, level by level */
+    SYNC_WALK,
+    SYNC_DRAIN,
+    SYNC_MARK,
+    SYNC_FINISH
+};
 #define LAG_SAMPLES 256
 #define QUEUE_LOW   4
 
@@ -130,6 +139,16 @@ struct repl__tx {
     char sync_only[REPL_BUCKET_MAX]; /* a pass limited to one bucket; "" = all */
     repl__bdigest *sync_mine, *sync_theirs;
     size_t sync_n, sync_n_theirs, sync_bucket;
+    /* tree digests (version 2): the peer's roots, the nodes still to
+     * compare (pend from pend_off; next: the level below), a children
+     * request in flight, the subtrees to ask the peer to push */
+    int sync_tree, sync_push, sync_asking;
+    repl__tnodes *sync_roots;
+    size_t sync_n_roots, sync_pend_off, sync_asked;
+    repl__tpend sync_pend, sync_next;
+    repl__dreq sync_pushq;
+    uint64_t sync_digest_bytes, sync_rounds;
+    char sync_push_result[96];
     int sync_bucket_started;
     char sync_key[1100], sync_vid[64];
     int sync_have_pos;
@@ -152,6 +171,7 @@ struct repl__tx {
 };
 
 static void sync_pump(repl_peer *p);
+static void sync_descend(repl_peer *p);
 static void bw_refill(struct repl__tx *tx);
 static void sync_finish(repl_peer *p, const char *result);
 static void sync_free_digests(struct repl__tx *tx);
@@ -831,6 +851,12 @@ sync_free_digests(struct repl__tx *tx)
 {
     repl__digest_free(tx->sync_mine, tx->sync_n);
     repl__digest_free(tx->sync_theirs, tx->sync_n_theirs);
+    repl__tnodes_free(tx->sync_roots, tx->sync_n_roots);
+    repl__tpend_free(&tx->sync_pend);
+    repl__tpend_free(&tx->sync_next);
+    repl__dreq_free(&tx->sync_pushq);
+    tx->sync_roots = NULL;
+    tx->sync_n_roots = tx->sync_pend_off = 0;
     tx->sync_mine = tx->sync_theirs = NULL;
     tx->sync_n = tx->sync_n_theirs = 0;
     tx->sync_free_later = 0;
@@ -847,6 +873,7 @@ sync_reset(struct repl__tx *tx)
         sync_free_digests(tx);
     tx->sync_state = SYNC_NONE;
     tx->sync_outstanding = 0;
+    tx->sync_asking = 0;
     tx->sync_last_ns = mrd_clock_mono_ns();
 }
 
@@ -908,11 +935,18 @@ repl__sync_start(repl_peer *p, int resync)
         resync = 1; /* a peer past retention can only be brought level by a resync */
     if (!(s = repl__stream_new(c, REPL__ST_DIGEST)))
         return -ENOMEM;
-    rc = repl__submit_request(c, s, REPL_PATH_DIGEST); /* empty DigestRequest */
+    /* version 2: the roots first (a peer without trees answers version 1) */
+    rc = repl__dreq_encode(&(repl__dreq){.tree = 1}, &s->out);
+    if (rc == 0)
+        rc = repl__submit_request(c, s, REPL_PATH_DIGEST);
     if (rc < 0) {
         repl__stream_unlink_free(c, s);
         return rc;
     }
+    tx->sync_digest_bytes = s->out.len;
+    tx->sync_rounds = 1;
+    tx->sync_tree = tx->sync_push = tx->sync_asking = 0;
+    tx->sync_push_result[0] = '\0';
     tx->sync_state = SYNC_DIGEST;
     tx->sync_resync = resync;
     tx->sync_sent = tx->sync_leaves = tx->sync_estimate = 0;
@@ -946,7 +980,13 @@ sync_prep_work(sync_job *j)
     struct repl__tx *tx = j->tx;
     uint64_t differ = 0;
 
-    j->rc = repl__digest_all(j->st, &tx->sync_mine, &tx->sync_n);
+    j->rc = repl__digest_all(j->st, tx->sync_tree ? 2 : 1, &tx->sync_mine, &tx->sync_n);
+    if (j->rc == 0 && tx->sync_tree) {
+        /* the roots now; the differing subtrees level by level on the loop */
+        j->rc = repl__tree_roots_diff(tx->sync_mine, tx->sync_n, tx->sync_roots, tx->sync_n_roots,
+                                      tx->sync_only, &tx->sync_pend, &tx->sync_pushq);
+        return;
+    }
     if (j->rc == 0)
         j->rc = repl__digest_diff(tx->sync_mine, tx->sync_n, tx->sync_theirs, tx->sync_n_theirs,
                                   &differ);
@@ -991,6 +1031,16 @@ walk_version(void *user, const char *key, const store_version *v)
     tx->sync_have_pos = 1;
     if (!(w->d->differ[leaf / 8] & (1u << (leaf % 8))))
         return 0;
+    if (b->n + 2 > REPL_BATCH_RECORDS && (w->rc = emit(j->emitter, b, NULL, 0)) != 0)
+        return 1; /* room for a tags record and the version's */
+    if ((w->rc = repl__tags_record(w->d->bucket, key, v, &b->recs[b->n])) < 0)
+        return 1;
+    if (w->rc == 1) {
+        b->open = 1;
+        b->bytes += b->recs[b->n].len;
+        b->n++;
+        w->rc = 0;
+    }
     if ((w->rc =
              repl__version_record(w->d->bucket, key, v, &b->recs[b->n], &layout, &layout_len)) != 0)
         return 1;
@@ -1056,6 +1106,8 @@ sync_walk_work(sync_job *j)
         rc = store_index_list(j->st, d->bucket, NULL, tx->sync_have_pos ? tx->sync_key : NULL,
                               tx->sync_have_pos ? tx->sync_vid : NULL, STORE_LIST_VERSIONS,
                               walk_version, &w);
+        if (rc == MRD_ENOTFOUND)
+            rc = 0; /* the bucket was deleted meanwhile (or a push named one we lack) */
         if (w.rc != 0) {
             rc = w.rc;
             break;
@@ -1128,7 +1180,7 @@ sync_job_done(void *arg)
         goto out;
     }
     if (j->prep) {
-        tx->sync_state = SYNC_WALK;
+        tx->sync_state = tx->sync_tree ? SYNC_DESCEND : SYNC_WALK;
     } else {
         for (repl__item *it = j->items; it; it = it->next)
             tx->sync_outstanding++;
@@ -1263,6 +1315,10 @@ sync_pump(repl_peer *p)
     case SYNC_PREP:
         sync_job_start(tx, 1);
         break;
+    case SYNC_DESCEND:
+        if (!tx->sync_asking)
+            sync_descend(p);
+        break;
     case SYNC_WALK:
         if (tx->rq_n < QUEUE_LOW)
             sync_job_start(tx, 0);
@@ -1272,7 +1328,11 @@ sync_pump(repl_peer *p)
             break;
         if (!tx->sync_resync) {
             char result[128];
-            if (tx->sync_leaves == 0)
+            if (tx->sync_push)
+                snprintf(result, sizeof(result),
+                         "pushed at the peer's request: %llu versions in %llu leaves sent",
+                         (unsigned long long)tx->sync_sent, (unsigned long long)tx->sync_leaves);
+            else if (tx->sync_leaves == 0)
                 snprintf(result, sizeof(result), "in sync");
             else
                 snprintf(result, sizeof(result), "%llu keys differed (%llu leaves); sent",
@@ -1303,6 +1363,125 @@ sync_pump(repl_peer *p)
     }
 }
 
+/* Submits a digest request of body (consumed) as kind seq (1: children,
+ * 2: push); counted in the pass's digest bytes. */
+static int
+sync_ask(repl_peer *p, mrd_buf *body, uint64_t seq)
+{
+    repl__conn *c = p->conn;
+    repl__stream *s;
+    int rc;
+
+    if (!c || c->dead || !(s = repl__stream_new(c, REPL__ST_DIGEST))) {
+        mrd_buf_free(body);
+        return MRD_ESHUTDOWN;
+    }
+    s->out = *body;
+    memset(body, 0, sizeof(*body));
+    s->seq = seq;
+    if ((rc = repl__submit_request(c, s, REPL_PATH_DIGEST)) < 0) {
+        repl__stream_unlink_free(c, s);
+        return rc;
+    }
+    p->tx->sync_digest_bytes += s->out.len;
+    p->tx->sync_rounds++;
+    return 0;
+}
+
+/* The tree comparison is over: the differing leaves are marked. Ask the
+ * peer to send what it holds in them (the other direction), then walk. */
+static void
+sync_tree_done(repl_peer *p)
+{
+    struct repl__tx *tx = p->tx;
+    uint64_t differ = 0;
+    mrd_buf body = {0};
+    int rc = repl__tree_push_leaves(tx->sync_mine, tx->sync_n, &tx->sync_pushq);
+
+    for (size_t i = 0; i < tx->sync_n; i++)
+        for (uint32_t l = 0; tx->sync_mine[i].differ && l < tx->sync_mine[i].cmp_leaves / 8; l++)
+            differ += (uint64_t)__builtin_popcount(tx->sync_mine[i].differ[l]);
+    tx->sync_leaves = differ;
+    tx->sync_estimate = repl__digest_estimate(tx->sync_mine, tx->sync_n);
+    if (rc == 0 && tx->sync_pushq.n) {
+        tx->sync_pushq.tree = tx->sync_pushq.push = 1;
+        rc = repl__dreq_encode(&tx->sync_pushq, &body);
+        if (rc == 0 && body.len > REPL_MAX_CTRL_BODY - 1024) {
+            /* too many leaves to name: whole buckets instead */
+            repl__dreq q = {.tree = 1, .push = 1};
+            for (size_t i = 0; rc == 0 && i < tx->sync_pushq.n; i++)
+                if (!i || strcmp(tx->sync_pushq.r[i].bucket, tx->sync_pushq.r[i - 1].bucket))
+                    rc = repl__dreq_add(&q, tx->sync_pushq.r[i].bucket, 0, 0);
+            if (rc == 0)
+                rc = repl__dreq_encode(&q, &body);
+            repl__dreq_free(&q);
+        }
+        if (rc == 0 && body.len > REPL_MAX_CTRL_BODY - 1024)
+            rc = MRD_ETOOBIG;
+        if (rc == 0)
+            rc = sync_ask(p, &body, 2);
+        snprintf(tx->sync_push_result, sizeof(tx->sync_push_result), "%s",
+                 rc == 0 ? "asked" : "not asked: the request would be too large");
+    }
+    mrd_buf_free(&body);
+    tx->sync_state = SYNC_WALK;
+}
+
+/* One children request for the next REPL_TREE_ASK_MAX pending nodes; at the
+ * end of a level, the level below; when none is left, done. */
+static void
+sync_descend(repl_peer *p)
+{
+    struct repl__tx *tx = p->tx;
+    mrd_buf body = {0};
+    int rc;
+
+    if (tx->sync_pend_off >= tx->sync_pend.n) {
+        repl__tpend_free(&tx->sync_pend);
+        tx->sync_pend = tx->sync_next;
+        memset(&tx->sync_next, 0, sizeof(tx->sync_next));
+        tx->sync_pend_off = 0;
+        if (!tx->sync_pend.n) {
+            sync_tree_done(p);
+            return;
+        }
+    }
+    tx->sync_asked = tx->sync_pend.n - tx->sync_pend_off;
+    if (tx->sync_asked > REPL_TREE_ASK_MAX)
+        tx->sync_asked = REPL_TREE_ASK_MAX;
+    rc =
+        repl__tree_request(tx->sync_mine, &tx->sync_pend, tx->sync_pend_off, tx->sync_asked, &body);
+    if (rc == 0)
+        rc = sync_ask(p, &body, 1);
+    mrd_buf_free(&body);
+    if (rc != 0) {
+        char why[128];
+        snprintf(why, sizeof(why), "failed: cannot ask for digest nodes: %s", mrd_strerror(rc));
+        sync_finish(p, why);
+        return;
+    }
+    tx->sync_asking = 1;
+}
+
+/* A children answer: differing leaves marked, inner nodes queued. */
+static const char *
+sync_on_children(struct repl__tx *tx, repl__stream *s)
+{
+    repl__tnodes *t = NULL;
+    size_t n = 0;
+    int is_tree = 0, rc;
+
+    tx->sync_asking = 0;
+    if (repl__tree_decode(s->in.data, s->in.len, &is_tree, &t, &n) != 0 || !is_tree)
+        return "malformed digest nodes";
+    rc = repl__tree_children_diff(tx->sync_mine, tx->sync_n, t, n, &tx->sync_next);
+    repl__tnodes_free(t, n);
+    if (rc != 0)
+        return rc == MRD_EPROTO ? "digest nodes not asked for" : "out of memory";
+    tx->sync_pend_off += tx->sync_asked;
+    return NULL;
+}
+
 void
 repl__tx_on_digest(repl__conn *c, repl__stream *s, uint32_t error_code)
 {
@@ -1310,13 +1489,30 @@ repl__tx_on_digest(repl__conn *c, repl__stream *s, uint32_t error_code)
     struct repl__tx *tx = p->tx;
     const char *why = repl__client_check_auth(c, s, error_code);
     engine_status st;
+    int is_tree = 0;
 
-    if (!tx || tx->sync_state != SYNC_DIGEST)
+    if (!tx)
         return;
+    if (s->seq == 2) { /* a push: the other direction */
+        if (tx->sync_state != SYNC_NONE)
+            tx->sync_digest_bytes += s->in.len;
+        snprintf(tx->sync_push_result, sizeof(tx->sync_push_result), "%s%s",
+                 why ? "refused: " : "the peer sends what it holds there",
+                 why ? (s->status == 409 ? "it runs a pass of its own" : why) : "");
+        return;
+    }
+    if (tx->sync_state != (s->seq == 1 ? SYNC_DESCEND : SYNC_DIGEST))
+        return;
+    tx->sync_digest_bytes += s->in.len;
     if (!why && s->too_big)
         why = "digest answer over the size limit";
-    if (!why &&
-        repl__digest_decode(s->in.data, s->in.len, &tx->sync_theirs, &tx->sync_n_theirs) != 0)
+    if (!why && s->seq == 1)
+        why = sync_on_children(tx, s);
+    else if (!why && repl__tree_decode(s->in.data, s->in.len, &is_tree, &tx->sync_roots,
+                                       &tx->sync_n_roots) != 0)
+        why = "malformed digest";
+    else if (!why && !is_tree &&
+             repl__digest_decode(s->in.data, s->in.len, &tx->sync_theirs, &tx->sync_n_theirs) != 0)
         why = "malformed digest";
     if (why) {
         char result[160];
@@ -1325,9 +1521,45 @@ repl__tx_on_digest(repl__conn *c, repl__stream *s, uint32_t error_code)
         sync_finish(p, result);
         return;
     }
+    if (s->seq == 1)
+        return; /* sync_pump asks for the next nodes */
+    tx->sync_tree = is_tree;
     /* everything our index holds now covers our records up to here */
     tx->sync_l0 = engine_get_status(p->r->eng, &st) == 0 ? st.applied_lsn : 0;
     tx->sync_state = SYNC_PREP;
+}
+
+int
+repl__sync_start_push(repl_peer *p, const repl__dreq *q)
+{
+    struct repl__tx *tx = p->tx;
+    repl__conn *c = p->conn;
+    int rc;
+
+    if (!tx || !tx->active || !c || !p->hello_done || c->dead)
+        return MRD_ESHUTDOWN;
+    if (tx->sync_state != SYNC_NONE || tx->sync_free_later || tx->needs_resync)
+        return MRD_EBUSY; /* a resync covers everything anyway */
+    if ((rc = repl__dreq_bitmaps(q, &tx->sync_mine, &tx->sync_n)) != 0)
+        return rc;
+    tx->sync_state = SYNC_WALK;
+    tx->sync_resync = tx->sync_tree = tx->sync_asking = 0;
+    tx->sync_push = 1;
+    tx->sync_sent = tx->sync_estimate = tx->sync_digest_bytes = tx->sync_rounds = 0;
+    tx->sync_leaves = 0;
+    for (size_t i = 0; i < tx->sync_n; i++)
+        for (uint32_t l = 0; l < tx->sync_mine[i].cmp_leaves / 8; l++)
+            tx->sync_leaves += (uint64_t)__builtin_popcount(tx->sync_mine[i].differ[l]);
+    tx->sync_only[0] = '\0';
+    tx->sync_push_result[0] = '\0';
+    tx->sync_bucket = 0;
+    tx->sync_bucket_started = 0;
+    tx->sync_have_pos = 0;
+    tx->sync_started_ns = mrd_clock_mono_ns();
+    tx->sync_runs++;
+    MRD_INFO("repl.sync.start", "peer=%s mode=push leaves=%llu", p->name,
+             (unsigned long long)tx->sync_leaves);
+    return 0;
 }
 
 /* ---- submitting and acks -------------------------------------------------- */
@@ -1713,4 +1945,8 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
     out->sync_elapsed_ms =
         tx->sync_started_ns ? (mrd_clock_mono_ns() - tx->sync_started_ns) / 1000000 : 0;
     snprintf(out->sync_result, sizeof(out->sync_result), "%s", tx->sync_result);
+    out->sync_tree = tx->sync_tree;
+    out->sync_digest_bytes = tx->sync_digest_bytes;
+    out->sync_digest_rounds = tx->sync_rounds;
+    snprintf(out->sync_push, sizeof(out->sync_push), "%s", tx->sync_push_result);
 }

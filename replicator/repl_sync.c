@@ -3,30 +3,36 @@
  * records from the index for the versions that differ.
  *
  * A site that must be brought level without the WAL (its cursor fell past
- * retention, or a periodic check) is compared by state, not history:
+ * retention, or a periodic check) is compared by state, not history. Every
+ * version hashes to 16 bytes (bucket, key, version id, version vector, etag,
+ * delete marker; in version 2 also the tag stamp and set) and falls in one
+ * of 65536 leaves of its bucket by CRC32C(key); a leaf is the XOR of its
+ * versions' hashes, so equal sets give equal leaves in any order.
  *
- *   1. the sender asks the peer for its digest (POST /repl/v1/digest); the
- *      peer walks its index and answers, per bucket, the XOR of a 16-byte
- *      hash of every version (bucket, key, version id, version vector, etag,
- *      delete marker) in each of L leaves, where a version's leaf is
- *      CRC32C(key) mod L and L is a power of two of at least 64 leaves per
- *      version it holds (256..65536), so most leaves hold at most one key;
- *   2. the sender computes the same digest over its own index (65536 leaves,
- *      folded to the peer's L: CRC mod 65536 mod L = CRC mod L) and marks the
- *      leaves that differ, and every leaf of a bucket the peer lacks;
- *   3. it walks its index again and sends every version in a differing leaf
- *      as an ordinary record (rebuilt from the index: the ObjectPut or
- *      DeleteMarker it was applied from, with the version vector and HLC it
- *      carries) over POST /repl/v1/resync, object data following as on
- *      /repl/v1/records. The peer applies them with the conflict decision
- *      (engine_resync_apply), so a version it already holds is a no-op and
- *      one it lacks is added: only differing keys travel, and only one way;
- *      the peer's own sender covers the other direction.
- * XOR digests are order-independent and cheap to fold, which is what makes
- * the comparison a digest exchange rather than a key listing. The cost of
- * the walk is one index pass per side; a two-level exchange (leaf digests,
- * then key hashes of the differing leaves) is the step for buckets of
- * millions of keys.
+ * Version 2 (tree digests, PROTOCOL.md section 7): above the leaves sits a
+ * 16-ary tree (levels 0..3, each node the XOR of its children). The sender
+ * gets the peer's roots, computes its own trees, and asks only for the
+ * children of nodes that differ, level by level (repl__tree_roots_diff,
+ * repl__tree_request, repl__tree_children_diff): k differing keys cost about
+ * k x 4 x 256 bytes of digest whatever the bucket's size. It then asks the
+ * peer to push what it holds in the differing leaves (repl__tree_push_leaves
+ * -> repl__dreq_bitmaps at the peer), which covers the other direction.
+ *
+ * Version 1 (flat, for older peers): the peer answers every bucket's leaves
+ * folded to L = 64 per version (256..65536); the sender folds its own to L
+ * and compares (repl__digest_diff).
+ *
+ * Either way the sender then walks its index and sends every version in a
+ * differing leaf as an ordinary record (rebuilt from the index: the
+ * ObjectPut or DeleteMarker it was applied from, preceded by an ObjectTags
+ * record when it was tagged after its put) over POST /repl/v1/resync. The
+ * peer applies them with the conflict decision (engine_resync_apply), so a
+ * version it already holds is a no-op and one it lacks is added.
+ *
+ * Invariants: the tree of a bucket is built from exactly its 65536 leaves
+ * (FULL_LEAVES); every node index a peer sends is checked against its
+ * level's width before use; a children request names at most
+ * REPL_TREE_ASK_MAX nodes.
  */
 #include "repl_int.h"
 
@@ -47,14 +53,49 @@
 
 #define FULL_LEAVES 65536u
 
+/* Packs message m into out (replacing its contents). -ENOMEM. */
+static int
+pb_pack(const ProtobufCMessage *m, mrd_buf *out)
+{
+    size_t sz = protobuf_c_message_get_packed_size(m);
+
+    mrd_buf_reset(out);
+    if (mrd_buf_reserve(out, sz + 1) < 0)
+        return -ENOMEM;
+    protobuf_c_message_pack(m, (uint8_t *)out->data);
+    out->len = sz;
+    return 0;
+}
+
 uint32_t
 repl__leaf_of(const char *key, uint32_t leaves)
 {
     return mrd_crc32c(0, key, strlen(key)) & (leaves - 1);
 }
 
+/* The tag stamp and set of a version (user metadata entries). */
+typedef struct tag_meta {
+    const char *stamp, *tagging;
+} tag_meta;
+
+static int
+tag_meta_of(void *ud, const char *key, const char *value)
+{
+    tag_meta *t = ud;
+
+    if (strcmp(key, ENGINE_META_TAGS_HLC) == 0)
+        t->stamp = value;
+    else if (strcmp(key, ENGINE_META_TAGGING) == 0)
+        t->tagging = value;
+    return 0;
+}
+
+/* Hash version 1: bucket, key, version id, vector, etag, marker. Version 2
+ * (tree digests) adds the tag stamp and tag set, so a tag change that never
+ * arrived makes the leaf differ. */
 static void
-version_hash(const char *bucket, const char *key, const store_version *v, uint8_t out[16])
+version_hash(const char *bucket, const char *key, const store_version *v, int hashv,
+             uint8_t out[16])
 {
     unsigned char md[32];
     unsigned int mdlen = 0;
@@ -71,6 +112,16 @@ version_hash(const char *bucket, const char *key, const store_version *v, uint8_
     EVP_DigestUpdate(ctx, v->etag ? v->etag : "", v->etag ? strlen(v->etag) : 0);
     EVP_DigestUpdate(ctx, &nul, 1);
     EVP_DigestUpdate(ctx, &marker, 1);
+    if (hashv >= 2) {
+        tag_meta t = {NULL, NULL};
+        if (v->user_meta_len)
+            engine_meta_each(v->user_meta, v->user_meta_len, tag_meta_of, &t);
+        if (t.stamp) {
+            EVP_DigestUpdate(ctx, &nul, 1);
+            EVP_DigestUpdate(ctx, t.stamp, strlen(t.stamp) + 1);
+            EVP_DigestUpdate(ctx, t.tagging ? t.tagging : "", t.tagging ? strlen(t.tagging) : 0);
+        }
+    }
     EVP_DigestFinal_ex(ctx, md, &mdlen);
     EVP_MD_CTX_free(ctx);
     memcpy(out, md, 16);
@@ -81,6 +132,7 @@ repl__digest_free(repl__bdigest *d, size_t n)
 {
     for (size_t i = 0; d && i < n; i++) {
         free(d[i].digest);
+        free(d[i].tree);
         free(d[i].differ);
     }
     free(d);
@@ -112,6 +164,7 @@ collect_bucket(void *user, const char *bucket, const void *blob, size_t len)
 
 typedef struct dg_walk {
     repl__bdigest *d;
+    int hashv;
 } dg_walk;
 
 static int
@@ -121,15 +174,54 @@ digest_version(void *user, const char *key, const store_version *v)
     uint8_t h[16];
     uint8_t *leaf = d->digest + 16 * (size_t)repl__leaf_of(key, d->leaves);
 
-    version_hash(d->bucket, key, v, h);
+    version_hash(d->bucket, key, v, ((dg_walk *)user)->hashv, h);
     for (int i = 0; i < 16; i++)
         leaf[i] ^= h[i];
     d->versions++;
     return 0;
 }
 
+/* ---- the tree (version 2) ------------------------------------------------ */
+
+/* Offsets of levels 0..3 in repl__bdigest.tree (level 4 is .digest). */
+static const uint32_t tree_off[REPL_TREE_LEVELS] = {0, 1, 17, 273};
+#define TREE_NODES 4369u /* 1 + 16 + 256 + 4096 */
+
+static uint32_t
+level_width(uint32_t level)
+{
+    return 1u << (4 * level);
+}
+
+const uint8_t *
+repl__tree_node(const repl__bdigest *d, uint32_t level, uint32_t idx)
+{
+    if (level >= REPL_TREE_LEVELS)
+        return d->digest + (size_t)idx * 16;
+    return d->tree + ((size_t)tree_off[level] + idx) * 16;
+}
+
+/* Levels 3 up to 0 from the leaves: each node the XOR of its 16 children. */
 int
-repl__digest_all(store *st, repl__bdigest **out, size_t *n_out)
+repl__tree_build(repl__bdigest *d)
+{
+    if (!(d->tree = calloc(TREE_NODES, 16)))
+        return -ENOMEM;
+    for (int level = REPL_TREE_LEVELS - 1; level >= 0; level--) {
+        for (uint32_t i = 0; i < level_width((uint32_t)level); i++) {
+            uint8_t *n = d->tree + ((size_t)tree_off[level] + i) * 16;
+            for (uint32_t c = 0; c < 16; c++) {
+                const uint8_t *ch = repl__tree_node(d, (uint32_t)level + 1, i * 16 + c);
+                for (int k = 0; k < 16; k++)
+                    n[k] ^= ch[k];
+            }
+        }
+    }
+    return 0;
+}
+
+int
+repl__digest_all(store *st, int hashv, repl__bdigest **out, size_t *n_out)
 {
     names nm = {0};
     repl__bdigest *d = NULL;
@@ -138,7 +230,7 @@ repl__digest_all(store *st, repl__bdigest **out, size_t *n_out)
     if (rc == 0 && nm.n && !(d = calloc(nm.n, sizeof(*d))))
         rc = -ENOMEM;
     for (size_t i = 0; rc == 0 && i < nm.n; i++) {
-        dg_walk w = {&d[i]};
+        dg_walk w = {&d[i], hashv};
         snprintf(d[i].bucket, sizeof(d[i].bucket), "%s", nm.v[i]);
         d[i].leaves = FULL_LEAVES;
         if (!(d[i].digest = calloc(FULL_LEAVES, 16))) {
@@ -147,6 +239,8 @@ repl__digest_all(store *st, repl__bdigest **out, size_t *n_out)
         }
         rc = store_index_list(st, nm.v[i], NULL, NULL, NULL, STORE_LIST_VERSIONS, digest_version,
                               &w);
+        if (rc == 0 && hashv >= 2)
+            rc = repl__tree_build(&d[i]);
     }
     free(nm.v);
     if (rc != 0) {
@@ -185,7 +279,6 @@ repl__digest_encode(const repl__bdigest *d, size_t n, mrd_buf *out)
     Meridian__Repl__BucketDigest *bd = calloc(n ? n : 1, sizeof(*bd));
     Meridian__Repl__BucketDigest **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
     uint8_t **bufs = calloc(n ? n : 1, sizeof(*bufs));
-    size_t sz;
     int rc = -ENOMEM;
 
     if (!bd || !ptrs || !bufs)
@@ -205,13 +298,7 @@ repl__digest_encode(const repl__bdigest *d, size_t n, mrd_buf *out)
     }
     m.buckets = ptrs;
     m.n_buckets = n;
-    sz = meridian__repl__digest_response__get_packed_size(&m);
-    mrd_buf_reset(out);
-    if (mrd_buf_reserve(out, sz + 1) < 0)
-        goto out;
-    meridian__repl__digest_response__pack(&m, (uint8_t *)out->data);
-    out->len = sz;
-    rc = 0;
+    rc = pb_pack(&m.base, out);
 out:
     for (size_t i = 0; bufs && i < n; i++)
         free(bufs[i]);
@@ -430,6 +517,42 @@ repl__version_record(const char *bucket, const char *key, const store_version *v
 }
 
 int
+repl__tags_record(const char *bucket, const char *key, const store_version *v, repl__rec *r)
+{
+    Meridian__WalRecord rec = MERIDIAN__WAL_RECORD__INIT;
+    Meridian__ObjectTags ot = MERIDIAN__OBJECT_TAGS__INIT;
+    tag_meta t = {NULL, NULL};
+    unsigned long long hlc = 0;
+    unsigned site = 0;
+    size_t n;
+    uint8_t *buf;
+
+    memset(r, 0, sizeof(*r));
+    if ((v->flags & STORE_VF_DELETE_MARKER) || !v->user_meta_len)
+        return 0;
+    engine_meta_each(v->user_meta, v->user_meta_len, tag_meta_of, &t);
+    if (!t.stamp || sscanf(t.stamp, "%llu.%u", &hlc, &site) != 2)
+        return 0; /* never tagged after its put */
+    ot.bucket = (char *)bucket;
+    ot.key = (char *)key;
+    ot.version_id = (char *)v->version_id;
+    ot.hlc = hlc;
+    ot.site = site;
+    ot.tagging = (char *)(t.tagging ? t.tagging : "");
+    rec.format = WAL_RECORD_FORMAT;
+    rec.body_case = MERIDIAN__WAL_RECORD__BODY_OBJECT_TAGS;
+    rec.object_tags = &ot;
+    n = meridian__wal_record__get_packed_size(&rec);
+    if (!(buf = malloc(n ? n : 1)))
+        return -ENOMEM;
+    meridian__wal_record__pack(&rec, buf);
+    r->type = WAL_REC_OBJECT_TAGS;
+    r->payload = buf;
+    r->len = n;
+    return 1;
+}
+
+int
 repl__bucket_record(const char *bucket, const void *blob, size_t len, repl__rec *r)
 {
     Meridian__WalRecord rec = MERIDIAN__WAL_RECORD__INIT;
@@ -457,5 +580,454 @@ repl__bucket_record(const char *bucket, const void *blob, size_t len, repl__rec 
     r->type = WAL_REC_BUCKET_CREATE;
     r->payload = buf;
     r->len = n;
+    return 0;
+}
+
+/* ---- tree digests: messages ------------------------------------------------ */
+
+static int
+level_ok(uint32_t level, uint32_t node)
+{
+    return level <= REPL_TREE_LEAF && node < level_width(level);
+}
+
+void
+repl__dreq_free(repl__dreq *q)
+{
+    for (size_t i = 0; q && i < q->n; i++)
+        free(q->r[i].nodes);
+    if (q) {
+        free(q->r);
+        q->r = NULL;
+        q->n = 0;
+    }
+}
+
+int
+repl__dreq_add(repl__dreq *q, const char *bucket, uint32_t level, uint32_t node)
+{
+    repl__drange *r = q->n ? &q->r[q->n - 1] : NULL;
+    uint32_t *nodes;
+
+    if (!r || r->level != level || strcmp(r->bucket, bucket) != 0) {
+        repl__drange *v = realloc(q->r, (q->n + 1) * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        q->r = v;
+        r = &q->r[q->n++];
+        memset(r, 0, sizeof(*r));
+        snprintf(r->bucket, sizeof(r->bucket), "%s", bucket);
+        r->level = level;
+    }
+    if ((r->n & (r->n + 1)) == 0 || r->n == 0) { /* grow at 0, 1, 3, 7, ... */
+        if (!(nodes = realloc(r->nodes, (2 * r->n + 2) * sizeof(*nodes))))
+            return -ENOMEM;
+        r->nodes = nodes;
+    }
+    r->nodes[r->n++] = node;
+    return 0;
+}
+
+int
+repl__dreq_encode(const repl__dreq *q, mrd_buf *out)
+{
+    Meridian__Repl__DigestRequest m = MERIDIAN__REPL__DIGEST_REQUEST__INIT;
+    Meridian__Repl__DigestRange *rs = calloc(q->n ? q->n : 1, sizeof(*rs));
+    Meridian__Repl__DigestRange **ptrs = calloc(q->n ? q->n : 1, sizeof(*ptrs));
+    int rc = -ENOMEM;
+
+    if (!rs || !ptrs)
+        goto out;
+    for (size_t i = 0; i < q->n; i++) {
+        meridian__repl__digest_range__init(&rs[i]);
+        rs[i].bucket = (char *)q->r[i].bucket;
+        rs[i].level = q->r[i].level;
+        rs[i].nodes = q->r[i].nodes;
+        rs[i].n_nodes = q->r[i].n;
+        ptrs[i] = &rs[i];
+    }
+    m.tree = (uint32_t)q->tree;
+    m.push = q->push != 0;
+    m.ranges = ptrs;
+    m.n_ranges = q->n;
+    rc = pb_pack(&m.base, out);
+out:
+    free(rs);
+    free(ptrs);
+    return rc;
+}
+
+int
+repl__dreq_decode(const void *data, size_t len, repl__dreq *out)
+{
+    Meridian__Repl__DigestRequest *m = meridian__repl__digest_request__unpack(NULL, len, data);
+    size_t total = 0;
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (!m)
+        return MRD_EPROTO;
+    out->tree = m->tree == 1;
+    out->push = m->push != 0;
+    for (size_t i = 0; rc == 0 && out->tree && i < m->n_ranges; i++) {
+        const Meridian__Repl__DigestRange *r = m->ranges[i];
+        if (!r->bucket || !r->bucket[0] || strlen(r->bucket) >= REPL_BUCKET_MAX ||
+            r->level > (out->push ? REPL_TREE_LEAF : REPL_TREE_LEAF - 1)) {
+            rc = MRD_EPROTO;
+            break;
+        }
+        total += r->n_nodes;
+        if (!out->push && total > REPL_TREE_ASK_MAX) {
+            rc = MRD_EPROTO;
+            break;
+        }
+        for (size_t k = 0; rc == 0 && k < r->n_nodes; k++)
+            rc = !level_ok(r->level, r->nodes[k])
+                     ? MRD_EPROTO
+                     : repl__dreq_add(out, r->bucket, r->level, r->nodes[k]);
+    }
+    meridian__repl__digest_request__free_unpacked(m, NULL);
+    if (rc != 0)
+        repl__dreq_free(out);
+    return rc;
+}
+
+static const repl__bdigest *
+find_bucket(const repl__bdigest *d, size_t n, const char *bucket)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(d[i].bucket, bucket) == 0)
+            return &d[i];
+    return NULL;
+}
+
+/* Packs a version 2 DigestResponse of nodes t[0..n). */
+static int
+tnodes_pack(const repl__tnodes *t, size_t n, mrd_buf *out)
+{
+    Meridian__Repl__DigestResponse m = MERIDIAN__REPL__DIGEST_RESPONSE__INIT;
+    Meridian__Repl__TreeNodes *ns = calloc(n ? n : 1, sizeof(*ns));
+    Meridian__Repl__TreeNodes **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+    int rc = -ENOMEM;
+
+    if (!ns || !ptrs)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        meridian__repl__tree_nodes__init(&ns[i]);
+        ns[i].bucket = (char *)t[i].bucket;
+        ns[i].level = t[i].level;
+        ns[i].versions = t[i].versions;
+        ns[i].missing = t[i].missing != 0;
+        ns[i].parents = t[i].parents;
+        ns[i].n_parents = t[i].n_parents;
+        ns[i].hashes.data = t[i].hashes;
+        ns[i].hashes.len = t[i].missing ? 0 : t[i].level ? t[i].n_parents * 256 : 16;
+        ptrs[i] = &ns[i];
+    }
+    m.tree = 1;
+    m.nodes = ptrs;
+    m.n_nodes = n;
+    rc = pb_pack(&m.base, out);
+out:
+    free(ns);
+    free(ptrs);
+    return rc;
+}
+
+int
+repl__tree_roots_encode(const repl__bdigest *d, size_t n, mrd_buf *out)
+{
+    repl__tnodes *t = calloc(n ? n : 1, sizeof(*t));
+    int rc;
+
+    if (!t)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(t[i].bucket, sizeof(t[i].bucket), "%s", d[i].bucket);
+        t[i].versions = d[i].versions;
+        t[i].hashes = (uint8_t *)repl__tree_node(&d[i], 0, 0);
+    }
+    rc = tnodes_pack(t, n, out);
+    free(t);
+    return rc;
+}
+
+int
+repl__tree_children_encode(const repl__bdigest *d, size_t n, const repl__dreq *q, mrd_buf *out)
+{
+    repl__tnodes *t = calloc(q->n ? q->n : 1, sizeof(*t));
+    int rc = 0;
+
+    if (!t)
+        return -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < q->n; i++) {
+        const repl__drange *r = &q->r[i];
+        const repl__bdigest *b = find_bucket(d, n, r->bucket);
+        snprintf(t[i].bucket, sizeof(t[i].bucket), "%s", r->bucket);
+        t[i].level = r->level + 1;
+        if (!b || !b->tree) {
+            t[i].missing = 1;
+            continue;
+        }
+        t[i].versions = b->versions;
+        t[i].parents = r->nodes;
+        t[i].n_parents = r->n;
+        if (!(t[i].hashes = malloc(r->n * 256 + 1))) {
+            rc = -ENOMEM;
+            break;
+        }
+        for (size_t k = 0; k < r->n; k++)
+            for (uint32_t c = 0; c < 16; c++)
+                memcpy(t[i].hashes + k * 256 + c * 16,
+                       repl__tree_node(b, r->level + 1, r->nodes[k] * 16 + c), 16);
+    }
+    if (rc == 0)
+        rc = tnodes_pack(t, q->n, out);
+    for (size_t i = 0; i < q->n; i++)
+        free(t[i].hashes);
+    free(t);
+    return rc;
+}
+
+void
+repl__tnodes_free(repl__tnodes *t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++) {
+        free(t[i].parents);
+        free(t[i].hashes);
+    }
+    free(t);
+}
+
+int
+repl__tree_decode(const void *data, size_t len, int *is_tree, repl__tnodes **out, size_t *n_out)
+{
+    Meridian__Repl__DigestResponse *m = meridian__repl__digest_response__unpack(NULL, len, data);
+    repl__tnodes *t;
+    int rc = 0;
+
+    if (!m)
+        return MRD_EPROTO;
+    *is_tree = m->tree == 1;
+    if (!*is_tree) {
+        meridian__repl__digest_response__free_unpacked(m, NULL);
+        return 0;
+    }
+    if (!(t = calloc(m->n_nodes ? m->n_nodes : 1, sizeof(*t)))) {
+        meridian__repl__digest_response__free_unpacked(m, NULL);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < m->n_nodes; i++) {
+        const Meridian__Repl__TreeNodes *x = m->nodes[i];
+        size_t want = x->missing ? 0 : x->level ? x->n_parents * 256 : 16;
+        if (!x->bucket || strlen(x->bucket) >= REPL_BUCKET_MAX || x->level > REPL_TREE_LEAF ||
+            (x->level == 0 && x->n_parents) || x->hashes.len != want) {
+            rc = MRD_EPROTO;
+            break;
+        }
+        for (size_t k = 0; k < x->n_parents; k++)
+            if (!level_ok(x->level - 1, x->parents[k]))
+                rc = MRD_EPROTO;
+        snprintf(t[i].bucket, sizeof(t[i].bucket), "%s", x->bucket);
+        t[i].level = x->level;
+        t[i].versions = x->versions;
+        t[i].missing = x->missing;
+        t[i].n_parents = x->n_parents;
+        if (rc == 0 && ((x->n_parents && !(t[i].parents = malloc(x->n_parents * 4))) ||
+                        !(t[i].hashes = malloc(want + 1))))
+            rc = -ENOMEM;
+        if (rc == 0) {
+            if (x->n_parents)
+                memcpy(t[i].parents, x->parents, x->n_parents * 4);
+            memcpy(t[i].hashes, x->hashes.data, want);
+        }
+    }
+    if (rc != 0) {
+        repl__tnodes_free(t, m->n_nodes);
+    } else {
+        *out = t;
+        *n_out = m->n_nodes;
+    }
+    meridian__repl__digest_response__free_unpacked(m, NULL);
+    return rc;
+}
+
+/* ---- tree digests: comparing top-down -------------------------------------- */
+
+void
+repl__tpend_free(repl__tpend *p)
+{
+    free(p->v);
+    memset(p, 0, sizeof(*p));
+}
+
+static int
+tpend_add(repl__tpend *p, uint32_t b, uint32_t level, uint32_t node)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        repl__tref *v = realloc(p->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        p->v = v;
+        p->cap = cap;
+    }
+    p->v[p->n++] = (repl__tref){b, level, node};
+    return 0;
+}
+
+static void
+mark_all(repl__bdigest *m)
+{
+    memset(m->differ, 0xff, FULL_LEAVES / 8);
+}
+
+int
+repl__tree_roots_diff(repl__bdigest *mine, size_t n_mine, const repl__tnodes *roots, size_t n_roots,
+                      const char *only, repl__tpend *pend, repl__dreq *push)
+{
+    int rc = 0;
+
+    if (only && !only[0])
+        only = NULL;
+    for (size_t i = 0; rc == 0 && i < n_mine; i++) {
+        repl__bdigest *m = &mine[i];
+        const repl__tnodes *t = NULL;
+
+        for (size_t k = 0; k < n_roots && !t; k++)
+            if (roots[k].level == 0 && strcmp(roots[k].bucket, m->bucket) == 0)
+                t = &roots[k];
+        m->cmp_leaves = FULL_LEAVES;
+        free(m->differ);
+        if (!(m->differ = calloc(FULL_LEAVES / 8, 1)))
+            return -ENOMEM;
+        if (only && strcmp(only, m->bucket) != 0) {
+            m->missing = m->peer_empty = 0;
+            continue;
+        }
+        m->missing = !t || t->missing;
+        m->peer_empty = m->missing || t->versions == 0;
+        if (m->missing)
+            mark_all(m);
+        else if (memcmp(repl__tree_node(m, 0, 0), t->hashes, 16) != 0)
+            rc = tpend_add(pend, (uint32_t)i, 0, 0);
+    }
+    for (size_t k = 0; rc == 0 && k < n_roots; k++)
+        if (!roots[k].missing && roots[k].versions && (!only || !strcmp(only, roots[k].bucket)) &&
+            !find_bucket(mine, n_mine, roots[k].bucket))
+            rc = repl__dreq_add(push, roots[k].bucket, 0, 0);
+    return rc;
+}
+
+int
+repl__tree_request(const repl__bdigest *mine, const repl__tpend *pend, size_t from, size_t max,
+                   mrd_buf *out)
+{
+    repl__dreq q = {.tree = 1};
+    int rc = 0;
+
+    for (size_t i = from; rc == 0 && i < pend->n && i < from + max; i++)
+        rc = repl__dreq_add(&q, mine[pend->v[i].b].bucket, pend->v[i].level, pend->v[i].node);
+    if (rc == 0)
+        rc = repl__dreq_encode(&q, out);
+    repl__dreq_free(&q);
+    return rc;
+}
+
+int
+repl__tree_children_diff(repl__bdigest *mine, size_t n_mine, const repl__tnodes *ans, size_t n,
+                         repl__tpend *next)
+{
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const repl__tnodes *t = &ans[i];
+        repl__bdigest *m = NULL;
+        uint32_t b = 0;
+
+        for (size_t k = 0; k < n_mine && !m; k++)
+            if (strcmp(mine[k].bucket, t->bucket) == 0)
+                m = &mine[k], b = (uint32_t)k;
+        if (!m || !m->differ || t->level == 0)
+            return MRD_EPROTO;
+        if (t->missing) {
+            m->missing = m->peer_empty = 1; /* deleted there between two rounds */
+            mark_all(m);
+            continue;
+        }
+        for (size_t p = 0; rc == 0 && p < t->n_parents; p++) {
+            for (uint32_t c = 0; rc == 0 && c < 16; c++) {
+                uint32_t node = t->parents[p] * 16 + c;
+                if (memcmp(repl__tree_node(m, t->level, node), t->hashes + p * 256 + c * 16, 16) ==
+                    0)
+                    continue;
+                if (t->level == REPL_TREE_LEAF)
+                    m->differ[node / 8] |= (uint8_t)(1u << (node % 8));
+                else
+                    rc = tpend_add(next, b, t->level, node);
+            }
+        }
+    }
+    return rc;
+}
+
+int
+repl__tree_push_leaves(const repl__bdigest *mine, size_t n, repl__dreq *push)
+{
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const repl__bdigest *m = &mine[i];
+        uint32_t count = 0;
+
+        if (m->missing || m->peer_empty || !m->differ)
+            continue; /* the peer has nothing of it to send */
+        for (uint32_t l = 0; l < FULL_LEAVES / 8; l++)
+            count += (uint32_t)__builtin_popcount(m->differ[l]);
+        if (count > REPL_TREE_PUSH_LEAF) {
+            rc = repl__dreq_add(push, m->bucket, 0, 0);
+            continue;
+        }
+        for (uint32_t l = 0; rc == 0 && count && l < FULL_LEAVES; l++)
+            if (m->differ[l / 8] & (1u << (l % 8)))
+                rc = repl__dreq_add(push, m->bucket, REPL_TREE_LEAF, l);
+    }
+    return rc;
+}
+
+int
+repl__dreq_bitmaps(const repl__dreq *q, repl__bdigest **out, size_t *n_out)
+{
+    repl__bdigest *d = calloc(q->n ? q->n : 1, sizeof(*d));
+    size_t n = 0;
+    int rc = 0;
+
+    if (!d)
+        return -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < q->n; i++) {
+        const repl__drange *r = &q->r[i];
+        repl__bdigest *b = (repl__bdigest *)find_bucket(d, n, r->bucket);
+        uint32_t span = 1u << (4 * (REPL_TREE_LEAF - r->level));
+        if (!b) {
+            b = &d[n++];
+            snprintf(b->bucket, sizeof(b->bucket), "%s", r->bucket);
+            b->cmp_leaves = FULL_LEAVES;
+            if (!(b->differ = calloc(FULL_LEAVES / 8, 1))) {
+                rc = -ENOMEM;
+                break;
+            }
+        }
+        if (r->level == 0)
+            b->missing = 1; /* the asker lacks the bucket: its BucketCreate goes too */
+        for (size_t k = 0; k < r->n; k++)
+            for (uint32_t l = r->nodes[k] * span; l < (r->nodes[k] + 1) * span; l++)
+                b->differ[l / 8] |= (uint8_t)(1u << (l % 8));
+    }
+    if (rc != 0) {
+        repl__digest_free(d, n);
+        return rc;
+    }
+    *out = d;
+    *n_out = n;
     return 0;
 }

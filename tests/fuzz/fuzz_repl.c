@@ -37,6 +37,85 @@
 
 static const char secret[] = "fuzz-secret";
 
+/* One bucket "b" with a few leaves set: what a site compares against. */
+static repl__bdigest *
+fixed_tree(void)
+{
+    static repl__bdigest d[1];
+
+    if (!d[0].tree) {
+        snprintf(d[0].bucket, sizeof(d[0].bucket), "b");
+        d[0].leaves = 65536;
+        d[0].versions = 3;
+        d[0].digest = calloc(65536, 16);
+        if (!d[0].digest)
+            abort();
+        d[0].digest[7 * 16] = 1;
+        d[0].digest[40000 * 16 + 3] = 9;
+        if (repl__tree_build(&d[0]) != 0)
+            abort();
+    }
+    return d;
+}
+
+/* Tree digest messages (version 2): a DigestRequest as a server decodes and
+ * answers it, and a DigestResponse as a sender decodes and compares it. */
+static void
+check_digest(const uint8_t *p, size_t n, int mode)
+{
+    repl__bdigest *mine = fixed_tree();
+
+    if (mode & 1) {
+        repl__dreq q, again;
+        mrd_buf b = {0};
+        repl__bdigest *bm = NULL;
+        size_t nb = 0;
+
+        if (repl__dreq_decode(p, n, &q) != 0)
+            return;
+        for (size_t i = 0; i < q.n; i++)
+            for (size_t k = 0; k < q.r[i].n; k++)
+                if (q.r[i].level > REPL_TREE_LEAF ||
+                    q.r[i].nodes[k] >= (1u << (4 * q.r[i].level)) ||
+                    (!q.push && q.r[i].level == REPL_TREE_LEAF))
+                    abort(); /* the decoder checks every node */
+        if (repl__dreq_encode(&q, &b) != 0 || repl__dreq_decode(b.data, b.len, &again) != 0 ||
+            again.n != q.n || again.push != q.push || again.tree != q.tree)
+            abort();
+        if (q.push) {
+            if (repl__dreq_bitmaps(&q, &bm, &nb) != 0)
+                abort();
+            repl__digest_free(bm, nb);
+        } else if (q.tree && repl__tree_children_encode(mine, 1, &q, &b) != 0) {
+            abort();
+        }
+        repl__dreq_free(&again);
+        repl__dreq_free(&q);
+        mrd_buf_free(&b);
+        return;
+    }
+    {
+        repl__tnodes *t = NULL;
+        repl__tpend pend = {0};
+        repl__dreq push = {0};
+        size_t nt = 0;
+        int is_tree = 0;
+
+        if (repl__tree_decode(p, n, &is_tree, &t, &nt) != 0)
+            return;
+        if (is_tree) {
+            if (repl__tree_roots_diff(mine, 1, t, nt, NULL, &pend, &push) != 0)
+                abort();
+            (void)repl__tree_children_diff(mine, 1, t, nt, &pend);
+            if (repl__tree_push_leaves(mine, 1, &push) != 0)
+                abort();
+        }
+        repl__tpend_free(&pend);
+        repl__dreq_free(&push);
+        repl__tnodes_free(t, nt);
+    }
+}
+
 static void
 check_decode(const uint8_t *p, size_t n, int is_hello)
 {
@@ -207,6 +286,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || size > REPL_MAX_CTRL_BODY)
         return 0;
     mode = data[0] & 7;
+    if (data[0] & 16) {
+        check_digest(data + 1, size - 1, mode);
+        return 0;
+    }
     if (data[0] & 8) {
         check_topology(data + 1, size - 1);
         return 0;

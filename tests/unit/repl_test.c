@@ -852,6 +852,126 @@ test_ack_roundtrip_and_malformed(void)
     mrd_buf_free(&b);
 }
 
+/* ---- tree digests (version 2): a whole top-down comparison -------------- */
+
+static void
+fill_tree(repl__bdigest *d, const char *bucket, uint64_t seed)
+{
+    memset(d, 0, sizeof(*d));
+    snprintf(d->bucket, sizeof(d->bucket), "%s", bucket);
+    d->leaves = 65536;
+    d->versions = 100000;
+    d->digest = calloc(65536, 16);
+    for (size_t i = 0; d->digest && i < 65536 * 16; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        d->digest[i] = (uint8_t)(seed >> 56);
+    }
+}
+
+static void
+test_tree_digest_descent(void)
+{
+    repl__bdigest mine[2], theirs[3];
+    repl__tnodes *t = NULL;
+    repl__tpend pend = {0}, next = {0};
+    repl__dreq push = {0}, q, bad = {.tree = 1};
+    repl__bdigest *bm = NULL;
+    mrd_buf req = {0}, ans = {0};
+    size_t nt = 0, bytes = 0, nbm = 0;
+    int is_tree = 0, rounds = 0, differ = 0;
+
+    /* the same 10^5-version bucket on both sides but for 3 leaves; a bucket
+     * only we hold, one only they hold, one equal */
+    fill_tree(&mine[0], "big", 42);
+    fill_tree(&theirs[0], "big", 42);
+    theirs[0].digest[5 * 16] ^= 1;
+    theirs[0].digest[40000 * 16 + 15] ^= 0x80;
+    mine[0].digest[65535 * 16 + 7] ^= 3;
+    fill_tree(&mine[1], "ours", 7);
+    fill_tree(&theirs[1], "theirs", 8);
+    fill_tree(&theirs[2], "zzz", 9);
+    theirs[2].versions = 0;
+    for (int i = 0; i < 2; i++)
+        REQUIRE(repl__tree_build(&mine[i]) == 0);
+    for (int i = 0; i < 3; i++)
+        REQUIRE(repl__tree_build(&theirs[i]) == 0);
+
+    REQUIRE(repl__tree_roots_encode(theirs, 3, &ans) == 0);
+    bytes += ans.len;
+    REQUIRE(repl__tree_decode(ans.data, ans.len, &is_tree, &t, &nt) == 0);
+    CHECK(is_tree);
+    CHECK_EQ_INT(nt, 3);
+    REQUIRE(repl__tree_roots_diff(mine, 2, t, nt, NULL, &pend, &push) == 0);
+    repl__tnodes_free(t, nt);
+    CHECK_EQ_INT(pend.n, 1); /* "big": its root differs */
+    CHECK(mine[1].missing);  /* "ours": they lack it */
+    CHECK_EQ_INT(push.n, 1); /* "theirs": we lack it ("zzz" is empty) */
+    while (pend.n) {
+        REQUIRE(repl__tree_request(mine, &pend, 0, REPL_TREE_ASK_MAX, &req) == 0);
+        bytes += req.len;
+        REQUIRE(repl__dreq_decode(req.data, req.len, &q) == 0);
+        REQUIRE(repl__tree_children_encode(theirs, 3, &q, &ans) == 0);
+        repl__dreq_free(&q);
+        bytes += ans.len;
+        REQUIRE(repl__tree_decode(ans.data, ans.len, &is_tree, &t, &nt) == 0);
+        REQUIRE(repl__tree_children_diff(mine, 2, t, nt, &next) == 0);
+        repl__tnodes_free(t, nt);
+        repl__tpend_free(&pend);
+        pend = next;
+        memset(&next, 0, sizeof(next));
+        rounds++;
+    }
+    CHECK_EQ_INT(rounds, 4);
+    for (uint32_t l = 0; l < 65536; l++) {
+        if (mine[0].differ[l / 8] & (1u << (l % 8))) {
+            differ++;
+            CHECK(l == 5 || l == 40000 || l == 65535);
+        }
+    }
+    CHECK_EQ_INT(differ, 3);
+    /* roots + 4 levels of 16 children for at most 3 nodes: a few KiB, where
+     * the flat leaf array is 1 MiB */
+    CHECK(bytes < 4096);
+    REQUIRE(repl__tree_push_leaves(mine, 2, &push) == 0);
+    CHECK_EQ_INT(push.n, 2); /* "theirs" whole, and the 3 leaves of "big" */
+    push.tree = push.push = 1;
+    REQUIRE(repl__dreq_encode(&push, &req) == 0);
+    REQUIRE(repl__dreq_decode(req.data, req.len, &q) == 0);
+    CHECK(q.push);
+    REQUIRE(repl__dreq_bitmaps(&q, &bm, &nbm) == 0);
+    CHECK_EQ_INT(nbm, 2);
+    CHECK(bm[0].missing && strcmp(bm[0].bucket, "theirs") == 0 && bm[0].differ[100] == 0xff);
+    CHECK(!bm[1].missing && (bm[1].differ[40000 / 8] & (1u << (40000 % 8))));
+    repl__digest_free(bm, nbm);
+    repl__dreq_free(&q);
+
+    /* a children request must stay within the tree and its size */
+    REQUIRE(repl__dreq_add(&bad, "big", 4, 1) == 0); /* leaves have no children */
+    REQUIRE(repl__dreq_encode(&bad, &req) == 0);
+    CHECK(repl__dreq_decode(req.data, req.len, &q) == MRD_EPROTO);
+    repl__dreq_free(&bad);
+    bad = (repl__dreq){.tree = 1};
+    REQUIRE(repl__dreq_add(&bad, "big", 1, 16) == 0); /* level 1 has 16 nodes */
+    REQUIRE(repl__dreq_encode(&bad, &req) == 0);
+    CHECK(repl__dreq_decode(req.data, req.len, &q) == MRD_EPROTO);
+    repl__dreq_free(&bad);
+    bad = (repl__dreq){.tree = 1};
+    for (uint32_t i = 0; i <= REPL_TREE_ASK_MAX; i++)
+        REQUIRE(repl__dreq_add(&bad, "big", 3, i) == 0);
+    REQUIRE(repl__dreq_encode(&bad, &req) == 0);
+    CHECK(repl__dreq_decode(req.data, req.len, &q) == MRD_EPROTO);
+    repl__dreq_free(&bad);
+
+    repl__dreq_free(&push);
+    repl__tpend_free(&pend);
+    mrd_buf_free(&req);
+    mrd_buf_free(&ans);
+    for (int i = 0; i < 2; i++)
+        free(mine[i].digest), free(mine[i].tree), free(mine[i].differ);
+    for (int i = 0; i < 3; i++)
+        free(theirs[i].digest), free(theirs[i].tree);
+}
+
 static const test_case tests[] = {
     TEST(test_auth_sign_verify),
     TEST(test_msg_roundtrip_and_malformed),
@@ -864,6 +984,7 @@ static const test_case tests[] = {
     TEST(test_batch_pack_parse_roundtrip),
     TEST(test_batch_parse_rejects),
     TEST(test_ack_roundtrip_and_malformed),
+    TEST(test_tree_digest_descent),
     {NULL, NULL},
 };
 
