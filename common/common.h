@@ -217,7 +217,9 @@ typedef struct mrd_peer_conf {
     int has_s3;
     mrd_addr admin; /* where its admin API is (meridianctl asks it directly) */
     int has_admin;
-    uint64_t bandwidth; /* bytes per second our records to it may use; 0 = no limit */
+    uint64_t bandwidth;  /* bytes per second our records to it may use; 0 = no limit */
+    uint8_t tls_pin[32]; /* mutual TLS: SHA-256 of its certificate or of its SPKI */
+    int has_tls_pin;
 } mrd_peer_conf;
 
 typedef struct mrd_user_conf {
@@ -243,6 +245,12 @@ typedef struct mrd_config {
     mrd_addr listen_s3;
     mrd_addr listen_replication;
     mrd_addr listen_admin;
+    mrd_addr listen_s3_tls; /* optional second S3 listener speaking TLS */
+    int has_s3_tls;
+
+    /* [s3] */
+    char s3_tls_cert[1024]; /* PEM certificate chain of the TLS listener */
+    char s3_tls_key[1024];
 
     /* [s3]: domains under which <bucket>.<domain> names a bucket
      * (virtual-host-style addressing); lower case, no port */
@@ -269,7 +277,10 @@ typedef struct mrd_config {
                                   never */
     uint32_t max_clock_skew_s; /* peer auth: |peer clock - ours| allowed; default 900 */
     mrd_write_failover write_failover;
-    uint32_t token_wait_ms; /* a read with a write token waits this long, then proxies */
+    uint32_t token_wait_ms;   /* a read with a write token waits this long, then proxies */
+    char repl_tls_cert[1024]; /* set: links are mutual TLS (h2 by ALPN), else h2c */
+    char repl_tls_key[1024];
+    char repl_tls_ca[1024]; /* optional: peers with a cert from it, CN = site name */
 
     /* [admin] */
     char admin_token[256];

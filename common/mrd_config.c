@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 typedef struct cfg_ctx {
@@ -43,6 +44,7 @@ typedef struct cfg_ctx {
     /* line where each singleton key was set, for duplicate/range messages */
     int seen_site_id, seen_site_name, seen_listen_s3, seen_listen_repl, seen_listen_admin;
     int seen_meta, seen_k, seen_m, seen_token;
+    int seen_s3_tls, seen_repl_tls_cert, seen_repl_tls_key, seen_repl_tls_ca;
     int data_dirs_line;
     mrd_peer_conf *peer; /* current [peer.x] */
     mrd_user_conf *user; /* current [user.x] */
@@ -287,6 +289,47 @@ add_s3_domains(cfg_ctx *x, const char *key, const char *val)
     return rc;
 }
 
+/* A file path; relative ones are relative to the config file's directory. */
+static int
+set_path(cfg_ctx *x, const char *key, const char *val, char *dst, size_t dstsz)
+{
+    char full[PATH_MAX * 2];
+
+    if (!val[0])
+        return fail(x, x->line, key, "empty; give a file path");
+    if (val[0] != '/' && x->base_dir[0]) {
+        snprintf(full, sizeof(full), "%s/%s", x->base_dir, val);
+        return set_str(x, key, full, dst, dstsz);
+    }
+    return set_str(x, key, val, dst, dstsz);
+}
+
+/* A certificate pin: 64 hex digits, colons allowed (as openssl prints
+ * fingerprints), optionally after "sha256:" or "sha256//". */
+static int
+parse_pin(const char *s, uint8_t out[32])
+{
+    int n = 0;
+
+    if (strncasecmp(s, "sha256:", 7) == 0)
+        s += 7;
+    else if (strncasecmp(s, "sha256//", 8) == 0)
+        s += 8;
+    for (; *s; s++) {
+        int hi;
+        if (*s == ':')
+            continue;
+        if (!isxdigit((unsigned char)s[0]) || !isxdigit((unsigned char)s[1]) || n >= 32)
+            return MRD_EINVAL;
+        hi = isdigit((unsigned char)s[0]) ? s[0] - '0' : (tolower((unsigned char)s[0]) - 'a' + 10);
+        out[n++] = (uint8_t)(hi << 4 | (isdigit((unsigned char)s[1])
+                                            ? s[1] - '0'
+                                            : (tolower((unsigned char)s[1]) - 'a' + 10)));
+        s++;
+    }
+    return n == 32 ? 0 : MRD_EINVAL;
+}
+
 static int
 key_once(cfg_ctx *x, const char *key)
 {
@@ -348,11 +391,19 @@ entry(cfg_ctx *x, const char *key, const char *val)
             return set_addr(x, key, val, &c->listen_replication, &x->seen_listen_repl);
         if (strcmp(key, "admin") == 0)
             return set_addr(x, key, val, &c->listen_admin, &x->seen_listen_admin);
-        return fail(x, x->line, key, "unknown key; [listen] takes s3, replication, admin");
+        if (strcmp(key, "s3_tls") == 0) {
+            c->has_s3_tls = 1;
+            return set_addr(x, key, val, &c->listen_s3_tls, &x->seen_s3_tls);
+        }
+        return fail(x, x->line, key, "unknown key; [listen] takes s3, s3_tls, replication, admin");
     } else if (strcmp(sec, "s3") == 0) {
         if (strcmp(key, "domain") == 0)
             return add_s3_domains(x, key, val);
-        return fail(x, x->line, key, "unknown key; [s3] takes domain");
+        if (strcmp(key, "tls_cert") == 0)
+            return set_path(x, key, val, c->s3_tls_cert, sizeof(c->s3_tls_cert));
+        if (strcmp(key, "tls_key") == 0)
+            return set_path(x, key, val, c->s3_tls_key, sizeof(c->s3_tls_key));
+        return fail(x, x->line, key, "unknown key; [s3] takes domain, tls_cert, tls_key");
     } else if (strcmp(sec, "store") == 0) {
         if (strcmp(key, "data_dirs") == 0 || strcmp(key, "data_dir") == 0) {
             char *copy = strdup(val), *save = NULL;
@@ -461,10 +512,20 @@ entry(cfg_ctx *x, const char *key, const char *val)
             if (!*val || *end || n < 10 || n > 86400)
                 return fail(x, x->line, key, "'%s' is not valid; use seconds, 10..86400", val);
             c->max_clock_skew_s = (uint32_t)n;
+        } else if (strcmp(key, "tls_cert") == 0) {
+            x->seen_repl_tls_cert = x->line;
+            return set_path(x, key, val, c->repl_tls_cert, sizeof(c->repl_tls_cert));
+        } else if (strcmp(key, "tls_key") == 0) {
+            x->seen_repl_tls_key = x->line;
+            return set_path(x, key, val, c->repl_tls_key, sizeof(c->repl_tls_key));
+        } else if (strcmp(key, "tls_ca") == 0) {
+            x->seen_repl_tls_ca = x->line;
+            return set_path(x, key, val, c->repl_tls_ca, sizeof(c->repl_tls_ca));
         } else {
             return fail(x, x->line, key,
                         "unknown key; [replication] takes secret, write_failover, "
-                        "token_wait, anti_entropy_interval, failed_after, max_clock_skew");
+                        "token_wait, anti_entropy_interval, failed_after, max_clock_skew, "
+                        "tls_cert, tls_key, tls_ca");
         }
     } else if (strcmp(sec, "admin") == 0) {
         if (strcmp(key, "token") != 0)
@@ -501,9 +562,18 @@ entry(cfg_ctx *x, const char *key, const char *val)
                             "(e.g. 100MiB), or 0 for no limit",
                             val);
             x->peer->bandwidth = bw;
+        } else if (strcmp(key, "tls_pin") == 0) {
+            if (parse_pin(val, x->peer->tls_pin) != 0)
+                return fail(x, x->line, key,
+                            "'%s' is not a pin; use the SHA-256 of the peer's certificate or "
+                            "SPKI: 64 hex digits (colons allowed), e.g. from "
+                            "scripts/gen-site-certs.sh",
+                            val);
+            x->peer->has_tls_pin = 1;
         } else {
             return fail(x, x->line, key,
-                        "unknown key; [peer.NAME] takes id, replication, s3, admin, bandwidth");
+                        "unknown key; [peer.NAME] takes id, replication, s3, admin, bandwidth, "
+                        "tls_pin");
         }
     } else if (x->user) {
         if (strcmp(key, "access_key") == 0) {
@@ -626,6 +696,29 @@ validate(cfg_ctx *x)
         for (int j = 0; j < i; j++)
             if (c->peers[j].id == p->id)
                 return fail(x, 0, "id", "%u is also the id of peer '%s'", p->id, c->peers[j].name);
+    }
+    if (c->has_s3_tls && (!c->s3_tls_cert[0] || !c->s3_tls_key[0])) {
+        snprintf(x->section, sizeof(x->section), "s3");
+        return fail(x, 0, c->s3_tls_cert[0] ? "tls_key" : "tls_cert",
+                    "missing; [listen] s3_tls needs the listener's certificate and key");
+    }
+    if (!c->has_s3_tls && (c->s3_tls_cert[0] || c->s3_tls_key[0])) {
+        snprintf(x->section, sizeof(x->section), "listen");
+        return fail(x, 0, "s3_tls", "missing; [s3] tls_cert/tls_key are used by this listener");
+    }
+    if (x->seen_repl_tls_cert || x->seen_repl_tls_key || x->seen_repl_tls_ca) {
+        snprintf(x->section, sizeof(x->section), "replication");
+        if (!x->seen_repl_tls_cert || !x->seen_repl_tls_key)
+            return fail(x, x->seen_repl_tls_ca, x->seen_repl_tls_cert ? "tls_key" : "tls_cert",
+                        "missing; mutual TLS between sites needs this site's certificate and key");
+        for (int i = 0; i < c->n_peers && !c->repl_tls_ca[0]; i++) {
+            if (!c->peers[i].has_tls_pin) {
+                snprintf(x->section, sizeof(x->section), "peer.%s", c->peers[i].name);
+                return fail(x, 0, "tls_pin",
+                            "missing; with [replication] tls_cert every peer needs its "
+                            "certificate pin (or set [replication] tls_ca)");
+            }
+        }
     }
     if (c->n_peers > 0 && !c->replication_secret[0]) {
         snprintf(x->section, sizeof(x->section), "replication");

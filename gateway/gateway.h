@@ -27,6 +27,7 @@
 
 struct event_base;
 struct bufferevent;
+struct tls_ctx;
 
 typedef struct gw_http_server gw_http_server;
 typedef struct gw_req gw_req;
@@ -56,6 +57,8 @@ typedef struct gw_http_stats {
     uint64_t aborted;      /* connection lost with a request in flight */
     uint64_t bytes_in;
     uint64_t bytes_out;
+    uint64_t tls_handshakes; /* TLS connections whose handshake finished */
+    uint64_t tls_failures;   /* ... whose handshake failed (closed) */
 } gw_http_stats;
 
 /* Called once per request when its head is complete. The route must either
@@ -74,6 +77,12 @@ int gw_http_server_new(struct event_base *base, const gw_http_limits *limits, gw
  * negated errno (-EADDRINUSE ...). */
 int gw_http_server_listen(gw_http_server *s, const char *host, uint16_t port, const char *name,
                           uint16_t *bound_port);
+/* The same on a TLS listener: connections do the handshake with tls (borrowed;
+ * it must outlive s) before any request is read. A failed handshake is
+ * logged (http.tls.fail, with the reason) and counted, and closes only that
+ * connection. */
+int gw_http_server_listen_tls(gw_http_server *s, const char *host, uint16_t port, const char *name,
+                              struct tls_ctx *tls, uint16_t *bound_port);
 /* Serves an already connected bufferevent (takes ownership; it is freed with
  * the connection). Used by the fuzzer with a bufferevent pair. */
 int gw_http_server_adopt(gw_http_server *s, struct bufferevent *bev, const char *peer);

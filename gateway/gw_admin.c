@@ -216,6 +216,8 @@ admin_status(gw_req *r, gw_daemon *d)
     mrd_json_w_uint(&w, st.requests);
     mrd_json_w_key(&w, "bad_requests");
     mrd_json_w_uint(&w, st.bad_requests + st.too_large);
+    mrd_json_w_key(&w, "tls_handshake_failures");
+    mrd_json_w_uint(&w, st.tls_failures);
     mrd_json_w_obj_end(&w);
     mrd_json_w_obj_end(&w);
 
@@ -250,11 +252,15 @@ http_metrics(mrd_buf *b, const char *listener, const gw_http_server *s)
                     "meridian_http_timeouts_total%s %llu\n"
                     "meridian_http_aborted_total%s %llu\n"
                     "meridian_http_bytes_in_total%s %llu\n"
-                    "meridian_http_bytes_out_total%s %llu\n",
+                    "meridian_http_bytes_out_total%s %llu\n"
+                    "meridian_http_tls_handshakes_total%s %llu\n"
+                    "meridian_http_tls_failures_total%s %llu\n",
                     lab, (unsigned long long)st.conns_open, lab, (unsigned long long)st.requests,
                     lab, (unsigned long long)st.bad_requests, lab, (unsigned long long)st.too_large,
                     lab, (unsigned long long)st.timeouts, lab, (unsigned long long)st.aborted, lab,
-                    (unsigned long long)st.bytes_in, lab, (unsigned long long)st.bytes_out);
+                    (unsigned long long)st.bytes_in, lab, (unsigned long long)st.bytes_out, lab,
+                    (unsigned long long)st.tls_handshakes, lab,
+                    (unsigned long long)st.tls_failures);
 }
 
 /* Per-peer replication series (meridian_repl_*), one family each. */

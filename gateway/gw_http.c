@@ -38,6 +38,15 @@
  * connections are never affected. A request whose connection dies gets
  * release(aborted = 1) so its handler can drop partial work.
  *
+ * TLS. A listener may carry a tls_ctx (gw_http_server_listen_tls): its
+ * connections are libevent OpenSSL bufferevents, and everything above sees
+ * the same plaintext input and output buffers, watermarks and callbacks, so
+ * streaming and backpressure are unchanged (the read high water mark bounds
+ * decrypted input; output drains as SSL_write takes it). A connection whose
+ * handshake fails (a plain-HTTP request on the TLS port, a client that
+ * refuses our certificate, a scanner) is logged with OpenSSL's reason
+ * (http.tls.fail) and counted, and closed; nothing else is affected.
+ *
  * Re-entrancy. Handler callbacks may call back into this layer (answer inside
  * route, pause inside body ...). A connection is therefore never freed while
  * one of its callbacks is on the stack: `busy` counts the nesting and
@@ -64,6 +73,8 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 #include <llhttp.h>
+
+#include "tls.h"
 
 #define SLICE (64 * 1024)
 /* Bytes one writev may take from a connection's output buffer: a GET's
@@ -120,6 +131,8 @@ struct gw_conn {
     int close_after; /* close once the response is flushed */
     int dead;        /* conn_close requested */
     int busy;        /* callback nesting depth */
+    int tls;         /* accepted on a TLS listener */
+    int tls_up;      /* ... and its handshake finished */
     uint64_t head_started_ns;
     struct evbuffer *held; /* body bytes parked while paused */
     char peer[64];
@@ -130,7 +143,11 @@ struct gw_http_server {
     gw_http_limits lim;
     gw_route_fn route;
     void *ud;
-    struct evconnlistener *listeners[8];
+    struct gw_listener {
+        gw_http_server *srv;
+        struct evconnlistener *l;
+        tls_ctx *tls; /* borrowed; NULL: plain HTTP */
+    } listeners[8];
     int nlisteners;
     gw_conn *conns;
     int nconns;
@@ -732,6 +749,31 @@ event_cb(struct bufferevent *bev, short what, void *arg)
     gw_conn *c = arg;
 
     (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        /* TLS handshake done (only TLS bufferevents report it here). */
+        char d[96];
+
+        c->tls_up = 1;
+        c->srv->stats.tls_handshakes++;
+        tls_bev_describe(c->bev, d, sizeof(d));
+        MRD_DEBUG("http.tls.up", "peer=%s tls=\"%s\"", c->peer, d);
+        return;
+    }
+    if (c->tls && !c->tls_up) {
+        /* The handshake failed: say why, once, and only about this one. */
+        char why[200];
+
+        tls_bev_error(c->bev, why, sizeof(why));
+        if (!why[0])
+            snprintf(why, sizeof(why), "%s",
+                     (what & BEV_EVENT_EOF)       ? "connection closed during the handshake"
+                     : (what & BEV_EVENT_TIMEOUT) ? "handshake timed out"
+                                                  : "socket error during the handshake");
+        c->srv->stats.tls_failures++;
+        MRD_INFO("http.tls.fail", "peer=%s reason=\"%s\"", c->peer, why);
+        conn_close(c);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         c->srv->stats.timeouts++;
         if (c->state == ST_HEAD && c->have_req && !c->close_after) {
@@ -797,7 +839,8 @@ conn_new(gw_http_server *s, struct bufferevent *bev, const char *peer)
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
-    gw_http_server *s = arg;
+    struct gw_listener *gl = arg;
+    gw_http_server *s = gl->srv;
     struct bufferevent *bev;
     char host[INET6_ADDRSTRLEN] = "?", peer[64];
     int port = 0;
@@ -824,13 +867,21 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
         evutil_closesocket(fd);
         return;
     }
-    bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        evutil_closesocket(fd);
-        return;
+    if (gl->tls) {
+        bev = tls_bev_new(gl->tls, s->base, fd, 1, NULL, NULL); /* closes fd on failure */
+        if (!bev)
+            return;
+    } else {
+        bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!bev) {
+            evutil_closesocket(fd);
+            return;
+        }
     }
     if (conn_new(s, bev, peer) != 0)
         bufferevent_free(bev);
+    else if (gl->tls)
+        s->conns->tls = 1; /* conn_new puts it first */
 }
 
 /* ------------------------------------------------------------ server API */
@@ -882,6 +933,14 @@ int
 gw_http_server_listen(gw_http_server *s, const char *host, uint16_t port, const char *name,
                       uint16_t *bound_port)
 {
+    return gw_http_server_listen_tls(s, host, port, name, NULL, bound_port);
+}
+
+int
+gw_http_server_listen_tls(gw_http_server *s, const char *host, uint16_t port, const char *name,
+                          tls_ctx *tls, uint16_t *bound_port)
+{
+    struct gw_listener *gl;
     struct sockaddr_storage ss;
     int sslen;
     struct evconnlistener *l;
@@ -902,7 +961,8 @@ gw_http_server_listen(gw_http_server *s, const char *host, uint16_t port, const 
     } else {
         return MRD_EINVAL;
     }
-    l = evconnlistener_new_bind(s->base, accept_cb, s,
+    gl = &s->listeners[s->nlisteners];
+    l = evconnlistener_new_bind(s->base, accept_cb, gl,
                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
                                 1024, (struct sockaddr *)&ss, sslen);
     if (!l)
@@ -914,8 +974,11 @@ gw_http_server_listen(gw_http_server *s, const char *host, uint16_t port, const 
                                           : ((struct sockaddr_in *)&ss)->sin_port);
     if (bound_port)
         *bound_port = port;
-    s->listeners[s->nlisteners++] = l;
-    MRD_INFO("http.listen", "listener=%s addr=%s:%u", name, host, port);
+    gl->srv = s;
+    gl->l = l;
+    gl->tls = tls;
+    s->nlisteners++;
+    MRD_INFO("http.listen", "listener=%s addr=%s:%u tls=%s", name, host, port, tls ? "on" : "off");
     return 0;
 }
 
@@ -929,7 +992,7 @@ void
 gw_http_server_stop_listening(gw_http_server *s)
 {
     for (int i = 0; i < s->nlisteners; i++)
-        evconnlistener_free(s->listeners[i]);
+        evconnlistener_free(s->listeners[i].l);
     s->nlisteners = 0;
     /* Idle keep-alive connections would otherwise linger for idle_timeout. */
     for (gw_conn *c = s->conns, *next; c; c = next) {
@@ -947,7 +1010,7 @@ gw_http_server_free(gw_http_server *s)
     if (!s)
         return;
     for (int i = 0; i < s->nlisteners; i++)
-        evconnlistener_free(s->listeners[i]);
+        evconnlistener_free(s->listeners[i].l);
     while (s->conns)
         conn_free(s->conns);
     free(s);

@@ -71,6 +71,8 @@ typedef struct gw_daemon {
     gw_http_server *admin;
     struct evconnlistener *repl; /* replication listener, served by replicator */
     struct repl *replicator;     /* peer links, health, RTT (replicator/) */
+    struct tls_ctx *s3_tls;      /* [listen] s3_tls: the S3 TLS listener's context */
+    struct tls_ctx *repl_tls;    /* [replication] tls_cert: mutual TLS links */
     struct event *sig_term, *sig_int, *drain_timer, *drive_timer;
     uint64_t started_ms;
     uint64_t started_mono_ns;

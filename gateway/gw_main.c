@@ -19,7 +19,9 @@
  *      and admin, answers S3 with 503, and retries the open at each drive
  *      probe until enough drives are back.
  *   5. Bind the S3, replication and admin listeners. A bind failure exits 2
- *      naming the address.
+ *      naming the address. The TLS certificates and keys (the S3 TLS
+ *      listener, mutual TLS between sites) are loaded right after the config
+ *      is read, also by --check-config: a bad file exits 1 naming it.
  * /health/ready is 200 only while at least k drives are online and the
  * daemon is not draining.
  *
@@ -29,6 +31,7 @@
  */
 #include "gw_int.h"
 #include "replicator.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -356,6 +359,7 @@ start_replicator(gw_daemon *d)
         ro.secret = random_secret;
     }
     ro.listener = d->repl;
+    ro.tls = d->repl_tls;
     ro.peers = d->conf->peers;
     ro.n_peers = d->conf->n_peers;
     ro.local_high_water = local_high_water;
@@ -434,13 +438,19 @@ start_listeners(gw_daemon *d)
     int rc;
 
     rc = gw_http_server_listen(d->s3, c->listen_s3.host, c->listen_s3.port, "s3", NULL);
+    if (rc == 0 && c->has_s3_tls) {
+        rc = gw_http_server_listen_tls(d->s3, c->listen_s3_tls.host, c->listen_s3_tls.port,
+                                       "s3_tls", d->s3_tls, NULL);
+        if (rc != 0)
+            mrd_addr_format(&c->listen_s3_tls, addr, sizeof(addr));
+    } else if (rc != 0) {
+        mrd_addr_format(&c->listen_s3, addr, sizeof(addr));
+    }
     if (rc == 0) {
         rc = gw_http_server_listen(d->admin, c->listen_admin.host, c->listen_admin.port, "admin",
                                    NULL);
         if (rc != 0)
             mrd_addr_format(&c->listen_admin, addr, sizeof(addr));
-    } else {
-        mrd_addr_format(&c->listen_s3, addr, sizeof(addr));
     }
     if (rc == 0) {
         rc = listen_repl(d);
@@ -450,6 +460,39 @@ start_listeners(gw_daemon *d)
     if (rc != 0)
         fprintf(stderr, "meridiand: cannot listen on %s: %s\n", addr, mrd_strerror(rc));
     return rc;
+}
+
+/* Loads the TLS contexts the config asks for; 0, or -1 after saying why. */
+static int
+load_tls(gw_daemon *d)
+{
+    const mrd_config *c = d->conf;
+    char err[512];
+    tls_opts o;
+    int rc = 0;
+
+    if (c->has_s3_tls) {
+        memset(&o, 0, sizeof(o));
+        o.cert_file = c->s3_tls_cert;
+        o.key_file = c->s3_tls_key;
+        o.alpn = "http/1.1";
+        rc = tls_ctx_new(&o, &d->s3_tls, err, sizeof(err));
+        if (rc != 0)
+            fprintf(stderr, "meridiand: config error: [s3] tls: %s\n", err);
+    }
+    if (rc == 0 && c->repl_tls_cert[0]) {
+        memset(&o, 0, sizeof(o));
+        o.cert_file = c->repl_tls_cert;
+        o.key_file = c->repl_tls_key;
+        o.ca_file = c->repl_tls_ca[0] ? c->repl_tls_ca : NULL;
+        o.verify_peer = 1;
+        o.alpn = "h2";
+        o.tls13_only = 1;
+        rc = tls_ctx_new(&o, &d->repl_tls, err, sizeof(err));
+        if (rc != 0)
+            fprintf(stderr, "meridiand: config error: [replication] tls: %s\n", err);
+    }
+    return rc == 0 ? 0 : -1;
 }
 
 static void
@@ -521,7 +564,14 @@ main(int argc, char **argv)
         fprintf(stderr, "meridiand: config error: %s\n", err);
         return 1;
     }
+    if (load_tls(&d) != 0) {
+        mrd_config_free(d.conf);
+        tls_ctx_free(d.s3_tls);
+        return 1;
+    }
     if (check_only) {
+        tls_ctx_free(d.s3_tls);
+        tls_ctx_free(d.repl_tls);
         printf("%s: ok (site %s, id %u, %d drives, EC %d+%d, %d peers)\n", config_path,
                d.conf->site_name, d.conf->site_id, d.conf->n_data_dirs, d.conf->ec_k, d.conf->ec_m,
                d.conf->n_peers);
@@ -592,6 +642,8 @@ out:
         event_base_free(d.base);
     if (d.lock_fd >= 0)
         close(d.lock_fd);
+    tls_ctx_free(d.s3_tls); /* after every connection made from them */
+    tls_ctx_free(d.repl_tls);
     mrd_config_free(d.conf);
     return exit_code;
 }

@@ -235,6 +235,7 @@ repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code
             return;
         }
         p->hello_done = 1;
+        p->conn_error[0] = '\0';
         p->conn_timeouts = 0;
         p->backoff_attempt = 0;
         p->connects++;
@@ -278,6 +279,8 @@ repl__client_on_closed(repl__conn *c)
                   c->remote, c->why, p->backoff_attempt);
     if (!p->last_error[0] || p->hello_done)
         snprintf(p->last_error, sizeof(p->last_error), "%s", c->why);
+    if (!p->hello_done) /* shown with every "disconnected" until a Hello succeeds */
+        snprintf(p->conn_error, sizeof(p->conn_error), "%s", c->why);
     repl__tx_on_disconnected(p);
     p->conn = NULL;
     p->hello_done = 0;
@@ -300,7 +303,13 @@ repl__client_tick(repl_peer *p)
     repl__conn *c = p->conn;
 
     if (!c || !p->hello_done) {
-        repl__peer_outcome(p, 0, 0, c ? "connecting" : "disconnected");
+        char why[sizeof(p->last_error)];
+
+        /* Say why the last dial failed (a refused TLS certificate, a 401...),
+         * not only that there is no session. */
+        snprintf(why, sizeof(why), "%s%s%.80s", c ? "connecting" : "disconnected",
+                 p->conn_error[0] ? ": " : "", p->conn_error);
+        repl__peer_outcome(p, 0, 0, why);
         if (c && (mrd_clock_mono_ns() - p->conn_started_ns) / 1000000 >= r->connect_timeout_ms)
             drop(p, "no hello answer in time");
         return;

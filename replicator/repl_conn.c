@@ -33,6 +33,16 @@
  *
  * Every socket gets TCP_NODELAY: heartbeats are small and must not wait for
  * delayed ACKs.
+ *
+ * Mutual TLS (r->o.tls set). The bufferevent is a TLS one (tls module) and
+ * everything above it is unchanged: nghttp2 reads and writes plaintext, the
+ * output threshold and watermarks apply to plaintext bytes. The handshake
+ * checks the peer's certificate (repl_tls.c) and BEV_EVENT_CONNECTED comes
+ * only once it is done; then ALPN must have chosen "h2", else the
+ * connection is closed. A client sends its preface and Hello only after
+ * that; a server may queue its SETTINGS earlier (the TLS bufferevent holds
+ * them until the handshake ends). A handshake that fails is logged with its
+ * reason (repl.tls.refused) and the reason becomes the link's error.
  */
 #include "repl_int.h"
 
@@ -49,6 +59,8 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <nghttp2/nghttp2.h>
+
+#include "tls.h"
 
 static void
 set_nodelay(struct bufferevent *bev)
@@ -337,7 +349,7 @@ repl__submit_request(repl__conn *c, repl__stream *s, const char *path)
     mrd_addr_format(&c->peer->addr, authority, sizeof(authority));
     nghttp2_nv nva[] = {
         NV(":method", "POST"),
-        NV(":scheme", "http"),
+        NV(":scheme", c->tls ? "https" : "http"),
         NV(":authority", authority),
         NV(":path", path),
         NV("content-type", REPL_CONTENT_TYPE),
@@ -451,24 +463,63 @@ write_cb(struct bufferevent *bev, void *ud)
         repl__conn_reap(c);
 }
 
+/* Why the connection was lost, in words: a TLS alert or refusal (logged as
+ * repl.tls.refused while the link is not yet established: with TLS 1.3 a
+ * refused client certificate shows only after the client's handshake), the
+ * socket error, or a plain close. */
+static const char *
+lost_why(repl__conn *c, short what)
+{
+    static char why[96];
+    char reason[200] = "";
+    int err = EVUTIL_SOCKET_ERROR();
+    int established = c->is_client ? (c->peer && c->peer->hello_done) : c->peer != NULL;
+
+    if (c->tls)
+        tls_bev_error(c->bev, reason, sizeof(reason));
+    if (!reason[0] && c->tls && !c->tls_up && err && err != EAGAIN) {
+        /* not TLS at all: the TCP connect failed (refused, unreachable) */
+        snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(err));
+        return why;
+    }
+    if (!reason[0] && c->tls && !c->tls_up)
+        snprintf(reason, sizeof(reason), "connection closed during the TLS handshake");
+    if (reason[0]) {
+        if (!established)
+            repl__tls_refused(c, reason);
+        snprintf(why, sizeof(why), "TLS: %.90s", reason);
+    } else if (what & BEV_EVENT_EOF) {
+        snprintf(why, sizeof(why), "connection closed by peer");
+    } else {
+        /* not TLS at all: the TCP connect failed (refused, unreachable) */
+        snprintf(why, sizeof(why), "%s", err ? evutil_socket_error_to_string(err) : "error");
+    }
+    return why;
+}
+
 static void
 event_cb(struct bufferevent *bev, short what, void *ud)
 {
     repl__conn *c = ud;
 
-    if (what & BEV_EVENT_CONNECTED) {
+    if ((what & BEV_EVENT_CONNECTED) && c->tls && !tls_bev_alpn_ok(bev)) {
+        repl__tls_refused(c, "peer did not negotiate ALPN h2");
+        repl__conn_fail(c, "TLS: peer did not negotiate ALPN h2");
+    } else if ((what & BEV_EVENT_CONNECTED) && c->tls && !c->is_client) {
+        char d[96];
+
+        c->tls_up = 1;
+        tls_bev_describe(bev, d, sizeof(d));
+        MRD_DEBUG("repl.tls.accepted", "remote=%s peer=%s tls=\"%s\"", c->remote,
+                  c->tls_peer ? c->tls_peer->name : "-", d);
+    } else if (what & BEV_EVENT_CONNECTED) {
+        c->tls_up = c->tls;
         set_nodelay(bev);
         c->connected = 1;
         repl__client_on_connected(c);
         repl__conn_flush(c);
-    } else if (what & BEV_EVENT_EOF) {
-        repl__conn_fail(c, "connection closed by peer");
-    } else if (what & BEV_EVENT_ERROR) {
-        int err = EVUTIL_SOCKET_ERROR();
-        char why[96];
-
-        snprintf(why, sizeof(why), "%s", err ? evutil_socket_error_to_string(err) : "error");
-        repl__conn_fail(c, why);
+    } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        repl__conn_fail(c, lost_why(c, what));
     } else if (what & BEV_EVENT_TIMEOUT) {
         repl__conn_fail(c, "timeout");
     }
@@ -560,9 +611,14 @@ repl__conn_new(repl *r, int is_client, int fd, repl__conn **out)
     c->r = r;
     c->is_client = is_client;
     c->last_rx_ns = mrd_clock_mono_ns();
-    c->bev = bufferevent_socket_new(r->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->tls = r->o.tls != NULL;
+    if (c->tls) {
+        c->bev = tls_bev_new(r->o.tls, r->base, fd, !is_client, repl__tls_check, c);
+    } else {
+        c->bev = bufferevent_socket_new(r->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!c->bev) {
-        if (fd >= 0)
+        if (fd >= 0 && !c->tls) /* tls_bev_new closed it */
             evutil_closesocket(fd);
         free(c);
         return -ENOMEM;

@@ -395,8 +395,12 @@ struct repl__conn {
     uint64_t last_rx_ns;
     uint64_t bytes_in;
     uint64_t bytes_out;
-    char remote[64]; /* "host:port" for logs */
-    char why[96];    /* why it is dead */
+    char remote[64];              /* "host:port" for logs */
+    char why[96];                 /* why it is dead */
+    int tls;                      /* a mutual TLS connection (r->o.tls) */
+    int tls_up;                   /* ... whose handshake is done, ALPN h2 checked */
+    repl_peer *tls_peer;          /* server: the peer its client certificate names */
+    char tls_claim[MRD_NAME_MAX]; /* server: a refused certificate's CN, if a peer's name */
 };
 
 /* Wraps fd (connected, or connecting for a client) in a bufferevent and
@@ -426,6 +430,15 @@ void repl__conn_consume(repl__conn *c, int32_t stream_id, size_t n);
 /* Frees a dead connection at a safe point (called by the owner). Client and
  * server differ in what they tidy up. */
 void repl__conn_reap(repl__conn *c);
+
+/* Mutual TLS policy (repl_tls.c): the tls_check_fn of a link (ud: the
+ * repl__conn). A client accepts only its peer's certificate; a server any
+ * configured peer's, and binds the connection to it (c->tls_peer). */
+struct tls_peer_cert;
+int repl__tls_check(void *ud, const struct tls_peer_cert *pc, char *why, size_t whysz);
+/* Logs a link refused at the TLS stage (rate-limited) and returns the
+ * reason as stored in c->why. */
+void repl__tls_refused(repl__conn *c, const char *reason);
 
 /* Called by repl_conn.c (defined in repl_client.c / repl_server.c). */
 void repl__client_on_connected(repl__conn *c);
@@ -536,6 +549,7 @@ struct repl_peer {
     uint64_t bytes_in;
     uint64_t bytes_out;
     char last_error[96];
+    char conn_error[96]; /* why the last dial failed before Hello ("" after one succeeds) */
 
     /* streaming our records to it (repl_send.c) */
     struct repl__tx *tx;

@@ -220,6 +220,10 @@ repl__server_auth(repl__conn *c, repl__stream *s, const void *body, size_t len)
         reject(c, s, "site id differs from the one this connection authenticated as");
         return NULL;
     }
+    if (c->tls && c->tls_peer != p) {
+        reject(c, s, "site id differs from the site named by the TLS client certificate");
+        return NULL;
+    }
     if (!c->peer) {
         c->peer = p;
         p->inbound++;

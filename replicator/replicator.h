@@ -107,6 +107,12 @@ typedef struct repl_opts {
     uint32_t site_id;      /* this site; must be nonzero and not a peer's id */
     const char *site_name; /* copied */
     const char *secret;    /* replication secret (copied); must be non-empty */
+    /* Mutual TLS links (PROTOCOL.md section 1): a context from tls_ctx_new
+     * with verify_peer and ALPN "h2" (borrowed; must outlive repl). Peers
+     * are identified by their mrd_peer_conf.tls_pin, or, when the context
+     * has a CA file, by a CA-signed certificate whose CN is the peer's name.
+     * NULL: h2c. */
+    struct tls_ctx *tls;
 
     /* Inbound: either an existing listener (borrowed: repl installs its
      * accept callback and disables it in repl_free; the caller frees it after

@@ -214,6 +214,58 @@ test_config_rejects(void)
     expect_reject("S3.Example.com,", "s3.other.example,", "'s3.other.example' is listed twice");
     expect_reject("domain = S3", "domain = a\ndomain = b\nx = S3", "[s3] domain: set twice");
     expect_reject("domain = S3", "domains = S3", "[s3] domains: unknown key; [s3] takes domain");
+    /* TLS */
+    expect_reject("s3 = 127.0.0.1:9002\n", "s3 = 127.0.0.1:9002\ntls_pin = sha256:abcd\n",
+                  "[peer.b] tls_pin: 'sha256:abcd' is not a pin");
+    expect_reject("secret = fedcba9876543210\n", "secret = fedcba9876543210\ntls_cert = a.crt\n",
+                  "[replication] tls_key: missing");
+    expect_reject("secret = fedcba9876543210\n",
+                  "secret = fedcba9876543210\ntls_cert = a.crt\ntls_key = a.key\n",
+                  "[peer.b] tls_pin: missing");
+    expect_reject("admin = [::1]:9201\n", "admin = [::1]:9201\ns3_tls = 127.0.0.1:9443\n",
+                  "[s3] tls_cert: missing");
+    expect_reject("[admin]\n", "[s3]\ntls_cert = s.crt\ntls_key = s.key\n[admin]\n",
+                  "[listen] s3_tls: missing");
+    expect_reject("[admin]\n", "[s3]\ntls_crt = x\n[admin]\n", "[s3] tls_crt: unknown key");
+}
+
+/* The TLS keys: paths relative to the config file, pins with or without
+ * colons and prefix. */
+static void
+test_config_tls(void)
+{
+    const char *pin = "AB:cd:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:"
+                      "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:0f";
+    char text[4096], err[512] = "";
+    mrd_config *c = NULL;
+    int rc;
+
+    snprintf(text, sizeof(text),
+             "%s[listen]\ns3_tls = 127.0.0.1:9443\n[s3]\ntls_cert = s3.crt\ntls_key = /k/s3.key\n"
+             "[replication]\ntls_cert = site.crt\ntls_key = site.key\n"
+             "[peer.c]\nid = 3\nreplication = 127.0.0.1:9103\ntls_pin = sha256:%s\n"
+             "[peer.d]\nid = 4\nreplication = 127.0.0.1:9104\ntls_pin = %064d\n",
+             good_conf, pin, 7);
+    /* peer.b of the good config has no pin: with tls_ca that is allowed */
+    rc = mrd_config_parse("/etc/mrd/site.ini", text, strlen(text), &c, err, sizeof(err));
+    CHECK(rc == MRD_ECONFIG && strstr(err, "[peer.b] tls_pin: missing"));
+    strcat(text, "[replication]\ntls_ca = ca.crt\n");
+    rc = mrd_config_parse("/etc/mrd/site.ini", text, strlen(text), &c, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "  %s\n", err);
+    REQUIRE(rc == 0);
+    CHECK(c->has_s3_tls);
+    CHECK_EQ_INT(c->listen_s3_tls.port, 9443);
+    CHECK_STR(c->s3_tls_cert, "/etc/mrd/s3.crt");
+    CHECK_STR(c->s3_tls_key, "/k/s3.key");
+    CHECK_STR(c->repl_tls_cert, "/etc/mrd/site.crt");
+    CHECK_STR(c->repl_tls_ca, "/etc/mrd/ca.crt");
+    CHECK(!c->peers[0].has_tls_pin);
+    CHECK(c->peers[1].has_tls_pin);
+    CHECK_EQ_INT(c->peers[1].tls_pin[0], 0xab);
+    CHECK_EQ_INT(c->peers[1].tls_pin[31], 0x0f);
+    CHECK_EQ_INT(c->peers[2].tls_pin[31], 0x07);
+    mrd_config_free(c);
 }
 
 static void
@@ -301,6 +353,7 @@ static const test_case cases[] = {TEST(test_strerror),
                                   TEST(test_json_rejects),
                                   TEST(test_config_good),
                                   TEST(test_config_rejects),
+                                  TEST(test_config_tls),
                                   TEST(test_config_missing_file),
                                   TEST(test_hlc),
                                   TEST(test_sizes_addrs),

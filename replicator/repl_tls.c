@@ -1,0 +1,155 @@
+/*
+ * repl_tls.c - which certificate belongs to which site: the policy of the
+ * mutual TLS links (PROTOCOL.md section 1). The mechanism (OpenSSL, the
+ * bufferevents, ALPN) is the tls module's; this file only decides.
+ *
+ * A peer is identified by either
+ *   - its pin ([peer.NAME] tls_pin): the SHA-256 of its certificate or of its
+ *     SubjectPublicKeyInfo (either matches; the SPKI pin survives re-issuing
+ *     a certificate for the same key), or
+ *   - when this site has a CA file ([replication] tls_ca) and no pin for the
+ *     peer: a certificate that chains to that CA and whose subject CN is the
+ *     peer's site name.
+ * A pin, when configured, is the only thing that counts for that peer.
+ *
+ * The client side (dialling peer P) accepts only P's certificate. The server
+ * side accepts the certificate of any peer in the topology and binds the
+ * connection to that peer; the per-message HMAC (section 2) must then name
+ * the same site, so a site cannot speak for another with its own
+ * certificate.
+ *
+ * Refusals are answered with a TLS alert by the handshake, logged here as
+ * repl.tls.refused with the peer (or the CN the certificate claims) and the
+ * reason, and the reason becomes the link's error in status. The log is
+ * rate-limited (a dialler retries every few seconds): the first refusal
+ * and any change of reason are logged at warn, repeats within a minute at
+ * debug.
+ */
+#include "repl_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "tls.h"
+
+/* The configured pin of site id, or NULL. */
+static const uint8_t *
+pin_of(const repl *r, uint32_t id)
+{
+    for (int i = 0; i < r->n_conf_peers; i++)
+        if (r->conf_peers[i].id == id && r->conf_peers[i].has_tls_pin)
+            return r->conf_peers[i].tls_pin;
+    return NULL;
+}
+
+static int
+pin_match(const uint8_t *pin, const tls_peer_cert *pc)
+{
+    return memcmp(pin, pc->cert_sha256, 32) == 0 || memcmp(pin, pc->spki_sha256, 32) == 0;
+}
+
+/* Does pc identify p? 1 yes; 0 no, with why. */
+static int
+identifies(const repl *r, const repl_peer *p, const tls_peer_cert *pc, char *why, size_t whysz)
+{
+    const uint8_t *pin = pin_of(r, p->id);
+    char fp[80];
+
+    if (pin) {
+        if (pin_match(pin, pc))
+            return 1;
+        tls_fingerprint_format(pc->cert_sha256, fp, sizeof(fp));
+        snprintf(why, whysz, "certificate does not match the tls_pin of peer %s (got %.23s...)",
+                 p->name, fp);
+        return 0;
+    }
+    if (!pc->chain_ok) {
+        snprintf(why, whysz, "peer %s has no tls_pin and its certificate fails the CA: %s", p->name,
+                 pc->chain_error);
+        return 0;
+    }
+    if (strcmp(pc->cn, p->name) != 0) {
+        snprintf(why, whysz, "CA-signed certificate names CN '%s', not peer %s", pc->cn, p->name);
+        return 0;
+    }
+    return 1;
+}
+
+int
+repl__tls_check(void *ud, const struct tls_peer_cert *pc, char *why, size_t whysz)
+{
+    repl__conn *c = ud;
+    repl *r = c->r;
+    repl_peer *named = NULL;
+    char fp[80];
+
+    if (c->is_client)
+        return c->peer && identifies(r, c->peer, pc, why, whysz);
+    for (int i = 0; i < r->n_peers; i++) {
+        repl_peer *p = &r->peers[i];
+        const uint8_t *pin;
+
+        if (p->removed)
+            continue;
+        pin = pin_of(r, p->id);
+        if ((pin && pin_match(pin, pc)) || (!pin && pc->chain_ok && strcmp(pc->cn, p->name) == 0)) {
+            c->tls_peer = p;
+            return 1;
+        }
+        if (strcmp(pc->cn, p->name) == 0)
+            named = p;
+    }
+    if (named) {
+        snprintf(c->tls_claim, sizeof(c->tls_claim), "%s", named->name);
+        return identifies(r, named, pc, why, whysz);
+    }
+    tls_fingerprint_format(pc->cert_sha256, fp, sizeof(fp));
+    snprintf(why, whysz, "certificate (CN '%s', %.23s...) matches no configured peer",
+             pc->cn[0] ? pc->cn : "-", fp);
+    return 0;
+}
+
+/* Whether to log a refusal loudly: the first time a (side, peer, reason)
+ * is seen, and again once a minute. A small table, oldest entry replaced;
+ * the loop thread only. */
+static int
+loud_once(const char *key)
+{
+    static struct {
+        char key[192];
+        uint64_t ns;
+    } seen[16];
+    uint64_t now = mrd_clock_mono_ns();
+    int oldest = 0;
+
+    for (int i = 0; i < 16; i++) {
+        if (strcmp(seen[i].key, key) == 0) {
+            if (now - seen[i].ns < 60ull * 1000000000ull)
+                return 0;
+            seen[i].ns = now;
+            return 1;
+        }
+        if (seen[i].ns < seen[oldest].ns)
+            oldest = i;
+    }
+    snprintf(seen[oldest].key, sizeof(seen[oldest].key), "%s", key);
+    seen[oldest].ns = now;
+    return 1;
+}
+
+void
+repl__tls_refused(repl__conn *c, const char *reason)
+{
+    const char *side = c->is_client ? "client" : "server";
+    const char *name = c->peer           ? c->peer->name
+                       : c->tls_peer     ? c->tls_peer->name
+                       : c->tls_claim[0] ? c->tls_claim
+                                         : "unknown";
+    char key[192];
+    int level;
+
+    snprintf(key, sizeof(key), "%s|%.63s|%.100s", side, name, reason);
+    level = loud_once(key) ? MRD_LOG_WARN : MRD_LOG_DEBUG; /* MRD_LOG reads it twice */
+    MRD_LOG(level, "repl.tls.refused",
+            "side=%s peer=%s remote=%s reason=\"%s\"", side, name, c->remote, reason);
+}
