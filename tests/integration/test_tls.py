@@ -245,7 +245,7 @@ def test_mtls_mesh_replicates_and_refuses_plain_h2c(tmp_path):
         # the link really is TLS 1.3 with ALPN h2 and a client certificate:
         r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{b.repl_port}",
                             "-alpn", "h2", "-cert", f"{pki}/a.crt", "-key", f"{pki}/a.key"],
-                           input="", capture_output=True, text=True, timeout=10)
+                           input="", capture_output=True, text=True, errors="replace", timeout=10)
         assert "ALPN protocol: h2" in r.stdout and "TLSv1.3" in r.stdout, r.stdout + r.stderr
         # ... an h2c client (prior knowledge, no TLS) gets no HTTP/2 answer
         with socket.create_connection(("127.0.0.1", b.repl_port), timeout=5) as s:
@@ -261,7 +261,7 @@ def test_mtls_mesh_replicates_and_refuses_plain_h2c(tmp_path):
         for extra in (["-alpn", "h2"],
                       ["-alpn", "http/1.1", "-cert", f"{pki}/a.crt", "-key", f"{pki}/a.key"]):
             r = subprocess.run(s_client + extra, input="GET / HTTP/1.1\r\n\r\n",
-                               capture_output=True, text=True, timeout=10)
+                               capture_output=True, text=True, errors="replace", timeout=10)
             assert "HTTP/" not in r.stdout
         log = wait_for(lambda: (lambda l: l if l.count("event=repl.tls.refused side=server") >= 3
                                 else None)(b.read_log()), 5, "b to log the refusals")
