@@ -150,6 +150,6 @@ repl__tls_refused(repl__conn *c, const char *reason)
 
     snprintf(key, sizeof(key), "%s|%.63s|%.100s", side, name, reason);
     level = loud_once(key) ? MRD_LOG_WARN : MRD_LOG_DEBUG; /* MRD_LOG reads it twice */
-    MRD_LOG(level, "repl.tls.refused",
-            "side=%s peer=%s remote=%s reason=\"%s\"", side, name, c->remote, reason);
+    MRD_LOG(level, "repl.tls.refused", "side=%s peer=%s remote=%s reason=\"%s\"", side, name,
+            c->remote, reason);
 }
