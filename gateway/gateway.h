@@ -86,6 +86,16 @@ int gw_http_server_listen_tls(gw_http_server *s, const char *host, uint16_t port
 /* Serves an already connected bufferevent (takes ownership; it is freed with
  * the connection). Used by the fuzzer with a bufferevent pair. */
 int gw_http_server_adopt(gw_http_server *s, struct bufferevent *bev, const char *peer);
+/* Formats an error this layer answers by itself, before or instead of the
+ * route (400 malformed, 408 slow head, 414 target too long, 431 headers too
+ * large): appends extra header lines ("Name: value\r\n") to hdrs and the body
+ * to body, and returns the Content-Type, or NULL for the default plain text.
+ * ud is the server's user_data; req_id is the id of the request the error
+ * ends (gw_req_id), 0 when none had begun. */
+typedef const char *(*gw_http_error_fn)(void *ud, uint64_t req_id, int status, const char *why,
+                                        mrd_buf *hdrs, mrd_buf *body);
+/* Sets the error formatter (NULL: plain text). */
+void gw_http_server_set_error_fn(gw_http_server *s, gw_http_error_fn fn);
 /* Stops listening; open connections finish their current request and close. */
 void gw_http_server_stop_listening(gw_http_server *s);
 /* Closes every connection (aborting requests in flight) and frees s. NULL ok. */
@@ -140,7 +150,8 @@ typedef struct gw_req_ops {
 
 /* Attaches handler callbacks; only from the route function. If the client
  * sent "Expect: 100-continue" and ops has a body callback, "100 Continue" is
- * sent now. */
+ * sent when the route returns, or when the handler resumes if it paused
+ * first; an answer given before then replaces it (the body is not read). */
 void gw_req_attach(gw_req *r, const gw_req_ops *ops, void *ctx);
 /* Stops body delivery (and socket reads) until gw_req_resume. No body
  * callback runs between pause and resume. */

@@ -34,8 +34,10 @@
  *
  * Errors. Malformed input gets 400, an oversized request target 414, too many
  * or too large headers 431, a slow head 408; each is answered with
- * "Connection: close" and the connection is closed once flushed. Other
- * connections are never affected. A request whose connection dies gets
+ * "Connection: close" and the connection is closed once flushed. The body is
+ * plain text unless the server has an error formatter
+ * (gw_http_server_set_error_fn: the S3 port answers S3 XML errors with a
+ * request id). Other connections are never affected. A request whose connection dies gets
  * release(aborted = 1) so its handler can drop partial work.
  *
  * TLS. A listener may carry a tls_ctx (gw_http_server_listen_tls): its
@@ -46,6 +48,13 @@
  * handshake fails (a plain-HTTP request on the TLS port, a client that
  * refuses our certificate, a scanner) is logged with OpenSSL's reason
  * (http.tls.fail) and counted, and closed; nothing else is affected.
+ *
+ * Expect: 100-continue. "100 Continue" goes out when the handler is ready
+ * for the body: right after the route attached a body handler, or, if the
+ * handler paused at once (a PUT checks its bucket first), when it resumes.
+ * A final answer that comes first replaces it: the client then never sends
+ * the body, and the connection closes after that answer (some clients would
+ * otherwise misread the next response on it).
  *
  * Re-entrancy. Handler callbacks may call back into this layer (answer inside
  * route, pause inside body ...). A connection is therefore never freed while
@@ -154,6 +163,7 @@ struct gw_http_server {
     uint64_t next_req_id;
     gw_http_stats stats;
     llhttp_settings_t settings;
+    gw_http_error_fn error_fn; /* formats this layer's own errors, or NULL */
 };
 
 static void conn_process(gw_conn *c);
@@ -322,32 +332,64 @@ conn_close_after_flush(gw_conn *c)
         conn_close(c);
 }
 
-/* An error answer produced by this layer (not by a handler). */
+/* An error answer produced by this layer (not by a handler): plain text,
+ * or what the server's error formatter makes of it. */
 static void
 conn_send_error(gw_conn *c, int status, const char *why)
 {
-    char hdr[256], date[40];
+    char date[40];
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    int n;
+    mrd_buf hdrs = {0}, body = {0}, msg = {0};
+    const char *ctype = NULL;
 
     if (c->have_req && c->req.resp_started) {
         /* Mid-response: the only honest signal left is to cut the connection. */
         conn_close(c);
         return;
     }
+    if (c->srv->error_fn)
+        ctype =
+            c->srv->error_fn(c->srv->ud, c->have_req ? c->req.id : 0, status, why, &hdrs, &body);
+    if (!ctype) {
+        mrd_buf_reset(&hdrs);
+        mrd_buf_reset(&body);
+        mrd_buf_appendf(&body, "%s\n", why);
+        ctype = "text/plain";
+    }
     req_release(c, 1);
     http_date(date, sizeof(date));
-    n = snprintf(hdr, sizeof(hdr),
-                 "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: Meridian/" MRD_VERSION
-                 "\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nConnection: "
-                 "close\r\n\r\n%s\n",
-                 status, gw_http_status_text(status), date, strlen(why) + 1, why);
-    evbuffer_add(out, hdr, (size_t)n);
-    c->srv->stats.bytes_out += (uint64_t)n;
+    mrd_buf_appendf(&msg,
+                    "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: Meridian/" MRD_VERSION
+                    "\r\n%.*sContent-Type: %s\r\nContent-Length: %zu\r\nConnection: "
+                    "close\r\n\r\n%.*s",
+                    status, gw_http_status_text(status), date, (int)hdrs.len,
+                    hdrs.data ? hdrs.data : "", ctype, body.len, (int)body.len,
+                    body.data ? body.data : "");
+    if (msg.data) {
+        evbuffer_add(out, msg.data, msg.len);
+        c->srv->stats.bytes_out += msg.len;
+    }
+    mrd_buf_free(&hdrs);
+    mrd_buf_free(&body);
+    mrd_buf_free(&msg);
     if (c->have_req)
         c->req.resp_ended = 1;
     MRD_DEBUG("http.error", "peer=%s status=%d reason=\"%s\"", c->peer, status, why);
     conn_close_after_flush(c);
+}
+
+/* Sends "100 Continue" if the client waits for it and the handler is ready
+ * for the body (attached a body callback, not paused, not answered). */
+static void
+maybe_continue(gw_req *r)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+    if (!r->expect_continue || !r->ops || !r->ops->body || r->resp_started || r->paused)
+        return;
+    evbuffer_add(bufferevent_get_output(r->conn->bev), cont, sizeof(cont) - 1);
+    r->conn->srv->stats.bytes_out += sizeof(cont) - 1;
+    r->expect_continue = 0;
 }
 
 /* ------------------------------------------------------------ llhttp glue */
@@ -498,6 +540,7 @@ on_headers_complete(llhttp_t *p)
         conn_close_after_flush(c);
         return HPE_PAUSED;
     }
+    maybe_continue(r);
     return 0;
 }
 
@@ -989,6 +1032,12 @@ gw_http_server_adopt(gw_http_server *s, struct bufferevent *bev, const char *pee
 }
 
 void
+gw_http_server_set_error_fn(gw_http_server *s, gw_http_error_fn fn)
+{
+    s->error_fn = fn;
+}
+
+void
 gw_http_server_stop_listening(gw_http_server *s)
 {
     for (int i = 0; i < s->nlisteners; i++)
@@ -1118,19 +1167,14 @@ gw_req_body_received(const gw_req *r)
 void
 gw_req_attach(gw_req *r, const gw_req_ops *ops, void *ctx)
 {
-    gw_conn *c = r->conn;
-
     r->ops = ops;
     r->ctx = ctx;
-    /* Granted even for an empty body (RFC 9110 allows either): botocore
-     * keeps the status of a final response that came instead of 100 Continue
-     * and misreads the next response on that connection, so an empty PUT
-     * followed by another PUT would stall until the idle timeout. */
-    if (r->expect_continue && ops->body && !r->resp_started) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        evbuffer_add(bufferevent_get_output(c->bev), cont, sizeof(cont) - 1);
-        r->expect_continue = 0;
-    }
+    /* 100 Continue follows when the route returns, or at gw_req_resume if
+     * the handler pauses first (maybe_continue). It is granted even for an
+     * empty body (RFC 9110 allows either): botocore keeps the status of a
+     * final response that came instead of 100 Continue and misreads the
+     * next response on that connection, so an empty PUT followed by another
+     * PUT would stall until the idle timeout. */
 }
 
 void
@@ -1148,6 +1192,7 @@ gw_req_resume(gw_req *r)
     if (!r->paused)
         return;
     r->paused = 0;
+    maybe_continue(r);
     if (c->state != ST_WAIT && c->state != ST_CLOSING)
         bufferevent_enable(c->bev, EV_READ);
     /* Deliver held bytes and continue parsing from the loop, not from inside
@@ -1183,8 +1228,9 @@ gw_resp_start(gw_req *r, int status, int64_t content_length)
     if (r->resp_started || c->dead)
         return MRD_EINVAL;
     r->resp_started = 1;
-    /* Answering before the body has been read: the connection can't be reused. */
-    if (gw_req_has_body(r) && !r->body_done)
+    /* Answering before the body has been read, or instead of a 100 Continue
+     * the client waits for: the connection can't be reused. */
+    if ((gw_req_has_body(r) && !r->body_done) || r->expect_continue)
         r->keep_alive = 0;
     http_date(date, sizeof(date));
     mrd_buf_appendf(&h, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: Meridian/" MRD_VERSION "\r\n",

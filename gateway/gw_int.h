@@ -182,6 +182,12 @@ void gw_s3_request_id(gw_req *r);
  * default), Resource, RequestId. A HEAD gets the status and no body. */
 void gw_s3_error(gw_req *r, gw_s3_err e, const char *resource, const char *msg);
 
+/* The S3 port's gw_http_error_fn: the HTTP layer's own errors (400, 408,
+ * 414, 431) as S3 XML error documents with x-amz-request-id; the status is
+ * kept. */
+const char *gw_s3_http_error(void *ud, uint64_t req_id, int status, const char *why, mrd_buf *hdrs,
+                             mrd_buf *body);
+
 /* ---- XML request bodies (gw_xmlreq.c) ------------------------------------ */
 
 #define GW_XML_MAX_DEPTH   8

@@ -596,6 +596,7 @@ main(int argc, char **argv)
         fprintf(stderr, "meridiand: out of memory at start-up\n");
         goto out;
     }
+    gw_http_server_set_error_fn(d.s3, gw_s3_http_error); /* S3 XML, even for bad HTTP */
     if (open_engine(&d) != 0)
         goto out;
     if (start_listeners(&d) != 0 || start_replicator(&d) != 0 || gw__route_init(&d) != 0)

@@ -200,9 +200,15 @@ gw_xml_elem(mrd_buf *b, const char *tag, const char *value)
 }
 
 static void
+request_id_of(uint64_t id, char out[24])
+{
+    snprintf(out, 24, "%016llX", (unsigned long long)id ^ 0x4d52440000000000ull);
+}
+
+static void
 request_id(const gw_req *r, char out[24])
 {
-    snprintf(out, 24, "%016llX", (unsigned long long)gw_req_id(r) ^ 0x4d52440000000000ull);
+    request_id_of(gw_req_id(r), out);
 }
 
 void
@@ -236,6 +242,37 @@ gw_s3_error(gw_req *r, gw_s3_err e, const char *resource, const char *msg)
         gw_resp_simple(r, gw_s3_err_status(e), "application/xml", b.data ? b.data : "",
                        b.data ? b.len : 0);
     mrd_buf_free(&b);
+}
+
+const char *
+gw_s3_http_error(void *ud, uint64_t req_id, int status, const char *why, mrd_buf *hdrs,
+                 mrd_buf *body)
+{
+    const char *code = "InvalidRequest", *msg = "The request is not valid HTTP/1.1.";
+    char id[24];
+
+    (void)ud;
+    (void)why;
+    if (status == 431) {
+        code = "RequestHeaderSectionTooLarge";
+        msg = "Your request header section exceeds the maximum allowed size (128 headers, "
+              "32 KiB).";
+    } else if (status == 414) {
+        code = "InvalidURI";
+        msg = "The request target is longer than the maximum allowed (8 KiB).";
+    } else if (status == 408) {
+        code = "RequestTimeout";
+        msg = "Your socket connection to the server was not read from or written to within "
+              "the timeout period.";
+    }
+    request_id_of(req_id, id);
+    mrd_buf_appendf(hdrs, "x-amz-request-id: %s\r\nx-amz-id-2: %s\r\n", id, id);
+    mrd_buf_appendf(body, GW_XML_HDR "<Error>");
+    gw_xml_elem(body, "Code", code);
+    gw_xml_elem(body, "Message", msg);
+    gw_xml_elem(body, "RequestId", id);
+    mrd_buf_appendf(body, "</Error>\n");
+    return "application/xml";
 }
 
 void

@@ -7,10 +7,13 @@
  * header limits, chunked decoding, pipelining, pause/resume of bodies and
  * error answers. The route answers GETs at once and streams other bodies into
  * a handler that pauses on every other chunk and resumes from a zero-delay
- * timer. The loop runs until idle. Crashes, leaks (ASan) and undefined
+ * timer. Errors this layer answers itself go through the S3 port's formatter
+ * (gw_s3_http_error) when the first input byte is odd. The loop runs until
+ * idle. Crashes, leaks (ASan) and undefined
  * behaviour (UBSan) are the findings.
  */
 #include "gateway.h"
+#include "gw_int.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -107,6 +110,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         base = event_base_new();
     }
     gw_http_server_new(base, NULL, route, NULL, &s);
+    if (size && (data[0] & 1))
+        gw_http_server_set_error_fn(s, gw_s3_http_error);
     bufferevent_pair_new(base, 0, pair);
     gw_http_server_adopt(s, pair[0], "fuzz");
     bufferevent_enable(pair[1], EV_READ | EV_WRITE);

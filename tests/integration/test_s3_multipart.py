@@ -179,6 +179,47 @@ def test_awscli_5gib_multipart_peak_rss(site, tmp_path):
     assert asan(site) or hwm < 256 * 1024
 
 
+@pytest.mark.skipif(os.environ.get("MERIDIAN_TEST_BIG") != "1",
+                    reason="5 GiB through curl takes minutes: set MERIDIAN_TEST_BIG=1")
+def test_curl_5gib_single_put_peak_rss(site, tmp_path):
+    """The issue's other acceptance run: one 5 GiB PUT (S3's single-PUT
+    limit) with curl --aws-sigv4 keeps the daemon under 256 MiB, and so does
+    reading it back with curl. A sparse source, as above."""
+    client(site).create_bucket(Bucket="big")
+    src = tmp_path / "zeros.bin"
+    size = 5 << 30
+    with open(src, "wb") as f:
+        f.truncate(size)
+    curl = ["curl", "-sS", "--fail-with-body", "--max-time", "1800", "--aws-sigv4",
+            "aws:amz:us-east-1:s3", "--user", "AKIATEST:testsecretkey",
+            "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
+    t = time.time()
+    r = subprocess.run(curl + ["-T", str(src), site.s3 + "/big/single"], capture_output=True,
+                       timeout=1900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    put_s = time.time() - t
+    hwm = vm_hwm_kib(site.proc.pid)
+    print(f"5 GiB single PUT: {size / put_s / 1e6:.1f} MB/s, peak RSS {hwm / 1024:.1f} MiB")
+    assert asan(site) or hwm < 256 * 1024, f"peak RSS {hwm} KiB"
+    head = client(site).head_object(Bucket="big", Key="single")
+    assert head["ContentLength"] == size and "-" not in head["ETag"]
+    # read back through curl into sha256sum: the object streams out whole
+    p = subprocess.Popen(curl + [site.s3 + "/big/single"], stdout=subprocess.PIPE)
+    h, n = hashlib.sha256(), 0
+    for chunk in iter(lambda: p.stdout.read(MIB), b""):
+        h.update(chunk)
+        n += len(chunk)
+    assert p.wait(timeout=1800) == 0 and n == size
+    want = hashlib.sha256()
+    zero = bytes(MIB)
+    for _ in range(size // MIB):
+        want.update(zero)
+    assert h.hexdigest() == want.hexdigest()
+    hwm = vm_hwm_kib(site.proc.pid)
+    print(f"after the GET: peak RSS {hwm / 1024:.1f} MiB")
+    assert asan(site) or hwm < 256 * 1024
+
+
 def test_boto3_lifecycle(site):
     c = client(site)
     c.create_bucket(Bucket="bkt")

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -329,6 +330,15 @@ test_bodies(void)
     free(body);
 }
 
+/* 1 when nothing arrives from the server for ms milliseconds. */
+static int
+cli_quiet(client *c, int ms)
+{
+    struct pollfd pfd = {c->fd, POLLIN, 0};
+
+    return c->len == 0 && poll(&pfd, 1, ms) == 0;
+}
+
 static void
 test_expect_continue(void)
 {
@@ -356,6 +366,41 @@ test_expect_continue(void)
     CHECK(strstr(r.headers, "Connection: close") != NULL);
     resp_free(&r);
     CHECK(cli_closed(&c));
+    cli_close(&c);
+
+    /* a handler that pauses before the body (a PUT checking its bucket):
+     * 100 Continue only once it resumes */
+    REQUIRE(cli_open(&c, port) == 0);
+    cli_sends(&c, "PUT /sink?hold_ms=400 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  "Expect: 100-continue\r\n\r\n");
+    CHECK(cli_quiet(&c, 150));
+    REQUIRE(cli_line(&c, line, sizeof(line)) > 0);
+    CHECK_STR(line, "HTTP/1.1 100 Continue");
+    REQUIRE(cli_line(&c, line, sizeof(line)) == 0);
+    cli_sends(&c, "abcde");
+    REQUIRE(cli_response(&c, &r, 0) == 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(strstr(r.headers, "Connection: close") == NULL);
+    resp_free(&r);
+    /* ... and refusing while paused sends no 100 at all, then closes, even
+     * for an empty body */
+    for (int len = 0; len <= 100; len += 100) {
+        char head[160];
+        if (len) {
+            cli_close(&c);
+            REQUIRE(cli_open(&c, port) == 0);
+        }
+        snprintf(head, sizeof(head),
+                 "PUT /sink?hold_ms=200&refuse=1 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                 "Expect: 100-continue\r\n\r\n",
+                 len);
+        cli_sends(&c, head);
+        REQUIRE(cli_response(&c, &r, 0) == 0);
+        CHECK_EQ_INT(r.status, 403);
+        CHECK(strstr(r.headers, "Connection: close") != NULL);
+        resp_free(&r);
+        CHECK(cli_closed(&c));
+    }
     cli_close(&c);
 }
 

@@ -34,8 +34,10 @@ typedef struct sink {
     uint32_t crc;
     int pause_each;
     int stall_ms; /* pause on the first chunk for this long */
+    int refuse;   /* after the hold: answer 403 instead of resuming */
     int released;
     struct event *resume_ev;
+    struct event *hold_ev; /* paused from the start, like a PUT checking its bucket */
     /* stream */
     uint64_t stream_total, stream_sent;
 } sink;
@@ -45,6 +47,8 @@ sink_free(sink *s)
 {
     if (s->resume_ev)
         event_free(s->resume_ev);
+    if (s->hold_ev)
+        event_free(s->hold_ev);
     free(s);
 }
 
@@ -56,6 +60,20 @@ resume_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     gw_req_resume(s->r);
+}
+
+/* The end of a hold: resume the body, or refuse it unread (releases s). */
+static void
+hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+    sink *s = arg;
+
+    (void)fd;
+    (void)what;
+    if (s->refuse)
+        gw_resp_simple(s->r, 403, "text/plain", "refused\n", 8);
+    else
+        gw_req_resume(s->r);
 }
 
 static int
@@ -160,6 +178,14 @@ route(gw_req *r, void *ud)
             s->stall_ms = atoi(strstr(gw_req_query(r), "stall_ms=") + 9);
         s->resume_ev = event_new(srv_base, -1, 0, resume_cb, s);
         gw_req_attach(r, &sink_ops, s);
+        if (strstr(gw_req_query(r), "hold_ms=")) {
+            int ms = atoi(strstr(gw_req_query(r), "hold_ms=") + 8);
+            struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+            s->refuse = strstr(gw_req_query(r), "refuse=1") != NULL;
+            s->hold_ev = event_new(srv_base, -1, 0, hold_cb, s);
+            gw_req_pause(r);
+            event_add(s->hold_ev, &tv);
+        }
         return;
     }
     if (strcmp(path, "/stream") == 0 && strcmp(m, "GET") == 0) {

@@ -21,7 +21,10 @@ typedef struct testsrv_counters {
  *   PUT|POST /sink[?pause=1]  streams the body, answers "bytes=N crc32=X" (zlib CRC-32);
  *                             with pause=1 it pauses after every chunk and
  *                             resumes from a 1 ms timer; with stall_ms=N it
- *                             pauses once, on the first chunk, for N ms
+ *                             pauses once, on the first chunk, for N ms;
+ *                             with hold_ms=N it pauses as soon as it attaches
+ *                             and resumes after N ms (or, with refuse=1,
+ *                             answers 403 without reading the body)
  *   GET /stream?n=N           N pattern bytes, chunked, produced on demand
  *                             through ops->writable
  *   PUT /deny                 403 before reading the body

@@ -1,0 +1,268 @@
+"""HTTP/1.1 edge cases on the S3 port of a real meridiand, with raw sockets
+where clients would hide what goes over the wire:
+  - Expect: 100-continue: "100 Continue" only once the PUT's bucket is
+    known; a missing bucket or a bad signature is answered instead, and the
+    body is never sent (boto3 then gets NoSuchBucket without uploading);
+  - pipelined requests answered in order;
+  - an oversized header section, request target or malformed request: the
+    HTTP status (431, 414, 400) with an S3 XML error and x-amz-request-id,
+    and the daemon keeps serving;
+  - request bodies in plain chunked transfer-encoding (not aws-chunked):
+    UNSIGNED-PAYLOAD and a signed SHA-256, also from curl reading stdin.
+"""
+import hashlib
+import io
+import os
+import re
+import socket
+import subprocess
+import time
+
+import boto3
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+KEY, SECRET = "AKIATEST", "testsecretkey"
+
+
+def client(site):
+    return boto3.client("s3", endpoint_url=site.s3, aws_access_key_id=KEY,
+                        aws_secret_access_key=SECRET, region_name="us-east-1",
+                        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
+
+
+def sign(site, method, path, payload_sha, extra=None):
+    req = AWSRequest(method=method, url=site.s3 + path, headers=dict(extra or {}))
+    req.headers["x-amz-content-sha256"] = payload_sha
+    SigV4Auth(Credentials(KEY, SECRET), "s3", "us-east-1").add_auth(req)
+    return dict(req.headers.items())
+
+
+def head_bytes(site, method, path, headers, extra_lines=()):
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1:%d" % site.s3_port]
+    lines += ["%s: %s" % (k, v) for k, v in headers.items() if k.lower() != "host"]
+    lines += list(extra_lines)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class Conn:
+    """A raw connection that reads responses (status, headers, body) one by
+    one, interim ones included."""
+
+    def __init__(self, site):
+        self.s = socket.create_connection(("127.0.0.1", site.s3_port), timeout=15)
+        self.buf = b""
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def quiet(self, secs):
+        """True when nothing arrives for secs."""
+        self.s.settimeout(secs)
+        try:
+            d = self.s.recv(65536)
+        except socket.timeout:
+            return not self.buf
+        finally:
+            self.s.settimeout(15)
+        self.buf += d
+        return False
+
+    def _fill(self):
+        d = self.s.recv(65536)
+        if not d:
+            raise EOFError("connection closed")
+        self.buf += d
+
+    def response(self, head=False):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        raw, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = raw.decode().split("\r\n")
+        status = int(lines[0].split()[1])
+        hdrs = {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+        n = 0 if head or status in (100, 204, 304) else int(hdrs.get("content-length", 0))
+        while len(self.buf) < n:
+            self._fill()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return status, hdrs, body
+
+    def closed(self):
+        try:
+            self.s.settimeout(5)
+            while True:
+                d = self.s.recv(65536)
+                if not d:
+                    return True
+                self.buf += d
+        except (socket.timeout, ConnectionResetError):
+            return False
+
+    def close(self):
+        self.s.close()
+
+
+def code(body):
+    m = re.search(rb"<Code>([^<]*)</Code>", body)
+    return m.group(1).decode() if m else None
+
+
+def test_expect_100_continue_waits_for_the_bucket(site):
+    client(site).create_bucket(Bucket="expect")
+    # the bucket exists: 100 Continue, then the body, then 200
+    c = Conn(site)
+    c.send(head_bytes(site, "PUT", "/expect/k", sign(site, "PUT", "/expect/k", "UNSIGNED-PAYLOAD"),
+                      ["Content-Length: 5", "Expect: 100-continue"]))
+    st, _, _ = c.response()
+    assert st == 100
+    c.send(b"hello")
+    st, hdr, _ = c.response()
+    assert st == 200 and "connection" not in hdr
+    # on the same connection, a missing bucket: the final answer instead of
+    # 100 Continue, and the connection closes without the body being sent
+    c.send(head_bytes(site, "PUT", "/nobucket/k",
+                      sign(site, "PUT", "/nobucket/k", "UNSIGNED-PAYLOAD"),
+                      ["Content-Length: 1000000", "Expect: 100-continue"]))
+    st, hdr, body = c.response()
+    assert st == 404 and code(body) == "NoSuchBucket", body
+    assert hdr["connection"] == "close" and hdr["x-amz-request-id"]
+    assert c.closed()
+    c.close()
+    # a bad signature: 403 at once, no 100
+    h = sign(site, "PUT", "/expect/k2", "UNSIGNED-PAYLOAD")
+    h["Authorization"] = h["Authorization"][:-4] + "0000"
+    c = Conn(site)
+    c.send(head_bytes(site, "PUT", "/expect/k2", h, ["Content-Length: 5",
+                                                      "Expect: 100-continue"]))
+    st, _, body = c.response()
+    assert st == 403 and code(body) == "SignatureDoesNotMatch"
+    c.close()
+    # an empty body into a missing bucket: no 100 either, and the
+    # connection is not reused (clients misread the next answer otherwise)
+    c = Conn(site)
+    c.send(head_bytes(site, "PUT", "/nobucket/e",
+                      sign(site, "PUT", "/nobucket/e", hashlib.sha256(b"").hexdigest()),
+                      ["Content-Length: 0", "Expect: 100-continue"]))
+    st, hdr, body = c.response()
+    assert st == 404 and hdr["connection"] == "close"
+    assert c.closed()
+    c.close()
+    assert client(site).get_object(Bucket="expect", Key="k")["Body"].read() == b"hello"
+
+
+class CountingBody(io.BytesIO):
+    """A request body that counts what is read from it once armed."""
+
+    def __init__(self, data):
+        super().__init__(data)
+        self.armed, self.sent = False, 0
+
+    def read(self, *args):
+        d = super().read(*args)
+        if self.armed:
+            self.sent += len(d)
+        return d
+
+
+def test_boto3_put_into_a_missing_bucket_sends_no_body(site):
+    """botocore sends Expect: 100-continue: with a missing bucket it gets
+    NoSuchBucket without uploading the 64 MiB (what it reads from the body
+    after signing is counted), with the bucket present all of it goes."""
+    c = client(site)
+    c.create_bucket(Bucket="present")
+    for bucket, want_sent in (("present", 64 << 20), ("missing-bkt", 0)):
+        body = CountingBody(b"\0" * (64 << 20))
+        c.meta.events.register("before-send.s3.PutObject",
+                               lambda **kw: setattr(body, "armed", True))
+        if want_sent:
+            c.put_object(Bucket=bucket, Key="big", Body=body)
+            assert body.sent >= want_sent
+        else:
+            with pytest.raises(c.exceptions.NoSuchBucket):
+                c.put_object(Bucket=bucket, Key="big", Body=body)
+            assert body.sent < (1 << 20), "the body was uploaded anyway"
+        c.meta.events.unregister("before-send.s3.PutObject")
+
+
+def test_pipelined_requests_answer_in_order(site):
+    client(site).create_bucket(Bucket="pipe")
+    reqs = [("PUT", "/pipe/a", b"first"), ("PUT", "/pipe/b", b"second"),
+            ("GET", "/pipe/a", b""), ("HEAD", "/pipe/b", b""), ("GET", "/pipe/missing", b""),
+            ("GET", "/pipe/b", b"")]
+    data = b""
+    for method, path, body in reqs:
+        h = sign(site, method, path, hashlib.sha256(body).hexdigest())
+        data += head_bytes(site, method, path, h, ["Content-Length: %d" % len(body)]
+                           if body else []) + body
+    c = Conn(site)
+    c.send(data)  # all at once
+    got = [c.response(head=(m == "HEAD")) for m, _, _ in reqs]
+    assert [g[0] for g in got] == [200, 200, 200, 200, 404, 200]
+    assert got[2][2] == b"first" and got[5][2] == b"second"
+    assert got[3][1]["content-length"] == "6"
+    assert code(got[4][2]) == "NoSuchKey"
+    ids = [g[1]["x-amz-request-id"] for g in got]
+    assert len(set(ids)) == len(ids)
+    c.close()
+
+
+def test_oversized_and_malformed_heads_get_s3_errors(site):
+    client(site).create_bucket(Bucket="big-head")
+    h = sign(site, "GET", "/big-head", "UNSIGNED-PAYLOAD")
+    cases = [
+        (head_bytes(site, "GET", "/big-head", h, ["x-big: " + "a" * 40000]), 431,
+         "RequestHeaderSectionTooLarge"),
+        (head_bytes(site, "GET", "/big-head", h, ["x-h%d: v" % i for i in range(200)]), 431,
+         "RequestHeaderSectionTooLarge"),
+        (head_bytes(site, "GET", "/big-head/" + "k" * 9000, h), 414, "InvalidURI"),
+        (b"GET /big-head HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+         400, "InvalidRequest"),
+        (b"NOT A REQUEST\r\n\r\n", 400, "InvalidRequest"),
+    ]
+    for raw, status, want in cases:
+        c = Conn(site)
+        try:
+            c.send(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before all of it went out
+        st, hdr, body = c.response()
+        assert st == status and code(body) == want, (status, body)
+        assert hdr["content-type"] == "application/xml" and hdr["connection"] == "close"
+        assert re.fullmatch(r"[0-9A-F]{16}", hdr["x-amz-request-id"])
+        assert b"<RequestId>%s</RequestId>" % hdr["x-amz-request-id"].encode() in body
+        c.close()
+    # the daemon is fine
+    assert client(site).list_objects_v2(Bucket="big-head")["KeyCount"] == 0
+
+
+def test_plain_chunked_request_bodies(site, tmp_path):
+    c = client(site)
+    c.create_bucket(Bucket="te-chunked")
+    body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    for key, sha, want in (("unsigned", "UNSIGNED-PAYLOAD", 200),
+                           ("signed", hashlib.sha256(b"hello world").hexdigest(), 200),
+                           ("bad-sha", hashlib.sha256(b"hello worlX").hexdigest(), 400)):
+        path = "/te-chunked/" + key
+        conn = Conn(site)
+        conn.send(head_bytes(site, "PUT", path, sign(site, "PUT", path, sha),
+                             ["Transfer-Encoding: chunked"]) + body)
+        st, _, resp = conn.response()
+        assert st == want, resp
+        conn.close()
+    assert c.get_object(Bucket="te-chunked", Key="unsigned")["Body"].read() == b"hello world"
+    assert c.get_object(Bucket="te-chunked", Key="signed")["Body"].read() == b"hello world"
+    with pytest.raises(c.exceptions.ClientError):
+        c.head_object(Bucket="te-chunked", Key="bad-sha")
+    # curl uploading from a pipe sends Transfer-Encoding: chunked
+    data = os.urandom(3 << 20)
+    r = subprocess.run(["curl", "-sS", "--fail-with-body", "--max-time", "60", "--aws-sigv4",
+                        "aws:amz:us-east-1:s3", "--user", "%s:%s" % (KEY, SECRET), "-H",
+                        "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-T", "-", "-v",
+                        site.s3 + "/te-chunked/from-curl"],
+                       input=data, capture_output=True, timeout=90)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert b"Transfer-Encoding: chunked" in r.stderr
+    assert c.get_object(Bucket="te-chunked", Key="from-curl")["Body"].read() == data
