@@ -145,6 +145,14 @@ def test_awscli_256mib_bounded_memory(site, tmp_path):
     assert back.hexdigest() == h.hexdigest()
 
 
+def zeros_sha256(size):
+    """SHA-256 of size zero bytes (a whole number of MiB)."""
+    h, zero = hashlib.sha256(), bytes(MIB)
+    for _ in range(size // MIB):
+        h.update(zero)
+    return h.hexdigest()
+
+
 @pytest.mark.skipif(os.environ.get("MERIDIAN_TEST_BIG") != "1",
                     reason="5 GiB through awscli takes minutes: set MERIDIAN_TEST_BIG=1")
 def test_awscli_5gib_multipart_peak_rss(site, tmp_path):
@@ -166,14 +174,11 @@ def test_awscli_5gib_multipart_peak_rss(site, tmp_path):
     assert asan(site) or hwm < 256 * 1024, f"peak RSS {hwm} KiB"
     head = client(site).head_object(Bucket="big", Key="zeros.bin")
     assert head["ContentLength"] == size and head["ETag"].endswith('-640"')
-    h, zero = hashlib.sha256(), bytes(MIB)
-    want = hashlib.sha256()
+    h = hashlib.sha256()
     body = client(site).get_object(Bucket="big", Key="zeros.bin")["Body"]
     for chunk in iter(lambda: body.read(MIB), b""):
         h.update(chunk)
-    for _ in range(size // MIB):
-        want.update(zero)
-    assert h.hexdigest() == want.hexdigest()
+    assert h.hexdigest() == zeros_sha256(size)
     hwm = vm_hwm_kib(site.proc.pid)
     print(f"after the GET: peak RSS {hwm / 1024:.1f} MiB")
     assert asan(site) or hwm < 256 * 1024
@@ -210,11 +215,7 @@ def test_curl_5gib_single_put_peak_rss(site, tmp_path):
         h.update(chunk)
         n += len(chunk)
     assert p.wait(timeout=1800) == 0 and n == size
-    want = hashlib.sha256()
-    zero = bytes(MIB)
-    for _ in range(size // MIB):
-        want.update(zero)
-    assert h.hexdigest() == want.hexdigest()
+    assert h.hexdigest() == zeros_sha256(size)
     hwm = vm_hwm_kib(site.proc.pid)
     print(f"after the GET: peak RSS {hwm / 1024:.1f} MiB")
     assert asan(site) or hwm < 256 * 1024
