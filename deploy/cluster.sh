@@ -6,6 +6,9 @@
 # Everything lives under run/cluster/ in the repo: configs, drives, logs, pids.
 # Ports: site i (1-based) uses S3 9000+i, replication 9100+i, admin 9200+i;
 # set MERIDIAN_PORT_BASE to shift all of them (e.g. 20000 -> 20001, 20101, 20201).
+# MERIDIAN_TLS=1: the sites link with mutual TLS (certificates and pins from
+# scripts/gen-site-certs.sh under run/cluster/pki/) and each also serves S3
+# over TLS on 9300+i (clients: --cacert run/cluster/pki/ca.crt).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +16,7 @@ build=${MERIDIAN_BUILD_DIR:-$top/build}
 dir=${MERIDIAN_CLUSTER_DIR:-$top/run/cluster}
 base=${MERIDIAN_PORT_BASE:-9000}
 names=(a b c d e f g h i)
+tls=${MERIDIAN_TLS:-0}
 
 rand() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 
@@ -21,6 +25,13 @@ gen_configs() {
     mkdir -p "$dir"
     secret=$(rand 16); token=$(rand 16); ak="AK$(rand 8 | tr a-f A-F)"; sk=$(rand 20)
     printf 'access_key=%s\nsecret_key=%s\nadmin_token=%s\n' "$ak" "$sk" "$token" > "$dir/credentials"
+    declare -A pin=()
+    if [ "$tls" = 1 ]; then
+        while read -r sec _ _ p; do
+            pin[${sec:6:-1}]=$p
+        done < <(CERT_SAN="IP:127.0.0.1,DNS:localhost" "$top/scripts/gen-site-certs.sh" "$dir/pki" \
+            "${names[@]:0:n}")
+    fi
     for ((i = 1; i <= n; i++)); do
         local name=${names[$((i - 1))]} sdir="$dir/${names[$((i - 1))]}"
         mkdir -p "$sdir"
@@ -31,11 +42,18 @@ gen_configs() {
             echo "s3 = 127.0.0.1:$((base + i))"
             echo "replication = 127.0.0.1:$((base + 100 + i))"
             echo "admin = 127.0.0.1:$((base + 200 + i))"
+            if [ "$tls" = 1 ]; then
+                echo "s3_tls = 127.0.0.1:$((base + 300 + i))"
+                echo "[s3]"; echo "tls_cert = $dir/pki/$name.crt"; echo "tls_key = $dir/pki/$name.key"
+            fi
             echo "[store]"
             echo "data_dirs = $sdir/d0, $sdir/d1, $sdir/d2, $sdir/d3, $sdir/d4, $sdir/d5"
             echo "ec_k = 4"; echo "ec_m = 2"; echo "block_size = 256KiB"
             echo "meta_dir = $sdir/meta"
             echo "[replication]"; echo "secret = $secret"
+            if [ "$tls" = 1 ]; then
+                echo "tls_cert = $dir/pki/$name.crt"; echo "tls_key = $dir/pki/$name.key"
+            fi
             echo "[admin]"; echo "token = $token"
             echo "[user.demo]"; echo "access_key = $ak"; echo "secret_key = $sk"
             for ((j = 1; j <= n; j++)); do
@@ -45,6 +63,7 @@ gen_configs() {
                 echo "replication = 127.0.0.1:$((base + 100 + j))"
                 echo "s3 = 127.0.0.1:$((base + j))"
                 echo "admin = 127.0.0.1:$((base + 200 + j))"
+                [ "$tls" = 1 ] && echo "tls_pin = ${pin[${names[$((j - 1))]}]}"
             done
         } > "$sdir/site.ini"
     done
@@ -64,7 +83,10 @@ wait_ready() {
 up() {
     local n=${1:-3} i
     [ -x "$build/gateway/meridiand" ] || { echo "meridiand is not built; run: make build" >&2; exit 1; }
-    if [ ! -f "$dir/a/site.ini" ] || [ "$(ls -d "$dir"/*/ 2>/dev/null | wc -l)" -ne "$n" ]; then
+    local have_tls=0
+    grep -q '^tls_cert' "$dir/a/site.ini" 2>/dev/null && have_tls=1
+    if [ ! -f "$dir/a/site.ini" ] || [ "$(ls -d "$dir"/[a-i]/ 2>/dev/null | wc -l)" -ne "$n" ] ||
+        [ "$have_tls" != "$tls" ]; then
         rm -rf "$dir"
         gen_configs "$n"
     fi

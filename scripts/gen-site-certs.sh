@@ -9,6 +9,8 @@
 # the certificate is re-issued for the same key). Sites may instead trust
 # the CA ([replication] tls_ca = DIR/ca.crt; the CN must be the site name).
 # Existing keys are kept, so re-running re-issues certificates, pins unchanged.
+# CERT_SAN (e.g. "DNS:s3.example.com,IP:10.0.0.5") adds subjectAltNames, for
+# a certificate that also serves the S3 TLS listener ([s3] tls_cert).
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 DIR NAME..." >&2
@@ -31,6 +33,7 @@ for name in "$@"; do
     openssl req -new -key "$dir/$name.key" -subj "/CN=$name" -out "$dir/$name.csr" 2>/dev/null
     printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n' \
         >"$dir/$name.ext"
+    [ -z "${CERT_SAN:-}" ] || echo "subjectAltName=$CERT_SAN" >>"$dir/$name.ext"
     openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
         -CAcreateserial -days "$days" -extfile "$dir/$name.ext" -out "$dir/$name.crt" 2>/dev/null
     rm -f "$dir/$name.csr" "$dir/$name.ext"
