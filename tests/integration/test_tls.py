@@ -195,21 +195,26 @@ def pins(out):
     return dict(re.findall(r"\[peer\.(\S+)\] tls_pin = (sha256:[0-9a-f]{64})", out))
 
 
-def mtls_mesh(tmp_path, names=("a", "b", "c"), pin_override=None, cert_dir=None):
-    """Sites with [replication] tls_cert/tls_key and every peer pinned."""
+def mtls_mesh(tmp_path, names=("a", "b", "c"), cert_dir=None, cert_name=None, ca=False):
+    """Sites with [replication] tls_cert/tls_key and every peer pinned (or,
+    with ca, trusted through the CA of scripts/gen-site-certs.sh)."""
     pki = str(tmp_path / "pki")
     pin = pins(sh(GEN, pki, *names).stdout)
-    pin.update(pin_override or {})
     sites = [Site(str(tmp_path / n), name=n, site_id=i + 1) for i, n in enumerate(names)]
     for s in sites:
         cdir = (cert_dir or {}).get(s.name, pki)
+        cname = (cert_name or {}).get(s.name, s.name)
         with open(s.config, "a") as f:
-            f.write(f"[replication]\ntls_cert = {cdir}/{s.name}.crt\n"
-                    f"tls_key = {cdir}/{s.name}.key\n")
+            f.write(f"[replication]\ntls_cert = {cdir}/{cname}.crt\n"
+                    f"tls_key = {cdir}/{cname}.key\n")
+            if ca:
+                f.write(f"tls_ca = {pki}/ca.crt\n")
             for o in sites:
                 if o is not s:
                     f.write(f"[peer.{o.name}]\nid = {o.site_id}\n"
-                            f"replication = 127.0.0.1:{o.repl_port}\ntls_pin = {pin[o.name]}\n")
+                            f"replication = 127.0.0.1:{o.repl_port}\n")
+                    if not ca:
+                        f.write(f"tls_pin = {pin[o.name]}\n")
     return sites, pki
 
 
@@ -317,6 +322,36 @@ def test_wrong_certificate_is_refused_and_shown(tmp_path):
         cl.put_object(Bucket="abtls", Key="k", Body=b"v")
         converge([a, b])
         assert all(s.proc.poll() is None for s in sites)
+    finally:
+        for s in sites:
+            s.stop()
+
+
+def test_ca_mode_accepts_the_named_site_only(tmp_path):
+    # no pins: a CA-signed certificate whose CN is the peer's name; c presents
+    # one from the same CA for another name ("x")
+    pki = str(tmp_path / "pki")
+    sh(GEN, pki, "x")
+    sites, _ = mtls_mesh(tmp_path, cert_name={"c": "x"}, ca=True)
+    a, b, c = sites
+    try:
+        for s in sites:
+            s.start()
+        wait_for(lambda: up(peer(a, "b")), 15, "a -> b up")
+        wait_for(lambda: up(peer(b, "a")), 15, "b -> a up")
+        p = wait_for(lambda: (lambda p: p if p["state"] == "down" else None)(peer(a, "c")), 15,
+                     "a -> c down")
+        assert "names CN 'x', not peer c" in p["last_error"], p
+        log = a.read_log()
+        assert re.search(r'event=repl\.tls\.refused side=server peer=unknown remote=\S+ '
+                         r'reason="certificate \(CN \'x\', sha256:[0-9a-f]{16}\.\.\.\) matches no '
+                         r'configured peer"', log), log
+        cl = boto3.client("s3", endpoint_url=b.s3, aws_access_key_id="AKIATEST",
+                          aws_secret_access_key="testsecretkey", region_name="us-east-1",
+                          config=Config(s3={"addressing_style": "path"}))
+        cl.create_bucket(Bucket="camode")
+        cl.put_object(Bucket="camode", Key="k", Body=b"v")
+        converge([a, b])
     finally:
         for s in sites:
             s.stop()
