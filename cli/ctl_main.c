@@ -279,8 +279,11 @@ cmd_status(const ctl_opts *o)
            mrd_json_get_num(site, "id", 0), mrd_json_get_str(j, "version", "?"),
            ctl_human_duration(mrd_json_get_num(j, "uptime_s", 0), a, sizeof(a)),
            mrd_json_get_num(j, "ready", 0) ? "READY" : "NOT READY");
-    printf("listen   s3 %s   replication %s   admin %s\n", mrd_json_get_str(listen, "s3", "?"),
-           mrd_json_get_str(listen, "replication", "?"), mrd_json_get_str(listen, "admin", "?"));
+    printf("listen   s3 %s%s%s   replication %s (%s)   admin %s\n",
+           mrd_json_get_str(listen, "s3", "?"), mrd_json_get(listen, "s3_tls") ? "   s3_tls " : "",
+           mrd_json_get_str(listen, "s3_tls", ""), mrd_json_get_str(listen, "replication", "?"),
+           mrd_json_get_str(listen, "replication_transport", "h2c"),
+           mrd_json_get_str(listen, "admin", "?"));
     printf("erasure  %.0f+%.0f, block %s\n\n", mrd_json_get_num(ec, "k", 0),
            mrd_json_get_num(ec, "m", 0),
            ctl_human_bytes((uint64_t)mrd_json_get_num(ec, "block_size", 0), a, sizeof(a)));

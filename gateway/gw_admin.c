@@ -131,6 +131,10 @@ admin_status(gw_req *r, gw_daemon *d)
     w_addr(&w, "s3", &c->listen_s3);
     w_addr(&w, "replication", &c->listen_replication);
     w_addr(&w, "admin", &c->listen_admin);
+    if (c->has_s3_tls)
+        w_addr(&w, "s3_tls", &c->listen_s3_tls);
+    mrd_json_w_key(&w, "replication_transport"); /* docs/configuration.md, TLS */
+    mrd_json_w_str(&w, c->repl_tls_cert[0] ? "mtls" : "h2c");
     mrd_json_w_obj_end(&w);
     mrd_json_w_key(&w, "erasure");
     mrd_json_w_obj_begin(&w);

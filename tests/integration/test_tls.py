@@ -169,12 +169,17 @@ def test_plain_http_on_tls_port_fails_cleanly(tls_site):
             except OSError:
                 pass
     wait_for(lambda: tls_failures(tls_site) >= before + 4, 5, "the failures to be counted")
+    st = tls_site.status()["listen"]
+    assert st["s3_tls"] == f"127.0.0.1:{tls_site.tls_port}" and st["replication_transport"] == "h2c"
+    _, _, metrics = http("GET", tls_site.admin + "/metrics")
+    assert re.search(rb'meridian_http_tls_failures_total\{listener="s3"\} [1-9]', metrics)
     log = tls_site.read_log()
     assert re.search(r'event=http\.tls\.fail peer=127\.0\.0\.1:\d+ reason="http request"', log), log
     # the daemon keeps serving, on both listeners
     c = s3client(tls_site, tls_site.s3s, tls_site.ca)
-    c.put_object(Bucket="tlsboto", Key="after", Body=b"still here")
-    assert c.get_object(Bucket="tlsboto", Key="after")["Body"].read() == b"still here"
+    c.create_bucket(Bucket="tlsafter")
+    c.put_object(Bucket="tlsafter", Key="after", Body=b"still here")
+    assert c.get_object(Bucket="tlsafter", Key="after")["Body"].read() == b"still here"
     assert http("GET", tls_site.s3 + "/health/live")[0] == 200
     assert tls_site.proc.poll() is None
 
@@ -250,6 +255,9 @@ def test_mtls_mesh_replicates_and_refuses_plain_h2c(tmp_path):
         ca.put_object(Bucket="mtls", Key="small", Body=b"x")
         snap = converge(sites)
         assert set(snap["mtls"]) == {"big", "small"}
+        assert a.status()["listen"]["replication_transport"] == "mtls"
+        out = a.ctl("status").stdout
+        assert "(mtls)" in out, out
         # the link really is TLS 1.3 with ALPN h2 and a client certificate:
         r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{b.repl_port}",
                             "-alpn", "h2", "-cert", f"{pki}/a.crt", "-key", f"{pki}/a.key"],
