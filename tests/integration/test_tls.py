@@ -305,8 +305,8 @@ def test_wrong_certificate_is_refused_and_shown(tmp_path):
             s.start()
         wait_for(lambda: up(peer(a, "b")), 15, "a -> b up")
         wait_for(lambda: up(peer(b, "a")), 15, "b -> a up")
-        p = wait_for(lambda: (lambda p: p if p["state"] == "down" else None)(peer(a, "c")), 15,
-                     "a -> c down")
+        p = wait_for(lambda: (lambda p: p if p["state"] == "down" and "TLS" in p["last_error"]
+                              else None)(peer(a, "c")), 15, "a -> c down, refused by TLS")
         assert "tls_pin of peer c" in p["last_error"], p
         assert not p["connected"]
         log = a.read_log()
@@ -347,8 +347,8 @@ def test_ca_mode_accepts_the_named_site_only(tmp_path):
             s.start()
         wait_for(lambda: up(peer(a, "b")), 15, "a -> b up")
         wait_for(lambda: up(peer(b, "a")), 15, "b -> a up")
-        p = wait_for(lambda: (lambda p: p if p["state"] == "down" else None)(peer(a, "c")), 15,
-                     "a -> c down")
+        p = wait_for(lambda: (lambda p: p if p["state"] == "down" and "TLS" in p["last_error"]
+                              else None)(peer(a, "c")), 15, "a -> c down, refused by TLS")
         assert "names CN 'x', not peer c" in p["last_error"], p
         log = a.read_log()
         assert re.search(r'event=repl\.tls\.refused side=server peer=unknown remote=\S+ '
