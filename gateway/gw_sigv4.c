@@ -10,7 +10,15 @@
  *                         normalise or double-encode, so we decode what the
  *                         client sent and encode it again: two clients that
  *                         escape differently (one leaves '=' alone, one does
- *                         not) both verify.
+ *                         not) both verify. A client that escaped a '/' in a
+ *                         key (%2F) signed the path exactly as sent, which
+ *                         re-encoding cannot rebuild: when the first
+ *                         signature does not match and the path as sent
+ *                         differs from its re-encoding, the path as sent is
+ *                         tried as the canonical URI too. This is always the
+ *                         request path, never a rewritten one: a
+ *                         virtual-host request ("Host: bucket.domain",
+ *                         "/key") signs "/key" (gw_addr.c).
  *       canonical query - every parameter decoded and re-encoded ('/' too),
  *                         sorted by name then value, "name=value" joined
  *                         by '&'; a presigned URL's X-Amz-Signature is left
@@ -456,18 +464,22 @@ append_trimmed(mrd_buf *out, const char *v)
     return rc;
 }
 
-int
-gw_sigv4_canonical_request(const gw_sigv4_input *in, const gw_sigv4_auth *a,
-                           const char *payload_hash, mrd_buf *out)
+/* The canonical request with the path re-encoded, or (raw_path) the path
+ * exactly as sent. */
+static int
+canonical_request(const gw_sigv4_input *in, const gw_sigv4_auth *a, const char *payload_hash,
+                  int raw_path, mrd_buf *out)
 {
     mrd_buf path = {0};
     const char *h = a->signed_headers;
     int rc;
 
     rc = mrd_buf_appendf(out, "%s\n", in->method);
-    if (rc == 0)
+    if (rc == 0 && raw_path)
+        rc = mrd_buf_append(out, in->path, strlen(in->path));
+    else if (rc == 0)
         rc = gw_url_decode(in->path, strlen(in->path), 0, &path);
-    if (rc == 0)
+    if (rc == 0 && !raw_path)
         rc = gw_uri_encode(out, path.data, path.len, 1);
     if (rc == 0)
         rc = mrd_buf_append(out, "\n", 1);
@@ -500,6 +512,49 @@ gw_sigv4_canonical_request(const gw_sigv4_input *in, const gw_sigv4_auth *a,
     if (rc == 0)
         rc = mrd_buf_appendf(out, "\n%s\n%s", a->signed_headers, payload_hash);
     mrd_buf_free(&path);
+    return rc;
+}
+
+int
+gw_sigv4_canonical_request(const gw_sigv4_input *in, const gw_sigv4_auth *a,
+                           const char *payload_hash, mrd_buf *out)
+{
+    return canonical_request(in, a, payload_hash, 0, out);
+}
+
+/* 1 when the path as sent is not what re-encoding it gives (e.g. "%2F",
+ * lower-case hex), so a client may have signed it as sent. */
+static int
+path_differs_from_canonical(const char *p)
+{
+    mrd_buf dec = {0}, enc = {0};
+    int differs = gw_url_decode(p, strlen(p), 0, &dec) == 0 &&
+                  gw_uri_encode(&enc, dec.data, dec.len, 1) == 0 && strcmp(enc.data, p) != 0;
+
+    mrd_buf_free(&dec);
+    mrd_buf_free(&enc);
+    return differs;
+}
+
+/* Compares a's signature with ours over the canonical request (raw_path:
+ * see canonical_request). Returns 1 on a match, 0 on a mismatch, or a
+ * negative code (a signed header is missing: MRD_EINVAL; -ENOMEM). */
+static int
+signature_matches(const gw_sigv4_input *in, const gw_sigv4_auth *a, const char *secret,
+                  int raw_path)
+{
+    mrd_buf creq = {0}, sts = {0};
+    char sig[65];
+    int rc = canonical_request(in, a, a->payload_hash, raw_path, &creq);
+
+    if (rc == 0)
+        rc = gw_sigv4_string_to_sign(a, creq.data, creq.len, &sts) == 0 ? 0 : -ENOMEM;
+    if (rc == 0) {
+        gw_sigv4_sign(secret, a, sts.data, sts.len, sig);
+        rc = mrd_consttime_equal(sig, 64, a->signature, strlen(a->signature));
+    }
+    mrd_buf_free(&creq);
+    mrd_buf_free(&sts);
     return rc;
 }
 
@@ -593,10 +648,8 @@ gw_sigv4_verify(const gw_sigv4_input *in, const mrd_config *conf, int64_t now, g
 {
     gw_sigv4_auth a;
     const char *authz = header(in, "authorization"), *secret = NULL, *v;
-    mrd_buf creq = {0}, sts = {0};
-    char sig[65];
     int64_t t;
-    int rc = 0, qrc;
+    int rc = 0, qrc, match;
 
     *why = "";
     memset(&a, 0, sizeof(a));
@@ -647,19 +700,19 @@ gw_sigv4_verify(const gw_sigv4_input *in, const mrd_config *conf, int64_t now, g
     }
     if (!secret)
         FAIL(GW_S3E_INVALID_ACCESS_KEY_ID, "unknown access key");
-    if (gw_sigv4_canonical_request(in, &a, a.payload_hash, &creq) != 0)
+    match = signature_matches(in, &a, secret, 0);
+    if (match == 0 && path_differs_from_canonical(in->path))
+        match = signature_matches(in, &a, secret, 1);
+    if (match == MRD_EINVAL)
         FAIL(GW_S3E_SIGNATURE_DOES_NOT_MATCH, "a signed header is missing");
-    if (gw_sigv4_string_to_sign(&a, creq.data, creq.len, &sts) != 0)
+    if (match < 0)
         FAIL(GW_S3E_INTERNAL, "out of memory");
-    gw_sigv4_sign(secret, &a, sts.data, sts.len, sig);
-    if (!mrd_consttime_equal(sig, 64, a.signature, strlen(a.signature)))
+    if (match == 0)
         FAIL(GW_S3E_SIGNATURE_DOES_NOT_MATCH, "signature mismatch");
     if (strncmp(a.payload_hash, "STREAMING-", 10) == 0)
         gw_sigv4_signing_key(secret, &a, a.signing_key);
     *auth = a;
     OPENSSL_cleanse(a.signing_key, sizeof(a.signing_key));
 out:
-    mrd_buf_free(&creq);
-    mrd_buf_free(&sts);
     return rc;
 }

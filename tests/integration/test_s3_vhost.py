@@ -22,7 +22,7 @@ import urllib.request
 import boto3
 import botocore
 import pytest
-from botocore.auth import SigV4Auth
+from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
@@ -186,6 +186,30 @@ def test_host_forms_and_the_signature_covers_the_host(vsite):
     st, _, body = signed(vsite, "GET", "127.0.0.1", "/hf-one/k",
                          headers={"x-meridian-bucket": "hf-two"})
     assert st == 200 and body == b"one"
+
+
+def test_escaped_slash_signed_as_sent(vsite):
+    """A client that escapes '/' inside a key (%2F) signs the path as sent
+    (botocore's S3 signer does not re-encode): accepted in both styles, the
+    key is the decoded one, and the signature still binds the path."""
+    def put(host, path, body, send_path=None):
+        url = "http://%s:%d%s" % (host, vsite.s3_port, path)
+        req = AWSRequest(method="PUT", url=url, data=body)
+        req.headers["Host"] = "%s:%d" % (host, vsite.s3_port)
+        req.headers["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
+        S3SigV4Auth(Credentials(KEY, SECRET), "s3", "us-east-1").add_auth(req)
+        return http("PUT", vsite.s3 + (send_path or path), headers=dict(req.headers.items()),
+                     body=body)
+
+    assert signed(vsite, "PUT", "127.0.0.1", "/esc-slash")[0] == 200
+    st, _, body = put("127.0.0.1", "/esc-slash/dir%2Fpath", b"path style")
+    assert st == 200, body
+    st, _, body = put("esc-slash." + DOMAIN, "/dir%2Fvhost", b"virtual host")
+    assert st == 200, body
+    st, _, body = put("127.0.0.1", "/esc-slash/dir%2Fpath", b"x", send_path="/esc-slash/dir/path")
+    assert st == 403 and xml_code(body) == "SignatureDoesNotMatch"
+    assert signed(vsite, "GET", "127.0.0.1", "/esc-slash/dir/path")[2] == b"path style"
+    assert signed(vsite, "GET", "127.0.0.1", "/esc-slash/dir/vhost")[2] == b"virtual host"
 
 
 def test_curl_virtual_host(vsite, tmp_path):

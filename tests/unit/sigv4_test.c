@@ -259,6 +259,33 @@ test_parse_header_rejects_malformed(void)
 }
 
 /* A request signed by the real signer, then checked by gw_sigv4_verify. */
+/* The users of the verification tests: AKIAOTHER and AKIATEST. */
+static void
+test_users(mrd_config *conf)
+{
+    memset(conf, 0, sizeof(*conf));
+    conf->n_users = 2;
+    strcpy(conf->users[0].access_key, "AKIAOTHER");
+    strcpy(conf->users[0].secret_key, "other-secret");
+    strcpy(conf->users[1].access_key, "AKIATEST");
+    strcpy(conf->users[1].secret_key, "testsecretkey");
+}
+
+/* X-Amz-Date for t into date, and a's scope for it (us-east-1/s3). */
+static void
+test_scope(time_t t, char date[17], gw_sigv4_auth *a)
+{
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(date, 17, "%Y%m%dT%H%M%SZ", &tm);
+    memset(a, 0, sizeof(*a));
+    memcpy(a->date, date, 8);
+    strcpy(a->region, "us-east-1");
+    strcpy(a->service, "s3");
+    strcpy(a->amz_date, date);
+}
+
 static int
 verify_with(const char *secret_used, const char *ak_used, int64_t skew_s, const char **why)
 {
@@ -268,27 +295,15 @@ verify_with(const char *secret_used, const char *ak_used, int64_t skew_s, const 
     gw_sigv4_auth a, out;
     gw_sigv4_input in;
     mrd_buf creq = {0}, sts = {0};
-    time_t now = time(NULL), t = now + skew_s;
-    struct tm tm;
+    time_t now = time(NULL);
     int rc;
 
-    memset(&conf, 0, sizeof(conf));
-    conf.n_users = 2;
-    strcpy(conf.users[0].access_key, "AKIAOTHER");
-    strcpy(conf.users[0].secret_key, "other-secret");
-    strcpy(conf.users[1].access_key, "AKIATEST");
-    strcpy(conf.users[1].secret_key, "testsecretkey");
-    gmtime_r(&t, &tm);
-    strftime(date, sizeof(date), "%Y%m%dT%H%M%SZ", &tm);
+    test_users(&conf);
+    test_scope(now + skew_s, date, &a);
     hn[0] = "Host", hv[0] = "127.0.0.1:9000";
     hn[1] = "x-amz-date", hv[1] = date;
     hn[2] = "x-amz-content-sha256", hv[2] = EMPTYH;
-    memset(&a, 0, sizeof(a));
     snprintf(a.access_key, sizeof(a.access_key), "%s", ak_used);
-    memcpy(a.date, date, 8);
-    strcpy(a.region, "us-east-1");
-    strcpy(a.service, "s3");
-    strcpy(a.amz_date, date);
     strcpy(a.signed_headers, "host;x-amz-content-sha256;x-amz-date");
     in = (gw_sigv4_input){"GET", "/b/k", "", 3, hn, hv};
     gw_sigv4_canonical_request(&in, &a, EMPTYH, &creq);
@@ -304,6 +319,61 @@ verify_with(const char *secret_used, const char *ak_used, int64_t skew_s, const 
     mrd_buf_free(&creq);
     mrd_buf_free(&sts);
     return rc;
+}
+
+/* A PUT whose canonical URI the client built as signed_uri, sent with path
+ * sent_path; gw_sigv4_verify's result. */
+static int
+verify_uri(const char *signed_uri, const char *sent_path)
+{
+    mrd_config conf;
+    const char *hn[4], *hv[4], *why;
+    char date[17], authz[400], sig[65];
+    gw_sigv4_auth a, out;
+    gw_sigv4_input in;
+    mrd_buf creq = {0}, sts = {0};
+    time_t now = time(NULL);
+    int rc;
+
+    test_users(&conf);
+    test_scope(now, date, &a);
+    mrd_buf_appendf(&creq,
+                    "PUT\n%s\n\nhost:h\nx-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:%s\n\n"
+                    "host;x-amz-content-sha256;x-amz-date\nUNSIGNED-PAYLOAD",
+                    signed_uri, date);
+    gw_sigv4_string_to_sign(&a, creq.data, creq.len, &sts);
+    gw_sigv4_sign("testsecretkey", &a, sts.data, sts.len, sig);
+    snprintf(authz, sizeof(authz),
+             "AWS4-HMAC-SHA256 Credential=AKIATEST/%.8s/us-east-1/s3/aws4_request, "
+             "SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=%s",
+             date, sig);
+    hn[0] = "Host", hv[0] = "h";
+    hn[1] = "x-amz-content-sha256", hv[1] = "UNSIGNED-PAYLOAD";
+    hn[2] = "x-amz-date", hv[2] = date;
+    hn[3] = "Authorization", hv[3] = authz;
+    in = (gw_sigv4_input){"PUT", sent_path, "", 4, hn, hv};
+    rc = gw_sigv4_verify(&in, &conf, (int64_t)now, &out, &why);
+    mrd_buf_free(&creq);
+    mrd_buf_free(&sts);
+    return rc;
+}
+
+/* The canonical URI: re-encoded, or the path exactly as sent when the
+ * client escaped what re-encoding keeps (an escaped '/'). */
+static void
+test_canonical_uri_as_sent(void)
+{
+    /* '=' sent raw, signed escaped (botocore) */
+    CHECK_EQ_INT(verify_uri("/b/k%3Dv", "/b/k=v"), 0);
+    /* '/' in a key escaped by the client and signed that way */
+    CHECK_EQ_INT(verify_uri("/b/a%2Fk", "/b/a%2Fk"), 0);
+    CHECK_EQ_INT(verify_uri("/b/a/k", "/b/a%2Fk"), 0);
+    /* but the signature still binds the path */
+    CHECK_EQ_INT(verify_uri("/b/a%2Fk", "/b/a/k"), GW_S3E_SIGNATURE_DOES_NOT_MATCH + 1);
+    CHECK_EQ_INT(verify_uri("/b/other", "/b/a%2Fk"), GW_S3E_SIGNATURE_DOES_NOT_MATCH + 1);
+    /* a virtual-host request signs its own path */
+    CHECK_EQ_INT(verify_uri("/key", "/key"), 0);
+    CHECK_EQ_INT(verify_uri("/bucket/key", "/key"), GW_S3E_SIGNATURE_DOES_NOT_MATCH + 1);
 }
 
 static void
@@ -475,6 +545,7 @@ static const test_case tests[] = {
     TEST(test_header_values_are_trimmed_and_joined),
     TEST(test_parse_header_rejects_malformed),
     TEST(test_verify_decisions),
+    TEST(test_canonical_uri_as_sent),
     TEST(test_presigned_expiry),
     TEST(test_url_helpers),
     {NULL, NULL},
