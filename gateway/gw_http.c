@@ -47,7 +47,9 @@
  * decrypted input; output drains as SSL_write takes it). A connection whose
  * handshake fails (a plain-HTTP request on the TLS port, a client that
  * refuses our certificate, a scanner) is logged with OpenSSL's reason
- * (http.tls.fail) and counted, and closed; nothing else is affected.
+ * (http.tls.fail) and counted, and closed; nothing else is affected. Plain
+ * HTTP (OpenSSL's "http request") first gets a plain-text 400 saying the
+ * port speaks HTTPS, written straight to the socket, as nginx does.
  *
  * Expect: 100-continue. "100 Continue" goes out when the handler is ready
  * for the body: right after the route attached a body handler, or, if the
@@ -786,6 +788,29 @@ write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/* A plain-HTTP request on a TLS port: tell the client in its own protocol.
+ * The rest of its request is read and dropped first, so closing does not
+ * reset the connection before the answer is read. Best effort. */
+static void
+answer_plain_http(gw_conn *c)
+{
+    static const char msg[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                              "Content-Length: 45\r\nConnection: close\r\n\r\n"
+                              "This port speaks HTTPS: use an https:// URL.\n";
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    char sink[4096];
+    ssize_t n;
+    int i = 0;
+
+    if (fd < 0)
+        return;
+    while (i++ < 16 && (n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT)) > 0)
+        ;
+    n = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
+    shutdown(fd, SHUT_WR);
+}
+
 static void
 event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -814,6 +839,8 @@ event_cb(struct bufferevent *bev, short what, void *arg)
                                                   : "socket error during the handshake");
         c->srv->stats.tls_failures++;
         MRD_INFO("http.tls.fail", "peer=%s reason=\"%s\"", c->peer, why);
+        if (strcmp(why, "http request") == 0)
+            answer_plain_http(c);
         conn_close(c);
         return;
     }
