@@ -416,6 +416,9 @@ uint64_t gw_awschunk_decoded(const gw_awschunk *c);
  * prev_sig (the seed signature for the first chunk): lower-case hex. */
 void gw_awschunk_sign(const unsigned char key[32], const char *amz_date, const char *scope,
                       const char *prev_sig, const unsigned char data_sha[32], char out[65]);
+/* CRC-64/NVME (AWS's CRC64NVME checksum) of n bytes, continuing crc (0 to
+ * start). Thread-safe. */
+uint64_t gw_crc64nvme(uint64_t crc, const void *data, size_t n);
 /* The x-amz-trailer-signature of trailers whose canonical form ("name:value\n"
  * each, name lower-cased, value trimmed) hashes to trailer_sha, chained on
  * prev_sig (the last, empty chunk's signature): lower-case hex. */

@@ -139,6 +139,35 @@ def streaming_put(site, path, data, chunk=65536, corrupt_chunk=None, cut=None, m
     return send(site, "PUT", path, h, body)
 
 
+def _crc64nvme_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ (0x9a6c9329ac4bc9b5 if c & 1 else 0)
+        t.append(c)
+    return t
+
+
+CRC64NVME_TABLE = _crc64nvme_table()
+
+
+def crc64nvme(data):
+    """CRC-64/NVME, written here independently of the daemon's."""
+    c = 0xffffffffffffffff
+    for b in data:
+        c = CRC64NVME_TABLE[(c ^ b) & 0xff] ^ (c >> 8)
+    return c ^ 0xffffffffffffffff
+
+
+def trailer_digest(alg, data):
+    if alg == "crc32":
+        return binascii.crc32(data).to_bytes(4, "big")
+    if alg == "crc64nvme":
+        return crc64nvme(data).to_bytes(8, "big")
+    return hashlib.new(alg, data).digest()
+
+
 def trailer_put(site, path, data, chunk=65536, alg="crc32", checksum=None, sig=None,
                 trailers=None, aws_example_form=False, corrupt_chunk=None, chain_on_seed=False):
     """A STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER PUT built and signed here
@@ -158,9 +187,7 @@ def trailer_put(site, path, data, chunk=65536, alg="crc32", checksum=None, sig=N
     if not aws_example_form:
         body = body[:-2]  # "0;chunk-signature=...\r\n" and the trailers right after
     if checksum is None:
-        digest = (binascii.crc32(data).to_bytes(4, "big") if alg == "crc32"
-                  else hashlib.new(alg, data).digest())
-        checksum = base64.b64encode(digest).decode()
+        checksum = base64.b64encode(trailer_digest(alg, data)).decode()
     line = "%s:%s" % (name, checksum)
     if sig is None:
         sts = "\n".join(["AWS4-HMAC-SHA256-TRAILER", amz_date, scope,
@@ -271,10 +298,14 @@ def test_streaming_signed_trailer(site):
     c = client(site)
     c.create_bucket(Bucket="signtrail")
     data = os.urandom(300_000)
-    for alg in ("crc32", "sha256", "sha1"):
+    assert crc64nvme(b"123456789") == 0xae8b14860a799888  # the published check value
+    for alg in ("crc32", "sha256", "sha1", "crc64nvme"):
         st, _, body = trailer_put(site, "/signtrail/" + alg, data, alg=alg)
         assert st == 200, body
         assert c.get_object(Bucket="signtrail", Key=alg)["Body"].read() == data
+    st, _, body = trailer_put(site, "/signtrail/bad64", data, alg="crc64nvme",
+                              checksum=base64.b64encode(bytes(8)).decode())
+    assert st == 400 and xml_code(body) == "BadDigest", body
     st, _, body = trailer_put(site, "/signtrail/aws-form", data, chunk=100_000,
                               aws_example_form=True)
     assert st == 200, body

@@ -9,8 +9,8 @@
  * failure cases: a bad chunk signature, tampered data, reordered chunks, a
  * truncated stream, oversize chunk headers and sizes, decoded lengths that
  * disagree, bytes after the end, the unsigned-trailer variant with right
- * and wrong checksums, and the signed-trailer variant against AWS's worked
- * example (every chunk and the trailer signature) with its failure cases.
+ * and wrong checksums (CRC64NVME against its published check value), and the signed-trailer variant
+ * against AWS's worked example (every chunk and the trailer signature) with its failure cases.
  */
 #include <isa-l.h>
 #include <openssl/evp.h>
@@ -316,6 +316,19 @@ test_unsigned_trailers(void)
     enc.data[5] = 'H';
     CHECK_EQ_INT(decode(GW_AWSCHUNK_UNSIGNED_TRAILER, enc.data, enc.len, 5, -1,
                         "x-amz-checksum-sha256", &out),
+                 ERR(GW_S3E_BAD_DIGEST));
+    /* CRC64NVME: the published check value, in pieces, and in a trailer */
+    CHECK(gw_crc64nvme(0, "123456789", 9) == 0xae8b14860a799888ull);
+    CHECK(gw_crc64nvme(gw_crc64nvme(0, "1234", 4), "56789", 5) == 0xae8b14860a799888ull);
+    mrd_buf_reset(&enc);
+    mrd_buf_appendf(&enc, "6\r\nhello \r\n5\r\nworld\r\n0\r\n"
+                          "x-amz-checksum-crc64nvme:jSnVw/bqjr4=\r\n\r\n");
+    CHECK_EQ_INT(decode(GW_AWSCHUNK_UNSIGNED_TRAILER, enc.data, enc.len, 2, 11,
+                        "x-amz-checksum-crc64nvme", &out),
+                 0);
+    enc.data[3] = 'j'; /* "hello " -> "jello " */
+    CHECK_EQ_INT(decode(GW_AWSCHUNK_UNSIGNED_TRAILER, enc.data, enc.len, 2, 11,
+                        "x-amz-checksum-crc64nvme", &out),
                  ERR(GW_S3E_BAD_DIGEST));
     /* trailers in signed mode, and a signed-mode trailer option, are refused */
     {
