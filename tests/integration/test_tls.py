@@ -17,7 +17,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from conftest import MERIDIAND, REPO, Site, free_port, http, wait_for
+from conftest import MERIDIAND, REPO, Site, free_port, http, vm_hwm_kib, wait_for
 from test_replication import converge
 
 AWS = "/usr/bin/aws"
@@ -371,3 +371,30 @@ def test_ca_mode_accepts_the_named_site_only(tmp_path):
     finally:
         for s in sites:
             s.stop()
+
+
+def test_tls_bodies_stream_in_bounded_memory(tmp_path):
+    # a fresh site, so its peak RSS is this test's
+    ca, crt, key = make_server_cert(str(tmp_path / "pki"))
+    s = TlsSite(str(tmp_path / "a"))
+    s.enable_s3_tls(crt, key)
+    s.start()
+    s.ca = ca
+    try:
+        src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+        with open(src, "wb") as f:
+            for _ in range(160):
+                f.write(os.urandom(1 << 20))
+        assert curl(s, "-X", "PUT", s.s3s + "/tlsmem").returncode == 0
+        r = curl(s, "-T", src, s.s3s + "/tlsmem/big")
+        assert r.returncode == 0, r.stderr + r.stdout
+        r = curl(s, "-o", dst, s.s3s + "/tlsmem/big")
+        assert r.returncode == 0, r.stderr
+        assert sha(dst) == sha(src)
+        with open(f"/proc/{s.proc.pid}/maps") as f:
+            if "libasan" in f.read():
+                pytest.skip("peak RSS is meaningless under ASan (freed memory is quarantined)")
+        print("meridiand VmHWM KiB", vm_hwm_kib(s.proc.pid))
+        assert vm_hwm_kib(s.proc.pid) < 64 * 1024  # a 160 MiB body never sits in memory
+    finally:
+        s.stop()
