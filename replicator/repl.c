@@ -610,6 +610,7 @@ repl_free(repl *r)
         repl__rx_peer_free(&r->peers[i]);
         repl__tx_free(&r->peers[i]);
     }
+    repl__rx_pool_free(r);
     if (r->pump_ev)
         event_free(r->pump_ev);
     repl__topo_stop(r);

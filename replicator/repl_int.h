@@ -501,6 +501,7 @@ void repl__rx_end(repl__conn *c, repl__stream *s);
 void repl__rx_stream_gone(repl__stream *s);
 void repl__rx_peer_free(repl_peer *p);
 void repl__rx_tick(repl_peer *p);
+void repl__rx_pool_free(repl *r); /* at repl_free */
 
 /* ------------------------------------------------------------------------ */
 /* The replicator and its peers (repl.c, repl_client.c, repl_server.c)      */
@@ -613,6 +614,10 @@ struct repl {
     repl__conn *inbound;
     repl_stats stats;
 
+    /* batch head buffers (about 1 MiB each) kept for the next requests:
+     * fresh ones cost a page fault per 4 KiB (repl_recv.c) */
+    mrd_buf hpool[4];
+    int n_hpool;
     struct engine *eng;    /* attached engine: record streams run only with one */
     struct event *pump_ev; /* REPL_PUMP_MS: idle senders look for new records */
     uint64_t rng;          /* xorshift state for backoff jitter */

@@ -111,6 +111,49 @@ rx_unref(repl__rx *rx)
     free(rx);
 }
 
+/* ---- batch head buffers ------------------------------------------------------ */
+
+#define HPOOL_MIN (64u << 10) /* smaller buffers are not worth keeping */
+
+/* Room for need more bytes in b, from a kept buffer when one is big enough
+ * (b holds at most the 4-byte length so far). */
+static int
+head_reserve(repl *r, mrd_buf *b, size_t need)
+{
+    for (int i = 0; r && b->cap < b->len + need && i < r->n_hpool; i++) {
+        mrd_buf k = r->hpool[i];
+        if (k.cap < b->len + need)
+            continue;
+        memcpy(k.data, b->data, b->len);
+        k.len = b->len;
+        mrd_buf_free(b);
+        *b = k;
+        r->hpool[i] = r->hpool[--r->n_hpool];
+        return 0;
+    }
+    return mrd_buf_reserve(b, need);
+}
+
+/* Gives b's memory back to the pool (or frees it); b is left empty. */
+static void
+head_release(repl *r, mrd_buf *b)
+{
+    if (r && b->cap >= HPOOL_MIN && r->n_hpool < (int)(sizeof(r->hpool) / sizeof(r->hpool[0]))) {
+        b->len = 0;
+        r->hpool[r->n_hpool++] = *b;
+        memset(b, 0, sizeof(*b));
+        return;
+    }
+    mrd_buf_free(b);
+}
+
+void
+repl__rx_pool_free(repl *r)
+{
+    while (r->n_hpool)
+        mrd_buf_free(&r->hpool[--r->n_hpool]);
+}
+
 /* Flushes the connection after work done outside nghttp2 callbacks. */
 static void
 flush(repl__conn *c)
@@ -835,6 +878,9 @@ repl__rx_data(repl__conn *c, repl__stream *s, const uint8_t *data, size_t len)
                 repl__conn_consume(c, s->id, len);
                 return 0;
             }
+            /* once, at its size: no regrowth copies while 1 MiB of frames arrive */
+            if (head_reserve(rx->r, &rx->head, rx->head_len) < 0)
+                return -ENOMEM;
         }
         need = 4 + rx->head_len - rx->head.len;
         take = need < len ? need : len;
@@ -846,6 +892,7 @@ repl__rx_data(repl__conn *c, repl__stream *s, const uint8_t *data, size_t len)
         if (rx->head.len < 4 + rx->head_len)
             return 0;
         take_head(rx);
+        head_release(rx->r, &rx->head); /* the parsed batch holds copies */
         if (rx->failed) {
             repl__conn_consume(c, s->id, len);
             return 0;

@@ -126,10 +126,13 @@ struct repl__tx {
     uint64_t acked, saved;
     uint64_t batches, records, objects, data_bytes, errors;
     uint64_t superseded; /* puts left out by reader jobs (put_superseded) */
-    /* object bytes the peer lacks (lag_scan): our puts in (acked, durable] */
+    /* object bytes the peer lacks (lag_scan): our records in (acked,
+     * lag_bytes_at], one entry each in LSN order, popped as acks come */
+    struct lag_ent *lagq;
+    size_t lagq_head, lagq_n, lagq_cap;
     uint64_t lag_bytes, lag_bytes_at, lag_scan_ns;
-    uint64_t lag_own; /* records of ours in the scanned range (not replicated applies) */
-    uint64_t lag_scan_from, lag_scanned; /* the range's first LSN (0: none), records read */
+    uint64_t lag_own; /* entries in lagq: records of ours (not replicated applies) */
+    uint64_t lag_gen; /* bumped when lagq is cleared: a running scan's result is stale */
     int lag_scan_running, lag_bytes_partial;
     char error[128];
     /* anti-entropy (see repl_sync.c) */
@@ -208,6 +211,7 @@ tx_unref(struct repl__tx *tx)
         return;
     sync_free_digests(tx);
     pthread_mutex_destroy(&tx->mu);
+    free(tx->lagq);
     free(tx);
 }
 
@@ -342,23 +346,31 @@ repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof
 /* ---- bytes behind ---------------------------------------------------------- */
 
 /*
- * How many bytes of object data the peer still lacks: the sizes of the
- * objects our records in (acked, durable] put, summed by reading that range
- * of the WAL on an engine worker, at most once a second while the peer
- * lags. The same scan counts the records we originated there: the WAL also
- * holds replicated applies of other sites' writes, which are never sent, so
- * durable - acked overstates what the peer lacks from us. While the ack does
- * not move (a peer away), each scan reads only what became durable since
- * the last one and adds it: a long outage is not reread every second. Records are not read twice
- * per scan; a lag of more than LAG_SCAN_MAX records (or past what the WAL still holds) gives a
- * lower bound, flagged partial.
+ * How many bytes of object data the peer still lacks, and how many records
+ * of ours: the WAL between the acked LSN and the durable end holds our
+ * records and the replicated applies of other sites' writes (never sent),
+ * so durable - acked overstates. A scan job (an engine worker: WAL segments
+ * are files) reads what became durable since the last scan, at most once a
+ * second while the peer lags, and queues one entry (LSN, object bytes) per
+ * record of ours; acks pop entries from the front. So each record is read
+ * once however long the peer lags and however often its ack moves (a
+ * catch-up used to re-read the whole remaining range every second). At
+ * most LAG_SCAN_MAX entries are queued (16 bytes each): beyond that the
+ * figures are a lower bound, flagged partial, until acks make room.
  */
 #define LAG_SCAN_MAX 200000
+
+struct lag_ent {
+    uint64_t lsn, bytes;
+};
 
 typedef struct lag_job {
     struct repl__tx *tx;
     wal *w;
-    uint64_t from, to, bytes, own, scanned; /* the sums start at the range so far */
+    uint64_t from, to, at, gen; /* read [from, to]; got through at */
+    size_t max;                 /* entries it may add */
+    struct lag_ent *ents;
+    size_t n, cap;
     int partial;
 } lag_job;
 
@@ -368,6 +380,7 @@ lag_work(void *arg)
     lag_job *j = arg;
     wal_reader *rd = NULL;
 
+    j->at = j->from - 1;
     if (wal_reader_open(j->w, j->from, &rd) != 0) {
         j->partial = 1;
         return;
@@ -375,25 +388,75 @@ lag_work(void *arg)
     for (;;) {
         wal_entry e;
         Meridian__WalRecord *rec = NULL;
+        uint64_t bytes = 0;
 
         if (wal_reader_next(rd, &e) <= 0 || e.lsn > j->to)
             break;
-        if (++j->scanned > LAG_SCAN_MAX) {
+        if (e.type == WAL_REC_REPLICATED_APPLY) {
+            j->at = e.lsn;
+            continue;
+        }
+        if (j->n == j->max) {
             j->partial = 1;
             break;
         }
-        if (e.type != WAL_REC_REPLICATED_APPLY)
-            j->own++;
         if ((e.type == WAL_REC_OBJECT_PUT || e.type == WAL_REC_MULTIPART_COMPLETE) &&
             wal_record_decode(e.type, e.payload, e.len, &rec) == 0) {
             if (rec->body_case == MERIDIAN__WAL_RECORD__BODY_OBJECT_PUT)
-                j->bytes += rec->object_put->size;
+                bytes = rec->object_put->size;
             else if (rec->body_case == MERIDIAN__WAL_RECORD__BODY_MULTIPART_COMPLETE)
-                j->bytes += rec->multipart_complete->size;
+                bytes = rec->multipart_complete->size;
             wal_record_free(rec);
         }
+        if (j->n == j->cap) {
+            size_t cap = j->cap ? j->cap * 2 : 256;
+            struct lag_ent *v = realloc(j->ents, cap * sizeof(*v));
+            if (!v) {
+                j->partial = 1;
+                break;
+            }
+            j->ents = v;
+            j->cap = cap;
+        }
+        j->ents[j->n++] = (struct lag_ent){e.lsn, bytes};
+        j->at = e.lsn;
     }
     wal_reader_close(rd);
+}
+
+static void
+lagq_clear(struct repl__tx *tx)
+{
+    tx->lagq_head = tx->lagq_n = 0;
+    tx->lag_bytes = tx->lag_own = 0;
+    tx->lag_bytes_partial = 0;
+    tx->lag_gen++;
+}
+
+/* Appends a job's entries (in LSN order, after everything queued). */
+static int
+lagq_push(struct repl__tx *tx, const struct lag_ent *e, size_t n)
+{
+    if (tx->lagq_n + n > tx->lagq_cap) {
+        size_t cap = tx->lagq_cap ? tx->lagq_cap : 256;
+        struct lag_ent *v;
+        while (cap < tx->lagq_n + n)
+            cap *= 2;
+        if (!(v = malloc(cap * sizeof(*v))))
+            return -ENOMEM;
+        for (size_t i = 0; i < tx->lagq_n; i++) /* unwrap the ring */
+            v[i] = tx->lagq[(tx->lagq_head + i) % tx->lagq_cap];
+        free(tx->lagq);
+        tx->lagq = v;
+        tx->lagq_cap = cap;
+        tx->lagq_head = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tx->lagq[(tx->lagq_head + tx->lagq_n++) % tx->lagq_cap] = e[i];
+        tx->lag_bytes += e[i].bytes;
+        tx->lag_own++;
+    }
+    return 0;
 }
 
 static void
@@ -403,14 +466,16 @@ lag_done(void *arg)
     struct repl__tx *tx = j->tx;
 
     tx->lag_scan_running = 0;
-    if (!tx->detached) {
-        tx->lag_bytes = j->bytes;
-        tx->lag_own = j->own;
-        tx->lag_scanned = j->scanned;
-        tx->lag_bytes_at = j->to;
-        tx->lag_bytes_partial = j->partial;
+    if (!tx->detached && j->gen == tx->lag_gen && j->from == tx->lag_bytes_at + 1) {
+        if (lagq_push(tx, j->ents, j->n) == 0) {
+            tx->lag_bytes_at = j->at;
+            tx->lag_bytes_partial = j->partial;
+        } else {
+            tx->lag_bytes_partial = 1;
+        }
     }
     tx_unref(tx);
+    free(j->ents);
     free(j);
 }
 
@@ -422,39 +487,39 @@ lag_scan(struct repl__tx *tx, uint64_t durable)
     lag_job *j;
 
     if (durable <= tx->acked) {
-        tx->lag_bytes = tx->lag_own = tx->lag_scanned = 0;
+        if (tx->lagq_n || tx->lag_bytes_partial)
+            lagq_clear(tx);
         tx->lag_bytes_at = durable;
-        tx->lag_scan_from = 0;
-        tx->lag_bytes_partial = 0;
         return;
     }
-    if (tx->lag_scan_running || now - tx->lag_scan_ns < 1000000000ull)
+    while (tx->lagq_n && tx->lagq[tx->lagq_head].lsn <= tx->acked) {
+        tx->lag_bytes -= tx->lagq[tx->lagq_head].bytes;
+        tx->lag_own--;
+        tx->lagq_head = (tx->lagq_head + 1) % tx->lagq_cap;
+        tx->lagq_n--;
+    }
+    if (tx->lag_bytes_at < tx->acked) {
+        /* acked beyond what was read (a reconnect's Hello, a resync): read on from there */
+        lagq_clear(tx);
+        tx->lag_bytes_at = tx->acked;
+    }
+    if (tx->lag_scan_running || now - tx->lag_scan_ns < 1000000000ull ||
+        durable == tx->lag_bytes_at || tx->lagq_n >= LAG_SCAN_MAX)
         return;
-    if (tx->lag_scan_from == tx->acked + 1 && !tx->lag_bytes_partial && durable == tx->lag_bytes_at)
-        return; /* the range is summed and nothing was added */
     if (!(j = calloc(1, sizeof(*j))))
         return;
     j->tx = tx;
     j->w = engine_wal(r->eng);
+    j->from = tx->lag_bytes_at + 1;
     j->to = durable;
-    if (tx->lag_scan_from == tx->acked + 1 && !tx->lag_bytes_partial &&
-        durable > tx->lag_bytes_at) {
-        /* same start: read only the new tail and add it */
-        j->from = tx->lag_bytes_at + 1;
-        j->bytes = tx->lag_bytes;
-        j->own = tx->lag_own;
-        j->scanned = tx->lag_scanned;
-    } else {
-        j->from = tx->acked + 1;
-    }
-    tx->lag_scan_from = tx->acked + 1;
+    j->gen = tx->lag_gen;
+    j->max = LAG_SCAN_MAX - tx->lagq_n;
     tx->refs++;
     tx->lag_scan_running = 1;
     tx->lag_scan_ns = now;
     if (engine_run(r->eng, lag_work, lag_done, j) != 0) {
         tx->refs--;
         tx->lag_scan_running = 0;
-        tx->lag_scan_from = 0; /* the sums kept are not this range's */
         free(j);
     }
 }
