@@ -73,12 +73,14 @@ def mpu_etag(parts):
 
 
 def shard_files(site):
-    """Shard files on every drive: {tmp: n, obj: n}."""
+    """Shard files holding data on every drive: {tmp: n, obj: n}. Empty ones
+    are the store's files pre-created for future writes (store/FORMAT.md)."""
     n = {"tmp": 0, "obj": 0}
     for d in site.drives:
         for sub in ("tmp", "obj"):
-            for _, _, files in os.walk(os.path.join(d, sub)):
-                n[sub] += sum(1 for f in files if f.rsplit(".", 1)[-1].isdigit())
+            for root, _, files in os.walk(os.path.join(d, sub)):
+                n[sub] += sum(1 for f in files if f.rsplit(".", 1)[-1].isdigit()
+                              and os.path.getsize(os.path.join(root, f)) > 0)
     return n
 
 
