@@ -221,6 +221,12 @@ def test_drive_list_shows_a_failed_drive_and_heal_rebuilds(tmp_path):
             return d["drives"][2]["state"] == "failed", d["drives"][2]
         drive = wait_for(failed, "drive 2 failed", timeout=25)
         assert drive["error"]
+        # the writes went on with 5 shards: flagged degraded, queued for heal
+        d = json.loads(site.ctl("--json", "drive", "list").stdout)
+        assert d["degraded_writes"] >= 4 and d["heal"]["queue"] >= 4, d
+        # /admin/v1/status shows the drive lost at run time, once probed
+        wait_for(lambda: (json.loads(site.ctl("--json", "status").stdout)["drives"][2]["state"]
+                          == "offline", None), "status: drive 2 offline", timeout=25)
         r = site.ctl("drive", "list")
         assert r.returncode == 0
         row = next(l for l in r.stdout.splitlines() if l.startswith("2 "))
