@@ -19,7 +19,7 @@ import botocore
 import pytest
 from botocore.config import Config
 
-from conftest import http, vm_hwm_kib
+from conftest import http, vm_hwm_kib, wait_for
 
 AWS = "/usr/bin/aws"
 KEY, SECRET = "AKIATEST", "testsecretkey"
@@ -363,3 +363,53 @@ def test_keys_longer_than_the_index_holds_get_key_too_long(make_site):
     s3.put_object(Bucket=bucket, Key="after", Body=b"y")
     assert sorted(c["Key"] for c in s3.list_objects_v2(Bucket=bucket)["Contents"]) == \
         ["after", mkey, "small"]
+
+
+def data_shards(site):
+    """Shard files holding data in obj/ on every drive (empty ones are the
+    store's files pre-created for future writes)."""
+    n = 0
+    for d in site.drives:
+        for root, _, files in os.walk(os.path.join(d, "obj")):
+            n += sum(1 for f in files if f.rsplit(".", 1)[-1].isdigit()
+                     and os.path.getsize(os.path.join(root, f)) > 0)
+    return n
+
+
+def test_sigkill_mid_put_leaves_nothing_after_restart(make_site):
+    """A PUT cut by SIGKILL after some of its stripes reached the drives is
+    invisible, and the start-up sweep removes its shards and the dead
+    process's pre-created files; acknowledged objects are all there."""
+    import http.client
+    import urllib.parse
+    a = make_site("a").start()
+    s3 = client(a)
+    s3.create_bucket(Bucket="cut")
+    bodies = {f"ok{i}": os.urandom(1 << 20) for i in range(3)}  # striped, not inline
+    for k, b in bodies.items():
+        s3.put_object(Bucket="cut", Key=k, Body=b)
+    assert data_shards(a) == 3 * 6
+    url = urllib.parse.urlsplit(s3.generate_presigned_url(
+        "put_object", Params={"Bucket": "cut", "Key": "partial"}, ExpiresIn=300))
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.putrequest("PUT", url.path + "?" + url.query)
+    conn.putheader("Content-Length", str(64 << 20))
+    conn.endheaders()
+    chunk = os.urandom(1 << 20)
+    for _ in range(12):  # 12 of 64 MiB: several stripes written, no answer yet
+        conn.send(chunk)
+    wait_for(lambda: data_shards(a) > 3 * 6, timeout=30, what="the partial PUT's shards")
+    a.stop(signal.SIGKILL)
+    conn.close()
+    assert data_shards(a) > 3 * 6  # its stripes are on the drives ...
+    a.start()
+    s3 = client(a)
+    with pytest.raises(botocore.exceptions.ClientError) as e:  # ... but it is not visible
+        s3.head_object(Bucket="cut", Key="partial")
+    assert status(e) == 404
+    for k, b in bodies.items():
+        assert s3.get_object(Bucket="cut", Key=k)["Body"].read() == b
+    assert data_shards(a) == 3 * 6  # the sweep removed them
+    sweeps = [l for l in a.read_log().splitlines() if "event=store.sweep" in l]
+    removed = int(sweeps[-1].split("removed=")[1].split()[0])
+    assert removed > 6, sweeps[-1]  # the partial PUT's shards and the old pool's files
