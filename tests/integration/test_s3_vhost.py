@@ -8,9 +8,9 @@ at loopback without touching the machine's resolver:
     s3.test and every name under it to 127.0.0.1 for the test's duration;
     everything else (signing, URLs, HTTP) is botocore's own;
   - curl gets --connect-to;
-  - s3cmd (its own process) runs in a private mount namespace whose
-    /etc/hosts lists the names (unshare --mount, a bind mount seen by that
-    process alone).
+  - s3cmd, awscli and rclone (their own processes) run in a private mount
+    namespace whose /etc/hosts lists the names (unshare --mount, a bind
+    mount seen by that process tree alone).
 """
 import hashlib
 import os
@@ -233,13 +233,23 @@ def test_curl_virtual_host(vsite, tmp_path):
     assert st == 200 and body == src.read_bytes()
 
 
-def test_s3cmd_virtual_host(vsite, tmp_path):
+def with_hosts(tmp_path, names, script, env=None):
+    """Runs a shell script in a private mount namespace whose /etc/hosts maps
+    names to 127.0.0.1 (nothing outside that process tree sees it)."""
     if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
-        pytest.skip("no private mount namespace here (unshare --mount) to give s3cmd a "
-                    "hosts file")
-    bucket = "s3cmd-vh"
+        pytest.skip("no private mount namespace here (unshare --mount) to give the client "
+                    "a hosts file")
     hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost %s %s.%s\n" % (DOMAIN, bucket, DOMAIN))
+    hosts.write_text("127.0.0.1 localhost %s\n" % " ".join(names))
+    r = subprocess.run(["unshare", "--mount", "sh", "-c",
+                        "mount --bind %s /etc/hosts && set -e\n%s" % (hosts, script)],
+                       capture_output=True, text=True, timeout=180, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_s3cmd_virtual_host(vsite, tmp_path):
+    bucket = "s3cmd-vh"
     cfg = tmp_path / "s3cfg"
     cfg.write_text("[default]\naccess_key = %s\nsecret_key = %s\nhost_base = %s:%d\n"
                    "host_bucket = %%(bucket)s.%s:%d\nuse_https = False\nsignature_v2 = False\n"
@@ -248,24 +258,58 @@ def test_s3cmd_virtual_host(vsite, tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(os.urandom(1 << 20))
     dst = tmp_path / "dst.bin"
-    script = ("mount --bind %s /etc/hosts && set -e\n"
-              "S='s3cmd -c %s --no-progress'\n"
+    script = ("S='s3cmd -c %s --no-progress'\n"
               "$S mb s3://{b}\n"
               "$S --debug put %s s3://{b}/dir/file.bin 2>%s\n"
               "$S ls s3://{b}/dir/\n"
               "$S get --force s3://{b}/dir/file.bin %s\n"
               "$S del s3://{b}/dir/file.bin\n"
-              "$S rb s3://{b}\n").format(b=bucket) % (hosts, cfg, src, tmp_path / "debug",
-                                                      dst)
-    r = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True,
-                       text=True, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "s3://%s/dir/file.bin" % bucket in r.stdout
+              "$S rb s3://{b}\n").format(b=bucket) % (cfg, src, tmp_path / "debug", dst)
+    out = with_hosts(tmp_path, [DOMAIN, "%s.%s" % (bucket, DOMAIN)], script)
+    assert "s3://%s/dir/file.bin" % bucket in out
     assert dst.read_bytes() == src.read_bytes()
     # s3cmd addressed the bucket by its host name, not by path
     debug = (tmp_path / "debug").read_text()
     assert "%s.%s" % (bucket, DOMAIN) in debug, debug[-2000:]
     assert signed(vsite, "HEAD", "127.0.0.1", "/" + bucket)[0] == 404  # rb went through
+
+
+def test_awscli_and_rclone_virtual_host(vsite, tmp_path):
+    """awscli (addressing_style = virtual; a 20 MiB cp goes multipart) and
+    rclone (force_path_style false), each with only the bucket's host name
+    resolvable: path style could not reach the bucket."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small.txt").write_bytes(os.urandom(1234))
+    (src / "big.bin").write_bytes(os.urandom(20 << 20))
+    cfg = tmp_path / "aws.cfg"
+    cfg.write_text("[default]\ns3 =\n    addressing_style = virtual\n")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
+    env = dict(base, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET,
+               AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=str(cfg),
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_PAGER="",
+               AWS_EC2_METADATA_DISABLED="true",
+               RCLONE_CONFIG_M_TYPE="s3", RCLONE_CONFIG_M_PROVIDER="Other",
+               RCLONE_CONFIG_M_ACCESS_KEY_ID=KEY, RCLONE_CONFIG_M_SECRET_ACCESS_KEY=SECRET,
+               RCLONE_CONFIG_M_ENDPOINT="http://%s:%d" % (DOMAIN, vsite.s3_port),
+               RCLONE_CONFIG_M_REGION="us-east-1", RCLONE_CONFIG_M_FORCE_PATH_STYLE="false",
+               RCLONE_CONFIG="/dev/null")
+    assert signed(vsite, "PUT", "127.0.0.1", "/cli-vh")[0] == 200
+    aws = "/usr/bin/aws --endpoint-url http://%s:%d" % (DOMAIN, vsite.s3_port)
+    rclone = "rclone --retries 1 --low-level-retries 1 --s3-upload-cutoff 5M --s3-chunk-size 5M"
+    script = ("{aws} s3 cp --no-progress {src}/big.bin s3://cli-vh/aws/big.bin\n"
+              "{aws} s3 cp --no-progress s3://cli-vh/aws/big.bin {tmp}/aws-back.bin\n"
+              "{aws} s3api head-object --bucket cli-vh --key aws/big.bin\n"
+              "{rclone} copy {src} m:cli-vh/rclone\n"
+              "{rclone} check {src} m:cli-vh/rclone\n"
+              "{rclone} ls m:cli-vh\n").format(aws=aws, rclone=rclone, src=src, tmp=tmp_path)
+    out = with_hosts(tmp_path, ["cli-vh." + DOMAIN], script, env=env)
+    assert re.search(r'"ETag": "\\"[0-9a-f]{32}-3\\""', out), out  # multipart: 8 MiB parts
+    assert (tmp_path / "aws-back.bin").read_bytes() == (src / "big.bin").read_bytes()
+    for name in ("aws/big.bin", "rclone/big.bin", "rclone/small.txt"):
+        assert name in out
+    st, _, body = signed(vsite, "GET", "127.0.0.1", "/cli-vh/rclone/small.txt")
+    assert st == 200 and body == (src / "small.txt").read_bytes()
 
 
 def test_forwarded_to_a_peer_that_serves_no_domain(tmp_path):
