@@ -530,6 +530,16 @@ write_drives(admin_job *j, const store_status *ss)
         mrd_json_w_uint(w, ss->degraded_writes);
         mrd_json_w_key(w, "reconstructed_reads");
         mrd_json_w_uint(w, ss->reconstructed_reads);
+        /* the store's pre-created shard files (store/FORMAT.md) */
+        mrd_json_w_key(w, "shard_file_pool");
+        mrd_json_w_obj_begin(w);
+        mrd_json_w_key(w, "ready");
+        mrd_json_w_uint(w, ss->pool_ready);
+        mrd_json_w_key(w, "hits");
+        mrd_json_w_uint(w, ss->pool_hits);
+        mrd_json_w_key(w, "misses");
+        mrd_json_w_uint(w, ss->pool_misses);
+        mrd_json_w_obj_end(w);
     }
     mrd_json_w_obj_end(w);
 }

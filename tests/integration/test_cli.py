@@ -224,6 +224,8 @@ def test_drive_list_shows_a_failed_drive_and_heal_rebuilds(tmp_path):
         # the writes went on with 5 shards: flagged degraded, queued for heal
         d = json.loads(site.ctl("--json", "drive", "list").stdout)
         assert d["degraded_writes"] >= 4 and d["heal"]["queue"] >= 4, d
+        pool = d["shard_file_pool"]  # every striped write took pre-created files or made its own
+        assert pool["hits"] + pool["misses"] == 5 and pool["ready"] >= 0, pool
         # /admin/v1/status shows the drive lost at run time, once probed
         wait_for(lambda: (json.loads(site.ctl("--json", "status").stdout)["drives"][2]["state"]
                           == "offline", None), "status: drive 2 offline", timeout=25)
