@@ -272,7 +272,7 @@ tls_bev_new(tls_ctx *t, struct event_base *base, int fd, int server, tls_check_f
     tc->check_ud = check_ud;
     if (!server && t->alpn_wire_len)
         SSL_set_alpn_protos(ssl, t->alpn_wire, (unsigned int)t->alpn_wire_len);
-    /* On failure libevent frees ssl (and with it tc) but not fd. */
+    /* Fails only when out of memory; libevent then does not own fd. */
     bev = bufferevent_openssl_socket_new(
         base, fd, ssl, server ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
         BEV_OPT_CLOSE_ON_FREE);
