@@ -91,7 +91,9 @@ static const struct {
                "to that peer until changed with 'bandwidth' (\"100MiB/s\" works too).\n"
                "--bucket B limits the pass to one bucket (a peer past WAL retention\n"
                "always gets every bucket). status shows each pass's\n"
-               "versions sent against the estimate from the digests, with a progress bar\n"
+               "digest bytes and requests exchanged (tree digests compared top-down, or\n"
+               "\"flat\" with a peer that predates them), versions sent against the\n"
+               "estimate from the digests, with a progress bar\n"
                "and an ETA on a terminal; --watch redraws every second until no pass\n"
                "runs ('bandwidth' changes the rate while it runs).\n"},
     {"bandwidth", "usage: meridianctl bandwidth --peer NAME RATE\n"
@@ -359,20 +361,26 @@ resync_print(const ctl_opts *o, const char *only, int tty)
         return -1;
     }
     arr = mrd_json_get(mrd_json_get(j, "replication"), "peers");
-    printf("%-10s %-8s %6s %10s %18s %-28s %8s  %s\n", "PEER", "RUNNING", "RUNS", "DIFFERING",
-           "SENT/ESTIMATE", "PROGRESS", "ETA", "RESULT");
+    printf("%-10s %-8s %6s %10s %14s %18s %-28s %8s  %s\n", "PEER", "RUNNING", "RUNS", "DIFFERING",
+           "DIGEST", "SENT/ESTIMATE", "PROGRESS", "ETA", "RESULT");
     for (const mrd_json *p = arr ? arr->child : NULL; p; p = p->next) {
         const mrd_json *ae = mrd_json_get(p, "anti_entropy");
         double sent = mrd_json_get_num(ae, "versions_sent", 0);
         double est = mrd_json_get_num(ae, "versions_estimate", 0);
         double el = mrd_json_get_num(ae, "elapsed_ms", 0) / 1000.0;
         int run = mrd_json_get_num(ae, "running", 0) != 0;
-        char counts[40], bar[40] = "", eta[24] = "-";
+        char counts[40], bar[40] = "", eta[24] = "-", dg[48], kb[32];
 
         if (only && strcmp(mrd_json_get_str(p, "name", ""), only) != 0)
             continue;
         running |= run;
         snprintf(counts, sizeof(counts), "%.0f/%s%.0f", sent, run ? "~" : "", est);
+        /* digest bytes exchanged and requests: tree digests, or the flat
+         * leaf arrays of an older peer */
+        snprintf(dg, sizeof(dg), "%s/%.0f%s",
+                 ctl_human_bytes((uint64_t)mrd_json_get_num(ae, "digest_bytes", 0), kb, sizeof(kb)),
+                 mrd_json_get_num(ae, "digest_rounds", 0),
+                 mrd_json_get_num(ae, "tree", 0) ? "" : " flat");
         if (run && est > 0) {
             double f = sent >= est ? 1.0 : sent / est;
             int w = 20, k = (int)(f * w);
@@ -388,10 +396,10 @@ resync_print(const ctl_opts *o, const char *only, int tty)
             if (sent > 0 && el > 0 && sent < est)
                 ctl_human_duration((est - sent) / (sent / el), eta, sizeof(eta));
         }
-        printf("%-10s %-8s %6.0f %10.0f %18s %-28s %8s  %s\n", mrd_json_get_str(p, "name", "?"),
-               run ? "yes" : "no", mrd_json_get_num(ae, "runs", 0),
-               mrd_json_get_num(ae, "leaves_differ", 0), counts, bar, eta,
-               run ? "" : mrd_json_get_str(ae, "result", ""));
+        printf("%-10s %-8s %6.0f %10.0f %14s %18s %-28s %8s  %s\n",
+               mrd_json_get_str(p, "name", "?"), run ? "yes" : "no",
+               mrd_json_get_num(ae, "runs", 0), mrd_json_get_num(ae, "leaves_differ", 0), dg,
+               counts, bar, eta, run ? "" : mrd_json_get_str(ae, "result", ""));
     }
     mrd_json_free(j);
     mrd_buf_free(&resp.body);

@@ -29,7 +29,7 @@ typedef struct nghttp2_session nghttp2_session;
 #define REPL_PATH_PROXY       "/s3" /* signed in place of the path of a proxied S3 request */
 #define REPL_PATH_TOPOLOGY    "/repl/v1/topology"
 #define REPL_MAX_DIGEST       (32u << 20) /* largest digest answer a sender accepts */
-#define REPL_DIGEST_CACHE_MS  600000      /* a tree digest kept for a peer's children requests */
+#define REPL_DIGEST_CACHE_MS  60000       /* a tree digest kept this long unused for a peer */
 #define REPL_BUCKET_MAX       64
 #define REPL_HDR_SITE         "x-meridian-site-id"
 #define REPL_HDR_TIME         "x-meridian-time"

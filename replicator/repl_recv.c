@@ -483,8 +483,8 @@ resync_apply(repl__rx *rx)
  *   - version 2, no ranges: a job computes the trees, answers the roots and
  *     keeps the trees for the asking peer (p->dg_cache) so that its
  *     children requests, answered on the loop from that snapshot, compare
- *     one consistent state; replaced by its next root request, freed after
- *     REPL_DIGEST_CACHE_MS unused;
+ *     one consistent state; replaced by its next root request, freed by its
+ *     push or after REPL_DIGEST_CACHE_MS unused;
  *   - version 2, push: the asker found those subtrees differ; our own pass
  *     to it sends what we hold in them (repl__sync_start_push).
  */
@@ -576,6 +576,7 @@ digest_serve_loop(repl__conn *c, repl__stream *s, repl_peer *p, repl__dreq *q)
     int rc;
 
     if (q->push) {
+        dg_cache_drop(p); /* the push ends the asker's comparison */
         rc = repl__sync_start_push(p, q);
         if (rc == MRD_EBUSY)
             repl__server_answer_text(c, s, 409, "a pass to the asker is already running");
