@@ -173,11 +173,90 @@ int engine_record_mpu_as_put(const void *payload, size_t len, void **out, size_t
 
 /*
  * Deletes a key: a delete marker becomes its current version (hidden from
- * reads and listings) and the previous version's data is freed. Deleting a
- * missing key succeeds without writing anything (S3 semantics).
+ * reads and listings). In an unversioned bucket the previous version's data
+ * is freed, and deleting a missing key succeeds without writing anything
+ * (S3 semantics). In a versioned bucket the marker is a real version and
+ * every older version is kept; in a suspended one it is a null marker that
+ * replaces the null version (docs/conflicts.md). In both a marker is
+ * written even when the key is absent or already deleted, as S3 does.
  * Errors (to cb): MRD_ENOTFOUND (no such bucket), MRD_EDURABLE. Thread-safe.
  */
 int engine_object_delete(engine *e, const char *bucket, const char *key, engine_cb cb, void *ud);
+
+/*
+ * engine_object_delete that also tells the marker's version id: marker_vid
+ * (25 bytes, caller-owned, alive until cb runs) gets the id of the marker
+ * written, or "" when none was, before cb runs.
+ */
+int engine_object_delete_marker(engine *e, const char *bucket, const char *key, char *marker_vid,
+                                engine_cb cb, void *ud);
+
+/*
+ * Removes one version for good (DELETE ?versionId=): an OBJECT_DELETE
+ * record, replicated. The version (a delete marker too) leaves the index,
+ * its data is freed after the commit, and the newest remaining version by
+ * the conflict order becomes current. Every site keeps a tombstone for the
+ * id, so a late copy of the version never comes back. version_id is an id
+ * from engine_version_id_new (not "null": resolve it with
+ * engine_version_lookup first).
+ * Errors (to cb): MRD_ENOTFOUND (no such bucket), MRD_EINVAL (not one of
+ * our ids), MRD_EDURABLE. Thread-safe.
+ */
+int engine_object_delete_version(engine *e, const char *bucket, const char *key,
+                                 const char *version_id, engine_cb cb, void *ud);
+
+/*
+ * Looks one version up the way S3 names it: version_id NULL is the current
+ * version, "null" the key's null version (the newest one, by the conflict
+ * order, of those written while the bucket was unversioned or suspended and
+ * still listed), anything else that id. Tombstones of removed versions are
+ * not found. Blocking (index reads): call from engine_run work.
+ * Errors: MRD_ENOTFOUND, the store's. *out owned by the caller.
+ */
+int engine_version_lookup(engine *e, const char *bucket, const char *key, const char *version_id,
+                          store_version_rec **out);
+
+/* Bucket versioning states (proto enum Versioning). */
+enum {
+    ENGINE_VERSIONING_UNSET = 0,
+    ENGINE_VERSIONING_ENABLED = 1,
+    ENGINE_VERSIONING_SUSPENDED = 2,
+};
+
+/* A bucket configuration change: the registers whose has_ flag is set are
+ * replaced (has_tags with n_tags 0 deletes the tag set). */
+typedef struct engine_bucket_conf {
+    int has_versioning;
+    int versioning; /* ENGINE_VERSIONING_ENABLED or _SUSPENDED */
+    int has_tags;
+    const engine_kv *tags;
+    size_t n_tags;
+} engine_bucket_conf;
+
+/*
+ * Changes a bucket's configuration (PutBucketVersioning, Put/DeleteBucket-
+ * Tagging): a BUCKET_CONFIG record, replicated. Each register settles
+ * last-writer-wins on (hlc, site) at every site, whatever the order the
+ * records arrive in. Everything is copied. Errors (to cb): MRD_ENOTFOUND
+ * (no such bucket), MRD_EDURABLE; MRD_EINVAL at once for a bad conf.
+ */
+int engine_bucket_config(engine *e, const char *bucket, const engine_bucket_conf *c, engine_cb cb,
+                         void *ud);
+
+/* The versioning state (ENGINE_VERSIONING_*) recorded in a bucket's index
+ * blob. MRD_ECORRUPT if malformed. */
+int engine_bucket_versioning(const void *blob, size_t len, int *out);
+
+/* The configuration registers of a bucket's index blob as canonical bytes
+ * (for anti-entropy digests): out is left empty when the bucket was never
+ * configured. MRD_ECORRUPT, -ENOMEM. */
+int engine_bucket_config_bytes(const void *blob, size_t len, mrd_buf *out);
+
+/* Calls fn(key, value) for each tag of a bucket's index blob, in order;
+ * stops at and returns fn's nonzero result. MRD_ENOTFOUND when the bucket
+ * has no tag set, MRD_ECORRUPT if malformed. */
+int engine_bucket_tags_each(const void *blob, size_t len,
+                            int (*fn)(void *ud, const char *key, const char *value), void *ud);
 
 /* Reserved user-metadata names: an object version's tag set ("k=v&k2=v2",
  * URL-encoded) and the (hlc.site) of the tagging that set it. Never sent as
@@ -342,7 +421,11 @@ int engine_meta_each(const void *blob, size_t len,
 int engine_bucket_created_ms(const void *blob, size_t len, uint64_t *out);
 
 /* store_version.flags bit the engine sets on every version written while the bucket was unversioned
- * (S3's null version). */
+ * or suspended (S3's null version). */
 #define ENGINE_VF_NULL_VERSION 0x10000u
+/* store_version.flags bit of a tombstone: the version with this id was removed by a DELETE
+ * ?versionId= and must never come back. Always with STORE_VF_DELETE_MARKER, never current, never
+ * listed; its vv and hlc are those of the OBJECT_DELETE record. */
+#define ENGINE_VF_TOMBSTONE 0x20000u
 
 #endif /* MERIDIAN_ENGINE_H */

@@ -6,9 +6,11 @@
  * can never leave the index in a state that normal operation would not have
  * produced. A record becomes store_index_ops:
  *
- *   BUCKET_CREATE   BUCKET_PUT  (blob = the packed BucketCreate)
+ *   BUCKET_CREATE   BUCKET_PUT of the merged blob (engine_bucket.c: the
+ *   BUCKET_CONFIG     existence register and the configuration registers,
+ *                     each last-writer-wins), nothing when unchanged
  *   BUCKET_DELETE   BUCKET_DEL
- *   OBJECT_PUT      conflict_decide(held = {current version}, incoming):
+ *   OBJECT_PUT      conflict_decide(held, incoming):
  *   DELETE_MARKER     incoming CURRENT  -> VERSION_PUT + STORE_OPF_CURRENT
  *                     incoming kept     -> VERSION_PUT (not current)
  *                     a held version DROPped (an S3 overwrite of a null
@@ -19,13 +21,46 @@
  *                     transaction, and parts it left out are freed after
  *                     the commit (local records only: peers get an object
  *                     put, engine_record_mpu_as_put)
- *   OBJECT_DELETE   VERSION_DEL of that version, data freed after commit
+ *   OBJECT_DELETE   a tombstone VERSION_PUT over that version id (its data
+ *                     freed after commit), then the remaining versions are
+ *                     classified again and the winner made current
+ *                     (CURRENT_DEL when none is left)
  *
- * Only the current version is passed as "held". conflict.h allows omitting
- * non-current versions that are not null versions; in today's unversioned
- * buckets every kept version is the current one, so this is exact. When
- * versioning and replication land, held must grow to the frontier plus the
- * null versions.
+ * Null versions. A version is a null version (ENGINE_VF_NULL_VERSION,
+ * CONFLICT_F_NULL_VERSION) when its record says it was not written
+ * `versioned`: the flag comes from the origin, never from this site's view
+ * of the bucket, so sites that learn of a versioning change at different
+ * times still keep the same versions.
+ *
+ * Held: what a decision sees. conflict.h allows leaving out versions that
+ * are NONCURRENT and not null versions (their class never changes again),
+ * and requires deduping by id. So held = the current version plus every
+ * stored version that is CONFLICT or a null version, collected by one
+ * cursor walk over the key's versions that keeps only ids (and only the
+ * newest HELD_MAX - 2 of them), then read one by one: whatever the number
+ * of versions of a key, a decision holds at most HELD_MAX records. The walk
+ * itself reads every version record of the key once (a cursor walk, like
+ * today's unversioned keys), and checks the incoming id on the way: a
+ * stored copy outside held is a duplicate, a tombstone drops it.
+ *   The bound's cost: past HELD_MAX - 2 concurrent losers (or null versions)
+ * of one key, the oldest ones are left out of later decisions. In a
+ * versioned bucket they are kept and listed either way; only their conflict
+ * flag may then differ between sites (never which version is current, since
+ * the current version is always in held and wins by the total order). In an
+ * unversioned bucket it takes more than 22 hidden conflict losers of one
+ * key within the retention window.
+ *
+ * Removing a version (OBJECT_DELETE) can make an older, non-current version
+ * current again (S3: the previous version becomes the latest). Because HLC
+ * stamps are causal, win(S) is the maximum of S under the conflict order
+ * (conflict.h, rule 3), so the walk also tracks the maximum remaining
+ * version, which joins held; every site applies the same rule to the same
+ * set and converges. The tombstone (ENGINE_VF_TOMBSTONE, a delete-marker
+ * record that is never current nor listed) keeps the id dead: a late
+ * replicated put or anti-entropy copy of it is dropped, and anti-entropy
+ * sends tombstones as OBJECT_DELETE records (repl_sync.c). Two removals of
+ * one id settle on the larger (hlc, vv bytes). Tombstones are not purged
+ * yet: one small record per removed version stays in the index.
  *
  * Batching. The applier takes every record the WAL has made durable, plans
  * them into one batch and commits the batch with ONE store_index_apply whose
@@ -181,65 +216,146 @@ typedef struct put_view {
     const void *layout;
     size_t layout_len;
     int marker;
+    int versioned;  /* written while the bucket was versioned at its origin */
     int replicated; /* the data was written here for a peer's record */
 } put_view;
 
-/* Version ids of one key, collected by a versions walk. */
-typedef struct held_ids {
+/* One cursor walk over the versions of a key (see "Held" above). */
+typedef struct held_walk {
     const char *key;
-    char *ids[HELD_MAX];
-    size_t n;
-    int seen, over, nomem;
-} held_ids;
+    const char *cur;  /* the current version's id ("" if none): read apart */
+    const char *skip; /* the version being removed, or NULL */
+    const char *want; /* the incoming id, or NULL */
+    char *ring[HELD_MAX - 2];
+    size_t n, next;
+    int track_best;
+    char best[CONFLICT_VERSION_ID_MAX + 1]; /* the maximum under the conflict order */
+    uint64_t best_hlc;
+    int want_state; /* 0: not stored, 1: stored, 2: a tombstone */
+    int seen, nomem;
+} held_walk;
+
+#define HELD_RING (HELD_MAX - 2)
 
 static int
-collect_ids(void *user, const char *key, const store_version *v)
+order_above(const char *id, uint64_t hlc, const char *than, uint64_t than_hlc)
 {
-    held_ids *h = user;
+    conflict_version a, b;
+
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    a.id = (const uint8_t *)id;
+    a.id_len = strlen(id);
+    a.hlc = hlc;
+    a.origin = engine__vid_origin(id);
+    b.id = (const uint8_t *)than;
+    b.id_len = strlen(than);
+    b.hlc = than_hlc;
+    b.origin = engine__vid_origin(than);
+    return conflict_version_order(&a, &b) > 0;
+}
+
+static int
+held_cb(void *user, const char *key, const store_version *v)
+{
+    held_walk *h = user;
+    char *id;
 
     if (strcmp(key, h->key) != 0)
         return h->seen; /* past our key: stop; before it (cannot happen): go on */
     h->seen = 1;
-    if (h->n == HELD_MAX) {
-        h->over = 1;
-        return 1;
+    if (h->want && strcmp(v->version_id, h->want) == 0)
+        h->want_state = (v->flags & ENGINE_VF_TOMBSTONE) ? 2 : 1;
+    if ((v->flags & ENGINE_VF_TOMBSTONE) || (h->skip && strcmp(v->version_id, h->skip) == 0))
+        return 0;
+    if (h->track_best &&
+        (!h->best[0] || order_above(v->version_id, v->hlc, h->best, h->best_hlc))) {
+        snprintf(h->best, sizeof(h->best), "%s", v->version_id);
+        h->best_hlc = v->hlc;
     }
-    if (!(h->ids[h->n] = strdup(v->version_id))) {
+    if (strcmp(v->version_id, h->cur) == 0 ||
+        ((v->flags & STORE_VF_NONCURRENT) && !(v->flags & ENGINE_VF_NULL_VERSION)))
+        return 0; /* the current is read apart; a real non-current never changes class */
+    if (!(id = strdup(v->version_id))) {
         h->nomem = 1; /* store_index_list returns 0 when a callback stops it */
         return 1;
     }
-    h->n++;
+    if (h->n < HELD_RING) {
+        h->ring[h->n++] = id;
+    } else { /* keep the newest: ids sort in time order */
+        free(h->ring[h->next]);
+        h->ring[h->next] = id;
+        h->next = (h->next + 1) % HELD_RING;
+    }
     return 0;
 }
 
-/* Loads every stored version of (bucket, key) into rec[], at most HELD_MAX.
- * More than that is MRD_ETOOBIG: the decision needs the whole set. */
 static int
-load_held(engine *e, const char *bucket, const char *key, store_version_rec **rec, size_t *n)
+held_push(engine *e, const char *bucket, const char *key, const char *id, store_version_rec **rec,
+          size_t *n)
 {
-    held_ids h = {.key = key};
-    int rc = store_index_list(e->st, bucket, key, NULL, NULL, STORE_LIST_VERSIONS, collect_ids, &h);
+    int r;
 
+    for (size_t k = 0; k < *n; k++)
+        if (strcmp(store_version_rec_get(rec[k])->version_id, id) == 0)
+            return 0;
+    r = store_index_get(e->st, bucket, key, id, &rec[*n]);
+    if (r == 0 && (store_version_rec_get(rec[*n])->flags & ENGINE_VF_TOMBSTONE)) {
+        store_version_rec_free(rec[*n]);
+        return 0;
+    }
+    if (r == 0)
+        (*n)++;
+    return r == MRD_ENOTFOUND ? 0 : r;
+}
+
+/*
+ * Loads the held set of (bucket, key) into rec[0..*n), at most HELD_MAX:
+ * the current version, the newest CONFLICT and null versions and, with
+ * track_best, the maximum remaining version; skip (the version being
+ * removed) is left out. *want_state tells whether want is stored.
+ */
+static int
+load_held(engine *e, const char *bucket, const char *key, const char *skip, const char *want,
+          int track_best, store_version_rec **rec, size_t *n, int *want_state)
+{
+    held_walk h;
+    store_version_rec *cur = NULL;
+    char cur_id[CONFLICT_VERSION_ID_MAX + 1] = "";
+    int rc;
+
+    memset(&h, 0, sizeof(h));
     *n = 0;
-    if (rc == 0 && h.over)
-        rc = MRD_ETOOBIG;
+    rc = store_index_get(e->st, bucket, key, NULL, &cur);
+    if (rc == 0) {
+        snprintf(cur_id, sizeof(cur_id), "%s", store_version_rec_get(cur)->version_id);
+        store_version_rec_free(cur);
+    } else if (rc != MRD_ENOTFOUND) {
+        return rc;
+    }
+    h.key = key;
+    h.cur = cur_id;
+    h.skip = skip;
+    h.want = want;
+    h.track_best = track_best;
+    rc = store_index_list(e->st, bucket, key, NULL, NULL, STORE_LIST_VERSIONS, held_cb, &h);
     if (rc == 0 && h.nomem)
         rc = -ENOMEM;
+    if (rc == 0 && cur_id[0] && (!skip || strcmp(cur_id, skip) != 0))
+        rc = held_push(e, bucket, key, cur_id, rec, n);
     for (size_t i = 0; i < h.n; i++) {
-        if (rc == 0) {
-            int r = store_index_get(e->st, bucket, key, h.ids[i], &rec[*n]);
-            if (r == 0)
-                (*n)++;
-            else if (r != MRD_ENOTFOUND)
-                rc = r;
-        }
-        free(h.ids[i]);
+        if (rc == 0)
+            rc = held_push(e, bucket, key, h.ring[i], rec, n);
+        free(h.ring[i]);
     }
+    if (rc == 0 && h.best[0])
+        rc = held_push(e, bucket, key, h.best, rec, n);
     if (rc < 0) {
         for (size_t i = 0; i < *n; i++)
             store_version_rec_free(rec[i]);
         *n = 0;
     }
+    *want_state = h.want_state;
     return rc < 0 ? rc : 0;
 }
 
@@ -338,6 +454,65 @@ plan_conflict_log(engine *e, engine__batch *b, size_t i, const put_view *p,
  * order records arrive in. Held versions whose role changes are re-filed,
  * dropped ones deleted, and the current pointer follows the winner.
  */
+/* Re-files held versions after a decision: DROPped ones are deleted (their
+ * data freed after the commit), the others re-written when their role flags
+ * change, and the winner (CONFLICT_NONE: none) made current. */
+static void
+plan_refile(engine__batch *b, const char *bucket, const char *key, store_version_rec *const *hr,
+            size_t n_held, const conflict_class *cls, size_t winner, size_t prev_winner)
+{
+    for (size_t k = 0; k < n_held; k++) {
+        const store_version *hv = store_version_rec_get(hr[k]);
+        uint32_t want =
+            (hv->flags & ~(STORE_VF_CONFLICT | STORE_VF_NONCURRENT)) | role_flags(cls[k].role);
+
+        if (cls[k].keep == CONFLICT_DROP) {
+            b->ops[b->n_ops++] = (store_index_op){
+                .type = STORE_OP_VERSION_DEL,
+                .bucket = bucket,
+                .key = key,
+                .version_id = hv->version_id,
+            };
+            free_later(b, hv->layout, hv->layout_len);
+        } else if (want != hv->flags || (k == winner && k != prev_winner)) {
+            store_version *rv = &b->refile[b->n_refile++];
+            *rv = *hv;
+            rv->flags = want;
+            b->ops[b->n_ops++] = (store_index_op){
+                .type = STORE_OP_VERSION_PUT,
+                .op_flags = k == winner ? STORE_OPF_CURRENT : 0,
+                .bucket = bucket,
+                .key = key,
+                .version = rv,
+            };
+        }
+    }
+}
+
+/* Loads the held set (load_held) and its conflict_version views; the
+ * index records stay alive (their strings are in ops) until reset. */
+static int
+held_views(engine *e, engine__batch *b, const char *bucket, const char *key, const char *skip,
+           const char *want, int track_best, store_version_rec **hr, conflict_version *held,
+           size_t *n_held, int *want_state)
+{
+    int rc = load_held(e, bucket, key, skip, want, track_best, hr, n_held, want_state);
+
+    for (size_t k = 0; rc == 0 && k < *n_held; k++) {
+        b->alive[b->n_alive++] = hr[k];
+        rc = engine__version_from_store(store_version_rec_get(hr[k]), &held[k]);
+    }
+    return rc;
+}
+
+/*
+ * Plans the version of record slot i (the slot engine__batch_add took for
+ * it: vers[i], vvbuf[i] and meta[i] belong to that record alone). The
+ * decision is conflict_decide over the held set (see "Held" above), the same
+ * at every site whatever the order records arrive in. Held versions whose
+ * role changes are re-filed, dropped ones deleted, and the current pointer
+ * follows the winner.
+ */
 static int
 plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
 {
@@ -347,7 +522,7 @@ plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
     conflict_decision dec;
     store_version *sv = &b->vers[i];
     size_t n_held = 0, vvlen = 0, k;
-    int rc;
+    int rc, stored = 0, in_held = 0;
 
     memset(&inc, 0, sizeof(inc));
     if ((rc = engine__vv_from_msg(p->vv, &inc.vv)) != 0)
@@ -356,17 +531,22 @@ plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
     inc.id_len = strlen(p->version_id);
     inc.hlc = p->hlc;
     inc.origin = engine__vid_origin(p->version_id);
-    inc.flags = CONFLICT_F_NULL_VERSION | (p->marker ? CONFLICT_F_DELETE_MARKER : 0);
+    inc.flags =
+        (p->versioned ? 0 : CONFLICT_F_NULL_VERSION) | (p->marker ? CONFLICT_F_DELETE_MARKER : 0);
     inc.etag = (const uint8_t *)p->etag;
     inc.etag_len = strlen(p->etag);
 
-    if ((rc = load_held(e, p->bucket, p->key, hr, &n_held)) != 0)
+    if ((rc = held_views(e, b, p->bucket, p->key, NULL, p->version_id, 0, hr, held, &n_held,
+                         &stored)) != 0)
         return rc;
-    for (k = 0; k < n_held; k++) {
-        /* the index records stay alive (their strings are in ops) until reset */
-        b->alive[b->n_alive++] = hr[k];
-        if ((rc = engine__version_from_store(store_version_rec_get(hr[k]), &held[k])) != 0)
-            return rc;
+    for (k = 0; k < n_held; k++)
+        in_held |= strcmp(store_version_rec_get(hr[k])->version_id, p->version_id) == 0;
+    if (stored == 2 || (stored == 1 && !in_held)) {
+        /* removed by id (a tombstone), or a duplicate of a version outside
+         * held: nothing changes */
+        if (p->replicated)
+            free_later(b, p->layout, p->layout_len);
+        return 0;
     }
     if ((rc = conflict_decide(held, n_held, &inc, cls, &dec)) != 0)
         return rc;
@@ -390,8 +570,8 @@ plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
         sv->etag = p->etag;
         sv->content_type = p->content_type;
         sv->hlc = p->hlc;
-        sv->flags = ENGINE_VF_NULL_VERSION | (p->marker ? STORE_VF_DELETE_MARKER : 0) |
-                    role_flags(cls[n_held].role);
+        sv->flags = (p->versioned ? 0 : ENGINE_VF_NULL_VERSION) |
+                    (p->marker ? STORE_VF_DELETE_MARKER : 0) | role_flags(cls[n_held].role);
         sv->user_meta = b->meta[i].data;
         sv->user_meta_len = b->meta[i].len;
         sv->vv = b->vvbuf[i];
@@ -408,53 +588,79 @@ plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
     } else if (p->replicated) {
         free_later(b, p->layout, p->layout_len);
     }
-    for (k = 0; k < n_held; k++) {
-        const store_version *hv = store_version_rec_get(hr[k]);
-        uint32_t want =
-            (hv->flags & ~(STORE_VF_CONFLICT | STORE_VF_NONCURRENT)) | role_flags(cls[k].role);
-
-        if (cls[k].keep == CONFLICT_DROP) {
-            b->ops[b->n_ops++] = (store_index_op){
-                .type = STORE_OP_VERSION_DEL,
-                .bucket = p->bucket,
-                .key = p->key,
-                .version_id = hv->version_id,
-            };
-            free_later(b, hv->layout, hv->layout_len);
-        } else if (want != hv->flags || (k == dec.winner && k != dec.prev_winner)) {
-            store_version *rv = &b->refile[b->n_refile++];
-            *rv = *hv;
-            rv->flags = want;
-            b->ops[b->n_ops++] = (store_index_op){
-                .type = STORE_OP_VERSION_PUT,
-                .op_flags = k == dec.winner ? STORE_OPF_CURRENT : 0,
-                .bucket = p->bucket,
-                .key = p->key,
-                .version = rv,
-            };
-        }
-    }
+    plan_refile(b, p->bucket, p->key, hr, n_held, cls, dec.winner, dec.prev_winner);
     return 0;
 }
 
+/* 1 if tombstone (hlc, vv bytes) a is above b: two removals of one id
+ * settle on the larger. */
 static int
-plan_delete(engine *e, engine__batch *b, const Meridian__ObjectDelete *d)
+tomb_above(uint64_t hlc_a, const void *vv_a, size_t len_a, const store_version *b)
 {
-    store_version_rec *old = NULL;
-    int rc = store_index_get(e->st, d->bucket, d->key, d->version_id, &old);
+    int c;
 
-    if (rc == MRD_ENOTFOUND)
-        return 0; /* already gone: replays stay idempotent */
-    if (rc != 0)
+    if (hlc_a != b->hlc)
+        return hlc_a > b->hlc;
+    c = memcmp(vv_a, b->vv, len_a < b->vv_len ? len_a : b->vv_len);
+    return c > 0 || (c == 0 && len_a > b->vv_len);
+}
+
+/*
+ * OBJECT_DELETE in slot i: the tombstone replaces the version's record (so
+ * its id stays dead), its data is freed after the commit, and the
+ * remaining held versions (with the maximum remaining one, the new winner)
+ * are classified again.
+ */
+static int
+plan_delete(engine *e, engine__batch *b, size_t i, const Meridian__ObjectDelete *d)
+{
+    store_version_rec *old = NULL, *hr[HELD_MAX];
+    conflict_version held[HELD_MAX];
+    conflict_class cls[HELD_MAX];
+    store_version *sv = &b->vers[i];
+    const store_version *ov = NULL;
+    size_t vvlen = 0, n_held = 0, winner = CONFLICT_NONE;
+    vv v;
+    int rc, stored = 0;
+
+    if ((rc = engine__vv_from_msg(d->vv, &v)) != 0 ||
+        (rc = vv_encode(&v, b->vvbuf[i], sizeof(b->vvbuf[i]), &vvlen)) != 0)
         return rc;
+    rc = store_index_get(e->st, d->bucket, d->key, d->version_id, &old);
+    if (rc != 0 && rc != MRD_ENOTFOUND)
+        return rc;
+    if (rc == 0) {
+        b->alive[b->n_alive++] = old;
+        ov = store_version_rec_get(old);
+        if ((ov->flags & ENGINE_VF_TOMBSTONE) && !tomb_above(d->hlc, b->vvbuf[i], vvlen, ov))
+            return 0; /* this removal (or a later one) is already recorded */
+    }
+    memset(sv, 0, sizeof(*sv));
+    sv->version_id = d->version_id;
+    sv->etag = "";
+    sv->content_type = "";
+    sv->hlc = d->hlc;
+    sv->flags = STORE_VF_DELETE_MARKER | ENGINE_VF_TOMBSTONE;
+    sv->vv = b->vvbuf[i];
+    sv->vv_len = vvlen;
     b->ops[b->n_ops++] = (store_index_op){
-        .type = STORE_OP_VERSION_DEL,
-        .bucket = d->bucket,
-        .key = d->key,
-        .version_id = d->version_id,
-    };
-    b->alive[b->n_alive++] = old;
-    free_later(b, store_version_rec_get(old)->layout, store_version_rec_get(old)->layout_len);
+        .type = STORE_OP_VERSION_PUT, .bucket = d->bucket, .key = d->key, .version = sv};
+    if (ov && (ov->flags & ENGINE_VF_TOMBSTONE))
+        return 0; /* the version itself was gone already */
+    if (ov)
+        free_later(b, ov->layout, ov->layout_len);
+    if ((rc = held_views(e, b, d->bucket, d->key, d->version_id, NULL, 1, hr, held, &n_held,
+                         &stored)) != 0)
+        return rc;
+    if (n_held == 0) {
+        b->ops[b->n_ops++] =
+            (store_index_op){.type = STORE_OP_CURRENT_DEL, .bucket = d->bucket, .key = d->key};
+        return 0;
+    }
+    if ((rc = conflict_classify(held, n_held, cls, &winner)) != 0)
+        return rc;
+    /* always re-point: the removed version may have been current */
+    plan_refile(b, d->bucket, d->key, hr, n_held, cls, winner, CONFLICT_NONE);
     return 0;
 }
 
@@ -561,6 +767,9 @@ record_target(const Meridian__WalRecord *r, const char **bucket, const char **ke
     case MERIDIAN__WAL_RECORD__BODY_BUCKET_DELETE:
         *bucket = r->bucket_delete->bucket;
         break;
+    case MERIDIAN__WAL_RECORD__BODY_BUCKET_CONFIG:
+        *bucket = r->bucket_config->bucket;
+        break;
     default:
         break;
     }
@@ -610,28 +819,44 @@ plan_revive(engine *e, engine__batch *b, size_t i, const char *bucket)
     return 0;
 }
 
-/* Concurrent creates of one bucket at two sites: the bucket record is a
- * register, and the create with the larger (HLC, packed bytes) wins at every
- * site whatever the arrival order. */
+/* A bucket create or configuration record: the stored blob merged with it
+ * (engine_bucket.c), written when it changes. Concurrent creates settle on
+ * the larger (hlc, create bytes), each configuration register on the larger
+ * (hlc, site), at every site whatever the arrival order. */
 static int
-create_wins(engine *e, const char *bucket, uint64_t hlc, const uint8_t *packed, size_t len)
+plan_bucket(engine *e, engine__batch *b, size_t i, const Meridian__BucketCreate *create,
+            const Meridian__BucketConfig *cfg)
 {
-    Meridian__BucketCreate *cur;
+    Meridian__BucketCreate inc = MERIDIAN__BUCKET_CREATE__INIT;
+    const char *bucket = create ? create->bucket : cfg->bucket;
     void *blob = NULL;
-    size_t cur_len = 0;
-    int wins = 1;
+    size_t len = 0, n = 0;
+    int rc = store_bucket_get(e->st, bucket, &blob, &len);
 
-    if (store_bucket_get(e->st, bucket, &blob, &cur_len) != 0)
-        return 1;
-    cur = meridian__bucket_create__unpack(NULL, cur_len, blob);
-    if (cur) {
-        int c = memcmp(blob, packed, cur_len < len ? cur_len : len);
-        if (cur->hlc > hlc || (cur->hlc == hlc && (c > 0 || (c == 0 && cur_len >= len))))
-            wins = 0;
-        meridian__bucket_create__free_unpacked(cur, NULL);
+    if (rc != 0 && rc != MRD_ENOTFOUND)
+        return rc;
+    if (create) {
+        inc = *create;
+    } else {
+        inc.bucket = cfg->bucket;
+        if (cfg->has_versioning) {
+            inc.versioning = cfg->versioning;
+            inc.versioning_hlc = cfg->hlc;
+            inc.versioning_site = cfg->site;
+        }
+        if (cfg->has_tags) {
+            inc.tags = cfg->tags;
+            inc.n_tags = cfg->n_tags;
+            inc.tags_hlc = cfg->hlc;
+            inc.tags_site = cfg->site;
+        }
     }
+    rc = engine__bucket_merge(rc == 0 ? blob : NULL, len, &inc, create != NULL, &b->blobs[i], &n);
     free(blob);
-    return wins;
+    if (rc == 0 && b->blobs[i])
+        b->ops[b->n_ops++] = (store_index_op){
+            .type = STORE_OP_BUCKET_PUT, .bucket = bucket, .blob = b->blobs[i], .blob_len = n};
+    return rc;
 }
 
 /* A peer's bucket delete applies only when the bucket holds no live
@@ -653,9 +878,7 @@ replicated_delete_wins(engine *e, const Meridian__BucketDelete *bd)
     if (bc)
         meridian__bucket_create__free_unpacked(bc, NULL);
     free(blob);
-    if (wins &&
-        store_index_list(e->st, bd->bucket, NULL, NULL, NULL, 0, engine__find_live, &live) == 0 &&
-        live)
+    if (wins && engine__bucket_has_data(e, bd->bucket, &live) == 0 && live)
         wins = 0;
     if (!wins) {
         pthread_mutex_lock(&e->ap_mu);
@@ -676,18 +899,12 @@ plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int
     memset(&pv, 0, sizeof(pv));
     pv.replicated = replicated;
     switch (rec->body_case) {
-    case MERIDIAN__WAL_RECORD__BODY_BUCKET_CREATE: {
-        Meridian__BucketCreate *bc = rec->bucket_create;
-        size_t n = meridian__bucket_create__get_packed_size(bc);
-        if (!(b->blobs[i] = malloc(n ? n : 1)))
-            return -ENOMEM;
-        meridian__bucket_create__pack(bc, b->blobs[i]);
-        if (!create_wins(e, bc->bucket, bc->hlc, b->blobs[i], n))
-            break;
-        b->ops[b->n_ops++] = (store_index_op){
-            .type = STORE_OP_BUCKET_PUT, .bucket = bc->bucket, .blob = b->blobs[i], .blob_len = n};
+    case MERIDIAN__WAL_RECORD__BODY_BUCKET_CREATE:
+        rc = plan_bucket(e, b, i, rec->bucket_create, NULL);
         break;
-    }
+    case MERIDIAN__WAL_RECORD__BODY_BUCKET_CONFIG:
+        rc = plan_bucket(e, b, i, NULL, rec->bucket_config);
+        break;
     case MERIDIAN__WAL_RECORD__BODY_BUCKET_DELETE:
         if (!replicated || replicated_delete_wins(e, rec->bucket_delete))
             b->ops[b->n_ops++] =
@@ -707,6 +924,7 @@ plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int
         pv.n_meta = op->n_user_meta;
         pv.layout = op->layout.data;
         pv.layout_len = op->layout.len;
+        pv.versioned = op->versioned;
         break;
     }
     case MERIDIAN__WAL_RECORD__BODY_DELETE_MARKER: {
@@ -719,6 +937,7 @@ plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int
         pv.vv = dm->vv;
         pv.hlc = dm->hlc;
         pv.marker = 1;
+        pv.versioned = dm->versioned;
         break;
     }
     case MERIDIAN__WAL_RECORD__BODY_MULTIPART_COMPLETE: {
@@ -738,6 +957,7 @@ plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int
         pv.n_meta = mc->n_user_meta;
         pv.layout = mc->layout.data;
         pv.layout_len = mc->layout.len;
+        pv.versioned = mc->versioned;
         /* the upload goes in the same transaction as the object appears */
         b->ops[b->n_ops++] = (store_index_op){.type = STORE_OP_MPU_FINISH,
                                               .bucket = mc->bucket,
@@ -748,14 +968,14 @@ plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int
         break;
     }
     case MERIDIAN__WAL_RECORD__BODY_OBJECT_DELETE:
-        rc = plan_delete(e, b, rec->object_delete);
+        rc = plan_delete(e, b, i, rec->object_delete);
         break;
     case MERIDIAN__WAL_RECORD__BODY_OBJECT_TAGS:
         rc = plan_tags(e, b, i, rec->object_tags);
         break;
     default:
-        /* Record kinds this build does not apply yet (bucket config):
-         * they still advance the LSN. */
+        /* Record kinds this build does not know: they still advance the
+         * LSN. */
         break;
     }
     if (rc == 0 && pv.bucket) {
@@ -787,7 +1007,7 @@ engine__batch_add(engine *e, engine__batch *b, Meridian__WalRecord *rec, uint64_
     }
     record_target(target, &bucket, &key);
     if (b->n_recs == BATCH_RECS || b->n_ops + REC_OPS_MAX > BATCH_OPS ||
-        b->n_alive + HELD_MAX + 1 > BATCH_OPS || b->n_free + HELD_MAX + 1 > BATCH_OPS ||
+        b->n_alive + HELD_MAX + 2 > BATCH_OPS || b->n_free + HELD_MAX + 1 > BATCH_OPS ||
         touches(b, bucket, key)) {
         if ((rc = engine__batch_flush(e, b)) != 0) {
             wal_record_free(rec);

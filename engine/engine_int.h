@@ -169,4 +169,18 @@ uint32_t engine__vid_origin(const char *vid);
 /* Encodes user metadata entries as the index blob. */
 int engine__meta_encode(Meridian__KeyValue *const *kv, size_t n, mrd_buf *out);
 
+/* engine_bucket.c: combines a bucket's stored blob (cur_blob, NULL when
+ * none) with an incoming create (inc_is_create) or configuration carried in
+ * a BucketCreate. *out (malloc'ed) is the new blob, or NULL when nothing
+ * changes. Errors: MRD_ECORRUPT, -ENOMEM. */
+int engine__bucket_merge(const void *cur_blob, size_t cur_len, const Meridian__BucketCreate *inc,
+                         int inc_is_create, uint8_t **out, size_t *out_len);
+/* engine_mut.c: the bucket's versioning state (ENGINE_VERSIONING_*) from
+ * its stored blob. Errors: MRD_ENOTFOUND (no such bucket), MRD_ECORRUPT. */
+int engine__bucket_versioning(engine *e, const char *bucket, int *state);
+/* engine_mut.c: *has = 1 when bucket holds object data that keeps it from
+ * being deleted: a live current version, or, once versioning was set, any
+ * version that is not a delete marker. */
+int engine__bucket_has_data(engine *e, const char *bucket, int *has);
+
 #endif

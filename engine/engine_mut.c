@@ -21,6 +21,13 @@
  * record to the applier (engine_apply.c). A precondition failure or an
  * append error is answered at once through the completion queue.
  *
+ * Versioning. Puts, completes and delete markers carry `versioned`, the
+ * bucket's state here when the record is written (enabled: a real version;
+ * unset or suspended: a null version), so what every site keeps of them
+ * never depends on when it learned of a versioning change. DELETE with a
+ * versionId is an OBJECT_DELETE; a bucket configuration change is a
+ * BUCKET_CONFIG stamped (hlc, site) (engine_bucket.c settles both).
+ *
  * Known gaps (see the issue notes): preconditions read the committed index,
  * so two CreateBucket calls racing within one group commit both succeed (S3
  * answers the second BucketAlreadyOwnedByYou), and a PUT racing a
@@ -39,7 +46,9 @@ typedef enum {
     MUT_PUT,
     MUT_DELETE,
     MUT_MPU,
-    MUT_TAGS
+    MUT_TAGS,
+    MUT_DELETE_VERSION,
+    MUT_CONFIG
 } mut_kind;
 
 typedef struct mut {
@@ -57,6 +66,9 @@ typedef struct mut {
     char *upload_id; /* MUT_MPU */
     char *tagging;   /* MUT_TAGS */
     uint32_t part_count;
+    char *marker_vid; /* MUT_DELETE: caller's 25 bytes for the marker's id, or NULL */
+    /* MUT_CONFIG: the registers to set (meta_store/meta hold the tags) */
+    int has_versioning, versioning, has_tags;
 } mut;
 
 static void
@@ -143,6 +155,49 @@ bucket_exists(engine *e, const char *bucket)
 }
 
 int
+engine__bucket_versioning(engine *e, const char *bucket, int *state)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    int rc = store_bucket_get(e->st, bucket, &blob, &len);
+
+    *state = ENGINE_VERSIONING_UNSET;
+    if (rc == 0 && engine_bucket_versioning(blob, len, state) != 0)
+        rc = MRD_ECORRUPT;
+    free(blob);
+    return rc;
+}
+
+/* store_list_cb: sets *(int *)user when any version is not a delete marker
+ * (nor a tombstone, which is one): a versioned bucket holding only markers
+ * counts as empty (docs/conflicts.md, "Buckets"). */
+static int
+find_data(void *user, const char *key, const store_version *v)
+{
+    (void)key;
+    if (!(v->flags & STORE_VF_DELETE_MARKER)) {
+        *(int *)user = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int
+engine__bucket_has_data(engine *e, const char *bucket, int *has)
+{
+    int state = 0, rc = engine__bucket_versioning(e, bucket, &state);
+
+    *has = 0;
+    if (rc != 0)
+        return rc;
+    /* unversioned: only current versions count, as always; once versioning
+     * was set, older versions are user data too */
+    if (state == ENGINE_VERSIONING_UNSET)
+        return store_index_list(e->st, bucket, NULL, NULL, NULL, 0, engine__find_live, has);
+    return store_index_list(e->st, bucket, NULL, NULL, NULL, STORE_LIST_VERSIONS, find_data, has);
+}
+
+int
 engine__find_live(void *user, const char *key, const store_version *v)
 {
     (void)key;
@@ -179,6 +234,68 @@ stamp(engine *e, const char *bucket, const char *key, vv *out, mrd_hlc_stamp *hl
     return conflict_stamp(&base, e->site, *hlc, out);
 }
 
+/* OBJECT_DELETE of one version: the record carries the version's vector
+ * when this site holds it (the tombstone's content everywhere), stamped
+ * after the version so a site that orders by HLC sees it later. */
+static int
+delete_version(engine *e, mut *m)
+{
+    Meridian__WalRecord rec = MERIDIAN__WAL_RECORD__INIT;
+    Meridian__ObjectDelete od = MERIDIAN__OBJECT_DELETE__INIT;
+    Meridian__VersionVector vmsg;
+    Meridian__VvEntry ents[VV_MAX_SITES], *ptrs[VV_MAX_SITES];
+    store_version_rec *old = NULL;
+    vv base;
+    int rc;
+
+    memset(&base, 0, sizeof(base));
+    if ((rc = bucket_exists(e, m->bucket)) != 0)
+        return rc;
+    rc = store_index_get(e->st, m->bucket, m->key, m->version_id, &old);
+    if (rc == 0) {
+        const store_version *v = store_version_rec_get(old);
+        mrd_hlc_observe(e->hlc, v->hlc);
+        if (vv_decode(v->vv, v->vv_len, &base) != 0)
+            rc = MRD_ECORRUPT;
+        store_version_rec_free(old);
+    } else if (rc == MRD_ENOTFOUND) {
+        rc = 0; /* not here (yet): the tombstone still stops it arriving later */
+    }
+    if (rc != 0)
+        return rc;
+    vv_to_proto(&base, &vmsg, ents, ptrs);
+    od.bucket = m->bucket;
+    od.key = m->key;
+    od.version_id = m->version_id;
+    od.vv = &vmsg;
+    od.hlc = mrd_hlc_now(e->hlc);
+    rec.body_case = MERIDIAN__WAL_RECORD__BODY_OBJECT_DELETE;
+    rec.object_delete = &od;
+    return engine__append(e, &rec, WAL_REC_OBJECT_DELETE, m->cb, m->ud);
+}
+
+static int
+bucket_config(engine *e, mut *m)
+{
+    Meridian__WalRecord rec = MERIDIAN__WAL_RECORD__INIT;
+    Meridian__BucketConfig bc = MERIDIAN__BUCKET_CONFIG__INIT;
+    int rc;
+
+    if ((rc = bucket_exists(e, m->bucket)) != 0)
+        return rc;
+    bc.bucket = m->bucket;
+    bc.hlc = mrd_hlc_now(e->hlc);
+    bc.site = e->site;
+    bc.has_versioning = m->has_versioning;
+    bc.versioning = (Meridian__Versioning)m->versioning;
+    bc.has_tags = m->has_tags;
+    bc.tags = m->meta;
+    bc.n_tags = m->n_meta;
+    rec.body_case = MERIDIAN__WAL_RECORD__BODY_BUCKET_CONFIG;
+    rec.bucket_config = &bc;
+    return engine__append(e, &rec, WAL_REC_BUCKET_CONFIG, m->cb, m->ud);
+}
+
 static int
 do_mutation(mut *m)
 {
@@ -188,7 +305,7 @@ do_mutation(mut *m)
     Meridian__VvEntry ents[VV_MAX_SITES], *ptrs[VV_MAX_SITES];
     vv nv;
     mrd_hlc_stamp now = 0;
-    int rc, live = 0, failed;
+    int rc, live = 0, failed, state = 0;
 
     pthread_mutex_lock(&e->ap_mu);
     failed = e->failed;
@@ -214,10 +331,7 @@ do_mutation(mut *m)
     }
     case MUT_BUCKET_DELETE: {
         Meridian__BucketDelete bd = MERIDIAN__BUCKET_DELETE__INIT;
-        if ((rc = bucket_exists(e, m->bucket)) != 0)
-            return rc;
-        rc = store_index_list(e->st, m->bucket, NULL, NULL, NULL, 0, engine__find_live, &live);
-        if (rc != 0)
+        if ((rc = engine__bucket_has_data(e, m->bucket, &live)) != 0)
             return rc;
         if (live)
             return MRD_EBUSY;
@@ -229,7 +343,7 @@ do_mutation(mut *m)
     }
     case MUT_PUT: {
         Meridian__ObjectPut op = MERIDIAN__OBJECT_PUT__INIT;
-        if ((rc = bucket_exists(e, m->bucket)) != 0)
+        if ((rc = engine__bucket_versioning(e, m->bucket, &state)) != 0)
             return rc;
         if ((rc = stamp(e, m->bucket, m->key, &nv, &now, &live)) != 0)
             return rc;
@@ -246,14 +360,14 @@ do_mutation(mut *m)
         op.n_user_meta = m->n_meta;
         op.layout.data = m->layout;
         op.layout.len = m->layout_len;
-        op.versioned = 0;
+        op.versioned = state == ENGINE_VERSIONING_ENABLED;
         rec.body_case = MERIDIAN__WAL_RECORD__BODY_OBJECT_PUT;
         rec.object_put = &op;
         return engine__append(e, &rec, WAL_REC_OBJECT_PUT, m->cb, m->ud);
     }
     case MUT_MPU: {
         Meridian__MultipartComplete mc = MERIDIAN__MULTIPART_COMPLETE__INIT;
-        if ((rc = bucket_exists(e, m->bucket)) != 0)
+        if ((rc = engine__bucket_versioning(e, m->bucket, &state)) != 0)
             return rc;
         if ((rc = stamp(e, m->bucket, m->key, &nv, &now, &live)) != 0)
             return rc;
@@ -272,6 +386,7 @@ do_mutation(mut *m)
         mc.part_count = m->part_count;
         mc.layout.data = m->layout;
         mc.layout.len = m->layout_len;
+        mc.versioned = state == ENGINE_VERSIONING_ENABLED;
         rec.body_case = MERIDIAN__WAL_RECORD__BODY_MULTIPART_COMPLETE;
         rec.multipart_complete = &mc;
         return engine__append(e, &rec, WAL_REC_MULTIPART_COMPLETE, m->cb, m->ud);
@@ -305,15 +420,18 @@ do_mutation(mut *m)
     case MUT_DELETE: {
         Meridian__DeleteMarker dm = MERIDIAN__DELETE_MARKER__INIT;
         char vid[25];
-        if ((rc = bucket_exists(e, m->bucket)) != 0)
+        if ((rc = engine__bucket_versioning(e, m->bucket, &state)) != 0)
             return rc;
         if ((rc = stamp(e, m->bucket, m->key, &nv, &now, &live)) != 0)
             return rc;
-        if (!live) {
+        if (!live && state == ENGINE_VERSIONING_UNSET) {
             engine__complete(e, m->cb, m->ud, 0); /* nothing to delete */
             return 0;
         }
         engine_version_id_new(e, vid);
+        if (m->marker_vid)
+            memcpy(m->marker_vid, vid, sizeof(vid)); /* read only once cb runs */
+        dm.versioned = state == ENGINE_VERSIONING_ENABLED;
         vv_to_proto(&nv, &vmsg, ents, ptrs);
         dm.bucket = m->bucket;
         dm.key = m->key;
@@ -324,6 +442,10 @@ do_mutation(mut *m)
         rec.delete_marker = &dm;
         return engine__append(e, &rec, WAL_REC_DELETE_MARKER, m->cb, m->ud);
     }
+    case MUT_DELETE_VERSION:
+        return delete_version(e, m);
+    case MUT_CONFIG:
+        return bucket_config(e, m);
     }
     return MRD_EINVAL;
 }
@@ -406,12 +528,82 @@ engine_bucket_delete(engine *e, const char *bucket, engine_cb cb, void *ud)
 int
 engine_object_delete(engine *e, const char *bucket, const char *key, engine_cb cb, void *ud)
 {
+    return engine_object_delete_marker(e, bucket, key, NULL, cb, ud);
+}
+
+int
+engine_object_delete_marker(engine *e, const char *bucket, const char *key, char *marker_vid,
+                            engine_cb cb, void *ud)
+{
     mut *m;
 
     if (!e || !bucket || !key || !cb)
         return MRD_EINVAL;
     if (!(m = mut_new(MUT_DELETE, bucket, key, cb, ud)))
         return -ENOMEM;
+    m->marker_vid = marker_vid;
+    if (marker_vid)
+        marker_vid[0] = '\0';
+    return submit(e, m);
+}
+
+int
+engine_object_delete_version(engine *e, const char *bucket, const char *key, const char *version_id,
+                             engine_cb cb, void *ud)
+{
+    mut *m;
+
+    if (!e || !bucket || !key || !version_id || !cb || engine__vid_origin(version_id) == 0)
+        return MRD_EINVAL;
+    if (!(m = mut_new(MUT_DELETE_VERSION, bucket, key, cb, ud)))
+        return -ENOMEM;
+    if (!(m->version_id = strdup(version_id))) {
+        mut_free(m);
+        return -ENOMEM;
+    }
+    return submit(e, m);
+}
+
+/* Copies n key/value pairs into m->meta_store / m->meta. */
+static int
+mut_copy_kv(mut *m, const engine_kv *kv, size_t n)
+{
+    m->meta_store = calloc(n ? n : 1, sizeof(*m->meta_store));
+    m->meta = calloc(n ? n : 1, sizeof(*m->meta));
+    if (!m->meta_store || !m->meta)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        meridian__key_value__init(&m->meta_store[i]);
+        m->meta_store[i].key = strdup(kv[i].key);
+        m->meta_store[i].value = strdup(kv[i].value);
+        m->meta[i] = &m->meta_store[i];
+        m->n_meta = i + 1;
+        if (!m->meta_store[i].key || !m->meta_store[i].value)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+int
+engine_bucket_config(engine *e, const char *bucket, const engine_bucket_conf *c, engine_cb cb,
+                     void *ud)
+{
+    mut *m;
+
+    if (!e || !bucket || !c || !cb || (!c->has_versioning && !c->has_tags) ||
+        (c->has_versioning && c->versioning != ENGINE_VERSIONING_ENABLED &&
+         c->versioning != ENGINE_VERSIONING_SUSPENDED) ||
+        (c->has_tags && c->n_tags && !c->tags))
+        return MRD_EINVAL;
+    if (!(m = mut_new(MUT_CONFIG, bucket, NULL, cb, ud)))
+        return -ENOMEM;
+    m->has_versioning = c->has_versioning;
+    m->versioning = c->versioning;
+    m->has_tags = c->has_tags;
+    if (mut_copy_kv(m, c->has_tags ? c->tags : NULL, c->has_tags ? c->n_tags : 0) != 0) {
+        mut_free(m);
+        return -ENOMEM;
+    }
     return submit(e, m);
 }
 
@@ -447,26 +639,13 @@ mut_put_new(engine *e, mut_kind kind, const engine_put *p, engine_cb cb, void *u
     m->size = p->size;
     m->layout_len = p->layout_len;
     m->layout = malloc(p->layout_len ? p->layout_len : 1);
-    m->meta_store = calloc(p->n_meta ? p->n_meta : 1, sizeof(*m->meta_store));
-    m->meta = calloc(p->n_meta ? p->n_meta : 1, sizeof(*m->meta));
-    if (!m->version_id || !m->etag || !m->content_type || !m->layout || !m->meta_store ||
-        !m->meta) {
+    if (!m->version_id || !m->etag || !m->content_type || !m->layout ||
+        mut_copy_kv(m, p->meta, p->n_meta) != 0) {
         mut_free(m);
         return NULL;
     }
     if (p->layout_len)
         memcpy(m->layout, p->layout, p->layout_len);
-    for (size_t i = 0; i < p->n_meta; i++) {
-        meridian__key_value__init(&m->meta_store[i]);
-        m->meta_store[i].key = strdup(p->meta[i].key);
-        m->meta_store[i].value = strdup(p->meta[i].value);
-        m->meta[i] = &m->meta_store[i];
-        m->n_meta = i + 1;
-        if (!m->meta_store[i].key || !m->meta_store[i].value) {
-            mut_free(m);
-            return NULL;
-        }
-    }
     return m;
 }
 

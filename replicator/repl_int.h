@@ -289,6 +289,8 @@ int repl__tree_children_diff(repl__bdigest *mine, size_t n_mine, const repl__tno
  * more than REPL_TREE_PUSH_LEAF of them as a whole). */
 int repl__tree_push_leaves(const repl__bdigest *mine, size_t n, repl__dreq *push);
 void repl__digest_free(repl__bdigest *d, size_t n);
+/* 1 if repl__digest_diff found the bucket's configuration entry differing. */
+int repl__config_differs(const repl__bdigest *d);
 /* A DigestResponse of d, folded to each bucket's answer resolution. */
 int repl__digest_encode(const repl__bdigest *d, size_t n, mrd_buf *out);
 int repl__digest_decode(const void *data, size_t len, repl__bdigest **out, size_t *n);

@@ -610,6 +610,8 @@ put_superseded(store *st, const Meridian__ObjectPut *op, uint64_t lsn)
     if (!st || store_index_last_lsn(st, &applied) != 0 || applied < lsn)
         return 0;
     rc = store_index_get(st, op->bucket, op->key, op->version_id, &vr);
+    if (rc == 0 && (store_version_rec_get(vr)->flags & ENGINE_VF_TOMBSTONE))
+        rc = MRD_ENOTFOUND; /* removed by id: its OBJECT_DELETE follows */
     store_version_rec_free(vr);
     return rc == MRD_ENOTFOUND;
 }
@@ -1150,7 +1152,7 @@ sync_walk_work(sync_job *j)
         if (!tx->sync_bucket_started) {
             tx->sync_bucket_started = 1;
             tx->sync_have_pos = 0;
-            if (d->missing) {
+            if (d->missing || repl__config_differs(d)) {
                 void *blob = NULL;
                 size_t len = 0;
                 if ((rc = store_bucket_get(j->st, d->bucket, &blob, &len)) == 0)

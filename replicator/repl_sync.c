@@ -33,6 +33,14 @@
  * (FULL_LEAVES); every node index a peer sends is checked against its
  * level's width before use; a children request names at most
  * REPL_TREE_ASK_MAX nodes.
+ *
+ * A bucket's configuration registers (versioning, tags) are one more
+ * entry of its digest (digest_config, in the leaf of the empty key); when
+ * that leaf differs the bucket record, which carries them, is sent as for a
+ * missing bucket, and the receiver merges it register by register. A
+ * version removed by id is held as a tombstone and sent as its
+ * OBJECT_DELETE, so a peer that missed the removal drops the version, and a
+ * peer's copy of it is dropped here.
  */
 #include "repl_int.h"
 
@@ -181,6 +189,48 @@ digest_version(void *user, const char *key, const store_version *v)
     return 0;
 }
 
+/* A configured bucket's registers (versioning, tags) count as one more
+ * entry of its digest, in the leaf of the empty key (no object has it), so
+ * a pass that finds that leaf different sends the bucket record too. */
+static int
+digest_config(store *st, repl__bdigest *d)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    mrd_buf cfg = {0};
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    uint8_t *leaf = d->digest + 16 * (size_t)repl__leaf_of("", d->leaves);
+    int rc = store_bucket_get(st, d->bucket, &blob, &len);
+
+    if (rc == 0)
+        rc = engine_bucket_config_bytes(blob, len, &cfg);
+    if (rc == 0 && cfg.len) {
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+        EVP_DigestUpdate(ctx, "bucket-config", 14);
+        EVP_DigestUpdate(ctx, cfg.data, cfg.len);
+        EVP_DigestFinal_ex(ctx, md, &mdlen);
+        EVP_MD_CTX_free(ctx);
+        for (int i = 0; i < 16; i++)
+            leaf[i] ^= md[i];
+    }
+    free(blob);
+    mrd_buf_free(&cfg);
+    return rc == MRD_ENOTFOUND ? 0 : rc;
+}
+
+int
+repl__config_differs(const repl__bdigest *d)
+{
+    uint32_t leaf;
+
+    if (!d->differ || !d->cmp_leaves)
+        return 0;
+    leaf = repl__leaf_of("", d->cmp_leaves);
+    return (d->differ[leaf / 8] >> (leaf % 8)) & 1;
+}
+
 /* ---- the tree (version 2) ------------------------------------------------ */
 
 /* Offsets of levels 0..3 in repl__bdigest.tree (level 4 is .digest). */
@@ -239,6 +289,8 @@ repl__digest_all(store *st, int hashv, repl__bdigest **out, size_t *n_out)
         }
         rc = store_index_list(st, nm.v[i], NULL, NULL, NULL, STORE_LIST_VERSIONS, digest_version,
                               &w);
+        if (rc == 0)
+            rc = digest_config(st, &d[i]);
         if (rc == 0 && hashv >= 2)
             rc = repl__tree_build(&d[i]);
     }
@@ -449,6 +501,7 @@ repl__version_record(const char *bucket, const char *key, const store_version *v
     Meridian__WalRecord rec = MERIDIAN__WAL_RECORD__INIT;
     Meridian__ObjectPut op = MERIDIAN__OBJECT_PUT__INIT;
     Meridian__DeleteMarker dm = MERIDIAN__DELETE_MARKER__INIT;
+    Meridian__ObjectDelete od = MERIDIAN__OBJECT_DELETE__INIT;
     Meridian__VersionVector vm;
     Meridian__VvEntry ents[VV_MAX_SITES], *ptrs[VV_MAX_SITES];
     store_layout_info li;
@@ -464,12 +517,23 @@ repl__version_record(const char *bucket, const char *key, const store_version *v
         return MRD_ECORRUPT;
     vv_to_proto(&vec, &vm, ents, ptrs);
     rec.format = WAL_RECORD_FORMAT;
-    if (v->flags & STORE_VF_DELETE_MARKER) {
+    if (v->flags & ENGINE_VF_TOMBSTONE) {
+        /* a version removed by id: the removal travels, never the version */
+        od.bucket = (char *)bucket;
+        od.key = (char *)key;
+        od.version_id = (char *)v->version_id;
+        od.vv = &vm;
+        od.hlc = v->hlc;
+        rec.body_case = MERIDIAN__WAL_RECORD__BODY_OBJECT_DELETE;
+        rec.object_delete = &od;
+        r->type = WAL_REC_OBJECT_DELETE;
+    } else if (v->flags & STORE_VF_DELETE_MARKER) {
         dm.bucket = (char *)bucket;
         dm.key = (char *)key;
         dm.version_id = (char *)v->version_id;
         dm.vv = &vm;
         dm.hlc = v->hlc;
+        dm.versioned = !(v->flags & ENGINE_VF_NULL_VERSION);
         rec.body_case = MERIDIAN__WAL_RECORD__BODY_DELETE_MARKER;
         rec.delete_marker = &dm;
         r->type = WAL_REC_DELETE_MARKER;
@@ -490,6 +554,7 @@ repl__version_record(const char *bucket, const char *key, const store_version *v
         op.content_type = (char *)(v->content_type ? v->content_type : "");
         op.user_meta = meta.ptrs;
         op.n_user_meta = meta.n;
+        op.versioned = !(v->flags & ENGINE_VF_NULL_VERSION);
         if (li.is_inline) {
             op.layout.data = (uint8_t *)v->layout;
             op.layout.len = v->layout_len;

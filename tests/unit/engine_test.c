@@ -1255,7 +1255,187 @@ test_tags_in_place_replicated_last_writer_wins(void)
     site_free(&b);
 }
 
+/* ---- versioning ------------------------------------------------------------ */
+
+static int
+versioning_wait(engine *e, const char *b, int state)
+{
+    waiter w = {0, 0};
+    engine_bucket_conf c = {.has_versioning = 1, .versioning = state};
+
+    if (engine_bucket_config(e, b, &c, on_done, &w) != 0 || wait_for(e, &w, 1) != 0)
+        return -1;
+    return w.status;
+}
+
+static int
+versioning_of(engine *e, const char *b)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    int state = -1;
+
+    if (store_bucket_get(engine_store(e), b, &blob, &len) == 0)
+        engine_bucket_versioning(blob, len, &state);
+    free(blob);
+    return state;
+}
+
+static int
+delete_version_wait(engine *e, const char *b, const char *k, const char *vid)
+{
+    waiter w = {0, 0};
+
+    if (engine_object_delete_version(e, b, k, vid, on_done, &w) != 0 || wait_for(e, &w, 1) != 0)
+        return -1;
+    return w.status;
+}
+
+/* Versions of a key that are not tombstones. */
+static int
+live_versions(const vlist *l)
+{
+    int n = 0;
+
+    for (int i = 0; i < l->n && i < 8; i++)
+        n += !(l->flags[i] & ENGINE_VF_TOMBSTONE);
+    return n + (l->n > 8 ? l->n - 8 : 0);
+}
+
+static int
+vcount_cb(void *user, const char *key, const store_version *v)
+{
+    (void)key;
+    if (!(v->flags & ENGINE_VF_TOMBSTONE))
+        (*(int *)user)++;
+    return 0;
+}
+
+static int
+count_versions(engine *e, const char *b)
+{
+    int n = 0;
+
+    if (store_index_list(engine_store(e), b, NULL, NULL, NULL, STORE_LIST_VERSIONS, vcount_cb,
+                         &n) != 0)
+        return -1;
+    return n;
+}
+
+/*
+ * Versioning end to end at two sites: the configuration replicates, every
+ * version of a versioned key is kept (far past HELD_MAX), a delete writes a
+ * marker over them, removing the current version by id makes the previous
+ * one current at both sites, a version removed by id before its put arrived
+ * never appears, suspension makes null versions that replace each other,
+ * and concurrent configuration changes settle the same way at both sites.
+ */
+static void
+test_versioning_replicated(void)
+{
+    site a, b;
+    uint64_t to_b = 0, to_a = 0;
+    char first[25], last[25], ca[25], cb[25], vid[25];
+    vlist l;
+    int n;
+
+    pair_open(&a, &b);
+    REQUIRE(create_bucket(a.e, "v") == 0);
+    CHECK_EQ_INT(versioning_of(a.e, "v"), ENGINE_VERSIONING_UNSET);
+    REQUIRE(versioning_wait(a.e, "v", ENGINE_VERSIONING_ENABLED) == 0);
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    CHECK_EQ_INT(versioning_of(b.e, "v"), ENGINE_VERSIONING_ENABLED);
+
+    /* 40 versions of one key: all kept, the newest current, none null */
+    for (int i = 0; i < 40; i++) {
+        REQUIRE(put_wait(a.e, "v", "k", 40 + (size_t)i, (unsigned char)i) == 0);
+        if (i == 0)
+            current_id(a.e, "v", "k", first);
+    }
+    current_id(a.e, "v", "k", last);
+    CHECK_EQ_INT(count_versions(a.e, "v"), 40);
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    CHECK_EQ_INT(count_versions(b.e, "v"), 40);
+    current_id(b.e, "v", "k", cb);
+    CHECK_STR(cb, last);
+    CHECK(object_matches(b.e, "v", "k", 79, 39));
+    l = versions_of(b.e, "v", "k");
+    CHECK_EQ_INT(l.flags[0] & (ENGINE_VF_NULL_VERSION | STORE_VF_DELETE_MARKER), 0);
+    CHECK(l.flags[0] & STORE_VF_NONCURRENT);
+
+    /* a delete writes a marker and keeps the versions */
+    REQUIRE(delete_wait(a.e, "v", "k") == 0);
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    CHECK(key_is_gone(b.e, "v", "k"));
+    CHECK_EQ_INT(count_versions(b.e, "v"), 41);
+    current_id(b.e, "v", "k", cb);
+
+    /* removing the marker by id at b: the last put is current again at both */
+    REQUIRE(delete_version_wait(b.e, "v", "k", cb) == 0);
+    current_id(b.e, "v", "k", cb);
+    CHECK_STR(cb, last);
+    REQUIRE(ship(&b, &a, &to_a) == 0);
+    current_id(a.e, "v", "k", ca);
+    CHECK_STR(ca, last);
+    CHECK(object_matches(a.e, "v", "k", 79, 39));
+    CHECK_EQ_INT(count_versions(a.e, "v"), 40);
+
+    /* removing the current version makes the previous one current */
+    REQUIRE(delete_version_wait(a.e, "v", "k", last) == 0);
+    CHECK(object_matches(a.e, "v", "k", 78, 38));
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    CHECK(object_matches(b.e, "v", "k", 78, 38));
+    /* and removing a non-current one leaves the current alone */
+    REQUIRE(delete_version_wait(b.e, "v", "k", first) == 0);
+    REQUIRE(ship(&b, &a, &to_a) == 0);
+    CHECK(object_matches(a.e, "v", "k", 78, 38));
+    CHECK_EQ_INT(count_versions(a.e, "v"), 38);
+    CHECK_EQ_INT(count_versions(b.e, "v"), 38);
+
+    /* removed at b before its put arrived: never appears (the tombstone) */
+    REQUIRE(put_wait(a.e, "v", "late", 30, 9) == 0);
+    current_id(a.e, "v", "late", vid);
+    REQUIRE(delete_version_wait(b.e, "v", "late", vid) == 0);
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    l = versions_of(b.e, "v", "late");
+    CHECK_EQ_INT(live_versions(&l), 0);
+    CHECK(key_is_gone(b.e, "v", "late"));
+    REQUIRE(ship(&b, &a, &to_a) == 0);
+    CHECK(key_is_gone(a.e, "v", "late"));
+    l = versions_of(a.e, "v", "late");
+    CHECK_EQ_INT(live_versions(&l), 0);
+
+    /* suspended: null versions replace each other, real ones stay */
+    REQUIRE(versioning_wait(a.e, "v", ENGINE_VERSIONING_SUSPENDED) == 0);
+    REQUIRE(put_wait(a.e, "v", "k", 10, 1) == 0);
+    REQUIRE(put_wait(a.e, "v", "k", 11, 2) == 0);
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    CHECK_EQ_INT(versioning_of(b.e, "v"), ENGINE_VERSIONING_SUSPENDED);
+    CHECK_EQ_INT(count_versions(a.e, "v"), 39);
+    CHECK_EQ_INT(count_versions(b.e, "v"), 39);
+    CHECK(object_matches(b.e, "v", "k", 11, 2));
+    {
+        store_version_rec *rec = NULL;
+        REQUIRE(engine_version_lookup(b.e, "v", "k", "null", &rec) == 0);
+        CHECK(store_version_rec_get(rec)->size == 11);
+        CHECK(store_version_rec_get(rec)->flags & ENGINE_VF_NULL_VERSION);
+        store_version_rec_free(rec);
+    }
+
+    /* concurrent configuration changes: both sites settle on the same */
+    REQUIRE(versioning_wait(a.e, "v", ENGINE_VERSIONING_ENABLED) == 0);
+    REQUIRE(versioning_wait(b.e, "v", ENGINE_VERSIONING_SUSPENDED) == 0);
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    REQUIRE(ship(&b, &a, &to_a) == 0);
+    n = versioning_of(a.e, "v");
+    CHECK(n == ENGINE_VERSIONING_ENABLED || n == ENGINE_VERSIONING_SUSPENDED);
+    CHECK_EQ_INT(versioning_of(b.e, "v"), n);
+    site_free(&a);
+    site_free(&b);
+}
+
 static const test_case tests[] = {
+    TEST(test_versioning_replicated),
     TEST(test_tags_in_place_replicated_last_writer_wins),
     TEST(test_mutations_and_preconditions),
     TEST(test_overwrite_frees_old_data_and_concurrent_puts_order),
