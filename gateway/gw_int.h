@@ -159,6 +159,8 @@ typedef enum {
     GW_S3E_ENTITY_TOO_SMALL,
     GW_S3E_OPERATION_ABORTED,
     GW_S3E_INVALID_PART_NUMBER,
+    GW_S3E_NO_SUCH_VERSION,
+    GW_S3E_NO_SUCH_TAG_SET,
     GW_S3E__COUNT
 } gw_s3_err;
 
@@ -266,6 +268,13 @@ int gw_tagset_encode(const gw_tagset *t, mrd_buf *out);
  * exactly one Key and one Value), MRD_ETOOBIG (InvalidTag), -ENOMEM.
  * Fuzzed by tests/fuzz/fuzz_xml.c. */
 int gw_xml_parse_tagging(const char *body, size_t len, gw_tagset *out);
+
+/* Parses a <VersioningConfiguration> body (PutBucketVersioning): *state
+ * gets ENGINE_VERSIONING_ENABLED or _SUSPENDED (1 or 2) from its one
+ * <Status>; <MfaDelete> and unknown elements are ignored. Returns 0,
+ * MRD_EINVAL (MalformedXML: not well-formed, no Status, another value, a
+ * repeated Status), -ENOMEM. Fuzzed by tests/fuzz/fuzz_xml.c. */
+int gw_xml_parse_versioning(const char *body, size_t len, int *state);
 
 /* ---- SigV4 (gw_sigv4.c) ------------------------------------------------- */
 
@@ -455,6 +464,8 @@ struct gw__op {
     /* the request body, kept when body_max > 0 (up to that many bytes) */
     mrd_buf in;
     size_t body_max;
+    /* the bucket's versioning state, read by gw__op_work_bucket */
+    int vstate;
     /* per-operation state, freed with the op */
     void *ext;
     void (*ext_free)(void *ext);
@@ -469,7 +480,8 @@ void gw__op_go(gw__op *o, void (*work)(gw__op *o), void (*respond)(gw__op *o));
 void gw__op_start(gw__op *o);
 /* Answers an error for an op that was never started (gw__op_go) and frees it. */
 void gw__op_abandon(gw__op *o, gw_s3_err e, const char *msg);
-/* Work step: fails o with NoSuchBucket unless o->bucket exists. */
+/* Work step: fails o with NoSuchBucket unless o->bucket exists; sets
+ * o->vstate. */
 void gw__op_work_bucket(gw__op *o);
 /* Records an S3 error to answer. */
 void gw__op_fail(gw__op *o, gw_s3_err e);
@@ -524,9 +536,11 @@ int gw__preconditions(gw_req *r, const char *prefix, const char *etag, uint64_t 
 /* Server-side copies (gw_s3_copy.c): CopyObject, and what UploadPartCopy
  * shares with it. All but gw__s3_copy_object block: call them on a worker. */
 void gw__s3_copy_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key);
-/* x-amz-copy-source ("[/]bucket/key", URL-encoded) into malloc'ed *bucket
- * and *key; -1 if malformed or it names a versionId. */
-int gw__copy_source_parse(const char *h, char **bucket, char **key);
+/* x-amz-copy-source ("[/]bucket/key", URL-encoded, optionally followed by
+ * "?versionId=<id>") into malloc'ed *bucket, *key and *version_id (NULL when
+ * absent); -1 if malformed, or if it names a versionId and version_id is
+ * NULL (the caller does not take one). */
+int gw__copy_source_parse(const char *h, char **bucket, char **key, char **version_id);
 /* The current version of bucket/key (*rec, the caller frees it) and, when rd
  * is not NULL, a reader on it. NoSuchBucket, NoSuchKey (also for a delete
  * marker), or the store's error. */
@@ -544,6 +558,30 @@ void gw__s3_object_tagging(gw_daemon *d, gw_req *r, const char *bucket, const ch
                            const gw_sigv4_auth *auth);
 /* DeleteObjects: POST /<bucket>?delete (gw_s3_del.c). */
 void gw__s3_delete_objects(gw_daemon *d, gw_req *r, const char *bucket, const gw_sigv4_auth *auth);
+
+/* Versioning (gw_s3_ver.c). */
+/* The x-amz-version-id value of version v in a bucket whose versioning
+ * state is vstate (ENGINE_VERSIONING_*): its id, "null" for a null version,
+ * or NULL when the header is not sent (a null version of a bucket whose
+ * versioning was never set, unless asked = 1: the request named a version). */
+struct store_version;
+const char *gw__version_header(const struct store_version *v, int vstate, int asked);
+/* 1 if v can name a version in a request: "null" or one of our ids. */
+int gw__version_id_valid(const char *v);
+/* The versioning state of a bucket's index blob, UNSET when unreadable. */
+int gw__bucket_vstate(const void *blob, size_t len);
+/* DeleteObject (DELETE /<bucket>/<key>, with or without ?versionId=). */
+void gw__s3_delete_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key);
+/* The listing parameters ListObjects and ListObjectVersions share (gw_s3.c):
+ * prefix, delimiter, max-keys (0..1000, default 1000), encoding-type=url.
+ * 0, or -1 for a bad max-keys or encoding-type (InvalidArgument). */
+int gw__list_query(const char *query, mrd_buf *prefix, mrd_buf *delim, int *max_keys, int *url);
+/* Appends <tag>s</tag>, s URL-encoded first when url is set. */
+void gw__xml_name(mrd_buf *b, int url, const char *tag, const char *s);
+/* ListObjectVersions (GET /<bucket>?versions). */
+void gw__s3_list_versions(gw_daemon *d, gw_req *r, const char *bucket);
+/* Get/PutBucketVersioning, Get/Put/DeleteBucketTagging (gw_s3_tag.c). */
+void gw__s3_bucket_config(gw_daemon *d, gw_req *r, const char *bucket, const gw_sigv4_auth *auth);
 /* Checks a whole small request body against a decoded Content-MD5 (md5,
  * NULL if none: BadDigest) and a signed x-amz-content-sha256 (sha_hex, NULL
  * if unsigned: XAmzContentSHA256Mismatch). Returns 0 or the error. */

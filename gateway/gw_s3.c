@@ -1,7 +1,8 @@
 /*
  * gw_s3.c - the S3 router, authentication, and the bucket-level operations
- * (ListBuckets, Create/Head/Delete bucket, location, versioning, ListObjects
- * v1 and v2) plus DeleteObject.
+ * (ListBuckets, Create/Head/Delete bucket, location, ListObjects v1 and v2).
+ * Versioning, bucket tagging, ListObjectVersions and DeleteObject live in
+ * gw_s3_ver.c and gw_s3_tag.c.
  *
  * Every request on the S3 port goes: health check paths first (load
  * balancers probe them without credentials), then SigV4 (gw_sigv4.c) over
@@ -299,6 +300,8 @@ gw__op_work_bucket(op *o)
     size_t len = 0;
 
     o->rc = store_bucket_get(engine_store(o->d->eng), o->bucket, &blob, &len);
+    if (o->rc == 0)
+        o->vstate = gw__bucket_vstate(blob, len);
     free(blob);
     if (o->rc == MRD_ENOTFOUND)
         gw__op_fail(o, GW_S3E_NO_SUCH_BUCKET);
@@ -318,14 +321,6 @@ work_location(op *o)
     if (strcmp(region, "us-east-1") != 0)
         gw_xml_escape(&o->out, region);
     mrd_buf_appendf(&o->out, "</LocationConstraint>\n");
-}
-
-static void
-work_versioning(op *o)
-{
-    gw__op_work_bucket(o);
-    if (!o->has_err)
-        mrd_buf_appendf(&o->out, XML_HDR "<VersioningConfiguration xmlns=\"" S3_XMLNS "\"/>\n");
 }
 
 static void
@@ -384,14 +379,6 @@ respond_204(op *o)
     gw_resp_simple(o->r, 204, NULL, NULL, 0);
 }
 
-/* DeleteObject: 204 with the write token (read-your-writes elsewhere). */
-static void
-respond_delete_object(op *o)
-{
-    gw__route_write_token(o->d, o->r);
-    respond_204(o);
-}
-
 /* Engine mutations are already asynchronous: no pool hop needed. */
 static void
 mutation(gw_daemon *d, gw_req *r, const char *bucket, const char *key, int kind)
@@ -410,13 +397,9 @@ mutation(gw_daemon *d, gw_req *r, const char *bucket, const char *key, int kind)
         o->respond = respond_create_bucket;
         rc = engine_bucket_create(d->eng, bucket, create_done, o);
         break;
-    case 1:
+    default:
         o->respond = respond_204;
         rc = engine_bucket_delete(d->eng, bucket, delete_bucket_done, o);
-        break;
-    default:
-        o->respond = respond_delete_object;
-        rc = engine_object_delete(d->eng, bucket, key, delete_bucket_done, o);
         break;
     }
     if (rc != 0)
@@ -433,10 +416,10 @@ typedef struct lister {
     mrd_buf contents, prefixes, last, resume;
 } lister;
 
-static void
-put_name(lister *l, mrd_buf *b, const char *tag, const char *s)
+void
+gw__xml_name(mrd_buf *b, int url, const char *tag, const char *s)
 {
-    if (l->url) {
+    if (url) {
         mrd_buf enc = {0};
         gw_uri_encode(&enc, s, strlen(s), 1);
         gw_xml_elem(b, tag, enc.data ? enc.data : "");
@@ -444,6 +427,38 @@ put_name(lister *l, mrd_buf *b, const char *tag, const char *s)
     } else {
         gw_xml_elem(b, tag, s);
     }
+}
+
+static void
+put_name(lister *l, mrd_buf *b, const char *tag, const char *s)
+{
+    gw__xml_name(b, l->url, tag, s);
+}
+
+int
+gw__list_query(const char *query, mrd_buf *prefix, mrd_buf *delim, int *max_keys, int *url)
+{
+    mrd_buf tmp = {0};
+    char *end;
+    int rc = 0;
+
+    gw_query_param(query, "prefix", prefix);
+    gw_query_param(query, "delimiter", delim);
+    *max_keys = 1000;
+    *url = 0;
+    if (gw_query_param(query, "max-keys", &tmp)) {
+        long mk = strtol(tmp.data, &end, 10);
+        if (*end || mk < 0 || tmp.len == 0)
+            rc = -1;
+        *max_keys = mk > 1000 ? 1000 : (int)mk;
+    }
+    if (rc == 0 && gw_query_param(query, "encoding-type", &tmp)) {
+        if (strcmp(tmp.data, "url") != 0)
+            rc = -1;
+        *url = 1;
+    }
+    mrd_buf_free(&tmp);
+    return rc;
 }
 
 static int
@@ -522,7 +537,6 @@ work_list_objects(op *o)
     mrd_buf prefix = {0}, delim = {0}, token = {0}, start = {0}, tmp = {0}, enc = {0};
     int v2 = 0, has_token = 0, has_start = 0;
     const char *from = NULL;
-    char *end;
 
     memset(&l, 0, sizeof(l));
     l.o = o;
@@ -531,28 +545,14 @@ work_list_objects(op *o)
         return;
     if (gw_query_param(o->query, "list-type", &tmp))
         v2 = strcmp(tmp.data, "2") == 0;
-    gw_query_param(o->query, "prefix", &prefix);
-    gw_query_param(o->query, "delimiter", &delim);
+    if (gw__list_query(o->query, &prefix, &delim, &l.max_keys, &l.url) != 0) {
+        gw__op_fail(o, GW_S3E_INVALID_ARGUMENT);
+        goto out;
+    }
     l.prefix = prefix.data ? prefix.data : "";
     l.delim = delim.data ? delim.data : "";
     l.plen = strlen(l.prefix);
     l.dlen = strlen(l.delim);
-    l.max_keys = 1000;
-    if (gw_query_param(o->query, "max-keys", &tmp)) {
-        long mk = strtol(tmp.data, &end, 10);
-        if (*end || mk < 0 || tmp.len == 0) {
-            gw__op_fail(o, GW_S3E_INVALID_ARGUMENT);
-            goto out;
-        }
-        l.max_keys = mk > 1000 ? 1000 : (int)mk;
-    }
-    if (gw_query_param(o->query, "encoding-type", &tmp)) {
-        if (strcmp(tmp.data, "url") != 0) {
-            gw__op_fail(o, GW_S3E_INVALID_ARGUMENT);
-            goto out;
-        }
-        l.url = 1;
-    }
     if (v2) {
         if ((has_token = gw_query_param(o->query, "continuation-token", &tmp))) {
             if (hex_decode(tmp.data, &token) != 0) {
@@ -700,8 +700,10 @@ route_bucket(gw_daemon *d, gw_req *r, const char *bucket, const char *method, co
         gw__s3_delete_objects(d, r, bucket, auth);
     } else if (strcmp(method, "GET") == 0 && has_param(q, "location")) {
         op_run(d, r, bucket, NULL, work_location, respond_xml_200);
-    } else if (strcmp(method, "GET") == 0 && has_param(q, "versioning")) {
-        op_run(d, r, bucket, NULL, work_versioning, respond_xml_200);
+    } else if (has_param(q, "versioning") || has_param(q, "tagging")) {
+        gw__s3_bucket_config(d, r, bucket, auth);
+    } else if (strcmp(method, "GET") == 0 && has_param(q, "versions")) {
+        gw__s3_list_versions(d, r, bucket);
     } else if (strcmp(method, "GET") == 0 && has_param(q, "uploads")) {
         gw__s3_mpu_bucket(d, r, bucket, method);
     } else if (strcmp(method, "GET") == 0) {
@@ -732,8 +734,10 @@ route_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const
         return;
     }
     for (const char *const *s = unsupported_subres; *s; s++) {
-        /* GET and HEAD of one version by id are served (gw__s3_get_object) */
-        if (has_param(q, *s) && !(get && strcmp(*s, "versionId") == 0)) {
+        /* GET, HEAD and DELETE of one version by id are served (gw__s3_get_object,
+         * gw__s3_delete_object) */
+        if (has_param(q, *s) &&
+            !((get || strcmp(method, "DELETE") == 0) && strcmp(*s, "versionId") == 0)) {
             gw_s3_error(r, GW_S3E_NOT_IMPLEMENTED, gw_req_path(r), NULL);
             return;
         }
@@ -750,7 +754,7 @@ route_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const
             gw__s3_get_object(d, r, bucket, key);
     } else if (strcmp(method, "DELETE") == 0) {
         if (!gw__route_write(d, r))
-            mutation(d, r, bucket, key, 2);
+            gw__s3_delete_object(d, r, bucket, key);
     } else {
         gw_s3_error(r, GW_S3E_METHOD_NOT_ALLOWED, gw_req_path(r), NULL);
     }

@@ -30,7 +30,12 @@
  *   - x-amz-copy-source-if-match / -if-none-match / -if-modified-since /
  *     -if-unmodified-since are weighed like a GET's conditions (same
  *     precedence), and any failure is 412 PreconditionFailed;
- *   - a versionId in the copy source is not supported yet (InvalidArgument).
+ *   - a versionId in the copy source ("bucket/key?versionId=<id>", "null"
+ *     too) copies that version (NoSuchVersion when it is not held, a delete
+ *     marker is InvalidRequest); the response names it in
+ *     x-amz-copy-source-version-id, and the new version in x-amz-version-id
+ *     when the destination bucket is versioned. UploadPartCopy takes no
+ *     versionId yet (InvalidArgument).
  */
 #include "gw_int.h"
 
@@ -48,20 +53,23 @@
 /* ---- shared with UploadPartCopy ----------------------------------------- */
 
 int
-gw__copy_source_parse(const char *h, char **bucket, char **key)
+gw__copy_source_parse(const char *h, char **bucket, char **key, char **version_id)
 {
     mrd_buf dec = {0};
-    const char *s, *slash;
-    char *b = NULL, *k = NULL;
+    const char *s, *slash, *q;
+    char *b = NULL, *k = NULL, *v = NULL;
     int rc = -1;
 
     if (!h)
         return -1;
     if (*h == '/')
         h++;
-    if (strstr(h, "?versionId="))
-        return -1;
-    if (gw_url_decode(h, strlen(h), 0, &dec) != 0 || !dec.data)
+    if ((q = strstr(h, "?versionId="))) {
+        const char *id = q + strlen("?versionId=");
+        if (!version_id || !*id || strlen(id) > 64 || strchr(id, '&') || !(v = strdup(id)))
+            return -1;
+    }
+    if (gw_url_decode(h, q ? (size_t)(q - h) : strlen(h), 0, &dec) != 0 || !dec.data)
         goto out;
     s = dec.data;
     slash = strchr(s, '/');
@@ -72,12 +80,15 @@ gw__copy_source_parse(const char *h, char **bucket, char **key)
     if (b && k) {
         *bucket = b;
         *key = k;
-        b = k = NULL;
+        if (version_id)
+            *version_id = v;
+        b = k = v = NULL;
         rc = 0;
     }
 out:
     free(b);
     free(k);
+    free(v);
     mrd_buf_free(&dec);
     return rc;
 }
@@ -143,6 +154,8 @@ gw__copy_stream(store *st, store_reader *rd, uint64_t a, uint64_t b, const char 
 typedef struct copy_obj {
     store *st;
     char *src_bucket, *src_key;
+    char *src_vid;            /* ?versionId= of the source, or NULL */
+    char src_shown[32];       /* the source version as named in the response */
     int replace, tag_replace; /* x-amz-metadata-directive, x-amz-tagging-directive */
     gw__meta meta;            /* REPLACE: from the request; COPY: the source's */
     char vid[25];
@@ -161,6 +174,7 @@ copy_obj_free(void *p)
         return;
     free(c->src_bucket);
     free(c->src_key);
+    free(c->src_vid);
     gw__meta_clear(&c->meta);
     store_put_result_clear(&c->res);
     free(c);
@@ -184,6 +198,34 @@ meta_collect(void *ud, const char *key, const char *value)
 }
 
 /* Worker: the source, its conditions, the data. */
+/* A named version of the copy source (NoSuchBucket, NoSuchVersion, a
+ * delete marker InvalidRequest). */
+static gw_s3_err
+copy_source_version(gw__op *o, store_version_rec **rec)
+{
+    copy_obj *c = o->ext;
+    void *blob = NULL;
+    size_t len = 0;
+    int vstate = 0, rc = store_bucket_get(c->st, c->src_bucket, &blob, &len);
+
+    if (rc == 0)
+        vstate = gw__bucket_vstate(blob, len);
+    free(blob);
+    if (rc != 0)
+        return rc == MRD_ENOTFOUND ? GW_S3E_NO_SUCH_BUCKET : gw_s3_err_from_rc(rc);
+    rc = engine_version_lookup(o->d->eng, c->src_bucket, c->src_key, c->src_vid, rec);
+    if (rc != 0)
+        return rc == MRD_ENOTFOUND ? GW_S3E_NO_SUCH_VERSION : gw_s3_err_from_rc(rc);
+    if (store_version_rec_get(*rec)->flags & STORE_VF_DELETE_MARKER) {
+        store_version_rec_free(*rec);
+        *rec = NULL;
+        return GW_S3E_INVALID_REQUEST;
+    }
+    snprintf(c->src_shown, sizeof(c->src_shown), "%s",
+             gw__version_header(store_version_rec_get(*rec), vstate, 1));
+    return 0;
+}
+
 static void
 work_copy(gw__op *o)
 {
@@ -198,7 +240,10 @@ work_copy(gw__op *o)
     gw__op_work_bucket(o);
     if (o->has_err)
         return;
-    e = gw__copy_source_open(st, c->src_bucket, c->src_key, &rec, NULL);
+    if (c->src_vid)
+        e = copy_source_version(o, &rec);
+    else
+        e = gw__copy_source_open(st, c->src_bucket, c->src_key, &rec, NULL);
     if (e) {
         gw__op_fail(o, e);
         return;
@@ -298,6 +343,11 @@ respond_copy(gw__op *o)
     mrd_buf_appendf(&o->out, GW_XML_HDR "<CopyObjectResult xmlns=\"" GW_S3_XMLNS "\">");
     gw_xml_elem(&o->out, "LastModified", t);
     mrd_buf_appendf(&o->out, "<ETag>&quot;%s&quot;</ETag></CopyObjectResult>\n", c->etag);
+    if (c->src_shown[0])
+        gw_resp_header(o->r, "x-amz-copy-source-version-id", c->src_shown);
+    if (o->vstate != ENGINE_VERSIONING_UNSET)
+        gw_resp_header(o->r, "x-amz-version-id",
+                       o->vstate == ENGINE_VERSIONING_ENABLED ? c->vid : "null");
     gw__route_write_token(o->d, o->r);
     gw__op_respond_xml(o, 200);
 }
@@ -334,11 +384,10 @@ gw__s3_copy_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
     o->ext = c;
     o->ext_free = copy_ext_free;
     c->st = engine_store(d->eng);
-    if (gw__copy_source_parse(gw_req_header(r, "x-amz-copy-source"), &c->src_bucket, &c->src_key) !=
-        0) {
+    if (gw__copy_source_parse(gw_req_header(r, "x-amz-copy-source"), &c->src_bucket, &c->src_key,
+                              &c->src_vid) != 0) {
         gw__op_abandon(o, GW_S3E_INVALID_ARGUMENT,
-                       "x-amz-copy-source must be bucket/key, URL-encoded (a versionId is not "
-                       "supported yet)");
+                       "x-amz-copy-source must be bucket/key[?versionId=id], URL-encoded");
         return;
     }
     if (dir && strcasecmp(dir, "REPLACE") == 0) {
@@ -355,7 +404,8 @@ gw__s3_copy_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
                        "x-amz-tagging-directive must be COPY or REPLACE");
         return;
     }
-    if (!c->replace && strcmp(c->src_bucket, bucket) == 0 && strcmp(c->src_key, key) == 0) {
+    if (!c->replace && !c->src_vid && strcmp(c->src_bucket, bucket) == 0 &&
+        strcmp(c->src_key, key) == 0) {
         gw__op_abandon(o, GW_S3E_INVALID_REQUEST,
                        "This copy request is illegal because it is trying to copy an object to "
                        "itself without changing the object's metadata (use "

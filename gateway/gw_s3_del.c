@@ -16,10 +16,14 @@
  * they share WAL group commits without flooding the WAL queue; each is a
  * normal delete mutation (WAL record, replication). Keys are independent: one
  * failing is reported in its own <Error> and the others go on, as in S3. A
- * missing key is "Deleted" (S3 semantics). A VersionId is not supported yet:
- * that key gets an <Error> NotImplemented, except "null", the only version an
- * unversioned bucket has, which deletes the key. The response is written when
- * the last delete completes; in Quiet mode it lists only the errors.
+ * missing key is "Deleted" (S3 semantics). An entry with a VersionId
+ * removes that version for good (engine_object_delete_version; "null" names
+ * the key's null version), resolved on the worker that parses the body, and
+ * its result says DeleteMarker when the version removed was a delete marker.
+ * Without one, a versioned or suspended bucket gets a delete marker, named
+ * in the result (DeleteMarker, DeleteMarkerVersionId), as in S3. The
+ * response is written when the last delete completes; in Quiet mode it
+ * lists only the errors.
  *
  * Lifetime: the context is freed when both the client side (release) and the
  * work (a pool job or any engine call in flight) are done.
@@ -50,9 +54,13 @@ struct del_ctx {
     int has_md5, check_sha;
     char sha[65];
     gw_delete_req req;
-    int *status;     /* per object: 0, or an MRD_E* / gw error */
-    gw_s3_err *err;  /* per object, when status != 0 */
-    del_slot *slots; /* per object, the engine callback's ud */
+    int *status;         /* per object: 0, or an MRD_E* / gw error */
+    gw_s3_err *err;      /* per object, when status != 0 */
+    del_slot *slots;     /* per object, the engine callback's ud */
+    char (*target)[25];  /* per object with a VersionId: the internal id ("" none) */
+    char (*marker)[25];  /* per object: the delete marker written, or "" */
+    uint8_t *was_marker; /* per object: the version removed was a marker */
+    int vstate;
     size_t next, done;
     int inflight, released, job;
     int has_err;
@@ -68,6 +76,9 @@ del_free(del_ctx *c)
     free(c->status);
     free(c->err);
     free(c->slots);
+    free(c->target);
+    free(c->marker);
+    free(c->was_marker);
     free(c);
 }
 
@@ -107,14 +118,21 @@ del_respond(del_ctx *c)
         if (o->version_id)
             gw_xml_elem(&out, "VersionId", o->version_id);
         if (c->status[i] == 0) {
+            if (o->version_id && c->was_marker[i]) {
+                mrd_buf_appendf(&out, "<DeleteMarker>true</DeleteMarker>");
+                gw_xml_elem(&out, "DeleteMarkerVersionId", o->version_id);
+            } else if (!o->version_id && c->marker[i][0] && c->vstate != ENGINE_VERSIONING_UNSET) {
+                mrd_buf_appendf(&out, "<DeleteMarker>true</DeleteMarker>");
+                gw_xml_elem(&out, "DeleteMarkerVersionId",
+                            c->vstate == ENGINE_VERSIONING_ENABLED ? c->marker[i] : "null");
+            }
             mrd_buf_appendf(&out, "</Deleted>");
             continue;
         }
         gw_xml_elem(&out, "Code", gw_s3_err_code(c->err[i]));
         gw_xml_elem(&out, "Message",
-                    c->err[i] == GW_S3E_NOT_IMPLEMENTED
-                        ? "DeleteObjects with a VersionId is not implemented yet"
-                        : "The key could not be deleted.");
+                    c->err[i] == GW_S3E_INVALID_ARGUMENT ? "Invalid version id specified"
+                                                         : "The key could not be deleted.");
         mrd_buf_appendf(&out, "</Error>");
     }
     mrd_buf_appendf(&out, "</DeleteResult>\n");
@@ -156,21 +174,22 @@ del_pump(del_ctx *c)
         size_t i = c->next++;
         const gw_delete_obj *o = &c->req.objs[i];
         int rc;
-        if (o->version_id && strcmp(o->version_id, "null") != 0) {
-            c->status[i] = MRD_EINVAL;
-            c->err[i] = GW_S3E_NOT_IMPLEMENTED;
-            c->done++;
-            continue;
-        }
         if (strlen(o->key) > 1024) {
             c->status[i] = MRD_ETOOBIG;
             c->err[i] = GW_S3E_KEY_TOO_LONG;
             c->done++;
             continue;
         }
+        if (c->status[i] != 0 || (o->version_id && !c->target[i][0])) {
+            c->done++; /* a bad id (status set), or no null version: nothing to do */
+            continue;
+        }
         c->slots[i] = (del_slot){c, i};
         c->inflight++;
-        rc = engine_object_delete(c->d->eng, c->bucket, o->key, del_one_done, &c->slots[i]);
+        rc = o->version_id ? engine_object_delete_version(c->d->eng, c->bucket, o->key,
+                                                          c->target[i], del_one_done, &c->slots[i])
+                           : engine_object_delete_marker(c->d->eng, c->bucket, o->key, c->marker[i],
+                                                         del_one_done, &c->slots[i]);
         if (rc != 0) {
             c->inflight--;
             c->done++;
@@ -180,6 +199,37 @@ del_pump(del_ctx *c)
     }
     if (c->done == c->req.n && c->inflight == 0)
         del_respond(c); /* runs release */
+}
+
+/* Worker: the version an entry's VersionId names (as gw__s3_delete_object:
+ * "null" or one of our ids; an id not held here is still removed). */
+static void
+resolve_version(del_ctx *c, size_t i)
+{
+    const gw_delete_obj *o = &c->req.objs[i];
+    store_version_rec *rec = NULL;
+    const char *v = o->version_id;
+    int rc;
+
+    if (!v || strlen(o->key) > 1024)
+        return;
+    if (!gw__version_id_valid(v)) {
+        c->status[i] = MRD_EINVAL;
+        c->err[i] = GW_S3E_INVALID_ARGUMENT;
+        return;
+    }
+    rc = engine_version_lookup(c->d->eng, c->bucket, o->key, v, &rec);
+    if (rc == 0) {
+        const store_version *sv = store_version_rec_get(rec);
+        snprintf(c->target[i], sizeof(c->target[i]), "%s", sv->version_id);
+        c->was_marker[i] = !!(sv->flags & STORE_VF_DELETE_MARKER);
+    } else if (rc == MRD_ENOTFOUND && strcmp(v, "null") != 0) {
+        snprintf(c->target[i], sizeof(c->target[i]), "%s", v);
+    } else if (rc != MRD_ENOTFOUND) {
+        c->status[i] = rc;
+        c->err[i] = gw_s3_err_from_rc(rc);
+    }
+    store_version_rec_free(rec);
 }
 
 /* Worker: integrity, parse, bucket. */
@@ -209,6 +259,8 @@ job_parse(void *arg)
         return;
     }
     rc = store_bucket_get(engine_store(c->d->eng), c->bucket, &blob, &len);
+    if (rc == 0)
+        c->vstate = gw__bucket_vstate(blob, len);
     free(blob);
     if (rc != 0) {
         del_fail(c, rc == MRD_ENOTFOUND ? GW_S3E_NO_SUCH_BUCKET : gw_s3_err_from_rc(rc), NULL);
@@ -217,8 +269,15 @@ job_parse(void *arg)
     c->status = calloc(c->req.n, sizeof(*c->status));
     c->err = calloc(c->req.n, sizeof(*c->err));
     c->slots = calloc(c->req.n, sizeof(*c->slots));
-    if (!c->status || !c->err || !c->slots)
+    c->target = calloc(c->req.n, sizeof(*c->target));
+    c->marker = calloc(c->req.n, sizeof(*c->marker));
+    c->was_marker = calloc(c->req.n, 1);
+    if (!c->status || !c->err || !c->slots || !c->target || !c->marker || !c->was_marker) {
         del_fail(c, GW_S3E_INTERNAL, NULL);
+        return;
+    }
+    for (size_t i = 0; i < c->req.n; i++)
+        resolve_version(c, i);
 }
 
 static void

@@ -416,6 +416,9 @@ respond_complete(gw__op *o)
     gw_xml_elem(&o->out, "Key", o->key);
     mrd_buf_appendf(&o->out, "<ETag>&quot;%s&quot;</ETag></CompleteMultipartUploadResult>\n",
                     c->etag);
+    if (o->vstate != ENGINE_VERSIONING_UNSET)
+        gw_resp_header(o->r, "x-amz-version-id",
+                       o->vstate == ENGINE_VERSIONING_ENABLED ? c->vid : "null");
     gw__route_write_token(o->d, o->r);
     gw__op_respond_xml(o, 200);
 }
@@ -876,8 +879,8 @@ mpu_copy_part(gw__op *o, uint32_t part, const char *upload_id)
     o->ext_free = copy_free;
     c->part = part;
     snprintf(c->upload_id, sizeof(c->upload_id), "%s", upload_id);
-    if (gw__copy_source_parse(gw_req_header(o->r, "x-amz-copy-source"), &c->src_bucket,
-                              &c->src_key) != 0) {
+    if (gw__copy_source_parse(gw_req_header(o->r, "x-amz-copy-source"), &c->src_bucket, &c->src_key,
+                              NULL) != 0) {
         gw__op_abandon(o, GW_S3E_INVALID_ARGUMENT,
                        "x-amz-copy-source must be bucket/key (versionId is not supported)");
         return;

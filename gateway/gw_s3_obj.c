@@ -31,7 +31,8 @@
  * refused before its body is read.
  *
  * GET/HEAD. A worker looks the key up (its current version, or with
- * ?versionId= that version, e.g. a conflict loser kept hidden) and opens a
+ * ?versionId= that version, e.g. a conflict loser kept hidden, or "null")
+ * and opens a
  * store reader (HEAD needs the index record only). The reader opens every shard file at once and
  * holds them until it closes, so an overwrite or delete that frees the
  * version while it streams (the engine's applier unlinks the old shards right
@@ -158,6 +159,7 @@ typedef struct put {
     gw__meta meta;
     char *upload_id; /* UploadPart: the upload, and part > 0 */
     uint32_t part;
+    int vstate; /* the bucket's versioning state when the PUT began */
 } put;
 
 static void put_step(put *p);
@@ -204,6 +206,8 @@ job_open(void *arg)
     size_t len = 0;
     int rc = store_bucket_get(st, p->bucket, &blob, &len);
 
+    if (rc == 0)
+        p->vstate = gw__bucket_vstate(blob, len);
     free(blob);
     blob = NULL;
     if (rc == MRD_ENOTFOUND) {
@@ -366,6 +370,9 @@ answer_ok(put *p)
     snprintf(etag, sizeof(etag), "\"%s\"", p->res.etag);
     gw_s3_request_id(p->r);
     gw_resp_header(p->r, "ETag", etag);
+    if (!p->part && p->vstate != ENGINE_VERSIONING_UNSET)
+        gw_resp_header(p->r, "x-amz-version-id",
+                       p->vstate == ENGINE_VERSIONING_ENABLED ? p->vid : "null");
     gw__route_write_token(p->d, p->r);
     gw_resp_simple(p->r, 200, NULL, NULL, 0); /* runs release */
 }
@@ -862,6 +869,7 @@ typedef struct get {
     char *range;
     char *version_id; /* ?versionId=, NULL for the current version */
     uint32_t part;    /* ?partNumber=, 0 when absent */
+    int vstate;       /* the bucket's versioning state */
     store_version_rec *rec;
     store_reader *rd;
     uint64_t off, end;
@@ -905,6 +913,8 @@ job_lookup(void *arg)
     char failed_vid[64] = "";
     int rc = store_bucket_get(st, g->bucket, &blob, &len);
 
+    if (rc == 0)
+        g->vstate = gw__bucket_vstate(blob, len);
     free(blob);
     if (rc == MRD_ENOTFOUND) {
         g->has_err = 1;
@@ -912,19 +922,21 @@ job_lookup(void *arg)
         return;
     }
     for (int attempt = 1; rc == 0; attempt++) {
-        rc = store_index_get(st, g->bucket, g->key, g->version_id, &g->rec);
+        rc = engine_version_lookup(g->d->eng, g->bucket, g->key, g->version_id, &g->rec);
         if (rc == MRD_ENOTFOUND) {
             g->has_err = 1;
-            g->err = GW_S3E_NO_SUCH_KEY;
+            g->err = g->version_id ? GW_S3E_NO_SUCH_VERSION : GW_S3E_NO_SUCH_KEY;
             return;
         }
         if (rc != 0)
             break;
         v = store_version_rec_get(g->rec);
         if (v->flags & STORE_VF_DELETE_MARKER) {
+            /* the current version a marker: 404; a marker asked by id: 405
+             * (the record stays for the response's headers) */
             g->has_err = 1;
             g->deleted = 1;
-            g->err = GW_S3E_NO_SUCH_KEY;
+            g->err = g->version_id ? GW_S3E_METHOD_NOT_ALLOWED : GW_S3E_NO_SUCH_KEY;
             return;
         }
         if (g->head)
@@ -1214,6 +1226,13 @@ get_lookup_done(void *arg)
             get_free(g); /* a peer serves it; the proxy's ops replaced ours */
             return;
         }
+        if (g->deleted && g->rec) {
+            const char *vh =
+                gw__version_header(store_version_rec_get(g->rec), g->vstate, g->version_id != NULL);
+            gw_resp_header(g->r, "x-amz-delete-marker", "true");
+            if (vh)
+                gw_resp_header(g->r, "x-amz-version-id", vh);
+        }
         gw_s3_error(g->r, g->err, gw_req_path(g->r), NULL);
         return;
     }
@@ -1278,8 +1297,11 @@ get_lookup_done(void *arg)
     /* the internal version id: equal at every site once replicated, which is
      * how operators and the convergence tests compare copies */
     gw_resp_header(g->r, "x-meridian-version-id", v->version_id);
-    if (g->version_id)
-        gw_resp_header(g->r, "x-amz-version-id", v->version_id);
+    {
+        const char *vh = gw__version_header(v, g->vstate, g->version_id != NULL);
+        if (vh)
+            gw_resp_header(g->r, "x-amz-version-id", vh);
+    }
     {
         const char *rs = repl_version_status(
             g->d->replicator,
@@ -1333,11 +1355,10 @@ gw__s3_get_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
     snprintf(g->bucket, sizeof(g->bucket), "%s", bucket);
     {
         /* One version by id: any version this site keeps, including a
-         * hidden conflict loser (docs/conflicts.md); "null" is the current
-         * version of an unversioned bucket, as in S3. */
+         * hidden conflict loser (docs/conflicts.md); "null" is the key's
+         * null version (engine_version_lookup), as in S3. */
         mrd_buf vid = {0};
-        if (gw_query_param(gw_req_query(r), "versionId", &vid) && vid.data &&
-            strcmp(vid.data, "null") != 0)
+        if (gw_query_param(gw_req_query(r), "versionId", &vid) && vid.data)
             g->version_id = strdup(vid.data);
         mrd_buf_free(&vid);
     }

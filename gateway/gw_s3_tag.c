@@ -1,6 +1,7 @@
 /*
- * gw_s3_tag.c - object tagging: GetObjectTagging, PutObjectTagging and
- * DeleteObjectTagging (GET/PUT/DELETE /<bucket>/<key>?tagging).
+ * gw_s3_tag.c - the small XML configuration documents: object tagging
+ * (GET/PUT/DELETE /<bucket>/<key>?tagging), bucket tagging (the same on
+ * /<bucket>?tagging) and bucket versioning (GET/PUT /<bucket>?versioning).
  *
  * Where tags live. A version's tag set is part of its user metadata in the
  * index, under the reserved name ENGINE_META_TAGGING, in the canonical
@@ -18,6 +19,14 @@
  * against Content-MD5 and a signed x-amz-content-sha256, and parses it on a
  * worker (gw_xml_parse_tagging: MalformedXML, InvalidTag); the mutation then
  * runs from the loop. A versionId is not supported yet (NotImplemented).
+ *
+ * Bucket tagging and versioning are registers of the bucket's index record
+ * (engine_bucket_config: a BUCKET_CONFIG WAL record, replicated, each
+ * register last-writer-wins on (hlc, site)). Their PUT bodies are read and
+ * checked the same way (gw_xml_parse_tagging, gw_xml_parse_versioning);
+ * GetBucketTagging answers NoSuchTagSet when the bucket has none (never set,
+ * or deleted), GetBucketVersioning an empty configuration when versioning
+ * was never set.
  */
 #include "gw_int.h"
 
@@ -33,6 +42,9 @@ typedef struct tag_st {
     int has_md5, check_sha;
     char sha[65];
     mrd_buf tagging; /* canonical form to store */
+    gw_tagset *tags; /* bucket tagging: the parsed set */
+    int versioning;  /* PutBucketVersioning: the state to set */
+    int is_versioning;
 } tag_st;
 
 static void
@@ -40,8 +52,10 @@ tag_st_free(void *p)
 {
     tag_st *t = p;
 
-    if (t)
+    if (t) {
         mrd_buf_free(&t->tagging);
+        free(t->tags);
+    }
     free(t);
 }
 
@@ -88,31 +102,31 @@ out:
     store_version_rec_free(rec);
 }
 
-/* Worker: the PutObjectTagging body. */
+/* Worker: a PutObjectTagging, PutBucketTagging or PutBucketVersioning
+ * body, checked against its digests and parsed. */
 static void
-work_put_tagging(gw__op *o)
+work_put_body(gw__op *o)
 {
     tag_st *s = o->ext;
-    gw_tagset *t = malloc(sizeof(*t));
+    const char *body = o->in.data ? o->in.data : "";
     gw_s3_err e;
     int rc;
 
-    if (!t) {
+    if (!s->is_versioning && !(s->tags = malloc(sizeof(*s->tags)))) {
         gw__op_fail(o, GW_S3E_INTERNAL);
         return;
     }
-    e = gw__body_verify(o->in.data ? o->in.data : "", o->in.len, s->has_md5 ? s->md5 : NULL,
-                        s->check_sha ? s->sha : NULL);
+    e = gw__body_verify(body, o->in.len, s->has_md5 ? s->md5 : NULL, s->check_sha ? s->sha : NULL);
     if (!e) {
-        rc = gw_xml_parse_tagging(o->in.data ? o->in.data : "", o->in.len, t);
+        rc = s->is_versioning ? gw_xml_parse_versioning(body, o->in.len, &s->versioning)
+                              : gw_xml_parse_tagging(body, o->in.len, s->tags);
         if (rc == MRD_ETOOBIG)
             e = GW_S3E_INVALID_TAG;
         else if (rc == MRD_EINVAL)
             e = GW_S3E_MALFORMED_XML;
-        else if (rc != 0 || gw_tagset_encode(t, &s->tagging) != 0)
+        else if (rc != 0 || (!s->is_versioning && gw_tagset_encode(s->tags, &s->tagging) != 0))
             e = GW_S3E_INTERNAL;
     }
-    free(t);
     if (e)
         gw__op_fail(o, e);
 }
@@ -165,47 +179,16 @@ respond_tagging(gw__op *o)
     gw_resp_simple(o->r, strcmp(m, "DELETE") == 0 ? 204 : 200, NULL, NULL, 0);
 }
 
-void
-gw__s3_object_tagging(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
-                      const gw_sigv4_auth *auth)
+/* Reads a small PUT body (digests checked by work_put_body), then runs
+ * o->then. Takes o. */
+static void
+put_body_go(gw__op *o, tag_st *s, const gw_sigv4_auth *auth, void (*respond)(gw__op *))
 {
-    const char *m = gw_req_method(r), *md5 = gw_req_header(r, "content-md5");
-    gw__op *o;
-    tag_st *s;
-    mrd_buf vid = {0};
-    int has_vid = gw_query_param(gw_req_query(r), "versionId", &vid);
+    const char *md5 = gw_req_header(o->r, "content-md5");
 
-    mrd_buf_free(&vid);
-    if (has_vid) {
-        gw_s3_error(r, GW_S3E_NOT_IMPLEMENTED, gw_req_path(r),
-                    "object tagging with a versionId is not implemented yet");
-        return;
-    }
-    if (strcmp(m, "GET") != 0 && strcmp(m, "PUT") != 0 && strcmp(m, "DELETE") != 0) {
-        gw_s3_error(r, GW_S3E_METHOD_NOT_ALLOWED, gw_req_path(r), NULL);
-        return;
-    }
-    if (!(o = gw__op_new(d, r, bucket, key)) || !(s = calloc(1, sizeof(*s)))) {
-        if (o)
-            gw__op_abandon(o, GW_S3E_INTERNAL, NULL);
-        else
-            gw_s3_error(r, GW_S3E_INTERNAL, gw_req_path(r), NULL);
-        return;
-    }
-    o->ext = s;
-    o->ext_free = tag_st_free;
-    if (strcmp(m, "GET") == 0) {
-        gw__op_go(o, work_get_tagging, respond_tagging);
-        return;
-    }
-    o->then = tags_commit;
-    if (strcmp(m, "DELETE") == 0) {
-        gw__op_go(o, work_none, respond_tagging);
-        return;
-    }
     if (strncmp(auth->payload_hash, "STREAMING-", 10) == 0) {
         gw__op_abandon(o, GW_S3E_NOT_IMPLEMENTED,
-                       "PutObjectTagging with an aws-chunked body is not implemented");
+                       "a configuration document with an aws-chunked body is not implemented");
         return;
     }
     if (md5) {
@@ -220,5 +203,160 @@ gw__s3_object_tagging(gw_daemon *d, gw_req *r, const char *bucket, const char *k
         memcpy(s->sha, auth->payload_hash, 65);
     }
     o->body_max = GW_TAGGING_BODY;
-    gw__op_go(o, work_put_tagging, respond_tagging);
+    gw__op_go(o, work_put_body, respond);
+}
+
+/* What one kind of document does per method. */
+typedef struct doc_ops {
+    void (*get)(gw__op *o);    /* worker: the GET answer */
+    void (*commit)(gw__op *o); /* loop: the PUT or DELETE mutation */
+    void (*respond)(gw__op *o);
+    int is_versioning, deletable; /* DELETE allowed */
+} doc_ops;
+
+/* Routes GET, PUT (body read and parsed first) and DELETE of one document
+ * kind; key NULL for a bucket's. */
+static void
+doc_dispatch(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
+             const gw_sigv4_auth *auth, const doc_ops *ops)
+{
+    const char *m = gw_req_method(r);
+    gw__op *o;
+    tag_st *s;
+
+    if (strcmp(m, "GET") != 0 && strcmp(m, "PUT") != 0 &&
+        (!ops->deletable || strcmp(m, "DELETE") != 0)) {
+        gw_s3_error(r, GW_S3E_METHOD_NOT_ALLOWED, gw_req_path(r), NULL);
+        return;
+    }
+    if (!(o = gw__op_new(d, r, bucket, key)) || !(s = calloc(1, sizeof(*s)))) {
+        if (o)
+            gw__op_abandon(o, GW_S3E_INTERNAL, NULL);
+        else
+            gw_s3_error(r, GW_S3E_INTERNAL, gw_req_path(r), NULL);
+        return;
+    }
+    o->ext = s;
+    o->ext_free = tag_st_free;
+    s->is_versioning = ops->is_versioning;
+    if (strcmp(m, "GET") == 0) {
+        gw__op_go(o, ops->get, ops->respond);
+        return;
+    }
+    o->then = ops->commit;
+    if (strcmp(m, "DELETE") == 0) {
+        gw__op_go(o, work_none, ops->respond);
+        return;
+    }
+    put_body_go(o, s, auth, ops->respond);
+}
+
+void
+gw__s3_object_tagging(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
+                      const gw_sigv4_auth *auth)
+{
+    static const doc_ops ops = {work_get_tagging, tags_commit, respond_tagging, 0, 1};
+    mrd_buf vid = {0};
+    int has_vid = gw_query_param(gw_req_query(r), "versionId", &vid);
+
+    mrd_buf_free(&vid);
+    if (has_vid) {
+        gw_s3_error(r, GW_S3E_NOT_IMPLEMENTED, gw_req_path(r),
+                    "object tagging with a versionId is not implemented yet");
+        return;
+    }
+    doc_dispatch(d, r, bucket, key, auth, &ops);
+}
+
+/* ---- bucket configuration ---------------------------------------------------- */
+
+static int
+tag_xml(void *ud, const char *key, const char *value)
+{
+    mrd_buf *out = ud;
+
+    mrd_buf_appendf(out, "<Tag>");
+    gw_xml_elem(out, "Key", key);
+    gw_xml_elem(out, "Value", value);
+    mrd_buf_appendf(out, "</Tag>");
+    return 0;
+}
+
+/* Worker: GetBucketVersioning or GetBucketTagging from the bucket's blob. */
+static void
+work_get_bucket_config(gw__op *o)
+{
+    tag_st *s = o->ext;
+    void *blob = NULL;
+    size_t len = 0;
+    int rc = store_bucket_get(engine_store(o->d->eng), o->bucket, &blob, &len), state;
+
+    if (rc != 0) {
+        gw__op_fail(o, rc == MRD_ENOTFOUND ? GW_S3E_NO_SUCH_BUCKET : gw_s3_err_from_rc(rc));
+    } else if (s->is_versioning) {
+        state = gw__bucket_vstate(blob, len);
+        mrd_buf_appendf(&o->out, GW_XML_HDR "<VersioningConfiguration xmlns=\"" GW_S3_XMLNS "\">");
+        if (state != ENGINE_VERSIONING_UNSET)
+            mrd_buf_appendf(&o->out, "<Status>%s</Status>",
+                            state == ENGINE_VERSIONING_ENABLED ? "Enabled" : "Suspended");
+        mrd_buf_appendf(&o->out, "</VersioningConfiguration>\n");
+    } else {
+        mrd_buf_appendf(&o->out, GW_XML_HDR "<Tagging xmlns=\"" GW_S3_XMLNS "\"><TagSet>");
+        rc = engine_bucket_tags_each(blob, len, tag_xml, &o->out);
+        mrd_buf_appendf(&o->out, "</TagSet></Tagging>\n");
+        if (rc != 0)
+            gw__op_fail(o, rc == MRD_ENOTFOUND ? GW_S3E_NO_SUCH_TAG_SET : GW_S3E_INTERNAL);
+    }
+    free(blob);
+}
+
+/* Loop: the BUCKET_CONFIG mutation. */
+static void
+bucket_config_commit(gw__op *o)
+{
+    tag_st *s = o->ext;
+    engine_kv kv[GW_TAGS_MAX];
+    engine_bucket_conf c;
+    int rc;
+
+    memset(&c, 0, sizeof(c));
+    if (s->is_versioning) {
+        c.has_versioning = 1;
+        c.versioning = s->versioning;
+    } else {
+        c.has_tags = 1;
+        for (int i = 0; s->tags && i < s->tags->n; i++)
+            kv[i] = (engine_kv){s->tags->key[i], s->tags->value[i]};
+        c.tags = kv;
+        c.n_tags = s->tags ? (size_t)s->tags->n : 0;
+    }
+    o->inflight = 1;
+    rc = engine_bucket_config(o->d->eng, o->bucket, &c, tags_done, o);
+    if (rc != 0)
+        tags_done(o, rc);
+}
+
+static void
+respond_bucket_config(gw__op *o)
+{
+    const char *m = gw_req_method(o->r);
+
+    if (strcmp(m, "GET") == 0)
+        gw__op_respond_xml(o, 200);
+    else
+        gw_resp_simple(o->r, strcmp(m, "DELETE") == 0 ? 204 : 200, NULL, NULL, 0);
+}
+
+void
+gw__s3_bucket_config(gw_daemon *d, gw_req *r, const char *bucket, const gw_sigv4_auth *auth)
+{
+    static const doc_ops tagging = {work_get_bucket_config, bucket_config_commit,
+                                    respond_bucket_config, 0, 1};
+    static const doc_ops versioning = {work_get_bucket_config, bucket_config_commit,
+                                       respond_bucket_config, 1, 0};
+    mrd_buf v = {0};
+    int is_versioning = gw_query_param(gw_req_query(r), "versioning", &v);
+
+    mrd_buf_free(&v);
+    doc_dispatch(d, r, bucket, NULL, auth, is_versioning ? &versioning : &tagging);
 }

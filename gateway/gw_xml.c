@@ -110,6 +110,10 @@ static const struct {
                                   "A conflicting operation is currently in progress against this "
                                   "resource (a CompleteMultipartUpload of this upload). Please "
                                   "try again."},
+    [GW_S3E_NO_SUCH_VERSION] = {"NoSuchVersion", 404,
+                                "The version ID specified in the request does not match an "
+                                "existing version."},
+    [GW_S3E_NO_SUCH_TAG_SET] = {"NoSuchTagSet", 404, "The TagSet does not exist"},
 };
 
 const char *

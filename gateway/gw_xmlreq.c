@@ -25,7 +25,9 @@
  * a gw_tagset, whose limits (S3's: 10 tags, 128-byte keys, 256-byte values,
  * unique keys) are MRD_ETOOBIG, answered InvalidTag; gw_tagset_parse_query
  * and gw_tagset_encode convert to and from the x-amz-tagging header form,
- * which is also how tags are stored. Fuzzed by tests/fuzz/fuzz_xml.c.
+ * which is also how tags are stored. gw_xml_parse_versioning reads the
+ * one <Status> (Enabled or Suspended) of a <VersioningConfiguration>.
+ * Fuzzed by tests/fuzz/fuzz_xml.c.
  */
 #include "gw_int.h"
 
@@ -452,5 +454,45 @@ gw_xml_parse_tagging(const char *body, size_t len, gw_tagset *out)
     mrd_buf_free(&a.value);
     if (rc == 0)
         *out = t;
+    return rc;
+}
+
+/* ---- versioning ------------------------------------------------------------ */
+
+typedef struct ver_acc {
+    int state, n;
+} ver_acc;
+
+static int
+ver_leaf(void *ud, int depth, const char *const *path, const char *text, size_t len)
+{
+    ver_acc *a = ud;
+
+    if (depth != 2 || strcmp(path[1], "Status") != 0)
+        return 0; /* MfaDelete and unknown elements are ignored */
+    if (a->n++)
+        return MRD_EINVAL;
+    if (len == 7 && memcmp(text, "Enabled", 7) == 0)
+        a->state = 1;
+    else if (len == 9 && memcmp(text, "Suspended", 9) == 0)
+        a->state = 2;
+    else
+        return MRD_EINVAL;
+    return 0;
+}
+
+int
+gw_xml_parse_versioning(const char *body, size_t len, int *state)
+{
+    ver_acc a = {0, 0};
+    int rc;
+
+    if (!body || !state)
+        return MRD_EINVAL;
+    rc = gw_xml_read(body, len, "VersioningConfiguration", ver_leaf, &a);
+    if (rc == 0 && !a.state)
+        rc = MRD_EINVAL;
+    if (rc == 0)
+        *state = a.state;
     return rc;
 }

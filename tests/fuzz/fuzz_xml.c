@@ -3,7 +3,8 @@
  * parses: the CompleteMultipartUpload document (gw_xml_parse_complete), the
  * DeleteObjects document (gw_xml_parse_delete), the Tagging document
  * (gw_xml_parse_tagging, with its round trip through the stored
- * "k=v&..." form) and the generic expat-based
+ * "k=v&..." form; also the bucket tagging body), the VersioningConfiguration
+ * document (gw_xml_parse_versioning) and the generic expat-based
  * reader under it (gw_xml_read). The input is the body as a client would send
  * it, and every parser sees it. Whatever it is, a parser must return, never
  * read past it, and on success give results within the documented bounds.
@@ -84,6 +85,15 @@ check_tagging(const char *body, size_t size)
     free(back);
 }
 
+static void
+check_versioning(const char *body, size_t size)
+{
+    int state = 0;
+
+    if (gw_xml_parse_versioning(body, size, &state) == 0 && state != 1 && state != 2)
+        abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -96,6 +106,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_complete(body, size);
     check_delete(body, size);
     check_tagging(body, size);
+    check_versioning(body, size);
     free(body);
     return 0;
 }

@@ -225,14 +225,38 @@ test_tagging(void)
     mrd_buf_free(&big);
 }
 
+static void
+test_versioning(void)
+{
+    static const char *const bad[] = {
+        "<VersioningConfiguration/>",
+        "<VersioningConfiguration><Status>enabled</Status></VersioningConfiguration>",
+        "<VersioningConfiguration><Status>Enabled</Status><Status>Enabled</Status>"
+        "</VersioningConfiguration>",
+        "<VersioningConfiguration><Status>Enabled</Status>",
+        "<Versioning><Status>Enabled</Status></Versioning>",
+        "<VersioningConfiguration><Status>Disabled</Status></VersioningConfiguration>",
+        NULL};
+    const char *doc = "<?xml version=\"1.0\"?><VersioningConfiguration "
+                      "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Enabled</Status>"
+                      "<MfaDelete>Disabled</MfaDelete></VersioningConfiguration>";
+    int state = 0;
+
+    CHECK(gw_xml_parse_versioning(doc, strlen(doc), &state) == 0 && state == 1);
+    doc = "<VersioningConfiguration><Status>Suspended</Status></VersioningConfiguration>";
+    CHECK(gw_xml_parse_versioning(doc, strlen(doc), &state) == 0 && state == 2);
+    for (const char *const *b = bad; *b; b++) {
+        state = 7;
+        CHECK(gw_xml_parse_versioning(*b, strlen(*b), &state) == MRD_EINVAL);
+        CHECK(state == 7);
+    }
+}
+
 static const test_case tests[] = {
-    TEST(test_delete_document),
-    TEST(test_delete_limits),
-    TEST(test_malformed),
-    TEST(test_complete_document),
-    TEST(test_complete_malformed),
-    TEST(test_tagging),
-    {NULL, NULL},
+    TEST(test_delete_document),    TEST(test_delete_limits),
+    TEST(test_malformed),          TEST(test_complete_document),
+    TEST(test_complete_malformed), TEST(test_tagging),
+    TEST(test_versioning),         {NULL, NULL},
 };
 
 TEST_MAIN(tests)
