@@ -275,6 +275,12 @@ int engine_bucket_tags_each(const void *blob, size_t len,
 int engine_object_tags(engine *e, const char *bucket, const char *key, const char *tagging,
                        engine_cb cb, void *ud);
 
+/* engine_object_tags on one version by id (engine_version_lookup's names:
+ * an id or "null"; NULL: the current version). -ENOENT when that version
+ * is not held here or is a delete marker. */
+int engine_object_tags_version(engine *e, const char *bucket, const char *key,
+                               const char *version_id, const char *tagging, engine_cb cb, void *ud);
+
 /* ------------------------------------------------------------------------ */
 /* Replication: records that originated at another site                    */
 /* ------------------------------------------------------------------------ */

@@ -396,7 +396,7 @@ do_mutation(mut *m)
         store_version_rec *cur = NULL;
         if ((rc = bucket_exists(e, m->bucket)) != 0)
             return rc;
-        rc = store_index_get(e->st, m->bucket, m->key, NULL, &cur);
+        rc = engine_version_lookup(e, m->bucket, m->key, m->version_id, &cur);
         if (rc == MRD_ENOTFOUND ||
             (rc == 0 && (store_version_rec_get(cur)->flags & STORE_VF_DELETE_MARKER))) {
             store_version_rec_free(cur);
@@ -611,13 +611,20 @@ int
 engine_object_tags(engine *e, const char *bucket, const char *key, const char *tagging,
                    engine_cb cb, void *ud)
 {
+    return engine_object_tags_version(e, bucket, key, NULL, tagging, cb, ud);
+}
+
+int
+engine_object_tags_version(engine *e, const char *bucket, const char *key, const char *version_id,
+                           const char *tagging, engine_cb cb, void *ud)
+{
     mut *m;
 
     if (!e || !bucket || !key || !tagging || !cb)
         return MRD_EINVAL;
     if (!(m = mut_new(MUT_TAGS, bucket, key, cb, ud)))
         return -ENOMEM;
-    if (!(m->tagging = strdup(tagging))) {
+    if (!(m->tagging = strdup(tagging)) || (version_id && !(m->version_id = strdup(version_id)))) {
         mut_free(m);
         return -ENOMEM;
     }

@@ -385,7 +385,8 @@ gw__s3_copy_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
     o->ext_free = copy_ext_free;
     c->st = engine_store(d->eng);
     if (gw__copy_source_parse(gw_req_header(r, "x-amz-copy-source"), &c->src_bucket, &c->src_key,
-                              &c->src_vid) != 0) {
+                              &c->src_vid) != 0 ||
+        (c->src_vid && !gw__version_id_valid(c->src_vid))) {
         gw__op_abandon(o, GW_S3E_INVALID_ARGUMENT,
                        "x-amz-copy-source must be bucket/key[?versionId=id], URL-encoded");
         return;

@@ -18,7 +18,9 @@
  * PutObjectTagging reads its small body whole (GW_TAGGING_BODY), checks it
  * against Content-MD5 and a signed x-amz-content-sha256, and parses it on a
  * worker (gw_xml_parse_tagging: MalformedXML, InvalidTag); the mutation then
- * runs from the loop. A versionId is not supported yet (NotImplemented).
+ * runs from the loop. With ?versionId= (an id or "null") all three act on
+ * that version (NoSuchVersion when it is not held or is a delete marker),
+ * and answer its x-amz-version-id.
  *
  * Bucket tagging and versioning are registers of the bucket's index record
  * (engine_bucket_config: a BUCKET_CONFIG WAL record, replicated, each
@@ -45,6 +47,8 @@ typedef struct tag_st {
     gw_tagset *tags; /* bucket tagging: the parsed set */
     int versioning;  /* PutBucketVersioning: the state to set */
     int is_versioning;
+    char *vid;      /* object tagging ?versionId=, or NULL */
+    char shown[32]; /* the version's x-amz-version-id, or "" */
 } tag_st;
 
 static void
@@ -55,6 +59,7 @@ tag_st_free(void *p)
     if (t) {
         mrd_buf_free(&t->tagging);
         free(t->tags);
+        free(t->vid);
     }
     free(t);
 }
@@ -76,14 +81,29 @@ work_get_tagging(gw__op *o)
     const store_version *v;
     const char *q = NULL;
     gw_tagset *t = NULL;
-    gw_s3_err e;
+    tag_st *s = o->ext;
+    gw_s3_err e = 0;
 
-    e = gw__copy_source_open(engine_store(o->d->eng), o->bucket, o->key, &rec, NULL);
+    if (s->vid) {
+        gw__op_work_bucket(o);
+        if (o->has_err)
+            return;
+        if (engine_version_lookup(o->d->eng, o->bucket, o->key, s->vid, &rec) != 0 ||
+            (store_version_rec_get(rec)->flags & STORE_VF_DELETE_MARKER)) {
+            store_version_rec_free(rec);
+            gw__op_fail(o, GW_S3E_NO_SUCH_VERSION);
+            return;
+        }
+    } else {
+        e = gw__copy_source_open(engine_store(o->d->eng), o->bucket, o->key, &rec, NULL);
+    }
     if (e) {
         gw__op_fail(o, e);
         return;
     }
     v = store_version_rec_get(rec);
+    if (s->vid)
+        snprintf(s->shown, sizeof(s->shown), "%s", gw__version_header(v, o->vstate, 1));
     engine_meta_each(v->user_meta, v->user_meta_len, find_tagging, &q);
     if (!(t = calloc(1, sizeof(*t))) || (q && gw_tagset_parse_query(q, t) != 0)) {
         gw__op_fail(o, GW_S3E_INTERNAL);
@@ -139,7 +159,7 @@ tags_done(void *ud, int status)
     if (status == MRD_ENOTFOUND)
         gw__op_fail(o, GW_S3E_NO_SUCH_BUCKET);
     else if (status == -ENOENT)
-        gw__op_fail(o, GW_S3E_NO_SUCH_KEY);
+        gw__op_fail(o, ((tag_st *)o->ext)->vid ? GW_S3E_NO_SUCH_VERSION : GW_S3E_NO_SUCH_KEY);
     else if (status != 0)
         gw__op_fail(o, gw_s3_err_from_rc(status));
     gw__op_finish(o);
@@ -153,8 +173,10 @@ tags_commit(gw__op *o)
     int rc;
 
     o->inflight = 1;
-    rc = engine_object_tags(o->d->eng, o->bucket, o->key, s->tagging.data ? s->tagging.data : "",
-                            tags_done, o);
+    if (s->vid)
+        snprintf(s->shown, sizeof(s->shown), "%s", s->vid);
+    rc = engine_object_tags_version(o->d->eng, o->bucket, o->key, s->vid,
+                                    s->tagging.data ? s->tagging.data : "", tags_done, o);
     if (rc != 0)
         tags_done(o, rc);
 }
@@ -170,7 +192,10 @@ static void
 respond_tagging(gw__op *o)
 {
     const char *m = gw_req_method(o->r);
+    tag_st *s = o->ext;
 
+    if (s->shown[0])
+        gw_resp_header(o->r, "x-amz-version-id", s->shown);
     if (strcmp(m, "GET") == 0) {
         gw__op_respond_xml(o, 200);
         return;
@@ -217,7 +242,7 @@ typedef struct doc_ops {
 /* Routes GET, PUT (body read and parsed first) and DELETE of one document
  * kind; key NULL for a bucket's. */
 static void
-doc_dispatch(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
+doc_dispatch(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const char *vid,
              const gw_sigv4_auth *auth, const doc_ops *ops)
 {
     const char *m = gw_req_method(r);
@@ -239,6 +264,10 @@ doc_dispatch(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
     o->ext = s;
     o->ext_free = tag_st_free;
     s->is_versioning = ops->is_versioning;
+    if (vid && !(s->vid = strdup(vid))) {
+        gw__op_abandon(o, GW_S3E_INTERNAL, NULL);
+        return;
+    }
     if (strcmp(m, "GET") == 0) {
         gw__op_go(o, ops->get, ops->respond);
         return;
@@ -259,13 +288,11 @@ gw__s3_object_tagging(gw_daemon *d, gw_req *r, const char *bucket, const char *k
     mrd_buf vid = {0};
     int has_vid = gw_query_param(gw_req_query(r), "versionId", &vid);
 
+    if (has_vid && !gw__version_id_valid(vid.data ? vid.data : ""))
+        gw_s3_error(r, GW_S3E_INVALID_ARGUMENT, gw_req_path(r), "Invalid version id specified");
+    else
+        doc_dispatch(d, r, bucket, key, has_vid ? vid.data : NULL, auth, &ops);
     mrd_buf_free(&vid);
-    if (has_vid) {
-        gw_s3_error(r, GW_S3E_NOT_IMPLEMENTED, gw_req_path(r),
-                    "object tagging with a versionId is not implemented yet");
-        return;
-    }
-    doc_dispatch(d, r, bucket, key, auth, &ops);
 }
 
 /* ---- bucket configuration ---------------------------------------------------- */
@@ -358,5 +385,5 @@ gw__s3_bucket_config(gw_daemon *d, gw_req *r, const char *bucket, const gw_sigv4
     int is_versioning = gw_query_param(gw_req_query(r), "versioning", &v);
 
     mrd_buf_free(&v);
-    doc_dispatch(d, r, bucket, NULL, auth, is_versioning ? &versioning : &tagging);
+    doc_dispatch(d, r, bucket, NULL, NULL, auth, is_versioning ? &versioning : &tagging);
 }

@@ -13,6 +13,7 @@ import signal
 import time
 
 import boto3
+import botocore
 import pytest
 from botocore.config import Config
 
@@ -184,6 +185,126 @@ def test_concurrent_writes_settle_on_one_version(three):
     print("winning sites per key:", winners)
     wait_caught_up(three)
 
+
+
+def version_listing(site, bucket):
+    """[(key, version id, is latest, is delete marker)] of one site, in
+    the server's order within each kind (boto3 splits versions and markers)."""
+    r = client(site).list_object_versions(Bucket=bucket)
+    return sorted([(v["Key"], v["VersionId"], v["IsLatest"], False) for v in r.get("Versions", [])]
+                  + [(m["Key"], m["VersionId"], m["IsLatest"], True)
+                     for m in r.get("DeleteMarkers", [])])
+
+
+def converge_versions(sites, bucket, timeout=30):
+    """Polls until every site lists the same versions; returns the listing."""
+    last = None
+
+    def same():
+        nonlocal last
+        last = [version_listing(s, bucket) for s in sites]
+        return all(x == last[0] for x in last[1:]) and last[0]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = same()
+        if got is not False:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"versions did not converge in {timeout}s: {last}")
+
+
+def wait_versioning(clients, bucket, status="Enabled", timeout=30):
+    """Polls until every client's site reports the bucket's versioning."""
+    deadline = time.time() + timeout
+    for cl in clients:
+        while True:
+            try:
+                if cl.get_bucket_versioning(Bucket=bucket).get("Status") == status:
+                    break
+            except botocore.exceptions.ClientError:
+                pass  # the bucket itself has not arrived yet
+            assert time.time() < deadline, "versioning never replicated"
+            time.sleep(0.1)
+
+
+def test_versioning_replicates_with_identical_version_ids(three):
+    a, b, c = three
+    ca, cb, cc = client(a), client(b), client(c)
+    ca.create_bucket(Bucket="vrep")
+    ca.put_bucket_versioning(Bucket="vrep", VersioningConfiguration={"Status": "Enabled"})
+    wait_versioning((cb, cc), "vrep")
+    # one version written at each site, in turn
+    written = []
+    for cl in (ca, cb, cc):
+        written.append(cl.put_object(Bucket="vrep", Key="k", Body=b"from %d" % len(written))
+                       ["VersionId"])
+        converge_versions(three, "vrep")
+    listing = converge_versions(three, "vrep")
+    assert sorted(v for _, v, _, _ in listing) == sorted(written)
+    assert [v for _, v, latest, _ in listing if latest] == [written[2]]
+    # the origin site is in the id: every site wrote one
+    assert sorted(int(v[16:], 16) for v in written) == [1, 2, 3]
+    for s in three:
+        r = client(s).get_object(Bucket="vrep", Key="k", VersionId=written[0])
+        assert r["Body"].read() == b"from 0" and r["VersionId"] == written[0]
+
+    # removed by id at b: gone everywhere, the others stay
+    cb.delete_object(Bucket="vrep", Key="k", VersionId=written[0])
+    listing = converge_versions(three, "vrep")
+    assert sorted(v for _, v, _, _ in listing) == sorted(written[1:])
+    # a delete marker at c hides the key everywhere, versions kept
+    marker = cc.delete_object(Bucket="vrep", Key="k")["VersionId"]
+    listing = converge_versions(three, "vrep")
+    assert ("k", marker, True, True) in listing and len(listing) == 3
+    for s in three:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            client(s).get_object(Bucket="vrep", Key="k")
+        assert e.value.response["Error"]["Code"] == "NoSuchKey"
+    # bucket tagging set at c arrives everywhere
+    cc.put_bucket_tagging(Bucket="vrep", Tagging={"TagSet": [{"Key": "t", "Value": "v"}]})
+    for cl in (ca, cb):
+        deadline = time.time() + 30
+        while True:
+            try:
+                if cl.get_bucket_tagging(Bucket="vrep")["TagSet"] == [{"Key": "t", "Value": "v"}]:
+                    break
+            except botocore.exceptions.ClientError:
+                pass
+            assert time.time() < deadline, "bucket tagging never replicated"
+            time.sleep(0.1)
+    wait_caught_up(three)
+
+
+def test_concurrent_writes_in_versioned_bucket_keep_every_version(three):
+    clients = [client(s) for s in three]
+    clients[0].create_bucket(Bucket="vrace")
+    clients[0].put_bucket_versioning(Bucket="vrace",
+                                     VersioningConfiguration={"Status": "Enabled"})
+    converge(three)
+    wait_versioning(clients, "vrace")
+    keys = [f"key{i}" for i in range(10)]
+    written = [[] for _ in range(3)]
+
+    def writer(idx):
+        cl = clients[idx]
+        for k in keys:
+            for n in range(3):
+                written[idx].append(cl.put_object(Bucket="vrace", Key=k,
+                                                  Body=f"{k} {n} from {idx}".encode())
+                                    ["VersionId"])
+
+    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+        list(ex.map(writer, range(3)))
+    listing = converge_versions(three, "vrace")
+    # every acknowledged write is kept, everywhere, under the same id
+    assert sorted(v for _, v, _, _ in listing) == sorted(sum(written, []))
+    # one latest per key, the same at every site (converge_versions)
+    latest = [k for k, _, is_latest, _ in listing if is_latest]
+    assert sorted(latest) == keys
+    snap = converge(three)
+    for k in keys:
+        assert snap["vrace"][k][4] == [v for kk, v, lt, _ in listing if kk == k and lt][0]
+    wait_caught_up(three)
 
 def test_large_object_replicates_with_bounded_memory(tmp_path):
     a, b = mesh(tmp_path, ("a", "b"))

@@ -251,6 +251,31 @@ def test_copy_from_version_and_multi_delete_with_versions(site):
     assert c.get_object(Bucket="cpv", Key="x")["Body"].read() == b"x"
 
 
+def test_object_tagging_by_version(site):
+    c = client(site)
+    c.create_bucket(Bucket="tagv")
+    c.put_bucket_versioning(Bucket="tagv", VersioningConfiguration={"Status": "Enabled"})
+    v1 = c.put_object(Bucket="tagv", Key="k", Body=b"1", Tagging="gen=one")["VersionId"]
+    v2 = c.put_object(Bucket="tagv", Key="k", Body=b"2")["VersionId"]
+    r = c.get_object_tagging(Bucket="tagv", Key="k", VersionId=v1)
+    assert r["TagSet"] == [{"Key": "gen", "Value": "one"}] and r["VersionId"] == v1
+    assert c.get_object_tagging(Bucket="tagv", Key="k")["TagSet"] == []
+    c.put_object_tagging(Bucket="tagv", Key="k", VersionId=v1,
+                         Tagging={"TagSet": [{"Key": "gen", "Value": "old"}]})
+    assert c.get_object_tagging(Bucket="tagv", Key="k", VersionId=v1)["TagSet"] == \
+        [{"Key": "gen", "Value": "old"}]
+    assert c.get_object_tagging(Bucket="tagv", Key="k", VersionId=v2)["TagSet"] == []
+    c.delete_object_tagging(Bucket="tagv", Key="k", VersionId=v1)
+    assert c.get_object_tagging(Bucket="tagv", Key="k", VersionId=v1)["TagSet"] == []
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_object_tagging(Bucket="tagv", Key="k", VersionId="0" * 24)
+    assert code(e) == "NoSuchVersion"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.put_object_tagging(Bucket="tagv", Key="k", VersionId="0" * 24,
+                             Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})
+    assert code(e) == "NoSuchVersion"
+
+
 def test_bucket_tagging(site):
     c = client(site)
     c.create_bucket(Bucket="tagged")
