@@ -238,24 +238,6 @@ typedef struct held_walk {
 #define HELD_RING (HELD_MAX - 2)
 
 static int
-order_above(const char *id, uint64_t hlc, const char *than, uint64_t than_hlc)
-{
-    conflict_version a, b;
-
-    memset(&a, 0, sizeof(a));
-    memset(&b, 0, sizeof(b));
-    a.id = (const uint8_t *)id;
-    a.id_len = strlen(id);
-    a.hlc = hlc;
-    a.origin = engine__vid_origin(id);
-    b.id = (const uint8_t *)than;
-    b.id_len = strlen(than);
-    b.hlc = than_hlc;
-    b.origin = engine__vid_origin(than);
-    return conflict_version_order(&a, &b) > 0;
-}
-
-static int
 held_cb(void *user, const char *key, const store_version *v)
 {
     held_walk *h = user;
@@ -269,7 +251,7 @@ held_cb(void *user, const char *key, const store_version *v)
     if ((v->flags & ENGINE_VF_TOMBSTONE) || (h->skip && strcmp(v->version_id, h->skip) == 0))
         return 0;
     if (h->track_best &&
-        (!h->best[0] || order_above(v->version_id, v->hlc, h->best, h->best_hlc))) {
+        (!h->best[0] || engine__order_above(v->version_id, v->hlc, h->best, h->best_hlc))) {
         snprintf(h->best, sizeof(h->best), "%s", v->version_id);
         h->best_hlc = v->hlc;
     }

@@ -212,11 +212,28 @@ typedef struct null_walk {
     int seen, found;
 } null_walk;
 
+int
+engine__order_above(const char *id, uint64_t hlc, const char *than, uint64_t than_hlc)
+{
+    conflict_version a, b;
+
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    a.id = (const uint8_t *)id;
+    a.id_len = strlen(id);
+    a.hlc = hlc;
+    a.origin = engine__vid_origin(id);
+    b.id = (const uint8_t *)than;
+    b.id_len = strlen(than);
+    b.hlc = than_hlc;
+    b.origin = engine__vid_origin(than);
+    return conflict_version_order(&a, &b) > 0;
+}
+
 static int
 null_cb(void *user, const char *key, const store_version *v)
 {
     null_walk *w = user;
-    conflict_version a, b;
 
     if (strcmp(key, w->key) != 0)
         return w->seen;
@@ -224,17 +241,7 @@ null_cb(void *user, const char *key, const store_version *v)
     if (!(v->flags & ENGINE_VF_NULL_VERSION) || (v->flags & ENGINE_VF_TOMBSTONE) ||
         ((v->flags & STORE_VF_CONFLICT) && !(v->flags & STORE_VF_NONCURRENT)))
         return 0; /* not null, removed, or a hidden conflict loser */
-    memset(&a, 0, sizeof(a));
-    memset(&b, 0, sizeof(b));
-    a.id = (const uint8_t *)v->version_id;
-    a.id_len = strlen(v->version_id);
-    a.hlc = v->hlc;
-    a.origin = engine__vid_origin(v->version_id);
-    b.id = (const uint8_t *)w->id;
-    b.id_len = strlen(w->id);
-    b.hlc = w->hlc;
-    b.origin = engine__vid_origin(w->id);
-    if (!w->found || conflict_version_order(&a, &b) > 0) {
+    if (!w->found || engine__order_above(v->version_id, v->hlc, w->id, w->hlc)) {
         snprintf(w->id, sizeof(w->id), "%s", v->version_id);
         w->hlc = v->hlc;
         w->found = 1;

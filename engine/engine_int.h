@@ -175,6 +175,9 @@ int engine__meta_encode(Meridian__KeyValue *const *kv, size_t n, mrd_buf *out);
  * changes. Errors: MRD_ECORRUPT, -ENOMEM. */
 int engine__bucket_merge(const void *cur_blob, size_t cur_len, const Meridian__BucketCreate *inc,
                          int inc_is_create, uint8_t **out, size_t *out_len);
+/* 1 if version (id, hlc) sorts above (than, than_hlc) in the conflict
+ * module's total order (hlc, origin from the id, id bytes). */
+int engine__order_above(const char *id, uint64_t hlc, const char *than, uint64_t than_hlc);
 /* engine_mut.c: the bucket's versioning state (ENGINE_VERSIONING_*) from
  * its stored blob. Errors: MRD_ENOTFOUND (no such bucket), MRD_ECORRUPT. */
 int engine__bucket_versioning(engine *e, const char *bucket, int *state);
