@@ -572,7 +572,7 @@ write_head(px *x, const mrd_peer_conf *pc)
         mrd_buf_appendf(&h, GW_HDR_BUCKET ": %s\r\n", a.bucket);
     if (x->chunked_body)
         mrd_buf_appendf(&h, "Transfer-Encoding: chunked\r\n");
-    else if (gw_req_has_body(r))
+    else if (gw_req_content_length(r) >= 0) /* 0 too: an empty PUT needs it */
         mrd_buf_appendf(&h, "Content-Length: %lld\r\n", (long long)gw_req_content_length(r));
     mrd_buf_appendf(&h,
                     "x-meridian-site-id: %s\r\nx-meridian-time: %s\r\nx-meridian-auth: %s\r\n\r\n",

@@ -266,3 +266,33 @@ def test_plain_chunked_request_bodies(site, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert b"Transfer-Encoding: chunked" in r.stderr
     assert c.get_object(Bucket="te-chunked", Key="from-curl")["Body"].read() == data
+
+
+def test_expect_and_empty_bodies_through_a_drained_site(tmp_path):
+    """boto3 through a drained site (every request forwarded to its peer):
+    Expect: 100-continue on the way in, an empty PUT (its Content-Length: 0
+    must be forwarded too), and a missing bucket answered by the peer."""
+    from conftest import TOKEN, http
+    from test_routing import running_pair
+
+    with running_pair(tmp_path) as (a, b, w):
+        ca, cb = client(a), client(b)
+        ca.create_bucket(Bucket="pxe")
+        for _ in range(100):
+            try:
+                cb.head_bucket(Bucket="pxe")
+                break
+            except cb.exceptions.ClientError:
+                time.sleep(0.1)
+        assert http("POST", b.admin + "/admin/v1/failover/drain",
+                    headers={"Authorization": "Bearer " + TOKEN})[0] == 200
+        data = os.urandom(3 << 20)
+        r = cb.put_object(Bucket="pxe", Key="k", Body=data)
+        assert r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-served-by"] == "a"
+        assert ca.get_object(Bucket="pxe", Key="k")["Body"].read() == data
+        cb.put_object(Bucket="pxe", Key="empty", Body=b"")
+        assert ca.head_object(Bucket="pxe", Key="empty")["ContentLength"] == 0
+        with pytest.raises(cb.exceptions.NoSuchBucket):
+            cb.put_object(Bucket="no-pxe", Key="k", Body=data)
+        cb.put_object(Bucket="pxe", Key="after", Body=b"y")
+        assert ca.get_object(Bucket="pxe", Key="after")["Body"].read() == b"y"
