@@ -150,6 +150,8 @@ struct repl__tx {
     size_t sync_n_roots, sync_pend_off, sync_asked;
     repl__tpend sync_pend, sync_next;
     repl__dreq sync_pushq;
+    repl__bdigest *push_wait; /* a push asked before our session was up */
+    size_t push_wait_n;
     uint64_t sync_digest_bytes, sync_rounds;
     char sync_push_result[96];
     int sync_bucket_started;
@@ -175,6 +177,7 @@ struct repl__tx {
 
 static void sync_pump(repl_peer *p);
 static void sync_descend(repl_peer *p);
+static void push_wait_start(repl_peer *p);
 static void bw_refill(struct repl__tx *tx);
 static void sync_finish(repl_peer *p, const char *result);
 static void sync_free_digests(struct repl__tx *tx);
@@ -212,6 +215,7 @@ tx_unref(struct repl__tx *tx)
     sync_free_digests(tx);
     pthread_mutex_destroy(&tx->mu);
     free(tx->lagq);
+    repl__digest_free(tx->push_wait, tx->push_wait_n);
     free(tx);
 }
 
@@ -1596,19 +1600,14 @@ repl__tx_on_digest(repl__conn *c, repl__stream *s, uint32_t error_code)
     tx->sync_state = SYNC_PREP;
 }
 
-int
-repl__sync_start_push(repl_peer *p, const repl__dreq *q)
+/* Starts a push pass over the leaf bitmaps d[0..n) (taken over). */
+static void
+push_begin(repl_peer *p, repl__bdigest *d, size_t n)
 {
     struct repl__tx *tx = p->tx;
-    repl__conn *c = p->conn;
-    int rc;
 
-    if (!tx || !tx->active || !c || !p->hello_done || c->dead)
-        return MRD_ESHUTDOWN;
-    if (tx->sync_state != SYNC_NONE || tx->sync_free_later || tx->needs_resync)
-        return MRD_EBUSY; /* a resync covers everything anyway */
-    if ((rc = repl__dreq_bitmaps(q, &tx->sync_mine, &tx->sync_n)) != 0)
-        return rc;
+    tx->sync_mine = d;
+    tx->sync_n = n;
     tx->sync_state = SYNC_WALK;
     tx->sync_resync = tx->sync_tree = tx->sync_asking = 0;
     tx->sync_push = 1;
@@ -1626,6 +1625,50 @@ repl__sync_start_push(repl_peer *p, const repl__dreq *q)
     tx->sync_runs++;
     MRD_INFO("repl.sync.start", "peer=%s mode=push leaves=%llu", p->name,
              (unsigned long long)tx->sync_leaves);
+}
+
+/* A push that came before our own session to the asker was up (it asks
+ * right after it connects): started once ours is. */
+static void
+push_wait_start(repl_peer *p)
+{
+    struct repl__tx *tx = p->tx;
+    repl__bdigest *d = tx->push_wait;
+
+    if (!d || tx->sync_state != SYNC_NONE || tx->sync_free_later)
+        return;
+    tx->push_wait = NULL;
+    if (tx->needs_resync) {
+        repl__digest_free(d, tx->push_wait_n); /* the resync covers it */
+        return;
+    }
+    push_begin(p, d, tx->push_wait_n);
+}
+
+int
+repl__sync_start_push(repl_peer *p, const repl__dreq *q)
+{
+    struct repl__tx *tx = p->tx;
+    repl__conn *c = p->conn;
+    repl__bdigest *d = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (!tx)
+        return MRD_ESHUTDOWN;
+    if (tx->sync_state != SYNC_NONE || tx->sync_free_later || tx->needs_resync)
+        return MRD_EBUSY; /* that pass (or the resync) compares everything anyway */
+    if ((rc = repl__dreq_bitmaps(q, &d, &n)) != 0)
+        return rc;
+    if (!tx->active || !c || !p->hello_done || c->dead) {
+        repl__digest_free(tx->push_wait, tx->push_wait_n);
+        tx->push_wait = d;
+        tx->push_wait_n = n;
+        MRD_INFO("repl.sync.push_deferred", "peer=%s reason=\"our session to it is not up yet\"",
+                 p->name);
+        return 0;
+    }
+    push_begin(p, d, n);
     return 0;
 }
 
@@ -1805,6 +1848,7 @@ repl__tx_pump(repl_peer *p)
             return;
         }
     }
+    push_wait_start(p);
     if (tx->sync_state != SYNC_NONE) {
         sync_pump(p);
         if (tx->sync_resync)
