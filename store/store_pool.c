@@ -60,6 +60,7 @@
 typedef struct pool_batch {
     store *s;
     int n;
+    unsigned char x; /* first byte of every id of the batch */
     unsigned char id[POOL_BATCH_MAX][STORE_OBJID_LEN];
     int rot[POOL_BATCH_MAX];
     int skip[POOL_BATCH_MAX]; /* not attempted (a drive of its rotation is offline) */
@@ -119,7 +120,8 @@ batch_drive(void *arg, int d)
         close(fd);
     }
     if (b->drive_used[d] && !(s->opts.flags & STORE_OPT_NOSYNC)) {
-        store__shard_dir(s, d, b->id[0], 0, path, sizeof(path));
+        unsigned char dir_id[STORE_OBJID_LEN] = {b->x}; /* obj/<x>: every id of the batch */
+        store__shard_dir(s, d, dir_id, 0, path, sizeof(path));
         if (mrd_fsync_dir(path) != 0)
             b->drive_bad[d] = 1;
     }
@@ -146,6 +148,7 @@ pool_fill(store *s, pool_batch *b)
     b->s = s;
     if (getrandom(&x, 1, 0) != 1)
         x = (unsigned char)mrd_clock_mono_ns();
+    b->x = x;
     pthread_mutex_lock(&s->pool_mu);
     for (int r = 0; r < s->n_drives; r++) {
         int want = STORE_POOL_DEPTH - s->pool_n[r];
