@@ -169,6 +169,12 @@ int gw_resp_start(gw_req *r, int status, int64_t content_length);
 /* Queues body bytes (copied). Returns 0, MRD_EINVAL if not started or past
  * the declared length. Check gw_resp_buffered() for backpressure. */
 int gw_resp_write(gw_req *r, const void *data, size_t len);
+/* As gw_resp_write, but without the copy: the layer holds data until it has
+ * been sent (or the connection is gone) and then calls done(data, len, arg)
+ * on the loop thread. On 0, done is called exactly once (at once for HEAD or
+ * an empty write); on an error it is not, and data stays the caller's. */
+int gw_resp_write_ref(gw_req *r, const void *data, size_t len,
+                      void (*done)(const void *data, size_t len, void *arg), void *arg);
 /* Bytes queued for this connection but not yet sent. */
 size_t gw_resp_buffered(const gw_req *r);
 /* Completes the response; then release(ctx, 0) runs, synchronously. The

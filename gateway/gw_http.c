@@ -1286,31 +1286,54 @@ gw_resp_start(gw_req *r, int status, int64_t content_length)
     return 0;
 }
 
-int
-gw_resp_write(gw_req *r, const void *data, size_t len)
+/* Body bytes into the output buffer: copied, or (done != NULL) held by
+ * reference until sent, when libevent calls done. */
+static int
+resp_write(gw_req *r, const void *data, size_t len,
+           void (*done)(const void *data, size_t len, void *arg), void *arg)
 {
     gw_conn *c = r->conn;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     char chunk_hdr[24];
-    int n;
+    int n, rc = 0;
 
     if (!r->resp_started || r->resp_ended)
         return MRD_EINVAL;
-    if (r->is_head || len == 0)
+    if (r->is_head || len == 0) {
+        if (done)
+            done(data, len, arg);
         return 0;
+    }
+    if (!r->resp_chunked && (int64_t)len > r->resp_remaining)
+        return MRD_EINVAL;
     if (r->resp_chunked) {
         n = snprintf(chunk_hdr, sizeof(chunk_hdr), "%zx\r\n", len);
         evbuffer_add(out, chunk_hdr, (size_t)n);
-        evbuffer_add(out, data, len);
-        evbuffer_add(out, "\r\n", 2);
     } else {
-        if ((int64_t)len > r->resp_remaining)
-            return MRD_EINVAL;
         r->resp_remaining -= (int64_t)len;
-        evbuffer_add(out, data, len);
     }
-    c->srv->stats.bytes_out += len;
-    return 0;
+    if (done)
+        rc = evbuffer_add_reference(out, data, len, done, arg) == 0 ? 0 : -ENOMEM;
+    else
+        evbuffer_add(out, data, len);
+    if (r->resp_chunked)
+        evbuffer_add(out, "\r\n", 2);
+    if (rc == 0)
+        c->srv->stats.bytes_out += len;
+    return rc;
+}
+
+int
+gw_resp_write(gw_req *r, const void *data, size_t len)
+{
+    return resp_write(r, data, len, NULL, NULL);
+}
+
+int
+gw_resp_write_ref(gw_req *r, const void *data, size_t len,
+                  void (*done)(const void *data, size_t len, void *arg), void *arg)
+{
+    return resp_write(r, data, len, done, arg);
 }
 
 size_t

@@ -878,15 +878,49 @@ typedef struct get {
     int rc, has_err, deleted;
     gw_s3_err err;
     unsigned char *buf;
+    size_t cap; /* buf's size */
     size_t n;
 } get;
+
+/* Read buffers of the GET path. A chunk read from the store goes to the
+ * connection by reference (gw_resp_write_ref), not copied into its output
+ * buffer, and its buffer comes back here once sent; full-size (CHUNK)
+ * buffers are kept for reuse, so a large GET neither copies each MiB once
+ * more nor page-faults a fresh MiB. Loop thread only: buffers are taken in
+ * get_submit_read and given back by libevent's cleanup or get_free, all on
+ * the loop. At most GET_BUFS_KEPT idle buffers are kept. */
+#define GET_BUFS_KEPT 16
+static unsigned char *get_bufs[GET_BUFS_KEPT];
+static int n_get_bufs;
+
+static unsigned char *
+get_buf_take(size_t cap)
+{
+    if (cap == CHUNK && n_get_bufs > 0)
+        return get_bufs[--n_get_bufs];
+    return malloc(cap);
+}
+
+/* libevent's cleanup of a referenced chunk; arg is the buffer's size. */
+static void
+get_buf_done(const void *data, size_t len, void *arg)
+{
+    size_t cap = (size_t)(uintptr_t)arg;
+
+    (void)len;
+    if (cap == CHUNK && n_get_bufs < GET_BUFS_KEPT)
+        get_bufs[n_get_bufs++] = (unsigned char *)data;
+    else
+        free((void *)data);
+}
 
 static void
 get_free(get *g)
 {
     store_reader_close(g->rd);
     store_version_rec_free(g->rec);
-    free(g->buf);
+    if (g->buf)
+        get_buf_done(g->buf, 0, (void *)(uintptr_t)g->cap);
     free(g->range);
     free(g->version_id);
     free(g->key);
@@ -967,6 +1001,7 @@ job_lookup(void *arg)
     v = store_version_rec_get(g->rec);
     if (!g->range && !g->part && v->size > 0 && v->size <= GET_PREFETCH &&
         (g->buf = malloc((size_t)v->size))) {
+        g->cap = (size_t)v->size; /* below CHUNK: freed, never kept */
         g->n = 0;
         if (store_reader_read(g->rd, 0, g->buf, (size_t)v->size, &g->n) == 0 && g->n > 0)
             g->prefetched = 1;
@@ -992,6 +1027,16 @@ static void get_read_done(void *arg);
 static void
 get_submit_read(get *g)
 {
+    if (!g->buf) {
+        /* Sized to what this GET reads (job_read never asks for more than
+         * end - off): a 4 KiB GET allocating a 1 MiB chunk made glibc grow
+         * and trim the heap on every request, a third of the daemon's CPU. */
+        g->cap = g->end - g->off < CHUNK ? (size_t)(g->end - g->off) : CHUNK;
+        if (!(g->buf = get_buf_take(g->cap))) {
+            gw_resp_end(g->r); /* short: the layer cuts the connection */
+            return;
+        }
+    }
     g->busy = 1;
     g->waiting = 0;
     if (engine_run(g->d->eng, job_read, get_read_done, g) != 0) {
@@ -1016,7 +1061,8 @@ get_read_done(void *arg)
         gw_resp_end(g->r);
         return;
     }
-    gw_resp_write(g->r, g->buf, g->n);
+    if (gw_resp_write_ref(g->r, g->buf, g->n, get_buf_done, (void *)(uintptr_t)g->cap) == 0)
+        g->buf = NULL; /* the connection has it now; get_submit_read takes another */
     g->off += g->n;
     if (g->off >= g->end) {
         gw_resp_end(g->r);
@@ -1324,13 +1370,9 @@ get_lookup_done(void *arg)
         get_read_done(g); /* as if job_read had just read them */
         return;
     }
-    free(g->buf);
-    /* Sized to what this GET reads (job_read never asks for more than
-     * end - off): a 4 KiB GET allocating a 1 MiB chunk made glibc grow and
-     * trim the heap on every request, a third of the daemon's CPU. */
-    if (!(g->buf = malloc(g->end - g->off < CHUNK ? (size_t)(g->end - g->off) : CHUNK))) {
-        gw_resp_end(g->r);
-        return;
+    if (g->buf) { /* a prefetch that failed: job_read reads and reports */
+        get_buf_done(g->buf, 0, (void *)(uintptr_t)g->cap);
+        g->buf = NULL;
     }
     get_submit_read(g);
 }
