@@ -101,8 +101,11 @@
  *    surviving copy of an old tombstone can wrongly dominate it.
  *
  * 7. Buckets. A bucket's existence (create = a version, delete = a delete
- *    marker) and its configuration (versioning etc.) are each a register
- *    settled by the same win(S). A bucket whose existence register is won by a
+ *    marker) is a register settled by the same win(S); its configuration is
+ *    one register per part (versioning, tags), each last-writer-wins on
+ *    (HLC, site) (engine/engine_bucket.c; the HLC order is win(S)'s
+ *    tiebreak, configuration records carry no vector). A bucket whose
+ *    existence register is won by a
  *    delete, but which still holds any object version that is not a delete
  *    marker, stays live (CONFLICT_BUCKET_RESURRECTED): a delete-bucket is only
  *    accepted on an empty bucket, so such data was written concurrently with
@@ -413,8 +416,8 @@ typedef enum {
  * bucket's existence register (create = plain version, delete-bucket = delete
  * marker; n may be 0). has_object_data is 1 if the bucket holds any object
  * version, of any role and keep other than DROP, that is not a delete marker.
- * The bucket's configuration (versioning, tagging) is a separate register:
- * settle it with conflict_classify and apply the CURRENT record.
+ * The bucket's configuration (versioning, tagging) is separate: one
+ * last-writer-wins register per part (rule 7).
  * Errors as conflict_classify. *out written only on success.
  */
 int conflict_bucket_resolve(const conflict_version *records, size_t n, int has_object_data,

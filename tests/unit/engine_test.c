@@ -1434,8 +1434,54 @@ test_versioning_replicated(void)
     site_free(&b);
 }
 
+/*
+ * Anti-entropy delivers records in any order and again: a removal by id
+ * that arrives that way removes the version, and the version's own put,
+ * sent again afterwards, is dropped by the tombstone.
+ */
+static void
+test_versioning_resync_keeps_removed_version_dead(void)
+{
+    site a, b;
+    uint64_t to_b = 0;
+    char v1[25], cb[25];
+    range all;
+    waiter w = {0, 0};
+
+    pair_open(&a, &b);
+    REQUIRE(create_bucket(a.e, "r") == 0);
+    REQUIRE(versioning_wait(a.e, "r", ENGINE_VERSIONING_ENABLED) == 0);
+    REQUIRE(put_wait(a.e, "r", "k", 20, 1) == 0);
+    current_id(a.e, "r", "k", v1);
+    REQUIRE(put_wait(a.e, "r", "k", 21, 2) == 0);
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    CHECK_EQ_INT(count_versions(b.e, "r"), 2);
+
+    REQUIRE(delete_version_wait(a.e, "r", "k", v1) == 0);
+    /* everything a ever wrote, puts included, as anti-entropy records */
+    REQUIRE(range_read(a.e, 1, &all) == 0);
+    REQUIRE(engine_resync_apply(b.e, 1, all.recs, all.n, on_done, &w) == 0);
+    REQUIRE(wait_for(b.e, &w, 1) == 0);
+    CHECK_EQ_INT(w.status, 0);
+    CHECK_EQ_INT(count_versions(b.e, "r"), 1);
+    current_id(b.e, "r", "k", cb);
+    CHECK(strcmp(cb, v1) != 0);
+    CHECK(object_matches(b.e, "r", "k", 21, 2));
+    /* and once more, then the normal stream: nothing comes back */
+    w.done = 0;
+    REQUIRE(engine_resync_apply(b.e, 1, all.recs, all.n, on_done, &w) == 0);
+    REQUIRE(wait_for(b.e, &w, 1) == 0);
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    CHECK_EQ_INT(count_versions(b.e, "r"), 1);
+    CHECK_EQ_INT(count_versions(a.e, "r"), 1);
+    range_clear(&all);
+    site_free(&a);
+    site_free(&b);
+}
+
 static const test_case tests[] = {
     TEST(test_versioning_replicated),
+    TEST(test_versioning_resync_keeps_removed_version_dead),
     TEST(test_tags_in_place_replicated_last_writer_wins),
     TEST(test_mutations_and_preconditions),
     TEST(test_overwrite_frees_old_data_and_concurrent_puts_order),
