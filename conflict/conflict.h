@@ -102,7 +102,7 @@
  *
  * 7. Buckets. A bucket's existence (create = a version, delete = a delete
  *    marker) is a register settled by the same win(S); its configuration is
- *    one register per part (versioning, tags), each last-writer-wins on
+ *    one register per part (versioning, tags, ACL), each last-writer-wins on
  *    (HLC, site) (engine/engine_bucket.c; the HLC order is win(S)'s
  *    tiebreak, configuration records carry no vector). A bucket whose
  *    existence register is won by a

@@ -223,6 +223,12 @@ enum {
     ENGINE_VERSIONING_SUSPENDED = 2,
 };
 
+/* Canned bucket ACLs (proto enum Acl). */
+enum {
+    ENGINE_ACL_PRIVATE = 0,
+    ENGINE_ACL_PUBLIC_READ = 1,
+};
+
 /* A bucket configuration change: the registers whose has_ flag is set are
  * replaced (has_tags with n_tags 0 deletes the tag set). */
 typedef struct engine_bucket_conf {
@@ -231,11 +237,13 @@ typedef struct engine_bucket_conf {
     int has_tags;
     const engine_kv *tags;
     size_t n_tags;
+    int has_acl;
+    int acl; /* ENGINE_ACL_PRIVATE or _PUBLIC_READ */
 } engine_bucket_conf;
 
 /*
  * Changes a bucket's configuration (PutBucketVersioning, Put/DeleteBucket-
- * Tagging): a BUCKET_CONFIG record, replicated. Each register settles
+ * Tagging, PutBucketAcl): a BUCKET_CONFIG record, replicated. Each register settles
  * last-writer-wins on (hlc, site) at every site, whatever the order the
  * records arrive in. Everything is copied. Errors (to cb): MRD_ENOTFOUND
  * (no such bucket), MRD_EDURABLE; MRD_EINVAL at once for a bad conf.
@@ -246,6 +254,10 @@ int engine_bucket_config(engine *e, const char *bucket, const engine_bucket_conf
 /* The versioning state (ENGINE_VERSIONING_*) recorded in a bucket's index
  * blob. MRD_ECORRUPT if malformed. */
 int engine_bucket_versioning(const void *blob, size_t len, int *out);
+
+/* The canned ACL (ENGINE_ACL_*) recorded in a bucket's index blob: private
+ * when never set. MRD_ECORRUPT if malformed. */
+int engine_bucket_acl(const void *blob, size_t len, int *out);
 
 /* The configuration registers of a bucket's index blob as canonical bytes
  * (for anti-entropy digests): out is left empty when the bucket was never

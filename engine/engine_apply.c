@@ -820,18 +820,7 @@ plan_bucket(engine *e, engine__batch *b, size_t i, const Meridian__BucketCreate 
     if (create) {
         inc = *create;
     } else {
-        inc.bucket = cfg->bucket;
-        if (cfg->has_versioning) {
-            inc.versioning = cfg->versioning;
-            inc.versioning_hlc = cfg->hlc;
-            inc.versioning_site = cfg->site;
-        }
-        if (cfg->has_tags) {
-            inc.tags = cfg->tags;
-            inc.n_tags = cfg->n_tags;
-            inc.tags_hlc = cfg->hlc;
-            inc.tags_site = cfg->site;
-        }
+        engine__bucket_config_as_create(cfg, &inc);
     }
     rc = engine__bucket_merge(rc == 0 ? blob : NULL, len, &inc, create != NULL, &b->blobs[i], &n);
     free(blob);

@@ -5,7 +5,9 @@
  * A bucket's blob in the index is a packed BucketCreate (proto/wal.proto):
  * its existence register (bucket, hlc, owner, region: the winning create,
  * settled by (hlc, packed create bytes) as before) and its configuration
- * registers, versioning and tags, each with the (hlc, site) that set it.
+ * registers, versioning, tags and the canned ACL, each with the (hlc, site)
+ * that set it (one table, regs[], describes them: merge, anti-entropy bytes
+ * and the reading of a BUCKET_CONFIG record treat every register alike).
  * engine__bucket_merge is the one function that combines the stored blob
  * with an incoming record (a create, a BUCKET_CONFIG, or an anti-entropy
  * create carrying registers), for every delivery, local or replicated:
@@ -30,6 +32,7 @@
 #include "engine_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,10 +78,77 @@ create_beats(const Meridian__BucketCreate *a, const Meridian__BucketCreate *b, i
     return wins;
 }
 
-static int
-stamp_beats(uint64_t hlc_a, uint32_t site_a, uint64_t hlc_b, uint32_t site_b)
+/* ---- configuration registers ------------------------------------------- */
+
+/* One configuration register of the blob: where its (hlc, site) stamp lives
+ * and how its value is copied. Every register merges, survives the winning
+ * create and enters the anti-entropy bytes the same way, through this table. */
+typedef struct reg_desc {
+    size_t hlc_off, site_off;
+    void (*copy_value)(Meridian__BucketCreate *dst, const Meridian__BucketCreate *src);
+} reg_desc;
+
+static void
+copy_versioning(Meridian__BucketCreate *dst, const Meridian__BucketCreate *src)
 {
-    return hlc_a > hlc_b || (hlc_a == hlc_b && site_a > site_b);
+    dst->versioning = src->versioning;
+}
+
+static void
+copy_tags(Meridian__BucketCreate *dst, const Meridian__BucketCreate *src)
+{
+    dst->tags = src->tags; /* borrowed: dst is packed before src is freed */
+    dst->n_tags = src->n_tags;
+}
+
+static void
+copy_acl(Meridian__BucketCreate *dst, const Meridian__BucketCreate *src)
+{
+    dst->acl = src->acl;
+}
+
+#define REG(name)                                                                                  \
+    {                                                                                              \
+        offsetof(Meridian__BucketCreate, name##_hlc),                                              \
+            offsetof(Meridian__BucketCreate, name##_site), copy_##name                             \
+    }
+static const reg_desc regs[] = {REG(versioning), REG(tags), REG(acl)};
+#undef REG
+#define N_REGS (sizeof(regs) / sizeof(regs[0]))
+
+static uint64_t
+reg_hlc(const reg_desc *d, const Meridian__BucketCreate *b)
+{
+    return *(const uint64_t *)(const void *)((const char *)b + d->hlc_off);
+}
+
+static uint32_t
+reg_site(const reg_desc *d, const Meridian__BucketCreate *b)
+{
+    return *(const uint32_t *)(const void *)((const char *)b + d->site_off);
+}
+
+/* Copies register d (value and stamp) from src to dst. */
+static void
+reg_take(const reg_desc *d, Meridian__BucketCreate *dst, const Meridian__BucketCreate *src)
+{
+    d->copy_value(dst, src);
+    *(uint64_t *)(void *)((char *)dst + d->hlc_off) = reg_hlc(d, src);
+    *(uint32_t *)(void *)((char *)dst + d->site_off) = reg_site(d, src);
+}
+
+/* The register d of a and b (either may be NULL) with the larger (hlc,
+ * site), NULL when neither was ever set. */
+static const Meridian__BucketCreate *
+reg_winner(const reg_desc *d, const Meridian__BucketCreate *a, const Meridian__BucketCreate *b)
+{
+    const Meridian__BucketCreate *w = a && reg_hlc(d, a) ? a : NULL;
+
+    if (b && reg_hlc(d, b) &&
+        (!w || reg_hlc(d, b) > reg_hlc(d, w) ||
+         (reg_hlc(d, b) == reg_hlc(d, w) && reg_site(d, b) > reg_site(d, w))))
+        w = b;
+    return w;
 }
 
 int
@@ -86,7 +156,7 @@ engine__bucket_merge(const void *cur_blob, size_t cur_len, const Meridian__Bucke
                      int inc_is_create, uint8_t **out, size_t *out_len)
 {
     Meridian__BucketCreate *cur = NULL, r = MERIDIAN__BUCKET_CREATE__INIT;
-    const Meridian__BucketCreate *create, *ver = NULL, *tags = NULL;
+    const Meridian__BucketCreate *create, *w;
     uint8_t *buf = NULL;
     size_t n;
     int nomem = 0, rc = 0;
@@ -98,32 +168,15 @@ engine__bucket_merge(const void *cur_blob, size_t cur_len, const Meridian__Bucke
     if (!cur && !inc_is_create)
         return 0; /* configuration of a bucket not held here: dropped */
     create = !cur || (inc_is_create && create_beats(inc, cur, &nomem)) ? inc : cur;
-    /* each register: the larger (hlc, site) of the stored and the incoming */
-    if (cur && cur->versioning_hlc)
-        ver = cur;
-    if (inc->versioning_hlc && (!ver || stamp_beats(inc->versioning_hlc, inc->versioning_site,
-                                                    ver->versioning_hlc, ver->versioning_site)))
-        ver = inc;
-    if (cur && cur->tags_hlc)
-        tags = cur;
-    if (inc->tags_hlc &&
-        (!tags || stamp_beats(inc->tags_hlc, inc->tags_site, tags->tags_hlc, tags->tags_site)))
-        tags = inc;
     r.bucket = create->bucket;
     r.hlc = create->hlc;
     r.owner = create->owner;
     r.region = create->region;
-    if (ver && ver->versioning_hlc >= create->hlc) {
-        r.versioning = ver->versioning;
-        r.versioning_hlc = ver->versioning_hlc;
-        r.versioning_site = ver->versioning_site;
-    }
-    if (tags && tags->tags_hlc >= create->hlc) {
-        r.tags = tags->tags;
-        r.n_tags = tags->n_tags;
-        r.tags_hlc = tags->tags_hlc;
-        r.tags_site = tags->tags_site;
-    }
+    /* each register: the larger (hlc, site) of the stored and the incoming,
+     * unless it configured an earlier incarnation of the bucket */
+    for (size_t i = 0; i < N_REGS; i++)
+        if ((w = reg_winner(&regs[i], cur, inc)) && reg_hlc(&regs[i], w) >= create->hlc)
+            reg_take(&regs[i], &r, w);
     n = meridian__bucket_create__get_packed_size(&r);
     if (nomem || !(buf = malloc(n ? n : 1))) {
         rc = -ENOMEM;
@@ -141,26 +194,46 @@ engine__bucket_merge(const void *cur_blob, size_t cur_len, const Meridian__Bucke
     return rc;
 }
 
+void
+engine__bucket_config_as_create(const Meridian__BucketConfig *cfg, Meridian__BucketCreate *inc)
+{
+    Meridian__BucketCreate v = MERIDIAN__BUCKET_CREATE__INIT;
+    const int has[N_REGS] = {cfg->has_versioning, cfg->has_tags, cfg->has_acl};
+
+    /* the record's values in BucketCreate's shape, each stamped (hlc, site) */
+    v.versioning = cfg->versioning;
+    v.tags = cfg->tags;
+    v.n_tags = cfg->n_tags;
+    v.acl = cfg->acl;
+    for (size_t i = 0; i < N_REGS; i++) {
+        *(uint64_t *)(void *)((char *)&v + regs[i].hlc_off) = cfg->hlc;
+        *(uint32_t *)(void *)((char *)&v + regs[i].site_off) = cfg->site;
+    }
+    inc->bucket = cfg->bucket;
+    for (size_t i = 0; i < N_REGS; i++)
+        if (has[i])
+            reg_take(&regs[i], inc, &v);
+}
+
 int
 engine_bucket_config_bytes(const void *blob, size_t len, mrd_buf *out)
 {
     Meridian__BucketCreate *bc = meridian__bucket_create__unpack(NULL, len, blob);
     Meridian__BucketCreate r = MERIDIAN__BUCKET_CREATE__INIT;
     size_t n;
-    int rc = 0;
+    int rc = 0, any = 0;
 
     mrd_buf_reset(out);
     if (!bc)
         return MRD_ECORRUPT;
-    if (bc->versioning_hlc || bc->tags_hlc) {
+    for (size_t i = 0; i < N_REGS; i++) {
+        if (reg_hlc(&regs[i], bc)) {
+            reg_take(&regs[i], &r, bc);
+            any = 1;
+        }
+    }
+    if (any) {
         r.bucket = bc->bucket;
-        r.versioning = bc->versioning;
-        r.versioning_hlc = bc->versioning_hlc;
-        r.versioning_site = bc->versioning_site;
-        r.tags = bc->tags;
-        r.n_tags = bc->n_tags;
-        r.tags_hlc = bc->tags_hlc;
-        r.tags_site = bc->tags_site;
         n = meridian__bucket_create__get_packed_size(&r);
         if (mrd_buf_reserve(out, n + 1) < 0) {
             rc = -ENOMEM;
@@ -181,6 +254,19 @@ engine_bucket_versioning(const void *blob, size_t len, int *out)
     if (!bc)
         return MRD_ECORRUPT;
     *out = bc->versioning_hlc ? (int)bc->versioning : ENGINE_VERSIONING_UNSET;
+    meridian__bucket_create__free_unpacked(bc, NULL);
+    return 0;
+}
+
+int
+engine_bucket_acl(const void *blob, size_t len, int *out)
+{
+    Meridian__BucketCreate *bc = meridian__bucket_create__unpack(NULL, len, blob);
+
+    if (!bc)
+        return MRD_ECORRUPT;
+    *out = bc->acl_hlc && bc->acl == MERIDIAN__ACL__ACL_PUBLIC_READ ? ENGINE_ACL_PUBLIC_READ
+                                                                    : ENGINE_ACL_PRIVATE;
     meridian__bucket_create__free_unpacked(bc, NULL);
     return 0;
 }

@@ -175,6 +175,11 @@ int engine__meta_encode(Meridian__KeyValue *const *kv, size_t n, mrd_buf *out);
  * changes. Errors: MRD_ECORRUPT, -ENOMEM. */
 int engine__bucket_merge(const void *cur_blob, size_t cur_len, const Meridian__BucketCreate *inc,
                          int inc_is_create, uint8_t **out, size_t *out_len);
+/* The registers a BUCKET_CONFIG record sets, as engine__bucket_merge takes
+ * them: each set register of cfg, stamped (cfg->hlc, cfg->site), into inc
+ * (initialised by the caller; cfg's strings and tags are borrowed). */
+void engine__bucket_config_as_create(const Meridian__BucketConfig *cfg,
+                                     Meridian__BucketCreate *inc);
 /* 1 if version (id, hlc) sorts above (than, than_hlc) in the conflict
  * module's total order (hlc, origin from the id, id bytes). */
 int engine__order_above(const char *id, uint64_t hlc, const char *than, uint64_t than_hlc);

@@ -68,7 +68,7 @@ typedef struct mut {
     uint32_t part_count;
     char *marker_vid; /* MUT_DELETE: caller's 25 bytes for the marker's id, or NULL */
     /* MUT_CONFIG: the registers to set (meta_store/meta hold the tags) */
-    int has_versioning, versioning, has_tags;
+    int has_versioning, versioning, has_tags, has_acl, acl;
 } mut;
 
 static void
@@ -291,6 +291,8 @@ bucket_config(engine *e, mut *m)
     bc.has_tags = m->has_tags;
     bc.tags = m->meta;
     bc.n_tags = m->n_meta;
+    bc.has_acl = m->has_acl;
+    bc.acl = (Meridian__Acl)m->acl;
     rec.body_case = MERIDIAN__WAL_RECORD__BODY_BUCKET_CONFIG;
     rec.bucket_config = &bc;
     return engine__append(e, &rec, WAL_REC_BUCKET_CONFIG, m->cb, m->ud);
@@ -590,16 +592,19 @@ engine_bucket_config(engine *e, const char *bucket, const engine_bucket_conf *c,
 {
     mut *m;
 
-    if (!e || !bucket || !c || !cb || (!c->has_versioning && !c->has_tags) ||
+    if (!e || !bucket || !c || !cb || (!c->has_versioning && !c->has_tags && !c->has_acl) ||
         (c->has_versioning && c->versioning != ENGINE_VERSIONING_ENABLED &&
          c->versioning != ENGINE_VERSIONING_SUSPENDED) ||
-        (c->has_tags && c->n_tags && !c->tags))
+        (c->has_tags && c->n_tags && !c->tags) ||
+        (c->has_acl && c->acl != ENGINE_ACL_PRIVATE && c->acl != ENGINE_ACL_PUBLIC_READ))
         return MRD_EINVAL;
     if (!(m = mut_new(MUT_CONFIG, bucket, NULL, cb, ud)))
         return -ENOMEM;
     m->has_versioning = c->has_versioning;
     m->versioning = c->versioning;
     m->has_tags = c->has_tags;
+    m->has_acl = c->has_acl;
+    m->acl = c->acl;
     if (mut_copy_kv(m, c->has_tags ? c->tags : NULL, c->has_tags ? c->n_tags : 0) != 0) {
         mut_free(m);
         return -ENOMEM;

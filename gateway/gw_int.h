@@ -466,6 +466,11 @@ struct gw__op {
     size_t body_max;
     /* the bucket's versioning state, read by gw__op_work_bucket */
     int vstate;
+    /* an anonymous request (gw__s3_anonymous): gw__op_work_bucket refuses
+     * it unless the bucket is public-read */
+    int anon;
+    /* the canned ACL (ENGINE_ACL_*) gw__op_acl_commit sets */
+    int acl;
     /* per-operation state, freed with the op */
     void *ext;
     void (*ext_free)(void *ext);
@@ -480,9 +485,13 @@ void gw__op_go(gw__op *o, void (*work)(gw__op *o), void (*respond)(gw__op *o));
 void gw__op_start(gw__op *o);
 /* Answers an error for an op that was never started (gw__op_go) and frees it. */
 void gw__op_abandon(gw__op *o, gw_s3_err e, const char *msg);
-/* Work step: fails o with NoSuchBucket unless o->bucket exists; sets
+/* Work step: fails o with NoSuchBucket unless o->bucket exists, with
+ * AccessDenied when o->anon and the bucket is not public-read; sets
  * o->vstate. */
 void gw__op_work_bucket(gw__op *o);
+/* An engine mutation's callback for an op: records the error, if any, and
+ * finishes o. */
+void gw__op_mut_done(void *o, int status);
 /* Records an S3 error to answer. */
 void gw__op_fail(gw__op *o, gw_s3_err e);
 /* On the loop: answers (or runs `then`) unless the client is gone. */
@@ -558,6 +567,29 @@ void gw__s3_object_tagging(gw_daemon *d, gw_req *r, const char *bucket, const ch
                            const gw_sigv4_auth *auth);
 /* DeleteObjects: POST /<bucket>?delete (gw_s3_del.c). */
 void gw__s3_delete_objects(gw_daemon *d, gw_req *r, const char *bucket, const gw_sigv4_auth *auth);
+
+/* Canned bucket ACLs and anonymous requests (gw_s3_acl.c). */
+#define GW_HDR_ANON "x-meridian-anonymous" /* a peer forwarded an anonymous request */
+/* 1 when r is anonymous: no Authorization header and no presigned query
+ * (from a client), or marked GW_HDR_ANON (from an authenticated peer). */
+int gw__s3_anonymous(const gw_req *r);
+/* The payload hash a forwarded request's x-meridian-auth signs: r's
+ * x-amz-content-sha256 ("" when absent), prefixed "ANONYMOUS " when anon
+ * (the request is, or is marked, anonymous); may use buf[n]. */
+const char *gw__proxy_payload_hash(const gw_req *r, int anon, char *buf, size_t n);
+/* 1 when a bucket's index blob says public-read. */
+int gw__bucket_public_read(const void *blob, size_t len);
+/* r's x-amz-acl: 0 and *acl set (ENGINE_ACL_*), 1 when absent (*acl
+ * private), -1 with *msg for what is not implemented (another canned ACL,
+ * an x-amz-grant-* header). */
+int gw__s3_canned_acl(gw_req *r, int *acl, const char **msg);
+/* Loop step (an op's `then`): the BUCKET_CONFIG setting o->acl. */
+void gw__op_acl_commit(gw__op *o);
+/* Get/PutBucketAcl: /<bucket>?acl; owner is the requester's access key. */
+void gw__s3_bucket_acl(gw_daemon *d, gw_req *r, const char *bucket, const char *owner);
+/* 1 when an anonymous request may go on to the ACL check: GET/HEAD of an
+ * object's current version, or ListObjects (gw_s3.c). */
+int gw__s3_anon_allowed(const char *method, const char *query, int is_object);
 
 /* Versioning (gw_s3_ver.c). */
 /* The x-amz-version-id value of version v in a bucket whose versioning

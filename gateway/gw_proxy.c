@@ -10,7 +10,9 @@
  * (repl_proxy_sign: x-meridian-site-id, x-meridian-time, x-meridian-auth
  * over method, target and the declared payload hash; replicator/PROTOCOL.md
  * section 8) in place of the client's SigV4, which this site has already
- * checked. A peer serves such a request locally and never forwards it again,
+ * checked (an anonymous client's request is marked x-meridian-anonymous,
+ * and the peer applies the bucket's ACL to it: gw_s3_acl.c). A peer serves
+ * such a request locally and never forwards it again,
  * so a request crosses at most one WAN hop and cannot loop.
  *
  * Data path, per request, one TCP connection to the peer:
@@ -521,13 +523,21 @@ up_event_cb(struct bufferevent *bev, short what, void *ud)
 static int
 skip_req_header(const char *n)
 {
-    static const char *const skip[] = {"connection",       "keep-alive",
-                                       "proxy-connection", "te",
-                                       "trailer",          "transfer-encoding",
-                                       "upgrade",          "expect",
-                                       "content-length",   "x-meridian-site-id",
-                                       "x-meridian-time",  "x-meridian-auth",
-                                       GW_HDR_BUCKET,      NULL};
+    static const char *const skip[] = {"connection",
+                                       "keep-alive",
+                                       "proxy-connection",
+                                       "te",
+                                       "trailer",
+                                       "transfer-encoding",
+                                       "upgrade",
+                                       "expect",
+                                       "content-length",
+                                       "x-meridian-site-id",
+                                       "x-meridian-time",
+                                       "x-meridian-auth",
+                                       GW_HDR_BUCKET,
+                                       GW_HDR_ANON,
+                                       NULL};
 
     for (const char *const *s = skip; *s; s++)
         if (strcasecmp(n, *s) == 0)
@@ -539,7 +549,8 @@ static int
 write_head(px *x, const mrd_peer_conf *pc)
 {
     gw_req *r = x->r;
-    const char *sha = gw_req_header(r, "x-amz-content-sha256");
+    int anon = gw__s3_anonymous(r);
+    char signed_hash[160];
     repl_proxy_sig sig;
     gw_s3_addr a;
     char host[300];
@@ -548,8 +559,8 @@ write_head(px *x, const mrd_peer_conf *pc)
 
     if (!x->d->replicator)
         return MRD_ESHUTDOWN;
-    rc =
-        repl_proxy_sign(x->d->replicator, gw_req_method(r), gw_req_target(r), sha ? sha : "", &sig);
+    rc = repl_proxy_sign(x->d->replicator, gw_req_method(r), gw_req_target(r),
+                         gw__proxy_payload_hash(r, anon, signed_hash, sizeof(signed_hash)), &sig);
     if (rc != 0)
         return rc;
     /* Host and Authorization go as the client sent them: the peer checks
@@ -570,6 +581,10 @@ write_head(px *x, const mrd_peer_conf *pc)
     if (gw_s3_addr_parse(x->d->conf, gw_req_header(r, "host"), gw_req_path(r), NULL, &a) == 0 &&
         a.vhost)
         mrd_buf_appendf(&h, GW_HDR_BUCKET ": %s\r\n", a.bucket);
+    /* An anonymous request stays anonymous at the peer, which checks its
+     * bucket's ACL (gw_s3_acl.c). */
+    if (anon)
+        mrd_buf_appendf(&h, GW_HDR_ANON ": 1\r\n");
     if (x->chunked_body)
         mrd_buf_appendf(&h, "Transfer-Encoding: chunked\r\n");
     else if (gw_req_content_length(r) >= 0) /* 0 too: an empty PUT needs it */

@@ -235,15 +235,17 @@ gw__route_peer_auth(gw_daemon *d, gw_req *r, gw_sigv4_auth *auth)
     const char *why = "replication is not running";
     repl_proxy_sig sig;
     uint32_t site = 0;
-    char q[160];
+    char q[160], signed_hash[160];
 
     if (!gw__route_from_peer(r))
         return 0;
     if (d->replicator && copy_hdr(r, "x-meridian-site-id", sig.site, sizeof(sig.site)) == 0 &&
         copy_hdr(r, "x-meridian-time", sig.time, sizeof(sig.time)) == 0 &&
         copy_hdr(r, "x-meridian-auth", sig.auth, sizeof(sig.auth)) == 0 &&
-        repl_proxy_verify(d->replicator, gw_req_method(r), gw_req_target(r), sha ? sha : "", &sig,
-                          &site, &why) == 0) {
+        repl_proxy_verify(d->replicator, gw_req_method(r), gw_req_target(r),
+                          gw__proxy_payload_hash(r, gw_req_header(r, GW_HDR_ANON) != NULL,
+                                                 signed_hash, sizeof(signed_hash)),
+                          &sig, &site, &why) == 0) {
         memset(auth, 0, sizeof(*auth));
         snprintf(auth->access_key, sizeof(auth->access_key), "site-%u", site);
         snprintf(auth->payload_hash, sizeof(auth->payload_hash), "%s",

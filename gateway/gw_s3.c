@@ -10,10 +10,13 @@
  * the service, "/<bucket>" a bucket, "/<bucket>/<key>" an object (the key is
  * the rest of the path, percent-decoded), or virtual-host style, where the
  * bucket is the Host's first label under a configured domain and the whole
- * path is the key. Multipart upload requests (the uploads and
- * uploadId sub-resources) go to gw_s3_mpu.c. Sub-resources this build does
- * not implement (tagging, ACLs, ...) get 501 NotImplemented rather than being
- * mistaken for a plain GET or PUT, which would do the wrong thing silently.
+ * path is the key. Multipart upload requests (the uploads and uploadId
+ * sub-resources) go to gw_s3_mpu.c, bucket ACLs and anonymous requests to
+ * gw_s3_acl.c. Sub-resources this build does not implement (object ACLs,
+ * policies, ...) get 501 NotImplemented rather than being mistaken for a
+ * plain GET or PUT, which would do the wrong thing silently. An anonymous
+ * request skips SigV4 and is refused here unless it is a GET/HEAD of an
+ * object or a ListObjects; the bucket's ACL decides the rest on the worker.
  *
  * Nothing here blocks the event loop: index reads run on the engine's
  * worker pool (engine_run) and mutations go through the engine, whose
@@ -167,6 +170,7 @@ gw__op_new(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
     snprintf(o->bucket, sizeof(o->bucket), "%s", bucket ? bucket : "");
     o->key = strdup(key ? key : "");
     o->query = strdup(gw_req_query(r));
+    o->anon = gw__s3_anonymous(r);
     if (!o->key || !o->query) {
         op_free(o);
         return NULL;
@@ -230,8 +234,8 @@ respond_empty_200(op *o)
 
 /* ---- engine mutations ---------------------------------------------------- */
 
-static void
-mut_done(void *ud, int status)
+void
+gw__op_mut_done(void *ud, int status)
 {
     op *o = ud;
 
@@ -302,6 +306,8 @@ gw__op_work_bucket(op *o)
     o->rc = store_bucket_get(engine_store(o->d->eng), o->bucket, &blob, &len);
     if (o->rc == 0)
         o->vstate = gw__bucket_vstate(blob, len);
+    if (o->rc == 0 && o->anon && !gw__bucket_public_read(blob, len))
+        gw__op_fail(o, GW_S3E_ACCESS_DENIED);
     free(blob);
     if (o->rc == MRD_ENOTFOUND)
         gw__op_fail(o, GW_S3E_NO_SUCH_BUCKET);
@@ -340,7 +346,7 @@ create_done(void *ud, int status)
 
     if (status == MRD_EEXIST)
         gw__op_fail(o, GW_S3E_BUCKET_ALREADY_OWNED);
-    mut_done(o, status == MRD_EEXIST ? 0 : status);
+    gw__op_mut_done(o, status == MRD_EEXIST ? 0 : status);
 }
 
 /* CreateBucket with a CreateBucketConfiguration body: read it (ignored:
@@ -355,7 +361,7 @@ create_end(gw_req *r, void *ctx)
     o->inflight = 1;
     rc = engine_bucket_create(o->d->eng, o->bucket, create_done, o);
     if (rc != 0)
-        mut_done(o, rc);
+        gw__op_mut_done(o, rc);
 }
 
 static const gw_req_ops op_create_ops = {
@@ -370,7 +376,7 @@ delete_bucket_done(void *ud, int status)
         gw__op_fail(o, GW_S3E_NO_SUCH_BUCKET);
     else if (status == MRD_EBUSY)
         gw__op_fail(o, GW_S3E_BUCKET_NOT_EMPTY);
-    mut_done(o, status == MRD_ENOTFOUND || status == MRD_EBUSY ? 0 : status);
+    gw__op_mut_done(o, status == MRD_ENOTFOUND || status == MRD_EBUSY ? 0 : status);
 }
 
 static void
@@ -381,9 +387,9 @@ respond_204(op *o)
 
 /* Engine mutations are already asynchronous: no pool hop needed. */
 static void
-mutation(gw_daemon *d, gw_req *r, const char *bucket, const char *key, int kind)
+delete_bucket(gw_daemon *d, gw_req *r, const char *bucket)
 {
-    op *o = gw__op_new(d, r, bucket, key);
+    op *o = gw__op_new(d, r, bucket, NULL);
     int rc;
 
     if (!o) {
@@ -392,18 +398,41 @@ mutation(gw_daemon *d, gw_req *r, const char *bucket, const char *key, int kind)
     }
     gw_req_attach(r, &op_ops, o);
     o->inflight = 1;
-    switch (kind) {
-    case 0:
-        o->respond = respond_create_bucket;
-        rc = engine_bucket_create(d->eng, bucket, create_done, o);
-        break;
-    default:
-        o->respond = respond_204;
-        rc = engine_bucket_delete(d->eng, bucket, delete_bucket_done, o);
-        break;
-    }
+    o->respond = respond_204;
+    rc = engine_bucket_delete(d->eng, bucket, delete_bucket_done, o);
     if (rc != 0)
-        mut_done(o, rc);
+        gw__op_mut_done(o, rc);
+}
+
+/* CreateBucket: x-amz-acl: public-read sets the ACL register once the
+ * create is durable (gw__op_acl_commit); a CreateBucketConfiguration body
+ * (LocationConstraint) is read and ignored first. */
+static void
+create_bucket(gw_daemon *d, gw_req *r, const char *bucket)
+{
+    const char *msg = NULL;
+    int acl, has_body = gw_req_has_body(r);
+    op *o;
+
+    if (!valid_bucket_name(bucket)) {
+        gw_s3_error(r, GW_S3E_INVALID_BUCKET_NAME, gw_req_path(r), NULL);
+        return;
+    }
+    if (gw__s3_canned_acl(r, &acl, &msg) < 0) {
+        gw_s3_error(r, GW_S3E_NOT_IMPLEMENTED, gw_req_path(r), msg);
+        return;
+    }
+    if (!(o = gw__op_new(d, r, bucket, NULL))) {
+        gw_s3_error(r, GW_S3E_INTERNAL, gw_req_path(r), "out of memory");
+        return;
+    }
+    o->respond = respond_create_bucket;
+    o->acl = acl;
+    if (acl != ENGINE_ACL_PRIVATE)
+        o->then = gw__op_acl_commit;
+    gw_req_attach(r, has_body ? &op_create_ops : &op_ops, o);
+    if (!has_body)
+        create_end(r, o);
 }
 
 /* ---- listing ------------------------------------------------------------- */
@@ -671,35 +700,37 @@ has_param(const char *query, const char *name)
     return has;
 }
 
+int
+gw__s3_anon_allowed(const char *method, const char *query, int is_object)
+{
+    /* sub-resources served for signed requests only */
+    static const char *const signed_only[] = {"uploads",  "uploadId",   "partNumber",
+                                              "location", "versioning", NULL};
+    int ok = strcmp(method, "GET") == 0 || (is_object && strcmp(method, "HEAD") == 0);
+
+    for (const char *const *s = unsupported_subres; ok && *s; s++)
+        ok = !has_param(query, *s);
+    for (const char *const *s = signed_only; ok && *s; s++)
+        ok = !has_param(query, *s);
+    return ok;
+}
+
 static void
 route_bucket(gw_daemon *d, gw_req *r, const char *bucket, const char *method, const char *q,
              const gw_sigv4_auth *auth)
 {
     if (strcmp(method, "PUT") == 0 && !*q) {
-        if (!valid_bucket_name(bucket)) {
-            gw_s3_error(r, GW_S3E_INVALID_BUCKET_NAME, gw_req_path(r), NULL);
-            return;
-        }
-        if (gw_req_has_body(r)) {
-            /* CreateBucketConfiguration (LocationConstraint): read and ignore. */
-            op *o = gw__op_new(d, r, bucket, NULL);
-            if (!o) {
-                gw_s3_error(r, GW_S3E_INTERNAL, gw_req_path(r), NULL);
-                return;
-            }
-            o->respond = respond_create_bucket;
-            gw_req_attach(r, &op_create_ops, o);
-            return;
-        }
-        mutation(d, r, bucket, NULL, 0);
+        create_bucket(d, r, bucket);
     } else if (strcmp(method, "DELETE") == 0 && !*q) {
-        mutation(d, r, bucket, NULL, 1);
+        delete_bucket(d, r, bucket);
     } else if (strcmp(method, "HEAD") == 0) {
         op_run(d, r, bucket, NULL, gw__op_work_bucket, respond_empty_200);
     } else if (strcmp(method, "POST") == 0 && has_param(q, "delete")) {
         gw__s3_delete_objects(d, r, bucket, auth);
     } else if (strcmp(method, "GET") == 0 && has_param(q, "location")) {
         op_run(d, r, bucket, NULL, work_location, respond_xml_200);
+    } else if (has_param(q, "acl")) {
+        gw__s3_bucket_acl(d, r, bucket, auth->access_key);
     } else if (has_param(q, "versioning") || has_param(q, "tagging")) {
         gw__s3_bucket_config(d, r, bucket, auth);
     } else if (strcmp(method, "GET") == 0 && has_param(q, "versions")) {
@@ -801,15 +832,20 @@ gw__route_s3(gw_req *r, void *ud)
     const char *path = gw_req_path(r), *method = gw_req_method(r), *q = gw_req_query(r);
     gw_s3_addr a;
     mrd_buf key = {0};
-    int peer, rc;
+    int peer, rc, anon;
 
     if (gw__route_health(r, d))
         return;
+    memset(&auth, 0, sizeof(auth));
     /* A forwarded aws-chunked upload with signed chunks also needs the
-     * client's SigV4 (its signing key checks every chunk). */
-    if ((peer = gw__route_peer_auth(d, r, &auth)) < 0 ||
-        ((peer == 0 || strncmp(auth.payload_hash, "STREAMING-AWS4-HMAC", 19) == 0) &&
-         authenticate(d, r, &auth) != 0))
+     * client's SigV4 (its signing key checks every chunk). An anonymous
+     * request has no SigV4 to check: what it may do is decided below and
+     * by the bucket's ACL (gw_s3_acl.c). */
+    if ((peer = gw__route_peer_auth(d, r, &auth)) < 0)
+        return;
+    if (!(anon = gw__s3_anonymous(r)) &&
+        (peer == 0 || strncmp(auth.payload_hash, "STREAMING-AWS4-HMAC", 19) == 0) &&
+        authenticate(d, r, &auth) != 0)
         return;
     if (gw__route_early(d, r)) /* drained, or no store: a peer serves it */
         return;
@@ -824,6 +860,11 @@ gw__route_s3(gw_req *r, void *ud)
     if (rc != 0) {
         gw_s3_error(r, rc == MRD_ETOOBIG ? GW_S3E_INVALID_BUCKET_NAME : GW_S3E_INVALID_REQUEST,
                     path, rc == MRD_ETOOBIG ? NULL : "request target must be a path");
+        return;
+    }
+    if (anon && (!a.bucket[0] || !gw__s3_anon_allowed(method, q, a.key != NULL))) {
+        MRD_INFO("s3.anonymous_refused", "peer=%s method=%s", gw_req_peer(r), method);
+        gw_s3_error(r, GW_S3E_ACCESS_DENIED, path, NULL);
         return;
     }
     if (!a.bucket[0]) {

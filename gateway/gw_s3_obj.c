@@ -870,6 +870,7 @@ typedef struct get {
     char *version_id; /* ?versionId=, NULL for the current version */
     uint32_t part;    /* ?partNumber=, 0 when absent */
     int vstate;       /* the bucket's versioning state */
+    int anon;         /* anonymous: served only from a public-read bucket */
     store_version_rec *rec;
     store_reader *rd;
     uint64_t off, end;
@@ -949,10 +950,12 @@ job_lookup(void *arg)
 
     if (rc == 0)
         g->vstate = gw__bucket_vstate(blob, len);
+    if (rc == 0 && g->anon && !gw__bucket_public_read(blob, len))
+        rc = MRD_EAUTH;
     free(blob);
-    if (rc == MRD_ENOTFOUND) {
+    if (rc == MRD_ENOTFOUND || rc == MRD_EAUTH) {
         g->has_err = 1;
-        g->err = GW_S3E_NO_SUCH_BUCKET;
+        g->err = rc == MRD_EAUTH ? GW_S3E_ACCESS_DENIED : GW_S3E_NO_SUCH_BUCKET;
         return;
     }
     for (int attempt = 1; rc == 0; attempt++) {
@@ -1394,6 +1397,7 @@ gw__s3_get_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
     g->d = d;
     g->r = r;
     g->head = strcmp(gw_req_method(r), "HEAD") == 0;
+    g->anon = gw__s3_anonymous(r);
     snprintf(g->bucket, sizeof(g->bucket), "%s", bucket);
     {
         /* One version by id: any version this site keeps, including a

@@ -1258,14 +1258,19 @@ test_tags_in_place_replicated_last_writer_wins(void)
 /* ---- versioning ------------------------------------------------------------ */
 
 static int
-versioning_wait(engine *e, const char *b, int state)
+config_wait(engine *e, const char *b, const engine_bucket_conf *c)
 {
     waiter w = {0, 0};
-    engine_bucket_conf c = {.has_versioning = 1, .versioning = state};
 
-    if (engine_bucket_config(e, b, &c, on_done, &w) != 0 || wait_for(e, &w, 1) != 0)
+    if (engine_bucket_config(e, b, c, on_done, &w) != 0 || wait_for(e, &w, 1) != 0)
         return -1;
     return w.status;
+}
+
+static int
+versioning_wait(engine *e, const char *b, int state)
+{
+    return config_wait(e, b, &(engine_bucket_conf){.has_versioning = 1, .versioning = state});
 }
 
 static int
@@ -1479,9 +1484,76 @@ test_versioning_resync_keeps_removed_version_dead(void)
     site_free(&b);
 }
 
+static int
+acl_wait(engine *e, const char *b, int acl)
+{
+    return config_wait(e, b, &(engine_bucket_conf){.has_acl = 1, .acl = acl});
+}
+
+/* The ACL register and the anti-entropy bytes of a bucket's blob. */
+static int
+acl_of(engine *e, const char *b, mrd_buf *bytes)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    int acl = -1;
+
+    if (store_bucket_get(engine_store(e), b, &blob, &len) == 0 &&
+        engine_bucket_acl(blob, len, &acl) == 0 && bytes)
+        engine_bucket_config_bytes(blob, len, bytes);
+    free(blob);
+    return acl;
+}
+
+/*
+ * The canned ACL is a third register: it replicates, leaves versioning
+ * alone (and is left alone by it), enters the anti-entropy bytes, and
+ * concurrent changes at two sites settle on the same value at both.
+ */
+static void
+test_acl_register_replicated(void)
+{
+    site a, b;
+    uint64_t to_b = 0, to_a = 0;
+    mrd_buf ba = {0}, bb = {0};
+    int n;
+
+    pair_open(&a, &b);
+    REQUIRE(create_bucket(a.e, "acl") == 0);
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    CHECK_EQ_INT(acl_of(b.e, "acl", &bb), ENGINE_ACL_PRIVATE);
+    CHECK_EQ_INT((int)bb.len, 0); /* never configured: no bytes */
+    CHECK(engine_bucket_config(a.e, "acl", &(engine_bucket_conf){.has_acl = 1, .acl = 7}, on_done,
+                               NULL) == MRD_EINVAL);
+
+    REQUIRE(acl_wait(b.e, "acl", ENGINE_ACL_PUBLIC_READ) == 0);
+    REQUIRE(versioning_wait(a.e, "acl", ENGINE_VERSIONING_ENABLED) == 0);
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    REQUIRE(ship(&b, &a, &to_a) == 0);
+    CHECK_EQ_INT(acl_of(a.e, "acl", &ba), ENGINE_ACL_PUBLIC_READ);
+    CHECK_EQ_INT(acl_of(b.e, "acl", &bb), ENGINE_ACL_PUBLIC_READ);
+    CHECK_EQ_INT(versioning_of(b.e, "acl"), ENGINE_VERSIONING_ENABLED);
+    CHECK(ba.len > 0 && ba.len == bb.len && memcmp(ba.data, bb.data, ba.len) == 0);
+
+    /* concurrent: both sites settle on the same ACL and the same bytes */
+    REQUIRE(acl_wait(a.e, "acl", ENGINE_ACL_PRIVATE) == 0);
+    REQUIRE(acl_wait(b.e, "acl", ENGINE_ACL_PUBLIC_READ) == 0);
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    REQUIRE(ship(&b, &a, &to_a) == 0);
+    n = acl_of(a.e, "acl", &ba);
+    CHECK_EQ_INT(acl_of(b.e, "acl", &bb), n);
+    CHECK(ba.len > 0 && ba.len == bb.len && memcmp(ba.data, bb.data, ba.len) == 0);
+    CHECK_EQ_INT(versioning_of(a.e, "acl"), ENGINE_VERSIONING_ENABLED);
+    mrd_buf_free(&ba);
+    mrd_buf_free(&bb);
+    site_free(&a);
+    site_free(&b);
+}
+
 static const test_case tests[] = {
     TEST(test_versioning_replicated),
     TEST(test_versioning_resync_keeps_removed_version_dead),
+    TEST(test_acl_register_replicated),
     TEST(test_tags_in_place_replicated_last_writer_wins),
     TEST(test_mutations_and_preconditions),
     TEST(test_overwrite_frees_old_data_and_concurrent_puts_order),
