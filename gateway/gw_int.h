@@ -583,6 +583,10 @@ int gw__bucket_public_read(const void *blob, size_t len);
  * private), -1 with *msg for what is not implemented (another canned ACL,
  * an x-amz-grant-* header). */
 int gw__s3_canned_acl(gw_req *r, int *acl, const char **msg);
+/* Loop: engine_bucket_config(c) for o's bucket, then finishes o
+ * (NoSuchBucket, or the engine's error). */
+struct engine_bucket_conf;
+void gw__op_bucket_config(gw__op *o, const struct engine_bucket_conf *c);
 /* Loop step (an op's `then`): the BUCKET_CONFIG setting o->acl. */
 void gw__op_acl_commit(gw__op *o);
 /* Get/PutBucketAcl: /<bucket>?acl; owner is the requester's access key. */

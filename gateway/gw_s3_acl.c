@@ -112,7 +112,7 @@ gw__s3_canned_acl(gw_req *r, int *acl, const char **msg)
 }
 
 static void
-acl_done(void *ud, int status)
+config_done(void *ud, int status)
 {
     gw__op *o = ud;
 
@@ -122,18 +122,25 @@ acl_done(void *ud, int status)
 }
 
 void
+gw__op_bucket_config(gw__op *o, const engine_bucket_conf *c)
+{
+    int rc;
+
+    o->inflight = 1;
+    rc = engine_bucket_config(o->d->eng, o->bucket, c, config_done, o);
+    if (rc != 0)
+        config_done(o, rc);
+}
+
+void
 gw__op_acl_commit(gw__op *o)
 {
     engine_bucket_conf c;
-    int rc;
 
     memset(&c, 0, sizeof(c));
     c.has_acl = 1;
     c.acl = o->acl;
-    o->inflight = 1;
-    rc = engine_bucket_config(o->d->eng, o->bucket, &c, acl_done, o);
-    if (rc != 0)
-        acl_done(o, rc);
+    gw__op_bucket_config(o, &c);
 }
 
 /* Worker: GetBucketAcl from the bucket's record; o->key is the owner. */

@@ -344,7 +344,6 @@ bucket_config_commit(gw__op *o)
     tag_st *s = o->ext;
     engine_kv kv[GW_TAGS_MAX];
     engine_bucket_conf c;
-    int rc;
 
     memset(&c, 0, sizeof(c));
     if (s->is_versioning) {
@@ -357,10 +356,7 @@ bucket_config_commit(gw__op *o)
         c.tags = kv;
         c.n_tags = s->tags ? (size_t)s->tags->n : 0;
     }
-    o->inflight = 1;
-    rc = engine_bucket_config(o->d->eng, o->bucket, &c, tags_done, o);
-    if (rc != 0)
-        tags_done(o, rc);
+    gw__op_bucket_config(o, &c);
 }
 
 static void
