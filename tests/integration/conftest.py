@@ -21,6 +21,29 @@ BUILD = os.environ.get("MERIDIAN_BUILD_DIR", os.path.join(REPO, "build"))
 MERIDIAND = os.path.join(BUILD, "gateway", "meridiand")
 MERIDIANCTL = os.path.join(BUILD, "cli", "meridianctl")
 TOKEN = "test-admin-token-0123456789"
+S3_KEY, S3_SECRET = "AKIATEST", "testsecretkey"  # the test sites' S3 user
+
+
+def s3_client(site, key=S3_KEY, secret=S3_SECRET, **config):
+    """A boto3 S3 client for a test site: path style, SigV4, one attempt (a
+    retry would hide the first answer); config adds botocore Config options
+    such as read_timeout."""
+    import boto3
+    from botocore.config import Config
+    return boto3.client("s3", endpoint_url=site.s3, aws_access_key_id=key,
+                        aws_secret_access_key=secret, region_name="us-east-1",
+                        config=Config(retries={"max_attempts": 1}, signature_version="s3v4",
+                                      s3={"addressing_style": "path"}, **config))
+
+
+def err_code(excinfo):
+    """The S3 error code of a pytest.raises(ClientError) result."""
+    return excinfo.value.response["Error"]["Code"]
+
+
+def err_status(excinfo):
+    """The HTTP status of a pytest.raises(ClientError) result."""
+    return excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 def free_port():

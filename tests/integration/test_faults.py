@@ -10,21 +10,16 @@ import hashlib
 import os
 import subprocess
 
-import boto3
 import botocore.config
 import botocore.exceptions
 import pytest
 
-from conftest import Site, http
+from conftest import Site, http, s3_client
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
 
-def client(site):
-    cfg = botocore.config.Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"})
-    return boto3.client("s3", endpoint_url=site.s3, aws_access_key_id="AKIATEST",
-                        aws_secret_access_key="testsecretkey", region_name="us-east-1",
-                        config=cfg)
+client = s3_client
 
 
 def put_until_refused(c, bucket, n=200, stop_after=5):

@@ -12,20 +12,14 @@ import os
 import signal
 import time
 
-import boto3
 import botocore
 import pytest
-from botocore.config import Config
 
-from conftest import Site, vm_hwm_kib
+from conftest import Site, s3_client, vm_hwm_kib
 
 
 def client(site):
-    return boto3.client(
-        "s3", endpoint_url=site.s3, aws_access_key_id="AKIATEST",
-        aws_secret_access_key="testsecretkey", region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                      connect_timeout=5, read_timeout=60))
+    return s3_client(site, connect_timeout=5, read_timeout=60)
 
 
 def mesh(tmp_path, names=("a", "b", "c")):

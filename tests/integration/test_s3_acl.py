@@ -11,24 +11,19 @@ replicates to a second site; an anonymous read that a drained site forwards
 to its peer is served, or refused, by the peer's copy of the ACL.
 """
 import subprocess
-import time
 
 import boto3
 import botocore
 import pytest
 from botocore.config import Config
 
-from conftest import TOKEN, Site, http, wait_for
+from conftest import TOKEN, Site, err_code, http, s3_client, wait_for
 
 KEY, SECRET = "AKIATEST", "testsecretkey"
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
-def client(site):
-    return boto3.client("s3", endpoint_url=site.s3, aws_access_key_id=KEY,
-                        aws_secret_access_key=SECRET, region_name="us-east-1",
-                        config=Config(retries={"max_attempts": 1}, signature_version="s3v4",
-                                      s3={"addressing_style": "path"}))
+client = s3_client
 
 
 def anonymous(site):
@@ -47,8 +42,7 @@ def curl(method, url):
     return int(status), body
 
 
-def code(excinfo):
-    return excinfo.value.response["Error"]["Code"]
+code = err_code
 
 
 def public(c, bucket):

@@ -14,12 +14,10 @@ import threading
 import time
 import urllib.request
 
-import boto3
 import botocore
 import pytest
-from botocore.config import Config
 
-from conftest import http, vm_hwm_kib, wait_for
+from conftest import err_code, err_status, http, s3_client, vm_hwm_kib, wait_for
 
 AWS = "/usr/bin/aws"
 KEY, SECRET = "AKIATEST", "testsecretkey"
@@ -45,19 +43,9 @@ def aws(site, env, *args, check=True):
     return r
 
 
-def client(site, key=KEY, secret=SECRET):
-    return boto3.client("s3", endpoint_url=site.s3, aws_access_key_id=key,
-                        aws_secret_access_key=secret, region_name="us-east-1",
-                        config=Config(retries={"max_attempts": 1}, signature_version="s3v4",
-                                      s3={"addressing_style": "path"}))
-
-
-def code(excinfo):
-    return excinfo.value.response["Error"]["Code"]
-
-
-def status(excinfo):
-    return excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]
+client = s3_client
+code = err_code
+status = err_status
 
 
 def test_awscli_roundtrip_sizes_and_listing(site, tmp_path):

@@ -18,20 +18,16 @@ import socket
 import subprocess
 import time
 
-import boto3
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
+from conftest import s3_client
 
 KEY, SECRET = "AKIATEST", "testsecretkey"
 
 
-def client(site):
-    return boto3.client("s3", endpoint_url=site.s3, aws_access_key_id=KEY,
-                        aws_secret_access_key=SECRET, region_name="us-east-1",
-                        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
+client = s3_client
 
 
 def sign(site, method, path, payload_sha, extra=None):

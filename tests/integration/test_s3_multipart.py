@@ -16,12 +16,10 @@ import socket
 import subprocess
 import time
 
-import boto3
 import botocore
 import pytest
-from botocore.config import Config
 
-from conftest import Site, http, vm_hwm_kib
+from conftest import Site, err_code, http, s3_client, vm_hwm_kib
 
 AWS = "/usr/bin/aws"
 KEY, SECRET = "AKIATEST", "testsecretkey"
@@ -47,14 +45,10 @@ def aws(site, env, *args, check=True, timeout=120):
 
 
 def client(site):
-    return boto3.client("s3", endpoint_url=site.s3, aws_access_key_id=KEY,
-                        aws_secret_access_key=SECRET, region_name="us-east-1",
-                        config=Config(retries={"max_attempts": 1}, signature_version="s3v4",
-                                      s3={"addressing_style": "path"}, read_timeout=60))
+    return s3_client(site, read_timeout=60)
 
 
-def code(excinfo):
-    return excinfo.value.response["Error"]["Code"]
+code = err_code
 
 
 def sha(b):

@@ -27,28 +27,20 @@ import signal
 import subprocess
 import time
 
-import boto3
 import botocore
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
+from conftest import err_code, s3_client
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 KEY, SECRET = "AKIATEST", "testsecretkey"
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
 
-def client(site):
-    return boto3.client("s3", endpoint_url=site.s3, aws_access_key_id=KEY,
-                        aws_secret_access_key=SECRET, region_name="us-east-1",
-                        config=Config(retries={"max_attempts": 1}, signature_version="s3v4",
-                                      s3={"addressing_style": "path"}))
-
-
-def code(excinfo):
-    return excinfo.value.response["Error"]["Code"]
+client = s3_client
+code = err_code
 
 
 @pytest.fixture(scope="module")

@@ -10,27 +10,16 @@ import json
 import os
 import subprocess
 
-import boto3
 import botocore
 import pytest
-from botocore.config import Config
+from conftest import err_code, err_status, s3_client
 
 KEY, SECRET = "AKIATEST", "testsecretkey"
 
 
-def client(site):
-    return boto3.client("s3", endpoint_url=site.s3, aws_access_key_id=KEY,
-                        aws_secret_access_key=SECRET, region_name="us-east-1",
-                        config=Config(retries={"max_attempts": 1}, signature_version="s3v4",
-                                      s3={"addressing_style": "path"}))
-
-
-def code(excinfo):
-    return excinfo.value.response["Error"]["Code"]
-
-
-def status(excinfo):
-    return excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]
+client = s3_client
+code = err_code
+status = err_status
 
 
 def headers(resp):
