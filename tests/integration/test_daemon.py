@@ -157,8 +157,15 @@ def test_malformed_requests_get_4xx_and_daemon_keeps_serving(site, raw, status):
 
 
 def test_s3_port_refuses_anonymous_requests(site):
+    # Only reads of public-read buckets may be anonymous (test_s3_acl.py):
+    # listing buckets and writing are refused outright, and a read of a
+    # bucket that does not exist says so, as S3 does.
+    for method, path in (("GET", "/"), ("PUT", "/bucket"), ("PUT", "/bucket/key")):
+        st, hdr, body = http(method, site.s3 + path, body=b"" if method == "PUT" else None)
+        assert st == 403 and b"<Code>AccessDenied</Code>" in body, (method, path, st)
+        assert "x-amz-request-id" in hdr
     st, hdr, body = http("GET", site.s3 + "/bucket/key")
-    assert st == 403 and b"<Code>AccessDenied</Code>" in body
+    assert st == 404 and b"<Code>NoSuchBucket</Code>" in body
     assert "x-amz-request-id" in hdr
 
 
