@@ -179,7 +179,7 @@ store_sweep_orphans(store *s, uint64_t *removed)
             while ((de = readdir(dh)) != NULL) {
                 unsigned char id[STORE_OBJID_LEN];
                 if (shard_name(de->d_name, id) != 0 ||
-                    bsearch(id, ids.id, ids.n, STORE_OBJID_LEN, cmp_id))
+                    (ids.n && bsearch(id, ids.id, ids.n, STORE_OBJID_LEN, cmp_id)))
                     continue;
                 snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
                 if (unlink(path) == 0)

@@ -29,6 +29,7 @@
  * same records; an Ack that decodes must round-trip.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
