@@ -19,9 +19,13 @@
  * Threads and callbacks. engine_open starts a small worker pool (blocking
  * store I/O belongs there, never on an event loop) and the applier thread.
  * Every callback the engine makes - mutation results and engine_run's done
- * functions - is queued on the engine's completion queue and runs on the
- * thread that calls engine_poll, which is meant to be an event loop watching
- * engine_fd. No libevent type appears here.
+ * functions - is queued on a completion queue and runs on the thread that
+ * polls it, which is meant to be an event loop watching its fd. There is a
+ * default queue (engine_fd / engine_poll); a daemon with several event loops
+ * gives each loop its own (engine_cq_new) and binds the loop's thread to it
+ * (engine_cq_bind): the callbacks of every call that thread makes then come
+ * back to that queue, hence to the loop that made the call. Unbound threads
+ * use the default queue. No libevent type appears here.
  *
  * Conventions: 0 on success, a negative MRD_E* code or negated errno on
  * failure; output parameters last, written only on success; if a call that
@@ -78,14 +82,33 @@ void engine_close(engine *e);
  * until engine_close. Remember: blocking, so call it from engine_run work. */
 store *engine_store(engine *e);
 
-/* A file descriptor that becomes readable when callbacks are queued. */
+/* A file descriptor that becomes readable when callbacks are queued on the
+ * default queue. */
 int engine_fd(const engine *e);
-/* Runs every queued callback on the calling thread; returns how many. */
+/* Runs every callback queued on the default queue on the calling thread;
+ * returns how many. */
 int engine_poll(engine *e);
 
 /*
- * Runs work(arg) on a worker thread, then done(arg) through the completion
- * queue (engine_poll). done may be NULL. Errors: MRD_ESHUTDOWN, -ENOMEM;
+ * More completion queues, one per event loop thread. A queue belongs to e
+ * and lives until engine_close (which runs whatever is still queued on it,
+ * on the closing thread), so there is no free function: make one per loop
+ * at start-up. engine_cq_bind(q) binds the calling thread to q (NULL:
+ * unbind): from then on, the callbacks of engine_run and of every mutation
+ * called on this thread are queued on q instead of the default queue, and
+ * run where engine_cq_poll(q) is called. A thread is bound to one queue at
+ * a time. engine_cq_new is thread-safe; errors: MRD_EINVAL, -ENOMEM, -errno.
+ */
+typedef struct engine_cq engine_cq;
+int engine_cq_new(engine *e, engine_cq **out);
+int engine_cq_fd(const engine_cq *q);
+int engine_cq_poll(engine_cq *q);
+void engine_cq_bind(engine_cq *q);
+
+/*
+ * Runs work(arg) on a worker thread, then done(arg) through the calling
+ * thread's completion queue (engine_poll, or engine_cq_poll of the queue
+ * the thread is bound to). done may be NULL. Errors: MRD_ESHUTDOWN, -ENOMEM;
  * then neither function runs. Thread-safe.
  */
 int engine_run(engine *e, void (*work)(void *arg), void (*done)(void *arg), void *arg);

@@ -1024,11 +1024,11 @@ engine__replay(void *ud, const wal_entry *ent)
 /* ---- the applier thread ------------------------------------------------- */
 
 static void
-finish(engine *e, engine__pending *list, int status)
+finish(engine__pending *list, int status)
 {
     while (list) {
         engine__pending *n = list->next;
-        engine__complete(e, list->cb, list->ud, status ? status : list->status);
+        engine__complete_on(list->cq, list->cb, list->ud, status ? status : list->status);
         free(list->payload);
         free(list);
         list = n;
@@ -1127,7 +1127,7 @@ engine__applier_main(void *arg)
         pthread_mutex_unlock(&e->ap_mu);
         if (e->failed && !was_failed)
             say_failed(e, rc);
-        finish(e, done_head, rc != 0 || failed ? MRD_EDURABLE : 0);
+        finish(done_head, rc != 0 || failed ? MRD_EDURABLE : 0);
     }
     return NULL;
 }

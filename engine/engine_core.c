@@ -18,9 +18,18 @@
  *      after a commit) and are removed.
  *   4. The worker pool and the applier thread.
  *
- * Completions. Everything the engine calls back goes through a wal_cq (an
- * eventfd plus a mutex-protected array): engine_fd is that eventfd and
- * engine_poll runs the queued callbacks on the caller's thread. The WAL
+ * Completions. Everything the engine calls back goes through a completion
+ * queue, an engine_cq wrapping a wal_cq (an eventfd plus a mutex-protected
+ * array). The default queue is engine_fd / engine_poll; an event loop thread
+ * of its own makes one more (engine_cq_new) and binds itself to it
+ * (engine_cq_bind, a thread-local pointer). Which queue a callback goes to
+ * is decided when the call is made, from the calling thread's binding, and
+ * travels with the work: a job records it (and a worker binds itself to it
+ * while the job runs, so a mutation submitted from the job inherits it),
+ * a pending WAL record records it for the applier. Callbacks thus run on
+ * the loop that made the call, whatever thread finished the work. Queues
+ * live until engine_close, which runs what is still queued on every one:
+ * nothing is ever posted to a freed queue. The WAL
  * itself is opened without a post function: its append callbacks run on the
  * WAL writer thread, where they only move the record onto the applier's
  * queue (no blocking), which saves a hop through the event loop.
@@ -39,6 +48,9 @@
 
 /* ---- completions -------------------------------------------------------- */
 
+/* The queue the calling thread is bound to (engine_cq_bind). */
+static __thread engine_cq *bound_cq;
+
 typedef struct complete_item {
     engine_cb cb;
     void *ud;
@@ -54,8 +66,14 @@ run_complete(void *arg)
     free(c);
 }
 
+engine_cq *
+engine__cur_cq(engine *e)
+{
+    return bound_cq && bound_cq->e == e ? bound_cq : e->cq;
+}
+
 void
-engine__complete(engine *e, engine_cb cb, void *ud, int status)
+engine__complete_on(engine_cq *q, engine_cb cb, void *ud, int status)
 {
     complete_item *c = malloc(sizeof(*c));
 
@@ -68,19 +86,72 @@ engine__complete(engine *e, engine_cb cb, void *ud, int status)
     c->cb = cb;
     c->ud = ud;
     c->status = status;
-    wal_cq_post(e->cq, run_complete, c);
+    wal_cq_post(q->q, run_complete, c);
+}
+
+void
+engine__complete(engine *e, engine_cb cb, void *ud, int status)
+{
+    engine__complete_on(engine__cur_cq(e), cb, ud, status);
+}
+
+static int
+cq_new(engine *e, engine_cq **out)
+{
+    engine_cq *q = calloc(1, sizeof(*q));
+    int rc;
+
+    if (!q)
+        return -ENOMEM;
+    if ((rc = wal_cq_new(&q->q)) != 0) {
+        free(q);
+        return rc;
+    }
+    q->e = e;
+    pthread_mutex_lock(&e->pool_mu);
+    q->next = e->cqs;
+    e->cqs = q;
+    pthread_mutex_unlock(&e->pool_mu);
+    *out = q;
+    return 0;
+}
+
+int
+engine_cq_new(engine *e, engine_cq **out)
+{
+    if (!e || !out)
+        return MRD_EINVAL;
+    return cq_new(e, out);
+}
+
+int
+engine_cq_fd(const engine_cq *q)
+{
+    return wal_cq_fd(q->q);
+}
+
+int
+engine_cq_poll(engine_cq *q)
+{
+    return wal_cq_process(q->q);
+}
+
+void
+engine_cq_bind(engine_cq *q)
+{
+    bound_cq = q;
 }
 
 int
 engine_fd(const engine *e)
 {
-    return wal_cq_fd(e->cq);
+    return wal_cq_fd(e->cq->q);
 }
 
 int
 engine_poll(engine *e)
 {
-    return wal_cq_process(e->cq);
+    return wal_cq_process(e->cq->q);
 }
 
 store *
@@ -109,9 +180,11 @@ worker_main(void *arg)
             e->jobs_tail = NULL;
         e->pool_running++;
         pthread_mutex_unlock(&e->pool_mu);
+        bound_cq = j->cq; /* what the job submits answers where it came from */
         j->work(j->arg);
+        bound_cq = NULL;
         if (j->done)
-            wal_cq_post(e->cq, j->done, j->arg);
+            wal_cq_post(j->cq->q, j->done, j->arg);
         free(j);
         pthread_mutex_lock(&e->pool_mu);
         e->pool_running--;
@@ -135,6 +208,7 @@ engine_run(engine *e, void (*work)(void *arg), void (*done)(void *arg), void *ar
     j->work = work;
     j->done = done;
     j->arg = arg;
+    j->cq = engine__cur_cq(e);
     pthread_mutex_lock(&e->pool_mu);
     if (e->pool_stop) {
         rc = MRD_ESHUTDOWN;
@@ -305,7 +379,7 @@ engine_open(const engine_opts *o, engine **out)
     pthread_cond_init(&e->ap_cv, NULL);
     pthread_cond_init(&e->ap_idle_cv, NULL);
 
-    if ((rc = wal_cq_new(&e->cq)) != 0 || (rc = mrd_hlc_new(NULL, NULL, &e->hlc)) != 0 ||
+    if ((rc = cq_new(e, &e->cq)) != 0 || (rc = mrd_hlc_new(NULL, NULL, &e->hlc)) != 0 ||
         (rc = engine__batch_new(&e->batch)) != 0)
         goto fail;
     rc = open_store(e, o);
@@ -374,13 +448,21 @@ engine_close(engine *e)
         pthread_mutex_unlock(&e->ap_mu);
         pthread_join(e->applier, NULL);
     }
-    /* callbacks still queued run now, while the store is open (a done
-     * function may abort a store writer); engine_run fails from here on */
-    if (e->cq)
-        wal_cq_process(e->cq);
+    /* callbacks still queued run now, on every queue, while the store is
+     * open (a done function may abort a store writer); engine_run fails
+     * from here on */
+    for (engine_cq *q = e->cqs; q; q = q->next)
+        wal_cq_process(q->q);
     store_close(e->st);
     engine__batch_free(e->batch);
-    wal_cq_free(e->cq);
+    while (e->cqs) {
+        engine_cq *q = e->cqs;
+        e->cqs = q->next;
+        if (bound_cq == q)
+            bound_cq = NULL;
+        wal_cq_free(q->q);
+        free(q);
+    }
     mrd_hlc_free(e->hlc);
     free(e->workers);
     pthread_mutex_destroy(&e->pool_mu);

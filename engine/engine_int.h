@@ -14,12 +14,22 @@
 #include "wal.h"
 #include "wal.pb-c.h"
 
-/* A unit of pool work. */
+/* A completion queue (engine_cq_new): where callbacks go. The engine owns
+ * every one (a list, freed by engine_close), so a callback can never be
+ * posted to a freed queue. */
+struct engine_cq {
+    engine *e;
+    wal_cq *q;
+    struct engine_cq *next;
+};
+
+/* A unit of pool work: done goes to cq, the submitter's queue. */
 typedef struct engine__job {
     struct engine__job *next;
     void (*work)(void *);
     void (*done)(void *);
     void *arg;
+    engine_cq *cq;
 } engine__job;
 
 /* An appended record on its way to the index. */
@@ -33,6 +43,7 @@ typedef struct engine__pending {
     int status;
     engine_cb cb;
     void *ud;
+    engine_cq *cq; /* where cb goes: the caller's queue at append time */
 } engine__pending;
 
 typedef struct engine__batch engine__batch;
@@ -42,7 +53,8 @@ struct engine {
     uint32_t site;
     store *st;
     wal *w;
-    wal_cq *cq;
+    engine_cq *cq;  /* the default queue: engine_fd / engine_poll */
+    engine_cq *cqs; /* every queue, the default one included (under pool_mu) */
     mrd_hlc *hlc;
 
     /* worker pool */
@@ -142,7 +154,13 @@ int engine__conflict_encode(const engine *e, uint64_t seq, const char *bucket, c
 /* Packs rec (type = its oneof) and appends it to the WAL; the applier
  * applies it and cb runs once it is in the index. Call under mut_mu. */
 int engine__append(engine *e, Meridian__WalRecord *rec, uint16_t type, engine_cb cb, void *ud);
-/* Queues cb(ud, status) on the completion queue. */
+/* The queue callbacks of calls made on this thread go to: the one the
+ * thread is bound to (engine_cq_bind; a worker is bound to the submitter's
+ * queue while it runs a job), else e's default queue. */
+engine_cq *engine__cur_cq(engine *e);
+/* Queues cb(ud, status) on q. */
+void engine__complete_on(engine_cq *q, engine_cb cb, void *ud, int status);
+/* Queues cb(ud, status) on the calling thread's queue (engine__cur_cq). */
 void engine__complete(engine *e, engine_cb cb, void *ud, int status);
 
 /* Batch of records applied in one index transaction (engine_apply.c). */

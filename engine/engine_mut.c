@@ -131,6 +131,7 @@ engine__append(engine *e, Meridian__WalRecord *rec, uint16_t type, engine_cb cb,
     p->type = type;
     p->cb = cb;
     p->ud = ud;
+    p->cq = engine__cur_cq(e);
     rc = wal_append(e->w, type, p->payload, p->len, append_done, p, NULL);
     if (rc != 0) {
         free(p->payload);

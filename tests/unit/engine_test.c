@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1550,7 +1551,134 @@ test_acl_register_replicated(void)
     site_free(&b);
 }
 
+/* ---- per-loop completion queues ---------------------------------------- */
+
+/* A "loop" thread: its own queue, bound; it issues pool work and mutations
+ * and records on which thread each callback ran. */
+typedef struct cq_loop {
+    engine *e;
+    engine_cq *q;
+    int idx;
+    pthread_t self;
+    int done_run, done_mut, done_nested, wrong_thread;
+} cq_loop;
+
+static void
+cq_work(void *arg)
+{
+    (void)arg;
+}
+
+static void
+cq_done(void *arg)
+{
+    cq_loop *l = arg;
+
+    l->wrong_thread += !pthread_equal(pthread_self(), l->self);
+    l->done_run++;
+}
+
+static void
+cq_mut_done(void *ud, int status)
+{
+    cq_loop *l = ud;
+
+    l->wrong_thread += !pthread_equal(pthread_self(), l->self) || status != 0;
+    l->done_mut++;
+}
+
+static void
+cq_nested_done(void *ud, int status)
+{
+    cq_loop *l = ud;
+
+    l->wrong_thread += !pthread_equal(pthread_self(), l->self) || status != 0;
+    l->done_nested++;
+}
+
+/* Runs on a worker: a mutation submitted from pool work answers to the
+ * queue of the loop that submitted the work. */
+static void
+cq_nested_work(void *arg)
+{
+    cq_loop *l = arg;
+    char name[32];
+
+    snprintf(name, sizeof(name), "nested-%d", l->idx);
+    if (engine_bucket_create(l->e, name, cq_nested_done, l) != 0)
+        l->wrong_thread += 100;
+}
+
+static void *
+cq_loop_main(void *arg)
+{
+    cq_loop *l = arg;
+    char name[32];
+    int spins = 0;
+
+    l->self = pthread_self();
+    engine_cq_bind(l->q);
+    snprintf(name, sizeof(name), "loop-%d", l->idx);
+    for (int i = 0; i < 50; i++)
+        if (engine_run(l->e, cq_work, cq_done, l) != 0)
+            l->wrong_thread += 100;
+    if (engine_bucket_create(l->e, name, cq_mut_done, l) != 0 ||
+        engine_run(l->e, cq_nested_work, NULL, l) != 0)
+        l->wrong_thread += 100;
+    while ((l->done_run < 50 || !l->done_mut || !l->done_nested) && spins++ < 1000) {
+        struct pollfd pfd = {.fd = engine_cq_fd(l->q), .events = POLLIN};
+        if (poll(&pfd, 1, 10) > 0)
+            engine_cq_poll(l->q);
+    }
+    engine_cq_bind(NULL);
+    return NULL;
+}
+
+static void
+test_cq_callbacks_return_to_their_loop(void)
+{
+    site s;
+    cq_loop l[3];
+    waiter w = {0};
+
+    site_init(&s);
+    REQUIRE(site_open(&s, NULL) == 0);
+    memset(l, 0, sizeof(l));
+    for (int i = 0; i < 3; i++) {
+        l[i].e = s.e;
+        l[i].idx = i;
+        REQUIRE(engine_cq_new(s.e, &l[i].q) == 0);
+        CHECK(engine_cq_fd(l[i].q) >= 0 && engine_cq_fd(l[i].q) != engine_fd(s.e));
+    }
+    CHECK(engine_cq_new(NULL, &l[0].q) == MRD_EINVAL);
+    for (int i = 0; i < 3; i++)
+        REQUIRE(pthread_create(&l[i].self, NULL, cq_loop_main, &l[i]) == 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(l[i].self, NULL);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(l[i].done_run, 50);
+        CHECK_EQ_INT(l[i].done_mut, 1);
+        CHECK_EQ_INT(l[i].done_nested, 1);
+        CHECK_EQ_INT(l[i].wrong_thread, 0);
+    }
+    /* nothing came to the default queue; an unbound thread still uses it */
+    CHECK_EQ_INT(engine_poll(s.e), 0);
+    REQUIRE(engine_bucket_create(s.e, "default-q", on_done, &w) == 0);
+    CHECK_EQ_INT(wait_for(s.e, &w, 1), 0);
+    CHECK_EQ_INT(w.status, 0);
+    /* a callback still queued on a loop's queue runs at engine_close */
+    engine_cq_bind(l[0].q);
+    l[0].self = pthread_self();
+    REQUIRE(engine_run(s.e, cq_work, cq_done, &l[0]) == 0);
+    engine_cq_bind(NULL);
+    site_close(&s);
+    CHECK_EQ_INT(l[0].done_run, 51);
+    CHECK_EQ_INT(l[0].wrong_thread, 0);
+    site_free(&s);
+}
+
 static const test_case tests[] = {
+    TEST(test_cq_callbacks_return_to_their_loop),
     TEST(test_versioning_replicated),
     TEST(test_versioning_resync_keeps_removed_version_dead),
     TEST(test_acl_register_replicated),
