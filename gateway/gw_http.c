@@ -51,6 +51,18 @@
  * HTTP (OpenSSL's "http request") first gets a plain-text 400 saying the
  * port speaks HTTPS, written straight to the socket, as nginx does.
  *
+ * Lingering close. When this side closes a connection after an answer (an
+ * early error, "Connection: close"), the client may still be sending a
+ * request body. Closing a socket with unread input makes the kernel send a
+ * reset, and a reset can destroy the answer before the client has read it:
+ * the client then sees "connection reset" instead of our 403 or 400. So,
+ * like nginx's lingering_close, such a connection is half-closed
+ * (shutdown(SHUT_WR), after the answer has been flushed to the kernel) and
+ * its input is read and dropped until the client closes, or it has been
+ * quiet for LINGER_IDLE_S, or LINGER_TOTAL_S or LINGER_MAX_BYTES are
+ * reached. At most LINGER_MAX connections linger at once; beyond that, or
+ * when the client has already closed or failed, the socket closes at once.
+ *
  * Expect: 100-continue. "100 Continue" goes out when the handler is ready
  * for the body: right after the route attached a body handler, or, if the
  * handler paused at once (a PUT checks its bucket first), when it resumes.
@@ -91,6 +103,11 @@
 /* Bytes one writev may take from a connection's output buffer: a GET's
  * read chunk (1 MiB) plus its headers in one call. */
 #define GW_MAX_SINGLE_WRITE (2 * 1024 * 1024)
+
+#define LINGER_IDLE_S    2
+#define LINGER_TOTAL_S   10
+#define LINGER_MAX_BYTES (64ull * 1024 * 1024)
+#define LINGER_MAX       256
 
 typedef enum { ST_HEAD, ST_BODY, ST_WAIT, ST_CLOSING } conn_state;
 
@@ -141,6 +158,7 @@ struct gw_conn {
     int err_status;  /* status chosen by a limit check */
     int close_after; /* close once the response is flushed */
     int dead;        /* conn_close requested */
+    int no_linger;   /* the client closed or failed: nothing to drain */
     int busy;        /* callback nesting depth */
     int tls;         /* accepted on a TLS listener */
     int tls_up;      /* ... and its handshake finished */
@@ -162,11 +180,23 @@ struct gw_http_server {
     int nlisteners;
     gw_conn *conns;
     int nconns;
+    struct gw_linger *lingers; /* half-closed sockets being drained */
+    int nlingers;
     uint64_t next_req_id;
     gw_http_stats stats;
     llhttp_settings_t settings;
     gw_http_error_fn error_fn; /* formats this layer's own errors, or NULL */
 };
+
+/* A closed connection whose input is still being drained (lingering close). */
+typedef struct gw_linger {
+    gw_http_server *srv;
+    struct gw_linger *prev, *next;
+    struct event *ev;
+    evutil_socket_t fd;
+    uint64_t deadline_ns;
+    uint64_t drained;
+} gw_linger;
 
 static void conn_process(gw_conn *c);
 static void conn_free(gw_conn *c);
@@ -300,10 +330,87 @@ conn_close(gw_conn *c)
 }
 
 static void
+linger_end(gw_linger *l)
+{
+    gw_http_server *s = l->srv;
+
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        s->lingers = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    s->nlingers--;
+    event_free(l->ev);
+    evutil_closesocket(l->fd);
+    free(l);
+}
+
+static void
+linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    gw_linger *l = arg;
+    char sink[16384];
+    ssize_t n = 0;
+
+    if (what & EV_READ) {
+        while (l->drained < LINGER_MAX_BYTES && (n = recv(fd, sink, sizeof(sink), 0)) > 0)
+            l->drained += (uint64_t)n;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) &&
+            l->drained < LINGER_MAX_BYTES && mrd_clock_mono_ns() < l->deadline_ns)
+            return; /* drained for now; keep waiting for EOF */
+    }
+    linger_end(l); /* EOF, error, idle timeout, or a limit */
+}
+
+/* Takes over the socket of a connection this side is closing after an
+ * answer, so that its unread input does not turn the close into a reset.
+ * The socket lives on in a dup; the caller frees the bufferevent (a TLS one
+ * sends its close_notify then) and half-closes the dup with
+ * shutdown(SHUT_WR). Returns NULL when the socket should just close. */
+static gw_linger *
+linger_start(gw_http_server *s, evutil_socket_t fd)
+{
+    const struct timeval idle = {LINGER_IDLE_S, 0};
+    gw_linger *l;
+    int dfd;
+
+    if (fd < 0 || s->nlingers >= LINGER_MAX || (dfd = dup(fd)) < 0)
+        return NULL;
+    if (!(l = calloc(1, sizeof(*l)))) {
+        close(dfd);
+        return NULL;
+    }
+    l->srv = s;
+    l->fd = dfd;
+    l->deadline_ns = mrd_clock_mono_ns() + (uint64_t)LINGER_TOTAL_S * 1000000000ull;
+    if (evutil_make_socket_nonblocking(dfd) != 0 ||
+        !(l->ev = event_new(s->base, dfd, EV_READ | EV_PERSIST, linger_cb, l)) ||
+        event_add(l->ev, &idle) != 0) {
+        if (l->ev)
+            event_free(l->ev);
+        close(dfd);
+        free(l);
+        return NULL;
+    }
+    l->next = s->lingers;
+    if (s->lingers)
+        s->lingers->prev = l;
+    s->lingers = l;
+    s->nlingers++;
+    return l;
+}
+
+static void
 conn_free(gw_conn *c)
 {
     gw_http_server *s = c->srv;
+    gw_linger *l = NULL;
 
+    /* Closing after an answer with the output flushed: linger (see top). */
+    if (c->close_after && !c->no_linger && c->bev &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        l = linger_start(s, bufferevent_getfd(c->bev));
     req_release(c, 1);
     req_clear(&c->req);
     if (c->prev)
@@ -318,6 +425,8 @@ conn_free(gw_conn *c)
         event_free(c->process_ev);
     if (c->bev)
         bufferevent_free(c->bev);
+    if (l && shutdown(l->fd, SHUT_WR) != 0)
+        linger_end(l); /* already disconnected */
     if (c->held)
         evbuffer_free(c->held);
     free(c);
@@ -817,6 +926,8 @@ event_cb(struct bufferevent *bev, short what, void *arg)
     gw_conn *c = arg;
 
     (void)bev;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+        c->no_linger = 1; /* whatever closes now, the client is gone or stuck */
     if (what & BEV_EVENT_CONNECTED) {
         /* TLS handshake done (only TLS bufferevents report it here). */
         char d[96];
@@ -1089,6 +1200,8 @@ gw_http_server_free(gw_http_server *s)
         evconnlistener_free(s->listeners[i].l);
     while (s->conns)
         conn_free(s->conns);
+    while (s->lingers)
+        linger_end(s->lingers);
     free(s);
 }
 

@@ -7,6 +7,8 @@ where clients would hide what goes over the wire:
   - an oversized header section, request target or malformed request: the
     HTTP status (431, 414, 400) with an S3 XML error and x-amz-request-id,
     and the daemon keeps serving;
+  - an early answer (404, 403) reaches a client still sending its body:
+    the daemon half-closes and drains instead of resetting;
   - request bodies in plain chunked transfer-encoding (not aws-chunked):
     UNSIGNED-PAYLOAD and a signed SHA-256, also from curl reading stdin.
 """
@@ -292,3 +294,30 @@ def test_expect_and_empty_bodies_through_a_drained_site(tmp_path):
             cb.put_object(Bucket="no-pxe", Key="k", Body=data)
         cb.put_object(Bucket="pxe", Key="after", Body=b"y")
         assert ca.get_object(Bucket="pxe", Key="after")["Body"].read() == b"y"
+
+
+def test_early_answer_survives_an_unread_body(site):
+    """An answer given before the body is read (missing bucket, bad
+    signature) must reach the client that keeps sending its body: the daemon
+    half-closes and drains instead of closing into a reset."""
+    client(site).create_bucket(Bucket="linger")
+    bad = sign(site, "PUT", "/linger/k", "UNSIGNED-PAYLOAD")
+    bad["Authorization"] = bad["Authorization"][:-4] + "0000"
+    cases = [("/nobucket/k", sign(site, "PUT", "/nobucket/k", "UNSIGNED-PAYLOAD"),
+              404, "NoSuchBucket"),
+             ("/linger/k", bad, 403, "SignatureDoesNotMatch")]
+    for path, hdrs, want, want_code in cases:
+        for _ in range(3):
+            c = Conn(site)
+            # a client without Expect: 100-continue (boto3, urllib3) sends
+            # the whole body before it reads the answer: the sends must not
+            # fail with a reset
+            c.send(head_bytes(site, "PUT", path, hdrs, ["Content-Length: %d" % (16 << 20)]))
+            time.sleep(0.2)  # the answer is out and the daemon is closing
+            for _ in range(16):
+                c.send(b"x" * (1 << 20))
+            st, hdr, body = c.response()
+            assert st == want and code(body) == want_code, (st, body)
+            assert hdr["connection"] == "close"
+            c.close()
+    assert client(site).list_objects_v2(Bucket="linger")["KeyCount"] == 0
