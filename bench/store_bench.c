@@ -500,7 +500,7 @@ main(int argc, char **argv)
             return 1;
         }
         printf("| %u KiB | %.2f | %.2f | %.2f | %u KiB |\n", bss[i] >> 10, w.write_gbs, w.read_gbs,
-               w.degraded_gbs, 6 * (bss[i] >> 10));
+               w.degraded_gbs, 2 * 6 * (bss[i] >> 10)); /* two stripe buffers */
     }
 
     printf("\n| small object (synced) | striped us | inline us |\n|---|---|---|\n");

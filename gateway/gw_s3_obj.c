@@ -12,10 +12,11 @@
  * encodes and writes the other. When the fill buffer is full and the worker
  * is still busy, the request is paused (gw_req_pause), the HTTP layer stops
  * reading the socket, and TCP pushes back on the client. Memory per upload
- * is therefore about 2 MiB plus the store writer's one stripe, whatever the
- * object size. The store computes MD5 (the ETag) and, when the payload is
- * signed, SHA-256 in the same pass as the erasure code and the CRCs, so the
- * data is read once. At the end:
+ * is therefore about 2 MiB plus the store writer's stripes (two at most, one
+ * for objects of one stripe or less), whatever the object size. The store
+ * computes MD5 (the ETag) and, when the payload is signed, SHA-256 in the
+ * same pass as the erasure code and the CRCs, so the data is read once. At
+ * the end:
  *   - store_writer_finish (worker) makes the shards durable;
  *   - Content-MD5 and x-amz-content-sha256 are compared (BadDigest,
  *     XAmzContentSHA256Mismatch); on a mismatch the data is freed;

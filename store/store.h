@@ -109,17 +109,22 @@ typedef struct store_put_result {
  * Errors: MRD_EINVAL; MRD_EDEGRADED if fewer than k of the chosen drives are
  * online; -ENOMEM. On success *out must be ended by exactly one of
  * store_writer_finish or store_writer_abort.
- * Memory: one stripe, (k+m) * block_size bytes, per writer.
+ * Memory: at most two stripes, 2 * (k+m) * block_size bytes, per writer (one
+ * for objects of at most one stripe): stripe j is encoded and written on an
+ * io thread while the caller fills stripe j+1.
  */
 int store_writer_open(store *s, const char *bucket, const char *key, const char *version_id,
                       unsigned flags, store_writer **out);
 
 /*
- * Feeds the next len bytes of the body (any size, including 0). Full stripes
- * are encoded, checksummed and written before this returns. A shard that fails
- * to write marks its drive offline and is dropped; the write goes on while at
- * least k shards are good. Errors: MRD_EDEGRADED (fewer than k shards left),
- * -errno. After an error the writer only accepts store_writer_abort.
+ * Feeds the next len bytes of the body (any size, including 0). A full stripe
+ * is encoded, checksummed and written on an io thread once the next body byte
+ * arrives (the last stripe is written by finish), so an error may surface in
+ * a later call (at the next stripe boundary) or in finish. A shard that
+ * fails to write marks its drive offline and is dropped; the write goes on
+ * while at least k shards are good. Errors: MRD_EDEGRADED (fewer than k
+ * shards left), -errno. After an error the writer only accepts
+ * store_writer_abort.
  */
 int store_writer_write(store_writer *w, const void *data, size_t len);
 

@@ -34,7 +34,9 @@ typedef struct store_drive {
 
 /* store_io.c: fn(arg, i) for every item i of one store__parallel call. */
 typedef void (*store__par_fn)(void *arg, int i);
-typedef struct store__jobset store__jobset;
+typedef struct store__jobset {
+    int left; /* items not finished; under io_mu */
+} store__jobset;
 typedef struct store__job {
     store__par_fn fn;
     void *arg;
@@ -212,6 +214,10 @@ void store__io_stop(store *s);
 /* Runs fn(arg, i) for i in [0, n) on the io threads and the caller; returns
  * when every item has returned. */
 void store__parallel(store *s, int n, store__par_fn fn, void *arg);
+/* Queues fn(arg, 0) on an io thread and returns (runs it inline when no
+ * thread or queue slot is free); store__await returns once it has run. */
+void store__async(store *s, store__jobset *set, store__par_fn fn, void *arg);
+void store__await(store *s, store__jobset *set);
 
 /* store_pool.c */
 int store__pool_start(store *s);

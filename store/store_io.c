@@ -19,11 +19,18 @@
  * even when every io thread is blocked in someone else's fdatasync, and it
  * never runs another caller's work (whose latency it would add to its own).
  *
+ * store__async(s, set, fn, arg) queues one item and returns at once;
+ * store__await(s, set) waits for it the same way (running it itself if it is
+ * still queued and no io thread is idle). The streaming writer uses the pair
+ * to encode and write stripe j while its caller hashes stripe j+1
+ * (store_write.c). A full queue, or no io thread, runs the item inline.
+ *
  * Threads: one per drive (at most STORE_IO_THREADS), started at store_open;
  * they sleep in a condition wait when idle. A full queue (more items than
  * STORE_IO_QUEUE at once) makes the caller run the item inline.
  *
- * Invariants: an item's jobset lives on its caller's stack until the caller
+ * Invariants: an item's jobset lives on its caller's stack (or in its
+ * writer, for store__async) until the caller
  * has seen left == 0, which happens only after the last item's decrement,
  * done under io_mu; nothing touches the jobset after that decrement.
  */
@@ -31,10 +38,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-
-struct store__jobset {
-    int left; /* items not finished; under io_mu */
-};
 
 static void
 job_done(store *s, store__jobset *set)
@@ -90,11 +93,29 @@ io_main(void *arg)
     return NULL;
 }
 
+/* Waits, under io_mu, until every item of set has finished; runs the set's
+ * own queued items itself while no io thread is idle. */
+static void
+wait_set(store *s, store__jobset *set)
+{
+    store__job j;
+
+    while (set->left > 0) {
+        if (s->io_idle == 0 && queue_pop(s, set, &j)) {
+            pthread_mutex_unlock(&s->io_mu);
+            j.fn(j.arg, j.i);
+            pthread_mutex_lock(&s->io_mu);
+            set->left--;
+        } else {
+            pthread_cond_wait(&s->io_done_cv, &s->io_mu);
+        }
+    }
+}
+
 void
 store__parallel(store *s, int n, store__par_fn fn, void *arg)
 {
     store__jobset set = {.left = n};
-    store__job j;
     int inline_from = n;
 
     if (n <= 0)
@@ -119,16 +140,35 @@ store__parallel(store *s, int n, store__par_fn fn, void *arg)
         fn(arg, i);
     pthread_mutex_lock(&s->io_mu);
     set.left -= 1 + (n - inline_from);
-    while (set.left > 0) {
-        if (s->io_idle == 0 && queue_pop(s, &set, &j)) {
-            pthread_mutex_unlock(&s->io_mu);
-            j.fn(j.arg, j.i);
-            pthread_mutex_lock(&s->io_mu);
-            set.left--;
-        } else {
-            pthread_cond_wait(&s->io_done_cv, &s->io_mu);
-        }
+    wait_set(s, &set);
+    pthread_mutex_unlock(&s->io_mu);
+}
+
+void
+store__async(store *s, store__jobset *set, store__par_fn fn, void *arg)
+{
+    int queued = 0;
+
+    pthread_mutex_lock(&s->io_mu);
+    set->left = 0;
+    if (s->n_io > 0 && s->io_n < STORE_IO_QUEUE) {
+        set->left = 1;
+        s->io_q[(s->io_head + s->io_n) % STORE_IO_QUEUE] =
+            (store__job){.fn = fn, .arg = arg, .i = 0, .set = set};
+        s->io_n++;
+        pthread_cond_signal(&s->io_cv);
+        queued = 1;
     }
+    pthread_mutex_unlock(&s->io_mu);
+    if (!queued)
+        fn(arg, 0);
+}
+
+void
+store__await(store *s, store__jobset *set)
+{
+    pthread_mutex_lock(&s->io_mu);
+    wait_set(s, set);
     pthread_mutex_unlock(&s->io_mu);
 }
 

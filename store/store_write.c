@@ -1,15 +1,29 @@
 /*
  * store_write.c - the streaming writer and the layout blob.
  *
- * A writer owns one stripe buffer of (k+m) * block_size bytes, 64-byte
- * aligned: k data blocks laid end to end, then m parity blocks. Body bytes
- * arrive in chunks of any size. Each chunk is consumed in pieces of at most
- * 64 KiB: the piece goes through MD5 (and SHA-256 if asked) and is then copied
- * into the stripe buffer while it is still in L1/L2, so the body is read from
- * memory once. When the data part is full the stripe is encoded with ISA-L,
- * each of the k+m blocks gets a CRC32C, and each shard's block plus its CRC
- * goes out with one pwritev to that shard's file. The buffer is then reused,
- * so memory stays at one stripe per writer whatever the object size.
+ * A stripe buffer is (k+m) * block_size bytes, 64-byte aligned: k data
+ * blocks laid end to end, then m parity blocks. Body bytes arrive in chunks
+ * of any size. Each chunk is consumed in pieces of at most 64 KiB: the piece
+ * goes through MD5 (and SHA-256 if asked) and is then copied into the stripe
+ * buffer while it is still in L1/L2, so the body is read from memory once.
+ * A full stripe is encoded with ISA-L, each of the k+m blocks gets a CRC32C,
+ * and each shard's block plus its CRC goes out with one pwritev to that
+ * shard's file.
+ *
+ * Pipelining. MD5 is serial and is the writer's largest cost, so encode, CRC
+ * and the pwritevs (page-cache copies) of stripe j run on an io thread
+ * (store__async, store_io.c) while the caller hashes and copies stripe j+1
+ * into a second buffer. A full stripe is handed off only when the next body
+ * byte arrives, so an object of at most one stripe never leaves the caller's
+ * thread and never takes the second buffer; its last stripe is always
+ * written by the caller in finish. At most one stripe is in flight: the
+ * caller waits for stripe j before handing off j+1, and finish and abort
+ * wait for it before touching the files. Memory is therefore at most two
+ * stripes per writer (one for objects of one stripe or less), whatever the
+ * object size. While a stripe is in flight the job alone touches the shard
+ * state (fd, bad, created, stripes, err); the caller reads it only after
+ * store__await, whose mutex orders the two. An error found by the job is
+ * reported by the next write or by finish (errors are sticky anyway).
  *
  * The last stripe is usually partial: with r bytes left, each shard block is
  * L = ceil(r/k) bytes, data shard i holding body bytes [i*L, (i+1)*L) of the
@@ -17,12 +31,12 @@
  * shard sits at a fixed offset, 64 + j*(block_size+4), and a ranged read can
  * seek straight to it (store/FORMAT.md has the byte layout).
  *
- * Nothing touches disk before the first full stripe. If finish comes first
- * and the body is at most inline_max bytes, the object never reaches the
- * drives: its bytes go into the layout blob, which the engine stores in the
- * WAL record and the LMDB index. One WAL fdatasync then makes it durable,
- * instead of k+m file creates, k+m fdatasyncs and k+m directory fsyncs
- * (docs/benchmarks.md has the measured difference).
+ * Nothing touches disk before the first full stripe is handed off. If
+ * finish comes first and the body is at most inline_max bytes, the object
+ * never reaches the drives: its bytes go into the layout blob, which the
+ * engine stores in the WAL record and the LMDB index. One WAL fdatasync
+ * then makes it durable, instead of k+m file creates, k+m fdatasyncs and k+m
+ * directory fsyncs (docs/benchmarks.md has the measured difference).
  *
  * Durability and visibility. Shards are written straight under their final
  * names, obj/<xx>/<id>.<shard>, usually into files the pool created ahead of
@@ -197,9 +211,12 @@ struct store_writer {
     store_layout l;
     unsigned flags;
     EVP_MD_CTX *md5, *sha;
-    unsigned char *buf; /* (k+m) * block_size */
-    size_t fill;        /* data bytes in the current stripe */
-    uint64_t stripes;   /* stripes written */
+    unsigned char *buf;   /* (k+m) * block_size: the stripe being filled */
+    unsigned char *spare; /* the second stripe buffer, taken at the first hand-off */
+    unsigned char *fly;   /* the stripe on an io thread, or NULL */
+    store__jobset fly_set;
+    size_t fill;      /* data bytes in the current stripe */
+    uint64_t stripes; /* stripes written */
     uint64_t size;
     int nsh;
     int rot; /* placement hash mod D: the pool rotation */
@@ -341,9 +358,9 @@ open_files(store_writer *w)
     w->files_open = 1;
 }
 
-/* Encodes and writes the stripe in w->buf holding dlen data bytes. */
+/* Encodes and writes the stripe in buf holding dlen data bytes. */
 static int
-flush_stripe(store_writer *w, size_t dlen)
+flush_stripe(store_writer *w, unsigned char *buf, size_t dlen)
 {
     store *s = w->s;
     int k = w->l.k, m = w->l.m;
@@ -359,13 +376,13 @@ flush_stripe(store_writer *w, size_t dlen)
     if (check_quorum(w, 0) != 0)
         return w->err;
     if ((size_t)k * L > dlen)
-        memset(w->buf + dlen, 0, (size_t)k * L - dlen);
+        memset(buf + dlen, 0, (size_t)k * L - dlen);
     /* Partial stripes pack the data blocks at stride L; parity stays at the
      * end of the buffer. */
     for (int i = 0; i < k; i++)
-        data[i] = w->buf + (size_t)i * L;
+        data[i] = buf + (size_t)i * L;
     for (int p = 0; p < m; p++)
-        par[p] = w->buf + (size_t)k * bs + (size_t)p * bs;
+        par[p] = buf + (size_t)k * bs + (size_t)p * bs;
     store__ec_encode(s, L, data, par);
     for (int i = 0; i < k + m; i++) {
         if (w->bad[i])
@@ -400,8 +417,51 @@ flush_stripe(store_writer *w, size_t dlen)
     }
     if (L > 0)
         w->stripes++;
-    w->fill = 0;
     return check_quorum(w, 0);
+}
+
+/* The io thread's half of a hand-off: the full stripe in w->fly. */
+static void
+flush_job(void *arg, int i)
+{
+    store_writer *w = arg;
+
+    (void)i;
+    flush_stripe(w, w->fly, (size_t)w->l.k * w->l.block_size);
+}
+
+/* Waits for the stripe in flight, if any; returns the sticky error. */
+static int
+fly_wait(store_writer *w)
+{
+    if (w->fly) {
+        store__await(w->s, &w->fly_set);
+        w->spare = w->fly;
+        w->fly = NULL;
+    }
+    return w->err;
+}
+
+/* Hands the full stripe in w->buf to an io thread and goes on filling the
+ * other buffer. Without a second buffer, the stripe is written here. */
+static int
+hand_off(store_writer *w)
+{
+    unsigned char *full = w->buf;
+    int rc;
+
+    if ((rc = fly_wait(w)) != 0)
+        return rc;
+    if (!w->spare)
+        w->spare = store__buf_get(w->s);
+    w->fill = 0;
+    if (!w->spare)
+        return flush_stripe(w, full, (size_t)w->l.k * w->l.block_size);
+    w->buf = w->spare;
+    w->spare = NULL;
+    w->fly = full;
+    store__async(w->s, &w->fly_set, flush_job, w);
+    return 0;
 }
 
 int
@@ -412,11 +472,17 @@ store_writer_write(store_writer *w, const void *data, size_t len)
 
     if (!w || (!data && len))
         return MRD_EINVAL;
-    if (w->err)
+    if (!w->fly && w->err)
         return w->err;
     sd = (size_t)w->l.k * w->l.block_size;
     while (len > 0) {
-        size_t n = sd - w->fill;
+        size_t n;
+        if (w->fill == sd) {
+            int rc = hand_off(w);
+            if (rc != 0)
+                return rc;
+        }
+        n = sd - w->fill;
         if (n > len)
             n = len;
         if (n > HASH_PIECE)
@@ -429,11 +495,6 @@ store_writer_write(store_writer *w, const void *data, size_t len)
         w->size += n;
         p += n;
         len -= n;
-        if (w->fill == sd) {
-            int rc = flush_stripe(w, sd);
-            if (rc != 0)
-                return rc;
-        }
     }
     return 0;
 }
@@ -441,6 +502,8 @@ store_writer_write(store_writer *w, const void *data, size_t len)
 static void
 writer_free(store_writer *w)
 {
+    fly_wait(w);
+    store__buf_put(w->s, w->spare);
     for (int i = 0; i < w->nsh; i++)
         if (w->fd[i] >= 0)
             close(w->fd[i]);
@@ -455,6 +518,7 @@ store_writer_abort(store_writer *w)
 {
     if (!w)
         return;
+    fly_wait(w);
     for (int i = 0; i < w->nsh && w->files_open; i++) {
         remove_shard_files(w, i);
     }
@@ -532,8 +596,9 @@ commit_shards(store_writer *w)
     if (!w->files_open)
         open_files(w);
     if (w->fill > 0 || w->stripes == 0) {
-        if ((rc = flush_stripe(w, w->fill)) != 0)
+        if ((rc = flush_stripe(w, w->buf, w->fill)) != 0)
             return rc;
+        w->fill = 0;
     }
     sync_all(w, sync_one, "fdatasync");
     if (check_quorum(w, 0) != 0)
@@ -559,7 +624,7 @@ store_writer_finish(store_writer *w, store_put_result *out)
     }
     s = w->s;
     memset(&r, 0, sizeof(r));
-    if ((rc = w->err) != 0)
+    if ((rc = fly_wait(w)) != 0)
         goto fail;
     if (EVP_DigestFinal_ex(w->md5, r.md5, &mdlen) != 1 ||
         (w->sha && EVP_DigestFinal_ex(w->sha, r.sha256, &mdlen) != 1)) {
