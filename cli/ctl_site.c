@@ -27,7 +27,7 @@ const char ctl_site_help[] =
     "usage: meridianctl site list\n"
     "       meridianctl site info NAME\n"
     "       meridianctl site add NAME --id ID --replication HOST:PORT [--s3 HOST:PORT]\n"
-    "                            [--wait S]\n"
+    "                            [--tls-pin SHA256] [--wait S]\n"
     "       meridianctl site remove NAME [--wait S]\n"
     "\n"
     "list     every site of the topology this site holds: addresses, link state,\n"
@@ -37,6 +37,9 @@ const char ctl_site_help[] =
     "         when the WAL no longer holds it: see 'resync status' and 'bandwidth')\n"
     "remove   remove a site: its peers stop sending to it, release the WAL they\n"
     "         kept for it, and refuse its requests\n"
+    "--tls-pin  with mutual TLS between sites and no CA: the SHA-256 pin of the new\n"
+    "         site's certificate (scripts/gen-site-certs.sh prints it); every site\n"
+    "         then accepts that certificate for it\n"
     "--wait   seconds to wait for every site to hold the change (default 15)\n"
     "A change is compare-and-set on the epoch read at this site; when another\n"
     "change wins (two admins at two sites at once), this command says\n"
@@ -181,7 +184,7 @@ int
 ctl_cmd_site(const ctl_opts *o, int argc, char **argv)
 {
     const char *sub = argc > 0 ? argv[0] : NULL, *name = NULL;
-    const char *id = NULL, *repl = NULL, *s3 = NULL;
+    const char *id = NULL, *repl = NULL, *s3 = NULL, *pin = NULL;
     double wait_s = 15;
     int rc = 1;
 
@@ -196,6 +199,8 @@ ctl_cmd_site(const ctl_opts *o, int argc, char **argv)
             repl = argv[++i];
         else if (strcmp(argv[i], "--s3") == 0 && i + 1 < argc)
             s3 = argv[++i];
+        else if (strcmp(argv[i], "--tls-pin") == 0 && i + 1 < argc)
+            pin = argv[++i];
         else if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc)
             wait_s = atof(argv[++i]);
         else if (!name && argv[i][0] != '-')
@@ -260,17 +265,22 @@ ctl_cmd_site(const ctl_opts *o, int argc, char **argv)
         return rc;
     }
     if (strcmp(sub, "add") == 0) {
-        char q[400];
+        char q[600], hex[65];
+        uint8_t raw[32];
         mrd_addr a;
 
         if (!name || !id || !repl || strspn(id, "0123456789") != strlen(id) || !*id ||
-            mrd_addr_parse(repl, &a) != 0 || (s3 && mrd_addr_parse(s3, &a) != 0)) {
+            mrd_addr_parse(repl, &a) != 0 || (s3 && mrd_addr_parse(s3, &a) != 0) ||
+            (pin && mrd_pin_parse(pin, raw) != 0)) {
             fprintf(stderr, "meridianctl: site add NAME --id ID --replication HOST:PORT "
-                            "[--s3 HOST:PORT] (numeric host:port)\n");
+                            "[--s3 HOST:PORT] [--tls-pin SHA256] (numeric host:port; a pin is "
+                            "64 hex digits)\n");
             return 2;
         }
-        snprintf(q, sizeof(q), "name=%s&id=%s&replication=%s%s%s", name, id, repl, s3 ? "&s3=" : "",
-                 s3 ? s3 : "");
+        for (int i = 0; pin && i < 32; i++)
+            snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+        snprintf(q, sizeof(q), "name=%s&id=%s&replication=%s%s%s%s%s", name, id, repl,
+                 s3 ? "&s3=" : "", s3 ? s3 : "", pin ? "&tls_pin=" : "", pin ? hex : "");
         return change(o, name, q, wait_s, o->json);
     }
     if (strcmp(sub, "remove") == 0) {

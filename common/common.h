@@ -222,6 +222,10 @@ typedef struct mrd_peer_conf {
     int has_tls_pin;
 } mrd_peer_conf;
 
+/* Parses a certificate pin: the SHA-256 of a certificate or its SPKI, 64 hex
+ * digits, colons and a "sha256:" prefix allowed. 0 or MRD_EINVAL. */
+int mrd_pin_parse(const char *s, uint8_t out[32]);
+
 typedef struct mrd_user_conf {
     char name[MRD_NAME_MAX];
     char access_key[128];

@@ -306,8 +306,8 @@ set_path(cfg_ctx *x, const char *key, const char *val, char *dst, size_t dstsz)
 
 /* A certificate pin: 64 hex digits, colons allowed (as openssl prints
  * fingerprints), optionally after "sha256:" or "sha256//". */
-static int
-parse_pin(const char *s, uint8_t out[32])
+int
+mrd_pin_parse(const char *s, uint8_t out[32])
 {
     int n = 0;
 
@@ -563,7 +563,7 @@ entry(cfg_ctx *x, const char *key, const char *val)
                             val);
             x->peer->bandwidth = bw;
         } else if (strcmp(key, "tls_pin") == 0) {
-            if (parse_pin(val, x->peer->tls_pin) != 0)
+            if (mrd_pin_parse(val, x->peer->tls_pin) != 0)
                 return fail(x, x->line, key,
                             "'%s' is not a pin; use the SHA-256 of the peer's certificate or "
                             "SPKI: 64 hex digits (colons allowed), e.g. from "

@@ -5,7 +5,7 @@
  *   GET    /admin/v1/sites                 the topology as this site holds it
  *   GET    /admin/v1/sites/<name>          one site
  *   POST   /admin/v1/sites?epoch=E&name=N&id=I&replication=H:P[&s3=H:P]
- *                                          add a site
+ *          [&tls_pin=SHA256]               add a site
  *   DELETE /admin/v1/sites/<name>?epoch=E  remove a site
  *
  * A change is a compare-and-set on the epoch this site holds (E): a request
@@ -14,6 +14,11 @@
  * itself (store, apply, announce) is repl_topology_change; how it reaches
  * every other site and why two racing changes cannot split the cluster is
  * in replicator/PROTOCOL.md section 9.
+ *
+ * With mutual TLS between sites and no CA ([replication] tls_ca), a site
+ * can only be trusted by its pin, so adding one needs tls_pin; the pin
+ * travels with the topology and every site accepts that certificate for it
+ * (repl_tls.c). The new site's own file pins the others as usual.
  *
  * Each site's entry in the list carries what this site knows of it: its
  * link state and RTT, and the topology (epoch, hash) it last announced, so
@@ -33,6 +38,7 @@
 #include <string.h>
 
 #include "replicator.h"
+#include "tls.h"
 
 const mrd_peer_conf *
 gw__peer_conf(const gw_daemon *d, uint32_t id)
@@ -86,6 +92,11 @@ w_site(mrd_json_w *w, gw_daemon *d, const mrd_peer_conf *s)
         mrd_json_w_str(w, mrd_addr_format(&s->s3, addr, sizeof(addr)));
     else
         mrd_json_w_null(w);
+    if (s->has_tls_pin) {
+        tls_fingerprint_format(s->tls_pin, addr, sizeof(addr));
+        mrd_json_w_key(w, "tls_pin");
+        mrd_json_w_str(w, addr);
+    }
     mrd_json_w_key(w, "self");
     mrd_json_w_bool(w, self);
     if (have) {
@@ -258,6 +269,20 @@ add_site(gw_req *r, gw_daemon *d)
             return;
         }
         s.has_s3 = 1;
+    }
+    if (param(r, "tls_pin", v, sizeof(v)) == 0 && v[0]) {
+        if (mrd_pin_parse(v, s.tls_pin) != 0) {
+            gw__json_error(r, 400, "InvalidArgument",
+                           "tls_pin must be the SHA-256 of the site's certificate or SPKI: "
+                           "64 hex digits");
+            return;
+        }
+        s.has_tls_pin = 1;
+    } else if (d->conf->repl_tls_cert[0] && !d->conf->repl_tls_ca[0]) {
+        gw__json_error(r, 400, "InvalidArgument",
+                       "the sites use mutual TLS with pinned certificates ([replication] tls_ca "
+                       "is not set): tls_pin=<SHA-256 of the new site's certificate> is required");
+        return;
     }
     snprintf(v, sizeof(v), "add %s", s.name);
     change(r, d, &s, 0, v);

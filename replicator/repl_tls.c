@@ -4,9 +4,10 @@
  * bufferevents, ALPN) is the tls module's; this file only decides.
  *
  * A peer is identified by either
- *   - its pin ([peer.NAME] tls_pin): the SHA-256 of its certificate or of its
- *     SubjectPublicKeyInfo (either matches; the SPKI pin survives re-issuing
- *     a certificate for the same key), or
+ *   - its pin ([peer.NAME] tls_pin, or for a site added at run time the pin
+ *     the topology carries: `meridianctl site add --tls-pin`): the SHA-256
+ *     of its certificate or of its SubjectPublicKeyInfo (either matches; the
+ *     SPKI pin survives re-issuing a certificate for the same key), or
  *   - when this site has a CA file ([replication] tls_ca) and no pin for the
  *     peer: a certificate that chains to that CA and whose subject CN is the
  *     peer's site name.
@@ -32,13 +33,17 @@
 
 #include "tls.h"
 
-/* The configured pin of site id, or NULL. */
+/* The pin of site id, or NULL: this site's file ([peer.NAME] tls_pin) first,
+ * then the topology's (a site added at run time with its pin). */
 static const uint8_t *
 pin_of(const repl *r, uint32_t id)
 {
     for (int i = 0; i < r->n_conf_peers; i++)
         if (r->conf_peers[i].id == id && r->conf_peers[i].has_tls_pin)
             return r->conf_peers[i].tls_pin;
+    for (int i = 0; i < r->topo.n; i++)
+        if (r->topo.sites[i].id == id && r->topo.sites[i].has_tls_pin)
+            return r->topo.sites[i].tls_pin;
     return NULL;
 }
 

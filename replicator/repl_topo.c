@@ -3,7 +3,8 @@
  * and carried to every site by the replication links (PROTOCOL.md section 9).
  *
  * A topology is an epoch and the list of sites (id, name, replication and S3
- * addresses), this site included. Epoch 0 is the one a site builds from its
+ * addresses, and the certificate pin of a site added at run time to a
+ * cluster with mutual TLS), this site included. Epoch 0 is the one a site builds from its
  * own configuration file at start-up; it is never sent or adopted, because
  * two sites' files need not agree. Every change made through the admin API
  * (repl_topology_change) produces epoch + 1, is stored durably in the index
@@ -81,6 +82,10 @@ repl__topo_encode(const repl_topology *t, mrd_buf *out)
         if (t->sites[i].has_s3)
             mrd_addr_format(&t->sites[i].s3, s3_a[i], 80);
         sites[i].s3 = s3_a[i];
+        if (t->sites[i].has_tls_pin) {
+            sites[i].tls_pin.len = 32;
+            sites[i].tls_pin.data = (uint8_t *)t->sites[i].tls_pin;
+        }
         ptrs[i] = &sites[i];
     }
     m.n_sites = (size_t)t->n;
@@ -158,11 +163,17 @@ repl__topo_decode(const void *data, size_t len, repl_topology *out, const char *
             bad = "bad replication address";
         else if (s->s3 && s->s3[0] && mrd_addr_parse(s->s3, &c->s3) != 0)
             bad = "bad S3 address";
+        else if (s->tls_pin.len != 0 && s->tls_pin.len != 32)
+            bad = "bad tls_pin";
         if (bad)
             break;
         c->id = s->id;
         strcpy(c->name, s->name);
         c->has_s3 = s->s3 && s->s3[0];
+        if (s->tls_pin.len == 32) {
+            memcpy(c->tls_pin, s->tls_pin.data, 32);
+            c->has_tls_pin = 1;
+        }
     }
     out->n = (int)m->n_sites;
     meridian__repl__topology__free_unpacked(m, NULL);
@@ -194,6 +205,10 @@ repl__topo_init(repl *r, const repl_opts *o)
     for (int i = 0; i < o->n_peers; i++) {
         t->sites[1 + i] = o->peers[i];
         t->sites[1 + i].bandwidth = 0;
+        /* a file's pins are its own trust, not the cluster's: they stay in
+         * conf_peers and are never announced */
+        t->sites[1 + i].has_tls_pin = 0;
+        memset(t->sites[1 + i].tls_pin, 0, 32);
         r->conf_peers[i] = o->peers[i];
     }
     r->n_conf_peers = o->n_peers;

@@ -6,6 +6,7 @@ Certificates are made with the openssl CLI (and scripts/gen-site-certs.sh)
 in the test's tmp dir. Every wait is bounded.
 """
 import hashlib
+import json
 import os
 import re
 import socket
@@ -299,6 +300,72 @@ def test_mtls_mesh_replicates_and_refuses_plain_h2c(tmp_path):
                 assert up(p), p
     finally:
         for s in sites:
+            s.stop()
+
+
+def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path):
+    """A pinned mutual-TLS cluster (no CA) adds a fourth site at run time:
+    without --tls-pin the change is refused (nothing could trust d); with it
+    the pin travels with the topology, every site accepts d's certificate,
+    and d replicates both ways."""
+    pki = str(tmp_path / "pki")
+    pin = pins(sh(GEN, pki, "a", "b", "c", "d").stdout)
+    sites, _ = mtls_mesh(tmp_path / "abc")
+    # mtls_mesh made its own certificates: re-point a, b, c at this pki
+    for s in sites:
+        cfg = open(s.config).read()
+        cfg = re.sub(r"tls_cert = .*", f"tls_cert = {pki}/{s.name}.crt", cfg)
+        cfg = re.sub(r"tls_key = .*", f"tls_key = {pki}/{s.name}.key", cfg)
+        cfg = re.sub(r"\[peer\.(\w)\]\nid = (\d+)\nreplication = (\S+)\ntls_pin = \S+",
+                     lambda m: f"[peer.{m[1]}]\nid = {m[2]}\nreplication = {m[3]}\n"
+                               f"tls_pin = {pin[m[1]]}", cfg)
+        open(s.config, "w").write(cfg)
+    a, b, c = sites
+    d = Site(str(tmp_path / "d"), name="d", site_id=4)
+    with open(d.config, "a") as f:
+        f.write(f"[replication]\ntls_cert = {pki}/d.crt\ntls_key = {pki}/d.key\n")
+        for o in sites:
+            f.write(f"[peer.{o.name}]\nid = {o.site_id}\nreplication = 127.0.0.1:{o.repl_port}\n"
+                    f"tls_pin = {pin[o.name]}\n")
+    try:
+        for s in sites + [d]:
+            s.start()
+        for s in sites:
+            for o in sites:
+                if o is not s:
+                    wait_for(lambda: up(peer(s, o.name)), 15, f"{s.name} -> {o.name} up")
+        add = ["site", "add", "d", "--id", "4", "--replication", f"127.0.0.1:{d.repl_port}",
+               "--s3", f"127.0.0.1:{d.s3_port}"]
+        r = a.ctl(*add)
+        assert r.returncode != 0 and "tls_pin" in r.stderr + r.stdout, r.stdout + r.stderr
+        r = a.ctl(*add, "--tls-pin", "12:34")
+        assert r.returncode == 2 and "64 hex digits" in r.stderr, r.stderr
+        r = a.ctl(*add, "--tls-pin", pin["d"])
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "every site holds it" in r.stdout, r.stdout
+        for s in sites:
+            wait_for(lambda: up(peer(s, "d")), 20, f"{s.name} -> d up")
+            wait_for(lambda: up(peer(d, s.name)), 20, f"d -> {s.name} up")
+        info = b.ctl("--json", "site", "info", "d")
+        assert json.loads(info.stdout)["tls_pin"] == pin["d"], info.stdout
+        cli = boto3.client("s3", endpoint_url=d.s3, aws_access_key_id="AKIATEST",
+                           aws_secret_access_key="testsecretkey", region_name="us-east-1",
+                           config=Config(s3={"addressing_style": "path"}))
+        cli.create_bucket(Bucket="grown")
+        cli.put_object(Bucket="grown", Key="from-d", Body=b"d was added at run time")
+        snap = converge(sites + [d])
+        assert set(snap["grown"]) == {"from-d"}
+        # the pin is kept with the topology: after a restart b still trusts d
+        b.stop()
+        b.start()
+        wait_for(lambda: up(peer(b, "d")) and up(peer(d, "b")), 20, "b <-> d up again")
+        cli.put_object(Bucket="grown", Key="after-restart", Body=b"x")
+        snap = converge(sites + [d])
+        assert set(snap["grown"]) == {"from-d", "after-restart"}
+        for s in sites + [d]:
+            assert s.proc.poll() is None
+    finally:
+        for s in sites + [d]:
             s.stop()
 
 
