@@ -550,6 +550,14 @@ void gw__s3_copy_object(gw_daemon *d, gw_req *r, const char *bucket, const char 
  * absent); -1 if malformed, or if it names a versionId and version_id is
  * NULL (the caller does not take one). */
 int gw__copy_source_parse(const char *h, char **bucket, char **key, char **version_id);
+/* The version of bucket/key a copy reads (*rec, the caller frees it): the
+ * one named by vid (NoSuchVersion; a delete marker is InvalidRequest), and
+ * shown its x-amz-copy-source-version-id; or, vid NULL, the current one as
+ * gw__copy_source_open (shown ""). NoSuchBucket. */
+struct store_version_rec;
+gw_s3_err gw__copy_source_version(gw_daemon *d, const char *bucket, const char *key,
+                                  const char *vid, struct store_version_rec **rec, char *shown,
+                                  size_t shown_sz);
 /* The current version of bucket/key (*rec, the caller frees it) and, when rd
  * is not NULL, a reader on it. NoSuchBucket, NoSuchKey (also for a delete
  * marker), or the store's error. */

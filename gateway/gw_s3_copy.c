@@ -34,8 +34,9 @@
  *     too) copies that version (NoSuchVersion when it is not held, a delete
  *     marker is InvalidRequest); the response names it in
  *     x-amz-copy-source-version-id, and the new version in x-amz-version-id
- *     when the destination bucket is versioned. UploadPartCopy takes no
- *     versionId yet (InvalidArgument).
+ *     when the destination bucket is versioned. UploadPartCopy takes the
+ *     same versionId and x-amz-copy-source-if-* conditions
+ *     (gw__copy_source_version, gw__preconditions).
  */
 #include "gw_int.h"
 
@@ -197,23 +198,24 @@ meta_collect(void *ud, const char *key, const char *value)
     return !take || gw__meta_add(&c->meta, key, value) == 0 ? 0 : -ENOMEM;
 }
 
-/* Worker: the source, its conditions, the data. */
-/* A named version of the copy source (NoSuchBucket, NoSuchVersion, a
- * delete marker InvalidRequest). */
-static gw_s3_err
-copy_source_version(gw__op *o, store_version_rec **rec)
+gw_s3_err
+gw__copy_source_version(gw_daemon *d, const char *bucket, const char *key, const char *vid,
+                        store_version_rec **rec, char *shown, size_t shown_sz)
 {
-    copy_obj *c = o->ext;
+    store *st = engine_store(d->eng);
     void *blob = NULL;
     size_t len = 0;
-    int vstate = 0, rc = store_bucket_get(c->st, c->src_bucket, &blob, &len);
+    int vstate = 0, rc;
 
-    if (rc == 0)
+    shown[0] = '\0';
+    if (!vid)
+        return gw__copy_source_open(st, bucket, key, rec, NULL);
+    if ((rc = store_bucket_get(st, bucket, &blob, &len)) == 0)
         vstate = gw__bucket_vstate(blob, len);
     free(blob);
     if (rc != 0)
         return rc == MRD_ENOTFOUND ? GW_S3E_NO_SUCH_BUCKET : gw_s3_err_from_rc(rc);
-    rc = engine_version_lookup(o->d->eng, c->src_bucket, c->src_key, c->src_vid, rec);
+    rc = engine_version_lookup(d->eng, bucket, key, vid, rec);
     if (rc != 0)
         return rc == MRD_ENOTFOUND ? GW_S3E_NO_SUCH_VERSION : gw_s3_err_from_rc(rc);
     if (store_version_rec_get(*rec)->flags & STORE_VF_DELETE_MARKER) {
@@ -221,10 +223,11 @@ copy_source_version(gw__op *o, store_version_rec **rec)
         *rec = NULL;
         return GW_S3E_INVALID_REQUEST;
     }
-    snprintf(c->src_shown, sizeof(c->src_shown), "%s",
-             gw__version_header(store_version_rec_get(*rec), vstate, 1));
+    snprintf(shown, shown_sz, "%s", gw__version_header(store_version_rec_get(*rec), vstate, 1));
     return 0;
 }
+
+/* Worker: the source, its conditions, the data. */
 
 static void
 work_copy(gw__op *o)
@@ -240,10 +243,8 @@ work_copy(gw__op *o)
     gw__op_work_bucket(o);
     if (o->has_err)
         return;
-    if (c->src_vid)
-        e = copy_source_version(o, &rec);
-    else
-        e = gw__copy_source_open(st, c->src_bucket, c->src_key, &rec, NULL);
+    e = gw__copy_source_version(o->d, c->src_bucket, c->src_key, c->src_vid, &rec, c->src_shown,
+                                sizeof(c->src_shown));
     if (e) {
         gw__op_fail(o, e);
         return;

@@ -738,7 +738,9 @@ typedef struct copy_st {
     char upload_id[129];
     uint32_t part;
     char *src_bucket, *src_key;
-    char *range; /* x-amz-copy-source-range, or NULL */
+    char *src_vid;      /* ?versionId= of the source, or NULL */
+    char src_shown[32]; /* x-amz-copy-source-version-id, or "" */
+    char *range;        /* x-amz-copy-source-range, or NULL */
     char etag[33];
     uint64_t mtime_ms;
 } copy_st;
@@ -751,6 +753,7 @@ copy_free(void *p)
     if (c) {
         free(c->src_bucket);
         free(c->src_key);
+        free(c->src_vid);
         free(c->range);
     }
     free(c);
@@ -830,12 +833,16 @@ work_copy_part(gw__op *o)
         gw__op_fail(o, upload_err(rc));
         return;
     }
-    if ((e = gw__copy_source_open(st, c->src_bucket, c->src_key, &rec, NULL)) != 0) {
+    if ((e = gw__copy_source_version(o->d, c->src_bucket, c->src_key, c->src_vid, &rec,
+                                     c->src_shown, sizeof(c->src_shown))) != 0) {
         gw__op_fail(o, e);
         return;
     }
     v = store_version_rec_get(rec);
-    if (c->range) {
+    if (gw__preconditions(o->r, "x-amz-copy-source-", v->etag ? v->etag : "", MRD_HLC_MS(v->hlc)) !=
+        200) {
+        e = GW_S3E_PRECONDITION_FAILED;
+    } else if (c->range) {
         if (copy_range(c->range, v->size, &a, &b) != 0)
             e = GW_S3E_INVALID_RANGE;
     } else if (v->size == 0) {
@@ -866,6 +873,16 @@ work_copy_part(gw__op *o)
 }
 
 static void
+respond_copy_part(gw__op *o)
+{
+    copy_st *c = o->ext;
+
+    if (c->src_shown[0])
+        gw_resp_header(o->r, "x-amz-copy-source-version-id", c->src_shown);
+    gw__op_respond_xml(o, 200);
+}
+
+static void
 mpu_copy_part(gw__op *o, uint32_t part, const char *upload_id)
 {
     copy_st *c = calloc(1, sizeof(*c));
@@ -880,16 +897,17 @@ mpu_copy_part(gw__op *o, uint32_t part, const char *upload_id)
     c->part = part;
     snprintf(c->upload_id, sizeof(c->upload_id), "%s", upload_id);
     if (gw__copy_source_parse(gw_req_header(o->r, "x-amz-copy-source"), &c->src_bucket, &c->src_key,
-                              NULL) != 0) {
+                              &c->src_vid) != 0 ||
+        (c->src_vid && !gw__version_id_valid(c->src_vid))) {
         gw__op_abandon(o, GW_S3E_INVALID_ARGUMENT,
-                       "x-amz-copy-source must be bucket/key (versionId is not supported)");
+                       "x-amz-copy-source must be bucket/key[?versionId=id], URL-encoded");
         return;
     }
     if (range && !(c->range = strdup(range))) {
         gw__op_abandon(o, GW_S3E_INTERNAL, NULL);
         return;
     }
-    gw__op_go(o, work_copy_part, respond_200_xml);
+    gw__op_go(o, work_copy_part, respond_copy_part);
 }
 
 /* ---- routing --------------------------------------------------------------- */

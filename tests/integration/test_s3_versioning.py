@@ -240,6 +240,50 @@ def test_copy_from_version_and_multi_delete_with_versions(site):
     assert c.get_object(Bucket="cpv", Key="x")["Body"].read() == b"x"
 
 
+def test_upload_part_copy_from_a_version_with_conditions(site):
+    """UploadPartCopy takes ?versionId= in its source and the
+    x-amz-copy-source-if-* conditions, as CopyObject does."""
+    c = client(site)
+    c.create_bucket(Bucket="pcv")
+    c.put_bucket_versioning(Bucket="pcv", VersioningConfiguration={"Status": "Enabled"})
+    old = os.urandom(6 << 20)
+    v1 = c.put_object(Bucket="pcv", Key="src", Body=old)["VersionId"]
+    e1 = c.head_object(Bucket="pcv", Key="src", VersionId=v1)["ETag"]
+    c.put_object(Bucket="pcv", Key="src", Body=b"the current version")
+    up = c.create_multipart_upload(Bucket="pcv", Key="dst")["UploadId"]
+    r = c.upload_part_copy(Bucket="pcv", Key="dst", UploadId=up, PartNumber=1,
+                           CopySource={"Bucket": "pcv", "Key": "src", "VersionId": v1},
+                           CopySourceRange="bytes=0-%d" % ((5 << 20) - 1), CopySourceIfMatch=e1)
+    assert r["CopySourceVersionId"] == v1
+    p1 = r["CopyPartResult"]["ETag"]
+    r = c.upload_part_copy(Bucket="pcv", Key="dst", UploadId=up, PartNumber=2,
+                           CopySource={"Bucket": "pcv", "Key": "src", "VersionId": v1},
+                           CopySourceRange="bytes=%d-%d" % (5 << 20, len(old) - 1))
+    p2 = r["CopyPartResult"]["ETag"]
+    # the conditions are weighed against the named version, any failure 412
+    for kw in ({"CopySourceIfMatch": '"0123"'}, {"CopySourceIfNoneMatch": e1}):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            c.upload_part_copy(Bucket="pcv", Key="dst", UploadId=up, PartNumber=3,
+                               CopySource={"Bucket": "pcv", "Key": "src", "VersionId": v1}, **kw)
+        assert code(e) == "PreconditionFailed" and err_status(e) == 412
+    for vid, want in (("0" * 24, "NoSuchVersion"), ("bad id", "InvalidArgument")):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            c.upload_part_copy(Bucket="pcv", Key="dst", UploadId=up, PartNumber=3,
+                               CopySource={"Bucket": "pcv", "Key": "src", "VersionId": vid})
+        assert code(e) == want
+    c.complete_multipart_upload(Bucket="pcv", Key="dst", UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": p1}, {"PartNumber": 2, "ETag": p2}]})
+    assert c.get_object(Bucket="pcv", Key="dst")["Body"].read() == old
+    # a delete marker cannot be a copy source
+    mk = c.delete_object(Bucket="pcv", Key="src")["VersionId"]
+    up = c.create_multipart_upload(Bucket="pcv", Key="dst2")["UploadId"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.upload_part_copy(Bucket="pcv", Key="dst2", UploadId=up, PartNumber=1,
+                           CopySource={"Bucket": "pcv", "Key": "src", "VersionId": mk})
+    assert code(e) == "InvalidRequest"
+    c.abort_multipart_upload(Bucket="pcv", Key="dst2", UploadId=up)
+
+
 def test_object_tagging_by_version(site):
     c = client(site)
     c.create_bucket(Bucket="tagv")
