@@ -600,8 +600,8 @@ void gw__op_acl_commit(gw__op *o);
 /* Get/PutBucketAcl: /<bucket>?acl; owner is the requester's access key. */
 void gw__s3_bucket_acl(gw_daemon *d, gw_req *r, const char *bucket, const char *owner);
 /* 1 when an anonymous request may go on to the ACL check: GET/HEAD of an
- * object's current version, or ListObjects (gw_s3.c). */
-int gw__s3_anon_allowed(const char *method, const char *query, int is_object);
+ * object's current version, HeadBucket, or ListObjects (gw_s3.c). */
+int gw__s3_anon_allowed(const char *method, const char *query);
 
 /* Versioning (gw_s3_ver.c). */
 /* The x-amz-version-id value of version v in a bucket whose versioning

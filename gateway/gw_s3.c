@@ -701,12 +701,12 @@ has_param(const char *query, const char *name)
 }
 
 int
-gw__s3_anon_allowed(const char *method, const char *query, int is_object)
+gw__s3_anon_allowed(const char *method, const char *query)
 {
     /* sub-resources served for signed requests only */
     static const char *const signed_only[] = {"uploads",  "uploadId",   "partNumber",
                                               "location", "versioning", NULL};
-    int ok = strcmp(method, "GET") == 0 || (is_object && strcmp(method, "HEAD") == 0);
+    int ok = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
     for (const char *const *s = unsupported_subres; ok && *s; s++)
         ok = !has_param(query, *s);
@@ -862,7 +862,7 @@ gw__route_s3(gw_req *r, void *ud)
                     path, rc == MRD_ETOOBIG ? NULL : "request target must be a path");
         return;
     }
-    if (anon && (!a.bucket[0] || !gw__s3_anon_allowed(method, q, a.key != NULL))) {
+    if (anon && (!a.bucket[0] || !gw__s3_anon_allowed(method, q))) {
         MRD_INFO("s3.anonymous_refused", "peer=%s method=%s", gw_req_peer(r), method);
         gw_s3_error(r, GW_S3E_ACCESS_DENIED, path, NULL);
         return;

@@ -15,7 +15,7 @@
  *
  * Anonymous requests (no Authorization header, no presigned query) skip
  * SigV4. gw__route_s3 lets through only GET/HEAD of an object's current
- * version and ListObjects (v1 and v2), refusing everything else at once
+ * version, HeadBucket and ListObjects (v1 and v2), refusing everything else at once
  * (AccessDenied); the ACL itself is checked on the worker where the
  * operation reads the bucket's record anyway (gw__op_work_bucket, the GET's
  * job_lookup), never on the event loop. A public-read bucket makes its
