@@ -80,6 +80,26 @@ query_add(mrd_buf *path, const char *name, const char *value)
     ctl_url_encode(path, value);
 }
 
+/* GET what?limit=N&n1=v1&n2=v2 (a filter is left out when its value is
+ * NULL) for a listing. Returns 1 when the caller prints a table from *j;
+ * else 0, with *rc 1 when the request failed or 0 once --json printed the
+ * answer. */
+static int
+list_fetch(const ctl_opts *o, const char *what, const char *limit, const char *n1, const char *v1,
+           const char *n2, const char *v2, ctl_response *resp, mrd_json **j, int *rc)
+{
+    mrd_buf path = {0};
+
+    mrd_buf_appendf(&path, "%s?limit=%s", what, limit ? limit : "50");
+    query_add(&path, n1, v1);
+    query_add(&path, n2, v2);
+    *rc = ctl_request_json(o, "GET", path.data, resp, j) != 0;
+    mrd_buf_free(&path);
+    if (*rc == 0 && o->json)
+        ctl_print_body(resp);
+    return *rc == 0 && !o->json;
+}
+
 /* A --limit value: absent, or 1..1000 (else says so). */
 static int
 limit_ok(const char *limit)
@@ -180,21 +200,12 @@ static int
 conflicts_list(const ctl_opts *o, const char *bucket, const char *key, const char *limit)
 {
     ctl_response resp = {0};
-    mrd_buf path = {0};
     mrd_json *j = NULL;
     const mrd_json *arr;
     int rc = 1, n = 0;
 
-    mrd_buf_appendf(&path, "/admin/v1/conflicts?limit=%s", limit ? limit : "50");
-    query_add(&path, "bucket", bucket);
-    query_add(&path, "key", key);
-    if (ctl_request_json(o, "GET", path.data, &resp, &j) != 0)
+    if (!list_fetch(o, "/admin/v1/conflicts", limit, "bucket", bucket, "key", key, &resp, &j, &rc))
         goto out;
-    rc = 0;
-    if (o->json) {
-        ctl_print_body(&resp);
-        goto out;
-    }
     arr = mrd_json_get(j, "conflicts");
     printf("SITE %s: %.0f conflict%s settled here since the index was created (the log keeps "
            "the last %.0f)\n\n",
@@ -219,7 +230,6 @@ conflicts_list(const ctl_opts *o, const char *bucket, const char *key, const cha
 out:
     mrd_json_free(j);
     mrd_buf_free(&resp.body);
-    mrd_buf_free(&path);
     return rc;
 }
 
@@ -262,7 +272,6 @@ ctl_cmd_failed(const ctl_opts *o, int argc, char **argv)
 {
     const char *peer = NULL, *bucket = NULL, *limit = NULL;
     ctl_response resp = {0};
-    mrd_buf path = {0};
     mrd_json *j = NULL;
     const mrd_json *arr, *peers;
     int rc = 1, n = 0;
@@ -284,16 +293,9 @@ ctl_cmd_failed(const ctl_opts *o, int argc, char **argv)
     }
     if (!limit_ok(limit))
         return 2;
-    mrd_buf_appendf(&path, "/admin/v1/replication/failed?limit=%s", limit ? limit : "50");
-    query_add(&path, "peer", peer);
-    query_add(&path, "bucket", bucket);
-    if (ctl_request_json(o, "GET", path.data, &resp, &j) != 0)
+    if (!list_fetch(o, "/admin/v1/replication/failed", limit, "peer", peer, "bucket", bucket, &resp,
+                    &j, &rc))
         goto out;
-    rc = 0;
-    if (o->json) {
-        ctl_print_body(&resp);
-        goto out;
-    }
     peers = mrd_json_get(j, "peers");
     printf("SITE %s: writes a peer has not applied %.0f s after they were made are FAILED\n",
            mrd_json_get_str(j, "site", "?"), mrd_json_get_num(j, "failed_after_s", 0));
@@ -323,7 +325,6 @@ ctl_cmd_failed(const ctl_opts *o, int argc, char **argv)
 out:
     mrd_json_free(j);
     mrd_buf_free(&resp.body);
-    mrd_buf_free(&path);
     return rc;
 }
 
