@@ -310,6 +310,11 @@ repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof
         *eof = 1;
         return 0;
     }
+    /* A read job owns buf, buf_len, off and err until src_read_done, which
+     * resumes the stream (ThreadSanitizer caught this being read meanwhile
+     * when nghttp2 polled the stream for another reason). */
+    if (src->reading)
+        return REPL__BODY_DEFERRED;
     if (src->err)
         return REPL__BODY_FAIL;
     n = src->buf_len - src->buf_off;

@@ -409,7 +409,7 @@ sync_current(wal *w, wal_io_op *op_out)
         return rc;
     if (fdatasync(w->cur_fd) != 0)
         return -errno;
-    w->syncs++;
+    __atomic_fetch_add(&w->syncs, 1, __ATOMIC_RELAXED); /* read by wal_get_status, unlocked here */
     return 0;
 }
 
@@ -1189,7 +1189,7 @@ wal_get_status(wal *w, wal_status *out)
     memcpy(s.failed_segment, w->failed_segment, sizeof(w->failed_segment));
     s.appends = w->appends;
     s.batches = w->batches;
-    s.syncs = w->syncs;
+    s.syncs = __atomic_load_n(&w->syncs, __ATOMIC_RELAXED);
     s.max_batch = w->max_batch;
     s.resyncs = w->resyncs;
     s.segments_deleted = w->segments_deleted;
