@@ -203,6 +203,10 @@ double mrd_json_get_num(const mrd_json *j, const char *key, double dflt);
 #define MRD_MAX_USERS      64
 #define MRD_NAME_MAX       64
 #define MRD_MAX_S3_DOMAINS 8
+/* [s3] loops: at most this many S3 event-loop threads; the default is the
+ * number of online CPUs, at most MRD_DEFAULT_S3_LOOPS */
+#define MRD_MAX_S3_LOOPS     64
+#define MRD_DEFAULT_S3_LOOPS 8
 
 typedef struct mrd_addr {
     char host[256]; /* numeric IPv4/IPv6 or a name */
@@ -255,6 +259,8 @@ typedef struct mrd_config {
     /* [s3] */
     char s3_tls_cert[1024]; /* PEM certificate chain of the TLS listener */
     char s3_tls_key[1024];
+    int s3_loops; /* event-loop threads serving S3; 0 = online CPUs, at most
+                     MRD_DEFAULT_S3_LOOPS (meridiand decides) */
 
     /* [s3]: domains under which <bucket>.<domain> names a bucket
      * (virtual-host-style addressing); lower case, no port */

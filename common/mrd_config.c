@@ -403,7 +403,14 @@ entry(cfg_ctx *x, const char *key, const char *val)
             return set_path(x, key, val, c->s3_tls_cert, sizeof(c->s3_tls_cert));
         if (strcmp(key, "tls_key") == 0)
             return set_path(x, key, val, c->s3_tls_key, sizeof(c->s3_tls_key));
-        return fail(x, x->line, key, "unknown key; [s3] takes domain, tls_cert, tls_key");
+        if (strcmp(key, "loops") == 0) {
+            uint64_t n;
+            if (parse_uint(val, MRD_MAX_S3_LOOPS, &n) != 0 || n == 0)
+                return fail(x, x->line, key, "'%s' is not valid; use 1..%d", val, MRD_MAX_S3_LOOPS);
+            c->s3_loops = (int)n;
+            return 0;
+        }
+        return fail(x, x->line, key, "unknown key; [s3] takes domain, tls_cert, tls_key, loops");
     } else if (strcmp(sec, "store") == 0) {
         if (strcmp(key, "data_dirs") == 0 || strcmp(key, "data_dir") == 0) {
             char *copy = strdup(val), *save = NULL;

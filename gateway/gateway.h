@@ -15,7 +15,8 @@
  * below the write low water mark, then wait for ops->writable.
  *
  * Threading: everything here runs on the server's event loop thread. No
- * function may be called from another thread.
+ * function may be called from another thread, except
+ * gw_http_server_stats_get and gw_http_server_conn_count (atomic reads).
  */
 #ifndef MERIDIAN_GATEWAY_H
 #define MERIDIAN_GATEWAY_H
@@ -96,6 +97,14 @@ typedef const char *(*gw_http_error_fn)(void *ud, uint64_t req_id, int status, c
                                         mrd_buf *hdrs, mrd_buf *body);
 /* Sets the error formatter (NULL: plain text). */
 void gw_http_server_set_error_fn(gw_http_server *s, gw_http_error_fn fn);
+/* Listeners bound after this (on) set SO_REUSEPORT: several servers, each
+ * on its own loop thread, then share one address and the kernel spreads
+ * the connections over them. Call before gw_http_server_listen. */
+void gw_http_server_set_reuseport(gw_http_server *s, int on);
+/* Request ids (gw_req_id) become first, first + step, first + 2 step ...:
+ * servers sharing one address get first = 1..n and step = n, so ids stay
+ * unique across them. Default 1, 1. */
+void gw_http_server_set_req_ids(gw_http_server *s, uint64_t first, uint64_t step);
 /* Stops listening; open connections finish their current request and close. */
 void gw_http_server_stop_listening(gw_http_server *s);
 /* Closes every connection (aborting requests in flight) and frees s. NULL ok. */
@@ -124,7 +133,7 @@ int gw_req_is_chunked(const gw_req *r);
 /* 1 when the request carries a body (Content-Length > 0 or chunked). */
 int gw_req_has_body(const gw_req *r);
 const char *gw_req_peer(const gw_req *r); /* "ip:port" */
-uint64_t gw_req_id(const gw_req *r);      /* unique per server */
+uint64_t gw_req_id(const gw_req *r);      /* unique per server (see gw_http_server_set_req_ids) */
 /* Body bytes delivered to the handler so far. */
 uint64_t gw_req_body_received(const gw_req *r);
 

@@ -9,6 +9,10 @@
  *   GET /admin/v1/status JSON: site, version, uptime, listeners, erasure
  *                        coding, drives, peers (admin port; bearer token)
  *
+ * Everything here runs on the main loop; the S3 counters it reports are
+ * summed over the S3 loops' servers (atomics), and /health on the S3 port
+ * runs on whichever S3 loop took the connection (gw__ready reads atomics).
+ *
  * Replication metrics are one family per quantity with a peer="<name>"
  * label, read from one repl_peer_get snapshot per peer per scrape, so the
  * series of one scrape agree with each other. Every family's HELP and TYPE
@@ -56,7 +60,7 @@ gw__route_health(gw_req *r, gw_daemon *d)
                              "full or fsync error, see the log); fix the disk and restart\n");
             else
                 n = snprintf(msg, sizeof(msg), "not ready: %s (%d of %d drives online, need %d)\n",
-                             d->shutting_down ? "shutting down" : "too few drives",
+                             GW_LOAD(d->shutting_down) ? "shutting down" : "too few drives",
                              gw__drives_online(d), d->n_drives, d->conf->ec_k);
             gw_resp_simple(r, 503, "text/plain", msg, (size_t)n);
         }
@@ -211,7 +215,7 @@ admin_status(gw_req *r, gw_daemon *d)
         repl_cluster_json(d->replicator, &w);
     }
 
-    gw_http_server_stats_get(d->s3, &st);
+    gw__loops_stats(d, &st);
     mrd_json_w_key(&w, "s3_http");
     mrd_json_w_obj_begin(&w);
     mrd_json_w_key(&w, "connections_open");
@@ -223,6 +227,8 @@ admin_status(gw_req *r, gw_daemon *d)
     mrd_json_w_key(&w, "tls_handshake_failures");
     mrd_json_w_uint(&w, st.tls_failures);
     mrd_json_w_obj_end(&w);
+    mrd_json_w_key(&w, "s3_loops"); /* [s3] loops: requests and connections per loop */
+    gw__loops_status_json(d, &w);
     mrd_json_w_obj_end(&w);
 
     if (mrd_json_w_error(&w) != 0)
@@ -241,12 +247,11 @@ metric(mrd_buf *b, const char *name, const char *type, const char *help, const c
 }
 
 static void
-http_metrics(mrd_buf *b, const char *listener, const gw_http_server *s)
+http_metrics(mrd_buf *b, const char *listener, const gw_http_stats *stp)
 {
-    gw_http_stats st;
+    gw_http_stats st = *stp;
     char lab[64];
 
-    gw_http_server_stats_get(s, &st);
     snprintf(lab, sizeof(lab), "{listener=\"%s\"}", listener);
     mrd_buf_appendf(b,
                     "meridian_http_connections_open%s %llu\n"
@@ -461,8 +466,14 @@ admin_metrics(gw_req *r, gw_daemon *d)
     repl_metrics(&b, d);
     gw__route_metrics(d, &b);
     mrd_buf_appendf(&b, "# TYPE meridian_http_requests_total counter\n");
-    http_metrics(&b, "s3", d->s3);
-    http_metrics(&b, "admin", d->admin);
+    {
+        gw_http_stats st;
+        gw__loops_stats(d, &st);
+        http_metrics(&b, "s3", &st);
+        gw_http_server_stats_get(d->admin, &st);
+        http_metrics(&b, "admin", &st);
+    }
+    gw__loops_metrics(d, &b);
     gw_resp_simple(r, 200, "text/plain; version=0.0.4", b.data, b.len);
     mrd_buf_free(&b);
 }

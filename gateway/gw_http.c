@@ -70,6 +70,13 @@
  * the body, and the connection closes after that answer (some clients would
  * otherwise misread the next response on it).
  *
+ * Threads. A server belongs to one event loop; meridiand runs one S3
+ * server per S3 loop thread, all listening on the same address with
+ * SO_REUSEPORT (gw_http_server_set_reuseport). The only things other
+ * threads read are the counters and the connection count (atomics), so
+ * the main loop can report and drain them; request ids are made unique
+ * across such servers by gw_http_server_set_req_ids.
+ *
  * Re-entrancy. Handler callbacks may call back into this layer (answer inside
  * route, pause inside body ...). A connection is therefore never freed while
  * one of its callbacks is on the stack: `busy` counts the nesting and
@@ -179,10 +186,11 @@ struct gw_http_server {
     } listeners[8];
     int nlisteners;
     gw_conn *conns;
-    int nconns;
+    int nconns;                /* also read by other threads: atomic */
     struct gw_linger *lingers; /* half-closed sockets being drained */
     int nlingers;
-    uint64_t next_req_id;
+    uint64_t next_req_id, req_id_step;
+    int reuseport; /* gw_http_server_set_reuseport */
     gw_http_stats stats;
     llhttp_settings_t settings;
     gw_http_error_fn error_fn; /* formats this layer's own errors, or NULL */
@@ -197,6 +205,10 @@ typedef struct gw_linger {
     uint64_t deadline_ns;
     uint64_t drained;
 } gw_linger;
+
+/* Counters are written by the server's loop and read by any thread
+ * (/metrics runs on the main loop while S3 loops serve): relaxed atomics. */
+#define STAT_ADD(srv, f, n) __atomic_fetch_add(&(srv)->stats.f, (uint64_t)(n), __ATOMIC_RELAXED)
 
 static void conn_process(gw_conn *c);
 static void conn_free(gw_conn *c);
@@ -309,7 +321,7 @@ req_release(gw_conn *c, int aborted)
         return;
     r->released = 1;
     if (aborted)
-        c->srv->stats.aborted++;
+        STAT_ADD(c->srv, aborted, 1);
     if (r->ops && r->ops->release) {
         c->busy++;
         r->ops->release(r, r->ctx, aborted);
@@ -419,8 +431,8 @@ conn_free(gw_conn *c)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    s->nconns--;
-    s->stats.conns_open--;
+    __atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED);
+    STAT_ADD(s, conns_open, (uint64_t)-1);
     if (c->process_ev)
         event_free(c->process_ev);
     if (c->bev)
@@ -478,7 +490,7 @@ conn_send_error(gw_conn *c, int status, const char *why)
                     body.data ? body.data : "");
     if (msg.data) {
         evbuffer_add(out, msg.data, msg.len);
-        c->srv->stats.bytes_out += msg.len;
+        STAT_ADD(c->srv, bytes_out, msg.len);
     }
     mrd_buf_free(&hdrs);
     mrd_buf_free(&body);
@@ -499,7 +511,7 @@ maybe_continue(gw_req *r)
     if (!r->expect_continue || !r->ops || !r->ops->body || r->resp_started || r->paused)
         return;
     evbuffer_add(bufferevent_get_output(r->conn->bev), cont, sizeof(cont) - 1);
-    r->conn->srv->stats.bytes_out += sizeof(cont) - 1;
+    STAT_ADD(r->conn->srv, bytes_out, sizeof(cont) - 1);
     r->expect_continue = 0;
 }
 
@@ -519,7 +531,8 @@ on_message_begin(llhttp_t *p)
 
     req_clear(r);
     r->conn = c;
-    r->id = ++c->srv->next_req_id;
+    r->id = c->srv->next_req_id;
+    c->srv->next_req_id += c->srv->req_id_step;
     r->content_length = -1;
     c->have_req = 1;
     c->err_status = 0;
@@ -631,7 +644,7 @@ on_headers_complete(llhttp_t *p)
     expect = gw_req_header(r, "expect");
     r->expect_continue = expect && strcasecmp(expect, "100-continue") == 0;
     c->state = ST_BODY;
-    c->srv->stats.requests++;
+    STAT_ADD(c->srv, requests, 1);
     conn_apply_timeouts(c);
 
     c->busy++;
@@ -778,7 +791,7 @@ conn_process(gw_conn *c)
         if (c->state == ST_HEAD && c->have_req &&
             mrd_clock_mono_ns() - c->head_started_ns >
                 (uint64_t)s->lim.header_timeout_ms * 1000000u) {
-            s->stats.timeouts++;
+            STAT_ADD(s, timeouts, 1);
             conn_send_error(c, 408, "request head took too long");
             break;
         }
@@ -797,9 +810,9 @@ conn_process(gw_conn *c)
             if (c->dead || c->state == ST_CLOSING)
                 break;
             if (c->err_status == 431 || c->err_status == 414)
-                s->stats.too_large++;
+                STAT_ADD(s, too_large, 1);
             else
-                s->stats.bad_requests++;
+                STAT_ADD(s, bad_requests, 1);
             MRD_INFO("http.bad_request", "peer=%s error=%s reason=\"%s\"", c->peer,
                      llhttp_errno_name(err), llhttp_get_error_reason(&c->parser));
             evbuffer_drain(in, n);
@@ -808,7 +821,7 @@ conn_process(gw_conn *c)
             break;
         }
         evbuffer_drain(in, used);
-        s->stats.bytes_in += used;
+        STAT_ADD(s, bytes_in, used);
         if (c->dead || c->state == ST_CLOSING)
             break;
         if (c->state == ST_WAIT) {
@@ -933,7 +946,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
         char d[96];
 
         c->tls_up = 1;
-        c->srv->stats.tls_handshakes++;
+        STAT_ADD(c->srv, tls_handshakes, 1);
         tls_bev_describe(c->bev, d, sizeof(d));
         MRD_DEBUG("http.tls.up", "peer=%s tls=\"%s\"", c->peer, d);
         return;
@@ -948,7 +961,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
                      (what & BEV_EVENT_EOF)       ? "connection closed during the handshake"
                      : (what & BEV_EVENT_TIMEOUT) ? "handshake timed out"
                                                   : "socket error during the handshake");
-        c->srv->stats.tls_failures++;
+        STAT_ADD(c->srv, tls_failures, 1);
         MRD_INFO("http.tls.fail", "peer=%s reason=\"%s\"", c->peer, why);
         if (strcmp(why, "http request") == 0)
             answer_plain_http(c);
@@ -956,7 +969,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
-        c->srv->stats.timeouts++;
+        STAT_ADD(c->srv, timeouts, 1);
         if (c->state == ST_HEAD && c->have_req && !c->close_after) {
             conn_send_error(c, 408, "request head took too long");
             return;
@@ -1000,9 +1013,9 @@ conn_new(gw_http_server *s, struct bufferevent *bev, const char *peer)
     if (s->conns)
         s->conns->prev = c;
     s->conns = c;
-    s->nconns++;
-    s->stats.conns_accepted++;
-    s->stats.conns_open++;
+    __atomic_fetch_add(&s->nconns, 1, __ATOMIC_RELAXED);
+    STAT_ADD(s, conns_accepted, 1);
+    STAT_ADD(s, conns_open, 1);
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(bev, EV_READ, 0, s->lim.read_high_water);
     bufferevent_setwatermark(bev, EV_WRITE, s->lim.write_low_water, 0);
@@ -1078,6 +1091,8 @@ gw_http_server_new(struct event_base *base, const gw_http_limits *limits, gw_rou
     s->base = base;
     s->route = route;
     s->ud = user_data;
+    s->next_req_id = 1;
+    s->req_id_step = 1;
     if (limits)
         s->lim = *limits;
 #define DFLT(f, v)                                                                                 \
@@ -1144,7 +1159,8 @@ gw_http_server_listen_tls(gw_http_server *s, const char *host, uint16_t port, co
     }
     gl = &s->listeners[s->nlisteners];
     l = evconnlistener_new_bind(s->base, accept_cb, gl,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+                                    (s->reuseport ? LEV_OPT_REUSEABLE_PORT : 0),
                                 1024, (struct sockaddr *)&ss, sslen);
     if (!l)
         return errno ? -errno : -EADDRINUSE;
@@ -1206,15 +1222,32 @@ gw_http_server_free(gw_http_server *s)
 }
 
 void
+gw_http_server_set_reuseport(gw_http_server *s, int on)
+{
+    s->reuseport = on;
+}
+
+void
+gw_http_server_set_req_ids(gw_http_server *s, uint64_t first, uint64_t step)
+{
+    s->next_req_id = first ? first : 1;
+    s->req_id_step = step ? step : 1;
+}
+
+void
 gw_http_server_stats_get(const gw_http_server *s, gw_http_stats *out)
 {
-    *out = s->stats;
+    const uint64_t *in = (const uint64_t *)&s->stats;
+    uint64_t *o = (uint64_t *)out;
+
+    for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+        o[i] = __atomic_load_n(&in[i], __ATOMIC_RELAXED);
 }
 
 int
 gw_http_server_conn_count(const gw_http_server *s)
 {
-    return s->nconns;
+    return __atomic_load_n(&s->nconns, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------ request API */
@@ -1394,7 +1427,7 @@ gw_resp_start(gw_req *r, int status, int64_t content_length)
         return -ENOMEM;
     }
     evbuffer_add(out, h.data, h.len);
-    c->srv->stats.bytes_out += h.len;
+    STAT_ADD(c->srv, bytes_out, h.len);
     mrd_buf_free(&h);
     return 0;
 }
@@ -1432,7 +1465,7 @@ resp_write(gw_req *r, const void *data, size_t len,
     if (r->resp_chunked)
         evbuffer_add(out, "\r\n", 2);
     if (rc == 0)
-        c->srv->stats.bytes_out += len;
+        STAT_ADD(c->srv, bytes_out, len);
     return rc;
 }
 

@@ -12,8 +12,16 @@
 /* [replication] failed_after: a version not replicated this long is FAILED */
 #define GW_REPLICATION_FAILED_MS(d) ((uint64_t)(d)->conf->failed_after_s * 1000u)
 
+#include <pthread.h>
+
 #include "common.h"
 #include "gateway.h"
+
+/* Shared daemon state that S3 loop threads read while the main loop writes
+ * it (flags, counters, drive states): atomic loads and stores. */
+#define GW_LOAD(x)     __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define GW_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#define GW_ADD(x, v)   __atomic_fetch_add(&(x), (v), __ATOMIC_RELAXED)
 
 struct evconnlistener;
 struct event;
@@ -26,6 +34,8 @@ struct engine_kv;
 
 typedef enum { GW_DRIVE_ONLINE = 0, GW_DRIVE_OFFLINE = 1 } gw_drive_state;
 
+/* Written by the main loop's probe; state and free_bytes are also read by
+ * S3 loops (routing, readiness): GW_LOAD / GW_STORE. */
 typedef struct gw_drive {
     const char *path; /* owned by the config */
     gw_drive_state state;
@@ -44,8 +54,11 @@ typedef enum {
     GW_ROUTE__COUNT
 } gw_route_reason;
 
-/* Routing state and counters (gw_route.c). Loop thread only. */
+/* Routing state and counters (gw_route.c). Every S3 loop updates them:
+ * counters with GW_ADD, drained and read_failed_ns with GW_LOAD/GW_STORE;
+ * store_reads_ok and store_writes_ok under mu (transition). */
 typedef struct gw_route_state {
+    pthread_mutex_t mu;
     int drained;             /* POST /admin/v1/failover/drain */
     int store_reads_ok;      /* last seen: local reads work (for transition events) */
     int store_writes_ok;     /* last seen: local writes work */
@@ -64,29 +77,119 @@ typedef struct gw_route_state {
     int proxies_open;
 } gw_route_state;
 
-typedef struct gw_daemon {
-    mrd_config *conf;
+/*
+ * One S3 event loop (gw_loop.c): its own event_base, its own S3 server
+ * listening on the S3 address(es) with SO_REUSEPORT, and its own engine
+ * completion queue, so the requests it accepts are served start to end on
+ * its thread. With [s3] loops = 1 the only loop is the main loop itself
+ * (no thread, the engine's default queue), as before loops existed.
+ */
+typedef struct gw_loop {
+    struct gw_daemon *d;
+    int idx;
     struct event_base *base;
     gw_http_server *s3;
+    struct engine_cq *cq;  /* threads only; made once the engine is open */
+    struct event *cq_ev;   /* watches cq */
+    struct event *stop_ev; /* main -> loop: stop listening (event_active) */
+    pthread_t thread;
+    int threaded, started;
+    uint64_t requests; /* S3 requests routed on this loop (GW_ADD) */
+} gw_loop;
+
+/*
+ * What S3 loops may know of the replicator and the topology (gw_loop.c).
+ * The replicator belongs to the main loop; the main loop copies what
+ * routing needs into this view (every GW_VIEW_MS, and at once on a peer
+ * state or topology change), and S3 loops read the copy under mu (a
+ * read lock). repl is kept for repl_proxy_sign / repl_proxy_check only,
+ * which read what never changes, and is cleared (write lock) before the
+ * replicator is freed.
+ */
+struct repl_peer_info;
+typedef struct gw_view {
+    pthread_rwlock_t mu;
+    struct repl *repl;
+    int n_conf;                        /* the topology's peers (d->conf->peers) */
+    mrd_peer_conf conf[MRD_MAX_PEERS]; /* ... copied */
+    int n_info;
+    struct repl_peer_info *info; /* MRD_MAX_PEERS entries: repl_peer_get of live peers */
+} gw_view;
+
+typedef struct gw_daemon {
+    mrd_config *conf;
+    struct event_base *base; /* the main loop: admin, replication, probes, signals */
     gw_http_server *admin;
-    struct evconnlistener *repl; /* replication listener, served by replicator */
-    struct repl *replicator;     /* peer links, health, RTT (replicator/) */
-    struct tls_ctx *s3_tls;      /* [listen] s3_tls: the S3 TLS listener's context */
-    struct tls_ctx *repl_tls;    /* [replication] tls_cert: mutual TLS links */
+    gw_loop *loops; /* [s3] loops of them; loops[0].s3 is on base when n_loops == 1 */
+    int n_loops;
+    gw_view view;
+    struct event *view_timer, *probe_ev; /* probe_ev: an S3 loop asks for a drive probe */
+    struct evconnlistener *repl;         /* replication listener, served by replicator */
+    struct repl *replicator;             /* peer links, health, RTT (replicator/) */
+    struct tls_ctx *s3_tls;              /* [listen] s3_tls: the S3 TLS listener's context */
+    struct tls_ctx *repl_tls;            /* [replication] tls_cert: mutual TLS links */
     struct event *sig_term, *sig_int, *drain_timer, *drive_timer;
     uint64_t started_ms;
     uint64_t started_mono_ns;
     gw_drive drives[MRD_MAX_DRIVES];
     int n_drives;
     int lock_fd;
-    int shutting_down;
-    struct engine *eng;      /* NULL while the store cannot open (too few drives) */
-    struct event *eng_ev;    /* engine_fd watcher: runs engine completions */
-    int wal_salvage;         /* --wal-salvage */
-    uint64_t s3_requests[8]; /* per gw_s3_op class, for /metrics */
-    gw_route_state route;    /* gw_route.c */
+    int shutting_down;    /* GW_LOAD / GW_STORE */
+    struct engine *eng;   /* NULL while the store cannot open (too few drives); set once,
+                             published with GW_STORE */
+    struct event *eng_ev; /* engine_fd watcher: runs engine completions */
+    int wal_salvage;      /* --wal-salvage */
+    gw_route_state route; /* gw_route.c */
     struct event *route_timer;
 } gw_daemon;
+
+/* ---- S3 loops and the view (gw_loop.c) ------------------------------------ */
+
+#define GW_VIEW_MS 20
+
+/* Sets up d->n_loops loops (their servers and listeners, no thread yet).
+ * 0, or an error after saying why on stderr. */
+int gw__loops_init(gw_daemon *d);
+/* Starts the loop threads (n_loops > 1). */
+int gw__loops_start(gw_daemon *d);
+/* Main loop: every loop stops listening (shutdown). */
+void gw__loops_stop_listening(gw_daemon *d);
+/* Open S3 connections, all loops together (any thread). */
+int gw__loops_conn_count(gw_daemon *d);
+/* Main loop: the loop threads leave their event loops, free their servers,
+ * and are joined. Call after the main loop has left its own. */
+void gw__loops_join(gw_daemon *d);
+/* Frees what gw__loops_init made (after engine_close: a callback still
+ * queued for a loop may use its event_base). */
+void gw__loops_free(gw_daemon *d);
+/* The loop the calling thread runs, NULL on the main loop when there are
+ * loop threads. */
+gw_loop *gw__loop_self(void);
+/* The event_base of the calling thread's loop (d->base on the main loop). */
+struct event_base *gw__base(gw_daemon *d);
+/* The engine, once open (an acquire load); on a loop thread it also makes
+ * and binds the loop's completion queue the first time. */
+struct engine *gw__engine(gw_daemon *d);
+/* Asks the main loop for a drive probe (any thread; asynchronous). */
+void gw__probe_drives_soon(gw_daemon *d);
+/* S3 counters per loop for /admin/v1/status ("s3_loops") and /metrics. */
+void gw__loops_status_json(gw_daemon *d, mrd_json_w *w);
+void gw__loops_metrics(gw_daemon *d, mrd_buf *b);
+/* All loops' S3 servers' counters, summed. */
+void gw__loops_stats(gw_daemon *d, gw_http_stats *out);
+
+/* Main loop: copies the replicator's peers and the topology into d->view. */
+void gw__view_refresh(gw_daemon *d);
+/* Read access to the view from any thread; every gw__view_lock is paired
+ * with gw__view_unlock. */
+const gw_view *gw__view_lock(gw_daemon *d);
+void gw__view_unlock(gw_daemon *d);
+/* In a locked view: the entry of peer id in info (NULL if none); its
+ * topology entry (NULL if none). */
+const struct repl_peer_info *gw__view_peer(const gw_view *v, uint32_t id);
+const mrd_peer_conf *gw__view_conf(const gw_view *v, uint32_t id);
+/* repl_version_status from the view (x-amz-replication-status). */
+const char *gw__view_version_status(gw_daemon *d, uint32_t origin, uint64_t hlc, uint64_t now_ms);
 
 /* JSON answers of the admin API (gw_admin.c): b is sent and left empty;
  * an error is {"error":{"code","message"}}. */
@@ -106,7 +209,8 @@ void gw__route_s3(gw_req *r, void *daemon);
 void gw__route_admin(gw_req *r, void *daemon);
 /* Answers /health/live and /health/ready (both ports); 1 if it did. */
 int gw__route_health(gw_req *r, gw_daemon *d);
-/* Probes every drive now (blocking: a small write and fdatasync each). */
+/* Probes every drive now (blocking: a small write and fdatasync each).
+ * Main loop only; other threads use gw__probe_drives_soon. */
 void gw__probe_drives(gw_daemon *d);
 /* The admin endpoints that read the store (gw_admin_ops.c): conflicts,
  * object status, drives and heal. Called after authentication; 1 if it
@@ -695,7 +799,11 @@ int gw__route_pick(gw_daemon *d, gw_route_reason why, uint32_t token_site, const
  * (r untouched). */
 int gw__proxy_start(gw_daemon *d, gw_req *r, gw_route_reason why, uint32_t site_id,
                     uint32_t token_site, gw_s3_err fallback);
-/* Closes the idle keep-alive connections to peers (shutdown). */
+/* Closes the calling loop's idle keep-alive connections to peers (each
+ * loop keeps its own pool; every loop calls it when it stops). */
 void gw__proxy_close_idle(void);
+/* Frees the calling thread's cached GET buffers (a loop thread, as it
+ * ends; gw_s3_obj.c). */
+void gw__s3_obj_thread_end(void);
 
 #endif

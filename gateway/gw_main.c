@@ -25,9 +25,13 @@
  * /health/ready is 200 only while at least k drives are online and the
  * daemon is not draining.
  *
- * Shutdown: SIGTERM or SIGINT stops the listeners and readiness at once,
- * lets requests in flight finish for up to 10 s, then leaves the event loop,
- * frees everything and exits 0. A second signal exits immediately.
+ * S3 requests are served by [s3] loops event-loop threads (gw_loop.c); this
+ * main loop keeps admin, replication, drive probes and signals.
+ *
+ * Shutdown: SIGTERM or SIGINT stops the listeners (of every S3 loop) and
+ * readiness at once, lets requests in flight on all loops finish for up to
+ * 10 s, then leaves the event loops, joins the S3 loop threads, frees
+ * everything and exits 0. A second signal exits immediately.
  */
 #include "gw_int.h"
 #include "replicator.h"
@@ -47,6 +51,7 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <event2/thread.h>
 
 #include "engine.h"
 
@@ -59,7 +64,7 @@ gw__drives_online(const gw_daemon *d)
     int n = 0;
 
     for (int i = 0; i < d->n_drives; i++)
-        n += d->drives[i].state == GW_DRIVE_ONLINE;
+        n += GW_LOAD(d->drives[i].state) == GW_DRIVE_ONLINE;
     return n;
 }
 
@@ -67,14 +72,15 @@ int
 gw__engine_failed(const gw_daemon *d)
 {
     engine_status st;
+    struct engine *e = GW_LOAD(d->eng);
 
-    return d->eng && engine_get_status(d->eng, &st) == 0 && st.failed;
+    return e && engine_get_status(e, &st) == 0 && st.failed;
 }
 
 int
 gw__ready(const gw_daemon *d)
 {
-    return !d->shutting_down && gw__drives_online(d) >= d->conf->ec_k && d->eng &&
+    return !GW_LOAD(d->shutting_down) && gw__drives_online(d) >= d->conf->ec_k && GW_LOAD(d->eng) &&
            !gw__engine_failed(d);
 }
 
@@ -104,7 +110,7 @@ probe_drive(gw_drive *dr)
     }
     if (rc == 0 && statvfs(dr->path, &vfs) == 0) {
         dr->total_bytes = (uint64_t)vfs.f_blocks * vfs.f_frsize;
-        dr->free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        GW_STORE(dr->free_bytes, (uint64_t)vfs.f_bavail * vfs.f_frsize);
     }
     return rc;
 }
@@ -117,7 +123,7 @@ probe_all(gw_daemon *d)
         gw_drive_state was = dr->state;
         int rc = probe_drive(dr);
         dr->err = rc;
-        dr->state = rc == 0 ? GW_DRIVE_ONLINE : GW_DRIVE_OFFLINE;
+        GW_STORE(dr->state, rc == 0 ? GW_DRIVE_ONLINE : GW_DRIVE_OFFLINE);
         if (dr->state != was || (rc != 0 && d->started_ms == 0)) {
             if (rc != 0)
                 MRD_ERROR("drive.offline", "drive=%d path=%s error=\"%s\"", i, dr->path,
@@ -187,6 +193,7 @@ static int
 open_engine(gw_daemon *d)
 {
     engine_opts eo;
+    struct engine *eng = NULL;
     char report[512] = "";
     uint64_t replayed = 0;
     uint64_t t0 = mrd_clock_mono_ns();
@@ -199,7 +206,7 @@ open_engine(gw_daemon *d)
     eo.report_size = sizeof(report);
     eo.replayed = &replayed;
     arm_test_fault(&eo);
-    rc = engine_open(&eo, &d->eng);
+    rc = engine_open(&eo, &eng);
     if (rc == MRD_EDEGRADED) {
         MRD_ERROR("engine.degraded", "error=\"%s\" drives_online=%d need=%d", mrd_strerror(rc),
                   gw__drives_online(d), d->conf->ec_k);
@@ -211,6 +218,8 @@ open_engine(gw_daemon *d)
                 report);
         return rc;
     }
+    /* S3 loops see it from here on (gw__engine) */
+    GW_STORE(d->eng, eng);
     d->eng_ev = event_new(d->base, engine_fd(d->eng), EV_READ | EV_PERSIST, engine_ready_cb, d);
     if (!d->eng_ev || event_add(d->eng_ev, NULL) != 0) {
         fprintf(stderr, "meridiand: cannot watch the engine's completion queue\n");
@@ -260,7 +269,7 @@ drive_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     gw__probe_drives(d);
-    if (!d->eng && !d->shutting_down && gw__drives_online(d) >= d->conf->ec_k)
+    if (!d->eng && !GW_LOAD(d->shutting_down) && gw__drives_online(d) >= d->conf->ec_k)
         open_engine(d);
     gw__s3_mpu_expire_tick(d);
 }
@@ -270,7 +279,7 @@ drain_check_cb(evutil_socket_t fd, short what, void *arg)
 {
     gw_daemon *d = arg;
     static int ticks;
-    int open = gw_http_server_conn_count(d->s3) + gw_http_server_conn_count(d->admin);
+    int open = gw__loops_conn_count(d) + gw_http_server_conn_count(d->admin);
 
     (void)fd;
     (void)what;
@@ -286,19 +295,25 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     gw_daemon *d = arg;
     struct timeval tick = {0, 100000};
+    struct repl *rp = d->replicator;
 
     (void)what;
     if (d->shutting_down) {
         MRD_WARN("shutdown.forced", "signal=%d", (int)sig);
+        for (int i = 0; i < d->n_loops; i++)
+            if (d->loops[i].threaded)
+                event_base_loopbreak(d->loops[i].base);
         event_base_loopbreak(d->base);
         return;
     }
-    d->shutting_down = 1;
+    GW_STORE(d->shutting_down, 1);
     MRD_INFO("shutdown.begin", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
-    gw_http_server_stop_listening(d->s3);
+    gw__loops_stop_listening(d);
     gw_http_server_stop_listening(d->admin);
-    repl_free(d->replicator); /* before the listener it borrows */
+    /* S3 loops stop using it (the view's copy) before it is freed */
     d->replicator = NULL;
+    gw__view_refresh(d);
+    repl_free(rp); /* before the listener it borrows */
     if (d->repl) {
         evconnlistener_free(d->repl);
         d->repl = NULL;
@@ -323,7 +338,7 @@ local_high_water(void *ud)
 static void
 on_peer_state(void *ud, const repl_peer_info *p, repl_peer_state old)
 {
-    (void)ud;
+    gw__view_refresh(ud); /* routing on the S3 loops sees it at once */
     MRD_LOG(p->state == REPL_PEER_DOWN ? MRD_LOG_WARN : MRD_LOG_INFO, "peer.state",
             "peer=%s peer_id=%u from=%s to=%s rtt_ms=%.1f error=\"%s\"", p->name, p->id,
             repl_peer_state_name(old), repl_peer_state_name(p->state), p->rtt_ms, p->last_error);
@@ -437,21 +452,12 @@ start_listeners(gw_daemon *d)
     char addr[300];
     int rc;
 
-    rc = gw_http_server_listen(d->s3, c->listen_s3.host, c->listen_s3.port, "s3", NULL);
-    if (rc == 0 && c->has_s3_tls) {
-        rc = gw_http_server_listen_tls(d->s3, c->listen_s3_tls.host, c->listen_s3_tls.port,
-                                       "s3_tls", d->s3_tls, NULL);
-        if (rc != 0)
-            mrd_addr_format(&c->listen_s3_tls, addr, sizeof(addr));
-    } else if (rc != 0) {
-        mrd_addr_format(&c->listen_s3, addr, sizeof(addr));
-    }
-    if (rc == 0) {
-        rc = gw_http_server_listen(d->admin, c->listen_admin.host, c->listen_admin.port, "admin",
-                                   NULL);
-        if (rc != 0)
-            mrd_addr_format(&c->listen_admin, addr, sizeof(addr));
-    }
+    /* the S3 listeners, one set per loop */
+    if ((rc = gw__loops_init(d)) != 0)
+        return rc;
+    rc = gw_http_server_listen(d->admin, c->listen_admin.host, c->listen_admin.port, "admin", NULL);
+    if (rc != 0)
+        mrd_addr_format(&c->listen_admin, addr, sizeof(addr));
     if (rc == 0) {
         rc = listen_repl(d);
         if (rc != 0)
@@ -590,16 +596,20 @@ main(int argc, char **argv)
     }
     probe_all(&d);
 
+    /* S3 loop threads signal the main loop and each other's bases */
+    evthread_use_pthreads();
     d.base = event_base_new();
-    if (!d.base || gw_http_server_new(d.base, NULL, gw__route_s3, &d, &d.s3) != 0 ||
-        gw_http_server_new(d.base, NULL, gw__route_admin, &d, &d.admin) != 0) {
+    if (!d.base || gw_http_server_new(d.base, NULL, gw__route_admin, &d, &d.admin) != 0 ||
+        pthread_mutex_init(&d.route.mu, NULL) != 0) {
         fprintf(stderr, "meridiand: out of memory at start-up\n");
         goto out;
     }
-    gw_http_server_set_error_fn(d.s3, gw_s3_http_error); /* S3 XML, even for bad HTTP */
     if (open_engine(&d) != 0)
         goto out;
     if (start_listeners(&d) != 0 || start_replicator(&d) != 0 || gw__route_init(&d) != 0)
+        goto out;
+    gw__view_refresh(&d);
+    if (gw__loops_start(&d) != 0)
         goto out;
     d.sig_term = evsignal_new(d.base, SIGTERM, signal_cb, &d);
     d.sig_int = evsignal_new(d.base, SIGINT, signal_cb, &d);
@@ -616,11 +626,12 @@ main(int argc, char **argv)
              d.conf->ec_m, d.conf->n_peers, gw__ready(&d));
 
     event_base_dispatch(d.base);
+    gw__loops_join(&d);
     MRD_INFO("shutdown.complete", "uptime_s=%.1f",
              (double)(mrd_clock_mono_ns() - d.started_mono_ns) / 1e9);
     exit_code = 0;
 out:
-    gw_http_server_free(d.s3);
+    gw__loops_join(&d); /* the S3 servers are freed: before the engine */
     gw_http_server_free(d.admin);
     gw__proxy_close_idle();
     repl_free(d.replicator); /* closes its WAL readers: before the engine */
@@ -639,6 +650,8 @@ out:
         event_free(d.drive_timer);
     if (d.route_timer)
         event_free(d.route_timer);
+    gw__loops_free(&d); /* after engine_close: its last callbacks may use a loop's base */
+    pthread_mutex_destroy(&d.route.mu);
     if (d.base)
         event_base_free(d.base);
     if (d.lock_fd >= 0)

@@ -48,6 +48,11 @@
  * is retried once on a fresh connection to the same peer, not counted as
  * the peer failing.
  *
+ * Threads: a px lives on the S3 loop of its client connection, and so do
+ * its upstream connection and the idle pool it may come from (one pool per
+ * loop, thread-local). Peer data and the replicator's signing come from
+ * the daemon's view (gw_loop.c); counters are atomic.
+ *
  * Lifetime: the px is freed when the client side is released; callbacks
  * that may end the response (and so run release synchronously) are
  * bracketed by depth, and the outermost frame frees.
@@ -120,9 +125,10 @@ typedef struct px_idle {
     uint32_t site;
 } px_idle;
 
-/* Loop thread only (one daemon per process). */
-static px_idle idle_pool[MRD_MAX_PEERS * PX_POOL_PER_PEER];
-static int n_idle;
+/* Per loop thread: each S3 loop keeps its own pool (its connections live
+ * on its event_base), so no lock is needed. */
+static __thread px_idle idle_pool[MRD_MAX_PEERS * PX_POOL_PER_PEER];
+static __thread int n_idle;
 
 static void
 idle_drop(struct bufferevent *bev)
@@ -211,7 +217,7 @@ px_free(px *x)
     mrd_buf_free(&x->hdrs);
     mrd_buf_free(&x->name_acc);
     mrd_buf_free(&x->val_acc);
-    x->d->route.proxies_open--;
+    GW_ADD(x->d->route.proxies_open, -1);
     free(x);
 }
 
@@ -260,12 +266,12 @@ px_fail(px *x, const char *why)
     }
     if (!x->body_touched && x->n_tried < PX_MAX_TRIES &&
         gw__route_pick(x->d, x->why, x->token_site, x->tried, x->n_tried, &x->site) >= 0) {
-        x->d->route.proxy_retries++;
+        GW_ADD(x->d->route.proxy_retries, 1);
         x->fresh = 0;
         px_try(x);
         return;
     }
-    x->d->route.proxy_errors++;
+    GW_ADD(x->d->route.proxy_errors, 1);
     gw_s3_error(x->r, x->fallback, gw_req_path(x->r),
                 x->fallback == GW_S3E_SERVICE_UNAVAILABLE ? "no peer site could serve the request"
                                                           : NULL);
@@ -460,18 +466,22 @@ keep_waiting(px *x)
 {
     uint64_t waited_ms = (mrd_clock_mono_ns() - x->attempt_ns) / 1000000;
     const char *m = gw_req_method(x->r);
-    repl_peer_info p;
+    const repl_peer_info *p;
+    const gw_view *v;
     uint32_t other;
-    int i;
+    int healthy;
 
     if (waited_ms >= PX_HEAD_S * 1000u)
         return 0;
     if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0)
         return 1; /* not idempotent everywhere: wait for this peer */
-    if (!x->d->replicator || (i = repl_peer_find(x->d->replicator, x->site)) < 0 ||
-        repl_peer_get(x->d->replicator, i, &p) != 0)
+    v = gw__view_lock(x->d);
+    p = v->repl ? gw__view_peer(v, x->site) : NULL;
+    healthy = p ? p->state == REPL_PEER_HEALTHY : -1;
+    gw__view_unlock(x->d);
+    if (healthy < 0)
         return 0;
-    if (p.state == REPL_PEER_HEALTHY)
+    if (healthy)
         return 1;
     return gw__route_pick(x->d, x->why, x->token_site, x->tried, x->n_tried, &other) < 0;
 }
@@ -557,10 +567,14 @@ write_head(px *x, const mrd_peer_conf *pc)
     mrd_buf h = {0};
     int rc;
 
-    if (!x->d->replicator)
-        return MRD_ESHUTDOWN;
-    rc = repl_proxy_sign(x->d->replicator, gw_req_method(r), gw_req_target(r),
-                         gw__proxy_payload_hash(r, anon, signed_hash, sizeof(signed_hash)), &sig);
+    const gw_view *view = gw__view_lock(x->d);
+
+    rc = view->repl
+             ? repl_proxy_sign(view->repl, gw_req_method(r), gw_req_target(r),
+                               gw__proxy_payload_hash(r, anon, signed_hash, sizeof(signed_hash)),
+                               &sig)
+             : MRD_ESHUTDOWN;
+    gw__view_unlock(x->d);
     if (rc != 0)
         return rc;
     /* Host and Authorization go as the client sent them: the peer checks
@@ -603,6 +617,8 @@ static void
 px_try(px *x)
 {
     const mrd_peer_conf *pc = NULL;
+    mrd_peer_conf pcopy;
+    const gw_view *v;
     /* A peer must start answering a bodiless request within PX_HEAD_S (a
      * stopped peer is then replaced); an upload must keep moving. */
     struct timeval head = {PX_CHECK_S, 0}, slow = {PX_IO_S * 5, 0}, io = {PX_IO_S, 0};
@@ -611,7 +627,12 @@ px_try(px *x)
     char port[8];
     struct evutil_addrinfo hints, *res = NULL;
 
-    pc = gw__peer_conf(x->d, x->site);
+    v = gw__view_lock(x->d); /* the topology may change meanwhile: a copy */
+    if ((pc = gw__view_conf(v, x->site)) != NULL) {
+        pcopy = *pc;
+        pc = &pcopy;
+    }
+    gw__view_unlock(x->d);
     x->tried[x->n_tried++] = x->site;
     x->attempt_ns = mrd_clock_mono_ns();
     x->timed_out = 0;
@@ -640,9 +661,9 @@ px_try(px *x)
     /* a fresh connection after a reused one failed silently */
     x->up = x->fresh ? NULL : idle_take(x->site);
     x->reused = x->up != NULL;
-    x->d->route.proxy_reused += (uint64_t)x->reused;
+    GW_ADD(x->d->route.proxy_reused, (uint64_t)x->reused);
     x->got_bytes = 0;
-    if (!x->up && !(x->up = bufferevent_socket_new(x->d->base, -1, BEV_OPT_CLOSE_ON_FREE))) {
+    if (!x->up && !(x->up = bufferevent_socket_new(gw__base(x->d), -1, BEV_OPT_CLOSE_ON_FREE))) {
         px_fail(x, "out of memory");
         return;
     }
@@ -730,8 +751,11 @@ gw__proxy_start(gw_daemon *d, gw_req *r, gw_route_reason why, uint32_t site_id, 
                 gw_s3_err fallback)
 {
     px *x;
+    const gw_view *v = gw__view_lock(d);
+    int running = v->repl != NULL;
 
-    if (!d->replicator)
+    gw__view_unlock(d);
+    if (!running)
         return MRD_ESHUTDOWN;
     x = calloc(1, sizeof(*x));
     if (!x)
@@ -752,8 +776,8 @@ gw__proxy_start(gw_daemon *d, gw_req *r, gw_route_reason why, uint32_t site_id, 
     x->settings.on_headers_complete = on_resp_headers;
     x->settings.on_body = on_resp_body;
     x->settings.on_message_complete = on_resp_done;
-    d->route.proxies_open++;
-    d->route.proxied[why]++;
+    GW_ADD(d->route.proxies_open, 1);
+    GW_ADD(d->route.proxied[why], 1);
     /* The body waits until the connection is made (px_try resumes it). */
     gw_req_attach(r, x->has_body ? &px_ops : &px_ops_nobody, x);
     if (x->has_body) {

@@ -28,6 +28,10 @@
  * hysteresis keeps a flapping link from flapping routing. Each decision is
  * made per request from the current state, so failback is automatic: once
  * drives, store or peer are back, the next request is served here again.
+ * Threads: these functions run on every S3 loop. What they read of the
+ * replicator and the topology comes from the daemon's view (gw_loop.c),
+ * counters are atomic, and the transition log is serialised by route.mu;
+ * a drive probe a read asks for runs on the main loop.
  * Transitions of the site's routing state (reads local/peer, writes
  * local/forward/refuse, drained) are logged as event=route.* at info level
  * and counted (meridian_route_transitions_total); a 1 s timer notices them
@@ -63,9 +67,13 @@ static const char *const reason_names[GW_ROUTE__COUNT] = {"behind", "store", "to
 /* ---- state ---------------------------------------------------------------- */
 
 static int
-has_peers(const gw_daemon *d)
+has_peers(gw_daemon *d)
 {
-    return d->replicator && d->conf->n_peers > 0;
+    const gw_view *v = gw__view_lock(d);
+    int has = v->repl && v->n_conf > 0;
+
+    gw__view_unlock(d);
+    return has;
 }
 
 /* Reads count as failing over for READ_FAIL_HOLD_MS after one found its
@@ -73,11 +81,11 @@ has_peers(const gw_daemon *d)
 static int
 store_reads_ok(const gw_daemon *d)
 {
-    uint64_t now = mrd_clock_mono_ns();
+    uint64_t now = mrd_clock_mono_ns(), failed = GW_LOAD(d->route.read_failed_ns);
 
-    if (d->route.read_failed_ns && now - d->route.read_failed_ns < READ_FAIL_HOLD_MS * 1000000ull)
+    if (failed && now - failed < READ_FAIL_HOLD_MS * 1000000ull)
         return 0;
-    return d->eng && gw__drives_online(d) >= d->conf->ec_k;
+    return GW_LOAD(d->eng) && gw__drives_online(d) >= d->conf->ec_k;
 }
 
 static int
@@ -85,33 +93,37 @@ store_writes_ok(const gw_daemon *d)
 {
     int writable = 0;
 
-    if (!d->eng || gw__engine_failed(d))
+    if (!GW_LOAD(d->eng) || gw__engine_failed(d))
         return 0;
     for (int i = 0; i < d->n_drives; i++)
-        writable +=
-            d->drives[i].state == GW_DRIVE_ONLINE && d->drives[i].free_bytes >= MIN_FREE_BYTES;
+        writable += GW_LOAD(d->drives[i].state) == GW_DRIVE_ONLINE &&
+                    GW_LOAD(d->drives[i].free_bytes) >= MIN_FREE_BYTES;
     return writable >= d->conf->ec_k;
 }
 
 static const char *
 write_mode(const gw_daemon *d)
 {
-    if (store_writes_ok(d) && !d->route.drained)
+    int drained = GW_LOAD(d->route.drained);
+
+    if (store_writes_ok(d) && !drained)
         return "local";
-    return d->conf->write_failover == MRD_WRITE_FAILOVER_FORWARD || d->route.drained ? "forward"
-                                                                                     : "refuse";
+    return d->conf->write_failover == MRD_WRITE_FAILOVER_FORWARD || drained ? "forward" : "refuse";
 }
 
-/* Logs and counts a change of one routing state. */
+/* Logs and counts a change of one routing state (any loop: under mu). */
 static void
 transition(gw_daemon *d, int *state, int now, const char *event, const char *detail)
 {
-    if (*state == now)
-        return;
-    *state = now;
-    d->route.transitions++;
-    MRD_INFO(event, "state=%s drives_online=%d need=%d writes=%s detail=\"%s\"",
-             now ? "local" : "peer", gw__drives_online(d), d->conf->ec_k, write_mode(d), detail);
+    pthread_mutex_lock(&d->route.mu);
+    if (*state != now) {
+        *state = now;
+        GW_ADD(d->route.transitions, 1);
+        MRD_INFO(event, "state=%s drives_online=%d need=%d writes=%s detail=\"%s\"",
+                 now ? "local" : "peer", gw__drives_online(d), d->conf->ec_k, write_mode(d),
+                 detail);
+    }
+    pthread_mutex_unlock(&d->route.mu);
 }
 
 static void
@@ -149,7 +161,8 @@ applied_from(gw_daemon *d, const repl_peer_info *p)
 {
     engine_repl_state st[MRD_MAX_PEERS];
     uint64_t a = p->applied_from_peer;
-    int n = d->eng ? engine_repl_progress(d->eng, st, MRD_MAX_PEERS) : 0;
+    struct engine *e = GW_LOAD(d->eng);
+    int n = e ? engine_repl_progress(e, st, MRD_MAX_PEERS) : 0;
 
     for (int i = 0; i < n; i++)
         if (st[i].origin == p->id && st[i].applied > a)
@@ -164,34 +177,34 @@ gw__route_pick(gw_daemon *d, gw_route_reason why, uint32_t token_site, const uin
     int best = -1, best_rank = 3;
     double best_rtt = 0;
     uint32_t best_id = 0;
+    const gw_view *v = gw__view_lock(d);
 
-    for (int i = 0; has_peers(d) && i < repl_peer_count(d->replicator); i++) {
-        repl_peer_info p;
+    for (int i = 0; v->repl && v->n_conf > 0 && i < v->n_info; i++) {
+        const repl_peer_info *p = &v->info[i];
+        const mrd_peer_conf *pc = gw__view_conf(v, p->id);
         int rank, skip = 0;
 
-        const mrd_peer_conf *pc;
-
-        if (repl_peer_get(d->replicator, i, &p) != 0 || !(pc = gw__peer_conf(d, p.id)) ||
-            !pc->has_s3)
+        if (!pc || !pc->has_s3)
             continue;
-        if (p.state == REPL_PEER_HEALTHY)
+        if (p->state == REPL_PEER_HEALTHY)
             rank = 0;
-        else if (p.state == REPL_PEER_DEGRADED)
+        else if (p->state == REPL_PEER_DEGRADED)
             rank = 1;
         else
             continue;
         for (int j = 0; j < n_exclude; j++)
-            skip |= exclude[j] == p.id;
-        if (skip || (why == GW_ROUTE_TOKEN && p.id != token_site) ||
-            (why == GW_ROUTE_BEHIND && p.high_water_lsn <= applied_from(d, &p)))
+            skip |= exclude[j] == p->id;
+        if (skip || (why == GW_ROUTE_TOKEN && p->id != token_site) ||
+            (why == GW_ROUTE_BEHIND && p->high_water_lsn <= applied_from(d, p)))
             continue;
-        if (best < 0 || rank < best_rank || (rank == best_rank && p.rtt_ms < best_rtt)) {
+        if (best < 0 || rank < best_rank || (rank == best_rank && p->rtt_ms < best_rtt)) {
             best = i;
             best_rank = rank;
-            best_rtt = p.rtt_ms;
-            best_id = p.id;
+            best_rtt = p->rtt_ms;
+            best_id = p->id;
         }
     }
+    gw__view_unlock(d);
     if (best < 0)
         return MRD_ENOTFOUND;
     *site_out = best_id;
@@ -237,23 +250,34 @@ gw__route_peer_auth(gw_daemon *d, gw_req *r, gw_sigv4_auth *auth)
     uint32_t site = 0;
     char q[160], signed_hash[160];
 
+    const gw_view *v;
+    int ok = 0, running;
+
     if (!gw__route_from_peer(r))
         return 0;
-    if (d->replicator && copy_hdr(r, "x-meridian-site-id", sig.site, sizeof(sig.site)) == 0 &&
+    v = gw__view_lock(d);
+    running = v->repl != NULL;
+    if (running && copy_hdr(r, "x-meridian-site-id", sig.site, sizeof(sig.site)) == 0 &&
         copy_hdr(r, "x-meridian-time", sig.time, sizeof(sig.time)) == 0 &&
         copy_hdr(r, "x-meridian-auth", sig.auth, sizeof(sig.auth)) == 0 &&
-        repl_proxy_verify(d->replicator, gw_req_method(r), gw_req_target(r),
-                          gw__proxy_payload_hash(r, gw_req_header(r, GW_HDR_ANON) != NULL,
-                                                 signed_hash, sizeof(signed_hash)),
-                          &sig, &site, &why) == 0) {
+        repl_proxy_check(v->repl, gw_req_method(r), gw_req_target(r),
+                         gw__proxy_payload_hash(r, gw_req_header(r, GW_HDR_ANON) != NULL,
+                                                signed_hash, sizeof(signed_hash)),
+                         &sig, &site, &why) == 0) {
+        ok = gw__view_peer(v, site) != NULL;
+        if (!ok)
+            why = "site id is not a configured peer";
+    }
+    gw__view_unlock(d);
+    if (ok) {
         memset(auth, 0, sizeof(*auth));
         snprintf(auth->access_key, sizeof(auth->access_key), "site-%u", site);
         snprintf(auth->payload_hash, sizeof(auth->payload_hash), "%s",
                  sha && strlen(sha) < sizeof(auth->payload_hash) ? sha : "UNSIGNED-PAYLOAD");
-        d->route.served_for_peers++;
+        GW_ADD(d->route.served_for_peers, 1);
         return 1;
     }
-    if (d->replicator && why == NULL)
+    if (running && why == NULL)
         why = "malformed or oversized x-meridian-* header";
     MRD_WARN("route.peer_auth_failed", "remote=%s path=%s reason=\"%s\"", gw_req_peer(r),
              mrd_log_quote(gw_req_path(r), q, sizeof(q)), why ? why : "bad headers");
@@ -278,7 +302,7 @@ write_failover(gw_daemon *d, gw_req *r)
     if (d->conf->write_failover == MRD_WRITE_FAILOVER_FORWARD &&
         forward(d, r, GW_ROUTE_WRITE, 0, GW_S3E_SLOW_DOWN))
         return;
-    d->route.writes_refused++;
+    GW_ADD(d->route.writes_refused, 1);
     gw_s3_error(r, GW_S3E_SLOW_DOWN, gw_req_path(r),
                 d->conf->write_failover == MRD_WRITE_FAILOVER_FORWARD
                     ? "the local store cannot take writes and no peer site is reachable"
@@ -290,9 +314,9 @@ gw__route_early(gw_daemon *d, gw_req *r)
 {
     if (gw__route_from_peer(r) || !has_peers(d))
         return 0;
-    if (d->route.drained)
+    if (GW_LOAD(d->route.drained))
         return forward(d, r, GW_ROUTE_DRAIN, 0, GW_S3E_SERVICE_UNAVAILABLE);
-    if (d->eng)
+    if (GW_LOAD(d->eng))
         return 0;
     if (is_read(r))
         return forward(d, r, GW_ROUTE_STORE, 0, GW_S3E_SERVICE_UNAVAILABLE);
@@ -328,16 +352,16 @@ gw__route_read_failed(gw_daemon *d, gw_req *r, gw_s3_err err, int rc, int delete
         /* A delete marker here is an answer, not a gap: never resurrect. */
         if (!deleted && forward(d, r, GW_ROUTE_BEHIND, 0, err))
             return 1;
-        d->route.local_misses++;
+        GW_ADD(d->route.local_misses, 1);
         return 0;
     }
     if (rc == MRD_EDEGRADED || rc == -EIO || gw_s3_err_status(err) >= 500) {
         uint64_t now = mrd_clock_mono_ns();
-        /* the drive probe runs every 10 s: look now (at most once a second)
-         * so that writes fail over without waiting for it */
-        if (now - d->route.read_failed_ns > 1000000000ull)
-            gw__probe_drives(d);
-        d->route.read_failed_ns = now;
+        /* the drive probe runs every 10 s: have the main loop look now (at
+         * most once a second) so that writes fail over without waiting */
+        if (now - GW_LOAD(d->route.read_failed_ns) > 1000000000ull)
+            gw__probe_drives_soon(d);
+        GW_STORE(d->route.read_failed_ns, now);
         observe(d, "a read found the data unreadable here");
         MRD_INFO("route.read_failover", "path=%s error=\"%s\"", gw_req_path(r),
                  mrd_strerror(rc ? rc : MRD_EDEGRADED));
@@ -353,8 +377,9 @@ gw__route_write_token(gw_daemon *d, gw_req *r)
 {
     engine_status st;
     char tok[WRITE_TOKEN_MAX];
+    struct engine *e = GW_LOAD(d->eng);
 
-    if (!d->eng || engine_get_status(d->eng, &st) != 0)
+    if (!e || engine_get_status(e, &st) != 0)
         return;
     snprintf(tok, sizeof(tok), "%s:%llu", d->conf->site_name,
              (unsigned long long)st.wal_durable_lsn);
@@ -365,12 +390,12 @@ gw__route_write_token(gw_daemon *d, gw_req *r)
 static int
 token_met(gw_daemon *d, uint32_t site, uint64_t lsn)
 {
-    int i = d->replicator ? repl_peer_find(d->replicator, site) : -1;
-    repl_peer_info p;
+    const gw_view *v = gw__view_lock(d);
+    const repl_peer_info *p = v->repl ? gw__view_peer(v, site) : NULL;
+    int met = p && applied_from(d, p) >= lsn;
 
-    if (i < 0 || repl_peer_get(d->replicator, i, &p) != 0)
-        return 0;
-    return applied_from(d, &p) >= lsn;
+    gw__view_unlock(d);
+    return met;
 }
 
 typedef struct token_wait {
@@ -413,8 +438,8 @@ tw_tick(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (token_met(d, t->site, t->lsn) || !d->eng) {
-        d->route.token_waited++;
+    if (token_met(d, t->site, t->lsn) || !GW_LOAD(d->eng)) {
+        GW_ADD(d->route.token_waited, 1);
     } else if (mrd_clock_mono_ns() < t->deadline_ns) {
         evtimer_add(t->ev, &tv);
         return;
@@ -445,21 +470,25 @@ gw__route_read(gw_daemon *d, gw_req *r, const char *bucket, const char *key)
     uint64_t lsn = 0;
     token_wait *t;
     struct timeval tv = {0, TOKEN_POLL_MS * 1000};
+    int rc;
 
     if (!tok || gw__route_from_peer(r))
         return 0;
-    if (gw__route_parse_token(d->conf, tok, &site, &lsn) != 0) {
+    gw__view_lock(d); /* the peer list it reads may change (gw__on_topology) */
+    rc = gw__route_parse_token(d->conf, tok, &site, &lsn);
+    gw__view_unlock(d);
+    if (rc != 0) {
         gw_s3_error(r, GW_S3E_INVALID_ARGUMENT, gw_req_path(r),
                     "x-meridian-write-token must be <site>:<lsn> as returned by a PUT or DELETE "
                     "at a site of this cluster");
         return 1;
     }
     if (site == 0 || !has_peers(d) || token_met(d, site, lsn)) {
-        d->route.token_local++;
+        GW_ADD(d->route.token_local, 1);
         return 0;
     }
     t = calloc(1, sizeof(*t));
-    if (!t || !(t->key = strdup(key)) || !(t->ev = evtimer_new(d->base, tw_tick, t))) {
+    if (!t || !(t->key = strdup(key)) || !(t->ev = evtimer_new(gw__base(d), tw_tick, t))) {
         if (t)
             tw_free(t);
         return 0; /* serve here: stale at worst */
@@ -495,9 +524,9 @@ gw__route_failover_admin(gw_daemon *d, gw_req *r, const char *path)
         gw_resp_simple(r, 405, "application/json", e, sizeof(e) - 1);
         return 1;
     }
-    if (d->route.drained != drain) {
-        d->route.drained = drain;
-        d->route.transitions++;
+    if (GW_LOAD(d->route.drained) != drain) {
+        GW_STORE(d->route.drained, drain);
+        GW_ADD(d->route.transitions, 1);
         MRD_INFO(drain ? "route.drain" : "route.undrain", "by=%s writes=%s", gw_req_peer(r),
                  write_mode(d));
     }
@@ -515,9 +544,9 @@ gw__route_status_json(gw_daemon *d, mrd_json_w *w)
     observe(d, "status");
     mrd_json_w_obj_begin(w);
     mrd_json_w_key(w, "drained");
-    mrd_json_w_bool(w, s->drained);
+    mrd_json_w_bool(w, GW_LOAD(s->drained));
     mrd_json_w_key(w, "reads");
-    mrd_json_w_str(w, s->drained || !store_reads_ok(d) ? "peer" : "local");
+    mrd_json_w_str(w, GW_LOAD(s->drained) || !store_reads_ok(d) ? "peer" : "local");
     mrd_json_w_key(w, "writes");
     mrd_json_w_str(w, write_mode(d));
     mrd_json_w_key(w, "write_failover");
@@ -547,25 +576,25 @@ gw__route_status_json(gw_daemon *d, mrd_json_w *w)
     }
     mrd_json_w_obj_end(w);
     mrd_json_w_key(w, "proxies_open");
-    mrd_json_w_int(w, s->proxies_open);
+    mrd_json_w_int(w, GW_LOAD(s->proxies_open));
     mrd_json_w_key(w, "proxy_errors");
-    mrd_json_w_uint(w, s->proxy_errors);
+    mrd_json_w_uint(w, GW_LOAD(s->proxy_errors));
     mrd_json_w_key(w, "proxy_retries");
-    mrd_json_w_uint(w, s->proxy_retries);
+    mrd_json_w_uint(w, GW_LOAD(s->proxy_retries));
     mrd_json_w_key(w, "proxy_reused");
-    mrd_json_w_uint(w, s->proxy_reused);
+    mrd_json_w_uint(w, GW_LOAD(s->proxy_reused));
     mrd_json_w_key(w, "local_misses");
-    mrd_json_w_uint(w, s->local_misses);
+    mrd_json_w_uint(w, GW_LOAD(s->local_misses));
     mrd_json_w_key(w, "served_for_peers");
-    mrd_json_w_uint(w, s->served_for_peers);
+    mrd_json_w_uint(w, GW_LOAD(s->served_for_peers));
     mrd_json_w_key(w, "token_local");
-    mrd_json_w_uint(w, s->token_local);
+    mrd_json_w_uint(w, GW_LOAD(s->token_local));
     mrd_json_w_key(w, "token_waited");
-    mrd_json_w_uint(w, s->token_waited);
+    mrd_json_w_uint(w, GW_LOAD(s->token_waited));
     mrd_json_w_key(w, "writes_refused");
-    mrd_json_w_uint(w, s->writes_refused);
+    mrd_json_w_uint(w, GW_LOAD(s->writes_refused));
     mrd_json_w_key(w, "transitions");
-    mrd_json_w_uint(w, s->transitions);
+    mrd_json_w_uint(w, GW_LOAD(s->transitions));
     mrd_json_w_obj_end(w);
 }
 
@@ -583,21 +612,24 @@ gw__route_metrics(gw_daemon *d, mrd_buf *b)
 #define C(name, help, v)                                                                           \
     mrd_buf_appendf(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",       \
                     (unsigned long long)(v))
-    C("meridian_route_proxy_errors_total", "Forwarded requests no peer answered.", s->proxy_errors);
+    C("meridian_route_proxy_errors_total", "Forwarded requests no peer answered.",
+      GW_LOAD(s->proxy_errors));
     C("meridian_route_proxy_retries_total", "Peers that failed before answering; the next tried.",
-      s->proxy_retries);
+      GW_LOAD(s->proxy_retries));
     C("meridian_route_proxy_reused_total", "Forwarded requests sent on a kept-alive connection.",
-      s->proxy_reused);
+      GW_LOAD(s->proxy_reused));
     C("meridian_route_local_misses_total", "404s answered here without a WAN round trip.",
-      s->local_misses);
+      GW_LOAD(s->local_misses));
     C("meridian_route_served_for_peers_total", "Requests peer sites forwarded to this one.",
-      s->served_for_peers);
-    C("meridian_route_token_local_total", "Token reads served here at once.", s->token_local);
+      GW_LOAD(s->served_for_peers));
+    C("meridian_route_token_local_total", "Token reads served here at once.",
+      GW_LOAD(s->token_local));
     C("meridian_route_token_waited_total", "Token reads served here after waiting.",
-      s->token_waited);
+      GW_LOAD(s->token_waited));
     C("meridian_route_writes_refused_total", "Writes refused with 503 SlowDown.",
-      s->writes_refused);
-    C("meridian_route_transitions_total", "Routing state changes (event=route.*).", s->transitions);
+      GW_LOAD(s->writes_refused));
+    C("meridian_route_transitions_total", "Routing state changes (event=route.*).",
+      GW_LOAD(s->transitions));
 #undef C
     mrd_buf_appendf(b,
                     "# HELP meridian_route_drained 1 while the site is drained.\n"
@@ -606,6 +638,6 @@ gw__route_metrics(gw_daemon *d, mrd_buf *b)
                     "# TYPE meridian_route_reads_local gauge\nmeridian_route_reads_local %d\n"
                     "# HELP meridian_route_writes_local 1 while writes are taken locally.\n"
                     "# TYPE meridian_route_writes_local gauge\nmeridian_route_writes_local %d\n",
-                    s->drained, !s->drained && store_reads_ok(d),
-                    !s->drained && store_writes_ok(d));
+                    GW_LOAD(s->drained), !GW_LOAD(s->drained) && store_reads_ok(d),
+                    !GW_LOAD(s->drained) && store_writes_ok(d));
 }

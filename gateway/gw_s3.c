@@ -20,7 +20,9 @@
  *
  * Nothing here blocks the event loop: index reads run on the engine's
  * worker pool (engine_run) and mutations go through the engine, whose
- * callbacks come back on this loop (engine_poll). An operation in flight
+ * callbacks come back on this loop: each S3 loop thread binds its own
+ * completion queue (gw__engine, gw_loop.c), so an op is created, finished
+ * and freed on the loop that accepted its request. An operation in flight
  * owns a small `op`; the HTTP layer's release callback tells it when the
  * client went away, and whichever of "work finished" and "released" happens
  * last frees it. Object PUT and GET stream and live in gw_s3_obj.c.
@@ -833,7 +835,10 @@ gw__route_s3(gw_req *r, void *ud)
     gw_s3_addr a;
     mrd_buf key = {0};
     int peer, rc, anon;
+    gw_loop *l = gw__loop_self();
 
+    if (l)
+        GW_ADD(l->requests, 1);
     if (gw__route_health(r, d))
         return;
     memset(&auth, 0, sizeof(auth));
@@ -849,7 +854,8 @@ gw__route_s3(gw_req *r, void *ud)
         return;
     if (gw__route_early(d, r)) /* drained, or no store: a peer serves it */
         return;
-    if (!d->eng) {
+    /* from here on the engine's callbacks come back to this loop */
+    if (!gw__engine(d)) {
         gw_s3_error(r, GW_S3E_SERVICE_UNAVAILABLE, path, NULL);
         return;
     }

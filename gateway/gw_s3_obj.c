@@ -107,14 +107,15 @@ static const char *const kept_headers[] = {"content-encoding", "content-disposit
 /* Memory given back when idle                                               */
 /* ========================================================================= */
 
-/* PUTs and GETs alive (loop thread only), and when memory was last trimmed. */
+/* PUTs and GETs alive, and when memory was last trimmed: every S3 loop
+ * counts here (atomics; a trim is process-wide). */
 static int streams_alive;
 static uint64_t last_trim_ns;
 
 static void
 stream_begin(void)
 {
-    streams_alive++;
+    GW_ADD(streams_alive, 1);
 }
 
 /* See "Memory" in the design comment: once no PUT or GET is left, give the
@@ -124,12 +125,12 @@ stream_end(void)
 {
     uint64_t now;
 
-    if (--streams_alive > 0)
+    if (__atomic_sub_fetch(&streams_alive, 1, __ATOMIC_RELAXED) > 0)
         return;
     now = mrd_clock_mono_ns();
-    if (now - last_trim_ns < TRIM_EVERY_NS)
+    if (now - GW_LOAD(last_trim_ns) < TRIM_EVERY_NS)
         return;
-    last_trim_ns = now;
+    GW_STORE(last_trim_ns, now);
     malloc_trim(0);
 }
 
@@ -888,12 +889,20 @@ typedef struct get {
  * connection by reference (gw_resp_write_ref), not copied into its output
  * buffer, and its buffer comes back here once sent; full-size (CHUNK)
  * buffers are kept for reuse, so a large GET neither copies each MiB once
- * more nor page-faults a fresh MiB. Loop thread only: buffers are taken in
- * get_submit_read and given back by libevent's cleanup or get_free, all on
- * the loop. At most GET_BUFS_KEPT idle buffers are kept. */
+ * more nor page-faults a fresh MiB. Per loop thread (thread-local): buffers
+ * are taken in get_submit_read and given back by libevent's cleanup or
+ * get_free, all on the loop. At most GET_BUFS_KEPT idle buffers are kept;
+ * a loop thread frees its own as it ends (gw__s3_obj_thread_end). */
 #define GET_BUFS_KEPT 16
-static unsigned char *get_bufs[GET_BUFS_KEPT];
-static int n_get_bufs;
+static __thread unsigned char *get_bufs[GET_BUFS_KEPT];
+static __thread int n_get_bufs;
+
+void
+gw__s3_obj_thread_end(void)
+{
+    while (n_get_bufs > 0)
+        free(get_bufs[--n_get_bufs]);
+}
 
 static unsigned char *
 get_buf_take(size_t cap)
@@ -1353,10 +1362,10 @@ get_lookup_done(void *arg)
             gw_resp_header(g->r, "x-amz-version-id", vh);
     }
     {
-        const char *rs = repl_version_status(
-            g->d->replicator,
+        const char *rs = gw__view_version_status(
+            g->d,
             (uint32_t)strtoul(v->version_id + (strlen(v->version_id) > 16 ? 16 : 0), NULL, 16),
-            v->hlc, mrd_clock_realtime_ms(NULL), GW_REPLICATION_FAILED_MS(g->d));
+            v->hlc, mrd_clock_realtime_ms(NULL));
         if (rs)
             gw_resp_header(g->r, "x-amz-replication-status", rs);
     }

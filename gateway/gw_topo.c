@@ -29,7 +29,9 @@
  * topology; a peer already in the list keeps its entry (addresses and
  * bandwidth limit), as the replicator keeps dialling the address this
  * site's configuration gives for a peer (PROTOCOL.md section 9).
- * Everything here runs on the loop thread.
+ * Everything here runs on the main loop; the peer list is rewritten under
+ * the view's write lock, and the view is refreshed, since S3 loops read
+ * both (gw_loop.c).
  */
 #include "gw_int.h"
 
@@ -58,6 +60,8 @@ gw__on_topology(void *ud, const struct repl_topology *t)
     int n_old = c->n_peers, n = 0;
 
     memcpy(old, c->peers, sizeof(old));
+    /* S3 loops read the peer list under the view's lock (gw_loop.c) */
+    pthread_rwlock_wrlock(&d->view.mu);
     for (int i = 0; i < t->n && n < MRD_MAX_PEERS; i++) {
         mrd_peer_conf p = t->sites[i];
 
@@ -69,6 +73,8 @@ gw__on_topology(void *ud, const struct repl_topology *t)
         c->peers[n++] = p;
     }
     c->n_peers = n;
+    pthread_rwlock_unlock(&d->view.mu);
+    gw__view_refresh(d);
 }
 
 static void

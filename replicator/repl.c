@@ -185,6 +185,7 @@ fill_info(const repl_peer *p, uint64_t now_ns, repl_peer_info *out)
 
     memset(out, 0, sizeof(*out));
     out->id = p->id;
+    out->acked_hlc = repl__tx_acked_hlc(p);
     memcpy(out->name, p->name, sizeof(out->name));
     out->addr = p->addr;
     out->state = h->state;
@@ -243,9 +244,17 @@ repl_version_peer_status(const repl *r, int i, uint32_t origin_site, uint64_t hl
 {
     if (!r || i < 0 || i >= r->n_peers)
         return NULL;
-    if (origin_site != r->site_id)
+    return repl_status_of(repl__tx_acked_hlc(&r->peers[i]), r->site_id, origin_site, hlc, now_ms,
+                          failed_after_ms);
+}
+
+const char *
+repl_status_of(uint64_t acked_hlc, uint32_t self_site, uint32_t origin_site, uint64_t hlc,
+               uint64_t now_ms, uint64_t failed_after_ms)
+{
+    if (origin_site != self_site)
         return "REPLICA";
-    if (repl__tx_acked_hlc(&r->peers[i]) > hlc)
+    if (acked_hlc > hlc)
         return "COMPLETED";
     if (failed_after_ms && now_ms > MRD_HLC_MS(hlc) + failed_after_ms)
         return "FAILED";

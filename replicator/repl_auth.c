@@ -229,6 +229,22 @@ int
 repl_proxy_verify(const repl *r, const char *method, const char *target, const char *payload_hash,
                   const repl_proxy_sig *sig, uint32_t *site_out, const char **reason)
 {
+    uint32_t site = 0;
+    int rc = repl_proxy_check(r, method, target, payload_hash, sig, &site, reason);
+
+    if (rc == 0 && !repl__peer_by_id((repl *)r, site)) {
+        *reason = "site id is not a configured peer";
+        rc = MRD_EAUTH;
+    }
+    if (rc == 0)
+        *site_out = site;
+    return rc;
+}
+
+int
+repl_proxy_check(const repl *r, const char *method, const char *target, const char *payload_hash,
+                 const repl_proxy_sig *sig, uint32_t *site_out, const char **reason)
+{
     char meth[32];
     mrd_buf body = {0};
     repl__auth_in in;
@@ -247,10 +263,6 @@ repl_proxy_verify(const repl *r, const char *method, const char *target, const c
         in.body_len = body.len;
         rc = repl__auth_verify(r->secret, r->secret_len, &in, repl__now_ms(r),
                                r->o.max_clock_skew_ms, reason, &site);
-    }
-    if (rc == 0 && !repl__peer_by_id((repl *)r, site)) {
-        *reason = "site id is not a configured peer";
-        rc = MRD_EAUTH;
     }
     if (rc == 0)
         *site_out = site;

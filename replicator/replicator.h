@@ -213,6 +213,7 @@ const char *repl_peer_state_name(repl_peer_state s);
  * the event never happened. */
 struct repl_peer_info {
     uint32_t id;
+    uint64_t acked_hlc; /* it has applied every version of ours stamped below this */
     char name[MRD_NAME_MAX];
     mrd_addr addr; /* its replication address as configured */
     repl_peer_state state;
@@ -339,6 +340,10 @@ const char *repl_version_status(const repl *r, uint32_t origin_site, uint64_t hl
  * sends it). NULL when i is out of range. */
 const char *repl_version_peer_status(const repl *r, int i, uint32_t origin_site, uint64_t hlc,
                                      uint64_t now_ms, uint64_t failed_after_ms);
+/* The same from a snapshot: acked_hlc is repl_peer_info.acked_hlc of the
+ * peer, self_site this site's id. Pure, so any thread may call it. */
+const char *repl_status_of(uint64_t acked_hlc, uint32_t self_site, uint32_t origin_site,
+                           uint64_t hlc, uint64_t now_ms, uint64_t failed_after_ms);
 
 /* ------------------------------------------------------------------------ */
 /* FAILED records (repl_failed.c)                                           */
@@ -415,7 +420,9 @@ typedef struct repl_proxy_sig {
 /* Signs a forwarded S3 request with the replication secret: method ("GET",
  * "PUT" ...), the raw request target (path and query as sent) and the
  * x-amz-content-sha256 value the peer will check the body against ("" when
- * absent). Errors: MRD_EINVAL (method too long). */
+ * absent). Errors: MRD_EINVAL (method too long). It reads only what never
+ * changes after repl_new (secret, site id, clock), so unlike the rest of
+ * this API it may be called from any thread while r exists. */
 int repl_proxy_sign(const repl *r, const char *method, const char *target, const char *payload_hash,
                     repl_proxy_sig *out);
 
@@ -425,6 +432,12 @@ int repl_proxy_sign(const repl *r, const char *method, const char *target, const
 int repl_proxy_verify(const repl *r, const char *method, const char *target,
                       const char *payload_hash, const repl_proxy_sig *sig, uint32_t *site_out,
                       const char **reason);
+/* repl_proxy_verify without the check that the signer is a configured peer
+ * (the caller checks *site_out against its own peer list). Like
+ * repl_proxy_sign, callable from any thread while r exists. */
+int repl_proxy_check(const repl *r, const char *method, const char *target,
+                     const char *payload_hash, const repl_proxy_sig *sig, uint32_t *site_out,
+                     const char **reason);
 
 /* ------------------------------------------------------------------------ */
 /* Topology (PROTOCOL.md section 9)                                         */
