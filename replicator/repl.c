@@ -620,6 +620,8 @@ repl_free(repl *r)
         repl__tx_free(&r->peers[i]);
     }
     repl__rx_pool_free(r);
+    free(r->rdbuf);
+    r->rdbuf = NULL;
     if (r->pump_ev)
         event_free(r->pump_ev);
     repl__topo_stop(r);

@@ -31,6 +31,20 @@
  * Stream state lives on a per-connection list, so nghttp2_session_del
  * (which does not call on_stream_close) leaks nothing.
  *
+ * Reads and writes in bulk. libevent 2.1's socket bufferevent moves at most
+ * 4096 bytes per readable event (evbuffer_read's cap), which cost a
+ * receiver three system calls (epoll_wait, FIONREAD, readv) and one pass
+ * through nghttp2 per 4 KiB: most of the receiving loop's time in a
+ * catch-up (docs/benchmarks.md, 2026-12-06). A plain TCP connection
+ * therefore drains what bufferevent read and then recv()s the socket itself,
+ * REPL_READ_CHUNK at a time into one scratch buffer shared by the loop
+ * (r->rdbuf), handing each chunk to nghttp2 directly, until the socket is
+ * empty or REPL_READ_BUDGET bytes were taken (the read event is
+ * level-triggered, so the rest comes next turn, after other connections).
+ * EOF and errors seen there end the connection as event_cb would. Writes go
+ * out up to REPL_OUTBUF_HIGH at a time (bufferevent_set_max_single_write)
+ * instead of 16 KiB. A TLS connection reads through its bufferevent only.
+ *
  * Every socket gets TCP_NODELAY: heartbeats are small and must not wait for
  * delayed ACKs.
  *
@@ -426,6 +440,46 @@ repl__conn_flush(repl__conn *c)
     maybe_done(c);
 }
 
+/* Hands len bytes to nghttp2; 0, or -1 once the connection failed. */
+static int
+feed(repl__conn *c, const uint8_t *data, size_t len)
+{
+    ssize_t rv = nghttp2_session_mem_recv(c->h2, data, len);
+
+    account(c, len, 0);
+    if (rv < 0) {
+        repl__conn_fail(c, nghttp2_strerror((int)rv));
+        return -1;
+    }
+    return 0;
+}
+
+/* Plain TCP: the socket straight into nghttp2 (see "Reads and writes in
+ * bulk" above). */
+static void
+read_direct(repl__conn *c)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    size_t total = 0;
+
+    if (!c->r->rdbuf && !(c->r->rdbuf = malloc(REPL_READ_CHUNK)))
+        return; /* bufferevent keeps reading, 4 KiB at a time */
+    while (!c->dead && total < REPL_READ_BUDGET) {
+        ssize_t n = recv(fd, c->r->rdbuf, REPL_READ_CHUNK, 0);
+        if (n > 0) {
+            total += (size_t)n;
+            if (feed(c, c->r->rdbuf, (size_t)n) < 0 || (size_t)n < REPL_READ_CHUNK)
+                break;
+        } else if (n == 0) {
+            repl__conn_fail(c, "connection closed by peer");
+        } else if (errno != EINTR) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                repl__conn_fail(c, evutil_socket_error_to_string(errno));
+            break;
+        }
+    }
+}
+
 static void
 read_cb(struct bufferevent *bev, void *ud)
 {
@@ -436,18 +490,15 @@ read_cb(struct bufferevent *bev, void *ud)
     c->last_rx_ns = mrd_clock_mono_ns();
     while (!c->dead && (len = evbuffer_get_length(in)) > 0) {
         struct evbuffer_iovec v;
-        ssize_t rv;
 
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
-        rv = nghttp2_session_mem_recv(c->h2, v.iov_base, v.iov_len);
-        account(c, v.iov_len, 0);
-        evbuffer_drain(in, v.iov_len);
-        if (rv < 0) {
-            repl__conn_fail(c, nghttp2_strerror((int)rv));
+        if (feed(c, v.iov_base, v.iov_len) < 0)
             break;
-        }
+        evbuffer_drain(in, v.iov_len);
     }
+    if (!c->tls && !c->dead)
+        read_direct(c);
     repl__conn_flush(c);
     if (c->dead)
         repl__conn_reap(c);
@@ -628,6 +679,7 @@ repl__conn_new(repl *r, int is_client, int fd, repl__conn **out)
         goto fail;
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, REPL_OUTBUF_HIGH / 2, 0);
+    bufferevent_set_max_single_write(c->bev, REPL_OUTBUF_HIGH);
     if (fd >= 0) {
         set_nodelay(c->bev);
         c->connected = 1;

@@ -59,8 +59,10 @@ typedef struct nghttp2_session nghttp2_session;
 #define REPL_CHUNK          (1u << 20) /* object data moved per store job */
 #define REPL_INFLIGHT_MAX   16         /* record requests in flight per peer */
 #define REPL_INFLIGHT_BYTES (64ull << 20)
-#define REPL_REORDER_MAX_MS 30000 /* a batch waiting this long for its predecessor fails */
-#define REPL_PUMP_MS        5     /* how often an idle sender looks for new records */
+#define REPL_REORDER_MAX_MS 30000        /* a batch waiting this long for its predecessor fails */
+#define REPL_PUMP_MS        5            /* how often an idle sender looks for new records */
+#define REPL_READ_CHUNK     (256u << 10) /* one recv() on a plain TCP connection */
+#define REPL_READ_BUDGET    (4u << 20)   /* bytes one read callback takes off the socket */
 
 /* ------------------------------------------------------------------------ */
 /* Authentication (repl_auth.c): pure functions                             */
@@ -620,6 +622,9 @@ struct repl {
      * fresh ones cost a page fault per 4 KiB (repl_recv.c) */
     mrd_buf hpool[4];
     int n_hpool;
+    /* plain TCP connections read the socket straight into this
+     * (REPL_READ_CHUNK bytes, allocated on first use; repl_conn.c) */
+    uint8_t *rdbuf;
     struct engine *eng;    /* attached engine: record streams run only with one */
     struct event *pump_ev; /* REPL_PUMP_MS: idle senders look for new records */
     uint64_t rng;          /* xorshift state for backoff jitter */
