@@ -961,12 +961,19 @@ plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int
 int
 engine__batch_add(engine *e, engine__batch *b, Meridian__WalRecord *rec, uint64_t lsn)
 {
-    Meridian__WalRecord *target = rec, *inner = NULL;
+    return engine__batch_add_inner(e, b, rec, NULL, lsn);
+}
+
+int
+engine__batch_add_inner(engine *e, engine__batch *b, Meridian__WalRecord *rec,
+                        Meridian__WalRecord *inner, uint64_t lsn)
+{
+    Meridian__WalRecord *target = rec;
     const char *bucket, *key;
     size_t i;
     int rc = 0;
 
-    if (rec->body_case == MERIDIAN__WAL_RECORD__BODY_REPLICATED_APPLY) {
+    if (rec->body_case == MERIDIAN__WAL_RECORD__BODY_REPLICATED_APPLY && !inner) {
         Meridian__ReplicatedApply *ra = rec->replicated_apply;
         rc = wal_record_decode((uint16_t)ra->original_type, ra->original.data, ra->original.len,
                                &inner);
@@ -974,8 +981,9 @@ engine__batch_add(engine *e, engine__batch *b, Meridian__WalRecord *rec, uint64_
             wal_record_free(rec);
             return rc;
         }
-        target = inner;
     }
+    if (inner)
+        target = inner;
     record_target(target, &bucket, &key);
     if (b->n_recs == BATCH_RECS || b->n_ops + REC_OPS_MAX > BATCH_OPS ||
         b->n_alive + HELD_MAX + 2 > BATCH_OPS || b->n_free + HELD_MAX + 1 > BATCH_OPS ||
@@ -1029,6 +1037,8 @@ finish(engine__pending *list, int status)
     while (list) {
         engine__pending *n = list->next;
         engine__complete_on(list->cq, list->cb, list->ud, status ? status : list->status);
+        wal_record_free(list->rec);
+        wal_record_free(list->inner);
         free(list->payload);
         free(list);
         list = n;
@@ -1096,7 +1106,10 @@ engine__applier_main(void *arg)
             p = list;
             list = list->next;
             p->next = NULL;
-            if (p->status == 0 && !failed && rc == 0) {
+            if (p->status == 0 && !failed && rc == 0 && p->rec) {
+                rc = engine__batch_add_inner(e, e->batch, p->rec, p->inner, p->lsn);
+                p->rec = p->inner = NULL; /* the batch's now */
+            } else if (p->status == 0 && !failed && rc == 0) {
                 Meridian__WalRecord *rec = NULL;
                 rc = wal_record_decode(p->type, p->payload, p->len, &rec);
                 if (rc == 0)

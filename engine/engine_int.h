@@ -38,8 +38,12 @@ typedef struct engine__pending {
     engine *e;
     uint64_t lsn;
     uint16_t type;
-    uint8_t *payload; /* the packed WalRecord, as appended */
+    uint8_t *payload; /* the packed WalRecord, as appended (NULL when rec is set) */
     size_t len;
+    /* engine__append_decoded: the record as decoding payload would give it,
+     * and a replicated record's decoded original; the applier takes these
+     * instead of decoding again */
+    Meridian__WalRecord *rec, *inner;
     int status;
     engine_cb cb;
     void *ud;
@@ -154,6 +158,14 @@ int engine__conflict_encode(const engine *e, uint64_t seq, const char *bucket, c
 /* Packs rec (type = its oneof) and appends it to the WAL; the applier
  * applies it and cb runs once it is in the index. Call under mut_mu. */
 int engine__append(engine *e, Meridian__WalRecord *rec, uint16_t type, engine_cb cb, void *ud);
+/* As engine__append, and the applier applies dec (what decoding the packed
+ * rec gives; for a ReplicatedApply its original_type and origin fields at
+ * least) with inner (its decoded original, or NULL) instead of decoding the
+ * payload again. Both are owned by the engine on success, by the caller on
+ * error. */
+int engine__append_decoded(engine *e, Meridian__WalRecord *rec, uint16_t type,
+                           Meridian__WalRecord *dec, Meridian__WalRecord *inner, engine_cb cb,
+                           void *ud);
 /* The queue callbacks of calls made on this thread go to: the one the
  * thread is bound to (engine_cq_bind; a worker is bound to the submitter's
  * queue while it runs a job), else e's default queue. */
@@ -170,6 +182,10 @@ void engine__batch_free(engine__batch *b);
  * a key already in it). The record is owned by b from then on, even on
  * error. */
 int engine__batch_add(engine *e, engine__batch *b, Meridian__WalRecord *rec, uint64_t lsn);
+/* As engine__batch_add, with a ReplicatedApply's original already decoded
+ * (inner, owned by b from then on; NULL: decoded here). */
+int engine__batch_add_inner(engine *e, engine__batch *b, Meridian__WalRecord *rec,
+                            Meridian__WalRecord *inner, uint64_t lsn);
 /* Commits b's ops with its last LSN, then frees superseded data and
  * tells the WAL. Empties b. */
 int engine__batch_flush(engine *e, engine__batch *b);

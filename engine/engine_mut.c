@@ -112,16 +112,19 @@ append_done(void *ud, int status, uint64_t lsn)
 }
 
 /* Packs rec and appends it; on success the applier owns the rest. */
-int
-engine__append(engine *e, Meridian__WalRecord *rec, uint16_t type, engine_cb cb, void *ud)
+static int
+append_pending(engine *e, Meridian__WalRecord *rec, uint16_t type, Meridian__WalRecord *dec,
+               Meridian__WalRecord *inner, engine_cb cb, void *ud)
 {
     engine__pending *p = calloc(1, sizeof(*p));
+    uint8_t *buf = NULL;
+    size_t len;
     int rc;
 
     if (!p)
         return -ENOMEM;
     rec->format = WAL_RECORD_FORMAT;
-    p->len = meridian__wal_record__get_packed_size(rec);
+    len = p->len = meridian__wal_record__get_packed_size(rec);
     if (!(p->payload = malloc(p->len ? p->len : 1))) {
         free(p);
         return -ENOMEM;
@@ -132,7 +135,17 @@ engine__append(engine *e, Meridian__WalRecord *rec, uint16_t type, engine_cb cb,
     p->cb = cb;
     p->ud = ud;
     p->cq = engine__cur_cq(e);
-    rc = wal_append(e->w, type, p->payload, p->len, append_done, p, NULL);
+    if (dec) {
+        /* the applier needs only the decoded form; the WAL copies the
+         * bytes before wal_append returns */
+        buf = p->payload;
+        p->payload = NULL;
+        p->rec = dec;
+        p->inner = inner;
+    }
+    /* p may be applied and freed on other threads before this returns */
+    rc = wal_append(e->w, type, buf ? buf : p->payload, len, append_done, p, NULL);
+    free(buf);
     if (rc != 0) {
         free(p->payload);
         free(p);
@@ -142,6 +155,19 @@ engine__append(engine *e, Meridian__WalRecord *rec, uint16_t type, engine_cb cb,
     e->mutations++;
     pthread_mutex_unlock(&e->ap_mu);
     return 0;
+}
+
+int
+engine__append(engine *e, Meridian__WalRecord *rec, uint16_t type, engine_cb cb, void *ud)
+{
+    return append_pending(e, rec, type, NULL, NULL, cb, ud);
+}
+
+int
+engine__append_decoded(engine *e, Meridian__WalRecord *rec, uint16_t type, Meridian__WalRecord *dec,
+                       Meridian__WalRecord *inner, engine_cb cb, void *ud)
+{
+    return append_pending(e, rec, type, dec, inner, cb, ud);
 }
 
 static int

@@ -135,7 +135,10 @@ engine__ra_applied(engine *e, uint32_t origin, uint64_t lsn)
     pthread_mutex_unlock(&e->ap_mu);
 }
 
-/* One engine_repl_apply call: counts its records down. */
+/* One engine_repl_apply call: counts its records down. The records are
+ * only read while the call appends them (on the caller's thread, before it
+ * returns), so they are borrowed, never copied: each is packed into its
+ * ReplicatedApply record, which is what the WAL and the applier keep. */
 typedef struct rcall {
     engine *e;
     uint32_t origin;
@@ -146,15 +149,12 @@ typedef struct rcall {
     engine_cb cb;
     void *ud;
     size_t n;
-    engine_repl_rec *recs; /* copies */
+    const engine_repl_rec *recs; /* the caller's, valid until submit returns */
 } rcall;
 
 static void
 rcall_free(rcall *c)
 {
-    for (size_t i = 0; i < c->n; i++)
-        free((void *)c->recs[i].payload);
-    free(c->recs);
     free(c);
 }
 
@@ -175,18 +175,45 @@ rcall_one(void *ud, int status)
     rcall_free(c);
 }
 
+/* What decoding the packed ReplicatedApply gives, minus the original's
+ * bytes (the applier reads the decoded original instead): heap-allocated
+ * so that wal_record_free frees it like a decoded record. */
+static Meridian__WalRecord *
+ra_decoded(uint32_t origin, uint64_t lsn, uint32_t type)
+{
+    Meridian__WalRecord *rec = malloc(sizeof(*rec));
+    Meridian__ReplicatedApply *ra = malloc(sizeof(*ra));
+
+    if (!rec || !ra) {
+        free(rec);
+        free(ra);
+        return NULL;
+    }
+    meridian__wal_record__init(rec);
+    meridian__replicated_apply__init(ra);
+    ra->origin_site = origin;
+    ra->origin_lsn = lsn;
+    ra->original_type = type;
+    rec->format = WAL_RECORD_FORMAT;
+    rec->body_case = MERIDIAN__WAL_RECORD__BODY_REPLICATED_APPLY;
+    rec->replicated_apply = ra;
+    return rec;
+}
+
+/* Appends r as a ReplicatedApply. The original is decoded once, here: that
+ * checks it (it must decode and must not nest, wal_record_decode) before it
+ * can reach the WAL, and the applier then plans from that decoded record
+ * rather than decoding the WAL payload and the original again. */
 static int
 append_one(engine *e, rcall *c, const engine_repl_rec *r)
 {
     Meridian__WalRecord rec = MERIDIAN__WAL_RECORD__INIT;
     Meridian__ReplicatedApply ra = MERIDIAN__REPLICATED_APPLY__INIT;
-    Meridian__WalRecord *check = NULL;
+    Meridian__WalRecord *inner = NULL, *dec;
     int rc;
 
-    /* the original must decode and must not nest (wal_record_decode) */
-    if ((rc = wal_record_decode(r->type, r->payload, r->len, &check)) != 0)
+    if ((rc = wal_record_decode(r->type, r->payload, r->len, &inner)) != 0)
         return rc;
-    wal_record_free(check);
     ra.origin_site = c->origin;
     ra.origin_lsn = c->resync ? 0 : r->lsn;
     ra.original_type = r->type;
@@ -194,7 +221,16 @@ append_one(engine *e, rcall *c, const engine_repl_rec *r)
     ra.original.len = r->len;
     rec.body_case = MERIDIAN__WAL_RECORD__BODY_REPLICATED_APPLY;
     rec.replicated_apply = &ra;
-    return engine__append(e, &rec, WAL_REC_REPLICATED_APPLY, rcall_one, c);
+    if (!(dec = ra_decoded(ra.origin_site, ra.origin_lsn, ra.original_type))) {
+        wal_record_free(inner);
+        return -ENOMEM;
+    }
+    rc = engine__append_decoded(e, &rec, WAL_REC_REPLICATED_APPLY, dec, inner, rcall_one, c);
+    if (rc != 0) {
+        wal_record_free(dec);
+        wal_record_free(inner);
+    }
+    return rc;
 }
 
 static void
@@ -255,21 +291,8 @@ submit(engine *e, uint32_t origin, uint64_t from_lsn, const engine_repl_rec *rec
     c->left = 1;
     c->cb = cb;
     c->ud = ud;
-    if (n && !(c->recs = calloc(n, sizeof(*c->recs)))) {
-        free(c);
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        void *copy = malloc(recs[i].len ? recs[i].len : 1);
-        if (!copy) {
-            rcall_free(c);
-            return -ENOMEM;
-        }
-        memcpy(copy, recs[i].payload, recs[i].len);
-        c->recs[i] = recs[i];
-        c->recs[i].payload = copy;
-        c->n = i + 1;
-    }
+    c->n = n;
+    c->recs = recs;
     /* On the caller's thread: decoding and wal_append never block, and
      * calls must reach the WAL in the order they are made. */
     rcall_work(c);
