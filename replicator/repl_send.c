@@ -1123,7 +1123,8 @@ walk_version(void *user, const char *key, const store_version *v)
     b->open = 1;
     b->bytes += b->recs[b->n].len;
     b->n++;
-    tx->sync_sent++;
+    /* a walk job on a worker; repl_peer_get reads it meanwhile */
+    __atomic_fetch_add(&tx->sync_sent, 1, __ATOMIC_RELAXED);
     if (layout || b->bytes >= REPL_BATCH_BYTES || b->n == REPL_BATCH_RECORDS) {
         if ((w->rc = emit(j->emitter, b, layout, layout_len)) != 0) {
             free(layout);
@@ -1173,7 +1174,7 @@ sync_walk_work(sync_job *j)
                     j->b->bytes += j->b->recs[j->b->n].len;
                     j->b->n++;
                     j->b->open = 1;
-                    tx->sync_sent++;
+                    __atomic_fetch_add(&tx->sync_sent, 1, __ATOMIC_RELAXED);
                 }
             }
         }
@@ -2055,7 +2056,7 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
     snprintf(out->send_error, sizeof(out->send_error), "%s", tx->error);
     out->sync_running = tx->sync_state != SYNC_NONE;
     out->sync_runs = tx->sync_runs;
-    out->sync_versions_sent = tx->sync_sent;
+    out->sync_versions_sent = __atomic_load_n(&tx->sync_sent, __ATOMIC_RELAXED);
     out->sync_leaves_differ = tx->sync_leaves;
     out->sync_versions_estimate = tx->sync_estimate;
     out->sync_elapsed_ms =
