@@ -224,6 +224,13 @@ typedef struct mrd_peer_conf {
     uint64_t bandwidth;  /* bytes per second our records to it may use; 0 = no limit */
     uint8_t tls_pin[32]; /* mutual TLS: SHA-256 of its certificate or of its SPKI */
     int has_tls_pin;
+    /* Forwarded S3 requests go over TLS to here (its S3 TLS listener)
+     * instead of to s3, the certificate checked by s3_tls_pin, else by
+     * tls_pin, else by the CA and its site name (tls_identify). */
+    mrd_addr s3_tls;
+    int has_s3_tls;
+    uint8_t s3_tls_pin[32];
+    int has_s3_tls_pin;
 } mrd_peer_conf;
 
 /* Parses a certificate pin: the SHA-256 of a certificate or its SPKI, 64 hex

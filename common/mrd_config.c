@@ -569,18 +569,22 @@ entry(cfg_ctx *x, const char *key, const char *val)
                             "(e.g. 100MiB), or 0 for no limit",
                             val);
             x->peer->bandwidth = bw;
-        } else if (strcmp(key, "tls_pin") == 0) {
-            if (mrd_pin_parse(val, x->peer->tls_pin) != 0)
+        } else if (strcmp(key, "s3_tls") == 0) {
+            x->peer->has_s3_tls = 1;
+            return set_addr(x, key, val, &x->peer->s3_tls, NULL);
+        } else if (strcmp(key, "tls_pin") == 0 || strcmp(key, "s3_tls_pin") == 0) {
+            int s3 = key[0] == 's';
+            if (mrd_pin_parse(val, s3 ? x->peer->s3_tls_pin : x->peer->tls_pin) != 0)
                 return fail(x, x->line, key,
                             "'%s' is not a pin; use the SHA-256 of the peer's certificate or "
                             "SPKI: 64 hex digits (colons allowed), e.g. from "
                             "scripts/gen-site-certs.sh",
                             val);
-            x->peer->has_tls_pin = 1;
+            *(s3 ? &x->peer->has_s3_tls_pin : &x->peer->has_tls_pin) = 1;
         } else {
             return fail(x, x->line, key,
-                        "unknown key; [peer.NAME] takes id, replication, s3, admin, bandwidth, "
-                        "tls_pin");
+                        "unknown key; [peer.NAME] takes id, replication, s3, s3_tls, admin, "
+                        "bandwidth, tls_pin, s3_tls_pin");
         }
     } else if (x->user) {
         if (strcmp(key, "access_key") == 0) {
@@ -726,6 +730,21 @@ validate(cfg_ctx *x)
                             "certificate pin (or set [replication] tls_ca)");
             }
         }
+    }
+    for (int i = 0; i < c->n_peers; i++) {
+        const mrd_peer_conf *p = &c->peers[i];
+
+        snprintf(x->section, sizeof(x->section), "peer.%s", p->name);
+        if (p->has_s3_tls && !x->seen_repl_tls_cert)
+            return fail(x, 0, "s3_tls",
+                        "needs [replication] tls_cert/tls_key: this site presents its site "
+                        "certificate when it forwards over TLS");
+        if (p->has_s3_tls && !p->has_s3)
+            return fail(x, 0, "s3",
+                        "missing; s3_tls is used in place of s3, which is needed too "
+                        "(routing picks peers that serve S3)");
+        if (p->has_s3_tls_pin && !p->has_s3_tls)
+            return fail(x, 0, "s3_tls", "missing; s3_tls_pin checks the s3_tls listener");
     }
     if (c->n_peers > 0 && !c->replication_secret[0]) {
         snprintf(x->section, sizeof(x->section), "replication");

@@ -509,6 +509,11 @@ load_tls(gw_daemon *d)
         rc = tls_ctx_new(&o, &d->repl_tls, err, sizeof(err));
         if (rc != 0)
             fprintf(stderr, "meridiand: config error: [replication] tls: %s\n", err);
+        /* the same identity for forwarded S3 requests, over HTTP/1.1 */
+        o.alpn = "http/1.1";
+        o.tls13_only = 0;
+        if (rc == 0 && (rc = tls_ctx_new(&o, &d->proxy_tls, err, sizeof(err))) != 0)
+            fprintf(stderr, "meridiand: config error: [replication] tls: %s\n", err);
     }
     return rc == 0 ? 0 : -1;
 }
@@ -587,11 +592,14 @@ main(int argc, char **argv)
     if (load_tls(&d) != 0) {
         mrd_config_free(d.conf);
         tls_ctx_free(d.s3_tls);
+        tls_ctx_free(d.repl_tls);
+        tls_ctx_free(d.proxy_tls);
         return 1;
     }
     if (check_only) {
         tls_ctx_free(d.s3_tls);
         tls_ctx_free(d.repl_tls);
+        tls_ctx_free(d.proxy_tls);
         printf("%s: ok (site %s, id %u, %d drives, EC %d+%d, %d peers)\n", config_path,
                d.conf->site_name, d.conf->site_id, d.conf->n_data_dirs, d.conf->ec_k, d.conf->ec_m,
                d.conf->n_peers);
@@ -672,6 +680,7 @@ out:
         close(d.lock_fd);
     tls_ctx_free(d.s3_tls); /* after every connection made from them */
     tls_ctx_free(d.repl_tls);
+    tls_ctx_free(d.proxy_tls);
     mrd_config_free(d.conf);
     return exit_code;
 }

@@ -38,6 +38,16 @@
  * gone out, the only honest signal is to cut the client connection
  * (gw_resp_abort), so a client never takes a short body for a whole one.
  *
+ * TLS. Between sites the forwarded request carries the client's data, so a
+ * peer with `s3_tls` (its S3 TLS listener) is only ever reached over TLS:
+ * this site presents its site certificate ([replication] tls_cert, the
+ * proxy_tls context, ALPN http/1.1), and the peer's certificate must be that
+ * site's, by s3_tls_pin, else tls_pin, else the CA and its site name
+ * (tls_identify, the rule of the replication links). A refused or failed
+ * handshake is an ordinary failed attempt: the next peer is tried, and the
+ * reason ("TLS: certificate does not match ...") is logged. The request's
+ * own authentication (the replication secret's signature) is unchanged.
+ *
  * Connections are kept alive and reused: after a response that was read to
  * its end, with the request fully sent and the peer not asking to close, the
  * connection goes to a small idle pool per peer (PX_POOL_PER_PEER, closed
@@ -74,6 +84,7 @@
 #include <llhttp.h>
 
 #include "replicator.h"
+#include "tls.h"
 
 #define PX_SLICE         (64u << 10)
 #define PX_HIGH          (1u << 20)
@@ -113,10 +124,23 @@ typedef struct px {
     mrd_buf hdrs; /* response headers: name\0value\0 ... */
     mrd_buf name_acc, val_acc;
     uint64_t started_ns;
-    uint64_t attempt_ns; /* when the current peer was asked */
+    uint64_t attempt_ns;  /* when the current peer was asked */
+    int tls;              /* x->up is TLS to the peer's s3_tls */
+    uint8_t pin[32];      /* ... whose certificate must match this pin */
+    const char *pin_what; /* "s3_tls_pin", "tls_pin", or NULL: CA and site name */
 } px;
 
 static void px_try(px *x);
+
+/* The peer's S3 TLS certificate must be the site's (tls_identify). */
+static int
+px_tls_check(void *ud, const tls_peer_cert *pc, char *why, size_t whysz)
+{
+    px *x = ud;
+
+    return tls_identify(x->pin_what ? x->pin : NULL, x->pin_what ? x->pin_what : "tls_pin", x->name,
+                        pc, why, whysz);
+}
 
 /* ---- idle keep-alive connections ---------------------------------------- */
 
@@ -495,7 +519,7 @@ up_event_cb(struct bufferevent *bev, short what, void *ud)
     if (what & BEV_EVENT_CONNECTED)
         return;
     x->depth++;
-    if ((what & BEV_EVENT_ERROR) && (what & BEV_EVENT_WRITING) && !x->done) {
+    if ((what & BEV_EVENT_ERROR) && (what & BEV_EVENT_WRITING) && !x->done && !x->tls) {
         /* The peer answered early (an error before the whole body) and
          * closed: its answer may still sit in our socket. Read it first. */
         evutil_socket_t fd = bufferevent_getfd(x->up);
@@ -518,10 +542,21 @@ up_event_cb(struct bufferevent *bev, short what, void *ud)
     } else if ((what & BEV_EVENT_TIMEOUT) && !x->head_out && !x->has_body && keep_waiting(x)) {
         bufferevent_enable(x->up, EV_READ | EV_WRITE); /* a timeout disabled them */
     } else if (!x->released && !x->done) {
+        char why[240] = "";
+
         x->timed_out = (what & BEV_EVENT_TIMEOUT) != 0;
-        px_fail(x, (what & BEV_EVENT_TIMEOUT) ? "no answer in time, or the peer stopped answering "
-                                                "heartbeats"
-                   : (what & BEV_EVENT_EOF)   ? "connection closed before the answer"
+        if (x->tls && (what & BEV_EVENT_ERROR)) {
+            char tw[200];
+
+            tls_bev_error(x->up, tw, sizeof(tw));
+            if (tw[0])
+                snprintf(why, sizeof(why), "TLS: %s", tw);
+        }
+        px_fail(x, why[0] ? why
+                   : (what & BEV_EVENT_TIMEOUT)
+                       ? "no answer in time, or the peer stopped answering "
+                         "heartbeats"
+                   : (what & BEV_EVENT_EOF) ? "connection closed before the answer"
                                             : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     }
     px_leave(x);
@@ -617,6 +652,7 @@ static void
 px_try(px *x)
 {
     const mrd_peer_conf *pc = NULL;
+    const mrd_addr *to;
     mrd_peer_conf pcopy;
     const gw_view *v;
     /* A peer must start answering a bodiless request within PX_HEAD_S (a
@@ -646,12 +682,21 @@ px_try(px *x)
         px_fail(x, "no s3 address configured for the peer");
         return;
     }
+    /* over TLS when the peer's S3 TLS listener is configured: never plain */
+    x->tls = pc->has_s3_tls;
+    x->pin_what = pc->has_s3_tls_pin ? "s3_tls_pin" : pc->has_tls_pin ? "tls_pin" : NULL;
+    memcpy(x->pin, pc->has_s3_tls_pin ? pc->s3_tls_pin : pc->tls_pin, sizeof(x->pin));
+    to = x->tls ? &pc->s3_tls : &pc->s3;
+    if (x->tls && !x->d->proxy_tls) {
+        px_fail(x, "s3_tls needs this site's [replication] tls_cert");
+        return;
+    }
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = EVUTIL_AI_NUMERICHOST; /* names: resolved by the caller's config */
-    snprintf(port, sizeof(port), "%u", pc->s3.port);
-    if (evutil_getaddrinfo(pc->s3.host, port, &hints, &res) != 0 || !res) {
+    snprintf(port, sizeof(port), "%u", to->port);
+    if (evutil_getaddrinfo(to->host, port, &hints, &res) != 0 || !res) {
         px_fail(x, "s3 address is not numeric");
         return;
     }
@@ -663,9 +708,13 @@ px_try(px *x)
     x->reused = x->up != NULL;
     GW_ADD(x->d->route.proxy_reused, (uint64_t)x->reused);
     x->got_bytes = 0;
-    if (!x->up && !(x->up = bufferevent_socket_new(gw__base(x->d), -1, BEV_OPT_CLOSE_ON_FREE))) {
-        px_fail(x, "out of memory");
-        return;
+    if (!x->up) {
+        x->up = x->tls ? tls_bev_new(x->d->proxy_tls, gw__base(x->d), -1, 0, px_tls_check, x)
+                       : bufferevent_socket_new(gw__base(x->d), -1, BEV_OPT_CLOSE_ON_FREE);
+        if (!x->up) {
+            px_fail(x, "out of memory");
+            return;
+        }
     }
     bufferevent_setcb(x->up, up_read_cb, up_write_cb, up_event_cb, x);
     bufferevent_setwatermark(x->up, EV_READ, 0, PX_SLICE * 4);

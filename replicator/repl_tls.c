@@ -57,27 +57,7 @@ pin_match(const uint8_t *pin, const tls_peer_cert *pc)
 static int
 identifies(const repl *r, const repl_peer *p, const tls_peer_cert *pc, char *why, size_t whysz)
 {
-    const uint8_t *pin = pin_of(r, p->id);
-    char fp[80];
-
-    if (pin) {
-        if (pin_match(pin, pc))
-            return 1;
-        tls_fingerprint_format(pc->cert_sha256, fp, sizeof(fp));
-        snprintf(why, whysz, "certificate does not match the tls_pin of peer %s (got %.23s...)",
-                 p->name, fp);
-        return 0;
-    }
-    if (!pc->chain_ok) {
-        snprintf(why, whysz, "peer %s has no tls_pin and its certificate fails the CA: %s", p->name,
-                 pc->chain_error);
-        return 0;
-    }
-    if (strcmp(pc->cn, p->name) != 0) {
-        snprintf(why, whysz, "CA-signed certificate names CN '%s', not peer %s", pc->cn, p->name);
-        return 0;
-    }
-    return 1;
+    return tls_identify(pin_of(r, p->id), "tls_pin", p->name, pc, why, whysz);
 }
 
 int

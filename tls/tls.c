@@ -84,6 +84,32 @@ openssl_reason(char *out, size_t outsz)
     ERR_clear_error();
 }
 
+int
+tls_identify(const uint8_t *pin, const char *pin_what, const char *name, const tls_peer_cert *pc,
+             char *why, size_t whysz)
+{
+    char fp[80];
+
+    if (pin) {
+        if (memcmp(pin, pc->cert_sha256, 32) == 0 || memcmp(pin, pc->spki_sha256, 32) == 0)
+            return 1;
+        tls_fingerprint_format(pc->cert_sha256, fp, sizeof(fp));
+        snprintf(why, whysz, "certificate does not match the %s of peer %s (got %.23s...)",
+                 pin_what, name, fp);
+        return 0;
+    }
+    if (!pc->chain_ok) {
+        snprintf(why, whysz, "peer %s has no %s and its certificate fails the CA: %s", name,
+                 pin_what, pc->chain_error);
+        return 0;
+    }
+    if (strcmp(pc->cn, name) != 0) {
+        snprintf(why, whysz, "CA-signed certificate names CN '%s', not peer %s", pc->cn, name);
+        return 0;
+    }
+    return 1;
+}
+
 void
 tls_fingerprint_format(const uint8_t fp[32], char *out, size_t outsz)
 {

@@ -87,6 +87,17 @@ void tls_bev_describe(struct bufferevent *bev, char *out, size_t outsz);
  */
 void tls_bev_error(struct bufferevent *bev, char *out, size_t outsz);
 
+/*
+ * Meridian's rule for "is this certificate site `name`?", shared by the
+ * links between sites and forwarded S3 requests: with a pin (the SHA-256 of
+ * the certificate or of its SPKI, 32 bytes), only a certificate matching it;
+ * without one, a certificate that chained to the context's CA file and
+ * whose subject CN is name. pin_what names the pin in the refusal ("tls_pin").
+ * Returns 1, or 0 with the reason in why[0..whysz).
+ */
+int tls_identify(const uint8_t *pin, const char *pin_what, const char *name,
+                 const tls_peer_cert *pc, char *why, size_t whysz);
+
 /* "sha256:" followed by 64 lower-case hex digits (out: at least 72 bytes). */
 void tls_fingerprint_format(const uint8_t fp[32], char *out, size_t outsz);
 

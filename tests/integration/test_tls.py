@@ -15,10 +15,11 @@ import subprocess
 import time
 
 import boto3
+import botocore
 import pytest
 from botocore.config import Config
 
-from conftest import MERIDIAND, REPO, Site, free_port, http, vm_hwm_kib, wait_for
+from conftest import MERIDIAND, REPO, TOKEN, Site, free_port, http, vm_hwm_kib, wait_for
 from test_replication import converge
 
 AWS = "/usr/bin/aws"
@@ -366,6 +367,79 @@ def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path):
             assert s.proc.poll() is None
     finally:
         for s in sites + [d]:
+            s.stop()
+
+
+def cert_sha256(crt):
+    """The certificate pin of crt: SHA-256 of its DER encoding."""
+    der = subprocess.run(["openssl", "x509", "-in", crt, "-outform", "der"], check=True,
+                         capture_output=True, timeout=10).stdout
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def test_forwarded_requests_go_over_tls_to_s3_tls(tmp_path):
+    """A drained site forwards S3 requests to its peer's S3 TLS listener
+    ([peer.NAME] s3_tls), never to the plain port, and checks that the
+    certificate there is the peer's; a wrong pin fails the hop."""
+    sites, pki = mtls_mesh(tmp_path, names=("a", "b"))
+    a, b = sites
+    b_tls, dead = free_port(), free_port()
+    with open(b.config, "a") as f:  # b's S3 TLS listener presents its site certificate
+        f.write(f"[listen]\ns3_tls = 127.0.0.1:{b_tls}\n"
+                f"[s3]\ntls_cert = {pki}/b.crt\ntls_key = {pki}/b.key\n")
+    cfg = open(a.config).read()
+    # nothing listens on a's "plain" route to b: only the TLS hop can work
+    plain = cfg.replace("[peer.b]\n", f"[peer.b]\ns3 = 127.0.0.1:{dead}\n"
+                                      f"s3_tls = 127.0.0.1:{b_tls}\n")
+    open(a.config, "w").write(plain)
+    auth = {"Authorization": "Bearer " + TOKEN}
+    try:
+        for s in sites:
+            s.start()
+        wait_for(lambda: up(peer(a, "b")) and up(peer(b, "a")), 15, "a <-> b up")
+        cb = boto3.client("s3", endpoint_url=b.s3, aws_access_key_id="AKIATEST",
+                          aws_secret_access_key="testsecretkey", region_name="us-east-1",
+                          config=Config(s3={"addressing_style": "path"}))
+        ca = boto3.client("s3", endpoint_url=a.s3, aws_access_key_id="AKIATEST",
+                          aws_secret_access_key="testsecretkey", region_name="us-east-1",
+                          config=Config(s3={"addressing_style": "path"},
+                                        retries={"max_attempts": 1}))
+        cb.create_bucket(Bucket="hop")
+        body = os.urandom(3 * 1024 * 1024 + 5)
+        cb.put_object(Bucket="hop", Key="k", Body=body)
+        converge(sites)
+        st, _, out = http("POST", a.admin + "/admin/v1/failover/drain", headers=auth)
+        assert st == 200, out
+        # reads and writes at a are served by b, through TLS
+        assert ca.get_object(Bucket="hop", Key="k")["Body"].read() == body
+        ca.put_object(Bucket="hop", Key="via-a", Body=b"written through a drained site")
+        assert cb.get_object(Bucket="hop", Key="via-a")["Body"].read() == \
+            b"written through a drained site"
+        st, _, m = http("GET", b.admin + "/metrics", headers=auth)
+        hs = re.search(rb'meridian_http_tls_handshakes_total\{listener="s3"\} (\d+)', m)
+        assert hs and int(hs.group(1)) >= 1, m[:2000]
+        assert "route.proxy_failed" not in a.read_log()
+
+        # a pin that is not b's: the hop is refused, the client gets the
+        # fallback error, and a says why
+        a.stop()
+        open(a.config, "w").write(plain.replace(
+            f"s3_tls = 127.0.0.1:{b_tls}\n",
+            f"s3_tls = 127.0.0.1:{b_tls}\ns3_tls_pin = {cert_sha256(pki + '/a.crt')}\n"))
+        a.start()
+        st, _, out = http("POST", a.admin + "/admin/v1/failover/drain", headers=auth)
+        assert st == 200, out
+        wait_for(lambda: up(peer(a, "b")), 15, "a -> b up")
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ca.get_object(Bucket="hop", Key="k")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        log = a.read_log()
+        assert re.search(r'event=route\.proxy_failed peer=b .*reason="TLS: certificate does not '
+                         r'match the s3_tls_pin of peer b', log), log[-3000:]
+        for s in sites:
+            assert s.proc.poll() is None
+    finally:
+        for s in sites:
             s.stop()
 
 
