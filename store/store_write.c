@@ -14,16 +14,25 @@
  * and the pwritevs (page-cache copies) of stripe j run on an io thread
  * (store__async, store_io.c) while the caller hashes and copies stripe j+1
  * into a second buffer. A full stripe is handed off only when the next body
- * byte arrives, so an object of at most one stripe never leaves the caller's
- * thread and never takes the second buffer; its last stripe is always
- * written by the caller in finish. At most one stripe is in flight: the
- * caller waits for stripe j before handing off j+1, and finish and abort
- * wait for it before touching the files. Memory is therefore at most two
- * stripes per writer (one for objects of one stripe or less), whatever the
+ * byte arrives (only then is it known not to be the last, whose shape
+ * depends on the object's size), so an object of at most one stripe never
+ * takes the second buffer. At most one stripe is in flight: the caller
+ * waits for stripe j before handing off j+1, and finish and abort wait for
+ * it before touching the files. Memory is therefore at most two stripes per
+ * in-flight write, 2 * (k+m) * block_size (3 MiB at 4+2 and the default
+ * 256 KiB block; one stripe for objects of one stripe or less), whatever the
  * object size. While a stripe is in flight the job alone touches the shard
  * state (fd, bad, created, stripes, err); the caller reads it only after
  * store__await, whose mutex orders the two. An error found by the job is
- * reported by the next write or by finish (errors are sticky anyway).
+ * reported at the next stripe boundary or by finish (errors are sticky).
+ *
+ * The last stripe is written in finish, when nothing is left to hash: the
+ * caller CRCs and writes its k data blocks while an io thread encodes it and
+ * writes the m parity blocks. Each side touches only its own shards' state
+ * (a failed block drops only its shard), and the quorum is checked once
+ * both are done. For a one-stripe object (1 MiB at 4+2 and 256 KiB blocks)
+ * this is the only overlap: its bytes reach the writer only as fast as
+ * they are hashed, and the shape of a stripe is not known before its end.
  *
  * The last stripe is usually partial: with r bytes left, each shard block is
  * L = ceil(r/k) bytes, data shard i holding body bytes [i*L, (i+1)*L) of the
@@ -211,12 +220,13 @@ struct store_writer {
     store_layout l;
     unsigned flags;
     EVP_MD_CTX *md5, *sha;
-    unsigned char *buf;   /* (k+m) * block_size: the stripe being filled */
-    unsigned char *spare; /* the second stripe buffer, taken at the first hand-off */
-    unsigned char *fly;   /* the stripe on an io thread, or NULL */
-    store__jobset fly_set;
-    size_t fill;      /* data bytes in the current stripe */
-    uint64_t stripes; /* stripes written */
+    unsigned char *buf;    /* (k+m) * block_size: the stripe being filled */
+    unsigned char *spare;  /* the second stripe buffer, taken at the first hand-off */
+    unsigned char *fly;    /* the stripe on an io thread, or NULL */
+    store__jobset fly_set; /* the hand-off, or finish's parity job */
+    uint32_t last_L;       /* block length of the last stripe, for the parity job */
+    size_t fill;           /* data bytes in the current stripe */
+    uint64_t stripes;      /* stripes written */
     uint64_t size;
     int nsh;
     int rot; /* placement hash mod D: the pool rotation */
@@ -358,63 +368,124 @@ open_files(store_writer *w)
     w->files_open = 1;
 }
 
-/* Encodes and writes the stripe in buf holding dlen data bytes. */
-static int
-flush_stripe(store_writer *w, unsigned char *buf, size_t dlen)
+/* Shard i's block of the stripe being written, L bytes at blk, and its
+ * CRC32C, with one pwritev (the shard header goes first in stripe 0). It
+ * touches only shard i's state, so two threads may write different shards'
+ * blocks of one stripe at once. */
+static void
+put_block(store_writer *w, int i, const unsigned char *blk, uint32_t L)
 {
-    store *s = w->s;
-    int k = w->l.k, m = w->l.m;
-    uint32_t bs = w->l.block_size;
-    uint32_t L = dlen == (size_t)k * bs ? bs : (uint32_t)((dlen + (size_t)k - 1) / (size_t)k);
-    unsigned char *data[STORE_MAX_SHARDS], *par[STORE_MAX_SHARDS];
-    unsigned char crc[STORE_MAX_SHARDS][4], hdr[64];
-    uint64_t off = store__block_off(&w->l, w->stripes);
+    unsigned char crc[4], hdr[64];
+    struct iovec iov[3];
     char path[1200];
+    uint64_t off = store__block_off(&w->l, w->stripes);
+    uint32_t c;
+    int n = 0, rc;
 
-    if (!w->files_open)
-        open_files(w);
-    if (check_quorum(w, 0) != 0)
-        return w->err;
-    if ((size_t)k * L > dlen)
-        memset(buf + dlen, 0, (size_t)k * L - dlen);
-    /* Partial stripes pack the data blocks at stride L; parity stays at the
-     * end of the buffer. */
+    if (w->bad[i])
+        return;
+    if (w->stripes == 0) {
+        store__shard_hdr_encode(&w->l, i, hdr);
+        iov[n++] = (struct iovec){hdr, 64};
+        off = 0;
+    }
+    if (L > 0) {
+        c = mrd_crc32c(0, blk, L);
+        crc[0] = (unsigned char)c;
+        crc[1] = (unsigned char)(c >> 8);
+        crc[2] = (unsigned char)(c >> 16);
+        crc[3] = (unsigned char)(c >> 24);
+        iov[n++] = (struct iovec){(void *)blk, L};
+        iov[n++] = (struct iovec){crc, 4};
+    }
+    store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 0, path, sizeof(path));
+    rc = store__pwritev_full(w->s, w->fd[i], iov, n, off, path);
+    if (rc != 0)
+        drop_shard(w, i, rc, "write");
+}
+
+/* Encodes the stripe in buf (k data blocks at stride L; partial stripes
+ * pack them, parity stays at the end of the buffer) and writes the m
+ * parity blocks. */
+static void
+put_parity(store_writer *w, unsigned char *buf, uint32_t L)
+{
+    int k = w->l.k, m = w->l.m;
+    unsigned char *data[STORE_MAX_SHARDS], *par[STORE_MAX_SHARDS];
+
     for (int i = 0; i < k; i++)
         data[i] = buf + (size_t)i * L;
     for (int p = 0; p < m; p++)
-        par[p] = buf + (size_t)k * bs + (size_t)p * bs;
-    store__ec_encode(s, L, data, par);
-    for (int i = 0; i < k + m; i++) {
-        if (w->bad[i])
-            continue;
-        unsigned char *blk = i < k ? data[i] : par[i - k];
-        uint32_t c = mrd_crc32c(0, blk, L);
-        crc[i][0] = (unsigned char)c;
-        crc[i][1] = (unsigned char)(c >> 8);
-        crc[i][2] = (unsigned char)(c >> 16);
-        crc[i][3] = (unsigned char)(c >> 24);
-    }
-    for (int i = 0; i < k + m; i++) {
-        struct iovec iov[3];
-        int n = 0, rc;
-        uint64_t woff = off;
+        par[p] = buf + ((size_t)k + (size_t)p) * w->l.block_size;
+    store__ec_encode(w->s, L, data, par);
+    for (int p = 0; p < m; p++)
+        put_block(w, k + p, par[p], L);
+}
 
-        if (w->bad[i])
-            continue;
-        if (w->stripes == 0) {
-            store__shard_hdr_encode(&w->l, i, hdr);
-            iov[n++] = (struct iovec){hdr, 64};
-            woff = 0;
-        }
-        if (L > 0) {
-            iov[n++] = (struct iovec){i < k ? data[i] : par[i - k], L};
-            iov[n++] = (struct iovec){crc[i], 4};
-        }
-        store__shard_path(s, w->l.drive[i], w->l.objid, i, 0, path, sizeof(path));
-        rc = store__pwritev_full(s, w->fd[i], iov, n, woff, path);
-        if (rc != 0)
-            drop_shard(w, i, rc, "write");
-    }
+/* Opens the files if need be, zero-pads a partial stripe of dlen data bytes
+ * in buf, and returns its per-shard block length L (0 when the writer has
+ * failed: *rc then holds the error). */
+static uint32_t
+stripe_begin(store_writer *w, unsigned char *buf, size_t dlen, int *rc)
+{
+    int k = w->l.k;
+    uint32_t bs = w->l.block_size;
+    uint32_t L = dlen == (size_t)k * bs ? bs : (uint32_t)((dlen + (size_t)k - 1) / (size_t)k);
+
+    if (!w->files_open)
+        open_files(w);
+    *rc = check_quorum(w, 0);
+    if (*rc == 0 && (size_t)k * L > dlen)
+        memset(buf + dlen, 0, (size_t)k * L - dlen);
+    return L;
+}
+
+/* Encodes and writes the full stripe in buf (an io thread's hand-off). */
+static int
+flush_stripe(store_writer *w, unsigned char *buf, size_t dlen)
+{
+    int rc;
+    uint32_t L = stripe_begin(w, buf, dlen, &rc);
+
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < w->l.k; i++)
+        put_block(w, i, buf + (size_t)i * L, L);
+    put_parity(w, buf, L);
+    if (L > 0)
+        w->stripes++;
+    return check_quorum(w, 0);
+}
+
+/* finish's half of the last stripe: an io thread encodes and writes the
+ * parity while the caller writes the data blocks. */
+static void
+parity_job(void *arg, int i)
+{
+    store_writer *w = arg;
+
+    (void)i;
+    put_parity(w, w->buf, w->last_L);
+}
+
+/* Writes the last stripe (w->fill data bytes, or only the headers of an
+ * empty object) in finish. Nothing is left to hash, so the caller writes
+ * the k data blocks while an io thread encodes and writes the m parity
+ * blocks; each side touches only its own shards, and the quorum is checked
+ * once both are done. */
+static int
+flush_last(store_writer *w)
+{
+    int rc;
+    uint32_t L = stripe_begin(w, w->buf, w->fill, &rc);
+
+    if (rc != 0)
+        return rc;
+    w->last_L = L;
+    store__async(w->s, &w->fly_set, parity_job, w);
+    for (int i = 0; i < w->l.k; i++)
+        put_block(w, i, w->buf + (size_t)i * L, L);
+    store__await(w->s, &w->fly_set);
     if (L > 0)
         w->stripes++;
     return check_quorum(w, 0);
@@ -596,7 +667,7 @@ commit_shards(store_writer *w)
     if (!w->files_open)
         open_files(w);
     if (w->fill > 0 || w->stripes == 0) {
-        if ((rc = flush_stripe(w, w->buf, w->fill)) != 0)
+        if ((rc = flush_last(w)) != 0)
             return rc;
         w->fill = 0;
     }
