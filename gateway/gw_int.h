@@ -129,7 +129,7 @@ typedef struct gw_daemon {
     struct tls_ctx *s3_tls;              /* [listen] s3_tls: the S3 TLS listener's context */
     struct tls_ctx *repl_tls;            /* [replication] tls_cert: mutual TLS links */
     struct tls_ctx *proxy_tls;           /* forwarding to a peer's s3_tls: client side */
-    struct event *sig_term, *sig_int, *drain_timer, *drive_timer;
+    struct event *sig_term, *sig_int, *sig_hup, *drain_timer, *drive_timer;
     uint64_t started_ms;
     uint64_t started_mono_ns;
     gw_drive drives[MRD_MAX_DRIVES];

@@ -7,8 +7,18 @@
  * 1.2; TLS 1.2 suites are limited to ECDHE key exchange with AEAD ciphers
  * (AES-GCM, ChaCha20-Poly1305), TLS 1.3 keeps OpenSSL's default suites.
  * Compression and renegotiation are off. The certificate, key and CA file
- * are loaded once at start-up; a problem is a configuration error that
- * names the file and OpenSSL's reason.
+ * are loaded at start-up; a problem is a configuration error that names the
+ * file and OpenSSL's reason.
+ *
+ * Reloading (certificate rotation). tls_ctx_reload reads the same files
+ * again into a new SSL_CTX and swaps it in under the context's mutex; new
+ * connections take the SSL_CTX current when they start (tls_bev_new holds
+ * the mutex only around SSL_new), and connections already up keep the one
+ * they were made from (each SSL holds a reference, so freeing the old
+ * SSL_CTX after the swap is safe). A reload that fails changes nothing. The
+ * tls_ctx itself (what callers hold, and the callbacks' argument) never
+ * changes, so listeners on several threads and the site links need not be
+ * told.
  *
  * Peer certificates. With verify_peer, both a server and a client demand a
  * certificate (SSL_VERIFY_FAIL_IF_NO_PEER_CERT), and the whole chain check
@@ -34,6 +44,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +63,10 @@
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 struct tls_ctx {
+    pthread_mutex_t mu; /* guards ctx: swapped by tls_ctx_reload */
     SSL_CTX *ctx;
+    char *cert_file, *key_file, *ca_file; /* for reloads */
+    int tls13_only;
     int has_ca;
     int verify_peer;
     unsigned char alpn_wire[32]; /* length-prefixed, as ALPN sends it */
@@ -190,11 +204,57 @@ alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const
     return t->verify_peer ? SSL_TLSEXT_ERR_ALERT_FATAL : SSL_TLSEXT_ERR_NOACK;
 }
 
+/* A new SSL_CTX from t's files and settings, its callbacks bound to t. */
+static int
+build_ctx(tls_ctx *t, SSL_CTX **out, char *err, size_t errsz)
+{
+    SSL_CTX *ctx;
+    char why[160];
+
+    ERR_clear_error();
+    if (!(ctx = SSL_CTX_new(TLS_method()))) {
+        openssl_reason(why, sizeof(why));
+        snprintf(err, errsz, "cannot create a TLS context: %s", why);
+        return MRD_ECONFIG;
+    }
+    SSL_CTX_set_min_proto_version(ctx, t->tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
+        openssl_reason(why, sizeof(why));
+        snprintf(err, errsz, "cannot set the cipher list: %s", why);
+    } else if (SSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != 1) {
+        openssl_reason(why, sizeof(why));
+        snprintf(err, errsz, "%s: cannot load the certificate: %s", t->cert_file, why);
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1) {
+        openssl_reason(why, sizeof(why));
+        snprintf(err, errsz, "%s: cannot load the private key: %s", t->key_file, why);
+    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+        openssl_reason(why, sizeof(why));
+        snprintf(err, errsz, "%s does not match the certificate in %s: %s", t->key_file,
+                 t->cert_file, why);
+    } else if (t->ca_file && SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL) != 1) {
+        openssl_reason(why, sizeof(why));
+        snprintf(err, errsz, "%s: cannot load the CA certificates: %s", t->ca_file, why);
+    } else {
+        if (t->alpn_wire_len)
+            SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, t);
+        if (t->verify_peer) {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+            SSL_CTX_set_cert_verify_callback(ctx, cert_verify_cb, t);
+        }
+        *out = ctx;
+        return 0;
+    }
+    SSL_CTX_free(ctx);
+    return MRD_ECONFIG;
+}
+
 int
 tls_ctx_new(const tls_opts *o, tls_ctx **out, char *err, size_t errsz)
 {
     tls_ctx *t;
-    char why[160];
     int rc = MRD_ECONFIG;
 
     if (!o || !o->cert_file || !o->key_file) {
@@ -203,48 +263,22 @@ tls_ctx_new(const tls_opts *o, tls_ctx **out, char *err, size_t errsz)
     }
     if (conn_idx < 0)
         conn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_free_cb);
-    t = calloc(1, sizeof(*t));
-    if (!t)
+    if (conn_idx < 0) {
+        snprintf(err, errsz, "cannot create a TLS context: no ex_data index");
+        return MRD_ECONFIG;
+    }
+    if (!(t = calloc(1, sizeof(*t))))
         return -ENOMEM;
-    ERR_clear_error();
-    t->ctx = SSL_CTX_new(TLS_method());
-    if (!t->ctx || conn_idx < 0) {
-        openssl_reason(why, sizeof(why));
-        snprintf(err, errsz, "cannot create a TLS context: %s", why);
+    pthread_mutex_init(&t->mu, NULL);
+    t->cert_file = strdup(o->cert_file);
+    t->key_file = strdup(o->key_file);
+    t->ca_file = o->ca_file && o->ca_file[0] ? strdup(o->ca_file) : NULL;
+    t->has_ca = o->ca_file && o->ca_file[0];
+    t->tls13_only = o->tls13_only;
+    t->verify_peer = o->verify_peer;
+    if (!t->cert_file || !t->key_file || (t->has_ca && !t->ca_file)) {
+        rc = -ENOMEM;
         goto fail;
-    }
-    SSL_CTX_set_min_proto_version(t->ctx, o->tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
-    SSL_CTX_set_options(t->ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                    SSL_OP_CIPHER_SERVER_PREFERENCE);
-    SSL_CTX_set_mode(t->ctx, SSL_MODE_RELEASE_BUFFERS);
-    if (SSL_CTX_set_cipher_list(t->ctx, TLS12_CIPHERS) != 1) {
-        openssl_reason(why, sizeof(why));
-        snprintf(err, errsz, "cannot set the cipher list: %s", why);
-        goto fail;
-    }
-    if (SSL_CTX_use_certificate_chain_file(t->ctx, o->cert_file) != 1) {
-        openssl_reason(why, sizeof(why));
-        snprintf(err, errsz, "%s: cannot load the certificate: %s", o->cert_file, why);
-        goto fail;
-    }
-    if (SSL_CTX_use_PrivateKey_file(t->ctx, o->key_file, SSL_FILETYPE_PEM) != 1) {
-        openssl_reason(why, sizeof(why));
-        snprintf(err, errsz, "%s: cannot load the private key: %s", o->key_file, why);
-        goto fail;
-    }
-    if (SSL_CTX_check_private_key(t->ctx) != 1) {
-        openssl_reason(why, sizeof(why));
-        snprintf(err, errsz, "%s does not match the certificate in %s: %s", o->key_file,
-                 o->cert_file, why);
-        goto fail;
-    }
-    if (o->ca_file && o->ca_file[0]) {
-        if (SSL_CTX_load_verify_locations(t->ctx, o->ca_file, NULL) != 1) {
-            openssl_reason(why, sizeof(why));
-            snprintf(err, errsz, "%s: cannot load the CA certificates: %s", o->ca_file, why);
-            goto fail;
-        }
-        t->has_ca = 1;
     }
     if (o->alpn && o->alpn[0]) {
         size_t n = strlen(o->alpn);
@@ -255,18 +289,38 @@ tls_ctx_new(const tls_opts *o, tls_ctx **out, char *err, size_t errsz)
         t->alpn_wire[0] = (unsigned char)n;
         memcpy(t->alpn_wire + 1, o->alpn, n);
         t->alpn_wire_len = n + 1;
-        SSL_CTX_set_alpn_select_cb(t->ctx, alpn_select_cb, t);
     }
-    t->verify_peer = o->verify_peer;
-    if (o->verify_peer) {
-        SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-        SSL_CTX_set_cert_verify_callback(t->ctx, cert_verify_cb, t);
-    }
+    if ((rc = build_ctx(t, &t->ctx, err, errsz)) != 0)
+        goto fail;
     *out = t;
     return 0;
 fail:
     tls_ctx_free(t);
     return rc;
+}
+
+int
+tls_ctx_reload(tls_ctx *t, char *msg, size_t msgsz)
+{
+    SSL_CTX *fresh = NULL, *old;
+    X509 *leaf;
+    uint8_t fp[32];
+    unsigned int n = 0;
+    int rc = build_ctx(t, &fresh, msg, msgsz);
+
+    if (rc != 0)
+        return rc;
+    leaf = SSL_CTX_get0_certificate(fresh);
+    if (leaf && X509_digest(leaf, EVP_sha256(), fp, &n) == 1 && n == 32)
+        tls_fingerprint_format(fp, msg, msgsz);
+    else
+        snprintf(msg, msgsz, "reloaded");
+    pthread_mutex_lock(&t->mu);
+    old = t->ctx;
+    t->ctx = fresh;
+    pthread_mutex_unlock(&t->mu);
+    SSL_CTX_free(old); /* connections made from it hold their own reference */
+    return 0;
 }
 
 void
@@ -275,6 +329,10 @@ tls_ctx_free(tls_ctx *t)
     if (!t)
         return;
     SSL_CTX_free(t->ctx);
+    free(t->cert_file);
+    free(t->key_file);
+    free(t->ca_file);
+    pthread_mutex_destroy(&t->mu);
     free(t);
 }
 
@@ -282,9 +340,13 @@ struct bufferevent *
 tls_bev_new(tls_ctx *t, struct event_base *base, int fd, int server, tls_check_fn check,
             void *check_ud)
 {
-    SSL *ssl = SSL_new(t->ctx);
     tls_conn *tc = calloc(1, sizeof(*tc));
     struct bufferevent *bev = NULL;
+    SSL *ssl;
+
+    pthread_mutex_lock(&t->mu); /* a reload may swap t->ctx meanwhile */
+    ssl = SSL_new(t->ctx);
+    pthread_mutex_unlock(&t->mu);
 
     if (!ssl || !tc || SSL_set_ex_data(ssl, conn_idx, tc) != 1) {
         free(tc);

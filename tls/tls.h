@@ -13,8 +13,9 @@
  * cipher suites restricted to ECDHE with AES-GCM or ChaCha20-Poly1305; no
  * compression, no renegotiation.
  *
- * Threading: a tls_ctx may be shared by several bufferevents on one event
- * loop thread; nothing here is called from another thread.
+ * Threading: a tls_ctx may be shared by bufferevents on several event loop
+ * threads (tls_bev_new and tls_ctx_reload lock it); a bufferevent stays on
+ * its own thread.
  */
 #ifndef MERIDIAN_TLS_H
 #define MERIDIAN_TLS_H
@@ -58,6 +59,16 @@ typedef int (*tls_check_fn)(void *ud, const tls_peer_cert *pc, char *why, size_t
  * message naming the file and OpenSSL's reason into err[0..errsz).
  * *out is owned by the caller: tls_ctx_free. */
 int tls_ctx_new(const tls_opts *o, tls_ctx **out, char *err, size_t errsz);
+/*
+ * Certificate rotation: reads t's certificate, key and CA files again and,
+ * if they load and match, makes them the ones new connections use
+ * (connections already up keep theirs). Returns 0 with the new
+ * certificate's fingerprint ("sha256:...") in msg, or MRD_ECONFIG with the
+ * reason (naming the file) in msg and t unchanged. Thread-safe against
+ * tls_bev_new on other threads.
+ */
+int tls_ctx_reload(tls_ctx *t, char *msg, size_t msgsz);
+
 /* Frees t; bufferevents made from it must be freed first. NULL ok. */
 void tls_ctx_free(tls_ctx *t);
 

@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -69,6 +71,68 @@ def tls_site(tmp_path_factory):
     s.ca = ca
     yield s
     s.stop()
+
+
+def served_cert(port):
+    """SHA-256 pin of the certificate a new connection to port is given, and
+    the connection (kept open)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+    return "sha256:" + hashlib.sha256(conn.getpeercert(binary_form=True)).hexdigest(), conn
+
+
+def answers(conn):
+    """True when conn still serves an HTTP request."""
+    conn.sendall(b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    got = b""
+    while b"\r\n\r\n" not in got:  # a HEAD answer is its head alone
+        d = conn.recv(4096)
+        if not d:
+            return False
+        got += d
+    return got.startswith(b"HTTP/1.1 ")
+
+
+def test_sighup_rotates_the_certificate(tmp_path):
+    """SIGHUP reloads the S3 listener's certificate: new connections get the
+    new one, a connection already up keeps working, and files that do not
+    load leave the current certificate in place, with the reason logged."""
+    _, crt1, key1 = make_server_cert(str(tmp_path / "pki1"))
+    _, crt2, key2 = make_server_cert(str(tmp_path / "pki2"))
+    live_crt, live_key = str(tmp_path / "live.crt"), str(tmp_path / "live.key")
+    shutil.copy(crt1, live_crt)
+    shutil.copy(key1, live_key)
+    s = TlsSite(str(tmp_path / "a"))
+    s.enable_s3_tls(live_crt, live_key)
+    s.start()
+    try:
+        fp1, old = served_cert(s.tls_port)
+        assert answers(old)
+        shutil.copy(crt2, live_crt)
+        shutil.copy(key2, live_key)
+        s.proc.send_signal(signal.SIGHUP)
+        fp2 = cert_sha256(crt2)
+        wait_for(lambda: f"event=tls.reload ctx=s3 cert={fp2}" in s.read_log(), 10,
+                 "the reload to be logged")
+        assert fp2 != fp1 and served_cert(s.tls_port)[0] == fp2
+        assert answers(old)  # made with the old certificate, still served
+        # boto3 over the new certificate, verified against its CA
+        c = s3client(s, s.s3s, str(tmp_path / "pki2" / "ca.crt"))
+        c.create_bucket(Bucket="rotated")
+        # a key that is not PEM: refused, logged, the certificate stays
+        with open(live_key, "w") as f:
+            f.write("not a key\n")
+        s.proc.send_signal(signal.SIGHUP)
+        log = wait_for(lambda: (lambda l: l if "event=tls.reload_failed ctx=s3" in l else None)(
+            s.read_log()), 10, "the failed reload to be logged")
+        assert "live.key: cannot load the private key" in log, log[-2000:]
+        assert served_cert(s.tls_port)[0] == fp2
+        assert s.proc.poll() is None
+        c.head_bucket(Bucket="rotated")
+    finally:
+        s.stop()
 
 
 def s3client(site, url, verify):
