@@ -20,7 +20,8 @@
  * as an engine_run job: `work` on a pool thread fills a JSON body, `done`
  * answers on the loop (where the replicator's state may be read). A client
  * that goes away meanwhile only marks the job; done frees it. The gw_req is
- * never touched off the loop.
+ * never touched off the loop. The drive list a job writes is read with
+ * atomics: the main loop's probe may update it meanwhile.
  *
  * The conflict records are stored as JSON by the engine
  * (engine_conflict.c) and are copied into the answer as they are, with one
@@ -485,9 +486,12 @@ write_drives(admin_job *j, const store_status *ss)
     for (int i = 0; i < j->d->n_drives; i++) {
         const gw_drive *gd = &j->d->drives[i];
         const store_drive_status *sd = ss && i < ss->n_drives ? &ss->drives[i] : NULL;
+        /* on a worker while the main loop's probe may update gd: atomics */
+        int err = GW_LOAD(gd->err);
         /* failed: the daemon's probe or the store's own I/O took it offline */
-        int failed = gd->state != GW_DRIVE_ONLINE || (sd && sd->state != STORE_DRIVE_ONLINE);
-        const char *why = gd->err ? mrd_strerror(gd->err) : failed ? "I/O errors" : "";
+        int failed =
+            GW_LOAD(gd->state) != GW_DRIVE_ONLINE || (sd && sd->state != STORE_DRIVE_ONLINE);
+        const char *why = err ? mrd_strerror(err) : failed ? "I/O errors" : "";
         mrd_json_w_obj_begin(w);
         mrd_json_w_key(w, "index");
         mrd_json_w_int(w, i);
@@ -498,9 +502,9 @@ write_drives(admin_job *j, const store_status *ss)
         mrd_json_w_key(w, "error");
         mrd_json_w_str(w, why);
         mrd_json_w_key(w, "total_bytes");
-        mrd_json_w_uint(w, sd && sd->total_bytes ? sd->total_bytes : gd->total_bytes);
+        mrd_json_w_uint(w, sd && sd->total_bytes ? sd->total_bytes : GW_LOAD(gd->total_bytes));
         mrd_json_w_key(w, "free_bytes");
-        mrd_json_w_uint(w, sd && sd->total_bytes ? sd->free_bytes : gd->free_bytes);
+        mrd_json_w_uint(w, sd && sd->total_bytes ? sd->free_bytes : GW_LOAD(gd->free_bytes));
         mrd_json_w_key(w, "read_errors");
         mrd_json_w_uint(w, sd ? sd->read_errors : 0);
         mrd_json_w_key(w, "write_errors");

@@ -34,8 +34,9 @@ struct engine_kv;
 
 typedef enum { GW_DRIVE_ONLINE = 0, GW_DRIVE_OFFLINE = 1 } gw_drive_state;
 
-/* Written by the main loop's probe; state and free_bytes are also read by
- * S3 loops (routing, readiness): GW_LOAD / GW_STORE. */
+/* Written by the main loop's probe; read by S3 loops (routing, readiness)
+ * and admin jobs on engine workers: state, err and the byte counts with
+ * GW_LOAD / GW_STORE. */
 typedef struct gw_drive {
     const char *path; /* owned by the config */
     gw_drive_state state;

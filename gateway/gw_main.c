@@ -124,7 +124,7 @@ probe_drive(gw_drive *dr)
         }
     }
     if (rc == 0 && statvfs(dr->path, &vfs) == 0) {
-        dr->total_bytes = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+        GW_STORE(dr->total_bytes, (uint64_t)vfs.f_blocks * vfs.f_frsize);
         GW_STORE(dr->free_bytes, (uint64_t)vfs.f_bavail * vfs.f_frsize);
     }
     return rc;
@@ -137,7 +137,7 @@ probe_all(gw_daemon *d)
         gw_drive *dr = &d->drives[i];
         gw_drive_state was = dr->state;
         int rc = probe_drive(dr);
-        dr->err = rc;
+        GW_STORE(dr->err, rc);
         GW_STORE(dr->state, rc == 0 ? GW_DRIVE_ONLINE : GW_DRIVE_OFFLINE);
         if (dr->state != was || (rc != 0 && d->started_ms == 0)) {
             if (rc != 0)
