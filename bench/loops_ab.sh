@@ -5,8 +5,10 @@
 #
 #   bench/loops_ab.sh [--build DIR] [--rounds N] [--duration S] [--a N] [--b N]
 #
-# Prints one line per run (loops, op, concurrency, ops/s, p99 ms) and the
-# load average before each round; docs/benchmarks.md quotes its output.
+# Prints one line per run (loops, op, concurrency, ops/s, p99 ms, the
+# daemon's CPU time per operation: utime + stime over the run) and the load
+# average before each round. GET reads the 1000 keys the PUT before it
+# wrote. docs/benchmarks.md quotes its output.
 # Loopback only; everything lives in a temporary directory removed at exit.
 set -eu
 
@@ -75,21 +77,36 @@ EOF
 
 stop() { kill "$PID"; wait "$PID" || true; PID=; }
 
+cpu_ticks() { # utime + stime of the daemon, in clock ticks
+    awk '{print $14 + $15}' "/proc/$PID/stat"
+}
+
 run() { # $1 loops, $2 op, $3 concurrency
+    T0=$(cpu_ticks)
     "$MB" --endpoint "http://127.0.0.1:$S3" --access-key AKIABENCH --secret-key benchsecretkey \
         --bucket loopsab --create-bucket --op "$2" --size 4KiB --concurrency "$3" --threads 2 \
-        --duration "$DUR" --keys 1000 --quiet --json "$W/r.json" > "$W/mb.out" 2>&1 || tail -3 "$W/mb.out" >&2
-    /usr/bin/python3 - "$1" "$2" "$3" "$W/r.json" <<'EOF'
+        --duration "$DUR" --keys 1000 $([ "$2" = get ] && echo --no-prepare) --quiet --json "$W/r.json" > "$W/mb.out" 2>&1 || tail -3 "$W/mb.out" >&2
+    T1=$(cpu_ticks)
+    /usr/bin/python3 - "$1" "$2" "$3" "$W/r.json" "$((T1 - T0))" "$(getconf CLK_TCK)" <<'EOF'
 import json, sys
-loops, op, conc, path = sys.argv[1:]
+loops, op, conc, path, ticks, hz = sys.argv[1:]
 try:
     r = json.load(open(path))
+    # the daemon's CPU over the run, per op
+    us = int(ticks) / int(hz) * 1e6 / max(r["ops"], 1)
     print(f"loops={loops} op={op} conc={conc} ops_s={r['ops_per_s']:.0f} "
-          f"p99_ms={r['lat_ms']['p99']:.1f} errors={r['errors']}")
+          f"p99_ms={r['lat_ms']['p99']:.1f} cpu_us_per_op={us:.0f} errors={r['errors']}")
 except Exception as e:  # noqa
     print(f"loops={loops} op={op} conc={conc} failed: {e}")
 EOF
 }
+
+# the 1000 keys every GET run reads, written once before the rounds
+start "$A"
+"$MB" --endpoint "http://127.0.0.1:$S3" --access-key AKIABENCH --secret-key benchsecretkey \
+    --bucket loopsab --create-bucket --op get --size 4KiB --keys 1000 --count 1 --quiet \
+    > "$W/mb.out" 2>&1 || { cat "$W/mb.out" >&2; exit 1; }
+stop
 
 r=1
 while [ $r -le "$ROUNDS" ]; do
