@@ -133,6 +133,7 @@ repl_failed_scan(struct engine *eng, const repl_failed_query *q, const char *buc
         return 0; /* the peer is level (or nothing was written since) */
     if ((rc = wal_reader_open(w, from + 1, &rd)) != 0)
         return rc; /* MRD_ENOTFOUND: past retention, the peer needs a resync */
+    wal_reader_bare(rd, WAL_REC_REPLICATED_APPLY); /* never read: skipped below */
     for (;;) {
         wal_entry we;
         Meridian__WalRecord *rec = NULL;

@@ -7,7 +7,8 @@
  *   reader job -> queue of items -> requests in flight -> acks -> cursor
  *
  *   - A reader job (on an engine worker: WAL segments are files) tails the
- *     WAL from where the last job stopped and cuts what it reads into items.
+ *     WAL from where the last job stopped and cuts what it reads into items
+ *     (replicated applies are read bare, header only: wal_reader_bare).
  *     An item is one POST /repl/v1/records covering a contiguous LSN range:
  *     the records we originated (replicated applies are skipped: a receiver
  *     never forwards), closed at REPL_BATCH_BYTES or REPL_BATCH_RECORDS, or
@@ -394,6 +395,7 @@ lag_work(void *arg)
         j->partial = 1;
         return;
     }
+    wal_reader_bare(rd, WAL_REC_REPLICATED_APPLY); /* not ours: counted as nothing */
     for (;;) {
         wal_entry e;
         Meridian__WalRecord *rec = NULL;
@@ -786,6 +788,7 @@ tx_job_work(void *arg)
             pthread_mutex_unlock(&tx->mu);
             return;
         }
+        wal_reader_bare(tx->rd, WAL_REC_REPLICATED_APPLY); /* never forwarded */
     }
     read_records(j, tx->rd);
     pthread_mutex_unlock(&tx->mu);

@@ -293,6 +293,16 @@ int wal_reader_open(wal *w, uint64_t from_lsn, wal_reader **out);
  */
 int wal_reader_next(wal_reader *r, wal_entry *e);
 
+/*
+ * From now on, records of this type (nonzero; 0 turns it off) come back
+ * bare: lsn and type set, payload NULL and len 0, read from their header
+ * alone (length, LSN and type checked; the checksum, which covers the
+ * payload, is not). For a reader that skips that type anyway (a sender
+ * never forwards WAL_REC_REPLICATED_APPLY): it saves reading and checking
+ * what it would throw away.
+ */
+void wal_reader_bare(wal_reader *r, uint16_t type);
+
 /* The LSN the next wal_reader_next would return. */
 uint64_t wal_reader_position(const wal_reader *r);
 

@@ -166,8 +166,9 @@ struct wal_reader {
     int fd;
     uint64_t seg_first;
     uint64_t off;
-    uint64_t next_lsn; /* LSN of the record at off */
-    uint64_t skip_to;  /* records below this are skipped */
+    uint64_t next_lsn;  /* LSN of the record at off */
+    uint64_t skip_to;   /* records below this are skipped */
+    uint16_t bare_type; /* wal_reader_bare: records of this type are not read */
     uint8_t *buf;
     size_t cap;
     char err[320];

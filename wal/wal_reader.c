@@ -8,6 +8,12 @@
  * record sent to a peer can therefore never be undone by a crash here, and
  * the reader never looks at bytes a concurrent pwrite is still producing.
  *
+ * Bare records (wal_reader_bare): a record of the reader's bare type is
+ * stepped over after its header: its length must be possible and its LSN
+ * the next one, and it is returned without a payload. Its checksum is not
+ * verified (that would mean reading it); a damaged header still shows, as
+ * the record after it then fails its own checks.
+ *
  * Positioning is lazy. wal_reader_open finds the segment that holds
  * from_lsn (binary search over first LSNs) and starts at its first record;
  * wal_reader_next skips records below from_lsn as they become durable.
@@ -172,6 +178,22 @@ wal_reader_next(wal_reader *r, wal_entry *e)
             why = "bad record length";
             goto corrupt;
         }
+        if (r->bare_type && wal__get16(hdr + 16) == r->bare_type) {
+            uint64_t lsn = wal__get64(hdr + 8);
+            if (lsn != r->next_lsn) {
+                why = "LSN out of sequence";
+                goto corrupt;
+            }
+            r->off += WAL__REC_HDR + len;
+            r->next_lsn++;
+            if (lsn < r->skip_to)
+                continue;
+            e->lsn = lsn;
+            e->type = r->bare_type;
+            e->payload = NULL;
+            e->len = 0;
+            return 1;
+        }
         if (WAL__REC_HDR + (size_t)len > r->cap) {
             size_t cap = r->cap ? r->cap : 4096;
             uint8_t *p;
@@ -208,6 +230,13 @@ wal_reader_next(wal_reader *r, wal_entry *e)
                  r->seg_first, r->off, why);
         return MRD_ECORRUPT;
     }
+}
+
+void
+wal_reader_bare(wal_reader *r, uint16_t type)
+{
+    if (r)
+        r->bare_type = type;
 }
 
 int

@@ -912,6 +912,60 @@ CallbacksRunOnCallerLoopAndReaderWakes(void)
     dir_done();
 }
 
+/* A bare type comes back as LSN and type only; other records are whole,
+ * and from_lsn still skips bare records below it. */
+static void
+ReaderReturnsBareRecordsWithoutPayload(void)
+{
+    wal_opts o = opts_base();
+    wal *w = NULL;
+    wal_reader *r = NULL;
+    wal_entry e;
+    uint8_t b[3000];
+
+    dir_new("bare");
+    REQUIRE(wal_open(&o, &w) == 0);
+    for (int i = 1; i <= 6; i++) {
+        waiter x;
+        payload_fill(b, sizeof(b), (uint64_t)i);
+        waiter_init(&x);
+        REQUIRE(wal_append(w, i % 2 ? WAL_REC_OBJECT_PUT : WAL_REC_REPLICATED_APPLY, b,
+                           (size_t)i * 100, waiter_cb, &x, NULL) == 0);
+        REQUIRE(waiter_wait(&x) == 0);
+    }
+    for (uint64_t from = 1; from <= 2; from++) {
+        REQUIRE(wal_reader_open(w, from, &r) == 0);
+        wal_reader_bare(r, WAL_REC_REPLICATED_APPLY);
+        for (int i = (int)from; i <= 6; i++) {
+            REQUIRE(wal_reader_next(r, &e) == 1);
+            CHECK_EQ_INT(e.lsn, i);
+            if (i % 2) {
+                CHECK_EQ_INT(e.type, WAL_REC_OBJECT_PUT);
+                CHECK_EQ_INT(e.len, i * 100);
+                payload_fill(b, sizeof(b), (uint64_t)i);
+                CHECK(e.payload && memcmp(e.payload, b, e.len) == 0);
+            } else {
+                CHECK_EQ_INT(e.type, WAL_REC_REPLICATED_APPLY);
+                CHECK(e.payload == NULL);
+                CHECK_EQ_INT(e.len, 0);
+            }
+        }
+        CHECK_EQ_INT(wal_reader_next(r, &e), 0);
+        CHECK_EQ_INT(wal_reader_position(r), 7);
+        wal_reader_close(r);
+    }
+    /* off again: whole records */
+    REQUIRE(wal_reader_open(w, 2, &r) == 0);
+    wal_reader_bare(r, WAL_REC_REPLICATED_APPLY);
+    wal_reader_bare(r, 0);
+    REQUIRE(wal_reader_next(r, &e) == 1);
+    CHECK_EQ_INT(e.len, 200);
+    CHECK(e.payload != NULL);
+    wal_reader_close(r);
+    wal_close(w);
+    dir_done();
+}
+
 /* ---- cursors and retention -------------------------------------------------- */
 
 static void
@@ -1576,6 +1630,7 @@ static const test_case tests[] = {
     TEST(SegmentRollInMiddleOfBatch),
     TEST(ReplayIdempotence),
     TEST(CallbacksRunOnCallerLoopAndReaderWakes),
+    TEST(ReaderReturnsBareRecordsWithoutPayload),
     TEST(CursorPersistenceAcrossReopen),
     TEST(RetentionNeverDeletesWhatPeerNeeds),
     TEST(SizeCapMarksLaggingPeer),
