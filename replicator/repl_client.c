@@ -17,10 +17,13 @@
  * Reconnects use exponential backoff with jitter (uniform in [d/2, d],
  * d = min(max, min * 2^attempt)), so sites that lose each other at the same
  * moment do not redial in lock step; a successful Hello resets the attempt
- * count. A connection that never finishes its Hello (e.g. a WAN emulator
- * that accepts but holds traffic) is dropped after max(3 * I, 1 s), and one
- * whose heartbeats time out N times in a row is dropped too: it may be a
- * half-open socket to a peer that restarted behind a partition.
+ * count. A Hello from the peer on the connection it dialled cuts the delay
+ * short (repl__client_peer_is_back): the peer is up again, and a catch-up
+ * after its outage would otherwise wait up to backoff_max for our redial
+ * (measured: 2.8 s of a 7.2 s catch-up). A connection that never finishes its Hello (e.g. a WAN
+ * emulator that accepts but holds traffic) is dropped after max(3 * I, 1 s), and one whose
+ * heartbeats time out N times in a row is dropped too: it may be a half-open socket to a peer that
+ * restarted behind a partition.
  *
  * Later (PROTOCOL.md, planned) the sender's record streams ride on the same
  * session, which is why the session is kept rather than made per heartbeat.
@@ -86,6 +89,17 @@ dial(repl_peer *p)
         repl__conn_fail(c, mrd_strerror(rc));
         repl__conn_reap(c);
     }
+}
+
+void
+repl__client_peer_is_back(repl_peer *p)
+{
+    struct timeval now = {0, 0};
+
+    if (p->conn || !p->reconnect_ev || !evtimer_pending(p->reconnect_ev, NULL))
+        return;
+    evtimer_del(p->reconnect_ev);
+    evtimer_add(p->reconnect_ev, &now); /* dial from the loop, not from nghttp2's callback */
 }
 
 int

@@ -663,6 +663,9 @@ uint64_t repl__rand(repl *r);
 /* Client side (repl_client.c). */
 int repl__client_init(repl_peer *p); /* its reconnect timer */
 void repl__client_start(repl_peer *p);
+/* The peer said Hello on the connection it dialled: if our session to it
+ * waits out a reconnect delay, dial now (repl_client.c). */
+void repl__client_peer_is_back(repl_peer *p);
 void repl__client_tick(repl_peer *p);
 void repl__client_stop(repl_peer *p);
 

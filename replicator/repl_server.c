@@ -298,7 +298,9 @@ repl__server_on_request(repl__conn *c, repl__stream *s)
         return;
     }
     repl__peer_absorb(p, &m.st);
-    if (!is_hello)
+    if (is_hello)
+        repl__client_peer_is_back(p);
+    else
         r->stats.heartbeats_served++;
 
     repl__local_state(r, &resp);
