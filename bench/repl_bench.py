@@ -12,7 +12,9 @@ What it measures:
   catch-up  site b is stopped, mrdbench PUTs N MiB of objects at site a,
             b is started: the time from b's start until a reports b's lag 0
             (everything applied, fsynced and acked) gives the replication
-            throughput, for 1 MiB and 64 KiB objects.
+            throughput, for 1 MiB and 64 KiB objects. The CPU seconds each
+            daemon spent on it (and the load average at its start) are
+            printed too: on a shared machine they are steadier than MB/s.
   lag       with mrdbench loading site a (PUT, 64 KiB, 4 in flight), probes
             PUT a small object at a, then HEAD it at b every millisecond
             until it is there: the lag from a's 200 to readable at b, p50
@@ -95,8 +97,18 @@ def mrdbench(build, site, size, seconds=None, count=None, concurrency=16, prefix
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def cpu_seconds(site):
+    """User + system CPU seconds of a site's meridiand so far."""
+    with open(f"/proc/{site.proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def catch_up(build, a, b, size, mib, stop_b=None, start_b=None, keys=("AKIATEST", "testsecretkey"),
-             tmp=None):
+             tmp=None, cpu=None):
+    """Returns (objects, MB/s, seconds, local PUT MB/s); fills cpu (a dict)
+    with the CPU seconds each daemon spent on the catch-up when given
+    (b's since its start, a's from then on)."""
     count = (mib << 20) // size
     (stop_b or b.stop)()
     js = os.path.join(tmp or os.path.dirname(a.root), f"put{size}.json")
@@ -106,6 +118,7 @@ def catch_up(build, a, b, size, mib, stop_b=None, start_b=None, keys=("AKIATEST"
     if p.returncode != 0:
         raise RuntimeError("mrdbench failed: " + err.decode())
     ingest = count * size / (time.monotonic() - t_put) / 1e6
+    a_cpu0 = cpu_seconds(a) if cpu is not None else 0
     t0 = time.monotonic()
     (start_b or b.start)()
     while lag_of(a, "b") != 0:
@@ -113,6 +126,9 @@ def catch_up(build, a, b, size, mib, stop_b=None, start_b=None, keys=("AKIATEST"
             raise RuntimeError("b did not catch up")
         time.sleep(0.01)
     secs = time.monotonic() - t0
+    if cpu is not None:
+        cpu["sender"] = round(cpu_seconds(a) - a_cpu0, 2)
+        cpu["receiver"] = round(cpu_seconds(b), 2)
     return count, count * size / secs / 1e6, secs, ingest
 
 
@@ -269,14 +285,18 @@ def main():
         b.start()
         for size, label in ((1 << 20, "1MiB"), (64 << 10, "64KiB")):
             ceil = h2_ceiling(size, tmp, min(args.mib, 2048))
-            n, mbs, secs, ingest = catch_up(args.build, a, b, size, args.mib)
+            cpu = {}
+            load = os.getloadavg()[0]
+            n, mbs, secs, ingest = catch_up(args.build, a, b, size, args.mib, cpu=cpu)
             res[label] = {"objects": n, "repl_MBps": round(mbs, 1), "seconds": round(secs, 2),
                           "h2_ceiling_MBps": round(ceil, 1), "ratio": round(mbs / ceil, 3),
                           "local_put_MBps": round(ingest, 1),
-                          "ratio_to_local_put": round(mbs / ingest, 3)}
+                          "ratio_to_local_put": round(mbs / ingest, 3),
+                          "cpu_seconds": cpu, "load_average": round(load, 2)}
             print(f"{label:>6}: {n} objects replicated at {mbs:8.1f} MB/s in {secs:.2f} s; "
                   f"h2 ceiling {ceil:8.1f} MB/s (ratio {mbs / ceil:.2f}); local PUT of the "
-                  f"same objects {ingest:8.1f} MB/s (ratio {mbs / ingest:.2f})")
+                  f"same objects {ingest:8.1f} MB/s (ratio {mbs / ingest:.2f}); CPU s sender "
+                  f"{cpu['sender']:.2f} receiver {cpu['receiver']:.2f}; load {load:.1f}")
         p50, p99, st = lag_probes(args.build, a, b, args.probes)
         res["lag_ms"] = {"p50": round(p50, 2), "p99": round(p99, 2), "probes": args.probes}
         print(f"lag under load (64 KiB PUTs, 4 in flight): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
