@@ -13,6 +13,14 @@
  * transaction that applies it also stores the origin LSN under
  * "repl.applied.<origin>", so progress and data commit together.
  *
+ * Cost: the records are read where the caller holds them, never copied
+ * (every append happens before engine_repl_apply returns). Each original is
+ * decoded once, which checks it before it can reach the WAL (one that does
+ * not decode would stop the applier), and that decoded record travels with
+ * the append to the applier (engine__append_decoded), which therefore does
+ * not decode the ReplicatedApply and its original again. The WAL holds the
+ * packed ReplicatedApply as ever; replay decodes it.
+ *
  * Exactly once: appended (under mut_mu) filters duplicates, e.g. a batch
  * re-sent after a reconnect; a crash between append and index commit is
  * covered by WAL replay, which re-applies the ReplicatedApply records and
