@@ -119,7 +119,8 @@ struct store {
     pthread_mutex_t pool_mu, pool_fill_mu;
     pthread_cond_t pool_cv;
     pthread_t pool_thr;
-    int pool_init, pool_live, pool_stop;
+    int pool_init, pool_live;
+    atomic_int pool_stop; /* set under pool_mu; also read under pool_fill_mu alone */
     unsigned char (*pool_ids)[STORE_OBJID_LEN];
     int pool_n[MRD_MAX_DRIVES];
     atomic_uint_fast64_t pool_hits, pool_misses;
