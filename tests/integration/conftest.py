@@ -75,6 +75,15 @@ def http(method, url, headers=None, body=None, timeout=5):
         return e.code, dict(e.headers), e.read()
 
 
+def sanitized(pid):
+    """True when process pid runs under ASan or TSan: its peak RSS then holds
+    the sanitizer's shadow memory and quarantine, so memory bounds mean
+    nothing (a TSan or ASan build runs the tests for races and leaks)."""
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read()
+    return "libasan" in maps or "libtsan" in maps
+
+
 def vm_hwm_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

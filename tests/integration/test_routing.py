@@ -36,7 +36,7 @@ from botocore.credentials import Credentials
 
 from conftest import TOKEN, Site, http, vm_hwm_kib, wait_for
 from test_s3_ops import streaming_put
-from test_wanem import asan_build
+from test_wanem import sanitizer_build
 from wanem import Wanem, binary_path
 
 CRED = Credentials("AKIATEST", "testsecretkey")
@@ -385,7 +385,7 @@ def test_proxy_streams_with_bounded_memory(pair):
     assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
     grown = vm_hwm_kib(b.proc.pid) - base
     print("b's peak RSS grew by %d KiB for 64 MiB each way" % grown)
-    if not asan_build():  # ASan's shadow and quarantine are not the daemon's
+    if not sanitizer_build():  # a sanitizer's shadow memory is not the daemon's
         assert grown < 24 * 1024, grown
 
 

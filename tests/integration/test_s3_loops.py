@@ -13,8 +13,6 @@ import subprocess
 import time
 import urllib.parse
 
-import pytest
-
 from conftest import MERIDIAND, Site, http, s3_client, wait_for
 
 

@@ -19,7 +19,7 @@ import time
 import botocore
 import pytest
 
-from conftest import Site, err_code, http, s3_client, vm_hwm_kib
+from conftest import Site, err_code, http, s3_client, sanitized, vm_hwm_kib
 
 AWS = "/usr/bin/aws"
 KEY, SECRET = "AKIATEST", "testsecretkey"
@@ -56,9 +56,8 @@ def sha(b):
 
 
 def asan(site):
-    """Peak RSS means nothing under ASan (its quarantine keeps freed memory)."""
-    with open(f"/proc/{site.proc.pid}/maps") as f:
-        return "libasan" in f.read()
+    """Peak RSS means nothing under a sanitizer (conftest.sanitized)."""
+    return sanitized(site.proc.pid)
 
 
 def mpu_etag(parts):

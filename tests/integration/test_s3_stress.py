@@ -33,7 +33,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from conftest import BUILD
+from conftest import BUILD, sanitized
 
 KEY, SECRET = "AKIATEST", "testsecretkey"
 CRED = Credentials(KEY, SECRET)
@@ -83,8 +83,7 @@ def make_bucket(site, name):
 def asan_daemon(site):
     if "asan" in os.environ.get("MERIDIAN_BUILD_DIR", ""):
         return True
-    with open(f"/proc/{site.proc.pid}/maps") as f:
-        return "libasan" in f.read()
+    return sanitized(site.proc.pid)
 
 
 def assert_healthy(site):
