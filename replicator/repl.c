@@ -96,6 +96,20 @@ repl__peer_by_id(repl *r, uint32_t id)
     return NULL;
 }
 
+repl_peer *
+repl__peer_removed(repl *r, uint32_t id)
+{
+    repl_peer *found = NULL;
+
+    for (int i = 0; i < r->n_peers; i++) {
+        if (r->peers[i].id == id && !r->peers[i].removed)
+            return NULL; /* removed once, added again */
+        if (r->peers[i].id == id)
+            found = &r->peers[i];
+    }
+    return found;
+}
+
 static void fill_info(const repl_peer *p, uint64_t now_ns, repl_peer_info *out);
 
 /* Our view of our link to p, as announced to every peer. */

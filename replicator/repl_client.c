@@ -153,8 +153,9 @@ repl__client_on_connected(repl__conn *c)
         repl__conn_fail(c, "cannot submit hello");
 }
 
-const char *
-repl__client_check_auth(repl__conn *c, repl__stream *s, uint32_t error_code)
+/* Checks the peer's signature on a complete answer; NULL when it holds. */
+static const char *
+check_signature(repl__conn *c, repl__stream *s)
 {
     repl_peer *p = c->peer;
     repl *r = c->r;
@@ -163,14 +164,6 @@ repl__client_check_auth(repl__conn *c, repl__stream *s, uint32_t error_code)
     char method[16];
     uint32_t site = 0;
 
-    if (error_code != 0)
-        return "stream reset by peer";
-    if (s->status == 401) {
-        p->auth_failures++;
-        return "peer answered 401: it rejected our signature (replication secret differs?)";
-    }
-    if (s->status != 200)
-        return s->status == 400 ? "peer answered 400" : "peer answered an error status";
     if (s->too_big || s->bad_header)
         return "oversized response or headers";
     snprintf(method, sizeof(method), "RESP %d", s->status);
@@ -192,6 +185,46 @@ repl__client_check_auth(repl__conn *c, repl__stream *s, uint32_t error_code)
     if (site != p->id)
         return "response from an unexpected site id";
     return NULL;
+}
+
+const char *
+repl__client_check_auth(repl__conn *c, repl__stream *s, uint32_t error_code)
+{
+    if (error_code != 0)
+        return "stream reset by peer";
+    if (s->status == 401) {
+        c->peer->auth_failures++;
+        return "peer answered 401: it rejected our signature (replication secret differs?)";
+    }
+    if (s->status != 200)
+        return s->status == 400 ? "peer answered 400" : "peer answered an error status";
+    return check_signature(c, s);
+}
+
+/* A Hello answered 410: the peer says this site was removed from the
+ * topology, and sends the topology. If the answer is the peer's and the
+ * topology is newer than ours and lacks us, it is offered for adoption
+ * (repl__topo_offer), which drops every peer and says so. */
+static void
+on_removed_answer(repl__conn *c, repl__stream *s)
+{
+    const char *why = check_signature(c, s);
+    repl_topology t;
+    int self = 0;
+
+    if (!why && repl__topo_decode(s->in.data, s->in.len, &t, &why) == 0) {
+        for (int i = 0; i < t.n; i++)
+            self |= t.sites[i].id == c->r->site_id;
+        if (self)
+            why = "its topology still holds this site";
+    }
+    if (why) {
+        MRD_WARN("repl.peer.removed_answer_bad", "peer=%s reason=\"%s\"", c->peer->name, why);
+        return;
+    }
+    MRD_WARN("repl.peer.says_removed", "peer=%s epoch=%llu", c->peer->name,
+             (unsigned long long)t.epoch);
+    repl__topo_offer(c->r, &t);
 }
 
 /* Checks a complete Hello or Heartbeat response; NULL when it is good. */
@@ -237,6 +270,13 @@ repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code
         if (p->hb != s)
             return; /* cancelled at a timeout, already counted */
         p->hb = NULL;
+    }
+    if (s->kind == REPL__ST_HELLO && error_code == 0 && s->status == 410) {
+        on_removed_answer(c, s);
+        snprintf(p->last_error, sizeof(p->last_error), "hello: %s",
+                 "the peer says this site was removed from the topology");
+        repl__conn_fail(c, "removed from the topology");
+        return;
     }
     why = check_response(c, s, error_code, &m);
     if (s->kind == REPL__ST_HELLO) {

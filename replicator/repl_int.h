@@ -514,7 +514,8 @@ void repl__rx_pool_free(repl *r); /* at repl_free */
 struct repl_peer {
     repl *r;
     int idx;
-    int removed; /* left the topology: the slot stays (never reused), inert */
+    int removed;      /* left the topology: the slot stays (never reused), inert */
+    int told_removed; /* it asked since, and was answered 410 (logged once) */
     /* object data sent to it per second, updated every tick */
     uint64_t rate_bps, rate_last_bytes, rate_last_ns;
     uint32_t id;
@@ -639,6 +640,9 @@ void repl__peer_absorb(repl_peer *p, const repl__state_msg *st);
 void repl__peer_outcome(repl_peer *p, int ok, uint64_t rtt_us, const char *why);
 /* The peer with that id, NULL when none or removed. */
 repl_peer *repl__peer_by_id(repl *r, uint32_t id);
+/* The slot of a site removed from the topology since start-up (it is told
+ * so with 410 and the topology: PROTOCOL.md section 9), or NULL. */
+repl_peer *repl__peer_removed(repl *r, uint32_t id);
 
 /* Topology (repl_topo.c; PROTOCOL.md section 9). */
 int repl__peer_init(repl *r, int i, const mrd_peer_conf *pc); /* slot i, not counted */

@@ -152,6 +152,25 @@ reject(repl__conn *c, repl__stream *s, const char *reason)
     repl__server_answer_text(c, s, 401, reason);
 }
 
+/* A site removed from the topology asks again (it was cut off before it
+ * heard): answer 410 with the topology, signed as any answer, so it can
+ * adopt it and stop (PROTOCOL.md section 9). Its connection closes after. */
+static void
+tell_removed(repl__conn *c, repl__stream *s, repl_peer *gone)
+{
+    mrd_buf b = {0};
+
+    MRD_LOG(gone->told_removed ? MRD_LOG_DEBUG : MRD_LOG_INFO, "repl.peer.told_removed",
+            "peer=%s remote=%s epoch=%llu", gone->name, c->remote,
+            (unsigned long long)c->r->topo.epoch);
+    gone->told_removed = 1;
+    c->reject = 1;
+    if (repl__topo_encode(&c->r->topo, &b) != 0 ||
+        repl__submit_response(c, s, 410, b.data, b.len) < 0)
+        repl__conn_fail(c, "cannot submit response");
+    mrd_buf_free(&b);
+}
+
 /* Records how far the peer's clock is from ours and says so, once, when it
  * is more than a minute off: HLCs keep conflict decisions correct under
  * skew (docs/conflicts.md), but an operator wants to know, and past
@@ -211,6 +230,10 @@ repl__server_auth(repl__conn *c, repl__stream *s, const void *body, size_t len)
         return NULL;
     }
     p = repl__peer_by_id(r, site);
+    if (!p && site != r->site_id && repl__peer_removed(r, site)) {
+        tell_removed(c, s, repl__peer_removed(r, site));
+        return NULL;
+    }
     if (!p) {
         reject(c, s,
                site == r->site_id ? "site id is our own" : "site id is not a configured peer");

@@ -84,6 +84,19 @@ repl__tls_check(void *ud, const struct tls_peer_cert *pc, char *why, size_t whys
         if (strcmp(pc->cn, p->name) == 0)
             named = p;
     }
+    /* a site removed since start-up may finish its handshake, so that its
+     * requests get the 410 that tells it (repl_server.c, tell_removed) */
+    for (int i = 0; !named && i < r->n_peers; i++) {
+        repl_peer *p = &r->peers[i];
+        const uint8_t *pin = pin_of(r, p->id);
+
+        if (p->removed && repl__peer_removed(r, p->id) == p &&
+            ((pin && pin_match(pin, pc)) ||
+             (!pin && pc->chain_ok && strcmp(pc->cn, p->name) == 0))) {
+            c->tls_peer = p;
+            return 1;
+        }
+    }
     if (named) {
         snprintf(c->tls_claim, sizeof(c->tls_claim), "%s", named->name);
         return identifies(r, named, pc, why, whysz);

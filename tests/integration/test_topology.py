@@ -92,9 +92,16 @@ def test_add_a_site_then_remove_it(tmp_path, three):
         wait_for(lambda: all(p["send"]["lag_records"] == 0
                              for p in a.status()["replication"]["peers"]), what="a's lag 0")
         assert "event=repl.peer.removed peer=d" in a.read_log()
-        # d cannot talk to them any more
-        wait_for(lambda: "site id is not a configured peer" in
-                 open(b.log).read().split("repl.peer.removed peer=d")[-1], what="b refusing d")
+        # d cannot talk to them any more, and is told why: its next Hello gets
+        # 410 with the topology, which d adopts (it was cut off before it
+        # could learn of the change by the usual announcements)
+        wait_for(lambda: "event=repl.peer.told_removed peer=d" in a.read_log() + b.read_log() +
+                 c.read_log(), what="a peer telling d it was removed")
+        wait_for(lambda: "event=repl.topology.removed_self epoch=2" in d.read_log(),
+                 what="d adopting the topology without itself")
+        assert [s["name"] for s in sites_of(d)["sites"]] == ["a", "b", "c"]
+        assert d.status()["replication"]["peers"] == [] or all(
+            p["name"] not in ("a", "b", "c") for p in d.status()["replication"]["peers"])
 
         # the topology survives a restart, overriding the config's [peer.*]
         a.stop()
