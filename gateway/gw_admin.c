@@ -58,6 +58,11 @@ gw__route_health(gw_req *r, gw_daemon *d)
                 n = snprintf(msg, sizeof(msg),
                              "not ready: writes refused after a WAL or index failure (disk "
                              "full or fsync error, see the log); fix the disk and restart\n");
+            else if (GW_LOAD(d->removed_at))
+                n = snprintf(msg, sizeof(msg),
+                             "not ready: this site was removed from the cluster's topology at "
+                             "epoch %llu ('meridianctl site add' at another site re-adds it)\n",
+                             (unsigned long long)GW_LOAD(d->removed_at));
             else
                 n = snprintf(msg, sizeof(msg), "not ready: %s (%d of %d drives online, need %d)\n",
                              GW_LOAD(d->shutting_down) ? "shutting down" : "too few drives",
@@ -130,6 +135,8 @@ admin_status(gw_req *r, gw_daemon *d)
     mrd_json_w_double(&w, (double)(mrd_clock_mono_ns() - d->started_mono_ns) / 1e9);
     mrd_json_w_key(&w, "ready");
     mrd_json_w_bool(&w, gw__ready(d));
+    mrd_json_w_key(&w, "removed_from_topology_epoch");
+    mrd_json_w_uint(&w, GW_LOAD(d->removed_at));
     mrd_json_w_key(&w, "listen");
     mrd_json_w_obj_begin(&w);
     w_addr(&w, "s3", &c->listen_s3);

@@ -137,6 +137,7 @@ typedef struct gw_daemon {
     int n_drives;
     int lock_fd;
     int shutting_down;    /* GW_LOAD / GW_STORE */
+    uint64_t removed_at;  /* GW_LOAD / GW_STORE: epoch of a topology without us, or 0 */
     struct engine *eng;   /* NULL while the store cannot open (too few drives); set once,
                              published with GW_STORE */
     struct event *eng_ev; /* engine_fd watcher: runs engine completions */

@@ -22,8 +22,9 @@
  *      naming the address. The TLS certificates and keys (the S3 TLS
  *      listener, mutual TLS between sites) are loaded right after the config
  *      is read, also by --check-config: a bad file exits 1 naming it.
- * /health/ready is 200 only while at least k drives are online and the
- * daemon is not draining.
+ * /health/ready is 200 only while at least k drives are online, the
+ * daemon is not draining, and the cluster's topology still holds this site
+ * (a removed site takes no more client traffic from a load balancer).
  *
  * Memory: malloc is told (mallopt, first thing in main) to keep up to 64 MiB
  * of freed heap per arena and to serve blocks below 4 MiB from the heap.
@@ -96,7 +97,7 @@ int
 gw__ready(const gw_daemon *d)
 {
     return !GW_LOAD(d->shutting_down) && gw__drives_online(d) >= d->conf->ec_k && GW_LOAD(d->eng) &&
-           !gw__engine_failed(d);
+           !gw__engine_failed(d) && !GW_LOAD(d->removed_at);
 }
 
 /* Writes, syncs and removes a small file: proves the drive takes durable writes. */

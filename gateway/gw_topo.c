@@ -24,6 +24,9 @@
  * link state and RTT, and the topology (epoch, hash) it last announced, so
  * "converged" is visible: every live site announces the same pair.
  *
+ * A topology without this site (it was removed, and told: PROTOCOL.md
+ * section 9) makes /health/ready 503 until a topology holds it again.
+ *
  * gw__on_topology keeps the daemon's peer list (mrd_config.peers: names and
  * S3 addresses for routed reads and the admin API) equal to the adopted
  * topology; a peer already in the list keeps its entry (addresses and
@@ -57,7 +60,7 @@ gw__on_topology(void *ud, const struct repl_topology *t)
     gw_daemon *d = ud;
     mrd_config *c = d->conf;
     mrd_peer_conf old[MRD_MAX_PEERS];
-    int n_old = c->n_peers, n = 0;
+    int n_old = c->n_peers, n = 0, self_in = 0;
 
     memcpy(old, c->peers, sizeof(old));
     /* S3 loops read the peer list under the view's lock (gw_loop.c) */
@@ -75,6 +78,9 @@ gw__on_topology(void *ud, const struct repl_topology *t)
     c->n_peers = n;
     pthread_rwlock_unlock(&d->view.mu);
     gw__view_refresh(d);
+    for (int i = 0; i < t->n && self_in == 0; i++)
+        self_in = t->sites[i].id == c->site_id;
+    GW_STORE(d->removed_at, self_in || t->epoch == 0 ? 0 : t->epoch);
 }
 
 static void

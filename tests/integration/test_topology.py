@@ -100,6 +100,11 @@ def test_add_a_site_then_remove_it(tmp_path, three):
         wait_for(lambda: "event=repl.topology.removed_self epoch=2" in d.read_log(),
                  what="d adopting the topology without itself")
         assert [s["name"] for s in sites_of(d)["sites"]] == ["a", "b", "c"]
+        # and d leaves its load balancer's pool: not ready, saying why
+        st, _, body = http("GET", d.admin + "/health/ready")
+        assert st == 503 and b"removed from the cluster's topology at epoch 2" in body, body
+        assert d.status()["removed_from_topology_epoch"] == 2
+        assert a.status()["removed_from_topology_epoch"] == 0
         assert d.status()["replication"]["peers"] == [] or all(
             p["name"] not in ("a", "b", "c") for p in d.status()["replication"]["peers"])
 
