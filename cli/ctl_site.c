@@ -27,7 +27,7 @@ const char ctl_site_help[] =
     "usage: meridianctl site list\n"
     "       meridianctl site info NAME\n"
     "       meridianctl site add NAME --id ID --replication HOST:PORT [--s3 HOST:PORT]\n"
-    "                            [--tls-pin SHA256] [--wait S]\n"
+    "                            [--s3-tls HOST:PORT] [--tls-pin SHA256] [--wait S]\n"
     "       meridianctl site remove NAME [--wait S]\n"
     "\n"
     "list     every site of the topology this site holds: addresses, link state,\n"
@@ -37,6 +37,8 @@ const char ctl_site_help[] =
     "         when the WAL no longer holds it: see 'resync status' and 'bandwidth')\n"
     "remove   remove a site: its peers stop sending to it, release the WAL they\n"
     "         kept for it, and refuse its requests\n"
+    "--s3-tls the new site's S3 TLS listener: requests forwarded to it go there,\n"
+    "         over TLS (sites with mutual TLS only)\n"
     "--tls-pin  with mutual TLS between sites and no CA: the SHA-256 pin of the new\n"
     "         site's certificate (scripts/gen-site-certs.sh prints it); every site\n"
     "         then accepts that certificate for it\n"
@@ -184,7 +186,7 @@ int
 ctl_cmd_site(const ctl_opts *o, int argc, char **argv)
 {
     const char *sub = argc > 0 ? argv[0] : NULL, *name = NULL;
-    const char *id = NULL, *repl = NULL, *s3 = NULL, *pin = NULL;
+    const char *id = NULL, *repl = NULL, *s3 = NULL, *s3tls = NULL, *pin = NULL;
     double wait_s = 15;
     int rc = 1;
 
@@ -199,6 +201,8 @@ ctl_cmd_site(const ctl_opts *o, int argc, char **argv)
             repl = argv[++i];
         else if (strcmp(argv[i], "--s3") == 0 && i + 1 < argc)
             s3 = argv[++i];
+        else if (strcmp(argv[i], "--s3-tls") == 0 && i + 1 < argc)
+            s3tls = argv[++i];
         else if (strcmp(argv[i], "--tls-pin") == 0 && i + 1 < argc)
             pin = argv[++i];
         else if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc)
@@ -271,16 +275,18 @@ ctl_cmd_site(const ctl_opts *o, int argc, char **argv)
 
         if (!name || !id || !repl || strspn(id, "0123456789") != strlen(id) || !*id ||
             mrd_addr_parse(repl, &a) != 0 || (s3 && mrd_addr_parse(s3, &a) != 0) ||
+            (s3tls && (!s3 || mrd_addr_parse(s3tls, &a) != 0)) ||
             (pin && mrd_pin_parse(pin, raw) != 0)) {
             fprintf(stderr, "meridianctl: site add NAME --id ID --replication HOST:PORT "
-                            "[--s3 HOST:PORT] [--tls-pin SHA256] (numeric host:port; a pin is "
-                            "64 hex digits)\n");
+                            "[--s3 HOST:PORT [--s3-tls HOST:PORT]] [--tls-pin SHA256] (numeric "
+                            "host:port; a pin is 64 hex digits)\n");
             return 2;
         }
         for (int i = 0; pin && i < 32; i++)
             snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-        snprintf(q, sizeof(q), "name=%s&id=%s&replication=%s%s%s%s%s", name, id, repl,
-                 s3 ? "&s3=" : "", s3 ? s3 : "", pin ? "&tls_pin=" : "", pin ? hex : "");
+        snprintf(q, sizeof(q), "name=%s&id=%s&replication=%s%s%s%s%s%s%s", name, id, repl,
+                 s3 ? "&s3=" : "", s3 ? s3 : "", s3tls ? "&s3_tls=" : "", s3tls ? s3tls : "",
+                 pin ? "&tls_pin=" : "", pin ? hex : "");
         return change(o, name, q, wait_s, o->json);
     }
     if (strcmp(sub, "remove") == 0) {

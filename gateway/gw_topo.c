@@ -5,7 +5,7 @@
  *   GET    /admin/v1/sites                 the topology as this site holds it
  *   GET    /admin/v1/sites/<name>          one site
  *   POST   /admin/v1/sites?epoch=E&name=N&id=I&replication=H:P[&s3=H:P]
- *          [&tls_pin=SHA256]               add a site
+ *          [&s3_tls=H:P][&tls_pin=SHA256]  add a site
  *   DELETE /admin/v1/sites/<name>?epoch=E  remove a site
  *
  * A change is a compare-and-set on the epoch this site holds (E): a request
@@ -104,6 +104,10 @@ w_site(mrd_json_w *w, gw_daemon *d, const mrd_peer_conf *s)
         mrd_json_w_str(w, mrd_addr_format(&s->s3, addr, sizeof(addr)));
     else
         mrd_json_w_null(w);
+    if (s->has_s3_tls) {
+        mrd_json_w_key(w, "s3_tls");
+        mrd_json_w_str(w, mrd_addr_format(&s->s3_tls, addr, sizeof(addr)));
+    }
     if (s->has_tls_pin) {
         tls_fingerprint_format(s->tls_pin, addr, sizeof(addr));
         mrd_json_w_key(w, "tls_pin");
@@ -281,6 +285,15 @@ add_site(gw_req *r, gw_daemon *d)
             return;
         }
         s.has_s3 = 1;
+    }
+    if (param(r, "s3_tls", v, sizeof(v)) == 0 && v[0]) {
+        if (mrd_addr_parse(v, &s.s3_tls) != 0 || !s.has_s3 || !d->conf->repl_tls_cert[0]) {
+            gw__json_error(r, 400, "InvalidArgument",
+                           "s3_tls must be host:port, with s3, on sites with mutual TLS "
+                           "([replication] tls_cert)");
+            return;
+        }
+        s.has_s3_tls = 1;
     }
     if (param(r, "tls_pin", v, sizeof(v)) == 0 && v[0]) {
         if (mrd_pin_parse(v, s.tls_pin) != 0) {

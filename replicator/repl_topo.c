@@ -69,7 +69,7 @@ repl__topo_encode(const repl_topology *t, mrd_buf *out)
 {
     Meridian__Repl__Topology m = MERIDIAN__REPL__TOPOLOGY__INIT;
     Meridian__Repl__TopologySite sites[MRD_MAX_PEERS + 1], *ptrs[MRD_MAX_PEERS + 1];
-    char repl_a[MRD_MAX_PEERS + 1][80], s3_a[MRD_MAX_PEERS + 1][80];
+    char repl_a[MRD_MAX_PEERS + 1][80], s3_a[MRD_MAX_PEERS + 1][80], s3t_a[MRD_MAX_PEERS + 1][80];
     size_t n;
 
     m.epoch = t->epoch;
@@ -82,6 +82,10 @@ repl__topo_encode(const repl_topology *t, mrd_buf *out)
         if (t->sites[i].has_s3)
             mrd_addr_format(&t->sites[i].s3, s3_a[i], 80);
         sites[i].s3 = s3_a[i];
+        s3t_a[i][0] = '\0';
+        if (t->sites[i].has_s3_tls)
+            mrd_addr_format(&t->sites[i].s3_tls, s3t_a[i], 80);
+        sites[i].s3_tls = s3t_a[i];
         if (t->sites[i].has_tls_pin) {
             sites[i].tls_pin.len = 32;
             sites[i].tls_pin.data = (uint8_t *)t->sites[i].tls_pin;
@@ -165,11 +169,14 @@ repl__topo_decode(const void *data, size_t len, repl_topology *out, const char *
             bad = "bad S3 address";
         else if (s->tls_pin.len != 0 && s->tls_pin.len != 32)
             bad = "bad tls_pin";
+        else if (s->s3_tls && s->s3_tls[0] && mrd_addr_parse(s->s3_tls, &c->s3_tls) != 0)
+            bad = "bad S3 TLS address";
         if (bad)
             break;
         c->id = s->id;
         strcpy(c->name, s->name);
         c->has_s3 = s->s3 && s->s3[0];
+        c->has_s3_tls = s->s3_tls && s->s3_tls[0];
         if (s->tls_pin.len == 32) {
             memcpy(c->tls_pin, s->tls_pin.data, 32);
             c->has_tls_pin = 1;
@@ -209,6 +216,8 @@ repl__topo_init(repl *r, const repl_opts *o)
          * conf_peers and are never announced */
         t->sites[1 + i].has_tls_pin = 0;
         memset(t->sites[1 + i].tls_pin, 0, 32);
+        t->sites[1 + i].has_s3_tls_pin = 0;
+        memset(t->sites[1 + i].s3_tls_pin, 0, 32);
         r->conf_peers[i] = o->peers[i];
     }
     r->n_conf_peers = o->n_peers;

@@ -388,8 +388,11 @@ def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path):
         open(s.config, "w").write(cfg)
     a, b, c = sites
     d = Site(str(tmp_path / "d"), name="d", site_id=4)
+    d_tls = free_port()
     with open(d.config, "a") as f:
-        f.write(f"[replication]\ntls_cert = {pki}/d.crt\ntls_key = {pki}/d.key\n")
+        f.write(f"[replication]\ntls_cert = {pki}/d.crt\ntls_key = {pki}/d.key\n"
+                f"[listen]\ns3_tls = 127.0.0.1:{d_tls}\n"
+                f"[s3]\ntls_cert = {pki}/d.crt\ntls_key = {pki}/d.key\n")
         for o in sites:
             f.write(f"[peer.{o.name}]\nid = {o.site_id}\nreplication = 127.0.0.1:{o.repl_port}\n"
                     f"tls_pin = {pin[o.name]}\n")
@@ -406,7 +409,7 @@ def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path):
         assert r.returncode != 0 and "tls_pin" in r.stderr + r.stdout, r.stdout + r.stderr
         r = a.ctl(*add, "--tls-pin", "12:34")
         assert r.returncode == 2 and "64 hex digits" in r.stderr, r.stderr
-        r = a.ctl(*add, "--tls-pin", pin["d"])
+        r = a.ctl(*add, "--tls-pin", pin["d"], "--s3-tls", f"127.0.0.1:{d_tls}")
         assert r.returncode == 0, r.stdout + r.stderr
         assert "every site holds it" in r.stdout, r.stdout
         for s in sites:
@@ -414,6 +417,9 @@ def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path):
             wait_for(lambda: up(peer(d, s.name)), 20, f"d -> {s.name} up")
         info = b.ctl("--json", "site", "info", "d")
         assert json.loads(info.stdout)["tls_pin"] == pin["d"], info.stdout
+        # d's S3 TLS listener travelled with the topology: forwarding to d
+        # goes there, over TLS
+        assert json.loads(info.stdout)["s3_tls"] == f"127.0.0.1:{d_tls}", info.stdout
         cli = boto3.client("s3", endpoint_url=d.s3, aws_access_key_id="AKIATEST",
                            aws_secret_access_key="testsecretkey", region_name="us-east-1",
                            config=Config(s3={"addressing_style": "path"}))
