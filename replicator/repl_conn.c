@@ -347,6 +347,13 @@ repl__conn_consume(repl__conn *c, int32_t stream_id, size_t n)
         (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME     \
     }
 
+/* Stream weights (RFC 7540 section 5.3): when several streams have DATA
+ * waiting, nghttp2 shares the link between them in proportion. Anti-entropy
+ * (/repl/v1/resync) weighs 8 against 256 for everything else, so a resync
+ * pass gets about 3% of the link while live records or heartbeats wait. */
+#define REPL_WEIGHT_LIVE 256
+#define REPL_WEIGHT_SYNC 8
+
 int
 repl__submit_request(repl__conn *c, repl__stream *s, const char *path)
 {
@@ -354,6 +361,7 @@ repl__submit_request(repl__conn *c, repl__stream *s, const char *path)
     char site[16], tbuf[24], authority[300];
     uint64_t now = repl__now_ms(r);
     nghttp2_data_provider dp;
+    nghttp2_priority_spec pri;
     int32_t id;
 
     repl__auth_sign(r->secret, r->secret_len, "POST", path, r->site_id, now, s->out.data,
@@ -373,7 +381,9 @@ repl__submit_request(repl__conn *c, repl__stream *s, const char *path)
     };
     dp.source.ptr = s;
     dp.read_callback = body_read_cb;
-    id = nghttp2_submit_request(c->h2, NULL, nva, sizeof(nva) / sizeof(nva[0]), &dp, s);
+    nghttp2_priority_spec_init(
+        &pri, 0, strcmp(path, REPL_PATH_RESYNC) == 0 ? REPL_WEIGHT_SYNC : REPL_WEIGHT_LIVE, 0);
+    id = nghttp2_submit_request(c->h2, &pri, nva, sizeof(nva) / sizeof(nva[0]), &dp, s);
     if (id < 0)
         return MRD_EPROTO;
     s->id = id;
