@@ -19,15 +19,17 @@
  * OK samples), the propagation delay with no queueing in it; a route that
  * becomes permanently slower becomes the new baseline once the window has
  * turned over. rtt_high compares the EWMA with twice that baseline, with a
- * 1 ms absolute floor because on loopback a 30 us baseline doubles from
- * scheduler noise alone.
+ * 5 ms absolute floor: on loopback or a LAN a sub-millisecond baseline
+ * doubles from scheduler noise alone, and a loaded host adds a few ms of
+ * jitter (a 1 ms floor made such links flap between healthy and degraded);
+ * a WAN link's baseline is tens of ms, where the 2x rule decides.
  */
 #include "repl_int.h"
 
 #include <string.h>
 
 #define RTT_ALPHA      0.2
-#define RTT_FLOOR_US   1000.0
+#define RTT_FLOOR_US   5000.0
 #define RTT_SAMPLE_MAX 0xffffffffu
 
 void

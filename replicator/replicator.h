@@ -49,7 +49,7 @@
  *
  * RTT: rtt = 0.8 * rtt + 0.2 * sample (the first sample sets it).
  * Baseline: the minimum sample among the last REPL_BASELINE_SAMPLES OK
- * samples. rtt_high means rtt > 2 * baseline AND rtt - baseline >= 1 ms (the
+ * samples. rtt_high means rtt > 2 * baseline AND rtt - baseline >= 5 ms (the
  * floor keeps loopback jitter of tens of microseconds from counting).
  *
  * States: UNKNOWN (nothing yet, start-up), HEALTHY, DEGRADED, DOWN. With

@@ -398,22 +398,22 @@ test_health_rules(void)
     repl__health_ok(&h, 1000, t++);
     CHECK_EQ_INT(h.state, REPL_PEER_HEALTHY);
     /* EWMA alpha 0.2 */
-    repl__health_ok(&h, 6000, t++);
-    CHECK(h.rtt_us > 1999.0 && h.rtt_us < 2001.0);
-    /* RTT above 2x baseline (and >= 1 ms over it): degraded */
-    repl__health_ok(&h, 6000, t++);
-    CHECK_EQ_INT(h.state, REPL_PEER_DEGRADED); /* 2.8 ms > 2 * 1 ms */
+    repl__health_ok(&h, 31000, t++);
+    CHECK(h.rtt_us > 6999.0 && h.rtt_us < 7001.0);
+    /* RTT above 2x baseline (and >= 5 ms over it): degraded */
+    repl__health_ok(&h, 31000, t++);
+    CHECK_EQ_INT(h.state, REPL_PEER_DEGRADED); /* 11.8 ms > 2 * 1 ms, 10.8 ms over */
     CHECK(repl__health_baseline_us(&h) == 1000.0);
     /* back to fast samples: healthy once rtt <= 2x baseline and 3 OKs */
     for (int i = 0; i < 10; i++)
         repl__health_ok(&h, 1000, t++);
     CHECK_EQ_INT(h.state, REPL_PEER_HEALTHY);
-    /* the 1 ms floor: 30 us -> 90 us is not "high" */
+    /* the 5 ms floor: 30 us -> 3 ms (loopback under load) is not "high" */
     repl__health_init(&h, 3, 3, t);
     for (int i = 0; i < 3; i++)
         repl__health_ok(&h, 30, t++);
-    for (int i = 0; i < 5; i++)
-        repl__health_ok(&h, 90, t++);
+    for (int i = 0; i < 20; i++)
+        repl__health_ok(&h, 3000, t++);
     CHECK_EQ_INT(h.state, REPL_PEER_HEALTHY);
 }
 
