@@ -9,7 +9,7 @@
 #   tsan      ThreadSanitizer build of meridiand and the several-S3-loop
 #             integration tests under it (a race makes the daemon exit 66,
 #             which fails them); about 40 s
-#   fuzz      clang libFuzzer build, each target for FUZZ_SECONDS (default 15)
+#   fuzz      clang libFuzzer build, each target for FUZZ_SECONDS (default 10)
 #   bench     bench/run.sh --quick --no-doc: the benchmark smoke test (every
 #             tool and every Meridian run works; numbers are not asserted)
 # Every step runs even if an earlier one failed (except when the build fails);
@@ -20,7 +20,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 export MERIDIAN_BUILD_DIR="$top/build"
 steps=${TEST_STEPS:-"unit integ format asan tsan fuzz bench"}
-fuzz_seconds=${FUZZ_SECONDS:-15}
+fuzz_seconds=${FUZZ_SECONDS:-10}
 jobs=$(nproc)
 declare -a names results times
 fail=0
