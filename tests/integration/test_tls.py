@@ -21,8 +21,8 @@ import botocore
 import pytest
 from botocore.config import Config
 
-from conftest import (MERIDIAND, REPO, TOKEN, Site, free_port, http, sanitized, vm_hwm_kib,
-                      wait_for)
+from conftest import (MERIDIAND, REPO, TOKEN, Site, free_port, http, s3_client, sanitized,
+                      vm_hwm_kib, wait_for)
 from test_replication import converge
 
 AWS = "/usr/bin/aws"
@@ -420,9 +420,7 @@ def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path):
         # d's S3 TLS listener travelled with the topology: forwarding to d
         # goes there, over TLS
         assert json.loads(info.stdout)["s3_tls"] == f"127.0.0.1:{d_tls}", info.stdout
-        cli = boto3.client("s3", endpoint_url=d.s3, aws_access_key_id="AKIATEST",
-                           aws_secret_access_key="testsecretkey", region_name="us-east-1",
-                           config=Config(s3={"addressing_style": "path"}))
+        cli = s3_client(d)
         cli.create_bucket(Bucket="grown")
         cli.put_object(Bucket="grown", Key="from-d", Body=b"d was added at run time")
         snap = converge(sites + [d])
@@ -468,13 +466,7 @@ def test_forwarded_requests_go_over_tls_to_s3_tls(tmp_path):
         for s in sites:
             s.start()
         wait_for(lambda: up(peer(a, "b")) and up(peer(b, "a")), 15, "a <-> b up")
-        cb = boto3.client("s3", endpoint_url=b.s3, aws_access_key_id="AKIATEST",
-                          aws_secret_access_key="testsecretkey", region_name="us-east-1",
-                          config=Config(s3={"addressing_style": "path"}))
-        ca = boto3.client("s3", endpoint_url=a.s3, aws_access_key_id="AKIATEST",
-                          aws_secret_access_key="testsecretkey", region_name="us-east-1",
-                          config=Config(s3={"addressing_style": "path"},
-                                        retries={"max_attempts": 1}))
+        cb, ca = s3_client(b), s3_client(a)
         cb.create_bucket(Bucket="hop")
         body = os.urandom(3 * 1024 * 1024 + 5)
         cb.put_object(Bucket="hop", Key="k", Body=body)
