@@ -24,6 +24,7 @@ fuzz_seconds=${FUZZ_SECONDS:-10}
 jobs=$(nproc)
 declare -a names results times
 fail=0
+integ_log=$(mktemp /tmp/meridian-integ.XXXXXX)
 
 run_step() {
     local name=$1; shift
@@ -41,6 +42,12 @@ summary() {
     echo
     echo "=== test summary"
     for i in "${!names[@]}"; do printf '  %-8s %-20s %4ss\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"; done
+    # The failing tests' names again, so a log's tail says which ones failed.
+    if [ -s "$integ_log" ] && grep -qE '^(FAILED|ERROR) ' "$integ_log"; then
+        echo "  integration failures:"
+        grep -E '^(FAILED|ERROR) ' "$integ_log" | sed 's/^/    /'
+    fi
+    rm -f "$integ_log"
     if [ $fail -eq 0 ]; then echo "ALL PASSED"; else echo "SOME STEPS FAILED"; fi
 }
 
@@ -48,7 +55,8 @@ scripts/install-deps.sh --bench || { echo "dependency installation failed"; exit
 
 if ! run_step build scripts/build.sh build; then summary; exit 1; fi
 want unit && run_step unit ctest --test-dir build --output-on-failure -j"$jobs"
-want integ && run_step integ /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+want integ && run_step integ bash -c "set -o pipefail; /usr/bin/python3 -m pytest -q -rfE \
+    -p no:cacheprovider tests/integration 2>&1 | tee $integ_log"
 want format && run_step format scripts/check-format.sh
 if want asan; then
     run_step asan bash -c "scripts/build.sh build-asan -DMERIDIAN_ASAN=ON -DCMAKE_BUILD_TYPE=Debug &&
