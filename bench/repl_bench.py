@@ -2,7 +2,7 @@
 """bench/repl_bench.py - replication throughput and lag between two sites on
 loopback, next to the raw HTTP/2 ceiling measured in the same run.
 
-    bench/repl_bench.py [--build DIR] [--mib N] [--probes N] [--json FILE]
+    bench/repl_bench.py [--build DIR] [--mib N] [--lag-seconds S] [--json FILE]
     bench/repl_bench.py --wan [--rtt-ms 50] [--rate-mbit 1000] [--mib N] [--json FILE]
 
 What it measures:
@@ -15,10 +15,11 @@ What it measures:
             throughput, for 1 MiB and 64 KiB objects. The CPU seconds each
             daemon spent on it (and the load average at its start) are
             printed too: on a shared machine they are steadier than MB/s.
-  lag       with mrdbench loading site a (PUT, 64 KiB, 4 in flight), probes
-            PUT a small object at a, then HEAD it at b every millisecond
-            until it is there: the lag from a's 200 to readable at b, p50
-            and p99, with the load's share of the catch-up throughput.
+  lag       1 MiB PUTs at site a, paced by 16 threads at 50% and then 90%
+            of the 1 MiB catch-up throughput just measured, while every
+            100 ms a probe PUTs one byte at a and HEADs it at b every
+            millisecond until it is there: the lag from a's 200 to
+            readable at b, p50, p99 and max, for --lag-seconds at each load.
 With --wan the two sites' replication links run through wanem
 (tests/multisite/wanem, the lab's emulator: default 50 ms RTT, 1 Gbit/s):
   tcp       iperf3, one stream, through a wanem link with the same delay and
@@ -151,23 +152,6 @@ def pct(sorted_vals, q):
     return sorted_vals[min(len(sorted_vals) - 1, int(len(sorted_vals) * q))]
 
 
-def lag_probes(build, a, b, probes):
-    from test_replication import client
-    ca, cb = client(a), client(b)
-    load = mrdbench(build, a, 64 * 1024, seconds=3600, concurrency=4, prefix="load/")
-    lags = []
-    try:
-        time.sleep(1.0)
-        for i in range(probes):
-            lags.append(probe_once(ca, cb, f"probe/{i}"))
-        st = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]["send"]
-    finally:
-        load.send_signal(signal.SIGINT)
-        load.wait()
-    lags.sort()
-    return lags[len(lags) // 2], pct(lags, 0.99), st
-
-
 def iperf_through(wanem, delay_ms, rate, seconds=8):
     """One iperf3 stream through a wanem link with the given one-way delay
     and cap: Mbit/s received."""
@@ -186,10 +170,10 @@ def iperf_through(wanem, delay_ms, rate, seconds=8):
         srv.wait()
 
 
-def paced_lag(c, rate_MBps, seconds, keys):
-    """1 MiB PUTs at a, paced to rate_MBps by 16 threads, while a probe
-    every 100 ms measures the lag to b. Returns (sorted lags, MB/s put)."""
-    import workload
+def paced_lag(new_client_a, cb, rate_MBps, seconds, tag):
+    """1 MiB PUTs at a (boto3 clients from new_client_a), paced to
+    rate_MBps by 16 threads, while a probe every 100 ms PUTs one byte at a
+    and polls HEAD at b (client cb). Returns (sorted lags, MB/s put)."""
     stop = threading.Event()
     sent = [0]
     body = os.urandom(1 << 20)
@@ -197,7 +181,7 @@ def paced_lag(c, rate_MBps, seconds, keys):
     interval = n_threads * (1 << 20) / (rate_MBps * 1e6)
 
     def pacer(i):
-        s3 = workload.s3_client(c.site("a"), read_timeout=30)
+        s3 = new_client_a()
         nxt = time.monotonic() + i * interval / n_threads
         n = 0
         while not stop.is_set():
@@ -210,18 +194,31 @@ def paced_lag(c, rate_MBps, seconds, keys):
     threads = [threading.Thread(target=pacer, args=(i,), daemon=True) for i in range(n_threads)]
     for t in threads:
         t.start()
-    ca = workload.s3_client(c.site("a"))
-    cb = workload.s3_client(c.site("b"))
+    ca = new_client_a()
     lags, t0, i = [], time.monotonic(), 0
     time.sleep(1.0)
     while time.monotonic() - t0 < seconds:
-        lags.append(probe_once(ca, cb, f"probe/{rate_MBps:.0f}/{i}"))
+        lags.append(probe_once(ca, cb, f"probe/{tag}/{i}"))
         i += 1
         time.sleep(0.1)
     stop.set()
     for t in threads:
         t.join(timeout=60)
     return sorted(lags), sent[0] * (1 << 20) / (time.monotonic() - t0) / 1e6
+
+
+def lag_at_loads(new_client_a, cb, mbs, seconds, res):
+    """paced_lag at 50% and 90% of the catch-up rate mbs (MB/s of 1 MiB
+    objects, measured in the same run); results go into res."""
+    for frac in (0.5, 0.9):
+        lags, put_rate = paced_lag(new_client_a, cb, mbs * frac, seconds, f"{int(frac * 100)}")
+        res[f"lag_at_{int(frac * 100)}pct"] = {
+            "load_MBps": round(put_rate, 1), "target_MBps": round(mbs * frac, 1),
+            "probes": len(lags), "p50_ms": round(pct(lags, 0.5), 1),
+            "p99_ms": round(pct(lags, 0.99), 1), "max_ms": round(lags[-1], 1)}
+        print(f"lag at {int(frac * 100)}% load ({put_rate:.1f} MB/s of 1 MiB PUTs, target "
+              f"{mbs * frac:.1f}): p50 {pct(lags, 0.5):.1f} ms, p99 {pct(lags, 0.99):.1f} ms, "
+              f"max {lags[-1]:.1f} ms over {len(lags)} probes")
 
 
 def wan(args, tmp):
@@ -247,15 +244,9 @@ def wan(args, tmp):
         print(f"tcp through wanem ({args.rtt_ms} ms RTT, {args.rate_mbit} Mbit/s cap): "
               f"{tcp:.0f} Mbit/s; replication catch-up of {n} x 1 MiB: {mbs * 8:.0f} Mbit/s "
               f"in {secs:.2f} s (ratio {mbs * 8 / tcp:.2f})")
-        for frac in (0.5, 0.9):
-            lags, put_rate = paced_lag(c, mbs * frac, args.lag_seconds, keys)
-            res[f"lag_at_{int(frac * 100)}pct"] = {
-                "load_MBps": round(put_rate, 1), "probes": len(lags),
-                "p50_ms": round(pct(lags, 0.5), 1), "p99_ms": round(pct(lags, 0.99), 1),
-                "max_ms": round(lags[-1], 1)}
-            print(f"lag at {int(frac * 100)}% load ({put_rate:.1f} MB/s of 1 MiB PUTs): "
-                  f"p50 {pct(lags, 0.5):.1f} ms, p99 {pct(lags, 0.99):.1f} ms, "
-                  f"max {lags[-1]:.1f} ms over {len(lags)} probes")
+        import workload
+        lag_at_loads(lambda: workload.s3_client(a, read_timeout=30), workload.s3_client(b), mbs,
+                     args.lag_seconds, res)
     return res
 
 
@@ -263,7 +254,6 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.environ.get("MERIDIAN_BUILD_DIR", os.path.join(REPO, "build")))
     ap.add_argument("--mib", type=int, default=1024, help="MiB written per catch-up run")
-    ap.add_argument("--probes", type=int, default=300)
     ap.add_argument("--json")
     ap.add_argument("--wan", action="store_true", help="through wanem (see above)")
     ap.add_argument("--rtt-ms", type=float, default=50)
@@ -297,10 +287,9 @@ def main():
                   f"h2 ceiling {ceil:8.1f} MB/s (ratio {mbs / ceil:.2f}); local PUT of the "
                   f"same objects {ingest:8.1f} MB/s (ratio {mbs / ingest:.2f}); CPU s sender "
                   f"{cpu['sender']:.2f} receiver {cpu['receiver']:.2f}; load {load:.1f}")
-        p50, p99, st = lag_probes(args.build, a, b, args.probes)
-        res["lag_ms"] = {"p50": round(p50, 2), "p99": round(p99, 2), "probes": args.probes}
-        print(f"lag under load (64 KiB PUTs, 4 in flight): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-              f"over {args.probes} probes")
+        from test_replication import client
+        lag_at_loads(lambda: client(a), client(b), res["1MiB"]["repl_MBps"], args.lag_seconds,
+                     res)
         a.stop()
         b.stop()
     finally:
