@@ -548,9 +548,14 @@ def test_resync_can_be_throttled_cancelled_and_restarted(tmp_path):
         snap = converge([a, b], timeout=60)
         assert len(snap["cancelme"]) == 240
         assert "event=repl.sync.bucket_ignored peer=b bucket=cancelme" in a.read_log()
-        state, send = ae()
-        assert "resynced" in state["result"] and not send["needs_resync"], (state, send)
+        # the pass's own result from the log: status shows the latest pass,
+        # which may be a push b asked for since
+        wait_for(lambda: re.search(r'event=repl\.sync\.done peer=b mode=resync .*'
+                                   r'result="resynced: ', a.read_log()), 30,
+                 "a's resync pass to b to end")
+        wait_for(lambda: not ae()[1]["needs_resync"], 10, "b no longer needing a resync")
         # a pass over one bucket of a level peer: runs, finds it in sync
+        in_sync = a.read_log().count('result="in sync"')
         runs = ae()[0]["runs"]
         out = a.ctl("resync", "start", "--peer", "b", "--bucket", "cancelme", "--bandwidth",
                     "100MiB/s")
@@ -559,7 +564,8 @@ def test_resync_can_be_throttled_cancelled_and_restarted(tmp_path):
         while ae()[0]["runs"] == runs or ae()[0]["running"]:
             assert time.time() < deadline, ae()
             time.sleep(0.1)
-        assert ae()[0]["result"] == "in sync", ae()
+        wait_for(lambda: a.read_log().count('result="in sync"') > in_sync, 10,
+                 "the pass over cancelme to find it in sync")
         assert a.ctl("resync", "start", "--peer", "b", "--bucket", "No_Such").returncode == 2
     finally:
         a.stop()
