@@ -266,8 +266,10 @@ typedef struct mrd_config {
     /* [s3] */
     char s3_tls_cert[1024]; /* PEM certificate chain of the TLS listener */
     char s3_tls_key[1024];
-    int s3_loops; /* event-loop threads serving S3; 0 = online CPUs, at most
-                     MRD_DEFAULT_S3_LOOPS (meridiand decides) */
+    int s3_loops;           /* event-loop threads serving S3; 0 = online CPUs, at most
+                               MRD_DEFAULT_S3_LOOPS (meridiand decides) */
+    int s3_max_connections; /* open S3 connections, all loops and listeners
+                               together; 0 = 4096 */
 
     /* [s3]: domains under which <bucket>.<domain> names a bucket
      * (virtual-host-style addressing); lower case, no port */

@@ -410,7 +410,15 @@ entry(cfg_ctx *x, const char *key, const char *val)
             c->s3_loops = (int)n;
             return 0;
         }
-        return fail(x, x->line, key, "unknown key; [s3] takes domain, tls_cert, tls_key, loops");
+        if (strcmp(key, "max_connections") == 0) {
+            uint64_t n;
+            if (parse_uint(val, 1000000, &n) != 0 || n == 0)
+                return fail(x, x->line, key, "'%s' is not valid; use 1..1000000", val);
+            c->s3_max_connections = (int)n;
+            return 0;
+        }
+        return fail(x, x->line, key,
+                    "unknown key; [s3] takes domain, tls_cert, tls_key, loops, max_connections");
     } else if (strcmp(sec, "store") == 0) {
         if (strcmp(key, "data_dirs") == 0 || strcmp(key, "data_dir") == 0) {
             char *copy = strdup(val), *save = NULL;

@@ -44,7 +44,9 @@ typedef struct gw_http_limits {
     int write_timeout_ms;    /* 60 s without the client reading our output */
     size_t read_high_water;  /* 256 KiB of unparsed input per connection */
     size_t write_low_water;  /* 256 KiB: ops->writable fires below this */
-    int max_connections;     /* 4096; more are answered 503 and closed */
+    int max_connections;     /* 4096; more are answered 503 and closed (counted
+                                per server, or by the counter given to
+                                gw_http_server_share_conn_count) */
 } gw_http_limits;
 
 /* Counters for /metrics. Monotonic except conns_open. */
@@ -105,6 +107,11 @@ void gw_http_server_set_reuseport(gw_http_server *s, int on);
  * servers sharing one address get first = 1..n and step = n, so ids stay
  * unique across them. Default 1, 1. */
 void gw_http_server_set_req_ids(gw_http_server *s, uint64_t first, uint64_t step);
+/* max_connections then applies to *open, a count of open connections every
+ * server given the same counter keeps (atomically) with its own: several
+ * loops' servers share one limit. NULL: this server's own count. Call
+ * before gw_http_server_listen. */
+void gw_http_server_share_conn_count(gw_http_server *s, int *open);
 /* Stops listening; open connections finish their current request and close. */
 void gw_http_server_stop_listening(gw_http_server *s);
 /* Closes every connection (aborting requests in flight) and frees s. NULL ok. */

@@ -187,6 +187,7 @@ struct gw_http_server {
     int nlisteners;
     gw_conn *conns;
     int nconns;                /* also read by other threads: atomic */
+    int *open_total;           /* what max_connections limits: &nconns or shared */
     struct gw_linger *lingers; /* half-closed sockets being drained */
     int nlingers;
     uint64_t next_req_id, req_id_step;
@@ -432,6 +433,8 @@ conn_free(gw_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     __atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED);
+    if (s->open_total != &s->nconns)
+        __atomic_fetch_sub(s->open_total, 1, __ATOMIC_RELAXED);
     STAT_ADD(s, conns_open, (uint64_t)-1);
     if (c->process_ev)
         event_free(c->process_ev);
@@ -1014,6 +1017,8 @@ conn_new(gw_http_server *s, struct bufferevent *bev, const char *peer)
         s->conns->prev = c;
     s->conns = c;
     __atomic_fetch_add(&s->nconns, 1, __ATOMIC_RELAXED);
+    if (s->open_total != &s->nconns)
+        __atomic_fetch_add(s->open_total, 1, __ATOMIC_RELAXED);
     STAT_ADD(s, conns_accepted, 1);
     STAT_ADD(s, conns_open, 1);
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
@@ -1052,12 +1057,13 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
     }
     snprintf(peer, sizeof(peer), "%s:%d", host, port);
     set_nodelay(fd);
-    if (s->nconns >= s->lim.max_connections) {
+    if (__atomic_load_n(s->open_total, __ATOMIC_RELAXED) >= s->lim.max_connections) {
         static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
                                    "Connection: close\r\nRetry-After: 1\r\n\r\n";
         ssize_t w = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)w;
-        MRD_WARN("http.conn_limit", "peer=%s open=%d", peer, s->nconns);
+        MRD_WARN("http.conn_limit", "peer=%s open=%d max_connections=%d", peer,
+                 __atomic_load_n(s->open_total, __ATOMIC_RELAXED), s->lim.max_connections);
         evutil_closesocket(fd);
         return;
     }
@@ -1093,6 +1099,7 @@ gw_http_server_new(struct event_base *base, const gw_http_limits *limits, gw_rou
     s->ud = user_data;
     s->next_req_id = 1;
     s->req_id_step = 1;
+    s->open_total = &s->nconns;
     if (limits)
         s->lim = *limits;
 #define DFLT(f, v)                                                                                 \
@@ -1232,6 +1239,12 @@ gw_http_server_set_req_ids(gw_http_server *s, uint64_t first, uint64_t step)
 {
     s->next_req_id = first ? first : 1;
     s->req_id_step = step ? step : 1;
+}
+
+void
+gw_http_server_share_conn_count(gw_http_server *s, int *open)
+{
+    s->open_total = open ? open : &s->nconns;
 }
 
 void

@@ -123,6 +123,7 @@ typedef struct gw_daemon {
     gw_http_server *admin;
     gw_loop *loops; /* [s3] loops of them; loops[0].s3 is on base when n_loops == 1 */
     int n_loops;
+    int s3_conns_open; /* every loop's open S3 connections: [s3] max_connections */
     gw_view view;
     struct event *view_timer, *probe_ev; /* probe_ev: an S3 loop asks for a drive probe */
     struct evconnlistener *repl;         /* replication listener, served by replicator */

@@ -316,6 +316,7 @@ gw__loops_init(gw_daemon *d)
     uint16_t port = c->listen_s3.port, tls_port = c->has_s3_tls ? c->listen_s3_tls.port : 0;
     char addr[300] = "";
     int n = c->s3_loops > 0 ? c->s3_loops : default_loops(), rc = 0;
+    gw_http_limits lim = {.max_connections = c->s3_max_connections}; /* 0: the default */
 
     if (view_init(&d->view) != 0 || !(d->loops = calloc((size_t)n, sizeof(*d->loops))))
         return -ENOMEM;
@@ -334,7 +335,7 @@ gw__loops_init(gw_daemon *d)
         l->idx = i;
         l->threaded = n > 1;
         l->base = l->threaded ? event_base_new() : d->base;
-        if (!l->base || gw_http_server_new(l->base, NULL, gw__route_s3, d, &l->s3) != 0 ||
+        if (!l->base || gw_http_server_new(l->base, &lim, gw__route_s3, d, &l->s3) != 0 ||
             (l->threaded && !(l->stop_ev = event_new(l->base, -1, 0, stop_cb, l)))) {
             rc = -ENOMEM;
             break;
@@ -342,6 +343,7 @@ gw__loops_init(gw_daemon *d)
         gw_http_server_set_error_fn(l->s3, gw_s3_http_error); /* S3 XML, even for bad HTTP */
         gw_http_server_set_reuseport(l->s3, l->threaded);
         gw_http_server_set_req_ids(l->s3, (uint64_t)i + 1, (uint64_t)n);
+        gw_http_server_share_conn_count(l->s3, &d->s3_conns_open);
         rc = loop_listen(d, l, &port, &tls_port, addr, sizeof(addr));
     }
     if (rc != 0 && addr[0])

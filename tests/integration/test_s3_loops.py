@@ -199,3 +199,55 @@ def test_loops_config_and_a_port_held_by_another_socket(tmp_path):
         assert f"127.0.0.1:{two.s3_port}" in p.stderr
     finally:
         holder.close()
+
+
+def test_max_connections_is_one_limit_for_every_loop(tmp_path):
+    """[s3] max_connections counts the connections of all loops together:
+    with 4 loops and a limit of 6, the 7th open connection is answered 503
+    (Retry-After) and closed, wherever the kernel put it, and a slot that
+    frees up is usable again. Before the limit was shared, each loop had
+    its own and the 7th connection was simply served."""
+    bad = loops_site(tmp_path, 2, name="bad")
+    with open(bad.config, "a") as f:
+        f.write("max_connections = 0\n")
+    r = subprocess.run([MERIDIAND, "--config", bad.config, "--check-config"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1 and "max_connections" in r.stderr, r.stderr
+
+    site = loops_site(tmp_path, 4)
+    with open(site.config, "a") as f:
+        f.write("max_connections = 6\n")
+    site.start()
+    held = []
+    try:
+        s3 = s3_client(site)
+        s3.create_bucket(Bucket="limits")
+        time.sleep(0.5)  # boto3's pooled connection is open too: let it count
+        for _ in range(8):
+            held.append(socket.create_connection(("127.0.0.1", site.s3_port), timeout=10))
+        time.sleep(0.5)
+        refused = 0
+        for s in held:
+            s.settimeout(0.5)
+            try:
+                data = s.recv(4096)
+            except socket.timeout:
+                continue  # accepted and waiting for a request
+            if data.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in data:
+                refused += 1
+        # one pooled boto3 connection + 8 raw = 9 against a limit of 6
+        assert refused >= 3, refused
+        assert "event=http.conn_limit" in site.read_log()
+        assert "max_connections=6" in site.read_log()
+        for s in held:
+            s.close()
+        held = []
+        # the slots free up: requests are served again
+        wait_for(lambda: site.status()["s3_http"]["connections_open"] <= 1, 10,
+                 "the raw connections to be closed")
+        s3.put_object(Bucket="limits", Key="k", Body=b"after the limit")
+        assert s3.get_object(Bucket="limits", Key="k")["Body"].read() == b"after the limit"
+    finally:
+        for s in held:
+            s.close()
+        assert site.stop() == 0
