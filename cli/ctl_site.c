@@ -31,12 +31,13 @@ const char ctl_site_help[] =
     "       meridianctl site remove NAME [--wait S]\n"
     "\n"
     "list     every site of the topology this site holds: addresses, link state,\n"
-    "         RTT and the topology epoch each site announces\n"
+    "         RTT and the topology epoch each site announces; then the sites\n"
+    "         removed from it (their ids are not given again)\n"
     "add      add a site to the running cluster; every site learns of it and starts\n"
     "         replicating to it (its backlog comes from the WAL, or anti-entropy\n"
     "         when the WAL no longer holds it: see 'resync status' and 'bandwidth')\n"
     "remove   remove a site: its peers stop sending to it, release the WAL they\n"
-    "         kept for it, and refuse its requests\n"
+    "         kept for it, and answer its requests by telling it it was removed\n"
     "--s3-tls the new site's S3 TLS listener: requests forwarded to it go there,\n"
     "         over TLS (sites with mutual TLS only)\n"
     "--tls-pin  with mutual TLS between sites and no CA: the SHA-256 pin of the new\n"
@@ -88,6 +89,10 @@ print_sites(const mrd_json *t)
                mrd_json_get_str(s, "s3", "-"),
                self && self->num ? "(this)" : mrd_json_get_str(s, "state", "unknown"), rtt, ep);
     }
+    arr = mrd_json_get(t, "removed");
+    for (const mrd_json *s = arr ? arr->child : NULL; s; s = s->next)
+        printf("removed: %s (id %.0f) at epoch %.0f\n", mrd_json_get_str(s, "name", "?"),
+               mrd_json_get_num(s, "id", 0), mrd_json_get_num(s, "removed_at_epoch", 0));
 }
 
 /* Waits until the topology at o reports converged, up to wait_s. Returns

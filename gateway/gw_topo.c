@@ -24,6 +24,9 @@
  * link state and RTT, and the topology (epoch, hash) it last announced, so
  * "converged" is visible: every live site announces the same pair.
  *
+ * The list also names the sites removed from the topology (the latest 64):
+ * their ids are not given again (409 SiteIdRemoved).
+ *
  * A topology without this site (it was removed, and told: PROTOCOL.md
  * section 9) makes /health/ready 503 until a topology holds it again.
  *
@@ -178,6 +181,19 @@ answer_topology(gw_req *r, gw_daemon *d, const repl_topology *t, const char *onl
                 converged = 0;
         }
         mrd_json_w_arr_end(&w);
+        mrd_json_w_key(&w, "removed");
+        mrd_json_w_arr_begin(&w);
+        for (int i = 0; i < t->n_removed; i++) {
+            mrd_json_w_obj_begin(&w);
+            mrd_json_w_key(&w, "name");
+            mrd_json_w_str(&w, t->removed[i].name);
+            mrd_json_w_key(&w, "id");
+            mrd_json_w_uint(&w, t->removed[i].id);
+            mrd_json_w_key(&w, "removed_at_epoch");
+            mrd_json_w_uint(&w, t->removed[i].epoch);
+            mrd_json_w_obj_end(&w);
+        }
+        mrd_json_w_arr_end(&w);
         /* every peer announced the topology this site holds */
         mrd_json_w_key(&w, "converged");
         mrd_json_w_bool(&w, converged);
@@ -244,7 +260,16 @@ change(gw_req *r, gw_daemon *d, const mrd_peer_conf *add, uint32_t remove_id, co
         gw__json_error(r, 409, "TopologyChanged", msg);
         return;
     case MRD_EEXIST:
-        gw__json_error(r, 409, "SiteExists", "a site with that id or name is in the topology");
+        repl_topology_get(d->replicator, &t);
+        if (add && repl_topology_id_removed(&t, add->id)) {
+            snprintf(msg, sizeof(msg),
+                     "site id %u was removed from the topology: a removed id is not reused "
+                     "(give the site a new id)",
+                     add->id);
+            gw__json_error(r, 409, "SiteIdRemoved", msg);
+        } else {
+            gw__json_error(r, 409, "SiteExists", "a site with that id or name is in the topology");
+        }
         return;
     case MRD_ENOTFOUND:
         gw__json_error(r, 404, "NoSuchSite", "no site of that name in the topology");

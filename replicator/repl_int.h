@@ -404,7 +404,8 @@ struct repl__conn {
     int tls;                      /* a mutual TLS connection (r->o.tls) */
     int tls_up;                   /* ... whose handshake is done, ALPN h2 checked */
     repl_peer *tls_peer;          /* server: the peer its client certificate names */
-    char tls_claim[MRD_NAME_MAX]; /* server: a refused certificate's CN, if a peer's name */
+    char tls_claim[MRD_NAME_MAX]; /* server: a refused certificate's CN, if a peer's name,
+                                   * or the removed site it was accepted as */
 };
 
 /* Wraps fd (connected, or connecting for a client) in a bufferevent and
@@ -440,6 +441,9 @@ void repl__conn_reap(repl__conn *c);
  * configured peer's, and binds the connection to it (c->tls_peer). */
 struct tls_peer_cert;
 int repl__tls_check(void *ud, const struct tls_peer_cert *pc, char *why, size_t whysz);
+/* The pin site id is trusted by, or NULL: this site's file ([peer.NAME]
+ * tls_pin) first, then the topology's (its sites, then its removed sites). */
+const uint8_t *repl__tls_pin_of(const repl *r, uint32_t id);
 /* Logs a link refused at the TLS stage (rate-limited) and returns the
  * reason as stored in c->why. */
 void repl__tls_refused(repl__conn *c, const char *reason);
@@ -514,8 +518,7 @@ void repl__rx_pool_free(repl *r); /* at repl_free */
 struct repl_peer {
     repl *r;
     int idx;
-    int removed;      /* left the topology: the slot stays (never reused), inert */
-    int told_removed; /* it asked since, and was answered 410 (logged once) */
+    int removed; /* left the topology: the slot stays (never reused), inert */
     /* object data sent to it per second, updated every tick */
     uint64_t rate_bps, rate_last_bytes, rate_last_ns;
     uint32_t id;
@@ -615,6 +618,10 @@ struct repl {
     int topo_pending_set;
     uint64_t topo_fetch_ns; /* a fetch in flight since (mono ns); 0 = none */
     struct event *topo_ev;
+    /* removed sites answered 410 so far, logged at info once each: a ring
+     * of ids (0 = empty), told_next the next entry to overwrite */
+    uint32_t told_removed[REPL_TOPO_MAX_REMOVED];
+    int told_next;
 
     repl__conn *inbound;
     repl_stats stats;
@@ -643,6 +650,9 @@ repl_peer *repl__peer_by_id(repl *r, uint32_t id);
 /* The slot of a site removed from the topology since start-up (it is told
  * so with 410 and the topology: PROTOCOL.md section 9), or NULL. */
 repl_peer *repl__peer_removed(repl *r, uint32_t id);
+/* The name of site id when it was removed from the topology (a slot removed
+ * since start-up, or the topology's removed list), else NULL. */
+const char *repl__removed_name(repl *r, uint32_t id);
 
 /* Topology (repl_topo.c; PROTOCOL.md section 9). */
 int repl__peer_init(repl *r, int i, const mrd_peer_conf *pc); /* slot i, not counted */

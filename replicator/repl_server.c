@@ -152,18 +152,30 @@ reject(repl__conn *c, repl__stream *s, const char *reason)
     repl__server_answer_text(c, s, 401, reason);
 }
 
+/* Whether removed site id was told before (and notes that it now is). */
+static int
+told_before(repl *r, uint32_t id)
+{
+    for (int i = 0; i < REPL_TOPO_MAX_REMOVED; i++)
+        if (r->told_removed[i] == id)
+            return 1;
+    r->told_removed[r->told_next] = id;
+    r->told_next = (r->told_next + 1) % REPL_TOPO_MAX_REMOVED;
+    return 0;
+}
+
 /* A site removed from the topology asks again (it was cut off before it
- * heard): answer 410 with the topology, signed as any answer, so it can
- * adopt it and stop (PROTOCOL.md section 9). Its connection closes after. */
+ * heard, or asks after its peers restarted): answer 410 with the topology,
+ * signed as any answer, so it can adopt it and stop (PROTOCOL.md section
+ * 9). Its connection closes after. */
 static void
-tell_removed(repl__conn *c, repl__stream *s, repl_peer *gone)
+tell_removed(repl__conn *c, repl__stream *s, uint32_t id, const char *name)
 {
     mrd_buf b = {0};
+    int level = told_before(c->r, id) ? MRD_LOG_DEBUG : MRD_LOG_INFO; /* MRD_LOG reads it twice */
 
-    MRD_LOG(gone->told_removed ? MRD_LOG_DEBUG : MRD_LOG_INFO, "repl.peer.told_removed",
-            "peer=%s remote=%s epoch=%llu", gone->name, c->remote,
+    MRD_LOG(level, "repl.peer.told_removed", "peer=%s remote=%s epoch=%llu", name, c->remote,
             (unsigned long long)c->r->topo.epoch);
-    gone->told_removed = 1;
     c->reject = 1;
     if (repl__topo_encode(&c->r->topo, &b) != 0 ||
         repl__submit_response(c, s, 410, b.data, b.len) < 0)
@@ -198,7 +210,7 @@ repl__server_auth(repl__conn *c, repl__stream *s, const void *body, size_t len)
     uint64_t now;
     int64_t offset;
     repl__auth_in in;
-    const char *reason = NULL;
+    const char *reason = NULL, *gone;
     uint32_t site = 0;
     repl_peer *p;
 
@@ -230,8 +242,8 @@ repl__server_auth(repl__conn *c, repl__stream *s, const void *body, size_t len)
         return NULL;
     }
     p = repl__peer_by_id(r, site);
-    if (!p && site != r->site_id && repl__peer_removed(r, site)) {
-        tell_removed(c, s, repl__peer_removed(r, site));
+    if (!p && site != r->site_id && (gone = repl__removed_name(r, site)) != NULL) {
+        tell_removed(c, s, site, gone);
         return NULL;
     }
     if (!p) {

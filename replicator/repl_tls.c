@@ -17,7 +17,12 @@
  * side accepts the certificate of any peer in the topology and binds the
  * connection to that peer; the per-message HMAC (section 2) must then name
  * the same site, so a site cannot speak for another with its own
- * certificate.
+ * certificate. It also accepts, by the same rule, the certificate of a site
+ * removed from the topology (a removed slot, or the topology's removed
+ * list, whose entries carry the pin the site was trusted by), binding the
+ * connection to no peer: all such a connection can get is the 410 that
+ * tells the site it was removed (repl_server.c); a request naming a live
+ * site on it is refused, as the certificate names none.
  *
  * Refusals are answered with a TLS alert by the handshake, logged here as
  * repl.tls.refused with the peer (or the CN the certificate claims) and the
@@ -33,18 +38,18 @@
 
 #include "tls.h"
 
-/* The pin of site id, or NULL: this site's file ([peer.NAME] tls_pin) first,
- * then the topology's (a site added at run time with its pin). */
-static const uint8_t *
-pin_of(const repl *r, uint32_t id)
+const uint8_t *
+repl__tls_pin_of(const repl *r, uint32_t id)
 {
+    const repl_removed_site *x = repl_topology_id_removed(&r->topo, id);
+
     for (int i = 0; i < r->n_conf_peers; i++)
         if (r->conf_peers[i].id == id && r->conf_peers[i].has_tls_pin)
             return r->conf_peers[i].tls_pin;
     for (int i = 0; i < r->topo.n; i++)
         if (r->topo.sites[i].id == id && r->topo.sites[i].has_tls_pin)
             return r->topo.sites[i].tls_pin;
-    return NULL;
+    return x && x->has_tls_pin ? x->tls_pin : NULL;
 }
 
 static int
@@ -53,11 +58,21 @@ pin_match(const uint8_t *pin, const tls_peer_cert *pc)
     return memcmp(pin, pc->cert_sha256, 32) == 0 || memcmp(pin, pc->spki_sha256, 32) == 0;
 }
 
+/* Does pc belong to site (id, name)? Its pin when it has one, else a
+ * certificate chaining to our CA with the site's name as CN. */
+static int
+accepts(const repl *r, uint32_t id, const char *name, const tls_peer_cert *pc)
+{
+    const uint8_t *pin = repl__tls_pin_of(r, id);
+
+    return pin ? pin_match(pin, pc) : pc->chain_ok && strcmp(pc->cn, name) == 0;
+}
+
 /* Does pc identify p? 1 yes; 0 no, with why. */
 static int
 identifies(const repl *r, const repl_peer *p, const tls_peer_cert *pc, char *why, size_t whysz)
 {
-    return tls_identify(pin_of(r, p->id), "tls_pin", p->name, pc, why, whysz);
+    return tls_identify(repl__tls_pin_of(r, p->id), "tls_pin", p->name, pc, why, whysz);
 }
 
 int
@@ -72,28 +87,32 @@ repl__tls_check(void *ud, const struct tls_peer_cert *pc, char *why, size_t whys
         return c->peer && identifies(r, c->peer, pc, why, whysz);
     for (int i = 0; i < r->n_peers; i++) {
         repl_peer *p = &r->peers[i];
-        const uint8_t *pin;
 
         if (p->removed)
             continue;
-        pin = pin_of(r, p->id);
-        if ((pin && pin_match(pin, pc)) || (!pin && pc->chain_ok && strcmp(pc->cn, p->name) == 0)) {
+        if (accepts(r, p->id, p->name, pc)) {
             c->tls_peer = p;
             return 1;
         }
         if (strcmp(pc->cn, p->name) == 0)
             named = p;
     }
-    /* a site removed since start-up may finish its handshake, so that its
-     * requests get the 410 that tells it (repl_server.c, tell_removed) */
+    /* a removed site may finish its handshake, so that its requests get
+     * the 410 that tells it (repl_server.c, tell_removed): one removed
+     * since start-up (its slot), or one the topology remembers */
     for (int i = 0; !named && i < r->n_peers; i++) {
         repl_peer *p = &r->peers[i];
-        const uint8_t *pin = pin_of(r, p->id);
 
-        if (p->removed && repl__peer_removed(r, p->id) == p &&
-            ((pin && pin_match(pin, pc)) ||
-             (!pin && pc->chain_ok && strcmp(pc->cn, p->name) == 0))) {
+        if (p->removed && repl__peer_removed(r, p->id) == p && accepts(r, p->id, p->name, pc)) {
             c->tls_peer = p;
+            return 1;
+        }
+    }
+    for (int i = 0; !named && i < r->topo.n_removed; i++) {
+        const repl_removed_site *x = &r->topo.removed[i];
+
+        if (!repl__peer_removed(r, x->id) && accepts(r, x->id, x->name, pc)) {
+            snprintf(c->tls_claim, sizeof(c->tls_claim), "%s", x->name);
             return 1;
         }
     }

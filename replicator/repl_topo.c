@@ -32,11 +32,25 @@
  * everything still retained and anti-entropy brings it the rest. Peers that
  * disappear are marked removed: their connections are closed, their sender
  * and receiver state freed, the WAL stops holding segments for them, and
- * their requests are refused (repl__peer_by_id no longer finds them). A
- * site that finds itself absent from an adopted topology was removed: it
- * drops every peer and says so. Adoption that arrives inside a connection's
- * callback is deferred to an event, so no connection is freed under its own
- * callback.
+ * their requests are answered 410 (repl__peer_by_id no longer finds them;
+ * repl__removed_name does). A site that finds itself absent from an
+ * adopted topology was removed: it drops every peer and says so. Adoption that arrives inside a
+ * connection's callback is deferred to an event, so no connection is freed under its own callback.
+ *
+ * Removed sites. A removal moves the site from the topology's sites to its
+ * removed list (id, name, the epoch that removed it, and the pin it was
+ * trusted by: the topology's, else the removing site's own file pin), so
+ * every site, even one restarted since with a configuration that no longer
+ * names it, can still tell it with a 410 when it asks again (repl_server.c,
+ * tell_removed; its certificate is accepted for that, repl_tls.c). This
+ * needs no peer slot, so remembered removals never take the slots real
+ * peers need. The list holds the latest REPL_TOPO_MAX_REMOVED removals by
+ * epoch; older ones are forgotten (such a site gets the 401 again). A
+ * removed id is never added again: its peers keep that origin's applied
+ * progress, so a wiped site coming back under it would have its first
+ * records skipped as already applied. An empty list is not encoded at all,
+ * so topologies without removals keep the encoding and hash they had
+ * before the list existed.
  *
  * The gateway learns of every adopted topology through on_topology (it keeps
  * its copy of the peers' S3 addresses for routing and the admin API).
@@ -64,11 +78,29 @@ site_cmp(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+static int
+removed_cmp(const void *a, const void *b)
+{
+    const repl_removed_site *x = a, *y = b;
+
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+const repl_removed_site *
+repl_topology_id_removed(const repl_topology *t, uint32_t id)
+{
+    for (int i = 0; i < t->n_removed; i++)
+        if (t->removed[i].id == id)
+            return &t->removed[i];
+    return NULL;
+}
+
 int
 repl__topo_encode(const repl_topology *t, mrd_buf *out)
 {
     Meridian__Repl__Topology m = MERIDIAN__REPL__TOPOLOGY__INIT;
     Meridian__Repl__TopologySite sites[MRD_MAX_PEERS + 1], *ptrs[MRD_MAX_PEERS + 1];
+    Meridian__Repl__RemovedSite gone[REPL_TOPO_MAX_REMOVED], *gone_ptrs[REPL_TOPO_MAX_REMOVED];
     char repl_a[MRD_MAX_PEERS + 1][80], s3_a[MRD_MAX_PEERS + 1][80], s3t_a[MRD_MAX_PEERS + 1][80];
     size_t n;
 
@@ -94,6 +126,21 @@ repl__topo_encode(const repl_topology *t, mrd_buf *out)
     }
     m.n_sites = (size_t)t->n;
     m.sites = ptrs;
+    for (int i = 0; i < t->n_removed; i++) {
+        const repl_removed_site *x = &t->removed[i];
+
+        meridian__repl__removed_site__init(&gone[i]);
+        gone[i].id = x->id;
+        gone[i].name = (char *)x->name;
+        gone[i].epoch = x->epoch;
+        if (x->has_tls_pin) {
+            gone[i].tls_pin.len = 32;
+            gone[i].tls_pin.data = (uint8_t *)x->tls_pin;
+        }
+        gone_ptrs[i] = &gone[i];
+    }
+    m.n_removed = (size_t)t->n_removed; /* none: not encoded, hash as before */
+    m.removed = gone_ptrs;
     n = meridian__repl__topology__get_packed_size(&m);
     out->len = 0;
     if (mrd_buf_reserve(out, n ? n : 1) != 0)
@@ -102,7 +149,7 @@ repl__topo_encode(const repl_topology *t, mrd_buf *out)
     return 0;
 }
 
-/* Sorts t's sites by id and sets its hash. */
+/* Sorts t's sites and removed sites by id and sets its hash. */
 static void
 canonicalize(repl_topology *t)
 {
@@ -110,6 +157,7 @@ canonicalize(repl_topology *t)
     mrd_buf b = {0};
 
     qsort(t->sites, (size_t)t->n, sizeof(t->sites[0]), site_cmp);
+    qsort(t->removed, (size_t)t->n_removed, sizeof(t->removed[0]), removed_cmp);
     t->hash = 0;
     if (repl__topo_encode(t, &b) == 0) {
         SHA256((const unsigned char *)b.data, b.len, d);
@@ -137,6 +185,42 @@ check_sites(const repl_topology *t)
             if (strcmp(t->sites[j].name, t->sites[i].name) == 0)
                 return "two sites with one name";
         }
+    }
+    return NULL;
+}
+
+static const mrd_peer_conf *topo_find(const repl_topology *t, uint32_t id);
+
+/* Decodes m's removed sites into out (whose sites are decoded): ids nonzero,
+ * unique and not among the sites, names valid, removal epochs 1..epoch, at
+ * most REPL_TOPO_MAX_REMOVED. NULL, or what is wrong. */
+static const char *
+decode_removed(const Meridian__Repl__Topology *m, repl_topology *out)
+{
+    if (m->n_removed > REPL_TOPO_MAX_REMOVED)
+        return "over 64 removed sites";
+    for (size_t i = 0; i < m->n_removed; i++) {
+        const Meridian__Repl__RemovedSite *s = m->removed[i];
+        repl_removed_site *x = &out->removed[i];
+
+        if (s->id == 0)
+            return "removed site id 0";
+        if (!s->name || strlen(s->name) >= MRD_NAME_MAX || !mrd_name_valid(s->name))
+            return "bad removed site name";
+        if (s->epoch == 0 || s->epoch > m->epoch)
+            return "removal epoch not in 1..epoch";
+        if (s->tls_pin.len != 0 && s->tls_pin.len != 32)
+            return "bad removed site tls_pin";
+        if (topo_find(out, s->id) || repl_topology_id_removed(out, s->id))
+            return "a removed site id is in the topology or removed twice";
+        x->id = s->id;
+        strcpy(x->name, s->name);
+        x->epoch = s->epoch;
+        if (s->tls_pin.len == 32) {
+            memcpy(x->tls_pin, s->tls_pin.data, 32);
+            x->has_tls_pin = 1;
+        }
+        out->n_removed = (int)i + 1;
     }
     return NULL;
 }
@@ -183,9 +267,11 @@ repl__topo_decode(const void *data, size_t len, repl_topology *out, const char *
         }
     }
     out->n = (int)m->n_sites;
-    meridian__repl__topology__free_unpacked(m, NULL);
     if (!bad)
         bad = check_sites(out);
+    if (!bad)
+        bad = decode_removed(m, out);
+    meridian__repl__topology__free_unpacked(m, NULL);
     if (!bad)
         canonicalize(out);
     *why = bad;
@@ -514,6 +600,50 @@ repl__topo_serve(repl__conn *c, repl__stream *s)
 
 /* ---- the public API ------------------------------------------------------ */
 
+/* Puts site s, removed by the change that makes epoch, in t's removed list,
+ * forgetting the oldest removal when the list is full. Its pin is the
+ * topology's, else this site's own ([peer.NAME] tls_pin), so that sites
+ * whose files do not pin it any more still accept its certificate to tell
+ * it (repl_tls.c). */
+static void
+removed_note(const repl *r, repl_topology *t, const mrd_peer_conf *s, uint64_t epoch)
+{
+    repl_removed_site *x;
+    const uint8_t *pin = s->has_tls_pin ? s->tls_pin : repl__tls_pin_of(r, s->id);
+    int k = 0;
+
+    if (t->n_removed == REPL_TOPO_MAX_REMOVED) {
+        for (int i = 1; i < t->n_removed; i++)
+            if (t->removed[i].epoch < t->removed[k].epoch)
+                k = i;
+        MRD_INFO("repl.topology.removed_forgotten",
+                 "site=%s id=%u removed_epoch=%llu reason=\"the topology remembers the latest %d "
+                 "removals\"",
+                 t->removed[k].name, t->removed[k].id, (unsigned long long)t->removed[k].epoch,
+                 REPL_TOPO_MAX_REMOVED);
+    } else {
+        k = t->n_removed++;
+    }
+    x = &t->removed[k];
+    memset(x, 0, sizeof(*x));
+    x->id = s->id;
+    snprintf(x->name, sizeof(x->name), "%s", s->name);
+    x->epoch = epoch;
+    if (pin) {
+        memcpy(x->tls_pin, pin, 32);
+        x->has_tls_pin = 1;
+    }
+}
+
+const char *
+repl__removed_name(repl *r, uint32_t id)
+{
+    const repl_peer *slot = repl__peer_removed(r, id);
+    const repl_removed_site *x = repl_topology_id_removed(&r->topo, id);
+
+    return slot ? slot->name : x ? x->name : NULL;
+}
+
 void
 repl_topology_get(const repl *r, repl_topology *out)
 {
@@ -534,7 +664,7 @@ repl_topology_change(repl *r, uint64_t expect_epoch, const mrd_peer_conf *add, u
     if (add) {
         if (add->id == 0 || !mrd_name_valid(add->name) || add->replication.port == 0)
             return MRD_EINVAL;
-        if (topo_find(&t, add->id))
+        if (topo_find(&t, add->id) || repl_topology_id_removed(&t, add->id))
             return MRD_EEXIST;
         if (t.n >= MRD_MAX_PEERS + 1)
             return MRD_ETOOBIG;
@@ -551,6 +681,7 @@ repl_topology_change(repl *r, uint64_t expect_epoch, const mrd_peer_conf *add, u
             i++;
         if (i == t.n)
             return MRD_ENOTFOUND;
+        removed_note(r, &t, &t.sites[i], r->topo.epoch + 1);
         memmove(&t.sites[i], &t.sites[i + 1], (size_t)(t.n - i - 1) * sizeof(t.sites[0]));
         t.n--;
     }

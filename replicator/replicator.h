@@ -443,14 +443,31 @@ int repl_proxy_check(const repl *r, const char *method, const char *target,
 /* Topology (PROTOCOL.md section 9)                                         */
 /* ------------------------------------------------------------------------ */
 
-/* The sites of the cluster, this one included, in id order. Epoch 0 is the
- * one built from this site's configuration; every change makes epoch + 1.
+/* The most removed sites a topology remembers: the latest removals (by
+ * epoch) are kept, the oldest forgotten (PROTOCOL.md section 9). */
+#define REPL_TOPO_MAX_REMOVED 64
+
+/* A site removed from the topology: remembered so that every site can tell
+ * it so when it asks again, even after a restart that forgot its slot. */
+typedef struct repl_removed_site {
+    uint32_t id;
+    char name[MRD_NAME_MAX];
+    uint64_t epoch;      /* the topology epoch whose change removed it */
+    uint8_t tls_pin[32]; /* mutual TLS: the pin it was trusted by */
+    int has_tls_pin;
+} repl_removed_site;
+
+/* The sites of the cluster, this one included, in id order, and the sites
+ * removed from it (the latest REPL_TOPO_MAX_REMOVED). Epoch 0 is the one
+ * built from this site's configuration; every change makes epoch + 1.
  * (epoch, hash) orders topologies: every site converges on the greatest. */
 typedef struct repl_topology {
     uint64_t epoch;
     uint64_t hash; /* first 8 bytes of SHA-256 of the canonical encoding */
     int n;
     mrd_peer_conf sites[MRD_MAX_PEERS + 1]; /* bandwidth is not part of it (0) */
+    int n_removed;                          /* in id order, like sites */
+    repl_removed_site removed[REPL_TOPO_MAX_REMOVED];
 } repl_topology;
 
 /* The current topology. */
@@ -464,12 +481,16 @@ void repl_topology_get(const repl *r, repl_topology *out);
  * off and stops holding our WAL), then announced to every peer, which
  * adopt it. *out is the new topology.
  * Errors: MRD_EBUSY (expect_epoch is stale: the topology changed), MRD_EINVAL
- * (bad site; removing this site), MRD_EEXIST (id or name taken),
+ * (bad site; removing this site), MRD_EEXIST (id or name taken, or the id is
+ * that of a removed site: ids are not reused, see repl_topology_id_removed),
  * MRD_ENOTFOUND (no such site to remove), MRD_ETOOBIG (too many sites), the
  * store's errors (nothing changed).
  */
 int repl_topology_change(repl *r, uint64_t expect_epoch, const mrd_peer_conf *add,
                          uint32_t remove_id, repl_topology *out);
+
+/* The removed site of t with that id, or NULL. */
+const repl_removed_site *repl_topology_id_removed(const repl_topology *t, uint32_t id);
 
 /* Module-wide counters. */
 typedef struct repl_stats {

@@ -23,7 +23,8 @@
  *      of its type, as the receiver and engine_repl_apply do.
  *   Topology: the rest is a POST /repl/v1/topology answer, decoded and
  *      checked (repl__topo_decode); one that decodes must re-encode and
- *      decode to the same topology, hash included.
+ *      decode to the same topology, hash and removed sites included, the
+ *      removed sites in strict id order.
  * A batch that parses must satisfy every rule repl__batch_parse promises
  * (repl_int.h), and re-packing it must give a batch that parses to the
  * same records; an Ack that decodes must round-trip.
@@ -270,6 +271,16 @@ check_topology(const uint8_t *p, size_t n)
     for (int i = 0; i < t.n; i++)
         if (again.sites[i].id != t.sites[i].id || strcmp(again.sites[i].name, t.sites[i].name))
             abort();
+    if (t.n_removed < 0 || t.n_removed > REPL_TOPO_MAX_REMOVED || again.n_removed != t.n_removed)
+        abort();
+    for (int i = 0; i < t.n_removed; i++) {
+        const repl_removed_site *x = &t.removed[i], *y = &again.removed[i];
+
+        if (x->id != y->id || strcmp(x->name, y->name) || x->epoch != y->epoch || x->epoch == 0 ||
+            x->epoch > t.epoch || x->has_tls_pin != y->has_tls_pin ||
+            memcmp(x->tls_pin, y->tls_pin, 32) || (i && t.removed[i - 1].id >= x->id))
+            abort();
+    }
     mrd_buf_free(&b);
 }
 

@@ -439,6 +439,16 @@ def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path):
             s.stop()
 
 
+def test_removed_site_is_told_after_its_pinned_peers_restart(tmp_path):
+    """As in test_topology: d, removed while down, is told after every other
+    site restarted without [peer.d] in its file. With pins and no CA the
+    others trust d's certificate only through the pin the removal put in
+    the topology (the removing site's own pin for d)."""
+    from test_topology import removed_site_is_told_after_restarts
+    sites, _ = mtls_mesh(tmp_path, names=("a", "b", "c", "d"))
+    removed_site_is_told_after_restarts(sites)
+
+
 def cert_sha256(crt):
     """The certificate pin of crt: SHA-256 of its DER encoding."""
     der = subprocess.run(["openssl", "x509", "-in", crt, "-outform", "der"], check=True,

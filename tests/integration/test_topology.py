@@ -2,7 +2,9 @@
 sites and the real CLI: a fourth site added to a running three-site cluster
 is learnt by every site, receives everything and replicates its own writes;
 removed again, it is cut off and its peers release the WAL they kept for
-it; the change survives restarts; two admins racing at two sites cannot
+it; the change survives restarts; a site removed while it was down is
+told so even after every other site restarted without it in its file (the
+topology remembers the removal); two admins racing at two sites cannot
 split the cluster, and the loser is told.
 """
 import json
@@ -202,3 +204,74 @@ def test_two_changes_of_one_epoch_settle_on_one(tmp_path, three):
                    what="one topology everywhere")
     names = {s["name"] for s in top["sites"]}
     assert top["epoch"] == 1 and len(names & {"x", "y"}) == 1, top
+
+
+def strip_peer(site, name):
+    """Removes [peer.NAME] from site's config file, as an operator cleaning up
+    after `site remove` would."""
+    with open(site.config) as f:
+        lines = f.read().splitlines()
+    out, skip = [], False
+    for line in lines:
+        if line.startswith("["):
+            skip = line == f"[peer.{name}]"
+        if not skip:
+            out.append(line)
+    with open(site.config, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def removed_site_is_told_after_restarts(sites):
+    """The last of sites (d) is removed while it is down; every remaining site
+    then forgets it in its file and restarts, so none has d in memory any
+    more. When d comes back its Hello must still get the 410 and the
+    topology (the topology itself remembers the removal), and d must leave
+    its load balancer's pool. Stops every site at the end."""
+    *rest, d = sites
+    a = rest[0]
+    try:
+        for s in sites:
+            s.start()
+        wait_for(lambda: all(x["self"] or x.get("connected") for s in sites
+                             for x in sites_of(s)["sites"]), what="a full mesh")
+        d.stop()
+        r = a.ctl("site", "remove", "d")
+        assert r.returncode == 0, r.stderr
+        top = wait_for(lambda: same_topology(rest), what="the others agree on epoch 1")
+        assert top["epoch"] == 1 and [s["name"] for s in top["sites"]] == [s.name for s in rest]
+        assert [(x["name"], x["id"], x["removed_at_epoch"]) for x in top["removed"]] == \
+            [("d", d.site_id, 1)], top
+        assert "removed: d (id 4) at epoch 1" in a.ctl("site", "list").stdout
+        for s in rest:
+            s.stop()
+            strip_peer(s, "d")
+            s.start()
+        logs = lambda: "".join(s.read_log() for s in rest)  # noqa: E731
+        for s in rest:
+            assert "event=repl.topology.loaded epoch=1" in s.read_log()
+            assert "[peer.d]" not in open(s.config).read()
+        assert "event=repl.peer.told_removed" not in logs()
+
+        d.start(wait_ready=False)
+        wait_for(lambda: "event=repl.topology.removed_self epoch=1" in d.read_log(),
+                 what="d adopting the topology without itself")
+        assert "event=repl.peer.told_removed peer=d" in logs()
+        assert "claimed_site=4" not in logs()  # no 401 "not a configured peer"
+        assert [s["name"] for s in sites_of(d)["sites"]] == [s.name for s in rest]
+        st, _, body = http("GET", d.admin + "/health/ready")
+        assert st == 503 and b"removed from the cluster's topology at epoch 1" in body, body
+        assert d.status()["removed_from_topology_epoch"] == 1
+
+        # a removed id is not given again: its peers keep that origin's
+        # applied progress, which a wiped site reusing it would fall behind
+        r = a.ctl("site", "add", "d2", "--id", "4", "--replication", "127.0.0.1:1",
+                  "--tls-pin", "ab" * 32)
+        assert r.returncode == 1 and "SiteIdRemoved" in r.stderr, (r.stdout, r.stderr)
+    finally:
+        for s in sites:
+            s.stop()
+
+
+def test_removed_site_is_told_after_its_peers_restart(tmp_path):
+    from test_replication import mesh
+    removed_site_is_told_after_restarts(mesh(tmp_path, names=("a", "b", "c", "d")))

@@ -972,6 +972,196 @@ test_tree_digest_descent(void)
         free(theirs[i].digest), free(theirs[i].tree);
 }
 
+/* ---- topology: removed sites ------------------------------------------ */
+
+/* A two-site topology at epoch 5: a (1) and b (2). */
+static void
+topo_two(repl_topology *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->epoch = 5;
+    t->n = 2;
+    for (int i = 0; i < 2; i++) {
+        t->sites[i].id = (uint32_t)i + 1;
+        snprintf(t->sites[i].name, sizeof(t->sites[i].name), "%c", 'a' + i);
+        snprintf(t->sites[i].replication.host, sizeof(t->sites[i].replication.host), "127.0.0.1");
+        t->sites[i].replication.port = (uint16_t)(i + 1);
+    }
+}
+
+static void
+topo_removed_add(repl_topology *t, uint32_t id, const char *name, uint64_t epoch)
+{
+    repl_removed_site *x = &t->removed[t->n_removed++];
+
+    memset(x, 0, sizeof(*x));
+    x->id = id;
+    snprintf(x->name, sizeof(x->name), "%s", name);
+    x->epoch = epoch;
+}
+
+/* Encodes t and says whether it decodes; *out gets the decoded topology. */
+static int
+topo_decodes(const repl_topology *t, const void *extra, size_t extra_len, repl_topology *out)
+{
+    mrd_buf b = {0};
+    const char *why = NULL;
+    int rc;
+
+    rc = repl__topo_encode(t, &b);
+    if (rc == 0 && extra_len)
+        rc = mrd_buf_append(&b, extra, extra_len);
+    CHECK(rc == 0);
+    if (rc == 0) {
+        rc = repl__topo_decode(b.data, b.len, out, &why);
+        CHECK(rc == 0 || why != NULL);
+    }
+    mrd_buf_free(&b);
+    return rc == 0;
+}
+
+static void
+test_topology_removed_codec(void)
+{
+    /* the encoding of a topology without removed sites is what it always
+     * was (so is its hash): epoch, then each site (id, name, replication) */
+    static const uint8_t two[] = {0x08, 0x05, 0x12, 0x12, 0x08, 0x01, 0x12, 0x01, 0x61, 0x1a, 0x0b,
+                                  '1',  '2',  '7',  '.',  '0',  '.',  '0',  '.',  '1',  ':',  '1',
+                                  0x12, 0x12, 0x08, 0x02, 0x12, 0x01, 0x62, 0x1a, 0x0b, '1',  '2',
+                                  '7',  '.',  '0',  '.',  '0',  '.',  '1',  ':',  '2'};
+    /* one more removed site (field 3): id 99, name "x", epoch 1 */
+    static const uint8_t one_more[] = {0x1a, 0x07, 0x08, 0x63, 0x12, 0x01, 'x', 0x18, 0x01};
+    /* a removed site whose pin is 5 bytes */
+    static const uint8_t short_pin[] = {0x1a, 0x0e, 0x08, 0x63, 0x12, 0x01, 'x', 0x18,
+                                        0x01, 0x22, 0x05, 1,    2,    3,    4,   5};
+    repl_topology t, d, d2;
+    mrd_buf b = {0};
+    uint64_t plain_hash;
+
+    topo_two(&t);
+    REQUIRE(repl__topo_encode(&t, &b) == 0);
+    CHECK(b.len == sizeof(two) && memcmp(b.data, two, sizeof(two)) == 0);
+    mrd_buf_free(&b);
+    REQUIRE(topo_decodes(&t, NULL, 0, &d));
+    CHECK(d.n_removed == 0);
+    plain_hash = d.hash;
+
+    /* removed sites round-trip, in id order, and count in the hash */
+    topo_removed_add(&t, 9, "old", 4);
+    topo_removed_add(&t, 7, "older", 3);
+    t.removed[0].has_tls_pin = 1;
+    memset(t.removed[0].tls_pin, 0xab, 32);
+    REQUIRE(topo_decodes(&t, NULL, 0, &d));
+    CHECK(d.n_removed == 2 && d.hash != plain_hash);
+    CHECK(d.removed[0].id == 7 && strcmp(d.removed[0].name, "older") == 0 &&
+          d.removed[0].epoch == 3 && !d.removed[0].has_tls_pin);
+    CHECK(d.removed[1].id == 9 && strcmp(d.removed[1].name, "old") == 0 &&
+          d.removed[1].epoch == 4 && d.removed[1].has_tls_pin && d.removed[1].tls_pin[31] == 0xab);
+    CHECK(repl_topology_id_removed(&d, 9) == &d.removed[1] && !repl_topology_id_removed(&d, 2));
+    /* the order they arrive in does not change the hash */
+    REQUIRE(topo_decodes(&d, NULL, 0, &d2));
+    CHECK(d2.hash == d.hash && d2.n_removed == 2);
+
+    /* what is refused */
+    topo_two(&t);
+    topo_removed_add(&t, 0, "zero", 1);
+    CHECK(!topo_decodes(&t, NULL, 0, &d));
+    topo_two(&t);
+    topo_removed_add(&t, 2, "b", 1); /* still a site */
+    CHECK(!topo_decodes(&t, NULL, 0, &d));
+    topo_two(&t);
+    topo_removed_add(&t, 7, "x", 1);
+    topo_removed_add(&t, 7, "y", 2); /* removed twice */
+    CHECK(!topo_decodes(&t, NULL, 0, &d));
+    topo_two(&t);
+    topo_removed_add(&t, 7, "x", 0); /* removal epoch 0 */
+    CHECK(!topo_decodes(&t, NULL, 0, &d));
+    topo_two(&t);
+    topo_removed_add(&t, 7, "x", 6); /* after the topology's epoch */
+    CHECK(!topo_decodes(&t, NULL, 0, &d));
+    topo_two(&t);
+    topo_removed_add(&t, 7, "Bad!", 1);
+    CHECK(!topo_decodes(&t, NULL, 0, &d));
+    topo_two(&t);
+    CHECK(!topo_decodes(&t, short_pin, sizeof(short_pin), &d));
+    CHECK(topo_decodes(&t, one_more, sizeof(one_more), &d) && d.n_removed == 1);
+    /* at most REPL_TOPO_MAX_REMOVED */
+    topo_two(&t);
+    t.epoch = 100;
+    for (int i = 0; i < REPL_TOPO_MAX_REMOVED; i++) {
+        char name[8];
+
+        snprintf(name, sizeof(name), "r%d", i);
+        topo_removed_add(&t, 1000 + (uint32_t)i, name, 1 + (uint64_t)i);
+    }
+    CHECK(topo_decodes(&t, NULL, 0, &d) && d.n_removed == REPL_TOPO_MAX_REMOVED);
+    CHECK(!topo_decodes(&t, one_more, sizeof(one_more), &d));
+}
+
+/* repl_topology_change: a removal moves the site to the removed list, with
+ * this site's own pin for it; the list keeps the latest removals; a removed
+ * id is not added again. No engine: nothing is stored. */
+static void
+test_topology_change_removes(void)
+{
+    struct evconnlistener *l;
+    mrd_peer_conf peers[2], again;
+    repl_opts o;
+    repl_topology out;
+    repl *r = NULL;
+    uint16_t port;
+
+    REQUIRE((l = listen_on(0, &port)) != NULL);
+    memset(peers, 0, sizeof(peers));
+    for (int i = 0; i < 2; i++) {
+        peers[i].id = (uint32_t)i + 2;
+        snprintf(peers[i].name, sizeof(peers[i].name), "%c", 'b' + i);
+        snprintf(peers[i].replication.host, sizeof(peers[i].replication.host), "127.0.0.1");
+        peers[i].replication.port = 1;
+    }
+    peers[1].has_tls_pin = 1; /* c is pinned in "our file" */
+    memset(peers[1].tls_pin, 0xcd, 32);
+    repl_opts_init(&o);
+    o.site_id = 1;
+    o.site_name = "a";
+    o.secret = "s";
+    o.listener = l;
+    o.peers = peers;
+    o.n_peers = 2;
+    REQUIRE(repl_new(g_base, &o, &r) == 0);
+
+    REQUIRE(repl_topology_change(r, 0, NULL, 3, &out) == 0);
+    CHECK(out.epoch == 1 && out.n == 2 && out.n_removed == 1);
+    CHECK(out.removed[0].id == 3 && strcmp(out.removed[0].name, "c") == 0 &&
+          out.removed[0].epoch == 1 && out.removed[0].has_tls_pin &&
+          out.removed[0].tls_pin[0] == 0xcd);
+    CHECK(repl__removed_name(r, 3) && strcmp(repl__removed_name(r, 3), "c") == 0);
+    CHECK(repl__removed_name(r, 2) == NULL);
+    /* c's id cannot come back, even under another name */
+    again = peers[1];
+    snprintf(again.name, sizeof(again.name), "c2");
+    CHECK(repl_topology_change(r, 1, &again, 0, &out) == MRD_EEXIST);
+
+    /* full list: the oldest removal is forgotten, the new one kept */
+    r->topo.n_removed = 0;
+    r->topo.epoch = 200;
+    for (int i = 0; i < REPL_TOPO_MAX_REMOVED; i++) {
+        char name[8];
+
+        snprintf(name, sizeof(name), "r%d", i);
+        topo_removed_add(&r->topo, 1000 + (uint32_t)i, name, 100 - (uint64_t)i);
+    }
+    REQUIRE(repl_topology_change(r, 200, NULL, 2, &out) == 0);
+    CHECK(out.n_removed == REPL_TOPO_MAX_REMOVED && out.n == 1);
+    CHECK(repl_topology_id_removed(&out, 2) && repl_topology_id_removed(&out, 2)->epoch == 201);
+    CHECK(!repl_topology_id_removed(&out, 1000 + REPL_TOPO_MAX_REMOVED - 1)); /* epoch 37 */
+    CHECK(repl_topology_id_removed(&out, 1000 + REPL_TOPO_MAX_REMOVED - 2));
+    for (int i = 1; i < out.n_removed; i++)
+        CHECK(out.removed[i - 1].id < out.removed[i].id);
+    repl_free(r);
+    evconnlistener_free(l);
+}
+
 static const test_case tests[] = {
     TEST(test_auth_sign_verify),
     TEST(test_msg_roundtrip_and_malformed),
@@ -985,6 +1175,8 @@ static const test_case tests[] = {
     TEST(test_batch_parse_rejects),
     TEST(test_ack_roundtrip_and_malformed),
     TEST(test_tree_digest_descent),
+    TEST(test_topology_removed_codec),
+    TEST(test_topology_change_removes),
     {NULL, NULL},
 };
 
