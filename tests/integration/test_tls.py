@@ -439,13 +439,15 @@ def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path):
             s.stop()
 
 
-def test_removed_site_is_told_after_its_pinned_peers_restart(tmp_path):
+@pytest.mark.parametrize("ca", [False, True], ids=["pins", "ca"])
+def test_removed_site_is_told_after_its_mtls_peers_restart(tmp_path, ca):
     """As in test_topology: d, removed while down, is told after every other
     site restarted without [peer.d] in its file. With pins and no CA the
     others trust d's certificate only through the pin the removal put in
-    the topology (the removing site's own pin for d)."""
+    the topology (the removing site's own pin for d); with a CA, by the CA
+    and the name the topology remembers."""
     from test_topology import removed_site_is_told_after_restarts
-    sites, _ = mtls_mesh(tmp_path, names=("a", "b", "c", "d"))
+    sites, _ = mtls_mesh(tmp_path, names=("a", "b", "c", "d"), ca=ca)
     removed_site_is_told_after_restarts(sites)
 
 
