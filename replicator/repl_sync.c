@@ -904,7 +904,8 @@ repl__tree_decode(const void *data, size_t len, int *is_tree, repl__tnodes **out
         if (rc == 0) {
             if (x->n_parents)
                 memcpy(t[i].parents, x->parents, x->n_parents * 4);
-            memcpy(t[i].hashes, x->hashes.data, want);
+            if (want) /* hashes.data is NULL when empty */
+                memcpy(t[i].hashes, x->hashes.data, want);
         }
     }
     if (rc != 0) {
