@@ -7,6 +7,7 @@ is bounded, so a broken daemon fails the test instead of hanging CI.
 """
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -46,10 +47,35 @@ def err_status(excinfo):
     return excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback TCP port for a listener, below the kernel's ephemeral
+    range. A port from that range (what binding port 0 gives) can be taken
+    as the local port of any outbound connection - a client, a proxy, the
+    WAN emulator - while its site is stopped, and the site's restart then
+    fails with 'Address already in use' (seen in a kill -9 scenario). Ports
+    below the range are never handed to outbound connections. No port is
+    given twice by one process."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    lo, hi = (10000, low - 1) if low > 12000 else (low, 65535)
+    for _ in range(1000):
+        port = random.randint(lo, hi)
+        if port in _ports_given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    raise RuntimeError(f"no free port in {lo}..{hi}")
 
 
 def wait_for(pred, timeout=20, what="condition", step=0.2):

@@ -17,16 +17,10 @@ import time
 
 import pytest
 
+from conftest import free_port
 from wanem import Wanem, build_dir
 
 HB_MS = 200
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Node:

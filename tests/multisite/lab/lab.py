@@ -29,7 +29,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+from conftest import free_port  # noqa: E402
 from wanem import Wanem  # noqa: E402
 
 TOKEN = "lab-admin-token-0123456789"
@@ -49,12 +49,6 @@ LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 def build_dir():
     d = os.environ.get("MERIDIAN_BUILD_DIR", "build")
     return d if os.path.isabs(d) else os.path.join(REPO, d)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url, token=None, timeout=2):
