@@ -526,7 +526,8 @@ print_lag(const mrd_json *j)
     const mrd_json *site = mrd_json_get(j, "site");
     const mrd_json *repl = mrd_json_get(j, "replication");
     const mrd_json *arr = repl ? mrd_json_get(repl, "peers") : NULL;
-    char a[32], b[32], c[32], d[32];
+    char a[40], b[32], c[32], d[32];
+    int resyncing = 0;
 
     printf("SITE %s (id %.0f)\n", mrd_json_get_str(site, "name", "?"),
            mrd_json_get_num(site, "id", 0));
@@ -541,12 +542,15 @@ print_lag(const mrd_json *j)
         const char *err = mrd_json_get_str(tx, "error", "");
         double lag_ms = mrd_json_get_num(tx, "lag_ms", 0);
 
-        if (mrd_json_get_num(tx, "needs_resync", 0))
-            snprintf(a, sizeof(a), "resync");
-        else if (lag_ms < 1000)
+        if (lag_ms < 1000)
             snprintf(a, sizeof(a), "%.0f ms", lag_ms);
         else
             ctl_human_duration(lag_ms / 1000.0, a, sizeof(a));
+        if (mrd_json_get_num(tx, "needs_resync", 0)) {
+            /* the stream's lag; older versions come with the resync */
+            strncat(a, "*", sizeof(a) - strlen(a) - 1);
+            resyncing = 1;
+        }
         ctl_human_bytes((uint64_t)mrd_json_get_num(tx, "lag_bytes", 0), d, sizeof(d));
         if (mrd_json_get_num(tx, "lag_bytes_partial", 0))
             strncat(d, "+", sizeof(d) - strlen(d) - 1);
@@ -560,6 +564,9 @@ print_lag(const mrd_json *j)
                mrd_json_get_num(ae, "running", 0) ? "running" : mrd_json_get_str(ae, "result", ""),
                *err ? "  send error: " : "", err);
     }
+    if (resyncing)
+        printf("* past WAL retention: LAG is the stream of new writes; a resync pass "
+               "(ANTI-ENTROPY) brings the older versions\n");
 }
 
 /* meridianctl lag [--watch] [--interval S] [--count N] */

@@ -242,7 +242,8 @@ fill_info(const repl_peer *p, uint64_t now_ns, repl_peer_info *out)
     out->duplicates_received = p->rx_duplicates;
     out->resync_versions_received = p->rx_resync_versions;
     out->failed_records = p->failed_count;
-    out->failed_unknown = p->failed_partial;
+    /* a peer being resynced lacks older records the WAL no longer names */
+    out->failed_unknown = p->failed_partial || out->needs_resync;
 }
 
 void
@@ -398,13 +399,7 @@ pump_cb(evutil_socket_t fd, short what, void *ud)
         if (p->removed)
             continue;
         repl__rx_tick(p);
-        repl__tx_pump(p);
-        if (p->conn) {
-            repl__conn *c = p->conn;
-            repl__conn_flush(c);
-            if (c->dead)
-                repl__conn_reap(c);
-        }
+        repl__tx_pump_flush(p);
     }
 }
 

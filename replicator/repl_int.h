@@ -168,7 +168,7 @@ typedef struct repl__batch {
  * MRD_EPROTO when any of it fails (why in *reason, static). */
 int repl__batch_parse(const void *data, size_t len, repl__batch *out, const char **reason);
 /* The same for a /repl/v1/resync body: record LSNs are 0 and first_lsn is 0;
- * a batch without records and last_lsn > 0 is the end marker. */
+ * a batch without records and last_lsn > 0 is the marker (PROTOCOL.md 7). */
 int repl__resync_parse(const void *data, size_t len, repl__batch *out, const char **reason);
 void repl__batch_free(repl__batch *b);
 /* Packs a RecordBatch from recs[0..n) into out, after a 4-byte big-endian
@@ -475,6 +475,9 @@ void repl__tx_stream_gone(repl__stream *s);
  * REPL__BODY_DEFERRED / REPL__BODY_FAIL; *eof set at the end. */
 long repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof);
 void repl__tx_pump(repl_peer *p);
+/* repl__tx_pump, then flushes (and reaps) p's connection: after work done
+ * outside nghttp2 callbacks. */
+void repl__tx_pump_flush(repl_peer *p);
 void repl__tx_on_digest(repl__conn *c, repl__stream *s, uint32_t error_code);
 /* Starts an anti-entropy pass to p (resync: bring a needs-resync peer level
  * and resume streaming after it). MRD_EBUSY when one runs. */

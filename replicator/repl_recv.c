@@ -405,7 +405,10 @@ resync_done(void *ud, int status)
     flush(c);
 }
 
-/* The end marker: this site now holds the peer's state as of its LSN last. */
+/* The marker (sent when a resync pass starts; by older builds, when it
+ * ends): this site now holds the peer's state as of its LSN last, up to the
+ * versions the pass still brings, and the peer's stream goes on after it.
+ * Applied LSNs only rise (engine_repl_set_applied ignores a lower one). */
 static void
 marker_work(void *arg)
 {
@@ -433,6 +436,7 @@ marker_done(void *arg)
         MRD_INFO("repl.sync.level", "peer=%s applied_lsn=%llu", rx->p->name,
                  (unsigned long long)rx->p->rx_applied);
         answer(rx, 200, NULL);
+        apply_next(rx->p); /* records after the marker may be waiting for it */
     } else {
         rx_fail(rx, 503, "cannot record the resync point");
     }

@@ -36,7 +36,13 @@
  *     out of the batch: a later record dominates it (put_superseded).
  *   - When the WAL no longer holds the LSN the peer needs, the peer is
  *     marked needs-resync and logged; anti-entropy (repl_sync.c) brings it
- *     level.
+ *     level. The stream stops (tx->gap) only until that pass has fixed its
+ *     snapshot LSN: then it goes on from what the peer has applied if the
+ *     WAL still holds it, else from the snapshot after a marker batch, and
+ *     runs during the pass, ahead of the pass's items. The WAL keeps the
+ *     peer's resync mark (and holds segments for its stream) until the pass
+ *     completes; a pass cut short leaves the mark, so another pass follows.
+ *     Acked LSNs and the cursor only rise.
  *
  * Jobs run on engine worker threads and come back through engine_poll on
  * the loop. Every structure a job touches is reference-counted and can be
@@ -64,12 +70,12 @@
 enum {
     SYNC_NONE = 0,
     SYNC_DIGEST,
+    SYNC_BEGIN, /* resync: the WAL holds the stream's point, the marker */
     SYNC_PREP,
     SYNC_DESCEND, /* tree digests: children requests, level by level */
     SYNC_WALK,
     SYNC_DRAIN,
-    SYNC_MARK,
-    SYNC_FINISH
+    SYNC_FINISH /* resync: the WAL's mark is being cleared */
 };
 #define LAG_SAMPLES 256
 #define QUEUE_LOW   4
@@ -102,7 +108,8 @@ typedef struct repl__item {
     repl__src *src;
     uint64_t cost; /* bytes counted in flight */
     int resync;    /* anti-entropy: /repl/v1/resync */
-    int marker;    /* the resync end marker (last_lsn = the snapshot LSN) */
+    int marker;    /* the resync start marker (last_lsn = the snapshot LSN) */
+    uint64_t pass; /* resync items: the pass (sync_runs) that made them */
     uint64_t versions;
 } repl__item;
 
@@ -114,14 +121,19 @@ struct repl__tx {
 
     uint64_t gen;
     int active, job_running, caught_up, needs_resync, reopen;
+    /* the stream cannot go on from read_from (past WAL retention): no
+     * reader job until a resync pass resumes it (its marker's ack) */
+    int gap;
+    int read_turn;     /* the last job was a reader job: a pass's job goes next */
     uint64_t retry_ns; /* after a WAL read error: no reader job before this */
     uint64_t read_from;
     repl__item *q, *q_tail; /* live records */
     int q_n;
     repl__item *rq, *rq_tail; /* anti-entropy: sent only when no live item waits */
     int rq_n;
-    int sync_paused;     /* a resync pass was cancelled: no automatic restart */
-    int sync_free_later; /* digests of an ended pass, still used by a job */
+    int sync_paused;        /* a resync pass was cancelled: no automatic restart */
+    uint64_t sync_retry_ns; /* a pass failed: no automatic restart before this */
+    int sync_free_later;    /* digests of an ended pass, still used by a job */
     int inflight;
     uint64_t inflight_bytes;
     uint64_t acked, saved;
@@ -138,6 +150,7 @@ struct repl__tx {
     char error[128];
     /* anti-entropy (see repl_sync.c) */
     int sync_state, sync_resync;
+    int sync_begun; /* resync: the stream runs from the pass's point */
     uint64_t sync_l0, sync_leaves, sync_sent, sync_outstanding;
     uint64_t sync_estimate;          /* versions in the differing leaves (estimated) */
     char sync_only[REPL_BUCKET_MAX]; /* a pass limited to one bucket; "" = all */
@@ -166,6 +179,7 @@ struct repl__tx {
         uint64_t lsn, ns, hlc;
     } seen[LAG_SAMPLES];
     uint64_t acked_hlc; /* the peer has applied every local write stamped before this */
+    uint64_t held_hlc;  /* what acked_hlc would be, while a resync fills the holes */
     /* bandwidth limit: a token bucket of bytes, refilled at bw_bps */
     uint64_t bw_bps;
     double tokens;
@@ -184,8 +198,36 @@ static void sync_finish(repl_peer *p, const char *result);
 static void sync_free_digests(struct repl__tx *tx);
 static void sync_reset(struct repl__tx *tx);
 static void sync_acked(repl_peer *p, repl__item *it);
+static void stream_broken(repl_peer *p);
 
 /* ---- small helpers ------------------------------------------------------ */
+
+/* Appends the chain first..last (count items) to the queue head/tail/n. */
+static void
+chain_append(repl__item **head, repl__item **tail, int *n, repl__item *first, repl__item *last,
+             int count)
+{
+    if (!first)
+        return;
+    if (*tail)
+        (*tail)->next = first;
+    else
+        *head = first;
+    *tail = last;
+    *n += count;
+}
+
+void
+repl__tx_pump_flush(repl_peer *p)
+{
+    repl__tx_pump(p);
+    if (p->conn) {
+        repl__conn *c = p->conn;
+        repl__conn_flush(c);
+        if (c->dead)
+            repl__conn_reap(c);
+    }
+}
 
 static void
 item_free(repl__item *it)
@@ -590,12 +632,7 @@ emit(tx_job *j, cut *b, void *layout, size_t layout_len)
         free((void *)b->recs[i].payload);
     b->n = b->bytes = 0;
     b->open = 0;
-    if (j->tail)
-        j->tail->next = it;
-    else
-        j->items = it;
-    j->tail = it;
-    j->n_items++;
+    chain_append(&j->items, &j->tail, &j->n_items, it, it, 1);
     return 0;
 }
 
@@ -824,6 +861,7 @@ tx_job_done(void *arg)
                       "peer needs; anti-entropy must bring it level\"",
                       p->name, (unsigned long long)j->from);
         tx->needs_resync = 1;
+        stream_broken(p);
         snprintf(tx->error, sizeof(tx->error), "needs resync from LSN %llu",
                  (unsigned long long)j->from);
     } else if (j->rc != 0) {
@@ -836,29 +874,33 @@ tx_job_done(void *arg)
         tx->reopen = 0;
     }
     tx->superseded += j->superseded;
-    if (j->items) {
-        if (tx->q_tail)
-            tx->q_tail->next = j->items;
-        else
-            tx->q = j->items;
-        tx->q_tail = j->tail;
-        tx->q_n += j->n_items;
-        j->items = NULL;
-    }
+    chain_append(&tx->q, &tx->q_tail, &tx->q_n, j->items, j->tail, j->n_items);
+    j->items = NULL;
     if (j->rc == 0) {
         tx->read_from = j->next;
         tx->caught_up = j->caught_up;
     }
-    repl__tx_pump(p);
-    if (p->conn) {
-        repl__conn *c = p->conn;
-        repl__conn_flush(c);
-        if (c->dead)
-            repl__conn_reap(c);
-    }
+    repl__tx_pump_flush(p);
 out:
     tx_unref(tx);
     free(j);
+}
+
+/* The stream cannot go on from where it is: reading stops until a resync
+ * pass resumes it. A pass that had resumed it already (the size cap dropped
+ * the peer again) cannot finish: it ends, and the next one begins anew. */
+static void
+stream_broken(repl_peer *p)
+{
+    struct repl__tx *tx = p->tx;
+
+    tx->gap = 1;
+    if (tx->sync_state != SYNC_NONE && tx->sync_resync && tx->sync_begun) {
+        MRD_WARN("repl.sync.fail",
+                 "peer=%s reason=\"the stream fell past WAL retention again during the pass\"",
+                 p->name);
+        sync_finish(p, "failed: the stream fell past WAL retention again; a new pass follows");
+    }
 }
 
 static void
@@ -879,6 +921,7 @@ start_job(struct repl__tx *tx)
     j->save = tx->acked > tx->saved ? tx->acked : 0;
     tx->refs++;
     tx->job_running = 1;
+    tx->read_turn = 1;
     if (engine_run(r->eng, tx_job_work, tx_job_done, j) != 0) {
         tx->refs--;
         tx->job_running = 0;
@@ -951,6 +994,7 @@ sync_reset(struct repl__tx *tx)
     else
         sync_free_digests(tx);
     tx->sync_state = SYNC_NONE;
+    tx->sync_begun = 0;
     tx->sync_outstanding = 0;
     tx->sync_asking = 0;
     tx->sync_last_ns = mrd_clock_mono_ns();
@@ -1028,6 +1072,7 @@ repl__sync_start(repl_peer *p, int resync)
     tx->sync_push_result[0] = '\0';
     tx->sync_state = SYNC_DIGEST;
     tx->sync_resync = resync;
+    tx->sync_begun = 0;
     tx->sync_sent = tx->sync_leaves = tx->sync_estimate = 0;
     tx->sync_only[0] = '\0';
     tx->sync_bucket = 0;
@@ -1226,6 +1271,8 @@ sync_finish(repl_peer *p, const char *result)
     struct repl__tx *tx = p->tx;
 
     snprintf(tx->sync_result, sizeof(tx->sync_result), "%s", result);
+    if (strncmp(result, "failed", 6) == 0)
+        tx->sync_retry_ns = mrd_clock_mono_ns() + 1000000000ull;
     MRD_INFO("repl.sync.done",
              "peer=%s mode=%s leaves_differ=%llu versions_sent=%llu ms=%.0f result=\"%s\"", p->name,
              tx->sync_resync ? "resync" : "check", (unsigned long long)tx->sync_leaves,
@@ -1262,26 +1309,15 @@ sync_job_done(void *arg)
     if (j->prep) {
         tx->sync_state = tx->sync_tree ? SYNC_DESCEND : SYNC_WALK;
     } else {
-        for (repl__item *it = j->items; it; it = it->next)
+        for (repl__item *it = j->items; it; it = it->next) {
+            it->pass = tx->sync_runs;
             tx->sync_outstanding++;
-        if (j->items) {
-            if (tx->rq_tail)
-                tx->rq_tail->next = j->items;
-            else
-                tx->rq = j->items;
-            tx->rq_tail = j->tail;
-            tx->rq_n += j->n_items;
         }
+        chain_append(&tx->rq, &tx->rq_tail, &tx->rq_n, j->items, j->tail, j->n_items);
         if (j->done)
             tx->sync_state = SYNC_DRAIN;
     }
-    repl__tx_pump(p);
-    if (p->conn) {
-        repl__conn *c = p->conn;
-        repl__conn_flush(c);
-        if (c->dead)
-            repl__conn_reap(c);
-    }
+    repl__tx_pump_flush(p);
 out:
     tx_unref(tx);
     free(j);
@@ -1301,6 +1337,7 @@ sync_job_start(struct repl__tx *tx, int prep)
     j->prep = prep;
     tx->refs++;
     tx->job_running = 1;
+    tx->read_turn = 0;
     if (engine_run(r->eng, sync_job_work, sync_job_done, j) != 0) {
         tx->refs--;
         tx->job_running = 0;
@@ -1308,13 +1345,25 @@ sync_job_start(struct repl__tx *tx, int prep)
     }
 }
 
-/* The marker's job: the WAL forgets the peer's resync mark and holds
- * segments from L0 on for it again. */
+/*
+ * The WAL's side of a resync pass, on a worker (the cursor store commits to
+ * the index):
+ *   begin: the pass's snapshot LSN L0 is fixed. The stream goes on from
+ *     what the peer has applied (acked) if the WAL still holds acked + 1;
+ *     otherwise from L0, and the marker (a /repl/v1/resync batch without
+ *     records, last_lsn = L0) tells the peer first. Either way the WAL
+ *     holds segments from there and keeps the peer's resync mark.
+ *   done: every item of the pass is acked: the mark is cleared (the cursor
+ *     only rises), unless the size cap dropped the peer again meanwhile.
+ */
 typedef struct mark_job {
     struct repl__tx *tx;
     wal *w;
+    store *st;
     uint32_t peer;
-    uint64_t l0, gen;
+    int done; /* 0: begin, 1: done */
+    uint64_t l0, acked, gen;
+    int marker; /* begin: the stream goes on from l0, after the marker */
     int rc;
 } mark_job;
 
@@ -1323,7 +1372,98 @@ mark_work(void *arg)
 {
     mark_job *m = arg;
 
-    m->rc = wal_peer_resync_done(m->w, m->peer, m->l0);
+    if (m->done) {
+        m->rc = wal_peer_resync_done(m->w, m->peer, m->acked);
+        return;
+    }
+    m->rc = wal_peer_resync_begin(m->w, m->peer, m->acked);
+    if (m->rc == MRD_ENOTFOUND) {
+        /* Our digest is computed after this (the prep job), so the snapshot
+         * may be as late as what the index holds now; the WAL keeps every
+         * segment from the index's applied LSN + 1 on. */
+        uint64_t now = 0;
+        if (store_index_last_lsn(m->st, &now) == 0 && now > m->l0)
+            m->l0 = now;
+        if (m->l0 > m->acked) {
+            m->marker = 1;
+            m->rc = wal_peer_resync_begin(m->w, m->peer, m->l0);
+        }
+    }
+}
+
+/* Queues the start marker: live records wait for its ack (the gap). */
+static int
+marker_queue(struct repl__tx *tx)
+{
+    repl__item *it = calloc(1, sizeof(*it));
+
+    if (!it || repl__batch_pack(0, tx->sync_l0, NULL, 0, &it->head) != 0) {
+        free(it);
+        return -ENOMEM;
+    }
+    it->tx = tx;
+    it->resync = it->marker = 1;
+    it->last = tx->sync_l0;
+    chain_append(&tx->q, &tx->q_tail, &tx->q_n, it, it, 1);
+    tx->gap = 1;
+    return 0;
+}
+
+static void
+begin_done(repl_peer *p, mark_job *m)
+{
+    struct repl__tx *tx = p->tx;
+    char result[128];
+
+    if (m->rc == 0 && m->marker) {
+        tx->sync_l0 = m->l0;
+        m->rc = marker_queue(tx);
+    }
+    if (m->rc != 0) {
+        snprintf(result, sizeof(result), "failed: cannot resume the stream: %s",
+                 mrd_strerror(m->rc));
+        MRD_WARN("repl.sync.fail", "peer=%s reason=\"%s\"", p->name, result);
+        sync_finish(p, result);
+        return;
+    }
+    tx->sync_begun = 1;
+    if (!m->marker && tx->gap) {
+        /* the WAL still holds what the peer lacks after its applied LSN */
+        tx->gap = 0;
+        tx->reopen = 1;
+        if (tx->read_from <= tx->acked)
+            tx->read_from = tx->acked + 1;
+    }
+    MRD_INFO("repl.sync.stream", "peer=%s snapshot_lsn=%llu streaming_after=%llu marker=%d",
+             p->name, (unsigned long long)tx->sync_l0,
+             (unsigned long long)(m->marker ? tx->sync_l0 : m->acked), m->marker);
+    tx->sync_state = SYNC_PREP;
+}
+
+static void
+finish_done(repl_peer *p, mark_job *m)
+{
+    struct repl__tx *tx = p->tx;
+    char result[128];
+
+    if (m->rc == 0) {
+        snprintf(result, sizeof(result),
+                 "resynced: %llu versions sent, streamed during the pass from LSN %llu",
+                 (unsigned long long)tx->sync_sent, (unsigned long long)tx->sync_l0 + 1);
+        tx->needs_resync = 0;
+        if (tx->held_hlc > tx->acked_hlc)
+            tx->acked_hlc = tx->held_hlc;
+        tx->error[0] = '\0';
+    } else if (m->rc == MRD_EBUSY) {
+        snprintf(result, sizeof(result),
+                 "failed: the stream fell past WAL retention again; a new pass follows");
+        tx->gap = 1; /* the WAL holds nothing for it now */
+    } else {
+        snprintf(result, sizeof(result), "failed: cannot clear the resync mark: %s",
+                 mrd_strerror(m->rc));
+        MRD_ERROR("repl.sync.cursor_fail", "peer=%s error=\"%s\"", p->name, mrd_strerror(m->rc));
+    }
+    sync_finish(p, result);
 }
 
 static void
@@ -1332,25 +1472,48 @@ mark_done(void *arg)
     mark_job *m = arg;
     struct repl__tx *tx = m->tx;
     repl_peer *p = tx->p;
-    char result[128];
 
     tx->job_running = 0;
     if (tx->sync_free_later)
         sync_free_digests(tx);
-    if (!tx->detached && m->gen == tx->gen && tx->sync_state == SYNC_FINISH) {
-        if (m->rc != 0)
-            MRD_ERROR("repl.sync.cursor_fail", "peer=%s error=\"%s\"", p->name,
-                      mrd_strerror(m->rc));
-        snprintf(result, sizeof(result), "resynced: %llu versions sent, streaming from LSN %llu",
-                 (unsigned long long)tx->sync_sent, (unsigned long long)m->l0 + 1);
-        tx->needs_resync = 0;
-        if (m->l0 > p->applied_from_us)
-            p->applied_from_us = m->l0;
-        sync_finish(p, result);
-        repl__tx_on_connected(p); /* streaming resumes after the snapshot */
+    if (!tx->detached && m->gen == tx->gen &&
+        tx->sync_state == (m->done ? SYNC_FINISH : SYNC_BEGIN)) {
+        if (m->done)
+            finish_done(p, m);
+        else
+            begin_done(p, m);
+        repl__tx_pump_flush(p);
     }
     tx_unref(tx);
     free(m);
+}
+
+static int
+mark_job_start(repl_peer *p, int done)
+{
+    struct repl__tx *tx = p->tx;
+    mark_job *m = calloc(1, sizeof(*m));
+
+    if (!m)
+        return -ENOMEM;
+    m->tx = tx;
+    m->w = engine_wal(p->r->eng);
+    m->st = engine_store(p->r->eng);
+    m->peer = p->id;
+    m->done = done;
+    m->l0 = tx->sync_l0;
+    m->acked = tx->acked;
+    m->gen = tx->gen;
+    tx->refs++;
+    tx->job_running = 1;
+    tx->read_turn = 0;
+    if (engine_run(p->r->eng, mark_work, mark_done, m) != 0) {
+        tx->refs--;
+        tx->job_running = 0;
+        free(m);
+        return MRD_ESHUTDOWN;
+    }
+    return 0;
 }
 
 static void
@@ -1358,27 +1521,8 @@ sync_acked(repl_peer *p, repl__item *it)
 {
     struct repl__tx *tx = p->tx;
 
-    if (tx->sync_state == SYNC_NONE)
-        return;
-    if (it->marker) {
-        mark_job *m = calloc(1, sizeof(*m));
-        tx->sync_state = SYNC_FINISH;
-        if (!m)
-            return;
-        m->tx = tx;
-        m->w = engine_wal(p->r->eng);
-        m->peer = p->id;
-        m->l0 = tx->sync_l0;
-        m->gen = tx->gen;
-        tx->refs++;
-        tx->job_running = 1;
-        if (engine_run(p->r->eng, mark_work, mark_done, m) != 0) {
-            tx->refs--;
-            tx->job_running = 0;
-            free(m);
-        }
-        return;
-    }
+    if (tx->sync_state == SYNC_NONE || it->pass != tx->sync_runs)
+        return; /* an item of an ended pass */
     if (tx->sync_outstanding)
         tx->sync_outstanding--;
 }
@@ -1392,6 +1536,9 @@ sync_pump(repl_peer *p)
     if (tx->job_running)
         return;
     switch (tx->sync_state) {
+    case SYNC_BEGIN:
+        mark_job_start(p, 0);
+        break;
     case SYNC_PREP:
         sync_job_start(tx, 1);
         break;
@@ -1420,22 +1567,11 @@ sync_pump(repl_peer *p)
             sync_finish(p, result);
             break;
         }
-        {
-            repl__item *it = calloc(1, sizeof(*it));
-            if (!it || repl__batch_pack(0, tx->sync_l0, NULL, 0, &it->head) != 0) {
-                free(it);
-                break;
-            }
-            it->tx = tx;
-            it->resync = it->marker = 1;
-            it->last = tx->sync_l0;
-            if (tx->rq_tail)
-                tx->rq_tail->next = it;
-            else
-                tx->rq = it;
-            tx->rq_tail = it;
-            tx->rq_n++;
-            tx->sync_state = SYNC_MARK;
+        /* the stream must be past the snapshot (the marker acked) */
+        if (!tx->gap) {
+            tx->sync_state = SYNC_FINISH;
+            if (mark_job_start(p, 1) != 0)
+                tx->sync_state = SYNC_DRAIN; /* tried again on the next pump */
         }
         break;
     default:
@@ -1606,7 +1742,7 @@ repl__tx_on_digest(repl__conn *c, repl__stream *s, uint32_t error_code)
     tx->sync_tree = is_tree;
     /* everything our index holds now covers our records up to here */
     tx->sync_l0 = engine_get_status(p->r->eng, &st) == 0 ? st.applied_lsn : 0;
-    tx->sync_state = SYNC_PREP;
+    tx->sync_state = tx->sync_resync ? SYNC_BEGIN : SYNC_PREP;
 }
 
 /* Starts a push pass over the leaf bitmaps d[0..n) (taken over). */
@@ -1740,15 +1876,19 @@ submit(repl_peer *p, repl__item *it)
 static void
 lag_sample(struct repl__tx *tx, uint64_t durable, uint64_t hlc, uint64_t now)
 {
+    /* while the peer needs a resync it lacks older writes the stream does
+     * not carry: acked_hlc waits for the pass (held_hlc meanwhile) */
+    uint64_t *to = tx->needs_resync ? &tx->held_hlc : &tx->acked_hlc;
+
     while (tx->seen_n && tx->seen[tx->seen_head].lsn <= tx->acked) {
-        if (tx->seen[tx->seen_head].hlc > tx->acked_hlc)
-            tx->acked_hlc = tx->seen[tx->seen_head].hlc;
+        if (tx->seen[tx->seen_head].hlc > *to)
+            *to = tx->seen[tx->seen_head].hlc;
         tx->seen_head = (tx->seen_head + 1) % LAG_SAMPLES;
         tx->seen_n--;
     }
     if (durable <= tx->acked) {
-        if (!tx->seen_n && hlc > tx->acked_hlc)
-            tx->acked_hlc = hlc;
+        if (!tx->seen_n && hlc > *to)
+            *to = hlc;
         return;
     }
     if (tx->seen_n) {
@@ -1793,6 +1933,18 @@ repl__tx_lag_ms(const repl_peer *p, uint64_t now_ns)
     return 0;
 }
 
+/* Starts a reader job when the job slot is free and live records wait. */
+static void
+read_maybe(struct repl__tx *tx, const engine_status *st)
+{
+    int more = !tx->caught_up || st->wal_durable_lsn >= tx->read_from;
+
+    if (tx->job_running || tx->gap || mrd_clock_mono_ns() < tx->retry_ns)
+        return;
+    if (tx->reopen || tx->acked > tx->saved || (tx->q_n < QUEUE_LOW && more))
+        start_job(tx);
+}
+
 void
 repl__tx_pump(repl_peer *p)
 {
@@ -1808,27 +1960,36 @@ repl__tx_pump(repl_peer *p)
     if (engine_local_watermark(r->eng, &mark_lsn, &mark_hlc) == 0)
         lag_sample(tx, mark_lsn, mark_hlc, mrd_clock_mono_ns());
     lag_scan(tx, st.wal_durable_lsn);
-    if (!tx->needs_resync) {
+    {
         /* the WAL's size cap dropped segments this peer still needed (it
          * marks the peer as it deletes them): say so now, connected or not */
         wal_peer_status ws;
         if (wal_cursor_get(engine_wal(r->eng), p->id, &ws) == 0 && ws.needs_resync) {
-            MRD_ERROR("repl.peer.needs_resync",
-                      "peer=%s acked_lsn=%llu reason=\"the WAL passed its size cap and dropped "
-                      "records the peer has not applied; anti-entropy must bring it level\"",
-                      p->name, (unsigned long long)ws.acked_lsn);
-            tx->needs_resync = 1;
-            snprintf(tx->error, sizeof(tx->error), "needs resync: past WAL retention");
+            if (!tx->needs_resync) {
+                MRD_ERROR("repl.peer.needs_resync",
+                          "peer=%s acked_lsn=%llu reason=\"the WAL passed its size cap and "
+                          "dropped records the peer has not applied; anti-entropy must bring "
+                          "it level\"",
+                          p->name, (unsigned long long)ws.acked_lsn);
+                tx->needs_resync = 1;
+                snprintf(tx->error, sizeof(tx->error), "needs resync: past WAL retention");
+            }
+            if (!ws.holding && !tx->gap)
+                stream_broken(p); /* the WAL holds nothing for it (again) */
         }
     }
     if (!tx->active || !p->conn || !p->hello_done || p->conn->dead)
         return;
     bw_refill(tx);
     bw_resume(tx);
-    /* live records first; anti-entropy items only when none waits */
+    /* live records first; anti-entropy items only when none waits. A resync
+     * pass's start marker goes alone: after everything before it is acked
+     * (the peer has applied it all), and live reading waits for its ack. */
     while ((tx->q || tx->rq) && tx->inflight < REPL_INFLIGHT_MAX &&
            tx->inflight_bytes < REPL_INFLIGHT_BYTES && (!tx->bw_bps || tx->tokens > 0)) {
         repl__item *it;
+        if (tx->q && tx->q->marker && tx->inflight)
+            break;
         if (!tx->q) {
             it = tx->rq;
             tx->rq = it->next;
@@ -1858,24 +2019,23 @@ repl__tx_pump(repl_peer *p)
         }
     }
     push_wait_start(p);
+    /* one job at a time per peer: live reading first, but a running pass's
+     * job gets every other turn (or a stream that never idles starves it) */
+    if (tx->sync_state == SYNC_NONE || !tx->read_turn)
+        read_maybe(tx, &st);
     if (tx->sync_state != SYNC_NONE) {
         sync_pump(p);
-        if (tx->sync_resync)
-            return;
     } else if (tx->needs_resync) {
-        if (!tx->sync_paused)
+        /* streaming goes on meanwhile once a pass resumed it (a cancelled
+         * pass leaves it running and the mark set) */
+        if (!tx->sync_paused && mrd_clock_mono_ns() >= tx->sync_retry_ns)
             repl__sync_start(p, 1);
-        return;
     } else if (r->o.anti_entropy_ms && tx->caught_up &&
                mrd_clock_mono_ns() - tx->sync_last_ns >=
                    (uint64_t)r->o.anti_entropy_ms * 1000000ull) {
         repl__sync_start(p, 0);
     }
-    if (!tx->job_running && !tx->needs_resync && mrd_clock_mono_ns() >= tx->retry_ns) {
-        int more = !tx->caught_up || st.wal_durable_lsn >= tx->read_from;
-        if (tx->reopen || tx->acked > tx->saved || (tx->q_n < QUEUE_LOW && more))
-            start_job(tx);
-    }
+    read_maybe(tx, &st);
 }
 
 void
@@ -1931,8 +2091,18 @@ repl__tx_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code)
     if (applied > p->applied_from_us)
         p->applied_from_us = applied;
     tx->error[0] = '\0';
-    if (it->resync)
+    if (it->marker) {
+        /* the peer holds our state as of the pass's snapshot: the stream
+         * goes on after it (or after what the peer has applied, if more) */
+        MRD_INFO("repl.sync.streaming", "peer=%s from_lsn=%llu", p->name,
+                 (unsigned long long)tx->acked + 1);
+        tx->gap = 0;
+        tx->reopen = 1;
+        tx->caught_up = 0;
+        tx->read_from = tx->acked + 1;
+    } else if (it->resync) {
         sync_acked(p, it);
+    }
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -1983,6 +2153,7 @@ repl__tx_on_connected(repl_peer *p)
     tx->reopen = 1;
     tx->caught_up = 0;
     tx->needs_resync = 0;
+    tx->gap = 0; /* the pump checks the WAL; a reader that finds a gap says so */
     /* the peer's word on what it has applied is the truth: resume there */
     tx->read_from = p->applied_from_us + 1;
     tx->acked = p->applied_from_us;

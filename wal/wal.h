@@ -330,6 +330,7 @@ typedef struct wal_peer_status {
     uint32_t peer;
     uint64_t acked_lsn;   /* the peer has durably applied every LSN <= this */
     int needs_resync;     /* dropped by the size cap: anti-entropy must catch it up */
+    int holding;          /* segments are held for it (0: needs_resync, no pass resumed it) */
     uint64_t lag_records; /* durable_lsn - acked_lsn */
 } wal_peer_status;
 
@@ -355,10 +356,25 @@ int wal_cursor_set(wal *w, uint32_t peer, uint64_t acked_lsn);
 /* Writes peer's cursor into *out. MRD_ENOTFOUND if unknown. Thread-safe. */
 int wal_cursor_get(wal *w, uint32_t peer, wal_peer_status *out);
 /*
- * After anti-entropy has caught a needs-resync peer up to lsn: clears the
- * flag and sets the cursor to lsn (saved first, as wal_cursor_set).
+ * A resync pass to peer starts and the peer's record stream goes on after
+ * lsn (while the pass runs): marks the peer needs-resync (saved) and holds
+ * segments from lsn + 1 for it, or from its cursor + 1 once that is higher.
+ * The mark stays until wal_peer_resync_done: the pass fills the holes below
+ * lsn. The size cap may drop such a peer again (it then holds nothing; the
+ * next pass begins anew). Errors: MRD_ENOTFOUND (unknown peer, or lsn + 1 is
+ * deleted already: the stream cannot go on from there), MRD_EINVAL (lsn
+ * past the durable end), the store's errors. Thread-safe.
  */
-int wal_peer_resync_done(wal *w, uint32_t peer, uint64_t lsn);
+int wal_peer_resync_begin(wal *w, uint32_t peer, uint64_t lsn);
+/*
+ * The pass that began with wal_peer_resync_begin has completed: clears the
+ * mark (saved first). The cursor is raised to the larger of acked_lsn (the
+ * peer's applied LSN as last acked), the begin point and its value; it
+ * never moves down. MRD_EBUSY, the mark kept, when the size cap dropped
+ * the peer since the pass began (or none began since the WAL opened):
+ * another pass is needed. A peer without the mark: only the cursor rises.
+ */
+int wal_peer_resync_done(wal *w, uint32_t peer, uint64_t acked_lsn);
 
 /*
  * The index has applied (in the same LMDB txn as the data) every LSN <=

@@ -103,6 +103,9 @@ typedef struct wal__peer {
     uint32_t id;
     uint64_t acked;
     int needs_resync;
+    /* a needs-resync peer being resynced: its stream goes on from here, so
+     * segments from here (or acked + 1, if more) are held; 0: none held */
+    uint64_t hold;
 } wal__peer;
 
 typedef struct wal__node wal__node;

@@ -43,9 +43,12 @@
  *
  * Retention. A segment other than the newest is deleted once its records
  * are all <= the index's applied LSN and <= every peer's durable cursor
- * (peers marked needs-resync hold nothing). If the log is still above
- * retention_bytes, the peer with the lowest cursor is marked needs-resync
- * (anti-entropy will catch it up) and the pass repeats; the index's applied
+ * (peers marked needs-resync hold nothing, except one whose resync pass
+ * has begun: its record stream goes on during the pass, so it holds from
+ * the pass's starting point, wal_peer_resync_begin). If the log is still
+ * above retention_bytes, the peer with the lowest held LSN is marked
+ * needs-resync and holds nothing (anti-entropy will catch it up; a peer
+ * being resynced needs a new pass) and the pass repeats; the index's applied
  * LSN is never overridden, since those records exist nowhere else. Cursors
  * are saved through the injected store before they count, so a crash can
  * never roll a cursor back past a deleted segment.
@@ -244,14 +247,28 @@ typedef struct resync_mark {
     uint64_t acked;
 } resync_mark;
 
+/* The first LSN peer p still needs, or 0 when it holds nothing (marked
+ * needs-resync, and no resync pass has resumed its stream). */
+static uint64_t
+peer_need(const wal__peer *p)
+{
+    if (!p->needs_resync)
+        return p->acked + 1;
+    if (!p->hold)
+        return 0;
+    return p->hold > p->acked + 1 ? p->hold : p->acked + 1;
+}
+
 static uint64_t
 needed_lsn(const wal *w)
 {
     uint64_t need = w->applied_lsn + 1;
 
-    for (int i = 0; i < w->npeers; i++)
-        if (!w->peers[i].needs_resync && w->peers[i].acked + 1 < need)
-            need = w->peers[i].acked + 1;
+    for (int i = 0; i < w->npeers; i++) {
+        uint64_t n = peer_need(&w->peers[i]);
+        if (n && n < need)
+            need = n;
+    }
     return need;
 }
 
@@ -280,11 +297,15 @@ retention_locked(wal *w, resync_mark *marks, int *nmarks)
             break;
         int lag = -1;
         for (int p = 0; p < w->npeers; p++)
-            if (!w->peers[p].needs_resync && (lag < 0 || w->peers[p].acked < w->peers[lag].acked))
+            if (peer_need(&w->peers[p]) &&
+                (lag < 0 || peer_need(&w->peers[p]) < peer_need(&w->peers[lag])))
                 lag = p;
         if (lag < 0)
             break;
+        /* a peer being resynced can fall behind again: it stops holding,
+         * and its next pass resumes the stream from a new point */
         w->peers[lag].needs_resync = 1;
+        w->peers[lag].hold = 0;
         w->resyncs++;
         marks[(*nmarks)++] = (resync_mark){w->peers[lag].id, w->peers[lag].acked};
     }
@@ -1063,7 +1084,7 @@ wal_peer_add(wal *w, uint32_t peer, uint64_t initial_lsn)
     else if (w->npeers == WAL_MAX_PEERS)
         rc = MRD_ETOOBIG;
     else
-        w->peers[w->npeers++] = (wal__peer){peer, acked, resync};
+        w->peers[w->npeers++] = (wal__peer){peer, acked, resync, 0};
     pthread_mutex_unlock(&w->mu);
     return rc;
 }
@@ -1084,8 +1105,8 @@ wal_peer_remove(wal *w, uint32_t peer)
     return rc ? rc : retention(w);
 }
 
-static int
-cursor_update(wal *w, uint32_t peer, uint64_t lsn, int resync_done)
+int
+wal_cursor_set(wal *w, uint32_t peer, uint64_t acked_lsn)
 {
     int i, rc = 0, resync;
 
@@ -1094,39 +1115,91 @@ cursor_update(wal *w, uint32_t peer, uint64_t lsn, int resync_done)
     pthread_mutex_lock(&w->mu);
     if ((i = peer_index(w, peer)) < 0)
         rc = MRD_ENOTFOUND;
-    else if (lsn > w->durable_lsn)
+    else if (acked_lsn > w->durable_lsn)
         rc = MRD_EINVAL;
-    else if (!resync_done && lsn <= w->peers[i].acked)
+    else if (acked_lsn <= w->peers[i].acked)
         rc = 1; /* stale ack: nothing to do */
-    resync = (rc == 0 && !resync_done) ? w->peers[i].needs_resync : 0;
+    resync = rc == 0 ? w->peers[i].needs_resync : 0;
     pthread_mutex_unlock(&w->mu);
     if (rc != 0)
         return rc > 0 ? 0 : rc;
-    if (w->cursors.save && (rc = w->cursors.save(w->cursors.ud, peer, lsn, resync)) != 0)
+    if (w->cursors.save && (rc = w->cursors.save(w->cursors.ud, peer, acked_lsn, resync)) != 0)
         return rc;
     pthread_mutex_lock(&w->mu);
-    if ((i = peer_index(w, peer)) >= 0) {
-        if (resync_done) {
-            w->peers[i].needs_resync = 0;
-            w->peers[i].acked = lsn;
-        } else if (lsn > w->peers[i].acked) {
-            w->peers[i].acked = lsn;
-        }
-    }
+    if ((i = peer_index(w, peer)) >= 0 && acked_lsn > w->peers[i].acked)
+        w->peers[i].acked = acked_lsn;
     pthread_mutex_unlock(&w->mu);
     return retention(w);
 }
 
 int
-wal_cursor_set(wal *w, uint32_t peer, uint64_t acked_lsn)
+wal_peer_resync_begin(wal *w, uint32_t peer, uint64_t lsn)
 {
-    return cursor_update(w, peer, acked_lsn, 0);
+    int i, rc = 0;
+    uint64_t acked = 0;
+
+    if (!w)
+        return MRD_EINVAL;
+    pthread_mutex_lock(&w->mu);
+    if ((i = peer_index(w, peer)) < 0)
+        rc = MRD_ENOTFOUND;
+    else if (lsn > w->durable_lsn)
+        rc = MRD_EINVAL;
+    else if (lsn + 1 < w->next_lsn && wal__seg_find(w, lsn + 1) < 0)
+        rc = MRD_ENOTFOUND; /* already deleted: the stream cannot go on from there */
+    if (rc == 0) {
+        /* held at once, before the save: holding more is always safe */
+        w->peers[i].needs_resync = 1;
+        w->peers[i].hold = lsn + 1;
+        acked = w->peers[i].acked;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (rc == 0 && w->cursors.save)
+        rc = w->cursors.save(w->cursors.ud, peer, acked, 1);
+    return rc;
 }
 
 int
-wal_peer_resync_done(wal *w, uint32_t peer, uint64_t lsn)
+wal_peer_resync_done(wal *w, uint32_t peer, uint64_t acked_lsn)
 {
-    return cursor_update(w, peer, lsn, 1);
+    int i, rc = 0;
+    uint64_t acked = 0;
+
+    if (!w)
+        return MRD_EINVAL;
+    pthread_mutex_lock(&w->mu);
+    if ((i = peer_index(w, peer)) < 0) {
+        rc = MRD_ENOTFOUND;
+    } else if (w->peers[i].needs_resync && !w->peers[i].hold) {
+        rc = MRD_EBUSY; /* dropped again since its pass began: another pass */
+    } else {
+        /* the stream's confirmed point, never lower than the cursor was */
+        acked = w->peers[i].acked;
+        if (w->peers[i].hold && w->peers[i].hold - 1 > acked)
+            acked = w->peers[i].hold - 1;
+        if (acked_lsn > acked && acked_lsn <= w->durable_lsn)
+            acked = acked_lsn;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (rc == 0 && w->cursors.save)
+        rc = w->cursors.save(w->cursors.ud, peer, acked, 0);
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&w->mu);
+    if ((i = peer_index(w, peer)) >= 0) {
+        if (w->peers[i].needs_resync && !w->peers[i].hold) {
+            rc = MRD_EBUSY; /* dropped while saving: the mark stays */
+        } else {
+            w->peers[i].needs_resync = 0;
+            w->peers[i].hold = 0;
+            if (acked > w->peers[i].acked)
+                w->peers[i].acked = acked;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (rc == MRD_EBUSY && w->cursors.save) /* put the saved mark back */
+        (void)w->cursors.save(w->cursors.ud, peer, acked, 1);
+    return rc ? rc : retention(w);
 }
 
 int
@@ -1143,6 +1216,7 @@ wal_cursor_get(wal *w, uint32_t peer, wal_peer_status *out)
         out->peer = peer;
         out->acked_lsn = w->peers[i].acked;
         out->needs_resync = w->peers[i].needs_resync;
+        out->holding = peer_need(&w->peers[i]) != 0;
         out->lag_records =
             w->durable_lsn > w->peers[i].acked ? w->durable_lsn - w->peers[i].acked : 0;
     }
@@ -1198,6 +1272,7 @@ wal_get_status(wal *w, wal_status *out)
         s.peers[i].peer = w->peers[i].id;
         s.peers[i].acked_lsn = w->peers[i].acked;
         s.peers[i].needs_resync = w->peers[i].needs_resync;
+        s.peers[i].holding = peer_need(&w->peers[i]) != 0;
         s.peers[i].lag_records =
             w->durable_lsn > w->peers[i].acked ? w->durable_lsn - w->peers[i].acked : 0;
     }

@@ -340,16 +340,23 @@ def test_large_object_replicates_with_bounded_memory(tmp_path):
         b.stop()
 
 
-def test_anti_entropy_brings_a_site_past_retention_level(tmp_path):
-    """b is down while a writes more than a's WAL retention: a's WAL drops
-    b's records, so b can only be brought level by anti-entropy, and only
-    the versions b lacks are sent."""
+def small_wal_pair(tmp_path):
+    """Sites a and b, started, with a WAL capped at 16 MiB (1 MiB segments):
+    24 MiB of writes while b is down put b past a's retention."""
     a, b = mesh(tmp_path, ("a", "b"))
     for s in (a, b):
         with open(s.config, "a") as f:
             f.write("[wal]\nsegment_size = 1MiB\nretention_max = 16MiB\n")
     a.start()
     b.start()
+    return a, b
+
+
+def test_anti_entropy_brings_a_site_past_retention_level(tmp_path):
+    """b is down while a writes more than a's WAL retention: a's WAL drops
+    b's records, so b can only be brought level by anti-entropy, and only
+    the versions b lacks are sent."""
+    a, b = small_wal_pair(tmp_path)
     try:
         ca, cb = client(a), client(b)
         ca.create_bucket(Bucket="aetest")
@@ -501,12 +508,7 @@ def test_bandwidth_limit_holds_and_changes_at_run_time(tmp_path):
 
 
 def test_resync_can_be_throttled_cancelled_and_restarted(tmp_path):
-    a, b = mesh(tmp_path, ("a", "b"))
-    for s in (a, b):
-        with open(s.config, "a") as f:
-            f.write("[wal]\nsegment_size = 1MiB\nretention_max = 16MiB\n")
-    a.start()
-    b.start()
+    a, b = small_wal_pair(tmp_path)
     try:
         ca = client(a)
         ca.create_bucket(Bucket="cancelme")
@@ -567,6 +569,136 @@ def test_resync_can_be_throttled_cancelled_and_restarted(tmp_path):
         wait_for(lambda: a.read_log().count('result="in sync"') > in_sync, 10,
                  "the pass over cancelme to find it in sync")
         assert a.ctl("resync", "start", "--peer", "b", "--bucket", "No_Such").returncode == 2
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_live_writes_reach_a_peer_while_its_resync_runs(tmp_path):
+    """b comes back past a's WAL retention, and a's resync pass to it is slow
+    (a bandwidth limit): live writes at a still reach b while the pass runs,
+    a cancelled pass leaves streaming on and the mark set, and a pass
+    restarted (then cut by a restart of a, after which it runs again) brings
+    b level without losing anything b applied meanwhile."""
+    a, b = small_wal_pair(tmp_path)
+    try:
+        ca, cb = client(a), client(b)
+        ca.create_bucket(Bucket="livesync")
+        ca.put_object(Bucket="livesync", Key="early", Body=b"before the outage")
+        wait_caught_up([a, b])
+        b.stop()
+        blob = os.urandom(100 * 1024)
+        for i in range(240):
+            ca.put_object(Bucket="livesync", Key=f"k{i:03d}", Body=blob + b"%d" % i)
+        ca.delete_object(Bucket="livesync", Key="early")
+
+        def peer_b():
+            return [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+
+        wait_for(lambda: peer_b()["send"]["needs_resync"], 30,
+                 "a to mark b as needing a resync")
+        # 24 MiB at 512 KiB/s: the pass would take about 48 s
+        assert a.ctl("bandwidth", "--peer", "b", "512KiB").returncode == 0
+        b.start()
+        wait_for(lambda: peer_b()["anti_entropy"]["running"], 20, "the resync pass to start")
+        # a write from before the pass's snapshot is the pass's to send: wait
+        # until the pass sends versions (its snapshot LSN is fixed by then)
+        wait_for(lambda: peer_b()["anti_entropy"]["versions_sent"] > 0, 20,
+                 "the pass to send versions")
+
+        def at_b(key):
+            try:
+                return cb.get_object(Bucket="livesync", Key=key)["Body"].read()
+            except botocore.exceptions.ClientError:
+                return None
+
+        # a live write during the pass reaches b long before the pass ends
+        ca.put_object(Bucket="livesync", Key="live1", Body=b"written during the resync")
+        wait_for(lambda: at_b("live1") == b"written during the resync", 15,
+                 "the live write to reach b")
+        p = peer_b()
+        assert p["anti_entropy"]["running"] and p["send"]["needs_resync"], p
+        assert p["anti_entropy"]["versions_sent"] < 240, p["anti_entropy"]
+        out = a.ctl("lag")
+        row = [ln for ln in out.stdout.splitlines() if ln.startswith("b ")][0]
+        assert "*" in row and "past WAL retention" in out.stdout, out.stdout
+        # the stream resumed after the pass's snapshot: b is level with a's
+        # live writes although the pass is far from done
+        ca.put_object(Bucket="livesync", Key="live2", Body=b"second")
+        wait_for(lambda: at_b("live2") == b"second", 15, "the second live write to reach b")
+
+        # cancelled midway: the mark stays (b still lacks versions), and
+        # streaming goes on
+        out = a.ctl("resync", "cancel", "--peer", "b")
+        assert out.returncode == 0, out.stderr
+        p = peer_b()
+        assert not p["anti_entropy"]["running"] and p["send"]["needs_resync"], p
+        ca.put_object(Bucket="livesync", Key="live3", Body=b"after the cancel")
+        ca.delete_object(Bucket="livesync", Key="live1")
+        wait_for(lambda: at_b("live3") == b"after the cancel" and at_b("live1") is None, 15,
+                 "live writes after the cancel to reach b")
+        assert peer_b()["send"]["needs_resync"]
+        missing = [k for k in ("k000", "k120", "k239") if at_b(k) is None]
+        assert missing, "the cancelled pass should not have sent everything"
+
+        # restarted, and cut short by a restart of a: the mark is durable, so
+        # a runs the pass again on its own (unthrottled: the limit was set at
+        # run time), and b ends level with what it applied meanwhile
+        out = a.ctl("resync", "start", "--peer", "b")
+        assert out.returncode == 0, out.stderr
+        wait_for(lambda: peer_b()["anti_entropy"]["running"], 20, "the pass to run again")
+        marks = a.read_log().count("event=repl.peer.needs_resync peer=b")
+        a.stop()
+        a.start()
+        wait_for(lambda: a.read_log().count("event=repl.peer.needs_resync peer=b") > marks, 20,
+                 "the resync mark to outlive a's restart")
+        snap = converge([a, b], timeout=90)
+        assert set(snap["livesync"]) == {f"k{i:03d}" for i in range(240)} | {"live2", "live3"}
+        wait_for(lambda: not peer_b()["send"]["needs_resync"], 30, "the resync mark to clear")
+        log = a.read_log()
+        assert re.search(r'event=repl\.sync\.done peer=b mode=resync .*result="resynced: ', log)
+        ca.put_object(Bucket="livesync", Key="after", Body=b"after the resync")
+        wait_for(lambda: at_b("after") == b"after the resync", 15, "a write after the resync")
+        wait_caught_up([a, b])
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_peer_that_falls_past_retention_again_during_its_resync_gets_a_new_pass(tmp_path):
+    """b's resync pass runs throttled while a writes more than its WAL
+    retention: b's stream falls behind again, the WAL drops it, that pass
+    ends as failed and a new one (with a new snapshot) brings b level."""
+    a, b = small_wal_pair(tmp_path)
+    try:
+        ca = client(a)
+        ca.create_bucket(Bucket="again")
+        wait_caught_up([a, b])
+        b.stop()
+        blob = os.urandom(100 * 1024)
+        for i in range(240):
+            ca.put_object(Bucket="again", Key=f"k{i:03d}", Body=blob + b"%d" % i)
+
+        def peer_b():
+            return [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+
+        wait_for(lambda: peer_b()["send"]["needs_resync"], 30, "a to mark b")
+        assert a.ctl("bandwidth", "--peer", "b", "256KiB").returncode == 0
+        b.start()
+        wait_for(lambda: peer_b()["anti_entropy"]["versions_sent"] > 0, 20,
+                 "the pass to send versions")
+        for i in range(240):
+            ca.put_object(Bucket="again", Key=f"n{i:03d}", Body=blob + b"n%d" % i)
+        wait_for(lambda: "the stream fell past WAL retention again" in a.read_log(), 30,
+                 "the pass to end when b's stream is dropped again")
+        assert a.ctl("bandwidth", "--peer", "b", "0").returncode == 0
+        snap = converge([a, b], timeout=90)
+        assert len(snap["again"]) == 480
+        wait_for(lambda: not peer_b()["send"]["needs_resync"], 30, "the resync mark to clear")
+        log = a.read_log()
+        assert len(re.findall(r"event=repl\.sync\.stream peer=b .* marker=1", log)) >= 2, log
+        assert re.search(r'event=repl\.sync\.done peer=b mode=resync .*result="resynced: ', log)
+        wait_caught_up([a, b])
     finally:
         a.stop()
         b.stop()

@@ -1156,13 +1156,100 @@ SizeCapMarksLaggingPeer(void)
     REQUIRE(wal_peer_add(w, 3, 0) == 0);
     REQUIRE(wal_cursor_get(w, 3, &ps) == 0);
     CHECK_EQ_INT(ps.needs_resync, 1);
-    /* anti-entropy caught it up */
+    CHECK_EQ_INT(ps.holding, 0);
+    /* anti-entropy caught it up (its pass began, so its stream went on) */
+    CHECK_EQ_INT(wal_peer_resync_done(w, 3, 100), MRD_EBUSY); /* no pass began */
+    REQUIRE(wal_peer_resync_begin(w, 3, 100) == 0);
     REQUIRE(wal_peer_resync_done(w, 3, 100) == 0);
     REQUIRE(wal_cursor_get(w, 3, &ps) == 0);
     CHECK_EQ_INT(ps.needs_resync, 0);
     CHECK_EQ_INT(ps.acked_lsn, 100);
     wal_close(w);
     wal_cursor_file_close(f);
+    dir_done();
+}
+
+static int
+append_range(wal *w, uint64_t from, uint64_t to)
+{
+    uint8_t buf[400];
+
+    for (uint64_t i = from; i <= to; i++) {
+        uint64_t lsn;
+        payload_fill(buf, sizeof(buf), i);
+        if (append_sync(w, buf, sizeof(buf), &lsn) != 0 || lsn != i)
+            return -1;
+    }
+    return 0;
+}
+
+/* A needs-resync peer whose resync pass began holds segments for its record
+ * stream from the pass's point on; the cap can drop it again, and then the
+ * pass cannot end; the end of a pass clears the mark and never lowers the
+ * cursor. */
+static void
+ResyncPassHoldsTheStream(void)
+{
+    wal_opts o = opts_base();
+    wal *w = NULL;
+    wal_status st;
+    wal_peer_status ps;
+
+    dir_new("resync_hold");
+    o.segment_bytes = 4096; /* 9 records a segment: 1, 10, ..., 91, 100, 109, 118 */
+    o.retention_bytes = 16384;
+    REQUIRE(wal_open(&o, &w) == 0);
+    REQUIRE(wal_peer_add(w, 2, 0) == 0);
+    REQUIRE(wal_peer_add(w, 3, 0) == 0);
+    REQUIRE(append_range(w, 1, 100) == 0);
+    REQUIRE(wal_cursor_set(w, 2, 100) == 0);
+    REQUIRE(wal_set_applied(w, 100) == 0);
+    REQUIRE(wal_cursor_get(w, 3, &ps) == 0);
+    CHECK_EQ_INT(ps.needs_resync, 1);
+    CHECK_EQ_INT(ps.holding, 0);
+    CHECK(!seg_exists(91));
+    CHECK_EQ_INT(wal_peer_resync_done(w, 3, 0), MRD_EBUSY);
+    /* the stream cannot go on after 5 (deleted); after 99 it can */
+    CHECK_EQ_INT(wal_peer_resync_begin(w, 3, 5), MRD_ENOTFOUND);
+    REQUIRE(wal_peer_resync_begin(w, 3, 99) == 0);
+    REQUIRE(wal_cursor_get(w, 3, &ps) == 0);
+    CHECK_EQ_INT(ps.needs_resync, 1);
+    CHECK_EQ_INT(ps.holding, 1);
+    /* held from 100 while the pass runs, then from its acks */
+    REQUIRE(append_range(w, 101, 120) == 0);
+    REQUIRE(wal_cursor_set(w, 2, 120) == 0);
+    REQUIRE(wal_set_applied(w, 120) == 0);
+    CHECK(seg_exists(100));
+    REQUIRE(wal_cursor_set(w, 3, 110) == 0);
+    CHECK(!seg_exists(100));
+    CHECK(seg_exists(109));
+    REQUIRE(wal_cursor_get(w, 3, &ps) == 0);
+    CHECK_EQ_INT(ps.needs_resync, 1); /* acks during the pass keep the mark */
+    CHECK_EQ_INT(ps.acked_lsn, 110);
+    /* the stream falls behind the cap again: dropped, the pass cannot end */
+    REQUIRE(append_range(w, 121, 180) == 0);
+    REQUIRE(wal_cursor_set(w, 2, 180) == 0);
+    REQUIRE(wal_set_applied(w, 180) == 0);
+    REQUIRE(wal_get_status(w, &st) == 0);
+    CHECK_EQ_INT(st.resyncs, 2);
+    CHECK_EQ_INT(st.over_cap, 0);
+    REQUIRE(wal_cursor_get(w, 3, &ps) == 0);
+    CHECK_EQ_INT(ps.needs_resync, 1);
+    CHECK_EQ_INT(ps.holding, 0);
+    CHECK_EQ_INT(wal_peer_resync_done(w, 3, 110), MRD_EBUSY);
+    REQUIRE(wal_cursor_get(w, 3, &ps) == 0);
+    CHECK_EQ_INT(ps.needs_resync, 1);
+    /* a new pass from 180; its end clears the mark, the cursor at its point */
+    REQUIRE(wal_peer_resync_begin(w, 3, 180) == 0);
+    REQUIRE(wal_peer_resync_done(w, 3, 170) == 0);
+    REQUIRE(wal_cursor_get(w, 3, &ps) == 0);
+    CHECK_EQ_INT(ps.needs_resync, 0);
+    CHECK_EQ_INT(ps.holding, 1);
+    CHECK_EQ_INT(ps.acked_lsn, 180);
+    REQUIRE(wal_peer_resync_done(w, 3, 50) == 0); /* never lower */
+    REQUIRE(wal_cursor_get(w, 3, &ps) == 0);
+    CHECK_EQ_INT(ps.acked_lsn, 180);
+    wal_close(w);
     dir_done();
 }
 
@@ -1634,6 +1721,7 @@ static const test_case tests[] = {
     TEST(CursorPersistenceAcrossReopen),
     TEST(RetentionNeverDeletesWhatPeerNeeds),
     TEST(SizeCapMarksLaggingPeer),
+    TEST(ResyncPassHoldsTheStream),
     TEST(FsyncFailureFailsPendingAndLaterAppends),
     TEST(ConcurrentAppendersGetUniqueIncreasingLsns),
     TEST(CrashTestSigkillDuringConcurrentAppends),
