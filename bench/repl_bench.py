@@ -15,8 +15,12 @@ What it measures:
             throughput, for 1 MiB and 64 KiB objects. The CPU seconds each
             daemon spent on it (and the load average at its start) are
             printed too: on a shared machine they are steadier than MB/s.
+  capacity  16 client threads PUT 1 MiB objects at a as fast as they can
+            for 10 s while a replicates to b; the bytes over the time until
+            b has them all is the live capacity: both sites share this
+            machine, so it is well below the catch-up rate, where a is idle.
   lag       1 MiB PUTs at site a, paced by 16 threads at 50% and then 90%
-            of the 1 MiB catch-up throughput just measured, while every
+            of the live capacity just measured, while every
             100 ms a probe PUTs one byte at a and HEADs it at b every
             millisecond until it is there: the lag from a's 200 to
             readable at b, p50, p99 and max, for --lag-seconds at each load.
@@ -173,8 +177,11 @@ def paced_lag(new_client_a, cb, rate_MBps, seconds, tag):
     n_threads = 16
     interval = n_threads * (1 << 20) / (rate_MBps * 1e6)
 
+    # clients are made here: botocore's client creation is not thread-safe
+    clients = [new_client_a() for _ in range(n_threads)]
+
     def pacer(i):
-        s3 = new_client_a()
+        s3 = clients[i]
         nxt = time.monotonic() + i * interval / n_threads
         n = 0
         while not stop.is_set():
@@ -200,9 +207,44 @@ def paced_lag(new_client_a, cb, rate_MBps, seconds, tag):
     return sorted(lags), sent[0] * (1 << 20) / (time.monotonic() - t0) / 1e6
 
 
+def live_capacity(new_client_a, lag_to_b, seconds=10):
+    """What the pair sustains live: 16 client threads PUT 1 MiB objects at a
+    as fast as they can for `seconds` while a replicates to b, then the
+    time until b has applied all of them. Returns MB/s of 1 MiB objects
+    over that whole time (PUT window + drain): the load at which
+    replication keeps up, with both sites sharing this machine."""
+    stop = threading.Event()
+    sent = [0]
+    body = os.urandom(1 << 20)
+
+    clients = [new_client_a() for _ in range(16)]
+
+    def writer(i):
+        s3 = clients[i]
+        n = 0
+        while not stop.is_set():
+            s3.put_object(Bucket="rbench", Key=f"cap/{i}/{n % 8}", Body=body)
+            sent[0] += 1
+            n += 1
+
+    threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(16)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    while lag_to_b() != 0:
+        if time.monotonic() - t0 > seconds + 300:
+            raise RuntimeError("b did not catch up after the capacity run")
+        time.sleep(0.01)
+    return sent[0] * (1 << 20) / (time.monotonic() - t0) / 1e6
+
+
 def lag_at_loads(new_client_a, cb, mbs, seconds, res):
-    """paced_lag at 50% and 90% of the catch-up rate mbs (MB/s of 1 MiB
-    objects, measured in the same run); results go into res."""
+    """paced_lag at 50% and 90% of mbs (MB/s of 1 MiB objects, measured in
+    the same run); results go into res."""
     for frac in (0.5, 0.9):
         lags, put_rate = paced_lag(new_client_a, cb, mbs * frac, seconds, f"{int(frac * 100)}")
         res[f"lag_at_{int(frac * 100)}pct"] = {
@@ -281,8 +323,11 @@ def main():
                   f"same objects {ingest:8.1f} MB/s (ratio {mbs / ingest:.2f}); CPU s sender "
                   f"{cpu['sender']:.2f} receiver {cpu['receiver']:.2f}; load {load:.1f}")
         from test_replication import client
-        lag_at_loads(lambda: client(a), client(b), res["1MiB"]["repl_MBps"], args.lag_seconds,
-                     res)
+        cap = live_capacity(lambda: client(a), lambda: lag_of(a, "b"))
+        res["live_capacity_MBps"] = round(cap, 1)
+        print(f"live capacity (1 MiB PUTs at a, 16 clients, until b has them all): "
+              f"{cap:.1f} MB/s")
+        lag_at_loads(lambda: client(a), client(b), cap, args.lag_seconds, res)
         a.stop()
         b.stop()
     finally:
