@@ -193,7 +193,7 @@ engine__batch_flush(engine *e, engine__batch *b)
             store_object_delete_data(e->st, b->free_lay[i], b->free_len[i]);
         for (size_t i = 0; i < b->n_recs; i++)
             if (b->ra_origin[i])
-                engine__ra_applied(e, b->ra_origin[i], b->ra_lsn[i]);
+                engine__ra_committed(e, b->ra_origin[i], b->ra_lsn[i]);
         if (e->w)
             wal_set_applied(e->w, b->lsn);
         if (b->conflict_last) {

@@ -97,6 +97,7 @@ struct engine {
     struct engine__ra {
         uint32_t origin;
         uint64_t appended, applied;
+        uint64_t floor; /* the highest engine_repl_set_applied (under ap_mu) */
         uint64_t records, duplicates;
     } ra[MRD_MAX_PEERS];
     int n_ra;
@@ -122,6 +123,11 @@ struct engine {
  * after an index commit. */
 int engine__ra_load(engine *e);
 void engine__ra_applied(engine *e, uint32_t origin, uint64_t lsn);
+/* The applier committed origin's records up to lsn, with "repl.applied" =
+ * lsn: engine__ra_applied, and if a resync marker above lsn was recorded
+ * meanwhile (engine_repl_set_applied), writes the marker's LSN back, so the
+ * stored applied LSN never falls below it. Applier thread. */
+void engine__ra_committed(engine *e, uint32_t origin, uint64_t lsn);
 /* store_list_cb: sets *(int *)user when a key has a live (non-marker)
  * current version, and stops. */
 int engine__find_live(void *user, const char *key, const store_version *v);

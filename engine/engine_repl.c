@@ -30,9 +30,15 @@
  *
  * The callback fires once every record of the call is durable and in the
  * index; then applied is raised to through_lsn, which is what the replicator
- * acks. Calls for one origin come in LSN order and may be pipelined: the
- * appends happen on the caller's thread, so they reach the WAL in call order,
- * and a range that would leave a gap after a failed one is refused.
+ * acks.
+ *
+ * A resync marker (engine_repl_set_applied: "this site holds the origin's
+ * state as of LSN S") stores S at once. Records below S still on their way
+ * to the index would store their lower LSN when they commit; the applier
+ * then writes S back (engine__ra_committed), so the stored applied LSN never
+ * falls below a marker, and neither does the one in memory. Calls for one origin come in LSN order
+ * and may be pipelined: the appends happen on the caller's thread, so they reach the WAL in call
+ * order, and a range that would leave a gap after a failed one is refused.
  */
 #include "engine_int.h"
 
@@ -141,6 +147,31 @@ engine__ra_applied(engine *e, uint32_t origin, uint64_t lsn)
     if (lsn > r->applied)
         r->applied = lsn;
     pthread_mutex_unlock(&e->ap_mu);
+}
+
+void
+engine__ra_committed(engine *e, uint32_t origin, uint64_t lsn)
+{
+    struct engine__ra *r = ra_slot(e, origin);
+    uint64_t floor = 0;
+    char key[32], val[24];
+
+    if (!r)
+        return;
+    engine__ra_applied(e, origin, lsn);
+    pthread_mutex_lock(&e->ap_mu);
+    floor = r->floor;
+    pthread_mutex_unlock(&e->ap_mu);
+    if (floor <= lsn)
+        return;
+    /* a record below the marker committed after it: put the marker back
+     * (best effort: if this fails, a restart re-sends from lsn + 1 or
+     * runs another resync pass, which the mark asks for anyway) */
+    snprintf(key, sizeof(key), ENGINE_RA_KEY_FMT, origin);
+    snprintf(val, sizeof(val), "%llu", (unsigned long long)floor);
+    if (store_meta_put(e->st, key, val, strlen(val)) != 0)
+        MRD_WARN("engine.repl.applied_rewrite_fail", "origin=%u lsn=%llu", origin,
+                 (unsigned long long)floor);
 }
 
 /* One engine_repl_apply call: counts its records down. The records are
@@ -347,6 +378,12 @@ engine_repl_set_applied(engine *e, uint32_t origin, uint64_t lsn)
         pthread_mutex_unlock(&e->mut_mu);
         return 0;
     }
+    /* before the put: a record below lsn that the applier commits after it
+     * writes lsn back (engine__ra_committed) */
+    pthread_mutex_lock(&e->ap_mu);
+    if (lsn > slot->floor)
+        slot->floor = lsn;
+    pthread_mutex_unlock(&e->ap_mu);
     snprintf(key, sizeof(key), ENGINE_RA_KEY_FMT, origin);
     snprintf(val, sizeof(val), "%llu", (unsigned long long)lsn);
     rc = store_meta_put(e->st, key, val, strlen(val));

@@ -919,6 +919,36 @@ test_repl_pipelined_ranges(void)
     site_free(&b);
 }
 
+/* A resync marker (engine_repl_set_applied) recorded while records below it
+ * are still on their way to the index: neither the applied LSN in memory
+ * nor the one persisted falls back below the marker when they commit. */
+static void
+test_repl_marker_above_records_in_flight_sticks(void)
+{
+    site a, b;
+    range r;
+    waiter w = {0, 0};
+
+    pair_open(&a, &b);
+    REQUIRE(create_bucket(a.e, "b") == 0);
+    REQUIRE(put_wait(a.e, "b", "k", 70, 7) == 0);
+    REQUIRE(put_wait(a.e, "b", "k2", 80, 8) == 0);
+    REQUIRE(range_read(a.e, 1, &r) == 0);
+    REQUIRE(r.n == 3 && r.through == 3);
+    REQUIRE(engine_repl_apply(b.e, 1, r.from, r.recs, r.n, r.through, on_done, &w) == 0);
+    REQUIRE(engine_repl_set_applied(b.e, 1, 50) == 0); /* before the range commits */
+    REQUIRE(wait_for(b.e, &w, 1) == 0);
+    CHECK_EQ_INT(w.status, 0);
+    CHECK_EQ_INT(progress_of(b.e, 1).applied, 50);
+    CHECK(object_matches(b.e, "b", "k2", 80, 8));
+    site_close(&b);
+    REQUIRE(site_open(&b, NULL) == 0);
+    CHECK_EQ_INT(progress_of(b.e, 1).applied, 50);
+    range_clear(&r);
+    site_free(&a);
+    site_free(&b);
+}
+
 static void
 test_repl_progress_survives_restart(void)
 {
@@ -1694,6 +1724,7 @@ static const test_case tests[] = {
     TEST(test_repl_delete_marker_hides_key),
     TEST(test_repl_rejects_bad_ranges),
     TEST(test_repl_pipelined_ranges),
+    TEST(test_repl_marker_above_records_in_flight_sticks),
     TEST(test_repl_progress_survives_restart),
     {NULL, NULL},
 };
