@@ -989,6 +989,25 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* ------------------------------------------------------------ accept */
 
+/* Takes a slot of max_connections: the check and the count are one atomic
+ * step, so loops accepting at once cannot go past the limit together.
+ * limit 0: take it whatever the count (adopted connections). */
+static int
+conn_reserve(gw_http_server *s, int limit)
+{
+    if (__atomic_add_fetch(s->open_total, 1, __ATOMIC_RELAXED) > limit && limit > 0) {
+        __atomic_sub_fetch(s->open_total, 1, __ATOMIC_RELAXED);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+conn_unreserve(gw_http_server *s)
+{
+    __atomic_sub_fetch(s->open_total, 1, __ATOMIC_RELAXED);
+}
+
 static int
 conn_new(gw_http_server *s, struct bufferevent *bev, const char *peer)
 {
@@ -1016,9 +1035,10 @@ conn_new(gw_http_server *s, struct bufferevent *bev, const char *peer)
     if (s->conns)
         s->conns->prev = c;
     s->conns = c;
-    __atomic_fetch_add(&s->nconns, 1, __ATOMIC_RELAXED);
+    /* the caller reserved a slot in *open_total (conn_reserve); when that
+     * is nconns itself, the slot is this count */
     if (s->open_total != &s->nconns)
-        __atomic_fetch_add(s->open_total, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&s->nconns, 1, __ATOMIC_RELAXED);
     STAT_ADD(s, conns_accepted, 1);
     STAT_ADD(s, conns_open, 1);
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
@@ -1057,7 +1077,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
     }
     snprintf(peer, sizeof(peer), "%s:%d", host, port);
     set_nodelay(fd);
-    if (__atomic_load_n(s->open_total, __ATOMIC_RELAXED) >= s->lim.max_connections) {
+    if (conn_reserve(s, s->lim.max_connections) != 0) {
         static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
                                    "Connection: close\r\nRetry-After: 1\r\n\r\n";
         ssize_t w = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -1069,18 +1089,22 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
     }
     if (gl->tls) {
         bev = tls_bev_new(gl->tls, s->base, fd, 1, NULL, NULL); /* closes fd on failure */
-        if (!bev)
+        if (!bev) {
+            conn_unreserve(s);
             return;
+        }
     } else {
         bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
         if (!bev) {
             evutil_closesocket(fd);
+            conn_unreserve(s);
             return;
         }
     }
-    if (conn_new(s, bev, peer) != 0)
+    if (conn_new(s, bev, peer) != 0) {
         bufferevent_free(bev);
-    else if (gl->tls)
+        conn_unreserve(s);
+    } else if (gl->tls)
         s->conns->tls = 1; /* conn_new puts it first */
 }
 
@@ -1189,7 +1213,12 @@ gw_http_server_listen_tls(gw_http_server *s, const char *host, uint16_t port, co
 int
 gw_http_server_adopt(gw_http_server *s, struct bufferevent *bev, const char *peer)
 {
-    return conn_new(s, bev, peer ? peer : "adopted");
+    int rc;
+
+    conn_reserve(s, 0);
+    if ((rc = conn_new(s, bev, peer ? peer : "adopted")) != 0)
+        conn_unreserve(s);
+    return rc;
 }
 
 void
