@@ -167,79 +167,73 @@ def iperf_through(wanem, delay_ms, rate, seconds=8):
         srv.wait()
 
 
-def paced_lag(new_client_a, cb, rate_MBps, seconds, tag):
-    """1 MiB PUTs at a (boto3 clients from new_client_a), paced to
-    rate_MBps by 16 threads, while a probe every 100 ms PUTs one byte at a
-    and polls HEAD at b (client cb). Returns (sorted lags, MB/s put)."""
-    stop = threading.Event()
-    sent = [0]
-    body = os.urandom(1 << 20)
-    n_threads = 16
-    interval = n_threads * (1 << 20) / (rate_MBps * 1e6)
+class PutLoad:
+    """16 threads PUTting 1 MiB objects at a (boto3 clients from
+    new_client_a) under prefix, paced to rate_MBps, or as fast as they can
+    when rate_MBps is None, until stop(); `sent` counts the PUTs."""
 
-    # clients are made here: botocore's client creation is not thread-safe
-    clients = [new_client_a() for _ in range(n_threads)]
+    THREADS = 16
 
-    def pacer(i):
-        s3 = clients[i]
-        nxt = time.monotonic() + i * interval / n_threads
+    def __init__(self, new_client_a, prefix, rate_MBps=None):
+        self.sent = 0
+        self._stop = threading.Event()
+        self._body = os.urandom(1 << 20)
+        self._interval = (self.THREADS * (1 << 20) / (rate_MBps * 1e6)) if rate_MBps else 0.0
+        # clients are made here: botocore's client creation is not thread-safe
+        clients = [new_client_a() for _ in range(self.THREADS)]
+        self._threads = [threading.Thread(target=self._run, args=(i, c, prefix), daemon=True)
+                         for i, c in enumerate(clients)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, i, s3, prefix):
+        nxt = time.monotonic() + i * self._interval / self.THREADS
         n = 0
-        while not stop.is_set():
-            time.sleep(max(0.0, nxt - time.monotonic()))
-            s3.put_object(Bucket="rbench", Key=f"load/{i}/{n % 8}", Body=body)
-            sent[0] += 1
+        while not self._stop.is_set():
+            if self._interval:
+                time.sleep(max(0.0, nxt - time.monotonic()))
+                nxt += self._interval
+            s3.put_object(Bucket="rbench", Key=f"{prefix}/{i}/{n % 8}", Body=self._body)
+            self.sent += 1
             n += 1
-            nxt += interval
 
-    threads = [threading.Thread(target=pacer, args=(i,), daemon=True) for i in range(n_threads)]
-    for t in threads:
-        t.start()
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=60)
+
+
+def paced_lag(new_client_a, cb, rate_MBps, seconds, tag):
+    """1 MiB PUTs at a, paced to rate_MBps (PutLoad), while a probe every
+    100 ms PUTs one byte at a and polls HEAD at b (client cb). Returns
+    (sorted lags, MB/s put)."""
     ca = new_client_a()
+    load = PutLoad(new_client_a, "load", rate_MBps)
     lags, t0, i = [], time.monotonic(), 0
     time.sleep(1.0)
     while time.monotonic() - t0 < seconds:
         lags.append(probe_once(ca, cb, f"probe/{tag}/{i}"))
         i += 1
         time.sleep(0.1)
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
-    return sorted(lags), sent[0] * (1 << 20) / (time.monotonic() - t0) / 1e6
+    load.stop()
+    return sorted(lags), load.sent * (1 << 20) / (time.monotonic() - t0) / 1e6
 
 
 def live_capacity(new_client_a, lag_to_b, seconds=10):
-    """What the pair sustains live: 16 client threads PUT 1 MiB objects at a
-    as fast as they can for `seconds` while a replicates to b, then the
-    time until b has applied all of them. Returns MB/s of 1 MiB objects
-    over that whole time (PUT window + drain): the load at which
-    replication keeps up, with both sites sharing this machine."""
-    stop = threading.Event()
-    sent = [0]
-    body = os.urandom(1 << 20)
-
-    clients = [new_client_a() for _ in range(16)]
-
-    def writer(i):
-        s3 = clients[i]
-        n = 0
-        while not stop.is_set():
-            s3.put_object(Bucket="rbench", Key=f"cap/{i}/{n % 8}", Body=body)
-            sent[0] += 1
-            n += 1
-
-    threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(16)]
+    """What the pair sustains live: PutLoad unpaced at a for `seconds` while
+    a replicates to b, then the time until b has applied all of it. Returns
+    MB/s of 1 MiB objects over that whole time (PUT window + drain): the
+    load at which replication keeps up, with both sites sharing this
+    machine."""
     t0 = time.monotonic()
-    for t in threads:
-        t.start()
+    load = PutLoad(new_client_a, "cap")
     time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
+    load.stop()
     while lag_to_b() != 0:
         if time.monotonic() - t0 > seconds + 300:
             raise RuntimeError("b did not catch up after the capacity run")
         time.sleep(0.01)
-    return sent[0] * (1 << 20) / (time.monotonic() - t0) / 1e6
+    return load.sent * (1 << 20) / (time.monotonic() - t0) / 1e6
 
 
 def lag_at_loads(new_client_a, cb, mbs, seconds, res):

@@ -340,6 +340,20 @@ def test_large_object_replicates_with_bounded_memory(tmp_path):
         b.stop()
 
 
+def peer_of(site, name):
+    """site's /admin/v1/status entry for its peer name."""
+    return [p for p in site.status()["replication"]["peers"] if p["name"] == name][0]
+
+
+def fill_past_retention(s3, bucket, key="k"):
+    """24 MiB of inline objects (240 x 100 KiB, keys key000..key239): more
+    than small_wal_pair's WAL keeps, so a peer down meanwhile falls past
+    retention."""
+    blob = os.urandom(100 * 1024)
+    for i in range(240):
+        s3.put_object(Bucket=bucket, Key=f"{key}{i:03d}", Body=blob + b"%d" % i)
+
+
 def small_wal_pair(tmp_path):
     """Sites a and b, started, with a WAL capped at 16 MiB (1 MiB segments):
     24 MiB of writes while b is down put b past a's retention."""
@@ -358,27 +372,24 @@ def test_anti_entropy_brings_a_site_past_retention_level(tmp_path):
     the versions b lacks are sent."""
     a, b = small_wal_pair(tmp_path)
     try:
-        ca, cb = client(a), client(b)
+        ca = client(a)
         ca.create_bucket(Bucket="aetest")
         for i in range(50):
             ca.put_object(Bucket="aetest", Key=f"old{i:03d}", Body=b"before the outage %d" % i)
         converge([a, b])
         b.stop()
         # 24 MiB of inline objects: their bytes live in the WAL records
-        blob = os.urandom(100 * 1024)
-        for i in range(240):
-            ca.put_object(Bucket="aetest", Key=f"new{i:03d}", Body=blob + b"%d" % i)
+        fill_past_retention(ca, "aetest", key="new")
         for i in range(10):
             ca.delete_object(Bucket="aetest", Key=f"old{i:03d}")
         # the WAL has dropped records b never acked, and a knows: only then is
         # b back (a b that returns first streams them before they are gone)
-        wait_for(lambda: [p for p in a.status()["replication"]["peers"]
-                          if p["name"] == "b"][0]["send"]["needs_resync"], 30,
+        wait_for(lambda: peer_of(a, "b")["send"]["needs_resync"], 30,
                  "a to mark b as needing a resync")
         b.start()
         snap = converge([a, b], timeout=60)
         assert len(snap["aetest"]) == 40 + 240
-        peer = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+        peer = peer_of(a, "b")
         print("anti-entropy:", peer["anti_entropy"])
         # the resync pass's own result (status shows the latest pass, which
         # may be a push b asked for afterwards)
@@ -414,7 +425,7 @@ def test_lag_shows_the_writes_a_down_peer_misses(tmp_path):
         for i in range(25):
             ca.put_object(Bucket="lagtest", Key=f"k{i}", Body=b"x" * 100)
         time.sleep(0.3)
-        peer = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+        peer = peer_of(a, "b")
         assert peer["send"]["lag_records"] == 25, peer["send"]
         assert peer["send"]["lag_ms"] >= 300, peer["send"]
         out = a.ctl("lag")
@@ -426,7 +437,7 @@ def test_lag_shows_the_writes_a_down_peer_misses(tmp_path):
         assert a.ctl("lag", "--bogus").returncode == 2
         b.start()
         wait_caught_up([a, b])
-        peer = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+        peer = peer_of(a, "b")
         assert peer["send"]["lag_ms"] == 0 and peer["send"]["acked_lsn"] >= 26, peer["send"]
     finally:
         a.stop()
@@ -450,19 +461,18 @@ def test_bandwidth_limit_holds_and_changes_at_run_time(tmp_path):
             ca.put_object(Bucket="bwtest", Key=f"k{i}", Body=blob)
         out = a.ctl("bandwidth", "--peer", "b", "8MiB")
         assert out.returncode == 0, out.stderr
-        peer = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+        peer = peer_of(a, "b")
         assert peer["send"]["bandwidth_bps"] == 8 << 20
         b.start()
 
         def received():
             # wire bytes a sent to b (nghttp2 round-robins the 16 objects in
             # flight, so b's applied-bytes counter moves in steps of 16 MiB)
-            p = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+            p = peer_of(a, "b")
             return p["bytes_out"], time.monotonic()
 
         deadline = time.time() + 15  # a redials b with backoff: wait for its session
-        while not [p for p in a.status()["replication"]["peers"]
-                   if p["name"] == "b"][0]["send"]["streaming"]:
+        while not peer_of(a, "b")["send"]["streaming"]:
             assert time.time() < deadline, "a never reconnected to b"
             time.sleep(0.05)
         time.sleep(1.0)  # past the first burst
@@ -494,7 +504,7 @@ def test_bandwidth_limit_holds_and_changes_at_run_time(tmp_path):
         assert out.returncode == 0, out.stderr
         deadline = time.time() + 20
         while True:
-            ae = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]["anti_entropy"]
+            ae = peer_of(a, "b")["anti_entropy"]
             if not ae["running"] and ae["result"]:
                 break
             assert time.time() < deadline, ae
@@ -514,14 +524,12 @@ def test_resync_can_be_throttled_cancelled_and_restarted(tmp_path):
         ca.create_bucket(Bucket="cancelme")
         wait_caught_up([a, b])
         b.stop()
-        blob = os.urandom(100 * 1024)
-        for i in range(240):
-            ca.put_object(Bucket="cancelme", Key=f"k{i:03d}", Body=blob + b"%d" % i)
+        fill_past_retention(ca, "cancelme")
         assert a.ctl("bandwidth", "--peer", "b", "256KiB").returncode == 0
         b.start()
 
         def ae():
-            p = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+            p = peer_of(a, "b")
             return p["anti_entropy"], p["send"]
 
         deadline = time.time() + 20
@@ -587,23 +595,18 @@ def test_live_writes_reach_a_peer_while_its_resync_runs(tmp_path):
         ca.put_object(Bucket="livesync", Key="early", Body=b"before the outage")
         wait_caught_up([a, b])
         b.stop()
-        blob = os.urandom(100 * 1024)
-        for i in range(240):
-            ca.put_object(Bucket="livesync", Key=f"k{i:03d}", Body=blob + b"%d" % i)
+        fill_past_retention(ca, "livesync")
         ca.delete_object(Bucket="livesync", Key="early")
 
-        def peer_b():
-            return [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
-
-        wait_for(lambda: peer_b()["send"]["needs_resync"], 30,
+        wait_for(lambda: peer_of(a, "b")["send"]["needs_resync"], 30,
                  "a to mark b as needing a resync")
         # 24 MiB at 512 KiB/s: the pass would take about 48 s
         assert a.ctl("bandwidth", "--peer", "b", "512KiB").returncode == 0
         b.start()
-        wait_for(lambda: peer_b()["anti_entropy"]["running"], 20, "the resync pass to start")
+        wait_for(lambda: peer_of(a, "b")["anti_entropy"]["running"], 20, "the resync pass to start")
         # a write from before the pass's snapshot is the pass's to send: wait
         # until the pass sends versions (its snapshot LSN is fixed by then)
-        wait_for(lambda: peer_b()["anti_entropy"]["versions_sent"] > 0, 20,
+        wait_for(lambda: peer_of(a, "b")["anti_entropy"]["versions_sent"] > 0, 20,
                  "the pass to send versions")
 
         def at_b(key):
@@ -616,7 +619,7 @@ def test_live_writes_reach_a_peer_while_its_resync_runs(tmp_path):
         ca.put_object(Bucket="livesync", Key="live1", Body=b"written during the resync")
         wait_for(lambda: at_b("live1") == b"written during the resync", 15,
                  "the live write to reach b")
-        p = peer_b()
+        p = peer_of(a, "b")
         assert p["anti_entropy"]["running"] and p["send"]["needs_resync"], p
         assert p["anti_entropy"]["versions_sent"] < 240, p["anti_entropy"]
         out = a.ctl("lag")
@@ -631,13 +634,13 @@ def test_live_writes_reach_a_peer_while_its_resync_runs(tmp_path):
         # streaming goes on
         out = a.ctl("resync", "cancel", "--peer", "b")
         assert out.returncode == 0, out.stderr
-        p = peer_b()
+        p = peer_of(a, "b")
         assert not p["anti_entropy"]["running"] and p["send"]["needs_resync"], p
         ca.put_object(Bucket="livesync", Key="live3", Body=b"after the cancel")
         ca.delete_object(Bucket="livesync", Key="live1")
         wait_for(lambda: at_b("live3") == b"after the cancel" and at_b("live1") is None, 15,
                  "live writes after the cancel to reach b")
-        assert peer_b()["send"]["needs_resync"]
+        assert peer_of(a, "b")["send"]["needs_resync"]
         missing = [k for k in ("k000", "k120", "k239") if at_b(k) is None]
         assert missing, "the cancelled pass should not have sent everything"
 
@@ -646,7 +649,7 @@ def test_live_writes_reach_a_peer_while_its_resync_runs(tmp_path):
         # run time), and b ends level with what it applied meanwhile
         out = a.ctl("resync", "start", "--peer", "b")
         assert out.returncode == 0, out.stderr
-        wait_for(lambda: peer_b()["anti_entropy"]["running"], 20, "the pass to run again")
+        wait_for(lambda: peer_of(a, "b")["anti_entropy"]["running"], 20, "the pass to run again")
         marks = a.read_log().count("event=repl.peer.needs_resync peer=b")
         a.stop()
         a.start()
@@ -654,7 +657,7 @@ def test_live_writes_reach_a_peer_while_its_resync_runs(tmp_path):
                  "the resync mark to outlive a's restart")
         snap = converge([a, b], timeout=90)
         assert set(snap["livesync"]) == {f"k{i:03d}" for i in range(240)} | {"live2", "live3"}
-        wait_for(lambda: not peer_b()["send"]["needs_resync"], 30, "the resync mark to clear")
+        wait_for(lambda: not peer_of(a, "b")["send"]["needs_resync"], 30, "the resync mark to clear")
         log = a.read_log()
         assert re.search(r'event=repl\.sync\.done peer=b mode=resync .*result="resynced: ', log)
         ca.put_object(Bucket="livesync", Key="after", Body=b"after the resync")
@@ -675,26 +678,20 @@ def test_a_peer_that_falls_past_retention_again_during_its_resync_gets_a_new_pas
         ca.create_bucket(Bucket="again")
         wait_caught_up([a, b])
         b.stop()
-        blob = os.urandom(100 * 1024)
-        for i in range(240):
-            ca.put_object(Bucket="again", Key=f"k{i:03d}", Body=blob + b"%d" % i)
+        fill_past_retention(ca, "again")
 
-        def peer_b():
-            return [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
-
-        wait_for(lambda: peer_b()["send"]["needs_resync"], 30, "a to mark b")
+        wait_for(lambda: peer_of(a, "b")["send"]["needs_resync"], 30, "a to mark b")
         assert a.ctl("bandwidth", "--peer", "b", "256KiB").returncode == 0
         b.start()
-        wait_for(lambda: peer_b()["anti_entropy"]["versions_sent"] > 0, 20,
+        wait_for(lambda: peer_of(a, "b")["anti_entropy"]["versions_sent"] > 0, 20,
                  "the pass to send versions")
-        for i in range(240):
-            ca.put_object(Bucket="again", Key=f"n{i:03d}", Body=blob + b"n%d" % i)
+        fill_past_retention(ca, "again", key="n")
         wait_for(lambda: "the stream fell past WAL retention again" in a.read_log(), 30,
                  "the pass to end when b's stream is dropped again")
         assert a.ctl("bandwidth", "--peer", "b", "0").returncode == 0
         snap = converge([a, b], timeout=90)
         assert len(snap["again"]) == 480
-        wait_for(lambda: not peer_b()["send"]["needs_resync"], 30, "the resync mark to clear")
+        wait_for(lambda: not peer_of(a, "b")["send"]["needs_resync"], 30, "the resync mark to clear")
         log = a.read_log()
         assert len(re.findall(r"event=repl\.sync\.stream peer=b .* marker=1", log)) >= 2, log
         assert re.search(r'event=repl\.sync\.done peer=b mode=resync .*result="resynced: ', log)
@@ -743,7 +740,7 @@ def test_failed_writes_are_listed_per_peer_until_applied(tmp_path):
         assert h["ReplicationStatus"] == "FAILED", h
 
         def count():
-            p = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+            p = peer_of(a, "b")
             return p["send"]["failed_records"]
         deadline = time.time() + 10
         while count() != 7 and time.time() < deadline:
@@ -830,12 +827,12 @@ def test_anti_entropy_tree_exchanges_only_the_differing_subtrees(tmp_path):
         blob = os.urandom(100 * 1024)
         for i in range(700):
             ca.put_object(Bucket="tree", Key="filler", Body=blob + b"%d" % i)
-        peer = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+        peer = peer_of(a, "b")
         assert peer["send"]["needs_resync"], peer["send"]
         b.start()
         deadline = time.time() + 120
         while time.time() < deadline:
-            peer = [p for p in a.status()["replication"]["peers"] if p["name"] == "b"][0]
+            peer = peer_of(a, "b")
             if "resynced" in peer["anti_entropy"]["result"]:
                 break
             time.sleep(0.5)
