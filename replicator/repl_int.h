@@ -52,12 +52,14 @@ typedef struct nghttp2_session nghttp2_session;
 #define REPL_HDR_VALUE_MAX    128
 
 /* Record streams (repl_send.c, repl_recv.c, PROTOCOL.md section 6). */
-#define REPL_MAX_BATCH_HEAD (8u << 20) /* largest framed RecordBatch accepted */
-#define REPL_MAX_RECORDS    4096       /* records per batch */
-#define REPL_BATCH_BYTES    (1u << 20) /* the sender closes a batch at this size */
-#define REPL_BATCH_RECORDS  1024       /* ... or at this many records */
-#define REPL_CHUNK          (1u << 20) /* object data moved per store job */
-#define REPL_INFLIGHT_MAX   16         /* record requests in flight per peer */
+#define REPL_MAX_BATCH_HEAD (8u << 20)  /* largest framed RecordBatch accepted */
+#define REPL_MAX_RECORDS    4096        /* records per batch */
+#define REPL_BATCH_BYTES    (1u << 20)  /* the sender closes a batch at this size */
+#define REPL_BATCH_RECORDS  1024        /* ... or at this many records */
+#define REPL_CHUNK          (1u << 20)  /* object data moved per store job */
+#define REPL_POOL_BUFS      48          /* request buffers a receiver keeps */
+#define REPL_POOL_BYTES     (48u << 20) /* ... and their bytes at most */
+#define REPL_INFLIGHT_MAX   16          /* record requests in flight per peer */
 #define REPL_INFLIGHT_BYTES (64ull << 20)
 #define REPL_REORDER_MAX_MS 30000        /* a batch waiting this long for its predecessor fails */
 #define REPL_PUMP_MS        5            /* how often an idle sender looks for new records */
@@ -629,10 +631,11 @@ struct repl {
     repl__conn *inbound;
     repl_stats stats;
 
-    /* batch head buffers (about 1 MiB each) kept for the next requests:
+    /* batch head and object data buffers kept for the next requests:
      * fresh ones cost a page fault per 4 KiB (repl_recv.c) */
-    mrd_buf hpool[4];
-    int n_hpool;
+    mrd_buf pool[REPL_POOL_BUFS];
+    int n_pool;
+    size_t pool_bytes;
     /* plain TCP connections read the socket straight into this
      * (REPL_READ_CHUNK bytes, allocated on first use; repl_conn.c) */
     uint8_t *rdbuf;
