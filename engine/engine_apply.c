@@ -82,6 +82,11 @@
  * queue order, so the index's last_applied_lsn only moves forward and
  * store_index_apply never skips a record as "already applied".
  *
+ * HLC floor. A commit also stores the highest stamp of the local records
+ * in it (ENGINE_HLC_KEY, one op always left free for it), which the clock
+ * observes at open (engine_core.c): local stamps then grow with LSN across
+ * restarts as they do under mut_mu within one run.
+ *
  * A failed index commit is treated like a failed fsync: the engine turns
  * read-only (every later mutation fails with MRD_EDURABLE), the callbacks of
  * the batch get MRD_EDURABLE, and a restart replays the WAL into the index.
@@ -133,6 +138,8 @@ struct engine__batch {
     char ckey[BATCH_RECS][ENGINE_CONFLICT_KEY_MAX];
     char cseq[BATCH_RECS][24];
     uint64_t conflict_last; /* the highest conflict number planned, 0 if none */
+    uint64_t hlc_max;       /* the highest stamp of a local record in the batch */
+    char hlc_val[24];       /* ENGINE_HLC_KEY's new value */
 };
 
 int
@@ -165,6 +172,7 @@ batch_reset(engine__batch *b)
     b->n_recs = b->n_ops = b->n_alive = b->n_free = b->n_refile = 0;
     b->lsn = 0;
     b->conflict_last = 0;
+    b->hlc_max = 0;
 }
 
 void
@@ -187,8 +195,18 @@ engine__batch_flush(engine *e, engine__batch *b)
 
     if (b->lsn == 0)
         return 0;
+    if (b->hlc_max > e->hlc_saved) {
+        /* the HLC floor (engine_core.c): one op is always left for it */
+        snprintf(b->hlc_val, sizeof(b->hlc_val), "%llu", (unsigned long long)b->hlc_max);
+        b->ops[b->n_ops++] = (store_index_op){.type = STORE_OP_META_PUT,
+                                              .key = ENGINE_HLC_KEY,
+                                              .blob = b->hlc_val,
+                                              .blob_len = strlen(b->hlc_val)};
+    }
     rc = store_index_apply(e->st, b->ops, b->n_ops, b->lsn);
     if (rc == 0) {
+        if (b->hlc_max > e->hlc_saved)
+            e->hlc_saved = b->hlc_max;
         for (size_t i = 0; i < b->n_free; i++)
             store_object_delete_data(e->st, b->free_lay[i], b->free_len[i]);
         for (size_t i = 0; i < b->n_recs; i++)
@@ -859,6 +877,32 @@ replicated_delete_wins(engine *e, const Meridian__BucketDelete *bd)
     return wins;
 }
 
+/* The HLC stamp a record carries (0 for kinds without one). */
+static uint64_t
+record_hlc(const Meridian__WalRecord *rec)
+{
+    switch (rec->body_case) {
+    case MERIDIAN__WAL_RECORD__BODY_BUCKET_CREATE:
+        return rec->bucket_create->hlc;
+    case MERIDIAN__WAL_RECORD__BODY_BUCKET_CONFIG:
+        return rec->bucket_config->hlc;
+    case MERIDIAN__WAL_RECORD__BODY_BUCKET_DELETE:
+        return rec->bucket_delete->hlc;
+    case MERIDIAN__WAL_RECORD__BODY_OBJECT_PUT:
+        return rec->object_put->hlc;
+    case MERIDIAN__WAL_RECORD__BODY_DELETE_MARKER:
+        return rec->delete_marker->hlc;
+    case MERIDIAN__WAL_RECORD__BODY_MULTIPART_COMPLETE:
+        return rec->multipart_complete->hlc;
+    case MERIDIAN__WAL_RECORD__BODY_OBJECT_DELETE:
+        return rec->object_delete->hlc;
+    case MERIDIAN__WAL_RECORD__BODY_OBJECT_TAGS:
+        return rec->object_tags->hlc;
+    default:
+        return 0;
+    }
+}
+
 /* Plans one record (a local one, or the original inside a replicated one)
  * into slot i. */
 static int
@@ -985,7 +1029,7 @@ engine__batch_add_inner(engine *e, engine__batch *b, Meridian__WalRecord *rec,
     if (inner)
         target = inner;
     record_target(target, &bucket, &key);
-    if (b->n_recs == BATCH_RECS || b->n_ops + REC_OPS_MAX > BATCH_OPS ||
+    if (b->n_recs == BATCH_RECS || b->n_ops + REC_OPS_MAX + 1 > BATCH_OPS ||
         b->n_alive + HELD_MAX + 2 > BATCH_OPS || b->n_free + HELD_MAX + 1 > BATCH_OPS ||
         touches(b, bucket, key)) {
         if ((rc = engine__batch_flush(e, b)) != 0) {
@@ -1003,6 +1047,8 @@ engine__batch_add_inner(engine *e, engine__batch *b, Meridian__WalRecord *rec,
     b->lsn = lsn;
     if ((rc = plan_record(e, b, i, target, inner != NULL)) != 0)
         return rc;
+    if (!inner && record_hlc(rec) > b->hlc_max)
+        b->hlc_max = record_hlc(rec);
     if (inner && rec->replicated_apply->origin_lsn) { /* 0: anti-entropy, no progress */
         Meridian__ReplicatedApply *ra = rec->replicated_apply;
         b->ra_origin[i] = ra->origin_site;

@@ -201,28 +201,13 @@ engine__conflict_encode(const engine *e, uint64_t seq, const char *bucket, const
 int
 engine__conflict_load(engine *e)
 {
-    void *val = NULL;
-    size_t len = 0;
-    int rc = store_meta_get(e->st, ENGINE_CONFLICT_SEQ_KEY, &val, &len);
+    int rc = engine__meta_u64(e, ENGINE_CONFLICT_SEQ_KEY, &e->conflict_last);
 
-    e->conflict_next = 1;
-    e->conflict_last = 0;
-    if (rc == MRD_ENOTFOUND)
-        return 0;
-    if (rc == 0) {
-        char buf[24], *end;
-        if (len == 0 || len >= sizeof(buf)) {
-            rc = MRD_ECORRUPT;
-        } else {
-            memcpy(buf, val, len);
-            buf[len] = '\0';
-            e->conflict_last = strtoull(buf, &end, 10);
-            e->conflict_next = e->conflict_last + 1;
-            if (*end)
-                rc = MRD_ECORRUPT;
-        }
+    if (rc == MRD_ENOTFOUND) {
+        e->conflict_last = 0;
+        rc = 0;
     }
-    free(val);
+    e->conflict_next = e->conflict_last + 1;
     return rc;
 }
 

@@ -18,6 +18,16 @@
  *      after a commit) and are removed.
  *   4. The worker pool and the applier thread.
  *
+ * The HLC. Local stamps must grow with LSN, across restarts too: the
+ * replicator tells which writes a peer holds by stamp (a watermark taken
+ * under mut_mu says "every write stamped below h has an LSN <= l"), and a
+ * clock that restarts behind a stamp it gave before (the wall clock stepped
+ * back, or stamps ran ahead after observing a peer's) would break that.
+ * Every index commit stores the highest stamp of the local records it
+ * holds (ENGINE_HLC_KEY, engine_apply.c), and once replay has committed
+ * the WAL's tail the clock observes it, so the next stamp is above every
+ * stamp a durable local record carries.
+ *
  * Completions. Everything the engine calls back goes through a completion
  * queue, an engine_cq wrapping a wal_cq (an eventfd plus a mutex-protected
  * array). The default queue is engine_fd / engine_poll; an event loop thread
@@ -275,6 +285,29 @@ report(const engine_opts *o, const char *a, const char *b)
         snprintf(o->report, o->report_size, "%s%s", a, b);
 }
 
+int
+engine__meta_u64(engine *e, const char *key, uint64_t *out)
+{
+    void *val = NULL;
+    size_t len = 0;
+    int rc = store_meta_get(e->st, key, &val, &len);
+
+    if (rc == 0) {
+        char buf[24], *end;
+        if (len == 0 || len >= sizeof(buf)) {
+            rc = MRD_ECORRUPT;
+        } else {
+            memcpy(buf, val, len);
+            buf[len] = '\0';
+            *out = strtoull(buf, &end, 10);
+            if (*end)
+                rc = MRD_ECORRUPT;
+        }
+    }
+    free(val);
+    return rc;
+}
+
 static int
 open_store(engine *e, const engine_opts *o)
 {
@@ -388,9 +421,14 @@ engine_open(const engine_opts *o, engine **out)
         goto fail;
     }
     engine__conflict_names(e);
-    if ((rc = engine__ra_load(e)) != 0 || (rc = engine__conflict_load(e)) != 0 ||
-        (rc = open_wal(e, o)) != 0)
+    rc = engine__meta_u64(e, ENGINE_HLC_KEY, &e->hlc_saved);
+    if ((rc != 0 && rc != MRD_ENOTFOUND) || (rc = engine__ra_load(e)) != 0 ||
+        (rc = engine__conflict_load(e)) != 0 || (rc = open_wal(e, o)) != 0)
         goto fail;
+    /* every local stamp so far is at or below the floor (replay raised it
+     * for the records it committed): new stamps come after them all */
+    if (e->hlc_saved)
+        mrd_hlc_observe(e->hlc, e->hlc_saved);
     /* Every record is in the index now and nothing writes yet: what no
      * layout references is a crash leftover. */
     if ((rc = store_sweep_orphans(e->st, NULL)) != 0) {

@@ -114,7 +114,20 @@ struct engine {
         char name[MRD_NAME_MAX];
     } names[MRD_MAX_PEERS + 1];
     int n_names;
+
+    /* The highest HLC stamp of a local record committed to the index, as
+     * stored under ENGINE_HLC_KEY (applier thread, or replay). */
+    uint64_t hlc_saved;
 };
+
+/* Index meta key of the HLC floor: the highest stamp of any local record
+ * committed to the index. At open the clock observes it (after replay), so
+ * local stamps grow with LSN across restarts too (engine_apply.c). */
+#define ENGINE_HLC_KEY "engine.hlc"
+
+/* Reads a decimal u64 stored under key in the index's meta keyspace:
+ * MRD_ENOTFOUND when absent, MRD_ECORRUPT when not a number. */
+int engine__meta_u64(engine *e, const char *key, uint64_t *out);
 
 /* Index meta key of the applied origin LSN ("repl.applied.<site>"). */
 #define ENGINE_RA_KEY_FMT "repl.applied.%u"

@@ -61,30 +61,14 @@ static int
 ra_read(engine *e, uint32_t origin, struct engine__ra *r)
 {
     char key[32];
-    void *val = NULL;
-    size_t len = 0;
     int rc;
 
     memset(r, 0, sizeof(*r));
     r->origin = origin;
     snprintf(key, sizeof(key), ENGINE_RA_KEY_FMT, r->origin);
-    rc = store_meta_get(e->st, key, &val, &len);
-    if (rc == 0) {
-        char buf[24];
-        char *end;
-        if (len == 0 || len >= sizeof(buf)) {
-            free(val);
-            return MRD_ECORRUPT;
-        }
-        memcpy(buf, val, len);
-        buf[len] = '\0';
-        r->applied = strtoull(buf, &end, 10);
-        free(val);
-        if (*end)
-            return MRD_ECORRUPT;
-    } else if (rc != MRD_ENOTFOUND) {
+    rc = engine__meta_u64(e, key, &r->applied);
+    if (rc != 0 && rc != MRD_ENOTFOUND)
         return rc;
-    }
     r->appended = r->applied;
     return 0;
 }
