@@ -754,10 +754,20 @@ validate(cfg_ctx *x)
         if (p->has_s3_tls_pin && !p->has_s3_tls)
             return fail(x, 0, "s3_tls", "missing; s3_tls_pin checks the s3_tls listener");
     }
-    if (c->n_peers > 0 && !c->replication_secret[0]) {
+    /* Mutual TLS alone authenticates peers: the block above made sure each
+     * has a pin or the CA vouches for it. */
+    if (c->n_peers > 0 && !c->replication_secret[0] && !x->seen_repl_tls_cert) {
         snprintf(x->section, sizeof(x->section), "replication");
         return fail(x, 0, "secret",
-                    "missing; sites with peers need a shared secret (16+ characters)");
+                    "missing; sites with peers must authenticate them: set a shared secret (16+ "
+                    "characters), or configure mutual TLS (tls_cert and tls_key here, and each "
+                    "peer's tls_pin or a tls_ca)");
+    }
+    if (c->n_peers > 0 && c->write_failover == MRD_WRITE_FAILOVER_FORWARD &&
+        !c->replication_secret[0]) {
+        snprintf(x->section, sizeof(x->section), "replication");
+        return fail(x, 0, "write_failover",
+                    "forward needs a secret: a request forwarded to a peer is signed with it");
     }
     return 0;
 }

@@ -399,8 +399,12 @@ start_replicator(gw_daemon *d)
     ro.site_name = d->conf->site_name;
     if (d->conf->replication_secret[0]) {
         ro.secret = d->conf->replication_secret;
+    } else if (d->repl_tls) {
+        /* Mutual TLS and no secret: the certificates alone authenticate
+         * peers (mrd_config checked that each has a pin or the CA). */
+        ro.secret = NULL;
     } else {
-        /* No peers and no secret configured: a random secret nobody knows,
+        /* No peers, no secret and no TLS: a random secret nobody knows,
          * so no inbound peer can ever authenticate. */
         unsigned char raw[24];
         int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);

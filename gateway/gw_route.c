@@ -178,8 +178,11 @@ gw__route_pick(gw_daemon *d, gw_route_reason why, uint32_t token_site, const uin
     double best_rtt = 0;
     uint32_t best_id = 0;
     const gw_view *v = gw__view_lock(d);
+    /* A hop is signed with the secret (repl_proxy_sign); without one no
+     * peer qualifies, and every request is served here. */
+    int can_sign = d->conf->replication_secret[0] != '\0';
 
-    for (int i = 0; v->repl && v->n_conf > 0 && i < v->n_info; i++) {
+    for (int i = 0; can_sign && v->repl && v->n_conf > 0 && i < v->n_info; i++) {
         const repl_peer_info *p = &v->info[i];
         const mrd_peer_conf *pc = gw__view_conf(v, p->id);
         int rank, skip = 0;

@@ -465,7 +465,8 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 static int
 validate(const repl_opts *o)
 {
-    if (!o || o->site_id == 0 || !o->secret || !o->secret[0] || o->n_peers < 0 ||
+    /* without a secret, only mutual TLS authenticates a peer */
+    if (!o || o->site_id == 0 || ((!o->secret || !o->secret[0]) && !o->tls) || o->n_peers < 0 ||
         o->n_peers > MRD_MAX_PEERS || (o->n_peers && !o->peers) || o->heartbeat_ms == 0 ||
         o->backoff_min_ms == 0 || o->backoff_max_ms < o->backoff_min_ms)
         return MRD_EINVAL;
@@ -541,9 +542,9 @@ repl_new(struct event_base *base, const repl_opts *o, repl **out)
     r->connect_timeout_ms = 3 * r->o.heartbeat_ms < 1000 ? 1000 : 3 * r->o.heartbeat_ms;
     r->site_id = o->site_id;
     snprintf(r->site_name, sizeof(r->site_name), "%s", o->site_name ? o->site_name : "");
-    r->secret_len = strlen(o->secret);
-    r->secret = strdup(o->secret);
-    if (!r->secret) {
+    r->secret_len = o->secret ? strlen(o->secret) : 0;
+    r->secret = r->secret_len ? strdup(o->secret) : NULL;
+    if (r->secret_len && !r->secret) {
         rc = -ENOMEM;
         goto fail;
     }

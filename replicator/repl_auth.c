@@ -26,11 +26,21 @@
  * be idempotent by (origin, LSN). Production links use mutual TLS instead
  * (PROTOCOL.md).
  *
+ * Without a secret (secret NULL: every link is mutual TLS, and the handshake
+ * already named the peer, repl_tls.c) nothing is signed: x-meridian-auth
+ * carries the fixed marker "mtls" (REPL_AUTH_MTLS) and neither side hashes
+ * the body, which spares the receiver a SHA-256 over every record batch
+ * head. Site id and time keep their syntax and skew checks (the time gives
+ * the clock offset). A marker where a signature is expected, or the
+ * reverse, is refused with a reason that names the mismatch, so a site with
+ * a secret and one without cannot mistake each other for a wrong secret.
+ *
  * These functions are pure (no I/O, no logging, no clock): the fuzz target
  * drives them directly. The two at the end sign and check S3 requests one
  * gateway forwards to a peer's S3 listener (routed reads and write
  * failover, PROTOCOL.md section 8) with the same secret and construction;
- * they take the repl only for its secret, site id, clock and peer table.
+ * they take the repl only for its secret, site id, clock and peer table;
+ * without a secret they refuse, as nothing authenticates such a hop.
  */
 #include "repl_int.h"
 
@@ -64,6 +74,10 @@ repl__auth_sign(const char *secret, size_t secret_len, const char *method, const
     char body_hex[2 * SHA256_DIGEST_LENGTH + 1], head[64];
     unsigned int mac_len = 0;
 
+    if (!secret) {
+        memcpy(out, REPL_AUTH_MTLS, sizeof(REPL_AUTH_MTLS));
+        return;
+    }
     SHA256(body_len ? body : (const void *)"", body_len, digest);
     to_hex(digest, sizeof(digest), body_hex);
     snprintf(head, sizeof(head), "\n%" PRIu32 "\n%" PRIu64 "\n", site, time_ms);
@@ -154,6 +168,7 @@ repl__auth_verify(const char *secret, size_t secret_len, const repl__auth_in *in
     uint32_t site;
     uint64_t t, skew;
     char want[65];
+    int mtls;
 
     if (!in->method || !in->path || strlen(in->method) >= REPL_HDR_VALUE_MAX ||
         strlen(in->path) >= REPL_HDR_VALUE_MAX) {
@@ -172,20 +187,28 @@ repl__auth_verify(const char *secret, size_t secret_len, const repl__auth_in *in
         *reason = "malformed x-meridian-time";
         return MRD_EINVAL;
     }
-    if (!is_sig_syntax(in->auth)) {
-        *reason = "malformed x-meridian-auth (want 64 lower-case hex digits)";
+    mtls = strcmp(in->auth, REPL_AUTH_MTLS) == 0;
+    if (!mtls && !is_sig_syntax(in->auth)) {
+        *reason =
+            "malformed x-meridian-auth (want 64 lower-case hex digits, or \"" REPL_AUTH_MTLS "\")";
         return MRD_EINVAL;
+    }
+    if ((secret == NULL) != mtls) {
+        *reason = secret ? REPL_AUTH_WHY_PEER_NO_SECRET : REPL_AUTH_WHY_PEER_SECRET;
+        return MRD_EAUTH;
     }
     skew = t > now_ms ? t - now_ms : now_ms - t;
     if (skew > max_skew_ms) {
         *reason = "x-meridian-time outside the clock-skew window";
         return MRD_EAUTH;
     }
-    repl__auth_sign(secret, secret_len, in->method, in->path, site, t, in->body, in->body_len,
-                    want);
-    if (!mrd_consttime_equal(want, 64, in->auth, strlen(in->auth))) {
-        *reason = "signature mismatch (wrong replication secret?)";
-        return MRD_EAUTH;
+    if (secret) {
+        repl__auth_sign(secret, secret_len, in->method, in->path, site, t, in->body, in->body_len,
+                        want);
+        if (!mrd_consttime_equal(want, 64, in->auth, strlen(in->auth))) {
+            *reason = "signature mismatch (wrong replication secret?)";
+            return MRD_EAUTH;
+        }
     }
     *site_out = site;
     return 0;
@@ -213,7 +236,8 @@ repl_proxy_sign(const repl *r, const char *method, const char *target, const cha
     char meth[32];
     mrd_buf body = {0};
     uint64_t now = repl__now_ms(r);
-    int rc = proxy_signed(method, target, payload_hash, meth, sizeof(meth), &body);
+    int rc = r->secret ? proxy_signed(method, target, payload_hash, meth, sizeof(meth), &body)
+                       : MRD_EAUTH; /* no secret: nothing to sign a hop with */
 
     if (rc == 0) {
         repl__auth_sign(r->secret, r->secret_len, meth, REPL_PATH_PROXY, r->site_id, now, body.data,
@@ -252,6 +276,12 @@ repl_proxy_check(const repl *r, const char *method, const char *target, const ch
     int rc = proxy_signed(method, target, payload_hash, meth, sizeof(meth), &body);
 
     *reason = "malformed request method";
+    if (rc == 0 && !r->secret) {
+        /* the marker would pass repl__auth_verify: a hop over a plain S3
+         * listener is never authenticated without a secret */
+        *reason = "this site has no replication secret, so it takes no forwarded requests";
+        rc = MRD_EAUTH;
+    }
     if (rc == 0) {
         memset(&in, 0, sizeof(in));
         in.method = meth;

@@ -187,6 +187,21 @@ check_signature(repl__conn *c, repl__stream *s)
     return NULL;
 }
 
+/* When the peer's answer shows it authenticates the other way (a secret
+ * here and the mutual-TLS marker there, or the reverse), the reason to give
+ * for its 401; else NULL. */
+static const char *
+mode_mismatch(const repl__conn *c, const repl__stream *s)
+{
+    int marker = strcmp(s->auth, REPL_AUTH_MTLS) == 0;
+
+    if (c->r->secret && marker)
+        return REPL_AUTH_WHY_PEER_NO_SECRET;
+    if (!c->r->secret && s->auth[0] && !marker)
+        return REPL_AUTH_WHY_PEER_SECRET;
+    return NULL;
+}
+
 const char *
 repl__client_check_auth(repl__conn *c, repl__stream *s, uint32_t error_code)
 {
@@ -194,7 +209,9 @@ repl__client_check_auth(repl__conn *c, repl__stream *s, uint32_t error_code)
         return "stream reset by peer";
     if (s->status == 401) {
         c->peer->auth_failures++;
-        return "peer answered 401: it rejected our signature (replication secret differs?)";
+        return mode_mismatch(c, s) ? mode_mismatch(c, s)
+                                   : "peer answered 401: it rejected our signature (replication "
+                                     "secret differs?)";
     }
     if (s->status != 200)
         return s->status == 400 ? "peer answered 400" : "peer answered an error status";
@@ -281,10 +298,18 @@ repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code
     why = check_response(c, s, error_code, &m);
     if (s->kind == REPL__ST_HELLO) {
         if (why) {
-            /* Loud once; repeats while backing off go to debug. */
-            MRD_LOG(p->backoff_attempt == 0 ? MRD_LOG_WARN : MRD_LOG_DEBUG, "repl.peer.hello_fail",
-                    "peer=%s remote=%s reason=\"%s\"", p->name, c->remote, why);
-            snprintf(p->last_error, sizeof(p->last_error), "hello: %s", why);
+            char err[sizeof(p->last_error)];
+            int level;
+
+            /* Loud once, and again when the reason changes (a peer that
+             * refused connections first, then answers 401); repeats while
+             * backing off go to debug. */
+            snprintf(err, sizeof(err), "hello: %s", why);
+            level = p->backoff_attempt == 0 || strcmp(err, p->last_error) != 0 ? MRD_LOG_WARN
+                                                                               : MRD_LOG_DEBUG;
+            MRD_LOG(level, "repl.peer.hello_fail", "peer=%s remote=%s reason=\"%s\"", p->name,
+                    c->remote, why);
+            snprintf(p->last_error, sizeof(p->last_error), "%s", err);
             repl__conn_fail(c, why);
             return;
         }

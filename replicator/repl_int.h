@@ -70,10 +70,22 @@ typedef struct nghttp2_session nghttp2_session;
 /* Authentication (repl_auth.c): pure functions                             */
 /* ------------------------------------------------------------------------ */
 
+/* x-meridian-auth of every message between sites without a secret (mutual
+ * TLS identifies them), and the reasons a mismatch of modes is refused with.
+ * The reasons (short enough for a peer's last_error) go to the 401 body and
+ * the logs of both sides; "peer" is the other side. */
+#define REPL_AUTH_MTLS "mtls"
+#define REPL_AUTH_WHY_PEER_NO_SECRET                                                               \
+    "peer has no [replication] secret but this site has: set the same on both or neither"
+#define REPL_AUTH_WHY_PEER_SECRET                                                                  \
+    "peer uses a [replication] secret, this site has none: set the same on both or neither"
+
 /* hex(HMAC-SHA256(secret, "MRD-REPL-1\n" method "\n" path "\n" site "\n"
  * time "\n" hex(sha256(body)))) into out (65 bytes, NUL-terminated).
  * For a response, method is "RESP <status>" and path is the request's
- * x-meridian-auth value, which binds the answer to its question. */
+ * x-meridian-auth value, which binds the answer to its question.
+ * secret NULL (links authenticated by mutual TLS alone): out is
+ * REPL_AUTH_MTLS and nothing is hashed. */
 void repl__auth_sign(const char *secret, size_t secret_len, const char *method, const char *path,
                      uint32_t site, uint64_t time_ms, const void *body, size_t body_len,
                      char out[65]);
@@ -95,7 +107,9 @@ int repl__parse_site(const char *s, uint32_t *out);
 int repl__parse_time(const char *s, uint64_t *out);
 
 /* Checks a signed message: header syntax, |time - now_ms| <= max_skew_ms,
- * and the signature, compared in constant time. On success *site_out is the
+ * and the signature, compared in constant time. With secret NULL the auth
+ * must be REPL_AUTH_MTLS (the caller relies on the TLS peer certificate);
+ * with a secret that marker is refused (REPL_AUTH_WHY_*). On success *site_out is the
  * sender's id. On failure returns MRD_EAUTH (or MRD_EINVAL for missing or
  * malformed headers) and sets *reason to a static string. */
 int repl__auth_verify(const char *secret, size_t secret_len, const repl__auth_in *in,
@@ -406,6 +420,7 @@ struct repl__conn {
     int tls;                      /* a mutual TLS connection (r->o.tls) */
     int tls_up;                   /* ... whose handshake is done, ALPN h2 checked */
     repl_peer *tls_peer;          /* server: the peer its client certificate names */
+    uint32_t tls_site;            /* server: the site id it names, a peer's or a removed one's */
     char tls_claim[MRD_NAME_MAX]; /* server: a refused certificate's CN, if a peer's name,
                                    * or the removed site it was accepted as */
 };
@@ -597,7 +612,7 @@ struct repl {
     repl__life *life;
     uint32_t site_id;
     char site_name[MRD_NAME_MAX];
-    char *secret;
+    char *secret; /* NULL: no secret, links authenticated by mutual TLS alone */
     size_t secret_len;
     repl_opts o; /* copy; string and array pointers not used after new */
     uint64_t boot_id;

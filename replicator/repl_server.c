@@ -243,7 +243,10 @@ repl__server_auth(repl__conn *c, repl__stream *s, const void *body, size_t len)
     }
     p = repl__peer_by_id(r, site);
     if (!p && site != r->site_id && (gone = repl__removed_name(r, site)) != NULL) {
-        tell_removed(c, s, site, gone);
+        if (!r->secret && c->tls_site != site) /* only the certificate vouches for it */
+            reject(c, s, "site id differs from the site named by the TLS client certificate");
+        else
+            tell_removed(c, s, site, gone);
         return NULL;
     }
     if (!p) {

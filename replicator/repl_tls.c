@@ -15,14 +15,16 @@
  *
  * The client side (dialling peer P) accepts only P's certificate. The server
  * side accepts the certificate of any peer in the topology and binds the
- * connection to that peer; the per-message HMAC (section 2) must then name
- * the same site, so a site cannot speak for another with its own
+ * connection to that peer; the site id of every request (signed with the
+ * secret, or, without one, vouched for by this binding alone) must then
+ * name the same site, so a site cannot speak for another with its own
  * certificate. It also accepts, by the same rule, the certificate of a site
  * removed from the topology (a removed slot, or the topology's removed
  * list, whose entries carry the pin the site was trusted by), binding the
  * connection to no peer: all such a connection can get is the 410 that
  * tells the site it was removed (repl_server.c); a request naming a live
- * site on it is refused, as the certificate names none.
+ * site on it is refused, as the certificate names none, and without a
+ * secret so is one naming another removed site (c->tls_site).
  *
  * Refusals are answered with a TLS alert by the handshake, logged here as
  * repl.tls.refused with the peer (or the CN the certificate claims) and the
@@ -92,6 +94,7 @@ repl__tls_check(void *ud, const struct tls_peer_cert *pc, char *why, size_t whys
             continue;
         if (accepts(r, p->id, p->name, pc)) {
             c->tls_peer = p;
+            c->tls_site = p->id;
             return 1;
         }
         if (strcmp(pc->cn, p->name) == 0)
@@ -105,6 +108,7 @@ repl__tls_check(void *ud, const struct tls_peer_cert *pc, char *why, size_t whys
 
         if (p->removed && repl__peer_removed(r, p->id) == p && accepts(r, p->id, p->name, pc)) {
             c->tls_peer = p;
+            c->tls_site = p->id;
             return 1;
         }
     }
@@ -113,6 +117,7 @@ repl__tls_check(void *ud, const struct tls_peer_cert *pc, char *why, size_t whys
 
         if (!repl__peer_removed(r, x->id) && accepts(r, x->id, x->name, pc)) {
             snprintf(c->tls_claim, sizeof(c->tls_claim), "%s", x->name);
+            c->tls_site = x->id;
             return 1;
         }
     }

@@ -106,7 +106,10 @@ typedef enum repl_peer_state repl_peer_state;
 typedef struct repl_opts {
     uint32_t site_id;      /* this site; must be nonzero and not a peer's id */
     const char *site_name; /* copied */
-    const char *secret;    /* replication secret (copied); must be non-empty */
+    /* Replication secret (copied). NULL or "" only with tls: links are then
+     * authenticated by the peer certificates alone, messages are not signed
+     * and forwarded S3 requests are neither sent nor accepted. */
+    const char *secret;
     /* Mutual TLS links (PROTOCOL.md section 1): a context from tls_ctx_new
      * with verify_peer and ALPN "h2" (borrowed; must outlive repl). Peers
      * are identified by their mrd_peer_conf.tls_pin, or, when the context
@@ -176,7 +179,7 @@ void repl_opts_init(repl_opts *o);
  * Creates a replicator on base: validates and copies o, binds the listen
  * address (unless o->listener is given). Nothing is dialled or accepted
  * until repl_start.
- * Errors: MRD_EINVAL (bad options: no secret, site id 0 or equal to a peer's,
+ * Errors: MRD_EINVAL (bad options: no secret and no tls, site id 0 or equal to a peer's,
  * duplicate peer ids, too many peers), -errno from bind/listen, -ENOMEM.
  * On success *out is owned by the caller (repl_free).
  */

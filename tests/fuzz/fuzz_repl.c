@@ -7,11 +7,14 @@
  * The first byte picks a mode: 8 to 15 (bit 3 set) is the Topology mode
  * below, otherwise its low three bits do:
  *   0: the rest is split on '\n' into method, path, site, time, auth and
- *      body, and verified as a request would be (almost always rejected:
- *      this exercises the header syntax checks);
+ *      body, and verified as a request would be, by a site with a secret
+ *      and by one without (almost always rejected: this exercises the
+ *      header syntax checks; the "mtls" marker must pass only without);
  *   1: the rest is a Hello body, 2: a Heartbeat body, decoded directly;
  *   3: the rest is "site\ntime\nbody": the body is signed with the right
- *      secret, so verification must succeed whenever site and time parse,
+ *      secret, so verification must succeed whenever site and time parse
+ *      (and the marker of the mode without a secret must pass there and
+ *      fail with the secret),
  *      and the body then goes through the decoder, as on the server after a
  *      good signature. A decoded message is re-encoded and decoded again and
  *      must round-trip;
@@ -336,8 +339,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         in.auth = k > 4 ? f[4] : NULL;
         in.body = k > 5 ? f[5] : "";
         in.body_len = k > 5 ? strlen(f[5]) : 0;
-        (void)repl__auth_verify(secret, sizeof(secret) - 1, &in, 1700000000000ull, 300000, &reason,
-                                &site);
+        if (repl__auth_verify(secret, sizeof(secret) - 1, &in, 1700000000000ull, 300000, &reason,
+                              &site) == 0 &&
+            strcmp(in.auth, REPL_AUTH_MTLS) == 0)
+            abort(); /* the unsigned marker never passes where a secret is set */
+        /* the same headers at a site without a secret (mutual TLS alone) */
+        if (repl__auth_verify(NULL, 0, &in, 1700000000000ull, 300000, &reason, &site) == 0 &&
+            strcmp(in.auth, REPL_AUTH_MTLS) != 0)
+            abort(); /* ... which takes the marker and nothing else */
     } else {
         uint32_t sid;
         uint64_t t;
@@ -360,6 +369,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (repl__auth_verify(secret, sizeof(secret) - 1, &in, t, 0, &reason, &site) != 0 ||
                 site != sid)
                 abort(); /* a correct signature must verify */
+            /* without a secret: the marker, good there and refused here */
+            repl__auth_sign(NULL, 0, "POST", REPL_PATH_HEARTBEAT, sid, t, body, blen, sig);
+            if (repl__auth_verify(NULL, 0, &in, t, 0, &reason, &site) != 0 || site != sid ||
+                repl__auth_verify(secret, sizeof(secret) - 1, &in, t, 0, &reason, &site) == 0)
+                abort();
             check_decode((const uint8_t *)body, blen, 0);
         }
     }

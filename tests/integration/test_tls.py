@@ -275,13 +275,28 @@ def pins(out):
     return dict(re.findall(r"\[peer\.(\S+)\] tls_pin = (sha256:[0-9a-f]{64})", out))
 
 
-def mtls_mesh(tmp_path, names=("a", "b", "c"), cert_dir=None, cert_name=None, ca=False):
+SECRET_LINE = "secret = test-replication-secret\n"  # conftest.Site's
+
+
+def drop_secret(site):
+    """Takes the [replication] secret out of site's file: mutual TLS alone
+    must then authenticate its peers."""
+    cfg = open(site.config).read()
+    assert SECRET_LINE in cfg
+    open(site.config, "w").write(cfg.replace(SECRET_LINE, ""))
+
+
+def mtls_mesh(tmp_path, names=("a", "b", "c"), cert_dir=None, cert_name=None, ca=False,
+              no_secret=()):
     """Sites with [replication] tls_cert/tls_key and every peer pinned (or,
-    with ca, trusted through the CA of scripts/gen-site-certs.sh)."""
+    with ca, trusted through the CA of scripts/gen-site-certs.sh). The sites
+    named in no_secret have no [replication] secret."""
     pki = str(tmp_path / "pki")
     pin = pins(sh(GEN, pki, *names).stdout)
     sites = [Site(str(tmp_path / n), name=n, site_id=i + 1) for i, n in enumerate(names)]
     for s in sites:
+        if s.name in no_secret:
+            drop_secret(s)
         cdir = (cert_dir or {}).get(s.name, pki)
         cname = (cert_name or {}).get(s.name, s.name)
         with open(s.config, "a") as f:
@@ -369,14 +384,16 @@ def test_mtls_mesh_replicates_and_refuses_plain_h2c(tmp_path):
             s.stop()
 
 
-def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path):
+@pytest.mark.parametrize("secret", [True, False], ids=["secret", "nosecret"])
+def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path, secret):
     """A pinned mutual-TLS cluster (no CA) adds a fourth site at run time:
     without --tls-pin the change is refused (nothing could trust d); with it
     the pin travels with the topology, every site accepts d's certificate,
-    and d replicates both ways."""
+    and d replicates both ways. Without a secret that pin is all that
+    authenticates d."""
     pki = str(tmp_path / "pki")
     pin = pins(sh(GEN, pki, "a", "b", "c", "d").stdout)
-    sites, _ = mtls_mesh(tmp_path / "abc")
+    sites, _ = mtls_mesh(tmp_path / "abc", no_secret=() if secret else ("a", "b", "c"))
     # mtls_mesh made its own certificates: re-point a, b, c at this pki
     for s in sites:
         cfg = open(s.config).read()
@@ -388,6 +405,8 @@ def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path):
         open(s.config, "w").write(cfg)
     a, b, c = sites
     d = Site(str(tmp_path / "d"), name="d", site_id=4)
+    if not secret:
+        drop_secret(d)
     d_tls = free_port()
     with open(d.config, "a") as f:
         f.write(f"[replication]\ntls_cert = {pki}/d.crt\ntls_key = {pki}/d.key\n"
@@ -439,15 +458,18 @@ def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path):
             s.stop()
 
 
-@pytest.mark.parametrize("ca", [False, True], ids=["pins", "ca"])
-def test_removed_site_is_told_after_its_mtls_peers_restart(tmp_path, ca):
+@pytest.mark.parametrize("ca,secret", [(False, True), (True, True), (False, False)],
+                         ids=["pins", "ca", "pins-nosecret"])
+def test_removed_site_is_told_after_its_mtls_peers_restart(tmp_path, ca, secret):
     """As in test_topology: d, removed while down, is told after every other
     site restarted without [peer.d] in its file. With pins and no CA the
     others trust d's certificate only through the pin the removal put in
     the topology (the removing site's own pin for d); with a CA, by the CA
-    and the name the topology remembers."""
+    and the name the topology remembers. Without a secret, that certificate
+    is all that tells d's requests from another site's."""
     from test_topology import removed_site_is_told_after_restarts
-    sites, _ = mtls_mesh(tmp_path, names=("a", "b", "c", "d"), ca=ca)
+    names = ("a", "b", "c", "d")
+    sites, _ = mtls_mesh(tmp_path, names=names, ca=ca, no_secret=() if secret else names)
     removed_site_is_told_after_restarts(sites)
 
 
@@ -518,11 +540,14 @@ def test_forwarded_requests_go_over_tls_to_s3_tls(tmp_path):
             s.stop()
 
 
-def test_wrong_certificate_is_refused_and_shown(tmp_path):
-    # c presents a certificate (same CN, new key) that a and b have not pinned
+@pytest.mark.parametrize("secret", [True, False], ids=["secret", "nosecret"])
+def test_wrong_certificate_is_refused_and_shown(tmp_path, secret):
+    # c presents a certificate (same CN, new key) that a and b have not pinned;
+    # without a secret the certificate is all that authenticates c
     other = str(tmp_path / "other")
     sh(GEN, other, "c")
-    sites, pki = mtls_mesh(tmp_path, cert_dir={"c": other})
+    sites, pki = mtls_mesh(tmp_path, cert_dir={"c": other},
+                           no_secret=() if secret else ("a", "b", "c"))
     a, b, c = sites
     try:
         for s in sites:
@@ -554,6 +579,116 @@ def test_wrong_certificate_is_refused_and_shown(tmp_path):
         cl.put_object(Bucket="abtls", Key="k", Body=b"v")
         converge([a, b])
         assert all(s.proc.poll() is None for s in sites)
+    finally:
+        for s in sites:
+            s.stop()
+
+
+# ------------------------------------------- mutual TLS without a shared secret
+
+
+def test_mtls_without_secret_replicates_both_ways(tmp_path):
+    """Three pinned sites with no [replication] secret: the certificates
+    authenticate every link, PUTs and DELETEs made at any site reach the
+    others, and no message is refused. A forwarded-request header set on
+    the plain S3 port buys nothing: without a secret no hop is trusted."""
+    names = ("a", "b", "c")
+    sites, _ = mtls_mesh(tmp_path, names=names, no_secret=names)
+    a, b, c = sites
+    try:
+        for s in sites:
+            assert not re.search(r"^secret\s*=", open(s.config).read(), re.M)
+            s.start()
+        for s in sites:
+            for o in sites:
+                if o is not s:
+                    wait_for(lambda: up(peer(s, o.name)), 15, f"{s.name} -> {o.name} up")
+        ca, cb, cc = s3_client(a), s3_client(b), s3_client(c)
+        ca.create_bucket(Bucket="nosecret")
+        body = os.urandom(2 * 1024 * 1024 + 3)
+        ca.put_object(Bucket="nosecret", Key="from-a", Body=body)
+        converge(sites)
+        cb.put_object(Bucket="nosecret", Key="from-b", Body=b"b")
+        cc.put_object(Bucket="nosecret", Key="from-c", Body=b"c")
+        cb.delete_object(Bucket="nosecret", Key="from-a")
+        snap = converge(sites)
+        assert set(snap["nosecret"]) == {"from-b", "from-c"}, snap
+        ca.delete_object(Bucket="nosecret", Key="from-b")
+        cc.delete_object(Bucket="nosecret", Key="from-c")
+        ca.put_object(Bucket="nosecret", Key="again", Body=body)
+        snap = converge(sites)
+        assert set(snap["nosecret"]) == {"again"}, snap
+        assert cc.get_object(Bucket="nosecret", Key="again")["Body"].read() == body
+        for s in sites:
+            log = s.read_log()
+            assert "event=repl.auth.fail" not in log, log[-3000:]
+            assert s.status()["listen"]["replication_transport"] == "mtls"
+            for p in s.status()["replication"]["peers"]:
+                assert up(p) and p["auth_failures"] == 0, p
+
+        # the marker of the unsigned mode on the plain S3 port, claiming b:
+        # refused (403), never served as b's forwarded request
+        now = str(int(time.time() * 1000))
+        st, _, out = http("GET", a.s3 + "/nosecret/again",
+                          headers={"x-meridian-site-id": "2", "x-meridian-time": now,
+                                   "x-meridian-auth": "mtls"})
+        assert st == 403 and b"AccessDenied" in out, (st, out)
+        assert re.search(r'event=route\.peer_auth_failed .*reason="this site has no replication '
+                         r'secret', a.read_log()), a.read_log()[-2000:]
+        for s in sites:
+            assert s.proc.poll() is None
+    finally:
+        for s in sites:
+            s.stop()
+
+
+def test_no_secret_needs_mutual_tls(tmp_path):
+    """A site with peers and no secret starts only with mutual TLS; without
+    it the error names both ways out."""
+    a = Site(str(tmp_path / "a"), name="a", site_id=1, peers=[("b", 2, free_port())])
+    drop_secret(a)
+    r = subprocess.run([MERIDIAND, "--config", a.config, "--check-config"], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "[replication] secret: missing" in r.stderr, r.stderr
+    assert "set a shared secret" in r.stderr and "configure mutual TLS" in r.stderr, r.stderr
+    with pytest.raises(RuntimeError):
+        a.start()
+    # with mutual TLS (pins) the same file is good
+    sites, _ = mtls_mesh(tmp_path / "tls", names=("a", "b"), no_secret=("a", "b"))
+    r = subprocess.run([MERIDIAND, "--config", sites[0].config, "--check-config"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_secret_on_one_side_only_is_refused_clearly(tmp_path):
+    """a has a secret, b has none (both mutual TLS, pinned): every request
+    either way is refused with a 401 whose reason says so, logged on both
+    sides, and each side shows it as its link's error."""
+    sites, _ = mtls_mesh(tmp_path, names=("a", "b"), no_secret=("b",))
+    a, b = sites
+    theirs_none = "peer has no [replication] secret but this site has"
+    theirs_some = "peer uses a [replication] secret, this site has none"
+    try:
+        for s in sites:
+            s.start()
+        # the listener's side
+        wait_for(lambda: re.search(r'event=repl\.auth\.fail side=server .*reason="' +
+                                   re.escape(theirs_none), a.read_log()), 15,
+                 "a refusing b's unsigned requests")
+        wait_for(lambda: re.search(r'event=repl\.auth\.fail side=server .*reason="' +
+                                   re.escape(theirs_some), b.read_log()), 15,
+                 "b refusing a's signed requests")
+        # the dialler's side: logged, and the peer's error in status
+        for s, o, why in ((a, b, theirs_none), (b, a, theirs_some)):
+            wait_for(lambda: re.search(r'level=warn .*event=repl\.peer\.hello_fail peer=' +
+                                       o.name + r' .*reason="' + re.escape(why), s.read_log()),
+                     15, f"{s.name} logging why {o.name} refused it")
+            p = wait_for(lambda: (lambda p: p if why in p["last_error"] else None)(
+                peer(s, o.name)), 15, f"{s.name}'s error for {o.name}")
+            assert not up(p) and p["last_error"].endswith("on both or neither"), p
+        for s in sites:
+            assert s.proc.poll() is None
     finally:
         for s in sites:
             s.stop()

@@ -195,7 +195,9 @@ test_config_rejects(void)
                   "site.ini:5: [site] colour: unknown key");
     expect_reject("name = a\n", "name = A B\n", "site.ini:4: [site] name:");
     expect_reject("id = 2\n", "id = 1\n", "[peer.b] id: 1 is this site's own id");
-    expect_reject("secret = fedcba9876543210\n", "", "[replication] secret: missing");
+    expect_reject("secret = fedcba9876543210\n", "",
+                  "[replication] secret: missing; sites with peers must authenticate them: set a "
+                  "shared secret (16+ characters), or configure mutual TLS");
     expect_reject("secret = fedcba9876543210\n", "secret = fedcba9876543210\nfailed_after = 1h\n",
                   "[replication] failed_after: '1h' is not valid");
     expect_reject("data_dirs = /d/5,/d/6", "data_dirs = /d/5,/d/1", "'/d/1' is listed twice");
@@ -265,7 +267,29 @@ test_config_tls(void)
     CHECK_EQ_INT(c->peers[1].tls_pin[0], 0xab);
     CHECK_EQ_INT(c->peers[1].tls_pin[31], 0x0f);
     CHECK_EQ_INT(c->peers[2].tls_pin[31], 0x07);
+    CHECK_STR(c->replication_secret, "fedcba9876543210");
     mrd_config_free(c);
+    c = NULL;
+
+    /* Mutual TLS authenticates every peer (pins, and the CA for b): the
+     * secret may go, but not write_failover = forward, which signs with it. */
+    {
+        char *sec = strstr(text, "secret = fedcba9876543210\n");
+
+        REQUIRE(sec != NULL);
+        memmove(sec, sec + strlen("secret = fedcba9876543210\n"),
+                strlen(sec + strlen("secret = fedcba9876543210\n")) + 1);
+    }
+    rc = mrd_config_parse("/etc/mrd/site.ini", text, strlen(text), &c, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "  %s\n", err);
+    REQUIRE(rc == 0);
+    CHECK_STR(c->replication_secret, "");
+    mrd_config_free(c);
+    c = NULL;
+    strcat(text, "[replication]\nwrite_failover = forward\n");
+    rc = mrd_config_parse("/etc/mrd/site.ini", text, strlen(text), &c, err, sizeof(err));
+    CHECK(rc == MRD_ECONFIG && strstr(err, "[replication] write_failover: forward needs a secret"));
 }
 
 static void

@@ -308,6 +308,29 @@ test_auth_sign_verify(void)
     other[64] = '\0';
     in.auth = other;
     CHECK(repl__auth_verify(secret, 6, &in, now, 300000, &why, &got) < 0);
+
+    /* No secret (mutual TLS alone): the marker, nothing hashed; syntax and
+     * skew still checked; a signature refused, and the marker refused by a
+     * site with a secret, each with the reason naming the mismatch. */
+    repl__auth_sign(NULL, 0, "POST", "/repl/v1/heartbeat", 2, now, "body", 4, other);
+    CHECK_STR(other, REPL_AUTH_MTLS);
+    in.auth = other;
+    got = 0;
+    CHECK_EQ_INT(repl__auth_verify(NULL, 0, &in, now, 300000, &why, &got), 0);
+    CHECK_EQ_INT(got, 2);
+    CHECK_EQ_INT(repl__auth_verify(NULL, 0, &in, now + 300001, 300000, &why, &got), MRD_EAUTH);
+    CHECK_EQ_INT(repl__auth_verify(secret, 6, &in, now, 300000, &why, &got), MRD_EAUTH);
+    CHECK_STR(why, REPL_AUTH_WHY_PEER_NO_SECRET);
+    in.auth = sig;
+    CHECK_EQ_INT(repl__auth_verify(NULL, 0, &in, now, 300000, &why, &got), MRD_EAUTH);
+    CHECK_STR(why, REPL_AUTH_WHY_PEER_SECRET);
+    in.auth = "MTLS";
+    CHECK_EQ_INT(repl__auth_verify(NULL, 0, &in, now, 300000, &why, &got), MRD_EINVAL);
+    in.auth = NULL;
+    CHECK_EQ_INT(repl__auth_verify(NULL, 0, &in, now, 300000, &why, &got), MRD_EINVAL);
+    in.auth = other;
+    in.site = "0";
+    CHECK_EQ_INT(repl__auth_verify(NULL, 0, &in, now, 300000, &why, &got), MRD_EINVAL);
 }
 
 static void
@@ -647,6 +670,8 @@ test_options_rejected(void)
     repl_free(r);
     r = NULL;
     o.secret = "";
+    CHECK_EQ_INT(repl_new(g_base, &o, &r), MRD_EINVAL); /* ... without mutual TLS */
+    o.secret = NULL;
     CHECK_EQ_INT(repl_new(g_base, &o, &r), MRD_EINVAL);
     o.secret = "x";
     peers[0].id = 1; /* our own id */
