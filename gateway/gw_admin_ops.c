@@ -491,14 +491,18 @@ write_drives(admin_job *j, const store_status *ss)
         /* failed: the daemon's probe or the store's own I/O took it offline */
         int failed =
             GW_LOAD(gd->state) != GW_DRIVE_ONLINE || (sd && sd->state != STORE_DRIVE_ONLINE);
-        const char *why = err ? mrd_strerror(err) : failed ? "I/O errors" : "";
+        int full = !failed && sd && sd->full;
+        const char *why = err      ? mrd_strerror(err)
+                          : failed ? "I/O errors"
+                          : full   ? "a write found no space: reads only until it has room"
+                                   : "";
         mrd_json_w_obj_begin(w);
         mrd_json_w_key(w, "index");
         mrd_json_w_int(w, i);
         mrd_json_w_key(w, "path");
         mrd_json_w_str(w, gd->path);
         mrd_json_w_key(w, "state");
-        mrd_json_w_str(w, failed ? "failed" : "online");
+        mrd_json_w_str(w, failed ? "failed" : full ? "full" : "online");
         mrd_json_w_key(w, "error");
         mrd_json_w_str(w, why);
         mrd_json_w_key(w, "total_bytes");

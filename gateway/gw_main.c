@@ -244,10 +244,11 @@ open_engine(gw_daemon *d)
     return 0;
 }
 
-/* The store takes a drive offline itself when a write to it fails, and
- * only a rescan brings it back. Once the probe sees such a drive work again,
- * rescan, and heal what it missed: this is what makes failback automatic
- * after drives are replaced or remounted. */
+/* The store takes a drive offline itself when a write to it fails (or marks
+ * it full when the write found no space), and only a rescan brings it back.
+ * Once the probe sees such a drive work again, rescan, and heal what it
+ * missed: this is what makes failback automatic after drives are replaced,
+ * remounted or given room. */
 static void
 store_rescan(gw_daemon *d)
 {
@@ -258,8 +259,9 @@ store_rescan(gw_daemon *d)
     if (!d->eng || store_get_status((st = engine_store(d->eng)), &ss) != 0)
         return;
     for (int i = 0; i < ss.n_drives && i < d->n_drives; i++)
-        back += ss.drives[i].state == STORE_DRIVE_OFFLINE && d->drives[i].state == GW_DRIVE_ONLINE;
-    if (back && (online = store_drives_rescan(st)) > ss.online_drives) {
+        back += (ss.drives[i].state == STORE_DRIVE_OFFLINE || ss.drives[i].full) &&
+                d->drives[i].state == GW_DRIVE_ONLINE;
+    if (back && (online = store_drives_rescan(st)) > ss.online_drives - ss.full_drives) {
         MRD_INFO("drive.rescan", "store_drives_online=%d heal=all", online);
         store_heal_start(st, 1);
     }

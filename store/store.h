@@ -107,7 +107,8 @@ typedef struct store_put_result {
  * nothing is recorded in the index. Nothing touches disk until the first full
  * stripe (or finish).
  * Errors: MRD_EINVAL; MRD_EDEGRADED if fewer than k of the chosen drives are
- * online; -ENOMEM. On success *out must be ended by exactly one of
+ * online; -ENOSPC if fewer than k take shards because some are full;
+ * -ENOMEM. On success *out must be ended by exactly one of
  * store_writer_finish or store_writer_abort.
  * Memory: at most two stripes, 2 * (k+m) * block_size bytes, per writer (one
  * for objects of at most one stripe): stripe j is encoded and written on an
@@ -121,10 +122,10 @@ int store_writer_open(store *s, const char *bucket, const char *key, const char 
  * is encoded, checksummed and written on an io thread once the next body byte
  * arrives (the last stripe is written by finish), so an error may surface in
  * a later call (at the next stripe boundary) or in finish. A shard that
- * fails to write marks its drive offline and is dropped; the write goes on
- * while at least k shards are good. Errors: MRD_EDEGRADED (fewer than k
- * shards left), -errno. After an error the writer only accepts
- * store_writer_abort.
+ * fails to write marks its drive offline (full, on ENOSPC) and is dropped;
+ * the write goes on while at least k shards are good. Errors: MRD_EDEGRADED
+ * (fewer than k shards left), -ENOSPC (... because drives are full), -errno. After an error the
+ * writer only accepts store_writer_abort.
  */
 int store_writer_write(store_writer *w, const void *data, size_t len);
 
@@ -366,6 +367,7 @@ typedef enum {
 typedef struct store_drive_status {
     char path[1024];
     store_drive_state state;
+    int full; /* online, but a write found it full: reads only until a rescan */
     uint64_t total_bytes, free_bytes;
     uint64_t read_errors, write_errors, checksum_errors;
 } store_drive_status;
@@ -373,7 +375,8 @@ typedef struct store_drive_status {
 typedef struct store_status {
     int n_drives, k, m;
     uint32_t block_size;
-    int online_drives;
+    int online_drives; /* full ones included: they still serve reads */
+    int full_drives;   /* online and full */
     store_drive_status drives[MRD_MAX_DRIVES];
     uint64_t objects_written, bytes_written;
     uint64_t degraded_writes;     /* writes that succeeded with < k+m shards */
@@ -390,8 +393,10 @@ typedef struct store_status {
 /* Snapshot of drive states and counters (statvfs per drive). Thread-safe. */
 int store_get_status(store *s, store_status *out);
 
-/* Re-probes offline drives and brings back those that pass the write probe.
- * Returns the number of drives online. Thread-safe. A drive that comes back
+/* Re-probes offline drives and brings back those that pass the write probe,
+ * and clears the mark of full drives that have room again. Returns the
+ * number of drives that take new shards (online and not full).
+ * Thread-safe. A drive that comes back
  * misses the shards written while it was away and reads do not queue those
  * objects one by one: call store_heal_start(s, 1) after a rescan that brought
  * drives back. */

@@ -28,6 +28,14 @@
  * store_drives_rescan, which re-runs the probe. There is no automatic
  * flapping back: an operator or the daemon's timer decides when to rescan.
  *
+ * Full drives. A write that fails for want of space (ENOSPC, EDQUOT) says
+ * nothing about the drive's health: its shards still read. Such a drive is
+ * marked full instead of offline: reads go on, new writes (and heal's
+ * rewrites and the shard file pool) skip it as they skip an offline drive,
+ * so writes are degraded and queued for heal while at least k drives take
+ * shards, and fail with -ENOSPC once too few do. A rescan clears the mark
+ * when the drive has room for a few stripes again and passes the probe.
+ *
  * Buffers. Writers and readers borrow their (k+m) * block_size stripe
  * buffer from a small per-store free list (8 buffers) instead of malloc'ing
  * it: on this kind of VM a fresh multi-MiB allocation costs a page fault per
@@ -142,6 +150,12 @@ store__drive_failed(store *s, int drive, int err, const char *what)
     store_drive *d = &s->drives[drive];
     char q[1100];
 
+    if (err == -ENOSPC || err == -EDQUOT) {
+        if (!atomic_exchange(&d->full, 1))
+            MRD_WARN("store.drive_full", "drive=%d path=%s op=%s err=\"%s\"", drive,
+                     mrd_log_quote(d->path, q, sizeof(q)), what, mrd_strerror(err));
+        return;
+    }
     atomic_fetch_add(&d->write_errors, 1);
     if (atomic_exchange(&d->online, 0))
         MRD_WARN("store.drive_offline", "drive=%d path=%s op=%s err=\"%s\"", drive,
@@ -152,6 +166,12 @@ int
 store__drive_online(store *s, int drive)
 {
     return atomic_load(&s->drives[drive].online);
+}
+
+int
+store__drive_writable(store *s, int drive)
+{
+    return atomic_load(&s->drives[drive].online) && !atomic_load(&s->drives[drive].full);
 }
 
 void
@@ -345,6 +365,20 @@ drive_prepare(store *s, int i)
     return drive_probe(s, i);
 }
 
+/* A full drive takes shards again once it has room for a few stripes and
+ * the probe's write and sync pass (root may write into the blocks a file
+ * system reserves, so the probe alone would let a drive flap). */
+static int
+drive_has_room(store *s, int i)
+{
+    struct statvfs sv;
+
+    if (statvfs(s->drives[i].path, &sv) != 0 ||
+        (uint64_t)sv.f_bavail * sv.f_frsize < 4 * (uint64_t)s->block_size)
+        return 0;
+    return drive_probe(s, i) == 0;
+}
+
 int
 store_drives_rescan(store *s)
 {
@@ -352,6 +386,11 @@ store_drives_rescan(store *s)
     char q[1100];
 
     for (int i = 0; i < s->n_drives; i++) {
+        if (atomic_load(&s->drives[i].full) && drive_has_room(s, i)) {
+            atomic_store(&s->drives[i].full, 0);
+            MRD_INFO("store.drive_has_room", "drive=%d path=%s", i,
+                     mrd_log_quote(s->drives[i].path, q, sizeof(q)));
+        }
         if (!atomic_load(&s->drives[i].online)) {
             int rc = drive_prepare(s, i);
             if (rc == 0) {
@@ -363,7 +402,7 @@ store_drives_rescan(store *s)
                          mrd_log_quote(s->drives[i].path, q, sizeof(q)), mrd_strerror(rc));
             }
         }
-        online += atomic_load(&s->drives[i].online);
+        online += store__drive_writable(s, i);
     }
     return online;
 }
@@ -506,6 +545,8 @@ store_get_status(store *s, store_status *out)
         snprintf(ds->path, sizeof(ds->path), "%s", d->path);
         ds->state = atomic_load(&d->online) ? STORE_DRIVE_ONLINE : STORE_DRIVE_OFFLINE;
         st->online_drives += ds->state == STORE_DRIVE_ONLINE;
+        ds->full = atomic_load(&d->full);
+        st->full_drives += ds->state == STORE_DRIVE_ONLINE && ds->full;
         if (statvfs(d->path, &sv) == 0) {
             ds->total_bytes = (uint64_t)sv.f_blocks * sv.f_frsize;
             ds->free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;

@@ -25,6 +25,7 @@
 typedef struct store_drive {
     char path[1024];
     atomic_int online;
+    atomic_int full; /* a write failed for want of space: no new shards until a rescan */
     atomic_uint_fast64_t read_errors, write_errors, checksum_errors;
 } store_drive;
 
@@ -170,6 +171,8 @@ int store__fdatasync(store *s, int fd, const char *path);
 int store__fsync_dir(store *s, const char *dir);
 void store__drive_failed(store *s, int drive, int err, const char *what);
 int store__drive_online(store *s, int drive);
+/* Online and not full: new shards may go there. */
+int store__drive_writable(store *s, int drive);
 void store__objid_hex(const unsigned char *id, char out[33]);
 void store__shard_path(store *s, int drive, const unsigned char *objid, int shard, int tmp,
                        char *out, size_t outsz);

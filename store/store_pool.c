@@ -127,12 +127,12 @@ batch_drive(void *arg, int d)
     }
 }
 
-/* Rotations whose drives are all online. */
+/* Rotations whose drives all take shards (online, not full). */
 static int
 rot_usable(store *s, int r)
 {
     for (int i = 0; i < s->k + s->m; i++)
-        if (!store__drive_online(s, (r + i) % s->n_drives))
+        if (!store__drive_writable(s, (r + i) % s->n_drives))
             return 0;
     return 1;
 }

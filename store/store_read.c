@@ -568,7 +568,7 @@ store_heal_object(store *s, const void *layout, size_t layout_len, int *rebuilt)
     for (int i = 0; i < nsh; i++) {
         unsigned char hdr[64];
         struct iovec iov = {hdr, 64};
-        if (!bad[i] || !store__drive_online(s, l.drive[i]))
+        if (!bad[i] || !store__drive_writable(s, l.drive[i]))
             continue;
         store__shard_path(s, l.drive[i], l.objid, i, 1, path, sizeof(path));
         wfd[i] = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -62,10 +62,12 @@
  * (store_sweep.c). Writers never use tmp/ (heal does).
  *
  * Failures. A write, sync or rename error on a shard drops that shard (its
- * file is removed and its drive marked offline); the object goes on while at
- * least k shards remain, and is then reported degraded and put in the heal
- * queue. Below k shards the writer fails with MRD_EDEGRADED (or MRD_EDURABLE
- * when fdatasync was what failed) and removes everything. Errors are sticky.
+ * file is removed and its drive marked offline, or full when the error was
+ * ENOSPC/EDQUOT); the object goes on while at least k shards remain, and is
+ * then reported degraded and put in the heal queue. Below k shards the
+ * writer fails with MRD_EDEGRADED (MRD_EDURABLE when fdatasync was what
+ * failed, -ENOSPC when room on the full drives would have sufficed) and
+ * removes everything. Errors are sticky.
  */
 #include "store_int.h"
 
@@ -235,6 +237,7 @@ struct store_writer {
     int created[STORE_MAX_SHARDS]; /* file created by this writer: its directory needs an fsync */
     int sync_rc[STORE_MAX_SHARDS]; /* per-shard result of the parallel syncs */
     int fsync_failed;              /* some shard was dropped by a failed fdatasync */
+    int no_room;                   /* shards skipped or dropped because their drive is full */
     int files_open;
     int err; /* sticky */
 };
@@ -269,8 +272,19 @@ drop_shard(store_writer *w, int i, int err, const char *what)
     if (w->bad[i])
         return;
     w->bad[i] = 1;
+    w->no_room += err == -ENOSPC || err == -EDQUOT;
     remove_shard_files(w, i);
     store__drive_failed(w->s, w->l.drive[i], err, what);
+}
+
+/* Why a write with fewer than k good shards fails: -ENOSPC when room on
+ * the full drives alone would have been enough. */
+static int
+quorum_error(const store_writer *w)
+{
+    if (w->fsync_failed)
+        return MRD_EDURABLE;
+    return good_shards(w) + w->no_room >= w->l.k ? -ENOSPC : MRD_EDEGRADED;
 }
 
 /* After drops: fail the writer when fewer than k shards remain. */
@@ -280,7 +294,7 @@ check_quorum(store_writer *w, int cause)
     if (good_shards(w) >= w->l.k)
         return 0;
     if (!w->err)
-        w->err = w->fsync_failed ? MRD_EDURABLE : MRD_EDEGRADED;
+        w->err = quorum_error(w);
     (void)cause;
     return w->err;
 }
@@ -314,10 +328,11 @@ store_writer_open(store *s, const char *bucket, const char *key, const char *ver
     for (int i = 0; i < w->nsh; i++) {
         w->l.drive[i] = (unsigned char)((h + (uint64_t)i) % (uint64_t)s->n_drives);
         w->fd[i] = -1;
-        w->bad[i] = !store__drive_online(s, w->l.drive[i]);
+        w->bad[i] = !store__drive_writable(s, w->l.drive[i]);
+        w->no_room += w->bad[i] && store__drive_online(s, w->l.drive[i]);
     }
     if (good_shards(w) < s->k) {
-        rc = MRD_EDEGRADED;
+        rc = quorum_error(w);
         goto fail;
     }
     w->buf = store__buf_get(s);
@@ -350,8 +365,8 @@ open_files(store_writer *w)
 
     for (int i = 0; i < w->nsh; i++) {
         store__shard_path(w->s, w->l.drive[i], w->l.objid, i, 0, path, sizeof(path));
-        if (!w->bad[i] && !store__drive_online(w->s, w->l.drive[i]))
-            drop_shard(w, i, -EIO, "open");
+        if (!w->bad[i] && !store__drive_writable(w->s, w->l.drive[i]))
+            drop_shard(w, i, store__drive_online(w->s, w->l.drive[i]) ? -ENOSPC : -EIO, "open");
         if (w->bad[i]) {
             if (pooled)
                 unlink(path); /* the pool's empty file on a drive we skip */

@@ -7,6 +7,7 @@ durable and readable, every failure must be a 5xx S3 error (never a false
 fault is gone and the daemon restarts, every acknowledged object is still
 there with the right bytes."""
 import hashlib
+import json
 import os
 import subprocess
 
@@ -14,7 +15,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from conftest import Site, http, s3_client
+from conftest import TOKEN, Site, http, s3_client, wait_for
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -109,3 +110,85 @@ def test_full_meta_disk_never_acknowledges_a_lost_write(tmp_path):
     finally:
         s.stop()
         subprocess.run(["umount", "-l", s.meta], capture_output=True)
+
+
+def peer_of(site, name):
+    return [p for p in site.status()["replication"]["peers"] if p["name"] == name][0]
+
+
+def sent(a):
+    """What a's status says of its records streaming to b."""
+    return peer_of(a, "b")["send"]
+
+
+@needs_root
+def test_replication_into_full_drives_resumes_once_they_have_room(tmp_path):
+    """b's six data drives are 4 MiB tmpfs each, so replicating 1 MiB objects
+    from a fills them. a goes on acknowledging its clients; b stays up,
+    refuses what it cannot store, and both say so (a's send error, b's
+    receive errors, log and drive list); b applies nothing half-written and
+    still serves reads of what it holds (a full drive is not a failed one). Once the drives
+    have room again, b's drive probe brings them back and b catches up:
+    every object a acknowledged, and the deletes made meanwhile, reach b
+    with the same bytes, and a's lag for b goes back to 0."""
+    a = Site(str(tmp_path / "a"), name="a", site_id=1)
+    b = Site(str(tmp_path / "b"), name="b", site_id=2)
+    a.add_peer(b)
+    b.add_peer(a)
+    mounted = []
+    try:
+        for d in b.drives:
+            os.makedirs(d)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", d], check=True)
+            mounted.append(d)
+        a.start()
+        b.start()
+        ca, cb = client(a), client(b)
+        ca.create_bucket(Bucket="full")
+        wait_for(lambda: any(x["Name"] == "full" for x in cb.list_buckets()["Buckets"]),
+                 what="the bucket at b")
+        md5 = {}
+        for i in range(40):  # 40 MiB at a, 60 MiB of shards for b's 24 MiB
+            body = os.urandom(1 << 20)
+            ca.put_object(Bucket="full", Key=f"k{i:02d}", Body=body)
+            md5[f"k{i:02d}"] = hashlib.md5(body).hexdigest()
+        wait_for(lambda: sent(a)["errors"] > 0 and sent(a)["lag_records"] > 0,
+                 timeout=30, what="a to see b refuse records")
+        print("a's send status for b:", sent(a))
+        assert "No space left on device" in sent(a)["error"], sent(a)
+        assert peer_of(b, "a")["receive"]["errors"] > 0
+        assert "event=repl.recv.reject" in b.read_log()
+        assert "event=store.drive_full" in b.read_log()
+        assert b.proc.poll() is None, "b died on full drives"
+        assert http("GET", b.admin + "/health/live")[0] == 200
+        st, _, body = http("GET", b.admin + "/admin/v1/drives",
+                           headers={"Authorization": "Bearer " + TOKEN})
+        assert st == 200 and "full" in {d["state"] for d in json.loads(body)["drives"]}, body
+        # b holds only whole objects: each is complete and correct, or absent
+        held = [o["Key"] for o in cb.list_objects_v2(Bucket="full").get("Contents", [])]
+        assert len(held) < len(md5), "the drives never filled up"
+        for key in held:
+            got = cb.get_object(Bucket="full", Key=key)["Body"].read()
+            assert hashlib.md5(got).hexdigest() == md5[key], key
+        # deletes at a while b is full: queued behind the refused puts
+        for key in ("k00", "k39"):
+            ca.delete_object(Bucket="full", Key=key)
+            del md5[key]
+        for d in mounted:
+            subprocess.run(["mount", "-o", "remount,size=128m", d], check=True)
+        wait_for(lambda: sent(a)["lag_records"] == 0, timeout=90, step=0.5,
+                 what="b to catch up once its drives have room")
+        held = {o["Key"] for o in cb.list_objects_v2(Bucket="full").get("Contents", [])}
+        assert held == set(md5)
+        for key, want in md5.items():
+            got = cb.get_object(Bucket="full", Key=key)["Body"].read()
+            assert hashlib.md5(got).hexdigest() == want, key
+        st, _, body = http("GET", b.admin + "/admin/v1/drives",
+                           headers={"Authorization": "Bearer " + TOKEN})
+        assert {d["state"] for d in json.loads(body)["drives"]} == {"online"}, body
+        assert sent(a)["error"] == ""
+    finally:
+        a.stop()
+        b.stop()
+        for d in mounted:
+            subprocess.run(["umount", "-l", d], capture_output=True)

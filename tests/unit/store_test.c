@@ -832,6 +832,56 @@ test_fault_write(void)
     fx_done(&f);
 }
 
+/* A write that finds no space marks the drive full, not offline: it keeps
+ * serving reads, new writes skip it (degraded, then -ENOSPC when too few
+ * drives take shards), and a rescan that finds room clears the mark. */
+static void
+test_fault_nospace(void)
+{
+    fixture f;
+    unsigned char *data = malloc(9 * BS);
+    store_put_result a, b, c;
+    store_status *st = calloc(1, sizeof(*st));
+    fault_plan fp = {STORE_FAULT_WRITE, 0, 1, 0, -ENOSPC};
+
+    REQUIRE(st && fx_open(&f, BS, STORE_OPT_NO_INLINE) == 0);
+    fill_pattern(data, 9 * BS, 7);
+    REQUIRE(put(f.s, "a", data, 9 * BS, &a) == 0);
+    store_set_fault_hook(f.s, fault_cb, &fp);
+    REQUIRE(put(f.s, "b", data, 9 * BS, &b) == 0);
+    CHECK_EQ_INT(b.degraded, 1);
+    REQUIRE(store_get_status(f.s, st) == 0);
+    CHECK_EQ_INT(st->online_drives, NDRV);
+    CHECK_EQ_INT(st->full_drives, 1);
+    uint64_t recon = st->reconstructed_reads;
+    /* every shard of a, the full drive's too, still reads */
+    CHECK_EQ_INT(read_check(f.s, &a, data, 0, 9 * BS, 9 * BS), 0);
+    REQUIRE(store_get_status(f.s, st) == 0);
+    CHECK(st->reconstructed_reads == recon);
+    CHECK_EQ_INT(read_check(f.s, &b, data, 0, 9 * BS, 9 * BS), 0);
+    /* no drive has room: the write fails as out of space, leaving nothing */
+    int before = count_files(f.root);
+    fp = (fault_plan){STORE_FAULT_WRITE, 0, 1000, 0, -ENOSPC};
+    CHECK_EQ_INT(put(f.s, "c", data, 9 * BS, &c), -ENOSPC);
+    CHECK_EQ_INT(count_files(f.root), before);
+    REQUIRE(store_get_status(f.s, st) == 0);
+    CHECK_EQ_INT(st->full_drives, NDRV);
+    CHECK_EQ_INT(read_check(f.s, &a, data, 0, 9 * BS, 9 * BS), 0);
+    store_set_fault_hook(f.s, NULL, NULL);
+    /* room again: the rescan clears every mark and writes are whole */
+    CHECK_EQ_INT(store_drives_rescan(f.s), NDRV);
+    REQUIRE(store_get_status(f.s, st) == 0);
+    CHECK_EQ_INT(st->full_drives, 0);
+    REQUIRE(put(f.s, "d", data, 9 * BS, &c) == 0);
+    CHECK_EQ_INT(c.degraded, 0);
+    store_put_result_clear(&a);
+    store_put_result_clear(&b);
+    store_put_result_clear(&c);
+    free(st);
+    free(data);
+    fx_done(&f);
+}
+
 static void
 test_fault_fdatasync(void)
 {
@@ -1586,6 +1636,7 @@ static const test_case cases[] = {
     TEST(test_background_heal_all),
     TEST(test_offline_drive_degraded_write),
     TEST(test_fault_write),
+    TEST(test_fault_nospace),
     TEST(test_fault_fdatasync),
     TEST(test_fault_commit),
     TEST(test_index_apply_and_lsn),
