@@ -9,6 +9,12 @@ What it measures:
   ceiling   h2load against nghttpd on loopback, one connection, 16 streams,
             GETs of a file of the object size: what one HTTP/2 connection
             moves on this machine (replication uses one connection per pair).
+  durable   the same disk's ceiling for the same objects, for 1 MiB: 16
+            threads each create the object's six 4+2 shard files (256 KiB),
+            write and fdatasync them, as the receiver's store must before it
+            acks (without hashing, encoding or the WAL and index): the most
+            any durable replication could reach here. Replication far below
+            the HTTP/2 ceiling but near this one is bound by the disk.
   catch-up  site b is stopped, mrdbench PUTs N MiB of objects at site a,
             b is started: the time from b's start until a reports b's lag 0
             (everything applied, fsynced and acked) gives the replication
@@ -74,6 +80,40 @@ def h2_ceiling(size, tmp, total_mib):
     finally:
         srv.send_signal(signal.SIGTERM)
         srv.wait()
+
+
+def durable_ceiling(size, tmp, total_mib, k=4, m=2, conc=16):
+    """Object MB/s when each object's k+m shard files are created, written
+    and fdatasynced, conc objects at once, in tmp (the sites' disk)."""
+    root = tempfile.mkdtemp(prefix="durable.", dir=tmp)
+    count = max(conc, (total_mib << 20) // size)
+    shard = os.urandom(-(-size // k))
+    next_obj = iter(range(count))
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                i = next(next_obj, None)
+            if i is None:
+                return
+            for j in range(k + m):
+                fd = os.open(os.path.join(root, f"{i}.{j}"), os.O_WRONLY | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, shard)
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+
+    threads = [threading.Thread(target=worker) for _ in range(conc)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    secs = time.monotonic() - t0
+    shutil.rmtree(root, ignore_errors=True)
+    return count * size / secs / 1e6
 
 
 def lag_of(site, peer):
@@ -316,6 +356,13 @@ def main():
                   f"h2 ceiling {ceil:8.1f} MB/s (ratio {mbs / ceil:.2f}); local PUT of the "
                   f"same objects {ingest:8.1f} MB/s (ratio {mbs / ingest:.2f}); CPU s sender "
                   f"{cpu['sender']:.2f} receiver {cpu['receiver']:.2f}; load {load:.1f}")
+            if size == 1 << 20:
+                dur = durable_ceiling(size, tmp, min(args.mib, 1024))
+                res[label].update({"durable_ceiling_MBps": round(dur, 1),
+                                   "ratio_to_durable": round(mbs / dur, 3)})
+                print(f"{'':>6}  durable ceiling of this disk for the same objects (six shard "
+                      f"files each, write + fdatasync, 16 at once) {dur:8.1f} MB/s: replication "
+                      f"at {mbs / dur:.2f} of it")
         from test_replication import client
         cap = live_capacity(lambda: client(a), lambda: lag_of(a, "b"))
         res["live_capacity_MBps"] = round(cap, 1)
