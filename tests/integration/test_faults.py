@@ -192,3 +192,51 @@ def test_replication_into_full_drives_resumes_once_they_have_room(tmp_path):
         b.stop()
         for d in mounted:
             subprocess.run(["umount", "-l", d], capture_output=True)
+
+
+@needs_root
+def test_replication_into_a_full_log_disk_catches_up_after_restart(tmp_path):
+    """b's WAL and index live on a 6 MiB tmpfs that a's inline objects fill.
+    b refuses writes from then on (its log may hold a torn record), answers
+    a's batches 503 and stays up; a keeps acknowledging its clients. Once the
+    disk has room and b restarts, b catches up from a's WAL: every object a
+    acknowledged reaches b with the same bytes, and a's lag for b is 0."""
+    a = Site(str(tmp_path / "a"), name="a", site_id=1)
+    b = Site(str(tmp_path / "b"), name="b", site_id=2)
+    a.add_peer(b)
+    b.add_peer(a)
+    os.makedirs(b.meta)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", b.meta], check=True)
+    try:
+        a.start()
+        b.start()
+        ca = client(a)
+        ca.create_bucket(Bucket="full")
+        md5 = {}
+        for i in range(100):  # 10 MiB of inline objects at a: more than b's log disk
+            body = os.urandom(100_000)
+            ca.put_object(Bucket="full", Key=f"k{i:03d}", Body=body)
+            md5[f"k{i:03d}"] = hashlib.md5(body).hexdigest()
+        wait_for(lambda: sent(a)["errors"] > 0 and sent(a)["lag_records"] > 0,
+                 timeout=30, what="a to see b refuse records")
+        print("a's send status for b:", sent(a))
+        assert b.proc.poll() is None, "b died on a full log disk"
+        st, _, why = http("GET", b.admin + "/health/ready")
+        assert st == 503 and b"writes refused after a WAL or index failure" in why
+        refused = [ln for ln in b.read_log().splitlines() if "event=engine.writes_refused" in ln]
+        assert len(refused) == 1 and 'cause="disk full"' in refused[0], refused
+        b.stop()
+        subprocess.run(["mount", "-o", "remount,size=64m", b.meta], check=True)
+        b.start()
+        wait_for(lambda: sent(a)["lag_records"] == 0, timeout=60, step=0.5,
+                 what="b to catch up after its restart")
+        cb = client(b)
+        held = {o["Key"] for o in cb.list_objects_v2(Bucket="full").get("Contents", [])}
+        assert held == set(md5)
+        for key, want in md5.items():
+            got = cb.get_object(Bucket="full", Key=key)["Body"].read()
+            assert hashlib.md5(got).hexdigest() == want, key
+    finally:
+        a.stop()
+        b.stop()
+        subprocess.run(["umount", "-l", b.meta], capture_output=True)
