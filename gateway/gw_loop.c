@@ -185,7 +185,7 @@ gw__view_version_status(gw_daemon *d, uint32_t origin, uint64_t hlc, uint64_t no
     const char *st = NULL;
 
     for (int i = 0; v->repl && i < v->n_info; i++) {
-        st = repl_status_of(v->info[i].acked_hlc, d->conf->site_id, origin, hlc, now_ms,
+        st = repl_status_of(&v->info[i].held, d->conf->site_id, origin, hlc, now_ms,
                             GW_REPLICATION_FAILED_MS(d));
         if (strcmp(st, "COMPLETED") != 0)
             break;

@@ -199,7 +199,6 @@ fill_info(const repl_peer *p, uint64_t now_ns, repl_peer_info *out)
 
     memset(out, 0, sizeof(*out));
     out->id = p->id;
-    out->acked_hlc = repl__tx_acked_hlc(p);
     memcpy(out->name, p->name, sizeof(out->name));
     out->addr = p->addr;
     out->state = h->state;
@@ -257,19 +256,30 @@ const char *
 repl_version_peer_status(const repl *r, int i, uint32_t origin_site, uint64_t hlc, uint64_t now_ms,
                          uint64_t failed_after_ms)
 {
+    repl_held h;
+
     if (!r || i < 0 || i >= r->n_peers)
         return NULL;
-    return repl_status_of(repl__tx_acked_hlc(&r->peers[i]), r->site_id, origin_site, hlc, now_ms,
-                          failed_after_ms);
+    repl__tx_held(&r->peers[i], &h);
+    return repl_status_of(&h, r->site_id, origin_site, hlc, now_ms, failed_after_ms);
+}
+
+int
+repl_held_has(const repl_held *h, uint64_t hlc)
+{
+    if (h->acked_hlc > hlc)
+        return 1;
+    /* a resync pass: written after the stream's clean point, and acked */
+    return h->resync_after_hlc && h->resync_after_hlc < hlc && hlc < h->resync_acked_hlc;
 }
 
 const char *
-repl_status_of(uint64_t acked_hlc, uint32_t self_site, uint32_t origin_site, uint64_t hlc,
+repl_status_of(const repl_held *held, uint32_t self_site, uint32_t origin_site, uint64_t hlc,
                uint64_t now_ms, uint64_t failed_after_ms)
 {
     if (origin_site != self_site)
         return "REPLICA";
-    if (acked_hlc > hlc)
+    if (repl_held_has(held, hlc))
         return "COMPLETED";
     if (failed_after_ms && now_ms > MRD_HLC_MS(hlc) + failed_after_ms)
         return "FAILED";

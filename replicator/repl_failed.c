@@ -19,6 +19,11 @@
  *   - The listing (repl_failed_scan, the admin API) reads the same range
  *     from the acked LSN (or a continuation LSN) up to the cutoff.
  *
+ * While a peer needs a resync the acked LSN is its stream's: the writes the
+ * stream delivered (which read COMPLETED, repl_held) are never listed, and
+ * the holes at or below the pass's snapshot, which the WAL may no longer
+ * name, are not either (failed_unknown says the list is partial).
+ *
  * Invariants: a record is counted at most once per acked LSN; the acked LSN
  * used is the larger of what the sender knows and the WAL cursor (after a
  * restart the sender knows nothing until the peer's Hello). Jobs hold the

@@ -517,7 +517,8 @@ void repl__tx_fill(const repl_peer *p, repl_peer_info *out);
 uint64_t repl__tx_lag_records(const repl_peer *p, uint64_t durable);
 /* Age of the oldest durable record the peer has not acked, in ms. */
 double repl__tx_lag_ms(const repl_peer *p, uint64_t now_ns);
-uint64_t repl__tx_acked_hlc(const repl_peer *p);
+/* What p holds of our versions, by stamp (repl_held). */
+void repl__tx_held(const repl_peer *p, repl_held *out);
 int repl__tx_set_bandwidth(repl_peer *p, uint64_t bytes_per_s);
 
 /* FAILED records (repl_failed.c): recounts p's, incrementally, by a job. */

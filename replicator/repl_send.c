@@ -43,6 +43,12 @@
  *     peer's resync mark (and holds segments for its stream) until the pass
  *     completes; a pass cut short leaves the mark, so another pass follows.
  *     Acked LSNs and the cursor only rise.
+ *   - Which versions the peer holds, by stamp (repl_held, for
+ *     x-amz-replication-status): those below acked_hlc; while the mark is
+ *     set, acks raise held_hlc instead, and those stamped in
+ *     (resync_after_hlc, held_hlc) count too: written after the point the
+ *     pass resumed the stream from, and acked. Invariant: never a version
+ *     the peer may lack (PROTOCOL.md section 7).
  *
  * Jobs run on engine worker threads and come back through engine_poll on
  * the loop. Every structure a job touches is reference-counted and can be
@@ -180,6 +186,14 @@ struct repl__tx {
     } seen[LAG_SAMPLES];
     uint64_t acked_hlc; /* the peer has applied every local write stamped before this */
     uint64_t held_hlc;  /* what acked_hlc would be, while a resync fills the holes */
+    /* While the peer needs a resync: every local write stamped after this
+     * has an LSN above the point from which our stream to it runs without
+     * holes, so those stamped below held_hlc too are applied there
+     * (repl_held). 0 until a pass resumes the stream in this run. Set when
+     * a pass begins, before its marker is queued (the marker is the only
+     * thing that moves the peer's applied LSN over records it lacks), kept
+     * by a pass without a marker, cleared when a pass completes. */
+    uint64_t resync_after_hlc;
     /* bandwidth limit: a token bucket of bytes, refilled at bw_bps */
     uint64_t bw_bps;
     double tokens;
@@ -1358,12 +1372,14 @@ sync_job_start(struct repl__tx *tx, int prep)
  */
 typedef struct mark_job {
     struct repl__tx *tx;
+    engine *eng;
     wal *w;
     store *st;
     uint32_t peer;
     int done; /* 0: begin, 1: done */
     uint64_t l0, acked, gen;
-    int marker; /* begin: the stream goes on from l0, after the marker */
+    int marker;      /* begin: the stream goes on from l0, after the marker */
+    uint64_t wm_hlc; /* begin: local writes stamped above it come after the stream's point */
     int rc;
 } mark_job;
 
@@ -1388,6 +1404,14 @@ mark_work(void *arg)
             m->marker = 1;
             m->rc = wal_peer_resync_begin(m->w, m->peer, m->l0);
         }
+    }
+    /* The stream's point (l0, or acked) is at most the WAL's last LSN now;
+     * the watermark's stamp is above every write up to that LSN and below
+     * every later one. 0 (no window) if it cannot be had. */
+    if (m->rc == 0) {
+        uint64_t last = 0;
+        if (engine_local_watermark(m->eng, &last, &m->wm_hlc) != 0)
+            m->wm_hlc = 0;
     }
 }
 
@@ -1415,6 +1439,11 @@ begin_done(repl_peer *p, mark_job *m)
     struct repl__tx *tx = p->tx;
     char result[128];
 
+    /* before the marker can go: its ack lifts the peer's applied LSN over
+     * the holes, all stamped at or below the new point. A pass without a
+     * marker keeps the point it finds (nothing jumped since it was set). */
+    if (m->rc == 0 && (m->marker || !tx->resync_after_hlc))
+        tx->resync_after_hlc = m->wm_hlc;
     if (m->rc == 0 && m->marker) {
         tx->sync_l0 = m->l0;
         m->rc = marker_queue(tx);
@@ -1453,6 +1482,7 @@ finish_done(repl_peer *p, mark_job *m)
         tx->needs_resync = 0;
         if (tx->held_hlc > tx->acked_hlc)
             tx->acked_hlc = tx->held_hlc;
+        tx->held_hlc = tx->resync_after_hlc = 0;
         tx->error[0] = '\0';
     } else if (m->rc == MRD_EBUSY) {
         snprintf(result, sizeof(result),
@@ -1497,6 +1527,7 @@ mark_job_start(repl_peer *p, int done)
     if (!m)
         return -ENOMEM;
     m->tx = tx;
+    m->eng = p->r->eng;
     m->w = engine_wal(p->r->eng);
     m->st = engine_store(p->r->eng);
     m->peer = p->id;
@@ -1957,12 +1988,11 @@ repl__tx_pump(repl_peer *p)
         return;
     if (engine_get_status(r->eng, &st) != 0)
         return;
-    if (engine_local_watermark(r->eng, &mark_lsn, &mark_hlc) == 0)
-        lag_sample(tx, mark_lsn, mark_hlc, mrd_clock_mono_ns());
-    lag_scan(tx, st.wal_durable_lsn);
     {
         /* the WAL's size cap dropped segments this peer still needed (it
-         * marks the peer as it deletes them): say so now, connected or not */
+         * marks the peer as it deletes them): say so now, connected or not.
+         * Before any ack is sampled: acks of a peer with holes (the mark
+         * outlives restarts and reconnects) must not raise acked_hlc. */
         wal_peer_status ws;
         if (wal_cursor_get(engine_wal(r->eng), p->id, &ws) == 0 && ws.needs_resync) {
             if (!tx->needs_resync) {
@@ -1978,6 +2008,9 @@ repl__tx_pump(repl_peer *p)
                 stream_broken(p); /* the WAL holds nothing for it (again) */
         }
     }
+    if (engine_local_watermark(r->eng, &mark_lsn, &mark_hlc) == 0)
+        lag_sample(tx, mark_lsn, mark_hlc, mrd_clock_mono_ns());
+    lag_scan(tx, st.wal_durable_lsn);
     if (!tx->active || !p->conn || !p->hello_done || p->conn->dead)
         return;
     bw_refill(tx);
@@ -2176,10 +2209,19 @@ repl__tx_on_disconnected(repl_peer *p)
     }
 }
 
-uint64_t
-repl__tx_acked_hlc(const repl_peer *p)
+void
+repl__tx_held(const repl_peer *p, repl_held *out)
 {
-    return p->tx ? p->tx->acked_hlc : 0;
+    const struct repl__tx *tx = p->tx;
+
+    memset(out, 0, sizeof(*out));
+    if (!tx)
+        return;
+    out->acked_hlc = tx->acked_hlc;
+    if (tx->needs_resync && tx->resync_after_hlc) {
+        out->resync_after_hlc = tx->resync_after_hlc;
+        out->resync_acked_hlc = tx->held_hlc;
+    }
 }
 
 int
@@ -2209,6 +2251,7 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
 
     if (!tx)
         return;
+    repl__tx_held(p, &out->held);
     out->bandwidth_bps = tx->bw_bps;
     out->streaming = tx->active;
     out->needs_resync = tx->needs_resync;

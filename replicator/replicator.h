@@ -212,11 +212,30 @@ enum repl_peer_state {
 /* Static lower-case name: "unknown", "healthy", "degraded", "down". */
 const char *repl_peer_state_name(repl_peer_state s);
 
+/*
+ * Which versions of this site's writes a peer holds, by HLC stamp (local
+ * stamps grow with LSN: engine_local_watermark, engine_core.c):
+ *   - every version stamped below acked_hlc;
+ *   - while it is being resynced (past WAL retention), also every version
+ *     stamped in (resync_after_hlc, resync_acked_hlc): written after the
+ *     point from which the stream to it runs without holes, and acked.
+ *     0 and 0 when no pass has resumed the stream in this run.
+ * Never more than it holds: older writes it may lack (the holes the pass
+ * fills) are stamped at or below resync_after_hlc.
+ */
+typedef struct repl_held {
+    uint64_t acked_hlc;
+    uint64_t resync_after_hlc, resync_acked_hlc;
+} repl_held;
+
+/* 1 when h says the peer holds the version of ours stamped hlc. Pure. */
+int repl_held_has(const repl_held *h, uint64_t hlc);
+
 /* A snapshot of one peer. Plain data, owned by the caller. Ages are -1 when
  * the event never happened. */
 struct repl_peer_info {
     uint32_t id;
-    uint64_t acked_hlc; /* it has applied every version of ours stamped below this */
+    repl_held held; /* what it has applied of our versions, by stamp */
     char name[MRD_NAME_MAX];
     mrd_addr addr; /* its replication address as configured */
     repl_peer_state state;
@@ -343,9 +362,9 @@ const char *repl_version_status(const repl *r, uint32_t origin_site, uint64_t hl
  * sends it). NULL when i is out of range. */
 const char *repl_version_peer_status(const repl *r, int i, uint32_t origin_site, uint64_t hlc,
                                      uint64_t now_ms, uint64_t failed_after_ms);
-/* The same from a snapshot: acked_hlc is repl_peer_info.acked_hlc of the
- * peer, self_site this site's id. Pure, so any thread may call it. */
-const char *repl_status_of(uint64_t acked_hlc, uint32_t self_site, uint32_t origin_site,
+/* The same from a snapshot: held is repl_peer_info.held of the peer,
+ * self_site this site's id. Pure, so any thread may call it. */
+const char *repl_status_of(const repl_held *held, uint32_t self_site, uint32_t origin_site,
                            uint64_t hlc, uint64_t now_ms, uint64_t failed_after_ms);
 
 /* ------------------------------------------------------------------------ */

@@ -354,6 +354,35 @@ def fill_past_retention(s3, bucket, key="k"):
         s3.put_object(Bucket=bucket, Key=f"{key}{i:03d}", Body=blob + b"%d" % i)
 
 
+def body_at(s3, bucket, key):
+    """bucket/key's bytes at s3's site, None when it has no such object."""
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except botocore.exceptions.ClientError:
+        return None
+
+
+def early_pair(a, b, bucket):
+    """Clients of a and b, once bucket (made at a) holds "early" at both."""
+    ca, cb = client(a), client(b)
+    ca.create_bucket(Bucket=bucket)
+    ca.put_object(Bucket=bucket, Key="early", Body=b"before the outage")
+    wait_caught_up([a, b])
+    return ca, cb
+
+
+def throttled_resync(a, b, rate):
+    """b is down and past a's retention: once a marks it, limits a's sending
+    to b to rate, starts b and waits until a's resync pass to b sends
+    versions (its snapshot is fixed, and the stream resumed after it)."""
+    wait_for(lambda: peer_of(a, "b")["send"]["needs_resync"], 30,
+             "a to mark b as needing a resync")
+    assert a.ctl("bandwidth", "--peer", "b", rate).returncode == 0
+    b.start()
+    wait_for(lambda: peer_of(a, "b")["anti_entropy"]["versions_sent"] > 0, 30,
+             "the pass to send versions")
+
+
 def small_wal_pair(tmp_path):
     """Sites a and b, started, with a WAL capped at 16 MiB (1 MiB segments):
     24 MiB of writes while b is down put b past a's retention."""
@@ -590,30 +619,16 @@ def test_live_writes_reach_a_peer_while_its_resync_runs(tmp_path):
     b level without losing anything b applied meanwhile."""
     a, b = small_wal_pair(tmp_path)
     try:
-        ca, cb = client(a), client(b)
-        ca.create_bucket(Bucket="livesync")
-        ca.put_object(Bucket="livesync", Key="early", Body=b"before the outage")
-        wait_caught_up([a, b])
+        ca, cb = early_pair(a, b, "livesync")
         b.stop()
         fill_past_retention(ca, "livesync")
         ca.delete_object(Bucket="livesync", Key="early")
-
-        wait_for(lambda: peer_of(a, "b")["send"]["needs_resync"], 30,
-                 "a to mark b as needing a resync")
-        # 24 MiB at 512 KiB/s: the pass would take about 48 s
-        assert a.ctl("bandwidth", "--peer", "b", "512KiB").returncode == 0
-        b.start()
-        wait_for(lambda: peer_of(a, "b")["anti_entropy"]["running"], 20, "the resync pass to start")
-        # a write from before the pass's snapshot is the pass's to send: wait
-        # until the pass sends versions (its snapshot LSN is fixed by then)
-        wait_for(lambda: peer_of(a, "b")["anti_entropy"]["versions_sent"] > 0, 20,
-                 "the pass to send versions")
+        # 24 MiB at 512 KiB/s: the pass would take about 48 s. A write from
+        # before the pass's snapshot is the pass's to send.
+        throttled_resync(a, b, "512KiB")
 
         def at_b(key):
-            try:
-                return cb.get_object(Bucket="livesync", Key=key)["Body"].read()
-            except botocore.exceptions.ClientError:
-                return None
+            return body_at(cb, "livesync", key)
 
         # a live write during the pass reaches b long before the pass ends
         ca.put_object(Bucket="livesync", Key="live1", Body=b"written during the resync")
@@ -668,6 +683,61 @@ def test_live_writes_reach_a_peer_while_its_resync_runs(tmp_path):
         b.stop()
 
 
+def repl_status(s3, bucket, key):
+    """x-amz-replication-status of bucket/key (HEAD through boto3)."""
+    return s3.head_object(Bucket=bucket, Key=key).get("ReplicationStatus")
+
+
+def test_replication_status_is_precise_while_a_resync_pass_runs(tmp_path):
+    """b comes back past a's WAL retention and a's resync pass to it is
+    throttled: a write at a made after the pass began reads COMPLETED as soon
+    as b holds it, although the pass goes on; older writes b still lacks
+    (the pass's to send) read PENDING, and nothing reads COMPLETED that b
+    lacks; once the pass has ended every write reads COMPLETED."""
+    a, b = small_wal_pair(tmp_path)
+    try:
+        ca, cb = early_pair(a, b, "statsync")
+        wait_for(lambda: repl_status(ca, "statsync", "early") == "COMPLETED", 15,
+                 "the first write to read COMPLETED")
+        b.stop()
+        fill_past_retention(ca, "statsync")
+        throttled_resync(a, b, "256KiB")  # 24 MiB: the pass would take about 96 s
+
+        def at_b(key):
+            return body_at(cb, "statsync", key)
+
+        ca.put_object(Bucket="statsync", Key="live", Body=b"written during the resync")
+        wait_for(lambda: at_b("live") == b"written during the resync", 15,
+                 "the live write to reach b")
+        wait_for(lambda: repl_status(ca, "statsync", "live") == "COMPLETED", 15,
+                 "the live write to read COMPLETED during the pass")
+        p = peer_of(a, "b")
+        assert p["anti_entropy"]["running"] and p["send"]["needs_resync"], p
+
+        # writes from before the pass: what a says of each, then what b holds
+        keys = [f"k{i:03d}" for i in range(0, 240, 3)]
+        said = {k: repl_status(ca, "statsync", k) for k in keys}
+        held = {k: at_b(k) is not None for k in keys}
+        assert peer_of(a, "b")["send"]["needs_resync"], "the pass ended too soon for the test"
+        lacking = [k for k in keys if not held[k]]
+        assert lacking, "the throttled pass should not have sent everything yet"
+        assert all(said[k] == "PENDING" for k in lacking), said
+        assert not [k for k in keys if said[k] == "COMPLETED" and not held[k]], (said, held)
+        assert repl_status(ca, "statsync", "early") == "COMPLETED"
+
+        # the pass ends: everything reads COMPLETED
+        assert a.ctl("bandwidth", "--peer", "b", "0").returncode == 0
+        wait_for(lambda: not peer_of(a, "b")["send"]["needs_resync"], 90,
+                 "the resync mark to clear")
+        wait_for(lambda: all(repl_status(ca, "statsync", k) == "COMPLETED"
+                             for k in keys + ["live", "early"]), 15,
+                 "every write to read COMPLETED after the pass")
+        assert all(at_b(k) is not None for k in keys)
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_a_peer_that_falls_past_retention_again_during_its_resync_gets_a_new_pass(tmp_path):
     """b's resync pass runs throttled while a writes more than its WAL
     retention: b's stream falls behind again, the WAL drops it, that pass
@@ -680,11 +750,7 @@ def test_a_peer_that_falls_past_retention_again_during_its_resync_gets_a_new_pas
         b.stop()
         fill_past_retention(ca, "again")
 
-        wait_for(lambda: peer_of(a, "b")["send"]["needs_resync"], 30, "a to mark b")
-        assert a.ctl("bandwidth", "--peer", "b", "256KiB").returncode == 0
-        b.start()
-        wait_for(lambda: peer_of(a, "b")["anti_entropy"]["versions_sent"] > 0, 20,
-                 "the pass to send versions")
+        throttled_resync(a, b, "256KiB")
         fill_past_retention(ca, "again", key="n")
         wait_for(lambda: "the stream fell past WAL retention again" in a.read_log(), 30,
                  "the pass to end when b's stream is dropped again")

@@ -376,6 +376,42 @@ test_msg_roundtrip_and_malformed(void)
     mrd_buf_free(&b);
 }
 
+/* x-amz-replication-status from a peer's repl_held: below acked_hlc, or
+ * during a resync inside (resync_after_hlc, resync_acked_hlc); nothing at
+ * or below the resync point, whatever the peer acked. */
+static void
+test_status_of_held_window(void)
+{
+    const uint64_t ms = 1000000, day = 86400000;
+    const uint64_t t = ms << MRD_HLC_LOGICAL_BITS;
+    repl_held none = {0, 0, 0}, plain = {t + 10, 0, 0};
+    repl_held resync = {t + 10, t + 100, t + 200};
+    repl_held open_ = {t + 10, t + 100, 0}; /* the pass began, nothing acked since */
+
+    CHECK_STR(repl_status_of(&none, 1, 2, t, ms, 0), "REPLICA");
+    CHECK_STR(repl_status_of(&none, 1, 1, t, ms, 0), "PENDING");
+    CHECK_STR(repl_status_of(&plain, 1, 1, t + 9, ms, 0), "COMPLETED");
+    CHECK_STR(repl_status_of(&plain, 1, 1, t + 10, ms, 0), "PENDING");
+    /* FAILED only past the deadline, counted from the stamp's ms */
+    CHECK_STR(repl_status_of(&plain, 1, 1, t + 10, ms + 5000, 5000), "PENDING");
+    CHECK_STR(repl_status_of(&plain, 1, 1, t + 10, ms + 5001, 5000), "FAILED");
+    /* during a resync: below acked_hlc still holds */
+    CHECK_STR(repl_status_of(&resync, 1, 1, t + 5, ms, 0), "COMPLETED");
+    /* in (acked_hlc, resync point]: maybe a hole, pending (failed later) */
+    CHECK_STR(repl_status_of(&resync, 1, 1, t + 10, ms, 0), "PENDING");
+    CHECK_STR(repl_status_of(&resync, 1, 1, t + 100, ms, 0), "PENDING");
+    CHECK_STR(repl_status_of(&resync, 1, 1, t + 100, ms + day, 5000), "FAILED");
+    /* after the point and acked: applied there, never FAILED */
+    CHECK_STR(repl_status_of(&resync, 1, 1, t + 101, ms, 0), "COMPLETED");
+    CHECK_STR(repl_status_of(&resync, 1, 1, t + 199, ms + day, 5000), "COMPLETED");
+    /* after the point, not acked yet */
+    CHECK_STR(repl_status_of(&resync, 1, 1, t + 200, ms, 0), "PENDING");
+    CHECK_STR(repl_status_of(&open_, 1, 1, t + 150, ms, 0), "PENDING");
+    CHECK(repl_held_has(&resync, t + 150));
+    CHECK(!repl_held_has(&resync, t + 50));
+    CHECK(!repl_held_has(&none, 0));
+}
+
 static void
 test_health_rules(void)
 {
@@ -1191,6 +1227,7 @@ static const test_case tests[] = {
     TEST(test_auth_sign_verify),
     TEST(test_msg_roundtrip_and_malformed),
     TEST(test_health_rules),
+    TEST(test_status_of_held_window),
     TEST(test_options_rejected),
     TEST(test_two_sites_heartbeat),
     TEST(test_wrong_secret),
