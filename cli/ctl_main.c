@@ -281,10 +281,13 @@ cmd_status(const ctl_opts *o)
            mrd_json_get_num(site, "id", 0), mrd_json_get_str(j, "version", "?"),
            ctl_human_duration(mrd_json_get_num(j, "uptime_s", 0), a, sizeof(a)),
            mrd_json_get_num(j, "ready", 0) ? "READY" : "NOT READY");
-    printf("listen   s3 %s%s%s   replication %s (%s)   admin %s\n",
+    printf("listen   s3 %s%s%s   replication %s (%s%s)   admin %s\n",
            mrd_json_get_str(listen, "s3", "?"), mrd_json_get(listen, "s3_tls") ? "   s3_tls " : "",
            mrd_json_get_str(listen, "s3_tls", ""), mrd_json_get_str(listen, "replication", "?"),
            mrd_json_get_str(listen, "replication_transport", "h2c"),
+           strcmp(mrd_json_get_str(listen, "replication_auth", "secret"), "certificate") == 0
+               ? ", no secret"
+               : "",
            mrd_json_get_str(listen, "admin", "?"));
     printf("erasure  %.0f+%.0f, block %s\n\n", mrd_json_get_num(ec, "k", 0),
            mrd_json_get_num(ec, "m", 0),

@@ -146,6 +146,12 @@ admin_status(gw_req *r, gw_daemon *d)
         w_addr(&w, "s3_tls", &c->listen_s3_tls);
     mrd_json_w_key(&w, "replication_transport"); /* docs/configuration.md, TLS */
     mrd_json_w_str(&w, c->repl_tls_cert[0] ? "mtls" : "h2c");
+    /* who vouches for a peer: the shared secret, or (mutual TLS without
+     * one) its certificate alone; "none" with neither (no peers) */
+    mrd_json_w_key(&w, "replication_auth");
+    mrd_json_w_str(&w, c->replication_secret[0] ? "secret"
+                       : c->repl_tls_cert[0]    ? "certificate"
+                                                : "none");
     mrd_json_w_obj_end(&w);
     mrd_json_w_key(&w, "erasure");
     mrd_json_w_obj_begin(&w);

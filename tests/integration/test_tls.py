@@ -346,6 +346,7 @@ def test_mtls_mesh_replicates_and_refuses_plain_h2c(tmp_path):
         snap = converge(sites)
         assert set(snap["mtls"]) == {"big", "small"}
         assert a.status()["listen"]["replication_transport"] == "mtls"
+        assert a.status()["listen"]["replication_auth"] == "secret"
         out = a.ctl("status").stdout
         assert "(mtls)" in out, out
         # the link really is TLS 1.3 with ALPN h2 and a client certificate:
@@ -623,6 +624,8 @@ def test_mtls_without_secret_replicates_both_ways(tmp_path):
             log = s.read_log()
             assert "event=repl.auth.fail" not in log, log[-3000:]
             assert s.status()["listen"]["replication_transport"] == "mtls"
+            assert s.status()["listen"]["replication_auth"] == "certificate"
+            assert "(mtls, no secret)" in s.ctl("status").stdout
             for p in s.status()["replication"]["peers"]:
                 assert up(p) and p["auth_failures"] == 0, p
 
