@@ -693,7 +693,8 @@ def test_replication_status_is_precise_while_a_resync_pass_runs(tmp_path):
     throttled: a write at a made after the pass began reads COMPLETED as soon
     as b holds it, although the pass goes on; older writes b still lacks
     (the pass's to send) read PENDING, and nothing reads COMPLETED that b
-    lacks; once the pass has ended every write reads COMPLETED."""
+    lacks, also after a restarts mid-pass; once the pass has ended every
+    write reads COMPLETED."""
     a, b = small_wal_pair(tmp_path)
     try:
         ca, cb = early_pair(a, b, "statsync")
@@ -716,21 +717,44 @@ def test_replication_status_is_precise_while_a_resync_pass_runs(tmp_path):
 
         # writes from before the pass: what a says of each, then what b holds
         keys = [f"k{i:03d}" for i in range(0, 240, 3)]
-        said = {k: repl_status(ca, "statsync", k) for k in keys}
-        held = {k: at_b(k) is not None for k in keys}
-        assert peer_of(a, "b")["send"]["needs_resync"], "the pass ended too soon for the test"
-        lacking = [k for k in keys if not held[k]]
-        assert lacking, "the throttled pass should not have sent everything yet"
-        assert all(said[k] == "PENDING" for k in lacking), said
-        assert not [k for k in keys if said[k] == "COMPLETED" and not held[k]], (said, held)
+
+        def holes_pending(ca):
+            said = {k: repl_status(ca, "statsync", k) for k in keys}
+            held = {k: at_b(k) is not None for k in keys}
+            assert peer_of(a, "b")["send"]["needs_resync"], "the pass ended too soon for the test"
+            lacking = [k for k in keys if not held[k]]
+            assert lacking, "the throttled pass should not have sent everything yet"
+            assert all(said[k] == "PENDING" for k in lacking), said
+            assert not [k for k in keys if said[k] == "COMPLETED" and not held[k]], (said, held)
+        holes_pending(ca)
         assert repl_status(ca, "statsync", "early") == "COMPLETED"
+
+        # a restarts mid-pass, throttled by its file now: the resync mark is
+        # read before any ack counts, so b's holes still read PENDING, and a
+        # write made after the new pass began reads COMPLETED once at b
+        a.stop()
+        with open(a.config) as f:
+            text = f.read()
+        with open(a.config, "w") as f:
+            f.write(text.replace("[peer.b]\n", "[peer.b]\nbandwidth = 256KiB\n"))
+        a.start()
+        ca = client(a)
+        wait_for(lambda: peer_of(a, "b")["send"]["streaming"], 20, "a's stream to b to resume")
+        holes_pending(ca)
+        wait_for(lambda: peer_of(a, "b")["anti_entropy"]["versions_sent"] > 0, 30,
+                 "the pass to run again")
+        ca.put_object(Bucket="statsync", Key="live2", Body=b"after the restart")
+        wait_for(lambda: at_b("live2") == b"after the restart", 15, "live2 to reach b")
+        wait_for(lambda: repl_status(ca, "statsync", "live2") == "COMPLETED", 15,
+                 "live2 to read COMPLETED during the pass")
+        holes_pending(ca)
 
         # the pass ends: everything reads COMPLETED
         assert a.ctl("bandwidth", "--peer", "b", "0").returncode == 0
         wait_for(lambda: not peer_of(a, "b")["send"]["needs_resync"], 90,
                  "the resync mark to clear")
         wait_for(lambda: all(repl_status(ca, "statsync", k) == "COMPLETED"
-                             for k in keys + ["live", "early"]), 15,
+                             for k in keys + ["live", "live2", "early"]), 15,
                  "every write to read COMPLETED after the pass")
         assert all(at_b(k) is not None for k in keys)
     finally:
