@@ -47,8 +47,9 @@
  *     x-amz-replication-status): those below acked_hlc; while the mark is
  *     set, acks raise held_hlc instead, and those stamped in
  *     (resync_after_hlc, held_hlc) count too: written after the point the
- *     pass resumed the stream from, and acked. Invariant: never a version
- *     the peer may lack (PROTOCOL.md section 7).
+ *     pass resumed the stream from, and acked; that point is stored in the
+ *     index so a restart keeps it. Invariant: never a version the peer may
+ *     lack (PROTOCOL.md section 7).
  *
  * Jobs run on engine worker threads and come back through engine_poll on
  * the loop. Every structure a job touches is reference-counted and can be
@@ -72,6 +73,8 @@
 #include "wal.pb-c.h"
 
 #define ITEMS_PER_JOB 8
+/* index meta key of a peer's resync_after_hlc (decimal; "0": none) */
+#define RESYNC_AFTER_KEY "repl.resync_after.%u"
 
 enum {
     SYNC_NONE = 0,
@@ -192,8 +195,11 @@ struct repl__tx {
      * (repl_held). 0 until a pass resumes the stream in this run. Set when
      * a pass begins, before its marker is queued (the marker is the only
      * thing that moves the peer's applied LSN over records it lacks), kept
-     * by a pass without a marker, cleared when a pass completes. */
+     * by a pass without a marker, cleared when a pass completes. Stored
+     * (RESYNC_AFTER_KEY) before it is used and cleared before the mark is,
+     * so a restart picks it up again (resync_loaded: read once). */
     uint64_t resync_after_hlc;
+    int resync_loaded;
     /* bandwidth limit: a token bucket of bytes, refilled at bw_bps */
     uint64_t bw_bps;
     double tokens;
@@ -1380,8 +1386,20 @@ typedef struct mark_job {
     uint64_t l0, acked, gen;
     int marker;      /* begin: the stream goes on from l0, after the marker */
     uint64_t wm_hlc; /* begin: local writes stamped above it come after the stream's point */
+    uint64_t after;  /* begin: tx->resync_after_hlc (in), what it becomes (out) */
     int rc;
 } mark_job;
+
+/* Stores a peer's resync_after_hlc (0: none). Blocking: on a worker. */
+static int
+resync_after_store(store *st, uint32_t peer, uint64_t hlc)
+{
+    char key[40], val[24];
+
+    snprintf(key, sizeof(key), RESYNC_AFTER_KEY, peer);
+    snprintf(val, sizeof(val), "%llu", (unsigned long long)hlc);
+    return store_meta_put(st, key, val, strlen(val));
+}
 
 static void
 mark_work(void *arg)
@@ -1389,7 +1407,11 @@ mark_work(void *arg)
     mark_job *m = arg;
 
     if (m->done) {
-        m->rc = wal_peer_resync_done(m->w, m->peer, m->acked);
+        /* the stored point goes first: were it left while the mark is
+         * cleared, a later resync after a restart would trust it */
+        m->rc = resync_after_store(m->st, m->peer, 0);
+        if (m->rc == 0)
+            m->rc = wal_peer_resync_done(m->w, m->peer, m->acked);
         return;
     }
     m->rc = wal_peer_resync_begin(m->w, m->peer, m->acked);
@@ -1412,6 +1434,13 @@ mark_work(void *arg)
         uint64_t last = 0;
         if (engine_local_watermark(m->eng, &last, &m->wm_hlc) != 0)
             m->wm_hlc = 0;
+        /* A pass with a marker takes the new point; one without keeps the
+         * point it finds (nothing jumped since it was set). Stored before
+         * the marker can go: a restart must not find an older point. */
+        if (m->marker || !m->after) {
+            m->after = m->wm_hlc;
+            m->rc = resync_after_store(m->st, m->peer, m->after);
+        }
     }
 }
 
@@ -1440,10 +1469,9 @@ begin_done(repl_peer *p, mark_job *m)
     char result[128];
 
     /* before the marker can go: its ack lifts the peer's applied LSN over
-     * the holes, all stamped at or below the new point. A pass without a
-     * marker keeps the point it finds (nothing jumped since it was set). */
-    if (m->rc == 0 && (m->marker || !tx->resync_after_hlc))
-        tx->resync_after_hlc = m->wm_hlc;
+     * the holes, all stamped at or below the new point */
+    if (m->rc == 0)
+        tx->resync_after_hlc = m->after;
     if (m->rc == 0 && m->marker) {
         tx->sync_l0 = m->l0;
         m->rc = marker_queue(tx);
@@ -1534,6 +1562,7 @@ mark_job_start(repl_peer *p, int done)
     m->done = done;
     m->l0 = tx->sync_l0;
     m->acked = tx->acked;
+    m->after = tx->resync_after_hlc;
     m->gen = tx->gen;
     tx->refs++;
     tx->job_running = 1;
@@ -1904,6 +1933,32 @@ submit(repl_peer *p, repl__item *it)
  * LSN <= lsn) and drops the samples the peer has acked; the newest dropped
  * one tells which writes the peer has applied: acked_hlc.
  */
+/*
+ * Once per run, when the WAL first shows the peer's resync mark: the point
+ * a pass of an earlier run stored (every local write stamped above it is
+ * after the stream's point, which no marker has moved since). A quick
+ * index read on the loop, once per peer.
+ */
+static void
+resync_after_load(repl_peer *p)
+{
+    struct repl__tx *tx = p->tx;
+    char key[40];
+    void *val = NULL;
+    size_t len = 0;
+
+    tx->resync_loaded = 1;
+    snprintf(key, sizeof(key), RESYNC_AFTER_KEY, p->id);
+    if (!tx->resync_after_hlc && store_meta_get(engine_store(p->r->eng), key, &val, &len) == 0 &&
+        len < 24) {
+        char buf[24];
+        memcpy(buf, val, len);
+        buf[len] = '\0';
+        tx->resync_after_hlc = strtoull(buf, NULL, 10);
+    }
+    free(val);
+}
+
 static void
 lag_sample(struct repl__tx *tx, uint64_t durable, uint64_t hlc, uint64_t now)
 {
@@ -2004,6 +2059,8 @@ repl__tx_pump(repl_peer *p)
                 tx->needs_resync = 1;
                 snprintf(tx->error, sizeof(tx->error), "needs resync: past WAL retention");
             }
+            if (!tx->resync_loaded)
+                resync_after_load(p);
             if (!ws.holding && !tx->gap)
                 stream_broken(p); /* the WAL holds nothing for it (again) */
         }

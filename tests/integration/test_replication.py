@@ -741,6 +741,10 @@ def test_replication_status_is_precise_while_a_resync_pass_runs(tmp_path):
         ca = client(a)
         wait_for(lambda: peer_of(a, "b")["send"]["streaming"], 20, "a's stream to b to resume")
         holes_pending(ca)
+        # the point the first pass resumed the stream from is stored: what b
+        # acked after it still reads COMPLETED (the new pass needs no marker)
+        wait_for(lambda: repl_status(ca, "statsync", "live") == "COMPLETED", 15,
+                 "the live write to read COMPLETED again after a's restart")
         wait_for(lambda: peer_of(a, "b")["anti_entropy"]["versions_sent"] > 0, 30,
                  "the pass to run again")
         ca.put_object(Bucket="statsync", Key="live2", Body=b"after the restart")
