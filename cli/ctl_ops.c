@@ -301,9 +301,12 @@ ctl_cmd_failed(const ctl_opts *o, int argc, char **argv)
            mrd_json_get_str(j, "site", "?"), mrd_json_get_num(j, "failed_after_s", 0));
     for (const mrd_json *p = peers ? peers->child : NULL; p; p = p->next) {
         const char *err = mrd_json_get_str(p, "error", "");
-        printf("  peer %-12s %6.0f FAILED  (acked LSN %.0f)%s%s\n",
+        int partial = mrd_json_get_num(p, "failed_unknown", 0) != 0;
+        printf("  peer %-12s %6.0f FAILED  (acked LSN %.0f)%s%s%s\n",
                mrd_json_get_str(p, "peer", "?"), mrd_json_get_num(p, "failed_records", 0),
-               mrd_json_get_num(p, "acked_lsn", 0), *err ? "  " : "", err);
+               mrd_json_get_num(p, "acked_lsn", 0),
+               partial ? "  partial: being resynced, older writes it may lack are not listed" : "",
+               *err ? "  " : "", err);
     }
     printf("\n%-10s %-16s %-40s %-26s %10s %8s\n", "PEER", "KIND", "BUCKET/KEY", "VERSION", "SIZE",
            "AGE");

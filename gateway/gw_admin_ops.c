@@ -62,6 +62,7 @@ struct admin_job {
     /* FAILED records: one query per peer, taken on the loop */
     repl_failed_query fq[MRD_MAX_PEERS];
     uint64_t fcount[MRD_MAX_PEERS];
+    int funknown[MRD_MAX_PEERS]; /* the peer's failed_unknown: the list may miss some */
     int n_fq;
     uint64_t after, now_ms;
     /* object status: the current version, for per-peer replication */
@@ -435,6 +436,8 @@ work_failed(admin_job *j)
         mrd_json_w_uint(w, ends[i].acked_lsn);
         mrd_json_w_key(w, "failed_records");
         mrd_json_w_uint(w, j->fcount[i]);
+        mrd_json_w_key(w, "failed_unknown");
+        mrd_json_w_bool(w, j->funknown[i]);
         mrd_json_w_key(w, "next_after");
         mrd_json_w_uint(w, ends[i].more ? ends[i].last_lsn : 0);
         mrd_json_w_key(w, "error");
@@ -461,8 +464,10 @@ failed_prepare(admin_job *j, const char *peer)
         if (repl_peer_get(r, i, &pi) != 0 || (peer && strcmp(peer, pi.name) != 0))
             continue;
         found = 1;
-        if (repl_failed_query_get(r, pi.id, j->now_ms, &j->fq[j->n_fq]) == 0)
+        if (repl_failed_query_get(r, pi.id, j->now_ms, &j->fq[j->n_fq]) == 0) {
+            j->funknown[j->n_fq] = pi.failed_unknown;
             j->fcount[j->n_fq++] = pi.failed_records;
+        }
     }
     return peer && !found ? MRD_ENOTFOUND : 0;
 }

@@ -383,13 +383,15 @@ def throttled_resync(a, b, rate):
              "the pass to send versions")
 
 
-def small_wal_pair(tmp_path):
+def small_wal_pair(tmp_path, a_conf=""):
     """Sites a and b, started, with a WAL capped at 16 MiB (1 MiB segments):
-    24 MiB of writes while b is down put b past a's retention."""
+    24 MiB of writes while b is down put b past a's retention. a_conf is
+    appended to a's configuration."""
     a, b = mesh(tmp_path, ("a", "b"))
     for s in (a, b):
         with open(s.config, "a") as f:
             f.write("[wal]\nsegment_size = 1MiB\nretention_max = 16MiB\n")
+            f.write(a_conf if s is a else "")
     a.start()
     b.start()
     return a, b
@@ -761,6 +763,47 @@ def test_replication_status_is_precise_while_a_resync_pass_runs(tmp_path):
                              for k in keys + ["live", "live2", "early"]), 15,
                  "every write to read COMPLETED after the pass")
         assert all(at_b(k) is not None for k in keys)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_failed_list_and_status_agree_while_a_resync_pass_runs(tmp_path):
+    """failed_after = 2 s at a, and b's resync pass throttled: a write made
+    after the pass began that b has applied never reads FAILED and is never
+    listed, though older than the deadline; older writes b lacks read
+    FAILED, and the FAILED list says it is partial for b until the pass
+    ends, when it is empty and everything reads COMPLETED."""
+    a, b = small_wal_pair(tmp_path, "[replication]\nfailed_after = 2\n")
+    try:
+        ca, cb = early_pair(a, b, "failsync")
+        b.stop()
+        fill_past_retention(ca, "failsync")
+        throttled_resync(a, b, "256KiB")
+        ca.put_object(Bucket="failsync", Key="live", Body=b"written during the resync")
+        written = time.time()
+        wait_for(lambda: body_at(cb, "failsync", "live") is not None, 15, "live to reach b")
+        wait_for(lambda: repl_status(ca, "failsync", "live") == "COMPLETED", 15,
+                 "live to read COMPLETED")
+        time.sleep(max(0.0, written + 2.5 - time.time()))
+
+        assert repl_status(ca, "failsync", "live") == "COMPLETED"
+        keys = [f"k{i:03d}" for i in range(0, 240, 3)]
+        said = {k: repl_status(ca, "failsync", k) for k in keys}
+        st, doc = failed_list(a, peer="b")
+        lacking = [k for k in keys if body_at(cb, "failsync", k) is None]
+        assert peer_of(a, "b")["send"]["needs_resync"], "the pass ended too soon for the test"
+        assert lacking and all(said[k] == "FAILED" for k in lacking), (lacking, said)
+        assert st == 200 and doc["peers"][0]["failed_unknown"], doc
+        assert "live" not in [e["key"] for e in doc["failed"]], doc
+
+        assert a.ctl("bandwidth", "--peer", "b", "0").returncode == 0
+        wait_for(lambda: not peer_of(a, "b")["send"]["needs_resync"], 90,
+                 "the resync mark to clear")
+        wait_for(lambda: all(repl_status(ca, "failsync", k) == "COMPLETED"
+                             for k in keys + ["live"]), 15, "every write to read COMPLETED")
+        st, doc = failed_list(a, peer="b")
+        assert doc["failed"] == [] and not doc["peers"][0]["failed_unknown"], doc
     finally:
         a.stop()
         b.stop()
