@@ -812,10 +812,11 @@ def test_failed_list_and_status_agree_while_a_resync_pass_runs(tmp_path):
 def test_a_peer_that_falls_past_retention_again_during_its_resync_gets_a_new_pass(tmp_path):
     """b's resync pass runs throttled while a writes more than its WAL
     retention: b's stream falls behind again, the WAL drops it, that pass
-    ends as failed and a new one (with a new snapshot) brings b level."""
+    ends as failed and a new one (with a new snapshot) brings b level; the
+    writes b lacks meanwhile never read COMPLETED."""
     a, b = small_wal_pair(tmp_path)
     try:
-        ca = client(a)
+        ca, cb = client(a), client(b)
         ca.create_bucket(Bucket="again")
         wait_caught_up([a, b])
         b.stop()
@@ -825,6 +826,16 @@ def test_a_peer_that_falls_past_retention_again_during_its_resync_gets_a_new_pas
         fill_past_retention(ca, "again", key="n")
         wait_for(lambda: "the stream fell past WAL retention again" in a.read_log(), 30,
                  "the pass to end when b's stream is dropped again")
+        # the new pass's marker lifts b's applied LSN over the second holes:
+        # its new point keeps them from reading COMPLETED while b lacks them
+        wait_for(lambda: a.read_log().count("event=repl.sync.streaming peer=b ") >= 2, 30,
+                 "the new pass's marker to be acked")
+        keys = [f"n{i:03d}" for i in range(0, 240, 3)]
+        said = {k: repl_status(ca, "again", k) for k in keys}
+        held = {k: body_at(cb, "again", k) is not None for k in keys}
+        assert peer_of(a, "b")["send"]["needs_resync"], "the pass ended too soon for the test"
+        assert not all(held.values()), "the throttled pass should not have sent everything yet"
+        assert not [k for k in keys if said[k] == "COMPLETED" and not held[k]], (said, held)
         assert a.ctl("bandwidth", "--peer", "b", "0").returncode == 0
         snap = converge([a, b], timeout=90)
         assert len(snap["again"]) == 480
