@@ -192,7 +192,8 @@ struct repl__tx {
     /* While the peer needs a resync: every local write stamped after this
      * has an LSN above the point from which our stream to it runs without
      * holes, so those stamped below held_hlc too are applied there
-     * (repl_held). 0 until a pass resumes the stream in this run. Set when
+     * (repl_held). 0 until a pass resumes the stream (or the value stored
+     * by a pass of an earlier run is read back). Set when
      * a pass begins, before its marker is queued (the marker is the only
      * thing that moves the peer's applied LSN over records it lacks), kept
      * by a pass without a marker, cleared when a pass completes. Stored
@@ -1929,11 +1930,6 @@ submit(repl_peer *p, repl__item *it)
 }
 
 /*
- * Notes the local watermark (every local write stamped before hlc has an
- * LSN <= lsn) and drops the samples the peer has acked; the newest dropped
- * one tells which writes the peer has applied: acked_hlc.
- */
-/*
  * Once per run, when the WAL first shows the peer's resync mark: the point
  * a pass of an earlier run stored (every local write stamped above it is
  * after the stream's point, which no marker has moved since). A quick
@@ -1959,6 +1955,11 @@ resync_after_load(repl_peer *p)
     free(val);
 }
 
+/*
+ * Notes the local watermark (every local write stamped before hlc has an
+ * LSN <= lsn) and drops the samples the peer has acked; the newest dropped
+ * one tells which writes the peer has applied: acked_hlc.
+ */
 static void
 lag_sample(struct repl__tx *tx, uint64_t durable, uint64_t hlc, uint64_t now)
 {
