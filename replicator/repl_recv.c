@@ -121,17 +121,23 @@ rx_unref(repl__rx *rx)
  * doubling from 256 bytes, copying at every step, and a page fault per 4 KiB
  * of every new buffer. Buffers are kept instead, at most REPL_POOL_BUFS of at
  * least POOL_MIN bytes, REPL_POOL_BYTES in all, and handed out smallest
- * first. Loop thread only.
+ * first; new ones are made big enough for any chunk, so one size serves
+ * heads and data alike. Loop thread only.
  */
 
-#define POOL_MIN (64u << 10) /* smaller buffers are not worth keeping */
+#define POOL_MIN   (64u << 10)  /* smaller buffers are not worth keeping */
+#define POOL_ROUND (256u << 10) /* new buffers: a multiple of this, and room for a chunk */
 
 /* Room for need more bytes in b: a kept buffer when one is big enough, else
- * a new one of exactly that size (b's bytes, at most a few, are kept). */
+ * a new one with room for a whole chunk at least, rounded up to POOL_ROUND,
+ * so that kept buffers fit the next request (sized exactly, each head a few
+ * bytes larger than the last found none that fit, and every request took
+ * fresh memory again). b's bytes, at most a few, are kept. */
 static int
 pool_reserve(repl *r, mrd_buf *b, size_t need)
 {
     int best = -1;
+    size_t cap;
     char *p;
 
     if (b->cap >= b->len + need + 1)
@@ -152,10 +158,12 @@ pool_reserve(repl *r, mrd_buf *b, size_t need)
     }
     if (b->len + need < POOL_MIN)
         return mrd_buf_reserve(b, need);
-    if (!(p = realloc(b->data, b->len + need + 1)))
+    cap = b->len + need + 1 > REPL_CHUNK + 1 ? b->len + need + 1 : REPL_CHUNK + 1;
+    cap = (cap + POOL_ROUND - 1) / POOL_ROUND * POOL_ROUND;
+    if (!(p = realloc(b->data, cap)))
         return -ENOMEM;
     b->data = p;
-    b->cap = b->len + need + 1;
+    b->cap = cap;
     b->data[b->len] = '\0';
     return 0;
 }
