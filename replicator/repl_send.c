@@ -614,6 +614,7 @@ typedef struct tx_job {
     uint64_t next;
     int caught_up, rc;
     uint64_t superseded; /* puts left out: their version is gone here */
+    uint64_t skipped_to; /* skip_gone told the peer of a range up to here */
     char err[160];
 } tx_job;
 
@@ -825,6 +826,40 @@ read_records(tx_job *j, wal_reader *rd)
     free(b);
 }
 
+/*
+ * The WAL no longer holds what this job was to read next. When its size cap
+ * moved the peer's cursor over segments of replicated applies only (which
+ * no peer is sent), everything from there to the cursor is either such a
+ * record or one the peer has applied (wal_peer_status.skip_lo): the peer is
+ * told so by one empty range, and reading goes on after the cursor, rather
+ * than a resync of a peer that lacks nothing. A range starting below
+ * skip_lo (a peer that announced less than it had acked) still fails.
+ */
+static void
+skip_gone(tx_job *j)
+{
+    wal_peer_status ws;
+    uint64_t from = j->tail ? j->tail->last + 1 : j->from;
+    cut *b;
+
+    if (j->rc != MRD_ENOTFOUND || wal_cursor_get(j->w, j->peer, &ws) != 0 || ws.needs_resync ||
+        !ws.skip_lo || from < ws.skip_lo || from > ws.acked_lsn)
+        return;
+    if (!(b = calloc(1, sizeof(*b))))
+        return;
+    b->open = 1;
+    b->first = from;
+    b->last = ws.acked_lsn;
+    if (emit(j, b, NULL, 0) == 0) {
+        j->rc = 0;
+        j->next = ws.acked_lsn + 1;
+        j->skipped_to = ws.acked_lsn;
+        wal_reader_close(j->tx->rd); /* the next job opens after the range */
+        j->tx->rd = NULL;
+    }
+    free(b);
+}
+
 static void
 tx_job_work(void *arg)
 {
@@ -843,12 +878,14 @@ tx_job_work(void *arg)
         tx->rd = NULL;
         j->rc = wal_reader_open(j->w, j->from, &tx->rd);
         if (j->rc != 0) {
+            skip_gone(j);
             pthread_mutex_unlock(&tx->mu);
             return;
         }
         wal_reader_bare(tx->rd, WAL_REC_REPLICATED_APPLY); /* never forwarded */
     }
     read_records(j, tx->rd);
+    skip_gone(j);
     pthread_mutex_unlock(&tx->mu);
 }
 
@@ -895,6 +932,13 @@ tx_job_done(void *arg)
         tx->reopen = 0;
     }
     tx->superseded += j->superseded;
+    if (j->skipped_to) {
+        tx->reopen = 1;
+        MRD_INFO("repl.send.skip",
+                 "peer=%s to_lsn=%llu reason=\"the WAL's size cap dropped "
+                 "segments holding only replicated applies, which the peer is never sent\"",
+                 p->name, (unsigned long long)j->skipped_to);
+    }
     chain_append(&tx->q, &tx->q_tail, &tx->q_n, j->items, j->tail, j->n_items);
     j->items = NULL;
     if (j->rc == 0) {

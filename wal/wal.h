@@ -18,7 +18,8 @@
  *     LMDB index; wal_cursor_file is a file-backed one for tests and tools);
  *   - wal_set_applied + retention: segments are deleted once every peer and
  *     the index are past them; a size cap marks the most lagging peer as
- *     needing resync.
+ *     needing resync (or, when what it would lose is only replicated
+ *     applies, which no peer is sent, moves its cursor over them instead).
  *
  * The WAL does not log (house rule for wal/ and conflict/): everything worth
  * telling is returned as codes, a wal_recovery report and wal_status.
@@ -332,6 +333,11 @@ typedef struct wal_peer_status {
     int needs_resync;     /* dropped by the size cap: anti-entropy must catch it up */
     int holding;          /* segments are held for it (0: needs_resync, no pass resumed it) */
     uint64_t lag_records; /* durable_lsn - acked_lsn */
+    /* LSNs skip_lo..acked_lsn hold nothing the peer needs: the size cap
+     * moved its cursor over segments holding only replicated applies (in
+     * this run; 0 when it did not). A sender that finds them gone may tell
+     * the peer so (an empty range) instead of resyncing it. */
+    uint64_t skip_lo;
 } wal_peer_status;
 
 /*
@@ -399,8 +405,9 @@ typedef struct wal_status {
     char failed_segment[32];
     /* group commit counters since open */
     uint64_t appends, batches, syncs;
-    uint64_t max_batch; /* largest batch in records */
-    uint64_t resyncs;   /* peers marked needs-resync by the size cap */
+    uint64_t max_batch;    /* largest batch in records */
+    uint64_t resyncs;      /* peers marked needs-resync by the size cap */
+    uint64_t cursor_skips; /* ... cursors it moved over replicated applies instead */
     uint64_t segments_deleted;
     int n_peers;
     wal_peer_status peers[WAL_MAX_PEERS];

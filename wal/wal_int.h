@@ -97,6 +97,10 @@ int wal__seg_name_parse(const char *name, uint64_t *first);
 typedef struct wal__seg {
     uint64_t first_lsn;
     uint64_t size;
+    /* the highest LSN in it of a record this site originated (any type but
+     * WAL_REC_REPLICATED_APPLY, which no peer is sent); 0: none;
+     * UINT64_MAX: not known (segments found at open) */
+    uint64_t last_own;
 } wal__seg;
 
 typedef struct wal__peer {
@@ -106,6 +110,9 @@ typedef struct wal__peer {
     /* a needs-resync peer being resynced: its stream goes on from here, so
      * segments from here (or acked + 1, if more) are held; 0: none held */
     uint64_t hold;
+    /* LSNs skip_lo..acked hold nothing it needs: the cap moved its cursor
+     * over segments of replicated applies only (this run; 0: none) */
+    uint64_t skip_lo;
 } wal__peer;
 
 typedef struct wal__node wal__node;
@@ -151,6 +158,7 @@ struct wal {
     wal__peer peers[WAL_MAX_PEERS];
     int npeers;
     uint64_t resyncs, segments_deleted;
+    uint64_t cursor_skips; /* cursors the cap moved over replicated applies */
     int over_cap;
 
     wal_reader *waiters; /* readers with an armed notification */

@@ -235,6 +235,7 @@ segs_push(wal *w, uint64_t first_lsn, uint64_t size)
     }
     w->segs[w->nsegs].first_lsn = first_lsn;
     w->segs[w->nsegs].size = size;
+    w->segs[w->nsegs].last_own = UINT64_MAX;
     w->nsegs++;
     w->bytes += size;
     return 0;
@@ -242,10 +243,22 @@ segs_push(wal *w, uint64_t first_lsn, uint64_t size)
 
 /* ---- retention (caller holds mu) ------------------------------------------- */
 
+static int
+peer_index(const wal *w, uint32_t peer)
+{
+    for (int i = 0; i < w->npeers; i++)
+        if (w->peers[i].id == peer)
+            return i;
+    return -1;
+}
+
 typedef struct resync_mark {
     uint32_t peer;
     uint64_t acked;
 } resync_mark;
+
+/* A peer's cursor moved over records it does not need (see below). */
+typedef resync_mark cursor_skip;
 
 /* The first LSN peer p still needs, or 0 when it holds nothing (marked
  * needs-resync, and no resync pass has resumed its stream). */
@@ -274,14 +287,26 @@ needed_lsn(const wal *w)
 
 /* Deletes what no one needs, then enforces the cap. Peers newly marked
  * needs-resync are returned in marks so the caller can save them after
- * unlocking. */
+ * unlocking.
+ *
+ * Past the cap, the most lagging peer first loses nothing when the oldest
+ * segment it needs holds no record of ours after its cursor: only
+ * replicated applies, which no peer is ever sent (a site that takes in a
+ * large catch-up or resync fills its log with them while its cursor for
+ * another peer waits for that peer's next ack). Its cursor is then moved
+ * to the segment's end instead of marking it for a resync it does not
+ * need; the move is returned in *skip, to be saved before anything is
+ * deleted on its strength (the caller saves it and runs retention again),
+ * so a crash never leaves a saved cursor before a deleted segment that
+ * the peer needed. */
 static int
-retention_locked(wal *w, resync_mark *marks, int *nmarks)
+retention_locked(wal *w, resync_mark *marks, int *nmarks, cursor_skip *skip)
 {
     size_t drop = 0;
     int rc = 0;
 
     *nmarks = 0;
+    skip->peer = 0;
     for (;;) {
         uint64_t need = needed_lsn(w);
         uint64_t bytes = w->bytes;
@@ -302,6 +327,10 @@ retention_locked(wal *w, resync_mark *marks, int *nmarks)
                 lag = p;
         if (lag < 0)
             break;
+        if (!w->peers[lag].needs_resync && w->segs[drop].last_own < peer_need(&w->peers[lag])) {
+            *skip = (cursor_skip){w->peers[lag].id, w->segs[drop + 1].first_lsn - 1};
+            break;
+        }
         /* a peer being resynced can fall behind again: it stops holding,
          * and its next pass resumes the stream from a new point */
         w->peers[lag].needs_resync = 1;
@@ -339,18 +368,40 @@ static int
 retention(wal *w)
 {
     resync_mark marks[WAL_MAX_PEERS];
+    cursor_skip skip = {0, 0};
     int nmarks, rc;
 
-    pthread_mutex_lock(&w->mu);
-    rc = retention_locked(w, marks, &nmarks);
-    pthread_mutex_unlock(&w->mu);
-    /* Best effort: if this save is lost, the peer's saved cursor points
-     * into a deleted segment and wal_reader_open says MRD_ENOTFOUND, which
-     * also sends it to resync. */
-    for (int i = 0; i < nmarks; i++)
-        if (w->cursors.save)
-            (void)w->cursors.save(w->cursors.ud, marks[i].peer, marks[i].acked, 1);
-    return rc;
+    /* each round moves one peer's cursor at most, past one more segment,
+     * so this ends */
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        rc = retention_locked(w, marks, &nmarks, &skip);
+        pthread_mutex_unlock(&w->mu);
+        /* Best effort: if this save is lost, the peer's saved cursor points
+         * into a deleted segment and wal_reader_open says MRD_ENOTFOUND,
+         * which also sends it to resync. */
+        for (int i = 0; i < nmarks; i++)
+            if (w->cursors.save)
+                (void)w->cursors.save(w->cursors.ud, marks[i].peer, marks[i].acked, 1);
+        if (rc != 0 || !skip.peer)
+            return rc;
+        if (w->cursors.save && w->cursors.save(w->cursors.ud, skip.peer, skip.acked, 0) != 0)
+            return rc; /* not saved: nothing is deleted on its strength */
+        pthread_mutex_lock(&w->mu);
+        int i = peer_index(w, skip.peer), gone = i < 0 || w->peers[i].needs_resync;
+        if (!gone && skip.acked > w->peers[i].acked) {
+            if (!w->peers[i].skip_lo || w->peers[i].skip_lo > w->peers[i].acked + 1)
+                w->peers[i].skip_lo = w->peers[i].acked + 1;
+            w->peers[i].acked = skip.acked;
+            w->cursor_skips++;
+        }
+        pthread_mutex_unlock(&w->mu);
+        /* moved here, or by a concurrent retention (the writer thread's and
+         * an ack's can race): either way the next round sees a cursor at
+         * least there, so it deletes more or moves further */
+        if (gone)
+            return rc;
+    }
 }
 
 /* ---- the writer thread ----------------------------------------------------- */
@@ -445,11 +496,15 @@ write_batch(wal *w, wal_io_op *op_out, int *rolled)
         size_t run = p;
         uint64_t off = w->cur_off;
 
+        uint64_t own = 0;
+
         while (p < b->len) {
             size_t flen = WAL__REC_HDR + wal__get32(b->buf + p + 4);
             if (off + flen > w->segment_bytes && off > WAL__SEG_HDR)
                 break;
             wal__rec_seal(b->buf + p, (uint32_t)w->cur_synced);
+            if (wal__get16(b->buf + p + 16) != WAL_REC_REPLICATED_APPLY)
+                own = wal__get64(b->buf + p + 8);
             off += flen;
             p += flen;
         }
@@ -461,6 +516,8 @@ write_batch(wal *w, wal_io_op *op_out, int *rolled)
                 return rc;
             pthread_mutex_lock(&w->mu);
             w->segs[w->nsegs - 1].size += off - w->cur_off;
+            if (own && w->segs[w->nsegs - 1].last_own != UINT64_MAX)
+                w->segs[w->nsegs - 1].last_own = own; /* an unknown one stays so */
             w->bytes += off - w->cur_off;
             pthread_mutex_unlock(&w->mu);
             w->cur_off = off;
@@ -484,6 +541,8 @@ write_batch(wal *w, wal_io_op *op_out, int *rolled)
             *rolled = 1;
             pthread_mutex_lock(&w->mu);
             rc = segs_push(w, first, WAL__SEG_HDR);
+            if (rc == 0)
+                w->segs[w->nsegs - 1].last_own = 0; /* written by us: known */
             pthread_mutex_unlock(&w->mu);
             if (rc != 0)
                 return rc;
@@ -971,7 +1030,8 @@ wal_open(const wal_opts *o, wal **out)
     if ((rc = recover(w, o, rep, &last_lsn_out)) != 0)
         goto fail;
     if (w->nsegs == 0) {
-        if ((rc = seg_create(w, 1, &w->cur_fd)) != 0 || (rc = segs_push(w, 1, WAL__SEG_HDR)) != 0) {
+        if ((rc = seg_create(w, 1, &w->cur_fd)) != 0 || (rc = segs_push(w, 1, WAL__SEG_HDR)) != 0 ||
+            (w->segs[0].last_own = 0) != 0) {
             snprintf(rep->error, sizeof(rep->error), "cannot create the first WAL segment: %s",
                      mrd_strerror(rc));
             goto fail;
@@ -1051,15 +1111,6 @@ wal_close(wal *w)
 
 /* ---- peers, cursors, status ------------------------------------------------ */
 
-static int
-peer_index(const wal *w, uint32_t peer)
-{
-    for (int i = 0; i < w->npeers; i++)
-        if (w->peers[i].id == peer)
-            return i;
-    return -1;
-}
-
 int
 wal_peer_add(wal *w, uint32_t peer, uint64_t initial_lsn)
 {
@@ -1084,7 +1135,7 @@ wal_peer_add(wal *w, uint32_t peer, uint64_t initial_lsn)
     else if (w->npeers == WAL_MAX_PEERS)
         rc = MRD_ETOOBIG;
     else
-        w->peers[w->npeers++] = (wal__peer){peer, acked, resync, 0};
+        w->peers[w->npeers++] = (wal__peer){.id = peer, .acked = acked, .needs_resync = resync};
     pthread_mutex_unlock(&w->mu);
     return rc;
 }
@@ -1216,6 +1267,7 @@ wal_cursor_get(wal *w, uint32_t peer, wal_peer_status *out)
         out->peer = peer;
         out->acked_lsn = w->peers[i].acked;
         out->needs_resync = w->peers[i].needs_resync;
+        out->skip_lo = w->peers[i].skip_lo;
         out->holding = peer_need(&w->peers[i]) != 0;
         out->lag_records =
             w->durable_lsn > w->peers[i].acked ? w->durable_lsn - w->peers[i].acked : 0;
@@ -1267,11 +1319,13 @@ wal_get_status(wal *w, wal_status *out)
     s.max_batch = w->max_batch;
     s.resyncs = w->resyncs;
     s.segments_deleted = w->segments_deleted;
+    s.cursor_skips = w->cursor_skips;
     s.n_peers = w->npeers;
     for (int i = 0; i < w->npeers; i++) {
         s.peers[i].peer = w->peers[i].id;
         s.peers[i].acked_lsn = w->peers[i].acked;
         s.peers[i].needs_resync = w->peers[i].needs_resync;
+        s.peers[i].skip_lo = w->peers[i].skip_lo;
         s.peers[i].holding = peer_need(&w->peers[i]) != 0;
         s.peers[i].lag_records =
             w->durable_lsn > w->peers[i].acked ? w->durable_lsn - w->peers[i].acked : 0;

@@ -383,18 +383,70 @@ def throttled_resync(a, b, rate):
              "the pass to send versions")
 
 
+def small_wal(*sites):
+    """Caps the sites' WALs at 16 MiB (1 MiB segments), before they start."""
+    for s in sites:
+        with open(s.config, "a") as f:
+            f.write("[wal]\nsegment_size = 1MiB\nretention_max = 16MiB\n")
+
+
 def small_wal_pair(tmp_path, a_conf=""):
     """Sites a and b, started, with a WAL capped at 16 MiB (1 MiB segments):
     24 MiB of writes while b is down put b past a's retention. a_conf is
     appended to a's configuration."""
     a, b = mesh(tmp_path, ("a", "b"))
-    for s in (a, b):
-        with open(s.config, "a") as f:
-            f.write("[wal]\nsegment_size = 1MiB\nretention_max = 16MiB\n")
-            f.write(a_conf if s is a else "")
+    small_wal(a, b)
+    with open(a.config, "a") as f:
+        f.write(a_conf)
     a.start()
     b.start()
     return a, b
+
+
+def test_a_log_full_of_replicated_applies_does_not_resync_a_peer(tmp_path):
+    """b's WAL (capped at 16 MiB) fills with a's records while b's own link
+    to a is cut, so b's cursor for a waits for acks that cannot come. Those
+    segments hold only replicated applies, which b never sends a, so the cap
+    moves b's cursor for a past them instead of marking a for a resync; once
+    the link heals, b tells a so with one empty range, and no pass sends a
+    back what a wrote (before: a was marked, and b's resync pass sent a its
+    own 240 objects)."""
+    from wanem import Wanem
+    a = Site(str(tmp_path / "a"), name="a", site_id=1)
+    b = Site(str(tmp_path / "b"), name="b", site_id=2)
+    with Wanem(log=str(tmp_path / "wanem.log")) as wan:
+        host, port = wan.add_link("b-a", target=("127.0.0.1", a.repl_port))
+        wan.partition("b-a")
+        a.add_peer(b)
+        with open(b.config, "a") as f:
+            f.write(f"[peer.a]\nid = 1\nreplication = {host}:{port}\n")
+        small_wal(a, b)
+        a.start()
+        b.start()
+        try:
+            ca = client(a)
+            ca.create_bucket(Bucket="echo")
+            fill_past_retention(ca, "echo")  # 24 MiB: past b's cap too
+            wait_for(lambda: peer_of(a, "b")["send"]["lag_records"] == 0, 60,
+                     "b to apply a's records")
+            assert "event=repl.peer.needs_resync peer=a" not in b.read_log()
+            wan.heal("b-a")
+            wait_for(lambda: "event=repl.send.skip peer=a" in b.read_log(), 30,
+                     "b to tell a of the range it skipped")
+            wait_for(lambda: peer_of(b, "a")["send"]["streaming"] and
+                     peer_of(a, "b")["receive"]["applied_lsn"] >= 240, 30,
+                     "a to hold b's cursor past the skipped range")
+            pb = peer_of(b, "a")
+            assert not pb["send"]["needs_resync"] and pb["anti_entropy"]["runs"] == 0, pb
+            assert peer_of(a, "b")["receive"]["resync_versions"] == 0
+            assert "event=repl.peer.needs_resync" not in b.read_log()
+            # b's own writes still reach a
+            client(b).put_object(Bucket="echo", Key="from-b", Body=b"after the skip")
+            wait_for(lambda: body_at(ca, "echo", "from-b") == b"after the skip", 30,
+                     "b's write at a")
+        finally:
+            a.stop()
+            b.stop()
 
 
 def test_anti_entropy_brings_a_site_past_retention_level(tmp_path):

@@ -115,22 +115,29 @@ waiter_wait(waiter *x)
     return x->status;
 }
 
-/* Appends and waits until durable; returns the callback status (or the
- * append error). */
+/* Appends a record of that type and waits until durable; returns the
+ * callback status (or the append error). */
 static int
-append_sync(wal *w, const void *p, size_t len, uint64_t *lsn)
+append_sync_type(wal *w, uint16_t type, const void *p, size_t len, uint64_t *lsn)
 {
     waiter x;
     int rc;
 
     waiter_init(&x);
-    rc = wal_append(w, WAL_REC_OBJECT_PUT, p, len, waiter_cb, &x, NULL);
+    rc = wal_append(w, type, p, len, waiter_cb, &x, NULL);
     if (rc != 0)
         return rc;
     rc = waiter_wait(&x);
     if (lsn)
         *lsn = x.lsn;
     return rc;
+}
+
+/* An object put (a record this site originated). */
+static int
+append_sync(wal *w, const void *p, size_t len, uint64_t *lsn)
+{
+    return append_sync_type(w, WAL_REC_OBJECT_PUT, p, len, lsn);
 }
 
 /* Appends record i (1-based) with payload len lens[i-1]. */
@@ -1169,18 +1176,89 @@ SizeCapMarksLaggingPeer(void)
     dir_done();
 }
 
+/* Records from..to of that type, 400 bytes each. */
 static int
-append_range(wal *w, uint64_t from, uint64_t to)
+append_typed(wal *w, uint16_t type, uint64_t from, uint64_t to)
 {
     uint8_t buf[400];
 
     for (uint64_t i = from; i <= to; i++) {
         uint64_t lsn;
         payload_fill(buf, sizeof(buf), i);
-        if (append_sync(w, buf, sizeof(buf), &lsn) != 0 || lsn != i)
+        if (append_sync_type(w, type, buf, sizeof(buf), &lsn) != 0 || lsn != i)
             return -1;
     }
     return 0;
+}
+
+/* Past the cap, a peer whose next needed segment holds only replicated
+ * applies (never sent to a peer) is moved past them, durably, not marked
+ * for a resync; one that would lose a record of ours still is. */
+static void
+CapMovesCursorOverReplicatedApplies(void)
+{
+    wal_opts o = opts_base();
+    wal *w = NULL;
+    wal_cursor_file *f = NULL;
+    wal_status st;
+    wal_peer_status ps;
+    char cpath[600];
+
+    dir_new("capskip");
+    snprintf(cpath, sizeof(cpath), "%s/cursors", g_dir);
+    REQUIRE(wal_cursor_file_open(cpath, &f) == 0);
+    wal_cursor_file_store(f, &o.cursors);
+    o.segment_bytes = 4096;
+    o.retention_bytes = 16384; /* four segments */
+    REQUIRE(wal_open(&o, &w) == 0);
+    REQUIRE(wal_peer_add(w, 2, 0) == 0);
+    REQUIRE(append_typed(w, WAL_REC_OBJECT_PUT, 1, 10) == 0);
+    REQUIRE(wal_cursor_set(w, 2, 10) == 0);
+    /* a catch-up from another site: 90 replicated applies, 9 segments */
+    REQUIRE(append_typed(w, WAL_REC_REPLICATED_APPLY, 11, 100) == 0);
+    REQUIRE(wal_set_applied(w, 100) == 0);
+    REQUIRE(wal_get_status(w, &st) == 0);
+    CHECK_EQ_INT(st.resyncs, 0);
+    CHECK(st.cursor_skips > 0);
+    CHECK_EQ_INT(st.over_cap, 0);
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK_EQ_INT(ps.needs_resync, 0);
+    CHECK(ps.acked_lsn > 10 && ps.acked_lsn < 100);
+    CHECK_EQ_INT(ps.skip_lo, 11);
+    uint64_t moved = ps.acked_lsn;
+    /* a reader from where the peer is (its next own record) still works,
+     * one from before the move finds the segments gone */
+    wal_reader *r = NULL;
+    CHECK_EQ_INT(wal_reader_open(w, moved + 1, &r), 0);
+    wal_reader_close(r);
+    r = NULL;
+    CHECK_EQ_INT(wal_reader_open(w, 11, &r), MRD_ENOTFOUND);
+    /* a record of ours the peer lacks: past the cap it is marked */
+    REQUIRE(append_typed(w, WAL_REC_OBJECT_PUT, 101, 101) == 0);
+    REQUIRE(append_typed(w, WAL_REC_REPLICATED_APPLY, 102, 200) == 0);
+    REQUIRE(wal_set_applied(w, 200) == 0);
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK_EQ_INT(ps.needs_resync, 1);
+    CHECK(ps.acked_lsn <= 100);
+    wal_close(w);
+    wal_cursor_file_close(f);
+
+    /* the move was saved before the segments went */
+    REQUIRE(wal_cursor_file_open(cpath, &f) == 0);
+    wal_cursor_file_store(f, &o.cursors);
+    uint64_t acked = 0;
+    int resync = 0;
+    REQUIRE(o.cursors.load(o.cursors.ud, 2, &acked, &resync) == 0);
+    CHECK(acked >= moved);
+    CHECK_EQ_INT(resync, 1);
+    wal_cursor_file_close(f);
+    dir_done();
+}
+
+static int
+append_range(wal *w, uint64_t from, uint64_t to)
+{
+    return append_typed(w, WAL_REC_OBJECT_PUT, from, to);
 }
 
 /* A needs-resync peer whose resync pass began holds segments for its record
@@ -1721,6 +1799,7 @@ static const test_case tests[] = {
     TEST(CursorPersistenceAcrossReopen),
     TEST(RetentionNeverDeletesWhatPeerNeeds),
     TEST(SizeCapMarksLaggingPeer),
+    TEST(CapMovesCursorOverReplicatedApplies),
     TEST(ResyncPassHoldsTheStream),
     TEST(FsyncFailureFailsPendingAndLaterAppends),
     TEST(ConcurrentAppendersGetUniqueIncreasingLsns),
