@@ -409,6 +409,8 @@ typedef struct engine_status {
     uint64_t mutations, apply_batches, apply_errors;
     uint64_t buckets_revived; /* buckets kept or brought back for a peer's write */
     int failed;               /* 1 once a WAL or index failure made the engine read-only */
+    char failure[96];         /* then what failed: "meta_dir full", "WAL fdatasync failed:
+                                 Input/output error", ...; "" otherwise */
 } engine_status;
 
 /* A snapshot. Thread-safe. */

@@ -1093,6 +1093,22 @@ finish(engine__pending *list, int status)
 
 static const char *const io_op_names[] = {"write", "fdatasync", "segment create", "truncate"};
 
+void
+engine__failure_text(const char *meta_dir, const wal_status *ws, int index_rc, char *out, size_t n)
+{
+    struct statvfs fs;
+
+    /* the usual cause, and LMDB reports its short writes as EIO */
+    if (statvfs(meta_dir, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < 1048576)
+        snprintf(out, n, "meta_dir full");
+    else if (ws->failed)
+        snprintf(out, n, "WAL %s failed: %s",
+                 io_op_names[ws->io_op >= 0 && ws->io_op < 4 ? ws->io_op : 0],
+                 mrd_strerror(ws->io_error));
+    else
+        snprintf(out, n, "index commit failed: %s", mrd_strerror(index_rc ? index_rc : -EIO));
+}
+
 /*
  * Says once, loudly, why this site stopped taking writes: which WAL
  * operation failed and with what error, or that the index commit failed;
@@ -1182,6 +1198,8 @@ engine__applier_main(void *arg)
         if (rc != 0) {
             e->apply_errors++;
             e->failed = 1;
+            if (!e->fail_index_rc)
+                e->fail_index_rc = rc;
         }
         pthread_mutex_unlock(&e->ap_mu);
         if (e->failed && !was_failed)

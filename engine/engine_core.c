@@ -534,6 +534,10 @@ engine_get_status(engine *e, engine_status *out)
     out->apply_errors = e->apply_errors;
     out->buckets_revived = e->buckets_revived;
     out->failed = e->failed || ws.failed;
+    out->failure[0] = '\0';
+    if (out->failed)
+        engine__failure_text(e->conf->meta_dir, &ws, e->fail_index_rc, out->failure,
+                             sizeof(out->failure));
     pthread_mutex_unlock(&e->ap_mu);
     return 0;
 }

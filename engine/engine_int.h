@@ -87,6 +87,7 @@ struct engine {
     uint64_t applied_lsn, mutations, apply_batches, apply_errors;
     uint64_t buckets_revived;
     int failed;
+    int fail_index_rc; /* the index commit's error, when that is what failed */
     int (*wal_fault)(void *ud, int op, uint64_t nth); /* tests: engine_opts.wal_fault */
     void *wal_fault_ud;
 
@@ -128,6 +129,9 @@ struct engine {
 /* Reads a decimal u64 stored under key in the index's meta keyspace:
  * MRD_ENOTFOUND when absent, MRD_ECORRUPT when not a number. */
 int engine__meta_u64(engine *e, const char *key, uint64_t *out);
+/* engine_status.failure: what made the engine read-only, in one line. */
+void engine__failure_text(const char *meta_dir, const wal_status *ws, int index_rc, char *out,
+                          size_t n);
 
 /* Index meta key of the applied origin LSN ("repl.applied.<site>"). */
 #define ENGINE_RA_KEY_FMT "repl.applied.%u"

@@ -191,6 +191,21 @@ repl__rx_pool_free(repl *r)
     r->pool_bytes = 0;
 }
 
+/* Why an apply failed, for the peer: once the engine refuses writes after a
+ * WAL or index failure, what failed (a full disk reads as such, not as a
+ * generic durability error), since nothing applies here until a restart. */
+static void
+apply_failure(repl *r, const char *what, int status, char *out, size_t n)
+{
+    engine_status st;
+
+    if (status == MRD_EDURABLE && r && r->eng && engine_get_status(r->eng, &st) == 0 && st.failed &&
+        st.failure[0])
+        snprintf(out, n, "%s: writes refused until restart: %s", what, st.failure);
+    else
+        snprintf(out, n, "%s: %s", what, mrd_strerror(status));
+}
+
 /* Flushes the connection after work done outside nghttp2 callbacks. */
 static void
 flush(repl__conn *c)
@@ -289,8 +304,8 @@ applied_cb(void *ud, int status)
         }
         answer(rx, 200, NULL);
     } else {
-        char why[128];
-        snprintf(why, sizeof(why), "apply failed: %s", mrd_strerror(status));
+        char why[160];
+        apply_failure(rx->r, "apply failed", status, why, sizeof(why));
         /* nothing after the failed range applies (the engine refuses the
          * gap); the sender resends from what is applied */
         p->rx_issued = p->rx_applied;
@@ -433,8 +448,8 @@ resync_done(void *ud, int status)
         rx->p->rx_resync_versions += rx->batch.n;
         answer(rx, 200, NULL);
     } else {
-        char why[128];
-        snprintf(why, sizeof(why), "resync apply failed: %s", mrd_strerror(status));
+        char why[160];
+        apply_failure(rx->r, "resync apply failed", status, why, sizeof(why));
         rx_fail(rx, 503, why);
     }
     c = rx->c;

@@ -220,6 +220,8 @@ def test_replication_into_a_full_log_disk_catches_up_after_restart(tmp_path):
         wait_for(lambda: sent(a)["errors"] > 0 and sent(a)["lag_records"] > 0,
                  timeout=30, what="a to see b refuse records")
         print("a's send status for b:", sent(a))
+        # the peer is told what failed, not just "durability lost"
+        assert "writes refused until restart: meta_dir full" in sent(a)["error"], sent(a)
         assert b.proc.poll() is None, "b died on a full log disk"
         st, _, why = http("GET", b.admin + "/health/ready")
         assert st == 503 and b"writes refused after a WAL or index failure" in why
