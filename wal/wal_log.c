@@ -1030,12 +1030,12 @@ wal_open(const wal_opts *o, wal **out)
     if ((rc = recover(w, o, rep, &last_lsn_out)) != 0)
         goto fail;
     if (w->nsegs == 0) {
-        if ((rc = seg_create(w, 1, &w->cur_fd)) != 0 || (rc = segs_push(w, 1, WAL__SEG_HDR)) != 0 ||
-            (w->segs[0].last_own = 0) != 0) {
+        if ((rc = seg_create(w, 1, &w->cur_fd)) != 0 || (rc = segs_push(w, 1, WAL__SEG_HDR)) != 0) {
             snprintf(rep->error, sizeof(rep->error), "cannot create the first WAL segment: %s",
                      mrd_strerror(rc));
             goto fail;
         }
+        w->segs[0].last_own = 0; /* a new log: what it holds is known */
         w->next_lsn = 1;
     } else {
         wal__seg *cur = &w->segs[w->nsegs - 1];
