@@ -121,6 +121,21 @@ def sent(a):
     return peer_of(a, "b")["send"]
 
 
+def put_until_b_refuses(ca, a, n, size):
+    """PUTs n objects of size random bytes into bucket "full" at a (a takes
+    them all), then waits until a's status shows b refusing its records.
+    Returns {key: md5}."""
+    md5 = {}
+    for i in range(n):
+        body = os.urandom(size)
+        ca.put_object(Bucket="full", Key=f"k{i:03d}", Body=body)
+        md5[f"k{i:03d}"] = hashlib.md5(body).hexdigest()
+    wait_for(lambda: sent(a)["errors"] > 0 and sent(a)["lag_records"] > 0,
+             timeout=30, what="a to see b refuse records")
+    print("a's send status for b:", sent(a))
+    return md5
+
+
 @needs_root
 def test_replication_into_full_drives_resumes_once_they_have_room(tmp_path):
     """b's six data drives are 4 MiB tmpfs each, so replicating 1 MiB objects
@@ -147,14 +162,7 @@ def test_replication_into_full_drives_resumes_once_they_have_room(tmp_path):
         ca.create_bucket(Bucket="full")
         wait_for(lambda: any(x["Name"] == "full" for x in cb.list_buckets()["Buckets"]),
                  what="the bucket at b")
-        md5 = {}
-        for i in range(40):  # 40 MiB at a, 60 MiB of shards for b's 24 MiB
-            body = os.urandom(1 << 20)
-            ca.put_object(Bucket="full", Key=f"k{i:02d}", Body=body)
-            md5[f"k{i:02d}"] = hashlib.md5(body).hexdigest()
-        wait_for(lambda: sent(a)["errors"] > 0 and sent(a)["lag_records"] > 0,
-                 timeout=30, what="a to see b refuse records")
-        print("a's send status for b:", sent(a))
+        md5 = put_until_b_refuses(ca, a, 40, 1 << 20)  # 60 MiB of shards for b's 24 MiB
         assert "No space left on device" in sent(a)["error"], sent(a)
         assert peer_of(b, "a")["receive"]["errors"] > 0
         assert "event=repl.recv.reject" in b.read_log()
@@ -171,7 +179,7 @@ def test_replication_into_full_drives_resumes_once_they_have_room(tmp_path):
             got = cb.get_object(Bucket="full", Key=key)["Body"].read()
             assert hashlib.md5(got).hexdigest() == md5[key], key
         # deletes at a while b is full: queued behind the refused puts
-        for key in ("k00", "k39"):
+        for key in ("k000", "k039"):
             ca.delete_object(Bucket="full", Key=key)
             del md5[key]
         for d in mounted:
@@ -212,14 +220,8 @@ def test_replication_into_a_full_log_disk_catches_up_after_restart(tmp_path):
         b.start()
         ca = client(a)
         ca.create_bucket(Bucket="full")
-        md5 = {}
-        for i in range(100):  # 10 MiB of inline objects at a: more than b's log disk
-            body = os.urandom(100_000)
-            ca.put_object(Bucket="full", Key=f"k{i:03d}", Body=body)
-            md5[f"k{i:03d}"] = hashlib.md5(body).hexdigest()
-        wait_for(lambda: sent(a)["errors"] > 0 and sent(a)["lag_records"] > 0,
-                 timeout=30, what="a to see b refuse records")
-        print("a's send status for b:", sent(a))
+        # 10 MiB of inline objects: more than b's log disk
+        md5 = put_until_b_refuses(ca, a, 100, 100_000)
         # the peer is told what failed, not just "durability lost"
         assert "writes refused until restart: meta_dir full" in sent(a)["error"], sent(a)
         assert b.proc.poll() is None, "b died on a full log disk"
