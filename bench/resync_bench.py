@@ -125,7 +125,6 @@ def main():
     res = {"objects": args.objects, "size": args.size, "big_mib": args.big_mib}
     a = b = None
     try:
-        ca = None
         nbytes = args.objects * args.size + (args.big_mib << 20)
         nvers = args.objects + args.big_mib
 
