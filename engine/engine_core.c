@@ -239,33 +239,36 @@ engine_run(engine *e, void (*work)(void *arg), void (*done)(void *arg), void *ar
 /* ---- WAL cursors in the index ------------------------------------------- */
 
 static int
-cursor_load(void *ud, uint32_t peer, uint64_t *acked_lsn, int *needs_resync)
+cursor_load(void *ud, uint32_t peer, uint64_t *acked_lsn, int *needs_resync, uint64_t *skip_lo)
 {
     engine *e = ud;
     char key[64];
     void *val = NULL;
     size_t len = 0;
-    unsigned long long lsn;
-    int resync, rc;
+    unsigned long long lsn, skip = 0;
+    int resync, rc, k = 0;
 
     snprintf(key, sizeof(key), "wal.cursor.%u", peer);
     rc = store_meta_get(e->st, key, &val, &len);
     if (rc != 0)
         return rc;
-    /* "<lsn> <resync>", written by cursor_save */
+    /* "<lsn> <resync>[ <skip_lo>]", written by cursor_save (older builds
+     * wrote the first two only, and read only those) */
     if (len == 0 || len > 60 || ((char *)val)[len - 1] != '\0' ||
-        sscanf(val, "%llu %d", &lsn, &resync) != 2) {
+        (k = sscanf(val, "%llu %d %llu", &lsn, &resync, &skip)) < 2) {
         free(val);
         return MRD_ECORRUPT;
     }
     free(val);
     *acked_lsn = lsn;
     *needs_resync = resync;
+    *skip_lo = k == 3 ? skip : 0;
     return 0;
 }
 
+/* One meta put: the three values commit together or not at all. */
 static int
-cursor_save(void *ud, uint32_t peer, uint64_t acked_lsn, int needs_resync)
+cursor_save(void *ud, uint32_t peer, uint64_t acked_lsn, int needs_resync, uint64_t skip_lo)
 {
     engine *e = ud;
     char key[64], val[64];
@@ -273,6 +276,8 @@ cursor_save(void *ud, uint32_t peer, uint64_t acked_lsn, int needs_resync)
 
     snprintf(key, sizeof(key), "wal.cursor.%u", peer);
     n = snprintf(val, sizeof(val), "%llu %d", (unsigned long long)acked_lsn, needs_resync ? 1 : 0);
+    if (skip_lo)
+        n += snprintf(val + n, sizeof(val) - (size_t)n, " %llu", (unsigned long long)skip_lo);
     return store_meta_put(e->st, key, val, (size_t)n + 1);
 }
 

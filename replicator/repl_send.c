@@ -832,8 +832,10 @@ read_records(tx_job *j, wal_reader *rd)
  * no peer is sent), everything from there to the cursor is either such a
  * record or one the peer has applied (wal_peer_status.skip_lo): the peer is
  * told so by one empty range, and reading goes on after the cursor, rather
- * than a resync of a peer that lacks nothing. A range starting below
- * skip_lo (a peer that announced less than it had acked) still fails.
+ * than a resync of a peer that lacks nothing. The WAL saves skip_lo with
+ * the cursor, so this also holds after a restart here, when the peer
+ * announces the point it had reached before the move. A range starting
+ * below skip_lo (a peer that announced less than it had acked) still fails.
  */
 static void
 skip_gone(tx_job *j)

@@ -104,13 +104,25 @@ typedef int (*wal_fault_fn)(void *fault_ud, wal_io_op op, uint64_t nth);
  * strength of a cursor that a crash could roll back. The engine wires these
  * to store_meta_put/get (the LMDB index), keeping LMDB out of wal/.
  * Both may be called from any thread that calls into the WAL and from the
- * writer thread (size-cap resync marks), so they must be thread-safe.
- *   load: MRD_ENOTFOUND when the peer has no saved cursor.
+ * writer thread (size-cap resync marks), so they must be thread-safe. The
+ * WAL never runs two saves at once, and makes them in the order their
+ * values were decided, so the last save is the state it runs with.
+ *
+ * A cursor is three values, saved together (one save must be atomic: after
+ * a crash load returns all three as one save wrote them, or the previous
+ * save's):
+ *   acked_lsn, needs_resync: see wal_peer_status;
+ *   skip_lo: 0, or the low end of the range skip_lo..acked_lsn the size cap
+ *     moved the cursor over (wal_peer_status.skip_lo). A store that cannot
+ *     keep it may drop it (load 0): the peer is then resynced when it asks
+ *     for that range, as it would have been without the move.
+ *   load: MRD_ENOTFOUND when the peer has no saved cursor; a cursor saved
+ *     without skip_lo (older builds) loads with *skip_lo = 0.
  *   save: 0 once durable; a failure is returned to the wal_* caller.
  */
 typedef struct wal_cursor_store {
-    int (*load)(void *ud, uint32_t peer, uint64_t *acked_lsn, int *needs_resync);
-    int (*save)(void *ud, uint32_t peer, uint64_t acked_lsn, int needs_resync);
+    int (*load)(void *ud, uint32_t peer, uint64_t *acked_lsn, int *needs_resync, uint64_t *skip_lo);
+    int (*save)(void *ud, uint32_t peer, uint64_t acked_lsn, int needs_resync, uint64_t skip_lo);
     void *ud;
 } wal_cursor_store;
 
@@ -334,9 +346,11 @@ typedef struct wal_peer_status {
     int holding;          /* segments are held for it (0: needs_resync, no pass resumed it) */
     uint64_t lag_records; /* durable_lsn - acked_lsn */
     /* LSNs skip_lo..acked_lsn hold nothing the peer needs: the size cap
-     * moved its cursor over segments holding only replicated applies (in
-     * this run; 0 when it did not). A sender that finds them gone may tell
-     * the peer so (an empty range) instead of resyncing it. */
+     * moved its cursor over segments holding only replicated applies (0
+     * when it did not, or once the peer acked past the range, or a resync
+     * mark came since). Saved with the cursor, so it outlives a restart. A
+     * sender that finds them gone may tell the peer so (an empty range)
+     * instead of resyncing it. */
     uint64_t skip_lo;
 } wal_peer_status;
 
@@ -473,7 +487,10 @@ typedef struct wal_scan_result {
     uint64_t records;
     uint64_t end;           /* offset just past the last valid record */
     uint64_t later_records; /* CORRUPT: valid records found after the bad one */
-    const char *reason;     /* static text, NULL when CLEAN */
+    /* the highest LSN of a valid record (before any bad one) of a type other
+     * than WAL_REC_REPLICATED_APPLY: one this site originated; 0: none */
+    uint64_t last_own;
+    const char *reason; /* static text, NULL when CLEAN */
 } wal_scan_result;
 
 /*

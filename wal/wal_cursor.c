@@ -9,8 +9,12 @@
  * everything that has no index: unit tests, the crash test, tools.
  *
  * The file is small text, one line per peer, then a checksum line:
- *   peer=<id> acked=<lsn> resync=<0|1>
+ *   peer=<id> acked=<lsn> resync=<0|1>[ skip=<lsn>]
  *   crc=<crc32c of the lines above, 8 hex digits>
+ * " skip=" (the cursor's skip_lo) is written only when nonzero: a file
+ * without it, from an older build, reads as skip_lo 0, and an older build
+ * reads this one's lines (its sscanf stops before the field) and loses only
+ * the range, which it never knew of anyway.
  * Each save rewrites it whole: write <path>.tmp, fsync, rename over <path>,
  * fsync the directory. rename is atomic, so a crash leaves either the old or
  * the new file; the checksum catches bit rot, not torn writes. Saves are
@@ -30,6 +34,7 @@ typedef struct cursor_ent {
     uint32_t peer;
     uint64_t acked;
     int resync;
+    uint64_t skip_lo;
 } cursor_ent;
 
 struct wal_cursor_file {
@@ -54,12 +59,12 @@ parse_file(wal_cursor_file *f, const char *text, size_t len)
             break;
         }
         unsigned peer;
-        unsigned long long acked;
-        int resync;
-        if (sscanf(p, "peer=%u acked=%llu resync=%d", &peer, &acked, &resync) != 3 ||
-            f->n == WAL_MAX_PEERS)
+        unsigned long long acked, skip = 0;
+        int resync, k;
+        k = sscanf(p, "peer=%u acked=%llu resync=%d skip=%llu", &peer, &acked, &resync, &skip);
+        if (k < 3 || f->n == WAL_MAX_PEERS)
             return MRD_ECORRUPT;
-        f->ents[f->n++] = (cursor_ent){peer, acked, resync != 0};
+        f->ents[f->n++] = (cursor_ent){peer, acked, resync != 0, k == 4 ? skip : 0};
         p = nl + 1;
     }
     if (!crcline || sscanf(crcline, "crc=%lx", &crc) != 1 ||
@@ -113,7 +118,7 @@ wal_cursor_file_close(wal_cursor_file *f)
 }
 
 static int
-file_load(void *ud, uint32_t peer, uint64_t *acked, int *resync)
+file_load(void *ud, uint32_t peer, uint64_t *acked, int *resync, uint64_t *skip_lo)
 {
     wal_cursor_file *f = ud;
     int rc = MRD_ENOTFOUND;
@@ -123,6 +128,7 @@ file_load(void *ud, uint32_t peer, uint64_t *acked, int *resync)
         if (f->ents[i].peer == peer) {
             *acked = f->ents[i].acked;
             *resync = f->ents[i].resync;
+            *skip_lo = f->ents[i].skip_lo;
             rc = 0;
             break;
         }
@@ -138,9 +144,13 @@ write_file(const wal_cursor_file *f, const cursor_ent *ents, int n)
     mrd_buf b = {0};
     int fd, rc = 0;
 
-    for (int i = 0; i < n; i++)
-        rc |= mrd_buf_appendf(&b, "peer=%" PRIu32 " acked=%" PRIu64 " resync=%d\n", ents[i].peer,
+    for (int i = 0; i < n; i++) {
+        rc |= mrd_buf_appendf(&b, "peer=%" PRIu32 " acked=%" PRIu64 " resync=%d", ents[i].peer,
                               ents[i].acked, ents[i].resync);
+        if (ents[i].skip_lo)
+            rc |= mrd_buf_appendf(&b, " skip=%" PRIu64, ents[i].skip_lo);
+        rc |= mrd_buf_appendf(&b, "\n");
+    }
     rc |= mrd_buf_appendf(&b, "crc=%08" PRIx32 "\n", mrd_crc32c(0, b.data, b.len));
     if (rc != 0) {
         mrd_buf_free(&b);
@@ -171,7 +181,7 @@ out:
 }
 
 static int
-file_save(void *ud, uint32_t peer, uint64_t acked, int resync)
+file_save(void *ud, uint32_t peer, uint64_t acked, int resync, uint64_t skip_lo)
 {
     wal_cursor_file *f = ud;
     cursor_ent ents[WAL_MAX_PEERS];
@@ -189,7 +199,7 @@ file_save(void *ud, uint32_t peer, uint64_t acked, int resync)
         }
         n++;
     }
-    ents[i] = (cursor_ent){peer, acked, resync};
+    ents[i] = (cursor_ent){peer, acked, resync, skip_lo};
     rc = write_file(f, ents, n);
     if (rc == 0) { /* memory follows the file, never leads it */
         memcpy(f->ents, ents, sizeof(ents));

@@ -99,7 +99,8 @@ typedef struct wal__seg {
     uint64_t size;
     /* the highest LSN in it of a record this site originated (any type but
      * WAL_REC_REPLICATED_APPLY, which no peer is sent); 0: none;
-     * UINT64_MAX: not known (segments found at open) */
+     * UINT64_MAX: not known. Kept by the writer as it appends, and found
+     * again by wal_open's scan of every record (wal_scan_result.last_own) */
     uint64_t last_own;
 } wal__seg;
 
@@ -111,7 +112,8 @@ typedef struct wal__peer {
      * segments from here (or acked + 1, if more) are held; 0: none held */
     uint64_t hold;
     /* LSNs skip_lo..acked hold nothing it needs: the cap moved its cursor
-     * over segments of replicated applies only (this run; 0: none) */
+     * over segments of replicated applies only (0: none). Saved with the
+     * cursor; cleared by an ack past the range or a resync mark */
     uint64_t skip_lo;
 } wal__peer;
 
@@ -137,6 +139,11 @@ struct wal {
     wal_fault_fn fault;
     void *fault_ud;
 
+    /* Orders cursor saves: held from reading the values a save writes,
+     * through the save, to making them the ones in memory, so saves reach
+     * the store in the order of the state they describe and the last one
+     * saved is the one in force. Taken before mu, never while holding it. */
+    pthread_mutex_t save_mu;
     pthread_mutex_t mu;  /* guards everything below unless noted */
     pthread_cond_t wake; /* writer: pending became non-empty, or closing */
     pthread_t thread;

@@ -1246,11 +1246,191 @@ CapMovesCursorOverReplicatedApplies(void)
     /* the move was saved before the segments went */
     REQUIRE(wal_cursor_file_open(cpath, &f) == 0);
     wal_cursor_file_store(f, &o.cursors);
-    uint64_t acked = 0;
+    uint64_t acked = 0, skip_lo = 1;
     int resync = 0;
-    REQUIRE(o.cursors.load(o.cursors.ud, 2, &acked, &resync) == 0);
+    REQUIRE(o.cursors.load(o.cursors.ud, 2, &acked, &resync, &skip_lo) == 0);
     CHECK(acked >= moved);
     CHECK_EQ_INT(resync, 1);
+    CHECK_EQ_INT(skip_lo, 0); /* a mark forgets the range */
+    wal_cursor_file_close(f);
+    dir_done();
+}
+
+/* A new process over the same log and cursor file: the file is reopened
+ * (a fresh store object, as after a restart) and the WAL with it, capped at
+ * retention bytes, its index at applied; peer 2 is registered again. */
+static void
+restart(wal_opts *o, wal **w, wal_cursor_file **f, const char *cpath, uint64_t retention,
+        uint64_t applied)
+{
+    wal_close(*w);
+    *w = NULL;
+    wal_cursor_file_close(*f);
+    *f = NULL;
+    REQUIRE(wal_cursor_file_open(cpath, f) == 0);
+    wal_cursor_file_store(*f, &o->cursors);
+    o->retention_bytes = retention;
+    o->replay_from = applied;
+    REQUIRE(wal_open(o, w) == 0);
+    REQUIRE(wal_peer_add(*w, 2, 0) == 0);
+}
+
+/* As CapMovesCursorOverReplicatedApplies, with a restart between filling
+ * the log and the cap: the segments found at open are known again (from
+ * open's scan of their records), so the cap moves the cursor over those
+ * holding replicated applies only, and still marks the peer at the first
+ * one holding a record of ours it lacks. */
+static void
+CapKnowsOldSegmentsAfterReopen(void)
+{
+    wal_opts o = opts_base();
+    wal *w = NULL;
+    wal_cursor_file *f = NULL;
+    wal_status st;
+    wal_peer_status ps;
+    char cpath[600];
+
+    dir_new("capreopen");
+    snprintf(cpath, sizeof(cpath), "%s/cursors", g_dir);
+    REQUIRE(wal_cursor_file_open(cpath, &f) == 0);
+    wal_cursor_file_store(f, &o.cursors);
+    o.segment_bytes = 4096;      /* 9 records a segment: 1, 10, ..., 91, 100 */
+    o.retention_bytes = 1 << 20; /* no cap while filling */
+    REQUIRE(wal_open(&o, &w) == 0);
+    REQUIRE(wal_peer_add(w, 2, 0) == 0);
+    REQUIRE(append_typed(w, WAL_REC_OBJECT_PUT, 1, 10) == 0);
+    REQUIRE(wal_cursor_set(w, 2, 10) == 0);
+    REQUIRE(append_typed(w, WAL_REC_REPLICATED_APPLY, 11, 100) == 0);
+    REQUIRE(wal_set_applied(w, 100) == 0);
+    REQUIRE(wal_get_status(w, &st) == 0);
+    CHECK_EQ_INT(st.over_cap, 0);
+    CHECK_EQ_INT(st.cursor_skips, 0);
+
+    restart(&o, &w, &f, cpath, 16384, 100); /* four segments */
+    REQUIRE(wal_set_applied(w, 100) == 0);
+    REQUIRE(wal_get_status(w, &st) == 0);
+    CHECK_EQ_INT(st.resyncs, 0);
+    CHECK(st.cursor_skips > 0);
+    CHECK_EQ_INT(st.over_cap, 0);
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK_EQ_INT(ps.needs_resync, 0);
+    CHECK(ps.acked_lsn > 10 && ps.acked_lsn < 100);
+    CHECK_EQ_INT(ps.skip_lo, 11);
+    CHECK(!seg_exists(10));
+    uint64_t moved = ps.acked_lsn;
+
+    /* more of both kinds, unknown to the cap until the next restart: a
+     * record of ours (at 131) in the segment 127..135 */
+    restart(&o, &w, &f, cpath, 1 << 20, 100);
+    REQUIRE(append_typed(w, WAL_REC_REPLICATED_APPLY, 101, 130) == 0);
+    REQUIRE(append_typed(w, WAL_REC_OBJECT_PUT, 131, 131) == 0);
+    REQUIRE(append_typed(w, WAL_REC_REPLICATED_APPLY, 132, 200) == 0);
+    REQUIRE(wal_set_applied(w, 200) == 0);
+    restart(&o, &w, &f, cpath, 16384, 200);
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK_EQ_INT(ps.acked_lsn, moved);
+    REQUIRE(wal_set_applied(w, 200) == 0);
+    REQUIRE(wal_get_status(w, &st) == 0);
+    CHECK_EQ_INT(st.resyncs, 1);
+    CHECK(st.cursor_skips > 0);
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK_EQ_INT(ps.needs_resync, 1);
+    CHECK_EQ_INT(ps.acked_lsn, 126); /* moved over everything before 127 */
+    CHECK_EQ_INT(ps.skip_lo, 0);
+    CHECK(!seg_exists(127));
+    wal_close(w);
+    wal_cursor_file_close(f);
+    dir_done();
+}
+
+/* The range the cap moved a cursor over is saved with the cursor: after a
+ * restart a sender can still tell the peer (wal_peer_status.skip_lo) rather
+ * than resync it. An ack past the range forgets it, durably. A cursor file
+ * of an older build (no skip field) still loads, with no range. */
+static void
+SkipRangeSurvivesReopen(void)
+{
+    wal_opts o = opts_base();
+    wal *w = NULL;
+    wal_cursor_file *f = NULL;
+    wal_peer_status ps;
+    wal_reader *r = NULL;
+    char cpath[600];
+
+    dir_new("skipreopen");
+    snprintf(cpath, sizeof(cpath), "%s/cursors", g_dir);
+    REQUIRE(wal_cursor_file_open(cpath, &f) == 0);
+    wal_cursor_file_store(f, &o.cursors);
+    o.segment_bytes = 4096;
+    o.retention_bytes = 16384;
+    REQUIRE(wal_open(&o, &w) == 0);
+    REQUIRE(wal_peer_add(w, 2, 0) == 0);
+    REQUIRE(append_typed(w, WAL_REC_OBJECT_PUT, 1, 10) == 0);
+    REQUIRE(wal_cursor_set(w, 2, 10) == 0);
+    REQUIRE(append_typed(w, WAL_REC_REPLICATED_APPLY, 11, 100) == 0);
+    REQUIRE(wal_set_applied(w, 100) == 0);
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK_EQ_INT(ps.skip_lo, 11);
+    uint64_t moved = ps.acked_lsn;
+    CHECK(moved > 10 && moved < 100);
+
+    /* restarted before the sender told the peer: the range is still known,
+     * and the records it covers are still gone */
+    restart(&o, &w, &f, cpath, 16384, 100);
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK_EQ_INT(ps.acked_lsn, moved);
+    CHECK_EQ_INT(ps.needs_resync, 0);
+    CHECK_EQ_INT(ps.skip_lo, 11);
+    CHECK_EQ_INT(wal_reader_open(w, 11, &r), MRD_ENOTFOUND);
+    /* a later move extends the range from the same low end */
+    REQUIRE(append_typed(w, WAL_REC_REPLICATED_APPLY, 101, 140) == 0);
+    REQUIRE(wal_set_applied(w, 140) == 0);
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK(ps.acked_lsn > moved);
+    CHECK_EQ_INT(ps.skip_lo, 11);
+    moved = ps.acked_lsn;
+    restart(&o, &w, &f, cpath, 16384, 140);
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK_EQ_INT(ps.acked_lsn, moved);
+    CHECK_EQ_INT(ps.skip_lo, 11);
+
+    /* the peer acks past it: forgotten, and that is saved too */
+    REQUIRE(append_typed(w, WAL_REC_OBJECT_PUT, 141, 141) == 0);
+    REQUIRE(wal_cursor_set(w, 2, 141) == 0);
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK_EQ_INT(ps.skip_lo, 0);
+    restart(&o, &w, &f, cpath, 16384, 141);
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK_EQ_INT(ps.acked_lsn, 141);
+    CHECK_EQ_INT(ps.skip_lo, 0);
+    wal_close(w);
+    wal_cursor_file_close(f);
+
+    /* an older build's file (no skip field), and this build's line, which
+     * an older build's parser also reads (it stops before the field) */
+    const char *lines = "peer=2 acked=5 resync=0\npeer=3 acked=9 resync=0 skip=4\n";
+    char text[256];
+    int n = snprintf(text, sizeof(text), "%scrc=%08" PRIx32 "\n", lines,
+                     mrd_crc32c(0, lines, strlen(lines)));
+    FILE *fp = fopen(cpath, "wb");
+    REQUIRE(fp && fwrite(text, 1, (size_t)n, fp) == (size_t)n && fclose(fp) == 0);
+    REQUIRE(wal_cursor_file_open(cpath, &f) == 0);
+    wal_cursor_file_store(f, &o.cursors);
+    uint64_t acked = 0, skip_lo = 1;
+    int resync = 1;
+    REQUIRE(o.cursors.load(o.cursors.ud, 2, &acked, &resync, &skip_lo) == 0);
+    CHECK_EQ_INT(acked, 5);
+    CHECK_EQ_INT(resync, 0);
+    CHECK_EQ_INT(skip_lo, 0);
+    REQUIRE(o.cursors.load(o.cursors.ud, 3, &acked, &resync, &skip_lo) == 0);
+    CHECK_EQ_INT(acked, 9);
+    CHECK_EQ_INT(skip_lo, 4);
+    unsigned peer;
+    unsigned long long old_acked;
+    int old_resync;
+    CHECK_EQ_INT(sscanf(strchr(lines, '\n') + 1, "peer=%u acked=%llu resync=%d", &peer, &old_acked,
+                        &old_resync),
+                 3);
     wal_cursor_file_close(f);
     dir_done();
 }
@@ -1800,6 +1980,8 @@ static const test_case tests[] = {
     TEST(RetentionNeverDeletesWhatPeerNeeds),
     TEST(SizeCapMarksLaggingPeer),
     TEST(CapMovesCursorOverReplicatedApplies),
+    TEST(CapKnowsOldSegmentsAfterReopen),
+    TEST(SkipRangeSurvivesReopen),
     TEST(ResyncPassHoldsTheStream),
     TEST(FsyncFailureFailsPendingAndLaterAppends),
     TEST(ConcurrentAppendersGetUniqueIncreasingLsns),
