@@ -11,7 +11,10 @@
  *      them through the very batch code the live applier uses, so recovery
  *      cannot drift from normal operation; store_index_apply ignores LSNs it
  *      has already applied, which makes replay idempotent. The WAL's per-peer
- *      cursors are wired to store_meta_put/get (keys "wal.cursor.<peer>").
+ *      cursors are wired to store_meta_put/get (keys "wal.cursor.<peer>"),
+ *      and every configured peer is registered (its saved cursor loaded)
+ *      as soon as the WAL is open, before the replay's last commit or the
+ *      applied LSN lets retention run: segments a lagging peer needs stay.
  *   3. store_sweep_orphans: with every record in the index and nothing
  *      writing yet, shard files no layout references are crash leftovers
  *      (a PUT or multipart part whose record never committed, frees lost
@@ -374,6 +377,17 @@ open_wal(engine *e, const engine_opts *o)
         wo.fault_ud = e;
     }
     rc = wal_open(&wo, &e->w);
+    /* The peers' cursors hold segments: they are registered before anything
+     * runs retention (the flush below and the applied LSN do). Without them
+     * it would keep nothing for a peer, and every restart dropped the
+     * records a lagging peer still needed, which then had to be resynced. */
+    for (int i = 0; rc == 0 && i < e->n_ra; i++) {
+        int prc = wal_peer_add(e->w, e->ra[i].origin, 0);
+        if (prc != 0 && prc != MRD_EEXIST) {
+            report(o, "WAL peer cursor: ", mrd_strerror(prc));
+            return prc;
+        }
+    }
     /* records planned by replay but not yet committed */
     if (rc == 0)
         rc = engine__batch_flush(e, e->batch);
@@ -440,12 +454,8 @@ engine_open(const engine_opts *o, engine **out)
         report(o, "orphan sweep: ", mrd_strerror(rc));
         goto fail;
     }
-    for (int i = 0; i < e->n_ra; i++) {
+    for (int i = 0; i < e->n_ra; i++)
         e->ra[i].appended = e->ra[i].applied;
-        /* the WAL holds segments until every peer has acked them */
-        if ((rc = wal_peer_add(e->w, e->ra[i].origin, 0)) != 0 && rc != MRD_EEXIST)
-            goto fail;
-    }
     if (!(e->workers = calloc((size_t)e->n_workers, sizeof(pthread_t)))) {
         rc = -ENOMEM;
         goto fail;

@@ -345,12 +345,12 @@ def peer_of(site, name):
     return [p for p in site.status()["replication"]["peers"] if p["name"] == name][0]
 
 
-def fill_past_retention(s3, bucket, key="k"):
+def fill_past_retention(s3, bucket, key="k", first=0, count=240):
     """24 MiB of inline objects (240 x 100 KiB, keys key000..key239): more
     than small_wal_pair's WAL keeps, so a peer down meanwhile falls past
-    retention."""
+    retention. first and count pick a part of them (keys keyFIRST...)."""
     blob = os.urandom(100 * 1024)
-    for i in range(240):
+    for i in range(first, first + count):
         s3.put_object(Bucket=bucket, Key=f"{key}{i:03d}", Body=blob + b"%d" % i)
 
 
@@ -441,6 +441,65 @@ def test_a_log_full_of_replicated_applies_does_not_resync_a_peer(tmp_path):
             assert peer_of(a, "b")["receive"]["resync_versions"] == 0
             assert "event=repl.peer.needs_resync" not in b.read_log()
             # b's own writes still reach a
+            client(b).put_object(Bucket="echo", Key="from-b", Body=b"after the skip")
+            wait_for(lambda: body_at(ca, "echo", "from-b") == b"after the skip", 30,
+                     "b's write at a")
+        finally:
+            a.stop()
+            b.stop()
+
+
+def test_replicated_applies_do_not_resync_a_peer_across_restarts(tmp_path):
+    """As test_a_log_full_of_replicated_applies_does_not_resync_a_peer, with
+    b restarted twice while its link to a is cut: once half way through
+    taking in a's records (the cap then meets segments b found at open, and
+    must still know they hold only replicated applies), and once after the
+    cap moved b's cursor for a, before b could tell a (the range moved over
+    must survive the restart). Neither restart may mark a for a resync (before:
+    the first made the cap mark a, and the second left b's sender finding the
+    LSNs gone with no range to tell a of)."""
+    from wanem import Wanem
+    a = Site(str(tmp_path / "a"), name="a", site_id=1)
+    b = Site(str(tmp_path / "b"), name="b", site_id=2)
+    b_wal = os.path.join(b.meta, "wal")
+    with Wanem(log=str(tmp_path / "wanem.log")) as wan:
+        host, port = wan.add_link("b-a", target=("127.0.0.1", a.repl_port))
+        wan.partition("b-a")
+        a.add_peer(b)
+        with open(b.config, "a") as f:
+            f.write(f"[peer.a]\nid = 1\nreplication = {host}:{port}\n")
+        small_wal(a, b)
+        a.start()
+        b.start()
+        try:
+            ca = client(a)
+            ca.create_bucket(Bucket="echo")
+            caught_up = lambda: peer_of(a, "b")["send"]["lag_records"] == 0
+            # 12 MiB: under b's cap, so nothing of b's WAL goes yet
+            fill_past_retention(ca, "echo", first=0, count=120)
+            wait_for(caught_up, 60, "b to apply a's first records")
+            assert "0000000000000001.wal" in os.listdir(b_wal)
+            b.stop()
+            b.start()
+            # 12 MiB more: past b's cap, which now deletes segments b found at
+            # open (a never acked any: b's cursor for a is where it started)
+            fill_past_retention(ca, "echo", first=120, count=120)
+            wait_for(caught_up, 60, "b to apply a's other records")
+            wait_for(lambda: "0000000000000001.wal" not in os.listdir(b_wal), 30,
+                     "b's WAL to drop its first segment")
+            b.stop()
+            assert "event=repl.peer.needs_resync" not in b.read_log()
+            b.start()
+            wan.heal("b-a")
+            wait_for(lambda: "event=repl.send.skip peer=a" in b.read_log(), 30,
+                     "b to tell a of the range it skipped")
+            wait_for(lambda: peer_of(b, "a")["send"]["streaming"] and
+                     peer_of(a, "b")["receive"]["applied_lsn"] >= 240, 30,
+                     "a to hold b's cursor past the skipped range")
+            pb = peer_of(b, "a")
+            assert not pb["send"]["needs_resync"] and pb["anti_entropy"]["runs"] == 0, pb
+            assert peer_of(a, "b")["receive"]["resync_versions"] == 0
+            assert "event=repl.peer.needs_resync" not in b.read_log()
             client(b).put_object(Bucket="echo", Key="from-b", Body=b"after the skip")
             wait_for(lambda: body_at(ca, "echo", "from-b") == b"after the skip", 30,
                      "b's write at a")

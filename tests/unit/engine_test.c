@@ -1779,8 +1779,46 @@ test_hlc_floor_survives_restart(void)
     site_free(&s);
 }
 
+/* A restart keeps the WAL segments a lagging peer still needs: its saved
+ * cursor is registered before the open lets retention run (before, the
+ * open's retention saw no peer and kept only the newest segment, so the
+ * peer could only be resynced). */
+static void
+test_wal_keeps_a_lagging_peers_records_across_restart(void)
+{
+    site s;
+    wal_status st;
+    wal_peer_status ps;
+    uint32_t segs;
+
+    site_init_as(&s, 7, 8);
+    s.conf->wal_segment_bytes = 4096;
+    REQUIRE(site_open(&s, NULL) == 0);
+    REQUIRE(create_bucket(s.e, "b") == 0);
+    for (int i = 0; i < 60; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        REQUIRE(put_wait(s.e, "b", k, 10, (unsigned char)i) == 0);
+    }
+    REQUIRE(wal_get_status(engine_wal(s.e), &st) == 0);
+    segs = st.segments;
+    CHECK(segs > 2);
+    CHECK_EQ_INT(st.first_lsn, 1);
+    site_close(&s);
+
+    REQUIRE(site_open(&s, NULL) == 0);
+    REQUIRE(wal_get_status(engine_wal(s.e), &st) == 0);
+    CHECK_EQ_INT(st.first_lsn, 1);
+    CHECK_EQ_INT(st.segments, segs);
+    REQUIRE(wal_cursor_get(engine_wal(s.e), 8, &ps) == 0);
+    CHECK_EQ_INT(ps.acked_lsn, 0);
+    CHECK_EQ_INT(ps.needs_resync, 0);
+    site_free(&s);
+}
+
 static const test_case tests[] = {
     TEST(test_hlc_floor_survives_restart),
+    TEST(test_wal_keeps_a_lagging_peers_records_across_restart),
     TEST(test_cq_callbacks_return_to_their_loop),
     TEST(test_versioning_replicated),
     TEST(test_versioning_resync_keeps_removed_version_dead),
