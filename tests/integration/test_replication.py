@@ -7,6 +7,7 @@ metadata and the internal version id (x-meridian-version-id). Every wait is
 bounded; a site that never converges fails the test with the difference.
 """
 import concurrent.futures
+import contextlib
 import hashlib
 import os
 import re
@@ -403,6 +404,49 @@ def small_wal_pair(tmp_path, a_conf=""):
     return a, b
 
 
+@contextlib.contextmanager
+def b_cut_from_a(tmp_path):
+    """Sites a and b, WALs capped by small_wal, started, with b's link to a
+    (b's records to a) going through a wanem link that starts cut; yields
+    (a, b, wan) and stops both at the end."""
+    from wanem import Wanem
+    a = Site(str(tmp_path / "a"), name="a", site_id=1)
+    b = Site(str(tmp_path / "b"), name="b", site_id=2)
+    with Wanem(log=str(tmp_path / "wanem.log")) as wan:
+        host, port = wan.add_link("b-a", target=("127.0.0.1", a.repl_port))
+        wan.partition("b-a")
+        a.add_peer(b)
+        with open(b.config, "a") as f:
+            f.write(f"[peer.a]\nid = 1\nreplication = {host}:{port}\n")
+        small_wal(a, b)
+        a.start()
+        b.start()
+        try:
+            yield a, b, wan
+        finally:
+            a.stop()
+            b.stop()
+
+
+def heal_and_check_no_resync(a, b, wan, ca):
+    """Heals b's link to a, then checks b tells a of the range its cap moved
+    over with one empty range, never marks a for a resync nor sends it a
+    pass, and that b's own writes still reach a."""
+    wan.heal("b-a")
+    wait_for(lambda: "event=repl.send.skip peer=a" in b.read_log(), 30,
+             "b to tell a of the range it skipped")
+    wait_for(lambda: peer_of(b, "a")["send"]["streaming"] and
+             peer_of(a, "b")["receive"]["applied_lsn"] >= 240, 30,
+             "a to hold b's cursor past the skipped range")
+    pb = peer_of(b, "a")
+    assert not pb["send"]["needs_resync"] and pb["anti_entropy"]["runs"] == 0, pb
+    assert peer_of(a, "b")["receive"]["resync_versions"] == 0
+    assert "event=repl.peer.needs_resync" not in b.read_log()
+    client(b).put_object(Bucket="echo", Key="from-b", Body=b"after the skip")
+    wait_for(lambda: body_at(ca, "echo", "from-b") == b"after the skip", 30,
+             "b's write at a")
+
+
 def test_a_log_full_of_replicated_applies_does_not_resync_a_peer(tmp_path):
     """b's WAL (capped at 16 MiB) fills with a's records while b's own link
     to a is cut, so b's cursor for a waits for acks that cannot come. Those
@@ -411,42 +455,14 @@ def test_a_log_full_of_replicated_applies_does_not_resync_a_peer(tmp_path):
     the link heals, b tells a so with one empty range, and no pass sends a
     back what a wrote (before: a was marked, and b's resync pass sent a its
     own 240 objects)."""
-    from wanem import Wanem
-    a = Site(str(tmp_path / "a"), name="a", site_id=1)
-    b = Site(str(tmp_path / "b"), name="b", site_id=2)
-    with Wanem(log=str(tmp_path / "wanem.log")) as wan:
-        host, port = wan.add_link("b-a", target=("127.0.0.1", a.repl_port))
-        wan.partition("b-a")
-        a.add_peer(b)
-        with open(b.config, "a") as f:
-            f.write(f"[peer.a]\nid = 1\nreplication = {host}:{port}\n")
-        small_wal(a, b)
-        a.start()
-        b.start()
-        try:
-            ca = client(a)
-            ca.create_bucket(Bucket="echo")
-            fill_past_retention(ca, "echo")  # 24 MiB: past b's cap too
-            wait_for(lambda: peer_of(a, "b")["send"]["lag_records"] == 0, 60,
-                     "b to apply a's records")
-            assert "event=repl.peer.needs_resync peer=a" not in b.read_log()
-            wan.heal("b-a")
-            wait_for(lambda: "event=repl.send.skip peer=a" in b.read_log(), 30,
-                     "b to tell a of the range it skipped")
-            wait_for(lambda: peer_of(b, "a")["send"]["streaming"] and
-                     peer_of(a, "b")["receive"]["applied_lsn"] >= 240, 30,
-                     "a to hold b's cursor past the skipped range")
-            pb = peer_of(b, "a")
-            assert not pb["send"]["needs_resync"] and pb["anti_entropy"]["runs"] == 0, pb
-            assert peer_of(a, "b")["receive"]["resync_versions"] == 0
-            assert "event=repl.peer.needs_resync" not in b.read_log()
-            # b's own writes still reach a
-            client(b).put_object(Bucket="echo", Key="from-b", Body=b"after the skip")
-            wait_for(lambda: body_at(ca, "echo", "from-b") == b"after the skip", 30,
-                     "b's write at a")
-        finally:
-            a.stop()
-            b.stop()
+    with b_cut_from_a(tmp_path) as (a, b, wan):
+        ca = client(a)
+        ca.create_bucket(Bucket="echo")
+        fill_past_retention(ca, "echo")  # 24 MiB: past b's cap too
+        wait_for(lambda: peer_of(a, "b")["send"]["lag_records"] == 0, 60,
+                 "b to apply a's records")
+        assert "event=repl.peer.needs_resync peer=a" not in b.read_log()
+        heal_and_check_no_resync(a, b, wan, ca)
 
 
 def test_replicated_applies_do_not_resync_a_peer_across_restarts(tmp_path):
@@ -455,57 +471,33 @@ def test_replicated_applies_do_not_resync_a_peer_across_restarts(tmp_path):
     taking in a's records (the cap then meets segments b found at open, and
     must still know they hold only replicated applies), and once after the
     cap moved b's cursor for a, before b could tell a (the range moved over
-    must survive the restart). Neither restart may mark a for a resync (before:
-    the first made the cap mark a, and the second left b's sender finding the
-    LSNs gone with no range to tell a of)."""
-    from wanem import Wanem
-    a = Site(str(tmp_path / "a"), name="a", site_id=1)
-    b = Site(str(tmp_path / "b"), name="b", site_id=2)
-    b_wal = os.path.join(b.meta, "wal")
-    with Wanem(log=str(tmp_path / "wanem.log")) as wan:
-        host, port = wan.add_link("b-a", target=("127.0.0.1", a.repl_port))
-        wan.partition("b-a")
-        a.add_peer(b)
-        with open(b.config, "a") as f:
-            f.write(f"[peer.a]\nid = 1\nreplication = {host}:{port}\n")
-        small_wal(a, b)
-        a.start()
+    must survive the restart). Neither restart may mark a for a resync
+    (before: the open's retention ran before b's cursor for a was loaded and
+    dropped the segments a needed; without that, the first restart made the
+    cap mark a, and the second left b's sender finding the LSNs gone with no
+    range to tell a of)."""
+    with b_cut_from_a(tmp_path) as (a, b, wan):
+        b_wal = os.path.join(b.meta, "wal")
+        ca = client(a)
+        ca.create_bucket(Bucket="echo")
+        caught_up = lambda: peer_of(a, "b")["send"]["lag_records"] == 0
+        # 12 MiB: under b's cap, so nothing of b's WAL goes yet
+        fill_past_retention(ca, "echo", first=0, count=120)
+        wait_for(caught_up, 60, "b to apply a's first records")
+        b.stop()
         b.start()
-        try:
-            ca = client(a)
-            ca.create_bucket(Bucket="echo")
-            caught_up = lambda: peer_of(a, "b")["send"]["lag_records"] == 0
-            # 12 MiB: under b's cap, so nothing of b's WAL goes yet
-            fill_past_retention(ca, "echo", first=0, count=120)
-            wait_for(caught_up, 60, "b to apply a's first records")
-            assert "0000000000000001.wal" in os.listdir(b_wal)
-            b.stop()
-            b.start()
-            # 12 MiB more: past b's cap, which now deletes segments b found at
-            # open (a never acked any: b's cursor for a is where it started)
-            fill_past_retention(ca, "echo", first=120, count=120)
-            wait_for(caught_up, 60, "b to apply a's other records")
-            wait_for(lambda: "0000000000000001.wal" not in os.listdir(b_wal), 30,
-                     "b's WAL to drop its first segment")
-            b.stop()
-            assert "event=repl.peer.needs_resync" not in b.read_log()
-            b.start()
-            wan.heal("b-a")
-            wait_for(lambda: "event=repl.send.skip peer=a" in b.read_log(), 30,
-                     "b to tell a of the range it skipped")
-            wait_for(lambda: peer_of(b, "a")["send"]["streaming"] and
-                     peer_of(a, "b")["receive"]["applied_lsn"] >= 240, 30,
-                     "a to hold b's cursor past the skipped range")
-            pb = peer_of(b, "a")
-            assert not pb["send"]["needs_resync"] and pb["anti_entropy"]["runs"] == 0, pb
-            assert peer_of(a, "b")["receive"]["resync_versions"] == 0
-            assert "event=repl.peer.needs_resync" not in b.read_log()
-            client(b).put_object(Bucket="echo", Key="from-b", Body=b"after the skip")
-            wait_for(lambda: body_at(ca, "echo", "from-b") == b"after the skip", 30,
-                     "b's write at a")
-        finally:
-            a.stop()
-            b.stop()
+        # still all there: b's cursor for a holds them
+        assert "0000000000000001.wal" in os.listdir(b_wal)
+        # 12 MiB more: past b's cap, which now deletes segments b found at
+        # open (a never acked any: b's cursor for a is where it started)
+        fill_past_retention(ca, "echo", first=120, count=120)
+        wait_for(caught_up, 60, "b to apply a's other records")
+        wait_for(lambda: "0000000000000001.wal" not in os.listdir(b_wal), 30,
+                 "b's WAL to drop its first segment")
+        b.stop()
+        assert "event=repl.peer.needs_resync" not in b.read_log()
+        b.start()
+        heal_and_check_no_resync(a, b, wan, ca)
 
 
 def test_anti_entropy_brings_a_site_past_retention_level(tmp_path):

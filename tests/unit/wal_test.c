@@ -1191,6 +1191,29 @@ append_typed(wal *w, uint16_t type, uint64_t from, uint64_t to)
     return 0;
 }
 
+/* The log the cap tests start from, in a new directory with a cursor file
+ * (its path into cpath): 9 records a segment (1, 10, ..., 91, 100), peer 2
+ * has acked our records 1..10, then a catch-up from another site wrote 90
+ * replicated applies (11..100), all applied by the index. Capped at
+ * retention bytes. */
+static int
+skip_log_fill(const char *name, uint64_t retention, wal_opts *o, wal **w, wal_cursor_file **f,
+              char *cpath, size_t cpath_size)
+{
+    dir_new(name);
+    snprintf(cpath, cpath_size, "%s/cursors", g_dir);
+    if (wal_cursor_file_open(cpath, f) != 0)
+        return -1;
+    wal_cursor_file_store(*f, &o->cursors);
+    o->segment_bytes = 4096;
+    o->retention_bytes = retention;
+    if (wal_open(o, w) != 0 || wal_peer_add(*w, 2, 0) != 0 ||
+        append_typed(*w, WAL_REC_OBJECT_PUT, 1, 10) != 0 || wal_cursor_set(*w, 2, 10) != 0 ||
+        append_typed(*w, WAL_REC_REPLICATED_APPLY, 11, 100) != 0 || wal_set_applied(*w, 100) != 0)
+        return -1;
+    return 0;
+}
+
 /* Past the cap, a peer whose next needed segment holds only replicated
  * applies (never sent to a peer) is moved past them, durably, not marked
  * for a resync; one that would lose a record of ours still is. */
@@ -1204,19 +1227,8 @@ CapMovesCursorOverReplicatedApplies(void)
     wal_peer_status ps;
     char cpath[600];
 
-    dir_new("capskip");
-    snprintf(cpath, sizeof(cpath), "%s/cursors", g_dir);
-    REQUIRE(wal_cursor_file_open(cpath, &f) == 0);
-    wal_cursor_file_store(f, &o.cursors);
-    o.segment_bytes = 4096;
-    o.retention_bytes = 16384; /* four segments */
-    REQUIRE(wal_open(&o, &w) == 0);
-    REQUIRE(wal_peer_add(w, 2, 0) == 0);
-    REQUIRE(append_typed(w, WAL_REC_OBJECT_PUT, 1, 10) == 0);
-    REQUIRE(wal_cursor_set(w, 2, 10) == 0);
-    /* a catch-up from another site: 90 replicated applies, 9 segments */
-    REQUIRE(append_typed(w, WAL_REC_REPLICATED_APPLY, 11, 100) == 0);
-    REQUIRE(wal_set_applied(w, 100) == 0);
+    /* four segments */
+    REQUIRE(skip_log_fill("capskip", 16384, &o, &w, &f, cpath, sizeof(cpath)) == 0);
     REQUIRE(wal_get_status(w, &st) == 0);
     CHECK_EQ_INT(st.resyncs, 0);
     CHECK(st.cursor_skips > 0);
@@ -1259,7 +1271,7 @@ CapMovesCursorOverReplicatedApplies(void)
 /* A new process over the same log and cursor file: the file is reopened
  * (a fresh store object, as after a restart) and the WAL with it, capped at
  * retention bytes, its index at applied; peer 2 is registered again. */
-static void
+static int
 restart(wal_opts *o, wal **w, wal_cursor_file **f, const char *cpath, uint64_t retention,
         uint64_t applied)
 {
@@ -1267,12 +1279,12 @@ restart(wal_opts *o, wal **w, wal_cursor_file **f, const char *cpath, uint64_t r
     *w = NULL;
     wal_cursor_file_close(*f);
     *f = NULL;
-    REQUIRE(wal_cursor_file_open(cpath, f) == 0);
+    if (wal_cursor_file_open(cpath, f) != 0)
+        return -1;
     wal_cursor_file_store(*f, &o->cursors);
     o->retention_bytes = retention;
     o->replay_from = applied;
-    REQUIRE(wal_open(o, w) == 0);
-    REQUIRE(wal_peer_add(*w, 2, 0) == 0);
+    return wal_open(o, w) == 0 && wal_peer_add(*w, 2, 0) == 0 ? 0 : -1;
 }
 
 /* As CapMovesCursorOverReplicatedApplies, with a restart between filling
@@ -1290,23 +1302,13 @@ CapKnowsOldSegmentsAfterReopen(void)
     wal_peer_status ps;
     char cpath[600];
 
-    dir_new("capreopen");
-    snprintf(cpath, sizeof(cpath), "%s/cursors", g_dir);
-    REQUIRE(wal_cursor_file_open(cpath, &f) == 0);
-    wal_cursor_file_store(f, &o.cursors);
-    o.segment_bytes = 4096;      /* 9 records a segment: 1, 10, ..., 91, 100 */
-    o.retention_bytes = 1 << 20; /* no cap while filling */
-    REQUIRE(wal_open(&o, &w) == 0);
-    REQUIRE(wal_peer_add(w, 2, 0) == 0);
-    REQUIRE(append_typed(w, WAL_REC_OBJECT_PUT, 1, 10) == 0);
-    REQUIRE(wal_cursor_set(w, 2, 10) == 0);
-    REQUIRE(append_typed(w, WAL_REC_REPLICATED_APPLY, 11, 100) == 0);
-    REQUIRE(wal_set_applied(w, 100) == 0);
+    /* no cap while filling */
+    REQUIRE(skip_log_fill("capreopen", 1 << 20, &o, &w, &f, cpath, sizeof(cpath)) == 0);
     REQUIRE(wal_get_status(w, &st) == 0);
     CHECK_EQ_INT(st.over_cap, 0);
     CHECK_EQ_INT(st.cursor_skips, 0);
 
-    restart(&o, &w, &f, cpath, 16384, 100); /* four segments */
+    REQUIRE(restart(&o, &w, &f, cpath, 16384, 100) == 0); /* four segments */
     REQUIRE(wal_set_applied(w, 100) == 0);
     REQUIRE(wal_get_status(w, &st) == 0);
     CHECK_EQ_INT(st.resyncs, 0);
@@ -1321,12 +1323,12 @@ CapKnowsOldSegmentsAfterReopen(void)
 
     /* more of both kinds, unknown to the cap until the next restart: a
      * record of ours (at 131) in the segment 127..135 */
-    restart(&o, &w, &f, cpath, 1 << 20, 100);
+    REQUIRE(restart(&o, &w, &f, cpath, 1 << 20, 100) == 0);
     REQUIRE(append_typed(w, WAL_REC_REPLICATED_APPLY, 101, 130) == 0);
     REQUIRE(append_typed(w, WAL_REC_OBJECT_PUT, 131, 131) == 0);
     REQUIRE(append_typed(w, WAL_REC_REPLICATED_APPLY, 132, 200) == 0);
     REQUIRE(wal_set_applied(w, 200) == 0);
-    restart(&o, &w, &f, cpath, 16384, 200);
+    REQUIRE(restart(&o, &w, &f, cpath, 16384, 200) == 0);
     REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
     CHECK_EQ_INT(ps.acked_lsn, moved);
     REQUIRE(wal_set_applied(w, 200) == 0);
@@ -1357,18 +1359,7 @@ SkipRangeSurvivesReopen(void)
     wal_reader *r = NULL;
     char cpath[600];
 
-    dir_new("skipreopen");
-    snprintf(cpath, sizeof(cpath), "%s/cursors", g_dir);
-    REQUIRE(wal_cursor_file_open(cpath, &f) == 0);
-    wal_cursor_file_store(f, &o.cursors);
-    o.segment_bytes = 4096;
-    o.retention_bytes = 16384;
-    REQUIRE(wal_open(&o, &w) == 0);
-    REQUIRE(wal_peer_add(w, 2, 0) == 0);
-    REQUIRE(append_typed(w, WAL_REC_OBJECT_PUT, 1, 10) == 0);
-    REQUIRE(wal_cursor_set(w, 2, 10) == 0);
-    REQUIRE(append_typed(w, WAL_REC_REPLICATED_APPLY, 11, 100) == 0);
-    REQUIRE(wal_set_applied(w, 100) == 0);
+    REQUIRE(skip_log_fill("skipreopen", 16384, &o, &w, &f, cpath, sizeof(cpath)) == 0);
     REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
     CHECK_EQ_INT(ps.skip_lo, 11);
     uint64_t moved = ps.acked_lsn;
@@ -1376,7 +1367,7 @@ SkipRangeSurvivesReopen(void)
 
     /* restarted before the sender told the peer: the range is still known,
      * and the records it covers are still gone */
-    restart(&o, &w, &f, cpath, 16384, 100);
+    REQUIRE(restart(&o, &w, &f, cpath, 16384, 100) == 0);
     REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
     CHECK_EQ_INT(ps.acked_lsn, moved);
     CHECK_EQ_INT(ps.needs_resync, 0);
@@ -1389,7 +1380,7 @@ SkipRangeSurvivesReopen(void)
     CHECK(ps.acked_lsn > moved);
     CHECK_EQ_INT(ps.skip_lo, 11);
     moved = ps.acked_lsn;
-    restart(&o, &w, &f, cpath, 16384, 140);
+    REQUIRE(restart(&o, &w, &f, cpath, 16384, 140) == 0);
     REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
     CHECK_EQ_INT(ps.acked_lsn, moved);
     CHECK_EQ_INT(ps.skip_lo, 11);
@@ -1399,7 +1390,7 @@ SkipRangeSurvivesReopen(void)
     REQUIRE(wal_cursor_set(w, 2, 141) == 0);
     REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
     CHECK_EQ_INT(ps.skip_lo, 0);
-    restart(&o, &w, &f, cpath, 16384, 141);
+    REQUIRE(restart(&o, &w, &f, cpath, 16384, 141) == 0);
     REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
     CHECK_EQ_INT(ps.acked_lsn, 141);
     CHECK_EQ_INT(ps.skip_lo, 0);
