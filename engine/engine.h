@@ -383,12 +383,15 @@ int engine_repl_progress(engine *e, engine_repl_state *out, int max);
 /* A site joined the topology at run time: its records can be applied from
  * now on (its applied LSN is read from the index, so a site that left and
  * came back resumes), and the WAL holds our records for it from its cursor
- * (saved, or 0: everything retained). Idempotent. Blocking (index reads):
- * call on the loop only for rare events such as this. Errors: MRD_ETOOBIG
- * (MRD_MAX_PEERS origins), the store's and WAL's. */
+ * (saved, or 0: everything retained). The WAL's peer list is saved in the
+ * index, so the next open holds segments for it from the start. Idempotent.
+ * Blocking (index reads and writes): call on the loop only for rare events
+ * such as this. Errors: MRD_ETOOBIG (MRD_MAX_PEERS origins), the store's
+ * and WAL's. */
 int engine_repl_origin_add(engine *e, uint32_t origin);
-/* A site left the topology: the WAL stops holding segments for it. Its
- * applied LSN stays (records already applied stay applied). Idempotent. */
+/* A site left the topology: the WAL stops holding segments for it (now and
+ * after a restart). Its applied LSN stays (records already applied stay
+ * applied). Idempotent. */
 int engine_repl_origin_remove(engine *e, uint32_t origin);
 
 /* A watermark of local writes: every write stamped before *hlc has an LSN

@@ -12,9 +12,12 @@
  *      cannot drift from normal operation; store_index_apply ignores LSNs it
  *      has already applied, which makes replay idempotent. The WAL's per-peer
  *      cursors are wired to store_meta_put/get (keys "wal.cursor.<peer>"),
- *      and every configured peer is registered (its saved cursor loaded)
- *      as soon as the WAL is open, before the replay's last commit or the
- *      applied LSN lets retention run: segments a lagging peer needs stay.
+ *      and every peer is registered (its saved cursor loaded) as soon as
+ *      the WAL is open, before the replay's last commit or the applied LSN
+ *      lets retention run, so segments a lagging peer needs stay: the
+ *      configured peers and those listed under "wal.peers" (the WAL's peers
+ *      as last saved by engine_repl_origin_add/remove: sites added at run
+ *      time are in no file).
  *   3. store_sweep_orphans: with every record in the index and nothing
  *      writing yet, shard files no layout references are crash leftovers
  *      (a PUT or multipart part whose record never committed, frees lost
@@ -284,6 +287,70 @@ cursor_save(void *ud, uint32_t peer, uint64_t acked_lsn, int needs_resync, uint6
     return store_meta_put(e->st, key, val, (size_t)n + 1);
 }
 
+/* The WAL's peer ids, in the order the WAL lists them, as saved. */
+static void
+wal_peers_text(engine *e, char *out, size_t n)
+{
+    wal_status st;
+    size_t k = 0;
+
+    out[0] = '\0';
+    if (wal_get_status(e->w, &st) != 0)
+        return;
+    for (int i = 0; i < st.n_peers && k < n; i++)
+        k += (size_t)snprintf(out + k, n - k, "%s%u", k ? " " : "", st.peers[i].peer);
+}
+
+int
+engine__wal_peers_save(engine *e)
+{
+    char text[sizeof(e->wal_peers_saved)];
+    int rc = 0;
+
+    pthread_mutex_lock(&e->peers_mu);
+    wal_peers_text(e, text, sizeof(text));
+    if (strcmp(text, e->wal_peers_saved) != 0 &&
+        (rc = store_meta_put(e->st, ENGINE_WAL_PEERS_KEY, text, strlen(text) + 1)) == 0)
+        memcpy(e->wal_peers_saved, text, sizeof(text));
+    pthread_mutex_unlock(&e->peers_mu);
+    return rc;
+}
+
+/* Registers with the WAL every peer whose cursor may hold segments: the
+ * configured ones and those saved under ENGINE_WAL_PEERS_KEY (added at run
+ * time, maybe no longer in the file). */
+static int
+wal_peers_register(engine *e)
+{
+    void *val = NULL;
+    size_t len = 0;
+    int rc = 0;
+
+    for (int i = 0; rc == 0 && i < e->n_ra; i++)
+        if ((rc = wal_peer_add(e->w, e->ra[i].origin, 0)) == MRD_EEXIST)
+            rc = 0;
+    if (rc == 0 && (rc = store_meta_get(e->st, ENGINE_WAL_PEERS_KEY, &val, &len)) == 0) {
+        const char *p = val;
+        if (len == 0 || len > sizeof(e->wal_peers_saved) || p[len - 1] != '\0')
+            rc = MRD_ECORRUPT;
+        else
+            memcpy(e->wal_peers_saved, p, len);
+        while (rc == 0 && *p) {
+            char *end;
+            unsigned long id = strtoul(p, &end, 10);
+            if (end == p || id == 0 || id > UINT32_MAX || (*end && *end != ' '))
+                rc = MRD_ECORRUPT;
+            else if ((rc = wal_peer_add(e->w, (uint32_t)id, 0)) == MRD_EEXIST)
+                rc = 0;
+            p = *end ? end + 1 : end;
+        }
+        free(val);
+    } else if (rc == MRD_ENOTFOUND) {
+        rc = 0;
+    }
+    return rc;
+}
+
 /* ---- open / close ------------------------------------------------------- */
 
 static void
@@ -381,12 +448,9 @@ open_wal(engine *e, const engine_opts *o)
      * runs retention (the flush below and the applied LSN do). Without them
      * it would keep nothing for a peer, and every restart dropped the
      * records a lagging peer still needed, which then had to be resynced. */
-    for (int i = 0; rc == 0 && i < e->n_ra; i++) {
-        int prc = wal_peer_add(e->w, e->ra[i].origin, 0);
-        if (prc != 0 && prc != MRD_EEXIST) {
-            report(o, "WAL peer cursor: ", mrd_strerror(prc));
-            return prc;
-        }
+    if (rc == 0 && (rc = wal_peers_register(e)) != 0) {
+        report(o, "WAL peers and their cursors: ", mrd_strerror(rc));
+        return rc;
     }
     /* records planned by replay but not yet committed */
     if (rc == 0)
@@ -427,6 +491,7 @@ engine_open(const engine_opts *o, engine **out)
     pthread_cond_init(&e->pool_cv, NULL);
     pthread_cond_init(&e->pool_idle_cv, NULL);
     pthread_mutex_init(&e->mut_mu, NULL);
+    pthread_mutex_init(&e->peers_mu, NULL);
     pthread_mutex_init(&e->ap_mu, NULL);
     pthread_cond_init(&e->ap_cv, NULL);
     pthread_cond_init(&e->ap_idle_cv, NULL);
@@ -522,6 +587,7 @@ engine_close(engine *e)
     pthread_cond_destroy(&e->pool_cv);
     pthread_cond_destroy(&e->pool_idle_cv);
     pthread_mutex_destroy(&e->mut_mu);
+    pthread_mutex_destroy(&e->peers_mu);
     pthread_mutex_destroy(&e->ap_mu);
     pthread_cond_destroy(&e->ap_cv);
     pthread_cond_destroy(&e->ap_idle_cv);

@@ -119,6 +119,11 @@ struct engine {
     /* The highest HLC stamp of a local record committed to the index, as
      * stored under ENGINE_HLC_KEY (applier thread, or replay). */
     uint64_t hlc_saved;
+
+    /* The WAL's peers as last saved under ENGINE_WAL_PEERS_KEY (under
+     * peers_mu, which orders those saves). */
+    pthread_mutex_t peers_mu;
+    char wal_peers_saved[MRD_MAX_PEERS * 11 + 1];
 };
 
 /* Index meta key of the HLC floor: the highest stamp of any local record
@@ -132,6 +137,14 @@ int engine__meta_u64(engine *e, const char *key, uint64_t *out);
 /* engine_status.failure: what made the engine read-only, in one line. */
 void engine__failure_text(const char *meta_dir, const wal_status *ws, int index_rc, char *out,
                           size_t n);
+
+/* Index meta key of the ids of the WAL's peers ("<id> <id> ...", decimal):
+ * every site whose cursor holds segments, those added at run time too, so
+ * the next open registers them all before retention can run. */
+#define ENGINE_WAL_PEERS_KEY "wal.peers"
+/* Saves the WAL's peer ids under ENGINE_WAL_PEERS_KEY when they differ from
+ * what was saved last. Thread-safe. */
+int engine__wal_peers_save(engine *e);
 
 /* Index meta key of the applied origin LSN ("repl.applied.<site>"). */
 #define ENGINE_RA_KEY_FMT "repl.applied.%u"

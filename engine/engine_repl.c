@@ -106,6 +106,9 @@ engine_repl_origin_add(engine *e, uint32_t origin)
     pthread_mutex_unlock(&e->mut_mu);
     if (rc == 0 && (rc = wal_peer_add(e->w, origin, 0)) == MRD_EEXIST)
         rc = 0;
+    /* so that the next open holds segments for it before retention runs */
+    if (rc == 0)
+        rc = engine__wal_peers_save(e);
     return rc;
 }
 
@@ -117,7 +120,9 @@ engine_repl_origin_remove(engine *e, uint32_t origin)
     if (!e || origin == 0)
         return MRD_EINVAL;
     rc = wal_peer_remove(e->w, origin);
-    return rc == MRD_ENOTFOUND ? 0 : rc;
+    if (rc == 0 || rc == MRD_ENOTFOUND)
+        rc = engine__wal_peers_save(e);
+    return rc;
 }
 
 void

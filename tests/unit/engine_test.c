@@ -1782,7 +1782,8 @@ test_hlc_floor_survives_restart(void)
 /* A restart keeps the WAL segments a lagging peer still needs: its saved
  * cursor is registered before the open lets retention run (before, the
  * open's retention saw no peer and kept only the newest segment, so the
- * peer could only be resynced). */
+ * peer could only be resynced). That holds for a peer added at run time
+ * (not in the file) too, and a peer removed is no longer held for. */
 static void
 test_wal_keeps_a_lagging_peers_records_across_restart(void)
 {
@@ -1794,6 +1795,9 @@ test_wal_keeps_a_lagging_peers_records_across_restart(void)
     site_init_as(&s, 7, 8);
     s.conf->wal_segment_bytes = 4096;
     REQUIRE(site_open(&s, NULL) == 0);
+    REQUIRE(engine_repl_origin_add(s.e, 9) == 0);  /* joined at run time */
+    REQUIRE(engine_repl_origin_add(s.e, 10) == 0); /* and left */
+    REQUIRE(engine_repl_origin_remove(s.e, 10) == 0);
     REQUIRE(create_bucket(s.e, "b") == 0);
     for (int i = 0; i < 60; i++) {
         char k[16];
@@ -1813,6 +1817,9 @@ test_wal_keeps_a_lagging_peers_records_across_restart(void)
     REQUIRE(wal_cursor_get(engine_wal(s.e), 8, &ps) == 0);
     CHECK_EQ_INT(ps.acked_lsn, 0);
     CHECK_EQ_INT(ps.needs_resync, 0);
+    REQUIRE(wal_cursor_get(engine_wal(s.e), 9, &ps) == 0);
+    CHECK_EQ_INT(ps.acked_lsn, 0);
+    CHECK_EQ_INT(wal_cursor_get(engine_wal(s.e), 10, &ps), MRD_ENOTFOUND);
     site_free(&s);
 }
 
