@@ -1345,6 +1345,76 @@ CapKnowsOldSegmentsAfterReopen(void)
     dir_done();
 }
 
+/* A cursor store that fails the saves of cap moves (a nonzero skip_lo)
+ * while fail_moves is set, as a disk would; the rest goes to inner. */
+typedef struct flaky_store {
+    wal_cursor_store inner;
+    int fail_moves;
+} flaky_store;
+
+static int
+flaky_load(void *ud, uint32_t peer, uint64_t *acked, int *resync, uint64_t *skip_lo)
+{
+    flaky_store *fs = ud;
+
+    return fs->inner.load(fs->inner.ud, peer, acked, resync, skip_lo);
+}
+
+static int
+flaky_save(void *ud, uint32_t peer, uint64_t acked, int resync, uint64_t skip_lo)
+{
+    flaky_store *fs = ud;
+
+    if (fs->fail_moves && skip_lo)
+        return -EIO;
+    return fs->inner.save(fs->inner.ud, peer, acked, resync, skip_lo);
+}
+
+/* A cap move whose save fails changes nothing: no segment is deleted on its
+ * strength, the cursor and its range stay as saved, the peer is not marked;
+ * once saves work again the move happens. */
+static void
+CapMoveNotSavedDeletesNothing(void)
+{
+    wal_opts o = opts_base();
+    wal *w = NULL;
+    wal_cursor_file *f = NULL;
+    flaky_store fs;
+    wal_status st;
+    wal_peer_status ps;
+    char cpath[600];
+
+    REQUIRE(skip_log_fill("capnosave", 1 << 20, &o, &w, &f, cpath, sizeof(cpath)) == 0);
+    wal_close(w); /* and open again, capped, its saves going through fs */
+    fs.inner = o.cursors;
+    fs.fail_moves = 1;
+    o.cursors = (wal_cursor_store){flaky_load, flaky_save, &fs};
+    o.retention_bytes = 16384;
+    o.replay_from = 100;
+    REQUIRE(wal_open(&o, &w) == 0);
+    REQUIRE(wal_peer_add(w, 2, 0) == 0);
+    REQUIRE(wal_set_applied(w, 100) == 0);
+    REQUIRE(wal_get_status(w, &st) == 0);
+    CHECK_EQ_INT(st.cursor_skips, 0);
+    CHECK_EQ_INT(st.resyncs, 0);
+    CHECK_EQ_INT(st.over_cap, 1);
+    CHECK(seg_exists(10));
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK_EQ_INT(ps.acked_lsn, 10);
+    CHECK_EQ_INT(ps.skip_lo, 0);
+    CHECK_EQ_INT(ps.needs_resync, 0);
+
+    fs.fail_moves = 0;
+    REQUIRE(wal_set_applied(w, 100) == 0);
+    REQUIRE(wal_cursor_get(w, 2, &ps) == 0);
+    CHECK(ps.acked_lsn > 10);
+    CHECK_EQ_INT(ps.skip_lo, 11);
+    CHECK(!seg_exists(10));
+    wal_close(w);
+    wal_cursor_file_close(f);
+    dir_done();
+}
+
 /* The range the cap moved a cursor over is saved with the cursor: after a
  * restart a sender can still tell the peer (wal_peer_status.skip_lo) rather
  * than resync it. An ack past the range forgets it, durably. A cursor file
@@ -1973,6 +2043,7 @@ static const test_case tests[] = {
     TEST(CapMovesCursorOverReplicatedApplies),
     TEST(CapKnowsOldSegmentsAfterReopen),
     TEST(SkipRangeSurvivesReopen),
+    TEST(CapMoveNotSavedDeletesNothing),
     TEST(ResyncPassHoldsTheStream),
     TEST(FsyncFailureFailsPendingAndLaterAppends),
     TEST(ConcurrentAppendersGetUniqueIncreasingLsns),
