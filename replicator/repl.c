@@ -927,6 +927,10 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_uint(w, pi.sync_digest_rounds);
         mrd_json_w_key(w, "push");
         mrd_json_w_str(w, pi.sync_push);
+        mrd_json_w_key(w, "versions_skipped");
+        mrd_json_w_uint(w, pi.sync_versions_skipped);
+        mrd_json_w_key(w, "summaries");
+        mrd_json_w_str(w, pi.sync_summaries);
         mrd_json_w_obj_end(w);
         /* its records applied here */
         mrd_json_w_key(w, "receive");

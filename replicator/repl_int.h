@@ -240,7 +240,7 @@ typedef struct repl__drange {
 
 /* A DigestRequest: tree 0 asks for version 1. */
 typedef struct repl__dreq {
-    int tree, push;
+    int tree, push, summaries;
     size_t n;
     repl__drange *r;
 } repl__dreq;
@@ -262,6 +262,25 @@ int repl__tree_children_encode(const repl__bdigest *d, size_t n, const repl__dre
  * one entry per bucket; a level-0 range sets missing (its BucketCreate goes
  * too). */
 int repl__dreq_bitmaps(const repl__dreq *q, repl__bdigest **out, size_t *n);
+
+/* Version 3 (summaries): what a site holds in the differing leaves, so that
+ * a pass sends only versions that change something at the peer. */
+#define REPL_SUMMARIES_MAX (4u << 20) /* bytes of summaries one answer carries */
+/* Server, blocking (an index walk): the versions we hold in the subtrees q
+ * names, as a DigestResponse of about limit bytes at most (held_partial
+ * when it stopped there). */
+int repl__summaries_encode(struct store *st, const repl__dreq *q, size_t limit, mrd_buf *out);
+typedef struct repl__peerset repl__peerset;
+/* Client: a summaries answer. MRD_EPROTO when it is not one (an older peer)
+ * or is malformed. */
+int repl__peerset_decode(const void *data, size_t len, repl__peerset **out);
+void repl__peerset_free(repl__peerset *ps);
+size_t repl__peerset_count(const repl__peerset *ps);
+int repl__peerset_partial(const repl__peerset *ps);
+/* 1 if the peer holds a version that makes sending v (of bucket/key) change
+ * nothing there (repl_sync.c, vsum_noop); 0 when ps is NULL. */
+int repl__peerset_noop(const repl__peerset *ps, const char *bucket, const char *key,
+                       const struct store_version *v);
 
 /* Client: nodes of one bucket from a version 2 answer. */
 typedef struct repl__tnodes {

@@ -542,7 +542,11 @@ resync_apply(repl__rx *rx)
  *     one consistent state; replaced by its next root request, freed by its
  *     push or after REPL_DIGEST_CACHE_MS unused;
  *   - version 2, push: the asker found those subtrees differ; our own pass
- *     to it sends what we hold in them (repl__sync_start_push).
+ *     to it sends what we hold in them (repl__sync_start_push);
+ *   - version 3, summaries: the asker found those subtrees differ; a job
+ *     lists what we hold in them (repl__summaries_encode), so that its pass
+ *     sends only versions that change something here. The children cache
+ *     is left alone: the asker's comparison is over, and its push follows.
  */
 typedef struct dgsrv {
     int refs;
@@ -551,6 +555,7 @@ typedef struct dgsrv {
     store *st;
     mrd_buf out;
     int rc, tree;
+    repl__dreq q; /* summaries: the subtrees asked about */
     uint64_t versions;
     repl__bdigest *d; /* tree: kept for the peer's children requests */
     size_t buckets;
@@ -563,6 +568,7 @@ dgsrv_unref(dgsrv *g)
         return;
     mrd_buf_free(&g->out);
     repl__digest_free(g->d, g->buckets);
+    repl__dreq_free(&g->q);
     free(g);
 }
 
@@ -573,6 +579,10 @@ dgsrv_work(void *arg)
     repl__bdigest *d = NULL;
     size_t n = 0;
 
+    if (g->q.summaries) {
+        g->rc = repl__summaries_encode(g->st, &g->q, REPL_SUMMARIES_MAX, &g->out);
+        return;
+    }
     g->rc = repl__digest_all(g->st, g->tree ? 2 : 1, &d, &n);
     if (g->rc == 0)
         g->rc =
@@ -603,7 +613,7 @@ dgsrv_done(void *arg)
 
     if (c && g->s) {
         if (g->rc == 0) {
-            if (g->tree && c->peer) {
+            if (g->tree && !g->q.summaries && c->peer) {
                 dg_cache_drop(c->peer);
                 c->peer->dg_cache = g->d;
                 c->peer->dg_n = g->buckets;
@@ -616,8 +626,9 @@ dgsrv_done(void *arg)
             repl__server_answer_text(c, g->s, 503, mrd_strerror(g->rc));
         }
         MRD_DEBUG("repl.digest.served",
-                  "remote=%s tree=%d buckets=%zu versions=%llu bytes=%zu rc=%d", c->remote, g->tree,
-                  g->buckets, (unsigned long long)g->versions, g->out.len, g->rc);
+                  "remote=%s tree=%d summaries=%d buckets=%zu versions=%llu bytes=%zu rc=%d",
+                  c->remote, g->tree, g->q.summaries, g->buckets, (unsigned long long)g->versions,
+                  g->out.len, g->rc);
     }
     dgsrv_unref(g);
     flush(c);
@@ -669,12 +680,13 @@ repl__digest_serve(repl__conn *c, repl__stream *s, repl_peer *p)
         repl__server_answer_text(c, s, 400, "malformed DigestRequest");
         return;
     }
-    if (q.tree && (q.n || q.push)) {
+    if (q.tree && !q.summaries && (q.n || q.push)) {
         digest_serve_loop(c, s, p, &q);
         repl__dreq_free(&q);
         return;
     }
     if (!(g = calloc(1, sizeof(*g)))) {
+        repl__dreq_free(&q);
         repl__server_answer_text(c, s, 503, "out of memory");
         return;
     }
@@ -683,6 +695,7 @@ repl__digest_serve(repl__conn *c, repl__stream *s, repl_peer *p)
     g->s = s;
     g->st = engine_store(c->r->eng);
     g->tree = q.tree;
+    g->q = q; /* taken over */
     s->kind = REPL__ST_DIGEST_SRV;
     s->ctx = g;
     if (engine_run(c->r->eng, dgsrv_work, dgsrv_done, g) != 0) {

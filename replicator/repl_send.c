@@ -82,6 +82,7 @@ enum {
     SYNC_BEGIN, /* resync: the WAL holds the stream's point, the marker */
     SYNC_PREP,
     SYNC_DESCEND, /* tree digests: children requests, level by level */
+    SYNC_SUMMARY, /* version 3: what the peer holds in the differing leaves */
     SYNC_WALK,
     SYNC_DRAIN,
     SYNC_FINISH /* resync: the WAL's mark is being cleared */
@@ -177,6 +178,11 @@ struct repl__tx {
     size_t push_wait_n;
     uint64_t sync_digest_bytes, sync_rounds;
     char sync_push_result[96];
+    /* version 3: the peer's versions in the differing leaves; the walk
+     * skips ours that would change nothing there (sync_skipped) */
+    repl__peerset *sync_peerset;
+    uint64_t sync_skipped;
+    char sync_sum_result[96];
     int sync_bucket_started;
     char sync_key[1100], sync_vid[64];
     int sync_have_pos;
@@ -1044,6 +1050,8 @@ sync_free_digests(struct repl__tx *tx)
     repl__tpend_free(&tx->sync_pend);
     repl__tpend_free(&tx->sync_next);
     repl__dreq_free(&tx->sync_pushq);
+    repl__peerset_free(tx->sync_peerset);
+    tx->sync_peerset = NULL;
     tx->sync_roots = NULL;
     tx->sync_n_roots = tx->sync_pend_off = 0;
     tx->sync_mine = tx->sync_theirs = NULL;
@@ -1140,7 +1148,8 @@ repl__sync_start(repl_peer *p, int resync)
     tx->sync_state = SYNC_DIGEST;
     tx->sync_resync = resync;
     tx->sync_begun = 0;
-    tx->sync_sent = tx->sync_leaves = tx->sync_estimate = 0;
+    tx->sync_sent = tx->sync_leaves = tx->sync_estimate = tx->sync_skipped = 0;
+    tx->sync_sum_result[0] = '\0';
     tx->sync_only[0] = '\0';
     tx->sync_bucket = 0;
     tx->sync_bucket_started = 0;
@@ -1222,6 +1231,10 @@ walk_version(void *user, const char *key, const store_version *v)
     tx->sync_have_pos = 1;
     if (!(w->d->differ[leaf / 8] & (1u << (leaf % 8))))
         return 0;
+    if (tx->sync_peerset && repl__peerset_noop(tx->sync_peerset, w->d->bucket, key, v)) {
+        __atomic_fetch_add(&tx->sync_skipped, 1, __ATOMIC_RELAXED);
+        return 0; /* the peer holds it, or something that drops it */
+    }
     if (b->n + 2 > REPL_BATCH_RECORDS && (w->rc = emit(j->emitter, b, NULL, 0)) != 0)
         return 1; /* room for a tags record and the version's */
     if ((w->rc = repl__tags_record(w->d->bucket, key, v, &b->recs[b->n])) < 0)
@@ -1341,9 +1354,14 @@ sync_finish(repl_peer *p, const char *result)
     if (strncmp(result, "failed", 6) == 0)
         tx->sync_retry_ns = mrd_clock_mono_ns() + 1000000000ull;
     MRD_INFO("repl.sync.done",
-             "peer=%s mode=%s leaves_differ=%llu versions_sent=%llu ms=%.0f result=\"%s\"", p->name,
-             tx->sync_resync ? "resync" : "check", (unsigned long long)tx->sync_leaves,
-             (unsigned long long)tx->sync_sent,
+             "peer=%s mode=%s leaves_differ=%llu versions_sent=%llu versions_skipped=%llu ms=%.0f "
+             "result=\"%s\"",
+             p->name,
+             tx->sync_push     ? "push"
+             : tx->sync_resync ? "resync"
+                               : "check",
+             (unsigned long long)tx->sync_leaves, (unsigned long long)tx->sync_sent,
+             (unsigned long long)tx->sync_skipped,
              (double)(mrd_clock_mono_ns() - tx->sync_started_ns) / 1e6, result);
     sync_reset(tx);
 }
@@ -1711,8 +1729,63 @@ sync_ask(repl_peer *p, mrd_buf *body, uint64_t seq)
     return 0;
 }
 
+/* Asks the peer what it holds in the subtrees `leaves` names (version 3),
+ * so the walk can leave out what would change nothing there; the walk waits
+ * for the answer (SYNC_SUMMARY). Without an answer every version of the
+ * differing leaves is sent, as before version 3. */
+static void
+sync_ask_summaries(repl_peer *p, const repl__dreq *leaves)
+{
+    struct repl__tx *tx = p->tx;
+    repl__dreq q = *leaves;
+    mrd_buf body = {0};
+    int rc;
+
+    tx->sync_state = SYNC_WALK;
+    if (!leaves->n)
+        return;
+    q.tree = q.summaries = 1;
+    q.push = 0;
+    rc = repl__dreq_encode(&q, &body);
+    if (rc == 0 && body.len > REPL_MAX_CTRL_BODY - 1024)
+        rc = MRD_ETOOBIG;
+    if (rc == 0)
+        rc = sync_ask(p, &body, 3);
+    mrd_buf_free(&body);
+    if (rc == 0)
+        tx->sync_state = SYNC_SUMMARY;
+    else
+        snprintf(tx->sync_sum_result, sizeof(tx->sync_sum_result), "not asked: %s",
+                 rc == MRD_ETOOBIG ? "too many differing leaves to name" : mrd_strerror(rc));
+}
+
+/* The answer to sync_ask_summaries: the walk starts. */
+static void
+sync_on_summaries(repl_peer *p, repl__stream *s, const char *why)
+{
+    struct repl__tx *tx = p->tx;
+    int rc;
+
+    if (tx->sync_state != SYNC_SUMMARY)
+        return;
+    tx->sync_digest_bytes += s->in.len;
+    tx->sync_state = SYNC_WALK;
+    if (!why && s->too_big)
+        why = "answer over the size limit";
+    if (!why && (rc = repl__peerset_decode(s->in.data, s->in.len, &tx->sync_peerset)) != 0)
+        why = rc == MRD_EPROTO ? "not a summaries answer" : mrd_strerror(rc);
+    if (why)
+        snprintf(tx->sync_sum_result, sizeof(tx->sync_sum_result), "none: %s", why);
+    else
+        snprintf(tx->sync_sum_result, sizeof(tx->sync_sum_result), "%zu versions held there%s",
+                 repl__peerset_count(tx->sync_peerset),
+                 repl__peerset_partial(tx->sync_peerset) ? " (partial)" : "");
+    MRD_DEBUG("repl.sync.summaries", "peer=%s result=\"%s\"", p->name, tx->sync_sum_result);
+}
+
 /* The tree comparison is over: the differing leaves are marked. Ask the
- * peer to send what it holds in them (the other direction), then walk. */
+ * peer to send what it holds in them (the other direction), and what it
+ * holds there, then walk. */
 static void
 sync_tree_done(repl_peer *p)
 {
@@ -1747,7 +1820,7 @@ sync_tree_done(repl_peer *p)
                  rc == 0 ? "asked" : "not asked: the request would be too large");
     }
     mrd_buf_free(&body);
-    tx->sync_state = SYNC_WALK;
+    sync_ask_summaries(p, &tx->sync_pushq);
 }
 
 /* One children request for the next REPL_TREE_ASK_MAX pending nodes; at the
@@ -1816,6 +1889,10 @@ repl__tx_on_digest(repl__conn *c, repl__stream *s, uint32_t error_code)
 
     if (!tx)
         return;
+    if (s->seq == 3) {
+        sync_on_summaries(p, s, why);
+        return;
+    }
     if (s->seq == 2) { /* a push: the other direction */
         if (tx->sync_state != SYNC_NONE)
             tx->sync_digest_bytes += s->in.len;
@@ -1864,6 +1941,8 @@ push_begin(repl_peer *p, repl__bdigest *d, size_t n)
     tx->sync_resync = tx->sync_tree = tx->sync_asking = 0;
     tx->sync_push = 1;
     tx->sync_sent = tx->sync_estimate = tx->sync_digest_bytes = tx->sync_rounds = 0;
+    tx->sync_skipped = 0;
+    tx->sync_sum_result[0] = '\0';
     tx->sync_leaves = 0;
     for (size_t i = 0; i < tx->sync_n; i++)
         for (uint32_t l = 0; l < tx->sync_mine[i].cmp_leaves / 8; l++)
@@ -1877,6 +1956,10 @@ push_begin(repl_peer *p, repl__bdigest *d, size_t n)
     tx->sync_runs++;
     MRD_INFO("repl.sync.start", "peer=%s mode=push leaves=%llu", p->name,
              (unsigned long long)tx->sync_leaves);
+    /* what the asker holds there: our push leaves out what it would drop */
+    if (repl__tree_push_leaves(tx->sync_mine, tx->sync_n, &tx->sync_pushq) == 0)
+        sync_ask_summaries(p, &tx->sync_pushq);
+    repl__dreq_free(&tx->sync_pushq);
 }
 
 /* A push that came before our own session to the asker was up (it asks
@@ -2387,4 +2470,6 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
     out->sync_digest_bytes = tx->sync_digest_bytes;
     out->sync_digest_rounds = tx->sync_rounds;
     snprintf(out->sync_push, sizeof(out->sync_push), "%s", tx->sync_push_result);
+    out->sync_versions_skipped = __atomic_load_n(&tx->sync_skipped, __ATOMIC_RELAXED);
+    snprintf(out->sync_summaries, sizeof(out->sync_summaries), "%s", tx->sync_sum_result);
 }

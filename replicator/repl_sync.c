@@ -18,6 +18,14 @@
  * peer to push what it holds in the differing leaves (repl__tree_push_leaves
  * -> repl__dreq_bitmaps at the peer), which covers the other direction.
  *
+ * Version 3 (summaries): before walking, a pass (a push too) asks the peer
+ * what it holds in the differing leaves (repl__summaries_encode there,
+ * repl__peerset_decode here), and the walk leaves out each version the
+ * peer holds or would drop on arrival (repl__peerset_noop, vsum_noop): a
+ * leaf shared with unchanged keys, an overwritten or deleted key, or an old
+ * tag set then costs nothing on the wire. The summaries are advisory: a
+ * missing or partial answer only means more is sent, never less.
+ *
  * Version 1 (flat, for older peers): the peer answers every bucket's leaves
  * folded to L = 64 per version (256..65536); the sender folds its own to L
  * and compares (repl__digest_diff).
@@ -713,6 +721,7 @@ repl__dreq_encode(const repl__dreq *q, mrd_buf *out)
     }
     m.tree = (uint32_t)q->tree;
     m.push = q->push != 0;
+    m.summaries = q->summaries != 0;
     m.ranges = ptrs;
     m.n_ranges = q->n;
     rc = pb_pack(&m.base, out);
@@ -734,15 +743,17 @@ repl__dreq_decode(const void *data, size_t len, repl__dreq *out)
         return MRD_EPROTO;
     out->tree = m->tree == 1;
     out->push = m->push != 0;
+    out->summaries = m->summaries != 0 && !out->push;
     for (size_t i = 0; rc == 0 && out->tree && i < m->n_ranges; i++) {
         const Meridian__Repl__DigestRange *r = m->ranges[i];
+        int subtrees = out->push || out->summaries; /* leaves allowed, no count limit */
         if (!r->bucket || !r->bucket[0] || strlen(r->bucket) >= REPL_BUCKET_MAX ||
-            r->level > (out->push ? REPL_TREE_LEAF : REPL_TREE_LEAF - 1)) {
+            r->level > (subtrees ? REPL_TREE_LEAF : REPL_TREE_LEAF - 1)) {
             rc = MRD_EPROTO;
             break;
         }
         total += r->n_nodes;
-        if (!out->push && total > REPL_TREE_ASK_MAX) {
+        if (!subtrees && total > REPL_TREE_ASK_MAX) {
             rc = MRD_EPROTO;
             break;
         }
@@ -1095,5 +1106,334 @@ repl__dreq_bitmaps(const repl__dreq *q, repl__bdigest **out, size_t *n_out)
     }
     *out = d;
     *n_out = n;
+    return 0;
+}
+
+/* ---- version summaries (version 3) ------------------------------------------- */
+
+/* What the noop rules need of a version, ours or the peer's. */
+typedef struct vsum {
+    const char *vid;
+    uint8_t hash[16];
+    vv vec;
+    int null_version, tomb;
+    uint64_t tags_hlc;
+    uint32_t tags_site;
+} vsum;
+
+static int
+vsum_of(const char *bucket, const char *key, const store_version *v, vsum *out)
+{
+    tag_meta t = {NULL, NULL};
+    unsigned long long hlc = 0;
+    unsigned site = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (vv_decode(v->vv, v->vv_len, &out->vec) != 0)
+        return MRD_ECORRUPT;
+    out->vid = v->version_id;
+    version_hash(bucket, key, v, 2, out->hash);
+    out->null_version = (v->flags & ENGINE_VF_NULL_VERSION) != 0;
+    out->tomb = (v->flags & ENGINE_VF_TOMBSTONE) != 0;
+    if (v->user_meta_len && !(v->flags & STORE_VF_DELETE_MARKER))
+        engine_meta_each(v->user_meta, v->user_meta_len, tag_meta_of, &t);
+    if (t.stamp && sscanf(t.stamp, "%llu.%u", &hlc, &site) == 2) {
+        out->tags_hlc = hlc;
+        out->tags_site = site;
+    }
+    return 0;
+}
+
+/*
+ * 1 if a site holding y drops x on arrival, or already holds it: sending x
+ * there changes nothing. Each rule is one the receiver applies
+ * (engine_apply.c, conflict.h rule 4):
+ *   - y is x (the same version hash: id, vector, etag, marker, tags);
+ *   - y is the tombstone of x's id: a removed id stays removed;
+ *   - x and y are null versions and y's vector dominates x's: an S3
+ *     overwrite drops the older null version, and dominance is transitive,
+ *     so whatever replaces y later drops x too;
+ *   - y is x (same id and vector) with a later tagging: tags are
+ *     last-writer-wins by (hlc, site).
+ * Anything else is sent: concurrent versions, versions of a versioned key
+ * the peer may lack, and tombstones (two removals settle on the larger).
+ */
+static int
+vsum_noop(const vsum *x, const vsum *y)
+{
+    if (memcmp(x->hash, y->hash, 16) == 0)
+        return 1;
+    if (x->tomb)
+        return 0;
+    if (strcmp(x->vid, y->vid) == 0) {
+        if (y->tomb)
+            return 1;
+        return vv_compare(&y->vec, &x->vec) == VV_EQUAL &&
+               (y->tags_hlc > x->tags_hlc ||
+                (y->tags_hlc == x->tags_hlc && y->tags_site > x->tags_site));
+    }
+    return x->null_version && y->null_version && !y->tomb &&
+           vv_compare(&y->vec, &x->vec) == VV_DOMINATES;
+}
+
+/* Server: the walk behind repl__summaries_encode. */
+typedef struct sum_walk {
+    const repl__bdigest *bits;
+    Meridian__Repl__BucketVersions *bv;
+    size_t cap, bytes, limit;
+    int partial, rc;
+    /* what the entries point to: freed by sum_walk_free */
+    char **strs;
+    size_t n_strs, cap_strs;
+} sum_walk;
+
+/* A zeroed allocation that lives until the walk is freed. */
+static void *
+sum_alloc(sum_walk *w, size_t len)
+{
+    void *c;
+
+    if (w->n_strs == w->cap_strs) {
+        size_t cap = w->cap_strs ? 2 * w->cap_strs : 64;
+        char **v = realloc(w->strs, cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        w->strs = v;
+        w->cap_strs = cap;
+    }
+    if (!(c = calloc(1, len ? len : 1)))
+        return NULL;
+    w->strs[w->n_strs++] = c;
+    return c;
+}
+
+/* A NUL-terminated copy of p[0..len) that lives until the walk is freed. */
+static char *
+sum_keep(sum_walk *w, const void *p, size_t len)
+{
+    char *c = sum_alloc(w, len + 1);
+
+    if (c)
+        memcpy(c, p, len);
+    return c;
+}
+
+static int
+sum_version(void *user, const char *key, const store_version *v)
+{
+    sum_walk *w = user;
+    Meridian__Repl__BucketVersions *bv = w->bv;
+    Meridian__Repl__VersionSummary *s;
+    uint32_t leaf = repl__leaf_of(key, FULL_LEAVES);
+    vsum x;
+    size_t klen = strlen(key), vlen = strlen(v->version_id);
+
+    if (!(w->bits->differ[leaf / 8] & (1u << (leaf % 8))))
+        return 0;
+    if (w->bytes + klen + vlen + v->vv_len + 48 > w->limit) {
+        w->partial = 1;
+        return 1;
+    }
+    if (vsum_of(bv->bucket, key, v, &x) != 0)
+        return 0; /* a record we cannot read: leave it out (nothing is skipped for it) */
+    if (bv->n_versions == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 64;
+        void *nv = realloc(bv->versions, cap * sizeof(*bv->versions));
+        if (!nv) {
+            w->rc = -ENOMEM;
+            return 1;
+        }
+        bv->versions = nv;
+        w->cap = cap;
+    }
+    if (!(s = sum_alloc(w, sizeof(*s)))) {
+        w->rc = -ENOMEM;
+        return 1;
+    }
+    meridian__repl__version_summary__init(s);
+    s->key = sum_keep(w, key, klen);
+    s->version_id = sum_keep(w, v->version_id, vlen);
+    s->vv.data = (uint8_t *)sum_keep(w, v->vv, v->vv_len);
+    s->hash.data = (uint8_t *)sum_keep(w, x.hash, 16);
+    if (!s->key || !s->version_id || !s->vv.data || !s->hash.data) {
+        w->rc = -ENOMEM;
+        return 1;
+    }
+    s->vv.len = v->vv_len;
+    s->hash.len = 16;
+    s->flags = (x.null_version ? 1u : 0u) | (x.tomb ? 2u : 0u);
+    s->tags_hlc = x.tags_hlc;
+    s->tags_site = x.tags_site;
+    bv->versions[bv->n_versions++] = s;
+    w->bytes += klen + vlen + v->vv_len + 48;
+    return 0;
+}
+
+int
+repl__summaries_encode(store *st, const repl__dreq *q, size_t limit, mrd_buf *out)
+{
+    Meridian__Repl__DigestResponse m = MERIDIAN__REPL__DIGEST_RESPONSE__INIT;
+    repl__bdigest *bits = NULL;
+    size_t n = 0;
+    sum_walk w;
+    int rc = repl__dreq_bitmaps(q, &bits, &n);
+
+    memset(&w, 0, sizeof(w));
+    w.limit = limit;
+    if (rc == 0 && !(m.held = calloc(n ? n : 1, sizeof(*m.held))))
+        rc = -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n && !w.partial; i++) {
+        Meridian__Repl__BucketVersions *bv = sum_alloc(&w, sizeof(*bv));
+        if (!bv) {
+            rc = -ENOMEM;
+            break;
+        }
+        meridian__repl__bucket_versions__init(bv);
+        bv->bucket = bits[i].bucket;
+        m.held[m.n_held++] = bv;
+        w.bits = &bits[i];
+        w.bv = bv;
+        w.cap = 0;
+        w.bytes += strlen(bv->bucket) + 8;
+        rc = store_index_list(st, bits[i].bucket, NULL, NULL, NULL, STORE_LIST_VERSIONS,
+                              sum_version, &w);
+        if (rc == MRD_ENOTFOUND)
+            rc = 0; /* no such bucket here: nothing held */
+        if (rc == 0)
+            rc = w.rc;
+    }
+    m.tree = 1;
+    m.summaries = 1;
+    m.held_partial = w.partial;
+    if (rc == 0)
+        rc = pb_pack(&m.base, out);
+    for (size_t i = 0; i < m.n_held; i++)
+        free(m.held[i]->versions);
+    free(m.held);
+    for (size_t i = 0; i < w.n_strs; i++)
+        free(w.strs[i]);
+    free(w.strs);
+    repl__digest_free(bits, n);
+    return rc;
+}
+
+/* Client: the peer's summaries, sorted by (bucket, key) for lookups. */
+typedef struct ps_ent {
+    const char *bucket, *key;
+    vsum y;
+} ps_ent;
+
+struct repl__peerset {
+    Meridian__Repl__DigestResponse *m;
+    ps_ent *e;
+    size_t n;
+    int partial;
+};
+
+static int
+ps_cmp(const void *a, const void *b)
+{
+    const ps_ent *x = a, *y = b;
+    int c = strcmp(x->bucket, y->bucket);
+
+    return c ? c : strcmp(x->key, y->key);
+}
+
+void
+repl__peerset_free(repl__peerset *ps)
+{
+    if (!ps)
+        return;
+    if (ps->m)
+        meridian__repl__digest_response__free_unpacked(ps->m, NULL);
+    free(ps->e);
+    free(ps);
+}
+
+int
+repl__peerset_decode(const void *data, size_t len, repl__peerset **out)
+{
+    repl__peerset *ps = calloc(1, sizeof(*ps));
+    size_t total = 0;
+    int rc = 0;
+
+    *out = NULL;
+    if (!ps)
+        return -ENOMEM;
+    ps->m = meridian__repl__digest_response__unpack(NULL, len, data);
+    if (!ps->m || !ps->m->summaries) {
+        repl__peerset_free(ps);
+        return MRD_EPROTO;
+    }
+    for (size_t i = 0; i < ps->m->n_held; i++)
+        total += ps->m->held[i]->n_versions;
+    if (total && !(ps->e = calloc(total, sizeof(*ps->e))))
+        rc = -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < ps->m->n_held; i++) {
+        const Meridian__Repl__BucketVersions *bv = ps->m->held[i];
+        for (size_t k = 0; rc == 0 && k < bv->n_versions; k++) {
+            const Meridian__Repl__VersionSummary *s = bv->versions[k];
+            ps_ent *e = &ps->e[ps->n];
+            if (!bv->bucket || !s->key || !s->version_id || s->hash.len != 16 ||
+                vv_decode(s->vv.data, s->vv.len, &e->y.vec) != 0) {
+                rc = MRD_EPROTO;
+                break;
+            }
+            e->bucket = bv->bucket;
+            e->key = s->key;
+            e->y.vid = s->version_id;
+            memcpy(e->y.hash, s->hash.data, 16);
+            e->y.null_version = (s->flags & 1u) != 0;
+            e->y.tomb = (s->flags & 2u) != 0;
+            e->y.tags_hlc = s->tags_hlc;
+            e->y.tags_site = s->tags_site;
+            ps->n++;
+        }
+    }
+    if (rc != 0) {
+        repl__peerset_free(ps);
+        return rc;
+    }
+    if (ps->n > 1)
+        qsort(ps->e, ps->n, sizeof(*ps->e), ps_cmp);
+    ps->partial = ps->m->held_partial;
+    *out = ps;
+    return 0;
+}
+
+size_t
+repl__peerset_count(const repl__peerset *ps)
+{
+    return ps ? ps->n : 0;
+}
+
+int
+repl__peerset_partial(const repl__peerset *ps)
+{
+    return ps ? ps->partial : 0;
+}
+
+int
+repl__peerset_noop(const repl__peerset *ps, const char *bucket, const char *key,
+                   const store_version *v)
+{
+    ps_ent probe = {bucket, key, {0}};
+    size_t lo = 0, hi = ps ? ps->n : 0;
+    vsum x;
+
+    while (lo < hi) { /* the first entry not below (bucket, key) */
+        size_t mid = lo + (hi - lo) / 2;
+        if (ps_cmp(&ps->e[mid], &probe) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (!ps || lo == ps->n || ps_cmp(&ps->e[lo], &probe) != 0)
+        return 0;
+    if (vsum_of(bucket, key, v, &x) != 0)
+        return 0;
+    for (; lo < ps->n && ps_cmp(&ps->e[lo], &probe) == 0; lo++)
+        if (vsum_noop(&x, &ps->e[lo].y))
+            return 1;
     return 0;
 }

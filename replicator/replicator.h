@@ -295,9 +295,11 @@ struct repl_peer_info {
     uint64_t sync_elapsed_ms;        /* since the current or last pass started */
     char sync_result[128]; /* "in sync", "N keys differed ...", "resynced ...", "" before any */
     int sync_tree;         /* the pass compared tree digests (version 2) */
-    uint64_t sync_digest_bytes;  /* digest request and answer bodies of the pass */
-    uint64_t sync_digest_rounds; /* digest requests of the pass */
-    char sync_push[96];          /* asking the peer for the other direction: "" when not */
+    uint64_t sync_digest_bytes;     /* digest request and answer bodies of the pass */
+    uint64_t sync_digest_rounds;    /* digest requests of the pass */
+    char sync_push[96];             /* asking the peer for the other direction: "" when not */
+    uint64_t sync_versions_skipped; /* left out: the peer holds them or would drop them */
+    char sync_summaries[96];        /* what the peer said it holds in the differing leaves */
     /* Our records it has not applied failed_after_ms after their stamp
      * (FAILED), as of the last count (at most a heartbeat interval old). */
     uint64_t failed_records;

@@ -24,6 +24,11 @@
  *   6: the rest is an Ack body;
  *   7: as 4, and every record's payload is then decoded as the WalRecord
  *      of its type, as the receiver and engine_repl_apply do.
+ *   With bit 4 set (16..31), anti-entropy digests instead: an odd first
+ *      byte makes the rest a DigestRequest (decoded, checked, re-encoded,
+ *      answered from a fixed tree), an even one a DigestResponse (tree nodes
+ *      compared with that tree, and a version 3 summaries answer decoded and
+ *      asked whether a few versions would change anything at the peer).
  *   Topology: the rest is a POST /repl/v1/topology answer, decoded and
  *      checked (repl__topo_decode); one that decodes must re-encode and
  *      decode to the same topology, hash and removed sites included, the
@@ -37,7 +42,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conflict.h"
+#include "engine.h"
 #include "repl_int.h"
+#include "store.h"
 #include "wal.h"
 
 static const char secret[] = "fuzz-secret";
@@ -63,6 +71,36 @@ fixed_tree(void)
     return d;
 }
 
+/* Version 3: a summaries answer as a sender decodes it, then asks of it
+ * whether each of a few versions of key "k" in bucket "b" would change
+ * nothing at the peer (the lookup and every rule run on decoded data). */
+static void
+check_summaries(const uint8_t *p, size_t n)
+{
+    static const uint32_t flags[] = {0, ENGINE_VF_NULL_VERSION, ENGINE_VF_TOMBSTONE,
+                                     STORE_VF_DELETE_MARKER | ENGINE_VF_NULL_VERSION};
+    repl__peerset *ps = NULL;
+    uint8_t vb[VV_ENCODED_MAX];
+    size_t vlen = 0;
+    vv v = {0};
+
+    if (repl__peerset_decode(p, n, &ps) != 0)
+        return;
+    if (vv_increment(&v, 1) != 0 || vv_encode(&v, vb, sizeof(vb), &vlen) != 0)
+        abort();
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        store_version sv = {.version_id = i & 1 ? "null" : "v1",
+                            .etag = "e",
+                            .flags = flags[i],
+                            .vv = vb,
+                            .vv_len = vlen};
+        (void)repl__peerset_noop(ps, "b", "k", &sv);
+    }
+    if (repl__peerset_noop(NULL, "b", "k", &(store_version){.vv = vb, .vv_len = vlen}) != 0)
+        abort(); /* no summaries: everything is sent */
+    repl__peerset_free(ps);
+}
+
 /* Tree digest messages (version 2): a DigestRequest as a server decodes and
  * answers it, and a DigestResponse as a sender decodes and compares it. */
 static void
@@ -82,12 +120,13 @@ check_digest(const uint8_t *p, size_t n, int mode)
             for (size_t k = 0; k < q.r[i].n; k++)
                 if (q.r[i].level > REPL_TREE_LEAF ||
                     q.r[i].nodes[k] >= (1u << (4 * q.r[i].level)) ||
-                    (!q.push && q.r[i].level == REPL_TREE_LEAF))
+                    (!q.push && !q.summaries && q.r[i].level == REPL_TREE_LEAF))
                     abort(); /* the decoder checks every node */
         if (repl__dreq_encode(&q, &b) != 0 || repl__dreq_decode(b.data, b.len, &again) != 0 ||
-            again.n != q.n || again.push != q.push || again.tree != q.tree)
+            again.n != q.n || again.push != q.push || again.tree != q.tree ||
+            again.summaries != q.summaries)
             abort();
-        if (q.push) {
+        if (q.push || q.summaries) { /* the leaves to push, or to list */
             if (repl__dreq_bitmaps(&q, &bm, &nb) != 0)
                 abort();
             repl__digest_free(bm, nb);
@@ -119,6 +158,7 @@ check_digest(const uint8_t *p, size_t n, int mode)
         repl__dreq_free(&push);
         repl__tnodes_free(t, nt);
     }
+    check_summaries(p, n);
 }
 
 static void

@@ -14,8 +14,12 @@
  */
 #include "test.h"
 
+#include "conflict.h"
+#include "engine.h"
+#include "repl.pb-c.h"
 #include "repl_int.h"
 #include "replicator.h"
+#include "store.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -1223,6 +1227,147 @@ test_topology_change_removes(void)
     evconnlistener_free(l);
 }
 
+/* ---- version summaries (version 3): what a pass leaves out -------------- */
+
+/* Encoded user metadata holding only a tag stamp "hlc.site" (and an empty
+ * tag set): key NUL value NUL, twice. */
+static void
+tags_meta(char *buf, const char *stamp)
+{
+    size_t k = strlen(ENGINE_META_TAGS_HLC) + 1, v = strlen(stamp) + 1;
+
+    memcpy(buf, ENGINE_META_TAGS_HLC, k);
+    memcpy(buf + k, stamp, v);
+    memcpy(buf + k + v, ENGINE_META_TAGGING "\0", strlen(ENGINE_META_TAGGING) + 2);
+}
+
+static size_t
+tags_meta_len(const char *buf)
+{
+    size_t n = 0;
+
+    for (int i = 0; buf && i < 4; i++)
+        n += strlen(buf + n) + 1;
+    return n;
+}
+
+/* vv of up to two (site, counter) pairs, encoded into buf. */
+static size_t
+vv_of(uint8_t *buf, uint64_t c1, uint64_t c2)
+{
+    vv v = {0};
+    size_t len = 0;
+
+    if (c1)
+        vv_raise(&v, 1, c1);
+    if (c2)
+        vv_raise(&v, 2, c2);
+    return vv_encode(&v, buf, VV_ENCODED_MAX, &len) == 0 ? len : 0;
+}
+
+static void
+test_summaries_leave_out_what_the_peer_drops(void)
+{
+    /* what the peer holds in bucket "b" */
+    struct {
+        const char *key, *vid;
+        uint64_t c1, c2;
+        uint32_t flags; /* 1 null version, 2 tombstone */
+        uint64_t tags_hlc;
+    } held[] = {
+        {"over", "n2", 5, 0, 1, 0},     /* a null version after site 1's 5th write */
+        {"conc", "n3", 0, 4, 1, 0},     /* a null version of site 2 only */
+        {"vers", "v9", 5, 0, 0, 0},     /* a real version */
+        {"gone", "v1", 2, 0, 2, 0},     /* the tombstone of v1 */
+        {"tagged", "t1", 3, 0, 0, 900}, /* tagged at 900 */
+    };
+    enum { N = sizeof(held) / sizeof(held[0]) };
+    Meridian__Repl__VersionSummary vs[N], *vp[N];
+    Meridian__Repl__BucketVersions bv = MERIDIAN__REPL__BUCKET_VERSIONS__INIT, *bvp = &bv;
+    Meridian__Repl__DigestResponse m = MERIDIAN__REPL__DIGEST_RESPONSE__INIT;
+    uint8_t vvb[N][VV_ENCODED_MAX], zero[16] = {0}, mine[VV_ENCODED_MAX];
+    uint8_t *buf;
+    size_t len;
+    repl__peerset *ps = NULL;
+
+    for (size_t i = 0; i < N; i++) {
+        meridian__repl__version_summary__init(&vs[i]);
+        vs[i].key = (char *)held[i].key;
+        vs[i].version_id = (char *)held[i].vid;
+        vs[i].vv.data = vvb[i];
+        vs[i].vv.len = vv_of(vvb[i], held[i].c1, held[i].c2);
+        vs[i].hash.data = zero; /* matches no version: the other rules decide */
+        vs[i].hash.len = 16;
+        vs[i].flags = held[i].flags;
+        vs[i].tags_hlc = held[i].tags_hlc;
+        vs[i].tags_site = held[i].tags_hlc ? 2 : 0;
+        vp[i] = &vs[i];
+    }
+    bv.bucket = "b";
+    bv.versions = vp;
+    bv.n_versions = N;
+    m.held = &bvp;
+    m.n_held = 1;
+    m.summaries = 1;
+    len = meridian__repl__digest_response__get_packed_size(&m);
+    buf = malloc(len + 1);
+    CHECK(buf != NULL);
+    meridian__repl__digest_response__pack(&m, buf);
+    CHECK_EQ_INT(repl__peerset_decode(buf, len, &ps), 0);
+    CHECK_EQ_INT(repl__peerset_count(ps), N);
+
+#define NOOP(key, vid, c1, c2, fl, tags)                                                           \
+    repl__peerset_noop(ps, "b", key,                                                               \
+                       &(store_version){.version_id = vid,                                         \
+                                        .etag = "e",                                               \
+                                        .flags = fl,                                               \
+                                        .vv = mine,                                                \
+                                        .vv_len = vv_of(mine, c1, c2),                             \
+                                        .user_meta = tags,                                         \
+                                        .user_meta_len = tags_meta_len(tags)})
+    /* an older null version of an overwritten key: dropped there */
+    CHECK_EQ_INT(NOOP("over", "n1", 3, 0, ENGINE_VF_NULL_VERSION, NULL), 1);
+    /* ... but one the peer's has not seen (concurrent) is kept as a conflict */
+    CHECK_EQ_INT(NOOP("over", "n1", 3, 1, ENGINE_VF_NULL_VERSION, NULL), 0);
+    CHECK_EQ_INT(NOOP("conc", "n1", 3, 0, ENGINE_VF_NULL_VERSION, NULL), 0);
+    /* a newer null version goes */
+    CHECK_EQ_INT(NOOP("over", "n9", 6, 0, ENGINE_VF_NULL_VERSION, NULL), 0);
+    /* versions of a versioned key are kept whatever dominates them */
+    CHECK_EQ_INT(NOOP("vers", "v1", 3, 0, 0, NULL), 0);
+    /* a removed id stays removed; our removal still goes */
+    CHECK_EQ_INT(NOOP("gone", "v1", 1, 0, 0, NULL), 1);
+    CHECK_EQ_INT(NOOP("gone", "v1", 2, 0, ENGINE_VF_TOMBSTONE | STORE_VF_DELETE_MARKER, NULL), 0);
+    /* tags: an older tagging of the same version is dropped, a newer one goes */
+    {
+        char old[64], newer[64], same[64];
+        tags_meta(old, "800.1");
+        tags_meta(newer, "901.1");
+        tags_meta(same, "900.2");
+        CHECK_EQ_INT(NOOP("tagged", "t1", 3, 0, 0, old), 1);
+        CHECK_EQ_INT(NOOP("tagged", "t1", 3, 0, 0, NULL), 1); /* never tagged */
+        CHECK_EQ_INT(NOOP("tagged", "t1", 3, 0, 0, newer), 0);
+        CHECK_EQ_INT(NOOP("tagged", "t1", 3, 0, 0, same), 0);
+        /* another write with the same id (corrupt): sent, the peer reports it */
+        CHECK_EQ_INT(NOOP("tagged", "t1", 4, 0, 0, old), 0);
+    }
+    /* another key, another bucket: nothing is known, everything goes */
+    CHECK_EQ_INT(NOOP("other", "n1", 1, 0, ENGINE_VF_NULL_VERSION, NULL), 0);
+    CHECK_EQ_INT(repl__peerset_noop(ps, "c", "over",
+                                    &(store_version){.version_id = "n1",
+                                                     .flags = ENGINE_VF_NULL_VERSION,
+                                                     .vv = mine,
+                                                     .vv_len = vv_of(mine, 3, 0)}),
+                 0);
+#undef NOOP
+    repl__peerset_free(ps);
+    /* not a summaries answer (an older peer's 400 text, a tree answer) */
+    CHECK(repl__peerset_decode("bad request", 11, &ps) != 0 && ps == NULL);
+    m.summaries = 0;
+    meridian__repl__digest_response__pack(&m, buf);
+    CHECK_EQ_INT(repl__peerset_decode(buf, len - 2, &ps), MRD_EPROTO);
+    free(buf);
+}
+
 static const test_case tests[] = {
     TEST(test_auth_sign_verify),
     TEST(test_msg_roundtrip_and_malformed),
@@ -1237,6 +1382,7 @@ static const test_case tests[] = {
     TEST(test_batch_parse_rejects),
     TEST(test_ack_roundtrip_and_malformed),
     TEST(test_tree_digest_descent),
+    TEST(test_summaries_leave_out_what_the_peer_drops),
     TEST(test_topology_removed_codec),
     TEST(test_topology_change_removes),
     {NULL, NULL},
