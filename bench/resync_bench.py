@@ -74,10 +74,13 @@ def wait(pred, timeout, what):
     raise RuntimeError("timed out waiting for " + what)
 
 
-def passes(site):
-    """[(mode, leaves_differ, versions_sent, ms, result)] of site's passes to b."""
-    return re.findall(r'event=repl\.sync\.done peer=b mode=(\w+) leaves_differ=(\d+) '
-                      r'versions_sent=(\d+) ms=(\d+) result="([^"]*)"', site.read_log())
+def passes(site, peer="b"):
+    """[(mode, leaves_differ, versions_sent, ms, result, versions_skipped)] of
+    site's passes to peer (versions_skipped "" from builds before summaries)."""
+    return [(m[0], m[1], m[2], m[4], m[5], m[3]) for m in re.findall(
+        r'event=repl\.sync\.done peer=' + peer + r' mode=(\w+) leaves_differ=(\d+) '
+        r'versions_sent=(\d+) (?:versions_skipped=(\d+) )?ms=(\d+) result="([^"]*)"',
+        site.read_log())]
 
 
 def ae(site):
@@ -207,15 +210,22 @@ def main():
         for i in range(ndel):
             ca.delete_object(Bucket="rbench", Key=f"r/b{i:08d}")
         past_retention(a, b, lambda: fill_past_retention(ca, "rbench", key="fill2-"))
+        b_before = len(passes(b, "a"))
         secs, p, acpu, bcpu, data = resync(a, b)
         differ = n1 + ndel + 240
+        # the other direction: b pushes what it holds in the differing
+        # leaves, less what a would drop (the versions a overwrote or deleted)
+        push = wait(lambda: [x for x in passes(b, "a")[b_before:] if x[0] in ("push", "check")],
+                    60, "b's push to a")[0]
         res["one_percent"] = {"seconds": round(secs, 2), "differ": differ,
-                              "versions_sent": int(p[2]), "leaves_differ": int(p[1]),
-                              "pass_ms": int(p[3]), "cpu_s": [round(acpu, 2), round(bcpu, 2)],
-                              "result": p[4]}
+                              "versions_sent": int(p[2]), "versions_skipped": p[5],
+                              "leaves_differ": int(p[1]), "pass_ms": int(p[3]),
+                              "cpu_s": [round(acpu, 2), round(bcpu, 2)], "result": p[4],
+                              "pushed_back": int(push[2]), "push_skipped": push[5]}
         print(f"1% off: {differ} versions differ ({n1} overwrites, {ndel} deletes, 240 filler), "
-              f"{p[2]} sent, {p[1]} digest leaves differed, {secs:.2f} s from b's start "
-              f"(pass {int(p[3])} ms; CPU s a {acpu:.2f}, b {bcpu:.2f}); \"{p[4]}\"")
+              f"{p[2]} sent ({p[5] or '?'} left out), {p[1]} digest leaves differed, "
+              f"{secs:.2f} s from b's start (pass {int(p[3])} ms; CPU s a {acpu:.2f}, "
+              f"b {bcpu:.2f}); \"{p[4]}\"; b pushed {push[2]} back ({push[5] or '?'} left out)")
     finally:
         for s in (a, b):
             if s:
