@@ -11,8 +11,9 @@ bounded.
 """
 import json
 import os
-import selectors
+import queue
 import subprocess
+import threading
 import time
 
 import pytest
@@ -24,7 +25,10 @@ HB_MS = 200
 
 
 class Node:
-    """One repl_node; keeps the latest status line."""
+    """One repl_node; keeps the latest status line. A thread reads its
+    stdout all the time: a node prints every 50 ms, and a pipe left unread
+    while a test sleeps fills up and blocks the node's event loop (its
+    heartbeats then time out)."""
 
     def __init__(self, site_id, name, port, peer, log, hb_timeout_ms=HB_MS):
         binary = os.path.join(build_dir(), "tests", "unit", "repl_node")
@@ -37,34 +41,31 @@ class Node:
              "--hb-ms", str(HB_MS), "--hb-timeout-ms", str(hb_timeout_ms), "--print-ms", "50", "--backoff-max-ms", "400",
              "--high-water", str(100 * site_id)],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
-        self.buf = b""
+        self.lines = queue.Queue()
         self.status = None
+        threading.Thread(target=self._read, daemon=True).start()
         first = self._line(5.0)
         assert first and json.loads(first)["event"] == "listen"
 
+    def _read(self):
+        for line in self.proc.stdout:  # ends when the node exits
+            self.lines.put(line.decode())
+
     def _line(self, timeout):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.sel.select(left):
-                return None
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.decode()
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
     def peer(self):
         """The latest status of the single peer (drains pending lines)."""
         line = self._line(1.0)
         while line is not None:
             self.status = json.loads(line)
-            if b"\n" not in self.buf and not self.sel.select(0):
-                break
-            line = self._line(0.5)
+            try:
+                line = self.lines.get_nowait()
+            except queue.Empty:
+                line = None
         return self.status["peers"][0]
 
     def wait(self, pred, timeout):
