@@ -414,6 +414,13 @@ typedef struct engine_status {
     int failed;               /* 1 once a WAL or index failure made the engine read-only */
     char failure[96];         /* then what failed: "meta_dir full", "WAL fdatasync failed:
                                  Input/output error", ...; "" otherwise */
+    /* the WAL (wal_status): what it holds against its cap, group commit,
+     * and what its size cap did to lagging peers */
+    uint64_t wal_first_lsn, wal_segments, wal_bytes, wal_retention_bytes;
+    int wal_over_cap; /* over the cap even after dropping what it could */
+    uint64_t wal_appends, wal_syncs, wal_max_batch, wal_segments_deleted;
+    uint64_t wal_cap_resyncs;      /* peers the cap marked for a resync */
+    uint64_t wal_cap_cursor_skips; /* peers it moved over replicated applies instead */
 } engine_status;
 
 /* A snapshot. Thread-safe. */

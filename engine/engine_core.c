@@ -608,6 +608,17 @@ engine_get_status(engine *e, engine_status *out)
         return rc;
     out->wal_next_lsn = ws.next_lsn;
     out->wal_durable_lsn = ws.durable_lsn;
+    out->wal_first_lsn = ws.first_lsn;
+    out->wal_segments = ws.segments;
+    out->wal_bytes = ws.bytes;
+    out->wal_retention_bytes = ws.retention_bytes;
+    out->wal_over_cap = ws.over_cap;
+    out->wal_appends = ws.appends;
+    out->wal_syncs = ws.syncs;
+    out->wal_max_batch = ws.max_batch;
+    out->wal_segments_deleted = ws.segments_deleted;
+    out->wal_cap_resyncs = ws.resyncs;
+    out->wal_cap_cursor_skips = ws.cursor_skips;
     pthread_mutex_lock(&e->ap_mu);
     out->applied_lsn = e->applied_lsn;
     out->mutations = e->mutations;

@@ -108,6 +108,53 @@ w_addr(mrd_json_w *w, const char *key, const mrd_addr *a)
     mrd_json_w_str(w, mrd_addr_format(a, s, sizeof(s)));
 }
 
+/* "wal": the log against its size cap, group commit, and what the cap did
+ * to lagging peers (docs/admin-api.md). Absent while the store is not open. */
+static void
+wal_status_json(gw_daemon *d, mrd_json_w *w)
+{
+    struct engine *e = gw__engine(d);
+    engine_status st;
+
+    if (!e || engine_get_status(e, &st) != 0)
+        return;
+    mrd_json_w_key(w, "wal");
+    mrd_json_w_obj_begin(w);
+    mrd_json_w_key(w, "first_lsn");
+    mrd_json_w_uint(w, st.wal_first_lsn);
+    mrd_json_w_key(w, "next_lsn");
+    mrd_json_w_uint(w, st.wal_next_lsn);
+    mrd_json_w_key(w, "durable_lsn");
+    mrd_json_w_uint(w, st.wal_durable_lsn);
+    mrd_json_w_key(w, "applied_lsn");
+    mrd_json_w_uint(w, st.applied_lsn);
+    mrd_json_w_key(w, "segments");
+    mrd_json_w_uint(w, st.wal_segments);
+    mrd_json_w_key(w, "bytes");
+    mrd_json_w_uint(w, st.wal_bytes);
+    mrd_json_w_key(w, "retention_bytes");
+    mrd_json_w_uint(w, st.wal_retention_bytes);
+    mrd_json_w_key(w, "over_cap");
+    mrd_json_w_bool(w, st.wal_over_cap);
+    mrd_json_w_key(w, "appends");
+    mrd_json_w_uint(w, st.wal_appends);
+    mrd_json_w_key(w, "syncs");
+    mrd_json_w_uint(w, st.wal_syncs);
+    mrd_json_w_key(w, "max_batch");
+    mrd_json_w_uint(w, st.wal_max_batch);
+    mrd_json_w_key(w, "segments_deleted");
+    mrd_json_w_uint(w, st.wal_segments_deleted);
+    mrd_json_w_key(w, "cap_resyncs");
+    mrd_json_w_uint(w, st.wal_cap_resyncs);
+    mrd_json_w_key(w, "cap_cursor_skips");
+    mrd_json_w_uint(w, st.wal_cap_cursor_skips);
+    mrd_json_w_key(w, "failed");
+    mrd_json_w_bool(w, st.failed);
+    mrd_json_w_key(w, "failure");
+    mrd_json_w_str(w, st.failure);
+    mrd_json_w_obj_end(w);
+}
+
 static void
 admin_status(gw_req *r, gw_daemon *d)
 {
@@ -218,6 +265,7 @@ admin_status(gw_req *r, gw_daemon *d)
         mrd_json_w_obj_end(&w);
     }
     mrd_json_w_arr_end(&w);
+    wal_status_json(d, &w);
     mrd_json_w_key(&w, "routing");
     gw__route_status_json(d, &w);
     if (d->replicator) {
@@ -257,6 +305,35 @@ metric(mrd_buf *b, const char *name, const char *type, const char *help, const c
 {
     mrd_buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n", name, help, name, type, name,
                     labels, v);
+}
+
+/* meridian_wal_*: the same figures as "wal" in the status. */
+static void
+wal_metrics(gw_daemon *d, mrd_buf *b)
+{
+    struct engine *e = gw__engine(d);
+    engine_status st;
+
+    if (!e || engine_get_status(e, &st) != 0)
+        return;
+    metric(b, "meridian_wal_bytes", "gauge", "Bytes in the WAL's segments.", "",
+           (double)st.wal_bytes);
+    metric(b, "meridian_wal_retention_bytes", "gauge", "The WAL's size cap ([wal] retention_max).",
+           "", (double)st.wal_retention_bytes);
+    metric(b, "meridian_wal_segments", "gauge", "WAL segment files.", "", (double)st.wal_segments);
+    metric(b, "meridian_wal_over_cap", "gauge",
+           "1 when the WAL is over its cap even after dropping what it could.", "",
+           st.wal_over_cap);
+    metric(b, "meridian_wal_appends_total", "counter", "Records appended since start.", "",
+           (double)st.wal_appends);
+    metric(b, "meridian_wal_syncs_total", "counter", "WAL fdatasyncs (group commits) since start.",
+           "", (double)st.wal_syncs);
+    metric(b, "meridian_wal_cap_resyncs_total", "counter",
+           "Lagging peers the WAL's size cap marked for an anti-entropy resync.", "",
+           (double)st.wal_cap_resyncs);
+    metric(b, "meridian_wal_cap_cursor_skips_total", "counter",
+           "Lagging peers the cap moved over segments of replicated applies instead.", "",
+           (double)st.wal_cap_cursor_skips);
 }
 
 static void
@@ -447,6 +524,7 @@ admin_metrics(gw_req *r, gw_daemon *d)
     metric(&b, "meridian_uptime_seconds", "gauge", "Seconds since start.", "",
            (double)(mrd_clock_mono_ns() - d->started_mono_ns) / 1e9);
     metric(&b, "meridian_ready", "gauge", "1 when the site accepts writes.", "", gw__ready(d));
+    wal_metrics(d, &b);
     mrd_buf_appendf(&b, "# HELP meridian_drive_online 1 when the drive passed its last probe.\n"
                         "# TYPE meridian_drive_online gauge\n");
     for (int i = 0; i < d->n_drives; i++)

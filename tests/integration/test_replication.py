@@ -462,6 +462,14 @@ def test_a_log_full_of_replicated_applies_does_not_resync_a_peer(tmp_path):
         wait_for(lambda: peer_of(a, "b")["send"]["lag_records"] == 0, 60,
                  "b to apply a's records")
         assert "event=repl.peer.needs_resync peer=a" not in b.read_log()
+        # what the cap did is shown: in status, and to Prometheus
+        wal = b.status()["wal"]
+        assert wal["cap_cursor_skips"] >= 1 and wal["cap_resyncs"] == 0, wal
+        assert wal["segments_deleted"] >= 1 and wal["retention_bytes"] == 16 << 20, wal
+        assert wal["first_lsn"] > 1 and wal["durable_lsn"] == wal["next_lsn"] - 1, wal
+        _, _, metrics = __import__("conftest").http("GET", b.admin + "/metrics")
+        assert re.search(rb"^meridian_wal_cap_cursor_skips_total [1-9]", metrics, re.M), metrics
+        assert re.search(rb"^meridian_wal_cap_resyncs_total 0$", metrics, re.M), metrics
         heal_and_check_no_resync(a, b, wan, ca)
 
 
@@ -520,6 +528,7 @@ def test_anti_entropy_brings_a_site_past_retention_level(tmp_path):
         # b back (a b that returns first streams them before they are gone)
         wait_for(lambda: peer_of(a, "b")["send"]["needs_resync"], 30,
                  "a to mark b as needing a resync")
+        assert a.status()["wal"]["cap_resyncs"] >= 1, a.status()["wal"]
         b.start()
         snap = converge([a, b], timeout=60)
         assert len(snap["aetest"]) == 40 + 240
