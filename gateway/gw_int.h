@@ -352,19 +352,23 @@ typedef struct gw_delete_req {
 int gw_xml_parse_delete(const char *body, size_t len, gw_delete_req *out);
 void gw_delete_req_clear(gw_delete_req *d);
 
-/* Object tag sets (gw_xmlreq.c): S3's limits, 10 tags, keys of 1..128 and
- * values of 0..256 bytes, keys unique. */
-#define GW_TAGS_MAX      10
-#define GW_TAG_KEY_MAX   128
-#define GW_TAG_VALUE_MAX 256
-#define GW_TAGGING_BODY  (64u << 10)
+/* Tag sets (gw_xmlreq.c): S3's limits, 10 tags an object and 50 a bucket,
+ * keys of 1..128 and values of 0..256 bytes, keys unique. */
+#define GW_OBJECT_TAGS_MAX 10
+#define GW_TAGS_MAX        50 /* a bucket's, and what a gw_tagset holds */
+#define GW_TAG_KEY_MAX     128
+#define GW_TAG_VALUE_MAX   256
+#define GW_TAGGING_BODY    (64u << 10)
 
 typedef struct gw_tagset {
     int n;
+    int max; /* the limit parsing enforces: 0 is an object's (GW_OBJECT_TAGS_MAX) */
     char key[GW_TAGS_MAX][GW_TAG_KEY_MAX + 1];
     char value[GW_TAGS_MAX][GW_TAG_VALUE_MAX + 1];
 } gw_tagset;
 
+/* The parsers below enforce out->max (set it before the call; 0 is an
+ * object's limit) and keep it in out. */
 /* "k1=v1&k2=v2" (the x-amz-tagging header, URL-encoded) into out. Returns 0,
  * MRD_EINVAL (a bad escape, an empty pair), MRD_ETOOBIG (past a limit or a
  * repeated key: InvalidTag). "" is the empty set. */

@@ -700,7 +700,7 @@ gw__meta_tagging(gw_req *r, gw__meta *m, const char **msg)
     *msg = NULL;
     if (!v)
         return 0;
-    if (!(t = malloc(sizeof(*t))))
+    if (!(t = calloc(1, sizeof(*t)))) /* max 0: an object's limit */
         return GW_S3E_INTERNAL;
     rc = gw_tagset_parse_query(v, t);
     if (rc == 0)

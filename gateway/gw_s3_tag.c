@@ -132,10 +132,12 @@ work_put_body(gw__op *o)
     gw_s3_err e;
     int rc;
 
-    if (!s->is_versioning && !(s->tags = malloc(sizeof(*s->tags)))) {
+    if (!s->is_versioning && !(s->tags = calloc(1, sizeof(*s->tags)))) {
         gw__op_fail(o, GW_S3E_INTERNAL);
         return;
     }
+    if (s->tags && (!o->key || !o->key[0]))
+        s->tags->max = GW_TAGS_MAX; /* a bucket's tag set: 50 */
     e = gw__body_verify(body, o->in.len, s->has_md5 ? s->md5 : NULL, s->check_sha ? s->sha : NULL);
     if (!e) {
         rc = s->is_versioning ? gw_xml_parse_versioning(body, o->in.len, &s->versioning)

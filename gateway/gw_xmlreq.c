@@ -22,8 +22,9 @@
  * 1..1000 <Object> each with one <Key> (and optional <VersionId>). Anything
  * that does not fit that shape is MRD_EINVAL, which the caller answers
  * MalformedXML, as S3 does. gw_xml_parse_tagging reads <Tagging><TagSet> into
- * a gw_tagset, whose limits (S3's: 10 tags, 128-byte keys, 256-byte values,
- * unique keys) are MRD_ETOOBIG, answered InvalidTag; gw_tagset_parse_query
+ * a gw_tagset, whose limits (S3's: 10 tags an object, or 50 a bucket when
+ * the caller sets out->max; 128-byte keys, 256-byte values, unique keys)
+ * are MRD_ETOOBIG, answered InvalidTag; gw_tagset_parse_query
  * and gw_tagset_encode convert to and from the x-amz-tagging header form,
  * which is also how tags are stored. gw_xml_parse_versioning reads the
  * one <Status> (Enabled or Suspended) of a <VersioningConfiguration>.
@@ -337,13 +338,15 @@ gw_xml_parse_complete(const char *body, size_t len, gw_complete_part **parts, si
 
 /* ---- tag sets ------------------------------------------------------------ */
 
-/* Adds one tag, checking S3's limits: at most GW_TAGS_MAX tags, keys of 1 to
- * 128 bytes, values of at most 256, keys unique. MRD_ETOOBIG (InvalidTag)
- * otherwise. */
+/* Adds one tag, checking S3's limits: at most t->max tags (an object's 10
+ * when 0), keys of 1 to 128 bytes, values of at most 256, keys unique.
+ * MRD_ETOOBIG (InvalidTag) otherwise. */
 static int
 tag_add(gw_tagset *t, const char *k, size_t kl, const char *v, size_t vl)
 {
-    if (t->n == GW_TAGS_MAX || kl == 0 || kl > GW_TAG_KEY_MAX || vl > GW_TAG_VALUE_MAX ||
+    int max = t->max > 0 && t->max <= GW_TAGS_MAX ? t->max : GW_OBJECT_TAGS_MAX;
+
+    if (t->n == max || kl == 0 || kl > GW_TAG_KEY_MAX || vl > GW_TAG_VALUE_MAX ||
         memchr(k, '\0', kl) || memchr(v, '\0', vl))
         return MRD_ETOOBIG;
     for (int i = 0; i < t->n; i++)
@@ -365,6 +368,7 @@ gw_tagset_parse_query(const char *s, gw_tagset *out)
     int rc = 0;
 
     memset(&t, 0, sizeof(t));
+    t.max = out->max;
     while (s && *s && rc == 0) {
         const char *amp = strchr(s, '&');
         size_t n = amp ? (size_t)(amp - s) : strlen(s);
@@ -448,6 +452,7 @@ gw_xml_parse_tagging(const char *body, size_t len, gw_tagset *out)
 
     memset(&t, 0, sizeof(t));
     memset(&a, 0, sizeof(a));
+    t.max = out->max;
     a.t = &t;
     rc = gw_xml_read(body, len, "Tagging", tag_leaf, &a);
     mrd_buf_free(&a.key);

@@ -332,6 +332,24 @@ def test_bucket_tagging(site):
         c.put_bucket_tagging(Bucket="tagged", Tagging={"TagSet": [
             {"Key": "k", "Value": "1"}, {"Key": "k", "Value": "2"}]})
     assert code(e) == "InvalidTag"
+    # S3 takes 50 tags on a bucket (10 on an object)
+    fifty = [{"Key": f"k{i:02d}", "Value": "v" * 256} for i in range(50)]
+    c.put_bucket_tagging(Bucket="tagged", Tagging={"TagSet": fifty})
+    assert c.get_bucket_tagging(Bucket="tagged")["TagSet"] == fifty
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.put_bucket_tagging(Bucket="tagged", Tagging={"TagSet": fifty + [
+            {"Key": "one-more", "Value": ""}]})
+    assert code(e) == "InvalidTag"
+    assert c.get_bucket_tagging(Bucket="tagged")["TagSet"] == fifty
+    c.put_object(Bucket="tagged", Key="obj", Body=b"x")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.put_object_tagging(Bucket="tagged", Key="obj", Tagging={"TagSet": fifty[:11]})
+    assert code(e) == "InvalidTag"
+    c.put_object_tagging(Bucket="tagged", Key="obj", Tagging={"TagSet": fifty[:10]})
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.put_object(Bucket="tagged", Key="obj2", Body=b"x",
+                     Tagging="&".join(f"k{i}=v" for i in range(11)))
+    assert code(e) == "InvalidTag"
     with pytest.raises(botocore.exceptions.ClientError) as e:
         c.get_bucket_tagging(Bucket="no-such-bucket")
     assert code(e) == "NoSuchBucket"

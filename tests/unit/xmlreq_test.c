@@ -182,7 +182,7 @@ test_tagging(void)
                       "<Tag><Key>project</Key><Value>blue sky</Value></Tag>"
                       "<Tag><Key>a&amp;b=c</Key><Value></Value></Tag>"
                       "</TagSet></Tagging>";
-    gw_tagset t, back;
+    gw_tagset t = {0}, back = {0};
     mrd_buf enc = {0}, big = {0};
 
     REQUIRE(gw_xml_parse_tagging(doc, strlen(doc), &t) == 0);
@@ -208,6 +208,29 @@ test_tagging(void)
         mrd_buf_appendf(&big, "<Tag><Key>k%d</Key><Value>v</Value></Tag>", i);
     mrd_buf_appendf(&big, "</TagSet></Tagging>");
     CHECK(gw_xml_parse_tagging(big.data, big.len, &t) == MRD_ETOOBIG);
+    /* a bucket's set takes 50: 11 fit, 50 fit, 51 do not */
+    t.max = GW_TAGS_MAX;
+    CHECK(gw_xml_parse_tagging(big.data, big.len, &t) == 0 && t.n == 11 && t.max == 50);
+    mrd_buf_reset(&big);
+    mrd_buf_appendf(&big, "<Tagging><TagSet>");
+    for (int i = 0; i < 50; i++)
+        mrd_buf_appendf(&big, "<Tag><Key>k%d</Key><Value>v</Value></Tag>", i);
+    CHECK(gw_xml_parse_tagging(big.data, big.len + 0, &t) != 0); /* not closed */
+    mrd_buf_appendf(&big, "</TagSet></Tagging>");
+    CHECK(gw_xml_parse_tagging(big.data, big.len, &t) == 0 && t.n == 50);
+    mrd_buf_reset(&enc);
+    REQUIRE(gw_tagset_encode(&t, &enc) == 0);
+    back.max = GW_TAGS_MAX;
+    CHECK(gw_tagset_parse_query(enc.data, &back) == 0 && back.n == 50);
+    back.max = 0;
+    CHECK(gw_tagset_parse_query(enc.data, &back) == MRD_ETOOBIG);
+    mrd_buf_reset(&big);
+    mrd_buf_appendf(&big, "<Tagging><TagSet>");
+    for (int i = 0; i < 51; i++)
+        mrd_buf_appendf(&big, "<Tag><Key>k%d</Key><Value>v</Value></Tag>", i);
+    mrd_buf_appendf(&big, "</TagSet></Tagging>");
+    CHECK(gw_xml_parse_tagging(big.data, big.len, &t) == MRD_ETOOBIG);
+    t.max = 0;
     CHECK(gw_tagset_parse_query("a=1&a=2", &t) == MRD_ETOOBIG);
     mrd_buf_reset(&big);
     mrd_buf_appendf(&big, "k");
