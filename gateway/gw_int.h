@@ -572,6 +572,7 @@ struct gw__op {
     int rc;
     gw_s3_err err;
     int has_err;
+    const char *err_msg; /* static text answered with err, or NULL */
     mrd_buf out;
     /* the request body, kept when body_max > 0 (up to that many bytes) */
     mrd_buf in;
@@ -606,6 +607,10 @@ void gw__op_work_bucket(gw__op *o);
 void gw__op_mut_done(void *o, int status);
 /* Records an S3 error to answer. */
 void gw__op_fail(gw__op *o, gw_s3_err e);
+/* Work step: the version a sub-resource request names (vid, or the current
+ * one when NULL) into *rec; 0, or -1 with o failed (NoSuchBucket,
+ * NoSuchKey, NoSuchVersion: a delete marker by id is no version either). */
+int gw__op_open_version(gw__op *o, const char *vid, struct store_version_rec **rec);
 /* On the loop: answers (or runs `then`) unless the client is gone. */
 void gw__op_finish(gw__op *o);
 /* Answers o->out as an XML document. */
@@ -711,6 +716,10 @@ void gw__op_bucket_config(gw__op *o, const struct engine_bucket_conf *c);
 void gw__op_acl_commit(gw__op *o);
 /* Get/PutBucketAcl: /<bucket>?acl; owner is the requester's access key. */
 void gw__s3_bucket_acl(gw_daemon *d, gw_req *r, const char *bucket, const char *owner);
+/* Get/PutObjectAcl: /<bucket>/<key>?acl[&versionId=]; the object's ACL is its
+ * bucket's (read-only: a PUT succeeds only when it asks for that). */
+void gw__s3_object_acl(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
+                       const char *owner);
 /* 1 when an anonymous request may go on to the ACL check: GET/HEAD of an
  * object's current version, HeadBucket, or ListObjects (gw_s3.c). */
 int gw__s3_anon_allowed(const char *method, const char *query);

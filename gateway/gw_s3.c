@@ -12,7 +12,7 @@
  * bucket is the Host's first label under a configured domain and the whole
  * path is the key. Multipart upload requests (the uploads and uploadId
  * sub-resources) go to gw_s3_mpu.c, bucket ACLs and anonymous requests to
- * gw_s3_acl.c. Sub-resources this build does not implement (object ACLs,
+ * gw_s3_acl.c (object ACLs too). Sub-resources this build does not implement (object lock,
  * policies, ...) get 501 NotImplemented rather than being mistaken for a
  * plain GET or PUT, which would do the wrong thing silently. An anonymous
  * request skips SigV4 and is refused here unless it is a GET/HEAD of an
@@ -121,7 +121,7 @@ gw__op_finish(op *o)
         return;
     }
     if (o->has_err) {
-        gw_s3_error(o->r, o->err, gw_req_path(o->r), NULL);
+        gw_s3_error(o->r, o->err, gw_req_path(o->r), o->err_msg);
     } else {
         gw_s3_request_id(o->r);
         o->respond(o);
@@ -764,6 +764,10 @@ route_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const
     }
     if (has_param(q, "tagging")) {
         gw__s3_object_tagging(d, r, bucket, key, auth);
+        return;
+    }
+    if (has_param(q, "acl")) {
+        gw__s3_object_acl(d, r, bucket, key, auth->access_key);
         return;
     }
     for (const char *const *s = unsupported_subres; *s; s++) {

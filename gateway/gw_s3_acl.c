@@ -19,8 +19,9 @@
  * (AccessDenied); the ACL itself is checked on the worker where the
  * operation reads the bucket's record anyway (gw__op_work_bucket, the GET's
  * job_lookup), never on the event loop. A public-read bucket makes its
- * objects readable too, as a public bucket policy would in AWS (object ACLs
- * are not implemented).
+ * objects readable too, as a public bucket policy would in AWS (objects hold
+ * no ACL of their own: Get/PutObjectAcl, at the end, show and accept only
+ * the bucket's).
  *
  * Forwarded requests (gw_proxy.c). A peer serves what a site forwards
  * without SigV4 (the replication secret vouches for the forwarding site),
@@ -143,9 +144,28 @@ gw__op_acl_commit(gw__op *o)
     gw__op_bucket_config(o, &c);
 }
 
-/* Worker: GetBucketAcl from the bucket's record; o->key is the owner. */
+/* An AccessControlPolicy document: owner's FULL_CONTROL, and READ for the
+ * AllUsers group when public. */
 static void
-work_get_acl(gw__op *o)
+acl_xml(mrd_buf *out, const char *owner, int public_read)
+{
+    mrd_buf_appendf(out, GW_XML_HDR "<AccessControlPolicy xmlns=\"" GW_S3_XMLNS "\"><Owner>");
+    gw_xml_elem(out, "ID", owner);
+    gw_xml_elem(out, "DisplayName", owner);
+    mrd_buf_appendf(out, "</Owner><AccessControlList><Grant><Grantee " XSI
+                         " xsi:type=\"CanonicalUser\">");
+    gw_xml_elem(out, "ID", owner);
+    gw_xml_elem(out, "DisplayName", owner);
+    mrd_buf_appendf(out, "</Grantee><Permission>FULL_CONTROL</Permission></Grant>");
+    if (public_read)
+        mrd_buf_appendf(out, "<Grant><Grantee " XSI " xsi:type=\"Group\"><URI>" ALL_USERS
+                             "</URI></Grantee><Permission>READ</Permission></Grant>");
+    mrd_buf_appendf(out, "</AccessControlList></AccessControlPolicy>\n");
+}
+
+/* The bucket's canned ACL (ENGINE_ACL_*) into *acl; 0, or -1 with o failed. */
+static int
+bucket_acl_of(gw__op *o, int *acl)
 {
     void *blob = NULL;
     size_t len = 0;
@@ -153,21 +173,21 @@ work_get_acl(gw__op *o)
 
     if (rc != 0) {
         gw__op_fail(o, rc == MRD_ENOTFOUND ? GW_S3E_NO_SUCH_BUCKET : gw_s3_err_from_rc(rc));
-        return;
+        return -1;
     }
-    mrd_buf_appendf(&o->out, GW_XML_HDR "<AccessControlPolicy xmlns=\"" GW_S3_XMLNS "\"><Owner>");
-    gw_xml_elem(&o->out, "ID", o->key);
-    gw_xml_elem(&o->out, "DisplayName", o->key);
-    mrd_buf_appendf(&o->out, "</Owner><AccessControlList><Grant><Grantee " XSI
-                             " xsi:type=\"CanonicalUser\">");
-    gw_xml_elem(&o->out, "ID", o->key);
-    gw_xml_elem(&o->out, "DisplayName", o->key);
-    mrd_buf_appendf(&o->out, "</Grantee><Permission>FULL_CONTROL</Permission></Grant>");
-    if (gw__bucket_public_read(blob, len))
-        mrd_buf_appendf(&o->out, "<Grant><Grantee " XSI " xsi:type=\"Group\"><URI>" ALL_USERS
-                                 "</URI></Grantee><Permission>READ</Permission></Grant>");
-    mrd_buf_appendf(&o->out, "</AccessControlList></AccessControlPolicy>\n");
+    *acl = gw__bucket_public_read(blob, len) ? ENGINE_ACL_PUBLIC_READ : ENGINE_ACL_PRIVATE;
     free(blob);
+    return 0;
+}
+
+/* Worker: GetBucketAcl from the bucket's record; o->key is the owner. */
+static void
+work_get_acl(gw__op *o)
+{
+    int acl;
+
+    if (bucket_acl_of(o, &acl) == 0)
+        acl_xml(&o->out, o->key, acl == ENGINE_ACL_PUBLIC_READ);
 }
 
 static void
@@ -208,4 +228,88 @@ gw__s3_bucket_acl(gw_daemon *d, gw_req *r, const char *bucket, const char *owner
     o->acl = acl;
     o->then = gw__op_acl_commit;
     gw__op_go(o, gw__op_work_bucket, respond_acl);
+}
+
+/* ---- object ACLs: the bucket's, read-only ----------------------------------- */
+
+/* An object's ACL is its bucket's: a public-read bucket makes its objects
+ * readable (see above), and objects hold no ACL of their own. So
+ * GetObjectAcl renders the bucket's for a version that exists, and
+ * PutObjectAcl succeeds only when it asks for what the object already has
+ * (a tool setting `private` on objects of a private bucket), answering
+ * NotImplemented otherwise rather than pretending. */
+typedef struct oacl_st {
+    char *vid;        /* ?versionId=, or NULL */
+    char owner[128];  /* the requester's access key */
+    int want, is_put; /* PutObjectAcl: the canned ACL asked for */
+} oacl_st;
+
+static void
+oacl_free(void *p)
+{
+    oacl_st *s = p;
+
+    if (s)
+        free(s->vid);
+    free(s);
+}
+
+/* Worker: GetObjectAcl, or PutObjectAcl's check. */
+static void
+work_object_acl(gw__op *o)
+{
+    oacl_st *s = o->ext;
+    store_version_rec *rec = NULL;
+    int acl;
+
+    if (gw__op_open_version(o, s->vid, &rec) != 0)
+        return;
+    store_version_rec_free(rec);
+    if (bucket_acl_of(o, &acl) != 0)
+        return;
+    if (!s->is_put) {
+        acl_xml(&o->out, s->owner, acl == ENGINE_ACL_PUBLIC_READ);
+    } else if (s->want != acl) {
+        gw__op_fail(o, GW_S3E_NOT_IMPLEMENTED);
+        o->err_msg = "objects have no ACL of their own here: an object's ACL is its bucket's "
+                     "(PutBucketAcl: private or public-read)";
+    }
+}
+
+void
+gw__s3_object_acl(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const char *owner)
+{
+    const char *m = gw_req_method(r), *msg = NULL;
+    int is_get = strcmp(m, "GET") == 0, want = ENGINE_ACL_PRIVATE, rc = 0;
+    mrd_buf vid = {0};
+    int has_vid = gw_query_param(gw_req_query(r), "versionId", &vid);
+    oacl_st *s = NULL;
+    gw__op *o = NULL;
+
+    if (!is_get && strcmp(m, "PUT") != 0) {
+        gw_s3_error(r, GW_S3E_METHOD_NOT_ALLOWED, gw_req_path(r), NULL);
+    } else if (has_vid && !gw__version_id_valid(vid.data ? vid.data : "")) {
+        gw_s3_error(r, GW_S3E_INVALID_ARGUMENT, gw_req_path(r), "Invalid version id specified");
+    } else if (!is_get && ((rc = gw__s3_canned_acl(r, &want, &msg)) != 0 || gw_req_has_body(r))) {
+        gw_s3_error(r, GW_S3E_NOT_IMPLEMENTED, gw_req_path(r),
+                    rc < 0 ? msg
+                           : "PutObjectAcl takes x-amz-acl: private or public-read; "
+                             "AccessControlPolicy bodies are not implemented");
+    } else if (!(o = gw__op_new(d, r, bucket, key)) || !(s = calloc(1, sizeof(*s))) ||
+               (has_vid && !(s->vid = strdup(vid.data ? vid.data : "")))) {
+        if (o) {
+            oacl_free(s);
+            gw__op_abandon(o, GW_S3E_INTERNAL, NULL);
+        } else {
+            gw_s3_error(r, GW_S3E_INTERNAL, gw_req_path(r), NULL);
+        }
+    } else {
+        snprintf(s->owner, sizeof(s->owner), "%s", owner ? owner : "");
+        s->is_put = !is_get;
+        s->want = want;
+        o->ext = s;
+        o->ext_free = oacl_free;
+        gw__op_go(o, work_object_acl, respond_acl);
+    }
+    mrd_buf_free(&vid);
 }

@@ -73,6 +73,32 @@ find_tagging(void *ud, const char *key, const char *value)
     return 1;
 }
 
+int
+gw__op_open_version(gw__op *o, const char *vid, store_version_rec **rec)
+{
+    gw_s3_err e = 0;
+
+    *rec = NULL;
+    if (vid) {
+        gw__op_work_bucket(o);
+        if (o->has_err)
+            return -1;
+        if (engine_version_lookup(o->d->eng, o->bucket, o->key, vid, rec) != 0 ||
+            (store_version_rec_get(*rec)->flags & STORE_VF_DELETE_MARKER)) {
+            store_version_rec_free(*rec);
+            *rec = NULL;
+            e = GW_S3E_NO_SUCH_VERSION;
+        }
+    } else {
+        e = gw__copy_source_open(engine_store(o->d->eng), o->bucket, o->key, rec, NULL);
+    }
+    if (e) {
+        gw__op_fail(o, e);
+        return -1;
+    }
+    return 0;
+}
+
 /* Worker: the current version's tag set as a <Tagging> document. */
 static void
 work_get_tagging(gw__op *o)
@@ -82,25 +108,9 @@ work_get_tagging(gw__op *o)
     const char *q = NULL;
     gw_tagset *t = NULL;
     tag_st *s = o->ext;
-    gw_s3_err e = 0;
 
-    if (s->vid) {
-        gw__op_work_bucket(o);
-        if (o->has_err)
-            return;
-        if (engine_version_lookup(o->d->eng, o->bucket, o->key, s->vid, &rec) != 0 ||
-            (store_version_rec_get(rec)->flags & STORE_VF_DELETE_MARKER)) {
-            store_version_rec_free(rec);
-            gw__op_fail(o, GW_S3E_NO_SUCH_VERSION);
-            return;
-        }
-    } else {
-        e = gw__copy_source_open(engine_store(o->d->eng), o->bucket, o->key, &rec, NULL);
-    }
-    if (e) {
-        gw__op_fail(o, e);
+    if (gw__op_open_version(o, s->vid, &rec) != 0)
         return;
-    }
     v = store_version_rec_get(rec);
     if (s->vid)
         snprintf(s->shown, sizeof(s->shown), "%s", gw__version_header(v, o->vstate, 1));

@@ -37,6 +37,17 @@ def s3_client(site, key=S3_KEY, secret=S3_SECRET, **config):
                                       s3={"addressing_style": "path"}, **config))
 
 
+def s3cmd_command(site, tmp_path):
+    """The s3cmd command line (a list) for the test user at site, its
+    config written under tmp_path."""
+    cfg = tmp_path / "s3cfg"
+    host = f"127.0.0.1:{site.s3_port}"
+    cfg.write_text(f"[default]\naccess_key = {S3_KEY}\nsecret_key = {S3_SECRET}\n"
+                   f"host_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
+                   f"signature_v2 = False\nbucket_location = us-east-1\n")
+    return ["s3cmd", "-c", str(cfg), "--no-progress"]
+
+
 def err_code(excinfo):
     """The S3 error code of a pytest.raises(ClientError) result."""
     return excinfo.value.response["Error"]["Code"]

@@ -17,7 +17,7 @@ import botocore
 import pytest
 from botocore.config import Config
 
-from conftest import TOKEN, Site, err_code, http, s3_client, wait_for
+from conftest import TOKEN, Site, err_code, http, s3_client, s3cmd_command, wait_for
 
 KEY, SECRET = "AKIATEST", "testsecretkey"
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -95,6 +95,55 @@ def test_put_and_get_bucket_acl(site):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         c.put_bucket_acl(Bucket="nosuchbucket", ACL="public-read")
     assert code(e) == "NoSuchBucket"
+
+
+def test_object_acl_is_its_buckets(site, tmp_path):
+    """GetObjectAcl shows the bucket's ACL (objects hold none of their own);
+    PutObjectAcl succeeds when it asks for that, and says NotImplemented
+    otherwise; s3cmd's setacl and info work on objects."""
+    c = client(site)
+    c.create_bucket(Bucket="oacl")
+    put = c.put_object(Bucket="oacl", Key="k", Body=b"x")
+    owner = {"Grantee": {"ID": KEY, "DisplayName": KEY, "Type": "CanonicalUser"},
+             "Permission": "FULL_CONTROL"}
+    acl = c.get_object_acl(Bucket="oacl", Key="k")
+    assert acl["Owner"]["ID"] == KEY and acl["Grants"] == [owner], acl
+    c.put_object_acl(Bucket="oacl", Key="k", ACL="private")
+    for kw in ({"ACL": "public-read"}, {"ACL": "public-read-write"},
+               {"GrantRead": "uri=" + ALL_USERS}):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            c.put_object_acl(Bucket="oacl", Key="k", **kw)
+        assert code(e) == "NotImplemented", kw
+    c.put_bucket_acl(Bucket="oacl", ACL="public-read")
+    grants = c.get_object_acl(Bucket="oacl", Key="k")["Grants"]
+    assert grants == [owner, {"Grantee": {"Type": "Group", "URI": ALL_USERS},
+                              "Permission": "READ"}], grants
+    c.put_object_acl(Bucket="oacl", Key="k", ACL="public-read")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.put_object_acl(Bucket="oacl", Key="k", ACL="private")
+    assert code(e) == "NotImplemented"
+    assert "bucket" in e.value.response["Error"]["Message"]
+    # the version must exist; anonymous ACL requests are refused
+    for kw, want in (({"Key": "nokey"}, "NoSuchKey"), ({"Key": "k", "VersionId": "nope"},
+                                                         "InvalidArgument")):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            c.get_object_acl(Bucket="oacl", **kw)
+        assert code(e) == want, kw
+    if put.get("VersionId"):
+        c.get_object_acl(Bucket="oacl", Key="k", VersionId=put["VersionId"])
+    denied(anonymous(site).get_object_acl, Bucket="oacl", Key="k")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_object_acl(Bucket="nosuchbucket", Key="k")
+    assert code(e) == "NoSuchBucket"
+    # a real client: s3cmd sets private on objects of a private bucket
+    c.put_bucket_acl(Bucket="oacl", ACL="private")
+    s3cmd = s3cmd_command(site, tmp_path)
+    out = subprocess.run(s3cmd + ["setacl", "--acl-private", "s3://oacl/k"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = subprocess.run(s3cmd + ["info", "s3://oacl/k"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and f"ACL:       {KEY}: FULL_CONTROL" in out.stdout, out.stdout
 
 
 def test_anonymous_reads_of_a_public_read_bucket(site):

@@ -11,6 +11,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from conftest import s3cmd_command
+
 
 def run(cmd, **kw):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, **kw)
@@ -43,12 +45,7 @@ def files(tmp_path):
 
 
 def test_s3cmd(site, files, tmp_path):
-    cfg = tmp_path / "s3cfg"
-    host = f"127.0.0.1:{site.s3_port}"
-    cfg.write_text(f"[default]\naccess_key = AKIATEST\nsecret_key = testsecretkey\n"
-                   f"host_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
-                   f"signature_v2 = False\nbucket_location = us-east-1\n")
-    s3cmd = ["s3cmd", "-c", str(cfg), "--no-progress"]
+    s3cmd = s3cmd_command(site, tmp_path)
     run(s3cmd + ["mb", "s3://s3cmd-bucket"])
     for name, path in files.items():
         run(s3cmd + ["put", path, f"s3://s3cmd-bucket/dir/{name}"])
