@@ -727,6 +727,80 @@ def test_ca_mode_accepts_the_named_site_only(tmp_path):
             s.stop()
 
 
+def test_no_secret_ca_mode_binds_each_certificate_to_its_site(tmp_path):
+    """No secret and no pins: the sites trust each other's CA-signed
+    certificates (CN = site name), and replicate both ways. A certificate
+    is good for its own site only: c, holding a valid certificate, cannot
+    speak for b (each request names its site, and the connection is bound
+    to the site its certificate names), and a certificate the CA never
+    signed is refused by the handshake."""
+    names = ("a", "b", "c")
+    sites, pki = mtls_mesh(tmp_path, names=names, ca=True, no_secret=names)
+    a, b, c = sites
+    try:
+        for s in sites:
+            s.start()
+        for s in sites:
+            for o in sites:
+                if o is not s:
+                    wait_for(lambda: up(peer(s, o.name)), 15, f"{s.name} -> {o.name} up")
+        ca_, cc = s3_client(a), s3_client(c)
+        ca_.create_bucket(Bucket="cabound")
+        ca_.put_object(Bucket="cabound", Key="from-a", Body=b"a")
+        cc.put_object(Bucket="cabound", Key="from-c", Body=b"c")
+        snap = converge(sites)
+        assert set(snap["cabound"]) == {"from-a", "from-c"}, snap
+        for s in sites:
+            assert s.status()["listen"]["replication_auth"] == "certificate"
+            assert "event=repl.auth.fail" not in s.read_log()
+
+        def hello(cert, site_id):
+            """POST /repl/v1/heartbeat to a over h2 with cert, naming site_id
+            in the unsigned mode; (http status, body)."""
+            now = str(int(time.time() * 1000))
+            out = subprocess.run(
+                ["curl", "-s", "--http2", "-k", "--max-time", "10", "-o", "-", "-w",
+                 "\n%{http_code}", "--cert", f"{pki}/{cert}.crt", "--key", f"{pki}/{cert}.key",
+                 "-X", "POST", "-H", f"x-meridian-site-id: {site_id}",
+                 "-H", f"x-meridian-time: {now}", "-H", "x-meridian-auth: mtls",
+                 "-H", "content-type: application/x-protobuf", "--data-binary", "not protobuf",
+                 f"https://127.0.0.1:{a.repl_port}/repl/v1/heartbeat"],
+                capture_output=True, text=True, timeout=20)
+            body, _, status = out.stdout.rpartition("\n")
+            return int(status or 0), body
+
+        # c's own certificate, naming c: authenticated (the body is then
+        # refused as malformed)
+        st, body = hello("c", 3)
+        assert st == 400, (st, body)
+        # c's certificate, claiming to be b: refused, and logged
+        st, body = hello("c", 2)
+        assert st == 401, (st, body)
+        assert "differs from the site named by the TLS client certificate" in body, body
+        wait_for(lambda: re.search(r"event=repl\.auth\.fail side=server .*reason=\"site id "
+                                   r"differs from the site named by the TLS client certificate",
+                                   a.read_log()), 10, "a logging the refusal")
+        # a certificate from another CA (for the name b): the handshake fails
+        other = str(tmp_path / "other")
+        sh(GEN, other, "b")
+        out = subprocess.run(
+            ["curl", "-s", "--http2", "-k", "--max-time", "10", "--cert", f"{other}/b.crt",
+             "--key", f"{other}/b.key", "-X", "POST",
+             f"https://127.0.0.1:{a.repl_port}/repl/v1/heartbeat"],
+            capture_output=True, text=True, timeout=20)
+        assert out.returncode != 0, out
+        # the real b is still served, and nothing else was harmed
+        cb = s3_client(b)
+        cb.put_object(Bucket="cabound", Key="from-b", Body=b"b")
+        snap = converge(sites)
+        assert set(snap["cabound"]) == {"from-a", "from-b", "from-c"}, snap
+        for s in sites:
+            assert s.proc.poll() is None
+    finally:
+        for s in sites:
+            s.stop()
+
+
 def test_tls_bodies_stream_in_bounded_memory(tmp_path):
     # a fresh site, so its peak RSS is this test's
     ca, crt, key = make_server_cert(str(tmp_path / "pki"))
