@@ -562,6 +562,42 @@ def test_anti_entropy_brings_a_site_past_retention_level(tmp_path):
         b.stop()
 
 
+def test_a_peer_shows_one_sites_writes_in_the_order_they_were_made(tmp_path):
+    """Per-origin order: b applies a's writes in a's WAL order, so a write
+    made after another at a is never visible at b before it. The ML case:
+    a checkpoint, then the small "latest" pointer naming it; whenever b
+    shows the pointer, b holds that checkpoint, whole. The cost is that the
+    pointer waits for the checkpoint's data (measured and printed)."""
+    a, b = mesh(tmp_path, ("a", "b"))
+    a.start()
+    b.start()
+    try:
+        ca, cb = client(a), client(b)
+        ca.create_bucket(Bucket="ckpt")
+        wait_caught_up([a, b])
+        blob = os.urandom(24 << 20)
+        for step in range(3):
+            key = f"step-{step}.ckpt"
+            ca.put_object(Bucket="ckpt", Key=key, Body=blob[step:])
+            t0 = time.monotonic()
+            ca.put_object(Bucket="ckpt", Key="latest", Body=key.encode())
+            deadline = t0 + 60
+            while body_at(cb, "ckpt", "latest") != key.encode():
+                # until the pointer moves, the checkpoint may or may not be there
+                assert time.monotonic() < deadline, "the pointer never reached b"
+                time.sleep(0.005)
+            seen = time.monotonic() - t0
+            # the pointer is there: so is the checkpoint it names, every byte
+            head = cb.head_object(Bucket="ckpt", Key=key)
+            assert head["ContentLength"] == len(blob) - step, head
+            assert body_at(cb, "ckpt", key) == blob[step:]
+            print(f"step {step}: the pointer showed at b {seen * 1000:.0f} ms after its PUT")
+        wait_caught_up([a, b])
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_lag_shows_the_writes_a_down_peer_misses(tmp_path):
     """meridianctl lag: with b stopped, N writes at a show as N records of
     lag and a growing time lag; once b is back the lag returns to 0."""
