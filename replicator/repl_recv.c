@@ -149,7 +149,8 @@ pool_reserve(repl *r, mrd_buf *b, size_t need)
         mrd_buf k = r->pool[best];
         r->pool[best] = r->pool[--r->n_pool];
         r->pool_bytes -= k.cap;
-        memcpy(k.data, b->data, b->len);
+        if (b->len) /* b->data may be NULL (a new request's buffer) */
+            memcpy(k.data, b->data, b->len);
         k.len = b->len;
         k.data[k.len] = '\0';
         mrd_buf_free(b);
