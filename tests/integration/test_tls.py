@@ -326,16 +326,21 @@ def up(p):
     return p["connected"] and p["state"] in ("healthy", "degraded")
 
 
+def all_links_up(sites):
+    """Waits until every site's link to every other site is up."""
+    for s in sites:
+        for o in sites:
+            if o is not s:
+                wait_for(lambda: up(peer(s, o.name)), 15, f"{s.name} -> {o.name} up")
+
+
 def test_mtls_mesh_replicates_and_refuses_plain_h2c(tmp_path):
     sites, pki = mtls_mesh(tmp_path)
     a, b, c = sites
     try:
         for s in sites:
             s.start()
-        for s in sites:
-            for o in sites:
-                if o is not s:
-                    wait_for(lambda: up(peer(s, o.name)), 15, f"{s.name} -> {o.name} up")
+        all_links_up(sites)
         ca = boto3.client("s3", endpoint_url=a.s3, aws_access_key_id="AKIATEST",
                           aws_secret_access_key="testsecretkey", region_name="us-east-1",
                           config=Config(s3={"addressing_style": "path"}))
@@ -419,10 +424,7 @@ def test_site_added_at_run_time_is_trusted_by_its_pin(tmp_path, secret):
     try:
         for s in sites + [d]:
             s.start()
-        for s in sites:
-            for o in sites:
-                if o is not s:
-                    wait_for(lambda: up(peer(s, o.name)), 15, f"{s.name} -> {o.name} up")
+        all_links_up(sites)
         add = ["site", "add", "d", "--id", "4", "--replication", f"127.0.0.1:{d.repl_port}",
                "--s3", f"127.0.0.1:{d.s3_port}"]
         r = a.ctl(*add)
@@ -600,10 +602,7 @@ def test_mtls_without_secret_replicates_both_ways(tmp_path):
         for s in sites:
             assert not re.search(r"^secret\s*=", open(s.config).read(), re.M)
             s.start()
-        for s in sites:
-            for o in sites:
-                if o is not s:
-                    wait_for(lambda: up(peer(s, o.name)), 15, f"{s.name} -> {o.name} up")
+        all_links_up(sites)
         ca, cb, cc = s3_client(a), s3_client(b), s3_client(c)
         ca.create_bucket(Bucket="nosecret")
         body = os.urandom(2 * 1024 * 1024 + 3)
@@ -740,10 +739,7 @@ def test_no_secret_ca_mode_binds_each_certificate_to_its_site(tmp_path):
     try:
         for s in sites:
             s.start()
-        for s in sites:
-            for o in sites:
-                if o is not s:
-                    wait_for(lambda: up(peer(s, o.name)), 15, f"{s.name} -> {o.name} up")
+        all_links_up(sites)
         ca_, cc = s3_client(a), s3_client(c)
         ca_.create_bucket(Bucket="cabound")
         ca_.put_object(Bucket="cabound", Key="from-a", Body=b"a")
