@@ -38,15 +38,40 @@
  * Heal queue. Objects written degraded or found damaged by a read are put in
  * healq with their layout, durably, so a restart does not forget them. The
  * heal thread drains it and, when asked, walks every version in ver.
+ *
+ * Full disks and mmap. LMDB maps two files. data.mdb is mapped read-only
+ * (no MDB_WRITEMAP): pages reach it through pwrite, so a full disk comes
+ * back from a commit as ENOSPC or EIO, never as a fault, and reads only
+ * touch pages some commit wrote. lock.mdb, the reader table, is mapped
+ * read-write: mdb_env_open grows it with ftruncate (a sparse file) when it
+ * is smaller than sizeof(MDB_txninfo) + (maxreaders - 1) * sizeof(MDB_reader)
+ * (16512 bytes for 256 readers with glibc's mutexes on x86-64; readers are
+ * one 64-byte cache line each) and then stores into the map. With no free
+ * block the first store raises SIGBUS, which killed the daemon at start on
+ * a full meta_dir. So before mdb_env_open the lock file is given real
+ * blocks with posix_fallocate, INDEX_LOCK_BYTES of them: about four times
+ * what LMDB asks for, room for other mutex sizes and architectures. LMDB
+ * takes a lock file at least as large as it needs as it is (it never
+ * shrinks it; its reader table is then bigger than maxreaders, which costs
+ * nothing), so every later open finds the blocks there. A lock file left sparse by an
+ * older build gets its holes filled the same way. No space for that means
+ * store_open fails with -ENOSPC and logs cause="disk full".
  */
 #include "store_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #define LSN_KEY "last_lsn"
+
+#define INDEX_MAXREADERS 256
+#define INDEX_LOCK_BYTES (64 * 1024) /* LMDB asks for 16512 (see the top) */
 
 int
 store__mdb_err(int rc)
@@ -87,22 +112,81 @@ store__txn_commit(store *s, MDB_txn *txn)
     return 0;
 }
 
+/* Gives meta_dir/lock.mdb real blocks for INDEX_LOCK_BYTES (see the top).
+ * Returns 0 or a negated errno; path receives the file's name. Closing the
+ * descriptor would drop this process's fcntl locks on the file, which is
+ * why this runs before mdb_env_open takes them. */
+static int
+reserve_lock_file(const char *meta_dir, char *path, size_t n)
+{
+    int fd, rc;
+
+    if ((size_t)snprintf(path, n, "%s/lock.mdb", meta_dir) >= n)
+        return -ENAMETOOLONG;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    do
+        rc = posix_fallocate(fd, 0, INDEX_LOCK_BYTES);
+    while (rc == EINTR);
+    close(fd);
+    return -rc;
+}
+
+/* Logs why the index did not open. mdb_rc is LMDB's code (an errno or an
+ * MDB_* code). Short writes come back from LMDB as EIO, so EIO on a file
+ * system with under 1 MiB free counts as a full disk too, as at run time
+ * (engine_apply.c). */
+static void
+say_open_failed(const store *s, const char *what, const char *path, int mdb_rc)
+{
+    struct statvfs fs;
+    unsigned long long avail = ULLONG_MAX;
+    char q[PATH_MAX + 8];
+    int full;
+
+    if (statvfs(s->opts.meta_dir, &fs) == 0)
+        avail = (unsigned long long)fs.f_bavail * fs.f_frsize;
+    full = mdb_rc == ENOSPC || mdb_rc == EDQUOT || (mdb_rc == EIO && avail < 1048576);
+    MRD_ERROR("store.index_open", "what=%s err=\"%s\"%s path=%s meta_dir_free_bytes=%llu%s", what,
+              mdb_strerror(mdb_rc), full ? " cause=\"disk full\"" : "",
+              mrd_log_quote(path, q, sizeof(q)), avail == ULLONG_MAX ? 0 : avail,
+              full ? " reason=\"free space on the meta_dir file system, then start again\"" : "");
+}
+
 int
 store__index_open(store *s)
 {
+    char lock_path[PATH_MAX];
+    const char *what = "lock_file";
     MDB_txn *txn;
     int rc, dead;
+    unsigned readers = 0;
 
     if ((rc = mrd_mkdir_p(s->opts.meta_dir)) != 0)
         return rc;
+    if ((rc = reserve_lock_file(s->opts.meta_dir, lock_path, sizeof(lock_path))) != 0) {
+        say_open_failed(s, what, lock_path, -rc);
+        return rc;
+    }
     if ((rc = mdb_env_create(&s->env)) != 0)
         return store__mdb_err(rc);
     mdb_env_set_maxdbs(s->env, 8);
     mdb_env_set_mapsize(s->env, (size_t)s->opts.index_map_size);
-    mdb_env_set_maxreaders(s->env, 256);
+    mdb_env_set_maxreaders(s->env, INDEX_MAXREADERS);
+    what = "env_open";
     if ((rc = mdb_env_open(s->env, s->opts.meta_dir, MDB_NOTLS, 0644)) != 0)
         goto fail;
+    /* Taken as it was, the reserved file holds more readers than asked
+     * for. Exactly INDEX_MAXREADERS means LMDB grew it past the reserved
+     * blocks: the layout assumed at the top no longer holds. */
+    if (mdb_env_get_maxreaders(s->env, &readers) == 0 && readers <= INDEX_MAXREADERS) {
+        char q[PATH_MAX + 8];
+        MRD_WARN("store.index_lock_grown", "path=%s readers=%u reserved_bytes=%d",
+                 mrd_log_quote(lock_path, q, sizeof(q)), readers, INDEX_LOCK_BYTES);
+    }
     mdb_reader_check(s->env, &dead);
+    what = "create_dbs";
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
         goto fail;
     if ((rc = mdb_dbi_open(txn, "buckets", MDB_CREATE, &s->dbi_buckets)) != 0 ||
@@ -120,7 +204,7 @@ store__index_open(store *s)
         goto fail;
     return 0;
 fail:
-    MRD_ERROR("store.index_open", "err=\"%s\"", mdb_strerror(rc));
+    say_open_failed(s, what, s->opts.meta_dir, rc);
     mdb_env_close(s->env);
     s->env = NULL;
     return store__mdb_err(rc);

@@ -5,7 +5,10 @@ made to fail fdatasync on demand. Either way every PUT answered 200 must be
 durable and readable, every failure must be a 5xx S3 error (never a false
 200), the daemon must stay up and say why it refuses writes, and after the
 fault is gone and the daemon restarts, every acknowledged object is still
-there with the right bytes."""
+there with the right bytes. A daemon started on a full meta_dir exits with
+an error saying so (never a SIGBUS out of LMDB's lock file) and starts once
+there is room."""
+import errno
 import hashlib
 import json
 import os
@@ -107,6 +110,67 @@ def test_full_meta_disk_never_acknowledges_a_lost_write(tmp_path):
             assert hashlib.md5(c.get_object(Bucket="full", Key=key)["Body"].read()).hexdigest() == md5
         c.put_object(Bucket="full", Key="after", Body=b"ok")  # writable again
         assert http("GET", s.admin + "/health/ready")[0] == 200
+    finally:
+        s.stop()
+        subprocess.run(["umount", "-l", s.meta], capture_output=True)
+
+
+def fill_up(path):
+    """Writes path/filler until its file system has no room; returns the file's name."""
+    name = os.path.join(path, "filler")
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        while os.write(fd, b"\1" * 4096) > 0:
+            pass
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, e
+    finally:
+        os.close(fd)
+    return name
+
+
+@needs_root
+def test_start_on_full_meta_disk_refuses_cleanly(tmp_path):
+    """LMDB creates its lock file sparse and writes it through a shared map:
+    on a full meta_dir that used to kill meridiand with SIGBUS at start. Now
+    it exits with status 2 and says the disk is full; given room, the same
+    site starts and serves. Full again once the index exists, it starts,
+    serves reads and refuses writes with a 5xx."""
+    s = Site(str(tmp_path / "a"))
+    os.makedirs(s.meta)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", s.meta], check=True)
+    try:
+        filler = fill_up(s.meta)
+        with pytest.raises(RuntimeError, match="exited"):
+            s.start()
+        assert s.proc.returncode == 2, f"exit status {s.proc.returncode} (-7 is SIGBUS)"
+        s.stop()
+        log = s.read_log()
+        line = [ln for ln in log.splitlines() if "event=store.index_open" in ln]
+        assert len(line) == 1, log
+        assert 'err="No space left on device" cause="disk full"' in line[0], line
+        assert f"path={s.meta}/lock.mdb" in line[0], line
+        assert "cannot open the store and WAL: No space left on device" in log
+        os.unlink(filler)
+        s.start()
+        c = client(s)
+        c.create_bucket(Bucket="full")
+        c.put_object(Bucket="full", Key="k", Body=b"written with room")
+        assert c.get_object(Bucket="full", Key="k")["Body"].read() == b"written with room"
+        # data.mdb is mapped read-only (LMDB writes it with pwrite: ENOSPC is
+        # an error, not a fault); the lock file, mapped writable, has blocks
+        maps = open(f"/proc/{s.proc.pid}/maps").read().splitlines()
+        assert {m.split()[1] for m in maps if m.endswith("/data.mdb")} == {"r--s"}, maps
+        st = os.stat(os.path.join(s.meta, "lock.mdb"))
+        assert st.st_blocks * 512 >= st.st_size
+        s.stop()
+        fill_up(s.meta)
+        s.start()
+        c = client(s)
+        assert c.get_object(Bucket="full", Key="k")["Body"].read() == b"written with room"
+        acked, failures = put_until_refused(c, "full", n=20, stop_after=2)
+        assert failures and all(code >= 500 for code, _ in failures), (acked, failures)
+        assert s.proc.poll() is None, "daemon died on a full disk"
     finally:
         s.stop()
         subprocess.run(["umount", "-l", s.meta], capture_output=True)

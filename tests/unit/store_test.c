@@ -6,7 +6,8 @@
  * half an object written), heal (one object and background), the index
  * (batch apply with LSN, replay, atomic failure, listing order, versions),
  * the meta keyspace, fault hooks on write / fdatasync / commit, inline small
- * objects and drives that are offline at start-up.
+ * objects and drives that are offline at start-up, and the index opened on
+ * a full disk (a real 256 KiB tmpfs in a private mount namespace, as root).
  *
  * Each test builds a fresh store under /tmp and removes it at the end. Most
  * tests use 4 KiB blocks so that multi-stripe objects stay small and the
@@ -19,6 +20,8 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <openssl/evp.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1184,6 +1187,146 @@ test_meta_keyspace(void)
     fx_done(&f);
 }
 
+/* LMDB writes its reader table through a shared map of meta_dir/lock.mdb,
+ * and a page of that map with no block behind it raises SIGBUS on a full
+ * disk. store_open gives the whole file blocks first: a fresh one, and one
+ * an older build left sparse. LMDB keeps the file's size on reopen (16512
+ * bytes is what it asks for, 256 readers on x86-64). */
+static void
+lock_file_check(const char *meta, long long *size)
+{
+    char path[400];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/lock.mdb", meta);
+    REQUIRE(stat(path, &st) == 0);
+    CHECK(st.st_size >= 16512);
+    CHECK((long long)st.st_blocks * 512 >= (long long)st.st_size); /* no holes */
+    *size = (long long)st.st_size;
+}
+
+static void
+test_index_lock_file_has_blocks(void)
+{
+    fixture f;
+    char path[400];
+    long long size = 0, again = 0;
+    int fd;
+
+    REQUIRE(fx_open(&f, BS, 0) == 0);
+    lock_file_check(f.meta, &size);
+    store_close(f.s);
+    REQUIRE(store_open(&f.o, &f.s) == 0);
+    lock_file_check(f.meta, &again);
+    CHECK_EQ_INT(again, size);
+    fx_done(&f);
+
+    /* a sparse lock file, as older builds (and LMDB alone) leave it */
+    fx_init(&f, BS, 0);
+    REQUIRE(mkdir(f.meta, 0755) == 0);
+    snprintf(path, sizeof(path), "%s/lock.mdb", f.meta);
+    fd = open(path, O_RDWR | O_CREAT, 0644);
+    REQUIRE(fd >= 0);
+    CHECK(ftruncate(fd, 16512) == 0);
+    close(fd);
+    REQUIRE(store_open(&f.o, &f.s) == 0);
+    lock_file_check(f.meta, &again);
+    CHECK_EQ_INT(again, size);
+    fx_done(&f);
+}
+
+/* Writes until the file system at dir has no room left; returns the fd of
+ * the filler file (open), or -1. */
+static int
+fill_fs(const char *dir)
+{
+    static const char page[4096] = {1};
+    char path[400];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/filler", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    while (fd >= 0 && write(fd, page, sizeof(page)) > 0)
+        ;
+    return fd;
+}
+
+/* The child of test_index_open_on_full_disk, in its own mount namespace
+ * with meta_dir on a 256 KiB tmpfs. Returns the number of failed checks. */
+static int
+full_disk_child(fixture *f)
+{
+    store *s = NULL;
+    void *v = NULL;
+    size_t vl = 0;
+    int fd, rc;
+
+    test__failed = 0;
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mkdir(f->meta, 0755) != 0 || mount("tmpfs", f->meta, "tmpfs", 0, "size=256k") != 0)
+        return 77;
+    /* 1. nothing there yet, no room: refused, nothing mapped */
+    fd = fill_fs(f->meta);
+    CHECK(fd >= 0);
+    CHECK_EQ_INT(store_open(&f->o, &s), -ENOSPC);
+    /* 2. room for the lock file but not for data.mdb's first pages: LMDB's
+     * pwrite fails, and so does the open, without a fault */
+    CHECK(ftruncate(fd, lseek(fd, 0, SEEK_END) - 64 * 1024) == 0);
+    rc = store_open(&f->o, &s);
+    CHECK(rc == -ENOSPC || rc == -EIO);
+    /* 3. room: it opens and takes a write */
+    CHECK(ftruncate(fd, 0) == 0);
+    rc = store_open(&f->o, &s);
+    CHECK_EQ_INT(rc, 0);
+    if (rc == 0) {
+        CHECK_EQ_INT(store_meta_put(s, "k", "v", 1), 0);
+        store_close(s);
+    }
+    /* 4. full again: the index it has opens, reads, and refuses writes */
+    close(fd);
+    fd = fill_fs(f->meta);
+    rc = store_open(&f->o, &s);
+    CHECK_EQ_INT(rc, 0);
+    if (rc == 0) {
+        CHECK_EQ_INT(store_meta_get(s, "k", &v, &vl), 0);
+        CHECK(vl == 1 && v && memcmp(v, "v", 1) == 0);
+        free(v);
+        CHECK(store_meta_put(s, "k2", "v", 1) < 0);
+        store_close(s);
+    }
+    close(fd);
+    umount2(f->meta, MNT_DETACH);
+    return test__failed;
+}
+
+static void
+test_index_open_on_full_disk(void)
+{
+    fixture f;
+    pid_t pid;
+    int status = 0;
+
+    if (geteuid() != 0) {
+        fprintf(stderr, "  skipped: mounting a tmpfs needs root\n");
+        return;
+    }
+    fx_init(&f, BS, 0);
+    fflush(stderr);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0)
+        _exit(full_disk_child(&f));
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    if (WIFSIGNALED(status))
+        fprintf(stderr, "  store_open died of signal %d on a full disk\n", WTERMSIG(status));
+    CHECK(WIFEXITED(status));
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+        fprintf(stderr, "  skipped: no private mount namespace here\n");
+    else
+        CHECK_EQ_INT(WEXITSTATUS(status), 0);
+    fx_rm(&f);
+}
+
 /* Keys at the index's limit: bucket \0 key \0 id must fit LMDB's key size
  * with ids of STORE_ID_MAX bytes. A key of store_key_max bytes works for
  * versions (24-char ids) and uploads (32-char ids); one byte more is refused
@@ -1642,6 +1785,8 @@ static const test_case cases[] = {
     TEST(test_index_apply_and_lsn),
     TEST(test_index_listing_order),
     TEST(test_meta_keyspace),
+    TEST(test_index_lock_file_has_blocks),
+    TEST(test_index_open_on_full_disk),
     TEST(test_key_size_limit),
     TEST(test_bad_options),
     TEST(test_parts_layout_read_heal_delete),
