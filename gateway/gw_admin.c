@@ -214,17 +214,21 @@ admin_status(gw_req *r, gw_daemon *d)
     mrd_json_w_arr_begin(&w);
     for (int i = 0; i < d->n_drives; i++) {
         const gw_drive *dr = &d->drives[i];
+        const char *why;
+        gw_drive_verdict v = gw__drive_verdict(d, i, NULL, &why);
         mrd_json_w_obj_begin(&w);
         mrd_json_w_key(&w, "path");
         mrd_json_w_str(&w, dr->path);
-        mrd_json_w_key(&w, "state");
-        mrd_json_w_str(&w, dr->state == GW_DRIVE_ONLINE ? "online" : "offline");
+        mrd_json_w_key(&w, "state"); /* "offline" here, "failed" in the drives document */
+        mrd_json_w_str(&w, v == GW_DRIVE_FAILED ? "offline"
+                           : v == GW_DRIVE_FULL ? "full"
+                                                : "online");
         mrd_json_w_key(&w, "total_bytes");
         mrd_json_w_uint(&w, dr->total_bytes);
         mrd_json_w_key(&w, "free_bytes");
         mrd_json_w_uint(&w, dr->free_bytes);
         mrd_json_w_key(&w, "error");
-        mrd_json_w_str(&w, dr->err ? mrd_strerror(dr->err) : "");
+        mrd_json_w_str(&w, why);
         mrd_json_w_obj_end(&w);
     }
     mrd_json_w_arr_end(&w);
@@ -525,11 +529,18 @@ admin_metrics(gw_req *r, gw_daemon *d)
            (double)(mrd_clock_mono_ns() - d->started_mono_ns) / 1e9);
     metric(&b, "meridian_ready", "gauge", "1 when the site accepts writes.", "", gw__ready(d));
     wal_metrics(d, &b);
-    mrd_buf_appendf(&b, "# HELP meridian_drive_online 1 when the drive passed its last probe.\n"
+    mrd_buf_appendf(&b, "# HELP meridian_drive_online 1 unless the drive failed its last probe "
+                        "or the store took it offline after I/O errors.\n"
                         "# TYPE meridian_drive_online gauge\n");
     for (int i = 0; i < d->n_drives; i++)
         mrd_buf_appendf(&b, "meridian_drive_online{drive=\"%d\"} %d\n", i,
-                        d->drives[i].state == GW_DRIVE_ONLINE);
+                        gw__drive_verdict(d, i, NULL, NULL) != GW_DRIVE_FAILED);
+    mrd_buf_appendf(&b, "# HELP meridian_drive_full 1 when a write found the drive full (it "
+                        "serves reads only until it has room).\n"
+                        "# TYPE meridian_drive_full gauge\n");
+    for (int i = 0; i < d->n_drives; i++)
+        mrd_buf_appendf(&b, "meridian_drive_full{drive=\"%d\"} %d\n", i,
+                        gw__drive_verdict(d, i, NULL, NULL) == GW_DRIVE_FULL);
     mrd_buf_appendf(&b, "# HELP meridian_drive_free_bytes Free bytes on the drive.\n"
                         "# TYPE meridian_drive_free_bytes gauge\n");
     for (int i = 0; i < d->n_drives; i++)

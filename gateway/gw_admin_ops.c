@@ -491,23 +491,15 @@ write_drives(admin_job *j, const store_status *ss)
     for (int i = 0; i < j->d->n_drives; i++) {
         const gw_drive *gd = &j->d->drives[i];
         const store_drive_status *sd = ss && i < ss->n_drives ? &ss->drives[i] : NULL;
-        /* on a worker while the main loop's probe may update gd: atomics */
-        int err = GW_LOAD(gd->err);
-        /* failed: the daemon's probe or the store's own I/O took it offline */
-        int failed =
-            GW_LOAD(gd->state) != GW_DRIVE_ONLINE || (sd && sd->state != STORE_DRIVE_ONLINE);
-        int full = !failed && sd && sd->full;
-        const char *why = err      ? mrd_strerror(err)
-                          : failed ? "I/O errors"
-                          : full   ? "a write found no space: reads only until it has room"
-                                   : "";
+        const char *why;
+        gw_drive_verdict v = gw__drive_verdict(j->d, i, sd, &why);
         mrd_json_w_obj_begin(w);
         mrd_json_w_key(w, "index");
         mrd_json_w_int(w, i);
         mrd_json_w_key(w, "path");
         mrd_json_w_str(w, gd->path);
         mrd_json_w_key(w, "state");
-        mrd_json_w_str(w, failed ? "failed" : full ? "full" : "online");
+        mrd_json_w_str(w, v == GW_DRIVE_FAILED ? "failed" : v == GW_DRIVE_FULL ? "full" : "online");
         mrd_json_w_key(w, "error");
         mrd_json_w_str(w, why);
         mrd_json_w_key(w, "total_bytes");

@@ -222,6 +222,17 @@ void gw__probe_drives(gw_daemon *d);
 int gw__route_admin_ops(gw_req *r, gw_daemon *d);
 /* Number of drives that passed the last probe. */
 int gw__drives_online(const gw_daemon *d);
+
+struct store_drive_status;
+typedef enum { GW_DRIVE_OK = 0, GW_DRIVE_FULL = 1, GW_DRIVE_FAILED = 2 } gw_drive_verdict;
+/* What an operator is told about drive i: FAILED when the daemon's probe or
+ * the store's own I/O took it offline, FULL when a write found no space
+ * (it still serves reads), else OK; *why (may be NULL) says why in words
+ * ("" when OK). The store's view is sd when given (a snapshot taken off the
+ * loop), else read from the engine's store without I/O. One verdict for the
+ * status, the drives document and the metrics, so they never disagree. */
+gw_drive_verdict gw__drive_verdict(const gw_daemon *d, int i, const struct store_drive_status *sd,
+                                   const char **why);
 /* Ready = enough drives for k-of-(k+m) writes and not shutting down. */
 int gw__ready(const gw_daemon *d);
 /* 1 once a WAL or index failure (fsync error, full disk) made writes refused

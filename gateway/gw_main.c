@@ -79,6 +79,34 @@ gw__drives_online(const gw_daemon *d)
     return n;
 }
 
+gw_drive_verdict
+gw__drive_verdict(const gw_daemon *d, int i, const struct store_drive_status *sd, const char **why)
+{
+    const gw_drive *gd = &d->drives[i];
+    struct engine *e = GW_LOAD(d->eng);
+    store_drive_state sst = STORE_DRIVE_ONLINE;
+    int full = 0, err = GW_LOAD(gd->err); /* the probe may update gd: atomics */
+    gw_drive_verdict v;
+
+    if (sd) {
+        sst = sd->state;
+        full = sd->full;
+    } else if (e && store_drive_state_get(engine_store(e), i, &sst, &full) != 0) {
+        sst = STORE_DRIVE_ONLINE; /* the store has no such drive: the probe decides */
+        full = 0;
+    }
+    if (GW_LOAD(gd->state) != GW_DRIVE_ONLINE || sst != STORE_DRIVE_ONLINE)
+        v = GW_DRIVE_FAILED;
+    else
+        v = full ? GW_DRIVE_FULL : GW_DRIVE_OK;
+    if (why)
+        *why = err                    ? mrd_strerror(err)
+               : v == GW_DRIVE_FAILED ? "I/O errors"
+               : v == GW_DRIVE_FULL   ? "a write found no space: reads only until it has room"
+                                      : "";
+    return v;
+}
+
 int
 gw__engine_failed(const gw_daemon *d)
 {

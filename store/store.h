@@ -393,6 +393,11 @@ typedef struct store_status {
 /* Snapshot of drive states and counters (statvfs per drive). Thread-safe. */
 int store_get_status(store *s, store_status *out);
 
+/* Drive i's state and full mark as store_get_status gives them, without any
+ * I/O (cheap enough for an event loop). full may be NULL. Thread-safe.
+ * Errors: MRD_EINVAL (NULL store or state, i out of range). */
+int store_drive_state_get(store *s, int i, store_drive_state *state, int *full);
+
 /* Re-probes offline drives and brings back those that pass the write probe,
  * and clears the mark of full drives that have room again. Returns the
  * number of drives that take new shards (online and not full).

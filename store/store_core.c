@@ -522,6 +522,17 @@ store_close(store *s)
 }
 
 int
+store_drive_state_get(store *s, int i, store_drive_state *state, int *full)
+{
+    if (!s || !state || i < 0 || i >= s->n_drives)
+        return MRD_EINVAL;
+    *state = atomic_load(&s->drives[i].online) ? STORE_DRIVE_ONLINE : STORE_DRIVE_OFFLINE;
+    if (full)
+        *full = atomic_load(&s->drives[i].full);
+    return 0;
+}
+
+int
 store_get_status(store *s, store_status *out)
 {
     store_status *st;

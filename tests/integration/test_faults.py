@@ -236,6 +236,17 @@ def test_replication_into_full_drives_resumes_once_they_have_room(tmp_path):
         st, _, body = http("GET", b.admin + "/admin/v1/drives",
                            headers={"Authorization": "Bearer " + TOKEN})
         assert st == 200 and "full" in {d["state"] for d in json.loads(body)["drives"]}, body
+        # the status and the metrics say the same as the drive list
+        full_now = [i for i, d in enumerate(json.loads(body)["drives"]) if d["state"] == "full"]
+        status = json.loads(http("GET", b.admin + "/admin/v1/status",
+                                 headers={"Authorization": "Bearer " + TOKEN})[2])
+        for i in full_now:
+            assert status["drives"][i]["state"] == "full", status["drives"]
+            assert "no space" in status["drives"][i]["error"], status["drives"]
+        metrics = http("GET", b.admin + "/metrics")[2].decode()
+        for i in full_now:
+            assert f'meridian_drive_full{{drive="{i}"}} 1' in metrics, metrics
+            assert f'meridian_drive_online{{drive="{i}"}} 1' in metrics, metrics
         # b holds only whole objects: each is complete and correct, or absent
         held = [o["Key"] for o in cb.list_objects_v2(Bucket="full").get("Contents", [])]
         assert len(held) < len(md5), "the drives never filled up"
@@ -258,6 +269,9 @@ def test_replication_into_full_drives_resumes_once_they_have_room(tmp_path):
         st, _, body = http("GET", b.admin + "/admin/v1/drives",
                            headers={"Authorization": "Bearer " + TOKEN})
         assert {d["state"] for d in json.loads(body)["drives"]} == {"online"}, body
+        status = json.loads(http("GET", b.admin + "/admin/v1/status",
+                                 headers={"Authorization": "Bearer " + TOKEN})[2])
+        assert {d["state"] for d in status["drives"]} == {"online"}, status["drives"]
         assert sent(a)["error"] == ""
     finally:
         a.stop()
