@@ -291,7 +291,8 @@ typedef struct mrd_config {
 
     /* [replication] */
     char replication_secret[256];
-    uint32_t anti_entropy_s;   /* periodic digest comparison with each peer; 0 = off */
+    uint32_t anti_entropy_s;     /* periodic digest comparison with each peer; 0 = off */
+    uint32_t summary_page_bytes; /* anti-entropy summaries a page, answered to a peer; 0: 4 MiB */
     uint32_t failed_after_s;   /* a version not replicated this long after its write is FAILED; 0 =
                                   never */
     uint32_t max_clock_skew_s; /* peer auth: |peer clock - ours| allowed; default 900 */

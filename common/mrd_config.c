@@ -514,6 +514,10 @@ entry(cfg_ctx *x, const char *key, const char *val)
                 return fail(x, x->line, key,
                             "'%s' is not valid; use seconds, 0 (off) or 10..604800", val);
             c->anti_entropy_s = (uint32_t)n;
+        } else if (strcmp(key, "anti_entropy_page") == 0) {
+            if (mrd_size_parse(val, &v) != 0 || v < 4096 || v > (4u << 20))
+                return fail(x, x->line, key, "'%s' is not valid; use a size of 4KiB..4MiB", val);
+            c->summary_page_bytes = (uint32_t)v;
         } else if (strcmp(key, "failed_after") == 0) {
             char *end;
             unsigned long n = strtoul(val, &end, 10);
@@ -539,7 +543,8 @@ entry(cfg_ctx *x, const char *key, const char *val)
         } else {
             return fail(x, x->line, key,
                         "unknown key; [replication] takes secret, write_failover, "
-                        "token_wait, anti_entropy_interval, failed_after, max_clock_skew, "
+                        "token_wait, anti_entropy_interval, anti_entropy_page, failed_after, "
+                        "max_clock_skew, "
                         "tls_cert, tls_key, tls_ca");
         }
     } else if (strcmp(sec, "admin") == 0) {

@@ -455,6 +455,7 @@ start_replicator(gw_daemon *d)
     ro.n_peers = d->conf->n_peers;
     ro.local_high_water = local_high_water;
     ro.anti_entropy_ms = d->conf->anti_entropy_s * 1000u;
+    ro.summary_page_bytes = d->conf->summary_page_bytes;
     ro.failed_after_ms = (uint64_t)d->conf->failed_after_s * 1000u;
     ro.max_clock_skew_ms = d->conf->max_clock_skew_s * 1000u;
     ro.on_peer_state = on_peer_state;

@@ -238,11 +238,15 @@ typedef struct repl__drange {
     uint32_t *nodes;
 } repl__drange;
 
+#define REPL_KEY_MAX 1025 /* an S3 key (1024 bytes at most) and its NUL */
+
 /* A DigestRequest: tree 0 asks for version 1. */
 typedef struct repl__dreq {
     int tree, push, summaries;
     size_t n;
     repl__drange *r;
+    /* summaries, a later page: start at this bucket and key ("": the first) */
+    char from_bucket[REPL_BUCKET_MAX], from_key[REPL_KEY_MAX];
 } repl__dreq;
 
 int repl__dreq_encode(const repl__dreq *q, mrd_buf *out);
@@ -265,10 +269,13 @@ int repl__dreq_bitmaps(const repl__dreq *q, repl__bdigest **out, size_t *n);
 
 /* Version 3 (summaries): what a site holds in the differing leaves, so that
  * a pass sends only versions that change something at the peer. */
-#define REPL_SUMMARIES_MAX (4u << 20) /* bytes of summaries one answer carries */
+#define REPL_SUMMARIES_MAX (4u << 20) /* bytes of summaries one answer (page) carries */
+#define REPL_SUMMARIES_MIN 4096u      /* the smallest page a site may be configured to */
 /* Server, blocking (an index walk): the versions we hold in the subtrees q
  * names, as a DigestResponse of about limit bytes at most (held_partial
- * when it stopped there). */
+ * when it stopped there), from q->from_bucket/from_key on when set: buckets
+ * in q's order, each one's versions in index order, so the answer is one
+ * page of a walk the asker can continue. */
 int repl__summaries_encode(struct store *st, const repl__dreq *q, size_t limit, mrd_buf *out);
 typedef struct repl__peerset repl__peerset;
 /* Client: a summaries answer. MRD_EPROTO when it is not one (an older peer)
@@ -277,6 +284,10 @@ int repl__peerset_decode(const void *data, size_t len, repl__peerset **out);
 void repl__peerset_free(repl__peerset *ps);
 size_t repl__peerset_count(const repl__peerset *ps);
 int repl__peerset_partial(const repl__peerset *ps);
+/* 1 if ps speaks for (bucket, key): it is complete (or NULL), or its walk
+ * went past that key (a bucket it finished; a key before the one it stopped
+ * at). 0 beyond that: the walk needs the next page from there. */
+int repl__peerset_covers(const repl__peerset *ps, const char *bucket, const char *key);
 /* 1 if the peer holds a version that makes sending v (of bucket/key) change
  * nothing there (repl_sync.c, vsum_noop); 0 when ps is NULL. */
 int repl__peerset_noop(const repl__peerset *ps, const char *bucket, const char *key,

@@ -557,6 +557,7 @@ typedef struct dgsrv {
     mrd_buf out;
     int rc, tree;
     repl__dreq q; /* summaries: the subtrees asked about */
+    size_t page;  /* summaries: the most bytes of them in the answer */
     uint64_t versions;
     repl__bdigest *d; /* tree: kept for the peer's children requests */
     size_t buckets;
@@ -581,7 +582,7 @@ dgsrv_work(void *arg)
     size_t n = 0;
 
     if (g->q.summaries) {
-        g->rc = repl__summaries_encode(g->st, &g->q, REPL_SUMMARIES_MAX, &g->out);
+        g->rc = repl__summaries_encode(g->st, &g->q, g->page, &g->out);
         return;
     }
     g->rc = repl__digest_all(g->st, g->tree ? 2 : 1, &d, &n);
@@ -697,6 +698,10 @@ repl__digest_serve(repl__conn *c, repl__stream *s, repl_peer *p)
     g->st = engine_store(c->r->eng);
     g->tree = q.tree;
     g->q = q; /* taken over */
+    g->page = c->r->o.summary_page_bytes >= REPL_SUMMARIES_MIN &&
+                      c->r->o.summary_page_bytes <= REPL_SUMMARIES_MAX
+                  ? c->r->o.summary_page_bytes
+                  : REPL_SUMMARIES_MAX;
     s->kind = REPL__ST_DIGEST_SRV;
     s->ctx = g;
     if (engine_run(c->r->eng, dgsrv_work, dgsrv_done, g) != 0) {

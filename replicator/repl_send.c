@@ -183,8 +183,15 @@ struct repl__tx {
     repl__peerset *sync_peerset;
     uint64_t sync_skipped;
     char sync_sum_result[96];
+    /* its pages: the walk stops where a page ends (sync_page_*: the bucket
+     * and key it stopped at) and asks for the next one from its position;
+     * sync_sum_stop once a page made no progress (a peer without paging
+     * answers the first page again) */
+    uint64_t sync_sum_pages, sync_sum_held;
+    int sync_sum_stop;
+    char sync_page_bucket[REPL_BUCKET_MAX], sync_page_key[REPL_KEY_MAX];
     int sync_bucket_started;
-    char sync_key[1100], sync_vid[64];
+    char sync_key[REPL_KEY_MAX], sync_vid[64];
     int sync_have_pos;
     uint64_t sync_runs, sync_last_ns, sync_started_ns;
     char sync_result[128];
@@ -1041,6 +1048,8 @@ bw_resume(struct repl__tx *tx)
 
 /* ---- anti-entropy: the sender's side ---------------------------------------- */
 
+static void sync_ask_page(repl_peer *p);
+
 static void
 sync_free_digests(struct repl__tx *tx)
 {
@@ -1057,6 +1066,15 @@ sync_free_digests(struct repl__tx *tx)
     tx->sync_mine = tx->sync_theirs = NULL;
     tx->sync_n = tx->sync_n_theirs = 0;
     tx->sync_free_later = 0;
+}
+
+/* A pass starts without summaries: none asked, no page in. */
+static void
+sync_sum_reset(struct repl__tx *tx)
+{
+    tx->sync_skipped = tx->sync_sum_pages = tx->sync_sum_held = 0;
+    tx->sync_sum_stop = 0;
+    tx->sync_sum_result[0] = '\0';
 }
 
 /* Ends a pass. A prep or walk job may be using the digests on a worker: then
@@ -1148,8 +1166,8 @@ repl__sync_start(repl_peer *p, int resync)
     tx->sync_state = SYNC_DIGEST;
     tx->sync_resync = resync;
     tx->sync_begun = 0;
-    tx->sync_sent = tx->sync_leaves = tx->sync_estimate = tx->sync_skipped = 0;
-    tx->sync_sum_result[0] = '\0';
+    tx->sync_sent = tx->sync_leaves = tx->sync_estimate = 0;
+    sync_sum_reset(tx);
     tx->sync_only[0] = '\0';
     tx->sync_bucket = 0;
     tx->sync_bucket_started = 0;
@@ -1170,6 +1188,7 @@ typedef struct sync_job {
     repl__item *items, *tail;
     int n_items;
     int done;
+    int need_page; /* stopped where the peer's summaries page ends */
     cut *b;
     tx_job *emitter; /* emit() works on a tx_job's item list */
 } sync_job;
@@ -1223,13 +1242,23 @@ walk_version(void *user, const char *key, const store_version *v)
     struct repl__tx *tx = j->tx;
     cut *b = j->b;
     uint32_t leaf = repl__leaf_of(key, w->d->cmp_leaves);
+    int differs = (w->d->differ[leaf / 8] & (1u << (leaf % 8))) != 0;
     void *layout = NULL;
     size_t layout_len = 0;
 
+    if (differs && tx->sync_peerset && !tx->sync_sum_stop &&
+        !repl__peerset_covers(tx->sync_peerset, w->d->bucket, key)) {
+        /* past the peer's page: stop before this version (the position
+         * stays on the one before) and ask for the next page from here */
+        snprintf(tx->sync_page_bucket, sizeof(tx->sync_page_bucket), "%s", w->d->bucket);
+        snprintf(tx->sync_page_key, sizeof(tx->sync_page_key), "%s", key);
+        j->need_page = 1;
+        return 1;
+    }
     snprintf(tx->sync_key, sizeof(tx->sync_key), "%s", key);
     snprintf(tx->sync_vid, sizeof(tx->sync_vid), "%s", v->version_id);
     tx->sync_have_pos = 1;
-    if (!(w->d->differ[leaf / 8] & (1u << (leaf % 8))))
+    if (!differs)
         return 0;
     if (tx->sync_peerset && repl__peerset_noop(tx->sync_peerset, w->d->bucket, key, v)) {
         __atomic_fetch_add(&tx->sync_skipped, 1, __ATOMIC_RELAXED);
@@ -1279,7 +1308,7 @@ sync_walk_work(sync_job *j)
     }
     j->b->resync = 1;
     j->emitter = &em;
-    while (rc == 0 && tx->sync_bucket < tx->sync_n && em.n_items < ITEMS_PER_JOB) {
+    while (rc == 0 && tx->sync_bucket < tx->sync_n && em.n_items < ITEMS_PER_JOB && !j->need_page) {
         repl__bdigest *d = &tx->sync_mine[tx->sync_bucket];
         walk_ctx w = {j, d, 0};
 
@@ -1317,7 +1346,7 @@ sync_walk_work(sync_job *j)
             rc = w.rc;
             break;
         }
-        if (em.n_items >= ITEMS_PER_JOB)
+        if (em.n_items >= ITEMS_PER_JOB || j->need_page)
             break; /* resumes after sync_key/sync_vid */
         tx->sync_bucket++;
         tx->sync_bucket_started = 0;
@@ -1355,14 +1384,15 @@ sync_finish(repl_peer *p, const char *result)
         tx->sync_retry_ns = mrd_clock_mono_ns() + 1000000000ull;
     MRD_INFO("repl.sync.done",
              "peer=%s mode=%s leaves_differ=%llu versions_sent=%llu versions_skipped=%llu ms=%.0f "
-             "result=\"%s\"",
+             "result=\"%s\" summary_pages=%llu",
              p->name,
              tx->sync_push     ? "push"
              : tx->sync_resync ? "resync"
                                : "check",
              (unsigned long long)tx->sync_leaves, (unsigned long long)tx->sync_sent,
              (unsigned long long)tx->sync_skipped,
-             (double)(mrd_clock_mono_ns() - tx->sync_started_ns) / 1e6, result);
+             (double)(mrd_clock_mono_ns() - tx->sync_started_ns) / 1e6, result,
+             (unsigned long long)tx->sync_sum_pages);
     sync_reset(tx);
 }
 
@@ -1401,6 +1431,8 @@ sync_job_done(void *arg)
         chain_append(&tx->rq, &tx->rq_tail, &tx->rq_n, j->items, j->tail, j->n_items);
         if (j->done)
             tx->sync_state = SYNC_DRAIN;
+        else if (j->need_page)
+            sync_ask_page(p); /* the walk waits for it (SYNC_SUMMARY) */
     }
     repl__tx_pump_flush(p);
 out:
@@ -1729,10 +1761,36 @@ sync_ask(repl_peer *p, mrd_buf *body, uint64_t seq)
     return 0;
 }
 
+/* Encodes q; when naming its leaves one by one makes the request too large,
+ * names whole buckets instead (level 0: the answerer takes all their
+ * leaves). MRD_ETOOBIG if even that is too large. */
+static int
+dreq_encode_fit(const repl__dreq *q, mrd_buf *body)
+{
+    int rc = repl__dreq_encode(q, body);
+
+    if (rc == 0 && body->len > REPL_MAX_CTRL_BODY - 1024) {
+        repl__dreq whole = *q; /* the flags and the page point; no ranges yet */
+        whole.n = 0;
+        whole.r = NULL;
+        for (size_t i = 0; rc == 0 && i < q->n; i++)
+            if (!i || strcmp(q->r[i].bucket, q->r[i - 1].bucket) != 0)
+                rc = repl__dreq_add(&whole, q->r[i].bucket, 0, 0);
+        if (rc == 0)
+            rc = repl__dreq_encode(&whole, body);
+        repl__dreq_free(&whole);
+    }
+    if (rc == 0 && body->len > REPL_MAX_CTRL_BODY - 1024)
+        rc = MRD_ETOOBIG;
+    return rc;
+}
+
 /* Asks the peer what it holds in the subtrees `leaves` names (version 3),
  * so the walk can leave out what would change nothing there; the walk waits
- * for the answer (SYNC_SUMMARY). Without an answer every version of the
- * differing leaves is sent, as before version 3. */
+ * for the answer (SYNC_SUMMARY). The first page, or, once a page is in, the
+ * next one from where the walk stopped (sync_page_*). Without an answer
+ * every version of the differing leaves (from there on) is sent, as before
+ * version 3. */
 static void
 sync_ask_summaries(repl_peer *p, const repl__dreq *leaves)
 {
@@ -1746,24 +1804,54 @@ sync_ask_summaries(repl_peer *p, const repl__dreq *leaves)
         return;
     q.tree = q.summaries = 1;
     q.push = 0;
-    rc = repl__dreq_encode(&q, &body);
-    if (rc == 0 && body.len > REPL_MAX_CTRL_BODY - 1024)
-        rc = MRD_ETOOBIG;
+    q.from_bucket[0] = q.from_key[0] = '\0';
+    if (tx->sync_sum_pages) {
+        /* from the key of the walk's position, not the one it stopped at:
+         * versions of that key can still come after the position (one the
+         * peer sends us meanwhile), and the resumed walk visits them */
+        snprintf(q.from_bucket, sizeof(q.from_bucket), "%s", tx->sync_page_bucket);
+        snprintf(q.from_key, sizeof(q.from_key), "%s", tx->sync_have_pos ? tx->sync_key : "");
+    }
+    rc = dreq_encode_fit(&q, &body);
     if (rc == 0)
         rc = sync_ask(p, &body, 3);
     mrd_buf_free(&body);
-    if (rc == 0)
+    if (rc == 0) {
         tx->sync_state = SYNC_SUMMARY;
-    else
-        snprintf(tx->sync_sum_result, sizeof(tx->sync_sum_result), "not asked: %s",
-                 rc == MRD_ETOOBIG ? "too many differing leaves to name" : mrd_strerror(rc));
+        return;
+    }
+    tx->sync_sum_stop = 1; /* the walk goes on without further pages */
+    snprintf(tx->sync_sum_result, sizeof(tx->sync_sum_result), "not asked%s: %s",
+             tx->sync_sum_pages ? " for a later page" : "",
+             rc == MRD_ETOOBIG ? "too many differing leaves to name" : mrd_strerror(rc));
 }
 
-/* The answer to sync_ask_summaries: the walk starts. */
+/* The walk reached the end of the peer's page: the next one, for the same
+ * leaves (the digests still mark them), from where the walk stands. */
+static void
+sync_ask_page(repl_peer *p)
+{
+    repl__dreq q;
+    int rc;
+
+    memset(&q, 0, sizeof(q));
+    rc = repl__tree_push_leaves(p->tx->sync_mine, p->tx->sync_n, &q);
+    if (rc == 0)
+        sync_ask_summaries(p, &q);
+    else
+        p->tx->sync_sum_stop = 1;
+    repl__dreq_free(&q);
+}
+
+/* The answer to sync_ask_summaries: the walk starts, or goes on. A later
+ * page that does not reach past the point it was asked from (a peer that
+ * predates paging answers the first page again; a key with more versions
+ * than a page) ends the paging: from there on everything goes. */
 static void
 sync_on_summaries(repl_peer *p, repl__stream *s, const char *why)
 {
     struct repl__tx *tx = p->tx;
+    repl__peerset *ps = NULL;
     int rc;
 
     if (tx->sync_state != SYNC_SUMMARY)
@@ -1772,15 +1860,33 @@ sync_on_summaries(repl_peer *p, repl__stream *s, const char *why)
     tx->sync_state = SYNC_WALK;
     if (!why && s->too_big)
         why = "answer over the size limit";
-    if (!why && (rc = repl__peerset_decode(s->in.data, s->in.len, &tx->sync_peerset)) != 0)
+    if (!why && (rc = repl__peerset_decode(s->in.data, s->in.len, &ps)) != 0)
         why = rc == MRD_EPROTO ? "not a summaries answer" : mrd_strerror(rc);
-    if (why)
+    if (!why && tx->sync_sum_pages &&
+        !repl__peerset_covers(ps, tx->sync_page_bucket, tx->sync_page_key)) {
+        why = "a later page did not go past the point asked from";
+        repl__peerset_free(ps);
+        ps = NULL;
+    }
+    if (!why) {
+        repl__peerset_free(tx->sync_peerset);
+        tx->sync_peerset = ps;
+        tx->sync_sum_pages++;
+        tx->sync_sum_held += repl__peerset_count(ps);
+    } else {
+        tx->sync_sum_stop = 1;
+    }
+    if (why && !tx->sync_sum_pages)
         snprintf(tx->sync_sum_result, sizeof(tx->sync_sum_result), "none: %s", why);
     else
-        snprintf(tx->sync_sum_result, sizeof(tx->sync_sum_result), "%zu versions held there%s",
-                 repl__peerset_count(tx->sync_peerset),
-                 repl__peerset_partial(tx->sync_peerset) ? " (partial)" : "");
-    MRD_DEBUG("repl.sync.summaries", "peer=%s result=\"%s\"", p->name, tx->sync_sum_result);
+        snprintf(tx->sync_sum_result, sizeof(tx->sync_sum_result),
+                 "%llu versions held there, %llu page%s%s", (unsigned long long)tx->sync_sum_held,
+                 (unsigned long long)tx->sync_sum_pages, tx->sync_sum_pages == 1 ? "" : "s",
+                 why || (repl__peerset_partial(tx->sync_peerset) && tx->sync_sum_stop)
+                     ? " (partial)"
+                     : "");
+    MRD_DEBUG("repl.sync.summaries", "peer=%s result=\"%s\"%s%s", p->name, tx->sync_sum_result,
+              why ? " why=" : "", why ? why : "");
 }
 
 /* The tree comparison is over: the differing leaves are marked. Ask the
@@ -1801,19 +1907,7 @@ sync_tree_done(repl_peer *p)
     tx->sync_estimate = repl__digest_estimate(tx->sync_mine, tx->sync_n);
     if (rc == 0 && tx->sync_pushq.n) {
         tx->sync_pushq.tree = tx->sync_pushq.push = 1;
-        rc = repl__dreq_encode(&tx->sync_pushq, &body);
-        if (rc == 0 && body.len > REPL_MAX_CTRL_BODY - 1024) {
-            /* too many leaves to name: whole buckets instead */
-            repl__dreq q = {.tree = 1, .push = 1};
-            for (size_t i = 0; rc == 0 && i < tx->sync_pushq.n; i++)
-                if (!i || strcmp(tx->sync_pushq.r[i].bucket, tx->sync_pushq.r[i - 1].bucket))
-                    rc = repl__dreq_add(&q, tx->sync_pushq.r[i].bucket, 0, 0);
-            if (rc == 0)
-                rc = repl__dreq_encode(&q, &body);
-            repl__dreq_free(&q);
-        }
-        if (rc == 0 && body.len > REPL_MAX_CTRL_BODY - 1024)
-            rc = MRD_ETOOBIG;
+        rc = dreq_encode_fit(&tx->sync_pushq, &body);
         if (rc == 0)
             rc = sync_ask(p, &body, 2);
         snprintf(tx->sync_push_result, sizeof(tx->sync_push_result), "%s",
@@ -1941,8 +2035,7 @@ push_begin(repl_peer *p, repl__bdigest *d, size_t n)
     tx->sync_resync = tx->sync_tree = tx->sync_asking = 0;
     tx->sync_push = 1;
     tx->sync_sent = tx->sync_estimate = tx->sync_digest_bytes = tx->sync_rounds = 0;
-    tx->sync_skipped = 0;
-    tx->sync_sum_result[0] = '\0';
+    sync_sum_reset(tx);
     tx->sync_leaves = 0;
     for (size_t i = 0; i < tx->sync_n; i++)
         for (uint32_t l = 0; l < tx->sync_mine[i].cmp_leaves / 8; l++)

@@ -24,7 +24,11 @@
  * peer holds or would drop on arrival (repl__peerset_noop, vsum_noop): a
  * leaf shared with unchanged keys, an overwritten or deleted key, or an old
  * tag set then costs nothing on the wire. The summaries are advisory: a
- * missing or partial answer only means more is sent, never less.
+ * missing or partial answer only means more is sent, never less. They come
+ * in pages (the answerer's page size): a page lists buckets in the request's
+ * order and each bucket in key order, so it speaks for everything up to its
+ * last key (repl__peerset_covers); the walk asks for the next page from
+ * where it stands (DigestRequest.summaries_from_*), and holds one at a time.
  *
  * Version 1 (flat, for older peers): the peer answers every bucket's leaves
  * folded to L = 64 per version (256..65536); the sender folds its own to L
@@ -722,6 +726,10 @@ repl__dreq_encode(const repl__dreq *q, mrd_buf *out)
     m.tree = (uint32_t)q->tree;
     m.push = q->push != 0;
     m.summaries = q->summaries != 0;
+    if (q->summaries && q->from_bucket[0]) {
+        m.summaries_from_bucket = (char *)q->from_bucket;
+        m.summaries_from_key = (char *)q->from_key;
+    }
     m.ranges = ptrs;
     m.n_ranges = q->n;
     rc = pb_pack(&m.base, out);
@@ -744,6 +752,13 @@ repl__dreq_decode(const void *data, size_t len, repl__dreq *out)
     out->tree = m->tree == 1;
     out->push = m->push != 0;
     out->summaries = m->summaries != 0 && !out->push;
+    if (out->summaries && m->summaries_from_bucket && m->summaries_from_bucket[0]) {
+        const char *k = m->summaries_from_key ? m->summaries_from_key : "";
+        if (strlen(m->summaries_from_bucket) >= REPL_BUCKET_MAX || strlen(k) >= REPL_KEY_MAX)
+            rc = MRD_EPROTO;
+        snprintf(out->from_bucket, sizeof(out->from_bucket), "%s", m->summaries_from_bucket);
+        snprintf(out->from_key, sizeof(out->from_key), "%s", k);
+    }
     for (size_t i = 0; rc == 0 && out->tree && i < m->n_ranges; i++) {
         const Meridian__Repl__DigestRange *r = m->ranges[i];
         int subtrees = out->push || out->summaries; /* leaves allowed, no count limit */
@@ -1278,11 +1293,20 @@ repl__summaries_encode(store *st, const repl__dreq *q, size_t limit, mrd_buf *ou
     sum_walk w;
     int rc = repl__dreq_bitmaps(q, &bits, &n);
 
+    size_t first = 0;
+
     memset(&w, 0, sizeof(w));
     w.limit = limit;
     if (rc == 0 && !(m.held = calloc(n ? n : 1, sizeof(*m.held))))
         rc = -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < n && !w.partial; i++) {
+    if (q->from_bucket[0]) { /* a later page: from that bucket of the asked ones */
+        while (first < n && strcmp(bits[first].bucket, q->from_bucket) != 0)
+            first++;
+    }
+    for (size_t i = first; rc == 0 && i < n && !w.partial; i++) {
+        /* on the page's first bucket, from its first key on, that key included:
+         * every version of it sorts after (key, "") */
+        int from = i == first && q->from_bucket[0] && q->from_key[0];
         Meridian__Repl__BucketVersions *bv = sum_alloc(&w, sizeof(*bv));
         if (!bv) {
             rc = -ENOMEM;
@@ -1295,8 +1319,8 @@ repl__summaries_encode(store *st, const repl__dreq *q, size_t limit, mrd_buf *ou
         w.bv = bv;
         w.cap = 0;
         w.bytes += strlen(bv->bucket) + 8;
-        rc = store_index_list(st, bits[i].bucket, NULL, NULL, NULL, STORE_LIST_VERSIONS,
-                              sum_version, &w);
+        rc = store_index_list(st, bits[i].bucket, NULL, from ? q->from_key : NULL, from ? "" : NULL,
+                              STORE_LIST_VERSIONS, sum_version, &w);
         if (rc == MRD_ENOTFOUND)
             rc = 0; /* no such bucket here: nothing held */
         if (rc == 0)
@@ -1411,6 +1435,26 @@ int
 repl__peerset_partial(const repl__peerset *ps)
 {
     return ps ? ps->partial : 0;
+}
+
+int
+repl__peerset_covers(const repl__peerset *ps, const char *bucket, const char *key)
+{
+    const Meridian__Repl__BucketVersions *last;
+
+    if (!ps || !ps->partial)
+        return 1;
+    if (!ps->m->n_held)
+        return 0;
+    /* buckets come in the walk's order and each is walked in key order:
+     * every bucket before the last one is whole, the last one up to its last
+     * key (whose versions may not all have fitted) */
+    for (size_t i = 0; i + 1 < ps->m->n_held; i++)
+        if (strcmp(ps->m->held[i]->bucket, bucket) == 0)
+            return 1;
+    last = ps->m->held[ps->m->n_held - 1];
+    return strcmp(last->bucket, bucket) == 0 && last->n_versions &&
+           strcmp(key, last->versions[last->n_versions - 1]->key) < 0;
 }
 
 int

@@ -141,6 +141,11 @@ typedef struct repl_opts {
     /* Anti-entropy: a digest comparison with every peer this often (0 = only
      * when a peer needs a resync, or repl_sync). */
     uint32_t anti_entropy_ms;
+    /* Anti-entropy: the most bytes of version summaries one answer to a
+     * peer's pass carries (a page; the peer asks for the next). 0: the
+     * default, 4 MiB; else 4096..4 MiB. Smaller pages cost more round trips,
+     * never more data. */
+    uint32_t summary_page_bytes;
     /* A version of ours a peer has not applied this long after its stamp is
      * FAILED (x-amz-replication-status; counted per peer, listed by
      * repl_failed_scan). 0: never. Default 3600000. */

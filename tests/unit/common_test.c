@@ -148,6 +148,7 @@ test_config_good(void)
     CHECK_STR(c->s3_domains[0], "s3.example.com");
     CHECK_STR(c->s3_domains[1], "s3.other.example");
     CHECK_EQ_INT(c->failed_after_s, 3600);
+    CHECK_EQ_INT(c->summary_page_bytes, 0); /* the replicator's default, 4 MiB */
     mrd_config_free(c);
 }
 
@@ -200,6 +201,12 @@ test_config_rejects(void)
                   "shared secret (16+ characters), or configure mutual TLS");
     expect_reject("secret = fedcba9876543210\n", "secret = fedcba9876543210\nfailed_after = 1h\n",
                   "[replication] failed_after: '1h' is not valid");
+    expect_reject("secret = fedcba9876543210\n",
+                  "secret = fedcba9876543210\nanti_entropy_page = 1KiB\n",
+                  "[replication] anti_entropy_page: '1KiB' is not valid; use a size of 4KiB..4MiB");
+    expect_reject("secret = fedcba9876543210\n",
+                  "secret = fedcba9876543210\nanti_entropy_page = 8MiB\n",
+                  "[replication] anti_entropy_page: '8MiB' is not valid");
     expect_reject("data_dirs = /d/5,/d/6", "data_dirs = /d/5,/d/1", "'/d/1' is listed twice");
     expect_reject("[site]\n", "oops\n[site]\n", "site.ini:2: [-] -: expected key = value");
     expect_reject("# a site\n", "x = 1\n", "site.ini:1: [-] x: key outside any section");

@@ -1368,7 +1368,126 @@ test_summaries_leave_out_what_the_peer_drops(void)
     free(buf);
 }
 
+/* A summaries page of bucket "a" (key "x") and bucket "b" (keys "c", "m"),
+ * packed into *buf; partial as given. */
+static size_t
+page_of(int partial, int n_held, uint8_t **buf)
+{
+    const char *keys[] = {"x", "c", "m"};
+    Meridian__Repl__VersionSummary vs[3], *vp[3];
+    Meridian__Repl__BucketVersions bv[2], *bvp[2];
+    Meridian__Repl__DigestResponse m = MERIDIAN__REPL__DIGEST_RESPONSE__INIT;
+    uint8_t vvb[VV_ENCODED_MAX], zero[16] = {0};
+    size_t vlen = vv_of(vvb, 1, 0), len;
+
+    for (int i = 0; i < 3; i++) {
+        meridian__repl__version_summary__init(&vs[i]);
+        vs[i].key = (char *)keys[i];
+        vs[i].version_id = "v";
+        vs[i].vv.data = vvb;
+        vs[i].vv.len = vlen;
+        vs[i].hash.data = zero;
+        vs[i].hash.len = 16;
+        vp[i] = &vs[i];
+    }
+    for (int i = 0; i < 2; i++) {
+        meridian__repl__bucket_versions__init(&bv[i]);
+        bvp[i] = &bv[i];
+    }
+    bv[0].bucket = "a";
+    bv[0].versions = vp;
+    bv[0].n_versions = 1;
+    bv[1].bucket = "b";
+    bv[1].versions = vp + 1;
+    bv[1].n_versions = 2;
+    m.held = bvp;
+    m.n_held = (size_t)n_held;
+    m.summaries = 1;
+    m.held_partial = partial;
+    len = meridian__repl__digest_response__get_packed_size(&m);
+    *buf = malloc(len + 1);
+    if (!*buf)
+        abort();
+    meridian__repl__digest_response__pack(&m, *buf);
+    return len;
+}
+
+static void
+test_summaries_pages(void)
+{
+    repl__peerset *ps = NULL;
+    repl__dreq q = {.tree = 1, .summaries = 1}, back;
+    mrd_buf body = {0};
+    uint8_t *buf;
+    size_t len = page_of(1, 2, &buf);
+
+    /* a partial page speaks for what its walk went past: bucket a whole, b up
+     * to (not including) its last key, whose versions may not all be in */
+    CHECK_EQ_INT(repl__peerset_decode(buf, len, &ps), 0);
+    free(buf);
+    CHECK_EQ_INT(repl__peerset_partial(ps), 1);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "a", "zzz"), 1);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "c"), 1);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "l"), 1);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "m"), 0);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "z"), 0);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "c", "a"), 0); /* a bucket it did not reach */
+    repl__peerset_free(ps);
+    /* a whole answer speaks for everything; so does none (nothing to page) */
+    len = page_of(0, 2, &buf);
+    CHECK_EQ_INT(repl__peerset_decode(buf, len, &ps), 0);
+    free(buf);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "c", "a"), 1);
+    repl__peerset_free(ps);
+    CHECK_EQ_INT(repl__peerset_covers(NULL, "c", "a"), 1);
+    /* a partial page that stopped before any version of its last bucket */
+    len = page_of(1, 1, &buf);
+    CHECK_EQ_INT(repl__peerset_decode(buf, len, &ps), 0);
+    free(buf);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "a", "zzz"), 0);
+    repl__peerset_free(ps);
+
+    /* the page point travels with a summaries request, and only with one */
+    REQUIRE(repl__dreq_add(&q, "b", 4, 7) == 0);
+    snprintf(q.from_bucket, sizeof(q.from_bucket), "b");
+    snprintf(q.from_key, sizeof(q.from_key), "m");
+    CHECK_EQ_INT(repl__dreq_encode(&q, &body), 0);
+    CHECK_EQ_INT(repl__dreq_decode(body.data, body.len, &back), 0);
+    CHECK(back.summaries && strcmp(back.from_bucket, "b") == 0 && strcmp(back.from_key, "m") == 0 &&
+          back.n == 1 && back.r[0].nodes[0] == 7);
+    repl__dreq_free(&back);
+    q.summaries = 0;
+    q.push = 1;
+    CHECK_EQ_INT(repl__dreq_encode(&q, &body), 0);
+    CHECK_EQ_INT(repl__dreq_decode(body.data, body.len, &back), 0);
+    CHECK(back.push && !back.summaries && back.from_bucket[0] == '\0');
+    repl__dreq_free(&back);
+    repl__dreq_free(&q);
+    /* a page point longer than a key can be is refused */
+    {
+        Meridian__Repl__DigestRequest m = MERIDIAN__REPL__DIGEST_REQUEST__INIT;
+        char *key = malloc(REPL_KEY_MAX + 1);
+        uint8_t *out;
+        REQUIRE(key != NULL);
+        memset(key, 'k', REPL_KEY_MAX);
+        key[REPL_KEY_MAX] = '\0';
+        m.tree = 1;
+        m.summaries = 1;
+        m.summaries_from_bucket = "b";
+        m.summaries_from_key = key;
+        len = meridian__repl__digest_request__get_packed_size(&m);
+        out = malloc(len);
+        REQUIRE(out != NULL);
+        meridian__repl__digest_request__pack(&m, out);
+        CHECK_EQ_INT(repl__dreq_decode(out, len, &back), MRD_EPROTO);
+        free(out);
+        free(key);
+    }
+    mrd_buf_free(&body);
+}
+
 static const test_case tests[] = {
+    TEST(test_summaries_pages),
     TEST(test_auth_sign_verify),
     TEST(test_msg_roundtrip_and_malformed),
     TEST(test_health_rules),
