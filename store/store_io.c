@@ -83,7 +83,8 @@ io_main(void *arg)
         }
         if (s->io_n == 0) /* stopping and nothing left */
             break;
-        queue_pop(s, NULL, &j);
+        if (!queue_pop(s, NULL, &j)) /* cannot happen: io_n > 0 */
+            continue;
         pthread_mutex_unlock(&s->io_mu);
         j.fn(j.arg, j.i);
         job_done(s, j.set);
