@@ -270,6 +270,8 @@ typedef struct mrd_config {
                                MRD_DEFAULT_S3_LOOPS (meridiand decides) */
     int s3_max_connections; /* open S3 connections, all loops and listeners
                                together; 0 = 4096 */
+    int s3_max_uploads;     /* large uploads holding their buffers at once, all
+                               loops together; more wait unread; 0 = no limit */
 
     /* [s3]: domains under which <bucket>.<domain> names a bucket
      * (virtual-host-style addressing); lower case, no port */

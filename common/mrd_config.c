@@ -417,8 +417,17 @@ entry(cfg_ctx *x, const char *key, const char *val)
             c->s3_max_connections = (int)n;
             return 0;
         }
+        if (strcmp(key, "max_uploads") == 0) {
+            uint64_t n;
+            if (parse_uint(val, 100000, &n) != 0)
+                return fail(x, x->line, key, "'%s' is not valid; use 0 (no limit) or 1..100000",
+                            val);
+            c->s3_max_uploads = (int)n;
+            return 0;
+        }
         return fail(x, x->line, key,
-                    "unknown key; [s3] takes domain, tls_cert, tls_key, loops, max_connections");
+                    "unknown key; [s3] takes domain, tls_cert, tls_key, loops, max_connections, "
+                    "max_uploads");
     } else if (strcmp(sec, "store") == 0) {
         if (strcmp(key, "data_dirs") == 0 || strcmp(key, "data_dir") == 0) {
             char *copy = strdup(val), *save = NULL;
@@ -807,6 +816,7 @@ mrd_config_parse(const char *name, const char *text, size_t len, mrd_config **ou
     c->wal_segment_bytes = 64u * 1048576u;
     c->wal_retention_bytes = UINT64_C(10) * 1073741824u;
     c->anti_entropy_s = 3600;
+    c->s3_max_uploads = 32; /* about 5 MiB each: docs/configuration.md */
     c->failed_after_s = 3600;
     c->multipart_expire_s = 7u * 86400u;
     c->max_clock_skew_s = 900;

@@ -561,6 +561,14 @@ admin_metrics(gw_req *r, gw_daemon *d)
             mrd_buf_appendf(&b, "meridian_peer_rtt_seconds{peer=\"%s\"} %.6f\n", p.name,
                             p.rtt_ms / 1000.0);
     }
+    {
+        int active, waiting;
+        gw__s3_uploads(&active, &waiting);
+        metric(&b, "meridian_s3_uploads_active", "gauge",
+               "Large uploads holding their buffers now ([s3] max_uploads).", "", active);
+        metric(&b, "meridian_s3_uploads_waiting", "gauge",
+               "Large uploads waiting, unread, for one of those slots.", "", waiting);
+    }
     metric(&b, "meridian_conflicts_total", "counter",
            "Concurrent-write conflicts settled at this site (the conflict log's last id; "
            "meridianctl conflicts list).",

@@ -657,6 +657,9 @@ void gw__meta_clear(gw__meta *m);
  * ENGINE_META_TAGGING). 0 or the S3 error (InvalidTag ...) with *msg. */
 int gw__meta_tagging(gw_req *r, gw__meta *m, const char **msg);
 
+/* Large uploads holding their buffers, and those waiting for a slot ([s3]
+ * max_uploads), all loops together. Any thread. */
+void gw__s3_uploads(int *active, int *waiting);
 void gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
                        const gw_sigv4_auth *auth);
 void gw__s3_get_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key);

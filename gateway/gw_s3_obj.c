@@ -162,9 +162,103 @@ typedef struct put {
     char *upload_id; /* UploadPart: the upload, and part > 0 */
     uint32_t part;
     int vstate; /* the bucket's versioning state when the PUT began */
+    /* the upload gate (below): holds a slot, or waits in line for one */
+    int gated, waiting;
+    struct put *gate_prev, *gate_next;
 } put;
 
 static void put_step(put *p);
+static void put_open(put *p);
+
+/*
+ * The upload gate. A large upload holds about 5 MiB while it runs (two body
+ * buffers and up to two stripes), bounded per upload but not in sum: a
+ * thousand clients uploading at once would take 5 GB. [s3] max_uploads
+ * bounds how many hold their buffers at once; each loop admits its share
+ * (at least one) and the others wait in arrival order, paused before the
+ * writer opens, their bodies unread, so TCP holds their clients back. A
+ * body of at most GATE_SMALL bytes never waits: it needs little memory,
+ * and small writes need concurrency for the WAL's group commit. The line
+ * is the loop's own (thread-local, like everything of a loop); the
+ * counters for /metrics add up every loop's.
+ */
+#define GATE_SMALL (256u << 10)
+static __thread int gate_active;
+static __thread put *gate_head, *gate_tail;
+static int gate_active_all, gate_waiting_all; /* GW_ADD / GW_LOAD */
+
+void
+gw__s3_uploads(int *active, int *waiting)
+{
+    *active = GW_LOAD(gate_active_all);
+    *waiting = GW_LOAD(gate_waiting_all);
+}
+
+static int
+gate_share(const gw_daemon *d)
+{
+    int share = d->conf->s3_max_uploads / (d->n_loops > 0 ? d->n_loops : 1);
+
+    return share > 0 ? share : 1;
+}
+
+/* 1 if p may open its writer now (holding a slot, or not gated at all);
+ * 0 if it waits in line: gate_leave of another upload starts it. */
+static int
+gate_enter(put *p)
+{
+    int64_t cl = gw_req_content_length(p->r);
+
+    if (p->d->conf->s3_max_uploads <= 0 || (cl >= 0 && (uint64_t)cl <= GATE_SMALL))
+        return 1;
+    if (gate_active < gate_share(p->d)) {
+        gate_active++;
+        GW_ADD(gate_active_all, 1);
+        p->gated = 1;
+        return 1;
+    }
+    p->waiting = 1;
+    p->gate_prev = gate_tail;
+    if (gate_tail)
+        gate_tail->gate_next = p;
+    else
+        gate_head = p;
+    gate_tail = p;
+    GW_ADD(gate_waiting_all, 1);
+    return 0;
+}
+
+/* p leaves the line, or gives its slot to the first in line. */
+static void
+gate_leave(put *p)
+{
+    if (p->waiting) {
+        if (p->gate_prev)
+            p->gate_prev->gate_next = p->gate_next;
+        else
+            gate_head = p->gate_next;
+        if (p->gate_next)
+            p->gate_next->gate_prev = p->gate_prev;
+        else
+            gate_tail = p->gate_prev;
+        p->waiting = 0;
+        GW_ADD(gate_waiting_all, -1);
+        return;
+    }
+    if (!p->gated)
+        return;
+    p->gated = 0;
+    gate_active--;
+    GW_ADD(gate_active_all, -1);
+    while (gate_head && gate_active < gate_share(p->d)) {
+        put *w = gate_head;
+        gate_leave(w); /* out of the line */
+        w->gated = 1;
+        gate_active++;
+        GW_ADD(gate_active_all, 1);
+        put_open(w);
+    }
+}
 
 static void
 put_free(put *p)
@@ -176,6 +270,7 @@ put_free(put *p)
     gw__meta_clear(&p->meta);
     free(p->upload_id);
     free(p->key);
+    gate_leave(p); /* after the buffers are gone */
     free(p);
     stream_end();
 }
@@ -837,9 +932,18 @@ put_start(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const ch
     else
         engine_version_id_new(d->eng, p->vid);
     gw_req_attach(r, &put_ops, p);
-    /* Hold the body until the bucket is checked and the writer is open. */
+    /* Hold the body until the bucket is checked and the writer is open,
+     * and, for a large upload, until the gate lets it in. */
     p->paused = 1;
     gw_req_pause(r);
+    if (gate_enter(p))
+        put_open(p);
+}
+
+/* The writer opens (a worker checks the bucket): the upload runs. */
+static void
+put_open(put *p)
+{
     submit(p, job_open);
     if (!p->busy)
         put_step(p);

@@ -24,7 +24,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from conftest import s3_client
+from conftest import s3_client, wait_for
 
 KEY, SECRET = "AKIATEST", "testsecretkey"
 
@@ -321,3 +321,52 @@ def test_early_answer_survives_an_unread_body(site):
             assert hdr["connection"] == "close"
             c.close()
     assert client(site).list_objects_v2(Bucket="linger")["KeyCount"] == 0
+
+
+def uploads_gauges(site):
+    from conftest import http
+    body = http("GET", site.admin + "/metrics")[2].decode()
+    return tuple(int(re.search(r"^meridian_s3_uploads_%s (\d+)$" % what, body, re.M).group(1))
+                 for what in ("active", "waiting"))
+
+
+def test_max_uploads_holds_large_uploads_back_unread(make_site):
+    """[s3] max_uploads = 2 on one loop: of four 2 MiB uploads whose bodies
+    are still coming, two hold buffers and two wait with their bodies
+    unread; a small PUT passes meanwhile; once the bodies arrive every
+    upload is stored whole, in turn; a waiting client that gave up stores
+    nothing, and the gauges go back to zero."""
+    site = make_site()
+    with open(site.config, "a") as f:
+        f.write("[s3]\nloops = 1\nmax_uploads = 2\n")
+    site.start()
+    s3 = client(site)
+    s3.create_bucket(Bucket="gate")
+    bodies = [os.urandom(2 << 20) for _ in range(5)]
+    conns = []
+    for i, body in enumerate(bodies):
+        c = Conn(site)
+        hdrs = sign(site, "PUT", f"/gate/up{i}", "UNSIGNED-PAYLOAD",
+                    {"Content-Length": str(len(body))})
+        c.send(head_bytes(site, "PUT", f"/gate/up{i}", hdrs) + body[:65536])
+        conns.append(c)
+        if i < 2:  # in turn: the first two take the slots
+            wait_for(lambda: uploads_gauges(site) == (i + 1, 0), 10, f"upload {i} to be admitted")
+    wait_for(lambda: uploads_gauges(site) == (2, 3), 10, "three uploads to wait")
+    # a small body never waits
+    s3.put_object(Bucket="gate", Key="small", Body=b"s" * 1000)
+    assert s3.get_object(Bucket="gate", Key="small")["Body"].read() == b"s" * 1000
+    # a waiting client gives up: its body is not read, so the site sees it
+    # gone only when its turn comes, and then lets the slot go at once
+    conns[4].close()
+    for c, body in zip(conns[:4], bodies):
+        c.send(body[65536:])
+    for i, c in enumerate(conns[:4]):
+        st, _, out = c.response()
+        assert st == 200, (i, st, out)
+        c.close()
+    for i, body in enumerate(bodies[:4]):
+        assert s3.get_object(Bucket="gate", Key=f"up{i}")["Body"].read() == body, i
+    wait_for(lambda: uploads_gauges(site) == (0, 0), 10, "every slot to be free")
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket="gate", Key="up4")

@@ -149,6 +149,7 @@ test_config_good(void)
     CHECK_STR(c->s3_domains[1], "s3.other.example");
     CHECK_EQ_INT(c->failed_after_s, 3600);
     CHECK_EQ_INT(c->summary_page_bytes, 0); /* the replicator's default, 4 MiB */
+    CHECK_EQ_INT(c->s3_max_uploads, 32);
     mrd_config_free(c);
 }
 
@@ -220,6 +221,8 @@ test_config_rejects(void)
     expect_reject("S3.Example.com,", "s3..example.com,", "is not a domain name");
     expect_reject("S3.Example.com,", "s3.example-.com,", "is not a domain name");
     expect_reject("S3.Example.com, s3.other.example", " , ", "[s3] domain: empty");
+    expect_reject("[s3]\n", "[s3]\nmax_uploads = -1\n",
+                  "[s3] max_uploads: '-1' is not valid; use 0 (no limit) or 1..100000");
     expect_reject("S3.Example.com,", "s3.other.example,", "'s3.other.example' is listed twice");
     expect_reject("domain = S3", "domain = a\ndomain = b\nx = S3", "[s3] domain: set twice");
     expect_reject("domain = S3", "domains = S3", "[s3] domains: unknown key; [s3] takes domain");
