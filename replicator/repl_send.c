@@ -146,6 +146,9 @@ struct repl__tx {
     int sync_free_later;    /* digests of an ended pass, still used by a job */
     int inflight;
     uint64_t inflight_bytes;
+    /* of those, anti-entropy requests: they may take half of each budget */
+    int rs_inflight;
+    uint64_t rs_inflight_bytes;
     uint64_t acked, saved;
     uint64_t batches, records, objects, data_bytes, errors;
     uint64_t superseded; /* puts left out by reader jobs (put_superseded) */
@@ -2118,6 +2121,10 @@ submit(repl_peer *p, repl__item *it)
     it->cost = s->out.len + it->data_size;
     tx->inflight++;
     tx->inflight_bytes += it->cost;
+    if (it->resync) {
+        tx->rs_inflight++;
+        tx->rs_inflight_bytes += it->cost;
+    }
     if (it->data_size) {
         repl__src *src = calloc(1, sizeof(*src));
         if (!src || !(src->buf = malloc(REPL_CHUNK))) {
@@ -2304,6 +2311,14 @@ repl__tx_pump(repl_peer *p)
         if (tx->q && tx->q->marker && tx->inflight)
             break;
         if (!tx->q) {
+            /* anti-entropy takes at most half of the in-flight budget: the
+             * rest stays free for live records, so one written now goes out
+             * at once, and HTTP/2's weights send its data ahead of the
+             * resync's (measured: test_live_writes_overtake_a_resync_on_a_
+             * saturated_link) */
+            if (tx->rs_inflight >= REPL_INFLIGHT_MAX / 2 ||
+                tx->rs_inflight_bytes >= REPL_INFLIGHT_BYTES / 2)
+                break;
             it = tx->rq;
             tx->rq = it->next;
             if (!tx->rq)
@@ -2360,6 +2375,10 @@ repl__tx_stream_gone(repl__stream *s)
     s->ctx = NULL;
     tx->inflight--;
     tx->inflight_bytes -= it->cost;
+    if (it->resync) {
+        tx->rs_inflight--;
+        tx->rs_inflight_bytes -= it->cost;
+    }
     if (it->src) {
         it->src->c = NULL;
         src_unref(it->src);

@@ -181,6 +181,20 @@ sock_nodelay(evutil_socket_t fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* The link's queue is q (qmax), not the kernel's: a socket whose reading
+ * stopped would otherwise hold up to its autotuned receive buffer (several
+ * MiB) more, a bufferbloat no real link of that qmax has. Set on the
+ * listener (accepted sockets inherit it) and on dialled sockets. */
+#define WANEM_SOCK_RCVBUF (128 * 1024)
+
+static void
+sock_rcvbuf(evutil_socket_t fd)
+{
+    int n = WANEM_SOCK_RCVBUF;
+
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &n, sizeof(n));
+}
+
 static void
 sock_rst_on_close(struct bufferevent *bev)
 {
@@ -714,6 +728,7 @@ conn_dial(wanem_conn *c)
     if (fd < 0)
         goto fail;
     sock_nodelay(fd);
+    sock_rcvbuf(fd);
     c->bev[1] = bufferevent_socket_new(g.base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev[1]) {
         close(fd);
@@ -878,6 +893,7 @@ wanem__link_add(const char *name, const char *listen_spec, const char *target_sp
         goto fail;
     }
     evconnlistener_set_error_cb(l->lev, link_accept_error_cb);
+    sock_rcvbuf(evconnlistener_get_fd(l->lev));
     if (getsockname(evconnlistener_get_fd(l->lev), (struct sockaddr *)&bound, &blen) != 0)
         memcpy(&bound, &lss, sizeof(bound));
     wanem__addr_format((struct sockaddr *)&bound, l->listen_str, sizeof(l->listen_str));
