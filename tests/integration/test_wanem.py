@@ -439,6 +439,83 @@ def test_unreachable_target_resets_the_client(wanem):
 
 
 # ---------------------------------------------------------------------------
+# (4b) one-shot corruption
+# ---------------------------------------------------------------------------
+
+def echo_round_trip(sock, data):
+    """Sends data through an echo link from a thread while reading it back."""
+    err = []
+
+    def send():
+        try:
+            sock.sendall(data)
+        except OSError as e:
+            err.append(e)
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    got = recv_exact(sock, len(data))
+    t.join(timeout=10)
+    assert not err and not t.is_alive()
+    return got
+
+
+def diff_offsets(a, b):
+    assert len(a) == len(b)
+    return [i for i in range(len(a)) if a[i] != b[i]]
+
+
+def test_corrupt_flips_one_byte_once_in_one_direction(wanem, echo):
+    addr = wanem.add_link("flip", target=echo.addr, delay=2)
+    rnd = random.Random(7)
+    n = 300001  # odd, so the byte sits inside a chunk, not on its edge
+    with connect(addr) as s:
+        ping_rtts(s, 2)  # bytes before the set do not count
+        wanem.set("flip", dir="ab", corrupt=n)
+        st = wanem.stats("flip")
+        assert st["ab.corrupt_in"] == n and st["ba.corrupt_in"] == -1
+        data = rnd.randbytes(MIB)
+        got = echo_round_trip(s, data)
+        # Exactly one byte differs, at offset n of what was sent after the
+        # set, flipped: TCP delivered it intact, so only the payload can tell.
+        assert diff_offsets(data, got) == [n]
+        assert got[n] == data[n] ^ 0xFF
+        st = wanem.stats("flip")
+        assert st["ab.corrupted"] == 1 and st["ab.corrupt_in"] == -1
+        assert st["ba.corrupted"] == 0 and st["ba.corrupt_in"] == -1
+        # One-shot: the next megabyte is clean.
+        data = rnd.randbytes(MIB)
+        assert echo_round_trip(s, data) == data
+        assert wanem.stats("flip")["ab.corrupted"] == 1
+
+
+def test_corrupt_counts_across_connections_and_can_be_disarmed(wanem, echo):
+    addr = wanem.add_link("flip2", target=echo.addr)
+    data = bytes(range(256)) * 4  # 1024 bytes
+    # The count is per link direction: 1024 bytes come back on the first
+    # connection, so the flip lands at offset 476 of the second.
+    wanem.set("flip2", dir="ba", corrupt=1500)
+    with connect(addr) as s1:
+        assert echo_round_trip(s1, data) == data
+    assert wanem.stats("flip2")["ba.corrupt_in"] == 1500 - 1024
+    with connect(addr) as s2:
+        got = echo_round_trip(s2, data)
+    assert diff_offsets(data, got) == [476] and got[476] == data[476] ^ 0xFF
+    st = wanem.stats("flip2")
+    assert st["ba.corrupted"] == 1 and st["ab.corrupted"] == 0
+    # corrupt=0 flips the very next byte; corrupt=off disarms.
+    wanem.set("flip2", corrupt=0)
+    wanem.set("flip2", dir="ab", corrupt="off")
+    st = wanem.stats("flip2")
+    assert st["ab.corrupt_in"] == -1 and st["ba.corrupt_in"] == 0
+    with connect(addr) as s3:
+        got = echo_round_trip(s3, data)
+    assert diff_offsets(data, got) == [0] and got[0] == data[0] ^ 0xFF
+    st = wanem.stats("flip2")
+    assert st["ab.corrupted"] == 0 and st["ba.corrupted"] == 2
+
+
+# ---------------------------------------------------------------------------
 # (5) bounded memory
 # ---------------------------------------------------------------------------
 
@@ -503,6 +580,8 @@ BAD_COMMANDS = [
     ("set good qmax=1", "bad qmax"),
     ("set good color=blue", "unknown setting 'color'"),
     ("set good dir=up delay=5", "bad dir 'up'"),
+    ("set good corrupt=xyz", "bad corrupt 'xyz'"),
+    ("set good corrupt=-1", "bad corrupt"),
     ("partition good delay=5", "only dir="),
     ("link add good 127.0.0.1:0 127.0.0.1:9", "already exists"),
     ("link add bad/name 127.0.0.1:0 127.0.0.1:9", "bad link name"),
@@ -533,6 +612,7 @@ def test_bad_commands_get_clear_errors_and_wanem_keeps_running(wanem, echo):
     # Errors leave settings untouched.
     st = wanem.stats("good")
     assert st["ab.delay_ms"] == 0 and st["ab.qmax"] == 4 * MIB
+    assert st["ab.corrupt_in"] == -1 and st["ba.corrupt_in"] == -1
 
 
 # ---------------------------------------------------------------------------

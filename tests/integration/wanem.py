@@ -170,7 +170,10 @@ class Wanem:
         self.links.pop(name, None)
 
     def set(self, name, dir="both", **settings):
-        """Changes delay/jitter (ms), rate/burst/qmax (bytes) for dir ab, ba or both."""
+        """Changes delay/jitter (ms), rate/burst/qmax (bytes) for dir ab, ba or both.
+
+        corrupt=N (bytes, or "off") arms a one-shot fault: after N more bytes
+        are released in that direction, the next byte is XORed with 0xff."""
         return self.command("set %s dir=%s %s" % (name, dir, _settings(settings)))
 
     def partition(self, name, dir="both"):

@@ -57,7 +57,7 @@ static const char ctl_help[] =
     "ok commands: ping | list | link add NAME LISTEN TARGET [SETTING...] | link del NAME | "
     "set NAME SETTING... | partition NAME [dir=ab|ba|both] | heal NAME [dir=ab|ba|both] | "
     "reset NAME | stats NAME | quit; settings: delay=MS jitter=MS rate=BYTES_PER_S "
-    "burst=BYTES qmax=BYTES dir=ab|ba|both";
+    "burst=BYTES qmax=BYTES corrupt=BYTES|off dir=ab|ba|both";
 
 static const char *
 dirs_name(int ab, int ba)
@@ -107,12 +107,14 @@ format_stats(const wanem_link_info *in, mrd_buf *out)
 
         mrd_buf_appendf(out,
                         " %s.delay_ms=%g %s.jitter_ms=%g %s.rate=%llu %s.burst=%llu %s.qmax=%llu "
-                        "%s.partitioned=%d %s.bytes_in=%llu %s.bytes_out=%llu %s.queued=%llu",
+                        "%s.partitioned=%d %s.bytes_in=%llu %s.bytes_out=%llu %s.queued=%llu "
+                        "%s.corrupt_in=%lld %s.corrupted=%llu",
                         dn[d], (double)c->delay_ns / 1e6, dn[d], (double)c->jitter_ns / 1e6, dn[d],
                         (unsigned long long)c->rate, dn[d], (unsigned long long)c->burst, dn[d],
                         (unsigned long long)c->qmax, dn[d], c->partitioned, dn[d],
                         (unsigned long long)s->bytes_in, dn[d], (unsigned long long)s->bytes_out,
-                        dn[d], (unsigned long long)s->queued);
+                        dn[d], (unsigned long long)s->queued, dn[d], (long long)c->corrupt_in,
+                        dn[d], (unsigned long long)s->corrupted);
     }
 }
 

@@ -53,6 +53,10 @@ typedef struct wanem_dir_conf {
     uint64_t burst;     /* token bucket depth in bytes; 0 = automatic */
     uint64_t qmax;      /* delay queue cap per connection, bytes */
     int partitioned;
+    /* One-shot corruption: bytes still to release, over all connections,
+     * before the next released byte is XORed with 0xff; -1 = disarmed.
+     * Counts down as bytes leave and disarms itself after the flip. */
+    int64_t corrupt_in;
 } wanem_dir_conf;
 
 /* Counters of one direction of a link. */
@@ -60,6 +64,7 @@ typedef struct wanem_dir_stats {
     uint64_t bytes_in;  /* read from the sending side */
     uint64_t bytes_out; /* handed to the receiving side */
     uint64_t queued;    /* now in delay queues or output buffers, all connections */
+    uint64_t corrupted; /* bytes flipped by the corrupt setting */
 } wanem_dir_stats;
 
 /* Everything about one link a control client can see. */
@@ -80,8 +85,9 @@ typedef struct wanem_link_info {
  * zero are left alone. */
 typedef struct wanem_set {
     int dirs; /* WANEM_DIR_* */
-    int has_delay, has_jitter, has_rate, has_burst, has_qmax;
+    int has_delay, has_jitter, has_rate, has_burst, has_qmax, has_corrupt;
     uint64_t delay_ns, jitter_ns, rate, burst, qmax;
+    int64_t corrupt; /* the new corrupt_in: -1 disarms */
 } wanem_set;
 
 /* ---- wanem_link.c ------------------------------------------------------- */
@@ -106,9 +112,11 @@ int wanem__link_info(const char *name, wanem_link_info *out);
 /* Calls fn for each link name in creation order. */
 void wanem__link_foreach(void (*fn)(const char *name, void *user_data), void *user_data);
 
-/* Parses "key=value" settings (delay, jitter, rate, burst, qmax, dir) into
- * s. Returns 0, or MRD_EINVAL with the reason in err. */
+/* Parses "key=value" settings (delay, jitter, rate, burst, qmax, corrupt,
+ * dir) into s. Returns 0, or MRD_EINVAL with the reason in err. */
 int wanem__set_parse_kv(wanem_set *s, const char *kv, char *err, size_t errsz);
+/* 1 if s changes any setting (dir= alone changes nothing). */
+int wanem__set_any(const wanem_set *s);
 
 /* Resolves "host:port" (port 0 allowed) to a socket address. */
 int wanem__addr_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len);

@@ -63,6 +63,15 @@
  * pipe like data: after the last queued byte is written the destination is
  * shut down for writing (FIN). When both directions have sent their FIN the
  * connection is freed from a deferred event, never inside a pump.
+ *
+ * Corruption. `corrupt=N` arms a one-shot fault on a link direction: the
+ * byte released after N more bytes (counted over all the direction's
+ * connections, in release order) is XORed with 0xff, and the setting
+ * disarms itself. wanem sits above TCP, so the receiver's application gets
+ * the flipped byte with valid TCP checksums, which is what end-to-end
+ * checksums must catch. The flip happens in q, on the byte inside the chunk
+ * about to be moved, so the move itself stays one evbuffer_remove_buffer;
+ * when nothing is armed the pump pays a single comparison.
  */
 #include "wanem_int.h"
 
@@ -469,6 +478,45 @@ pipe_arm_timer(wanem_pipe *p, uint64_t in_ns)
     evtimer_add(p->timer, &tv);
 }
 
+/* Flips the byte at offset k of q: the armed corruption of p's direction
+ * falls on it. Disarms the setting either way. */
+static void
+pipe_corrupt(wanem_pipe *p, size_t k)
+{
+    wanem_link *l = p->conn->link;
+    struct evbuffer_ptr pos;
+    struct evbuffer_iovec v;
+
+    l->conf[p->dir].corrupt_in = -1;
+    if (evbuffer_ptr_set(p->q, &pos, k, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_peek(p->q, 1, &pos, &v, 1) < 1 || v.iov_len == 0) {
+        MRD_WARN("wanem.corrupt_failed", "link=%s dir=%s", l->name,
+                 p->dir == WANEM_AB ? "ab" : "ba"); /* cannot happen: q holds k+1 bytes */
+        return;
+    }
+    ((unsigned char *)v.iov_base)[0] ^= 0xff;
+    l->stats[p->dir].corrupted++;
+    MRD_INFO("wanem.corrupt", "link=%s dir=%s conn=%llu offset=%llu", l->name,
+             p->dir == WANEM_AB ? "ab" : "ba", (unsigned long long)p->conn->id,
+             (unsigned long long)(l->stats[p->dir].bytes_out + k));
+}
+
+/* Moves n bytes, all due, from q to out, counting an armed corruption down
+ * and flipping its byte if it is among them. */
+static int
+pipe_move(wanem_pipe *p, struct evbuffer *out, size_t n)
+{
+    wanem_dir_conf *conf = &p->conn->link->conf[p->dir];
+
+    if (conf->corrupt_in >= 0) {
+        if ((uint64_t)conf->corrupt_in < n)
+            pipe_corrupt(p, (size_t)conf->corrupt_in);
+        else
+            conf->corrupt_in -= (int64_t)n;
+    }
+    return evbuffer_remove_buffer(p->q, out, n);
+}
+
 /* Moves due bytes from q to dst's output, within the token bucket and the
  * output high-water mark. Never frees anything. */
 static void
@@ -524,7 +572,7 @@ pipe_pump(wanem_pipe *p)
                     n = (size_t)s->tokens;
                 s->tokens -= (double)n;
             }
-            moved = evbuffer_remove_buffer(p->q, out, n);
+            moved = pipe_move(p, out, n);
             if (moved <= 0)
                 break; /* cannot happen: q holds eligible bytes */
             p->eligible -= (size_t)moved;
@@ -872,6 +920,7 @@ wanem__link_add(const char *name, const char *listen_spec, const char *target_sp
     }
     for (int d = 0; d < 2; d++) {
         l->conf[d].qmax = WANEM_QMAX_DEFAULT;
+        l->conf[d].corrupt_in = -1;
         l->shaper[d].link = l;
         l->shaper[d].dir = d;
         l->shaper[d].last_ns = mrd_clock_mono_ns();
@@ -991,15 +1040,19 @@ wanem__link_set(const char *name, const wanem_set *s)
             c->burst = s->burst;
         if (s->has_qmax)
             c->qmax = s->qmax;
+        if (s->has_corrupt)
+            c->corrupt_in = s->corrupt;
         /* Start from a full bucket at the new rate. */
         l->shaper[d].last_ns = mrd_clock_mono_ns();
         l->shaper[d].tokens = (double)dir_burst(c);
         evtimer_del(l->shaper[d].timer);
         MRD_INFO("wanem.link.set",
-                 "link=%s dir=%s delay_ms=%.3f jitter_ms=%.3f rate=%llu burst=%llu qmax=%llu",
+                 "link=%s dir=%s delay_ms=%.3f jitter_ms=%.3f rate=%llu burst=%llu qmax=%llu "
+                 "corrupt_in=%lld",
                  l->name, d == WANEM_AB ? "ab" : "ba", (double)c->delay_ns / 1e6,
                  (double)c->jitter_ns / 1e6, (unsigned long long)c->rate,
-                 (unsigned long long)dir_burst(c), (unsigned long long)c->qmax);
+                 (unsigned long long)dir_burst(c), (unsigned long long)c->qmax,
+                 (long long)c->corrupt_in);
     }
     link_kick(l);
     return 0;
@@ -1182,6 +1235,18 @@ wanem__set_parse_kv(wanem_set *s, const char *kv, char *err, size_t errsz)
             return MRD_EINVAL;
         }
         s->has_qmax = 1;
+    } else if (strcmp(key, "corrupt") == 0) {
+        uint64_t n = 0;
+
+        if (strcmp(v, "off") != 0 && (mrd_size_parse(v, &n) != 0 || n > (uint64_t)INT64_MAX)) {
+            snprintf(err, errsz,
+                     "bad corrupt '%s': bytes to release before the flipped one, e.g. 0 or "
+                     "1MiB, or off",
+                     v);
+            return MRD_EINVAL;
+        }
+        s->corrupt = strcmp(v, "off") == 0 ? -1 : (int64_t)n;
+        s->has_corrupt = 1;
     } else if (strcmp(key, "dir") == 0) {
         if (strcmp(v, "ab") == 0)
             s->dirs = WANEM_DIR_AB;
@@ -1194,8 +1259,8 @@ wanem__set_parse_kv(wanem_set *s, const char *kv, char *err, size_t errsz)
             return MRD_EINVAL;
         }
     } else {
-        snprintf(err, errsz, "unknown setting '%s': use delay, jitter, rate, burst, qmax or dir",
-                 key);
+        snprintf(err, errsz,
+                 "unknown setting '%s': use delay, jitter, rate, burst, qmax, corrupt or dir", key);
         return MRD_EINVAL;
     }
     return 0;
@@ -1203,4 +1268,11 @@ wanem__set_parse_kv(wanem_set *s, const char *kv, char *err, size_t errsz)
 bad_ms:
     snprintf(err, errsz, "bad %s '%s': milliseconds from 0 to 600000, e.g. 25 or 0.5", key, v);
     return MRD_EINVAL;
+}
+
+int
+wanem__set_any(const wanem_set *s)
+{
+    return s->has_delay || s->has_jitter || s->has_rate || s->has_burst || s->has_qmax ||
+           s->has_corrupt;
 }

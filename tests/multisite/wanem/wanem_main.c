@@ -93,8 +93,7 @@ cli_link(const char *spec, char *err, size_t errsz)
     memset(&set, 0, sizeof(set));
     set.dirs = WANEM_DIR_BOTH;
     for (int i = 0; i < n_kv; i++) {
-        if (strncmp(kv[i], "dir=", 4) == 0 &&
-            (set.has_delay || set.has_jitter || set.has_rate || set.has_burst || set.has_qmax)) {
+        if (strncmp(kv[i], "dir=", 4) == 0 && wanem__set_any(&set)) {
             wanem__link_set(f[0], &set);
             memset(&set, 0, sizeof(set));
         }
