@@ -143,6 +143,7 @@ repl__local_state(repl *r, repl__msg *m)
     memset(m, 0, sizeof(*m));
     m->protocol_version = REPL_PROTOCOL_VERSION;
     m->heartbeat_interval_ms = r->o.heartbeat_ms;
+    m->features = r->features;
     m->st.site_id = r->site_id;
     memcpy(m->st.site_name, r->site_name, sizeof(m->st.site_name));
     m->st.topology_epoch = r->topo.epoch;
@@ -520,6 +521,33 @@ bind_listener(repl *r, const mrd_addr *a)
     return 0;
 }
 
+/*
+ * The features our Hellos announce: all of REPL_FEATURES, unless
+ * MERIDIAN_TEST_REPL_FEATURES holds a mask (0 makes this site look like a
+ * build from before Hello.features to its peers, so tests can run the
+ * fallbacks with real processes; said loudly in the log).
+ */
+static uint32_t
+test_features(void)
+{
+    const char *v = getenv("MERIDIAN_TEST_REPL_FEATURES");
+    char *end;
+    unsigned long m;
+
+    if (!v || !*v)
+        return REPL_FEATURES;
+    m = strtoul(v, &end, 0);
+    if (*end || m > UINT32_MAX) {
+        MRD_WARN("test.repl_features", "value=\"%s\" reason=\"not a number: ignored\"", v);
+        return REPL_FEATURES;
+    }
+    MRD_WARN("test.repl_features",
+             "features=0x%lx reason=\"MERIDIAN_TEST_REPL_FEATURES is set: this site announces "
+             "these replication features only\"",
+             m & REPL_FEATURES);
+    return (uint32_t)m & REPL_FEATURES;
+}
+
 int
 repl_new(struct event_base *base, const repl_opts *o, repl **out)
 {
@@ -551,6 +579,7 @@ repl_new(struct event_base *base, const repl_opts *o, repl **out)
         r->o.max_clock_skew_ms = 900000;
     r->connect_timeout_ms = 3 * r->o.heartbeat_ms < 1000 ? 1000 : 3 * r->o.heartbeat_ms;
     r->site_id = o->site_id;
+    r->features = test_features();
     snprintf(r->site_name, sizeof(r->site_name), "%s", o->site_name ? o->site_name : "");
     r->secret_len = o->secret ? strlen(o->secret) : 0;
     r->secret = r->secret_len ? strdup(o->secret) : NULL;
@@ -892,6 +921,8 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_uint(w, pi.data_bytes_sent);
         mrd_json_w_key(w, "superseded_skipped");
         mrd_json_w_uint(w, pi.superseded_skipped);
+        mrd_json_w_key(w, "data_check");
+        mrd_json_w_str(w, pi.data_check);
         mrd_json_w_key(w, "errors");
         mrd_json_w_uint(w, pi.send_errors);
         mrd_json_w_key(w, "error");

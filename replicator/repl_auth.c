@@ -35,6 +35,12 @@
  * reverse, is refused with a reason that names the mismatch, so a site with
  * a secret and one without cannot mistake each other for a wrong secret.
  *
+ * The data check (repl__dcheck) follows a record's object data, which the
+ * request signature does not cover (PROTOCOL.md section 6): a CRC32C on TLS
+ * links, an HMAC-SHA256 keyed with the secret over the signed head and the
+ * data on h2c links. It is streamed (EVP_MAC), a chunk at a time, on
+ * whichever thread reads or writes that chunk.
+ *
  * These functions are pure (no I/O, no logging, no clock): the fuzz target
  * drives them directly. The two at the end sign and check S3 requests one
  * gateway forwards to a peer's S3 listener (routed reads and write
@@ -44,10 +50,12 @@
  */
 #include "repl_int.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
@@ -298,4 +306,77 @@ repl_proxy_check(const repl *r, const char *method, const char *target, const ch
         *site_out = site;
     mrd_buf_free(&body);
     return rc;
+}
+
+/* ---- the data check ------------------------------------------------------ */
+
+#define DCHECK_PREFIX "MRD-REPL-DATA-1\n"
+
+size_t
+repl__dcheck_len(uint32_t kind)
+{
+    return kind == REPL_DCHECK_CRC32C ? 4 : kind == REPL_DCHECK_HMAC ? 32 : 0;
+}
+
+int
+repl__dcheck_init(repl__dcheck *d, uint32_t kind, const char *secret, size_t secret_len,
+                  const void *head, size_t head_len)
+{
+    EVP_MAC *mac = NULL;
+    OSSL_PARAM params[2];
+    int rc = 0;
+
+    memset(d, 0, sizeof(*d));
+    d->kind = kind;
+    if (kind == REPL_DCHECK_NONE || kind == REPL_DCHECK_CRC32C)
+        return 0;
+    if (kind != REPL_DCHECK_HMAC || !secret || !secret_len)
+        return MRD_EINVAL;
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (!(mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) || !(d->mac = EVP_MAC_CTX_new(mac)) ||
+        EVP_MAC_init(d->mac, (const unsigned char *)secret, secret_len, params) != 1 ||
+        EVP_MAC_update(d->mac, (const unsigned char *)DCHECK_PREFIX, sizeof(DCHECK_PREFIX) - 1) !=
+            1 ||
+        EVP_MAC_update(d->mac, head, head_len) != 1) {
+        EVP_MAC_CTX_free(d->mac);
+        d->mac = NULL;
+        rc = -ENOMEM;
+    }
+    EVP_MAC_free(mac);
+    return rc;
+}
+
+void
+repl__dcheck_update(repl__dcheck *d, const void *data, size_t len)
+{
+    if (d->kind == REPL_DCHECK_CRC32C)
+        d->crc = mrd_crc32c(d->crc, data, len);
+    else if (d->mac)
+        EVP_MAC_update(d->mac, data, len);
+}
+
+size_t
+repl__dcheck_final(repl__dcheck *d, uint8_t *out)
+{
+    size_t n = 0;
+
+    if (d->kind == REPL_DCHECK_CRC32C) {
+        out[0] = (uint8_t)(d->crc >> 24);
+        out[1] = (uint8_t)(d->crc >> 16);
+        out[2] = (uint8_t)(d->crc >> 8);
+        out[3] = (uint8_t)d->crc;
+        n = 4;
+    } else if (d->mac && EVP_MAC_final(d->mac, out, &n, REPL_DCHECK_MAX) != 1) {
+        n = 0;
+    }
+    repl__dcheck_free(d);
+    return n;
+}
+
+void
+repl__dcheck_free(repl__dcheck *d)
+{
+    EVP_MAC_CTX_free(d->mac);
+    d->mac = NULL;
 }

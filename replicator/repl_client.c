@@ -314,6 +314,7 @@ repl__client_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code
             return;
         }
         p->hello_done = 1;
+        p->features = m.features;
         p->conn_error[0] = '\0';
         p->conn_timeouts = 0;
         p->backoff_attempt = 0;

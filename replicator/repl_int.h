@@ -21,20 +21,25 @@ struct evconnlistener;
 typedef struct nghttp2_session nghttp2_session;
 
 #define REPL_PROTOCOL_VERSION 1
-#define REPL_PATH_HELLO       "/repl/v1/hello"
-#define REPL_PATH_HEARTBEAT   "/repl/v1/heartbeat"
-#define REPL_PATH_RECORDS     "/repl/v1/records"
-#define REPL_PATH_RESYNC      "/repl/v1/resync"
-#define REPL_PATH_DIGEST      "/repl/v1/digest"
-#define REPL_PATH_PROXY       "/s3" /* signed in place of the path of a proxied S3 request */
-#define REPL_PATH_TOPOLOGY    "/repl/v1/topology"
-#define REPL_MAX_DIGEST       (32u << 20) /* largest digest answer a sender accepts */
-#define REPL_DIGEST_CACHE_MS  60000       /* a tree digest kept this long unused for a peer */
-#define REPL_BUCKET_MAX       64
-#define REPL_HDR_SITE         "x-meridian-site-id"
-#define REPL_HDR_TIME         "x-meridian-time"
-#define REPL_HDR_AUTH         "x-meridian-auth"
-#define REPL_CONTENT_TYPE     "application/x-protobuf"
+/* Hello.features bits (PROTOCOL.md section 3): what this build understands
+ * beyond version 1. A sender uses a feature only when the peer's Hello
+ * answer announced it, so builds with and without it interoperate. */
+#define REPL_FEATURE_DATA_CHECK 0x1u /* object data followed by a check (repl__dcheck) */
+#define REPL_FEATURES           REPL_FEATURE_DATA_CHECK
+#define REPL_PATH_HELLO         "/repl/v1/hello"
+#define REPL_PATH_HEARTBEAT     "/repl/v1/heartbeat"
+#define REPL_PATH_RECORDS       "/repl/v1/records"
+#define REPL_PATH_RESYNC        "/repl/v1/resync"
+#define REPL_PATH_DIGEST        "/repl/v1/digest"
+#define REPL_PATH_PROXY         "/s3" /* signed in place of the path of a proxied S3 request */
+#define REPL_PATH_TOPOLOGY      "/repl/v1/topology"
+#define REPL_MAX_DIGEST         (32u << 20) /* largest digest answer a sender accepts */
+#define REPL_DIGEST_CACHE_MS    60000       /* a tree digest kept this long unused for a peer */
+#define REPL_BUCKET_MAX         64
+#define REPL_HDR_SITE           "x-meridian-site-id"
+#define REPL_HDR_TIME           "x-meridian-time"
+#define REPL_HDR_AUTH           "x-meridian-auth"
+#define REPL_CONTENT_TYPE       "application/x-protobuf"
 
 /* Flow control sized for a high bandwidth-delay product: 16 MiB per stream,
  * 64 MiB per connection (1 Gbit/s at 500 ms RTT is ~60 MiB in flight). */
@@ -116,6 +121,42 @@ int repl__auth_verify(const char *secret, size_t secret_len, const repl__auth_in
                       uint64_t now_ms, uint32_t max_skew_ms, const char **reason,
                       uint32_t *site_out);
 
+/*
+ * The check that follows a record's object data (PROTOCOL.md section 6),
+ * computed alike by the sender as it reads the data and by the receiver as
+ * it stores it (repl_auth.c):
+ *   REPL_DCHECK_CRC32C: the CRC32C of the data, 4 bytes big-endian; only on
+ *     TLS links, whose record layer authenticates every byte already;
+ *   REPL_DCHECK_HMAC: HMAC-SHA256(secret, "MRD-REPL-DATA-1\n" | framed
+ *     batch head | data), 32 bytes; on h2c links, where the request
+ *     signature covers the head only: this binds the data to that head so
+ *     an on-path attacker can neither alter it nor swap in another's.
+ * Either replaces the receiver's MD5 of the data (REPL_DCHECK_NONE: what
+ * builds without REPL_FEATURE_DATA_CHECK send and expect).
+ */
+enum { REPL_DCHECK_NONE = 0, REPL_DCHECK_CRC32C = 1, REPL_DCHECK_HMAC = 2 };
+#define REPL_DCHECK_MAX 32 /* bytes of the longest check */
+
+typedef struct repl__dcheck {
+    uint32_t kind;
+    uint32_t crc;
+    struct evp_mac_ctx_st *mac;
+} repl__dcheck;
+
+/* Starts a check of kind over the data of the request whose framed batch
+ * head is head (HMAC: keyed with secret). Errors: MRD_EINVAL (HMAC without
+ * a secret, unknown kind), -ENOMEM. */
+int repl__dcheck_init(repl__dcheck *d, uint32_t kind, const char *secret, size_t secret_len,
+                      const void *head, size_t head_len);
+void repl__dcheck_update(repl__dcheck *d, const void *data, size_t len);
+/* Writes the check into out (REPL_DCHECK_MAX bytes of room) and returns its
+ * length (0 for REPL_DCHECK_NONE); frees what init took. */
+size_t repl__dcheck_final(repl__dcheck *d, uint8_t *out);
+/* The length of kind's check; 0 for NONE or an unknown kind. */
+size_t repl__dcheck_len(uint32_t kind);
+/* Frees what init took (after final: nothing). Accepts a zeroed d. */
+void repl__dcheck_free(repl__dcheck *d);
+
 /* ------------------------------------------------------------------------ */
 /* Messages (repl_msg.c): protobuf-c behind plain structs                   */
 /* ------------------------------------------------------------------------ */
@@ -148,6 +189,7 @@ typedef struct repl__msg {
     int is_hello;
     uint32_t protocol_version;      /* Hello */
     uint32_t heartbeat_interval_ms; /* Hello */
+    uint32_t features;              /* Hello: REPL_FEATURE_* */
     uint64_t seq;                   /* Heartbeat */
     repl__state_msg st;
 } repl__msg;
@@ -169,6 +211,7 @@ typedef struct repl__rec {
     const uint8_t *payload;
     size_t len;
     uint64_t data_size;
+    uint32_t data_check; /* REPL_DCHECK_*: what follows the data */
 } repl__rec;
 
 typedef struct repl__batch {
@@ -597,6 +640,7 @@ struct repl_peer {
     uint64_t applied_from_us;
     uint64_t epoch;
     uint64_t topo_hash;
+    uint32_t features;               /* REPL_FEATURE_* of its last Hello answer on our connection */
     repl__link links[MRD_MAX_PEERS]; /* its links, as it last announced them */
     int n_links;
     uint64_t links_ns; /* when (mono) */
@@ -648,6 +692,7 @@ struct repl {
     repl_opts o; /* copy; string and array pointers not used after new */
     uint64_t boot_id;
     uint32_t connect_timeout_ms;
+    uint32_t features; /* announced in our Hellos: REPL_FEATURES, or a test's mask */
 
     struct evconnlistener *listener;
     int own_listener;

@@ -87,6 +87,7 @@ repl__msg_decode(const void *data, size_t len, int is_hello, repl__msg *out)
             return MRD_EPROTO;
         m.protocol_version = h->protocol_version;
         m.heartbeat_interval_ms = h->heartbeat_interval_ms;
+        m.features = h->features;
         rc = state_from_pb(h->state, &m.st);
         meridian__repl__hello__free_unpacked(h, NULL);
     } else {
@@ -160,6 +161,7 @@ repl__msg_encode(const repl__msg *m, mrd_buf *out)
 
         h.protocol_version = m->protocol_version;
         h.heartbeat_interval_ms = m->heartbeat_interval_ms;
+        h.features = m->features;
         h.state = &st;
         n = meridian__repl__hello__get_packed_size(&h);
         if (mrd_buf_reserve(out, n + 1) < 0)
@@ -237,12 +239,15 @@ parse(const void *data, size_t len, int resync, repl__batch *out, const char **r
             *reason = "bad record type";
         else if (r->data_size && (i + 1 != m->n_records || r->type != 1))
             *reason = "only the last record may carry data, and only an object put";
+        else if (r->data_check && (!r->data_size || !repl__dcheck_len(r->data_check)))
+            *reason = "a data check on a record without data, or of an unknown kind";
         else
             b.recs[b.n++] = (repl__rec){.lsn = r->lsn,
                                         .type = (uint16_t)r->type,
                                         .payload = r->payload.data,
                                         .len = r->payload.len,
-                                        .data_size = r->data_size};
+                                        .data_size = r->data_size,
+                                        .data_check = r->data_check};
     }
     if (*reason) {
         repl__batch_free(&b);
@@ -270,6 +275,7 @@ repl__batch_pack(uint64_t first, uint64_t last, const repl__rec *recs, size_t n,
         rs[i].payload.data = (uint8_t *)recs[i].payload;
         rs[i].payload.len = recs[i].len;
         rs[i].data_size = recs[i].data_size;
+        rs[i].data_check = recs[i].data_size ? recs[i].data_check : 0;
         ptrs[i] = &rs[i];
     }
     m.first_lsn = first;

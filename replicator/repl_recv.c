@@ -7,8 +7,14 @@
  * (the "head"), then, when the batch's last record is an object put with
  * data_size > 0, exactly data_size bytes of object data. The request
  * signature covers the head (PROTOCOL.md section 2 and 6); the data is
- * bound to its record by size and MD5 (the record's ETag), checked when the
- * store writer finishes, before anything is applied.
+ * bound to its record by size and by a check made when the store writer
+ * finishes, before anything is applied: the data check the sender puts
+ * after the data when the record says so (data_check: senders that saw
+ * REPL_FEATURE_DATA_CHECK in our Hello; a CRC32C on TLS links, an
+ * HMAC-SHA256 over head and data on h2c links, repl_auth.c), or else the
+ * MD5 against the record's ETag (senders without the feature). The store
+ * writer then skips its MD5, which was a third of the receiver's CPU, and
+ * multipart objects, whose ETag is no MD5 of the data, are checked too.
  *
  * Per request:
  *   head bytes  -> authenticate, parse and check the batch (400 on anything
@@ -18,7 +24,7 @@
  *                  REPL_CHUNK pieces, so the peer's HTTP/2 stream window
  *                  (16 MiB) is the most one request can buffer here and a
  *                  slow store slows the sender
- *   end         -> store_writer_finish, size and MD5 checked, the record's
+ *   end         -> store_writer_finish, size and data check (or MD5) checked, the record's
  *                  layout replaced by ours
  *   queue       -> batches wait in the peer's queue, ordered by first LSN,
  *                  and are applied one at a time when they continue what is
@@ -68,6 +74,9 @@ typedef struct repl__rx {
     /* object data */
     Meridian__WalRecord *obj;
     uint64_t data_size, received, written;
+    repl__dcheck dc;                  /* the data check, fed by the write jobs */
+    size_t trailer_need, trailer_len; /* its bytes after the data, as received */
+    uint8_t trailer[REPL_DCHECK_MAX];
     mrd_buf pend;
     mrd_buf jbuf; /* the bytes the running job writes */
     store_writer *w;
@@ -101,6 +110,7 @@ rx_unref(repl__rx *rx)
     if (--rx->refs > 0)
         return;
     rx_discard_data(rx);
+    repl__dcheck_free(&rx->dc);
     store_put_result_clear(&rx->res);
     repl__batch_free(&rx->batch);
     if (rx->obj)
@@ -733,7 +743,10 @@ write_work(void *arg)
     int rc = 0;
 
     if (!rx->w)
-        rc = store_writer_open(rx->st, op->bucket, op->key, op->version_id, 0, &rx->w);
+        rc = store_writer_open(rx->st, op->bucket, op->key, op->version_id,
+                               rx->trailer_need ? STORE_WRITE_NO_MD5 : 0, &rx->w);
+    if (rc == 0)
+        repl__dcheck_update(&rx->dc, rx->jbuf.data, rx->jbuf.len);
     if (rc == 0)
         rc = store_writer_write(rx->w, rx->jbuf.data, rx->jbuf.len);
     rx->err = rc;
@@ -829,6 +842,16 @@ repack(repl__rx *rx)
     return rx->payload ? 0 : -ENOMEM;
 }
 
+/* The data check over what was stored against the one the sender sent. */
+static int
+check_matches(repl__rx *rx)
+{
+    uint8_t mine[REPL_DCHECK_MAX];
+    size_t n = repl__dcheck_final(&rx->dc, mine);
+
+    return n == rx->trailer_need && mrd_consttime_equal(mine, n, rx->trailer, rx->trailer_len);
+}
+
 static void
 finish_done(void *arg)
 {
@@ -846,9 +869,14 @@ finish_done(void *arg)
         char why[128];
         snprintf(why, sizeof(why), "store finish failed: %s", mrd_strerror(rx->err));
         rx_fail(rx, 503, why);
-    } else if (rx->res.size != op->size ||
-               (strlen(op->etag) == 32 && strcmp(op->etag, rx->res.etag) != 0)) {
-        rx_fail(rx, 400, "object data does not match its record (size or MD5)");
+    } else if (rx->res.size != op->size) {
+        rx_fail(rx, 400, "object data does not match its record (size)");
+    } else if (rx->trailer_need ? !check_matches(rx)
+                                : strlen(op->etag) == 32 && strcmp(op->etag, rx->res.etag) != 0) {
+        rx_fail(rx, 400,
+                rx->dc.kind == REPL_DCHECK_CRC32C ? "object data does not match its CRC32C"
+                : rx->trailer_need                ? "object data does not match its HMAC"
+                                                  : "object data does not match its record (MD5)");
     } else if (repack(rx) != 0) {
         rx_fail(rx, 503, "out of memory");
     } else {
@@ -908,6 +936,17 @@ take_head(repl__rx *rx)
         return;
     }
     rx->data_size = last->data_size;
+    /* a CRC32C proves nothing against an on-path attacker: TLS links only */
+    if (last->data_check == REPL_DCHECK_CRC32C && !c->tls) {
+        rx_fail(rx, 400, "a CRC32C data check on a link without TLS");
+        return;
+    }
+    if (repl__dcheck_init(&rx->dc, last->data_check, rx->r->secret, rx->r->secret_len,
+                          rx->head.data, rx->head.len) != 0) {
+        rx_fail(rx, 400, "an HMAC data check on a site without the replication secret");
+        return;
+    }
+    rx->trailer_need = repl__dcheck_len(last->data_check);
     rx->phase = RX_DATA;
 }
 
@@ -976,10 +1015,21 @@ repl__rx_data(repl__conn *c, repl__stream *s, const uint8_t *data, size_t len)
     }
     if (len == 0)
         return 0;
-    if (rx->phase != RX_DATA || rx->received + len > rx->data_size) {
+    if (rx->phase != RX_DATA ||
+        rx->received + rx->trailer_len + len > rx->data_size + rx->trailer_need) {
         rx_fail(rx, 400, "more body than the batch announces");
         repl__conn_consume(c, s->id, len);
         return 0;
+    }
+    if (rx->received + len > rx->data_size) { /* the end of the data, then the trailer */
+        size_t t = (size_t)(rx->received + len - rx->data_size);
+
+        memcpy(rx->trailer + rx->trailer_len, data + len - t, t);
+        rx->trailer_len += t;
+        repl__conn_consume(c, s->id, t);
+        len -= t;
+        if (len == 0)
+            return 0;
     }
     if (rx->pend.len == 0) { /* room for the next chunk at once, no realloc chain */
         uint64_t want = rx->data_size - rx->received;
@@ -1005,7 +1055,8 @@ repl__rx_end(repl__conn *c, repl__stream *s)
     rx->ended = 1;
     if (rx->failed)
         return;
-    if (rx->phase == RX_HEAD || rx->received < rx->data_size) {
+    if (rx->phase == RX_HEAD || rx->received < rx->data_size ||
+        rx->trailer_len < rx->trailer_need) {
         rx_fail(rx, 400, "truncated records request");
         return;
     }

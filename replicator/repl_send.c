@@ -104,6 +104,12 @@ typedef struct repl__src {
     repl__conn *c; /* NULL once the stream is gone */
     int32_t stream_id;
     uint64_t sent;
+    /* the data check (PROTOCOL.md section 6): each read job adds its chunk;
+     * sent after the data */
+    repl__dcheck dc;
+    uint8_t trailer[REPL_DCHECK_MAX];
+    size_t trailer_len, trailer_sent;
+    int trailer_ready;
 } repl__src;
 
 typedef struct repl__item {
@@ -116,10 +122,11 @@ typedef struct repl__item {
     void *layout;
     size_t layout_len;
     repl__src *src;
-    uint64_t cost; /* bytes counted in flight */
-    int resync;    /* anti-entropy: /repl/v1/resync */
-    int marker;    /* the resync start marker (last_lsn = the snapshot LSN) */
-    uint64_t pass; /* resync items: the pass (sync_runs) that made them */
+    uint64_t cost;       /* bytes counted in flight */
+    int resync;          /* anti-entropy: /repl/v1/resync */
+    int marker;          /* the resync start marker (last_lsn = the snapshot LSN) */
+    uint32_t data_check; /* REPL_DCHECK_*: what follows the data */
+    uint64_t pass;       /* resync items: the pass (sync_runs) that made them */
     uint64_t versions;
 } repl__item;
 
@@ -131,6 +138,7 @@ struct repl__tx {
 
     uint64_t gen;
     int active, job_running, caught_up, needs_resync, reopen;
+    uint32_t data_check; /* REPL_DCHECK_* our object data goes out with (on connect) */
     /* the stream cannot go on from read_from (past WAL retention): no
      * reader job until a resync pass resumes it (its marker's ack) */
     int gap;
@@ -282,6 +290,7 @@ src_unref(repl__src *s)
     if (--s->refs > 0)
         return;
     store_reader_close(s->rd);
+    repl__dcheck_free(&s->dc);
     free(s->layout);
     free(s->buf);
     free(s);
@@ -340,6 +349,7 @@ src_read_work(void *arg)
         s->err = rc;
         return;
     }
+    repl__dcheck_update(&s->dc, s->buf, n);
     s->off += n;
     s->buf_len = n;
     s->buf_off = 0;
@@ -379,6 +389,27 @@ src_read_start(repl *r, repl__src *s)
     }
 }
 
+/* After the last data byte (every read job done): the data check, when
+ * the peer takes one (PROTOCOL.md section 6), then the end of the body. */
+static long
+src_trailer(repl__src *src, uint8_t *buf, size_t len, int *eof)
+{
+    size_t n;
+
+    if (!src->trailer_ready) {
+        src->trailer_len = repl__dcheck_final(&src->dc, src->trailer);
+        src->trailer_ready = 1;
+    }
+    n = src->trailer_len - src->trailer_sent;
+    if (n > len)
+        n = len;
+    memcpy(buf, src->trailer + src->trailer_sent, n);
+    src->trailer_sent += n;
+    if (src->trailer_sent == src->trailer_len)
+        *eof = 1;
+    return (long)n;
+}
+
 long
 repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof)
 {
@@ -397,6 +428,8 @@ repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof
         return REPL__BODY_DEFERRED;
     if (src->err)
         return REPL__BODY_FAIL;
+    if (src->sent == src->size)
+        return src_trailer(src, buf, len, eof);
     n = src->buf_len - src->buf_off;
     if (n > len)
         n = len;
@@ -423,10 +456,8 @@ repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof
     memcpy(buf, src->buf + src->buf_off, n);
     src->buf_off += n;
     src->sent += n;
-    if (src->sent == src->size) {
-        *eof = 1;
-        return (long)n;
-    }
+    if (src->sent == src->size)
+        return (long)n + src_trailer(src, buf + n, len - n, eof);
     if (src->buf_off == src->buf_len)
         src_read_start(c->r, src);
     return n ? (long)n : REPL__BODY_DEFERRED;
@@ -629,6 +660,7 @@ typedef struct tx_job {
     int n_items;
     uint64_t next;
     int caught_up, rc;
+    uint32_t data_check; /* tx->data_check when the job started */
     uint64_t superseded; /* puts left out: their version is gone here */
     uint64_t skipped_to; /* skip_gone told the peer of a range up to here */
     char err[160];
@@ -650,6 +682,12 @@ emit(tx_job *j, cut *b, void *layout, size_t layout_len)
 
     if (!it)
         return -ENOMEM;
+    if (b->n && b->recs[b->n - 1].data_size) {
+        it->data_size = b->recs[b->n - 1].data_size;
+        it->layout = layout;
+        it->layout_len = layout_len;
+        b->recs[b->n - 1].data_check = j->data_check;
+    }
     rc = repl__batch_pack(b->first, b->last, b->recs, b->n, &it->head);
     if (rc != 0) {
         free(it);
@@ -657,15 +695,11 @@ emit(tx_job *j, cut *b, void *layout, size_t layout_len)
     }
     it->tx = j->tx;
     it->resync = b->resync;
+    it->data_check = it->data_size ? j->data_check : REPL_DCHECK_NONE;
     it->versions = b->n;
     it->first = b->first;
     it->last = b->last;
     it->n_records = b->n;
-    if (b->n && b->recs[b->n - 1].data_size) {
-        it->data_size = b->recs[b->n - 1].data_size;
-        it->layout = layout;
-        it->layout_len = layout_len;
-    }
     for (size_t i = 0; i < b->n; i++)
         free((void *)b->recs[i].payload);
     b->n = b->bytes = 0;
@@ -999,6 +1033,7 @@ start_job(struct repl__tx *tx)
     j->st = engine_store(r->eng);
     j->peer = tx->p->id;
     j->gen = tx->gen;
+    j->data_check = tx->data_check;
     j->reopen = tx->reopen;
     j->from = tx->read_from;
     j->save = tx->acked > tx->saved ? tx->acked : 0;
@@ -1193,7 +1228,8 @@ typedef struct sync_job {
     int done;
     int need_page; /* stopped where the peer's summaries page ends */
     cut *b;
-    tx_job *emitter; /* emit() works on a tx_job's item list */
+    tx_job *emitter;     /* emit() works on a tx_job's item list */
+    uint32_t data_check; /* tx->data_check when the job started */
 } sync_job;
 
 static void
@@ -1305,6 +1341,7 @@ sync_walk_work(sync_job *j)
 
     memset(&em, 0, sizeof(em));
     em.tx = tx;
+    em.data_check = j->data_check;
     if (!(j->b = calloc(1, sizeof(*j->b)))) {
         j->rc = -ENOMEM;
         return;
@@ -1454,6 +1491,7 @@ sync_job_start(struct repl__tx *tx, int prep)
     j->tx = tx;
     j->st = engine_store(r->eng);
     j->gen = tx->gen;
+    j->data_check = tx->data_check;
     j->prep = prep;
     tx->refs++;
     tx->job_running = 1;
@@ -2127,7 +2165,11 @@ submit(repl_peer *p, repl__item *it)
     }
     if (it->data_size) {
         repl__src *src = calloc(1, sizeof(*src));
-        if (!src || !(src->buf = malloc(REPL_CHUNK))) {
+        if (!src || !(src->buf = malloc(REPL_CHUNK)) ||
+            repl__dcheck_init(&src->dc, it->data_check, p->r->secret, p->r->secret_len, s->out.data,
+                              s->out.len) != 0) {
+            if (src)
+                free(src->buf);
             free(src);
             repl__stream_unlink_free(c, s);
             return -ENOMEM;
@@ -2489,6 +2531,12 @@ repl__tx_on_connected(repl_peer *p)
     /* the peer's word on what it has applied is the truth: resume there */
     tx->read_from = p->applied_from_us + 1;
     tx->acked = p->applied_from_us;
+    /* the data check the peer takes: a CRC32C where TLS authenticates the
+     * bytes, else an HMAC with the secret (PROTOCOL.md section 6) */
+    tx->data_check = !(p->features & REPL_FEATURE_DATA_CHECK) ? REPL_DCHECK_NONE
+                     : p->conn && p->conn->tls                ? REPL_DCHECK_CRC32C
+                     : p->r->secret                           ? REPL_DCHECK_HMAC
+                                                              : REPL_DCHECK_NONE;
     repl__tx_pump(p);
 }
 
@@ -2564,6 +2612,11 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
     out->records_sent = tx->records;
     out->objects_sent = tx->objects;
     out->superseded_skipped = tx->superseded;
+    snprintf(out->data_check, sizeof(out->data_check), "%s",
+             !tx->active                            ? ""
+             : tx->data_check == REPL_DCHECK_CRC32C ? "crc32c"
+             : tx->data_check == REPL_DCHECK_HMAC   ? "hmac-sha256"
+                                                    : "md5");
     /* a scan of an older range than what is acked now would overstate */
     out->lag_bytes = tx->acked >= tx->lag_bytes_at ? 0 : tx->lag_bytes;
     out->lag_bytes_partial = tx->lag_bytes_partial;

@@ -90,6 +90,10 @@ void store_close(store *s);
 
 /* store_writer_open flags */
 #define STORE_WRITE_SHA256 0x1u /* also compute SHA-256 of the body (signed payloads) */
+/* No MD5 of the body (md5 and etag stay zero): for a caller that has the
+ * ETag already and checks the bytes another way (the replication receiver).
+ * MD5 is the writer's largest cost. */
+#define STORE_WRITE_NO_MD5 0x2u
 
 typedef struct store_put_result {
     uint64_t size;            /* bytes written */

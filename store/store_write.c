@@ -4,8 +4,10 @@
  * A stripe buffer is (k+m) * block_size bytes, 64-byte aligned: k data
  * blocks laid end to end, then m parity blocks. Body bytes arrive in chunks
  * of any size. Each chunk is consumed in pieces of at most 64 KiB: the piece
- * goes through MD5 (and SHA-256 if asked) and is then copied into the stripe
- * buffer while it is still in L1/L2, so the body is read from memory once.
+ * goes through MD5 (unless the caller has the ETag already and checks the
+ * bytes another way: STORE_WRITE_NO_MD5) and SHA-256 if asked, and is then
+ * copied into the stripe buffer while it is still in L1/L2, so the body is
+ * read from memory once.
  * A full stripe is encoded with ISA-L, each of the k+m blocks gets a CRC32C,
  * and each shard's block plus its CRC goes out with one pwritev to that
  * shard's file.
@@ -221,7 +223,7 @@ struct store_writer {
     store *s;
     store_layout l;
     unsigned flags;
-    EVP_MD_CTX *md5, *sha;
+    EVP_MD_CTX *md5, *sha; /* md5 is NULL with STORE_WRITE_NO_MD5 */
     unsigned char *buf;    /* (k+m) * block_size: the stripe being filled */
     unsigned char *spare;  /* the second stripe buffer, taken at the first hand-off */
     unsigned char *fly;    /* the stripe on an io thread, or NULL */
@@ -336,9 +338,13 @@ store_writer_open(store *s, const char *bucket, const char *key, const char *ver
         goto fail;
     }
     w->buf = store__buf_get(s);
-    w->md5 = EVP_MD_CTX_new();
-    if (!w->buf || !w->md5 || EVP_DigestInit_ex(w->md5, EVP_md5(), NULL) != 1)
+    if (!w->buf)
         goto fail;
+    if (!(flags & STORE_WRITE_NO_MD5)) {
+        w->md5 = EVP_MD_CTX_new();
+        if (!w->md5 || EVP_DigestInit_ex(w->md5, EVP_md5(), NULL) != 1)
+            goto fail;
+    }
     if (flags & STORE_WRITE_SHA256) {
         w->sha = EVP_MD_CTX_new();
         if (!w->sha || EVP_DigestInit_ex(w->sha, EVP_sha256(), NULL) != 1)
@@ -573,7 +579,8 @@ store_writer_write(store_writer *w, const void *data, size_t len)
             n = len;
         if (n > HASH_PIECE)
             n = HASH_PIECE;
-        EVP_DigestUpdate(w->md5, p, n);
+        if (w->md5)
+            EVP_DigestUpdate(w->md5, p, n);
         if (w->sha)
             EVP_DigestUpdate(w->sha, p, n);
         memcpy(w->buf + w->fill, p, n);
@@ -712,12 +719,13 @@ store_writer_finish(store_writer *w, store_put_result *out)
     memset(&r, 0, sizeof(r));
     if ((rc = fly_wait(w)) != 0)
         goto fail;
-    if (EVP_DigestFinal_ex(w->md5, r.md5, &mdlen) != 1 ||
+    if ((w->md5 && EVP_DigestFinal_ex(w->md5, r.md5, &mdlen) != 1) ||
         (w->sha && EVP_DigestFinal_ex(w->sha, r.sha256, &mdlen) != 1)) {
         rc = MRD_EINVAL;
         goto fail;
     }
-    hexify(r.md5, 16, r.etag);
+    if (w->md5)
+        hexify(r.md5, 16, r.etag);
     r.size = w->size;
     w->l.size = w->size;
 

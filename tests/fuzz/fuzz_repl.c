@@ -179,7 +179,7 @@ check_decode(const uint8_t *p, size_t n, int is_hello)
         abort();
     if (again.st.site_id != m.st.site_id || again.st.high_water_lsn != m.st.high_water_lsn ||
         again.st.n_applied != m.st.n_applied || strcmp(again.st.site_name, m.st.site_name) != 0 ||
-        again.st.n_links != m.st.n_links)
+        again.st.n_links != m.st.n_links || again.features != m.features)
         abort();
     for (int i = 0; i < m.st.n_links; i++)
         if (again.st.links[i].peer_site != m.st.links[i].peer_site ||
@@ -202,6 +202,8 @@ check_batch_rules(const repl__batch *b)
         if (r->type == 0 || r->type == WAL_REC_REPLICATED_APPLY || r->type > WAL_REC_OBJECT_TAGS)
             abort();
         if (r->data_size && (i + 1 != b->n || r->type != WAL_REC_OBJECT_PUT))
+            abort();
+        if (r->data_check && (!r->data_size || !repl__dcheck_len(r->data_check)))
             abort();
         if (r->len && !r->payload)
             abort();
@@ -238,7 +240,8 @@ check_batch(const uint8_t *p, size_t n, int decode_records)
     for (size_t i = 0; i < b.n; i++) {
         const repl__rec *x = &b.recs[i], *y = &again.recs[i];
         if (x->lsn != y->lsn || x->type != y->type || x->len != y->len ||
-            x->data_size != y->data_size || (x->len && memcmp(x->payload, y->payload, x->len)))
+            x->data_size != y->data_size || x->data_check != y->data_check ||
+            (x->len && memcmp(x->payload, y->payload, x->len)))
             abort();
     }
     for (size_t i = 0; decode_records && i < b.n; i++) {

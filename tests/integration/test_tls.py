@@ -350,6 +350,9 @@ def test_mtls_mesh_replicates_and_refuses_plain_h2c(tmp_path):
         ca.put_object(Bucket="mtls", Key="small", Body=b"x")
         snap = converge(sites)
         assert set(snap["mtls"]) == {"big", "small"}
+        # the object data is checked by CRC32C: TLS authenticates the bytes
+        assert {p["send"]["data_check"] for p in a.status()["replication"]["peers"]} == {"crc32c"}
+        assert "event=repl.recv.reject" not in b.read_log() + c.read_log()
         assert a.status()["listen"]["replication_transport"] == "mtls"
         assert a.status()["listen"]["replication_auth"] == "secret"
         out = a.ctl("status").stdout

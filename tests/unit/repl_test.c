@@ -29,6 +29,8 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #define HB_MS 100
 
@@ -347,6 +349,7 @@ test_msg_roundtrip_and_malformed(void)
     m.is_hello = 1;
     m.protocol_version = 1;
     m.heartbeat_interval_ms = 1000;
+    m.features = REPL_FEATURE_DATA_CHECK;
     m.st.site_id = 7;
     snprintf(m.st.site_name, sizeof(m.st.site_name), "paris");
     m.st.topology_epoch = 3;
@@ -364,6 +367,7 @@ test_msg_roundtrip_and_malformed(void)
     CHECK_EQ_INT(d.st.n_applied, 2);
     CHECK_EQ_INT(d.st.applied[1].lsn, 20);
     CHECK_EQ_INT(d.protocol_version, 1);
+    CHECK_EQ_INT(d.features, REPL_FEATURE_DATA_CHECK);
 
     m.is_hello = 0;
     m.seq = 5;
@@ -752,7 +756,12 @@ test_batch_pack_parse_roundtrip(void)
     repl__rec recs[3] = {
         {.lsn = 3, .type = 4, .payload = p0, .len = sizeof(p0)},
         {.lsn = 5, .type = 3, .payload = NULL, .len = 0},
-        {.lsn = 9, .type = 1, .payload = p2, .len = sizeof(p2), .data_size = 5000000000ull},
+        {.lsn = 9,
+         .type = 1,
+         .payload = p2,
+         .len = sizeof(p2),
+         .data_size = 5000000000ull,
+         .data_check = REPL_DCHECK_HMAC},
     };
     repl__batch bt;
     mrd_buf b = {0};
@@ -776,6 +785,7 @@ test_batch_pack_parse_roundtrip(void)
         CHECK_EQ_INT(bt.recs[i].type, recs[i].type);
         CHECK_EQ_INT(bt.recs[i].len, recs[i].len);
         CHECK_EQ_INT(bt.recs[i].data_size, recs[i].data_size);
+        CHECK_EQ_INT(bt.recs[i].data_check, recs[i].data_check);
         CHECK(recs[i].len == 0 || memcmp(bt.recs[i].payload, recs[i].payload, recs[i].len) == 0);
     }
     repl__batch_free(&bt);
@@ -875,6 +885,37 @@ test_batch_parse_rejects(void)
     CHECK_EQ_INT(pack_parse(1, 10, r, 2, &bt, &reason), 0); /* and now it is fine */
     repl__batch_free(&bt);
 
+    /* a data check announced on a record without data, or of an unknown
+     * kind (pack never makes either: built by hand) */
+    {
+        Meridian__Repl__RecordBatch m = MERIDIAN__REPL__RECORD_BATCH__INIT;
+        Meridian__Repl__Record rec = MERIDIAN__REPL__RECORD__INIT, *rp = &rec;
+        uint8_t raw[64];
+        size_t n;
+
+        rec.lsn = 5;
+        rec.type = 1;
+        rec.data_check = REPL_DCHECK_CRC32C;
+        m.first_lsn = 5;
+        m.last_lsn = 5;
+        m.records = &rp;
+        m.n_records = 1;
+        REQUIRE(meridian__repl__record_batch__get_packed_size(&m) <= sizeof(raw));
+        n = meridian__repl__record_batch__pack(&m, raw);
+        CHECK_EQ_INT(repl__batch_parse(raw, n, &bt, &reason), MRD_EPROTO);
+        CHECK(reason && strstr(reason, "data check"));
+        rec.data_size = 10;
+        rec.data_check = 3;
+        n = meridian__repl__record_batch__pack(&m, raw);
+        CHECK_EQ_INT(repl__batch_parse(raw, n, &bt, &reason), MRD_EPROTO);
+        CHECK(reason && strstr(reason, "unknown kind"));
+        rec.data_check = REPL_DCHECK_HMAC;
+        n = meridian__repl__record_batch__pack(&m, raw);
+        REQUIRE(repl__batch_parse(raw, n, &bt, &reason) == 0);
+        CHECK_EQ_INT(bt.recs[0].data_check, REPL_DCHECK_HMAC);
+        repl__batch_free(&bt);
+    }
+
     /* bytes that are not a RecordBatch, or a truncated one */
     CHECK_EQ_INT(repl__batch_parse("\xff\xff\xff\xff\xff", 5, &bt, &reason), MRD_EPROTO);
     CHECK(reason && strstr(reason, "decode"));
@@ -884,6 +925,62 @@ test_batch_parse_rejects(void)
     CHECK_EQ_INT(repl__batch_parse("", 0, &bt, &reason), MRD_EPROTO);
     CHECK(reason && strstr(reason, "range"));
     mrd_buf_free(&b);
+}
+
+/* The data check: the CRC32C big-endian; the HMAC as HMAC-SHA256(secret,
+ * prefix | head | data) computed in one go, whatever the chunking, and
+ * bound to the head; no HMAC without a secret. */
+static void
+test_data_check(void)
+{
+    static const char head[] = "\0\0\0\3abc", other[] = "\0\0\0\3abd";
+    uint8_t data[3000], out[REPL_DCHECK_MAX], want[32], msg[4096];
+    unsigned int wlen = 0;
+    size_t n, off = 0;
+    uint32_t crc;
+    repl__dcheck d;
+
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 7 + 1);
+    CHECK_EQ_INT(repl__dcheck_len(REPL_DCHECK_NONE), 0);
+    CHECK_EQ_INT(repl__dcheck_len(REPL_DCHECK_CRC32C), 4);
+    CHECK_EQ_INT(repl__dcheck_len(REPL_DCHECK_HMAC), 32);
+    CHECK_EQ_INT(repl__dcheck_len(3), 0);
+
+    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_CRC32C, NULL, 0, head, 7) == 0);
+    repl__dcheck_update(&d, data, 1000);
+    repl__dcheck_update(&d, data + 1000, 2000);
+    REQUIRE(repl__dcheck_final(&d, out) == 4);
+    crc = mrd_crc32c(0, data, sizeof(data));
+    CHECK(out[0] == (uint8_t)(crc >> 24) && out[3] == (uint8_t)crc);
+
+    memcpy(msg, "MRD-REPL-DATA-1\n", 16);
+    off = 16;
+    memcpy(msg + off, head, 7);
+    off += 7;
+    memcpy(msg + off, data, sizeof(data));
+    off += sizeof(data);
+    HMAC(EVP_sha256(), "k", 1, msg, off, want, &wlen);
+    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_HMAC, "k", 1, head, 7) == 0);
+    for (n = 0; n < sizeof(data); n += 777)
+        repl__dcheck_update(&d, data + n, sizeof(data) - n < 777 ? sizeof(data) - n : 777);
+    REQUIRE(repl__dcheck_final(&d, out) == 32);
+    CHECK(memcmp(out, want, 32) == 0);
+    /* another head, or another secret: another check */
+    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_HMAC, "k", 1, other, 7) == 0);
+    repl__dcheck_update(&d, data, sizeof(data));
+    REQUIRE(repl__dcheck_final(&d, out) == 32);
+    CHECK(memcmp(out, want, 32) != 0);
+    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_HMAC, "j", 1, head, 7) == 0);
+    repl__dcheck_update(&d, data, sizeof(data));
+    REQUIRE(repl__dcheck_final(&d, out) == 32);
+    CHECK(memcmp(out, want, 32) != 0);
+    /* no secret, unknown kind; free of an unfinished check */
+    CHECK_EQ_INT(repl__dcheck_init(&d, REPL_DCHECK_HMAC, NULL, 0, head, 7), MRD_EINVAL);
+    CHECK_EQ_INT(repl__dcheck_init(&d, 9, "k", 1, head, 7), MRD_EINVAL);
+    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_HMAC, "k", 1, head, 7) == 0);
+    repl__dcheck_free(&d);
+    repl__dcheck_free(&d);
 }
 
 static void
@@ -1499,6 +1596,7 @@ static const test_case tests[] = {
     TEST(test_malformed_body_is_400),
     TEST(test_batch_pack_parse_roundtrip),
     TEST(test_batch_parse_rejects),
+    TEST(test_data_check),
     TEST(test_ack_roundtrip_and_malformed),
     TEST(test_tree_digest_descent),
     TEST(test_summaries_leave_out_what_the_peer_drops),

@@ -122,13 +122,15 @@ md5_hex(const void *d, size_t n, char out[33])
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-/* Writes data in irregular chunks; returns 0 or the error. */
+/* Writes data in irregular chunks with store_writer_open flags; returns 0
+ * or the error. */
 static int
-put(store *s, const char *key, const unsigned char *data, size_t n, store_put_result *res)
+put_flags(store *s, const char *key, const unsigned char *data, size_t n, unsigned flags,
+          store_put_result *res)
 {
     store_writer *w;
     size_t off = 0, chunk = 1;
-    int rc = store_writer_open(s, "bkt", key, "v1", 0, &w);
+    int rc = store_writer_open(s, "bkt", key, "v1", flags, &w);
 
     if (rc != 0)
         return rc;
@@ -144,6 +146,12 @@ put(store *s, const char *key, const unsigned char *data, size_t n, store_put_re
             chunk = 4093;
     }
     return store_writer_finish(w, res);
+}
+
+static int
+put(store *s, const char *key, const unsigned char *data, size_t n, store_put_result *res)
+{
+    return put_flags(s, key, data, n, 0, res);
 }
 
 /* Reads [off, off+len) in chunks of `step` and compares with want. */
@@ -336,6 +344,41 @@ test_inline_small_objects(void)
         free(big);
     }
     fx_done(&f);
+}
+
+/* STORE_WRITE_NO_MD5: no MD5 (the replication receiver checks the data
+ * another way), inline, one stripe and several stripes (fed in irregular
+ * chunks), and the data reads back the same. */
+static void
+test_no_md5(void)
+{
+    static const size_t sizes[] = {0, 1000, STORE_DEFAULT_INLINE_MAX + 1, 3 * MIB + 17};
+    fixture f;
+    unsigned char *data = malloc(3 * MIB + 17);
+    store_put_result res;
+    char md5[33];
+
+    REQUIRE(data != NULL);
+    REQUIRE(fx_open(&f, BS, 0) == 0);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t n = sizes[i];
+        char key[16];
+
+        fill_pattern(data, n, (uint32_t)i + 20);
+        snprintf(key, sizeof(key), "crc%zu", i);
+        REQUIRE(put_flags(f.s, key, data, n, STORE_WRITE_NO_MD5, &res) == 0);
+        CHECK_EQ_INT(res.size, n);
+        CHECK_STR(res.etag, ""); /* no MD5 was computed */
+        CHECK_EQ_INT(read_check(f.s, &res, data, 0, n, 65536), 0);
+        store_put_result_clear(&res);
+        /* without the flag: the MD5 */
+        REQUIRE(put(f.s, key, data, n, &res) == 0);
+        md5_hex(data, n, md5);
+        CHECK_STR(res.etag, md5);
+        store_put_result_clear(&res);
+    }
+    fx_done(&f);
+    free(data);
 }
 
 static void
@@ -1769,6 +1812,7 @@ static const test_case cases[] = {
     TEST(test_roundtrip_small_blocks),
     TEST(test_roundtrip_default_block),
     TEST(test_inline_small_objects),
+    TEST(test_no_md5),
     TEST(test_placement_spreads),
     TEST(test_all_loss_patterns),
     TEST(test_bitflip_detected_and_repaired),
