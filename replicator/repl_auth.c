@@ -37,9 +37,10 @@
  *
  * The data check (repl__dcheck) follows a record's object data, which the
  * request signature does not cover (PROTOCOL.md section 6): a CRC32C on TLS
- * links, an HMAC-SHA256 keyed with the secret over the signed head and the
- * data on h2c links. It is streamed (EVP_MAC), a chunk at a time, on
- * whichever thread reads or writes that chunk.
+ * links, a Poly1305 tag over the signed head and the data on h2c links, under
+ * a one-time key derived from the secret and a nonce in the head
+ * (repl_int.h has the construction). It is streamed (EVP_MAC), a chunk at a
+ * time, on whichever thread reads or writes that chunk.
  *
  * These functions are pure (no I/O, no logging, no clock): the fuzz target
  * drives them directly. The two at the end sign and check S3 requests one
@@ -315,35 +316,40 @@ repl_proxy_check(const repl *r, const char *method, const char *target, const ch
 size_t
 repl__dcheck_len(uint32_t kind)
 {
-    return kind == REPL_DCHECK_CRC32C ? 4 : kind == REPL_DCHECK_HMAC ? 32 : 0;
+    return kind == REPL_DCHECK_CRC32C ? 4 : kind == REPL_DCHECK_POLY1305 ? 16 : 0;
 }
 
 int
 repl__dcheck_init(repl__dcheck *d, uint32_t kind, const char *secret, size_t secret_len,
-                  const void *head, size_t head_len)
+                  const uint8_t *nonce, size_t nonce_len, const void *head, size_t head_len)
 {
+    unsigned char msg[sizeof(DCHECK_PREFIX) - 1 + REPL_DCHECK_NONCE], key[32];
+    unsigned int key_len = 0;
     EVP_MAC *mac = NULL;
-    OSSL_PARAM params[2];
     int rc = 0;
 
     memset(d, 0, sizeof(*d));
     d->kind = kind;
     if (kind == REPL_DCHECK_NONE || kind == REPL_DCHECK_CRC32C)
         return 0;
-    if (kind != REPL_DCHECK_HMAC || !secret || !secret_len)
+    if (kind != REPL_DCHECK_POLY1305 || !secret || !secret_len || !nonce ||
+        nonce_len != REPL_DCHECK_NONCE)
         return MRD_EINVAL;
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    if (!(mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) || !(d->mac = EVP_MAC_CTX_new(mac)) ||
-        EVP_MAC_init(d->mac, (const unsigned char *)secret, secret_len, params) != 1 ||
-        EVP_MAC_update(d->mac, (const unsigned char *)DCHECK_PREFIX, sizeof(DCHECK_PREFIX) - 1) !=
-            1 ||
+    /* the one-time key: this request's alone (its nonce is) */
+    memcpy(msg, DCHECK_PREFIX, sizeof(DCHECK_PREFIX) - 1);
+    memcpy(msg + sizeof(DCHECK_PREFIX) - 1, nonce, REPL_DCHECK_NONCE);
+    if (!HMAC(EVP_sha256(), secret, (int)secret_len, msg, sizeof(msg), key, &key_len) ||
+        key_len != sizeof(key))
+        return -ENOMEM;
+    if (!(mac = EVP_MAC_fetch(NULL, "POLY1305", NULL)) || !(d->mac = EVP_MAC_CTX_new(mac)) ||
+        EVP_MAC_init(d->mac, key, sizeof(key), NULL) != 1 ||
         EVP_MAC_update(d->mac, head, head_len) != 1) {
         EVP_MAC_CTX_free(d->mac);
         d->mac = NULL;
         rc = -ENOMEM;
     }
     EVP_MAC_free(mac);
+    OPENSSL_cleanse(key, sizeof(key));
     return rc;
 }
 

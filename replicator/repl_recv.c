@@ -10,8 +10,8 @@
  * bound to its record by size and by a check made when the store writer
  * finishes, before anything is applied: the data check the sender puts
  * after the data when the record says so (data_check: senders that saw
- * REPL_FEATURE_DATA_CHECK in our Hello; a CRC32C on TLS links, an
- * HMAC-SHA256 over head and data on h2c links, repl_auth.c), or else the
+ * REPL_FEATURE_DATA_CHECK in our Hello; a CRC32C on TLS links, a Poly1305
+ * tag over head and data on h2c links, repl_auth.c), or else the
  * MD5 against the record's ETag (senders without the feature). The store
  * writer then skips its MD5, which was a third of the receiver's CPU, and
  * multipart objects, whose ETag is no MD5 of the data, are checked too.
@@ -875,7 +875,7 @@ finish_done(void *arg)
                                 : strlen(op->etag) == 32 && strcmp(op->etag, rx->res.etag) != 0) {
         rx_fail(rx, 400,
                 rx->dc.kind == REPL_DCHECK_CRC32C ? "object data does not match its CRC32C"
-                : rx->trailer_need                ? "object data does not match its HMAC"
+                : rx->trailer_need                ? "object data does not match its Poly1305 tag"
                                                   : "object data does not match its record (MD5)");
     } else if (repack(rx) != 0) {
         rx_fail(rx, 503, "out of memory");
@@ -942,8 +942,9 @@ take_head(repl__rx *rx)
         return;
     }
     if (repl__dcheck_init(&rx->dc, last->data_check, rx->r->secret, rx->r->secret_len,
-                          rx->head.data, rx->head.len) != 0) {
-        rx_fail(rx, 400, "an HMAC data check on a site without the replication secret");
+                          last->data_nonce, last->data_nonce_len, rx->head.data,
+                          rx->head.len) != 0) {
+        rx_fail(rx, 400, "a Poly1305 data check on a site without the replication secret");
         return;
     }
     rx->trailer_need = repl__dcheck_len(last->data_check);

@@ -66,6 +66,7 @@
 #include <string.h>
 
 #include <nghttp2/nghttp2.h>
+#include <openssl/rand.h>
 
 #include "engine.h"
 #include "store.h"
@@ -122,11 +123,12 @@ typedef struct repl__item {
     void *layout;
     size_t layout_len;
     repl__src *src;
-    uint64_t cost;       /* bytes counted in flight */
-    int resync;          /* anti-entropy: /repl/v1/resync */
-    int marker;          /* the resync start marker (last_lsn = the snapshot LSN) */
-    uint32_t data_check; /* REPL_DCHECK_*: what follows the data */
-    uint64_t pass;       /* resync items: the pass (sync_runs) that made them */
+    uint64_t cost;                    /* bytes counted in flight */
+    int resync;                       /* anti-entropy: /repl/v1/resync */
+    int marker;                       /* the resync start marker (last_lsn = the snapshot LSN) */
+    uint32_t data_check;              /* REPL_DCHECK_*: what follows the data */
+    uint8_t nonce[REPL_DCHECK_NONCE]; /* ... and its nonce (POLY1305) */
+    uint64_t pass;                    /* resync items: the pass (sync_runs) that made them */
     uint64_t versions;
 } repl__item;
 
@@ -687,6 +689,14 @@ emit(tx_job *j, cut *b, void *layout, size_t layout_len)
         it->layout = layout;
         it->layout_len = layout_len;
         b->recs[b->n - 1].data_check = j->data_check;
+        if (j->data_check == REPL_DCHECK_POLY1305) {
+            if (RAND_bytes(it->nonce, (int)sizeof(it->nonce)) != 1) {
+                free(it);
+                return -EIO;
+            }
+            b->recs[b->n - 1].data_nonce = it->nonce;
+            b->recs[b->n - 1].data_nonce_len = sizeof(it->nonce);
+        }
     }
     rc = repl__batch_pack(b->first, b->last, b->recs, b->n, &it->head);
     if (rc != 0) {
@@ -2166,8 +2176,8 @@ submit(repl_peer *p, repl__item *it)
     if (it->data_size) {
         repl__src *src = calloc(1, sizeof(*src));
         if (!src || !(src->buf = malloc(REPL_CHUNK)) ||
-            repl__dcheck_init(&src->dc, it->data_check, p->r->secret, p->r->secret_len, s->out.data,
-                              s->out.len) != 0) {
+            repl__dcheck_init(&src->dc, it->data_check, p->r->secret, p->r->secret_len, it->nonce,
+                              sizeof(it->nonce), s->out.data, s->out.len) != 0) {
             if (src)
                 free(src->buf);
             free(src);
@@ -2535,7 +2545,7 @@ repl__tx_on_connected(repl_peer *p)
      * bytes, else an HMAC with the secret (PROTOCOL.md section 6) */
     tx->data_check = !(p->features & REPL_FEATURE_DATA_CHECK) ? REPL_DCHECK_NONE
                      : p->conn && p->conn->tls                ? REPL_DCHECK_CRC32C
-                     : p->r->secret                           ? REPL_DCHECK_HMAC
+                     : p->r->secret                           ? REPL_DCHECK_POLY1305
                                                               : REPL_DCHECK_NONE;
     repl__tx_pump(p);
 }
@@ -2613,10 +2623,10 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
     out->objects_sent = tx->objects;
     out->superseded_skipped = tx->superseded;
     snprintf(out->data_check, sizeof(out->data_check), "%s",
-             !tx->active                            ? ""
-             : tx->data_check == REPL_DCHECK_CRC32C ? "crc32c"
-             : tx->data_check == REPL_DCHECK_HMAC   ? "hmac-sha256"
-                                                    : "md5");
+             !tx->active                              ? ""
+             : tx->data_check == REPL_DCHECK_CRC32C   ? "crc32c"
+             : tx->data_check == REPL_DCHECK_POLY1305 ? "poly1305"
+                                                      : "md5");
     /* a scan of an older range than what is acked now would overstate */
     out->lag_bytes = tx->acked >= tx->lag_bytes_at ? 0 : tx->lag_bytes;
     out->lag_bytes_partial = tx->lag_bytes_partial;

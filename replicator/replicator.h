@@ -285,7 +285,7 @@ struct repl_peer_info {
     uint64_t batches_sent, records_sent, objects_sent, data_bytes_sent, send_errors;
     uint64_t superseded_skipped; /* puts not sent: overwritten or deleted here first */
     /* what checks our object data at it, on this connection (PROTOCOL.md
-     * section 6): "crc32c", "hmac-sha256" or "md5" (a build without data
+     * section 6): "crc32c", "poly1305" or "md5" (a build without data
      * checks: its MD5 against the ETag); "" when not connected */
     char data_check[16];
     char send_error[128];   /* the last sending failure, "" once an ack came */

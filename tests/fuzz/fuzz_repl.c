@@ -205,6 +205,9 @@ check_batch_rules(const repl__batch *b)
             abort();
         if (r->data_check && (!r->data_size || !repl__dcheck_len(r->data_check)))
             abort();
+        if (r->data_check == REPL_DCHECK_POLY1305 ? r->data_nonce_len != REPL_DCHECK_NONCE
+                                                  : r->data_nonce_len != 0)
+            abort();
         if (r->len && !r->payload)
             abort();
     }
@@ -241,6 +244,8 @@ check_batch(const uint8_t *p, size_t n, int decode_records)
         const repl__rec *x = &b.recs[i], *y = &again.recs[i];
         if (x->lsn != y->lsn || x->type != y->type || x->len != y->len ||
             x->data_size != y->data_size || x->data_check != y->data_check ||
+            x->data_nonce_len != y->data_nonce_len ||
+            (x->data_nonce_len && memcmp(x->data_nonce, y->data_nonce, x->data_nonce_len)) ||
             (x->len && memcmp(x->payload, y->payload, x->len)))
             abort();
     }

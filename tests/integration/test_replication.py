@@ -1068,15 +1068,16 @@ def test_live_writes_overtake_a_resync_on_a_saturated_link(tmp_path):
         assert len(snap["prio"]) == 240 + len(lags)
 
 
-@pytest.mark.parametrize("check", ["hmac-sha256", "md5"])
+@pytest.mark.parametrize("check", ["poly1305", "md5"])
 def test_object_data_corrupted_in_flight_is_refused_and_sent_again(tmp_path, monkeypatch, check):
     """One byte of a 6 MiB object's data is flipped on its way from a to b,
     above TCP, which cannot notice (wanem's corrupt=N). b refuses the
     request before applying anything, a drops the connection and sends the
-    object again, and b ends up with the right bytes. "hmac-sha256": both
-    sites of this build on an h2c link, so a sends an HMAC of the head and
-    the data after it; that also covers a multipart object, whose ETag is no
-    MD5 of its bytes (before, b stored such an object corrupted). "md5": b
+    object again, and b ends up with the right bytes. "poly1305": both
+    sites of this build on an h2c link, so a sends a Poly1305 tag of the
+    head and the data after it; that also covers a multipart object, whose
+    ETag is no MD5 of its bytes (before, b stored such an object corrupted).
+    "md5": b
     announces no features, as a build from before them would
     (MERIDIAN_TEST_REPL_FEATURES=0), so a sends no check and b compares a
     plain object's MD5 with its ETag."""
@@ -1089,7 +1090,7 @@ def test_object_data_corrupted_in_flight_is_refused_and_sent_again(tmp_path, mon
         assert peer_of(a, "b")["send"]["data_check"] == check
         b.stop()
         body = os.urandom(6 << 20)
-        if check == "hmac-sha256":
+        if check == "poly1305":
             up = ca.create_multipart_upload(Bucket="flip", Key="obj")["UploadId"]
             parts = []
             for n, (lo, hi) in enumerate(((0, 5 << 20), (5 << 20, 6 << 20)), 1):
@@ -1105,7 +1106,7 @@ def test_object_data_corrupted_in_flight_is_refused_and_sent_again(tmp_path, mon
         b.start()
         wait_for(lambda: body_at(cb, "flip", "obj") == body, 60, "the object to reach b whole")
         assert wan.stats("a-b")["ab.corrupted"] == 1
-        why = {"hmac-sha256": "object data does not match its HMAC",
+        why = {"poly1305": "object data does not match its Poly1305 tag",
                "md5": "object data does not match its record (MD5)"}[check]
         rejects = [ln for ln in b.read_log().splitlines() if "event=repl.recv.reject" in ln]
         assert len(rejects) == 1 and why in rejects[0], rejects

@@ -761,7 +761,9 @@ test_batch_pack_parse_roundtrip(void)
          .payload = p2,
          .len = sizeof(p2),
          .data_size = 5000000000ull,
-         .data_check = REPL_DCHECK_HMAC},
+         .data_check = REPL_DCHECK_POLY1305,
+         .data_nonce = (const uint8_t *)"0123456789abcdef",
+         .data_nonce_len = 16},
     };
     repl__batch bt;
     mrd_buf b = {0};
@@ -786,6 +788,9 @@ test_batch_pack_parse_roundtrip(void)
         CHECK_EQ_INT(bt.recs[i].len, recs[i].len);
         CHECK_EQ_INT(bt.recs[i].data_size, recs[i].data_size);
         CHECK_EQ_INT(bt.recs[i].data_check, recs[i].data_check);
+        CHECK_EQ_INT(bt.recs[i].data_nonce_len, recs[i].data_nonce_len);
+        CHECK(!recs[i].data_nonce_len ||
+              memcmp(bt.recs[i].data_nonce, recs[i].data_nonce, recs[i].data_nonce_len) == 0);
         CHECK(recs[i].len == 0 || memcmp(bt.recs[i].payload, recs[i].payload, recs[i].len) == 0);
     }
     repl__batch_free(&bt);
@@ -890,7 +895,7 @@ test_batch_parse_rejects(void)
     {
         Meridian__Repl__RecordBatch m = MERIDIAN__REPL__RECORD_BATCH__INIT;
         Meridian__Repl__Record rec = MERIDIAN__REPL__RECORD__INIT, *rp = &rec;
-        uint8_t raw[64];
+        uint8_t raw[96];
         size_t n;
 
         rec.lsn = 5;
@@ -909,11 +914,25 @@ test_batch_parse_rejects(void)
         n = meridian__repl__record_batch__pack(&m, raw);
         CHECK_EQ_INT(repl__batch_parse(raw, n, &bt, &reason), MRD_EPROTO);
         CHECK(reason && strstr(reason, "unknown kind"));
-        rec.data_check = REPL_DCHECK_HMAC;
+        /* Poly1305 needs its 16-byte nonce; nothing else takes one */
+        rec.data_check = REPL_DCHECK_POLY1305;
+        n = meridian__repl__record_batch__pack(&m, raw);
+        CHECK_EQ_INT(repl__batch_parse(raw, n, &bt, &reason), MRD_EPROTO);
+        CHECK(reason && strstr(reason, "nonce"));
+        rec.data_nonce.data = (uint8_t *)"0123456789abcdef";
+        rec.data_nonce.len = 15;
+        n = meridian__repl__record_batch__pack(&m, raw);
+        CHECK_EQ_INT(repl__batch_parse(raw, n, &bt, &reason), MRD_EPROTO);
+        rec.data_nonce.len = 16;
         n = meridian__repl__record_batch__pack(&m, raw);
         REQUIRE(repl__batch_parse(raw, n, &bt, &reason) == 0);
-        CHECK_EQ_INT(bt.recs[0].data_check, REPL_DCHECK_HMAC);
+        CHECK_EQ_INT(bt.recs[0].data_check, REPL_DCHECK_POLY1305);
+        CHECK(bt.recs[0].data_nonce_len == 16 && memcmp(bt.recs[0].data_nonce, "0123", 4) == 0);
         repl__batch_free(&bt);
+        rec.data_check = REPL_DCHECK_CRC32C;
+        n = meridian__repl__record_batch__pack(&m, raw);
+        CHECK_EQ_INT(repl__batch_parse(raw, n, &bt, &reason), MRD_EPROTO);
+        CHECK(reason && strstr(reason, "nonce"));
     }
 
     /* bytes that are not a RecordBatch, or a truncated one */
@@ -927,27 +946,30 @@ test_batch_parse_rejects(void)
     mrd_buf_free(&b);
 }
 
-/* The data check: the CRC32C big-endian; the HMAC as HMAC-SHA256(secret,
- * prefix | head | data) computed in one go, whatever the chunking, and
- * bound to the head; no HMAC without a secret. */
+/* The data check: the CRC32C big-endian; the Poly1305 tag as computed in
+ * one go (one-time key HMAC-SHA256(secret, prefix | nonce), over head and
+ * data), whatever the chunking, and bound to head, nonce and secret; no
+ * Poly1305 without a secret or a nonce of the right size. */
 static void
 test_data_check(void)
 {
     static const char head[] = "\0\0\0\3abc", other[] = "\0\0\0\3abd";
-    uint8_t data[3000], out[REPL_DCHECK_MAX], want[32], msg[4096];
-    unsigned int wlen = 0;
-    size_t n, off = 0;
+    uint8_t data[3000], out[REPL_DCHECK_MAX], want[16], msg[4096], key[32], nonce[16];
+    unsigned int klen = 0;
+    size_t n, off, wlen = 0;
     uint32_t crc;
     repl__dcheck d;
 
     for (size_t i = 0; i < sizeof(data); i++)
         data[i] = (uint8_t)(i * 7 + 1);
+    for (size_t i = 0; i < sizeof(nonce); i++)
+        nonce[i] = (uint8_t)(0xa0 + i);
     CHECK_EQ_INT(repl__dcheck_len(REPL_DCHECK_NONE), 0);
     CHECK_EQ_INT(repl__dcheck_len(REPL_DCHECK_CRC32C), 4);
-    CHECK_EQ_INT(repl__dcheck_len(REPL_DCHECK_HMAC), 32);
+    CHECK_EQ_INT(repl__dcheck_len(REPL_DCHECK_POLY1305), 16);
     CHECK_EQ_INT(repl__dcheck_len(3), 0);
 
-    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_CRC32C, NULL, 0, head, 7) == 0);
+    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_CRC32C, NULL, 0, NULL, 0, head, 7) == 0);
     repl__dcheck_update(&d, data, 1000);
     repl__dcheck_update(&d, data + 1000, 2000);
     REQUIRE(repl__dcheck_final(&d, out) == 4);
@@ -955,30 +977,43 @@ test_data_check(void)
     CHECK(out[0] == (uint8_t)(crc >> 24) && out[3] == (uint8_t)crc);
 
     memcpy(msg, "MRD-REPL-DATA-1\n", 16);
-    off = 16;
-    memcpy(msg + off, head, 7);
-    off += 7;
+    memcpy(msg + 16, nonce, 16);
+    REQUIRE(HMAC(EVP_sha256(), "k", 1, msg, 32, key, &klen) && klen == 32);
+    memcpy(msg, head, 7);
+    off = 7;
     memcpy(msg + off, data, sizeof(data));
     off += sizeof(data);
-    HMAC(EVP_sha256(), "k", 1, msg, off, want, &wlen);
-    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_HMAC, "k", 1, head, 7) == 0);
+    REQUIRE(EVP_Q_mac(NULL, "POLY1305", NULL, NULL, NULL, key, 32, msg, off, want, sizeof(want),
+                      &wlen) != NULL &&
+            wlen == 16);
+    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, head, 7) == 0);
     for (n = 0; n < sizeof(data); n += 777)
         repl__dcheck_update(&d, data + n, sizeof(data) - n < 777 ? sizeof(data) - n : 777);
-    REQUIRE(repl__dcheck_final(&d, out) == 32);
-    CHECK(memcmp(out, want, 32) == 0);
-    /* another head, or another secret: another check */
-    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_HMAC, "k", 1, other, 7) == 0);
+    REQUIRE(repl__dcheck_final(&d, out) == 16);
+    CHECK(memcmp(out, want, 16) == 0);
+    /* another head, nonce or secret: another tag */
+    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, other, 7) == 0);
     repl__dcheck_update(&d, data, sizeof(data));
-    REQUIRE(repl__dcheck_final(&d, out) == 32);
-    CHECK(memcmp(out, want, 32) != 0);
-    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_HMAC, "j", 1, head, 7) == 0);
+    REQUIRE(repl__dcheck_final(&d, out) == 16);
+    CHECK(memcmp(out, want, 16) != 0);
+    nonce[3] ^= 1;
+    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, head, 7) == 0);
     repl__dcheck_update(&d, data, sizeof(data));
-    REQUIRE(repl__dcheck_final(&d, out) == 32);
-    CHECK(memcmp(out, want, 32) != 0);
-    /* no secret, unknown kind; free of an unfinished check */
-    CHECK_EQ_INT(repl__dcheck_init(&d, REPL_DCHECK_HMAC, NULL, 0, head, 7), MRD_EINVAL);
-    CHECK_EQ_INT(repl__dcheck_init(&d, 9, "k", 1, head, 7), MRD_EINVAL);
-    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_HMAC, "k", 1, head, 7) == 0);
+    REQUIRE(repl__dcheck_final(&d, out) == 16);
+    CHECK(memcmp(out, want, 16) != 0);
+    nonce[3] ^= 1;
+    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "j", 1, nonce, 16, head, 7) == 0);
+    repl__dcheck_update(&d, data, sizeof(data));
+    REQUIRE(repl__dcheck_final(&d, out) == 16);
+    CHECK(memcmp(out, want, 16) != 0);
+    /* no secret, no nonce or a short one, unknown kind; free of an unfinished check */
+    CHECK_EQ_INT(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, NULL, 0, nonce, 16, head, 7),
+                 MRD_EINVAL);
+    CHECK_EQ_INT(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "k", 1, NULL, 0, head, 7), MRD_EINVAL);
+    CHECK_EQ_INT(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "k", 1, nonce, 15, head, 7),
+                 MRD_EINVAL);
+    CHECK_EQ_INT(repl__dcheck_init(&d, 9, "k", 1, nonce, 16, head, 7), MRD_EINVAL);
+    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, head, 7) == 0);
     repl__dcheck_free(&d);
     repl__dcheck_free(&d);
 }
