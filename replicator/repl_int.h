@@ -291,14 +291,16 @@ typedef struct repl__drange {
 } repl__drange;
 
 #define REPL_KEY_MAX 1025 /* an S3 key (1024 bytes at most) and its NUL */
+#define REPL_VID_MAX 64   /* a version id and its NUL */
 
 /* A DigestRequest: tree 0 asks for version 1. */
 typedef struct repl__dreq {
     int tree, push, summaries;
     size_t n;
     repl__drange *r;
-    /* summaries, a later page: start at this bucket and key ("": the first) */
-    char from_bucket[REPL_BUCKET_MAX], from_key[REPL_KEY_MAX];
+    /* summaries, a later page: start at this bucket and key ("": the first),
+     * after this version of the key ("": with its first version) */
+    char from_bucket[REPL_BUCKET_MAX], from_key[REPL_KEY_MAX], from_vid[REPL_VID_MAX];
 } repl__dreq;
 
 int repl__dreq_encode(const repl__dreq *q, mrd_buf *out);
@@ -325,7 +327,7 @@ int repl__dreq_bitmaps(const repl__dreq *q, repl__bdigest **out, size_t *n);
 #define REPL_SUMMARIES_MIN 4096u      /* the smallest page a site may be configured to */
 /* Server, blocking (an index walk): the versions we hold in the subtrees q
  * names, as a DigestResponse of about limit bytes at most (held_partial
- * when it stopped there), from q->from_bucket/from_key on when set: buckets
+ * when it stopped there), from q->from_bucket/from_key/from_vid on when set: buckets
  * in q's order, each one's versions in index order, so the answer is one
  * page of a walk the asker can continue. */
 int repl__summaries_encode(struct store *st, const repl__dreq *q, size_t limit, mrd_buf *out);
@@ -336,10 +338,13 @@ int repl__peerset_decode(const void *data, size_t len, repl__peerset **out);
 void repl__peerset_free(repl__peerset *ps);
 size_t repl__peerset_count(const repl__peerset *ps);
 int repl__peerset_partial(const repl__peerset *ps);
-/* 1 if ps speaks for (bucket, key): it is complete (or NULL), or its walk
- * went past that key (a bucket it finished; a key before the one it stopped
- * at). 0 beyond that: the walk needs the next page from there. */
-int repl__peerset_covers(const repl__peerset *ps, const char *bucket, const char *key);
+/* 1 if ps speaks for version vid of (bucket, key): it is complete (or
+ * NULL), or its walk got that far in index order (a bucket it finished; a
+ * key before the one it stopped at; a version of that key up to the last it
+ * listed: a page may end inside one key's versions). 0 beyond that: the
+ * walk needs the next page from there. */
+int repl__peerset_covers(const repl__peerset *ps, const char *bucket, const char *key,
+                         const char *vid);
 /* 1 if the peer holds a version that makes sending v (of bucket/key) change
  * nothing there (repl_sync.c, vsum_noop); 0 when ps is NULL. */
 int repl__peerset_noop(const repl__peerset *ps, const char *bucket, const char *key,

@@ -203,8 +203,9 @@ struct repl__tx {
     uint64_t sync_sum_pages, sync_sum_held;
     int sync_sum_stop;
     char sync_page_bucket[REPL_BUCKET_MAX], sync_page_key[REPL_KEY_MAX];
+    char sync_page_vid[REPL_VID_MAX];
     int sync_bucket_started;
-    char sync_key[REPL_KEY_MAX], sync_vid[64];
+    char sync_key[REPL_KEY_MAX], sync_vid[REPL_VID_MAX];
     int sync_have_pos;
     uint64_t sync_runs, sync_last_ns, sync_started_ns;
     char sync_result[128];
@@ -1296,11 +1297,12 @@ walk_version(void *user, const char *key, const store_version *v)
     size_t layout_len = 0;
 
     if (differs && tx->sync_peerset && !tx->sync_sum_stop &&
-        !repl__peerset_covers(tx->sync_peerset, w->d->bucket, key)) {
+        !repl__peerset_covers(tx->sync_peerset, w->d->bucket, key, v->version_id)) {
         /* past the peer's page: stop before this version (the position
-         * stays on the one before) and ask for the next page from here */
+         * stays on the one before) and ask for the next page from there */
         snprintf(tx->sync_page_bucket, sizeof(tx->sync_page_bucket), "%s", w->d->bucket);
         snprintf(tx->sync_page_key, sizeof(tx->sync_page_key), "%s", key);
+        snprintf(tx->sync_page_vid, sizeof(tx->sync_page_vid), "%s", v->version_id);
         j->need_page = 1;
         return 1;
     }
@@ -1857,11 +1859,12 @@ sync_ask_summaries(repl_peer *p, const repl__dreq *leaves)
     q.push = 0;
     q.from_bucket[0] = q.from_key[0] = '\0';
     if (tx->sync_sum_pages) {
-        /* from the key of the walk's position, not the one it stopped at:
-         * versions of that key can still come after the position (one the
-         * peer sends us meanwhile), and the resumed walk visits them */
+        /* from the walk's position (after its version), not the version
+         * it stopped at: versions can still come after the position (one
+         * the peer sends us meanwhile), and the resumed walk visits them */
         snprintf(q.from_bucket, sizeof(q.from_bucket), "%s", tx->sync_page_bucket);
         snprintf(q.from_key, sizeof(q.from_key), "%s", tx->sync_have_pos ? tx->sync_key : "");
+        snprintf(q.from_vid, sizeof(q.from_vid), "%s", tx->sync_have_pos ? tx->sync_vid : "");
     }
     rc = dreq_encode_fit(&q, &body);
     if (rc == 0)
@@ -1914,7 +1917,7 @@ sync_on_summaries(repl_peer *p, repl__stream *s, const char *why)
     if (!why && (rc = repl__peerset_decode(s->in.data, s->in.len, &ps)) != 0)
         why = rc == MRD_EPROTO ? "not a summaries answer" : mrd_strerror(rc);
     if (!why && tx->sync_sum_pages &&
-        !repl__peerset_covers(ps, tx->sync_page_bucket, tx->sync_page_key)) {
+        !repl__peerset_covers(ps, tx->sync_page_bucket, tx->sync_page_key, tx->sync_page_vid)) {
         why = "a later page did not go past the point asked from";
         repl__peerset_free(ps);
         ps = NULL;

@@ -27,7 +27,7 @@
  * missing or partial answer only means more is sent, never less. They come
  * in pages (the answerer's page size): a page lists buckets in the request's
  * order and each bucket in key order, so it speaks for everything up to its
- * last key (repl__peerset_covers); the walk asks for the next page from
+ * last version (repl__peerset_covers); the walk asks for the next page from
  * where it stands (DigestRequest.summaries_from_*), and holds one at a time.
  *
  * Version 1 (flat, for older peers): the peer answers every bucket's leaves
@@ -729,6 +729,8 @@ repl__dreq_encode(const repl__dreq *q, mrd_buf *out)
     if (q->summaries && q->from_bucket[0]) {
         m.summaries_from_bucket = (char *)q->from_bucket;
         m.summaries_from_key = (char *)q->from_key;
+        if (q->from_key[0] && q->from_vid[0])
+            m.summaries_from_version = (char *)q->from_vid;
     }
     m.ranges = ptrs;
     m.n_ranges = q->n;
@@ -754,10 +756,13 @@ repl__dreq_decode(const void *data, size_t len, repl__dreq *out)
     out->summaries = m->summaries != 0 && !out->push;
     if (out->summaries && m->summaries_from_bucket && m->summaries_from_bucket[0]) {
         const char *k = m->summaries_from_key ? m->summaries_from_key : "";
-        if (strlen(m->summaries_from_bucket) >= REPL_BUCKET_MAX || strlen(k) >= REPL_KEY_MAX)
+        const char *v = k[0] && m->summaries_from_version ? m->summaries_from_version : "";
+        if (strlen(m->summaries_from_bucket) >= REPL_BUCKET_MAX || strlen(k) >= REPL_KEY_MAX ||
+            strlen(v) >= REPL_VID_MAX)
             rc = MRD_EPROTO;
         snprintf(out->from_bucket, sizeof(out->from_bucket), "%s", m->summaries_from_bucket);
         snprintf(out->from_key, sizeof(out->from_key), "%s", k);
+        snprintf(out->from_vid, sizeof(out->from_vid), "%s", v);
     }
     for (size_t i = 0; rc == 0 && out->tree && i < m->n_ranges; i++) {
         const Meridian__Repl__DigestRange *r = m->ranges[i];
@@ -1304,8 +1309,9 @@ repl__summaries_encode(store *st, const repl__dreq *q, size_t limit, mrd_buf *ou
             first++;
     }
     for (size_t i = first; rc == 0 && i < n && !w.partial; i++) {
-        /* on the page's first bucket, from its first key on, that key included:
-         * every version of it sorts after (key, "") */
+        /* on the page's first bucket, from its first key on: after the
+         * version named, or that key included (every version of it sorts
+         * after (key, "")) */
         int from = i == first && q->from_bucket[0] && q->from_key[0];
         Meridian__Repl__BucketVersions *bv = sum_alloc(&w, sizeof(*bv));
         if (!bv) {
@@ -1319,8 +1325,8 @@ repl__summaries_encode(store *st, const repl__dreq *q, size_t limit, mrd_buf *ou
         w.bv = bv;
         w.cap = 0;
         w.bytes += strlen(bv->bucket) + 8;
-        rc = store_index_list(st, bits[i].bucket, NULL, from ? q->from_key : NULL, from ? "" : NULL,
-                              STORE_LIST_VERSIONS, sum_version, &w);
+        rc = store_index_list(st, bits[i].bucket, NULL, from ? q->from_key : NULL,
+                              from ? q->from_vid : NULL, STORE_LIST_VERSIONS, sum_version, &w);
         if (rc == MRD_ENOTFOUND)
             rc = 0; /* no such bucket here: nothing held */
         if (rc == 0)
@@ -1438,23 +1444,28 @@ repl__peerset_partial(const repl__peerset *ps)
 }
 
 int
-repl__peerset_covers(const repl__peerset *ps, const char *bucket, const char *key)
+repl__peerset_covers(const repl__peerset *ps, const char *bucket, const char *key, const char *vid)
 {
     const Meridian__Repl__BucketVersions *last;
+    const Meridian__Repl__VersionSummary *lv;
+    int c;
 
     if (!ps || !ps->partial)
         return 1;
     if (!ps->m->n_held)
         return 0;
-    /* buckets come in the walk's order and each is walked in key order:
-     * every bucket before the last one is whole, the last one up to its last
-     * key (whose versions may not all have fitted) */
+    /* buckets come in the walk's order and each is walked in index order,
+     * (key, version id): every bucket before the last one is whole, the last
+     * one up to its last version (a page can end inside a key's versions) */
     for (size_t i = 0; i + 1 < ps->m->n_held; i++)
         if (strcmp(ps->m->held[i]->bucket, bucket) == 0)
             return 1;
     last = ps->m->held[ps->m->n_held - 1];
-    return strcmp(last->bucket, bucket) == 0 && last->n_versions &&
-           strcmp(key, last->versions[last->n_versions - 1]->key) < 0;
+    if (strcmp(last->bucket, bucket) != 0 || !last->n_versions)
+        return 0;
+    lv = last->versions[last->n_versions - 1];
+    c = strcmp(key, lv->key);
+    return c < 0 || (c == 0 && strcmp(vid, lv->version_id) <= 0);
 }
 
 int

@@ -96,9 +96,9 @@ check_summaries(const uint8_t *p, size_t n)
                             .vv_len = vlen};
         (void)repl__peerset_noop(ps, "b", "k", &sv);
     }
-    if (!repl__peerset_partial(ps) && !repl__peerset_covers(ps, "b", "k"))
+    if (!repl__peerset_partial(ps) && !repl__peerset_covers(ps, "b", "k", "v"))
         abort(); /* a whole answer speaks for every key */
-    (void)repl__peerset_covers(ps, "", "");
+    (void)repl__peerset_covers(ps, "", "", "");
     if (repl__peerset_noop(NULL, "b", "k", &(store_version){.vv = vb, .vv_len = vlen}) != 0)
         abort(); /* no summaries: everything is sent */
     repl__peerset_free(ps);
@@ -128,7 +128,8 @@ check_digest(const uint8_t *p, size_t n, int mode)
         if (repl__dreq_encode(&q, &b) != 0 || repl__dreq_decode(b.data, b.len, &again) != 0 ||
             again.n != q.n || again.push != q.push || again.tree != q.tree ||
             again.summaries != q.summaries || strcmp(again.from_bucket, q.from_bucket) != 0 ||
-            strcmp(again.from_key, q.from_key) != 0 || (!q.summaries && q.from_bucket[0]))
+            strcmp(again.from_key, q.from_key) != 0 || strcmp(again.from_vid, q.from_vid) != 0 ||
+            (q.from_vid[0] && !q.from_key[0]) || (!q.summaries && q.from_bucket[0]))
             abort();                 /* the page point travels with summaries requests only */
         if (q.push || q.summaries) { /* the leaves to push, or to list */
             if (repl__dreq_bitmaps(&q, &bm, &nb) != 0)

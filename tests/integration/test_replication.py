@@ -574,6 +574,24 @@ def test_anti_entropy_brings_a_site_past_retention_level(tmp_path):
         b.stop()
 
 
+def resync_done(site, peer):
+    """The match of site's log line for the end of its resync pass to peer:
+    groups versions_sent, summary_pages."""
+    return wait_for(lambda: re.search(rf'event=repl\.sync\.done peer={peer} mode=resync '
+                                      r'leaves_differ=\d+ versions_sent=(\d+) .*'
+                                      r'result="resynced: [^"]*" summary_pages=(\d+)',
+                                      site.read_log()), 30, f"the resync pass to {peer} to end")
+
+
+def push_done(site, peer):
+    """The match of site's log line for the end of its push pass to peer:
+    groups versions_sent, versions_skipped, summary_pages."""
+    return wait_for(lambda: re.search(rf'event=repl\.sync\.done peer={peer} mode=push '
+                                      r'leaves_differ=\d+ versions_sent=(\d+) '
+                                      r'versions_skipped=(\d+) .* summary_pages=(\d+)',
+                                      site.read_log()), 30, f"the push pass to {peer} to end")
+
+
 def test_anti_entropy_summaries_come_in_pages(tmp_path):
     """Summaries pages of 4 KiB (about 45 versions each): what a site holds
     in the differing leaves comes page by page, and every page counts. b,
@@ -600,15 +618,9 @@ def test_anti_entropy_summaries_come_in_pages(tmp_path):
         b.start()
         snap = converge([a, b], timeout=90)
         assert len(snap["pages"]) == 290 + 240
-        done = wait_for(lambda: re.search(r'event=repl\.sync\.done peer=b mode=resync '
-                                          r'leaves_differ=\d+ versions_sent=(\d+) .*'
-                                          r'result="resynced: [^"]*" summary_pages=(\d+)',
-                                          a.read_log()), 30, "a's resync pass to b to end")
+        done = resync_done(a, "b")
         assert int(done.group(1)) == 350, done.group(0)
-        pushed = wait_for(lambda: re.search(r'event=repl\.sync\.done peer=a mode=push '
-                                            r'leaves_differ=\d+ versions_sent=(\d+) '
-                                            r'versions_skipped=(\d+) .* summary_pages=(\d+)',
-                                            b.read_log()), 30, "b's push pass to a to end")
+        pushed = push_done(b, "a")
         sent, skipped, pages = (int(x) for x in pushed.groups())
         # the 110, and any of a's versions that reached b during the walk
         assert sent == 0 and skipped >= 110, pushed.group(0)
@@ -616,6 +628,46 @@ def test_anti_entropy_summaries_come_in_pages(tmp_path):
         print(f"a's resync read {done.group(2)} page(s) of b's summaries, "
               f"b's push {pages} of a's")
         wait_caught_up([a, b])
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_anti_entropy_pages_split_one_keys_versions(tmp_path):
+    """One key with 150 versions, more than a 4 KiB summaries page holds
+    (about 45): a page can end inside a key's versions and the next one
+    starts after the last version the walk visited (summaries_from_version).
+    b, back past a's retention, lacks one new version of that key and 240
+    new keys: a's resync sends b exactly those 241 versions, and b's push
+    sends a none of the 150 both hold. Before, a page ending inside the key
+    made no progress, ended the paging, and every version of the key from
+    there on was sent: a sent b all 151, and b pushed back about 105."""
+    a, b = small_wal_pair(tmp_path, both_conf="[replication]\nanti_entropy_page = 4KiB\n")
+    try:
+        ca = client(a)
+        ca.create_bucket(Bucket="deep")
+        ca.put_bucket_versioning(Bucket="deep", VersioningConfiguration={"Status": "Enabled"})
+        for i in range(150):
+            ca.put_object(Bucket="deep", Key="k", Body=b"version %d" % i)
+        wait_for(lambda: len(version_listing(b, "deep")) == 150, 60, "b to hold all 150 versions")
+        wait_caught_up([a, b])
+        b.stop()
+        ca.put_object(Bucket="deep", Key="k", Body=b"version 150")
+        fill_past_retention(ca, "deep", key="new")
+        wait_for(lambda: peer_of(a, "b")["send"]["needs_resync"], 30,
+                 "a to mark b as needing a resync")
+        b.start()
+        wait_for(lambda: len(version_listing(b, "deep")) == 151 + 240, 90,
+                 "b to hold every version")
+        done = resync_done(a, "b")
+        assert int(done.group(1)) == 241, done.group(0)
+        assert int(done.group(2)) >= 4, done.group(0)
+        pushed = push_done(b, "a")
+        sent, skipped, pages = (int(x) for x in pushed.groups())
+        assert sent == 0 and skipped >= 150, pushed.group(0)
+        print(f"a's resync read {done.group(2)} page(s) of b's summaries, b's push {pages} of a's")
+        wait_caught_up([a, b])
+        assert version_listing(a, "deep") == version_listing(b, "deep")
     finally:
         a.stop()
         b.stop()

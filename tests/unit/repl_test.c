@@ -1544,6 +1544,32 @@ page_of(int partial, int n_held, uint8_t **buf)
     return len;
 }
 
+/* repl__dreq_decode of a summaries request with that page point. */
+static int
+decode_page_point(const char *bucket, const char *key, const char *vid)
+{
+    Meridian__Repl__DigestRequest m = MERIDIAN__REPL__DIGEST_REQUEST__INIT;
+    repl__dreq back;
+    size_t len;
+    uint8_t *out;
+    int rc;
+
+    m.tree = 1;
+    m.summaries = 1;
+    m.summaries_from_bucket = (char *)bucket;
+    m.summaries_from_key = (char *)key;
+    m.summaries_from_version = (char *)vid;
+    len = meridian__repl__digest_request__get_packed_size(&m);
+    if (!(out = malloc(len ? len : 1)))
+        abort();
+    meridian__repl__digest_request__pack(&m, out);
+    rc = repl__dreq_decode(out, len, &back);
+    if (rc == 0)
+        repl__dreq_free(&back);
+    free(out);
+    return rc;
+}
+
 static void
 test_summaries_pages(void)
 {
@@ -1554,39 +1580,43 @@ test_summaries_pages(void)
     size_t len = page_of(1, 2, &buf);
 
     /* a partial page speaks for what its walk went past: bucket a whole, b up
-     * to (not including) its last key, whose versions may not all be in */
+     * to its last version, (m, v): a page can end inside a key's versions */
     CHECK_EQ_INT(repl__peerset_decode(buf, len, &ps), 0);
     free(buf);
     CHECK_EQ_INT(repl__peerset_partial(ps), 1);
-    CHECK_EQ_INT(repl__peerset_covers(ps, "a", "zzz"), 1);
-    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "c"), 1);
-    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "l"), 1);
-    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "m"), 0);
-    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "z"), 0);
-    CHECK_EQ_INT(repl__peerset_covers(ps, "c", "a"), 0); /* a bucket it did not reach */
+    CHECK_EQ_INT(repl__peerset_covers(ps, "a", "zzz", "z"), 1);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "c", "z"), 1);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "l", "z"), 1);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "m", "u"), 1);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "m", "v"), 1);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "m", "w"), 0);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "ma", ""), 0);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "b", "z", ""), 0);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "c", "a", ""), 0); /* a bucket it did not reach */
     repl__peerset_free(ps);
     /* a whole answer speaks for everything; so does none (nothing to page) */
     len = page_of(0, 2, &buf);
     CHECK_EQ_INT(repl__peerset_decode(buf, len, &ps), 0);
     free(buf);
-    CHECK_EQ_INT(repl__peerset_covers(ps, "c", "a"), 1);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "c", "a", ""), 1);
     repl__peerset_free(ps);
-    CHECK_EQ_INT(repl__peerset_covers(NULL, "c", "a"), 1);
+    CHECK_EQ_INT(repl__peerset_covers(NULL, "c", "a", ""), 1);
     /* a partial page that stopped before any version of its last bucket */
     len = page_of(1, 1, &buf);
     CHECK_EQ_INT(repl__peerset_decode(buf, len, &ps), 0);
     free(buf);
-    CHECK_EQ_INT(repl__peerset_covers(ps, "a", "zzz"), 0);
+    CHECK_EQ_INT(repl__peerset_covers(ps, "a", "zzz", ""), 0);
     repl__peerset_free(ps);
 
     /* the page point travels with a summaries request, and only with one */
     REQUIRE(repl__dreq_add(&q, "b", 4, 7) == 0);
     snprintf(q.from_bucket, sizeof(q.from_bucket), "b");
     snprintf(q.from_key, sizeof(q.from_key), "m");
+    snprintf(q.from_vid, sizeof(q.from_vid), "v7");
     CHECK_EQ_INT(repl__dreq_encode(&q, &body), 0);
     CHECK_EQ_INT(repl__dreq_decode(body.data, body.len, &back), 0);
     CHECK(back.summaries && strcmp(back.from_bucket, "b") == 0 && strcmp(back.from_key, "m") == 0 &&
-          back.n == 1 && back.r[0].nodes[0] == 7);
+          strcmp(back.from_vid, "v7") == 0 && back.n == 1 && back.r[0].nodes[0] == 7);
     repl__dreq_free(&back);
     q.summaries = 0;
     q.push = 1;
@@ -1595,24 +1625,17 @@ test_summaries_pages(void)
     CHECK(back.push && !back.summaries && back.from_bucket[0] == '\0');
     repl__dreq_free(&back);
     repl__dreq_free(&q);
-    /* a page point longer than a key can be is refused */
+    /* a page point longer than a key can be is refused, and so is a
+     * version longer than a version id can be */
     {
-        Meridian__Repl__DigestRequest m = MERIDIAN__REPL__DIGEST_REQUEST__INIT;
         char *key = malloc(REPL_KEY_MAX + 1);
-        uint8_t *out;
         REQUIRE(key != NULL);
         memset(key, 'k', REPL_KEY_MAX);
         key[REPL_KEY_MAX] = '\0';
-        m.tree = 1;
-        m.summaries = 1;
-        m.summaries_from_bucket = "b";
-        m.summaries_from_key = key;
-        len = meridian__repl__digest_request__get_packed_size(&m);
-        out = malloc(len);
-        REQUIRE(out != NULL);
-        meridian__repl__digest_request__pack(&m, out);
-        CHECK_EQ_INT(repl__dreq_decode(out, len, &back), MRD_EPROTO);
-        free(out);
+        CHECK_EQ_INT(decode_page_point("b", key, ""), MRD_EPROTO);
+        CHECK_EQ_INT(decode_page_point("b", "m", key), MRD_EPROTO);
+        key[REPL_VID_MAX - 1] = '\0';
+        CHECK_EQ_INT(decode_page_point("b", "m", key), 0);
         free(key);
     }
     mrd_buf_free(&body);
