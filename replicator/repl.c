@@ -944,6 +944,8 @@ repl_status_json(const repl *r, mrd_json_w *w)
         mrd_json_w_uint(w, pi.sync_leaves_differ);
         mrd_json_w_key(w, "versions_sent");
         mrd_json_w_uint(w, pi.sync_versions_sent);
+        mrd_json_w_key(w, "buckets_sent");
+        mrd_json_w_uint(w, pi.sync_buckets_sent);
         mrd_json_w_key(w, "versions_estimate");
         mrd_json_w_uint(w, pi.sync_versions_estimate);
         mrd_json_w_key(w, "elapsed_ms");

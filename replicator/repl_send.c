@@ -175,6 +175,7 @@ struct repl__tx {
     int sync_state, sync_resync;
     int sync_begun; /* resync: the stream runs from the pass's point */
     uint64_t sync_l0, sync_leaves, sync_sent, sync_outstanding;
+    uint64_t sync_buckets;           /* bucket records sent (sync_sent counts versions only) */
     uint64_t sync_estimate;          /* versions in the differing leaves (estimated) */
     char sync_only[REPL_BUCKET_MAX]; /* a pass limited to one bucket; "" = all */
     repl__bdigest *sync_mine, *sync_theirs;
@@ -1215,7 +1216,7 @@ repl__sync_start(repl_peer *p, int resync)
     tx->sync_state = SYNC_DIGEST;
     tx->sync_resync = resync;
     tx->sync_begun = 0;
-    tx->sync_sent = tx->sync_leaves = tx->sync_estimate = 0;
+    tx->sync_sent = tx->sync_buckets = tx->sync_leaves = tx->sync_estimate = 0;
     sync_sum_reset(tx);
     tx->sync_only[0] = '\0';
     tx->sync_bucket = 0;
@@ -1383,7 +1384,7 @@ sync_walk_work(sync_job *j)
                     j->b->bytes += j->b->recs[j->b->n].len;
                     j->b->n++;
                     j->b->open = 1;
-                    __atomic_fetch_add(&tx->sync_sent, 1, __ATOMIC_RELAXED);
+                    __atomic_fetch_add(&tx->sync_buckets, 1, __ATOMIC_RELAXED);
                 }
             }
         }
@@ -1435,14 +1436,14 @@ sync_finish(repl_peer *p, const char *result)
     if (strncmp(result, "failed", 6) == 0)
         tx->sync_retry_ns = mrd_clock_mono_ns() + 1000000000ull;
     MRD_INFO("repl.sync.done",
-             "peer=%s mode=%s leaves_differ=%llu versions_sent=%llu versions_skipped=%llu ms=%.0f "
-             "result=\"%s\" summary_pages=%llu",
+             "peer=%s mode=%s leaves_differ=%llu versions_sent=%llu versions_skipped=%llu "
+             "buckets_sent=%llu ms=%.0f result=\"%s\" summary_pages=%llu",
              p->name,
              tx->sync_push     ? "push"
              : tx->sync_resync ? "resync"
                                : "check",
              (unsigned long long)tx->sync_leaves, (unsigned long long)tx->sync_sent,
-             (unsigned long long)tx->sync_skipped,
+             (unsigned long long)tx->sync_skipped, (unsigned long long)tx->sync_buckets,
              (double)(mrd_clock_mono_ns() - tx->sync_started_ns) / 1e6, result,
              (unsigned long long)tx->sync_sum_pages);
     sync_reset(tx);
@@ -2088,7 +2089,8 @@ push_begin(repl_peer *p, repl__bdigest *d, size_t n)
     tx->sync_state = SYNC_WALK;
     tx->sync_resync = tx->sync_tree = tx->sync_asking = 0;
     tx->sync_push = 1;
-    tx->sync_sent = tx->sync_estimate = tx->sync_digest_bytes = tx->sync_rounds = 0;
+    tx->sync_sent = tx->sync_buckets = tx->sync_estimate = tx->sync_digest_bytes = tx->sync_rounds =
+        0;
     sync_sum_reset(tx);
     tx->sync_leaves = 0;
     for (size_t i = 0; i < tx->sync_n; i++)
@@ -2639,6 +2641,7 @@ repl__tx_fill(const repl_peer *p, repl_peer_info *out)
     out->sync_running = tx->sync_state != SYNC_NONE;
     out->sync_runs = tx->sync_runs;
     out->sync_versions_sent = __atomic_load_n(&tx->sync_sent, __ATOMIC_RELAXED);
+    out->sync_buckets_sent = __atomic_load_n(&tx->sync_buckets, __ATOMIC_RELAXED);
     out->sync_leaves_differ = tx->sync_leaves;
     out->sync_versions_estimate = tx->sync_estimate;
     out->sync_elapsed_ms =

@@ -299,6 +299,7 @@ struct repl_peer_info {
     int sync_running;
     uint64_t sync_runs;
     uint64_t sync_versions_sent; /* in the current or last pass */
+    uint64_t sync_buckets_sent;  /* bucket records (a missing bucket, or its config) in it */
     uint64_t sync_leaves_differ;
     uint64_t sync_versions_estimate; /* versions the pass will send, estimated from the digest */
     uint64_t sync_elapsed_ms;        /* since the current or last pass started */

@@ -637,11 +637,12 @@ def test_anti_entropy_pages_split_one_keys_versions(tmp_path):
     """One key with 150 versions, more than a 4 KiB summaries page holds
     (about 45): a page can end inside a key's versions and the next one
     starts after the last version the walk visited (summaries_from_version).
-    b, back past a's retention, lacks one new version of that key and 240
-    new keys: a's resync sends b exactly those 241 versions, and b's push
-    sends a none of the 150 both hold. Before, a page ending inside the key
-    made no progress, ended the paging, and every version of the key from
-    there on was sent: a sent b all 151, and b pushed back about 105."""
+    b, back past a's retention, lacks one new version of that key and a new
+    bucket of 240 keys: a's resync sends b exactly those 241 versions and
+    one bucket record (not counted as a version), and b's push sends a none
+    of the 150 both hold. Before, a page ending inside the key made no
+    progress, ended the paging, and every version of the key from there on
+    was sent: a sent b all 151, and b pushed back about 105."""
     a, b = small_wal_pair(tmp_path, both_conf="[replication]\nanti_entropy_page = 4KiB\n")
     try:
         ca = client(a)
@@ -653,21 +654,25 @@ def test_anti_entropy_pages_split_one_keys_versions(tmp_path):
         wait_caught_up([a, b])
         b.stop()
         ca.put_object(Bucket="deep", Key="k", Body=b"version 150")
-        fill_past_retention(ca, "deep", key="new")
+        ca.create_bucket(Bucket="fresh")
+        fill_past_retention(ca, "fresh", key="new")
         wait_for(lambda: peer_of(a, "b")["send"]["needs_resync"], 30,
                  "a to mark b as needing a resync")
         b.start()
-        wait_for(lambda: len(version_listing(b, "deep")) == 151 + 240, 90,
-                 "b to hold every version")
+        wait_for(lambda: len(version_listing(b, "deep")) == 151, 90, "b to hold every version")
         done = resync_done(a, "b")
         assert int(done.group(1)) == 241, done.group(0)
         assert int(done.group(2)) >= 4, done.group(0)
+        assert "buckets_sent=1 " in done.group(0), done.group(0)
+        assert peer_of(a, "b")["anti_entropy"]["buckets_sent"] == 1
+        assert len(snapshot(b, with_bytes=False)["fresh"]) == 240
         pushed = push_done(b, "a")
         sent, skipped, pages = (int(x) for x in pushed.groups())
         assert sent == 0 and skipped >= 150, pushed.group(0)
         print(f"a's resync read {done.group(2)} page(s) of b's summaries, b's push {pages} of a's")
         wait_caught_up([a, b])
         assert version_listing(a, "deep") == version_listing(b, "deep")
+        assert peer_of(b, "a")["anti_entropy"]["buckets_sent"] == 0
     finally:
         a.stop()
         b.stop()
