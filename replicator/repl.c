@@ -580,6 +580,14 @@ repl_new(struct event_base *base, const repl_opts *o, repl **out)
     r->connect_timeout_ms = 3 * r->o.heartbeat_ms < 1000 ? 1000 : 3 * r->o.heartbeat_ms;
     r->site_id = o->site_id;
     r->features = test_features();
+    if ((r->features & REPL_FEATURE_DATA_CHECK) && !repl__dcheck_available()) {
+        /* an OpenSSL without Poly1305 (a FIPS-only provider set): neither
+         * send checks nor announce that we take them; peers compare MD5s */
+        r->features &= ~REPL_FEATURE_DATA_CHECK;
+        MRD_WARN("repl.data_check_unavailable",
+                 "reason=\"OpenSSL offers no Poly1305: object data is checked by MD5, "
+                 "as with a peer from before data checks\"");
+    }
     snprintf(r->site_name, sizeof(r->site_name), "%s", o->site_name ? o->site_name : "");
     r->secret_len = o->secret ? strlen(o->secret) : 0;
     r->secret = r->secret_len ? strdup(o->secret) : NULL;

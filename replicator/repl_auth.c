@@ -313,6 +313,15 @@ repl_proxy_check(const repl *r, const char *method, const char *target, const ch
 
 #define DCHECK_PREFIX "MRD-REPL-DATA-1\n"
 
+int
+repl__dcheck_available(void)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+
+    EVP_MAC_free(mac);
+    return mac != NULL;
+}
+
 size_t
 repl__dcheck_len(uint32_t kind)
 {

@@ -159,6 +159,9 @@ void repl__dcheck_update(repl__dcheck *d, const void *data, size_t len);
 /* Writes the check into out (REPL_DCHECK_MAX bytes of room) and returns its
  * length (0 for REPL_DCHECK_NONE); frees what init took. */
 size_t repl__dcheck_final(repl__dcheck *d, uint8_t *out);
+/* 1 if this OpenSSL can make every kind of check (Poly1305 is missing
+ * from a FIPS-only provider set). */
+int repl__dcheck_available(void);
 /* The length of kind's check; 0 for NONE or an unknown kind. */
 size_t repl__dcheck_len(uint32_t kind);
 /* Frees what init took (after final: nothing). Accepts a zeroed d. */

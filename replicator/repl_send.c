@@ -2548,10 +2548,10 @@ repl__tx_on_connected(repl_peer *p)
     tx->acked = p->applied_from_us;
     /* the data check the peer takes: a CRC32C where TLS authenticates the
      * bytes, else an HMAC with the secret (PROTOCOL.md section 6) */
-    tx->data_check = !(p->features & REPL_FEATURE_DATA_CHECK) ? REPL_DCHECK_NONE
-                     : p->conn && p->conn->tls                ? REPL_DCHECK_CRC32C
-                     : p->r->secret                           ? REPL_DCHECK_POLY1305
-                                                              : REPL_DCHECK_NONE;
+    tx->data_check = !(p->features & p->r->features & REPL_FEATURE_DATA_CHECK) ? REPL_DCHECK_NONE
+                     : p->conn && p->conn->tls                                 ? REPL_DCHECK_CRC32C
+                     : p->r->secret ? REPL_DCHECK_POLY1305
+                                    : REPL_DCHECK_NONE;
     repl__tx_pump(p);
 }
 
