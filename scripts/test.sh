@@ -5,10 +5,11 @@
 #   unit      ctest (tests/unit)
 #   integ     pytest tests/integration under /usr/bin/python3, real processes
 #   format    clang-format check of the whole tree
-#   asan      ASan+UBSan build, ctest under it, and two replication tests
+#   asan      ASan+UBSan build, ctest under it, and four replication tests
 #             against the sanitized daemon (object data through the
 #             receiver's buffer pool, an anti-entropy pass with summaries
-#             both ways): a finding stops the daemon, which fails them
+#             both ways, object data whose check fails once and is sent
+#             again): a finding stops the daemon, which fails them
 #   tsan      ThreadSanitizer build of meridiand and the several-S3-loop
 #             integration tests under it (a race makes the daemon exit 66,
 #             which fails them); about 40 s
@@ -66,7 +67,8 @@ if want asan; then
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
         ctest --test-dir build-asan --output-on-failure -j$jobs &&
         MERIDIAN_BUILD_DIR=$top/build-asan /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-        tests/integration/test_replication.py -k 'in_the_order or past_retention_level'"
+        tests/integration/test_replication.py \
+        -k 'in_the_order or past_retention_level or corrupted_in_flight'"
 fi
 if want tsan; then
     run_step tsan bash -c "cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
