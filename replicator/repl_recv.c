@@ -906,6 +906,7 @@ take_head(repl__rx *rx)
     repl__conn *c = rx->c;
     const char *reason = NULL;
     const repl__rec *last;
+    int rc;
     repl_peer *p;
 
     p = repl__server_auth(c, rx->s, rx->head.data, rx->head.len);
@@ -941,10 +942,14 @@ take_head(repl__rx *rx)
         rx_fail(rx, 400, "a CRC32C data check on a link without TLS");
         return;
     }
-    if (repl__dcheck_init(&rx->dc, last->data_check, rx->r->secret, rx->r->secret_len,
-                          last->data_nonce, last->data_nonce_len, rx->head.data,
-                          rx->head.len) != 0) {
+    rc = repl__dcheck_init(&rx->dc, last->data_check, rx->r->secret, rx->r->secret_len,
+                           last->data_nonce, last->data_nonce_len, rx->head.data, rx->head.len);
+    if (rc == MRD_EINVAL) { /* the nonce's size is checked by the parser */
         rx_fail(rx, 400, "a Poly1305 data check on a site without the replication secret");
+        return;
+    }
+    if (rc != 0) {
+        rx_fail(rx, 503, "cannot start the data check (out of memory)");
         return;
     }
     rx->trailer_need = repl__dcheck_len(last->data_check);
