@@ -746,6 +746,10 @@ def test_no_secret_ca_mode_binds_each_certificate_to_its_site(tmp_path):
         ca_, cc = s3_client(a), s3_client(c)
         ca_.create_bucket(Bucket="cabound")
         ca_.put_object(Bucket="cabound", Key="from-a", Body=b"a")
+        # the bucket reaches c by replication: a PUT there before it is a
+        # NoSuchBucket (seen once on a loaded machine)
+        wait_for(lambda: "cabound" in [x["Name"] for x in cc.list_buckets().get("Buckets", [])],
+                 30, "the bucket to reach c")
         cc.put_object(Bucket="cabound", Key="from-c", Body=b"c")
         snap = converge(sites)
         assert set(snap["cabound"]) == {"from-a", "from-c"}, snap
