@@ -548,6 +548,33 @@ test_features(void)
     return (uint32_t)m & REPL_FEATURES;
 }
 
+/*
+ * MERIDIAN_TEST_REPL_DCHECK_FAULT=<n>: the first n data checks this site
+ * sends fail to finish, as when OpenSSL fails the MAC's final step, so
+ * tests can see the sender refuse to send data without its check (said
+ * loudly in the log). Unset or not a count: 0.
+ */
+static int
+test_dcheck_faults(void)
+{
+    const char *v = getenv("MERIDIAN_TEST_REPL_DCHECK_FAULT");
+    char *end;
+    long n;
+
+    if (!v || !*v)
+        return 0;
+    n = strtol(v, &end, 10);
+    if (*end || n < 0 || n > 1000000) {
+        MRD_WARN("test.repl_dcheck_fault", "value=\"%s\" reason=\"not a count: ignored\"", v);
+        return 0;
+    }
+    MRD_WARN("test.repl_dcheck_fault",
+             "count=%ld reason=\"MERIDIAN_TEST_REPL_DCHECK_FAULT is set: the first data checks "
+             "this site sends fail\"",
+             n);
+    return (int)n;
+}
+
 int
 repl_new(struct event_base *base, const repl_opts *o, repl **out)
 {
@@ -580,7 +607,9 @@ repl_new(struct event_base *base, const repl_opts *o, repl **out)
     r->connect_timeout_ms = 3 * r->o.heartbeat_ms < 1000 ? 1000 : 3 * r->o.heartbeat_ms;
     r->site_id = o->site_id;
     r->features = test_features();
-    if ((r->features & REPL_FEATURE_DATA_CHECK) && !repl__dcheck_available()) {
+    r->test_dcheck_faults = test_dcheck_faults();
+    r->dc_mac = repl__dcheck_mac_fetch();
+    if ((r->features & REPL_FEATURE_DATA_CHECK) && !r->dc_mac) {
         /* an OpenSSL without Poly1305 (a FIPS-only provider set): neither
          * send checks nor announce that we take them; peers compare MD5s */
         r->features &= ~REPL_FEATURE_DATA_CHECK;
@@ -694,6 +723,7 @@ repl_free(repl *r)
         event_free(r->tick_ev);
     if (r->own_hlc)
         mrd_hlc_free(r->hlc);
+    repl__dcheck_mac_free(r->dc_mac); /* checks still running hold their own reference */
     if (r->life) {
         r->life->dead = 1;
         repl__life_unref(r->life);

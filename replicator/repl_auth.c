@@ -40,7 +40,13 @@
  * links, a Poly1305 tag over the signed head and the data on h2c links, under
  * a one-time key derived from the secret and a nonce in the head
  * (repl_int.h has the construction). It is streamed (EVP_MAC), a chunk at a
- * time, on whichever thread reads or writes that chunk.
+ * time, on whichever thread reads or writes that chunk. The Poly1305
+ * algorithm is fetched from OpenSSL's provider store once per repl, not
+ * per request (a fetch takes the store's lock and a lookup), and passed in;
+ * each check's context holds its own reference to it. A check that cannot
+ * be computed (OpenSSL failing an update or the final step) says so from
+ * repl__dcheck_final, so a sender fails the request rather than send data
+ * without its check.
  *
  * These functions are pure (no I/O, no logging, no clock): the fuzz target
  * drives them directly. The two at the end sign and check S3 requests one
@@ -313,13 +319,16 @@ repl_proxy_check(const repl *r, const char *method, const char *target, const ch
 
 #define DCHECK_PREFIX "MRD-REPL-DATA-1\n"
 
-int
-repl__dcheck_available(void)
+struct evp_mac_st *
+repl__dcheck_mac_fetch(void)
 {
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+    return EVP_MAC_fetch(NULL, "POLY1305", NULL);
+}
 
+void
+repl__dcheck_mac_free(struct evp_mac_st *mac)
+{
     EVP_MAC_free(mac);
-    return mac != NULL;
 }
 
 size_t
@@ -329,19 +338,19 @@ repl__dcheck_len(uint32_t kind)
 }
 
 int
-repl__dcheck_init(repl__dcheck *d, uint32_t kind, const char *secret, size_t secret_len,
-                  const uint8_t *nonce, size_t nonce_len, const void *head, size_t head_len)
+repl__dcheck_init(repl__dcheck *d, struct evp_mac_st *poly1305, uint32_t kind, const char *secret,
+                  size_t secret_len, const uint8_t *nonce, size_t nonce_len, const void *head,
+                  size_t head_len)
 {
     unsigned char msg[sizeof(DCHECK_PREFIX) - 1 + REPL_DCHECK_NONCE], key[32];
     unsigned int key_len = 0;
-    EVP_MAC *mac = NULL;
     int rc = 0;
 
     memset(d, 0, sizeof(*d));
     d->kind = kind;
     if (kind == REPL_DCHECK_NONE || kind == REPL_DCHECK_CRC32C)
         return 0;
-    if (kind != REPL_DCHECK_POLY1305 || !secret || !secret_len || !nonce ||
+    if (kind != REPL_DCHECK_POLY1305 || !poly1305 || !secret || !secret_len || !nonce ||
         nonce_len != REPL_DCHECK_NONCE)
         return MRD_EINVAL;
     /* the one-time key: this request's alone (its nonce is) */
@@ -350,14 +359,14 @@ repl__dcheck_init(repl__dcheck *d, uint32_t kind, const char *secret, size_t sec
     if (!HMAC(EVP_sha256(), secret, (int)secret_len, msg, sizeof(msg), key, &key_len) ||
         key_len != sizeof(key))
         return -ENOMEM;
-    if (!(mac = EVP_MAC_fetch(NULL, "POLY1305", NULL)) || !(d->mac = EVP_MAC_CTX_new(mac)) ||
+    /* the context takes its own reference to the fetched MAC */
+    if (!(d->mac = EVP_MAC_CTX_new(poly1305)) ||
         EVP_MAC_init(d->mac, key, sizeof(key), NULL) != 1 ||
         EVP_MAC_update(d->mac, head, head_len) != 1) {
         EVP_MAC_CTX_free(d->mac);
         d->mac = NULL;
         rc = -ENOMEM;
     }
-    EVP_MAC_free(mac);
     OPENSSL_cleanse(key, sizeof(key));
     return rc;
 }
@@ -367,14 +376,15 @@ repl__dcheck_update(repl__dcheck *d, const void *data, size_t len)
 {
     if (d->kind == REPL_DCHECK_CRC32C)
         d->crc = mrd_crc32c(d->crc, data, len);
-    else if (d->mac)
-        EVP_MAC_update(d->mac, data, len);
+    else if (d->mac && EVP_MAC_update(d->mac, data, len) != 1)
+        d->failed = 1;
 }
 
-size_t
-repl__dcheck_final(repl__dcheck *d, uint8_t *out)
+int
+repl__dcheck_final(repl__dcheck *d, uint8_t *out, size_t *out_len)
 {
     size_t n = 0;
+    int rc = 0;
 
     if (d->kind == REPL_DCHECK_CRC32C) {
         out[0] = (uint8_t)(d->crc >> 24);
@@ -382,11 +392,15 @@ repl__dcheck_final(repl__dcheck *d, uint8_t *out)
         out[2] = (uint8_t)(d->crc >> 8);
         out[3] = (uint8_t)d->crc;
         n = 4;
-    } else if (d->mac && EVP_MAC_final(d->mac, out, &n, REPL_DCHECK_MAX) != 1) {
-        n = 0;
+    } else if (d->kind == REPL_DCHECK_POLY1305 &&
+               (!d->mac || d->failed || EVP_MAC_final(d->mac, out, &n, REPL_DCHECK_MAX) != 1 ||
+                n != repl__dcheck_len(d->kind))) {
+        rc = -EIO; /* no tag: the caller must not send or compare one */
     }
     repl__dcheck_free(d);
-    return n;
+    if (rc == 0)
+        *out_len = n;
+    return rc;
 }
 
 void

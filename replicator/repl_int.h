@@ -146,22 +146,33 @@ enum { REPL_DCHECK_NONE = 0, REPL_DCHECK_CRC32C = 1, REPL_DCHECK_POLY1305 = 2 };
 typedef struct repl__dcheck {
     uint32_t kind;
     uint32_t crc;
+    int failed; /* an update failed: final reports it */
     struct evp_mac_ctx_st *mac;
 } repl__dcheck;
 
+/* The Poly1305 MAC, fetched from OpenSSL once per repl (repl_new) and
+ * shared by every check it starts, on any thread (a fetched algorithm is
+ * immutable; each context takes its own reference). NULL when this OpenSSL
+ * offers no Poly1305 (a FIPS-only provider set). The caller frees it with
+ * repl__dcheck_mac_free (accepts NULL) once it starts no more checks. */
+struct evp_mac_st *repl__dcheck_mac_fetch(void);
+void repl__dcheck_mac_free(struct evp_mac_st *mac);
+
 /* Starts a check of kind over the data of the request whose framed batch
- * head is head (POLY1305: keyed from secret and the record's nonce).
- * Errors: MRD_EINVAL (POLY1305 without a secret or a REPL_DCHECK_NONCE-byte
- * nonce, unknown kind), -ENOMEM. */
-int repl__dcheck_init(repl__dcheck *d, uint32_t kind, const char *secret, size_t secret_len,
-                      const uint8_t *nonce, size_t nonce_len, const void *head, size_t head_len);
+ * head is head (POLY1305: keyed from secret and the record's nonce, with
+ * the MAC from repl__dcheck_mac_fetch).
+ * Errors: MRD_EINVAL (POLY1305 without poly1305, a secret or a
+ * REPL_DCHECK_NONCE-byte nonce; unknown kind), -ENOMEM. */
+int repl__dcheck_init(repl__dcheck *d, struct evp_mac_st *poly1305, uint32_t kind,
+                      const char *secret, size_t secret_len, const uint8_t *nonce, size_t nonce_len,
+                      const void *head, size_t head_len);
 void repl__dcheck_update(repl__dcheck *d, const void *data, size_t len);
-/* Writes the check into out (REPL_DCHECK_MAX bytes of room) and returns its
- * length (0 for REPL_DCHECK_NONE); frees what init took. */
-size_t repl__dcheck_final(repl__dcheck *d, uint8_t *out);
-/* 1 if this OpenSSL can make every kind of check (Poly1305 is missing
- * from a FIPS-only provider set). */
-int repl__dcheck_available(void);
+/* Writes the check into out (REPL_DCHECK_MAX bytes of room) and its length
+ * into *out_len (0 for REPL_DCHECK_NONE); frees what init took, also on
+ * failure. Errors: -EIO when the MAC could not be computed (an update or
+ * the final step failed in OpenSSL): there is no check to send or compare,
+ * and out and *out_len are untouched. */
+int repl__dcheck_final(repl__dcheck *d, uint8_t *out, size_t *out_len);
 /* The length of kind's check; 0 for NONE or an unknown kind. */
 size_t repl__dcheck_len(uint32_t kind);
 /* Frees what init took (after final: nothing). Accepts a zeroed d. */
@@ -710,6 +721,12 @@ struct repl {
     uint64_t boot_id;
     uint32_t connect_timeout_ms;
     uint32_t features; /* announced in our Hellos: REPL_FEATURES, or a test's mask */
+    /* Poly1305 for the data checks (repl__dcheck_mac_fetch), fetched once
+     * at repl_new and read-only after; NULL: this OpenSSL has none */
+    struct evp_mac_st *dc_mac;
+    /* test hook (MERIDIAN_TEST_REPL_DCHECK_FAULT): the next this many data
+     * checks this site sends fail to finish, as if OpenSSL failed */
+    int test_dcheck_faults;
 
     struct evconnlistener *listener;
     int own_listener;

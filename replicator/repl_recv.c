@@ -842,13 +842,17 @@ repack(repl__rx *rx)
     return rx->payload ? 0 : -ENOMEM;
 }
 
-/* The data check over what was stored against the one the sender sent. */
+/* The data check over what was stored against the one the sender sent:
+ * 1 when they match, 0 when not, negative when ours could not be computed. */
 static int
 check_matches(repl__rx *rx)
 {
     uint8_t mine[REPL_DCHECK_MAX];
-    size_t n = repl__dcheck_final(&rx->dc, mine);
+    size_t n = 0;
+    int rc = repl__dcheck_final(&rx->dc, mine, &n);
 
+    if (rc < 0)
+        return rc;
     return n == rx->trailer_need && mrd_consttime_equal(mine, n, rx->trailer, rx->trailer_len);
 }
 
@@ -858,6 +862,7 @@ finish_done(void *arg)
     repl__rx *rx = arg;
     repl__conn *c = rx->c;
     Meridian__ObjectPut *op = rx->obj->object_put;
+    int match = 0;
 
     rx->job_running = 0;
     if (rx->detached || rx->failed) {
@@ -871,7 +876,9 @@ finish_done(void *arg)
         rx_fail(rx, 503, why);
     } else if (rx->res.size != op->size) {
         rx_fail(rx, 400, "object data does not match its record (size)");
-    } else if (rx->trailer_need ? !check_matches(rx)
+    } else if (rx->trailer_need && (match = check_matches(rx)) < 0) {
+        rx_fail(rx, 503, "cannot finish the data check");
+    } else if (rx->trailer_need ? !match
                                 : strlen(op->etag) == 32 && strcmp(op->etag, rx->res.etag) != 0) {
         rx_fail(rx, 400,
                 rx->dc.kind == REPL_DCHECK_CRC32C ? "object data does not match its CRC32C"
@@ -942,10 +949,21 @@ take_head(repl__rx *rx)
         rx_fail(rx, 400, "a CRC32C data check on a link without TLS");
         return;
     }
-    rc = repl__dcheck_init(&rx->dc, last->data_check, rx->r->secret, rx->r->secret_len,
-                           last->data_nonce, last->data_nonce_len, rx->head.data, rx->head.len);
-    if (rc == MRD_EINVAL) { /* the nonce's size is checked by the parser */
+    /* the key comes from the secret; a site without one (mutual TLS alone)
+     * never asks for this check, nor does one whose OpenSSL lacks Poly1305 */
+    if (last->data_check == REPL_DCHECK_POLY1305 && !rx->r->secret) {
         rx_fail(rx, 400, "a Poly1305 data check on a site without the replication secret");
+        return;
+    }
+    if (last->data_check == REPL_DCHECK_POLY1305 && !rx->r->dc_mac) {
+        rx_fail(rx, 400, "a Poly1305 data check on a site whose OpenSSL has no Poly1305");
+        return;
+    }
+    rc = repl__dcheck_init(&rx->dc, rx->r->dc_mac, last->data_check, rx->r->secret,
+                           rx->r->secret_len, last->data_nonce, last->data_nonce_len, rx->head.data,
+                           rx->head.len);
+    if (rc == MRD_EINVAL) { /* the parser checks the kind and the nonce's size */
+        rx_fail(rx, 400, "malformed data check");
         return;
     }
     if (rc != 0) {

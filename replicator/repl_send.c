@@ -394,14 +394,35 @@ src_read_start(repl *r, repl__src *s)
 }
 
 /* After the last data byte (every read job done): the data check, when
- * the peer takes one (PROTOCOL.md section 6), then the end of the body. */
+ * the peer takes one (PROTOCOL.md section 6), then the end of the body.
+ * A check that cannot be computed fails the request (REPL__BODY_FAIL: the
+ * stream is reset, the connection dropped and the records sent again from
+ * the peer's ack) rather than end the body without it, which the peer
+ * could only refuse as a truncated request, and we would not know why. */
 static long
-src_trailer(repl__src *src, uint8_t *buf, size_t len, int *eof)
+src_trailer(repl__item *it, uint8_t *buf, size_t len, int *eof)
 {
+    repl__src *src = it->src;
+    repl_peer *p = it->tx->p;
     size_t n;
+    int rc;
 
     if (!src->trailer_ready) {
-        src->trailer_len = repl__dcheck_final(&src->dc, src->trailer);
+        rc = repl__dcheck_final(&src->dc, src->trailer, &src->trailer_len);
+        if (rc == 0 && src->dc.kind != REPL_DCHECK_NONE && p->r->test_dcheck_faults > 0) {
+            p->r->test_dcheck_faults--;
+            rc = -EIO;
+        }
+        if (rc < 0) {
+            src->err = rc;
+            MRD_ERROR("repl.data_check_failed",
+                      "peer=%s first=%llu last=%llu check=%s error=\"%s\" reason=\"the data check "
+                      "could not be computed: the request is failed and sent again, never sent "
+                      "without its check\"",
+                      p->name, (unsigned long long)it->first, (unsigned long long)it->last,
+                      src->dc.kind == REPL_DCHECK_CRC32C ? "crc32c" : "poly1305", mrd_strerror(rc));
+            return REPL__BODY_FAIL;
+        }
         src->trailer_ready = 1;
     }
     n = src->trailer_len - src->trailer_sent;
@@ -433,7 +454,7 @@ repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof
     if (src->err)
         return REPL__BODY_FAIL;
     if (src->sent == src->size)
-        return src_trailer(src, buf, len, eof);
+        return src_trailer(it, buf, len, eof);
     n = src->buf_len - src->buf_off;
     if (n > len)
         n = len;
@@ -460,8 +481,10 @@ repl__tx_body(repl__conn *c, repl__stream *s, uint8_t *buf, size_t len, int *eof
     memcpy(buf, src->buf + src->buf_off, n);
     src->buf_off += n;
     src->sent += n;
-    if (src->sent == src->size)
-        return (long)n + src_trailer(src, buf + n, len - n, eof);
+    if (src->sent == src->size) {
+        long t = src_trailer(it, buf + n, len - n, eof);
+        return t < 0 ? t : (long)n + t; /* a failed check: the data sent so far is moot */
+    }
     if (src->buf_off == src->buf_len)
         src_read_start(c->r, src);
     return n ? (long)n : REPL__BODY_DEFERRED;
@@ -2181,8 +2204,9 @@ submit(repl_peer *p, repl__item *it)
     if (it->data_size) {
         repl__src *src = calloc(1, sizeof(*src));
         if (!src || !(src->buf = malloc(REPL_CHUNK)) ||
-            repl__dcheck_init(&src->dc, it->data_check, p->r->secret, p->r->secret_len, it->nonce,
-                              sizeof(it->nonce), s->out.data, s->out.len) != 0) {
+            repl__dcheck_init(&src->dc, p->r->dc_mac, it->data_check, p->r->secret,
+                              p->r->secret_len, it->nonce, sizeof(it->nonce), s->out.data,
+                              s->out.len) != 0) {
             if (src)
                 free(src->buf);
             free(src);
@@ -2455,6 +2479,9 @@ repl__tx_on_stream_close(repl__conn *c, repl__stream *s, uint32_t error_code)
 
     if (!it)
         return;
+    /* we reset it ourselves: reading or checking our data failed (logged) */
+    if (error_code != 0 && it->src && !it->src->reading && it->src->err)
+        why = "our object data could not be read or checked";
     if (!why && repl__ack_decode(s->in.data, s->in.len, &origin, &applied) < 0)
         why = "malformed ack";
     if (!why && origin != p->r->site_id)

@@ -1210,6 +1210,41 @@ def test_object_data_corrupted_in_flight_is_refused_and_sent_again(tmp_path, mon
             assert snap["flip"][key][5] == hashlib.sha256(body).hexdigest()
 
 
+def test_a_data_check_that_cannot_be_computed_fails_the_request_not_the_data(tmp_path,
+                                                                           monkeypatch):
+    """a's first data check fails to finish (MERIDIAN_TEST_REPL_DCHECK_FAULT=1,
+    as when OpenSSL fails Poly1305's last step). a logs an error naming b and
+    resets that request rather than end its body without the check (which b
+    could only refuse as truncated, and a would retry without saying why),
+    then sends the object again: b gets the right bytes, and never sees a
+    truncated request."""
+    a, b = mesh(tmp_path, ("a", "b"))
+    monkeypatch.setenv("MERIDIAN_TEST_REPL_DCHECK_FAULT", "1")
+    a.start()
+    monkeypatch.delenv("MERIDIAN_TEST_REPL_DCHECK_FAULT")
+    b.start()
+    try:
+        ca, cb = client(a), client(b)
+        ca.create_bucket(Bucket="dcfail")
+        wait_caught_up([a, b])
+        assert peer_of(a, "b")["send"]["data_check"] == "poly1305"
+        body = os.urandom(1 << 20)  # not inline: its data follows the record
+        ca.put_object(Bucket="dcfail", Key="obj", Body=body)
+        wait_for(lambda: body_at(cb, "dcfail", "obj") == body, 30, "obj to reach b whole")
+        failed = [ln for ln in a.read_log().splitlines()
+                  if "event=repl.data_check_failed" in ln]
+        assert len(failed) == 1, a.read_log()[-4000:]
+        assert "peer=b" in failed[0] and "check=poly1305" in failed[0], failed[0]
+        assert "level=error" in failed[0], failed[0]
+        assert any("event=repl.send.fail" in ln and "could not be read or checked" in ln
+                   for ln in a.read_log().splitlines()), a.read_log()[-4000:]
+        assert "truncated" not in b.read_log(), b.read_log()[-4000:]
+        assert peer_of(a, "b")["send"]["errors"] >= 1
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_a_peer_that_falls_past_retention_again_during_its_resync_gets_a_new_pass(tmp_path):
     """b's resync pass runs throttled while a writes more than its WAL
     retention: b's stream falls behind again, the WAL drops it, that pass

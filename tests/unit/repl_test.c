@@ -956,9 +956,10 @@ test_data_check(void)
     static const char head[] = "\0\0\0\3abc", other[] = "\0\0\0\3abd";
     uint8_t data[3000], out[REPL_DCHECK_MAX], want[16], msg[4096], key[32], nonce[16];
     unsigned int klen = 0;
-    size_t n, off, wlen = 0;
+    size_t n, off, wlen = 0, olen = 0;
     uint32_t crc;
     repl__dcheck d;
+    struct evp_mac_st *mac = repl__dcheck_mac_fetch();
 
     for (size_t i = 0; i < sizeof(data); i++)
         data[i] = (uint8_t)(i * 7 + 1);
@@ -968,11 +969,12 @@ test_data_check(void)
     CHECK_EQ_INT(repl__dcheck_len(REPL_DCHECK_CRC32C), 4);
     CHECK_EQ_INT(repl__dcheck_len(REPL_DCHECK_POLY1305), 16);
     CHECK_EQ_INT(repl__dcheck_len(3), 0);
+    REQUIRE(mac != NULL); /* Debian's OpenSSL has Poly1305 */
 
-    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_CRC32C, NULL, 0, NULL, 0, head, 7) == 0);
+    REQUIRE(repl__dcheck_init(&d, mac, REPL_DCHECK_CRC32C, NULL, 0, NULL, 0, head, 7) == 0);
     repl__dcheck_update(&d, data, 1000);
     repl__dcheck_update(&d, data + 1000, 2000);
-    REQUIRE(repl__dcheck_final(&d, out) == 4);
+    REQUIRE(repl__dcheck_final(&d, out, &olen) == 0 && olen == 4);
     crc = mrd_crc32c(0, data, sizeof(data));
     CHECK(out[0] == (uint8_t)(crc >> 24) && out[3] == (uint8_t)crc);
 
@@ -986,36 +988,53 @@ test_data_check(void)
     REQUIRE(EVP_Q_mac(NULL, "POLY1305", NULL, NULL, NULL, key, 32, msg, off, want, sizeof(want),
                       &wlen) != NULL &&
             wlen == 16);
-    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, head, 7) == 0);
+    REQUIRE(repl__dcheck_init(&d, mac, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, head, 7) == 0);
     for (n = 0; n < sizeof(data); n += 777)
         repl__dcheck_update(&d, data + n, sizeof(data) - n < 777 ? sizeof(data) - n : 777);
-    REQUIRE(repl__dcheck_final(&d, out) == 16);
+    REQUIRE(repl__dcheck_final(&d, out, &olen) == 0 && olen == 16);
     CHECK(memcmp(out, want, 16) == 0);
     /* another head, nonce or secret: another tag */
-    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, other, 7) == 0);
+    REQUIRE(repl__dcheck_init(&d, mac, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, other, 7) == 0);
     repl__dcheck_update(&d, data, sizeof(data));
-    REQUIRE(repl__dcheck_final(&d, out) == 16);
+    REQUIRE(repl__dcheck_final(&d, out, &olen) == 0 && olen == 16);
     CHECK(memcmp(out, want, 16) != 0);
     nonce[3] ^= 1;
-    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, head, 7) == 0);
+    REQUIRE(repl__dcheck_init(&d, mac, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, head, 7) == 0);
     repl__dcheck_update(&d, data, sizeof(data));
-    REQUIRE(repl__dcheck_final(&d, out) == 16);
+    REQUIRE(repl__dcheck_final(&d, out, &olen) == 0 && olen == 16);
     CHECK(memcmp(out, want, 16) != 0);
     nonce[3] ^= 1;
-    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "j", 1, nonce, 16, head, 7) == 0);
+    REQUIRE(repl__dcheck_init(&d, mac, REPL_DCHECK_POLY1305, "j", 1, nonce, 16, head, 7) == 0);
     repl__dcheck_update(&d, data, sizeof(data));
-    REQUIRE(repl__dcheck_final(&d, out) == 16);
+    REQUIRE(repl__dcheck_final(&d, out, &olen) == 0 && olen == 16);
     CHECK(memcmp(out, want, 16) != 0);
     /* no secret, no nonce or a short one, unknown kind; free of an unfinished check */
-    CHECK_EQ_INT(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, NULL, 0, nonce, 16, head, 7),
+    CHECK_EQ_INT(repl__dcheck_init(&d, mac, REPL_DCHECK_POLY1305, NULL, 0, nonce, 16, head, 7),
                  MRD_EINVAL);
-    CHECK_EQ_INT(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "k", 1, NULL, 0, head, 7), MRD_EINVAL);
-    CHECK_EQ_INT(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "k", 1, nonce, 15, head, 7),
+    CHECK_EQ_INT(repl__dcheck_init(&d, mac, REPL_DCHECK_POLY1305, "k", 1, NULL, 0, head, 7),
                  MRD_EINVAL);
-    CHECK_EQ_INT(repl__dcheck_init(&d, 9, "k", 1, nonce, 16, head, 7), MRD_EINVAL);
-    REQUIRE(repl__dcheck_init(&d, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, head, 7) == 0);
+    CHECK_EQ_INT(repl__dcheck_init(&d, mac, REPL_DCHECK_POLY1305, "k", 1, nonce, 15, head, 7),
+                 MRD_EINVAL);
+    CHECK_EQ_INT(repl__dcheck_init(&d, mac, 9, "k", 1, nonce, 16, head, 7), MRD_EINVAL);
+    CHECK_EQ_INT(repl__dcheck_init(&d, NULL, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, head, 7),
+                 MRD_EINVAL); /* an OpenSSL without Poly1305 */
+    REQUIRE(repl__dcheck_init(&d, mac, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, head, 7) == 0);
     repl__dcheck_free(&d);
     repl__dcheck_free(&d);
+    /* a MAC that fails along the way gives no check at all, not a short one */
+    REQUIRE(repl__dcheck_init(&d, mac, REPL_DCHECK_POLY1305, "k", 1, nonce, 16, head, 7) == 0);
+    d.failed = 1;
+    olen = 99;
+    CHECK_EQ_INT(repl__dcheck_final(&d, out, &olen), -EIO);
+    CHECK_EQ_INT(olen, 99);
+    CHECK(d.mac == NULL);
+    memset(&d, 0, sizeof(d));
+    d.kind = REPL_DCHECK_POLY1305; /* never started */
+    CHECK_EQ_INT(repl__dcheck_final(&d, out, &olen), -EIO);
+    REQUIRE(repl__dcheck_init(&d, mac, REPL_DCHECK_NONE, NULL, 0, NULL, 0, head, 7) == 0);
+    REQUIRE(repl__dcheck_final(&d, out, &olen) == 0 && olen == 0);
+    repl__dcheck_mac_free(mac);
+    repl__dcheck_mac_free(NULL);
 }
 
 static void
