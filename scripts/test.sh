@@ -68,7 +68,8 @@ if want asan; then
         ctest --test-dir build-asan --output-on-failure -j$jobs &&
         MERIDIAN_BUILD_DIR=$top/build-asan /usr/bin/python3 -m pytest -q -p no:cacheprovider \
         tests/integration/test_replication.py \
-        -k 'in_the_order or past_retention_level or corrupted_in_flight'"
+        tests/integration/test_repl_data_check.py \
+        -k 'in_the_order or past_retention_level or corrupted_in_flight or cannot_be_computed or refused'"
 fi
 if want tsan; then
     run_step tsan bash -c "cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
