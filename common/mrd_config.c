@@ -523,6 +523,17 @@ entry(cfg_ctx *x, const char *key, const char *val)
                 return fail(x, x->line, key,
                             "'%s' is not valid; use seconds, 0 (off) or 10..604800", val);
             c->anti_entropy_s = (uint32_t)n;
+        } else if (strcmp(key, "gc_interval") == 0 || strcmp(key, "gc_grace") == 0) {
+            char *end;
+            unsigned long n = strtoul(val, &end, 10);
+            int grace = key[3] == 'g';
+            if (!*val || *end || n > 30u * 86400u || (grace && n == 0))
+                return fail(x, x->line, key, "'%s' is not valid; use seconds, %s..2592000", val,
+                            grace ? "1" : "0 (off) or 1");
+            if (grace)
+                c->gc_grace_s = (uint32_t)n;
+            else
+                c->gc_interval_s = (uint32_t)n;
         } else if (strcmp(key, "anti_entropy_page") == 0) {
             if (mrd_size_parse(val, &v) != 0 || v < 4096 || v > (4u << 20))
                 return fail(x, x->line, key, "'%s' is not valid; use a size of 4KiB..4MiB", val);
@@ -553,7 +564,7 @@ entry(cfg_ctx *x, const char *key, const char *val)
             return fail(x, x->line, key,
                         "unknown key; [replication] takes secret, write_failover, "
                         "token_wait, anti_entropy_interval, anti_entropy_page, failed_after, "
-                        "max_clock_skew, "
+                        "max_clock_skew, gc_interval, gc_grace, "
                         "tls_cert, tls_key, tls_ca");
         }
     } else if (strcmp(sec, "admin") == 0) {
@@ -816,6 +827,8 @@ mrd_config_parse(const char *name, const char *text, size_t len, mrd_config **ou
     c->wal_segment_bytes = 64u * 1048576u;
     c->wal_retention_bytes = UINT64_C(10) * 1073741824u;
     c->anti_entropy_s = 3600;
+    c->gc_interval_s = 600;
+    c->gc_grace_s = 3600;
     c->s3_max_uploads = 32; /* about 5 MiB each: docs/configuration.md */
     c->failed_after_s = 3600;
     c->multipart_expire_s = 7u * 86400u;

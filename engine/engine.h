@@ -404,6 +404,50 @@ struct wal;
 struct wal *engine_wal(engine *e);
 
 /* ------------------------------------------------------------------------ */
+/* GC of delete markers and tombstones (engine_gc.c)                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The replicator's stable point: every site has durably applied every
+ * record, from every origin, stamped below stable_hlc. The engine keeps the
+ * highest offered (a lower one is ignored) and persists it before a purge
+ * relies on it. Thread-safe, non-blocking.
+ */
+void engine_gc_offer(engine *e, uint64_t stable_hlc);
+
+/* What one sweep saw and proposed. */
+typedef struct engine_gc_result {
+    uint64_t stable_hlc; /* the point it purged under; 0: none known, nothing done */
+    uint64_t keys, versions;
+    uint64_t proposed; /* versions named in GcPurge records (the applier checks each again) */
+    uint64_t duration_ms;
+} engine_gc_result;
+
+/*
+ * One sweep now (the gc thread runs one every [replication] gc_interval):
+ * walks every bucket and appends a GcPurge record for each key holding a
+ * null delete marker left alone or tombstones, once stable and past
+ * gc_grace at now_ms (wall clock, ms). Returns before the records are
+ * applied. Blocking (index reads, a WAL append per key); sweeps never
+ * overlap. Errors: the store's, MRD_EDURABLE, -ENOMEM.
+ */
+int engine_gc_sweep(engine *e, uint64_t now_ms, engine_gc_result *out);
+
+typedef struct engine_gc_status {
+    uint64_t stable_hlc;
+    uint64_t grace_ms, interval_ms; /* interval 0: no gc thread */
+    uint64_t sweeps, last_sweep_ms;
+    int last_error; /* the last sweep's, 0 if it succeeded */
+    engine_gc_result last;
+    /* removed by applied GcPurge records, since start (replay included) */
+    uint64_t markers_purged, tombstones_purged;
+    /* anti-entropy records dropped as copies of what was removed here */
+    uint64_t ghosts_dropped;
+} engine_gc_status;
+
+int engine_gc_status_get(engine *e, engine_gc_status *out);
+
+/* ------------------------------------------------------------------------ */
 /* Status                                                                   */
 /* ------------------------------------------------------------------------ */
 

@@ -59,8 +59,8 @@
  * record that is never current nor listed) keeps the id dead: a late
  * replicated put or anti-entropy copy of it is dropped, and anti-entropy
  * sends tombstones as OBJECT_DELETE records (repl_sync.c). Two removals of
- * one id settle on the larger (hlc, vv bytes). Tombstones are not purged
- * yet: one small record per removed version stays in the index.
+ * one id settle on the larger (hlc, vv bytes). A GC sweep purges the
+ * tombstone once every site has the removal (engine_gc.c, GC_PURGE below).
  *
  * Batching. The applier takes every record the WAL has made durable, plans
  * them into one batch and commits the batch with ONE store_index_apply whose
@@ -109,7 +109,8 @@
  * worst case would not fit. */
 #define HELD_MAX    24
 #define REC_OPS_MAX (HELD_MAX + 6)
-#define RA_KEY_MAX  32
+_Static_assert(ENGINE_GC_PURGE_MAX < REC_OPS_MAX, "a GcPurge record fits a batch's budget");
+#define RA_KEY_MAX 32
 
 struct engine__batch {
     size_t n_recs, n_ops, n_alive, n_free;
@@ -236,6 +237,7 @@ typedef struct put_view {
     int marker;
     int versioned;  /* written while the bucket was versioned at its origin */
     int replicated; /* the data was written here for a peer's record */
+    int resync;     /* delivered by anti-entropy (not the origin's WAL stream) */
 } put_view;
 
 /* One cursor walk over the versions of a key (see "Held" above). */
@@ -446,14 +448,6 @@ plan_conflict_log(engine *e, engine__batch *b, size_t i, const put_view *p,
     return 0;
 }
 
-/*
- * Plans the version of record slot i (the slot engine__batch_add took for
- * it: vers[i], vvbuf[i] and meta[i] belong to that record alone). The held
- * set is every version the index stores for the key, so the decision is
- * conflict_classify over all of them, the same at every site whatever the
- * order records arrive in. Held versions whose role changes are re-filed,
- * dropped ones deleted, and the current pointer follows the winner.
- */
 /* Re-files held versions after a decision: DROPped ones are deleted (their
  * data freed after the commit), the others re-written when their role flags
  * change, and the winner (CONFLICT_NONE: none) made current. */
@@ -506,6 +500,21 @@ held_views(engine *e, engine__batch *b, const char *bucket, const char *key, con
 }
 
 /*
+ * 1 when a record anti-entropy delivered (resync), stamped hlc, for a
+ * version this site does not hold, is a ghost: stamped below the stable
+ * point, it was applied here before, so it has been removed since (purged,
+ * dropped or removed by id) and must not come back (engine_gc.c). Counts it.
+ */
+static int
+gc_ghost(engine *e, int resync, uint64_t hlc)
+{
+    if (!resync || !hlc || hlc >= engine__gc_mark(e))
+        return 0;
+    __atomic_add_fetch(&e->gc_ghosts, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/*
  * Plans the version of record slot i (the slot engine__batch_add took for
  * it: vers[i], vvbuf[i] and meta[i] belong to that record alone). The
  * decision is conflict_decide over the held set (see "Held" above), the same
@@ -541,9 +550,9 @@ plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
         return rc;
     for (k = 0; k < n_held; k++)
         in_held |= strcmp(store_version_rec_get(hr[k])->version_id, p->version_id) == 0;
-    if (stored == 2 || (stored == 1 && !in_held)) {
-        /* removed by id (a tombstone), or a duplicate of a version outside
-         * held: nothing changes */
+    if (stored == 2 || (stored == 1 && !in_held) || (!stored && gc_ghost(e, p->resync, p->hlc))) {
+        /* removed by id (a tombstone), a duplicate of a version outside
+         * held, or a copy of one removed here since: nothing changes */
         if (p->replicated)
             free_later(b, p->layout, p->layout_len);
         return 0;
@@ -612,7 +621,7 @@ tomb_above(uint64_t hlc_a, const void *vv_a, size_t len_a, const store_version *
  * are classified again.
  */
 static int
-plan_delete(engine *e, engine__batch *b, size_t i, const Meridian__ObjectDelete *d)
+plan_delete(engine *e, engine__batch *b, size_t i, const Meridian__ObjectDelete *d, int resync)
 {
     store_version_rec *old = NULL, *hr[HELD_MAX];
     conflict_version held[HELD_MAX];
@@ -629,6 +638,8 @@ plan_delete(engine *e, engine__batch *b, size_t i, const Meridian__ObjectDelete 
     rc = store_index_get(e->st, d->bucket, d->key, d->version_id, &old);
     if (rc != 0 && rc != MRD_ENOTFOUND)
         return rc;
+    if (rc == MRD_ENOTFOUND && gc_ghost(e, resync, d->hlc))
+        return 0; /* its tombstone was purged here: every site has the removal */
     if (rc == 0) {
         b->alive[b->n_alive++] = old;
         ov = store_version_rec_get(old);
@@ -770,6 +781,10 @@ record_target(const Meridian__WalRecord *r, const char **bucket, const char **ke
     case MERIDIAN__WAL_RECORD__BODY_BUCKET_CONFIG:
         *bucket = r->bucket_config->bucket;
         break;
+    case MERIDIAN__WAL_RECORD__BODY_GC_PURGE:
+        *bucket = r->gc_purge->bucket;
+        *key = r->gc_purge->key;
+        break;
     default:
         break;
     }
@@ -877,6 +892,75 @@ replicated_delete_wins(engine *e, const Meridian__BucketDelete *bd)
     return wins;
 }
 
+/* store_list_cb: counts the live (not tombstone) versions of one key. */
+typedef struct live_count {
+    const char *key;
+    size_t n;
+} live_count;
+
+static int
+live_count_cb(void *user, const char *key, const store_version *v)
+{
+    live_count *c = user;
+
+    if (strcmp(key, c->key) != 0)
+        return 1; /* past it (a longer key with the same prefix) */
+    if (!(v->flags & ENGINE_VF_TOMBSTONE))
+        c->n++;
+    return c->n > 1;
+}
+
+/*
+ * GC_PURGE (engine_gc.c): removes each listed version that is still what the
+ * sweep saw (the same stamp) and still purgeable as the index stands at this
+ * LSN: a tombstone, a hidden null delete marker, or the key's only version
+ * when it is its current null delete marker. The sweep checked stability and grace; this check
+ * makes a write that arrived after the sweep looked win, and replay repeat it.
+ */
+static int
+plan_gc(engine *e, engine__batch *b, const Meridian__GcPurge *g)
+{
+    size_t n = g->n_version_ids < g->n_hlcs ? g->n_version_ids : g->n_hlcs;
+    int rc = 0;
+
+    if (n > ENGINE_GC_PURGE_MAX)
+        n = ENGINE_GC_PURGE_MAX; /* the ops a record may add (REC_OPS_MAX) */
+    for (size_t j = 0; j < n && rc == 0; j++) {
+        store_version_rec *rec = NULL;
+        const store_version *v;
+        int tomb, lone = 0;
+
+        rc = store_index_get(e->st, g->bucket, g->key, g->version_ids[j], &rec);
+        if (rc == MRD_ENOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc != 0)
+            break;
+        v = store_version_rec_get(rec);
+        tomb = (v->flags & ENGINE_VF_TOMBSTONE) != 0;
+        if (!tomb && v->hlc == g->hlcs[j] &&
+            (v->flags & (STORE_VF_DELETE_MARKER | ENGINE_VF_NULL_VERSION | STORE_VF_NONCURRENT |
+                         STORE_VF_CONFLICT)) == (STORE_VF_DELETE_MARKER | ENGINE_VF_NULL_VERSION)) {
+            live_count c = {g->key, 0};
+            rc = store_index_list(e->st, g->bucket, g->key, NULL, NULL, STORE_LIST_VERSIONS,
+                                  live_count_cb, &c);
+            lone = rc == 0 && c.n == 1;
+        }
+        if (rc == 0 && v->hlc == g->hlcs[j] &&
+            (tomb || lone ||
+             (v->flags & ENGINE_GC_HIDDEN_MARKER_MASK) == ENGINE_GC_HIDDEN_MARKER)) {
+            b->ops[b->n_ops++] = (store_index_op){.type = STORE_OP_VERSION_DEL,
+                                                  .bucket = g->bucket,
+                                                  .key = g->key,
+                                                  .version_id = g->version_ids[j]};
+            __atomic_add_fetch(tomb ? &e->gc_tombstones : &e->gc_markers, 1, __ATOMIC_RELAXED);
+        }
+        store_version_rec_free(rec);
+    }
+    return rc;
+}
+
 /* The HLC stamp a record carries (0 for kinds without one). */
 static uint64_t
 record_hlc(const Meridian__WalRecord *rec)
@@ -906,13 +990,15 @@ record_hlc(const Meridian__WalRecord *rec)
 /* Plans one record (a local one, or the original inside a replicated one)
  * into slot i. */
 static int
-plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int replicated)
+plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int replicated,
+            int resync)
 {
     put_view pv;
     int rc = 0;
 
     memset(&pv, 0, sizeof(pv));
     pv.replicated = replicated;
+    pv.resync = resync;
     switch (rec->body_case) {
     case MERIDIAN__WAL_RECORD__BODY_BUCKET_CREATE:
         rc = plan_bucket(e, b, i, rec->bucket_create, NULL);
@@ -983,10 +1069,14 @@ plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int
         break;
     }
     case MERIDIAN__WAL_RECORD__BODY_OBJECT_DELETE:
-        rc = plan_delete(e, b, i, rec->object_delete);
+        rc = plan_delete(e, b, i, rec->object_delete, resync);
         break;
     case MERIDIAN__WAL_RECORD__BODY_OBJECT_TAGS:
         rc = plan_tags(e, b, i, rec->object_tags);
+        break;
+    case MERIDIAN__WAL_RECORD__BODY_GC_PURGE:
+        if (!replicated)
+            rc = plan_gc(e, b, rec->gc_purge);
         break;
     default:
         /* Record kinds this build does not know: they still advance the
@@ -1045,7 +1135,8 @@ engine__batch_add_inner(engine *e, engine__batch *b, Meridian__WalRecord *rec,
     b->bkt[i] = bucket;
     b->key[i] = key;
     b->lsn = lsn;
-    if ((rc = plan_record(e, b, i, target, inner != NULL)) != 0)
+    if ((rc = plan_record(e, b, i, target, inner != NULL,
+                          inner != NULL && rec->replicated_apply->origin_lsn == 0)) != 0)
         return rc;
     if (!inner && record_hlc(rec) > b->hlc_max)
         b->hlc_max = record_hlc(rec);

@@ -506,8 +506,9 @@ engine_open(const engine_opts *o, engine **out)
     }
     engine__conflict_names(e);
     rc = engine__meta_u64(e, ENGINE_HLC_KEY, &e->hlc_saved);
-    if ((rc != 0 && rc != MRD_ENOTFOUND) || (rc = engine__ra_load(e)) != 0 ||
-        (rc = engine__conflict_load(e)) != 0 || (rc = open_wal(e, o)) != 0)
+    if ((rc != 0 && rc != MRD_ENOTFOUND) || (rc = engine__gc_open(e)) != 0 ||
+        (rc = engine__ra_load(e)) != 0 || (rc = engine__conflict_load(e)) != 0 ||
+        (rc = open_wal(e, o)) != 0)
         goto fail;
     /* every local stamp so far is at or below the floor (replay raised it
      * for the records it committed): new stamps come after them all */
@@ -534,6 +535,8 @@ engine_open(const engine_opts *o, engine **out)
     if ((rc = -pthread_create(&e->applier, NULL, engine__applier_main, e)) != 0)
         goto fail;
     e->ap_started = 1;
+    if ((rc = engine__gc_start(e)) != 0)
+        goto fail;
     *out = e;
     return 0;
 fail:
@@ -546,6 +549,8 @@ engine_close(engine *e)
 {
     if (!e)
         return;
+    /* 0. no new sweep (one running finishes: it appends records) */
+    engine__gc_close(e);
     /* 1. let queued work finish (it may hold store writers, append records) */
     pthread_mutex_lock(&e->pool_mu);
     while (e->jobs_head || e->pool_running)
@@ -591,6 +596,7 @@ engine_close(engine *e)
     pthread_mutex_destroy(&e->ap_mu);
     pthread_cond_destroy(&e->ap_cv);
     pthread_cond_destroy(&e->ap_idle_cv);
+    engine__gc_destroy(e);
     free(e);
 }
 

@@ -124,6 +124,20 @@ struct engine {
      * peers_mu, which orders those saves). */
     pthread_mutex_t peers_mu;
     char wal_peers_saved[MRD_MAX_PEERS * 11 + 1];
+
+    /* GC (engine_gc.c). gc_mark: the stable point (atomic; the applier
+     * reads it for ghosts); gc_mark_saved: as persisted (sweeps only). */
+    uint64_t gc_mark, gc_mark_saved;
+    uint64_t gc_grace_ms, gc_interval_ms;
+    uint64_t gc_markers, gc_tombstones, gc_ghosts; /* atomic */
+    pthread_mutex_t gc_mu;                         /* gc_stop and the sweep figures below */
+    pthread_mutex_t gc_sweep_mu;                   /* one sweep at a time */
+    pthread_cond_t gc_cv;
+    pthread_t gc_thread;
+    int gc_inited, gc_started, gc_stop;
+    uint64_t gc_sweeps, gc_last_ms;
+    int gc_last_rc;
+    engine_gc_result gc_last;
 };
 
 /* Index meta key of the HLC floor: the highest stamp of any local record
@@ -137,6 +151,28 @@ int engine__meta_u64(engine *e, const char *key, uint64_t *out);
 /* engine_status.failure: what made the engine read-only, in one line. */
 void engine__failure_text(const char *meta_dir, const wal_status *ws, int index_rc, char *out,
                           size_t n);
+
+/* Index meta key of the GC's stable point, persisted before a purge relies
+ * on it (engine_gc.c). */
+#define ENGINE_GC_MARK_KEY "gc.stable_hlc"
+/* The flags of a hidden null delete marker (a delete that lost a concurrent
+ * write), which a sweep purges once stable (engine_gc.c). */
+#define ENGINE_GC_HIDDEN_MARKER_MASK                                                               \
+    (STORE_VF_DELETE_MARKER | ENGINE_VF_NULL_VERSION | STORE_VF_CONFLICT | STORE_VF_NONCURRENT |   \
+     ENGINE_VF_TOMBSTONE)
+#define ENGINE_GC_HIDDEN_MARKER                                                                    \
+    (STORE_VF_DELETE_MARKER | ENGINE_VF_NULL_VERSION | STORE_VF_CONFLICT)
+/* Versions one GcPurge record names, at most (the applier ignores more). */
+#define ENGINE_GC_PURGE_MAX 16
+/* engine_gc.c: at open (after the store, before replay) loads the stable
+ * point; after the threads start, starts the gc thread; at close stops it
+ * (before the pool drains), then frees what open made. */
+int engine__gc_open(engine *e);
+int engine__gc_start(engine *e);
+void engine__gc_close(engine *e);
+void engine__gc_destroy(engine *e);
+/* The stable point now (atomic load). */
+uint64_t engine__gc_mark(engine *e);
 
 /* Index meta key of the ids of the WAL's peers ("<id> <id> ...", decimal):
  * every site whose cursor holds segments, those added at run time too, so

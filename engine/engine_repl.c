@@ -336,7 +336,7 @@ engine_repl_apply(engine *e, uint32_t origin, uint64_t from_lsn, const engine_re
         return MRD_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!recs[i].lsn || recs[i].lsn > through_lsn || (i && recs[i].lsn <= recs[i - 1].lsn) ||
-            recs[i].type == WAL_REC_REPLICATED_APPLY || !recs[i].type)
+            !wal_rec_forwarded(recs[i].type) || !recs[i].type)
             return MRD_EINVAL;
     return submit(e, origin, from_lsn, recs, n, through_lsn, 0, cb, ud);
 }
@@ -348,7 +348,7 @@ engine_resync_apply(engine *e, uint32_t origin, const engine_repl_rec *recs, siz
     if (!e || !cb || (n && !recs) || !ra_slot(e, origin))
         return MRD_EINVAL;
     for (size_t i = 0; i < n; i++)
-        if (recs[i].type == WAL_REC_REPLICATED_APPLY || !recs[i].type)
+        if (!wal_rec_forwarded(recs[i].type) || !recs[i].type)
             return MRD_EINVAL;
     return submit(e, origin, 0, recs, n, 0, 1, cb, ud);
 }

@@ -155,6 +155,76 @@ wal_status_json(gw_daemon *d, mrd_json_w *w)
     mrd_json_w_obj_end(w);
 }
 
+/* A site's configured name ("" when not known here). */
+static const char *
+site_name_of(const mrd_config *c, uint32_t id)
+{
+    if (id == c->site_id)
+        return c->site_name;
+    for (int i = 0; i < c->n_peers; i++)
+        if (c->peers[i].id == id)
+            return c->peers[i].name;
+    return "";
+}
+
+/* "gc": the stable point, which link holds it back, and what the sweeps
+ * purged (docs/admin-api.md, docs/conflicts.md section 6). */
+static void
+gc_status_json(gw_daemon *d, mrd_json_w *w)
+{
+    struct engine *e = gw__engine(d);
+    engine_gc_status g;
+    repl_stable rs = {0};
+    uint64_t now = mrd_clock_realtime_ms(NULL), ms;
+
+    if (!e || engine_gc_status_get(e, &g) != 0)
+        return;
+    if (d->replicator)
+        repl_stable_point(d->replicator, &rs);
+    ms = MRD_HLC_MS(g.stable_hlc);
+    mrd_json_w_key(w, "gc");
+    mrd_json_w_obj_begin(w);
+    mrd_json_w_key(w, "stable_hlc");
+    mrd_json_w_uint(w, g.stable_hlc);
+    mrd_json_w_key(w, "stable_age_ms"); /* every write older than this is at every site */
+    if (g.stable_hlc)
+        mrd_json_w_uint(w, now > ms ? now - ms : 0);
+    else
+        mrd_json_w_null(w);
+    mrd_json_w_key(w, "held_by"); /* the link whose acks are lowest right now */
+    mrd_json_w_obj_begin(w);
+    mrd_json_w_key(w, "origin");
+    mrd_json_w_str(w, rs.origin ? site_name_of(d->conf, rs.origin) : "");
+    mrd_json_w_key(w, "site");
+    mrd_json_w_str(w, rs.site ? site_name_of(d->conf, rs.site) : "");
+    mrd_json_w_obj_end(w);
+    mrd_json_w_key(w, "grace_s");
+    mrd_json_w_uint(w, g.grace_ms / 1000);
+    mrd_json_w_key(w, "interval_s");
+    mrd_json_w_uint(w, g.interval_ms / 1000);
+    mrd_json_w_key(w, "sweeps");
+    mrd_json_w_uint(w, g.sweeps);
+    mrd_json_w_key(w, "last_sweep_ms");
+    mrd_json_w_uint(w, g.last_sweep_ms);
+    mrd_json_w_key(w, "last_error");
+    mrd_json_w_str(w, g.last_error ? mrd_strerror(g.last_error) : "");
+    mrd_json_w_key(w, "last_keys");
+    mrd_json_w_uint(w, g.last.keys);
+    mrd_json_w_key(w, "last_versions");
+    mrd_json_w_uint(w, g.last.versions);
+    mrd_json_w_key(w, "last_proposed");
+    mrd_json_w_uint(w, g.last.proposed);
+    mrd_json_w_key(w, "last_duration_ms");
+    mrd_json_w_uint(w, g.last.duration_ms);
+    mrd_json_w_key(w, "markers_purged");
+    mrd_json_w_uint(w, g.markers_purged);
+    mrd_json_w_key(w, "tombstones_purged");
+    mrd_json_w_uint(w, g.tombstones_purged);
+    mrd_json_w_key(w, "ghosts_dropped");
+    mrd_json_w_uint(w, g.ghosts_dropped);
+    mrd_json_w_obj_end(w);
+}
+
 static void
 admin_status(gw_req *r, gw_daemon *d)
 {
@@ -270,6 +340,7 @@ admin_status(gw_req *r, gw_daemon *d)
     }
     mrd_json_w_arr_end(&w);
     wal_status_json(d, &w);
+    gc_status_json(d, &w);
     mrd_json_w_key(&w, "routing");
     gw__route_status_json(d, &w);
     if (d->replicator) {
@@ -338,6 +409,33 @@ wal_metrics(gw_daemon *d, mrd_buf *b)
     metric(b, "meridian_wal_cap_cursor_skips_total", "counter",
            "Lagging peers the cap moved over segments of replicated applies instead.", "",
            (double)st.wal_cap_cursor_skips);
+}
+
+/* meridian_gc_*: the same figures as "gc" in the status. */
+static void
+gc_metrics(gw_daemon *d, mrd_buf *b)
+{
+    struct engine *e = gw__engine(d);
+    engine_gc_status g;
+    uint64_t now = mrd_clock_realtime_ms(NULL), ms;
+
+    if (!e || engine_gc_status_get(e, &g) != 0)
+        return;
+    ms = MRD_HLC_MS(g.stable_hlc);
+    if (g.stable_hlc)
+        metric(b, "meridian_gc_stable_age_seconds", "gauge",
+               "Age of the stable point: every write older than this is at every site.", "",
+               (double)(now > ms ? now - ms : 0) / 1000.0);
+    metric(b, "meridian_gc_sweeps_total", "counter", "GC sweeps since start.", "",
+           (double)g.sweeps);
+    metric(b, "meridian_gc_markers_purged_total", "counter",
+           "Null delete markers purged since start.", "", (double)g.markers_purged);
+    metric(b, "meridian_gc_tombstones_purged_total", "counter",
+           "Tombstones of versions removed by id purged since start.", "",
+           (double)g.tombstones_purged);
+    metric(b, "meridian_gc_ghosts_dropped_total", "counter",
+           "Anti-entropy copies of purged or removed versions dropped since start.", "",
+           (double)g.ghosts_dropped);
 }
 
 static void
@@ -529,6 +627,7 @@ admin_metrics(gw_req *r, gw_daemon *d)
            (double)(mrd_clock_mono_ns() - d->started_mono_ns) / 1e9);
     metric(&b, "meridian_ready", "gauge", "1 when the site accepts writes.", "", gw__ready(d));
     wal_metrics(d, &b);
+    gc_metrics(d, &b);
     mrd_buf_appendf(&b, "# HELP meridian_drive_online 1 unless the drive failed its last probe "
                         "or the store took it offline after I/O errors.\n"
                         "# TYPE meridian_drive_online gauge\n");

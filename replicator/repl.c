@@ -131,6 +131,11 @@ link_of(const repl_peer *p, uint64_t now_ns, repl__link *l)
     l->sent_bytes = pi.data_bytes_sent;
     l->throughput_bps = p->rate_bps;
     l->send_errors = pi.send_errors;
+    {
+        repl_held h;
+        repl__tx_held(p, &h);
+        l->acked_hlc = h.acked_hlc;
+    }
     snprintf(l->last_error, sizeof(l->last_error), "%.95s",
              pi.send_error[0] ? pi.send_error : pi.last_error);
 }
@@ -265,6 +270,48 @@ repl_version_peer_status(const repl *r, int i, uint32_t origin_site, uint64_t hl
     return repl_status_of(&h, r->site_id, origin_site, hlc, now_ms, failed_after_ms);
 }
 
+/* Lowers st to v, naming the link when it does. */
+static void
+stable_min(repl_stable *st, uint64_t v, uint32_t origin, uint32_t site)
+{
+    if (v < st->hlc) {
+        st->hlc = v;
+        st->origin = origin;
+        st->site = site;
+    }
+}
+
+uint64_t
+repl_stable_point(repl *r, repl_stable *out)
+{
+    repl_stable st = {.hlc = mrd_hlc_now(r->hlc)};
+
+    for (int i = 0; i < r->n_peers; i++) {
+        const repl_peer *o = &r->peers[i];
+        repl_held h;
+
+        if (o->removed)
+            continue;
+        repl__tx_held(o, &h); /* our writes at o */
+        stable_min(&st, h.acked_hlc, r->site_id, o->id);
+        /* o's writes at every other site, as o last announced them */
+        for (int k = -1; k < r->n_peers; k++) {
+            uint32_t site = k < 0 ? r->site_id : r->peers[k].id;
+            uint64_t v = 0;
+
+            if (k == i || (k >= 0 && r->peers[k].removed))
+                continue;
+            for (int l = 0; l < o->n_links; l++)
+                if (o->links[l].peer_site == site)
+                    v = o->links[l].acked_hlc;
+            stable_min(&st, v, o->id, site);
+        }
+    }
+    if (out)
+        *out = st;
+    return st.hlc;
+}
+
 int
 repl_held_has(const repl_held *h, uint64_t hlc)
 {
@@ -395,6 +442,8 @@ tick_cb(evutil_socket_t fd, short what, void *ud)
         p->rate_last_bytes = pi.data_bytes_sent;
         p->rate_last_ns = now;
     }
+    if (r->eng)
+        engine_gc_offer(r->eng, repl_stable_point(r, NULL));
 }
 
 /* Every REPL_PUMP_MS: senders look for new durable records, receivers

@@ -150,9 +150,9 @@ repl_failed_scan(struct engine *eng, const repl_failed_query *q, const char *buc
             end->more = 1;
             break;
         }
-        if (we.type == WAL_REC_REPLICATED_APPLY) {
+        if (!wal_rec_forwarded(we.type)) {
             end->last_lsn = we.lsn;
-            continue; /* another site's write: its origin sends it */
+            continue; /* another site's write (its origin sends it) or a purge */
         }
         if ((rc = wal_record_decode(we.type, we.payload, we.len, &rec)) != 0)
             break;

@@ -188,7 +188,7 @@ typedef struct repl__link {
     uint32_t state; /* repl_peer_state */
     int connected;
     uint64_t rtt_us, lag_records, lag_ms, lag_bytes, acked_lsn, sent_bytes, throughput_bps,
-        send_errors;
+        send_errors, acked_hlc;
     char last_error[96];
 } repl__link;
 

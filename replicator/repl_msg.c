@@ -66,6 +66,7 @@ state_from_pb(const Meridian__Repl__SiteState *s, repl__state_msg *out)
         o->sent_bytes = l->sent_bytes;
         o->throughput_bps = l->throughput_bps;
         o->send_errors = l->send_errors;
+        o->acked_hlc = l->acked_hlc;
         snprintf(o->last_error, sizeof(o->last_error), "%s", l->last_error ? l->last_error : "");
     }
     out->n_links = (int)s->n_links;
@@ -149,6 +150,7 @@ repl__msg_encode(const repl__msg *m, mrd_buf *out)
         lk[i].sent_bytes = l->sent_bytes;
         lk[i].throughput_bps = l->throughput_bps;
         lk[i].send_errors = l->send_errors;
+        lk[i].acked_hlc = l->acked_hlc;
         lk[i].last_error = (char *)l->last_error;
         lkp[i] = &lk[i];
     }

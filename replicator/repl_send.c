@@ -540,7 +540,7 @@ lag_work(void *arg)
 
         if (wal_reader_next(rd, &e) <= 0 || e.lsn > j->to)
             break;
-        if (e.type == WAL_REC_REPLICATED_APPLY) {
+        if (!wal_rec_forwarded(e.type)) {
             j->at = e.lsn;
             continue;
         }
@@ -885,8 +885,8 @@ read_records(tx_job *j, wal_reader *rd)
             b->first = e.lsn;
         }
         b->last = e.lsn;
-        if (e.type == WAL_REC_REPLICATED_APPLY)
-            continue; /* never forwarded */
+        if (!wal_rec_forwarded(e.type))
+            continue; /* replicated applies and local purges stay here */
         if ((rc = add_entry(j->st, b, &e, &with_data, &skipped, &layout, &layout_len)) != 0)
             break;
         if (skipped) {

@@ -233,6 +233,24 @@ typedef struct repl_held {
     uint64_t resync_after_hlc, resync_acked_hlc;
 } repl_held;
 
+/*
+ * The cluster's stable point, for the GC (engine_gc_offer; docs/conflicts.md
+ * section 6): every site of the topology has applied every write, from
+ * every origin, stamped below hlc. It is the lowest, over every origin O and
+ * every other site P, of what O says P has acked of O's writes: for O = this
+ * site its senders' acked_hlc, for another O the acked_hlc of O's last
+ * announced link to P (LinkState). Never heard of, or needing a resync: 0.
+ * origin and site name the link that holds it lowest (0 and 0 when no peer).
+ */
+typedef struct repl_stable {
+    uint64_t hlc;
+    uint32_t origin, site;
+} repl_stable;
+
+/* Computes it (the tick offers it to the engine every second). Event loop
+ * thread. Returns out->hlc; out may be NULL. */
+uint64_t repl_stable_point(repl *r, repl_stable *out);
+
 /* 1 when h says the peer holds the version of ours stamped hlc. Pure. */
 int repl_held_has(const repl_held *h, uint64_t hlc);
 

@@ -57,7 +57,16 @@ enum {
     WAL_REC_MULTIPART_COMPLETE = 7,
     WAL_REC_REPLICATED_APPLY = 8,
     WAL_REC_OBJECT_TAGS = 9,
+    WAL_REC_GC_PURGE = 10, /* local maintenance: never sent to a peer */
 };
+
+/* 1 for the types a site sends its peers: what it originated, which is
+ * neither a replicated apply (never forwarded) nor a local GC purge. */
+static inline int
+wal_rec_forwarded(uint16_t type)
+{
+    return type != WAL_REC_REPLICATED_APPLY && type != WAL_REC_GC_PURGE;
+}
 
 #define WAL_RECORD_FORMAT     1           /* WalRecord.format written today */
 #define WAL_MAX_RECORD        (16u << 20) /* largest payload accepted */

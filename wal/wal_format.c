@@ -220,7 +220,7 @@ wal_segment_scan(const void *vbuf, size_t len, int is_last, wal_replay_fn cb, vo
                 return rc;
         }
         out.last_lsn = r.lsn;
-        if (r.type != WAL_REC_REPLICATED_APPLY)
+        if (wal_rec_forwarded(r.type))
             out.last_own = r.lsn;
         out.records++;
         off += WAL__REC_HDR + r.len;

@@ -551,7 +551,7 @@ write_batch(wal *w, wal_io_op *op_out, int *rolled)
             if (off + flen > w->segment_bytes && off > WAL__SEG_HDR)
                 break;
             wal__rec_seal(b->buf + p, (uint32_t)w->cur_synced);
-            if (wal__get16(b->buf + p + 16) != WAL_REC_REPLICATED_APPLY)
+            if (wal_rec_forwarded(wal__get16(b->buf + p + 16)))
                 own = wal__get64(b->buf + p + 8);
             off += flen;
             p += flen;

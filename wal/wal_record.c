@@ -29,7 +29,7 @@ wal_record_decode(uint16_t type, const void *payload, size_t len, struct Meridia
         goto corrupt;
     if (rec->body_case == MERIDIAN__WAL_RECORD__BODY_REPLICATED_APPLY) {
         const Meridian__ReplicatedApply *ra = rec->replicated_apply;
-        if (ra->original_type == 0 || ra->original_type == WAL_REC_REPLICATED_APPLY ||
+        if (ra->original_type == 0 || !wal_rec_forwarded((uint16_t)ra->original_type) ||
             ra->original_type > 0xffff)
             goto corrupt;
     }
