@@ -75,7 +75,9 @@ static const struct {
                "link of the cluster (each direction between each pair of sites): state,\n"
                "RTT, records behind, age of the oldest unreplicated write, throughput,\n"
                "data sent, errors. Links of other sites are as they last announced them\n"
-               "in a heartbeat; AGE says how long ago. Any site gives the same table.\n"},
+               "in a heartbeat; AGE says how long ago. Any site gives the same table.\n"
+               "Last, STABLE: every write older than that is at every site, and the\n"
+               "link that holds it back; GC: what the sweeps purged since start.\n"},
     {"lag", "usage: meridianctl lag [--watch] [--interval S] [--count N]\n"
             "\n"
             "Replication to and from each peer: acked LSN, lag in records and time,\n"
@@ -257,6 +259,34 @@ print_cluster(const mrd_json *links)
     }
 }
 
+/* The cluster's stable point and what the GC purged (status "gc"). */
+static void
+print_gc(const mrd_json *g)
+{
+    const mrd_json *held = mrd_json_get(g, "held_by"), *age = mrd_json_get(g, "stable_age_ms");
+    const char *origin = mrd_json_get_str(held, "origin", ""),
+               *site = mrd_json_get_str(held, "site", "");
+    char a[32], b[32];
+
+    if (!g)
+        return;
+    if (age && age->type == MRD_JSON_NUMBER)
+        printf("\nSTABLE   every write older than %s is at every site%s%s%s%s%s\n",
+               ctl_human_duration(age->num / 1000.0, a, sizeof(a)), *origin ? " (slowest: " : "",
+               origin, *origin ? "'s writes at " : "", site, *origin ? ")" : "");
+    else
+        printf("\nSTABLE   not known yet: a site has not been heard from since start\n");
+    printf("GC       %.0f delete markers and %.0f tombstones purged, %.0f ghosts dropped; "
+           "sweeps every %s (%s), grace %s\n",
+           mrd_json_get_num(g, "markers_purged", 0), mrd_json_get_num(g, "tombstones_purged", 0),
+           mrd_json_get_num(g, "ghosts_dropped", 0),
+           ctl_human_duration(mrd_json_get_num(g, "interval_s", 0), a, sizeof(a)),
+           mrd_json_get_num(g, "interval_s", 0) ? "on" : "off",
+           ctl_human_duration(mrd_json_get_num(g, "grace_s", 0), b, sizeof(b)));
+    if (*mrd_json_get_str(g, "last_error", ""))
+        printf("GC       last sweep failed: %s\n", mrd_json_get_str(g, "last_error", ""));
+}
+
 static int
 cmd_status(const ctl_opts *o)
 {
@@ -328,6 +358,7 @@ cmd_status(const ctl_opts *o)
                *err ? "  last error: " : "", err);
     }
     print_cluster(mrd_json_get(mrd_json_get(j, "cluster"), "links"));
+    print_gc(mrd_json_get(j, "gc"));
     rc = 0;
 out:
     mrd_json_free(j);

@@ -13,6 +13,7 @@ second with a one-second grace and check, through the admin API:
     purged it is dropped as a ghost, not stored again.
 """
 import json
+import re
 import time
 import urllib.parse
 
@@ -79,6 +80,10 @@ def test_delete_markers_are_purged_once_every_site_has_them(tmp_path):
                 vs = versions(s, "scratch", f"k{i:02d}")
                 assert [v["role"] for v in vs] == ["current"], (s.name, vs)
         assert converge(sites) == snap
+        out = a.ctl("status")
+        assert out.returncode == 0, out.stderr
+        assert "STABLE   every write older than " in out.stdout, out.stdout
+        assert "GC       12 delete markers and 0 tombstones purged" in out.stdout, out.stdout
     finally:
         for s in sites:
             s.stop()
@@ -107,6 +112,8 @@ def test_a_site_that_is_down_holds_every_purge_back(tmp_path):
             for i in range(6):
                 vs = versions(s, "held", f"k{i}")
                 assert len(vs) == 1 and vs[0]["delete_marker"], (s.name, vs)
+        out = a.ctl("status")
+        assert re.search(r"STABLE   every write older than .* \(slowest: .*c", out.stdout), out.stdout
         c.start()
         converge(sites)
         wait_for(lambda: purged_everywhere(sites, "held", [f"k{i}" for i in range(6)]), 30,
