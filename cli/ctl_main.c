@@ -266,19 +266,23 @@ print_gc(const mrd_json *g)
     const mrd_json *held = mrd_json_get(g, "held_by"), *age = mrd_json_get(g, "stable_age_ms");
     const char *origin = mrd_json_get_str(held, "origin", ""),
                *site = mrd_json_get_str(held, "site", "");
-    char a[32], b[32];
+    char a[32], b[32], c[32];
 
     if (!g)
         return;
     if (age && age->type == MRD_JSON_NUMBER)
-        printf("\nSTABLE   every write older than %s is at every site%s%s%s%s%s\n",
-               ctl_human_duration(age->num / 1000.0, a, sizeof(a)), *origin ? " (slowest: " : "",
-               origin, *origin ? "'s writes at " : "", site, *origin ? ")" : "");
+        printf("\nSTABLE   every write older than %s is at every site",
+               ctl_human_duration(age->num / 1000.0, a, sizeof(a)));
     else
-        printf("\nSTABLE   not known yet: a site has not been heard from since start\n");
-    printf("GC       %.0f delete markers and %.0f tombstones purged, %.0f ghosts dropped; "
-           "sweeps every %s (%s), grace %s\n",
+        printf("\nSTABLE   none yet: not every site has reported what it has applied");
+    if (*origin)
+        printf(" (slowest: %s's writes at %s)", origin, site);
+    printf("\n");
+    printf("GC       %.0f delete markers, %.0f tombstones and %.0f conflict losers (%s) purged, "
+           "%.0f ghosts dropped; sweeps every %s (%s), grace %s\n",
            mrd_json_get_num(g, "markers_purged", 0), mrd_json_get_num(g, "tombstones_purged", 0),
+           mrd_json_get_num(g, "losers_purged", 0),
+           ctl_human_bytes((uint64_t)mrd_json_get_num(g, "loser_bytes_purged", 0), c, sizeof(c)),
            mrd_json_get_num(g, "ghosts_dropped", 0),
            ctl_human_duration(mrd_json_get_num(g, "interval_s", 0), a, sizeof(a)),
            mrd_json_get_num(g, "interval_s", 0) ? "on" : "off",

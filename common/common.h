@@ -296,7 +296,8 @@ typedef struct mrd_config {
     uint32_t anti_entropy_s; /* periodic digest comparison with each peer; 0 = off */
     uint32_t gc_interval_s;  /* delete marker and tombstone purge sweeps; 0 = off (default 600) */
     uint32_t gc_grace_s;     /* wait past stability before a purge (default 3600) */
-    uint32_t summary_page_bytes; /* anti-entropy summaries a page, answered to a peer; 0: 4 MiB */
+    uint32_t conflict_retention_s; /* hidden conflict losers kept (default 604800) */
+    uint32_t summary_page_bytes;   /* anti-entropy summaries a page, answered to a peer; 0: 4 MiB */
     uint32_t failed_after_s;   /* a version not replicated this long after its write is FAILED; 0 =
                                   never */
     uint32_t max_clock_skew_s; /* peer auth: |peer clock - ours| allowed; default 900 */

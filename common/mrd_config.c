@@ -534,6 +534,12 @@ entry(cfg_ctx *x, const char *key, const char *val)
                 c->gc_grace_s = (uint32_t)n;
             else
                 c->gc_interval_s = (uint32_t)n;
+        } else if (strcmp(key, "conflict_retention") == 0) {
+            char *end;
+            unsigned long n = strtoul(val, &end, 10);
+            if (!*val || *end || n == 0 || n > 365u * 86400u)
+                return fail(x, x->line, key, "'%s' is not valid; use seconds, 1..31536000", val);
+            c->conflict_retention_s = (uint32_t)n;
         } else if (strcmp(key, "anti_entropy_page") == 0) {
             if (mrd_size_parse(val, &v) != 0 || v < 4096 || v > (4u << 20))
                 return fail(x, x->line, key, "'%s' is not valid; use a size of 4KiB..4MiB", val);
@@ -564,7 +570,7 @@ entry(cfg_ctx *x, const char *key, const char *val)
             return fail(x, x->line, key,
                         "unknown key; [replication] takes secret, write_failover, "
                         "token_wait, anti_entropy_interval, anti_entropy_page, failed_after, "
-                        "max_clock_skew, gc_interval, gc_grace, "
+                        "max_clock_skew, gc_interval, gc_grace, conflict_retention, "
                         "tls_cert, tls_key, tls_ca");
         }
     } else if (strcmp(sec, "admin") == 0) {
@@ -829,6 +835,7 @@ mrd_config_parse(const char *name, const char *text, size_t len, mrd_config **ou
     c->anti_entropy_s = 3600;
     c->gc_interval_s = 600;
     c->gc_grace_s = 3600;
+    c->conflict_retention_s = 7u * 86400u;
     c->s3_max_uploads = 32; /* about 5 MiB each: docs/configuration.md */
     c->failed_after_s = 3600;
     c->multipart_expire_s = 7u * 86400u;

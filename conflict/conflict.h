@@ -398,6 +398,15 @@ typedef struct conflict_gc_state {
 int conflict_gc(const conflict_version *set, size_t n, const conflict_class *classes,
                 const conflict_gc_state *st, uint8_t *purge);
 
+/*
+ * Rule (a) alone, for a caller that holds the stamps rather than the set:
+ * 1 when a HIDDEN loser stamped loser_hlc, whose winner is stamped
+ * winner_hlc, first stored hidden at hidden_since_ms (0: not known), may be
+ * purged under st (stable, past its grace, and past its retention window).
+ */
+int conflict_gc_hidden_expired(mrd_hlc_stamp loser_hlc, mrd_hlc_stamp winner_hlc,
+                               uint64_t hidden_since_ms, const conflict_gc_state *st);
+
 /* ------------------------------------------------------------------------ */
 /* Buckets                                                                  */
 /* ------------------------------------------------------------------------ */

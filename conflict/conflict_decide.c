@@ -308,17 +308,26 @@ stable_now(const conflict_version *v, const conflict_gc_state *st)
     return st->now_ms >= sat_add(MRD_HLC_MS(v->hlc), st->grace_ms);
 }
 
+int
+conflict_gc_hidden_expired(mrd_hlc_stamp loser_hlc, mrd_hlc_stamp winner_hlc,
+                           uint64_t hidden_since_ms, const conflict_gc_state *st)
+{
+    conflict_version v = {.hlc = loser_hlc};
+    uint64_t start = MRD_HLC_MS(loser_hlc);
+
+    if (MRD_HLC_MS(winner_hlc) > start)
+        start = MRD_HLC_MS(winner_hlc);
+    if (hidden_since_ms > start)
+        start = hidden_since_ms;
+    return stable_now(&v, st) && st->now_ms >= sat_add(start, st->retention_ms);
+}
+
 /* Rule (a): a hidden loser past its retention window. */
 static int
 hidden_expired(const conflict_version *set, size_t i, size_t w, const conflict_gc_state *st)
 {
-    uint64_t start = MRD_HLC_MS(set[i].hlc);
-
-    if (MRD_HLC_MS(set[w].hlc) > start)
-        start = MRD_HLC_MS(set[w].hlc);
-    if (st->hidden_since_ms && st->hidden_since_ms[i] > start)
-        start = st->hidden_since_ms[i];
-    return stable_now(&set[i], st) && st->now_ms >= sat_add(start, st->retention_ms);
+    return conflict_gc_hidden_expired(set[i].hlc, set[w].hlc,
+                                      st->hidden_since_ms ? st->hidden_since_ms[i] : 0, st);
 }
 
 int

@@ -441,6 +441,8 @@ typedef struct engine_gc_status {
     engine_gc_result last;
     /* removed by applied GcPurge records, since start (replay included) */
     uint64_t markers_purged, tombstones_purged;
+    uint64_t losers_purged, loser_bytes_purged; /* hidden conflict losers holding data */
+    uint64_t retention_ms;                      /* [replication] conflict_retention */
     /* anti-entropy records dropped as copies of what was removed here */
     uint64_t ghosts_dropped;
 } engine_gc_status;

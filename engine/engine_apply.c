@@ -913,8 +913,9 @@ live_count_cb(void *user, const char *key, const store_version *v)
 /*
  * GC_PURGE (engine_gc.c): removes each listed version that is still what the
  * sweep saw (the same stamp) and still purgeable as the index stands at this
- * LSN: a tombstone, a hidden null delete marker, or the key's only version
- * when it is its current null delete marker. The sweep checked stability and grace; this check
+ * LSN: a tombstone, a hidden null delete marker, a hidden loser that holds
+ * data (its data freed after the commit), or the key's only version when it
+ * is its current null delete marker. The sweep checked stability and grace; this check
  * makes a write that arrived after the sweep looked win, and replay repeat it.
  */
 static int
@@ -928,7 +929,7 @@ plan_gc(engine *e, engine__batch *b, const Meridian__GcPurge *g)
     for (size_t j = 0; j < n && rc == 0; j++) {
         store_version_rec *rec = NULL;
         const store_version *v;
-        int tomb, lone = 0;
+        int tomb, lone = 0, loser;
 
         rc = store_index_get(e->st, g->bucket, g->key, g->version_ids[j], &rec);
         if (rc == MRD_ENOTFOUND) {
@@ -947,14 +948,23 @@ plan_gc(engine *e, engine__batch *b, const Meridian__GcPurge *g)
                                   live_count_cb, &c);
             lone = rc == 0 && c.n == 1;
         }
+        loser = (v->flags & ENGINE_GC_HIDDEN_MARKER_MASK) == ENGINE_GC_HIDDEN_LOSER;
         if (rc == 0 && v->hlc == g->hlcs[j] &&
-            (tomb || lone ||
+            (tomb || lone || loser ||
              (v->flags & ENGINE_GC_HIDDEN_MARKER_MASK) == ENGINE_GC_HIDDEN_MARKER)) {
             b->ops[b->n_ops++] = (store_index_op){.type = STORE_OP_VERSION_DEL,
                                                   .bucket = g->bucket,
                                                   .key = g->key,
                                                   .version_id = g->version_ids[j]};
-            __atomic_add_fetch(tomb ? &e->gc_tombstones : &e->gc_markers, 1, __ATOMIC_RELAXED);
+            if (loser) {
+                free_later(b, v->layout, v->layout_len); /* rec lives until the flush */
+                b->alive[b->n_alive++] = rec;
+                rec = NULL;
+                __atomic_add_fetch(&e->gc_losers, 1, __ATOMIC_RELAXED);
+                __atomic_add_fetch(&e->gc_loser_bytes, v->size, __ATOMIC_RELAXED);
+            } else {
+                __atomic_add_fetch(tomb ? &e->gc_tombstones : &e->gc_markers, 1, __ATOMIC_RELAXED);
+            }
         }
         store_version_rec_free(rec);
     }

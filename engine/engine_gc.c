@@ -1,7 +1,8 @@
 /*
  * engine_gc.c - purging what every site holds and nothing can bring back:
- * null delete markers left alone on their key, and the tombstones of
- * versions removed by id (docs/conflicts.md section 6).
+ * null delete markers left alone on their key, the tombstones of versions
+ * removed by id, and hidden conflict losers past their retention window
+ * (docs/conflicts.md section 6).
  *
  * Why. An S3 DELETE in an unversioned bucket leaves a null delete marker
  * (it must replicate, and it must outlive every copy of what it hides), and
@@ -46,10 +47,21 @@
  * that arrived after the sweep looked wins, and replay after a crash does
  * exactly what the first apply did.
  *
- * Not purged yet: hidden conflict losers that hold data (null versions
- * that lost a concurrent write). Their retention window runs from when each site first
- * stored them hidden, which the index does not record; a key holding one
- * keeps its marker too. conflict_gc already implements their rule.
+ *   - its hidden losers that hold data (null versions that lost a
+ *     concurrent write; conflict_gc rule (a)), once their retention window
+ *     ([replication] conflict_retention) has run from when this site first
+ *     knew the race stable: the first entry of the stable log above both
+ *     the loser's and the winner's stamps.
+ *
+ * The stable log. Rule (a) counts the window from when each site first
+ * stored the loser hidden, so that a race found only after a long
+ * partition still gets its whole window. The index does not record that
+ * time; instead each sweep notes (stable point, local time) in a log kept in
+ * the index (ENGINE_GC_LOG_KEY, at most ENGINE_GC_LOG_MAX entries, halved
+ * when full). A race is stable once every site holds both versions, so
+ * every site has had the loser hidden by then: counting from that time
+ * gives at least the whole window, never less (a dropped or missing entry
+ * only makes the start later).
  */
 #include "engine_int.h"
 
@@ -79,7 +91,11 @@ typedef struct gc_walk {
     uint64_t mark, now_ms, grace_ms;
     /* the key being walked */
     char *cur;
-    size_t n_live;     /* its versions other than tombstones */
+    size_t n_live;    /* its versions other than tombstones */
+    uint64_t cur_hlc; /* its current version's stamp (0: none seen) */
+    size_t n_hid;     /* its hidden losers that hold data */
+    char *hid_id[PURGE_IDS];
+    uint64_t hid_hlc[PURGE_IDS];
     gc_key pend;       /* its purgeable tombstones so far */
     store_version one; /* its only live version, if n_live == 1 */
     char *one_id, *one_etag;
@@ -149,6 +165,57 @@ gc_lone_version(const gc_walk *w)
     return purge;
 }
 
+/*
+ * When this site first knew stamp h stable: the time of the first entry of
+ * the stable log whose point is above h (0: not yet). The log holds the
+ * point each sweep ran under, thinned by halves when full; a dropped entry
+ * only makes the answer later, so a retention window never gets shorter.
+ */
+static uint64_t
+gc_stable_since(const engine *e, uint64_t h)
+{
+    for (size_t i = 0; i < e->gc_log_n; i++)
+        if (e->gc_log[i].mark > h)
+            return e->gc_log[i].ms;
+    return 0;
+}
+
+/* Rule (a) for a hidden loser stamped hlc: its retention window runs from
+ * when the later of it and the winner was first known stable here, which is
+ * no earlier than when any site could see the conflict. */
+static int
+gc_loser_expired(const gc_walk *w, uint64_t hlc)
+{
+    mrd_hlc_stamp acked = w->mark - 1;
+    uint64_t since = gc_stable_since(w->e, hlc > w->cur_hlc ? hlc : w->cur_hlc);
+    conflict_gc_state st = {.acked = &acked,
+                            .n_acked = 1,
+                            .now_ms = w->now_ms,
+                            .grace_ms = w->grace_ms,
+                            .retention_ms = w->e->gc_retention_ms};
+
+    return w->cur_hlc && since && conflict_gc_hidden_expired(hlc, w->cur_hlc, since, &st);
+}
+
+/* Notes that this sweep runs under mark (at now_ms) in the stable log, and
+ * persists the log. Sweeps only (gc_sweep_mu). */
+static int
+gc_log_note(engine *e, uint64_t mark, uint64_t now_ms)
+{
+    if (e->gc_log_n && e->gc_log[e->gc_log_n - 1].mark >= mark)
+        return 0;
+    if (e->gc_log_n == ENGINE_GC_LOG_MAX) { /* keep every other entry, and the newest */
+        size_t n = 0;
+        for (size_t i = 1; i < e->gc_log_n; i += 2)
+            e->gc_log[n++] = e->gc_log[i];
+        e->gc_log_n = n;
+    }
+    e->gc_log[e->gc_log_n].mark = mark;
+    e->gc_log[e->gc_log_n].ms = now_ms;
+    e->gc_log_n++;
+    return store_meta_put(e->st, ENGINE_GC_LOG_KEY, e->gc_log, e->gc_log_n * sizeof(e->gc_log[0]));
+}
+
 /* The walk reached the end of w->cur: keep what it would purge. */
 static int
 gc_key_end(gc_walk *w)
@@ -160,6 +227,9 @@ gc_key_end(gc_walk *w)
     w->keys++;
     if (w->n_live == 1 && gc_lone_version(w))
         rc = gc_key_add(&w->pend, w->one_id, w->one.hlc);
+    for (size_t k = 0; k < w->n_hid && rc == 0; k++)
+        if (gc_loser_expired(w, w->hid_hlc[k]))
+            rc = gc_key_add(&w->pend, w->hid_id[k], w->hid_hlc[k]);
     if (rc == 0 && w->pend.n_ids) {
         if (w->n_out == w->cap_out) {
             size_t cap = w->cap_out ? w->cap_out * 2 : 16;
@@ -185,6 +255,10 @@ out:
     w->cur = w->one_id = w->one_etag = NULL;
     w->one_vv = NULL;
     w->n_live = 0;
+    for (size_t k = 0; k < w->n_hid; k++)
+        free(w->hid_id[k]);
+    w->n_hid = 0;
+    w->cur_hlc = 0;
     return rc;
 }
 
@@ -211,6 +285,14 @@ gc_walk_cb(void *user, const char *key, const store_version *v)
     if (gc_hidden_marker(v->flags) && gc_due(w, v->hlc) &&
         (rc = gc_key_add(&w->pend, v->version_id, v->hlc)) != 0)
         goto fail;
+    if (!(v->flags & (STORE_VF_NONCURRENT | STORE_VF_CONFLICT)))
+        w->cur_hlc = v->hlc;
+    if ((v->flags & ENGINE_GC_HIDDEN_MARKER_MASK) == ENGINE_GC_HIDDEN_LOSER &&
+        w->n_hid < PURGE_IDS && gc_due(w, v->hlc)) {
+        if (!(w->hid_id[w->n_hid] = strdup(v->version_id)))
+            goto fail;
+        w->hid_hlc[w->n_hid++] = v->hlc;
+    }
     if (++w->n_live == 1) {
         /* kept for gc_lone_version: the walk's strings die with the call */
         w->one = *v;
@@ -395,7 +477,7 @@ engine_gc_sweep(engine *e, uint64_t now_ms, engine_gc_result *out)
     t0 = mrd_clock_mono_ns();
     mark = __atomic_load_n(&e->gc_mark, __ATOMIC_ACQUIRE);
     res.stable_hlc = mark;
-    if (mark && (rc = gc_mark_save(e, mark)) == 0) {
+    if (mark && (rc = gc_mark_save(e, mark)) == 0 && (rc = gc_log_note(e, mark, now_ms)) == 0) {
         rc = store_bucket_list(e->st, gc_name_cb, &names);
         if (rc == 0 && names.nomem)
             rc = -ENOMEM;
@@ -456,6 +538,9 @@ engine_gc_status_get(engine *e, engine_gc_status *out)
     out->markers_purged = __atomic_load_n(&e->gc_markers, __ATOMIC_RELAXED);
     out->tombstones_purged = __atomic_load_n(&e->gc_tombstones, __ATOMIC_RELAXED);
     out->ghosts_dropped = __atomic_load_n(&e->gc_ghosts, __ATOMIC_RELAXED);
+    out->losers_purged = __atomic_load_n(&e->gc_losers, __ATOMIC_RELAXED);
+    out->loser_bytes_purged = __atomic_load_n(&e->gc_loser_bytes, __ATOMIC_RELAXED);
+    out->retention_ms = e->gc_retention_ms;
     pthread_mutex_lock(&e->gc_mu);
     out->sweeps = e->gc_sweeps;
     out->last = e->gc_last;
@@ -508,10 +593,25 @@ engine__gc_open(engine *e)
     pthread_cond_init(&e->gc_cv, &ca);
     pthread_condattr_destroy(&ca);
     e->gc_inited = 1;
+    e->gc_retention_ms = (uint64_t)e->conf->conflict_retention_s * 1000u;
     rc = engine__meta_u64(e, ENGINE_GC_MARK_KEY, &e->gc_mark_saved);
     if (rc == MRD_ENOTFOUND)
         rc = 0;
     e->gc_mark = e->gc_mark_saved;
+    if (rc == 0) {
+        void *val = NULL;
+        size_t len = 0;
+        int r = store_meta_get(e->st, ENGINE_GC_LOG_KEY, &val, &len);
+        /* a log that does not parse is dropped: it only delays purges */
+        if (r == 0 && len % sizeof(e->gc_log[0]) == 0 &&
+            len / sizeof(e->gc_log[0]) <= ENGINE_GC_LOG_MAX) {
+            memcpy(e->gc_log, val, len);
+            e->gc_log_n = len / sizeof(e->gc_log[0]);
+        } else if (r != 0 && r != MRD_ENOTFOUND) {
+            rc = r;
+        }
+        free(val);
+    }
     return rc;
 }
 

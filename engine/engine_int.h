@@ -14,6 +14,9 @@
 #include "wal.h"
 #include "wal.pb-c.h"
 
+/* Entries of the GC's stable log, at most (engine_gc.c). */
+#define ENGINE_GC_LOG_MAX 1024
+
 /* A completion queue (engine_cq_new): where callbacks go. The engine owns
  * every one (a list, freed by engine_close), so a callback can never be
  * posted to a freed queue. */
@@ -128,10 +131,14 @@ struct engine {
     /* GC (engine_gc.c). gc_mark: the stable point (atomic; the applier
      * reads it for ghosts); gc_mark_saved: as persisted (sweeps only). */
     uint64_t gc_mark, gc_mark_saved;
-    uint64_t gc_grace_ms, gc_interval_ms;
-    uint64_t gc_markers, gc_tombstones, gc_ghosts; /* atomic */
-    pthread_mutex_t gc_mu;                         /* gc_stop and the sweep figures below */
-    pthread_mutex_t gc_sweep_mu;                   /* one sweep at a time */
+    uint64_t gc_grace_ms, gc_interval_ms, gc_retention_ms;
+    uint64_t gc_markers, gc_tombstones, gc_ghosts, gc_losers, gc_loser_bytes; /* atomic */
+    struct engine__gc_log {
+        uint64_t mark, ms;
+    } gc_log[ENGINE_GC_LOG_MAX]; /* the stable log (sweeps only) */
+    size_t gc_log_n;
+    pthread_mutex_t gc_mu;       /* gc_stop and the sweep figures below */
+    pthread_mutex_t gc_sweep_mu; /* one sweep at a time */
     pthread_cond_t gc_cv;
     pthread_t gc_thread;
     int gc_inited, gc_started, gc_stop;
@@ -162,6 +169,11 @@ void engine__failure_text(const char *meta_dir, const wal_status *ws, int index_
      ENGINE_VF_TOMBSTONE)
 #define ENGINE_GC_HIDDEN_MARKER                                                                    \
     (STORE_VF_DELETE_MARKER | ENGINE_VF_NULL_VERSION | STORE_VF_CONFLICT)
+/* ... and of a hidden loser that holds data (the same mask). */
+#define ENGINE_GC_HIDDEN_LOSER (ENGINE_VF_NULL_VERSION | STORE_VF_CONFLICT)
+/* Index meta key of the GC's stable log: (point, local ms) pairs, native
+ * byte order, at most ENGINE_GC_LOG_MAX. */
+#define ENGINE_GC_LOG_KEY "gc.stable_log"
 /* Versions one GcPurge record names, at most (the applier ignores more). */
 #define ENGINE_GC_PURGE_MAX 16
 /* engine_gc.c: at open (after the store, before replay) loads the stable

@@ -222,6 +222,12 @@ gc_status_json(gw_daemon *d, mrd_json_w *w)
     mrd_json_w_uint(w, g.tombstones_purged);
     mrd_json_w_key(w, "ghosts_dropped");
     mrd_json_w_uint(w, g.ghosts_dropped);
+    mrd_json_w_key(w, "losers_purged");
+    mrd_json_w_uint(w, g.losers_purged);
+    mrd_json_w_key(w, "loser_bytes_purged");
+    mrd_json_w_uint(w, g.loser_bytes_purged);
+    mrd_json_w_key(w, "conflict_retention_s");
+    mrd_json_w_uint(w, g.retention_ms / 1000);
     mrd_json_w_obj_end(w);
 }
 
@@ -433,6 +439,12 @@ gc_metrics(gw_daemon *d, mrd_buf *b)
     metric(b, "meridian_gc_tombstones_purged_total", "counter",
            "Tombstones of versions removed by id purged since start.", "",
            (double)g.tombstones_purged);
+    metric(b, "meridian_gc_losers_purged_total", "counter",
+           "Hidden conflict losers purged after their retention window since start.", "",
+           (double)g.losers_purged);
+    metric(b, "meridian_gc_loser_bytes_purged_total", "counter",
+           "Object data of the hidden conflict losers purged since start.", "",
+           (double)g.loser_bytes_purged);
     metric(b, "meridian_gc_ghosts_dropped_total", "counter",
            "Anti-entropy copies of purged or removed versions dropped since start.", "",
            (double)g.ghosts_dropped);
