@@ -5,11 +5,13 @@
 #   unit      ctest (tests/unit)
 #   integ     pytest tests/integration under /usr/bin/python3, real processes
 #   format    clang-format check of the whole tree
-#   asan      ASan+UBSan build, ctest under it, and four replication tests
+#   asan      ASan+UBSan build, ctest under it, and replication and GC tests
 #             against the sanitized daemon (object data through the
 #             receiver's buffer pool, an anti-entropy pass with summaries
 #             both ways, object data whose check fails once and is sent
-#             again): a finding stops the daemon, which fails them
+#             again, GC sweeps, purges and ghost drops): a finding stops the
+#             daemon, and a report in its log (a leak at exit too) fails the
+#             test (conftest.Site.stop)
 #   tsan      ThreadSanitizer build of meridiand and the several-S3-loop
 #             integration tests under it (a race makes the daemon exit 66,
 #             which fails them); about 40 s
@@ -68,8 +70,8 @@ if want asan; then
         ctest --test-dir build-asan --output-on-failure -j$jobs &&
         MERIDIAN_BUILD_DIR=$top/build-asan /usr/bin/python3 -m pytest -q -p no:cacheprovider \
         tests/integration/test_replication.py \
-        tests/integration/test_repl_data_check.py \
-        -k 'in_the_order or past_retention_level or corrupted_in_flight or cannot_be_computed or refused'"
+        tests/integration/test_repl_data_check.py tests/integration/test_gc.py \
+        -k 'in_the_order or past_retention_level or corrupted_in_flight or cannot_be_computed or refused or test_gc'"
 fi
 if want tsan; then
     run_step tsan bash -c "cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -205,7 +205,21 @@ class Site:
                 self.proc.wait()
         if self.proc:
             self.logf.close()
+            self.check_sanitizer_reports()
         return self.proc.returncode if self.proc else None
+
+    SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+    def check_sanitizer_reports(self):
+        """Under ASan/UBSan (make test's asan step) a report in the log fails
+        the test that stopped the daemon, even one printed at exit (a leak)
+        after every request had succeeded."""
+        log = self.read_log()
+        for what in self.SANITIZER_REPORTS:
+            i = log.find(what)
+            if i >= 0:
+                raise AssertionError(f"{self.name}: sanitizer report in {self.log}:\n"
+                                     + log[max(0, i - 200):i + 3000])
 
     def read_log(self):
         try:
