@@ -9,6 +9,9 @@ has passed (docs/conflicts.md section 6). These tests run the sweep every
 second with a one-second grace and check, through the admin API:
   - the markers go at every site, and only once all three have them;
   - a site that is down holds every purge back, and the status names it;
+  - removing that site from the topology lets the purges go on;
+  - a hidden conflict loser is kept for its retention window, then purged
+    with its data, and a losing delete marker goes as soon as it is stable;
   - a purged record that anti-entropy sends back from a site that has not
     purged it is dropped as a ghost, not stored again.
 """
@@ -234,6 +237,35 @@ def test_a_hidden_conflict_loser_is_kept_for_its_retention_window_then_purged(tm
         except Exception as e:  # noqa: BLE001 - botocore's ClientError
             assert "NoSuchVersion" in str(e) or "404" in str(e), e
         assert converge(sites) == snap
+    finally:
+        for s in sites:
+            s.stop()
+
+
+def test_removing_a_dead_site_from_the_topology_lets_the_purges_go_on(tmp_path):
+    sites = start_three(tmp_path)
+    a, b, c = sites
+    try:
+        ca = s3_client(a)
+        ca.create_bucket(Bucket="gone")
+        for i in range(4):
+            ca.put_object(Bucket="gone", Key=f"k{i}", Body=b"data")
+        converge(sites)
+        c.stop()  # c dies for good
+        for i in range(4):
+            ca.delete_object(Bucket="gone", Key=f"k{i}")
+        wait_for(lambda: all(versions(b, "gone", f"k{i}") for i in range(4)), 10,
+                 "b to hold the delete markers")
+        time.sleep(3)
+        assert gc(a)["markers_purged"] == 0 and gc(b)["markers_purged"] == 0
+        r = a.ctl("site", "remove", "c")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: purged_everywhere((a, b), "gone", [f"k{i}" for i in range(4)]), 30,
+                 "a and b to purge once c left the topology")
+        for s in (a, b):
+            g = gc(s)
+            assert g["markers_purged"] == 4, (s.name, g)
+            assert "c" not in (g["held_by"]["origin"], g["held_by"]["site"]), (s.name, g)
     finally:
         for s in sites:
             s.stop()
