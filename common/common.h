@@ -272,6 +272,8 @@ typedef struct mrd_config {
                                together; 0 = 4096 */
     int s3_max_uploads;     /* large uploads holding their buffers at once, all
                                loops together; more wait unread; 0 = no limit */
+    int s3_max_downloads;   /* large downloads holding their buffers at once, all loops; 0 = no
+                               limit */
 
     /* [s3]: domains under which <bucket>.<domain> names a bucket
      * (virtual-host-style addressing); lower case, no port */

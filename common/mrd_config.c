@@ -417,17 +417,20 @@ entry(cfg_ctx *x, const char *key, const char *val)
             c->s3_max_connections = (int)n;
             return 0;
         }
-        if (strcmp(key, "max_uploads") == 0) {
+        if (strcmp(key, "max_uploads") == 0 || strcmp(key, "max_downloads") == 0) {
             uint64_t n;
             if (parse_uint(val, 100000, &n) != 0)
                 return fail(x, x->line, key, "'%s' is not valid; use 0 (no limit) or 1..100000",
                             val);
-            c->s3_max_uploads = (int)n;
+            if (key[4] == 'u')
+                c->s3_max_uploads = (int)n;
+            else
+                c->s3_max_downloads = (int)n;
             return 0;
         }
         return fail(x, x->line, key,
                     "unknown key; [s3] takes domain, tls_cert, tls_key, loops, max_connections, "
-                    "max_uploads");
+                    "max_uploads, max_downloads");
     } else if (strcmp(sec, "store") == 0) {
         if (strcmp(key, "data_dirs") == 0 || strcmp(key, "data_dir") == 0) {
             char *copy = strdup(val), *save = NULL;
@@ -836,7 +839,8 @@ mrd_config_parse(const char *name, const char *text, size_t len, mrd_config **ou
     c->gc_interval_s = 600;
     c->gc_grace_s = 3600;
     c->conflict_retention_s = 7u * 86400u;
-    c->s3_max_uploads = 32; /* about 5 MiB each: docs/configuration.md */
+    c->s3_max_uploads = 32;    /* about 5 MiB each: docs/configuration.md */
+    c->s3_max_downloads = 256; /* about 3 MiB each */
     c->failed_after_s = 3600;
     c->multipart_expire_s = 7u * 86400u;
     c->max_clock_skew_s = 900;

@@ -679,6 +679,11 @@ admin_metrics(gw_req *r, gw_daemon *d)
                "Large uploads holding their buffers now ([s3] max_uploads).", "", active);
         metric(&b, "meridian_s3_uploads_waiting", "gauge",
                "Large uploads waiting, unread, for one of those slots.", "", waiting);
+        gw__s3_downloads(&active, &waiting);
+        metric(&b, "meridian_s3_downloads_active", "gauge",
+               "Large downloads holding their buffers now ([s3] max_downloads).", "", active);
+        metric(&b, "meridian_s3_downloads_waiting", "gauge",
+               "Large downloads waiting, head sent, for one of those slots.", "", waiting);
     }
     metric(&b, "meridian_conflicts_total", "counter",
            "Concurrent-write conflicts settled at this site (the conflict log's last id; "

@@ -660,6 +660,9 @@ int gw__meta_tagging(gw_req *r, gw__meta *m, const char **msg);
 /* Large uploads holding their buffers, and those waiting for a slot ([s3]
  * max_uploads), all loops together. Any thread. */
 void gw__s3_uploads(int *active, int *waiting);
+/* Large downloads holding their buffers now, and waiting for a slot
+ * ([s3] max_downloads), every loop together. Thread-safe. */
+void gw__s3_downloads(int *active, int *waiting);
 void gw__s3_put_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key,
                        const gw_sigv4_auth *auth);
 void gw__s3_get_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key);

@@ -50,7 +50,8 @@
  * (store_reader_read checks every block's CRC and reconstructs lost shards),
  * the loop queues it, and the next read starts at once while the socket
  * holds under 1 MiB, else when ops->writable says it drained: at most one
- * chunk being read plus two queued, about 3 MiB per GET whatever its size
+ * chunk being read plus two queued, about 3 MiB per GET whatever its size,
+ * and [s3] max_downloads of them at once (the download gate, below)
  * (the PUT side: two 1 MiB buffers sized once, plus the store's stripe). A read error
  * after the head was sent can only be signalled by cutting the connection
  * (the layer does that for a short body), which clients report as an error.
@@ -138,6 +139,13 @@ stream_end(void)
 /* PUT                                                                       */
 /* ========================================================================= */
 
+/* A stream's place at a gate ("The gates", below). */
+typedef struct gate_node {
+    struct gate_node *prev, *next;
+    int gated, waiting;
+    void (*admit)(struct gate_node *n); /* let in from the line, on the loop */
+} gate_node;
+
 typedef enum { P_OPEN, P_WRITE, P_FINISH, P_COMMIT, P_DONE } put_stage;
 
 typedef struct put {
@@ -161,102 +169,117 @@ typedef struct put {
     gw__meta meta;
     char *upload_id; /* UploadPart: the upload, and part > 0 */
     uint32_t part;
-    int vstate; /* the bucket's versioning state when the PUT began */
-    /* the upload gate (below): holds a slot, or waits in line for one */
-    int gated, waiting;
-    struct put *gate_prev, *gate_next;
+    int vstate;     /* the bucket's versioning state when the PUT began */
+    gate_node gate; /* the upload gate (below): holds a slot, or waits in line */
 } put;
 
 static void put_step(put *p);
 static void put_open(put *p);
+static void put_admit(gate_node *n);
 
 /*
- * The upload gate. A large upload holds about 5 MiB while it runs (two body
- * buffers and up to two stripes), bounded per upload but not in sum: a
- * thousand clients uploading at once would take 5 GB. [s3] max_uploads
- * bounds how many hold their buffers at once; each loop admits its share
- * (at least one) and the others wait in arrival order, paused before the
- * writer opens, their bodies unread, so TCP holds their clients back. A
- * body of at most GATE_SMALL bytes never waits: it needs little memory,
- * and small writes need concurrency for the WAL's group commit. The line
- * is the loop's own (thread-local, like everything of a loop); the
+ * The gates. A large upload holds about 5 MiB while it runs (two body
+ * buffers and up to two stripes) and a large download about 3 MiB (a chunk
+ * being read and two queued), bounded per stream but not in sum: a thousand
+ * clients at once would take gigabytes. [s3] max_uploads and max_downloads
+ * bound how many hold their buffers at once; each loop admits its share (at
+ * least one) and the others wait in arrival order. An upload waits paused
+ * before its writer opens, its body unread, so TCP holds its client back; a
+ * download waits after its response head, before its first read. A body of
+ * at most GATE_SMALL bytes never waits: it needs little memory, and small
+ * requests need concurrency (the WAL's group commit, many small GETs). A
+ * line is the loop's own (thread-local, like everything of a loop); the
  * counters for /metrics add up every loop's.
  */
 #define GATE_SMALL (256u << 10)
-static __thread int gate_active;
-static __thread put *gate_head, *gate_tail;
-static int gate_active_all, gate_waiting_all; /* GW_ADD / GW_LOAD */
+
+typedef struct gate {
+    int active;
+    gate_node *head, *tail;
+    int *active_all, *waiting_all; /* GW_ADD / GW_LOAD */
+} gate;
+
+static int uploads_active_all, uploads_waiting_all, downloads_active_all, downloads_waiting_all;
+static __thread gate upload_gate = {0, NULL, NULL, &uploads_active_all, &uploads_waiting_all};
+static __thread gate download_gate = {0, NULL, NULL, &downloads_active_all, &downloads_waiting_all};
 
 void
 gw__s3_uploads(int *active, int *waiting)
 {
-    *active = GW_LOAD(gate_active_all);
-    *waiting = GW_LOAD(gate_waiting_all);
+    *active = GW_LOAD(uploads_active_all);
+    *waiting = GW_LOAD(uploads_waiting_all);
 }
 
-static int
-gate_share(const gw_daemon *d)
+void
+gw__s3_downloads(int *active, int *waiting)
 {
-    int share = d->conf->s3_max_uploads / (d->n_loops > 0 ? d->n_loops : 1);
+    *active = GW_LOAD(downloads_active_all);
+    *waiting = GW_LOAD(downloads_waiting_all);
+}
+
+/* This loop's share of a limit over every loop. */
+static int
+gate_share(const gw_daemon *d, int limit)
+{
+    int share = limit / (d->n_loops > 0 ? d->n_loops : 1);
 
     return share > 0 ? share : 1;
 }
 
-/* 1 if p may open its writer now (holding a slot, or not gated at all);
- * 0 if it waits in line: gate_leave of another upload starts it. */
+/* 1 if n may go now (holding a slot of g, or not gated at all: limit 0 or
+ * a small body); 0 if it waits in line, and gate_leave of another starts it
+ * (n->admit). size < 0: unknown (an upload without a length). */
 static int
-gate_enter(put *p)
+gate_enter(gate *g, gate_node *n, const gw_daemon *d, int limit, int64_t size)
 {
-    int64_t cl = gw_req_content_length(p->r);
-
-    if (p->d->conf->s3_max_uploads <= 0 || (cl >= 0 && (uint64_t)cl <= GATE_SMALL))
+    if (limit <= 0 || (size >= 0 && (uint64_t)size <= GATE_SMALL))
         return 1;
-    if (gate_active < gate_share(p->d)) {
-        gate_active++;
-        GW_ADD(gate_active_all, 1);
-        p->gated = 1;
+    if (g->active < gate_share(d, limit)) {
+        g->active++;
+        GW_ADD(*g->active_all, 1);
+        n->gated = 1;
         return 1;
     }
-    p->waiting = 1;
-    p->gate_prev = gate_tail;
-    if (gate_tail)
-        gate_tail->gate_next = p;
+    n->waiting = 1;
+    n->prev = g->tail;
+    if (g->tail)
+        g->tail->next = n;
     else
-        gate_head = p;
-    gate_tail = p;
-    GW_ADD(gate_waiting_all, 1);
+        g->head = n;
+    g->tail = n;
+    GW_ADD(*g->waiting_all, 1);
     return 0;
 }
 
-/* p leaves the line, or gives its slot to the first in line. */
+/* n leaves the line, or gives its slot to the first in line. */
 static void
-gate_leave(put *p)
+gate_leave(gate *g, gate_node *n, const gw_daemon *d, int limit)
 {
-    if (p->waiting) {
-        if (p->gate_prev)
-            p->gate_prev->gate_next = p->gate_next;
+    if (n->waiting) {
+        if (n->prev)
+            n->prev->next = n->next;
         else
-            gate_head = p->gate_next;
-        if (p->gate_next)
-            p->gate_next->gate_prev = p->gate_prev;
+            g->head = n->next;
+        if (n->next)
+            n->next->prev = n->prev;
         else
-            gate_tail = p->gate_prev;
-        p->waiting = 0;
-        GW_ADD(gate_waiting_all, -1);
+            g->tail = n->prev;
+        n->waiting = 0;
+        GW_ADD(*g->waiting_all, -1);
         return;
     }
-    if (!p->gated)
+    if (!n->gated)
         return;
-    p->gated = 0;
-    gate_active--;
-    GW_ADD(gate_active_all, -1);
-    while (gate_head && gate_active < gate_share(p->d)) {
-        put *w = gate_head;
-        gate_leave(w); /* out of the line */
+    n->gated = 0;
+    g->active--;
+    GW_ADD(*g->active_all, -1);
+    while (g->head && g->active < gate_share(d, limit)) {
+        gate_node *w = g->head;
+        gate_leave(g, w, d, limit); /* out of the line */
         w->gated = 1;
-        gate_active++;
-        GW_ADD(gate_active_all, 1);
-        put_open(w);
+        g->active++;
+        GW_ADD(*g->active_all, 1);
+        w->admit(w);
     }
 }
 
@@ -270,7 +293,7 @@ put_free(put *p)
     gw__meta_clear(&p->meta);
     free(p->upload_id);
     free(p->key);
-    gate_leave(p); /* after the buffers are gone */
+    gate_leave(&upload_gate, &p->gate, p->d, p->d->conf->s3_max_uploads); /* buffers gone */
     free(p);
     stream_end();
 }
@@ -936,8 +959,16 @@ put_start(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const ch
      * and, for a large upload, until the gate lets it in. */
     p->paused = 1;
     gw_req_pause(r);
-    if (gate_enter(p))
+    p->gate.admit = put_admit;
+    if (gate_enter(&upload_gate, &p->gate, d, d->conf->s3_max_uploads, gw_req_content_length(r)))
         put_open(p);
+}
+
+/* The upload gate let p in. */
+static void
+put_admit(gate_node *n)
+{
+    put_open((put *)((char *)n - offsetof(put, gate)));
 }
 
 /* The writer opens (a worker checks the bucket): the upload runs. */
@@ -987,6 +1018,7 @@ typedef struct get {
     unsigned char *buf;
     size_t cap; /* buf's size */
     size_t n;
+    gate_node gate; /* the download gate: a large body waits here before its first read */
 } get;
 
 /* Read buffers of the GET path. A chunk read from the store goes to the
@@ -1032,6 +1064,7 @@ get_buf_done(const void *data, size_t len, void *arg)
 static void
 get_free(get *g)
 {
+    gate_leave(&download_gate, &g->gate, g->d, g->d->conf->s3_max_downloads);
     store_reader_close(g->rd);
     store_version_rec_free(g->rec);
     if (g->buf)
@@ -1160,6 +1193,13 @@ get_submit_read(get *g)
         g->busy = 0;
         gw_resp_end(g->r); /* short: the layer cuts the connection */
     }
+}
+
+/* The download gate let g in: its body starts. */
+static void
+get_admit(gate_node *n)
+{
+    get_submit_read((get *)((char *)n - offsetof(get, gate)));
 }
 
 static void
@@ -1491,7 +1531,10 @@ get_lookup_done(void *arg)
         get_buf_done(g->buf, 0, (void *)(uintptr_t)g->cap);
         g->buf = NULL;
     }
-    get_submit_read(g);
+    g->gate.admit = get_admit;
+    if (gate_enter(&download_gate, &g->gate, g->d, g->d->conf->s3_max_downloads,
+                   (int64_t)(g->end - g->off)))
+        get_submit_read(g);
 }
 
 void

@@ -107,7 +107,7 @@ def test_a_site_that_is_down_holds_every_purge_back(tmp_path):
         # b applies the deletes at once; c cannot: neither a nor b may purge
         wait_for(lambda: all(versions(b, "held", f"k{i}") for i in range(6)), 10,
                  "b to hold the delete markers")
-        time.sleep(5)  # five sweeps, four times the grace
+        time.sleep(3)  # three sweeps, twice the grace past the deletes
         for s in (a, b):
             g = gc(s)
             assert g["markers_purged"] == 0, (s.name, g)
@@ -256,7 +256,7 @@ def test_removing_a_dead_site_from_the_topology_lets_the_purges_go_on(tmp_path):
             ca.delete_object(Bucket="gone", Key=f"k{i}")
         wait_for(lambda: all(versions(b, "gone", f"k{i}") for i in range(4)), 10,
                  "b to hold the delete markers")
-        time.sleep(3)
+        time.sleep(2)  # two sweeps
         assert gc(a)["markers_purged"] == 0 and gc(b)["markers_purged"] == 0
         r = a.ctl("site", "remove", "c")
         assert r.returncode == 0, r.stderr

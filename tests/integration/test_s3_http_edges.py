@@ -370,3 +370,60 @@ def test_max_uploads_holds_large_uploads_back_unread(make_site):
     wait_for(lambda: uploads_gauges(site) == (0, 0), 10, "every slot to be free")
     with pytest.raises(s3.exceptions.ClientError):
         s3.head_object(Bucket="gate", Key="up4")
+
+
+def downloads_gauges(site):
+    from conftest import http
+    body = http("GET", site.admin + "/metrics")[2].decode()
+    return tuple(int(re.search(r"^meridian_s3_downloads_%s (\d+)$" % what, body, re.M).group(1))
+                 for what in ("active", "waiting"))
+
+
+class SlowReader(Conn):
+    """A connection with a small receive buffer that reads nothing until
+    asked: the server's sends back up after a few hundred KiB."""
+
+    def __init__(self, site):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        self.s.settimeout(15)
+        self.s.connect(("127.0.0.1", site.s3_port))
+        self.buf = b""
+
+
+def test_max_downloads_holds_large_downloads_back_before_their_body(make_site):
+    """[s3] max_downloads = 2 on one loop: of five 16 MiB GETs whose clients
+    do not read, two hold buffers and three wait after their response head; a
+    small GET passes meanwhile; once the clients read, every body arrives
+    whole, in turn; a waiting client that gave up does not hold a slot, and
+    the gauges go back to zero."""
+    site = make_site()
+    with open(site.config, "a") as f:
+        f.write("[s3]\nloops = 1\nmax_downloads = 2\n")
+    site.start()
+    s3 = client(site)
+    s3.create_bucket(Bucket="dgate")
+    bodies = [os.urandom(16 << 20) for _ in range(5)]
+    for i, body in enumerate(bodies):
+        s3.put_object(Bucket="dgate", Key=f"big{i}", Body=body)
+    s3.put_object(Bucket="dgate", Key="small", Body=b"s" * 1000)
+    conns = []
+    for i in range(5):
+        c = SlowReader(site)
+        c.send(head_bytes(site, "GET", f"/dgate/big{i}",
+                          sign(site, "GET", f"/dgate/big{i}", "UNSIGNED-PAYLOAD")))
+        conns.append(c)
+        if i < 2:  # in turn: the first two take the slots
+            wait_for(lambda: downloads_gauges(site) == (i + 1, 0), 10,
+                     f"download {i} to be admitted")
+    wait_for(lambda: downloads_gauges(site) == (2, 3), 10, "three downloads to wait")
+    assert s3.get_object(Bucket="dgate", Key="small")["Body"].read() == b"s" * 1000
+    # a waiting client gives up: the site, which reads nothing more from a
+    # connection whose response is under way, sees it gone when its turn
+    # comes, and lets the slot go at once
+    conns[4].close()
+    for i, c in enumerate(conns[:4]):
+        st, hdrs, out = c.response()
+        assert st == 200 and out == bodies[i], (i, st, len(out))
+        c.close()
+    wait_for(lambda: downloads_gauges(site) == (0, 0), 10, "every slot to be free")
