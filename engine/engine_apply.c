@@ -502,13 +502,14 @@ held_views(engine *e, engine__batch *b, const char *bucket, const char *key, con
 /*
  * 1 when a record anti-entropy delivered (resync), stamped hlc, for a
  * version this site does not hold, is a ghost: stamped below the stable
- * point, it was applied here before, so it has been removed since (purged,
- * dropped or removed by id) and must not come back (engine_gc.c). Counts it.
+ * point as the replicator last computed it, it was applied here before, so
+ * it has been removed since (purged, dropped or removed by id) and is not
+ * stored again (engine_gc.c, "Ghosts"). Counts it.
  */
 static int
 gc_ghost(engine *e, int resync, uint64_t hlc)
 {
-    if (!resync || !hlc || hlc >= engine__gc_mark(e))
+    if (!resync || !hlc || hlc >= engine__gc_live(e))
         return 0;
     __atomic_add_fetch(&e->gc_ghosts, 1, __ATOMIC_RELAXED);
     return 1;

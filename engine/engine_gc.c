@@ -22,10 +22,19 @@
  *
  * Ghosts. After a purge, another site may still hold the purged record for a
  * little while (each sweeps on its own clock), and anti-entropy would send
- * it back. A record delivered by anti-entropy that is stamped at or below
- * the stable point and is not held here was applied here before and removed
+ * it back. A record delivered by anti-entropy that is stamped below the
+ * stable point and is not held here was applied here before and removed
  * since (purged, dropped or removed by id): the applier drops it
- * (engine_apply.c, gc_ghost), and counts it.
+ * (engine_apply.c, gc_ghost), and counts it. This test uses the point as
+ * the replicator last offered it (gc_live), not the highest ever offered:
+ * a site that joins the topology with a clock behind that point may write
+ * below it before it speaks to a peer, and its writes must not look like
+ * ghosts; its links, at 0 until acked, pull the live point below them.
+ * Ghosts are an economy, not a safety rule: a purged record that is stored
+ * again (after a restart, before the first offer) is still purgeable and
+ * goes at the next sweep, since purges are decided from the persisted
+ * point and, for conflict losers, the stable log, not from when a record
+ * was stored.
  *
  * How. A sweep (the gc thread, every gc_interval; or engine_gc_sweep) walks
  * every bucket's versions in pages of at most PAGE_VERSIONS, each page in
@@ -514,6 +523,7 @@ engine_gc_offer(engine *e, uint64_t stable_hlc)
 
     if (!e)
         return;
+    __atomic_store_n(&e->gc_live, stable_hlc, __ATOMIC_RELEASE);
     cur = __atomic_load_n(&e->gc_mark, __ATOMIC_RELAXED);
     while (stable_hlc > cur && !__atomic_compare_exchange_n(&e->gc_mark, &cur, stable_hlc, 0,
                                                             __ATOMIC_RELEASE, __ATOMIC_RELAXED))
@@ -524,6 +534,12 @@ uint64_t
 engine__gc_mark(engine *e)
 {
     return __atomic_load_n(&e->gc_mark, __ATOMIC_ACQUIRE);
+}
+
+uint64_t
+engine__gc_live(engine *e)
+{
+    return __atomic_load_n(&e->gc_live, __ATOMIC_ACQUIRE);
 }
 
 int

@@ -131,6 +131,7 @@ struct engine {
     /* GC (engine_gc.c). gc_mark: the stable point (atomic; the applier
      * reads it for ghosts); gc_mark_saved: as persisted (sweeps only). */
     uint64_t gc_mark, gc_mark_saved;
+    uint64_t gc_live; /* the last point offered (atomic; 0 until one is) */
     uint64_t gc_grace_ms, gc_interval_ms, gc_retention_ms;
     uint64_t gc_markers, gc_tombstones, gc_ghosts, gc_losers, gc_loser_bytes; /* atomic */
     struct engine__gc_log {
@@ -185,6 +186,8 @@ void engine__gc_close(engine *e);
 void engine__gc_destroy(engine *e);
 /* The stable point now (atomic load). */
 uint64_t engine__gc_mark(engine *e);
+/* The last point offered: what the ghost test compares with (atomic). */
+uint64_t engine__gc_live(engine *e);
 
 /* Index meta key of the ids of the WAL's peers ("<id> <id> ...", decimal):
  * every site whose cursor holds segments, those added at run time too, so
