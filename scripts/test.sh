@@ -71,7 +71,7 @@ if want asan; then
         MERIDIAN_BUILD_DIR=$top/build-asan /usr/bin/python3 -m pytest -q -p no:cacheprovider \
         tests/integration/test_replication.py \
         tests/integration/test_repl_data_check.py tests/integration/test_gc.py \
-        -k 'in_the_order or past_retention_level or corrupted_in_flight or cannot_be_computed or refused or test_gc'"
+        -k 'in_the_order or past_retention_level or corrupted_in_flight or cannot_be_computed or refused or purged_once or ghosts or retention_window'"
 fi
 if want tsan; then
     run_step tsan bash -c "cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \

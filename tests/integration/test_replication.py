@@ -1387,7 +1387,7 @@ def test_anti_entropy_tree_exchanges_only_the_differing_subtrees(tmp_path):
     a, b = mesh(tmp_path, ("a", "b"))
     for s in (a, b):
         with open(s.config, "a") as f:
-            f.write("[wal]\nsegment_size = 1MiB\nretention_max = 64MiB\n")
+            f.write("[wal]\nsegment_size = 1MiB\nretention_max = 16MiB\n")
     a.start()
     b.start()
     try:
@@ -1407,9 +1407,9 @@ def test_anti_entropy_tree_exchanges_only_the_differing_subtrees(tmp_path):
         ca.put_object_tagging(Bucket="tree", Key="k00000007",
                               Tagging={"TagSet": [{"Key": "colour", "Value": "blue"}]})
         ca.delete_object(Bucket="tree", Key="k00000009")
-        # 70 MiB of overwrites of one key: b's records leave a's WAL
+        # 20 MiB of overwrites of one key: b's records leave a's WAL
         blob = os.urandom(100 * 1024)
-        for i in range(700):
+        for i in range(200):
             ca.put_object(Bucket="tree", Key="filler", Body=blob + b"%d" % i)
         peer = peer_of(a, "b")
         assert peer["send"]["needs_resync"], peer["send"]
@@ -1439,7 +1439,7 @@ def test_anti_entropy_tree_exchanges_only_the_differing_subtrees(tmp_path):
         assert tags == [{"Key": "colour", "Value": "blue"}], tags
         with pytest.raises(cb.exceptions.ClientError):
             cb.head_object(Bucket="tree", Key="k00000009")
-        assert cb.get_object(Bucket="tree", Key="filler")["Body"].read() == blob + b"699"
+        assert cb.get_object(Bucket="tree", Key="filler")["Body"].read() == blob + b"199"
         # the other direction: b was asked to send what it holds in those leaves
         bpeer = [p for p in b.status()["replication"]["peers"] if p["name"] == "a"][0]
         print("push b->a:", bpeer["anti_entropy"], "asked:", ae["push"])
