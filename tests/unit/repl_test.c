@@ -359,8 +359,14 @@ test_msg_roundtrip_and_malformed(void)
     m.st.n_applied = 2;
     m.st.applied[0] = (repl_applied){1, 10};
     m.st.applied[1] = (repl_applied){2, 20};
+    m.st.n_links = 1;
+    m.st.links[0].peer_site = 2;
+    m.st.links[0].state = REPL_PEER_HEALTHY;
+    m.st.links[0].acked_hlc = 0xabcdef0123ull; /* the GC's stable point is built from these */
     REQUIRE(repl__msg_encode(&m, &b) == 0);
     REQUIRE(repl__msg_decode(b.data, b.len, 1, &d) == 0);
+    CHECK_EQ_INT(d.st.n_links, 1);
+    CHECK(d.st.links[0].peer_site == 2 && d.st.links[0].acked_hlc == 0xabcdef0123ull);
     CHECK_EQ_INT(d.st.site_id, 7);
     CHECK_STR(d.st.site_name, "paris");
     CHECK_EQ_INT(d.st.high_water_lsn, 99);
@@ -1346,6 +1352,13 @@ test_topology_change_removes(void)
     o.n_peers = 2;
     REQUIRE(repl_new(g_base, &o, &r) == 0);
 
+    {
+        /* the stable point: nothing heard, nothing acked: 0, held by our
+         * own writes at the first peer */
+        repl_stable st;
+        CHECK(repl_stable_point(r, &st) == 0 && st.hlc == 0);
+        CHECK(st.origin == 1 && st.site == 2);
+    }
     REQUIRE(repl_topology_change(r, 0, NULL, 3, &out) == 0);
     CHECK(out.epoch == 1 && out.n == 2 && out.n_removed == 1);
     CHECK(out.removed[0].id == 3 && strcmp(out.removed[0].name, "c") == 0 &&
@@ -1369,6 +1382,11 @@ test_topology_change_removes(void)
     }
     REQUIRE(repl_topology_change(r, 200, NULL, 2, &out) == 0);
     CHECK(out.n_removed == REPL_TOPO_MAX_REMOVED && out.n == 1);
+    {
+        /* every peer removed: nobody else holds it back, the point is now */
+        repl_stable st;
+        CHECK(repl_stable_point(r, &st) > 0 && st.origin == 0 && st.site == 0);
+    }
     CHECK(repl_topology_id_removed(&out, 2) && repl_topology_id_removed(&out, 2)->epoch == 201);
     CHECK(!repl_topology_id_removed(&out, 1000 + REPL_TOPO_MAX_REMOVED - 1)); /* epoch 37 */
     CHECK(repl_topology_id_removed(&out, 1000 + REPL_TOPO_MAX_REMOVED - 2));
