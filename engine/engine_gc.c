@@ -105,7 +105,7 @@ typedef struct gc_walk {
     size_t n_hid;     /* its hidden losers that hold data */
     char *hid_id[PURGE_IDS];
     uint64_t hid_hlc[PURGE_IDS];
-    gc_key pend;       /* its purgeable tombstones so far */
+    gc_key pend;       /* what it would purge, so far */
     store_version one; /* its only live version, if n_live == 1 */
     char *one_id, *one_etag;
     void *one_vv;
@@ -116,8 +116,8 @@ typedef struct gc_walk {
     int nomem, full;
 } gc_walk;
 
-/* stable (stamped at or below the point every site has applied) and past
- * its grace (conflict_gc's two conditions, for a tombstone) */
+/* stable (stamped below the point every site has applied) and past its
+ * grace: conflict_gc's two conditions, for what the sweep checks itself */
 static int
 gc_due(const gc_walk *w, uint64_t hlc)
 {
