@@ -92,22 +92,30 @@ def test_delete_markers_are_purged_once_every_site_has_them(tmp_path):
             s.stop()
 
 
+def delete_while_c_is_down(sites, bucket, n):
+    """n keys written at a and replicated everywhere, then c stopped and the
+    keys deleted at a; returns once b holds every delete marker, plus three
+    sweeps (twice the grace past the deletes) in which nothing may purge."""
+    a, b, c = sites
+    ca = s3_client(a)
+    ca.create_bucket(Bucket=bucket)
+    for i in range(n):
+        ca.put_object(Bucket=bucket, Key=f"k{i}", Body=b"data")
+    converge(sites)
+    c.stop()
+    for i in range(n):
+        ca.delete_object(Bucket=bucket, Key=f"k{i}")
+    # b applies the deletes at once; c cannot: neither a nor b may purge
+    wait_for(lambda: all(versions(b, bucket, f"k{i}") for i in range(n)), 10,
+             "b to hold the delete markers")
+    time.sleep(3)
+
+
 def test_a_site_that_is_down_holds_every_purge_back(tmp_path):
     sites = start_three(tmp_path)
     a, b, c = sites
     try:
-        ca = s3_client(a)
-        ca.create_bucket(Bucket="held")
-        for i in range(6):
-            ca.put_object(Bucket="held", Key=f"k{i}", Body=b"data")
-        converge(sites)
-        c.stop()
-        for i in range(6):
-            ca.delete_object(Bucket="held", Key=f"k{i}")
-        # b applies the deletes at once; c cannot: neither a nor b may purge
-        wait_for(lambda: all(versions(b, "held", f"k{i}") for i in range(6)), 10,
-                 "b to hold the delete markers")
-        time.sleep(3)  # three sweeps, twice the grace past the deletes
+        delete_while_c_is_down(sites, "held", 6)
         for s in (a, b):
             g = gc(s)
             assert g["markers_purged"] == 0, (s.name, g)
@@ -246,17 +254,7 @@ def test_removing_a_dead_site_from_the_topology_lets_the_purges_go_on(tmp_path):
     sites = start_three(tmp_path)
     a, b, c = sites
     try:
-        ca = s3_client(a)
-        ca.create_bucket(Bucket="gone")
-        for i in range(4):
-            ca.put_object(Bucket="gone", Key=f"k{i}", Body=b"data")
-        converge(sites)
-        c.stop()  # c dies for good
-        for i in range(4):
-            ca.delete_object(Bucket="gone", Key=f"k{i}")
-        wait_for(lambda: all(versions(b, "gone", f"k{i}") for i in range(4)), 10,
-                 "b to hold the delete markers")
-        time.sleep(2)  # two sweeps
+        delete_while_c_is_down(sites, "gone", 4)  # c dies for good
         assert gc(a)["markers_purged"] == 0 and gc(b)["markers_purged"] == 0
         r = a.ctl("site", "remove", "c")
         assert r.returncode == 0, r.stderr

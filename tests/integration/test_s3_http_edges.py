@@ -323,11 +323,16 @@ def test_early_answer_survives_an_unread_body(site):
     assert client(site).list_objects_v2(Bucket="linger")["KeyCount"] == 0
 
 
-def uploads_gauges(site):
+def gate_gauges(site, gate):
+    """(active, waiting) of an S3 gate ("uploads" or "downloads") in /metrics."""
     from conftest import http
     body = http("GET", site.admin + "/metrics")[2].decode()
-    return tuple(int(re.search(r"^meridian_s3_uploads_%s (\d+)$" % what, body, re.M).group(1))
+    return tuple(int(re.search(r"^meridian_s3_%s_%s (\d+)$" % (gate, what), body, re.M).group(1))
                  for what in ("active", "waiting"))
+
+
+def uploads_gauges(site):
+    return gate_gauges(site, "uploads")
 
 
 def test_max_uploads_holds_large_uploads_back_unread(make_site):
@@ -373,10 +378,7 @@ def test_max_uploads_holds_large_uploads_back_unread(make_site):
 
 
 def downloads_gauges(site):
-    from conftest import http
-    body = http("GET", site.admin + "/metrics")[2].decode()
-    return tuple(int(re.search(r"^meridian_s3_downloads_%s (\d+)$" % what, body, re.M).group(1))
-                 for what in ("active", "waiting"))
+    return gate_gauges(site, "downloads")
 
 
 class SlowReader(Conn):
