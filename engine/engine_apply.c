@@ -521,10 +521,10 @@ gc_ghost(engine *e, int resync, uint64_t hlc)
  * decision is conflict_decide over the held set (see "Held" above), the same
  * at every site whatever the order records arrive in. Held versions whose
  * role changes are re-filed, dropped ones deleted, and the current pointer
- * follows the winner.
+ * follows the winner. *kept is set to 1 when the version itself is stored.
  */
 static int
-plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
+plan_version(engine *e, engine__batch *b, size_t i, const put_view *p, int *kept)
 {
     store_version_rec *hr[HELD_MAX];
     conflict_version held[HELD_MAX], inc;
@@ -574,6 +574,7 @@ plan_version(engine *e, engine__batch *b, size_t i, const put_view *p)
         return rc;
 
     if (cls[n_held].keep != CONFLICT_DROP) {
+        *kept = 1;
         memset(sv, 0, sizeof(*sv));
         sv->version_id = p->version_id;
         sv->size = p->size;
@@ -1005,7 +1006,7 @@ plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int
             int resync)
 {
     put_view pv;
-    int rc = 0;
+    int rc = 0, kept = 0;
 
     memset(&pv, 0, sizeof(pv));
     pv.replicated = replicated;
@@ -1095,10 +1096,11 @@ plan_record(engine *e, engine__batch *b, size_t i, Meridian__WalRecord *rec, int
         break;
     }
     if (rc == 0 && pv.bucket) {
-        if (replicated && !pv.marker)
+        rc = plan_version(e, b, i, &pv, &kept);
+        /* only a version that is stored brings its bucket back: a
+         * duplicate, a ghost or a dropped loser leaves no trace here */
+        if (rc == 0 && kept && replicated && !pv.marker)
             rc = plan_revive(e, b, i, pv.bucket);
-        if (rc == 0)
-            rc = plan_version(e, b, i, &pv);
     }
     return rc;
 }

@@ -1515,6 +1515,81 @@ test_versioning_resync_keeps_removed_version_dead(void)
     site_free(&b);
 }
 
+/* 1 when b holds a record of bucket name. */
+static int
+bucket_exists(engine *e, const char *name)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    int rc = store_bucket_get(engine_store(e), name, &blob, &len);
+
+    free(blob);
+    return rc == 0;
+}
+
+/* Applies the one record of r of the given type as anti-entropy delivers
+ * it; its status. */
+static int
+resync_one(engine *e, uint32_t origin, const range *r, uint16_t type)
+{
+    waiter w = {0, 0};
+
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->recs[i].type != type)
+            continue;
+        if (engine_resync_apply(e, origin, &r->recs[i], 1, on_done, &w) != 0 ||
+            wait_for(e, &w, 1) != 0)
+            return -1;
+        return w.status;
+    }
+    return -1;
+}
+
+/*
+ * A peer's put into a bucket this site has no record of brings the bucket
+ * back only when the version is stored: a put that anti-entropy sends again
+ * for a version removed here (its tombstone drops it) leaves a bucket
+ * deleted here deleted. A put of a version this site never saw still brings
+ * it back, so that write is not lost.
+ */
+static void
+test_dropped_put_does_not_revive_bucket(void)
+{
+    site a, b;
+    uint64_t to_b = 0;
+    char v1[25];
+    range all;
+    waiter w = {0, 0};
+
+    pair_open(&a, &b);
+    REQUIRE(create_bucket(a.e, "d") == 0);
+    REQUIRE(versioning_wait(a.e, "d", ENGINE_VERSIONING_ENABLED) == 0);
+    REQUIRE(put_wait(a.e, "d", "k", 20, 1) == 0);
+    current_id(a.e, "d", "k", v1);
+    REQUIRE(ship(&a, &b, &to_b) == 0);
+    REQUIRE(delete_version_wait(b.e, "d", "k", v1) == 0);
+    REQUIRE(engine_bucket_delete(b.e, "d", on_done, &w) == 0);
+    REQUIRE(wait_for(b.e, &w, 1) == 0);
+    REQUIRE(w.status == 0);
+    CHECK(!bucket_exists(b.e, "d"));
+
+    REQUIRE(range_read(a.e, 1, &all) == 0);
+    CHECK_EQ_INT(resync_one(b.e, 1, &all, WAL_REC_OBJECT_PUT), 0);
+    CHECK(!bucket_exists(b.e, "d"));
+    CHECK_EQ_INT(count_versions(b.e, "d"), 0);
+    range_clear(&all);
+
+    /* a version b never held: stored, and its bucket with it */
+    REQUIRE(put_wait(a.e, "d", "k2", 21, 2) == 0);
+    REQUIRE(range_read(a.e, to_b + 1, &all) == 0);
+    CHECK_EQ_INT(resync_one(b.e, 1, &all, WAL_REC_OBJECT_PUT), 0);
+    CHECK(bucket_exists(b.e, "d"));
+    CHECK(object_matches(b.e, "d", "k2", 21, 2));
+    range_clear(&all);
+    site_free(&a);
+    site_free(&b);
+}
+
 static int
 acl_wait(engine *e, const char *b, int acl)
 {
@@ -1829,6 +1904,7 @@ static const test_case tests[] = {
     TEST(test_cq_callbacks_return_to_their_loop),
     TEST(test_versioning_replicated),
     TEST(test_versioning_resync_keeps_removed_version_dead),
+    TEST(test_dropped_put_does_not_revive_bucket),
     TEST(test_acl_register_replicated),
     TEST(test_tags_in_place_replicated_last_writer_wins),
     TEST(test_mutations_and_preconditions),
