@@ -68,13 +68,22 @@ def free_port():
     WAN emulator - while its site is stopped, and the site's restart then
     fails with 'Address already in use' (seen in a kill -9 scenario). Ports
     below the range are never handed to outbound connections. No port is
-    given twice by one process."""
+    given twice by one process, and under pytest-xdist each worker draws
+    from its own slice of the range, so two workers never hand out the same
+    port (one worker's stopped site would otherwise leave its port free for
+    the other to take)."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
             low = int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         low = 32768
     lo, hi = (10000, low - 1) if low > 12000 else (low, 65535)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and workers > 1:
+        span = (hi - lo + 1) // workers
+        lo += int(worker[2:]) * span
+        hi = lo + span - 1
     for _ in range(1000):
         port = random.randint(lo, hi)
         if port in _ports_given:
