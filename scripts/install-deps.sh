@@ -12,8 +12,7 @@ build_pkgs=(cmake make gcc pkg-config libevent-dev libnghttp2-dev libssl-dev lib
     lmdb-utils libprotobuf-c-dev protobuf-c-compiler libisal-dev node-llhttp libinih-dev
     libexpat1-dev libcurl4-openssl-dev curl ca-certificates openssl python3 procps)
 test_pkgs=(python3-pytest python3-pytest-xdist python3-boto3 awscli s3cmd rclone clang
-    libclang-rt-14-dev
-    clang-format nghttp2-client faketime iproute2 nginx-light golang-go
+    libclang-rt-14-dev clang-format nghttp2-client faketime iproute2 nginx-light golang-go
     golang-github-minio-minio-go-v7-dev)
 bench_pkgs=(iperf3 nghttp2-client nghttp2-server)
 
