@@ -52,6 +52,7 @@ typedef enum {
     GW_ROUTE_TOKEN,      /* a write token this site has not applied in time */
     GW_ROUTE_DRAIN,      /* the operator drained this site */
     GW_ROUTE_WRITE,      /* write failover: the local store cannot take writes */
+    GW_ROUTE_UPLOAD,     /* a multipart upload another site holds */
     GW_ROUTE__COUNT
 } gw_route_reason;
 
@@ -819,8 +820,8 @@ void gw__route_status_json(gw_daemon *d, mrd_json_w *w);
 void gw__route_metrics(gw_daemon *d, mrd_buf *b);
 /* Picks a peer for a request routed for why: the index of the nearest
  * healthy peer (degraded if none is healthy) not in exclude; for
- * GW_ROUTE_BEHIND only peers this site is behind; for GW_ROUTE_TOKEN only
- * token_site. Fills name. MRD_ENOTFOUND when there is none. */
+ * GW_ROUTE_BEHIND only peers this site is behind; for GW_ROUTE_TOKEN and
+ * GW_ROUTE_UPLOAD only token_site. Fills name. MRD_ENOTFOUND when there is none. */
 int gw__route_pick(gw_daemon *d, gw_route_reason why, uint32_t token_site, const uint32_t *exclude,
                    int n_exclude, uint32_t *site_out);
 

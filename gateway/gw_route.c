@@ -20,6 +20,8 @@
  *   GET/HEAD         missing, caught up with every peer          404 here, no WAN trip
  *   GET/HEAD         current version is a delete marker          404 here (never resurrect)
  *   GET/HEAD         data unreadable (> m shards lost)           forward (STORE)
+ *   multipart        upload id names another site                forward there (UPLOAD), or
+ *                                                                503 if it is unreachable
  *   PUT/DELETE       < k writable drives, WAL failed, open fails forward (WRITE) or 503
  *                                                                SlowDown (write_failover)
  *
@@ -46,6 +48,8 @@
  */
 #include "gw_int.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,8 +65,8 @@
 #define WRITE_TOKEN_MAX   128
 #define READ_FAIL_HOLD_MS 10000
 
-static const char *const reason_names[GW_ROUTE__COUNT] = {"behind", "store", "token", "drain",
-                                                          "write"};
+static const char *const reason_names[GW_ROUTE__COUNT] = {"behind", "store", "token",
+                                                          "drain",  "write", "upload"};
 
 /* ---- state ---------------------------------------------------------------- */
 
@@ -197,7 +201,7 @@ gw__route_pick(gw_daemon *d, gw_route_reason why, uint32_t token_site, const uin
             continue;
         for (int j = 0; j < n_exclude; j++)
             skip |= exclude[j] == p->id;
-        if (skip || (why == GW_ROUTE_TOKEN && p->id != token_site) ||
+        if (skip || ((why == GW_ROUTE_TOKEN || why == GW_ROUTE_UPLOAD) && p->id != token_site) ||
             (why == GW_ROUTE_BEHIND && p->high_water_lsn <= applied_from(d, p)))
             continue;
         if (best < 0 || rank < best_rank || (rank == best_rank && p->rtt_ms < best_rtt)) {
@@ -312,11 +316,74 @@ write_failover(gw_daemon *d, gw_req *r)
                     : "the local store cannot take writes (write_failover = refuse)");
 }
 
+/* The site r's uploadId names (gw_s3_mpu.c, "Upload ids": 32 hex digits,
+ * '-', the site id): 1 and *site, or 0 when r has no such id (an id made
+ * before ids named a site is its site's own). */
+static int
+upload_site(const gw_req *r, uint32_t *site)
+{
+    mrd_buf id = {0};
+    const char *dash;
+    char *end;
+    unsigned long v = 0;
+    int ok = 0;
+
+    if (gw_query_param(gw_req_query(r), "uploadId", &id) && id.len > 0 && id.len <= 128 &&
+        (dash = strrchr(id.data, '-')) && isdigit((unsigned char)dash[1])) {
+        errno = 0;
+        v = strtoul(dash + 1, &end, 10);
+        ok = !*end && !errno && v <= UINT32_MAX;
+    }
+    mrd_buf_free(&id);
+    if (ok)
+        *site = (uint32_t)v;
+    return ok;
+}
+
+/* A request for an upload site holds, site not this one (a client moved
+ * mid-upload between sites, or an upload created while this site forwarded
+ * its writes): forwarded there, or, when no forward can reach it now,
+ * answered 503 ServiceUnavailable (retry: the parts are safe there). 0 when
+ * it is served here: site is not in the topology (NoSuchUpload follows), or
+ * there is no secret to sign the hop. 1 when it took r. */
+static int
+route_upload(gw_daemon *d, gw_req *r, uint32_t site)
+{
+    const mrd_peer_conf *pc;
+    const gw_view *v;
+    char name[MRD_NAME_MAX], msg[160];
+
+    if (!d->conf->replication_secret[0])
+        return 0;
+    v = gw__view_lock(d);
+    pc = gw__view_conf(v, site);
+    if (pc)
+        snprintf(name, sizeof(name), "%s", pc->name);
+    gw__view_unlock(d);
+    if (!pc)
+        return 0; /* not in the topology: its uploads are gone */
+    if (gw__route_pick(d, GW_ROUTE_UPLOAD, site, NULL, 0, &site) >= 0 &&
+        gw__proxy_start(d, r, GW_ROUTE_UPLOAD, site, site, GW_S3E_SERVICE_UNAVAILABLE) == 0)
+        return 1;
+    GW_ADD(d->route.proxy_errors, 1);
+    snprintf(msg, sizeof(msg), "the upload is held by site %s, which cannot be reached now", name);
+    gw_s3_error(r, GW_S3E_SERVICE_UNAVAILABLE, gw_req_path(r), msg);
+    return 1;
+}
+
 int
 gw__route_early(gw_daemon *d, gw_req *r)
 {
+    uint32_t site;
+
     if (gw__route_from_peer(r) || !has_peers(d))
         return 0;
+    if (upload_site(r, &site)) {
+        if (site != d->conf->site_id && route_upload(d, r, site))
+            return 1;
+        if (site == d->conf->site_id && GW_LOAD(d->eng))
+            return 0; /* its parts are here: served here, even drained */
+    }
     if (GW_LOAD(d->route.drained))
         return forward(d, r, GW_ROUTE_DRAIN, 0, GW_S3E_SERVICE_UNAVAILABLE);
     if (GW_LOAD(d->eng))

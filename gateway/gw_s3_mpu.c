@@ -10,6 +10,14 @@
  * the part's data is durable, so an acknowledged part survives kill -9.
  * Uploads are not replicated: only the completed object is.
  *
+ * Upload ids name the site that holds the upload: 32 random hex digits, '-'
+ * and that site's id in decimal. A request for an upload held by another
+ * site (a client behind a load balancer that moved it mid-upload, or an
+ * upload created while this site forwarded its writes) is forwarded there
+ * (gw__route_early), so an upload's parts always meet at one site; this
+ * site's own uploads are served here even while it is drained. Ids without
+ * the suffix (made before it existed) are this site's.
+ *
  * Complete. On a pool worker: parse the XML (gw_xml_parse_complete), check
  * the order, mark the upload as completing (no part can be replaced and no
  * abort can run under us), read the parts, check each listed part exists
@@ -145,7 +153,7 @@ hex16(const unsigned char *md5, char out[33])
 
 typedef struct create_st {
     mrd_buf blob;
-    char upload_id[33];
+    char upload_id[48];
 } create_st;
 
 static void
@@ -198,6 +206,7 @@ mpu_create(gw__op *o)
     o->ext = c;
     o->ext_free = create_free;
     hex16(rnd, c->upload_id);
+    snprintf(c->upload_id + 32, sizeof(c->upload_id) - 32, "-%u", o->d->conf->site_id);
     e = gw__meta_parse(o->r, &m, &msg);
     if (e == 0)
         e = gw__meta_tagging(o->r, &m, &msg);
@@ -942,6 +951,11 @@ gw__s3_mpu_object(gw_daemon *d, gw_req *r, const char *bucket, const char *key, 
         gw_s3_error(r, GW_S3E_NO_SUCH_UPLOAD, gw_req_path(r), NULL);
         goto out;
     }
+    /* a new upload goes to a peer while this site cannot take writes, and
+     * its id then names that peer (another site's upload was forwarded
+     * there before this: gw__route_early) */
+    if (!has_id && strcmp(method, "POST") == 0 && gw__route_write(d, r))
+        goto out;
     if (strcmp(method, "PUT") == 0 && has_id && has_pn) {
         char *end;
         long part = strtol(pn.data, &end, 10);

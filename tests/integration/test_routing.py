@@ -29,12 +29,13 @@ import time
 
 import boto3
 import botocore.config
+import botocore.exceptions
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from conftest import TOKEN, Site, http, vm_hwm_kib, wait_for
+from conftest import TOKEN, Site, http, s3_client, vm_hwm_kib, wait_for
 from test_s3_ops import streaming_put
 from test_wanem import sanitizer_build
 from wanem import Wanem, binary_path
@@ -563,3 +564,126 @@ def test_sites_stay_available_while_a_peer_is_killed_and_restarted(trio):
     for key, body in written.items():  # a caught up with everything
         wait_for(lambda: local_copy(a, "avail", key), 30, f"{key} at a")
         assert s3(a, "GET", f"/avail/{key}")[2] == body
+
+
+@pytest.fixture
+def mesh3(tmp_path):
+    """a, b, c, full mesh on loopback (no wanem), each knowing the others'
+    S3 ports, so requests can be forwarded between any two."""
+    sites = {n: Site(str(tmp_path / n), name=n, site_id=i + 1) for i, n in enumerate("abc")}
+    for x, sx in sites.items():
+        configure(sx, [(y, sy.site_id, "127.0.0.1:%d" % sy.repl_port, sy.s3_port)
+                       for y, sy in sites.items() if y != x])
+    try:
+        for s in sites.values():
+            s.start()
+        for s in sites.values():
+            for o in sites:
+                if o != s.name:
+                    wait_for(lambda s=s, o=o: peer_state(s, o) in ("healthy", "degraded"), 30,
+                             "%s to see %s" % (s.name, o))
+        yield sites["a"], sites["b"], sites["c"]
+    finally:
+        for s in sites.values():
+            s.stop()
+
+
+MIB5 = 5 << 20
+
+
+def test_multipart_upload_follows_its_site_from_any_site(mesh3):
+    """An upload's parts live at the site that created it. A client whose
+    requests land on different sites (a load balancer, a failover) still
+    completes it: each request for the upload is forwarded to the site its
+    id names. That site down: 503 ServiceUnavailable (retry later), and the
+    upload goes on once it is back."""
+    a, b, c = mesh3
+    ca, cb, cc = s3_client(a), s3_client(b), s3_client(c)
+    ca.create_bucket(Bucket="mpu")
+    wait_for(lambda: all(s3(s, "HEAD", "/mpu")[0] == 200 for s in (b, c)), 15, "bucket everywhere")
+    parts = [os.urandom(MIB5), os.urandom(MIB5), os.urandom(1000)]
+    uid = ca.create_multipart_upload(Bucket="mpu", Key="ckpt", ContentType="x/ckpt",
+                                     Metadata={"step": "7"})["UploadId"]
+    assert uid.endswith("-1"), uid  # names a
+    done = []
+    for n, (cl, body) in enumerate(zip((cb, cc, cb), parts), start=1):
+        r = cl.upload_part(Bucket="mpu", Key="ckpt", UploadId=uid, PartNumber=n, Body=body)
+        assert r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-served-by"] == "a"
+        done.append({"PartNumber": n, "ETag": r["ETag"]})
+    listed = cc.list_parts(Bucket="mpu", Key="ckpt", UploadId=uid)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in listed] == [(1, MIB5), (2, MIB5), (3, 1000)]
+    r = cb.complete_multipart_upload(Bucket="mpu", Key="ckpt", UploadId=uid,
+                                     MultipartUpload={"Parts": done})
+    assert r["ETag"].endswith('-3"')
+    whole = b"".join(parts)
+    for s, cl in ((a, ca), (b, cb), (c, cc)):
+        wait_for(lambda s=s: local_copy(s, "mpu", "ckpt"), 20, "ckpt at " + s.name)
+        o = cl.get_object(Bucket="mpu", Key="ckpt")
+        assert o["Body"].read() == whole and o["ETag"] == r["ETag"]
+        assert o["ContentType"] == "x/ckpt" and o["Metadata"] == {"step": "7"}
+    assert routing(b)["proxied"]["upload"] == 3 and routing(c)["proxied"]["upload"] == 2
+    assert routing(a)["proxied"]["upload"] == 0
+
+    # abort through another site; the upload is gone at its own site
+    uid2 = cc.create_multipart_upload(Bucket="mpu", Key="gone")["UploadId"]
+    assert uid2.endswith("-3")
+    ca.upload_part(Bucket="mpu", Key="gone", UploadId=uid2, PartNumber=1, Body=b"x")
+    ca.abort_multipart_upload(Bucket="mpu", Key="gone", UploadId=uid2)
+    with pytest.raises(botocore.exceptions.ClientError) as ei:
+        cc.list_parts(Bucket="mpu", Key="gone", UploadId=uid2)
+    assert ei.value.response["Error"]["Code"] == "NoSuchUpload"
+
+    # the upload's site is down: 503 with the reason, nothing lost
+    uid3 = cc.create_multipart_upload(Bucket="mpu", Key="later")["UploadId"]
+    one = os.urandom(MIB5)
+    p1 = cb.upload_part(Bucket="mpu", Key="later", UploadId=uid3, PartNumber=1, Body=one)
+    c.stop()
+    with pytest.raises(botocore.exceptions.ClientError) as ei:
+        cb.upload_part(Bucket="mpu", Key="later", UploadId=uid3, PartNumber=2, Body=b"two")
+    err = ei.value.response
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert err["Error"]["Code"] == "ServiceUnavailable"
+    assert "site c" in err["Error"]["Message"]
+    c.logf.close()
+    c.start()
+    wait_for(lambda: peer_state(b, "c") == "healthy", 30, "c healthy at b")
+    p2 = cb.upload_part(Bucket="mpu", Key="later", UploadId=uid3, PartNumber=2, Body=b"two")
+    ca.complete_multipart_upload(Bucket="mpu", Key="later", UploadId=uid3, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]})
+    wait_for(lambda: local_copy(a, "mpu", "later"), 20, "later at a")
+    assert ca.get_object(Bucket="mpu", Key="later")["Body"].read() == one + b"two"
+
+    # an id without a site (as made before ids named one) is the site's own
+    with pytest.raises(botocore.exceptions.ClientError) as ei:
+        cb.list_parts(Bucket="mpu", Key="ckpt", UploadId="0" * 32)
+    assert ei.value.response["Error"]["Code"] == "NoSuchUpload"
+    # a site id no topology has: no forward, NoSuchUpload
+    with pytest.raises(botocore.exceptions.ClientError) as ei:
+        cb.list_parts(Bucket="mpu", Key="ckpt", UploadId="0" * 32 + "-9")
+    assert ei.value.response["Error"]["Code"] == "NoSuchUpload"
+
+
+def test_upload_created_while_drained_stays_with_the_peer_that_took_it(mesh3):
+    """CreateMultipartUpload at a drained site goes to a peer, and the id
+    names that peer: once the site is undrained, the rest of the upload sent
+    to it still reaches the parts."""
+    a, b, c = mesh3
+    cb = s3_client(b)
+    cb.create_bucket(Bucket="drn2")
+    wait_for(lambda: all(s3(s, "HEAD", "/drn2")[0] == 200 for s in (a, c)), 15, "bucket everywhere")
+    auth = {"Authorization": "Bearer " + TOKEN}
+    assert http("POST", b.admin + "/admin/v1/failover/drain", headers=auth)[0] == 200
+    r = cb.create_multipart_upload(Bucket="drn2", Key="k")
+    holder = r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-served-by"]
+    assert holder in ("a", "c") and r["UploadId"].endswith("-%d" % (" abc".index(holder)))
+    uid = r["UploadId"]
+    p1 = cb.upload_part(Bucket="drn2", Key="k", UploadId=uid, PartNumber=1, Body=os.urandom(MIB5))
+    assert http("POST", b.admin + "/admin/v1/failover/undrain", headers=auth)[0] == 200
+    p2 = cb.upload_part(Bucket="drn2", Key="k", UploadId=uid, PartNumber=2, Body=b"tail")
+    assert p2["ResponseMetadata"]["HTTPHeaders"]["x-meridian-served-by"] == holder
+    cb.complete_multipart_upload(Bucket="drn2", Key="k", UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]})
+    wait_for(lambda: local_copy(b, "drn2", "k"), 20, "k at b")
+    assert cb.head_object(Bucket="drn2", Key="k")["ContentLength"] == MIB5 + 4
+    # the create went by the drain; the rest by the id, drained or not
+    assert routing(b)["proxied"]["upload"] == 3
