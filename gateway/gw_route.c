@@ -316,8 +316,8 @@ write_failover(gw_daemon *d, gw_req *r)
                     : "the local store cannot take writes (write_failover = refuse)");
 }
 
-/* The site r's uploadId names (gw_s3_mpu.c, "Upload ids": 32 hex digits,
- * '-', the site id): 1 and *site, or 0 when r has no such id (an id made
+/* The site r's uploadId names (gw_s3_mpu.c, "Upload ids": hex digits, '-',
+ * the site id): 1 and *site, or 0 when r has no such id (an id made
  * before ids named a site is its site's own). */
 static int
 upload_site(const gw_req *r, uint32_t *site)

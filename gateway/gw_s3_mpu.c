@@ -10,8 +10,10 @@
  * the part's data is durable, so an acknowledged part survives kill -9.
  * Uploads are not replicated: only the completed object is.
  *
- * Upload ids name the site that holds the upload: 32 random hex digits, '-'
- * and that site's id in decimal. A request for an upload held by another
+ * Upload ids name the site that holds the upload: 32 characters, random hex
+ * digits then '-' and that site's id in decimal (at least 84 random bits).
+ * The length is the one ids always had, which the index's key size limit
+ * counts on (store_key_max). A request for an upload held by another
  * site (a client behind a load balancer that moved it mid-upload, or an
  * upload created while this site forwarded its writes) is forwarded there
  * (gw__route_early), so an upload's parts always meet at one site; this
@@ -153,7 +155,7 @@ hex16(const unsigned char *md5, char out[33])
 
 typedef struct create_st {
     mrd_buf blob;
-    char upload_id[48];
+    char upload_id[33];
 } create_st;
 
 static void
@@ -193,9 +195,10 @@ mpu_create(gw__op *o)
 {
     create_st *c = calloc(1, sizeof(*c));
     unsigned char rnd[16];
+    char site[12];
     gw__meta m;
     const char *msg = NULL;
-    int e;
+    int e, n;
 
     memset(&m, 0, sizeof(m));
     if (!c || RAND_bytes(rnd, sizeof(rnd)) != 1) {
@@ -206,7 +209,8 @@ mpu_create(gw__op *o)
     o->ext = c;
     o->ext_free = create_free;
     hex16(rnd, c->upload_id);
-    snprintf(c->upload_id + 32, sizeof(c->upload_id) - 32, "-%u", o->d->conf->site_id);
+    n = snprintf(site, sizeof(site), "-%u", o->d->conf->site_id);
+    memcpy(c->upload_id + 32 - n, site, (size_t)n + 1);
     e = gw__meta_parse(o->r, &m, &msg);
     if (e == 0)
         e = gw__meta_tagging(o->r, &m, &msg);

@@ -604,7 +604,7 @@ def test_multipart_upload_follows_its_site_from_any_site(mesh3):
     parts = [os.urandom(MIB5), os.urandom(MIB5), os.urandom(1000)]
     uid = ca.create_multipart_upload(Bucket="mpu", Key="ckpt", ContentType="x/ckpt",
                                      Metadata={"step": "7"})["UploadId"]
-    assert uid.endswith("-1"), uid  # names a
+    assert uid.endswith("-1") and len(uid) == 32, uid  # names a, as long as ids were
     done = []
     for n, (cl, body) in enumerate(zip((cb, cc, cb), parts), start=1):
         r = cl.upload_part(Bucket="mpu", Key="ckpt", UploadId=uid, PartNumber=n, Body=body)
