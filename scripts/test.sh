@@ -11,9 +11,10 @@
 #             against the sanitized daemon (object data through the
 #             receiver's buffer pool, an anti-entropy pass with summaries
 #             both ways, object data whose check fails once and is sent
-#             again, GC sweeps, purges and ghost drops): a finding stops the
-#             daemon, and a report in its log (a leak at exit too) fails the
-#             test (conftest.Site.stop)
+#             again, GC sweeps, purges and ghost drops), then every S3 API,
+#             HTTP edge, client, routing/proxy and TLS test against it: a
+#             finding stops the daemon, and a report in its log (a leak at
+#             exit too) fails the test (conftest.Site.stop)
 #   tsan      ThreadSanitizer build of meridiand and the several-S3-loop
 #             integration tests under it (a race makes the daemon exit 66,
 #             which fails them); about 40 s
@@ -78,7 +79,13 @@ if want asan; then
         MERIDIAN_BUILD_DIR=$top/build-asan /usr/bin/python3 -m pytest -q -p no:cacheprovider \
         tests/integration/test_replication.py \
         tests/integration/test_repl_data_check.py tests/integration/test_gc.py \
-        -k 'in_the_order or past_retention_level or corrupted_in_flight or cannot_be_computed or refused or purged_once or ghosts or retention_window'"
+        -k 'in_the_order or past_retention_level or corrupted_in_flight or cannot_be_computed or refused or purged_once or ghosts or retention_window' &&
+        MERIDIAN_BUILD_DIR=$top/build-asan /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+        -n $integ_workers tests/integration/test_s3_http_edges.py tests/integration/test_s3_basic.py \
+        tests/integration/test_s3_multipart.py tests/integration/test_s3_versioning.py \
+        tests/integration/test_s3_ops.py tests/integration/test_s3_acl.py \
+        tests/integration/test_s3_vhost.py tests/integration/test_s3_clients.py \
+        tests/integration/test_routing.py tests/integration/test_tls.py"
 fi
 if want tsan; then
     run_step tsan bash -c "cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
