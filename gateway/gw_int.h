@@ -658,6 +658,26 @@ void gw__meta_clear(gw__meta *m);
  * ENGINE_META_TAGGING). 0 or the S3 error (InvalidTag ...) with *msg. */
 int gw__meta_tagging(gw_req *r, gw__meta *m, const char **msg);
 
+/* The memory gates (gw_gate.c): [s3] max_uploads and max_downloads bound
+ * how many large request bodies (uploads) and response bodies (downloads)
+ * hold buffers at once, served here or forwarded to a peer. A stream's place
+ * at a gate; zeroed, with admit set before gw__gate_enter. */
+typedef struct gw_gate_node {
+    struct gw_gate_node *prev, *next;
+    int gated, waiting;
+    void (*admit)(struct gw_gate_node *n); /* let in from the line, on the loop */
+} gw_gate_node;
+typedef enum { GW_GATE_UPLOAD = 0, GW_GATE_DOWNLOAD = 1 } gw_gate_kind;
+/* A body of at most this many bytes never waits. */
+#define GW_GATE_SMALL (256u << 10)
+/* 1 if n may go now (holding a slot, or not gated at all: limit 0 or a body
+ * of at most GW_GATE_SMALL bytes); 0 if it waits in line, and a later
+ * gw__gate_leave of another stream calls n->admit. size < 0: unknown.
+ * The calling S3 loop's gate. */
+int gw__gate_enter(gw_gate_kind k, gw_gate_node *n, const gw_daemon *d, int64_t size);
+/* n leaves the line, or gives its slot to the first in line (whose admit
+ * runs from here). A no-op for a node that never entered or went ungated. */
+void gw__gate_leave(gw_gate_kind k, gw_gate_node *n, const gw_daemon *d);
 /* Large uploads holding their buffers, and those waiting for a slot ([s3]
  * max_uploads), all loops together. Any thread. */
 void gw__s3_uploads(int *active, int *waiting);

@@ -28,7 +28,11 @@
  *     time only while the client's output holds under PX_HIGH; above it,
  *     reading from the peer stops until ops->writable. The upstream read
  *     high-water mark (PX_SLICE * 4) bounds what the socket layer holds.
- * So a proxied stream holds about 2 * PX_HIGH whatever the object size.
+ * So a proxied stream holds about 2 * PX_HIGH whatever the object size, and
+ * large bodies pass the site's memory gates (gw_gate.c) like those served
+ * here: a request body over GW_GATE_SMALL waits for an upload slot before
+ * the peer is connected (its body unread), a response body for a download
+ * slot after its head went to the client (the peer's bytes unread).
  *
  * Failures. Before any byte of the answer has gone to the client, a failed
  * peer (connect refused, reset, timeout, malformed answer) is replaced by
@@ -71,6 +75,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +126,10 @@ typedef struct px {
     int timed_out; /* the last attempt failed by waiting, not by a closed socket */
     int got_bytes; /* the peer sent something on x->up */
     int released, depth;
+    /* the upload gate for a request body, then the download gate for a
+     * response body (gw_gate.c): a forwarded stream holds buffers too */
+    gw_gate_node gate;
+    gw_gate_kind gate_kind;
     mrd_buf hdrs; /* response headers: name\0value\0 ... */
     mrd_buf name_acc, val_acc;
     uint64_t started_ns;
@@ -238,6 +247,7 @@ static void
 px_free(px *x)
 {
     up_close(x);
+    gw__gate_leave(x->gate_kind, &x->gate, x->d);
     mrd_buf_free(&x->hdrs);
     mrd_buf_free(&x->name_acc);
     mrd_buf_free(&x->val_acc);
@@ -388,7 +398,16 @@ on_resp_headers(llhttp_t *p)
     x->head_out = 1;
     MRD_DEBUG("route.proxied", "peer=%s reason=%d status=%d path=%s", x->name, (int)x->why,
               p->status_code, gw_req_path(x->r));
-    return head ? 1 : 0; /* 1: a HEAD answer has no body */
+    if (head)
+        return 1; /* a HEAD answer has no body */
+    /* a large response body waits at the download gate after its head, as
+     * one served here does; up_process reads nothing more until admitted */
+    if (!x->has_body) {
+        x->gate_kind = GW_GATE_DOWNLOAD;
+        if (!gw__gate_enter(GW_GATE_DOWNLOAD, &x->gate, x->d, (p->flags & F_CHUNKED) ? -1 : len))
+            return HPE_PAUSED;
+    }
+    return 0;
 }
 
 static int
@@ -422,6 +441,10 @@ up_process(px *x)
         llhttp_errno_t e;
         size_t used;
 
+        if (x->gate.waiting) { /* px_admit goes on */
+            bufferevent_disable(x->up, EV_READ);
+            break;
+        }
         if (x->head_out && gw_resp_buffered(x->r) >= PX_HIGH) {
             x->up_paused = 1;
             bufferevent_disable(x->up, EV_READ);
@@ -790,6 +813,23 @@ px_writable(gw_req *r, void *ctx)
     }
 }
 
+/* The gate let x in: an upload connects to its peer, a download reads the
+ * peer's body. */
+static void
+px_admit(gw_gate_node *n)
+{
+    px *x = (px *)((char *)n - offsetof(px, gate));
+
+    x->depth++;
+    if (x->gate_kind == GW_GATE_UPLOAD) {
+        px_try(x);
+    } else if (x->up) {
+        bufferevent_enable(x->up, EV_READ);
+        up_process(x);
+    }
+    px_leave(x);
+}
+
 static const gw_req_ops px_ops = {
     .body = px_body, .end = px_end, .writable = px_writable, .release = px_release};
 static const gw_req_ops px_ops_nobody = {
@@ -834,7 +874,10 @@ gw__proxy_start(gw_daemon *d, gw_req *r, gw_route_reason why, uint32_t site_id, 
         gw_req_pause(r);
     }
     x->depth++;
-    px_try(x);
+    x->gate.admit = px_admit;
+    x->gate_kind = GW_GATE_UPLOAD;
+    if (!x->has_body || gw__gate_enter(GW_GATE_UPLOAD, &x->gate, d, gw_req_content_length(r)))
+        px_try(x);
     px_leave(x);
     return 0;
 }

@@ -51,7 +51,7 @@
  * the loop queues it, and the next read starts at once while the socket
  * holds under 1 MiB, else when ops->writable says it drained: at most one
  * chunk being read plus two queued, about 3 MiB per GET whatever its size,
- * and [s3] max_downloads of them at once (the download gate, below)
+ * and [s3] max_downloads of them at once (the download gate, gw_gate.c)
  * (the PUT side: two 1 MiB buffers sized once, plus the store's stripe). A read error
  * after the head was sent can only be signalled by cutting the connection
  * (the layer does that for a short body), which clients report as an error.
@@ -139,13 +139,6 @@ stream_end(void)
 /* PUT                                                                       */
 /* ========================================================================= */
 
-/* A stream's place at a gate ("The gates", below). */
-typedef struct gate_node {
-    struct gate_node *prev, *next;
-    int gated, waiting;
-    void (*admit)(struct gate_node *n); /* let in from the line, on the loop */
-} gate_node;
-
 typedef enum { P_OPEN, P_WRITE, P_FINISH, P_COMMIT, P_DONE } put_stage;
 
 typedef struct put {
@@ -169,119 +162,13 @@ typedef struct put {
     gw__meta meta;
     char *upload_id; /* UploadPart: the upload, and part > 0 */
     uint32_t part;
-    int vstate;     /* the bucket's versioning state when the PUT began */
-    gate_node gate; /* the upload gate (below): holds a slot, or waits in line */
+    int vstate;        /* the bucket's versioning state when the PUT began */
+    gw_gate_node gate; /* the upload gate (gw_gate.c): holds a slot, or waits in line */
 } put;
 
 static void put_step(put *p);
 static void put_open(put *p);
-static void put_admit(gate_node *n);
-
-/*
- * The gates. A large upload holds about 5 MiB while it runs (two body
- * buffers and up to two stripes) and a large download about 3 MiB (a chunk
- * being read and two queued), bounded per stream but not in sum: a thousand
- * clients at once would take gigabytes. [s3] max_uploads and max_downloads
- * bound how many hold their buffers at once; each loop admits its share (at
- * least one) and the others wait in arrival order. An upload waits paused
- * before its writer opens, its body unread, so TCP holds its client back; a
- * download waits after its response head, before its first read. A body of
- * at most GATE_SMALL bytes never waits: it needs little memory, and small
- * requests need concurrency (the WAL's group commit, many small GETs). A
- * line is the loop's own (thread-local, like everything of a loop); the
- * counters for /metrics add up every loop's.
- */
-#define GATE_SMALL (256u << 10)
-
-typedef struct gate {
-    int active;
-    gate_node *head, *tail;
-    int *active_all, *waiting_all; /* GW_ADD / GW_LOAD */
-} gate;
-
-static int uploads_active_all, uploads_waiting_all, downloads_active_all, downloads_waiting_all;
-static __thread gate upload_gate = {0, NULL, NULL, &uploads_active_all, &uploads_waiting_all};
-static __thread gate download_gate = {0, NULL, NULL, &downloads_active_all, &downloads_waiting_all};
-
-void
-gw__s3_uploads(int *active, int *waiting)
-{
-    *active = GW_LOAD(uploads_active_all);
-    *waiting = GW_LOAD(uploads_waiting_all);
-}
-
-void
-gw__s3_downloads(int *active, int *waiting)
-{
-    *active = GW_LOAD(downloads_active_all);
-    *waiting = GW_LOAD(downloads_waiting_all);
-}
-
-/* This loop's share of a limit over every loop. */
-static int
-gate_share(const gw_daemon *d, int limit)
-{
-    int share = limit / (d->n_loops > 0 ? d->n_loops : 1);
-
-    return share > 0 ? share : 1;
-}
-
-/* 1 if n may go now (holding a slot of g, or not gated at all: limit 0 or
- * a small body); 0 if it waits in line, and gate_leave of another starts it
- * (n->admit). size < 0: unknown (an upload without a length). */
-static int
-gate_enter(gate *g, gate_node *n, const gw_daemon *d, int limit, int64_t size)
-{
-    if (limit <= 0 || (size >= 0 && (uint64_t)size <= GATE_SMALL))
-        return 1;
-    if (g->active < gate_share(d, limit)) {
-        g->active++;
-        GW_ADD(*g->active_all, 1);
-        n->gated = 1;
-        return 1;
-    }
-    n->waiting = 1;
-    n->prev = g->tail;
-    if (g->tail)
-        g->tail->next = n;
-    else
-        g->head = n;
-    g->tail = n;
-    GW_ADD(*g->waiting_all, 1);
-    return 0;
-}
-
-/* n leaves the line, or gives its slot to the first in line. */
-static void
-gate_leave(gate *g, gate_node *n, const gw_daemon *d, int limit)
-{
-    if (n->waiting) {
-        if (n->prev)
-            n->prev->next = n->next;
-        else
-            g->head = n->next;
-        if (n->next)
-            n->next->prev = n->prev;
-        else
-            g->tail = n->prev;
-        n->waiting = 0;
-        GW_ADD(*g->waiting_all, -1);
-        return;
-    }
-    if (!n->gated)
-        return;
-    n->gated = 0;
-    g->active--;
-    GW_ADD(*g->active_all, -1);
-    while (g->head && g->active < gate_share(d, limit)) {
-        gate_node *w = g->head;
-        gate_leave(g, w, d, limit); /* out of the line */
-        w->gated = 1;
-        g->active++;
-        GW_ADD(*g->active_all, 1);
-        w->admit(w);
-    }
-}
+static void put_admit(gw_gate_node *n);
 
 static void
 put_free(put *p)
@@ -293,7 +180,7 @@ put_free(put *p)
     gw__meta_clear(&p->meta);
     free(p->upload_id);
     free(p->key);
-    gate_leave(&upload_gate, &p->gate, p->d, p->d->conf->s3_max_uploads); /* buffers gone */
+    gw__gate_leave(GW_GATE_UPLOAD, &p->gate, p->d); /* buffers gone */
     free(p);
     stream_end();
 }
@@ -960,13 +847,13 @@ put_start(gw_daemon *d, gw_req *r, const char *bucket, const char *key, const ch
     p->paused = 1;
     gw_req_pause(r);
     p->gate.admit = put_admit;
-    if (gate_enter(&upload_gate, &p->gate, d, d->conf->s3_max_uploads, gw_req_content_length(r)))
+    if (gw__gate_enter(GW_GATE_UPLOAD, &p->gate, d, gw_req_content_length(r)))
         put_open(p);
 }
 
 /* The upload gate let p in. */
 static void
-put_admit(gate_node *n)
+put_admit(gw_gate_node *n)
 {
     put_open((put *)((char *)n - offsetof(put, gate)));
 }
@@ -1018,7 +905,7 @@ typedef struct get {
     unsigned char *buf;
     size_t cap; /* buf's size */
     size_t n;
-    gate_node gate; /* the download gate: a large body waits here before its first read */
+    gw_gate_node gate; /* the download gate: a large body waits here before its first read */
 } get;
 
 /* Read buffers of the GET path. A chunk read from the store goes to the
@@ -1064,7 +951,7 @@ get_buf_done(const void *data, size_t len, void *arg)
 static void
 get_free(get *g)
 {
-    gate_leave(&download_gate, &g->gate, g->d, g->d->conf->s3_max_downloads);
+    gw__gate_leave(GW_GATE_DOWNLOAD, &g->gate, g->d);
     store_reader_close(g->rd);
     store_version_rec_free(g->rec);
     if (g->buf)
@@ -1197,7 +1084,7 @@ get_submit_read(get *g)
 
 /* The download gate let g in: its body starts. */
 static void
-get_admit(gate_node *n)
+get_admit(gw_gate_node *n)
 {
     get_submit_read((get *)((char *)n - offsetof(get, gate)));
 }
@@ -1532,8 +1419,7 @@ get_lookup_done(void *arg)
         g->buf = NULL;
     }
     g->gate.admit = get_admit;
-    if (gate_enter(&download_gate, &g->gate, g->d, g->d->conf->s3_max_downloads,
-                   (int64_t)(g->end - g->off)))
+    if (gw__gate_enter(GW_GATE_DOWNLOAD, &g->gate, g->d, (int64_t)(g->end - g->off)))
         get_submit_read(g);
 }
 

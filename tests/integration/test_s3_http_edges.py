@@ -429,3 +429,70 @@ def test_max_downloads_holds_large_downloads_back_before_their_body(make_site):
         assert st == 200 and out == bodies[i], (i, st, len(out))
         c.close()
     wait_for(lambda: downloads_gauges(site) == (0, 0), 10, "every slot to be free")
+
+
+
+def test_forwarded_bodies_wait_at_the_gates_of_the_forwarding_site(tmp_path):
+    """A request a site forwards to a peer holds buffers there too (the
+    proxy's queues), so it passes the same gates. b drained, [s3]
+    max_downloads = 2 and max_uploads = 1 on one loop: of five 16 MiB GETs
+    whose clients do not read, two hold buffers at b and three wait after
+    their head; a small GET passes; every body then arrives whole, through
+    a. Of two 2 MiB PUTs whose bodies are still coming, one goes to a and one
+    waits unread at b; both are stored whole at a. The gauges go back to
+    zero."""
+    from conftest import TOKEN, http
+    from test_routing import running_pair
+
+    def prepare(a, b):
+        with open(b.config, "a") as f:
+            f.write("[s3]\nloops = 1\nmax_downloads = 2\nmax_uploads = 1\n")
+
+    with running_pair(tmp_path, prepare) as (a, b, w):
+        ca, cb = client(a), client(b)
+        ca.create_bucket(Bucket="pxg")
+        bodies = [os.urandom(16 << 20) for _ in range(5)]
+        for i, body in enumerate(bodies):
+            ca.put_object(Bucket="pxg", Key=f"big{i}", Body=body)
+        ca.put_object(Bucket="pxg", Key="small", Body=b"s" * 1000)
+        assert http("POST", b.admin + "/admin/v1/failover/drain",
+                    headers={"Authorization": "Bearer " + TOKEN})[0] == 200
+        conns = []
+        for i in range(5):
+            c = SlowReader(b)
+            c.send(head_bytes(b, "GET", f"/pxg/big{i}",
+                              sign(b, "GET", f"/pxg/big{i}", "UNSIGNED-PAYLOAD")))
+            conns.append(c)
+            if i < 2:
+                wait_for(lambda: downloads_gauges(b) == (i + 1, 0), 10,
+                         f"forwarded download {i} to be admitted")
+        wait_for(lambda: downloads_gauges(b) == (2, 3), 10, "three forwarded downloads to wait")
+        r = cb.get_object(Bucket="pxg", Key="small")
+        assert r["Body"].read() == b"s" * 1000
+        assert r["ResponseMetadata"]["HTTPHeaders"]["x-meridian-served-by"] == "a"
+        conns[4].close()
+        for i, c in enumerate(conns[:4]):
+            st, hdrs, out = c.response()
+            assert st == 200 and out == bodies[i], (i, st, len(out))
+            assert hdrs["x-meridian-served-by"] == "a"
+            c.close()
+        wait_for(lambda: downloads_gauges(b) == (0, 0), 10, "every download slot to be free")
+
+        ups = [os.urandom(2 << 20) for _ in range(2)]
+        conns = []
+        for i, body in enumerate(ups):
+            c = Conn(b)
+            hdrs = sign(b, "PUT", f"/pxg/up{i}", "UNSIGNED-PAYLOAD",
+                        {"Content-Length": str(len(body))})
+            c.send(head_bytes(b, "PUT", f"/pxg/up{i}", hdrs) + body[:65536])
+            conns.append(c)
+            wait_for(lambda: uploads_gauges(b) == (1, i), 10, f"forwarded upload {i}")
+        for c, body in zip(conns, ups):
+            c.send(body[65536:])
+        for i, c in enumerate(conns):
+            st, hdrs, out = c.response()
+            assert st == 200 and hdrs["x-meridian-served-by"] == "a", (i, st, out)
+            c.close()
+        for i, body in enumerate(ups):
+            assert ca.get_object(Bucket="pxg", Key=f"up{i}")["Body"].read() == body
+        wait_for(lambda: uploads_gauges(b) == (0, 0), 10, "every upload slot to be free")
