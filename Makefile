@@ -29,4 +29,4 @@ format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf build build-asan build-fuzz run
+	rm -rf build build-asan build-fuzz build-tsan build-upgrade-* run

@@ -150,6 +150,7 @@ class Site:
         self.meta = os.path.join(root, "meta")
         self.config = os.path.join(root, "site.ini")
         self.log = os.path.join(root, "meridiand.log")
+        self.binary = MERIDIAND  # another build's meridiand for upgrade tests
         self.proc = None
         lines = [
             "[site]", f"id = {site_id}", f"name = {name}",
@@ -189,7 +190,7 @@ class Site:
 
     def start(self, wait_ready=True):
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([MERIDIAND, "--config", self.config], stdout=self.logf,
+        self.proc = subprocess.Popen([self.binary, "--config", self.config], stdout=self.logf,
                                      stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         want = "/health/ready" if wait_ready else "/health/live"
