@@ -335,6 +335,14 @@ def uploads_gauges(site):
     return gate_gauges(site, "uploads")
 
 
+def upload_begun(site, path, body):
+    """A raw connection that sent a PUT of body's head and its first 64 KiB."""
+    c = Conn(site)
+    hdrs = sign(site, "PUT", path, "UNSIGNED-PAYLOAD", {"Content-Length": str(len(body))})
+    c.send(head_bytes(site, "PUT", path, hdrs) + body[:65536])
+    return c
+
+
 def test_max_uploads_holds_large_uploads_back_unread(make_site):
     """[s3] max_uploads = 2 on one loop: of four 2 MiB uploads whose bodies
     are still coming, two hold buffers and two wait with their bodies
@@ -350,11 +358,7 @@ def test_max_uploads_holds_large_uploads_back_unread(make_site):
     bodies = [os.urandom(2 << 20) for _ in range(5)]
     conns = []
     for i, body in enumerate(bodies):
-        c = Conn(site)
-        hdrs = sign(site, "PUT", f"/gate/up{i}", "UNSIGNED-PAYLOAD",
-                    {"Content-Length": str(len(body))})
-        c.send(head_bytes(site, "PUT", f"/gate/up{i}", hdrs) + body[:65536])
-        conns.append(c)
+        conns.append(upload_begun(site, f"/gate/up{i}", body))
         if i < 2:  # in turn: the first two take the slots
             wait_for(lambda: uploads_gauges(site) == (i + 1, 0), 10, f"upload {i} to be admitted")
     wait_for(lambda: uploads_gauges(site) == (2, 3), 10, "three uploads to wait")
@@ -481,11 +485,7 @@ def test_forwarded_bodies_wait_at_the_gates_of_the_forwarding_site(tmp_path):
         ups = [os.urandom(2 << 20) for _ in range(2)]
         conns = []
         for i, body in enumerate(ups):
-            c = Conn(b)
-            hdrs = sign(b, "PUT", f"/pxg/up{i}", "UNSIGNED-PAYLOAD",
-                        {"Content-Length": str(len(body))})
-            c.send(head_bytes(b, "PUT", f"/pxg/up{i}", hdrs) + body[:65536])
-            conns.append(c)
+            conns.append(upload_begun(b, f"/pxg/up{i}", body))
             wait_for(lambda: uploads_gauges(b) == (1, i), 10, f"forwarded upload {i}")
         for c, body in zip(conns, ups):
             c.send(body[65536:])
