@@ -662,13 +662,20 @@ store_object_delete_data(store *s, const void *layout, size_t layout_len)
         return 0;
     if (l.kind == STORE_LAYOUT_PARTS)
         return store__parts_delete(s, &l, layout, layout_len);
-    for (int i = 0; i < l.k + l.m; i++) {
+    for (int i = 0; i < l.k + l.m; i++)
         if (l.drive[i] >= s->n_drives)
             return MRD_ECORRUPT;
+    /* The heal queue's entry goes first. Shards left by a crash (or a
+     * failed commit) between the two steps are orphans, which the sweep
+     * removes; the other order left an entry whose shards were gone, and
+     * every heal pass then reported the object lost, for ever. */
+    if ((rc = store__healq_del(s, l.objid)) != 0)
+        return rc;
+    for (int i = 0; i < l.k + l.m; i++) {
         store__shard_path(s, l.drive[i], l.objid, i, 0, path, sizeof(path));
         if (unlink(path) != 0 && errno != ENOENT)
             MRD_WARN("store.delete_failed", "drive=%d err=\"%s\"", l.drive[i],
                      mrd_strerror(-errno));
     }
-    return store__healq_del(s, l.objid);
+    return 0;
 }

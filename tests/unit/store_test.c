@@ -845,6 +845,51 @@ fault_cb(void *user, store_fault_point p, const char *detail)
     return 0;
 }
 
+/*
+ * Freeing a degraded object's data: the heal queue's entry is dropped
+ * before the shards. A failed commit of that drop (as a crash there) leaves
+ * entry and shards both (the heal pass or the orphan sweep tidies them),
+ * never an entry whose shards are gone, which every heal pass would report
+ * as lost for ever.
+ */
+static void
+test_delete_data_drops_the_heal_entry_first(void)
+{
+    fixture f;
+    unsigned char *data = malloc(9 * BS);
+    store_put_result res;
+    store_status st;
+    fault_plan fp = {STORE_FAULT_WRITE, 3, 1, 0, -EIO};
+    int files;
+
+    REQUIRE(fx_open(&f, BS, STORE_OPT_NO_INLINE) == 0);
+    fill_pattern(data, 9 * BS, 7);
+    store_set_fault_hook(f.s, fault_cb, &fp);
+    REQUIRE(put(f.s, "d", data, 9 * BS, &res) == 0);
+    REQUIRE(res.degraded == 1);
+    store_set_fault_hook(f.s, NULL, NULL);
+    CHECK_EQ_INT(store_drives_rescan(f.s), NDRV);
+    REQUIRE(store_get_status(f.s, &st) == 0);
+    CHECK_EQ_INT(st.heal_queue, 1);
+    files = count_files(f.root);
+
+    fp = (fault_plan){STORE_FAULT_COMMIT, 0, 1, 0, -EIO};
+    store_set_fault_hook(f.s, fault_cb, &fp);
+    CHECK(store_object_delete_data(f.s, res.layout, res.layout_len) != 0);
+    store_set_fault_hook(f.s, NULL, NULL);
+    REQUIRE(store_get_status(f.s, &st) == 0);
+    CHECK_EQ_INT(st.heal_queue, 1);
+    CHECK_EQ_INT(count_files(f.root), files); /* the shards are still there */
+
+    CHECK_EQ_INT(store_object_delete_data(f.s, res.layout, res.layout_len), 0);
+    REQUIRE(store_get_status(f.s, &st) == 0);
+    CHECK_EQ_INT(st.heal_queue, 0);
+    CHECK(count_files(f.root) < files);
+    store_put_result_clear(&res);
+    free(data);
+    fx_done(&f);
+}
+
 static void
 test_fault_write(void)
 {
@@ -1822,6 +1867,7 @@ static const test_case cases[] = {
     TEST(test_heal_restores_all_shards),
     TEST(test_background_heal_all),
     TEST(test_offline_drive_degraded_write),
+    TEST(test_delete_data_drops_the_heal_entry_first),
     TEST(test_fault_write),
     TEST(test_fault_nospace),
     TEST(test_fault_fdatasync),
