@@ -21,6 +21,7 @@ import selectors
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -105,6 +106,7 @@ class Wanem:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr,
                                      stdin=subprocess.DEVNULL)
         self.links = {}
+        self._lock = threading.Lock()  # one request and its reply at a time
         try:
             self.control = self._wait_ready(ready_timeout)
             self._sock = socket.create_connection(self.control, timeout=control_timeout)
@@ -147,8 +149,12 @@ class Wanem:
 
     def raw(self, line):
         """Sends one line, returns the reply line without the newline."""
-        self._sock.sendall(line.encode() + b"\n")
-        reply = self._rfile.readline()
+        # several threads share the control connection (the soak's fault
+        # scheduler and its flapping links): without the lock one could read
+        # the other's reply, and the other wait out the control timeout
+        with self._lock:
+            self._sock.sendall(line.encode() + b"\n")
+            reply = self._rfile.readline()
         if not reply:
             raise ConnectionError("wanem closed the control connection")
         return reply.decode().rstrip("\r\n")

@@ -4,6 +4,7 @@ round. Stops at the first failing round and keeps its history and logs.
 
     /usr/bin/python3 tests/multisite/lab/soak.py --minutes 30 --seed 7
     make soak MINUTES=30 SEED=7 [SOAK_ARGS="--sizes mixed --round-s 90"]
+    make soak SOAK_ARGS=--fast-gc   (GC every second: purges and ghost drops throughout)
 
 Each round (--round-s seconds of workload):
   - clients at every site write a mixed key space: keys owned by one client
@@ -210,15 +211,21 @@ def main(argv=None):
                     help="never overwrite objects stored on the drives (collected between "
                          "rounds instead)")
     ap.add_argument("--workdir", help="cluster work dir (default: a new temp dir)")
+    ap.add_argument("--fast-gc", action="store_true",
+                    help="GC sweeps every second with a one-second grace ([replication] "
+                         "gc_interval, gc_grace), so purges and ghost drops run throughout")
     a = ap.parse_args(argv)
     workdir = a.workdir or tempfile.mkdtemp(prefix=f"meridian-soak-{a.seed}-")
     rng = random.Random(a.seed)
     end = time.time() + a.minutes * 60
     history, totals, rnd = [], {}, 0
     print(f"soak seed={a.seed} minutes={a.minutes} round={a.round_s}s "
-          f"fresh_large_keys={a.fresh_large_keys} "
+          f"fresh_large_keys={a.fresh_large_keys} fast_gc={a.fast_gc} "
           f"workdir={workdir}", flush=True)
-    with lab.Cluster(SPEC, workdir, seed=a.seed) as c:
+    spec = dict(SPEC, config=dict(SPEC["config"]))
+    if a.fast_gc:
+        spec["config"]["replication"] = {"gc_interval": "1", "gc_grace": "1"}
+    with lab.Cluster(spec, workdir, seed=a.seed) as c:
         c.start_all()
         workload.Workload(c, a.seed).ensure_bucket(c.site("a"), wait_sites=c.sites)
         while time.time() < end:
