@@ -62,8 +62,7 @@ def test_kill9_loop_loses_no_acknowledged_write(tmp_path, seed):
               f"unknown={report['unknown']} keys={report['keys_checked']} "
               f"lost={len(report['lost'])}")
         assert c.crashed() == []
-        # 20 kills on a quiet machine; restarts take longer on a loaded one
-        assert len(kills) >= 10
+        assert len(kills) >= 20
         assert report["acked"] > 100
         assert report["lost"] == [], report["lost"][:5]
         # The checker itself can fail: pretend the last acknowledged put of

@@ -311,9 +311,7 @@ def measure_rate(wanem, sink, n_conns, rate, seconds=2.5, warmup=0.5):
 def test_rate_cap_limits_throughput(wanem, sink):
     rates = measure_rate(wanem, sink, 1, 4000000)
     print("rate cap 4 MB/s, one connection: %.3f MB/s" % (rates[0] / 1e6))
-    # the cap holds; the lower bound only says the link is not starved (on
-    # a machine at load 14, two CPUs, the sender itself reached 2.5 MB/s)
-    assert 2.0e6 <= rates[0] <= 5.0e6
+    assert 3.0e6 <= rates[0] <= 5.0e6
 
 
 def test_rate_cap_is_shared_by_the_connections_of_a_link(wanem, sink):
@@ -321,7 +319,7 @@ def test_rate_cap_is_shared_by_the_connections_of_a_link(wanem, sink):
     total = sum(rates)
     print("rate cap 4 MB/s, three connections: total %.3f MB/s, each %s"
           % (total / 1e6, ["%.2f" % (r / 1e6) for r in rates]))
-    assert 2.0e6 <= total <= 5.0e6  # as above
+    assert 3.0e6 <= total <= 5.0e6
     assert min(rates) >= 0.15 * total  # no connection starved
 
 
