@@ -107,6 +107,10 @@ static void pool_release(repl *r, mrd_buf *b);
 static void
 rx_unref(repl__rx *rx)
 {
+    /* the replicator (and its pool) may be gone: an index commit or a
+     * store job still running at shutdown ends after repl_free */
+    repl *r = rx->life->dead ? NULL : rx->r;
+
     if (--rx->refs > 0)
         return;
     rx_discard_data(rx);
@@ -116,8 +120,8 @@ rx_unref(repl__rx *rx)
     if (rx->obj)
         wal_record_free(rx->obj);
     mrd_buf_free(&rx->head);
-    pool_release(rx->r, &rx->pend);
-    pool_release(rx->r, &rx->jbuf);
+    pool_release(r, &rx->pend);
+    pool_release(r, &rx->jbuf);
     free(rx->payload);
     repl__life_unref(rx->life);
     free(rx);
@@ -297,7 +301,7 @@ applied_cb(void *ud, int status)
      * it, so the data is kept (orphaned at worst) rather than freed */
     if (status == 0 || status == MRD_EDURABLE)
         rx->have_data = 0;
-    if (rx->detached) {
+    if (rx->detached || rx->life->dead) {
         rx_unref(rx);
         return;
     }
@@ -763,7 +767,7 @@ write_done(void *arg)
 
     rx->job_running = 0;
     mrd_buf_reset(&rx->jbuf);
-    if (rx->detached || rx->failed) {
+    if (rx->detached || rx->failed || rx->life->dead) {
         rx_discard_data(rx);
         rx_unref(rx);
         return;
@@ -865,7 +869,7 @@ finish_done(void *arg)
     int match = 0;
 
     rx->job_running = 0;
-    if (rx->detached || rx->failed) {
+    if (rx->detached || rx->failed || rx->life->dead) {
         rx_discard_data(rx);
         rx_unref(rx);
         return;
